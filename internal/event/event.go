@@ -1,0 +1,43 @@
+// Package event defines the CloudEvents 1.0 shape of the events twinflow emits and the event
+// types it knows. It is pure data: encodings for each protocol live with their connectors.
+package event
+
+import "encoding/json"
+
+// The event types twinflow emits, as ADT names them.
+const (
+	TwinCreate         = "Microsoft.DigitalTwins.Twin.Create"
+	TwinUpdate         = "Microsoft.DigitalTwins.Twin.Update"
+	TwinDelete         = "Microsoft.DigitalTwins.Twin.Delete"
+	RelationshipCreate = "Microsoft.DigitalTwins.Relationship.Create"
+	RelationshipUpdate = "Microsoft.DigitalTwins.Relationship.Update"
+	RelationshipDelete = "Microsoft.DigitalTwins.Relationship.Delete"
+	Telemetry          = "microsoft.iot.telemetry"
+)
+
+// SpecVersion is the CloudEvents specification version of every event.
+const SpecVersion = "1.0"
+
+// Event is one CloudEvents 1.0 event. Empty optional attributes are left out of its JSON form.
+// Data holds the event's JSON payload verbatim.
+type Event struct {
+	ID          string `json:"id"`
+	Source      string `json:"source"`
+	SpecVersion string `json:"specversion"`
+	Type        string `json:"type"`
+	Subject     string `json:"subject,omitempty"`
+	// Time is the RFC 3339 time of the operation, formatted by the producer (ADT writes seven
+	// fractional digits and Z).
+	Time            string          `json:"time,omitempty"`
+	DataContentType string          `json:"datacontenttype,omitempty"`
+	DataSchema      string          `json:"dataschema,omitempty"`
+	TraceParent     string          `json:"traceparent,omitempty"`
+	Data            json.RawMessage `json:"data,omitempty"`
+}
+
+// Record is an event as the change log holds it: Seq numbers records from 1 in commit order,
+// without gaps.
+type Record struct {
+	Seq   uint64
+	Event Event
+}
