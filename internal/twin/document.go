@@ -1,0 +1,450 @@
+package twin
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Keys of the twin document and its $metadata.
+const (
+	KeyDTID           = "$dtId"
+	KeyETag           = "$etag"
+	KeyMetadata       = "$metadata"
+	KeyModel          = "$model"
+	KeyLastUpdateTime = "$lastUpdateTime"
+	keyLastUpdate     = "lastUpdateTime"
+	keySourceTime     = "sourceTime"
+)
+
+// TimeLayout is how twin timestamps are written: seven fractional digits and Z.
+const TimeLayout = "2006-01-02T15:04:05.0000000Z"
+
+// FormatTime formats t in UTC with TimeLayout.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(TimeLayout)
+}
+
+// Decode decodes a JSON document with UseNumber, as the validators expect.
+func Decode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// Encode encodes v as compact JSON without HTML escaping and without a trailing newline.
+func Encode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+}
+
+// ModelOf returns the $metadata.$model of a twin document, or "".
+func ModelOf(doc map[string]any) string {
+	meta, _ := doc[KeyMetadata].(map[string]any)
+	m, _ := meta[KeyModel].(string)
+	return m
+}
+
+// NewDocument builds the stored document of twin id from a PUT body: $dtId and $etag in the body
+// are replaced, $metadata keeps only $model and each property's sourceTime, and every property
+// (of the twin and of each component, as isComponent tells) gets lastUpdateTime now. The body
+// map is consumed. It does not validate property values against the model.
+func NewDocument(id, etag string, body map[string]any, isComponent func(string) bool, now string) (map[string]any, error) {
+	inMeta, ok := body[KeyMetadata].(map[string]any)
+	if !ok {
+		return nil, InvalidTwin("The twin must have a $metadata object with $model.")
+	}
+	model, ok := inMeta[KeyModel].(string)
+	if !ok || model == "" {
+		return nil, InvalidTwin("The twin must specify its model in $metadata.$model.")
+	}
+	doc := make(map[string]any, len(body)+2)
+	meta := map[string]any{KeyModel: model, KeyLastUpdateTime: now}
+	for k, v := range body {
+		switch {
+		case k == KeyDTID || k == KeyETag || k == KeyMetadata:
+			continue
+		case strings.HasPrefix(k, "$"):
+			return nil, InvalidTwin(fmt.Sprintf("'%s' is not a settable twin field.", k))
+		case isComponent(k):
+			c, err := newComponent(k, v, now)
+			if err != nil {
+				return nil, err
+			}
+			doc[k] = c
+		default:
+			doc[k] = v
+			entry, err := newPropertyMetadata(k, inMeta[k], now)
+			if err != nil {
+				return nil, err
+			}
+			meta[k] = entry
+		}
+	}
+	doc[KeyDTID] = id
+	doc[KeyETag] = etag
+	doc[KeyMetadata] = meta
+	return doc, nil
+}
+
+func newComponent(name string, v any, now string) (map[string]any, error) {
+	in, ok := v.(map[string]any)
+	if !ok {
+		return nil, InvalidTwin(fmt.Sprintf("Component '%s' must be a JSON object.", name))
+	}
+	inMeta, _ := in[KeyMetadata].(map[string]any)
+	c := make(map[string]any, len(in))
+	meta := map[string]any{KeyLastUpdateTime: now}
+	for k, pv := range in {
+		if strings.HasPrefix(k, "$") {
+			continue
+		}
+		c[k] = pv
+		entry, err := newPropertyMetadata(name+"/"+k, inMeta[k], now)
+		if err != nil {
+			return nil, err
+		}
+		meta[k] = entry
+	}
+	c[KeyMetadata] = meta
+	return c, nil
+}
+
+// newPropertyMetadata is {lastUpdateTime: now} plus the sourceTime the client wrote in in.
+func newPropertyMetadata(path string, in any, now string) (map[string]any, error) {
+	entry := map[string]any{keyLastUpdate: now}
+	m, _ := in.(map[string]any)
+	if st, ok := m[keySourceTime]; ok {
+		if err := checkSourceTime(path, st); err != nil {
+			return nil, err
+		}
+		entry[keySourceTime] = st
+	}
+	return entry, nil
+}
+
+func checkSourceTime(path string, v any) error {
+	s, ok := v.(string)
+	if ok {
+		if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return nil
+		}
+	}
+	return InvalidTwin(fmt.Sprintf("The sourceTime of '%s' must be an RFC 3339 date-time string.", path))
+}
+
+// Schema tells ApplyTwinPatch what it needs of the twin's model.
+type Schema struct {
+	// IsComponent reports whether name is a component of the model.
+	IsComponent func(name string) bool
+	// ValidatePath, when set, checks the value of each add and replace on a property path
+	// (segments from the twin root, through the component if any).
+	ValidatePath func(path []string, v any) error
+}
+
+// ApplyTwinPatch applies p to a twin document in place, with ADT's path rules:
+//
+//   - /<prop>, /<prop>/<sub>..., /<component>/<prop>/...: property values;
+//   - /$metadata/$model: add or replace migrates the twin to another model;
+//   - /$metadata/<prop>/sourceTime and /<component>/$metadata/<prop>/sourceTime;
+//   - a whole component (/<component>) may be added or replaced by an object.
+//
+// replace and remove need an existing target ("The target location specified by path segment
+// '<seg>' was not found."). Each property written gets $metadata.<prop>.lastUpdateTime now
+// (its sourceTime is kept unless the patch writes it), and $metadata.$lastUpdateTime of the
+// twin and of each touched component becomes now. The metadata of a property the patch left
+// unset is dropped. On error doc may be partly changed; callers apply to a private copy.
+func ApplyTwinPatch(doc map[string]any, p Patch, s Schema, now string) error {
+	meta, ok := doc[KeyMetadata].(map[string]any)
+	if !ok {
+		meta = map[string]any{}
+		doc[KeyMetadata] = meta
+	}
+	var touched []touch
+	for _, op := range p {
+		t, err := applyTwinOp(doc, meta, op, s, now)
+		if err != nil {
+			return err
+		}
+		touched = append(touched, t)
+	}
+	if len(p) > 0 {
+		meta[KeyLastUpdateTime] = now
+	}
+	for _, t := range touched {
+		container, cmeta := doc, meta
+		if t.component != "" {
+			c, ok := doc[t.component].(map[string]any)
+			if !ok {
+				continue // the component was removed; ValidateTwin reports it
+			}
+			container, cmeta = c, componentMetadata(c)
+			cmeta[KeyLastUpdateTime] = now
+		}
+		if t.prop == "" {
+			continue
+		}
+		if _, set := container[t.prop]; !set {
+			delete(cmeta, t.prop)
+		}
+	}
+	return nil
+}
+
+// touch records which property (of which component, "" for the twin) an operation changed.
+type touch struct {
+	component, prop string
+}
+
+func applyTwinOp(doc, meta map[string]any, op Op, s Schema, now string) (touch, error) {
+	segs := op.Segments
+	head := segs[0]
+	switch {
+	case head == KeyMetadata:
+		if len(segs) == 2 && segs[1] == KeyModel {
+			if op.Op == OpRemove {
+				return touch{}, JSONPatchInvalid("The model of a twin cannot be removed; replace /$metadata/$model instead.")
+			}
+			m, ok := op.Value.(string)
+			if !ok || m == "" {
+				return touch{}, JSONPatchInvalid("The value of /$metadata/$model must be a model id string.")
+			}
+			meta[KeyModel] = m
+			return touch{}, nil
+		}
+		if len(segs) == 3 && segs[2] == keySourceTime && !strings.HasPrefix(segs[1], "$") {
+			return touch{prop: segs[1]}, applySourceTime(meta, segs[1], op)
+		}
+		return touch{}, JSONPatchInvalid(fmt.Sprintf("The path %s cannot be patched; only /$metadata/$model and /$metadata/<property>/sourceTime can.", op.Path))
+	case strings.HasPrefix(head, "$"):
+		return touch{}, JSONPatchInvalid(fmt.Sprintf("The path %s cannot be patched.", op.Path))
+	case s.IsComponent != nil && s.IsComponent(head):
+		return applyComponentOp(doc, op, s, now)
+	}
+	if err := validateOp(op, s); err != nil {
+		return touch{}, err
+	}
+	if err := applyPointer(doc, segs, op); err != nil {
+		return touch{}, err
+	}
+	setLastUpdate(meta, head, now)
+	return touch{prop: head}, nil
+}
+
+func applyComponentOp(doc map[string]any, op Op, s Schema, now string) (touch, error) {
+	name, segs := op.Segments[0], op.Segments[1:]
+	if len(segs) == 0 {
+		switch op.Op {
+		case OpRemove:
+			if _, ok := doc[name]; !ok {
+				return touch{}, notFound(name)
+			}
+			delete(doc, name)
+		default:
+			if _, ok := doc[name]; !ok && op.Op == OpReplace {
+				return touch{}, notFound(name)
+			}
+			c, err := newComponent(name, op.Value, now)
+			if err != nil {
+				return touch{}, err
+			}
+			doc[name] = c
+		}
+		return touch{component: name}, nil
+	}
+	c, ok := doc[name].(map[string]any)
+	if !ok {
+		return touch{}, notFound(name)
+	}
+	cmeta := componentMetadata(c)
+	head := segs[0]
+	switch {
+	case head == KeyMetadata:
+		if len(segs) == 3 && segs[2] == keySourceTime && !strings.HasPrefix(segs[1], "$") {
+			return touch{component: name, prop: segs[1]}, applySourceTime(cmeta, segs[1], op)
+		}
+		return touch{}, JSONPatchInvalid(fmt.Sprintf("The path %s cannot be patched; only /<component>/$metadata/<property>/sourceTime can.", op.Path))
+	case strings.HasPrefix(head, "$"):
+		return touch{}, JSONPatchInvalid(fmt.Sprintf("The path %s cannot be patched.", op.Path))
+	}
+	if err := validateOp(op, s); err != nil {
+		return touch{}, err
+	}
+	if err := applyPointer(c, segs, op); err != nil {
+		return touch{}, err
+	}
+	setLastUpdate(cmeta, head, now)
+	return touch{component: name, prop: head}, nil
+}
+
+func componentMetadata(c map[string]any) map[string]any {
+	m, ok := c[KeyMetadata].(map[string]any)
+	if !ok {
+		m = map[string]any{}
+		c[KeyMetadata] = m
+	}
+	return m
+}
+
+func validateOp(op Op, s Schema) error {
+	if op.Op == OpRemove || s.ValidatePath == nil {
+		return nil
+	}
+	return s.ValidatePath(op.Segments, op.Value)
+}
+
+func setLastUpdate(meta map[string]any, prop, now string) {
+	if e, ok := meta[prop].(map[string]any); ok {
+		e[keyLastUpdate] = now
+		return
+	}
+	meta[prop] = map[string]any{keyLastUpdate: now}
+}
+
+func applySourceTime(meta map[string]any, prop string, op Op) error {
+	e, ok := meta[prop].(map[string]any)
+	if op.Op == OpRemove {
+		if _, has := e[keySourceTime]; !has {
+			return notFound(keySourceTime)
+		}
+		delete(e, keySourceTime)
+		return nil
+	}
+	if op.Op == OpReplace {
+		if _, has := e[keySourceTime]; !has {
+			return notFound(keySourceTime)
+		}
+	}
+	if err := checkSourceTime(prop, op.Value); err != nil {
+		return err
+	}
+	if !ok {
+		e = map[string]any{}
+		meta[prop] = e
+	}
+	e[keySourceTime] = op.Value
+	return nil
+}
+
+// applyPointer applies one operation to the object root at the path segs, through nested
+// objects. Arrays are values, not containers: a path cannot step into one.
+func applyPointer(root map[string]any, segs []string, op Op) error {
+	parent := root
+	for _, s := range segs[:len(segs)-1] {
+		next, ok := parent[s].(map[string]any)
+		if !ok {
+			return notFound(s)
+		}
+		parent = next
+	}
+	last := segs[len(segs)-1]
+	switch op.Op {
+	case OpAdd:
+		parent[last] = op.Value
+	case OpReplace:
+		if _, ok := parent[last]; !ok {
+			return notFound(last)
+		}
+		parent[last] = op.Value
+	case OpRemove:
+		if _, ok := parent[last]; !ok {
+			return notFound(last)
+		}
+		delete(parent, last)
+	}
+	return nil
+}
+
+func notFound(seg string) *Error {
+	return JSONPatchInvalid(fmt.Sprintf("The target location specified by path segment '%s' was not found.", seg))
+}
+
+// Diff returns the patch that turns twin document old into new, as a replacing PUT reports it
+// in its Twin.Update event: one op per top-level property and per component property that was
+// added, replaced or removed, and a replace of /$metadata/$model when the model changed.
+// Metadata (timestamps, sourceTime) is not diffed. Ops are ordered by path.
+func Diff(old, new map[string]any, isComponent func(string) bool) Patch {
+	var p Patch
+	if m := ModelOf(new); m != ModelOf(old) {
+		p = append(p, Op{Op: OpReplace, Path: "/$metadata/$model", Segments: []string{KeyMetadata, KeyModel}, Value: m})
+	}
+	diffObjects(&p, nil, old, new, isComponent)
+	sort.SliceStable(p, func(i, j int) bool { return p[i].Path < p[j].Path })
+	return p
+}
+
+func diffObjects(p *Patch, prefix []string, old, new map[string]any, isComponent func(string) bool) {
+	for k, nv := range new {
+		if strings.HasPrefix(k, "$") {
+			continue
+		}
+		path := append(append([]string(nil), prefix...), k)
+		ov, had := old[k]
+		if prefix == nil && isComponent != nil && isComponent(k) {
+			oc, ok1 := ov.(map[string]any)
+			nc, ok2 := nv.(map[string]any)
+			if ok1 && ok2 {
+				diffObjects(p, path, oc, nc, nil)
+				continue
+			}
+		}
+		switch {
+		case !had:
+			*p = append(*p, Op{Op: OpAdd, Path: JoinPointer(path...), Segments: path, Value: nv})
+		case !reflect.DeepEqual(ov, nv):
+			*p = append(*p, Op{Op: OpReplace, Path: JoinPointer(path...), Segments: path, Value: nv})
+		}
+	}
+	for k := range old {
+		if strings.HasPrefix(k, "$") {
+			continue
+		}
+		if _, ok := new[k]; !ok {
+			path := append(append([]string(nil), prefix...), k)
+			*p = append(*p, Op{Op: OpRemove, Path: JoinPointer(path...), Segments: path})
+		}
+	}
+}
+
+// CheckLimits reports a value that breaks ADT's size limits: a string longer than maxString
+// bytes or an object key (property name) longer than maxName bytes, anywhere in v. path names
+// v in the message. A limit of 0 or less is not checked.
+func CheckLimits(path string, v any, maxString, maxName int) error {
+	switch v := v.(type) {
+	case string:
+		if maxString > 0 && len(v) > maxString {
+			return InvalidTwin(fmt.Sprintf("The string value of '%s' is %d bytes long; the limit is %d bytes.", path, len(v), maxString))
+		}
+	case map[string]any:
+		for k, e := range v {
+			if maxName > 0 && len(k) > maxName {
+				return InvalidTwin(fmt.Sprintf("A property name in '%s' is %d bytes long; the limit is %d bytes.", path, len(k), maxName))
+			}
+			if err := CheckLimits(path+"/"+k, e, maxString, maxName); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if err := CheckLimits(fmt.Sprintf("%s/%d", path, i), e, maxString, maxName); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

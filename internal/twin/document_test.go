@@ -1,0 +1,358 @@
+package twin
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	t0 = "2024-01-01T00:00:00.0000000Z"
+	t1 = "2024-01-02T00:00:00.0000000Z"
+)
+
+func decodeMap(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := Decode([]byte(s), &m); err != nil {
+		t.Fatalf("decode %s: %v", s, err)
+	}
+	return m
+}
+
+// sameJSON compares got against the JSON text want, independent of key order.
+func sameJSON(t *testing.T, got any, want string) {
+	t.Helper()
+	gb, err := Encode(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := decodeMap(t, want)
+	wb, _ := Encode(w)
+	if string(gb) != string(wb) {
+		t.Fatalf("got  %s\nwant %s", gb, wb)
+	}
+}
+
+func isComp(name string) bool { return name == "therm" }
+
+func wantError(t *testing.T, err error, code, msg string) {
+	t.Helper()
+	var te *Error
+	if !errors.As(err, &te) || te.Code != code || (msg != "" && te.Message != msg && (len(te.Details) == 0 || te.Details[0].Message != msg)) {
+		t.Fatalf("error = %#v; want %s %q", err, code, msg)
+	}
+}
+
+func TestFormatTime(t *testing.T) {
+	tm, _ := jsonTime("2024-03-04T05:06:07.123456789+02:00")
+	if got := FormatTime(tm); got != "2024-03-04T03:06:07.1234567Z" {
+		t.Fatalf("FormatTime = %s", got)
+	}
+}
+
+func TestNewDocument(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+		code, msg        string
+	}{
+		{
+			name: "properties, component, sourceTime, ignored fields",
+			body: `{"$dtId":"other","$etag":"W/\"old\"","temp":21.5,"name":"x",
+				"$metadata":{"$model":"dtmi:ex:Room;1","temp":{"sourceTime":"2022-05-31T12:00:01.000125009Z","lastUpdateTime":"1999-01-01T00:00:00Z"},"gone":{"sourceTime":"2022-01-01T00:00:00Z"}},
+				"therm":{"setPoint":20,"$metadata":{"setPoint":{"sourceTime":"2022-01-01T00:00:00Z"}}}}`,
+			want: `{"$dtId":"r1","$etag":"W/\"e\"","temp":21.5,"name":"x",
+				"$metadata":{"$model":"dtmi:ex:Room;1","$lastUpdateTime":"` + t0 + `",
+					"temp":{"lastUpdateTime":"` + t0 + `","sourceTime":"2022-05-31T12:00:01.000125009Z"},
+					"name":{"lastUpdateTime":"` + t0 + `"}},
+				"therm":{"setPoint":20,"$metadata":{"$lastUpdateTime":"` + t0 + `","setPoint":{"lastUpdateTime":"` + t0 + `","sourceTime":"2022-01-01T00:00:00Z"}}}}`,
+		},
+		{
+			name: "empty component",
+			body: `{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{"$metadata":{}}}`,
+			want: `{"$dtId":"r1","$etag":"W/\"e\"","$metadata":{"$model":"dtmi:ex:Room;1","$lastUpdateTime":"` + t0 + `"},"therm":{"$metadata":{"$lastUpdateTime":"` + t0 + `"}}}`,
+		},
+		{name: "no metadata", body: `{"a":1}`, code: CodeValidationFailed, msg: "The twin must have a $metadata object with $model."},
+		{name: "no model", body: `{"$metadata":{}}`, code: CodeValidationFailed, msg: "The twin must specify its model in $metadata.$model."},
+		{name: "model not a string", body: `{"$metadata":{"$model":1}}`, code: CodeValidationFailed, msg: "The twin must specify its model in $metadata.$model."},
+		{name: "unknown dollar key", body: `{"$metadata":{"$model":"m"},"$foo":1}`, code: CodeValidationFailed, msg: "'$foo' is not a settable twin field."},
+		{name: "component not object", body: `{"$metadata":{"$model":"m"},"therm":1}`, code: CodeValidationFailed, msg: "Component 'therm' must be a JSON object."},
+		{name: "bad sourceTime", body: `{"$metadata":{"$model":"m","a":{"sourceTime":"yesterday"}},"a":1}`, code: CodeValidationFailed, msg: "The sourceTime of 'a' must be an RFC 3339 date-time string."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc, err := NewDocument("r1", `W/"e"`, decodeMap(t, tt.body), isComp, t0)
+			if tt.code != "" {
+				wantError(t, err, tt.code, tt.msg)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameJSON(t, doc, tt.want)
+		})
+	}
+}
+
+const baseDoc = `{"$dtId":"r1","$etag":"W/\"e\"","temp":1,"addr":{"city":"Oslo"},"a/b":true,
+	"$metadata":{"$model":"dtmi:ex:Room;1","$lastUpdateTime":"` + t0 + `",
+		"temp":{"lastUpdateTime":"` + t0 + `","sourceTime":"2022-01-01T00:00:00Z"},
+		"addr":{"lastUpdateTime":"` + t0 + `"},"a/b":{"lastUpdateTime":"` + t0 + `"}},
+	"therm":{"sp":5,"$metadata":{"$lastUpdateTime":"` + t0 + `","sp":{"lastUpdateTime":"` + t0 + `"}}}}`
+
+func TestApplyTwinPatch(t *testing.T) {
+	tests := []struct {
+		name, patch string
+		// want lists the expected values at "/"-joined key paths after the patch; a nil value
+		// means the key must be absent.
+		want      map[string]any
+		code, msg string
+	}{
+		{
+			name:  "replace keeps sourceTime and updates times",
+			patch: `[{"op":"replace","path":"/temp","value":2}]`,
+			want: map[string]any{
+				"temp": json.Number("2"), "$metadata/temp/lastUpdateTime": t1,
+				"$metadata/temp/sourceTime": "2022-01-01T00:00:00Z", "$metadata/$lastUpdateTime": t1,
+				"$metadata/addr/lastUpdateTime": t0, "therm/$metadata/$lastUpdateTime": t0,
+			},
+		},
+		{
+			name:  "add new property and sourceTime",
+			patch: `[{"op":"add","path":"/hum","value":40},{"op":"add","path":"/$metadata/hum/sourceTime","value":"2023-01-01T00:00:00Z"}]`,
+			want:  map[string]any{"hum": json.Number("40"), "$metadata/hum/lastUpdateTime": t1, "$metadata/hum/sourceTime": "2023-01-01T00:00:00Z"},
+		},
+		{
+			name:  "sourceTime before value",
+			patch: `[{"op":"add","path":"/$metadata/hum/sourceTime","value":"2023-01-01T00:00:00Z"},{"op":"add","path":"/hum","value":40}]`,
+			want:  map[string]any{"$metadata/hum/lastUpdateTime": t1, "$metadata/hum/sourceTime": "2023-01-01T00:00:00Z"},
+		},
+		{
+			name:  "sourceTime of an unset property is dropped",
+			patch: `[{"op":"add","path":"/$metadata/hum/sourceTime","value":"2023-01-01T00:00:00Z"}]`,
+			want:  map[string]any{"$metadata/hum": nil, "$metadata/$lastUpdateTime": t1},
+		},
+		{
+			name:  "replace sourceTime",
+			patch: `[{"op":"replace","path":"/$metadata/temp/sourceTime","value":"2023-01-01T00:00:00Z"}]`,
+			want:  map[string]any{"$metadata/temp/sourceTime": "2023-01-01T00:00:00Z", "$metadata/temp/lastUpdateTime": t0},
+		},
+		{
+			name:  "remove sourceTime",
+			patch: `[{"op":"remove","path":"/$metadata/temp/sourceTime"}]`,
+			want:  map[string]any{"$metadata/temp/sourceTime": nil, "temp": json.Number("1")},
+		},
+		{
+			name:  "sub property",
+			patch: `[{"op":"replace","path":"/addr/city","value":"Bergen"},{"op":"add","path":"/addr/zip","value":"5003"}]`,
+			want:  map[string]any{"addr/city": "Bergen", "addr/zip": "5003", "$metadata/addr/lastUpdateTime": t1},
+		},
+		{
+			name:  "escaped key",
+			patch: `[{"op":"replace","path":"/a~1b","value":false}]`,
+			want:  map[string]any{"a/b": false, "$metadata/a/b/lastUpdateTime": t1},
+		},
+		{
+			name:  "remove property drops its metadata",
+			patch: `[{"op":"remove","path":"/temp"}]`,
+			want:  map[string]any{"temp": nil, "$metadata/temp": nil, "$metadata/$lastUpdateTime": t1},
+		},
+		{
+			name:  "component property",
+			patch: `[{"op":"replace","path":"/therm/sp","value":7},{"op":"add","path":"/therm/$metadata/sp/sourceTime","value":"2023-02-02T00:00:00Z"}]`,
+			want: map[string]any{
+				"therm/sp": json.Number("7"), "therm/$metadata/sp/lastUpdateTime": t1,
+				"therm/$metadata/sp/sourceTime": "2023-02-02T00:00:00Z", "therm/$metadata/$lastUpdateTime": t1,
+				"$metadata/$lastUpdateTime": t1, "$metadata/therm": nil,
+			},
+		},
+		{
+			name:  "whole component replaced",
+			patch: `[{"op":"replace","path":"/therm","value":{"sp":9,"$metadata":{"sp":{"sourceTime":"2023-03-03T00:00:00Z"}}}}]`,
+			want:  map[string]any{"therm/sp": json.Number("9"), "therm/$metadata/sp/sourceTime": "2023-03-03T00:00:00Z", "therm/$metadata/$lastUpdateTime": t1},
+		},
+		{
+			name:  "model migration",
+			patch: `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Room;2"},{"op":"add","path":"/req","value":1}]`,
+			want:  map[string]any{"$metadata/$model": "dtmi:ex:Room;2", "req": json.Number("1")},
+		},
+		{name: "replace missing", patch: `[{"op":"replace","path":"/hum","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'hum' was not found." + help},
+		{name: "remove missing", patch: `[{"op":"remove","path":"/isAccessDoorRestricted"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'isAccessDoorRestricted' was not found." + help},
+		{name: "sub of missing object", patch: `[{"op":"add","path":"/loc/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'loc' was not found." + help},
+		{name: "sub of scalar", patch: `[{"op":"add","path":"/temp/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'temp' was not found." + help},
+		{name: "remove missing sourceTime", patch: `[{"op":"remove","path":"/$metadata/addr/sourceTime"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
+		{name: "replace missing sourceTime", patch: `[{"op":"replace","path":"/$metadata/addr/sourceTime","value":"2023-01-01T00:00:00Z"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
+		{name: "bad sourceTime", patch: `[{"op":"add","path":"/$metadata/temp/sourceTime","value":"noon"}]`, code: CodeValidationFailed, msg: "The sourceTime of 'temp' must be an RFC 3339 date-time string."},
+		{name: "remove model", patch: `[{"op":"remove","path":"/$metadata/$model"}]`, code: CodeJSONPatchInvalid, msg: "The model of a twin cannot be removed; replace /$metadata/$model instead." + help},
+		{name: "model not string", patch: `[{"op":"replace","path":"/$metadata/$model","value":5}]`, code: CodeJSONPatchInvalid, msg: "The value of /$metadata/$model must be a model id string." + help},
+		{name: "lastUpdateTime", patch: `[{"op":"replace","path":"/$metadata/temp/lastUpdateTime","value":"x"}]`, code: CodeJSONPatchInvalid, msg: "The path /$metadata/temp/lastUpdateTime cannot be patched; only /$metadata/$model and /$metadata/<property>/sourceTime can." + help},
+		{name: "dtId", patch: `[{"op":"replace","path":"/$dtId","value":"x"}]`, code: CodeJSONPatchInvalid, msg: "The path /$dtId cannot be patched." + help},
+		{name: "component metadata", patch: `[{"op":"add","path":"/therm/$metadata/$lastUpdateTime","value":"x"}]`, code: CodeJSONPatchInvalid},
+		{name: "component missing property", patch: `[{"op":"remove","path":"/therm/nope"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'nope' was not found." + help},
+		{name: "validator refuses", patch: `[{"op":"add","path":"/bad","value":1}]`, code: CodeValidationFailed, msg: "refused bad"},
+	}
+	validate := func(path []string, v any) error {
+		if path[0] == "bad" {
+			return InvalidTwin("refused bad")
+		}
+		return nil
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := decodeMap(t, baseDoc)
+			p, err := ParsePatch([]byte(tt.patch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = ApplyTwinPatch(doc, p, Schema{IsComponent: isComp, ValidatePath: validate}, t1)
+			if tt.code != "" {
+				wantError(t, err, tt.code, tt.msg)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for path, want := range tt.want {
+				got, ok := lookup(doc, path)
+				if want == nil {
+					if ok {
+						t.Errorf("%s = %v; want absent", path, got)
+					}
+					continue
+				}
+				if !ok || !reflect.DeepEqual(got, want) {
+					t.Errorf("%s = %#v (present %v); want %#v", path, got, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// lookup finds a "/"-separated key path, where a key may itself contain "/".
+func lookup(doc map[string]any, path string) (any, bool) {
+	if v, ok := doc[path]; ok {
+		return v, true
+	}
+	for i := range len(path) {
+		if path[i] != '/' {
+			continue
+		}
+		m, ok := doc[path[:i]].(map[string]any)
+		if !ok {
+			continue
+		}
+		if v, ok := lookup(m, path[i+1:]); ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+func TestDiff(t *testing.T) {
+	old := decodeMap(t, baseDoc)
+	new := decodeMap(t, `{"temp":1,"addr":{"city":"Bergen"},"hum":3,"$metadata":{"$model":"dtmi:ex:Room;2"},"therm":{"sp":6,"mode":"x"}}`)
+	got, err := json.Marshal(Diff(old, new, isComp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Room;2"},{"op":"replace","path":"/addr","value":{"city":"Bergen"}},{"op":"remove","path":"/a~1b"},{"op":"add","path":"/hum","value":3},{"op":"add","path":"/therm/mode","value":"x"},{"op":"replace","path":"/therm/sp","value":6}]`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if d := Diff(old, old, isComp); len(d) != 0 {
+		t.Fatalf("Diff of a document with itself = %v", d)
+	}
+}
+
+func TestCheckLimits(t *testing.T) {
+	long := strings.Repeat("x", 11)
+	tests := []struct {
+		v   any
+		msg string
+	}{
+		{v: "short"},
+		{v: map[string]any{"k": []any{"a", json.Number("1")}}},
+		{v: long, msg: "The string value of 'p' is 11 bytes long; the limit is 10 bytes."},
+		{v: map[string]any{"k": []any{"a", long}}, msg: "The string value of 'p/k/1' is 11 bytes long; the limit is 10 bytes."},
+		{v: map[string]any{"o": map[string]any{long: true}}, msg: "A property name in 'p/o' is 11 bytes long; the limit is 10 bytes."},
+	}
+	for _, tt := range tests {
+		err := CheckLimits("p", tt.v, 10, 10)
+		if tt.msg == "" {
+			if err != nil {
+				t.Errorf("CheckLimits(%v): %v", tt.v, err)
+			}
+			continue
+		}
+		wantError(t, err, CodeValidationFailed, tt.msg)
+	}
+}
+
+func TestRelationshipDocument(t *testing.T) {
+	body := decodeMap(t, `{"$relationshipId":"ignored","$sourceId":"ignored","$etag":"x","$targetId":"t1","$relationshipName":"contains","b":2,"a":{"z":"<"}}`)
+	rb, err := ParseRelationshipBody(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.TargetID != "t1" || rb.Name != "contains" || len(rb.Properties) != 2 {
+		t.Fatalf("ParseRelationshipBody = %+v", rb)
+	}
+	doc, err := EncodeRelationship("s1", "r1", rb.Name, rb.TargetID, `W/"e"`, rb.Properties)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"$relationshipId":"r1","$etag":"W/\"e\"","$sourceId":"s1","$relationshipName":"contains","$targetId":"t1","a":{"z":"<"},"b":2}`
+	if string(doc) != want {
+		t.Fatalf("got  %s\nwant %s", doc, want)
+	}
+	if got := RelationshipProperties(decodeMap(t, string(doc))); !reflect.DeepEqual(got, rb.Properties) {
+		t.Fatalf("RelationshipProperties = %v", got)
+	}
+
+	for _, tt := range []struct{ body, code string }{
+		{`{"$relationshipName":"contains"}`, CodeInvalidArgument},
+		{`{"$targetId":"t"}`, CodeInvalidRelationship},
+		{`{"$targetId":"t","$relationshipName":"contains","$x":1}`, CodeInvalidArgument},
+	} {
+		_, err := ParseRelationshipBody(decodeMap(t, tt.body))
+		wantError(t, err, tt.code, "")
+	}
+}
+
+func TestApplyRelationshipPatch(t *testing.T) {
+	tests := []struct {
+		patch, want, code string
+	}{
+		{patch: `[{"op":"replace","path":"/a","value":2},{"op":"add","path":"/c","value":"x"},{"op":"remove","path":"/b"}]`, want: `{"a":2,"c":"x"}`},
+		{patch: `[{"op":"replace","path":"/$targetId","value":"t2"}]`, code: CodeJSONPatchInvalid},
+		{patch: `[{"op":"replace","path":"/$relationshipName","value":"n"}]`, code: CodeJSONPatchInvalid},
+		{patch: `[{"op":"remove","path":"/zz"}]`, code: CodeJSONPatchInvalid},
+	}
+	for _, tt := range tests {
+		props := decodeMap(t, `{"a":1,"b":true}`)
+		p, err := ParsePatch([]byte(tt.patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ApplyRelationshipPatch(props, p)
+		if tt.code != "" {
+			wantError(t, err, tt.code, "")
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, props, tt.want)
+	}
+	got, _ := json.Marshal(DiffProperties(map[string]any{"a": 1, "b": 2}, map[string]any{"a": 1, "b": 3, "c": 4}))
+	if want := `[{"op":"replace","path":"/b","value":3},{"op":"add","path":"/c","value":4}]`; string(got) != want {
+		t.Fatalf("DiffProperties = %s; want %s", got, want)
+	}
+}
+
+func jsonTime(s string) (tm time.Time, err error) {
+	return time.Parse(time.RFC3339Nano, s)
+}

@@ -1,0 +1,177 @@
+package twin
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// The JSON Patch operations ADT supports.
+const (
+	OpAdd     = "add"
+	OpReplace = "replace"
+	OpRemove  = "remove"
+)
+
+// Op is one JSON Patch (RFC 6902) operation.
+type Op struct {
+	// Op is OpAdd, OpReplace or OpRemove.
+	Op string
+	// Path is the JSON Pointer as written; Segments is it split and unescaped (~1 → /, ~0 → ~).
+	Path     string
+	Segments []string
+	// Value is the operation's value (add and replace only).
+	Value any
+}
+
+// MarshalJSON encodes the operation as {"op","path"[,"value"]}.
+func (o Op) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"op":`)
+	writeJSONString(&b, o.Op)
+	b.WriteString(`,"path":`)
+	writeJSONString(&b, o.Path)
+	if o.Op != OpRemove {
+		v, err := json.Marshal(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("encode value of %s %s: %w", o.Op, o.Path, err)
+		}
+		b.WriteString(`,"value":`)
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// Patch is a JSON Patch document: operations applied in order.
+type Patch []Op
+
+// ParsePatch decodes a JSON Patch document. Only add, replace and remove are allowed; every
+// problem is a JsonPatchInvalid *Error with ADT's wording.
+func ParsePatch(data []byte) (Patch, error) {
+	var raw []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, JSONPatchInvalid("The patch document is not a JSON array of operations: " + err.Error() + ".")
+	}
+	if dec.More() {
+		return nil, JSONPatchInvalid("The patch document has data after its JSON array.")
+	}
+	p := make(Patch, 0, len(raw))
+	for _, m := range raw {
+		op, err := parseOp(m)
+		if err != nil {
+			return nil, err
+		}
+		p = append(p, op)
+	}
+	return p, nil
+}
+
+func parseOp(m map[string]any) (Op, error) {
+	name, _ := m["op"].(string)
+	switch name {
+	case "":
+		return Op{}, JSONPatchInvalid("Parameter op must not be empty.")
+	case OpAdd, OpReplace, OpRemove:
+	default:
+		return Op{}, JSONPatchInvalid(fmt.Sprintf("Unsupported operation type %s.", name))
+	}
+	path, ok := m["path"].(string)
+	if !ok {
+		return Op{}, JSONPatchInvalid("Parameter path must not be empty.")
+	}
+	segs, err := SplitPointer(path)
+	if err != nil {
+		return Op{}, err
+	}
+	op := Op{Op: name, Path: path, Segments: segs}
+	if name != OpRemove {
+		v, ok := m["value"]
+		if !ok {
+			return Op{}, JSONPatchInvalid(fmt.Sprintf("Parameter value must be provided for operation %s on path %s.", name, path))
+		}
+		op.Value = v
+	}
+	return op, nil
+}
+
+// SplitPointer splits a JSON Pointer (RFC 6901) into unescaped segments. The pointer must
+// name something below the root: "" (the whole document) is refused, as is a stray "~".
+func SplitPointer(path string) ([]string, error) {
+	if path == "" || path[0] != '/' {
+		return nil, JSONPatchInvalid(fmt.Sprintf("The path %q is not a valid JSON pointer below the document root.", path))
+	}
+	segs := strings.Split(path[1:], "/")
+	for i, s := range segs {
+		if !strings.Contains(s, "~") {
+			continue
+		}
+		u, ok := unescapeSegment(s)
+		if !ok {
+			return nil, JSONPatchInvalid(fmt.Sprintf("The path segment '%s' has an invalid escape; only ~0 and ~1 are allowed.", s))
+		}
+		segs[i] = u
+	}
+	return segs, nil
+}
+
+func unescapeSegment(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '~' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 == len(s) {
+			return "", false
+		}
+		switch s[i+1] {
+		case '0':
+			b.WriteByte('~')
+		case '1':
+			b.WriteByte('/')
+		default:
+			return "", false
+		}
+		i++
+	}
+	return b.String(), true
+}
+
+// EscapeSegment escapes one JSON Pointer segment (~ → ~0, / → ~1).
+func EscapeSegment(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// JoinPointer builds a JSON Pointer from unescaped segments.
+func JoinPointer(segs ...string) string {
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteByte('/')
+		b.WriteString(EscapeSegment(s))
+	}
+	return b.String()
+}
+
+// Within returns the patch with every path moved below prefix (used for component patches,
+// whose paths are relative to the component).
+func (p Patch) Within(prefix string) Patch {
+	out := make(Patch, len(p))
+	for i, op := range p {
+		op.Segments = append([]string{prefix}, op.Segments...)
+		op.Path = "/" + EscapeSegment(prefix) + op.Path
+		out[i] = op
+	}
+	return out
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	enc, _ := json.Marshal(s) // encoding a string cannot fail
+	b.Write(enc)
+}

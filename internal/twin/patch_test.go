@@ -1,0 +1,114 @@
+package twin
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+const help = " Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."
+
+func TestParsePatch(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Patch
+		wantErr string // JsonPatchInvalid message; empty means success
+	}{
+		{name: "empty", in: `[]`, want: Patch{}},
+		{
+			name: "all ops",
+			in:   `[{"op":"add","path":"/a","value":1},{"op":"replace","path":"/b/c","value":"x"},{"op":"remove","path":"/d"}]`,
+			want: Patch{
+				{Op: OpAdd, Path: "/a", Segments: []string{"a"}, Value: json.Number("1")},
+				{Op: OpReplace, Path: "/b/c", Segments: []string{"b", "c"}, Value: "x"},
+				{Op: OpRemove, Path: "/d", Segments: []string{"d"}},
+			},
+		},
+		{
+			name: "escapes",
+			in:   `[{"op":"add","path":"/a~1b/c~0d/~01","value":null}]`,
+			want: Patch{{Op: OpAdd, Path: "/a~1b/c~0d/~01", Segments: []string{"a/b", "c~d", "~1"}, Value: nil}},
+		},
+		{
+			name: "metadata paths",
+			in:   `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:a;1"},{"op":"add","path":"/$metadata/p/sourceTime","value":"2022-01-01T00:00:00Z"}]`,
+			want: Patch{
+				{Op: OpReplace, Path: "/$metadata/$model", Segments: []string{"$metadata", "$model"}, Value: "dtmi:a;1"},
+				{Op: OpAdd, Path: "/$metadata/p/sourceTime", Segments: []string{"$metadata", "p", "sourceTime"}, Value: "2022-01-01T00:00:00Z"},
+			},
+		},
+		{name: "move", in: `[{"op":"move","from":"/a","path":"/b"}]`, wantErr: "Unsupported operation type move." + help},
+		{name: "copy", in: `[{"op":"copy","from":"/a","path":"/b"}]`, wantErr: "Unsupported operation type copy." + help},
+		{name: "test", in: `[{"op":"test","path":"/a","value":1}]`, wantErr: "Unsupported operation type test." + help},
+		{name: "empty object", in: `[{}]`, wantErr: "Parameter op must not be empty." + help},
+		{name: "missing op", in: `[{"path":"/a","value":1}]`, wantErr: "Parameter op must not be empty." + help},
+		{name: "op not a string", in: `[{"op":1,"path":"/a"}]`, wantErr: "Parameter op must not be empty." + help},
+		{name: "missing path", in: `[{"op":"remove"}]`, wantErr: "Parameter path must not be empty." + help},
+		{name: "root path", in: `[{"op":"add","path":"","value":{}}]`, wantErr: `The path "" is not a valid JSON pointer below the document root.` + help},
+		{name: "relative path", in: `[{"op":"add","path":"a","value":1}]`, wantErr: `The path "a" is not a valid JSON pointer below the document root.` + help},
+		{name: "bad escape", in: `[{"op":"remove","path":"/a~2"}]`, wantErr: "The path segment 'a~2' has an invalid escape; only ~0 and ~1 are allowed." + help},
+		{name: "trailing tilde", in: `[{"op":"remove","path":"/a~"}]`, wantErr: "The path segment 'a~' has an invalid escape; only ~0 and ~1 are allowed." + help},
+		{name: "missing value", in: `[{"op":"add","path":"/a"}]`, wantErr: "Parameter value must be provided for operation add on path /a." + help},
+		{name: "not an array", in: `{"op":"add"}`, wantErr: "The patch document is not a JSON array of operations: json: cannot unmarshal object into Go value of type []map[string]interface {}." + help},
+		{name: "trailing data", in: `[] []`, wantErr: "The patch document has data after its JSON array." + help},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParsePatch([]byte(tt.in))
+			if tt.wantErr != "" {
+				var te *Error
+				if !errors.As(err, &te) || te.Code != CodeJSONPatchInvalid || te.Status != 400 || te.Message != tt.wantErr {
+					t.Fatalf("ParsePatch error = %#v; want JsonPatchInvalid %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParsePatch: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ParsePatch = %#v; want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpMarshalJSON(t *testing.T) {
+	p := Patch{
+		{Op: OpAdd, Path: "/a", Value: json.Number("1.5")},
+		{Op: OpReplace, Path: "/b", Value: nil},
+		{Op: OpRemove, Path: "/c~1d"},
+		{Op: OpAdd, Path: "/e", Value: map[string]any{"x": "<y>"}},
+	}
+	got, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"add","path":"/a","value":1.5},{"op":"replace","path":"/b","value":null},{"op":"remove","path":"/c~1d"},{"op":"add","path":"/e","value":{"x":"\u003cy\u003e"}}]`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestPointerRoundTrip(t *testing.T) {
+	for _, segs := range [][]string{{"a"}, {"a/b", "~c"}, {"", "x"}, {"~1"}} {
+		p := JoinPointer(segs...)
+		got, err := SplitPointer(p)
+		if err != nil || !reflect.DeepEqual(got, segs) {
+			t.Errorf("SplitPointer(JoinPointer(%q) = %q) = %q, %v", segs, p, got, err)
+		}
+	}
+}
+
+func TestPatchWithin(t *testing.T) {
+	p := Patch{{Op: OpAdd, Path: "/x~1y", Segments: []string{"x/y"}, Value: 1}}
+	got := p.Within("th/erm")
+	want := Patch{{Op: OpAdd, Path: "/th~1erm/x~1y", Segments: []string{"th/erm", "x/y"}, Value: 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Within = %#v; want %#v", got, want)
+	}
+	if p[0].Path != "/x~1y" {
+		t.Fatal("Within changed the original patch")
+	}
+}
