@@ -342,32 +342,85 @@ func applySourceTime(meta map[string]any, prop string, op Op) error {
 }
 
 // applyPointer applies one operation to the object root at the path segs, through nested
-// objects. Arrays are values, not containers: a path cannot step into one.
+// objects and arrays (an array index is a decimal number; add also takes "-", past the end).
 func applyPointer(root map[string]any, segs []string, op Op) error {
-	parent := root
-	for _, s := range segs[:len(segs)-1] {
-		next, ok := parent[s].(map[string]any)
+	_, err := applyAt(root, segs, op)
+	return err
+}
+
+// applyAt applies op at segs below container and returns the container, which is a new slice
+// when an array grew or shrank.
+func applyAt(container any, segs []string, op Op) (any, error) {
+	seg, last := segs[0], len(segs) == 1
+	switch c := container.(type) {
+	case map[string]any:
+		child, ok := c[seg]
+		if last {
+			switch {
+			case op.Op == OpAdd:
+				c[seg] = op.Value
+			case !ok:
+				return nil, notFound(seg)
+			case op.Op == OpReplace:
+				c[seg] = op.Value
+			default:
+				delete(c, seg)
+			}
+			return c, nil
+		}
 		if !ok {
-			return notFound(s)
+			return nil, notFound(seg)
 		}
-		parent = next
+		child, err := applyAt(child, segs[1:], op)
+		if err != nil {
+			return nil, err
+		}
+		c[seg] = child
+		return c, nil
+	case []any:
+		if last && op.Op == OpAdd && seg == "-" {
+			return append(c, op.Value), nil
+		}
+		i, ok := arrayIndex(seg)
+		if !ok || i > len(c) || (i == len(c) && !(last && op.Op == OpAdd)) {
+			return nil, notFound(seg)
+		}
+		if !last {
+			child, err := applyAt(c[i], segs[1:], op)
+			if err != nil {
+				return nil, err
+			}
+			c[i] = child
+			return c, nil
+		}
+		switch op.Op {
+		case OpAdd:
+			c = append(c, nil)
+			copy(c[i+1:], c[i:])
+			c[i] = op.Value
+		case OpReplace:
+			c[i] = op.Value
+		default:
+			c = append(c[:i], c[i+1:]...)
+		}
+		return c, nil
 	}
-	last := segs[len(segs)-1]
-	switch op.Op {
-	case OpAdd:
-		parent[last] = op.Value
-	case OpReplace:
-		if _, ok := parent[last]; !ok {
-			return notFound(last)
-		}
-		parent[last] = op.Value
-	case OpRemove:
-		if _, ok := parent[last]; !ok {
-			return notFound(last)
-		}
-		delete(parent, last)
+	return nil, notFound(seg)
+}
+
+// arrayIndex parses a JSON Pointer array index: "0" or a decimal number without a leading zero.
+func arrayIndex(seg string) (int, bool) {
+	if seg == "" || len(seg) > 9 || (seg[0] == '0' && len(seg) > 1) {
+		return 0, false
 	}
-	return nil
+	n := 0
+	for i := 0; i < len(seg); i++ {
+		if seg[i] < '0' || seg[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(seg[i]-'0')
+	}
+	return n, true
 }
 
 func notFound(seg string) *Error {

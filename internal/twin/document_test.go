@@ -182,7 +182,7 @@ func TestApplyTwinPatch(t *testing.T) {
 		{name: "replace missing", patch: `[{"op":"replace","path":"/hum","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'hum' was not found." + help},
 		{name: "remove missing", patch: `[{"op":"remove","path":"/isAccessDoorRestricted"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'isAccessDoorRestricted' was not found." + help},
 		{name: "sub of missing object", patch: `[{"op":"add","path":"/loc/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'loc' was not found." + help},
-		{name: "sub of scalar", patch: `[{"op":"add","path":"/temp/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'temp' was not found." + help},
+		{name: "sub of scalar", patch: `[{"op":"add","path":"/temp/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'x' was not found." + help},
 		{name: "remove missing sourceTime", patch: `[{"op":"remove","path":"/$metadata/addr/sourceTime"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
 		{name: "replace missing sourceTime", patch: `[{"op":"replace","path":"/$metadata/addr/sourceTime","value":"2023-01-01T00:00:00Z"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
 		{name: "bad sourceTime", patch: `[{"op":"add","path":"/$metadata/temp/sourceTime","value":"noon"}]`, code: CodeValidationFailed, msg: "The sourceTime of 'temp' must be an RFC 3339 date-time string."},
@@ -355,4 +355,38 @@ func TestApplyRelationshipPatch(t *testing.T) {
 
 func jsonTime(s string) (tm time.Time, err error) {
 	return time.Parse(time.RFC3339Nano, s)
+}
+
+func TestApplyPointerArrays(t *testing.T) {
+	tests := []struct {
+		patch, want, errSeg string
+	}{
+		{patch: `[{"op":"add","path":"/a/-","value":4}]`, want: `{"a":[1,2,3,4],"o":{"l":[{"x":1}]}}`},
+		{patch: `[{"op":"add","path":"/a/0","value":0}]`, want: `{"a":[0,1,2,3],"o":{"l":[{"x":1}]}}`},
+		{patch: `[{"op":"add","path":"/a/3","value":9}]`, want: `{"a":[1,2,3,9],"o":{"l":[{"x":1}]}}`},
+		{patch: `[{"op":"replace","path":"/a/1","value":7}]`, want: `{"a":[1,7,3],"o":{"l":[{"x":1}]}}`},
+		{patch: `[{"op":"remove","path":"/a/1"}]`, want: `{"a":[1,3],"o":{"l":[{"x":1}]}}`},
+		{patch: `[{"op":"replace","path":"/o/l/0/x","value":2}]`, want: `{"a":[1,2,3],"o":{"l":[{"x":2}]}}`},
+		{patch: `[{"op":"replace","path":"/a/3","value":9}]`, errSeg: "3"},
+		{patch: `[{"op":"remove","path":"/a/-"}]`, errSeg: "-"},
+		{patch: `[{"op":"add","path":"/a/01","value":9}]`, errSeg: "01"},
+		{patch: `[{"op":"add","path":"/a/5","value":9}]`, errSeg: "5"},
+		{patch: `[{"op":"add","path":"/o/l/1/x","value":9}]`, errSeg: "1"},
+	}
+	for _, tt := range tests {
+		doc := decodeMap(t, `{"a":[1,2,3],"o":{"l":[{"x":1}]}}`)
+		p, err := ParsePatch([]byte(tt.patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = applyPointer(doc, p[0].Segments, p[0])
+		if tt.errSeg != "" {
+			wantError(t, err, CodeJSONPatchInvalid, "The target location specified by path segment '"+tt.errSeg+"' was not found."+help)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.patch, err)
+		}
+		sameJSON(t, doc, tt.want)
+	}
 }
