@@ -175,7 +175,7 @@ func (c *checker) schemaPath(s *Schema, rest []string, v any) {
 			}
 			s = s.ElementSchema
 		default:
-			c.report(describeSchema(parent), fmt.Sprintf("a %s value has no member '%s'", describeSchema(parent), seg))
+			c.report(describeSchema(parent), fmt.Sprintf("a value of schema %s has no member '%s'", parent.Kind, seg))
 			return
 		}
 		if !c.push(seg) {
