@@ -15,6 +15,9 @@ import (
 // ErrNotFound is returned (possibly wrapped) by Reader methods when the entity does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrClosed is returned (possibly wrapped) by a Store, and by its Log, once Close was called.
+var ErrClosed = errors.New("store closed")
+
 // Store keeps twinflow's state and its change log.
 //
 // Update runs fn in a write transaction: every change fn makes through the Writer, and every

@@ -1,0 +1,322 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+)
+
+// reader implements store.Reader over prepared statements: the writer's own, or, in a View,
+// the read pool's statements adopted by the View's transaction on first use.
+type reader struct {
+	ctx context.Context
+	// tx is the View's read transaction; nil in the writer, whose statements run on its
+	// connection directly.
+	tx    *sql.Tx
+	stmts []*sql.Stmt
+	// txStmts caches the statements adopted by tx.
+	txStmts [numReadStmts]*sql.Stmt
+	// failure is the first storage error a statement returned (not a missing entity). The
+	// writer uses it to abandon a batch whose transaction may be broken.
+	failure error
+}
+
+var _ store.Reader = (*reader)(nil)
+
+// stmt returns the statement id ready to run in r's transaction.
+func (r *reader) stmt(id stmtID) *sql.Stmt {
+	if r.tx == nil {
+		return r.stmts[id]
+	}
+	if s := r.txStmts[id]; s != nil {
+		return s
+	}
+	s := r.tx.StmtContext(r.ctx, r.stmts[id])
+	r.txStmts[id] = s
+	return s
+}
+
+// fail records err as a storage failure and returns it.
+func (r *reader) fail(err error) error {
+	if r.failure == nil {
+		r.failure = err
+	}
+	return err
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// noLimit turns the Reader convention for "no limit" into SQLite's.
+func noLimit(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
+}
+
+func scanModel(sc scanner) (store.Model, error) {
+	var (
+		m      store.Model
+		def    []byte
+		upload string
+	)
+	if err := sc.Scan(&m.ID, &def, &upload, &m.Decommissioned); err != nil {
+		return store.Model{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, upload)
+	if err != nil {
+		return store.Model{}, fmt.Errorf("parse upload time of model %q: %w", m.ID, err)
+	}
+	m.Definition, m.UploadTime = def, t
+	return m, nil
+}
+
+func scanTwin(sc scanner) (store.Twin, error) {
+	var (
+		t   store.Twin
+		doc []byte
+	)
+	if err := sc.Scan(&t.ID, &t.ModelID, &t.ETag, &doc); err != nil {
+		return store.Twin{}, err
+	}
+	t.Doc = doc
+	return t, nil
+}
+
+func scanRelationship(sc scanner) (store.Relationship, error) {
+	var (
+		rel store.Relationship
+		doc []byte
+	)
+	if err := sc.Scan(&rel.SourceID, &rel.ID, &rel.Name, &rel.TargetID, &rel.ETag, &doc); err != nil {
+		return store.Relationship{}, err
+	}
+	rel.Doc = doc
+	return rel, nil
+}
+
+func scanRecord(sc scanner) (event.Record, error) {
+	var (
+		rec  event.Record
+		e    = &rec.Event
+		data []byte
+	)
+	err := sc.Scan(&rec.Seq, &e.ID, &e.Source, &e.SpecVersion, &e.Type, &e.Subject, &e.Time,
+		&e.DataContentType, &e.DataSchema, &e.TraceParent, &data)
+	if err != nil {
+		return event.Record{}, err
+	}
+	e.Data = data
+	return rec, nil
+}
+
+// one runs the single-row query id and scans its row with scan. A missing row is
+// store.ErrNotFound, described by what.
+func one[T any](r *reader, what string, scan func(scanner) (T, error), id stmtID, args ...any) (T, error) {
+	v, err := scan(r.stmt(id).QueryRowContext(r.ctx, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	if err != nil {
+		var zero T
+		return zero, r.fail(fmt.Errorf("read %s: %w", what, err))
+	}
+	return v, nil
+}
+
+// list runs the query id and scans every row it returns with scan.
+func list[T any](r *reader, what string, scan func(scanner) (T, error), id stmtID, args ...any) ([]T, error) {
+	rows, err := r.stmt(id).QueryContext(r.ctx, args...)
+	if err != nil {
+		return nil, r.fail(fmt.Errorf("list %s: %w", what, err))
+	}
+	defer rows.Close()
+	var vs []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, r.fail(fmt.Errorf("list %s: %w", what, err))
+		}
+		vs = append(vs, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, r.fail(fmt.Errorf("list %s: %w", what, err))
+	}
+	return vs, nil
+}
+
+// Model implements store.Reader.
+func (r *reader) Model(id string) (store.Model, error) {
+	return one(r, fmt.Sprintf("model %q", id), scanModel, stmtModel, id)
+}
+
+// Models implements store.Reader.
+func (r *reader) Models(after string, limit int) ([]store.Model, error) {
+	return list(r, "models", scanModel, stmtModels, after, noLimit(limit))
+}
+
+// Twin implements store.Reader.
+func (r *reader) Twin(id string) (store.Twin, error) {
+	t, err := scanTwin(r.stmt(stmtTwin).QueryRowContext(r.ctx, id))
+	if err == nil {
+		return t, nil
+	}
+	// Twin is the hot read of every patch; only describe the twin on failure.
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Twin{}, fmt.Errorf("twin %q: %w", id, store.ErrNotFound)
+	}
+	return store.Twin{}, r.fail(fmt.Errorf("read twin %q: %w", id, err))
+}
+
+// Twins implements store.Reader.
+func (r *reader) Twins(after string, limit int) ([]store.Twin, error) {
+	return list(r, "twins", scanTwin, stmtTwins, after, noLimit(limit))
+}
+
+// Relationship implements store.Reader.
+func (r *reader) Relationship(sourceID, id string) (store.Relationship, error) {
+	return one(r, fmt.Sprintf("relationship %q of twin %q", id, sourceID), scanRelationship,
+		stmtRelationship, sourceID, id)
+}
+
+// Relationships implements store.Reader.
+func (r *reader) Relationships(sourceID, name string, after string, limit int) ([]store.Relationship, error) {
+	what := fmt.Sprintf("relationships of twin %q", sourceID)
+	if name == "" {
+		return list(r, what, scanRelationship, stmtRelationships, sourceID, after, noLimit(limit))
+	}
+	return list(r, what, scanRelationship, stmtRelationshipsNamed, sourceID, name, after, noLimit(limit))
+}
+
+// IncomingRelationships implements store.Reader.
+func (r *reader) IncomingRelationships(targetID string, after string, limit int) ([]store.Relationship, error) {
+	afterSource, afterID, _ := strings.Cut(after, "\x00")
+	return list(r, fmt.Sprintf("relationships to twin %q", targetID), scanRelationship,
+		stmtIncoming, targetID, afterSource, afterID, noLimit(limit))
+}
+
+// HasRelationships implements store.Reader.
+func (r *reader) HasRelationships(twinID string) (bool, error) {
+	var has bool
+	if err := r.stmt(stmtHasRelationships).QueryRowContext(r.ctx, twinID).Scan(&has); err != nil {
+		return false, r.fail(fmt.Errorf("look for relationships of twin %q: %w", twinID, err))
+	}
+	return has, nil
+}
+
+// CountTwins implements store.Reader. It reads a counter kept by triggers, so it costs the
+// same for any number of twins.
+func (r *reader) CountTwins() (int, error) {
+	var n int
+	if err := r.stmt(stmtCountTwins).QueryRowContext(r.ctx).Scan(&n); err != nil {
+		return 0, r.fail(fmt.Errorf("count twins: %w", err))
+	}
+	return n, nil
+}
+
+// writer implements store.Writer for one fn at a time, inside the writer goroutine's batch
+// transaction. It opens the fn's savepoint before its first change, so a fn that only reads
+// costs no savepoint.
+type writer struct {
+	reader
+	// savepoint reports whether the current fn's savepoint is open.
+	savepoint bool
+	// seq is the Seq the next emitted record gets.
+	seq uint64
+}
+
+var _ store.Writer = (*writer)(nil)
+
+// exec runs the change statement id inside the fn's savepoint.
+func (w *writer) exec(id stmtID, args ...any) (sql.Result, error) {
+	if !w.savepoint {
+		if _, err := w.stmts[stmtSavepoint].ExecContext(w.ctx); err != nil {
+			return nil, w.fail(fmt.Errorf("open savepoint: %w", err))
+		}
+		w.savepoint = true
+	}
+	res, err := w.stmts[id].ExecContext(w.ctx, args...)
+	if err != nil {
+		return nil, w.fail(err)
+	}
+	return res, nil
+}
+
+// remove runs the delete statement id; no deleted row is store.ErrNotFound, described by what.
+func (w *writer) remove(what string, id stmtID, args ...any) error {
+	res, err := w.exec(id, args...)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return w.fail(fmt.Errorf("delete %s: %w", what, err))
+	}
+	if n == 0 {
+		return fmt.Errorf("delete %s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+// PutModel implements store.Writer.
+func (w *writer) PutModel(m store.Model) error {
+	_, err := w.exec(stmtPutModel, m.ID, []byte(m.Definition), m.UploadTime.Format(time.RFC3339Nano), m.Decommissioned)
+	if err != nil {
+		return fmt.Errorf("put model %q: %w", m.ID, err)
+	}
+	return nil
+}
+
+// DeleteModel implements store.Writer.
+func (w *writer) DeleteModel(id string) error {
+	return w.remove(fmt.Sprintf("model %q", id), stmtDeleteModel, id)
+}
+
+// PutTwin implements store.Writer.
+func (w *writer) PutTwin(t store.Twin) error {
+	if _, err := w.exec(stmtPutTwin, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+		return fmt.Errorf("put twin %q: %w", t.ID, err)
+	}
+	return nil
+}
+
+// DeleteTwin implements store.Writer.
+func (w *writer) DeleteTwin(id string) error {
+	return w.remove(fmt.Sprintf("twin %q", id), stmtDeleteTwin, id)
+}
+
+// PutRelationship implements store.Writer.
+func (w *writer) PutRelationship(rel store.Relationship) error {
+	_, err := w.exec(stmtPutRelationship, rel.SourceID, rel.ID, rel.Name, rel.TargetID, rel.ETag, []byte(rel.Doc))
+	if err != nil {
+		return fmt.Errorf("put relationship %q of twin %q: %w", rel.ID, rel.SourceID, err)
+	}
+	return nil
+}
+
+// DeleteRelationship implements store.Writer.
+func (w *writer) DeleteRelationship(sourceID, id string) error {
+	return w.remove(fmt.Sprintf("relationship %q of twin %q", id, sourceID), stmtDeleteRelationship, sourceID, id)
+}
+
+// Emit implements store.Writer. The record gets the next Seq; the single writer makes that
+// gap-free and in commit order.
+func (w *writer) Emit(e event.Event) error {
+	_, err := w.exec(stmtEmit, int64(w.seq), e.ID, e.Source, e.SpecVersion, e.Type, e.Subject, e.Time,
+		e.DataContentType, e.DataSchema, e.TraceParent, []byte(e.Data))
+	if err != nil {
+		return fmt.Errorf("emit event %q: %w", e.ID, err)
+	}
+	w.seq++
+	return nil
+}

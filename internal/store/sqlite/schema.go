@@ -1,0 +1,134 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are the schema changes in order; migrations[i] takes the schema from version i to
+// version i+1. The applied version is kept in meta under schemaVersionKey. Append only: a
+// released migration never changes.
+var migrations = []string{
+	// Version 1.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT INTO meta (key, value) VALUES ('twin_count', 0);
+
+CREATE TABLE models (
+	id             TEXT PRIMARY KEY,
+	definition     BLOB NOT NULL,
+	upload_time    TEXT NOT NULL,
+	decommissioned INTEGER NOT NULL
+);
+
+CREATE TABLE twins (
+	id       TEXT PRIMARY KEY,
+	model_id TEXT NOT NULL,
+	etag     TEXT NOT NULL,
+	doc      BLOB NOT NULL
+);
+
+-- The twin count is kept by triggers so CountTwins is one row read, not a scan. Twins are
+-- written with an upsert, so replacing a twin fires neither trigger.
+CREATE TRIGGER twins_count_insert AFTER INSERT ON twins BEGIN
+	UPDATE meta SET value = value + 1 WHERE key = 'twin_count';
+END;
+CREATE TRIGGER twins_count_delete AFTER DELETE ON twins BEGIN
+	UPDATE meta SET value = value - 1 WHERE key = 'twin_count';
+END;
+
+CREATE TABLE relationships (
+	source_id TEXT NOT NULL,
+	id        TEXT NOT NULL,
+	name      TEXT NOT NULL,
+	target_id TEXT NOT NULL,
+	etag      TEXT NOT NULL,
+	doc       BLOB NOT NULL,
+	PRIMARY KEY (source_id, id)
+);
+CREATE INDEX relationships_by_target ON relationships (target_id, source_id, id);
+CREATE INDEX relationships_by_name ON relationships (source_id, name, id);
+
+-- The change log. seq is the rowid: records are appended with max(seq)+1 by the single
+-- writer, so seqs are gap-free and in commit order.
+CREATE TABLE log (
+	seq             INTEGER PRIMARY KEY,
+	id              TEXT NOT NULL,
+	source          TEXT NOT NULL,
+	specversion     TEXT NOT NULL,
+	type            TEXT NOT NULL,
+	subject         TEXT NOT NULL,
+	time            TEXT NOT NULL,
+	datacontenttype TEXT NOT NULL,
+	dataschema      TEXT NOT NULL,
+	traceparent     TEXT NOT NULL,
+	data            BLOB
+);
+`,
+}
+
+// schemaVersionKey is the meta key holding the number of applied migrations.
+const schemaVersionKey = "schema_version"
+
+// migrate brings the database on conn to the newest schema version in one transaction. It
+// refuses a database written by a newer twinflow.
+func migrate(ctx context.Context, conn *sql.Conn) (err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("begin migration: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// The error that made us roll back is the one worth reporting.
+			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+
+	version, err := schemaVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this build supports (%d)", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := conn.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	if version < len(migrations) {
+		_, err := conn.ExecContext(ctx,
+			"INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+			schemaVersionKey, len(migrations))
+		if err != nil {
+			return fmt.Errorf("record schema version: %w", err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("commit migration: %w", err)
+	}
+	return nil
+}
+
+// schemaVersion returns the number of migrations applied to the database, 0 for a new one.
+func schemaVersion(ctx context.Context, conn *sql.Conn) (int, error) {
+	var exists bool
+	err := conn.QueryRowContext(ctx,
+		"SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta')").Scan(&exists)
+	if err != nil {
+		return 0, fmt.Errorf("look for schema: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var version int
+	err = conn.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", schemaVersionKey).Scan(&version)
+	if err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return version, nil
+}

@@ -1,0 +1,381 @@
+// Package sqlite is the embedded store.Store: one SQLite database in WAL mode in a data
+// directory, written by a single goroutine that group-commits concurrent Updates.
+//
+// Every Update is handed to the writer goroutine, which runs as many waiting Updates as it can
+// (up to Config.MaxBatch) in one transaction, each fn inside its own savepoint, then commits
+// once (fsync'd unless Config.NoSync) and only then answers every caller in the batch. Because
+// there is one writer, Updates are serialised by construction and the change log's sequence
+// numbers are assigned gap-free in commit order. Views and log reads run on a separate pool of
+// read-only connections, concurrently with the writer.
+//
+// One process at a time may open a data directory.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	// The pure Go SQLite driver, registered as "sqlite".
+	_ "modernc.org/sqlite"
+
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+)
+
+// FileName is the name of the database file in the data directory. SQLite keeps its
+// write-ahead log and shared-memory index beside it (FileName + "-wal", FileName + "-shm").
+const FileName = "twinflow.db"
+
+// DefaultMaxBatch is the number of Updates that share one transaction when Config.MaxBatch is
+// zero.
+const DefaultMaxBatch = 256
+
+// cacheKiB is the page cache of each connection. The writer's cache holds the hot twins; a
+// larger one mostly helps stores that are much larger than memory anyway.
+const cacheKiB = 64 << 10
+
+// busyTimeoutMillis is how long a connection waits for a lock held by another. Within one
+// process only checkpoints and the schema migration take locks readers wait for.
+const busyTimeoutMillis = 10_000
+
+// Config configures a Store. The zero value, given a Dir, is the durable default.
+type Config struct {
+	// Dir is the data directory; it and the database in it are created when missing.
+	Dir string
+	// NoSync acknowledges an Update once SQLite has written its commit to the write-ahead log,
+	// without waiting for the fsync (synchronous=NORMAL). Acknowledged Updates still survive a
+	// crash of the process, but not of the machine. By default every commit is fsync'd
+	// (synchronous=FULL).
+	NoSync bool
+	// MaxBatch is the largest number of Updates committed in one transaction; 0 means
+	// DefaultMaxBatch.
+	MaxBatch int
+	// Readers is the number of read-only connections serving View and Log().Read; 0 means
+	// twice GOMAXPROCS.
+	Readers int
+}
+
+// withDefaults returns cfg with zero fields set to their defaults, or an error describing
+// every invalid field.
+func (cfg Config) withDefaults() (Config, error) {
+	var errs []error
+	if cfg.Dir == "" {
+		errs = append(errs, errors.New("dir: must be set"))
+	}
+	switch {
+	case cfg.MaxBatch == 0:
+		cfg.MaxBatch = DefaultMaxBatch
+	case cfg.MaxBatch < 0:
+		errs = append(errs, fmt.Errorf("maxBatch: %d is negative", cfg.MaxBatch))
+	}
+	switch {
+	case cfg.Readers == 0:
+		cfg.Readers = 2 * runtime.GOMAXPROCS(0)
+	case cfg.Readers < 0:
+		errs = append(errs, fmt.Errorf("readers: %d is negative", cfg.Readers))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// Store is the SQLite store.Store. Its methods are safe for concurrent use.
+type Store struct {
+	cfg    Config
+	logger *slog.Logger
+
+	wdb   *sql.DB   // holds the writer's one connection
+	wconn *sql.Conn // the writer's connection, used only by the writer goroutine
+	w     writer    // the writer's statements and state, used only by the writer goroutine
+
+	rdb       *sql.DB      // the read-only pool
+	readStmts []*sql.Stmt  // read statements prepared on rdb
+	log       changeLog    // the store.Log view of the store
+	requests  sync.Pool    // of *request, reused to keep the write path free of allocations
+	reqs      chan *request // Updates waiting for the writer goroutine
+	done      chan struct{} // closed when the writer goroutine has returned
+
+	// mu guards closed. Update, View and Log().Read register in pending or active under a
+	// read lock, so once Close has set closed under the write lock no new call gets in, and
+	// waiting on the groups waits for every call that did.
+	mu      sync.RWMutex
+	closed  bool
+	pending sync.WaitGroup // Updates between admission and answer
+	active  sync.WaitGroup // Views and log reads in progress
+
+	// last is the Seq of the newest committed record.
+	last atomic.Uint64
+	// notifyMu guards changed, which is closed and replaced after every commit that appended
+	// records, and closed for good (and set to nil) by Close.
+	notifyMu sync.Mutex
+	changed  chan struct{}
+
+	// batches and batched count committed transactions and the Updates they carried.
+	batches, batched atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// request is one Update on its way through the writer goroutine.
+type request struct {
+	ctx context.Context
+	fn  func(store.Writer) error
+	// err and panicked are the outcome, set by the writer goroutine before it signals done.
+	err      error
+	panicked any
+	done     chan struct{}
+}
+
+// Open opens (creating if needed) the store in cfg.Dir and starts its writer goroutine. Open
+// reads no more than the schema version and the newest log Seq, so it takes the same time for
+// any number of stored twins; SQLite recovers from its write-ahead log after a crash.
+func Open(cfg Config, logger *slog.Logger) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	path, err := filepath.Abs(filepath.Join(cfg.Dir, FileName))
+	if err != nil {
+		return nil, fmt.Errorf("locate database: %w", err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		logger:  logger,
+		reqs:    make(chan *request, cfg.MaxBatch),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	s.log.s = s
+	s.requests.New = func() any { return &request{done: make(chan struct{}, 1)} }
+	if err := s.open(path); err != nil {
+		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), s.closeDBs())
+	}
+	go s.run()
+	logger.Info("store opened", "path", path, "last_seq", s.last.Load(), "sync", !cfg.NoSync)
+	return s, nil
+}
+
+// open opens the writer's connection and the read pool, migrates the schema, prepares the
+// statements and reads the newest Seq. On error the caller closes what was opened.
+func (s *Store) open(path string) error {
+	ctx := context.Background()
+	sync := "FULL"
+	if s.cfg.NoSync {
+		sync = "NORMAL"
+	}
+	var err error
+	s.wdb, err = sql.Open("sqlite", dsn(path, false,
+		"journal_mode(WAL)", "synchronous("+sync+")", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis),
+		fmt.Sprintf("cache_size(%d)", -cacheKiB)))
+	if err != nil {
+		return err
+	}
+	s.wdb.SetMaxOpenConns(1)
+	if s.wconn, err = s.wdb.Conn(ctx); err != nil {
+		return fmt.Errorf("connect writer: %w", err)
+	}
+	if err := migrate(ctx, s.wconn); err != nil {
+		return err
+	}
+	if s.w.stmts, err = prepare(ctx, numStmts, s.wconn.PrepareContext); err != nil {
+		return err
+	}
+	var last int64
+	if err := s.wconn.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM log").Scan(&last); err != nil {
+		return fmt.Errorf("read newest log seq: %w", err)
+	}
+	s.last.Store(uint64(last))
+	s.w.ctx = ctx
+	s.w.seq = uint64(last) + 1
+
+	s.rdb, err = sql.Open("sqlite", dsn(path, true,
+		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB)))
+	if err != nil {
+		return err
+	}
+	s.rdb.SetMaxOpenConns(s.cfg.Readers)
+	s.rdb.SetMaxIdleConns(s.cfg.Readers)
+	if s.readStmts, err = prepare(ctx, numReadStmts, s.rdb.PrepareContext); err != nil {
+		return err
+	}
+	return nil
+}
+
+// dsn returns the driver's name for the database at path with the given pragmas, read-only if
+// ro.
+func dsn(path string, ro bool, pragmas ...string) string {
+	q := url.Values{}
+	if ro {
+		q.Set("mode", "ro")
+	}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// View implements store.Store: fn reads one read transaction, a consistent snapshot of
+// committed state taken at its first read. Reads honour ctx. The Reader is valid only until
+// fn returns.
+func (s *Store) View(ctx context.Context, fn func(store.Reader) error) error {
+	if !s.enter(&s.active) {
+		return store.ErrClosed
+	}
+	defer s.active.Done()
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin view: %w", err)
+	}
+	// A read transaction has nothing to commit; rolling back just ends it.
+	defer func() { _ = tx.Rollback() }()
+	return fn(&reader{ctx: ctx, tx: tx, stmts: s.readStmts})
+}
+
+// Update implements store.Store. Updates are serialised by construction: one goroutine runs
+// every fn, one after another, so a fn's read-check-write (such as comparing an ETag before
+// replacing a twin) is atomic, and fn sees every Update acknowledged before it began. fn runs
+// on the writer goroutine, inside a savepoint of a transaction it may share with other
+// Updates: keep it short, and do not block or call the Store from it. The Writer is valid only
+// until fn returns.
+//
+// Update returns nil only after the transaction holding fn's changes and events committed
+// (fsync'd unless Config.NoSync). If fn returns an error, its changes and events are rolled
+// back, its neighbours in the batch are unaffected, and Update returns that error. If storage
+// fails (including the commit), every Update in the batch fails. If ctx ends before the writer
+// reaches fn, fn is not run and Update returns ctx's error; once fn ran, Update waits for the
+// commit. A panic in fn is raised again in Update's goroutine after fn's changes were rolled
+// back.
+func (s *Store) Update(ctx context.Context, fn func(store.Writer) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.enter(&s.pending) {
+		return store.ErrClosed
+	}
+	req := s.requests.Get().(*request)
+	req.ctx, req.fn = ctx, fn
+	s.reqs <- req
+	<-req.done
+	s.pending.Done()
+	err, panicked := req.err, req.panicked
+	*req = request{done: req.done}
+	s.requests.Put(req)
+	if panicked != nil {
+		panic(panicked)
+	}
+	return err
+}
+
+// enter registers a call in group, or reports false if the store is closed.
+func (s *Store) enter(group *sync.WaitGroup) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	group.Add(1)
+	return true
+}
+
+// Log implements store.Store.
+func (s *Store) Log() store.Log { return &s.log }
+
+// Close implements store.Store: it waits for every Update already admitted to be committed
+// and answered, wakes log readers (which then return store.ErrClosed), waits for Views to
+// finish and closes the database. Calls after Close return store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	s.pending.Wait()
+	close(s.reqs)
+	<-s.done
+
+	s.notifyMu.Lock()
+	close(s.changed)
+	s.changed = nil
+	s.notifyMu.Unlock()
+	s.active.Wait()
+
+	if err := s.closeDBs(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	s.logger.Info("store closed", "last_seq", s.last.Load())
+	return nil
+}
+
+// closeDBs releases the statements and connections Open acquired.
+func (s *Store) closeDBs() error {
+	closeStmts(s.w.stmts)
+	closeStmts(s.readStmts)
+	var errs []error
+	if s.wconn != nil {
+		errs = append(errs, s.wconn.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// changeLog is the store.Log of a Store.
+type changeLog struct {
+	s *Store
+}
+
+var _ store.Log = (*changeLog)(nil)
+
+// Read implements store.Log. It waits without polling: every commit that appends records
+// wakes it. max must be positive.
+func (l *changeLog) Read(ctx context.Context, after uint64, max int) ([]event.Record, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("read log: max %d is not positive", max)
+	}
+	s := l.s
+	if !s.enter(&s.active) {
+		return nil, store.ErrClosed
+	}
+	defer s.active.Done()
+	for {
+		s.notifyMu.Lock()
+		changed := s.changed
+		s.notifyMu.Unlock()
+		if changed == nil {
+			return nil, store.ErrClosed
+		}
+		if s.last.Load() > after {
+			r := reader{ctx: ctx, stmts: s.readStmts}
+			recs, err := list(&r, "log records", scanRecord, stmtLog, int64(after), max)
+			if err != nil || len(recs) > 0 {
+				return recs, err
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Last implements store.Log.
+func (l *changeLog) Last() uint64 { return l.s.last.Load() }

@@ -1,0 +1,117 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// stmtID names one of the prepared statements a connection keeps.
+type stmtID int
+
+// The statements. Reads come first; the writer prepares them all, a View prepares a read on
+// first use.
+const (
+	stmtModel stmtID = iota
+	stmtModels
+	stmtTwin
+	stmtTwins
+	stmtRelationship
+	stmtRelationships
+	stmtRelationshipsNamed
+	stmtIncoming
+	stmtHasRelationships
+	stmtCountTwins
+	stmtLog
+
+	stmtPutModel
+	stmtDeleteModel
+	stmtPutTwin
+	stmtDeleteTwin
+	stmtPutRelationship
+	stmtDeleteRelationship
+	stmtEmit
+
+	stmtBegin
+	stmtCommit
+	stmtRollback
+	stmtSavepoint
+	stmtRollbackTo
+	stmtRelease
+
+	numStmts
+	// numReadStmts counts the statements a read-only connection can run.
+	numReadStmts = stmtPutModel
+)
+
+// The column lists every read of an entity selects, in the order scan functions expect.
+const (
+	modelColumns        = "id, definition, upload_time, decommissioned"
+	twinColumns         = "id, model_id, etag, doc"
+	relationshipColumns = "source_id, id, name, target_id, etag, doc"
+	logColumns          = "seq, id, source, specversion, type, subject, time, datacontenttype, dataschema, traceparent, data"
+)
+
+// stmtText holds each statement's SQL. A limit of -1 means no limit to SQLite.
+var stmtText = [numStmts]string{
+	stmtModel:  "SELECT " + modelColumns + " FROM models WHERE id = ?",
+	stmtModels: "SELECT " + modelColumns + " FROM models WHERE id > ? ORDER BY id LIMIT ?",
+	stmtTwin:   "SELECT " + twinColumns + " FROM twins WHERE id = ?",
+	stmtTwins:  "SELECT " + twinColumns + " FROM twins WHERE id > ? ORDER BY id LIMIT ?",
+	stmtRelationship: "SELECT " + relationshipColumns +
+		" FROM relationships WHERE source_id = ? AND id = ?",
+	stmtRelationships: "SELECT " + relationshipColumns +
+		" FROM relationships WHERE source_id = ? AND id > ? ORDER BY id LIMIT ?",
+	stmtRelationshipsNamed: "SELECT " + relationshipColumns +
+		" FROM relationships WHERE source_id = ? AND name = ? AND id > ? ORDER BY id LIMIT ?",
+	stmtIncoming: "SELECT " + relationshipColumns +
+		" FROM relationships WHERE target_id = ? AND (source_id, id) > (?, ?) ORDER BY source_id, id LIMIT ?",
+	stmtHasRelationships: "SELECT EXISTS (SELECT 1 FROM relationships WHERE source_id = ?1)" +
+		" OR EXISTS (SELECT 1 FROM relationships WHERE target_id = ?1)",
+	stmtCountTwins: "SELECT value FROM meta WHERE key = 'twin_count'",
+	stmtLog:        "SELECT " + logColumns + " FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+
+	stmtPutModel: "INSERT INTO models (" + modelColumns + ") VALUES (?, ?, ?, ?)" +
+		" ON CONFLICT (id) DO UPDATE SET definition = excluded.definition," +
+		" upload_time = excluded.upload_time, decommissioned = excluded.decommissioned",
+	stmtDeleteModel: "DELETE FROM models WHERE id = ?",
+	stmtPutTwin: "INSERT INTO twins (" + twinColumns + ") VALUES (?, ?, ?, ?)" +
+		" ON CONFLICT (id) DO UPDATE SET model_id = excluded.model_id, etag = excluded.etag, doc = excluded.doc",
+	stmtDeleteTwin: "DELETE FROM twins WHERE id = ?",
+	stmtPutRelationship: "INSERT INTO relationships (" + relationshipColumns + ") VALUES (?, ?, ?, ?, ?, ?)" +
+		" ON CONFLICT (source_id, id) DO UPDATE SET name = excluded.name, target_id = excluded.target_id," +
+		" etag = excluded.etag, doc = excluded.doc",
+	stmtDeleteRelationship: "DELETE FROM relationships WHERE source_id = ? AND id = ?",
+	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+
+	stmtBegin:      "BEGIN IMMEDIATE",
+	stmtCommit:     "COMMIT",
+	stmtRollback:   "ROLLBACK",
+	stmtSavepoint:  "SAVEPOINT fn",
+	stmtRollbackTo: "ROLLBACK TO fn",
+	stmtRelease:    "RELEASE fn",
+}
+
+// prepare prepares statements [0, n) with prep, closing what it prepared if one fails.
+func prepare(ctx context.Context, n stmtID, prep func(context.Context, string) (*sql.Stmt, error)) ([]*sql.Stmt, error) {
+	stmts := make([]*sql.Stmt, n)
+	for id := range n {
+		s, err := prep(ctx, stmtText[id])
+		if err != nil {
+			closeStmts(stmts)
+			return nil, fmt.Errorf("prepare %q: %w", stmtText[id], err)
+		}
+		stmts[id] = s
+	}
+	return stmts, nil
+}
+
+// closeStmts closes every non-nil statement in stmts.
+func closeStmts(stmts []*sql.Stmt) {
+	for _, s := range stmts {
+		if s != nil {
+			// Closing a prepared statement only frees it; there is nothing to report.
+			_ = s.Close()
+		}
+	}
+}
