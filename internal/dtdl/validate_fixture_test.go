@@ -73,6 +73,9 @@ var (
 			"location": vtProp("location", vtStd(KindPoint)),
 			"route":    vtProp("route", vtStd(KindLineString)),
 			"area":     vtProp("area", vtStd(KindPolygon)),
+			"stops":    vtProp("stops", vtStd(KindMultiPoint)),
+			"routes":   vtProp("routes", vtStd(KindMultiLineString)),
+			"zones":    vtProp("zones", vtStd(KindMultiPolygon)),
 		},
 		Telemetries: map[string]*Telemetry{
 			"humidity": {Name: "humidity", Schema: vtStd(KindDouble)},

@@ -29,6 +29,9 @@ const vtFullTwin = `{
 	"location": {"type": "Point", "coordinates": [10.7, 59.9]},
 	"route": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
 	"area": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+	"stops": {"type": "MultiPoint", "coordinates": [[0, 0], [1, 1]]},
+	"routes": {"type": "MultiLineString", "coordinates": [[[0, 0], [1, 1]]]},
+	"zones": {"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1], [0, 0]]]], "bbox": [0, 0, 1, 1]},
 	"thermostat": {"$metadata": {}, "setPoint": 20, "mode": "on"},
 	"backup": {"$metadata": {}}
 }`

@@ -15,6 +15,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add([]byte(`{"temp": "x", "address": {"zip": 1.5}, "thermostat": 1}`), "address/zip")
 	f.Add([]byte(`{"area": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,0]]]}}`), "area")
 	f.Add([]byte(`{"type": "MultiPolygon", "coordinates": [[[[0,0],[1,0],[1,1],[0,0]]]]}`), "location")
+	f.Add([]byte(`{"type": "MultiLineString", "coordinates": [[[0, 0], [1, 1]], [[2, 2]]]}`), "routes")
 	f.Add([]byte(`[[1, 2], [3e400, "x"], null]`), "matrix/0")
 	f.Add([]byte(`"P1Y2M3DT4H5M6.5S"`), "period")
 	f.Add([]byte(`"2024-02-29T23:59:59.999+14:00"`), "seen")
