@@ -1,0 +1,788 @@
+package dtdl
+
+import "slices"
+
+// Limits of the DTDL specifications that resolution enforces.
+const (
+	maxExtendsDepth   = 10
+	maxExtendsCount   = 1024 // v3: Interfaces in an extends hierarchy
+	maxSchemaDepth    = 5
+	maxInterfaceBytes = 1 << 20 // v3: bytes of one Interface's JSON text
+)
+
+// Parse parses a batch of DTDL documents (each one JSON Interface or a JSON array of them; a
+// leading UTF-8 BOM is accepted) and resolves it against base (may be nil). References may point
+// into the batch (any order) or into base. It returns a new ModelSet = base + batch (base is not
+// changed), or an *Error listing every problem. Nothing of a failing batch is added.
+func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
+	if base == nil {
+		base = emptySet
+	}
+	p := &parser{opts: opts}
+	for i, d := range docs {
+		p.document(d, i)
+	}
+	r := &resolver{parser: p, base: base, byID: map[string]*elem{}}
+	unresolved := r.resolve()
+	if len(p.problems) > 0 || len(unresolved) > 0 {
+		return nil, &Error{Problems: p.problems, Unresolved: unresolved}
+	}
+	return r.build(), nil
+}
+
+// resolver links the elements of a batch to each other and to the base set, and checks the
+// rules that span elements.
+type resolver struct {
+	*parser
+	base *ModelSet
+	byID map[string]*elem
+}
+
+// target is what a reference resolves to: an element of the batch or a model of the base.
+type target struct {
+	el     *elem
+	iface  *Interface
+	schema *Schema
+}
+
+func (t target) class() class {
+	switch {
+	case t.el != nil:
+		return t.el.cls
+	case t.iface != nil:
+		return clsInterface
+	case t.schema != nil:
+		switch t.schema.Kind {
+		case KindArray:
+			return clsArray
+		case KindEnum:
+			return clsEnum
+		case KindMap:
+			return clsMap
+		case KindObject:
+			return clsObject
+		}
+	}
+	return clsNone
+}
+
+func (r *resolver) lookup(id string) (target, bool) {
+	if e, ok := r.byID[id]; ok {
+		return target{el: e}, true
+	}
+	if i, ok := r.base.ifaces[id]; ok {
+		return target{iface: i}, true
+	}
+	if s, ok := r.base.schemas[id]; ok {
+		return target{schema: s}, true
+	}
+	return target{}, false
+}
+
+// resolve indexes the batch, resolves references and checks the cross-element rules. It returns
+// the DTMIs that could not be resolved, sorted.
+func (r *resolver) resolve() []string {
+	for _, e := range r.elems {
+		if e.id == "" {
+			continue
+		}
+		if prev, dup := r.byID[e.id]; dup {
+			if e.declared || prev.declared {
+				r.problem(e.loc, "@id", "%q identifies more than one element", e.id)
+			}
+			continue
+		}
+		if _, inBase := r.base.ifaces[e.id]; inBase {
+			r.problem(e.loc, "@id", "%q is already defined", e.id)
+		} else if _, inBase := r.base.schemas[e.id]; inBase {
+			r.problem(e.loc, "@id", "%q is already defined", e.id)
+		}
+		r.byID[e.id] = e
+	}
+	for _, e := range r.roots {
+		if e.version == 3 && e.parent == nil && e.size > maxInterfaceBytes {
+			r.problem(e.loc, "", "is %d bytes long; an Interface may be at most 1 MiB (DTDL v3)", e.size)
+		}
+	}
+	missing := map[string]bool{}
+	for _, e := range r.elems {
+		for q := range e.refs {
+			for _, rf := range e.refs[q] {
+				if rf.el != nil || rf.id == "" {
+					r.checkSchemaUse(e, prop(q), rf, clsNone)
+					continue
+				}
+				t, ok := r.lookup(rf.id)
+				if !ok {
+					missing[rf.id] = true
+					r.problem(e.loc, prop(q).String(), "refers to %s, which is defined neither in this batch nor among the existing models", rf.id)
+					continue
+				}
+				want, _, _ := childClasses(e, prop(q))
+				if !classIn(t.class(), want) {
+					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s, not %s", rf.id, article(t.class()), classList(want))
+					continue
+				}
+				r.checkSchemaUse(e, prop(q), rf, t.class())
+			}
+		}
+	}
+	unresolved := make([]string, 0, len(missing))
+	for id := range missing {
+		unresolved = append(unresolved, id)
+	}
+	slices.Sort(unresolved)
+	if len(r.problems) > 0 || len(unresolved) > 0 {
+		return unresolved
+	}
+	r.checkExtends()
+	r.checkSchemaDepth()
+	if len(r.problems) == 0 {
+		r.checkContents()
+	}
+	return unresolved
+}
+
+func article(c class) string {
+	switch c {
+	case clsInterface, clsArray, clsEnum, clsEnumValue, clsObject:
+		return "an " + c.String()
+	}
+	return "a " + c.String()
+}
+
+// checkSchemaUse enforces the restrictions on what a schema may be in a given place: no Array
+// or geospatial schema for a v2 Property, and numeric schemas for semantic types.
+func (r *resolver) checkSchemaUse(e *elem, q prop, rf ref, cls class) {
+	if q != propSchema || e.cls != clsProperty || e.version != 2 {
+		return
+	}
+	if rf.el != nil {
+		cls = rf.el.cls
+	}
+	if cls == clsArray || (rf.el == nil && rf.id == "" && rf.std >= KindPoint) {
+		r.problem(e.loc, "schema", "a Property's schema must not be an Array or a geospatial schema (DTDL v2)")
+	}
+}
+
+// extendsTargets returns the direct extends of e, resolved.
+func (r *resolver) extendsTargets(e *elem) []target {
+	var out []target
+	for _, rf := range e.refs[propExtends] {
+		if rf.el != nil {
+			out = append(out, target{el: rf.el})
+		} else if t, ok := r.lookup(rf.id); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// checkExtends rejects extends cycles, hierarchies deeper than 10 and (v3) larger than 1024.
+func (r *resolver) checkExtends() {
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[*elem]int{}
+	depth := map[*elem]int{}
+	var visit func(e *elem) (int, bool)
+	visit = func(e *elem) (int, bool) {
+		switch state[e] {
+		case visiting:
+			return 0, false
+		case done:
+			return depth[e], true
+		}
+		state[e] = visiting
+		d := 0
+		for _, t := range r.extendsTargets(e) {
+			var td int
+			if t.el != nil {
+				var ok bool
+				if td, ok = visit(t.el); !ok {
+					state[e] = done
+					return 0, false
+				}
+			} else {
+				td = ifaceDepth(t.iface, r.base)
+			}
+			d = max(d, td+1)
+		}
+		state[e], depth[e] = done, d
+		return d, true
+	}
+	for _, e := range r.roots {
+		if state[e] == done {
+			continue
+		}
+		d, ok := visit(e)
+		if !ok {
+			r.problem(e.loc, "extends", "extends itself, directly or through other Interfaces")
+			continue
+		}
+		if d > maxExtendsDepth {
+			r.problem(e.loc, "extends", "the extends hierarchy is %d levels deep; at most %d are allowed", d, maxExtendsDepth)
+		}
+	}
+	for _, e := range r.roots {
+		if e.version != 3 || len(r.problems) > 0 {
+			continue
+		}
+		if n := len(r.ancestors(e)); n > maxExtendsCount {
+			r.problem(e.loc, "extends", "the extends hierarchy holds %d Interfaces; at most %d are allowed (DTDL v3)", n, maxExtendsCount)
+		}
+	}
+}
+
+// ifaceDepth returns the depth of the extends hierarchy of a base Interface.
+func ifaceDepth(i *Interface, s *ModelSet) int {
+	d := 0
+	for _, id := range i.Extends {
+		if p, ok := s.ifaces[id]; ok {
+			d = max(d, ifaceDepth(p, s)+1)
+		}
+	}
+	return d
+}
+
+// ancestors returns the ids of every Interface e extends, transitively.
+func (r *resolver) ancestors(e *elem) map[string]bool {
+	seen := map[string]bool{}
+	var walk func(t target)
+	walk = func(t target) {
+		if t.el != nil {
+			for _, p := range r.extendsTargets(t.el) {
+				id := p.id()
+				if !seen[id] {
+					seen[id] = true
+					walk(p)
+				}
+			}
+			return
+		}
+		for _, a := range r.base.Ancestors(t.iface.ID) {
+			seen[a] = true
+		}
+	}
+	walk(target{el: e})
+	return seen
+}
+
+func (t target) id() string {
+	switch {
+	case t.el != nil:
+		return t.el.id
+	case t.iface != nil:
+		return t.iface.ID
+	case t.schema != nil:
+		return t.schema.ID
+	}
+	return ""
+}
+
+// schemaChildren returns the schemas nested directly in complex schema e.
+func (r *resolver) schemaChildren(e *elem) []ref {
+	switch e.cls {
+	case clsArray:
+		return e.refs[propElementSchema]
+	case clsMap:
+		var out []ref
+		for _, mv := range e.refs[propMapValue] {
+			if mv.el != nil {
+				out = append(out, mv.el.refs[propSchema]...)
+			}
+		}
+		return out
+	case clsObject:
+		var out []ref
+		for _, f := range e.refs[propFields] {
+			if f.el != nil {
+				out = append(out, f.el.refs[propSchema]...)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// checkSchemaDepth rejects schemas that contain themselves and nesting deeper than 5.
+func (r *resolver) checkSchemaDepth() {
+	const visiting = -1
+	depth := map[*elem]int{}
+	var visit func(e *elem) (int, bool)
+	visit = func(e *elem) (int, bool) {
+		if d, ok := depth[e]; ok {
+			return d, d != visiting
+		}
+		depth[e] = visiting
+		d := 1
+		for _, rf := range r.schemaChildren(e) {
+			var cd int
+			switch {
+			case rf.el != nil:
+				var ok bool
+				if cd, ok = visit(rf.el); !ok {
+					delete(depth, e)
+					depth[e] = 0
+					return 0, false
+				}
+			case rf.id != "":
+				t, _ := r.lookup(rf.id)
+				if t.el != nil {
+					var ok bool
+					if cd, ok = visit(t.el); !ok {
+						depth[e] = 0
+						return 0, false
+					}
+				} else if t.schema != nil {
+					cd = schemaDepth(t.schema)
+				}
+			}
+			d = max(d, cd+1)
+		}
+		depth[e] = d
+		return d, true
+	}
+	for _, e := range r.elems {
+		if !e.cls.isComplexSchema() {
+			continue
+		}
+		if _, seen := depth[e]; seen {
+			continue
+		}
+		d, ok := visit(e)
+		if !ok {
+			r.problem(e.loc, "", "the schema contains itself")
+			continue
+		}
+		if d > maxSchemaDepth {
+			r.problem(e.loc, "", "complex schemas are nested %d levels deep; at most %d are allowed", d, maxSchemaDepth)
+		}
+	}
+}
+
+// schemaDepth returns the nesting depth of complex schema s (0 for standard schemas).
+func schemaDepth(s *Schema) int {
+	switch s.Kind {
+	case KindArray:
+		return 1 + schemaDepth(s.ElementSchema)
+	case KindMap:
+		return 1 + schemaDepth(s.MapValue.Schema)
+	case KindObject:
+		d := 0
+		for _, f := range s.Fields {
+			d = max(d, schemaDepth(f.Schema))
+		}
+		return 1 + d
+	case KindEnum:
+		return 1
+	}
+	return 0
+}
+
+// contentInfo describes one content of a flattened Interface, for name checks.
+type contentInfo struct {
+	id  string
+	cls class
+	// schema is the Interface of a Component.
+	schema target
+}
+
+// checkContents checks names across inherited contents and that no Component's Interface holds
+// a Component.
+func (r *resolver) checkContents() {
+	memo := map[*elem]map[string]contentInfo{}
+	var flat func(t target) map[string]contentInfo
+	flat = func(t target) map[string]contentInfo {
+		if t.iface != nil {
+			out := map[string]contentInfo{}
+			for n, c := range t.iface.Properties {
+				out[n] = contentInfo{id: c.ID, cls: clsProperty}
+			}
+			for n, c := range t.iface.Telemetries {
+				out[n] = contentInfo{id: c.ID, cls: clsTelemetry}
+			}
+			for n, c := range t.iface.Commands {
+				out[n] = contentInfo{id: c.ID, cls: clsCommand}
+			}
+			for n, c := range t.iface.Relationships {
+				out[n] = contentInfo{id: c.ID, cls: clsRelationship}
+			}
+			for n, c := range t.iface.Components {
+				out[n] = contentInfo{id: c.ID, cls: clsComponent, schema: target{iface: c.Schema}}
+			}
+			return out
+		}
+		e := t.el
+		if m, ok := memo[e]; ok {
+			return m
+		}
+		out := map[string]contentInfo{}
+		memo[e] = out
+		add := func(name string, c contentInfo) {
+			if prev, ok := out[name]; ok && prev.id != c.id {
+				r.problem(e.loc, "contents", "name %q is used by more than one content, counting those inherited through extends", name)
+				return
+			}
+			out[name] = c
+		}
+		for _, p := range r.extendsTargets(e) {
+			for n, c := range flat(p) {
+				add(n, c)
+			}
+		}
+		for _, rf := range e.refs[propContents] {
+			c := rf.el
+			if c == nil {
+				if t, ok := r.lookup(rf.id); ok {
+					c = t.el
+				}
+			}
+			if c == nil || c.name == "" {
+				continue
+			}
+			info := contentInfo{id: c.id, cls: c.cls}
+			if c.cls == clsComponent {
+				for _, s := range c.refs[propSchema] {
+					if s.el != nil {
+						info.schema = target{el: s.el}
+					} else if t, ok := r.lookup(s.id); ok {
+						info.schema = t
+					}
+				}
+			}
+			add(c.name, info)
+		}
+		return out
+	}
+	for _, e := range r.roots {
+		for _, c := range flat(target{el: e}) {
+			if c.cls != clsComponent || (c.schema.el == nil && c.schema.iface == nil) {
+				continue
+			}
+			for _, inner := range flat(c.schema) {
+				if inner.cls == clsComponent {
+					r.problem(e.loc, "contents", "the Interface of Component %s holds a Component; Components must not nest", c.id)
+					break
+				}
+			}
+		}
+	}
+}
+
+// owner returns the id of the Interface that defines e.
+func owner(e *elem) string {
+	for x := e; x != nil; x = x.parent {
+		if x.cls == clsInterface {
+			return x.id
+		}
+	}
+	return ""
+}
+
+// build turns the resolved batch into Interfaces and returns base + batch.
+func (r *resolver) build() *ModelSet {
+	s := r.base.clone()
+	for _, e := range r.roots {
+		s.add(r.iface(e))
+	}
+	for _, e := range r.elems {
+		if e.declared && e.cls.isComplexSchema() {
+			s.schemas[e.id] = r.schema(ref{id: e.id, el: e}, e.version)
+			s.schemaOwner[e.id] = owner(e)
+		}
+	}
+	for _, e := range r.roots {
+		s.link(e.id, r.references(e))
+	}
+	s.finish()
+	return s
+}
+
+// references returns the ids of other Interfaces root refers to directly: extends, component
+// schemas, relationship targets and the owners of schemas it uses.
+func (r *resolver) references(root *elem) []string {
+	refs := map[string]bool{}
+	var walk func(e *elem)
+	walk = func(e *elem) {
+		if e.cls == clsRelationship && e.target != "" {
+			refs[e.target] = true
+		}
+		for q := range e.refs {
+			for _, rf := range e.refs[q] {
+				if rf.el != nil {
+					if rf.el.cls == clsInterface {
+						refs[rf.el.id] = true
+						continue
+					}
+					walk(rf.el)
+					continue
+				}
+				if rf.id == "" {
+					continue
+				}
+				t, _ := r.lookup(rf.id)
+				switch {
+				case t.iface != nil:
+					refs[t.iface.ID] = true
+				case t.el != nil && t.el.cls == clsInterface:
+					refs[t.el.id] = true
+				case t.el != nil:
+					refs[owner(t.el)] = true
+				case t.schema != nil:
+					refs[r.base.schemaOwner[t.schema.ID]] = true
+				}
+			}
+		}
+	}
+	walk(root)
+	delete(refs, root.id)
+	delete(refs, "")
+	out := make([]string, 0, len(refs))
+	for id := range refs {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// iface builds the Interface of e (memoized).
+func (r *resolver) iface(e *elem) *Interface {
+	if i, ok := e.built.(*Interface); ok {
+		return i
+	}
+	i := &Interface{
+		ID:            e.id,
+		Version:       e.version,
+		DisplayName:   e.displayName,
+		Description:   e.description,
+		Comment:       e.comment,
+		Properties:    map[string]*Property{},
+		Telemetries:   map[string]*Telemetry{},
+		Commands:      map[string]*Command{},
+		Relationships: map[string]*Relationship{},
+		Components:    map[string]*Component{},
+	}
+	e.built = i
+	for _, t := range r.extendsTargets(e) {
+		var p *Interface
+		if t.el != nil {
+			p = r.iface(t.el)
+		} else {
+			p = t.iface
+		}
+		i.Extends = append(i.Extends, p.ID)
+		for n, c := range p.Properties {
+			i.Properties[n] = c
+		}
+		for n, c := range p.Telemetries {
+			i.Telemetries[n] = c
+		}
+		for n, c := range p.Commands {
+			i.Commands[n] = c
+		}
+		for n, c := range p.Relationships {
+			i.Relationships[n] = c
+		}
+		for n, c := range p.Components {
+			i.Components[n] = c
+		}
+	}
+	for _, rf := range e.refs[propContents] {
+		c := rf.el
+		if c == nil {
+			t, _ := r.lookup(rf.id)
+			c = t.el
+		}
+		if c == nil {
+			continue
+		}
+		switch c.cls {
+		case clsProperty:
+			i.Properties[c.name] = r.property(c, e.id)
+		case clsTelemetry:
+			i.Telemetries[c.name] = &Telemetry{
+				ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
+				Comment: c.comment, Schema: r.schemaOf(c), Types: c.typeNames, Unit: c.unit, DefinedIn: e.id,
+			}
+		case clsCommand:
+			i.Commands[c.name] = &Command{
+				ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
+				Comment: c.comment, Request: r.payload(c, propRequest), Response: r.payload(c, propResponse),
+				DefinedIn: e.id,
+			}
+		case clsRelationship:
+			rel := &Relationship{
+				ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
+				Comment: c.comment, Target: c.target, MinMultiplicity: c.minMult,
+				MaxMultiplicity: c.maxMult, Writable: c.writable,
+				Properties: map[string]*Property{}, DefinedIn: e.id,
+			}
+			for _, pr := range c.refs[propProperties] {
+				pe := pr.el
+				if pe == nil {
+					t, _ := r.lookup(pr.id)
+					pe = t.el
+				}
+				if pe != nil {
+					rel.Properties[pe.name] = r.property(pe, e.id)
+				}
+			}
+			i.Relationships[c.name] = rel
+		case clsComponent:
+			comp := &Component{
+				ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
+				Comment: c.comment, DefinedIn: e.id,
+			}
+			for _, s := range c.refs[propSchema] {
+				if s.el != nil {
+					comp.Schema = r.iface(s.el)
+				} else if t, ok := r.lookup(s.id); ok {
+					if t.el != nil {
+						comp.Schema = r.iface(t.el)
+					} else {
+						comp.Schema = t.iface
+					}
+				}
+			}
+			i.Components[c.name] = comp
+		}
+	}
+	for _, rf := range e.refs[propSchemas] {
+		if rf.el != nil {
+			i.Schemas = append(i.Schemas, r.schema(rf, e.version))
+		}
+	}
+	return i
+}
+
+func (r *resolver) property(c *elem, definedIn string) *Property {
+	if p, ok := c.built.(*Property); ok {
+		return p
+	}
+	p := &Property{
+		ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
+		Comment: c.comment, Schema: r.schemaOf(c), Writable: c.writable, Types: c.typeNames,
+		Unit: c.unit, DefinedIn: definedIn,
+	}
+	c.built = p
+	return p
+}
+
+// payload builds the request or response of a Command.
+func (r *resolver) payload(c *elem, q prop) *Field {
+	for _, rf := range c.refs[q] {
+		pe := rf.el
+		if pe == nil {
+			t, _ := r.lookup(rf.id)
+			pe = t.el
+		}
+		if pe != nil {
+			return r.field(pe)
+		}
+	}
+	return nil
+}
+
+func (r *resolver) field(e *elem) *Field {
+	if f, ok := e.built.(*Field); ok {
+		return f
+	}
+	f := &Field{ID: e.id, Name: e.name, DisplayName: e.displayName, Description: e.description}
+	e.built = f
+	f.Schema = r.schemaOf(e)
+	return f
+}
+
+// schemaOf returns the resolved schema of a schema-holding element.
+func (r *resolver) schemaOf(e *elem) *Schema {
+	for _, rf := range e.refs[propSchema] {
+		return r.schema(rf, e.version)
+	}
+	if e.cls == clsMapKey {
+		return standardSchemas[e.version][KindString]
+	}
+	return nil
+}
+
+// schema resolves a schema reference.
+func (r *resolver) schema(rf ref, version int) *Schema {
+	if rf.el == nil {
+		if rf.id == "" {
+			return standardSchemas[version][rf.std]
+		}
+		t, _ := r.lookup(rf.id)
+		if t.schema != nil {
+			return t.schema
+		}
+		if t.el == nil {
+			return nil
+		}
+		rf.el = t.el
+	}
+	e := rf.el
+	if s, ok := e.built.(*Schema); ok {
+		return s
+	}
+	s := &Schema{ID: e.id, DisplayName: e.displayName, Description: e.description, Comment: e.comment}
+	e.built = s
+	switch e.cls {
+	case clsArray:
+		s.Kind = KindArray
+		for _, c := range e.refs[propElementSchema] {
+			s.ElementSchema = r.schema(c, e.version)
+		}
+	case clsEnum:
+		s.Kind = KindEnum
+		s.ValueSchema = e.valueSchema
+		for _, c := range e.refs[propEnumValues] {
+			v := c.el
+			if v == nil {
+				t, _ := r.lookup(c.id)
+				v = t.el
+			}
+			if v != nil {
+				s.EnumValues = append(s.EnumValues, &EnumValue{
+					ID: v.id, Name: v.name, DisplayName: v.displayName, Description: v.description, Value: v.enumValue,
+				})
+			}
+		}
+	case clsMap:
+		s.Kind = KindMap
+		for _, c := range e.refs[propMapKey] {
+			if c.el != nil {
+				s.MapKey = r.field(c.el)
+			}
+		}
+		for _, c := range e.refs[propMapValue] {
+			if c.el != nil {
+				s.MapValue = r.field(c.el)
+			}
+		}
+	case clsObject:
+		s.Kind = KindObject
+		for _, c := range e.refs[propFields] {
+			f := c.el
+			if f == nil {
+				t, _ := r.lookup(c.id)
+				f = t.el
+			}
+			if f != nil {
+				s.Fields = append(s.Fields, r.field(f))
+			}
+		}
+	}
+	return s
+}
+
+// standardSchemas holds the shared standard schemas of each DTDL version, indexed by Kind.
+var standardSchemas = [4][]*Schema{2: newStandardSchemas(2), 3: newStandardSchemas(3)}
+
+func newStandardSchemas(v int) []*Schema {
+	out := make([]*Schema, KindMultiPolygon+1)
+	for k := KindBoolean; k <= KindMultiPolygon; k++ {
+		out[k] = &Schema{Kind: k, ID: standardSchemaID(k, v)}
+	}
+	return out
+}
