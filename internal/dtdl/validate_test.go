@@ -86,7 +86,7 @@ func TestValidateTwin(t *testing.T) {
 			"$anything": "ignored"
 		}`, []ValueProblem{
 			{Path: "address/street", Message: "'street' is not a field of Object dtmi:ex:Address;1"},
-			{Path: "address/zip", Expected: "integer", Message: "1.5 is not a valid integer; expected a whole number"},
+			{Path: "address/zip", Expected: "integer", Message: "1.5 is not a valid integer; expected a whole number without fraction or exponent"},
 			{Path: "area", Expected: "GeoJSON Polygon", Message: "not a valid GeoJSON Polygon: coordinates[0]: a linear ring must end with its first position"},
 			{Path: "count", Expected: "integer", Message: "2147483648 is not a valid integer; expected a whole number from -2147483648 to 2147483647"},
 			{Path: "mode", Expected: `one of enum values ["on","off","H"]`, Message: `"high" is not one of enum values ["on","off","H"]`},

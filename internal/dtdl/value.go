@@ -79,10 +79,10 @@ const (
 // or absent, and is unset with a JSON Patch "remove"; so null is refused for properties, Object
 // fields, Map values and Array elements alike.
 //
-// Numbers: integer and long accept any JSON number whose value is a whole number in the signed
-// 32- or 64-bit range, whatever its notation ("12", "12.0" and "1.2e1" are all 12; "1.5" is
-// refused). double and float accept any finite JSON number within the float64 or float32 range.
-// Strings that hold numbers are not numbers.
+// Numbers: integer and long accept a JSON number in integer notation (no fraction, no exponent:
+// "12" but not "12.0" or "1.2e1") within the signed 32- or 64-bit range, as the DTDL reference
+// parser does. double and float accept any JSON number within the float64 or float32 range
+// (overflow is refused; underflow rounds to zero). Strings that hold numbers are not numbers.
 func (s *Schema) Validate(v any) error {
 	var c checker
 	c.value(s, v)
@@ -245,7 +245,7 @@ func (c *checker) integral(s *Schema, v any, bits int) {
 	case numNotNumber:
 		c.notValid(s, v, "")
 	case numNotIntegral:
-		c.notValid(s, v, "a whole number")
+		c.notValid(s, v, "a whole number without fraction or exponent")
 	case numOutOfRange:
 		if bits == 32 {
 			c.notValid(s, v, "a whole number from -2147483648 to 2147483647")

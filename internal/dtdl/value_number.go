@@ -13,7 +13,7 @@ type numClass uint8
 const (
 	numOK          numClass = iota
 	numNotNumber            // not a JSON number at all
-	numNotIntegral          // a number with a fractional part, for integer or long
+	numNotIntegral          // for integer or long: a number not in integer notation
 	numOutOfRange           // a number outside the schema's range
 )
 
@@ -66,10 +66,13 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // integralValue returns v as a signed integer of the given bit size (32 or 64).
 //
-// A number is integral when its value is a whole number, whatever its notation: "12", "12.0",
-// "1.2e1" and "-0" are all integral; "1.5" and "1e-1" are not. The check is exact (decimal, not
-// through float64), so "9223372036854775807" is a long and "9223372036854775808" is not. Go
-// float64 and int values are accepted too, for callers that build values in code.
+// A JSON number must be written in integer notation: digits with an optional minus sign, no
+// fraction and no exponent, so "12" is an integer and "12.0", "1.2e1" and "1.5" are not. This
+// is the DTDL reference parser's rule (it validates instances with .NET int.TryParse and
+// long.TryParse on the raw text), and it keeps stored values readable by typed clients: a .NET
+// SDK reading "12.0" into an int fails. Go float64 values, which have no notation, are accepted
+// when whole (encoding/json writes them back in integer notation), as are int and int64, for
+// callers that build values in code.
 func integralValue(v any, bits int) (int64, numClass) {
 	switch n := v.(type) {
 	case json.Number:
@@ -102,61 +105,18 @@ func checkIntRange(n int64, bits int) (int64, numClass) {
 	return n, numOK
 }
 
-// parseIntegral parses the JSON number text s as a whole number of the given bit size.
+// parseIntegral parses the JSON number text s as an integer of the given bit size, written in
+// integer notation.
 func parseIntegral(s string, bits int) (int64, numClass) {
 	if !isJSONNumber(s) {
 		return 0, numNotNumber
 	}
-	n, err := strconv.ParseInt(s, 10, bits)
-	if err == nil {
-		return n, numOK
-	}
-	if !strings.ContainsAny(s, ".eE") {
-		// Plain integer syntax that ParseInt refused: it can only be out of range.
-		return 0, numOutOfRange
-	}
-	// Decimal or exponent notation: reduce to significant digits times a power of ten.
-	neg := s[0] == '-'
-	if neg {
-		s = s[1:]
-	}
-	mant, exp := s, 0
-	if e := strings.IndexAny(s, "eE"); e >= 0 {
-		mant = s[:e]
-		x, err := strconv.Atoi(s[e+1:])
-		if err != nil {
-			// The exponent's magnitude does not even fit an int: the value is zero only
-			// if every digit is zero, otherwise it is non-integral or out of range.
-			if strings.Trim(mant, "0.") == "" {
-				return 0, numOK
-			}
-			if s[e+1] == '-' {
-				return 0, numNotIntegral
-			}
-			return 0, numOutOfRange
-		}
-		exp = x
-	}
-	intPart, frac, _ := strings.Cut(mant, ".")
-	digits := strings.TrimLeft(intPart+frac, "0")
-	exp -= len(frac)
-	trimmed := strings.TrimRight(digits, "0")
-	exp += len(digits) - len(trimmed)
-	digits = trimmed
-	switch {
-	case digits == "":
-		return 0, numOK
-	case exp < 0:
+	if strings.ContainsAny(s, ".eE") {
 		return 0, numNotIntegral
-	case len(digits)+exp > 19:
-		return 0, numOutOfRange
 	}
-	text := digits + strings.Repeat("0", exp)
-	if neg {
-		text = "-" + text
-	}
-	n, err = strconv.ParseInt(text, 10, bits)
+	n, err := strconv.ParseInt(s, 10, bits)
 	if err != nil {
+		// The grammar is checked, so the only possible error is ErrRange.
 		return 0, numOutOfRange
 	}
 	return n, numOK
