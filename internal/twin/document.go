@@ -259,7 +259,7 @@ func applyComponentOp(doc map[string]any, op Op, s Schema, now string) (touch, e
 			if _, ok := doc[name]; !ok && op.Op == OpReplace {
 				return touch{}, notFound(name)
 			}
-			c, err := newComponent(name, op.Value, now)
+			c, err := newComponent(name, deepCopy(op.Value), now)
 			if err != nil {
 				return touch{}, err
 			}
@@ -343,9 +343,30 @@ func applySourceTime(meta map[string]any, prop string, op Op) error {
 
 // applyPointer applies one operation to the object root at the path segs, through nested
 // objects and arrays (an array index is a decimal number; add also takes "-", past the end).
+// The value is copied into the document, so later operations never change the patch itself.
 func applyPointer(root map[string]any, segs []string, op Op) error {
+	op.Value = deepCopy(op.Value)
 	_, err := applyAt(root, segs, op)
 	return err
+}
+
+// deepCopy copies the objects and arrays of a decoded JSON value.
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(v))
+		for i, e := range v {
+			a[i] = deepCopy(e)
+		}
+		return a
+	}
+	return v
 }
 
 // applyAt applies op at segs below container and returns the container, which is a new slice
@@ -476,7 +497,8 @@ func diffObjects(p *Patch, prefix []string, old, new map[string]any, isComponent
 
 // CheckLimits reports a value that breaks ADT's size limits: a string longer than maxString
 // bytes or an object key (property name) longer than maxName bytes, anywhere in v. path names
-// v in the message. A limit of 0 or less is not checked.
+// v in the message. A limit of 0 or less is not checked. $metadata objects (service-managed)
+// are skipped.
 func CheckLimits(path string, v any, maxString, maxName int) error {
 	switch v := v.(type) {
 	case string:
@@ -485,6 +507,9 @@ func CheckLimits(path string, v any, maxString, maxName int) error {
 		}
 	case map[string]any:
 		for k, e := range v {
+			if k == KeyMetadata {
+				continue
+			}
 			if maxName > 0 && len(k) > maxName {
 				return InvalidTwin(fmt.Sprintf("A property name in '%s' is %d bytes long; the limit is %d bytes.", path, len(k), maxName))
 			}

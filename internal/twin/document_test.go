@@ -275,6 +275,7 @@ func TestCheckLimits(t *testing.T) {
 	}{
 		{v: "short"},
 		{v: map[string]any{"k": []any{"a", json.Number("1")}}},
+		{v: map[string]any{"$metadata": map[string]any{long: long}}},
 		{v: long, msg: "The string value of 'p' is 11 bytes long; the limit is 10 bytes."},
 		{v: map[string]any{"k": []any{"a", long}}, msg: "The string value of 'p/k/1' is 11 bytes long; the limit is 10 bytes."},
 		{v: map[string]any{"o": map[string]any{long: true}}, msg: "A property name in 'p/o' is 11 bytes long; the limit is 10 bytes."},
@@ -389,4 +390,22 @@ func TestApplyPointerArrays(t *testing.T) {
 		}
 		sameJSON(t, doc, tt.want)
 	}
+}
+
+func TestApplyTwinPatchDoesNotAliasThePatch(t *testing.T) {
+	doc := decodeMap(t, baseDoc)
+	p, err := ParsePatch([]byte(`[{"op":"add","path":"/loc","value":{"x":1}},{"op":"add","path":"/loc/y","value":2},
+		{"op":"replace","path":"/therm","value":{"sp":{"a":1}}},{"op":"add","path":"/therm/sp/b","value":2}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyTwinPatch(doc, p, Schema{IsComponent: isComp}, t1); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(p)
+	want := `[{"op":"add","path":"/loc","value":{"x":1}},{"op":"add","path":"/loc/y","value":2},{"op":"replace","path":"/therm","value":{"sp":{"a":1}}},{"op":"add","path":"/therm/sp/b","value":2}]`
+	if string(got) != want {
+		t.Fatalf("patch after apply = %s", got)
+	}
+	sameJSON(t, doc["loc"], `{"x":1,"y":2}`)
 }
