@@ -82,7 +82,7 @@ func TestValidateTwin(t *testing.T) {
 			"tags": {"red": "1"},
 			"readings": [1, "x", 3],
 			"area": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]},
-			"period": "P1W1D",
+			"period": "P1Y1W",
 			"$anything": "ignored"
 		}`, []ValueProblem{
 			{Path: "address/street", Message: "'street' is not a field of Object dtmi:ex:Address;1"},
@@ -90,7 +90,7 @@ func TestValidateTwin(t *testing.T) {
 			{Path: "area", Expected: "GeoJSON Polygon", Message: "not a valid GeoJSON Polygon: coordinates[0]: a linear ring must end with its first position"},
 			{Path: "count", Expected: "integer", Message: "2147483648 is not a valid integer; expected a whole number from -2147483648 to 2147483647"},
 			{Path: "mode", Expected: `one of enum values ["on","off","H"]`, Message: `"high" is not one of enum values ["on","off","H"]`},
-			{Path: "period", Expected: "duration", Message: `"P1W1D" is not a valid duration; expected an ISO 8601 duration such as "P1Y2M3DT4H5M6.5S", "PT0S" or "P3W"`},
+			{Path: "period", Expected: "duration", Message: `"P1Y1W" is not a valid duration; expected an ISO 8601 duration such as "P1Y2M3DT4H5M6.5S", "PT0S" or "P3W"`},
 			{Path: "readings/1", Expected: "double", Message: `"x" is not a valid double`},
 			{Path: "tags/red", Expected: "integer", Message: `"1" is not a valid integer`},
 			{Path: "temp", Expected: "double", Message: `"warm" is not a valid double`},

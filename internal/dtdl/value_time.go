@@ -5,12 +5,14 @@ import "strings"
 // The temporal schemas are checked by hand-written scanners rather than time.Parse: they follow
 // the RFC 3339 and ISO 8601 grammars exactly, and allocate nothing.
 //
-// Two choices narrow RFC 3339 where platforms disagree:
-//   - A second of 60 (a leap second) is rejected. RFC 3339's grammar allows it, but .NET (which
-//     ADT runs on) and Go's time package refuse it, so such a value could not be read back by
-//     the clients and stages (queries, history) that parse it.
-//   - dateTime requires the offset ("Z" or "+hh:mm"); time accepts it optionally (RFC 3339
-//     partial-time or full-time).
+// They follow the DTDL reference parser (DTDLParser's instance validation), which narrows RFC
+// 3339 in ways that keep every stored value readable by .NET and Go date parsers:
+//   - "T" and "Z" are upper case only (RFC 3339 also allows "t" and "z").
+//   - A second of 60 (a leap second) is refused, as .NET and Go's time package refuse it.
+//   - dateTime requires the offset ("Z" or ±hh:mm).
+//
+// time is wider than the reference parser, which requires the offset: it accepts RFC 3339
+// partial-time as well as full-time, so "08:30:00" is a time.
 
 // isDate reports whether s is an RFC 3339 full-date (yyyy-mm-dd) naming a real calendar day.
 func isDate(s string) bool {
@@ -56,10 +58,10 @@ func isTime(s string) bool {
 }
 
 // isDateTime reports whether s is an RFC 3339 date-time: full-date "T" full-time, with the
-// offset required. "t" and "z" are accepted in place of "T" and "Z", as RFC 3339 allows.
+// offset required.
 func isDateTime(s string) bool {
 	n, ok := scanDate(s)
-	if !ok || n >= len(s) || (s[n] != 'T' && s[n] != 't') {
+	if !ok || n >= len(s) || s[n] != 'T' {
 		return false
 	}
 	s = s[n+1:]
@@ -94,7 +96,7 @@ func scanPartialTime(s string) (int, bool) {
 
 // isOffset reports whether s is exactly an RFC 3339 time-offset: "Z" or ±hh:mm.
 func isOffset(s string) bool {
-	if s == "Z" || s == "z" {
+	if s == "Z" {
 		return true
 	}
 	if len(s) != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':' {
@@ -117,18 +119,18 @@ func digits(s string) (int, bool) {
 	return n, true
 }
 
-// isDuration reports whether s is an ISO 8601 duration in the designator format:
-// P[nY][nM][nD][T[nH][nM][nS]] with at least one component (and at least one after a T), or
-// PnW alone (ISO 8601-1 does not combine weeks with other components). Components appear in
-// that order, at most once each; n is one or more digits, and only the last component may have
-// a decimal fraction (with "." or ","). No sign is accepted: ISO 8601-1 durations are not
-// negative, and a leading "-" (an xsd:duration extension) is rejected.
+// isDuration reports whether s is an ISO 8601 duration in the designator format, as the DTDL
+// reference parser's pattern defines it: "P", then years and months or weeks, then days, then
+// optionally "T" and hours, minutes and seconds: P[nY][nM][nD][T[nH][nM][nS]] or
+// P[nW][nD][T[nH][nM][nS]]. Components appear in that order, at most once each; at least one is
+// present, and at least one follows a "T". n is one or more digits; only the last component
+// may have a decimal fraction, written with ".". No sign is accepted.
 func isDuration(s string) bool {
 	if len(s) < 3 || s[0] != 'P' {
 		return false
 	}
 	s = s[1:]
-	const dateDesignators, timeDesignators = "YMD", "HMS"
+	const dateDesignators, timeDesignators = "YMWD", "HMS"
 	inTime := false
 	order := dateDesignators
 	next := 0 // index into order of the first designator still allowed
@@ -153,7 +155,7 @@ func isDuration(s string) bool {
 		if n == 0 {
 			return false
 		}
-		if n < len(s) && (s[n] == '.' || s[n] == ',') {
+		if n < len(s) && s[n] == '.' {
 			n++
 			start := n
 			for n < len(s) && isDigit(s[n]) {
@@ -168,13 +170,12 @@ func isDuration(s string) bool {
 			return false // a number without a designator
 		}
 		d := s[n]
-		if d == 'W' && !inTime {
-			// Weeks stand alone: "PnW" and nothing else.
-			return components == 0 && n+1 == len(s)
-		}
 		i := strings.IndexByte(order[next:], d)
 		if i < 0 {
 			return false
+		}
+		if !inTime && d == 'W' && next > 0 {
+			return false // weeks do not combine with years or months
 		}
 		next += i + 1
 		components++
