@@ -314,7 +314,14 @@ test("relationships: upsert, get, update, list, incoming, delete", async () => {
 
 test("publishTelemetry and publishComponentTelemetry are accepted", async () => {
   await client.publishTelemetry("building-1", { alarm: "smoke" }, "msg-1");
-  await client.publishComponentTelemetry("building-1", "climate", { reading: 20.25 }, "msg-2");
+  // SDK 1.1.0 hands publishComponentTelemetry's payload to the generated client as the message
+  // id and the message id as the body, so a caller of this version passes them swapped.
+  await client.publishComponentTelemetry("building-1", "climate", "msg-2", { reading: 20.25 });
+  await rejectsWith(
+    client.publishComponentTelemetry("building-1", "nope", "msg-4", { reading: 1 }),
+    404,
+    "ComponentNotFound",
+  );
   await rejectsWith(client.publishTelemetry("no-such-twin", { alarm: "x" }, "msg-3"), 404, "DigitalTwinNotFound");
 });
 

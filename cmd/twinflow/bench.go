@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/bench"
+)
+
+const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput over HTTP against the SQLite ceiling
+       twinflow bench restart [flags]   restart time and memory with many twins stored
+
+Run "twinflow bench <name> -h" for the flags of each.
+`
+
+// runBench runs `twinflow bench <name>` and prints its result table to stdout; progress is logged
+// to stderr.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, benchUsage)
+		return 2
+	}
+	var (
+		run func(logger *slog.Logger) error
+		fs  = flag.NewFlagSet("twinflow bench "+args[0], flag.ContinueOnError)
+	)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", os.TempDir(), "`directory` for the temporary data directories")
+	keep := fs.Bool("keep", false, "keep the data directories")
+	switch args[0] {
+	case "patch":
+		var cfg bench.PatchConfig
+		fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
+		fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
+		fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
+		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the SQLite ceiling (default -duration)")
+		run = func(logger *slog.Logger) error {
+			cfg.Dir, cfg.Keep = *dir, *keep
+			res, err := bench.Patch(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench patch")
+			return res.Table(stdout)
+		}
+	case "restart":
+		var cfg bench.RestartConfig
+		fs.IntVar(&cfg.Twins, "twins", 1_000_000, "number of twins stored before the restart")
+		fs.IntVar(&cfg.Batch, "batch", 10_000, "twins per store transaction while loading")
+		run = func(logger *slog.Logger) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the twinflow binary: %w", err)
+			}
+			cfg.Binary, cfg.Dir, cfg.Keep = bin, *dir, *keep
+			res, err := bench.Restart(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench restart")
+			return res.Table(stdout)
+		}
+	default:
+		fmt.Fprintf(stderr, "twinflow bench: unknown benchmark %q\n\n%s", args[0], benchUsage)
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	logger := newLogger(stderr, "text", slog.LevelInfo)
+	if err := run(logger.With(slog.String("bench", args[0]))); err != nil {
+		fmt.Fprintf(stderr, "twinflow bench %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

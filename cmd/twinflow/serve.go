@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/twinflow/twinflow/internal/server"
+)
+
+// envPrefix starts the environment variable that stands in for each serve flag.
+const envPrefix = "TWINFLOW_"
+
+// serveOptions is everything `twinflow serve` is told on its command line and environment.
+type serveOptions struct {
+	server    server.Config
+	logLevel  slog.Level
+	logFormat string
+}
+
+// parseServe parses the serve flags in args. A flag missing from args takes its value from the
+// environment variable envName(flag) when getenv returns a non-empty string for it, else its
+// default. Output for -h and flag errors goes to out.
+func parseServe(args []string, getenv func(string) string, out io.Writer) (serveOptions, error) {
+	var o serveOptions
+	fs := flag.NewFlagSet("twinflow serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.server.Listen, "listen", server.DefaultListen,
+		"TCP `address` to serve on; port 0 picks a free one")
+	fs.StringVar(&o.server.DataDir, "data-dir", server.DefaultDataDir,
+		"`directory` holding the embedded store")
+	fs.StringVar(&o.server.TLSCertFile, "tls-cert", "",
+		"PEM certificate chain `file`; with -tls-key, serve HTTPS")
+	fs.StringVar(&o.server.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.StringVar(&o.server.ServiceID, "service-id", "",
+		"instance `name` events carry as their source (default: from the bound address,\n"+
+			"localhost:PORT on loopback, the host name and port when listening on all addresses)")
+	fs.DurationVar(&o.server.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout,
+		"how long in-flight requests may take to finish at shutdown")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: twinflow serve [flags]\n\n"+
+			"Every flag can also be set through the environment: -data-dir as %sDATA_DIR and so on.\n"+
+			"A flag given on the command line wins over the environment.\n\nFlags:\n", envPrefix)
+		fs.PrintDefaults()
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if o.logFormat != "text" && o.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", o.logFormat))
+	}
+	if err := o.server.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return o, errors.Join(errs...)
+}
+
+// envName returns the environment variable for a flag: "data-dir" is TWINFLOW_DATA_DIR.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newLogger returns a logger writing to w in the given format ("text" or "json") at level.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs `twinflow serve` until ctx ends.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := parseServe(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "twinflow serve:", err)
+		return 2
+	}
+	logger := newLogger(stderr, o.logFormat, o.logLevel)
+	srv, err := server.New(o.server, logger)
+	if err != nil {
+		logger.Error("cannot start", slog.Any("error", err))
+		return 1
+	}
+	if err := srv.Run(ctx); err != nil {
+		logger.Error("stopped with an error", slog.Any("error", err))
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/server"
+)
+
+func TestParseServe(t *testing.T) {
+	defaults := serveOptions{
+		server: server.Config{
+			Listen:          server.DefaultListen,
+			DataDir:         server.DefaultDataDir,
+			ShutdownTimeout: server.DefaultShutdownTimeout,
+		},
+		logLevel:  slog.LevelInfo,
+		logFormat: "text",
+	}
+	with := func(f func(*serveOptions)) serveOptions {
+		o := defaults
+		f(&o)
+		return o
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    serveOptions
+		wantErr string
+	}{
+		{name: "defaults", want: defaults},
+		{
+			name: "every flag",
+			args: []string{
+				"--listen", "0.0.0.0:9000", "--data-dir", "/var/lib/tf",
+				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--service-id", "tf.example",
+				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json",
+			},
+			want: serveOptions{
+				server: server.Config{
+					Listen: "0.0.0.0:9000", DataDir: "/var/lib/tf",
+					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "tf.example",
+					ShutdownTimeout: 3 * time.Second,
+				},
+				logLevel:  slog.LevelDebug,
+				logFormat: "json",
+			},
+		},
+		{
+			name: "environment",
+			env: map[string]string{
+				"TWINFLOW_LISTEN": "127.0.0.1:0", "TWINFLOW_DATA_DIR": "/tmp/d",
+				"TWINFLOW_TLS_CERT": "c.pem", "TWINFLOW_TLS_KEY": "k.pem",
+				"TWINFLOW_SERVICE_ID": "env.example", "TWINFLOW_SHUTDOWN_TIMEOUT": "1m",
+				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json",
+			},
+			want: serveOptions{
+				server: server.Config{
+					Listen: "127.0.0.1:0", DataDir: "/tmp/d",
+					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "env.example",
+					ShutdownTimeout: time.Minute,
+				},
+				logLevel:  slog.LevelWarn,
+				logFormat: "json",
+			},
+		},
+		{
+			name: "flag wins over environment",
+			args: []string{"-data-dir=/from/flag", "-log-level=error"},
+			env:  map[string]string{"TWINFLOW_DATA_DIR": "/from/env", "TWINFLOW_LOG_LEVEL": "debug", "TWINFLOW_LISTEN": "127.0.0.1:1"},
+			want: with(func(o *serveOptions) {
+				o.server.DataDir = "/from/flag"
+				o.server.Listen = "127.0.0.1:1"
+				o.logLevel = slog.LevelError
+			}),
+		},
+		{
+			name:    "bad environment value names the variable",
+			env:     map[string]string{"TWINFLOW_SHUTDOWN_TIMEOUT": "soon"},
+			wantErr: "TWINFLOW_SHUTDOWN_TIMEOUT",
+		},
+		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "log-level"},
+		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "log format"},
+		{name: "certificate without key", args: []string{"-tls-cert", "c.pem"}, wantErr: "together"},
+		{name: "listen without port", args: []string{"-listen", "localhost"}, wantErr: "listen"},
+		{name: "stray argument", args: []string{"now"}, wantErr: "unexpected arguments: now"},
+		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			got, err := parseServe(tt.args, func(k string) string { return tt.env[k] }, &out)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseServe: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("options =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestServeHelp(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseServe([]string{"-h"}, func(string) string { return "" }, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("error = %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"-data-dir", "-tls-cert", "TWINFLOW_DATA_DIR"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunCommands(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{args: nil, code: 2, stderr: "Usage:"},
+		{args: []string{"help"}, code: 0, stdout: "twinflow serve"},
+		{args: []string{"version"}, code: 0, stdout: "twinflow "},
+		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
+		{args: []string{"serve", "-log-format", "xml"}, code: 2, stderr: "log format"},
+		{args: []string{"bench"}, code: 2, stderr: "Usage: twinflow bench"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, func(string) string { return "" }, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) {
+				t.Errorf("stdout = %q, want it to contain %q", stdout.String(), tt.stdout)
+			}
+			if !strings.Contains(stderr.String(), tt.stderr) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.stderr)
+			}
+		})
+	}
+}

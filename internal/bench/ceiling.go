@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	// The pure Go SQLite driver, registered as "sqlite"; the store uses the same one.
+	_ "modernc.org/sqlite"
+
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// CeilingConfig configures the raw SQLite ceiling measurement.
+type CeilingConfig struct {
+	// Dir is the data directory to create the database in; it must not hold one yet.
+	Dir string
+	// Twins is the number of twins patched at random.
+	Twins int
+	// Batch is the number of patches per transaction. The server's group commit can put at
+	// most one patch per concurrent client in a transaction, so the fair ceiling for N
+	// clients uses a batch of N.
+	Batch int
+	// Duration is how long to write.
+	Duration time.Duration
+}
+
+// CeilingResult is what the ceiling measurement wrote.
+type CeilingResult struct {
+	Batch   int
+	Patches int
+	Elapsed time.Duration
+}
+
+// PatchesPerSecond returns the patches written per second.
+func (r CeilingResult) PatchesPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Patches) / r.Elapsed.Seconds()
+}
+
+// Ceiling measures how fast SQLite alone takes the rows a PATCH writes: it creates twinflow's
+// schema in cfg.Dir (by opening the store once), fills it with cfg.Twins twins of the
+// benchmark model, and then, for cfg.Duration, commits transactions of cfg.Batch patches, each
+// one twin row replaced with a new etag and document and one change log row appended, with the
+// store's durability settings (WAL, synchronous=FULL). Documents and event payloads are
+// encoded up front, so the figure excludes HTTP, JSON, validation and the store layer: it is
+// the most a PATCH path on this store could reach on this machine.
+func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (CeilingResult, error) {
+	res := CeilingResult{Batch: cfg.Batch}
+	st, err := sqlite.Open(sqlite.Config{Dir: cfg.Dir}, logger)
+	if err != nil {
+		return res, fmt.Errorf("create schema: %w", err)
+	}
+	if err := st.Close(); err != nil {
+		return res, fmt.Errorf("close store: %w", err)
+	}
+
+	path := filepath.Join(cfg.Dir, sqlite.FileName)
+	db, err := sql.Open("sqlite", "file:"+path+
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return res, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+
+	docs, err := seedTwins(ctx, db, cfg.Twins)
+	if err != nil {
+		return res, err
+	}
+	upd, err := db.PrepareContext(ctx, "UPDATE twins SET etag = ?, doc = ? WHERE id = ?")
+	if err != nil {
+		return res, fmt.Errorf("prepare twin update: %w", err)
+	}
+	defer upd.Close()
+	ins, err := db.PrepareContext(ctx, "INSERT INTO log (seq, id, source, specversion, type, subject,"+
+		" time, datacontenttype, dataschema, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return res, fmt.Errorf("prepare log insert: %w", err)
+	}
+	defer ins.Close()
+	data := []byte(`{"modelId":"` + modelID + `","patch":[{"value":1.5,"path":"/p0","op":"replace"},{"value":"v7","path":"/p2","op":"replace"}]}`)
+
+	var seq int64
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	for time.Now().Before(end) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return res, fmt.Errorf("begin: %w", err)
+		}
+		now := twin.FormatTime(time.Now())
+		txUpd, txIns := tx.StmtContext(ctx, upd), tx.StmtContext(ctx, ins)
+		for range cfg.Batch {
+			i := rand.N(cfg.Twins)
+			seq++
+			if _, err := txUpd.ExecContext(ctx, twin.NewETag(), docs[i], twinID(i)); err != nil {
+				tx.Rollback()
+				return res, fmt.Errorf("update twin: %w", err)
+			}
+			if _, err := txIns.ExecContext(ctx, seq, uuid.NewString(), "localhost",
+				event.SpecVersion, event.TwinUpdate, twinID(i), now, "application/json", "", "", data); err != nil {
+				tx.Rollback()
+				return res, fmt.Errorf("append log record: %w", err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return res, fmt.Errorf("commit: %w", err)
+		}
+		res.Patches += cfg.Batch
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// seedTwins inserts twins 0..n-1 of the benchmark model in one transaction and returns their
+// encoded documents.
+func seedTwins(ctx context.Context, db *sql.DB, n int) ([][]byte, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin seeding: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO twins (id, model_id, etag, doc) VALUES (?, ?, ?, ?)")
+	if err != nil {
+		return nil, fmt.Errorf("prepare twin insert: %w", err)
+	}
+	defer stmt.Close()
+	now := twin.FormatTime(time.Now())
+	docs := make([][]byte, n)
+	for i := range n {
+		etag := twin.NewETag()
+		doc, err := twinDocument(i, etag, now)
+		if err != nil {
+			return nil, err
+		}
+		docs[i] = doc
+		if _, err := stmt.ExecContext(ctx, twinID(i), modelID, etag, doc); err != nil {
+			return nil, fmt.Errorf("insert twin %d: %w", i, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit seeding: %w", err)
+	}
+	return docs, nil
+}
+
+// twinDocument returns the stored document of benchmark twin i, as the server would store it
+// after a PUT of twinBody(i).
+func twinDocument(i int, etag, now string) ([]byte, error) {
+	doc, err := twin.NewDocument(twinID(i), etag, twinBody(i), func(string) bool { return false }, now)
+	if err != nil {
+		return nil, fmt.Errorf("build twin document %d: %w", i, err)
+	}
+	b, err := twin.Encode(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode twin document %d: %w", i, err)
+	}
+	return b, nil
+}

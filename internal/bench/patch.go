@@ -1,0 +1,269 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/server"
+)
+
+// PatchConfig configures the PATCH benchmark. Zero fields take the defaults in brackets.
+type PatchConfig struct {
+	// Dir is where the temporary data directories go [os.TempDir()].
+	Dir string
+	// Keep leaves the data directories in place instead of removing them.
+	Keep bool
+	// Twins is the number of twins patched at random [10,000].
+	Twins int
+	// Clients is the number of concurrent keep-alive HTTP clients [64].
+	Clients int
+	// Duration is how long the clients patch [30s].
+	Duration time.Duration
+	// CeilingDuration is how long the raw SQLite ceiling is measured [Duration].
+	CeilingDuration time.Duration
+}
+
+func (c PatchConfig) withDefaults() PatchConfig {
+	if c.Dir == "" {
+		c.Dir = os.TempDir()
+	}
+	if c.Twins <= 0 {
+		c.Twins = 10_000
+	}
+	if c.Clients <= 0 {
+		c.Clients = 64
+	}
+	if c.Duration <= 0 {
+		c.Duration = 30 * time.Second
+	}
+	if c.CeilingDuration <= 0 {
+		c.CeilingDuration = c.Duration
+	}
+	return c
+}
+
+// PatchResult is what the PATCH benchmark measured.
+type PatchResult struct {
+	Twins, Clients int
+	// Elapsed is how long the clients patched; Patches counts the patches acknowledged with
+	// 204 in that time and Failed the requests that got anything else.
+	Elapsed time.Duration
+	Patches int
+	Failed  int
+	// P50, P99 and Max are latencies of acknowledged patches, from sending the request to
+	// reading the whole response.
+	P50, P99, Max time.Duration
+	// Ceiling is the raw SQLite measurement of the same rows.
+	Ceiling CeilingResult
+}
+
+// PatchesPerSecond returns acknowledged patches per second.
+func (r PatchResult) PatchesPerSecond() float64 {
+	return float64(r.Patches) / r.Elapsed.Seconds()
+}
+
+// Table writes the result as a short table.
+func (r PatchResult) Table(w io.Writer) error {
+	perSec := r.PatchesPerSecond()
+	ceil := r.Ceiling.PatchesPerSecond()
+	ratio := "n/a"
+	if ceil > 0 {
+		ratio = fmt.Sprintf("%.1f%%", 100*perSec/ceil)
+	}
+	return table(w, [][2]string{
+		{"twins / clients", fmt.Sprintf("%d twins of %d properties / %d keep-alive clients", r.Twins, numProperties, r.Clients)},
+		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, r.Patches, r.Elapsed.Round(time.Millisecond), r.Failed)},
+		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))},
+		{"raw SQLite ceiling", fmt.Sprintf("%.0f patches/s (twin row + log row each, %d per transaction, %d in %v)", ceil, r.Ceiling.Batch, r.Ceiling.Patches, r.Ceiling.Elapsed.Round(time.Millisecond))},
+		{"HTTP / ceiling", ratio},
+	})
+}
+
+// Patch runs the PATCH benchmark: an in-process server over a durable store in a fresh data
+// directory, Twins twins of the benchmark model, and Clients keep-alive clients each sending
+// PATCHes of one to three random properties of random twins for Duration over loopback HTTP.
+// Then, with the server stopped, it measures the raw SQLite ceiling (see Ceiling) for the same
+// rows.
+func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResult, error) {
+	cfg = cfg.withDefaults()
+	res := PatchResult{Twins: cfg.Twins, Clients: cfg.Clients}
+	dir, err := os.MkdirTemp(cfg.Dir, "twinflow-bench-patch-")
+	if err != nil {
+		return res, fmt.Errorf("create bench directory: %w", err)
+	}
+	if !cfg.Keep {
+		defer os.RemoveAll(dir)
+	}
+
+	if err := runPatchLoad(ctx, cfg, filepath.Join(dir, "server"), logger, &res); err != nil {
+		return res, err
+	}
+	logger.Info("measuring the raw SQLite ceiling", slog.Duration("duration", cfg.CeilingDuration))
+	res.Ceiling, err = Ceiling(ctx, CeilingConfig{
+		Dir: filepath.Join(dir, "ceiling"), Twins: cfg.Twins, Batch: cfg.Clients, Duration: cfg.CeilingDuration,
+	}, logger)
+	return res, err
+}
+
+// runPatchLoad starts the server, loads the twins and runs the clients, filling in res.
+func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *slog.Logger, res *PatchResult) (err error) {
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: dataDir}, logger)
+	if err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Run(runCtx) }()
+	defer func() {
+		stop()
+		if runErr := <-stopped; runErr != nil {
+			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
+		}
+	}()
+
+	client := httpClient(cfg.Clients)
+	defer client.CloseIdleConnections()
+	base := srv.URL()
+	model, err := modelJSON()
+	if err != nil {
+		return fmt.Errorf("encode model: %w", err)
+	}
+	if err := sendOK(ctx, client, http.MethodPost, base+"/models?api-version="+apiVersion, "application/json", model, http.StatusCreated); err != nil {
+		return fmt.Errorf("add model: %w", err)
+	}
+
+	logger.Info("creating twins", slog.Int("twins", cfg.Twins))
+	start := time.Now()
+	if err := createTwins(ctx, client, base, cfg.Twins, cfg.Clients); err != nil {
+		return err
+	}
+	logger.Info("created twins", slog.Duration("took", time.Since(start)))
+
+	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Duration("duration", cfg.Duration))
+	lat, failed, elapsed, err := patchLoad(ctx, client, base, cfg)
+	if err != nil {
+		return err
+	}
+	sortDurations(lat)
+	res.Elapsed, res.Patches, res.Failed = elapsed, len(lat), failed
+	res.P50, res.P99 = percentile(lat, 50), percentile(lat, 99)
+	if len(lat) > 0 {
+		res.Max = lat[len(lat)-1]
+	}
+	return nil
+}
+
+// createTwins PUTs twins 0..n-1 with workers concurrent clients.
+func createTwins(ctx context.Context, client *http.Client, base string, n, workers int) error {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make([]error, workers)
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				body, err := json.Marshal(twinBody(i))
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				url := base + "/digitaltwins/" + twinID(i) + "?api-version=" + apiVersion
+				if err := sendOK(ctx, client, http.MethodPut, url, "application/json", body, http.StatusOK); err != nil {
+					errs[w] = fmt.Errorf("create twin: %w", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// patchLoad runs cfg.Clients clients patching random twins until cfg.Duration has passed. It
+// returns the latency of every acknowledged patch, the number of failed requests and the time
+// the load ran. A transport error ends the run with that error.
+func patchLoad(ctx context.Context, client *http.Client, base string, cfg PatchConfig) ([]time.Duration, int, time.Duration, error) {
+	var (
+		wg      sync.WaitGroup
+		lats    = make([][]time.Duration, cfg.Clients)
+		failed  = make([]int, cfg.Clients)
+		errs    = make([]error, cfg.Clients)
+		start   = time.Now()
+		endTime = start.Add(cfg.Duration)
+	)
+	for c := range cfg.Clients {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 1<<14)
+			for n := 0; time.Now().Before(endTime); n++ {
+				i := rand.N(cfg.Twins)
+				url := base + "/digitaltwins/" + twinID(i) + "?api-version=" + apiVersion
+				body := patchBody(1+rand.N(3), c<<20|n)
+				t0 := time.Now()
+				status, err := send(ctx, client, http.MethodPatch, url, "application/json-patch+json", body)
+				d := time.Since(t0)
+				if err != nil {
+					errs[c] = fmt.Errorf("PATCH %s: %w", url, err)
+					break
+				}
+				if status == http.StatusNoContent {
+					lat = append(lat, d)
+				} else {
+					failed[c]++
+				}
+			}
+			lats[c] = lat
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	total := 0
+	for c := range cfg.Clients {
+		all = append(all, lats[c]...)
+		total += failed[c]
+	}
+	return all, total, elapsed, errors.Join(errs...)
+}
+
+// patchBody returns a JSON Patch replacing k distinct random properties with values from n.
+func patchBody(k, n int) []byte {
+	props := rand.Perm(numProperties)[:k]
+	b := []byte{'['}
+	for j, p := range props {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"op":"replace","path":"/`...)
+		b = append(b, propName(p)...)
+		b = append(b, `","value":`...)
+		switch v := propValue(p, n).(type) {
+		case float64:
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case string:
+			b = strconv.AppendQuote(b, v)
+		case bool:
+			b = strconv.AppendBool(b, v)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// routes mounts the health endpoints in front of the API and wraps everything in the access
+// log.
+func (s *Server) routes(apiHandler http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("/", apiHandler)
+	return accessLog(s.logger, mux)
+}
+
+// handleHealthz answers 200 {"status":"ok"} while the process serves HTTP at all.
+func handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeStatus(w, http.StatusOK, "ok")
+}
+
+// handleReadyz answers 200 {"status":"ready"} while the store is open and the server is not
+// shutting down, otherwise 503 {"status":"not ready"}. Every read is served from the store,
+// which holds every acknowledged write from the moment it is acknowledged, so once the store
+// is open there is no change log left to catch up on.
+func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.serving.Load() {
+		writeStatus(w, http.StatusServiceUnavailable, "not ready")
+		return
+	}
+	writeStatus(w, http.StatusOK, "ready")
+}
+
+func writeStatus(w http.ResponseWriter, code int, status string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write([]byte(`{"status":"` + status + `"}` + "\n"))
+}
+
+// accessLog logs one line per request at debug level. When debug logging is off it costs one
+// Enabled check per request.
+func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !logger.Enabled(r.Context(), slog.LevelDebug) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		logger.LogAttrs(r.Context(), slog.LevelDebug, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", r.RemoteAddr))
+	})
+}
+
+// statusRecorder remembers the status code and body size a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

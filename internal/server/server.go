@@ -1,0 +1,161 @@
+// Package server wires twinflow together: it opens the store, builds the twin graph and the
+// ADT API over it, and serves them over HTTP(S) with health endpoints and access logs. It is
+// the only package that starts long-lived goroutines.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
+)
+
+// Server is one twinflow instance: storage, graph and API behind one listener.
+//
+// New acquires everything (the store, the listening socket); Run serves and, when it returns,
+// has released all of it. Run must therefore be called exactly once for every Server New
+// returns, even if only to be cancelled at once.
+type Server struct {
+	cfg       Config
+	logger    *slog.Logger
+	store     *sqlite.Store
+	graph     *graph.Graph
+	ln        net.Listener
+	http      *http.Server
+	scheme    string
+	serviceID string
+	// serving is true from the moment Run serves until shutdown begins; /readyz reports it.
+	serving atomic.Bool
+}
+
+// New opens the store in cfg.DataDir, builds the graph and the API over it and binds
+// cfg.Listen. It logs the address bound as "twinflow listening on <URL>". On error nothing is
+// left open.
+func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	s := &Server{cfg: cfg, logger: logger, scheme: "http"}
+
+	var tlsConfig *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS key pair: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.scheme = "https"
+	}
+
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	defer func() {
+		if err != nil {
+			s.ln.Close()
+		}
+	}()
+	s.serviceID = cfg.ServiceID
+	if s.serviceID == "" {
+		s.serviceID = DefaultServiceID(s.ln.Addr())
+	}
+
+	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.DataDir}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	defer func() {
+		if err != nil {
+			s.store.Close()
+		}
+	}()
+	s.graph, err = graph.New(graph.Config{ServiceID: s.serviceID}, s.store, logger)
+	if err != nil {
+		return nil, fmt.Errorf("build graph: %w", err)
+	}
+	a, err := api.New(api.Config{}, s.graph, logger)
+	if err != nil {
+		return nil, fmt.Errorf("build API: %w", err)
+	}
+
+	s.http = &http.Server{
+		Handler:           s.routes(a),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("twinflow listening on "+s.URL(),
+		slog.String("addr", s.ln.Addr().String()),
+		slog.String("data_dir", cfg.DataDir),
+		slog.String("service_id", s.serviceID))
+	return s, nil
+}
+
+// Addr returns the address the server is bound to.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL returns the base URL clients reach the server at, such as "https://127.0.0.1:8443".
+func (s *Server) URL() string { return s.scheme + "://" + s.ln.Addr().String() }
+
+// ServiceID returns the instance name events carry as their source.
+func (s *Server) ServiceID() string { return s.serviceID }
+
+// Run serves requests until ctx ends, then shuts down gracefully: it stops accepting
+// connections, lets in-flight requests finish for up to Config.ShutdownTimeout, and closes the
+// store after the last of them. It returns after every goroutine it started has exited, with
+// nil after a shutdown caused by ctx, or with the error that stopped serving.
+func (s *Server) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	s.serving.Store(true)
+	wg.Go(func() {
+		var err error
+		if s.http.TLSConfig != nil {
+			err = s.http.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.http.Serve(s.ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		serveErr <- err
+	})
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+	case runErr = <-serveErr:
+		runErr = fmt.Errorf("serve on %s: %w", s.ln.Addr(), runErr)
+	}
+	s.serving.Store(false)
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(shutdownCtx); err != nil {
+		// Requests still running past the timeout are cut off; the store below still
+		// closes cleanly because Close waits for pending writes.
+		s.logger.Warn("in-flight requests did not finish in time", slog.Any("error", err))
+		s.http.Close()
+	}
+	wg.Wait()
+
+	if err := s.store.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
+	}
+	s.logger.Info("stopped")
+	return runErr
+}
