@@ -45,7 +45,7 @@ type elem struct {
 
 	refs [propCount][]ref // element-valued properties
 
-	size   int  // bytes of JSON text (Interfaces)
+	size   int   // bytes of JSON text (Interfaces)
 	parent *elem // the element holding this one inline, nil for roots
 
 	built any // the resolved model object, once built
@@ -141,32 +141,48 @@ func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope
 		p.problem(loc, "@context", "must be a string or an array of strings, not %s", c.kind)
 		return sc, false
 	}
-	ok := true
+	ok, sawDTDL := true, false
 	for i, id := range ids {
-		if id == contextV2 || id == contextV3 {
-			v := 2
-			if id == contextV3 {
+		if strings.HasPrefix(id, "dtmi:dtdl:context;") {
+			v := 0
+			switch id {
+			case contextV2:
+				v = 2
+			case contextV3:
 				v = 3
 			}
-			if i != 0 && sc.version != 0 && !(sc.version == 2 && v == 3) {
+			switch {
+			case v == 0:
+				p.problem(loc, "@context", "%q is not a DTDL version this parser supports (2 or 3)", id)
+				ok = false
+			case !top && v > parent.version:
+				p.problem(loc, "@context", "%q cannot raise the DTDL version of an element inside a DTDL v%d document", id, parent.version)
+				ok = false
+			case i != 0 && (sc.exts != 0 || sc.undefinedCtx) && !(sc.exts == extIoTCentral && v == 2):
 				p.problem(loc, "@context", "the DTDL context %q must come first, before any extension context", id)
 				ok = false
+			default:
+				sc.version = v
+				sawDTDL = true
 			}
-			sc.version = v
 			continue
-		}
-		if top && sc.version == 0 {
-			p.problem(loc, "@context", "must start with %q or %q; %q comes before it", contextV2, contextV3, id)
-			return sc, false
 		}
 		if !isDTMI(id, false) || !strings.Contains(id, ";") {
 			p.problem(loc, "@context", "%q is not a DTMI with a version, as a context identifier must be", id)
 			ok = false
 			continue
 		}
-		if e, known := extContexts[id]; known && e.version == sc.version {
+		if id == contextIoTCentral && top && sc.version == 0 {
+			sc.exts |= extIoTCentral
+			continue
+		}
+		if e, known := extContexts[id]; known && (e.version == sc.version || sc.version == 0) {
 			sc.exts |= e.bit
 			continue
+		}
+		if top && sc.version == 0 {
+			p.problem(loc, "@context", "must start with %q or %q; %q comes before it", contextV2, contextV3, id)
+			return sc, false
 		}
 		if !p.opts.AllowUndefinedExtensions {
 			p.problem(loc, "@context", "%q is not a context this DTDL version defines; undefined extensions are not allowed", id)
@@ -175,7 +191,7 @@ func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope
 		}
 		sc.undefinedCtx = true
 	}
-	if sc.version == 0 {
+	if sc.version == 0 || (top && !sawDTDL) {
 		p.problem(loc, "@context", "must include %q or %q", contextV2, contextV3)
 		return sc, false
 	}
@@ -187,9 +203,13 @@ var namePattern = regexp.MustCompile(`^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$`)
 // element reads one element: n must be a JSON object whose class is one of want (or infer
 // when @type is absent). parent and via say where the element sits, for assigned identifiers.
 func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, parent *elem, via prop, index string, loc string) *elem {
-	if c := n.member("@context"); c != nil {
+	if c := n.member("@context"); c != nil && parent != nil {
 		var ok bool
 		if sc, ok = p.context(c, sc, false, loc); !ok {
+			return nil
+		}
+		if sc.version < parent.version && !acceptsOlderVersion(via) {
+			p.problem(loc, "@context", "a DTDL v%d element cannot be the value of %s in a DTDL v%d element", sc.version, via, parent.version)
 			return nil
 		}
 	}
@@ -238,6 +258,9 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 			}
 			continue
 		}
+		if m.value.kind == jsonArray && len(m.value.items) == 0 {
+			continue // no values: the same as an absent property
+		}
 		mn, form := vocab.lookup(key, sc)
 		if mn.kind == tkProperty && p.carries(el, mn.prop) {
 			if prev, dup := seen[mn.prop]; dup {
@@ -269,6 +292,16 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 	}
 	p.classRules(el)
 	return el
+}
+
+// acceptsOlderVersion reports whether the values of q may be elements of an earlier DTDL
+// version than the element holding them.
+func acceptsOlderVersion(q prop) bool {
+	switch q {
+	case propContents, propExtends, propSchema, propElementSchema, propProperties:
+		return true
+	}
+	return false
 }
 
 // assignID returns the identifier the specification assigns to an element without @id.
@@ -419,6 +452,12 @@ func hasAdjunct(el *elem, suffix string) bool {
 
 // foreignProperty handles a member that is not a property of el's class.
 func (p *parser) foreignProperty(el *elem, key string, m meaning, form termForm) {
+	if el.version == 2 {
+		if !el.undefined {
+			p.problem(el.loc, key, "is not a property of %s; a property outside DTDL needs an undefined co-type on the element", el.cls)
+		}
+		return
+	}
 	switch form {
 	case formInvalidDTMI:
 		if el.version == 3 {
@@ -429,9 +468,6 @@ func (p *parser) foreignProperty(el *elem, key string, m meaning, form termForm)
 		if el.version == 3 {
 			p.problem(el.loc, key, "is neither a DTMI nor a term, so it cannot name a property")
 		}
-		return
-	}
-	if el.version == 2 && el.undefined {
 		return
 	}
 	if p.opts.AllowUndefinedExtensions && el.sc.undefinedCtx && el.undefined {
@@ -714,7 +750,7 @@ func (p *parser) representational(el *elem, prop string, v *jsonNode, xsdType st
 		case "@value":
 			val = m.value
 		case "@type":
-			if xsdType != "" && (m.value.kind != jsonString || m.value.text != xsdType) {
+			if xsdType != "" && !isXSDType(m.value, xsdType) {
 				p.problem(el.loc, prop, "a value object's @type must be %q", xsdType)
 				ok = false
 			}
@@ -732,23 +768,30 @@ func (p *parser) representational(el *elem, prop string, v *jsonNode, xsdType st
 	return val, ok
 }
 
-var languageTag = regexp.MustCompile(`^[a-zA-Z]{2,8}(?:-[a-zA-Z0-9]{1,8})*$`)
+// isXSDType reports whether t names the XML Schema datatype xsdType ("xsd:boolean"), as a
+// compact or full IRI, alone or as the one item of an array.
+func isXSDType(t *jsonNode, xsdType string) bool {
+	full := "http://www.w3.org/2001/XMLSchema#" + strings.TrimPrefix(xsdType, "xsd:")
+	vs := values(t)
+	return len(vs) == 1 && vs[0].kind == jsonString && (vs[0].text == xsdType || vs[0].text == full)
+}
+
+var languageTag = regexp.MustCompile(`^[a-zA-Z]{2,3}(?:-[a-zA-Z0-9]{1,8})*$`)
 
 // langString reads a localizable string: a string, a language map, or an array of strings and
 // {"@value", "@language"} objects.
 func (p *parser) langString(el *elem, prop string, n *jsonNode, max int) map[string]string {
 	out := map[string]string{}
 	add := func(lang, text string) {
+		if lang == "" {
+			lang = "en" // the default language of DTDL documents
+		}
 		if len([]rune(text)) > max {
 			p.problem(el.loc, prop, "must be at most %d characters", max)
 			return
 		}
 		if _, dup := out[lang]; dup {
-			if lang == "" {
-				p.problem(el.loc, prop, "has more than one value without a language")
-			} else {
-				p.problem(el.loc, prop, "has more than one value for language %q", lang)
-			}
+			p.problem(el.loc, prop, "has more than one value for language %q (a value without a language is English)", lang)
 			return
 		}
 		out[lang] = text
@@ -811,12 +854,6 @@ func (p *parser) langString(el *elem, prop string, n *jsonNode, max int) map[str
 		}
 	default:
 		p.problem(el.loc, prop, "must be a string, a language map or an array of localized strings, not %s", n.kind)
-	}
-	if text, ok := out[""]; ok {
-		delete(out, "")
-		if _, hasEn := out["en"]; !hasEn {
-			out["en"] = text
-		}
 	}
 	return out
 }
@@ -1006,11 +1043,11 @@ func (p *parser) uniqueNames(el *elem, q prop) {
 
 // cotypeRules checks semantic types, units and adjunct types.
 func (p *parser) cotypeRules(el *elem) {
-	semantic := 0
+	semantic := map[string]bool{}
 	for _, c := range el.cotypes {
 		switch c.kind {
 		case tkSemanticType:
-			semantic++
+			semantic[c.iri] = true
 			ok := el.cls == clsProperty || el.cls == clsTelemetry
 			if el.version == 3 {
 				ok = ok || el.cls == clsField || el.cls == clsMapValue || el.cls == clsCommandRequest || el.cls == clsCommandResponse
@@ -1048,7 +1085,7 @@ func (p *parser) cotypeRules(el *elem) {
 			}
 		}
 	}
-	if semantic > 1 {
-		p.problem(el.loc, "@type", "has %d semantic types; an element may have at most one", semantic)
+	if len(semantic) > 1 {
+		p.problem(el.loc, "@type", "has %d semantic types; an element may have at most one", len(semantic))
 	}
 }

@@ -119,6 +119,10 @@ func (r *resolver) resolve() []string {
 					continue
 				}
 				want, _, _ := childClasses(e, prop(q))
+				if c := t.class(); c != clsInterface && !c.isComplexSchema() && owner(t.el) != owner(e) {
+					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s of another Interface; only Interfaces, complex schemas and elements of the same Interface can be referred to by DTMI", rf.id, article(c))
+					continue
+				}
 				if !classIn(t.class(), want) {
 					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s, not %s", rf.id, article(t.class()), classList(want))
 					continue

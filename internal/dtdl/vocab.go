@@ -105,7 +105,7 @@ const (
 	propTarget
 	propValueSchema
 	propWritable
-	propUnit     // the unit of a semantically typed element
+	propUnit      // the unit of a semantically typed element
 	propAnnotates // Annotation extension
 	propOverrides // Overriding extension
 	propOther     // a defined property of the metamodel that no model element may carry
@@ -232,15 +232,15 @@ var extContexts = map[string]struct {
 type termKind uint8
 
 const (
-	tkUndefined termKind = iota // no context in scope defines it
-	tkClass                     // a DTDL class (cls says which; clsAbstract for abstract ones)
-	tkProperty                  // a DTDL property (prop says which)
-	tkSchema                    // a standard schema (schema says which)
-	tkCommandType               // asynchronous or synchronous
-	tkSemanticType              // a semantic type
-	tkUnit                      // a unit
-	tkAdjunct                   // an extension adjunct type (Historized, ValueAnnotation, Override)
-	tkOther                     // defined, but with no role in a model (unit types, iotcentral schemas)
+	tkUndefined    termKind = iota // no context in scope defines it
+	tkClass                        // a DTDL class (cls says which; clsAbstract for abstract ones)
+	tkProperty                     // a DTDL property (prop says which)
+	tkSchema                       // a standard schema (schema says which)
+	tkCommandType                  // asynchronous or synchronous
+	tkSemanticType                 // a semantic type
+	tkUnit                         // a unit
+	tkAdjunct                      // an extension adjunct type (Historized, ValueAnnotation, Override)
+	tkOther                        // defined, but with no role in a model (unit types, iotcentral schemas)
 )
 
 // meaning is what a term or IRI denotes.
