@@ -75,9 +75,10 @@ const (
 // v is a value as encoding/json decodes it with UseNumber: nil, bool, json.Number, string,
 // []any or map[string]any (float64, int and int64 are accepted as numbers too).
 //
-// JSON null conforms to no schema. ADT has no null property values: a property is either set
-// or absent, and is unset with a JSON Patch "remove"; so null is refused for properties, Object
-// fields, Map values and Array elements alike.
+// JSON null conforms to no schema, for properties, Object fields, Map values and Array elements
+// alike. DTDL defines no null value (the DTDL reference parser's instance validation refuses
+// null for every schema), and an ADT twin has no "set to nothing" state: a property is set or
+// absent, and a JSON Patch "remove" unsets it. The message says so.
 //
 // Numbers: integer and long accept a JSON number in integer notation (no fraction, no exponent:
 // "12" but not "12.0" or "1.2e1") within the signed 32- or 64-bit range, as the DTDL reference
@@ -365,7 +366,9 @@ func (c *checker) array(s *Schema, v any) {
 }
 
 // describeSchema names s in words for messages: "integer", "Object dtmi:ex:Address;1",
-// "Array of double", "Map of string", `one of enum values ["on","off"]`, "GeoJSON Point".
+// "Array of double", "Map of string", `one of enum values ["on","off"]`, "GeoJSON Point". An
+// Enum nested in an Array or Map is named "Enum <dtmi>"; its values are listed where it is
+// checked.
 func describeSchema(s *Schema) string {
 	return describeSchemaDepth(s, 0)
 }
@@ -385,6 +388,9 @@ func describeSchemaDepth(s *Schema, depth int) string {
 	case KindMap:
 		return "Map of " + describeSchemaDepth(s.mapValueSchema(), depth+1)
 	case KindEnum:
+		if depth > 0 {
+			return "Enum " + s.ID
+		}
 		var b strings.Builder
 		b.WriteString("one of enum values [")
 		for i, ev := range s.EnumValues {

@@ -252,6 +252,12 @@ func TestSchemaValidateProblemFields(t *testing.T) {
 		{"array expected", vtMatrix, `{}`, []ValueProblem{
 			{Path: "", Expected: "Array of Array of integer", Message: `an object is not a JSON array`},
 		}},
+		{"nested enum named by id", &Schema{Kind: KindArray, ID: "dtmi:ex:Modes;1", ElementSchema: vtMode}, `"on"`, []ValueProblem{
+			{Path: "", Expected: "Array of Enum dtmi:ex:Mode;1", Message: `"on" is not a JSON array`},
+		}},
+		{"nested enum element", &Schema{Kind: KindArray, ID: "dtmi:ex:Modes;1", ElementSchema: vtMode}, `["on", "dim"]`, []ValueProblem{
+			{Path: "1", Expected: `one of enum values ["on","off","H"]`, Message: `"dim" is not one of enum values ["on","off","H"]`},
+		}},
 		{"map expected", vtSites, `[]`, []ValueProblem{
 			{Path: "", Expected: "Map of Object dtmi:ex:Address;1", Message: `an array is not a JSON object`},
 		}},
