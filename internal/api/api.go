@@ -1,0 +1,243 @@
+// Package api serves the Azure Digital Twins (ADT) data-plane REST API over a graph.Graph, so
+// ADT's official SDKs and tools work against twinflow unchanged.
+//
+// One route table (API.routes) maps Go 1.22 ServeMux patterns to handlers that return errors;
+// one translator (API.writeError) turns every error into ADT's error body
+// {"error":{"code","message","details"?}} with the code also in the x-ms-error-code header.
+// Errors that are not a *twin.Error answer 500 InternalServerError and are logged.
+//
+// Behaviour follows ADT's data plane at api-version 2023-10-31 and earlier. Where ADT leaves a
+// choice open, twinflow decides as follows:
+//
+//   - Every request needs the api-version query parameter: missing is 400
+//     MissingApiVersionParameter, an unknown value 400 UnsupportedApiVersion. Before
+//     2022-05-31, responses leave out $metadata.$lastUpdateTime and every sourceTime, as ADT
+//     does; patches that write sourceTime are still accepted at those versions.
+//   - Unknown paths answer 404 NotFound; a served path asked with another method answers 405
+//     MethodNotAllowed with an Allow header. Neither needs an api-version.
+//   - Request bodies are limited to Config.MaxBodyBytes (32 KB, ADT's request limit), model
+//     uploads to Config.MaxModelBodyBytes (16 MiB); a larger body is 400 LimitExceeded, as ADT
+//     answers an oversized twin. An empty or malformed JSON body is 400 InvalidArgument.
+//   - PATCH bodies are accepted as application/json-patch+json (what the SDKs send),
+//     application/json or without Content-Type; any other type is 415 UnsupportedMediaType.
+//     Other bodies are read as JSON whatever their Content-Type says.
+//   - Lists answer {"nextLink": <absolute URL>|null, "value": [...]}. nextLink repeats the
+//     request's URL (scheme from TLS or X-Forwarded-Proto, host from Host) with an opaque
+//     continuationToken parameter that also carries the page size. GET /models honours the
+//     max-items-per-page header up to Config.ModelPageSize (larger values are clamped, ADT
+//     may return fewer items); a value that is not a positive integer is 400 InvalidArgument,
+//     as is a continuation token twinflow did not issue. The relationship lists, which have no
+//     page-size parameter in ADT, return Config.RelationshipPageSize items a page.
+//   - Telemetry needs the Message-Id header (400 InvalidArgument without it), takes an
+//     optional RFC 3339 Telemetry-Source-Time header and a JSON object body.
+//   - The traceparent header is handed to the graph, which puts it on the events the request
+//     causes (or starts a new trace when it is absent or malformed).
+//   - Ids arrive percent-encoded in the path and are used decoded: %2F is a "/" inside an id,
+//     not a path separator. Ids are case sensitive.
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// Defaults for Config's zero values.
+const (
+	// DefaultMaxBodyBytes is ADT's maximum request payload (32 KB).
+	DefaultMaxBodyBytes = 32 << 10
+	// DefaultMaxModelBodyBytes bounds a POST /models body. ADT allows 250 models of up to 1 MB
+	// each in one call; 16 MiB holds any realistic batch (the graph still enforces both the
+	// per-model size and the model count) without letting one request pin 250 MB of memory.
+	DefaultMaxModelBodyBytes = 16 << 20
+	// DefaultModelPageSize is the page size of GET /models when max-items-per-page is absent,
+	// and the largest one it honours (ADT: "Items per page 100").
+	DefaultModelPageSize = 100
+	// DefaultRelationshipPageSize is the page size of GET .../relationships and
+	// .../incomingrelationships. ADT documents no page size for them.
+	DefaultRelationshipPageSize = 100
+)
+
+// Config configures an API. The zero value of every field selects its default.
+type Config struct {
+	// MaxBodyBytes limits every request body except POST /models. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxModelBodyBytes limits the body of POST /models. Default DefaultMaxModelBodyBytes.
+	MaxModelBodyBytes int64
+	// ModelPageSize is the default and largest page size of the models list. Default
+	// DefaultModelPageSize.
+	ModelPageSize int
+	// RelationshipPageSize is the page size of the relationship lists. Default
+	// DefaultRelationshipPageSize.
+	RelationshipPageSize int
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxModelBodyBytes == 0 {
+		c.MaxModelBodyBytes = DefaultMaxModelBodyBytes
+	}
+	if c.ModelPageSize == 0 {
+		c.ModelPageSize = DefaultModelPageSize
+	}
+	if c.RelationshipPageSize == 0 {
+		c.RelationshipPageSize = DefaultRelationshipPageSize
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxBodyBytes: must not be negative, got %d", c.MaxBodyBytes))
+	}
+	if c.MaxModelBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxModelBodyBytes: must not be negative, got %d", c.MaxModelBodyBytes))
+	}
+	if c.ModelPageSize < 0 {
+		errs = append(errs, fmt.Errorf("ModelPageSize: must not be negative, got %d", c.ModelPageSize))
+	}
+	if c.RelationshipPageSize < 0 {
+		errs = append(errs, fmt.Errorf("RelationshipPageSize: must not be negative, got %d", c.RelationshipPageSize))
+	}
+	return errors.Join(errs...)
+}
+
+// API is the ADT data-plane HTTP handler. It is safe for concurrent use.
+type API struct {
+	cfg    Config
+	graph  *graph.Graph
+	logger *slog.Logger
+	mux    *http.ServeMux
+}
+
+// New returns an API serving g. It fails if cfg holds an invalid value.
+func New(cfg Config, g *graph.Graph, logger *slog.Logger) (*API, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("api config: %w", err)
+	}
+	if g == nil {
+		return nil, errors.New("api: nil graph")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{cfg: cfg, graph: g, logger: logger, mux: http.NewServeMux()}
+	a.register()
+	return a, nil
+}
+
+// ServeHTTP serves the whole ADT data-plane route table.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, r)
+}
+
+// handlerFunc is the shape of every handler: it writes a success response or returns an
+// error for writeError to translate. ver is the request's validated api-version.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, ver apiVersion) error
+
+// route is one entry of the route table.
+type route struct {
+	method  string
+	path    string
+	handler handlerFunc
+}
+
+// routes is the route table: every operation of the ADT data plane twinflow serves. Query,
+// event routes and jobs are not served yet, so their paths answer 404.
+func (a *API) routes() []route {
+	return []route{
+		{http.MethodPost, "/models", a.addModels},
+		{http.MethodGet, "/models", a.listModels},
+		{http.MethodGet, "/models/{id}", a.getModel},
+		{http.MethodPatch, "/models/{id}", a.patchModel},
+		{http.MethodDelete, "/models/{id}", a.deleteModel},
+
+		{http.MethodGet, "/digitaltwins/{id}", a.getTwin},
+		{http.MethodPut, "/digitaltwins/{id}", a.putTwin},
+		{http.MethodPatch, "/digitaltwins/{id}", a.patchTwin},
+		{http.MethodDelete, "/digitaltwins/{id}", a.deleteTwin},
+
+		{http.MethodGet, "/digitaltwins/{id}/components/{component}", a.getComponent},
+		{http.MethodPatch, "/digitaltwins/{id}/components/{component}", a.patchComponent},
+
+		{http.MethodGet, "/digitaltwins/{id}/relationships", a.listRelationships},
+		{http.MethodGet, "/digitaltwins/{id}/incomingrelationships", a.listIncomingRelationships},
+		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}", a.getRelationship},
+		{http.MethodPut, "/digitaltwins/{id}/relationships/{rel}", a.putRelationship},
+		{http.MethodPatch, "/digitaltwins/{id}/relationships/{rel}", a.patchRelationship},
+		{http.MethodDelete, "/digitaltwins/{id}/relationships/{rel}", a.deleteRelationship},
+
+		{http.MethodPost, "/digitaltwins/{id}/telemetry", a.sendTelemetry},
+		{http.MethodPost, "/digitaltwins/{id}/components/{component}/telemetry", a.sendComponentTelemetry},
+	}
+}
+
+// register installs the route table on the mux. Each path also gets a method-less pattern that
+// answers 405 for the methods it does not serve, and "/" answers 404 for every other path, so
+// both carry ADT's error body instead of ServeMux's plain text.
+func (a *API) register() {
+	allowed := make(map[string][]string)
+	var paths []string
+	for _, rt := range a.routes() {
+		a.mux.Handle(rt.method+" "+rt.path, a.serve(rt.handler))
+		if _, ok := allowed[rt.path]; !ok {
+			paths = append(paths, rt.path)
+		}
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	for _, p := range paths {
+		methods := allowed[p]
+		if slices.Contains(methods, http.MethodGet) {
+			methods = append(methods, http.MethodHead)
+		}
+		allow := strings.Join(methods, ", ")
+		a.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			a.writeError(w, r, methodNotAllowed(r.Method, allow))
+		})
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.writeError(w, r, pathNotFound(r.URL.EscapedPath()))
+	})
+}
+
+// serve adapts a handlerFunc to http.Handler: it validates the api-version, runs h and
+// translates the error it returns.
+func (a *API) serve(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ver, err := parseAPIVersion(query(r))
+		if err == nil {
+			err = h(w, r, ver)
+		}
+		if err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+// pathNotFound is the error for a path twinflow does not serve.
+func pathNotFound(path string) *twin.Error {
+	return &twin.Error{
+		Status:  http.StatusNotFound,
+		Code:    "NotFound",
+		Message: fmt.Sprintf("The requested path %s is not a resource of this service.", path),
+	}
+}
+
+// methodNotAllowed is the error for a served path asked with a method it does not support.
+func methodNotAllowed(method, allow string) *twin.Error {
+	return &twin.Error{
+		Status:  http.StatusMethodNotAllowed,
+		Code:    "MethodNotAllowed",
+		Message: fmt.Sprintf("The method %s is not allowed on this resource. Allowed methods: %s.", method, allow),
+	}
+}

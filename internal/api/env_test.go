@@ -1,0 +1,184 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
+)
+
+// testHost is the Host every test request names, so nextLinks read the same in every run.
+const testHost = "twinflow.test"
+
+// env is a running twinflow API: the real graph over a real SQLite store in a temporary
+// directory, served by a real HTTP server.
+type env struct {
+	t     *testing.T
+	srv   *httptest.Server
+	store store.Store
+}
+
+// tickingClock returns a clock that starts at a fixed instant and advances one millisecond per
+// reading, so timestamps are deterministic for a deterministic sequence of requests and still
+// tell successive writes apart.
+func tickingClock() func() time.Time {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 2, 3, 4, 5, 123456700, time.UTC)
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Millisecond)
+		return now
+	}
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir()}, logger)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	g, err := graph.New(graph.Config{ServiceID: testHost, Now: tickingClock()}, st, logger)
+	if err != nil {
+		t.Fatalf("new graph: %v", err)
+	}
+	a, err := New(cfg, g, logger)
+	if err != nil {
+		t.Fatalf("new api: %v", err)
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, store: st}
+}
+
+// tWriter sends log lines to the test log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errCode returns the ADT error code in the response body.
+func (r response) errCode() string {
+	var b struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.body, &b)
+	return b.Error.Code
+}
+
+// do sends a request to the server. target is a path with query (the api-version is added
+// when the target has no query at all) or an absolute URL; headers alternate names and values.
+func (e *env) do(method, target, body string, headers ...string) response {
+	e.t.Helper()
+	resp, err := e.try(method, target, body, headers...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp
+}
+
+// try is do for use off the test goroutine: it returns errors instead of failing the test.
+func (e *env) try(method, target, body string, headers ...string) (response, error) {
+	url := target
+	if strings.HasPrefix(target, "/") {
+		if !strings.Contains(target, "?") {
+			target += "?api-version=2023-10-31"
+		}
+		url = e.srv.URL + target
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return response{}, err
+	}
+	req.Host = testHost
+	if body != "" {
+		ct := "application/json"
+		if method == http.MethodPatch {
+			ct = "application/json-patch+json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// local turns a nextLink into a URL of the test server.
+func (e *env) local(link string) string {
+	return strings.Replace(link, "http://"+testHost, e.srv.URL, 1)
+}
+
+// must checks a response's status and, for errors, its ADT code in both body and header.
+func (e *env) must(r response, status int, code string) response {
+	e.t.Helper()
+	if r.status != status {
+		e.t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)
+	}
+	if code != "" {
+		if got := r.errCode(); got != code {
+			e.t.Fatalf("error code = %q, want %q; body %s", got, code, r.body)
+		}
+		if got := r.header.Get("x-ms-error-code"); got != code {
+			e.t.Fatalf("x-ms-error-code = %q, want %q", got, code)
+		}
+	}
+	return r
+}
+
+// decode unmarshals a response body, failing the test if it is not JSON.
+func decode[T any](t *testing.T, r response) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}

@@ -1,0 +1,83 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// query parses the request's query string. Unlike url.ParseQuery it keeps ";" as an ordinary
+// character, because DTMIs contain one ("dependenciesFor=dtmi:example:Room;1" arrives
+// unescaped from hand-written requests) and url.ParseQuery drops such pairs. A pair that does
+// not unescape is dropped.
+func query(r *http.Request) url.Values {
+	q := url.Values{}
+	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		if pair == "" {
+			continue
+		}
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(rawKey)
+		if err != nil {
+			continue
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			continue
+		}
+		q[key] = append(q[key], value)
+	}
+	return q
+}
+
+// readJSON reads the request body, at most limit bytes of it, and checks that it is JSON.
+// A larger body is 400 LimitExceeded, the status and code ADT gives a twin over its size limit
+// (so a client sees one answer whichever layer finds the body too big); an empty or malformed
+// body is 400 InvalidArgument.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, twin.LimitExceeded(fmt.Sprintf("The request body is larger than the limit of %d bytes.", limit))
+		}
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	if len(body) == 0 {
+		return nil, twin.InvalidArgument("The request body is empty. Please provide a valid JSON document.")
+	}
+	if !json.Valid(body) {
+		return nil, twin.InvalidArgument("The request body is not valid JSON. Please provide a valid JSON document.")
+	}
+	return body, nil
+}
+
+// readPatch reads a JSON Patch body. ADT's clients send application/json-patch+json; plain
+// application/json and a missing Content-Type are accepted too, for hand-written requests.
+// Any other media type is 415 UnsupportedMediaType.
+func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json-patch+json" && mt != "application/json") {
+			return nil, &twin.Error{
+				Status:  http.StatusUnsupportedMediaType,
+				Code:    "UnsupportedMediaType",
+				Message: fmt.Sprintf("Content-Type %q is not supported for a patch. Use application/json-patch+json.", ct),
+			}
+		}
+	}
+	return readJSON(w, r, limit)
+}
+
+// trace returns the request's W3C trace context for the graph, which starts a new trace when
+// the header is absent or malformed.
+func trace(r *http.Request) graph.Trace {
+	return graph.Trace{Parent: r.Header.Get("traceparent")}
+}
