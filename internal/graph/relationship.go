@@ -1,0 +1,429 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// readRelationship reads relationship id of twin sourceID: DigitalTwinNotFound when the twin
+// is missing, RelationshipNotFound when the relationship is.
+func readRelationship(r store.Reader, sourceID, id string) (store.Twin, store.Relationship, error) {
+	src, err := readTwin(r, sourceID)
+	if err != nil {
+		return src, store.Relationship{}, err
+	}
+	rel, err := r.Relationship(sourceID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return src, rel, twin.RelationshipNotFound(sourceID, id)
+	}
+	if err != nil {
+		return src, rel, fmt.Errorf("read relationship %q of twin %q: %w", id, sourceID, err)
+	}
+	return src, rel, nil
+}
+
+func relationshipSubject(sourceID, id string) string {
+	return sourceID + "/relationships/" + id
+}
+
+// Relationship returns relationship id of twin sourceID.
+func (g *Graph) Relationship(ctx context.Context, sourceID, id string) (store.Relationship, error) {
+	var rel store.Relationship
+	err := g.st.View(ctx, func(r store.Reader) error {
+		var err error
+		_, rel, err = readRelationship(r, sourceID, id)
+		return err
+	})
+	return rel, err
+}
+
+// relationshipDef finds the Relationship named name on the model of twin src (inherited ones
+// included): InvalidRelationship when there is none.
+func relationshipDef(ms *modelState, src store.Twin, name string) (*dtdl.Relationship, error) {
+	iface, err := ms.iface(src.ModelID)
+	if err != nil {
+		return nil, err
+	}
+	def, ok := iface.Relationships[name]
+	if !ok {
+		return nil, twin.InvalidRelationship(fmt.Sprintf(
+			"Relationship %s is not defined on the model %s of the twin %s, nor on any model it extends.", name, src.ModelID, src.ID))
+	}
+	return def, nil
+}
+
+func relationshipPropsError(err error) error {
+	return validationError("Invalid relationship specified", err)
+}
+
+// PutRelationship creates or replaces relationship id from twin sourceID. The body needs
+// $targetId (InvalidArgument) and $relationshipName (InvalidRelationship); the target must
+// exist (TargetTwinNotFound) and differ from the source (OperationNotAllowed); the name must be
+// a Relationship of the source's model, the target's model must be or extend its target, its
+// maxMultiplicity holds, and the properties validate. ifNoneMatch "*" refuses an existing
+// relationship (412). The source and target twins may hold at most Limits.OutgoingRelationships
+// and Limits.IncomingRelationships (LimitExceeded). Creating emits Relationship.Create with the
+// document; replacing emits Relationship.Update with the patch from the old document to the new
+// (properties, and $targetId/$relationshipName when they change).
+func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body []byte, ifNoneMatch string, tr Trace) (store.Relationship, error) {
+	mustNotExist, err := twin.ParseIfNoneMatch(ifNoneMatch)
+	if err != nil {
+		return store.Relationship{}, err
+	}
+	if id == "" {
+		return store.Relationship{}, twin.InvalidArgument("The relationship id must not be empty.")
+	}
+	if len(body) > g.cfg.Limits.RequestBytes {
+		return store.Relationship{}, tooLarge("relationship", len(body), g.cfg.Limits.RequestBytes)
+	}
+	var in map[string]any
+	if err := twin.Decode(body, &in); err != nil || in == nil {
+		return store.Relationship{}, twin.InvalidArgument("Invalid relationship specified: the body must be a JSON object.")
+	}
+	rb, err := twin.ParseRelationshipBody(in)
+	if err != nil {
+		return store.Relationship{}, err
+	}
+	if rb.TargetID == sourceID {
+		return store.Relationship{}, twin.OperationNotAllowed(fmt.Sprintf(
+			"A relationship cannot have the twin %s as both its source and its target.", sourceID))
+	}
+	for k, v := range rb.Properties {
+		if err := g.checkValue(k, v); err != nil {
+			return store.Relationship{}, err
+		}
+	}
+	etag := twin.NewETag()
+	doc, err := twin.EncodeRelationship(sourceID, id, rb.Name, rb.TargetID, etag, rb.Properties)
+	if err != nil {
+		return store.Relationship{}, err
+	}
+	created := store.Relationship{SourceID: sourceID, ID: id, Name: rb.Name, TargetID: rb.TargetID, ETag: etag, Doc: doc}
+	now := g.cfg.Now()
+
+	err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
+		src, err := readTwin(r, sourceID)
+		if err != nil {
+			return nil, err
+		}
+		tgt, err := r.Twin(rb.TargetID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, twin.TargetTwinNotFound(rb.TargetID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read twin %q: %w", rb.TargetID, err)
+		}
+		ms := g.models.Load()
+		def, err := relationshipDef(ms, src, rb.Name)
+		if err != nil {
+			return nil, err
+		}
+		if def.Target != "" && !ms.set.IsA(tgt.ModelID, def.Target) {
+			return nil, twin.InvalidRelationship(fmt.Sprintf(
+				"The target twin %s has the model %s, but relationship %s needs a target of the model %s or a model extending it.", tgt.ID, tgt.ModelID, rb.Name, def.Target))
+		}
+		if err := def.ValidateProperties(rb.Properties); err != nil {
+			return nil, relationshipPropsError(err)
+		}
+		old, err := r.Relationship(sourceID, id)
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("read relationship %q of twin %q: %w", id, sourceID, err)
+		}
+		if exists && mustNotExist {
+			return nil, twin.PreconditionFailed(fmt.Sprintf(
+				"If-None-Match: * header was specified but a relationship with the id %s was found. Please specify a different relationship id.", id))
+		}
+		ev := g.newEvent(event.RelationshipCreate, relationshipSubject(sourceID, id), now, tr, doc)
+		if exists {
+			p, err := relationshipDiff(old, created)
+			if err != nil {
+				return nil, err
+			}
+			data, err := updateData(src.ModelID, p)
+			if err != nil {
+				return nil, err
+			}
+			ev = g.newEvent(event.RelationshipUpdate, relationshipSubject(sourceID, id), now, tr, data)
+		}
+		return func(w store.Writer) error {
+			if err := sameTwin(w, src, twin.TwinNotFound); err != nil {
+				return err
+			}
+			if err := sameTwin(w, tgt, twin.TargetTwinNotFound); err != nil {
+				return err
+			}
+			cur, err := w.Relationship(sourceID, id)
+			if exists != (err == nil) || (exists && cur.ETag != old.ETag) {
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("read relationship %q of twin %q: %w", id, sourceID, err)
+				}
+				return errStale
+			}
+			if err := g.checkCounts(w, created, def, exists, old); err != nil {
+				return err
+			}
+			if err := w.PutRelationship(created); err != nil {
+				return fmt.Errorf("put relationship %q of twin %q: %w", id, sourceID, err)
+			}
+			return w.Emit(ev)
+		}, nil
+	})
+	if err != nil {
+		return store.Relationship{}, err
+	}
+	return created, nil
+}
+
+// sameTwin checks that twin t is unchanged since it was read; missing is the error for a
+// twin deleted since.
+func sameTwin(r store.Reader, t store.Twin, missing func(string) *twin.Error) error {
+	cur, err := r.Twin(t.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return missing(t.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("read twin %q: %w", t.ID, err)
+	}
+	if cur.ETag != t.ETag {
+		return errStale
+	}
+	return nil
+}
+
+// checkCounts enforces maxMultiplicity and the per-twin relationship limits for rel, which
+// replaces old when exists. It counts by listing, so its cost grows with the relationships
+// the twins already have.
+func (g *Graph) checkCounts(r store.Reader, rel store.Relationship, def *dtdl.Relationship, exists bool, old store.Relationship) error {
+	if def.MaxMultiplicity > 0 && (!exists || old.Name != rel.Name) {
+		same, err := r.Relationships(rel.SourceID, rel.Name, "", def.MaxMultiplicity)
+		if err != nil {
+			return fmt.Errorf("count relationships %s of twin %q: %w", rel.Name, rel.SourceID, err)
+		}
+		if len(same) >= def.MaxMultiplicity {
+			return twin.InvalidRelationship(fmt.Sprintf(
+				"The twin %s already has %d relationships named %s, the maxMultiplicity of that relationship.", rel.SourceID, len(same), rel.Name))
+		}
+	}
+	limits := g.cfg.Limits
+	if !exists {
+		out, err := r.Relationships(rel.SourceID, "", "", limits.OutgoingRelationships)
+		if err != nil {
+			return fmt.Errorf("count relationships of twin %q: %w", rel.SourceID, err)
+		}
+		if len(out) >= limits.OutgoingRelationships {
+			return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d outgoing relationships.", rel.SourceID, limits.OutgoingRelationships))
+		}
+	}
+	if !exists || old.TargetID != rel.TargetID {
+		in, err := r.IncomingRelationships(rel.TargetID, "", limits.IncomingRelationships)
+		if err != nil {
+			return fmt.Errorf("count relationships to twin %q: %w", rel.TargetID, err)
+		}
+		if len(in) >= limits.IncomingRelationships {
+			return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d incoming relationships.", rel.TargetID, limits.IncomingRelationships))
+		}
+	}
+	return nil
+}
+
+// relationshipDiff is the patch from relationship old to new.
+func relationshipDiff(old, new store.Relationship) (twin.Patch, error) {
+	oldProps, err := relationshipProps(old)
+	if err != nil {
+		return nil, err
+	}
+	newProps, err := relationshipProps(new)
+	if err != nil {
+		return nil, err
+	}
+	var p twin.Patch
+	if old.Name != new.Name {
+		p = append(p, twin.Op{Op: twin.OpReplace, Path: "/" + twin.KeyRelationshipName, Segments: []string{twin.KeyRelationshipName}, Value: new.Name})
+	}
+	if old.TargetID != new.TargetID {
+		p = append(p, twin.Op{Op: twin.OpReplace, Path: "/" + twin.KeyTargetID, Segments: []string{twin.KeyTargetID}, Value: new.TargetID})
+	}
+	return append(p, twin.DiffProperties(oldProps, newProps)...), nil
+}
+
+func relationshipProps(rel store.Relationship) (map[string]any, error) {
+	var doc map[string]any
+	if err := twin.Decode(rel.Doc, &doc); err != nil {
+		return nil, fmt.Errorf("decode relationship %q of twin %q: %w", rel.ID, rel.SourceID, err)
+	}
+	return twin.RelationshipProperties(doc), nil
+}
+
+// PatchRelationship applies a JSON Patch to the properties of relationship id of twin sourceID
+// and returns its new ETag. $targetId, $relationshipName and the other "$" fields cannot be
+// patched (JsonPatchInvalid). The result must validate against the Relationship's properties.
+// Emits Relationship.Update with the source twin's model id and the patch.
+func (g *Graph) PatchRelationship(ctx context.Context, sourceID, id string, patch []byte, ifMatch string, tr Trace) (string, error) {
+	cond, p, err := g.parsePatch(patch, ifMatch)
+	if err != nil {
+		return "", err
+	}
+	var etag string
+	err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
+		src, rel, err := readRelationship(r, sourceID, id)
+		if err != nil {
+			return nil, err
+		}
+		if !cond.Matches(rel.ETag) {
+			return nil, preconditionFailed("relationship", id)
+		}
+		props, err := relationshipProps(rel)
+		if err != nil {
+			return nil, err
+		}
+		if err := twin.ApplyRelationshipPatch(props, p); err != nil {
+			return nil, err
+		}
+		def, err := relationshipDef(g.models.Load(), src, rel.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := def.ValidateProperties(props); err != nil {
+			return nil, relationshipPropsError(err)
+		}
+		newTag := twin.NewETag()
+		doc, err := twin.EncodeRelationship(sourceID, id, rel.Name, rel.TargetID, newTag, props)
+		if err != nil {
+			return nil, err
+		}
+		data, err := updateData(src.ModelID, p)
+		if err != nil {
+			return nil, err
+		}
+		ev := g.newEvent(event.RelationshipUpdate, relationshipSubject(sourceID, id), g.cfg.Now(), tr, data)
+		next := rel
+		next.ETag, next.Doc = newTag, doc
+		return func(w store.Writer) error {
+			_, cur, err := readRelationship(w, sourceID, id)
+			if err != nil {
+				return err
+			}
+			if cur.ETag != rel.ETag {
+				return errStale
+			}
+			if err := w.PutRelationship(next); err != nil {
+				return fmt.Errorf("put relationship %q of twin %q: %w", id, sourceID, err)
+			}
+			if err := w.Emit(ev); err != nil {
+				return err
+			}
+			etag = newTag
+			return nil
+		}, nil
+	})
+	return etag, err
+}
+
+// DeleteRelationship deletes relationship id of twin sourceID. ifMatch is the If-Match header.
+// Emits Relationship.Delete with the deleted document.
+func (g *Graph) DeleteRelationship(ctx context.Context, sourceID, id string, ifMatch string, tr Trace) error {
+	cond, err := twin.ParseIfMatch(ifMatch)
+	if err != nil {
+		return err
+	}
+	return g.write(ctx, func(r store.Reader) (commitFunc, error) {
+		_, rel, err := readRelationship(r, sourceID, id)
+		if err != nil {
+			return nil, err
+		}
+		if !cond.Matches(rel.ETag) {
+			return nil, preconditionFailed("relationship", id)
+		}
+		ev := g.newEvent(event.RelationshipDelete, relationshipSubject(sourceID, id), g.cfg.Now(), tr, rel.Doc)
+		return func(w store.Writer) error {
+			_, cur, err := readRelationship(w, sourceID, id)
+			if err != nil {
+				return err
+			}
+			if cur.ETag != rel.ETag {
+				return errStale
+			}
+			if err := w.DeleteRelationship(sourceID, id); err != nil {
+				return fmt.Errorf("delete relationship %q of twin %q: %w", id, sourceID, err)
+			}
+			return w.Emit(ev)
+		}, nil
+	})
+}
+
+// Relationships lists the relationships from twin sourceID (only those named name, when name
+// is not empty), by id, starting after the id after. It returns at most limit of them (all
+// when limit <= 0) and the id to pass as after for the next page, "" at the end.
+func (g *Graph) Relationships(ctx context.Context, sourceID, name, after string, limit int) ([]store.Relationship, string, error) {
+	var page []store.Relationship
+	err := g.st.View(ctx, func(r store.Reader) error {
+		if _, err := readTwin(r, sourceID); err != nil {
+			return err
+		}
+		var err error
+		page, err = r.Relationships(sourceID, name, after, probe(limit))
+		if err != nil {
+			return fmt.Errorf("list relationships of twin %q: %w", sourceID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	page, last := cut(page, limit)
+	if last == nil {
+		return page, "", nil
+	}
+	return page, last.ID, nil
+}
+
+// IncomingRelationships lists the relationships whose target is twin targetID, by source id
+// and id, starting after the key after ("<sourceID>\x00<id>" as returned by the previous page).
+// It returns at most limit (all when limit <= 0) and the key of the next page, "" at the end.
+func (g *Graph) IncomingRelationships(ctx context.Context, targetID, after string, limit int) ([]store.Relationship, string, error) {
+	var page []store.Relationship
+	err := g.st.View(ctx, func(r store.Reader) error {
+		if _, err := readTwin(r, targetID); err != nil {
+			return err
+		}
+		var err error
+		page, err = r.IncomingRelationships(targetID, after, probe(limit))
+		if err != nil {
+			return fmt.Errorf("list relationships to twin %q: %w", targetID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	page, last := cut(page, limit)
+	if last == nil {
+		return page, "", nil
+	}
+	return page, last.SourceID + "\x00" + last.ID, nil
+}
+
+// probe is the number of items to read for a page of limit: one more, to learn whether there
+// is a next page.
+func probe(limit int) int {
+	if limit <= 0 {
+		return 0
+	}
+	return limit + 1
+}
+
+// cut trims a probed list to limit and returns the last item kept when more follow.
+func cut[T any](items []T, limit int) ([]T, *T) {
+	if limit <= 0 || len(items) <= limit {
+		return items, nil
+	}
+	items = items[:limit]
+	return items, &items[limit-1]
+}

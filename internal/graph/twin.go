@@ -1,0 +1,405 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// readTwin reads twin id, with DigitalTwinNotFound for a missing one.
+func readTwin(r store.Reader, id string) (store.Twin, error) {
+	t, err := r.Twin(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return t, twin.TwinNotFound(id)
+	}
+	if err != nil {
+		return t, fmt.Errorf("read twin %q: %w", id, err)
+	}
+	return t, nil
+}
+
+// Twin returns twin id as stored: its document at the newest api-version shape.
+func (g *Graph) Twin(ctx context.Context, id string) (store.Twin, error) {
+	var t store.Twin
+	err := g.st.View(ctx, func(r store.Reader) error {
+		var err error
+		t, err = readTwin(r, id)
+		return err
+	})
+	return t, err
+}
+
+// iface returns the resolved Interface of modelID, or ADT's ValidationFailed "<dtmi> or one of
+// its dependencies does not exist.".
+func (ms *modelState) iface(modelID string) (*dtdl.Interface, error) {
+	if i, ok := ms.set.Interface(modelID); ok {
+		return i, nil
+	}
+	return nil, twin.ModelUnavailable(modelID)
+}
+
+func componentOf(i *dtdl.Interface) func(string) bool {
+	return func(name string) bool {
+		_, ok := i.Components[name]
+		return ok
+	}
+}
+
+// checkDocLimits checks every property name and string value of a twin document.
+func (g *Graph) checkDocLimits(doc map[string]any) error {
+	for k, v := range doc {
+		if strings.HasPrefix(k, "$") {
+			continue
+		}
+		if err := g.checkValue(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkValue checks a property name (or path) and its value against the size limits.
+func (g *Graph) checkValue(name string, v any) error {
+	l := g.cfg.Limits
+	if len(name) > l.PropertyNameBytes {
+		return twin.InvalidTwin(fmt.Sprintf("A property name is %d bytes long; the limit is %d bytes.", len(name), l.PropertyNameBytes))
+	}
+	return twin.CheckLimits(name, v, l.StringBytes, l.PropertyNameBytes)
+}
+
+// PutTwin creates or replaces twin id from a PUT body (both succeed alike, as in ADT).
+// ifNoneMatch is the If-None-Match header: "" or "*" (the twin must not exist yet: 412
+// PreconditionFailed otherwise); other values are InvalidArgument. The body must name its
+// model in $metadata.$model; the model must exist (ValidationFailed) and not be decommissioned
+// (ModelDecommissioned, also when replacing); the twin must validate against it, with every
+// declared component present. $dtId and $etag in the body are ignored; $metadata.<prop>.sourceTime
+// is kept. Creating emits Twin.Create with the new document; replacing emits Twin.Update whose
+// patch turns the old document into the new one (twin.Diff: properties, component properties
+// and the model; metadata is not diffed).
+func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch string, tr Trace) (store.Twin, error) {
+	mustNotExist, err := twin.ParseIfNoneMatch(ifNoneMatch)
+	if err != nil {
+		return store.Twin{}, err
+	}
+	if id == "" {
+		return store.Twin{}, twin.InvalidArgument("The twin id must not be empty.")
+	}
+	if len(body) > g.cfg.Limits.RequestBytes {
+		return store.Twin{}, tooLarge("twin", len(body), g.cfg.Limits.RequestBytes)
+	}
+	var in map[string]any
+	if err := twin.Decode(body, &in); err != nil || in == nil {
+		return store.Twin{}, twin.InvalidArgument("Invalid twin specified: the body must be a JSON object.")
+	}
+	ms := g.models.Load()
+	model := twin.ModelOf(in)
+	var isComp func(string) bool
+	var iface *dtdl.Interface
+	if model != "" {
+		if iface, err = ms.iface(model); err != nil {
+			return store.Twin{}, err
+		}
+		if ms.decommissioned[model] {
+			return store.Twin{}, twin.ModelDecommissioned(model)
+		}
+		isComp = componentOf(iface)
+	}
+	now := g.cfg.Now()
+	etag := twin.NewETag()
+	doc, err := twin.NewDocument(id, etag, in, isComp, twin.FormatTime(now))
+	if err != nil {
+		return store.Twin{}, err
+	}
+	if err := g.checkDocLimits(doc); err != nil {
+		return store.Twin{}, err
+	}
+	if err := iface.ValidateTwin(doc); err != nil {
+		return store.Twin{}, validationError("Invalid twin specified", err)
+	}
+	enc, err := twin.Encode(doc)
+	if err != nil {
+		return store.Twin{}, fmt.Errorf("encode twin %q: %w", id, err)
+	}
+	if len(enc) > g.cfg.Limits.TwinBytes {
+		return store.Twin{}, tooLarge("twin document", len(enc), g.cfg.Limits.TwinBytes)
+	}
+	created := store.Twin{ID: id, ModelID: model, ETag: etag, Doc: enc}
+
+	err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
+		old, err := r.Twin(id)
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("read twin %q: %w", id, err)
+		}
+		if exists && mustNotExist {
+			return nil, twin.PreconditionFailed(fmt.Sprintf(
+				"If-None-Match: * header was specified but a twin with the id %s was found. Please specify a different twin id.", id))
+		}
+		ev := g.newEvent(event.TwinCreate, id, now, tr, enc)
+		if exists {
+			var oldDoc map[string]any
+			if err := twin.Decode(old.Doc, &oldDoc); err != nil {
+				return nil, fmt.Errorf("decode twin %q: %w", id, err)
+			}
+			data, err := updateData(model, twin.Diff(oldDoc, doc, isComp))
+			if err != nil {
+				return nil, err
+			}
+			ev = g.newEvent(event.TwinUpdate, id, now, tr, data)
+		}
+		return func(w store.Writer) error {
+			cur, err := w.Twin(id)
+			if exists != (err == nil) || (exists && cur.ETag != old.ETag) {
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("read twin %q: %w", id, err)
+				}
+				return errStale
+			}
+			if err := w.PutTwin(created); err != nil {
+				return fmt.Errorf("put twin %q: %w", id, err)
+			}
+			return w.Emit(ev)
+		}, nil
+	})
+	if err != nil {
+		return store.Twin{}, err
+	}
+	return created, nil
+}
+
+// PatchTwin applies a JSON Patch to twin id (see twin.ApplyTwinPatch for the paths) and
+// returns the new ETag. ifMatch is the If-Match header (ETags, "*" or ""). A replace of
+// /$metadata/$model migrates the twin: every op is then validated against the new model, which
+// must not be decommissioned. Each add or replace is validated, then the whole result. Emits
+// Twin.Update with the patch as applied.
+func (g *Graph) PatchTwin(ctx context.Context, id string, patch []byte, ifMatch string, tr Trace) (string, error) {
+	cond, p, err := g.parsePatch(patch, ifMatch)
+	if err != nil {
+		return "", err
+	}
+	return g.patchTwin(ctx, id, "", p, cond, tr)
+}
+
+// PatchComponent applies a JSON Patch whose paths are relative to component of twin id, and
+// returns the twin's new ETag. The component must be declared by the twin's model
+// (ComponentNotFound). The Twin.Update event carries the paths from the twin's root.
+func (g *Graph) PatchComponent(ctx context.Context, id, component string, patch []byte, ifMatch string, tr Trace) (string, error) {
+	cond, p, err := g.parsePatch(patch, ifMatch)
+	if err != nil {
+		return "", err
+	}
+	return g.patchTwin(ctx, id, component, p.Within(component), cond, tr)
+}
+
+// parsePatch parses the If-Match header and a patch body, and checks the patch's sizes.
+func (g *Graph) parsePatch(patch []byte, ifMatch string) (twin.Condition, twin.Patch, error) {
+	cond, err := twin.ParseIfMatch(ifMatch)
+	if err != nil {
+		return cond, nil, err
+	}
+	if len(patch) > g.cfg.Limits.RequestBytes {
+		return cond, nil, tooLarge("patch", len(patch), g.cfg.Limits.RequestBytes)
+	}
+	p, err := twin.ParsePatch(patch)
+	if err != nil {
+		return cond, nil, err
+	}
+	for _, op := range p {
+		for _, s := range op.Segments {
+			if len(s) > g.cfg.Limits.PropertyNameBytes {
+				return cond, nil, g.checkValue(s, nil)
+			}
+		}
+		if op.Op != twin.OpRemove {
+			if err := twin.CheckLimits(op.Path, op.Value, g.cfg.Limits.StringBytes, g.cfg.Limits.PropertyNameBytes); err != nil {
+				return cond, nil, err
+			}
+		}
+	}
+	return cond, p, nil
+}
+
+func preconditionFailed(kind, id string) error {
+	return twin.PreconditionFailed(fmt.Sprintf(
+		"The If-Match header does not match the current ETag of the %s with the id %s. Read the %s again and retry with its current ETag.", kind, id, kind))
+}
+
+// targetModel returns the model a patch migrates to (its last add or replace of
+// /$metadata/$model), or current.
+func targetModel(p twin.Patch, current string) string {
+	for _, op := range p {
+		if op.Op != twin.OpRemove && len(op.Segments) == 2 && op.Segments[0] == twin.KeyMetadata && op.Segments[1] == twin.KeyModel {
+			if m, ok := op.Value.(string); ok {
+				current = m
+			}
+		}
+	}
+	return current
+}
+
+func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patch, cond twin.Condition, tr Trace) (string, error) {
+	var etag string
+	err := g.write(ctx, func(r store.Reader) (commitFunc, error) {
+		cur, err := readTwin(r, id)
+		if err != nil {
+			return nil, err
+		}
+		if !cond.Matches(cur.ETag) {
+			return nil, preconditionFailed("digital twin", id)
+		}
+		var doc map[string]any
+		if err := twin.Decode(cur.Doc, &doc); err != nil {
+			return nil, fmt.Errorf("decode twin %q: %w", id, err)
+		}
+		ms := g.models.Load()
+		if component != "" {
+			if _, ok := componentDoc(doc, component); !ok {
+				return nil, twin.ComponentNotFound(id, component)
+			}
+		}
+		model := targetModel(p, cur.ModelID)
+		iface, err := ms.iface(model)
+		if err != nil {
+			return nil, err
+		}
+		if model != cur.ModelID && ms.decommissioned[model] {
+			return nil, twin.ModelDecommissioned(model)
+		}
+		now := g.cfg.Now()
+		schema := twin.Schema{
+			IsComponent: componentOf(iface),
+			ValidatePath: func(path []string, v any) error {
+				if err := iface.ValidatePath(path, v); err != nil {
+					return validationError("Invalid twin specified", err)
+				}
+				return nil
+			},
+		}
+		if err := twin.ApplyTwinPatch(doc, p, schema, twin.FormatTime(now)); err != nil {
+			return nil, err
+		}
+		if err := iface.ValidateTwin(doc); err != nil {
+			return nil, validationError("Invalid twin specified", err)
+		}
+		newTag := twin.NewETag()
+		doc[twin.KeyETag] = newTag
+		enc, err := twin.Encode(doc)
+		if err != nil {
+			return nil, fmt.Errorf("encode twin %q: %w", id, err)
+		}
+		if len(enc) > g.cfg.Limits.TwinBytes {
+			return nil, tooLarge("twin document", len(enc), g.cfg.Limits.TwinBytes)
+		}
+		data, err := updateData(model, p)
+		if err != nil {
+			return nil, err
+		}
+		ev := g.newEvent(event.TwinUpdate, id, now, tr, data)
+		next := store.Twin{ID: id, ModelID: model, ETag: newTag, Doc: enc}
+		return func(w store.Writer) error {
+			latest, err := readTwin(w, id)
+			if err != nil {
+				return err
+			}
+			if latest.ETag != cur.ETag {
+				return errStale
+			}
+			if err := w.PutTwin(next); err != nil {
+				return fmt.Errorf("put twin %q: %w", id, err)
+			}
+			if err := w.Emit(ev); err != nil {
+				return err
+			}
+			etag = newTag
+			return nil
+		}, nil
+	})
+	return etag, err
+}
+
+// DeleteTwin deletes twin id. ifMatch is the If-Match header. A twin that is the source or
+// target of any relationship is not deleted (RelationshipsNotDeleted). Emits Twin.Delete with
+// the deleted document.
+func (g *Graph) DeleteTwin(ctx context.Context, id string, ifMatch string, tr Trace) error {
+	cond, err := twin.ParseIfMatch(ifMatch)
+	if err != nil {
+		return err
+	}
+	return g.write(ctx, func(r store.Reader) (commitFunc, error) {
+		cur, err := readTwin(r, id)
+		if err != nil {
+			return nil, err
+		}
+		if !cond.Matches(cur.ETag) {
+			return nil, preconditionFailed("digital twin", id)
+		}
+		ev := g.newEvent(event.TwinDelete, id, g.cfg.Now(), tr, cur.Doc)
+		return func(w store.Writer) error {
+			latest, err := readTwin(w, id)
+			if err != nil {
+				return err
+			}
+			if latest.ETag != cur.ETag {
+				return errStale
+			}
+			has, err := w.HasRelationships(id)
+			if err != nil {
+				return fmt.Errorf("check relationships of twin %q: %w", id, err)
+			}
+			if has {
+				return twin.RelationshipsNotDeleted(id)
+			}
+			if err := w.DeleteTwin(id); err != nil {
+				return fmt.Errorf("delete twin %q: %w", id, err)
+			}
+			return w.Emit(ev)
+		}, nil
+	})
+}
+
+// componentDoc returns the component object of a stored twin document. Stored components
+// always hold a $metadata object, which tells them apart from Object-valued properties even
+// when the twin's model is no longer loaded.
+func componentDoc(doc map[string]any, name string) (map[string]any, bool) {
+	c, ok := doc[name].(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	_, ok = c[twin.KeyMetadata].(map[string]any)
+	return c, ok
+}
+
+// Component returns component of twin id (its properties and $metadata) and the twin's ETag.
+func (g *Graph) Component(ctx context.Context, id, component string) (json.RawMessage, string, error) {
+	var (
+		out  json.RawMessage
+		etag string
+	)
+	err := g.st.View(ctx, func(r store.Reader) error {
+		t, err := readTwin(r, id)
+		if err != nil {
+			return err
+		}
+		var doc map[string]any
+		if err := twin.Decode(t.Doc, &doc); err != nil {
+			return fmt.Errorf("decode twin %q: %w", id, err)
+		}
+		c, ok := componentDoc(doc, component)
+		if !ok {
+			return twin.ComponentNotFound(id, component)
+		}
+		if out, err = twin.Encode(c); err != nil {
+			return fmt.Errorf("encode component %q of twin %q: %w", component, id, err)
+		}
+		etag = t.ETag
+		return nil
+	})
+	return out, etag, err
+}
