@@ -41,6 +41,7 @@ type elem struct {
 	hasEnumVal  bool
 	valueSchema Kind
 	unit        string
+	unitName    string // the unit as written
 	annotates   string
 
 	refs [propCount][]ref // element-valued properties
@@ -64,6 +65,9 @@ type ref struct {
 type parser struct {
 	opts     Options
 	problems []Problem
+	// order gives each element location its position in document order, so that problems found
+	// while resolving can be reported in document order too.
+	order    map[string]int
 	elems    []*elem // every element, in document order
 	roots    []*elem // every Interface with a declared id, in document order
 }
@@ -76,9 +80,17 @@ func (p *parser) problem(element string, property string, format string, args ..
 	p.problems = append(p.problems, Problem{Element: element, Property: property, Message: msg})
 }
 
+// locate records the document order of an element location.
+func (p *parser) locate(loc string) {
+	if _, ok := p.order[loc]; !ok {
+		p.order[loc] = len(p.order)
+	}
+}
+
 // document reads one document: an Interface or an array of Interfaces.
 func (p *parser) document(data []byte, index int) {
 	where := "document " + strconv.Itoa(index+1)
+	p.locate(where)
 	root, err := decodeJSON(data)
 	if err != nil {
 		p.problem(where, "", "is not valid JSON: %v", err)
@@ -103,8 +115,10 @@ func (p *parser) document(data []byte, index int) {
 			p.problem(loc, "", "must be a JSON object (an Interface), not %s", n.kind)
 			continue
 		}
+		p.locate(loc)
 		if id := n.member("@id"); id != nil && id.kind == jsonString {
 			loc = id.text
+			p.locate(loc)
 		}
 		c := n.member("@context")
 		if c == nil {
@@ -169,7 +183,6 @@ func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope
 		}
 		if !isDTMI(id, false) || !strings.Contains(id, ";") {
 			p.problem(loc, "@context", "%q is not a DTMI with a version, as a context identifier must be", id)
-			ok = false
 			continue
 		}
 		if id == contextIoTCentral && top && sc.version == 0 {
@@ -186,7 +199,6 @@ func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope
 		}
 		if !p.opts.AllowUndefinedExtensions {
 			p.problem(loc, "@context", "%q is not a context this DTDL version defines; undefined extensions are not allowed", id)
-			ok = false
 			continue
 		}
 		sc.undefinedCtx = true
@@ -214,6 +226,7 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 		}
 	}
 	el := &elem{loc: loc, version: sc.version, sc: sc, parent: parent}
+	p.locate(loc)
 	if idn := n.member("@id"); idn != nil {
 		switch {
 		case idn.kind != jsonString:
@@ -223,6 +236,7 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 				p.problem(loc, "@id", "%q %s", idn.text, msg)
 			} else {
 				el.id, el.declared, el.loc = idn.text, true, idn.text
+				p.locate(el.loc)
 			}
 		}
 	}
@@ -405,12 +419,12 @@ func (p *parser) types(t *jsonNode, el *elem, infer class) bool {
 			el.undefined = true
 			el.typeNames = append(el.typeNames, name)
 			if !p.opts.AllowUndefinedExtensions || !el.sc.undefinedCtx {
+				// Not fatal: the element's properties are still checked.
 				if m.kind == tkUndefined && form == formTerm {
 					p.problem(el.loc, "@type", "%q is not defined by any context in scope; undefined extensions are not allowed", name)
 				} else {
 					p.problem(el.loc, "@type", "%q is not a co-type that applies here", name)
 				}
-				ok = false
 			}
 		}
 	}
@@ -669,7 +683,7 @@ func (p *parser) literal(el *elem, q prop, n *jsonNode) {
 			p.problem(el.loc, prop, "%q is not a unit", v.text)
 			return
 		}
-		el.unit = m.iri
+		el.unit, el.unitName = m.iri, v.text
 	case propOverrides:
 		if v.kind != jsonString {
 			p.problem(el.loc, prop, "must be a term or IRI, not %s", v.kind)
@@ -1061,7 +1075,7 @@ func (p *parser) cotypeRules(el *elem) {
 				continue
 			}
 			if el.unit != "" && !units[el.unit] {
-				p.problem(el.loc, "unit", "%s is not a unit of the semantic type %s", el.unit, c.iri)
+				p.problem(el.loc, "unit", "%s is not a unit of the semantic type %s", el.unitName, semanticName(el, c))
 			}
 			for _, r := range el.refs[propSchema] {
 				switch {
@@ -1088,4 +1102,14 @@ func (p *parser) cotypeRules(el *elem) {
 	if len(semantic) > 1 {
 		p.problem(el.loc, "@type", "has %d semantic types; an element may have at most one", len(semantic))
 	}
+}
+
+// semanticName returns the semantic type c of el as written in its @type.
+func semanticName(el *elem, c meaning) string {
+	for _, n := range el.typeNames {
+		if m, _ := vocab.lookup(n, el.sc); m.iri == c.iri {
+			return n
+		}
+	}
+	return c.iri
 }

@@ -1,6 +1,9 @@
 package dtdl
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Limits of the DTDL specifications that resolution enforces.
 const (
@@ -18,12 +21,13 @@ func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
 	if base == nil {
 		base = emptySet
 	}
-	p := &parser{opts: opts}
+	p := &parser{opts: opts, order: map[string]int{}}
 	for i, d := range docs {
 		p.document(d, i)
 	}
 	r := &resolver{parser: p, base: base, byID: map[string]*elem{}}
 	unresolved := r.resolve()
+	p.sortProblems()
 	if len(p.problems) > 0 || len(unresolved) > 0 {
 		return nil, &Error{Problems: p.problems, Unresolved: unresolved}
 	}
@@ -124,7 +128,7 @@ func (r *resolver) resolve() []string {
 					continue
 				}
 				if !classIn(t.class(), want) {
-					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s, not %s", rf.id, article(t.class()), classList(want))
+					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s; it must be %s", rf.id, article(t.class()), articleList(want))
 					continue
 				}
 				r.checkSchemaUse(e, prop(q), rf, t.class())
@@ -139,12 +143,26 @@ func (r *resolver) resolve() []string {
 	if len(r.problems) > 0 || len(unresolved) > 0 {
 		return unresolved
 	}
-	r.checkExtends()
-	r.checkSchemaDepth()
-	if len(r.problems) == 0 {
+	if r.checkExtends() {
 		r.checkContents()
 	}
+	r.checkSchemaDepth()
 	return unresolved
+}
+
+// articleList joins classes with indefinite articles: "an Array, an Enum or a Map".
+func articleList(cs []class) string {
+	if len(cs) == 0 {
+		return "the string schema"
+	}
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = article(c)
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func article(c class) string {
@@ -153,6 +171,25 @@ func article(c class) string {
 		return "an " + c.String()
 	}
 	return "a " + c.String()
+}
+
+// sortProblems puts the problems in the document order of the elements they concern, keeping
+// the order in which they were found for problems of the same element.
+func (p *parser) sortProblems() {
+	rank := func(pr Problem) int {
+		loc := pr.Element
+		for {
+			if n, ok := p.order[loc]; ok {
+				return n
+			}
+			i := strings.LastIndexByte(loc, '/')
+			if i < 0 {
+				return len(p.order)
+			}
+			loc = loc[:i]
+		}
+	}
+	slices.SortStableFunc(p.problems, func(a, b Problem) int { return rank(a) - rank(b) })
 }
 
 // checkSchemaUse enforces the restrictions on what a schema may be in a given place: no Array
@@ -183,7 +220,9 @@ func (r *resolver) extendsTargets(e *elem) []target {
 }
 
 // checkExtends rejects extends cycles, hierarchies deeper than 10 and (v3) larger than 1024.
-func (r *resolver) checkExtends() {
+// It reports whether the hierarchies are acyclic.
+func (r *resolver) checkExtends() bool {
+	acyclic := true
 	const (
 		visiting = 1
 		done     = 2
@@ -223,20 +262,25 @@ func (r *resolver) checkExtends() {
 		d, ok := visit(e)
 		if !ok {
 			r.problem(e.loc, "extends", "extends itself, directly or through other Interfaces")
+			acyclic = false
 			continue
 		}
 		if d > maxExtendsDepth {
 			r.problem(e.loc, "extends", "the extends hierarchy is %d levels deep; at most %d are allowed", d, maxExtendsDepth)
 		}
 	}
+	if !acyclic {
+		return false
+	}
 	for _, e := range r.roots {
-		if e.version != 3 || len(r.problems) > 0 {
+		if e.version != 3 {
 			continue
 		}
 		if n := len(r.ancestors(e)); n > maxExtendsCount {
 			r.problem(e.loc, "extends", "the extends hierarchy holds %d Interfaces; at most %d are allowed (DTDL v3)", n, maxExtendsCount)
 		}
 	}
+	return true
 }
 
 // ifaceDepth returns the depth of the extends hierarchy of a base Interface.
