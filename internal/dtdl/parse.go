@@ -67,9 +67,9 @@ type parser struct {
 	problems []Problem
 	// order gives each element location its position in document order, so that problems found
 	// while resolving can be reported in document order too.
-	order    map[string]int
-	elems    []*elem // every element, in document order
-	roots    []*elem // every Interface with a declared id, in document order
+	order map[string]int
+	elems []*elem // every element, in document order
+	roots []*elem // every Interface with a declared id, in document order
 }
 
 func (p *parser) problem(element string, property string, format string, args ...any) {
