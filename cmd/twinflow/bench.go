@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/bench"
@@ -33,6 +34,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", os.TempDir(), "`directory` for the temporary data directories")
 	keep := fs.Bool("keep", false, "keep the data directories")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	switch args[0] {
 	case "patch":
 		var cfg bench.PatchConfig
@@ -77,6 +79,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	logger := newLogger(stderr, "text", slog.LevelInfo)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "twinflow bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "twinflow bench: start CPU profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(logger.With(slog.String("bench", args[0]))); err != nil {
 		fmt.Fprintf(stderr, "twinflow bench %s: %v\n", args[0], err)
 		return 1

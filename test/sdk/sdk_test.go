@@ -5,12 +5,17 @@ package sdk_test
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/test/process"
 )
 
@@ -24,6 +29,7 @@ func TestJavaScriptSDK(t *testing.T) {
 		"--listen", "127.0.0.1:0",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--tls-cert", cert, "--tls-key", key,
+		"--service-id", serviceID,
 		"--log-level", "debug")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -39,7 +45,54 @@ func TestJavaScriptSDK(t *testing.T) {
 		t.Fatalf("the SDK test failed: %v", err)
 	}
 	if err := srv.Stop(30 * time.Second); err != nil {
-		t.Errorf("server did not stop cleanly: %v", err)
+		t.Fatalf("server did not stop cleanly: %v", err)
+	}
+	checkTelemetry(t, filepath.Join(dir, "data"))
+}
+
+// serviceID is the instance name the SDK test's server runs under.
+const serviceID = "sdk.twinflow.test"
+
+// checkTelemetry reads the change log of the stopped server and checks the two telemetry
+// messages adt.test.js sent landed there as ADT shapes them.
+func checkTelemetry(t *testing.T, dataDir string) {
+	t.Helper()
+	st, err := sqlite.Open(sqlite.Config{Dir: dataDir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open the store: %v", err)
+	}
+	defer st.Close()
+	recs, err := st.Log().Read(t.Context(), 0, int(st.Log().Last()))
+	if err != nil {
+		t.Fatalf("read the change log: %v", err)
+	}
+	got := map[string]event.Event{}
+	for _, r := range recs {
+		if r.Event.Type == event.Telemetry {
+			got[r.Event.ID] = r.Event
+		}
+	}
+	want := []event.Event{
+		{
+			ID: "msg-1", Source: serviceID + "/digitaltwins/building-1", SpecVersion: "1.0",
+			Type: event.Telemetry, DataContentType: "application/json",
+			DataSchema: "dtmi:twinflow:sdktest:Building;1", Data: json.RawMessage(`{"alarm":"smoke"}`),
+		},
+		{
+			ID: "msg-2", Source: serviceID + "/digitaltwins/building-1", SpecVersion: "1.0",
+			Type: event.Telemetry, Subject: "climate", DataContentType: "application/json",
+			DataSchema: "dtmi:twinflow:sdktest:Thermostat;1", Data: json.RawMessage(`{"reading":20.25}`),
+		},
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d telemetry events in the log, want %d: %+v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		g := got[w.ID]
+		g.TraceParent = "" // a fresh trace per request; its shape is the graph's to test
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("telemetry event %s:\n got %+v\nwant %+v", w.ID, g, w)
+		}
 	}
 }
 
