@@ -8,8 +8,8 @@ import (
 )
 
 // FuzzValidate feeds arbitrary JSON to the validators of a rich Interface. They must not panic,
-// must return nil or a *ValidationError with at least one problem, and must agree with each
-// other: a property valid inside a twin is valid written alone at its path.
+// must return nil or a *ValidationError with at least one problem, sorted by path, and must
+// agree with each other: a property valid inside a twin is valid written alone at its path.
 func FuzzValidate(f *testing.F) {
 	f.Add([]byte(vtFullTwin), "thermostat/setPoint")
 	f.Add([]byte(`{"temp": "x", "address": {"zip": 1.5}, "thermostat": 1}`), "address/zip")
@@ -65,9 +65,12 @@ func checkFuzzError(t *testing.T, what string, err error) {
 	if len(verr.Problems) == 0 || len(verr.Problems) > maxProblems {
 		t.Fatalf("%s: %d problems", what, len(verr.Problems))
 	}
-	for _, p := range verr.Problems {
+	for i, p := range verr.Problems {
 		if p.Message == "" {
 			t.Fatalf("%s: problem at %q without a message", what, p.Path)
+		}
+		if i > 0 && verr.Problems[i-1].Path > p.Path {
+			t.Fatalf("%s: problems not sorted by path: %q before %q", what, verr.Problems[i-1].Path, p.Path)
 		}
 	}
 	if verr.Error() == "" {
