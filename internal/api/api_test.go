@@ -30,7 +30,7 @@ const testModels = `[
 const roomBody = `{"$metadata": {"$model": "dtmi:test:Room;1"}, "counter": 0, "thermostat": {"$metadata": {}}}`
 
 // newTestEnv starts a server with the test models loaded.
-func newTestEnv(t *testing.T, cfg Config) *env {
+func newTestEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	e := newEnv(t, cfg)
 	e.must(e.do(http.MethodPost, "/models", testModels), http.StatusCreated, "")
@@ -81,7 +81,10 @@ func TestModelUploadsHaveTheirOwnLimit(t *testing.T) {
 
 func TestPercentEncodedIDs(t *testing.T) {
 	e := newTestEnv(t, Config{})
-	ids := []string{"plain", "with space", "a/b", "a%2Fb literal", "ünïcödé-€", "Case", "case", "q?x=1&y", "hash#tag"}
+	ids := []string{
+		"plain", "with space", "a/b", "a%2Fb literal", "ünïcödé-€", "Case", "case", "q?x=1&y", "hash#tag",
+		"a/../b", "./x", "a//b", "trailing/", "+plus", "semi;colon",
+	}
 	etags := map[string]string{}
 	for _, id := range ids {
 		etags[id] = e.putRoom(id)
@@ -392,7 +395,8 @@ func TestSDKQuirks(t *testing.T) {
 }
 
 // TestTraceParentReachesEvents checks that the request's traceparent is what the events the
-// request causes carry, and that a malformed one is replaced.
+// request causes carry, that a malformed one is replaced, and that telemetry keeps the
+// client's Message-Id as its event id.
 func TestTraceParentReachesEvents(t *testing.T) {
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	e := newTestEnv(t, Config{})
@@ -409,6 +413,9 @@ func TestTraceParentReachesEvents(t *testing.T) {
 	got := map[string]string{}
 	for _, r := range recs {
 		got[r.Event.Type] = r.Event.TraceParent
+		if r.Event.Type == event.Telemetry && r.Event.ID != "m1" {
+			t.Errorf("telemetry event id = %q, want the Message-Id m1", r.Event.ID)
+		}
 	}
 	if got[event.TwinCreate] != tp || got[event.Telemetry] != tp {
 		t.Errorf("events carry traceparents %v, want %s on create and telemetry", got, tp)

@@ -23,7 +23,7 @@ const testHost = "twinflow.test"
 // env is a running twinflow API: the real graph over a real SQLite store in a temporary
 // directory, served by a real HTTP server.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	store store.Store
 }
@@ -42,7 +42,7 @@ func tickingClock() func() time.Time {
 	}
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -71,7 +71,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 }
 
 // tWriter sends log lines to the test log.
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -172,7 +172,7 @@ func (e *env) must(r response, status int, code string) response {
 }
 
 // decode unmarshals a response body, failing the test if it is not JSON.
-func decode[T any](t *testing.T, r response) T {
+func decode[T any](t testing.TB, r response) T {
 	t.Helper()
 	var v T
 	dec := json.NewDecoder(bytes.NewReader(r.body))
