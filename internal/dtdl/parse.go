@@ -44,7 +44,7 @@ type elem struct {
 	unitName    string // the unit as written
 	annotates   string
 
-	refs [propCount][]ref // element-valued properties
+	refs []propValues // element-valued properties, in document order
 
 	size   int   // bytes of JSON text (Interfaces)
 	parent *elem // the element holding this one inline, nil for roots
@@ -61,13 +61,40 @@ type ref struct {
 	loc string
 }
 
+// propValues holds the values of one element-valued property.
+type propValues struct {
+	prop prop
+	refs []ref
+}
+
+// values returns the values of element-valued property q of e.
+func (e *elem) values(q prop) []ref {
+	for i := range e.refs {
+		if e.refs[i].prop == q {
+			return e.refs[i].refs
+		}
+	}
+	return nil
+}
+
+// add appends a value to element-valued property q of e.
+func (e *elem) add(q prop, r ref) {
+	for i := range e.refs {
+		if e.refs[i].prop == q {
+			e.refs[i].refs = append(e.refs[i].refs, r)
+			return
+		}
+	}
+	e.refs = append(e.refs, propValues{prop: q, refs: []ref{r}})
+}
+
 // parser reads documents into elems, collecting problems.
 type parser struct {
 	opts     Options
 	problems []Problem
-	// order gives each element location its position in document order, so that problems found
-	// while resolving can be reported in document order too.
-	order map[string]int
+	// locs lists element locations in document order, so that problems found while resolving
+	// can be reported in document order too.
+	locs []string
 	elems []*elem // every element, in document order
 	roots []*elem // every Interface with a declared id, in document order
 }
@@ -80,11 +107,9 @@ func (p *parser) problem(element string, property string, format string, args ..
 	p.problems = append(p.problems, Problem{Element: element, Property: property, Message: msg})
 }
 
-// locate records the document order of an element location.
+// locate records the next location in document order.
 func (p *parser) locate(loc string) {
-	if _, ok := p.order[loc]; !ok {
-		p.order[loc] = len(p.order)
-	}
+	p.locs = append(p.locs, loc)
 }
 
 // document reads one document: an Interface or an array of Interfaces.
@@ -210,7 +235,26 @@ func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope
 	return sc, ok
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$`)
+// isName reports whether s matches ^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$, the pattern of
+// DTDL names.
+func isName(s string) bool {
+	if s == "" || s[len(s)-1] == '_' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case (c >= '0' && c <= '9') || c == '_':
+			if i == 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // element reads one element: n must be a JSON object whose class is one of want (or infer
 // when @type is absent). parent and via say where the element sits, for assigned identifiers.
@@ -259,7 +303,7 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 
 	var deferred []jsonMember
 	var defProps []prop
-	seen := map[prop]string{}
+	var seen [propCount]string // the key each property was given under
 	for _, m := range n.members {
 		key := m.key
 		if strings.HasPrefix(key, "@") {
@@ -277,7 +321,7 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 		}
 		mn, form := vocab.lookup(key, sc)
 		if mn.kind == tkProperty && p.carries(el, mn.prop) {
-			if prev, dup := seen[mn.prop]; dup {
+			if prev := seen[mn.prop]; prev != "" {
 				p.problem(el.loc, mn.prop.String(), "is given twice, as %q and as %q", prev, key)
 				continue
 			}
@@ -292,7 +336,7 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 		}
 		p.foreignProperty(el, key, mn, form)
 	}
-	p.required(el, seen)
+	p.required(el, &seen)
 
 	if !el.declared {
 		el.id = assignID(parent, via, el.name, index)
@@ -505,9 +549,9 @@ func isElementValued(q prop) bool {
 }
 
 // required reports missing required properties.
-func (p *parser) required(el *elem, seen map[prop]string) {
+func (p *parser) required(el *elem, seen *[propCount]string) {
 	need := func(q prop) {
-		if _, ok := seen[q]; !ok {
+		if seen[q] == "" {
 			p.problem(el.loc, q.String(), "is required on %s", el.cls)
 		}
 	}
@@ -598,7 +642,7 @@ func (p *parser) literal(el *elem, q prop, n *jsonNode) {
 			if el.version == 2 {
 				max = 64
 			}
-			if !namePattern.MatchString(s) || len(s) > max {
+			if !isName(s) || len(s) > max {
 				p.problem(el.loc, prop, "%q must match ^[a-zA-Z](?:[a-zA-Z0-9_]*[a-zA-Z0-9])?$ and be at most %d characters (DTDL v%d)", s, max, el.version)
 				return
 			}
@@ -924,7 +968,7 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 					p.problem(el.loc, prop, "%q is a standard schema; %s is required here", v.text, classList(want))
 					continue
 				}
-				el.refs[q] = append(el.refs[q], ref{std: m.schema, loc: loc})
+				el.add(q, ref{std: m.schema, loc: loc})
 			case m.kind != tkUndefined:
 				p.problem(el.loc, prop, "%q does not name %s", v.text, classList(want))
 			case form == formDTMI:
@@ -932,7 +976,7 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 					p.problem(el.loc, prop, "%q %s", v.text, msg)
 					continue
 				}
-				el.refs[q] = append(el.refs[q], ref{id: v.text, loc: loc})
+				el.add(q, ref{id: v.text, loc: loc})
 			default:
 				p.problem(el.loc, prop, "%q is neither a DTMI nor a term defined here", v.text)
 			}
@@ -943,7 +987,7 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 			}
 			child := p.element(v, el.sc, want, infer, el, q, strconv.Itoa(i), loc)
 			if child != nil {
-				el.refs[q] = append(el.refs[q], ref{id: child.id, el: child, loc: loc})
+				el.add(q, ref{id: child.id, el: child, loc: loc})
 			}
 		default:
 			p.problem(el.loc, prop, "must be a DTMI, a term or an object, not %s", v.kind)
@@ -1009,7 +1053,7 @@ func (p *parser) classRules(el *elem) {
 	case clsEnum:
 		p.uniqueNames(el, propEnumValues)
 		values := map[string]bool{}
-		for _, r := range el.refs[propEnumValues] {
+		for _, r := range el.values(propEnumValues) {
 			if r.el == nil || !r.el.hasEnumVal {
 				continue
 			}
@@ -1044,7 +1088,7 @@ func (p *parser) classRules(el *elem) {
 // uniqueNames reports inline values of property q that share a name.
 func (p *parser) uniqueNames(el *elem, q prop) {
 	seen := map[string]bool{}
-	for _, r := range el.refs[q] {
+	for _, r := range el.values(q) {
 		if r.el == nil || r.el.name == "" {
 			continue
 		}
@@ -1077,7 +1121,7 @@ func (p *parser) cotypeRules(el *elem) {
 			if el.unit != "" && !units[el.unit] {
 				p.problem(el.loc, "unit", "%s is not a unit of the semantic type %s", el.unitName, semanticName(el, c))
 			}
-			for _, r := range el.refs[propSchema] {
+			for _, r := range el.values(propSchema) {
 				switch {
 				case r.el != nil:
 					p.problem(el.loc, "schema", "must be a numeric schema (double, float, integer or long) for a semantic type")

@@ -21,7 +21,7 @@ func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
 	if base == nil {
 		base = emptySet
 	}
-	p := &parser{opts: opts, order: map[string]int{}}
+	p := &parser{opts: opts}
 	for i, d := range docs {
 		p.document(d, i)
 	}
@@ -110,28 +110,29 @@ func (r *resolver) resolve() []string {
 	}
 	missing := map[string]bool{}
 	for _, e := range r.elems {
-		for q := range e.refs {
-			for _, rf := range e.refs[q] {
+		for _, pv := range e.refs {
+			q := pv.prop
+			for _, rf := range pv.refs {
 				if rf.el != nil || rf.id == "" {
-					r.checkSchemaUse(e, prop(q), rf, clsNone)
+					r.checkSchemaUse(e, q, rf, clsNone)
 					continue
 				}
 				t, ok := r.lookup(rf.id)
 				if !ok {
 					missing[rf.id] = true
-					r.problem(e.loc, prop(q).String(), "refers to %s, which is defined neither in this batch nor among the existing models", rf.id)
+					r.problem(e.loc, q.String(), "refers to %s, which is defined neither in this batch nor among the existing models", rf.id)
 					continue
 				}
-				want, _, _ := childClasses(e, prop(q))
+				want, _, _ := childClasses(e, q)
 				if c := t.class(); c != clsInterface && !c.isComplexSchema() && owner(t.el) != owner(e) {
-					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s of another Interface; only Interfaces, complex schemas and elements of the same Interface can be referred to by DTMI", rf.id, article(c))
+					r.problem(e.loc, q.String(), "refers to %s, which is %s of another Interface; only Interfaces, complex schemas and elements of the same Interface can be referred to by DTMI", rf.id, article(c))
 					continue
 				}
 				if !classIn(t.class(), want) {
-					r.problem(e.loc, prop(q).String(), "refers to %s, which is %s; it must be %s", rf.id, article(t.class()), articleList(want))
+					r.problem(e.loc, q.String(), "refers to %s, which is %s; it must be %s", rf.id, article(t.class()), articleList(want))
 					continue
 				}
-				r.checkSchemaUse(e, prop(q), rf, t.class())
+				r.checkSchemaUse(e, q, rf, t.class())
 			}
 		}
 	}
@@ -176,15 +177,24 @@ func article(c class) string {
 // sortProblems puts the problems in the document order of the elements they concern, keeping
 // the order in which they were found for problems of the same element.
 func (p *parser) sortProblems() {
+	if len(p.problems) < 2 {
+		return
+	}
+	order := make(map[string]int, len(p.locs))
+	for i, loc := range p.locs {
+		if _, seen := order[loc]; !seen {
+			order[loc] = i
+		}
+	}
 	rank := func(pr Problem) int {
 		loc := pr.Element
 		for {
-			if n, ok := p.order[loc]; ok {
+			if n, ok := order[loc]; ok {
 				return n
 			}
 			i := strings.LastIndexByte(loc, '/')
 			if i < 0 {
-				return len(p.order)
+				return len(order)
 			}
 			loc = loc[:i]
 		}
@@ -209,7 +219,7 @@ func (r *resolver) checkSchemaUse(e *elem, q prop, rf ref, cls class) {
 // extendsTargets returns the direct extends of e, resolved.
 func (r *resolver) extendsTargets(e *elem) []target {
 	var out []target
-	for _, rf := range e.refs[propExtends] {
+	for _, rf := range e.values(propExtends) {
 		if rf.el != nil {
 			out = append(out, target{el: rf.el})
 		} else if t, ok := r.lookup(rf.id); ok {
@@ -333,20 +343,20 @@ func (t target) id() string {
 func (r *resolver) schemaChildren(e *elem) []ref {
 	switch e.cls {
 	case clsArray:
-		return e.refs[propElementSchema]
+		return e.values(propElementSchema)
 	case clsMap:
 		var out []ref
-		for _, mv := range e.refs[propMapValue] {
+		for _, mv := range e.values(propMapValue) {
 			if mv.el != nil {
-				out = append(out, mv.el.refs[propSchema]...)
+				out = append(out, mv.el.values(propSchema)...)
 			}
 		}
 		return out
 	case clsObject:
 		var out []ref
-		for _, f := range e.refs[propFields] {
+		for _, f := range e.values(propFields) {
 			if f.el != nil {
-				out = append(out, f.el.refs[propSchema]...)
+				out = append(out, f.el.values(propSchema)...)
 			}
 		}
 		return out
@@ -480,7 +490,7 @@ func (r *resolver) checkContents() {
 				add(n, c)
 			}
 		}
-		for _, rf := range e.refs[propContents] {
+		for _, rf := range e.values(propContents) {
 			c := rf.el
 			if c == nil {
 				if t, ok := r.lookup(rf.id); ok {
@@ -492,7 +502,7 @@ func (r *resolver) checkContents() {
 			}
 			info := contentInfo{id: c.id, cls: c.cls}
 			if c.cls == clsComponent {
-				for _, s := range c.refs[propSchema] {
+				for _, s := range c.values(propSchema) {
 					if s.el != nil {
 						info.schema = target{el: s.el}
 					} else if t, ok := r.lookup(s.id); ok {
@@ -557,8 +567,8 @@ func (r *resolver) references(root *elem) []string {
 		if e.cls == clsRelationship && e.target != "" {
 			refs[e.target] = true
 		}
-		for q := range e.refs {
-			for _, rf := range e.refs[q] {
+		for _, pv := range e.refs {
+			for _, rf := range pv.refs {
 				if rf.el != nil {
 					if rf.el.cls == clsInterface {
 						refs[rf.el.id] = true
@@ -637,7 +647,7 @@ func (r *resolver) iface(e *elem) *Interface {
 			i.Components[n] = c
 		}
 	}
-	for _, rf := range e.refs[propContents] {
+	for _, rf := range e.values(propContents) {
 		c := rf.el
 		if c == nil {
 			t, _ := r.lookup(rf.id)
@@ -667,7 +677,7 @@ func (r *resolver) iface(e *elem) *Interface {
 				MaxMultiplicity: c.maxMult, Writable: c.writable,
 				Properties: map[string]*Property{}, DefinedIn: e.id,
 			}
-			for _, pr := range c.refs[propProperties] {
+			for _, pr := range c.values(propProperties) {
 				pe := pr.el
 				if pe == nil {
 					t, _ := r.lookup(pr.id)
@@ -683,7 +693,7 @@ func (r *resolver) iface(e *elem) *Interface {
 				ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
 				Comment: c.comment, DefinedIn: e.id,
 			}
-			for _, s := range c.refs[propSchema] {
+			for _, s := range c.values(propSchema) {
 				if s.el != nil {
 					comp.Schema = r.iface(s.el)
 				} else if t, ok := r.lookup(s.id); ok {
@@ -697,7 +707,7 @@ func (r *resolver) iface(e *elem) *Interface {
 			i.Components[c.name] = comp
 		}
 	}
-	for _, rf := range e.refs[propSchemas] {
+	for _, rf := range e.values(propSchemas) {
 		if rf.el != nil {
 			i.Schemas = append(i.Schemas, r.schema(rf, e.version))
 		}
@@ -720,7 +730,7 @@ func (r *resolver) property(c *elem, definedIn string) *Property {
 
 // payload builds the request or response of a Command.
 func (r *resolver) payload(c *elem, q prop) *Field {
-	for _, rf := range c.refs[q] {
+	for _, rf := range c.values(q) {
 		pe := rf.el
 		if pe == nil {
 			t, _ := r.lookup(rf.id)
@@ -745,7 +755,7 @@ func (r *resolver) field(e *elem) *Field {
 
 // schemaOf returns the resolved schema of a schema-holding element.
 func (r *resolver) schemaOf(e *elem) *Schema {
-	for _, rf := range e.refs[propSchema] {
+	for _, rf := range e.values(propSchema) {
 		return r.schema(rf, e.version)
 	}
 	if e.cls == clsMapKey {
@@ -778,13 +788,13 @@ func (r *resolver) schema(rf ref, version int) *Schema {
 	switch e.cls {
 	case clsArray:
 		s.Kind = KindArray
-		for _, c := range e.refs[propElementSchema] {
+		for _, c := range e.values(propElementSchema) {
 			s.ElementSchema = r.schema(c, e.version)
 		}
 	case clsEnum:
 		s.Kind = KindEnum
 		s.ValueSchema = e.valueSchema
-		for _, c := range e.refs[propEnumValues] {
+		for _, c := range e.values(propEnumValues) {
 			v := c.el
 			if v == nil {
 				t, _ := r.lookup(c.id)
@@ -798,19 +808,19 @@ func (r *resolver) schema(rf ref, version int) *Schema {
 		}
 	case clsMap:
 		s.Kind = KindMap
-		for _, c := range e.refs[propMapKey] {
+		for _, c := range e.values(propMapKey) {
 			if c.el != nil {
 				s.MapKey = r.field(c.el)
 			}
 		}
-		for _, c := range e.refs[propMapValue] {
+		for _, c := range e.values(propMapValue) {
 			if c.el != nil {
 				s.MapValue = r.field(c.el)
 			}
 		}
 	case clsObject:
 		s.Kind = KindObject
-		for _, c := range e.refs[propFields] {
+		for _, c := range e.values(propFields) {
 			f := c.el
 			if f == nil {
 				t, _ := r.lookup(c.id)
