@@ -24,29 +24,34 @@ type conformanceCase struct {
 	} `json:"expect"`
 }
 
-// corpusDir finds the DTDL conformance corpus: $TWINFLOW_DTDL_CORPUS, or shared/testdata/dtdl
-// beside the repository root.
+// corpusDir returns the DTDL conformance corpus directory, or skips the test when it is absent.
 func corpusDir(t testing.TB) string {
+	dir := findCorpus()
+	if dir == "" {
+		t.Skip("DTDL corpus not found: set TWINFLOW_DTDL_CORPUS or place shared/testdata/dtdl beside the repository")
+	}
+	return dir
+}
+
+// findCorpus finds the DTDL conformance corpus: $TWINFLOW_DTDL_CORPUS, or shared/testdata/dtdl
+// beside the repository root (the directory holding go.mod). It returns "" when neither exists.
+func findCorpus() string {
 	if dir := os.Getenv("TWINFLOW_DTDL_CORPUS"); dir != "" {
 		return dir
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return ""
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
+	for dir := wd; filepath.Dir(dir) != dir; dir = filepath.Dir(dir) {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			c := filepath.Join(dir, "..", "shared", "testdata", "dtdl")
 			if _, err := os.Stat(c); err == nil {
 				return c
 			}
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			break
+			return ""
 		}
 	}
-	t.Skip("DTDL corpus not found: set TWINFLOW_DTDL_CORPUS or place shared/testdata/dtdl beside the repository")
 	return ""
 }
 

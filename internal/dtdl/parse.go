@@ -94,7 +94,7 @@ type parser struct {
 	problems []Problem
 	// locs lists element locations in document order, so that problems found while resolving
 	// can be reported in document order too.
-	locs []string
+	locs  []string
 	elems []*elem // every element, in document order
 	roots []*elem // every Interface with a declared id, in document order
 }
