@@ -200,20 +200,27 @@ func startUntilReady(ctx context.Context, bin, dataDir string, timeout time.Dura
 		_ = cmd.Wait()
 	}()
 
+	// The scanner reports the listening URL, or the output so far if the process exits first.
 	urls := make(chan string, 1)
+	exited := make(chan string, 1)
 	go func() {
+		var out strings.Builder
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := listeningLine.FindStringSubmatch(sc.Text()); m != nil {
 				urls <- m[1]
-				break
+				_, _ = io.Copy(io.Discard, stderr)
+				return
 			}
+			out.WriteString(sc.Text() + "\n")
 		}
-		_, _ = io.Copy(io.Discard, stderr)
+		exited <- out.String()
 	}()
 	var url string
 	select {
 	case url = <-urls:
+	case out := <-exited:
+		return 0, 0, fmt.Errorf("the server exited before listening:\n%s", out)
 	case <-ctx.Done():
 		return 0, 0, fmt.Errorf("wait for the server to listen: %w", ctx.Err())
 	}

@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/test/process"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		d := make([]time.Duration, len(ns))
+		for i, n := range ns {
+			d[i] = time.Duration(n) * time.Millisecond
+		}
+		return d
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	for _, tt := range []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one", ms(7), 99, 7 * time.Millisecond},
+		{"median of four", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of 100", ms(hundred...), 99, 99 * time.Millisecond},
+		{"p100 is the max", ms(hundred...), 100, 100 * time.Millisecond},
+		{"p1 of 100", ms(hundred...), 1, time.Millisecond},
+	} {
+		if got := percentile(tt.sorted, tt.p); got != tt.want {
+			t.Errorf("%s: percentile(%v) = %v, want %v", tt.name, tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestPatchBody(t *testing.T) {
+	for k := 1; k <= 3; k++ {
+		for n := range 20 {
+			body := patchBody(k, n)
+			var ops []struct {
+				Op    string `json:"op"`
+				Path  string `json:"path"`
+				Value any    `json:"value"`
+			}
+			if err := json.Unmarshal(body, &ops); err != nil {
+				t.Fatalf("patchBody(%d, %d) = %s: %v", k, n, body, err)
+			}
+			if len(ops) != k {
+				t.Fatalf("patchBody(%d, %d) has %d ops: %s", k, n, len(ops), body)
+			}
+			seen := map[string]bool{}
+			for _, op := range ops {
+				if op.Op != "replace" || seen[op.Path] || !strings.HasPrefix(op.Path, "/p") {
+					t.Fatalf("patchBody(%d, %d): bad or repeated op %+v in %s", k, n, op, body)
+				}
+				seen[op.Path] = true
+				i, err := strconv.Atoi(op.Path[2:])
+				if err != nil || i < 0 || i >= numProperties {
+					t.Fatalf("patchBody(%d, %d): path %s names no property", k, n, op.Path)
+				}
+				want, _ := json.Marshal(propValue(i, n))
+				got, _ := json.Marshal(op.Value)
+				if !bytes.Equal(got, want) {
+					t.Errorf("patchBody(%d, %d): %s = %s, want %s", k, n, op.Path, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestPatch runs the PATCH benchmark at a tiny size: it must acknowledge patches, fail none,
+// measure the ceiling and clean up after itself.
+func TestPatch(t *testing.T) {
+	dir := t.TempDir()
+	res, err := Patch(t.Context(), PatchConfig{
+		Dir: dir, Twins: 40, Clients: 4, Duration: 300 * time.Millisecond, CeilingDuration: 200 * time.Millisecond,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Patch: %v", err)
+	}
+	if res.Patches == 0 || res.Failed != 0 {
+		t.Errorf("%d patches acknowledged, %d failed; want some and none", res.Patches, res.Failed)
+	}
+	if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max {
+		t.Errorf("latencies p50 %v p99 %v max %v are not ordered", res.P50, res.P99, res.Max)
+	}
+	if res.Ceiling.Patches == 0 || res.Ceiling.Patches%4 != 0 || res.Ceiling.Batch != 4 {
+		t.Errorf("ceiling wrote %d patches in batches of %d; want whole batches of 4", res.Ceiling.Patches, res.Ceiling.Batch)
+	}
+	var out bytes.Buffer
+	if err := res.Table(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"patches/s acknowledged", "p50", "raw SQLite ceiling", "HTTP / ceiling"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the benchmark left %d entries in %s", len(left), dir)
+	}
+}
+
+// TestRestart runs the restart benchmark at a tiny size against the real binary.
+func TestRestart(t *testing.T) {
+	bin := process.Build(t)
+	res, err := Restart(t.Context(), RestartConfig{
+		Binary: bin, Dir: t.TempDir(), Twins: 500, Batch: 200,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if res.Ready <= 0 || res.RSS < 1<<20 || res.DiskBytes <= 0 || res.Load <= 0 {
+		t.Errorf("implausible result %+v", res)
+	}
+	var out bytes.Buffer
+	if err := res.Table(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "start until /readyz 200") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
