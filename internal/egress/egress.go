@@ -54,5 +54,7 @@ type RetryAfterError struct {
 	After time.Duration
 }
 
-func (e *RetryAfterError) Error() string { return e.Err.Error() + " (retry after " + e.After.String() + ")" }
+func (e *RetryAfterError) Error() string {
+	return e.Err.Error() + " (retry after " + e.After.String() + ")"
+}
 func (e *RetryAfterError) Unwrap() error { return e.Err }
