@@ -1,8 +1,6 @@
 package twin
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -27,30 +25,6 @@ const TimeLayout = "2006-01-02T15:04:05.0000000Z"
 // FormatTime formats t in UTC with TimeLayout.
 func FormatTime(t time.Time) string {
 	return t.UTC().Format(TimeLayout)
-}
-
-// Decode decodes a JSON document with UseNumber, as the validators expect.
-func Decode(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("unexpected data after the JSON value")
-	}
-	return nil
-}
-
-// Encode encodes v as compact JSON without HTML escaping and without a trailing newline.
-func Encode(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }
 
 // ModelOf returns the $metadata.$model of a twin document, or "".

@@ -2,7 +2,6 @@ package twin
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -33,7 +32,7 @@ func (o Op) MarshalJSON() ([]byte, error) {
 	b.WriteString(`,"path":`)
 	writeJSONString(&b, o.Path)
 	if o.Op != OpRemove {
-		v, err := json.Marshal(o.Value)
+		v, err := Encode(o.Value)
 		if err != nil {
 			return nil, fmt.Errorf("encode value of %s %s: %w", o.Op, o.Path, err)
 		}
@@ -50,17 +49,20 @@ type Patch []Op
 // ParsePatch decodes a JSON Patch document. Only add, replace and remove are allowed; every
 // problem is a JsonPatchInvalid *Error with ADT's wording.
 func ParsePatch(data []byte) (Patch, error) {
-	var raw []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, JSONPatchInvalid("The patch document is not a JSON array of operations: " + err.Error() + ".")
+	v, err := decodeValue(data)
+	if err != nil {
+		return nil, JSONPatchInvalid("The patch document is not valid JSON: " + err.Error() + ".")
 	}
-	if dec.More() {
-		return nil, JSONPatchInvalid("The patch document has data after its JSON array.")
+	raw, ok := v.([]any)
+	if !ok {
+		return nil, JSONPatchInvalid("The patch document must be a JSON array of operations.")
 	}
 	p := make(Patch, 0, len(raw))
-	for _, m := range raw {
+	for _, e := range raw {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, JSONPatchInvalid("Each operation of the patch document must be a JSON object.")
+		}
 		op, err := parseOp(m)
 		if err != nil {
 			return nil, err
@@ -172,6 +174,5 @@ func (p Patch) Within(prefix string) Patch {
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {
-	enc, _ := json.Marshal(s) // encoding a string cannot fail
-	b.Write(enc)
+	b.Write(appendString(nil, s))
 }

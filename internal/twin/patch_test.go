@@ -51,8 +51,10 @@ func TestParsePatch(t *testing.T) {
 		{name: "bad escape", in: `[{"op":"remove","path":"/a~2"}]`, wantErr: "The path segment 'a~2' has an invalid escape; only ~0 and ~1 are allowed." + help},
 		{name: "trailing tilde", in: `[{"op":"remove","path":"/a~"}]`, wantErr: "The path segment 'a~' has an invalid escape; only ~0 and ~1 are allowed." + help},
 		{name: "missing value", in: `[{"op":"add","path":"/a"}]`, wantErr: "Parameter value must be provided for operation add on path /a." + help},
-		{name: "not an array", in: `{"op":"add"}`, wantErr: "The patch document is not a JSON array of operations: json: cannot unmarshal object into Go value of type []map[string]interface {}." + help},
-		{name: "trailing data", in: `[] []`, wantErr: "The patch document has data after its JSON array." + help},
+		{name: "not an array", in: `{"op":"add"}`, wantErr: "The patch document must be a JSON array of operations." + help},
+		{name: "not an object", in: `[1]`, wantErr: "Each operation of the patch document must be a JSON object." + help},
+		{name: "trailing data", in: `[] }`, wantErr: "The patch document is not valid JSON: json: offset 3: unexpected data after the JSON value." + help},
+		{name: "malformed", in: `[{"op":`, wantErr: "The patch document is not valid JSON: unexpected end of JSON input." + help},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

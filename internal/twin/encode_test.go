@@ -1,0 +1,142 @@
+package twin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// stdEncode is encoding/json's encoding without HTML escaping, the reference for Encode.
+func stdEncode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+}
+
+var encodeSeeds = []string{
+	`null`, `true`, `false`, `0`, `-1.5e-7`, `""`, `"plain"`,
+	`"quote\" backslash\\ slash/ <html> & tab\t nl\n cr\r bs\b ff\f nul\u0000 us\u001f del\u007f"`,
+	`"unicode é ✓ 😀 \u2028 \u2029"`,
+	`{"b":1,"a":[true,null,{"z":"x","$y":{}}],"":[],"é":"ü"}`,
+	`[[],[[]],{}]`,
+}
+
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	for _, s := range encodeSeeds {
+		var v any
+		if err := Decode([]byte(s), &v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := stdEncode(v)
+		if !bytes.Equal(got, want) {
+			t.Errorf("Encode(%s)\n got %s\nwant %s", s, got, want)
+		}
+	}
+	// Invalid UTF-8 becomes U+FFFD, as in encoding/json.
+	got, _ := Encode("a\xffb")
+	if want, _ := stdEncode("a\xffb"); !bytes.Equal(got, want) {
+		t.Errorf("invalid UTF-8: got %s want %s", got, want)
+	}
+	if _, err := Encode(json.Number("1x")); err == nil {
+		t.Error("Encode accepted an invalid json.Number")
+	}
+	got, _ = Encode(map[string]any{"n": 1.5, "i": 3})
+	if string(got) != `{"i":3,"n":1.5}` {
+		t.Errorf("Go numbers: %s", got)
+	}
+}
+
+func FuzzEncode(f *testing.F) {
+	for _, s := range encodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v any
+		if Decode(data, &v) != nil {
+			return
+		}
+		got, err := Encode(v)
+		if err != nil {
+			t.Fatalf("Encode(%s): %v", data, err)
+		}
+		want, _ := stdEncode(v)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Encode(%s)\n got %s\nwant %s", data, got, want)
+		}
+	})
+}
+
+// stdDecode is encoding/json's decoding with UseNumber, the reference for Decode.
+func stdDecode(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if !json.Valid(data) {
+		return nil, errors.New("invalid JSON")
+	}
+	return v, nil
+}
+
+var decodeSeeds = []string{
+	` {"a" : [1, -0.5e+3, 0, 1E2, true, false, null, "x"], "b": {"c": {}}, "": []} `,
+	`"esc \" \\ \/ \b \f \n \r \t \u00e9 \u2028 \ud83d\ude00 \ud800 \udc00x \ud800\u0041"`,
+	"\"raw \xff invalid\"", `"😀 é"`, `{"dup":1,"dup":2}`,
+	`01`, `-`, `1.`, `1e`, `.5`, `+1`, `[1,]`, `{"a":1,}`, `{"a"}`, `{1:2}`, `tru`, `nul`, `"abc`, `"\x"`, `"\u12"`,
+	"\"ctl \x01\"", `[1 2]`, `{} {}`, ``, ` `, `[`, `{"a":`, `-01`, `1.5e+`, `[[[[]]]]`,
+}
+
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	for _, s := range decodeSeeds {
+		checkDecode(t, []byte(s))
+	}
+	deep := bytes.Repeat([]byte("["), maxDepth+2)
+	if _, err := decodeValue(deep); err == nil {
+		t.Error("decoded a value nested deeper than maxDepth")
+	}
+	var m map[string]any
+	if err := Decode([]byte(`[1]`), &m); err == nil {
+		t.Error("decoded an array into a map")
+	}
+	if err := Decode([]byte(`null`), &m); err != nil || m != nil {
+		t.Errorf("null into a map: %v %v", m, err)
+	}
+	var st struct{ N any }
+	if err := Decode([]byte(`{"N":1.5}`), &st); err != nil || st.N != json.Number("1.5") {
+		t.Errorf("struct decode: %#v %v", st, err)
+	}
+}
+
+func checkDecode(t *testing.T, data []byte) {
+	t.Helper()
+	want, wantErr := stdDecode(data)
+	var got any
+	err := Decode(data, &got)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("Decode(%q) error %v; encoding/json %v", data, err, wantErr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("Decode(%q) = %#v; encoding/json %#v", data, got, want)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range append(decodeSeeds, encodeSeeds...) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkDecode(t, data)
+	})
+}
