@@ -28,6 +28,9 @@
 //     may return fewer items); a value that is not a positive integer is 400 InvalidArgument,
 //     as is a continuation token twinflow did not issue. The relationship lists, which have no
 //     page-size parameter in ADT, return Config.RelationshipPageSize items a page.
+//   - GET /models takes dependenciesFor repeated (as ADT's specification says) or
+//     comma-separated (as the JavaScript SDK sends it). Query strings may hold unescaped ";"
+//     (DTMIs have one); it is an ordinary character, not a separator.
 //   - Telemetry needs the Message-Id header (400 InvalidArgument without it), takes an
 //     optional RFC 3339 Telemetry-Source-Time header and a JSON object body.
 //   - The traceparent header is handed to the graph, which puts it on the events the request

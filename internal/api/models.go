@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -57,6 +58,22 @@ func includeDefinition(r *http.Request) (bool, error) {
 	return b, nil
 }
 
+// dependenciesFor returns the model ids of the dependenciesFor query parameter. ADT's
+// specification repeats the parameter once per id (dependenciesFor=a&dependenciesFor=b), while
+// the JavaScript SDK sends one comma-separated value (dependenciesFor=a,b); both are accepted,
+// since a DTMI cannot hold a comma.
+func dependenciesFor(r *http.Request) []string {
+	var ids []string
+	for _, v := range query(r)["dependenciesFor"] {
+		for id := range strings.SplitSeq(v, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
 // addModels serves POST /models (M1): 201 with the uploaded models, without definitions.
 func (a *API) addModels(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
 	body, err := readJSON(w, r, a.cfg.MaxModelBodyBytes)
@@ -91,7 +108,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 			return err
 		}
 	}
-	models, next, err := a.graph.ListModels(r.Context(), query(r)["dependenciesFor"], c.After, limit)
+	models, next, err := a.graph.ListModels(r.Context(), dependenciesFor(r), c.After, limit)
 	if err != nil {
 		return err
 	}
