@@ -79,6 +79,25 @@ func TestModelUploadsHaveTheirOwnLimit(t *testing.T) {
 	}
 }
 
+func TestTooManyModelsInOneCall(t *testing.T) {
+	e := newEnv(t, Config{})
+	models := make([]string, 251)
+	for i := range models {
+		models[i] = fmt.Sprintf(`{"@id": "dtmi:test:M%d;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2"}`, i)
+	}
+	e.must(e.do(http.MethodPost, "/models", "["+strings.Join(models, ",")+"]"), http.StatusBadRequest, "LimitExceeded")
+	e.must(e.do(http.MethodPost, "/models", "["+strings.Join(models[:250], ",")+"]"), http.StatusCreated, "")
+}
+
+func TestHead(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	etag := e.putRoom("t")
+	r := e.must(e.do(http.MethodHead, "/digitaltwins/t", ""), http.StatusOK, "")
+	if len(r.body) != 0 || r.header.Get("ETag") != etag {
+		t.Errorf("HEAD: body %q, ETag %q; want no body and ETag %s", r.body, r.header.Get("ETag"), etag)
+	}
+}
+
 func TestPercentEncodedIDs(t *testing.T) {
 	e := newTestEnv(t, Config{})
 	ids := []string{
