@@ -47,6 +47,9 @@ type Limits struct {
 	ModelsPerCall int
 	// ModelBytes caps one model's JSON (ADT: 1 MB): 400 LimitExceeded.
 	ModelBytes int
+	// Twins caps the twins of the instance (ADT: 2,000,000): creating one more is 400
+	// TwinLimitReached.
+	Twins int
 	// OutgoingRelationships and IncomingRelationships cap the relationships from and to one
 	// twin (ADT: 50,000 each): 400 LimitExceeded.
 	OutgoingRelationships int
@@ -65,6 +68,7 @@ func (l *Limits) setDefaults() {
 	def(&l.PropertyNameBytes, 1024)
 	def(&l.ModelsPerCall, 250)
 	def(&l.ModelBytes, 1024*1024)
+	def(&l.Twins, 2_000_000)
 	def(&l.OutgoingRelationships, 50_000)
 	def(&l.IncomingRelationships, 50_000)
 }

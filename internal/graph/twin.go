@@ -77,7 +77,8 @@ func (g *Graph) checkValue(name string, v any) error {
 // PutTwin creates or replaces twin id from a PUT body (both succeed alike, as in ADT).
 // ifNoneMatch is the If-None-Match header: "" or "*" (the twin must not exist yet: 412
 // PreconditionFailed otherwise); other values are InvalidArgument. The body must name its
-// model in $metadata.$model; the model must exist (ValidationFailed) and not be decommissioned
+// model in $metadata.$model; creating a twin beyond Limits.Twins is TwinLimitReached; the
+// model must exist (ValidationFailed) and not be decommissioned
 // (ModelDecommissioned, also when replacing); the twin must validate against it, with every
 // declared component present. $dtId and $etag in the body are ignored; $metadata.<prop>.sourceTime
 // is kept. Creating emits Twin.Create with the new document; replacing emits Twin.Update whose
@@ -161,6 +162,15 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 					return fmt.Errorf("read twin %q: %w", id, err)
 				}
 				return errStale
+			}
+			if !exists {
+				n, err := w.CountTwins()
+				if err != nil {
+					return fmt.Errorf("count twins: %w", err)
+				}
+				if n >= g.cfg.Limits.Twins {
+					return twin.TwinLimitReached(g.cfg.Limits.Twins)
+				}
 			}
 			if err := w.PutTwin(created); err != nil {
 				return fmt.Errorf("put twin %q: %w", id, err)

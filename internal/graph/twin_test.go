@@ -106,6 +106,16 @@ func TestPutTwinErrors(t *testing.T) {
 	_, err := e3.g.PutTwin(ctx, "x", []byte(roomBody), "", trace)
 	wantErr(t, err, 400, "LimitExceeded", "the limit is 300 bytes")
 
+	e4 := newEnv(t, Limits{Twins: 2})
+	if _, err := e4.g.AddModels(ctx, []byte(models)); err != nil {
+		t.Fatal(err)
+	}
+	e4.putRoom("a")
+	e4.putRoom("b")
+	e4.putRoom("b") // replacing is not creating
+	_, err = e4.g.PutTwin(ctx, "c", []byte(roomBody), "", trace)
+	wantErr(t, err, 400, "TwinLimitReached", "limit of 2 twins")
+
 	_, err = e.g.Twin(ctx, "nope")
 	wantErr(t, err, 404, "DigitalTwinNotFound", "There is no digital twin instance that exists with the ID nope. Please verify that the twin id is valid and ensure that the twin is not deleted. See section on querying the twins https://aka.ms/adtv2query.")
 }

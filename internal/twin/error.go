@@ -32,6 +32,7 @@ const (
 	CodeRelationshipNotFound      = "RelationshipNotFound"
 	CodeRelationshipsNotDeleted   = "RelationshipsNotDeleted"
 	CodeTargetTwinNotFound        = "TargetTwinNotFound"
+	CodeTwinLimitReached          = "TwinLimitReached"
 	CodeValidationFailed          = "ValidationFailed"
 )
 
@@ -122,6 +123,12 @@ func DTDLParserError(msg string) *Error {
 func RelationshipsNotDeleted(id string) *Error {
 	return newError(http.StatusBadRequest, CodeRelationshipsNotDeleted, fmt.Sprintf(
 		"Twin %s has active relationships. Cannot delete a twin unless all the relationships are deleted. Please ensure that the active relationships on the twin are deleted. See section on retrieving relationships https://aka.ms/adtv2twins.", id))
+}
+
+// TwinLimitReached is 400 TwinLimitReached: the instance holds as many twins as it may.
+func TwinLimitReached(limit int) *Error {
+	return newError(http.StatusBadRequest, CodeTwinLimitReached, fmt.Sprintf(
+		"The instance has reached its limit of %d twins. Delete twins before creating more.", limit))
 }
 
 // InvalidArgument is 400 InvalidArgument.
