@@ -270,7 +270,7 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 		}
 		ms := g.models.Load()
 		if component != "" {
-			if _, ok := componentDoc(doc, component); !ok {
+			if _, ok := ms.componentDoc(doc, cur.ModelID, component); !ok {
 				return nil, twin.ComponentNotFound(id, component)
 			}
 		}
@@ -374,10 +374,15 @@ func (g *Graph) DeleteTwin(ctx context.Context, id string, ifMatch string, tr Tr
 	})
 }
 
-// componentDoc returns the component object of a stored twin document. Stored components
-// always hold a $metadata object, which tells them apart from Object-valued properties even
-// when the twin's model is no longer loaded.
-func componentDoc(doc map[string]any, name string) (map[string]any, bool) {
+// componentDoc returns component name of a stored twin document of model modelID: it must be
+// declared by the model and present. When the model is no longer loaded, the document alone
+// decides: stored components always hold a $metadata object, which Object values cannot.
+func (ms *modelState) componentDoc(doc map[string]any, modelID, name string) (map[string]any, bool) {
+	if iface, ok := ms.set.Interface(modelID); ok {
+		if _, declared := iface.Components[name]; !declared {
+			return nil, false
+		}
+	}
 	c, ok := doc[name].(map[string]any)
 	if !ok {
 		return nil, false
@@ -401,7 +406,7 @@ func (g *Graph) Component(ctx context.Context, id, component string) (json.RawMe
 		if err := twin.Decode(t.Doc, &doc); err != nil {
 			return fmt.Errorf("decode twin %q: %w", id, err)
 		}
-		c, ok := componentDoc(doc, component)
+		c, ok := g.models.Load().componentDoc(doc, t.ModelID, component)
 		if !ok {
 			return twin.ComponentNotFound(id, component)
 		}

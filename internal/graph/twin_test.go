@@ -285,7 +285,12 @@ func TestComponent(t *testing.T) {
 		t.Fatalf("Component = %s %q %v", doc, etag, err)
 	}
 	sameJSON(t, doc, `{"setPoint":20,"$metadata":{"$lastUpdateTime":"`+nowText+`","setPoint":{"lastUpdateTime":"`+nowText+`"}}}`)
-	for _, name := range []string{"nope", "temp", "address", "$metadata"} {
+	if _, err := e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"add","path":"/tags","value":{"k":"v"}},{"op":"add","path":"/address","value":{}}]`), "", trace); err != nil {
+		t.Fatal(err)
+	}
+	tw, _ = e.g.Twin(ctx, "r1")
+	e.events()
+	for _, name := range []string{"nope", "temp", "address", "tags", "$metadata"} {
 		_, _, err = e.g.Component(ctx, "r1", name)
 		wantErr(t, err, 404, "ComponentNotFound", name)
 	}
