@@ -72,8 +72,8 @@ func (s *ModelSet) Interface(id string) (*Interface, bool) {
 	return i, ok
 }
 
-// IDs returns the DTMIs of all Interfaces in the set, sorted. The caller must not modify it.
-func (s *ModelSet) IDs() []string { return s.ids }
+// IDs returns the DTMIs of all Interfaces in the set, sorted.
+func (s *ModelSet) IDs() []string { return slices.Clone(s.ids) }
 
 // Len returns the number of Interfaces in the set.
 func (s *ModelSet) Len() int { return len(s.ifaces) }

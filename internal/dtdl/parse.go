@@ -42,7 +42,6 @@ type elem struct {
 	valueSchema Kind
 	unit        string
 	unitName    string // the unit as written
-	annotates   string
 
 	refs []propValues // element-valued properties, in document order
 
@@ -58,7 +57,6 @@ type ref struct {
 	id  string
 	el  *elem
 	std Kind
-	loc string
 }
 
 // propValues holds the values of one element-valued property.
@@ -296,7 +294,9 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 			p.problem(el.loc, "@id", "an Interface identifier must be at most 128 characters")
 		}
 		if !el.declared {
-			p.problem(loc, "@id", "is required on an Interface")
+			if n.member("@id") == nil {
+				p.problem(loc, "@id", "is required on an Interface")
+			}
 			return nil
 		}
 	}
@@ -586,6 +586,12 @@ func (p *parser) required(el *elem, seen *[propCount]string) {
 			break
 		}
 	}
+	if hasAdjunct(el, "ValueAnnotation") {
+		need(propAnnotates)
+	}
+	if hasAdjunct(el, "Override") {
+		need(propOverrides)
+	}
 }
 
 // values returns the values of a property: the items of an array, or the value itself.
@@ -647,8 +653,6 @@ func (p *parser) literal(el *elem, q prop, n *jsonNode) {
 				return
 			}
 			el.name = s
-		case propAnnotates:
-			el.annotates = s
 		}
 	case propWritable:
 		if b, ok := p.typedValue(el, prop, v, jsonBool, "xsd:boolean"); ok {
@@ -968,7 +972,7 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 					p.problem(el.loc, prop, "%q is a standard schema; %s is required here", v.text, classList(want))
 					continue
 				}
-				el.add(q, ref{std: m.schema, loc: loc})
+				el.add(q, ref{std: m.schema})
 			case m.kind != tkUndefined:
 				p.problem(el.loc, prop, "%q does not name %s", v.text, classList(want))
 			case form == formDTMI:
@@ -976,7 +980,7 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 					p.problem(el.loc, prop, "%q %s", v.text, msg)
 					continue
 				}
-				el.add(q, ref{id: v.text, loc: loc})
+				el.add(q, ref{id: v.text})
 			default:
 				p.problem(el.loc, prop, "%q is neither a DTMI nor a term defined here", v.text)
 			}
@@ -987,7 +991,7 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 			}
 			child := p.element(v, el.sc, want, infer, el, q, strconv.Itoa(i), loc)
 			if child != nil {
-				el.add(q, ref{id: child.id, el: child, loc: loc})
+				el.add(q, ref{id: child.id, el: child})
 			}
 		default:
 			p.problem(el.loc, prop, "must be a DTMI, a term or an object, not %s", v.kind)

@@ -62,11 +62,6 @@ func (c class) isComplexSchema() bool {
 	return c == clsArray || c == clsEnum || c == clsMap || c == clsObject
 }
 
-// isContent reports whether c may appear in an Interface's contents.
-func (c class) isContent() bool {
-	return c >= clsTelemetry && c <= clsComponent
-}
-
 // abstractClassTerms are metamodel classes with a term but no instances of their own.
 var abstractClassTerms = []string{
 	"Entity", "NamedEntity", "SchemaField", "Schema", "PrimitiveSchema", "NumericSchema",
@@ -250,10 +245,6 @@ type meaning struct {
 	prop   prop
 	schema Kind
 	iri    string
-	// needs is the extension context that must be in scope for the meaning to apply (0: core).
-	needs ext
-	// version is the DTDL version the IRI belongs to (2 or 3); 0 when valid in both.
-	version int
 }
 
 // vocabulary holds the term tables of the DTDL contexts.
@@ -310,7 +301,6 @@ func newVocabulary() *vocabulary {
 		}
 		t := map[string]meaning{}
 		add := func(term string, m meaning) {
-			m.version = ver
 			t[term] = m
 			v.iris[m.iri] = m
 		}
@@ -359,18 +349,17 @@ func newVocabulary() *vocabulary {
 
 	quant := map[string]meaning{}
 	addExt := func(t map[string]meaning, term string, m meaning) {
-		m.version = 3
 		t[term] = m
 		v.iris[m.iri] = m
 	}
-	addExt(quant, "unit", meaning{kind: tkProperty, prop: propUnit, iri: quantPrefix + "property:unit", needs: extQuant})
+	addExt(quant, "unit", meaning{kind: tkProperty, prop: propUnit, iri: quantPrefix + "property:unit"})
 	for _, row := range semanticTypesQuant {
-		sem := meaning{kind: tkSemanticType, iri: quantPrefix + "class:" + row.semanticType, needs: extQuant}
+		sem := meaning{kind: tkSemanticType, iri: quantPrefix + "class:" + row.semanticType}
 		addExt(quant, row.semanticType, sem)
-		addExt(quant, row.unitType, meaning{kind: tkOther, iri: quantPrefix + "enum:" + row.unitType, needs: extQuant})
+		addExt(quant, row.unitType, meaning{kind: tkOther, iri: quantPrefix + "enum:" + row.unitType})
 		set := map[string]bool{}
 		for _, u := range row.units {
-			m := meaning{kind: tkUnit, iri: quantPrefix + "unit:" + u, needs: extQuant}
+			m := meaning{kind: tkUnit, iri: quantPrefix + "unit:" + u}
 			addExt(quant, u, m)
 			set[m.iri] = true
 		}
@@ -379,27 +368,27 @@ func newVocabulary() *vocabulary {
 	v.ext[extQuant] = quant
 
 	hist := map[string]meaning{}
-	addExt(hist, "Historized", meaning{kind: tkAdjunct, iri: "dtmi:dtdl:extension:historization:v1:Historized", needs: extHistorization})
+	addExt(hist, "Historized", meaning{kind: tkAdjunct, iri: "dtmi:dtdl:extension:historization:v1:Historized"})
 	v.ext[extHistorization] = hist
 
 	annot := map[string]meaning{}
-	addExt(annot, "ValueAnnotation", meaning{kind: tkAdjunct, iri: "dtmi:dtdl:extension:annotation:v1:ValueAnnotation", needs: extAnnotation})
-	addExt(annot, "annotates", meaning{kind: tkProperty, prop: propAnnotates, iri: "dtmi:dtdl:extension:annotation:v1:ValueAnnotation:annotates", needs: extAnnotation})
+	addExt(annot, "ValueAnnotation", meaning{kind: tkAdjunct, iri: "dtmi:dtdl:extension:annotation:v1:ValueAnnotation"})
+	addExt(annot, "annotates", meaning{kind: tkProperty, prop: propAnnotates, iri: "dtmi:dtdl:extension:annotation:v1:ValueAnnotation:annotates"})
 	v.ext[extAnnotation] = annot
 
 	over := map[string]meaning{}
-	addExt(over, "Override", meaning{kind: tkAdjunct, iri: "dtmi:dtdl:extension:overriding:v1:Override", needs: extOverriding})
-	addExt(over, "overrides", meaning{kind: tkProperty, prop: propOverrides, iri: "dtmi:dtdl:extension:overriding:v1:Override:overrides", needs: extOverriding})
+	addExt(over, "Override", meaning{kind: tkAdjunct, iri: "dtmi:dtdl:extension:overriding:v1:Override"})
+	addExt(over, "overrides", meaning{kind: tkProperty, prop: propOverrides, iri: "dtmi:dtdl:extension:overriding:v1:Override:overrides"})
 	v.ext[extOverriding] = over
 
 	iot := map[string]meaning{}
 	for _, s := range []string{"State", "Event", "Location", "VelocityVector", "AccelerationVector"} {
-		m := meaning{kind: tkSemanticType, iri: "dtmi:iotcentral:class:" + s + ";2", needs: extIoTCentral, version: 2}
+		m := meaning{kind: tkSemanticType, iri: "dtmi:iotcentral:class:" + s + ";2"}
 		iot[s] = m
 		v.iris[m.iri] = m
 	}
 	for _, s := range []string{"vector", "geopoint"} {
-		m := meaning{kind: tkOther, iri: "dtmi:iotcentral:schema:" + s + ";2", needs: extIoTCentral, version: 2}
+		m := meaning{kind: tkOther, iri: "dtmi:iotcentral:schema:" + s + ";2"}
 		iot[s] = m
 		v.iris[m.iri] = m
 	}
