@@ -264,7 +264,8 @@ func relationshipProps(rel store.Relationship) (map[string]any, error) {
 // PatchRelationship applies a JSON Patch to the properties of relationship id of twin sourceID
 // and returns its new ETag. $targetId, $relationshipName and the other "$" fields cannot be
 // patched (JsonPatchInvalid). The result must validate against the Relationship's properties.
-// Emits Relationship.Update with the source twin's model id and the patch.
+// Emits Relationship.Update with the source twin's model id and the patch. An empty patch
+// changes nothing and returns the current ETag.
 func (g *Graph) PatchRelationship(ctx context.Context, sourceID, id string, patch []byte, ifMatch string, tr Trace) (string, error) {
 	cond, p, err := g.parsePatch(patch, ifMatch)
 	if err != nil {
@@ -278,6 +279,10 @@ func (g *Graph) PatchRelationship(ctx context.Context, sourceID, id string, patc
 		}
 		if !cond.Matches(rel.ETag) {
 			return nil, preconditionFailed("relationship", id)
+		}
+		if len(p) == 0 {
+			etag = rel.ETag
+			return func(store.Writer) error { return nil }, nil
 		}
 		props, err := relationshipProps(rel)
 		if err != nil {

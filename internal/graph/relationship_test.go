@@ -148,6 +148,10 @@ func TestPatchRelationship(t *testing.T) {
 	if err != nil || got.ETag != etag || string(got.Doc) != relDoc("r1", "c1", "contains", "d1", etag, `,"since":"2021"`) {
 		t.Fatalf("Relationship = %s %v", got.Doc, err)
 	}
+	if same, err := e.g.PatchRelationship(ctx, "r1", "c1", []byte(`[]`), "", trace); err != nil || same != etag {
+		t.Fatalf("empty patch = %q, %v; want %q", same, err, etag)
+	}
+	e.noEvents()
 	tests := []struct {
 		name, src, id, patch, ifMatch string
 		status                        int

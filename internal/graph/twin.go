@@ -188,7 +188,8 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 // returns the new ETag. ifMatch is the If-Match header (ETags, "*" or ""). A replace of
 // /$metadata/$model migrates the twin: every op is then validated against the new model, which
 // must not be decommissioned. Each add or replace is validated, then the whole result. Emits
-// Twin.Update with the patch as applied.
+// Twin.Update with the patch as applied. An empty patch changes nothing and returns the current
+// ETag.
 func (g *Graph) PatchTwin(ctx context.Context, id string, patch []byte, ifMatch string, tr Trace) (string, error) {
 	cond, p, err := g.parsePatch(patch, ifMatch)
 	if err != nil {
@@ -273,6 +274,10 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 			if _, ok := ms.componentDoc(doc, cur.ModelID, component); !ok {
 				return nil, twin.ComponentNotFound(id, component)
 			}
+		}
+		if len(p) == 0 {
+			etag = cur.ETag
+			return func(store.Writer) error { return nil }, nil
 		}
 		model := targetModel(p, cur.ModelID)
 		iface, err := ms.iface(model)

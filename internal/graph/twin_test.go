@@ -147,6 +147,15 @@ func TestPatchTwin(t *testing.T) {
 		"hum":{"lastUpdateTime":"`+nowText+`","sourceTime":"2024-01-01T00:00:00Z"},
 		"address":{"lastUpdateTime":"`+nowText+`"}}}`)
 
+	// An empty patch changes nothing.
+	same, err := e.g.PatchTwin(ctx, "r1", []byte(`[]`), etag, trace)
+	if err != nil || same != etag {
+		t.Fatalf("empty patch = %q, %v; want %q", same, err, etag)
+	}
+	e.noEvents()
+	_, err = e.g.PatchTwin(ctx, "r1", []byte(`[]`), `W/"stale"`, trace)
+	wantErr(t, err, 412, "PreconditionFailed", "")
+
 	// The If-Match forms.
 	for _, ifMatch := range []string{"", "*", "list"} {
 		cur, _ := e.g.Twin(ctx, "r1")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -129,7 +128,7 @@ func (d *decoder) value(depth int) (any, error) {
 }
 
 func (d *decoder) literal(word string) error {
-	if !strings.HasPrefix(string(d.data[d.pos:min(len(d.data), d.pos+len(word))]), word) || len(d.data)-d.pos < len(word) {
+	if !bytes.HasPrefix(d.data[d.pos:], []byte(word)) {
 		return d.errorf("invalid literal, want %s", word)
 	}
 	d.pos += len(word)
