@@ -1,0 +1,87 @@
+package dtdl
+
+import "strings"
+
+// context applies the @context value c to the parent scope.
+func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope, bool) {
+	sc := parent
+	var ids []string
+	switch c.kind {
+	case jsonString:
+		ids = []string{c.text}
+	case jsonArray:
+		for _, it := range c.items {
+			if it.kind != jsonString {
+				p.problem(loc, "@context", "must be a string or an array of strings; an element is %s", it.kind)
+				return sc, false
+			}
+			ids = append(ids, it.text)
+		}
+	default:
+		p.problem(loc, "@context", "must be a string or an array of strings, not %s", c.kind)
+		return sc, false
+	}
+	ok, sawDTDL := true, false
+	for i, id := range ids {
+		if strings.HasPrefix(id, "dtmi:dtdl:context;") {
+			v := 0
+			switch id {
+			case contextV2:
+				v = 2
+			case contextV3:
+				v = 3
+			}
+			switch {
+			case v == 0:
+				p.problem(loc, "@context", "%q is not a DTDL version this parser supports (2 or 3)", id)
+				ok = false
+			case !top && v > parent.version:
+				p.problem(loc, "@context", "%q cannot raise the DTDL version of an element inside a DTDL v%d document", id, parent.version)
+				ok = false
+			case i != 0 && (sc.exts != 0 || sc.undefinedCtx) && !(sc.exts == extIoTCentral && v == 2):
+				p.problem(loc, "@context", "the DTDL context %q must come first, before any extension context", id)
+				ok = false
+			default:
+				sc.version = v
+				sawDTDL = true
+			}
+			continue
+		}
+		if !isDTMI(id, false) || !strings.Contains(id, ";") {
+			p.problem(loc, "@context", "%q is not a DTMI with a version, as a context identifier must be", id)
+			continue
+		}
+		if id == contextIoTCentral && top && sc.version == 0 {
+			sc.exts |= extIoTCentral
+			continue
+		}
+		if e, known := extContexts[id]; known && (e.version == sc.version || sc.version == 0) {
+			sc.exts |= e.bit
+			continue
+		}
+		if top && sc.version == 0 {
+			p.problem(loc, "@context", "must start with %q or %q; %q comes before it", contextV2, contextV3, id)
+			return sc, false
+		}
+		if !p.opts.AllowUndefinedExtensions {
+			p.problem(loc, "@context", "%q is not a context this DTDL version defines; undefined extensions are not allowed", id)
+			continue
+		}
+		sc.undefinedCtx = true
+	}
+	if sc.version == 0 || (top && !sawDTDL) {
+		p.problem(loc, "@context", "must include %q or %q", contextV2, contextV3)
+		return sc, false
+	}
+	return sc, ok
+}
+
+// acceptsOlderVersion reports whether the values of q may be elements of an earlier DTDL
+// version than the element holding them.
+func acceptsOlderVersion(q prop) bool {
+	switch q {
+	case propContents, propExtends, propSchema, propElementSchema, propProperties:
+		return true
+	}
+	return false
+}
