@@ -109,3 +109,87 @@ type Log interface {
 	// Last returns the Seq of the newest committed record, 0 when the log is empty.
 	Last() uint64
 }
+
+// Endpoint is a stored egress endpoint. Config is its JSON definition as accepted
+// ({"endpointType": ..., and that kind's settings}); the store keeps it opaque.
+type Endpoint struct {
+	Name    string
+	Config  json.RawMessage
+	Created time.Time
+}
+
+// Route is a stored event route: events that pass Filter go to the endpoint EndpointName.
+type Route struct {
+	ID           string
+	EndpointName string
+	Filter       string
+}
+
+// DeadLetter is an event an endpoint's relay gave up on, kept with the reason.
+type DeadLetter struct {
+	Endpoint string
+	// ID numbers the store's dead letters from 1 in the order they were added; ids are never
+	// reused, so a list can be paged by id.
+	ID uint64
+	// Seq is the event's position in the change log.
+	Seq      uint64
+	Event    event.Event
+	Reason   string
+	Attempts int
+	Time     time.Time
+}
+
+// Egress is the part of a store that keeps event delivery state beside the change log:
+// endpoints, routes, each endpoint's delivery cursor and dead letters. Its transactions have
+// the semantics of Store's View and Update (they share the writer and its group commit).
+type Egress interface {
+	ViewEgress(ctx context.Context, fn func(EgressReader) error) error
+	UpdateEgress(ctx context.Context, fn func(EgressWriter) error) error
+}
+
+// EgressReader reads delivery state. Methods return ErrNotFound for a missing entity; a limit
+// of 0 or less means no limit.
+type EgressReader interface {
+	Endpoint(name string) (Endpoint, error)
+	// Endpoints lists every endpoint ordered by name.
+	Endpoints() ([]Endpoint, error)
+	Route(id string) (Route, error)
+	// Routes lists routes ordered by id, starting after the given id.
+	Routes(after string, limit int) ([]Route, error)
+	CountRoutes() (int, error)
+	// Cursor returns the Seq of the newest record the endpoint's relay is done with.
+	Cursor(endpoint string) (uint64, error)
+	DeadLetter(endpoint string, id uint64) (DeadLetter, error)
+	// DeadLetters lists an endpoint's dead letters ordered by id, starting after the given id.
+	DeadLetters(endpoint string, after uint64, limit int) ([]DeadLetter, error)
+	CountDeadLetters(endpoint string) (int, error)
+	// LogTime returns when the record seq was committed, to the millisecond. It returns
+	// ErrNotFound when the log holds no record at or before seq.
+	LogTime(seq uint64) (time.Time, error)
+	// LogSeqAt returns the Seq of the first record committed at or after t (to the
+	// millisecond), or the next Seq to be assigned when there is none.
+	LogSeqAt(t time.Time) (uint64, error)
+}
+
+// EgressWriter changes delivery state inside an UpdateEgress.
+type EgressWriter interface {
+	EgressReader
+	// PutEndpoint inserts or replaces an endpoint. A new endpoint's cursor starts at the
+	// newest record in the log, so its relay delivers only events committed after it; a
+	// replaced endpoint keeps its cursor, its dead letters and its Created time.
+	PutEndpoint(e Endpoint) error
+	// DeleteEndpoint deletes an endpoint with its cursor and dead letters. Routes to it are
+	// left alone; callers decide whether they may dangle.
+	DeleteEndpoint(name string) error
+	PutRoute(r Route) error
+	DeleteRoute(id string) error
+	// SetCursor moves an endpoint's cursor, forwards after delivery or backwards for a replay.
+	SetCursor(endpoint string, seq uint64) error
+	// AddDeadLetter stores d (its ID is ignored) and returns the id it was given.
+	AddDeadLetter(d DeadLetter) (uint64, error)
+	DeleteDeadLetter(endpoint string, id uint64) error
+	// PruneLog deletes up to max of the oldest log records that have Seq <= through and were
+	// committed before before, and returns how many it deleted. It never deletes the newest
+	// record, so Seqs keep growing across restarts.
+	PruneLog(through uint64, before time.Time, max int) (int, error)
+}

@@ -70,6 +70,47 @@ CREATE TABLE log (
 	data            BLOB
 );
 `,
+	// Version 2: event delivery state (see egress.go).
+	`
+CREATE TABLE endpoints (
+	name    TEXT PRIMARY KEY,
+	config  BLOB NOT NULL,
+	created TEXT NOT NULL,
+	cursor  INTEGER NOT NULL
+);
+
+CREATE TABLE routes (
+	id       TEXT PRIMARY KEY,
+	endpoint TEXT NOT NULL,
+	filter   TEXT NOT NULL
+);
+
+-- AUTOINCREMENT: a dead letter's id is never reused, even after deletes.
+CREATE TABLE dead_letters (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	endpoint TEXT NOT NULL,
+	seq      INTEGER NOT NULL,
+	reason   TEXT NOT NULL,
+	attempts INTEGER NOT NULL,
+	time     TEXT NOT NULL,
+	event    BLOB NOT NULL
+);
+CREATE INDEX dead_letters_by_endpoint ON dead_letters (endpoint, id);
+
+-- The log's clock: one mark for the first record committed in each millisecond, so a record's
+-- commit time is that of the newest mark at or before it. Lag in seconds, time-based replay
+-- and retention read it; the log itself stays as the writer made it.
+CREATE TABLE log_clock (
+	seq INTEGER PRIMARY KEY,
+	ms  INTEGER NOT NULL
+);
+CREATE INDEX log_clock_by_ms ON log_clock (ms);
+CREATE TRIGGER log_clock_mark AFTER INSERT ON log
+WHEN (SELECT ms FROM log_clock ORDER BY seq DESC LIMIT 1) IS NOT CAST(unixepoch('subsec') * 1000 AS INTEGER)
+BEGIN
+	INSERT INTO log_clock (seq, ms) VALUES (NEW.seq, CAST(unixepoch('subsec') * 1000 AS INTEGER));
+END;
+`,
 }
 
 // schemaVersionKey is the meta key holding the number of applied migrations.
