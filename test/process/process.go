@@ -70,8 +70,15 @@ type Process struct {
 // Use "--listen 127.0.0.1:0" to get a free port.
 func Start(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
+	return StartEnv(t, bin, nil, args...)
+}
+
+// StartEnv is Start with env ("KEY=value") added to the test's environment.
+func StartEnv(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
 	p := &Process{done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
 	r, w := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
