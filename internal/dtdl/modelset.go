@@ -98,13 +98,25 @@ func (s *ModelSet) IsA(id, base string) bool {
 	if id == base {
 		return true
 	}
-	i, ok := s.ifaces[id]
-	if !ok {
-		return false
-	}
-	for _, p := range i.Extends {
-		if s.IsA(p, base) {
-			return true
+	// Walk the hierarchy once, remembering what was seen: hierarchies are DAGs in which the
+	// number of paths can grow exponentially with depth.
+	seen := map[string]bool{id: true}
+	stack := []string{id}
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		i, ok := s.ifaces[x]
+		if !ok {
+			continue
+		}
+		for _, p := range i.Extends {
+			if p == base {
+				return true
+			}
+			if !seen[p] {
+				seen[p] = true
+				stack = append(stack, p)
+			}
 		}
 	}
 	return false

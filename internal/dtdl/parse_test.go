@@ -2,6 +2,7 @@ package dtdl
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -216,5 +217,48 @@ func TestParseDTMI(t *testing.T) {
 		if tt.ok && (d.Path != tt.path || d.Version != tt.version || d.Minor != tt.minor || d.String() != tt.in) {
 			t.Errorf("ParseDTMI(%q) = %+v", tt.in, d)
 		}
+	}
+}
+
+// TestParseWideHierarchy parses a lattice in which every Interface extends every Interface of
+// the layer below: the number of extends paths grows exponentially with depth, so every walk
+// of the hierarchy must visit each Interface once.
+func TestParseWideHierarchy(t *testing.T) {
+	const layers, width = 10, 20
+	var b strings.Builder
+	b.WriteString("[")
+	for l := range layers {
+		for w := range width {
+			if l+w > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"@context":"dtmi:dtdl:context;3","@id":"dtmi:ex:l%d:w%d;1","@type":"Interface","contents":[{"@type":"Property","name":"p%d_%d","schema":"string"}]`, l, w, l, w)
+			if l > 0 {
+				b.WriteString(`,"extends":[`)
+				for p := range width {
+					if p > 0 {
+						b.WriteString(",")
+					}
+					fmt.Fprintf(&b, `"dtmi:ex:l%d:w%d;1"`, l-1, p)
+				}
+				b.WriteString("]")
+			}
+			b.WriteString("}")
+		}
+	}
+	b.WriteString("]")
+	s := mustParse(t, nil, []byte(b.String()))
+	top := "dtmi:ex:l9:w0;1"
+	if !s.IsA(top, "dtmi:ex:l0:w19;1") || s.IsA("dtmi:ex:l0:w19;1", top) {
+		t.Error("IsA is wrong on the lattice")
+	}
+	if n := len(s.Ancestors(top)); n != (layers-1)*width {
+		t.Errorf("%d ancestors, want %d", n, (layers-1)*width)
+	}
+	if i, _ := s.Interface(top); len(i.Properties) != (layers-1)*width+1 {
+		t.Errorf("%d properties, want %d", len(i.Properties), (layers-1)*width+1)
+	}
+	if _, err := Parse([][]byte{[]byte(`{"@context":"dtmi:dtdl:context;3","@id":"dtmi:ex:more;1","@type":"Interface","extends":"` + top + `"}`)}, s, Options{}); err != nil {
+		t.Errorf("extending the lattice from a later batch: %v", err)
 	}
 }

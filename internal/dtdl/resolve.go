@@ -218,6 +218,7 @@ func (r *resolver) checkExtends() bool {
 	)
 	state := map[*elem]int{}
 	depth := map[*elem]int{}
+	baseDepth := map[string]int{}
 	var visit func(e *elem) (int, bool)
 	visit = func(e *elem) (int, bool) {
 		switch state[e] {
@@ -237,7 +238,7 @@ func (r *resolver) checkExtends() bool {
 					return 0, false
 				}
 			} else {
-				td = ifaceDepth(t.iface, r.base)
+				td = ifaceDepth(t.iface, r.base, baseDepth)
 			}
 			d = max(d, td+1)
 		}
@@ -272,14 +273,19 @@ func (r *resolver) checkExtends() bool {
 	return true
 }
 
-// ifaceDepth returns the depth of the extends hierarchy of a base Interface.
-func ifaceDepth(i *Interface, s *ModelSet) int {
+// ifaceDepth returns the depth of the extends hierarchy of a base Interface, memoizing the
+// depths it computes in memo.
+func ifaceDepth(i *Interface, s *ModelSet, memo map[string]int) int {
+	if d, ok := memo[i.ID]; ok {
+		return d
+	}
 	d := 0
 	for _, id := range i.Extends {
 		if p, ok := s.ifaces[id]; ok {
-			d = max(d, ifaceDepth(p, s)+1)
+			d = max(d, ifaceDepth(p, s, memo)+1)
 		}
 	}
+	memo[i.ID] = d
 	return d
 }
 
