@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -142,5 +143,67 @@ func TestConcurrentUnconditionalPatches(t *testing.T) {
 	}
 	if n := len(e.events()); n != workers {
 		t.Fatalf("%d events; want %d", n, workers)
+	}
+}
+
+// racingStore makes every View lose a race: after fn has read the snapshot, another write
+// changes twin id's ETag, until races runs out.
+type racingStore struct {
+	store.Store
+	id    string
+	races int
+}
+
+func (s *racingStore) View(ctx context.Context, fn func(store.Reader) error) error {
+	if err := s.Store.View(ctx, fn); err != nil {
+		return err
+	}
+	if s.races == 0 {
+		return nil
+	}
+	s.races--
+	return s.Store.Update(ctx, func(w store.Writer) error {
+		tw, err := w.Twin(s.id)
+		if err != nil {
+			return err
+		}
+		tw.ETag = twin.NewETag()
+		return w.PutTwin(tw)
+	})
+}
+
+// TestWriteRedoesStaleWork checks that a write prepared against a snapshot that went stale is
+// prepared again, and after optimisticAttempts lost races inside the Update, and that it
+// commits exactly once either way.
+func TestWriteRedoesStaleWork(t *testing.T) {
+	ctx := context.Background()
+	for _, races := range []int{1, optimisticAttempts - 1, optimisticAttempts, optimisticAttempts + 5} {
+		t.Run(fmt.Sprint(races), func(t *testing.T) {
+			e := newRoomEnv(t)
+			e.putRoom("r1")
+			rs := &racingStore{Store: e.st, id: "r1"}
+			g, err := New(e.g.cfg, rs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs.races = races
+			etag, err := g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":5}]`), "", trace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tw, err := e.g.Twin(ctx, "r1")
+			if err != nil || tw.ETag != etag {
+				t.Fatalf("Twin = %+v, %v; want ETag %s", tw, err, etag)
+			}
+			e.wantEvent("Microsoft.DigitalTwins.Twin.Update", "r1", `{"modelId":"dtmi:ex:Room;1","patch":[{"op":"replace","path":"/temp","value":5}]}`)
+			wantRaces := min(races, optimisticAttempts)
+			if races-rs.races != wantRaces {
+				t.Fatalf("%d races happened; want %d", races-rs.races, wantRaces)
+			}
+			// With If-Match on the original ETag, a lost race is a precondition failure.
+			rs.races = 1
+			_, err = g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":6}]`), etag, trace)
+			wantErr(t, err, 412, "PreconditionFailed", "")
+		})
 	}
 }
