@@ -262,3 +262,43 @@ func TestParseWideHierarchy(t *testing.T) {
 		t.Errorf("extending the lattice from a later batch: %v", err)
 	}
 }
+
+// TestParseContentsLimit builds a v3 hierarchy whose contents hold just over 100,000 elements
+// (five Interfaces of about 20,000 enum values each, chained by extends), each Interface under
+// the 1 MiB limit.
+func TestParseContentsLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds 8 MB of models")
+	}
+	build := func(perInterface int) []byte {
+		var b strings.Builder
+		b.WriteString("[")
+		for i := range 5 {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"@context":"dtmi:dtdl:context;3","@id":"dtmi:ex:big%d;1","@type":"Interface",`, i)
+			if i > 0 {
+				fmt.Fprintf(&b, `"extends":"dtmi:ex:big%d;1",`, i-1)
+			}
+			fmt.Fprintf(&b, `"contents":[{"@type":"Property","name":"p%d","schema":{"@type":"Enum","valueSchema":"integer","enumValues":[`, i)
+			for v := range perInterface {
+				if v > 0 {
+					b.WriteString(",")
+				}
+				fmt.Fprintf(&b, `{"name":"v%d","enumValue":%d}`, v, v)
+			}
+			b.WriteString("]}}]}")
+		}
+		b.WriteString("]")
+		return []byte(b.String())
+	}
+	// Each Interface adds a Property, its Enum and its enum values: perInterface+2 elements.
+	if _, err := Parse([][]byte{build(19998)}, nil, Options{}); err != nil {
+		t.Fatalf("100,000 elements: %v", err)
+	}
+	_, err := Parse([][]byte{build(19999)}, nil, Options{})
+	if err == nil || !strings.Contains(err.Error(), "the contents hold 100005 elements") {
+		t.Fatalf("100,005 elements: err = %v", err)
+	}
+}

@@ -11,6 +11,9 @@ const (
 	maxExtendsCount   = 1024 // v3: Interfaces in an extends hierarchy
 	maxSchemaDepth    = 5
 	maxInterfaceBytes = 1 << 20 // v3: bytes of one Interface's JSON text
+	// maxContentsElements bounds (v3) the elements in an Interface's contents, counting those
+	// inherited through extends and those nested in contents (schemas, fields, enum values...).
+	maxContentsElements = 100000
 )
 
 // resolver links the elements of a batch to each other and to the base set, and checks the
@@ -430,30 +433,39 @@ type contentInfo struct {
 	cls class
 	// schema is the Interface of a Component.
 	schema target
+	// elements counts the content and the elements nested in it (1 for base contents, whose
+	// nested elements are no longer known).
+	elements int
 }
 
-// checkContents checks names across inherited contents and that no Component's Interface holds
-// a Component.
+// checkContents checks names across inherited contents, that no Component's Interface holds a
+// Component, and (v3) the number of elements in an Interface's contents hierarchy.
 func (r *resolver) checkContents() {
+	nested := map[*elem]int{} // elements held inline, at any depth
+	for i := len(r.elems) - 1; i >= 0; i-- {
+		if e := r.elems[i]; e.parent != nil && e.cls != clsInterface {
+			nested[e.parent] += nested[e] + 1
+		}
+	}
 	memo := map[*elem]map[string]contentInfo{}
 	var flat func(t target) map[string]contentInfo
 	flat = func(t target) map[string]contentInfo {
 		if t.iface != nil {
 			out := map[string]contentInfo{}
 			for n, c := range t.iface.Properties {
-				out[n] = contentInfo{id: c.ID, cls: clsProperty}
+				out[n] = contentInfo{id: c.ID, cls: clsProperty, elements: 1}
 			}
 			for n, c := range t.iface.Telemetries {
-				out[n] = contentInfo{id: c.ID, cls: clsTelemetry}
+				out[n] = contentInfo{id: c.ID, cls: clsTelemetry, elements: 1}
 			}
 			for n, c := range t.iface.Commands {
-				out[n] = contentInfo{id: c.ID, cls: clsCommand}
+				out[n] = contentInfo{id: c.ID, cls: clsCommand, elements: 1}
 			}
 			for n, c := range t.iface.Relationships {
-				out[n] = contentInfo{id: c.ID, cls: clsRelationship}
+				out[n] = contentInfo{id: c.ID, cls: clsRelationship, elements: 1}
 			}
 			for n, c := range t.iface.Components {
-				out[n] = contentInfo{id: c.ID, cls: clsComponent, schema: target{iface: c.Schema}}
+				out[n] = contentInfo{id: c.ID, cls: clsComponent, schema: target{iface: c.Schema}, elements: 1}
 			}
 			return out
 		}
@@ -485,7 +497,7 @@ func (r *resolver) checkContents() {
 			if c == nil || c.name == "" {
 				continue
 			}
-			info := contentInfo{id: c.id, cls: c.cls}
+			info := contentInfo{id: c.id, cls: c.cls, elements: nested[c] + 1}
 			if c.cls == clsComponent {
 				for _, s := range c.values(propSchema) {
 					if s.el != nil {
@@ -500,7 +512,9 @@ func (r *resolver) checkContents() {
 		return out
 	}
 	for _, e := range r.roots {
+		total := 0
 		for _, c := range flat(target{el: e}) {
+			total += c.elements
 			if c.cls != clsComponent || (c.schema.el == nil && c.schema.iface == nil) {
 				continue
 			}
@@ -510,6 +524,9 @@ func (r *resolver) checkContents() {
 					break
 				}
 			}
+		}
+		if e.version == 3 && total > maxContentsElements {
+			r.problem(e.loc, "contents", "the contents hold %d elements, counting those inherited and nested; at most %d are allowed (DTDL v3)", total, maxContentsElements)
 		}
 	}
 }
