@@ -1,0 +1,370 @@
+// Package webhook delivers events over HTTP, in Event Grid's role: CloudEvents 1.0 in
+// structured, binary or batched mode, or the Event Grid event schema, optionally signed with
+// HMAC-SHA256.
+//
+// # Signature
+//
+// With a secret, every request carries two headers:
+//
+//	Twinflow-Timestamp: <Unix seconds when the request was made>
+//	Twinflow-Signature: sha256=<lower-case hex HMAC-SHA256(secret, timestamp + "." + body)>
+//
+// The receiver recomputes the HMAC over the timestamp header's value, a '.', and the raw
+// request body, compares it in constant time, and may refuse old timestamps to stop replays.
+//
+// # Status codes
+//
+// 2xx is success. 400, 401, 403, 404, 410, 413 and every other 4xx except 408 and 429 are
+// permanent failures (the events go to dead letters). 408, 429, 5xx and network errors are
+// retryable; a Retry-After header (seconds or an HTTP date) on them becomes an
+// egress.RetryAfterError.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+// Delivery modes.
+const (
+	// Structured posts each event alone as application/cloudevents+json. The default.
+	Structured = "structured"
+	// Binary posts each event's data alone as the body, its attributes as ce-* headers.
+	Binary = "binary"
+	// Batched posts each batch as one application/cloudevents-batch+json array.
+	Batched = "batched"
+	// EventGrid posts each batch as one JSON array of Event Grid schema events, the payload
+	// under data.data as ADT sends it.
+	EventGrid = "eventgrid"
+)
+
+// Header names of the signature.
+const (
+	SignatureHeader = "Twinflow-Signature"
+	TimestampHeader = "Twinflow-Timestamp"
+)
+
+// DefaultTimeout bounds one HTTP request when SinkConfig.Timeout is zero.
+const DefaultTimeout = 30 * time.Second
+
+// SinkConfig is the settings of a webhook endpoint. Only URL is required.
+type SinkConfig struct {
+	// URL is the http or https address events are posted to.
+	URL string `json:"url"`
+	// Mode is Structured (default), Binary, Batched or EventGrid.
+	Mode string `json:"mode,omitempty"`
+	// Secret, if set, signs every request (see the package documentation).
+	Secret string `json:"secret,omitempty"`
+	// Headers are added to every request, e.g. an Authorization header.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Timeout bounds one request; zero means DefaultTimeout.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Origin is sent as WebHook-Request-Origin in the validation handshake; empty means
+	// "twinflow".
+	Origin string `json:"origin,omitempty"`
+	// TLS configures https connections.
+	TLS egress.TLS `json:"tls,omitzero"`
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string ("10s", "1m30s").
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// isCredentialHeader reports whether a custom header's value is a credential, blanked by
+// Redacted.
+func isCredentialHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "aeg-sas-key", "aeg-sas-token":
+		return true
+	}
+	return false
+}
+
+// Validate reports every problem with c, each naming its field.
+func (c SinkConfig) Validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("url: required"))
+	} else if u, err := url.Parse(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("url: %w", err))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("url: %q is not an absolute http or https URL", c.URL))
+	}
+	switch c.Mode {
+	case "", Structured, Binary, Batched, EventGrid:
+	default:
+		errs = append(errs, fmt.Errorf("mode: %q is not one of structured, binary, batched, eventgrid", c.Mode))
+	}
+	for name := range c.Headers {
+		if name == "" || strings.ContainsAny(name, " :\r\n") {
+			errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", name))
+		}
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, errors.New("timeout: must not be negative"))
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns c with the secret and credential-bearing headers blanked, and the URL's
+// password and query string (which often carries a key) removed.
+func (c SinkConfig) Redacted() SinkConfig {
+	if c.Secret != "" {
+		c.Secret = "*****"
+	}
+	if u, err := url.Parse(c.URL); err == nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "*****")
+		}
+		if u.RawQuery != "" {
+			u.RawQuery = "*****"
+		}
+		c.URL = u.String()
+	}
+	if len(c.Headers) > 0 {
+		h := make(map[string]string, len(c.Headers))
+		for k, v := range c.Headers {
+			if isCredentialHeader(k) {
+				v = "*****"
+			}
+			h[k] = v
+		}
+		c.Headers = h
+	}
+	return c
+}
+
+// Sink posts events to one webhook. It implements egress.Sink.
+type Sink struct {
+	cfg    SinkConfig
+	client *http.Client
+	logger *slog.Logger
+	now    func() time.Time
+	closed atomic.Bool
+}
+
+var _ egress.Sink = (*Sink)(nil)
+
+// NewSink validates cfg and returns a sink posting to cfg.URL. It does not contact the
+// destination; see Handshake.
+func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("webhook endpoint: %w", err)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = Structured
+	}
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("webhook endpoint: %w", err)
+	}
+	return &Sink{cfg: cfg, client: client, logger: logger, now: time.Now}, nil
+}
+
+func newClient(cfg SinkConfig) (*http.Client, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 16
+	if !cfg.TLS.IsZero() {
+		tc, err := cfg.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		transport.TLSClientConfig = tc
+	}
+	timeout := time.Duration(cfg.Timeout)
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	return &http.Client{Transport: transport, Timeout: timeout}, nil
+}
+
+// Send posts events: one request per event in structured and binary mode, one request for
+// the whole batch in batched and Event Grid mode. It returns at the first failed request.
+func (s *Sink) Send(ctx context.Context, events []event.Event) error {
+	if s.closed.Load() {
+		return errors.New("webhook: send on a closed sink")
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	switch s.cfg.Mode {
+	case Batched:
+		body, err := cloudevents.Batch(events)
+		if err != nil {
+			return egress.Permanent(err)
+		}
+		return s.post(ctx, body, cloudevents.BatchContentType, nil)
+	case EventGrid:
+		body, err := eventGridBatch(events)
+		if err != nil {
+			return egress.Permanent(err)
+		}
+		return s.post(ctx, body, "application/json; charset=utf-8", nil)
+	}
+	for i := range events {
+		e := &events[i]
+		var err error
+		if s.cfg.Mode == Binary {
+			err = s.post(ctx, e.Data, e.DataContentType, binaryHeaders(e))
+		} else {
+			var body []byte
+			if body, err = cloudevents.Structured(e); err != nil {
+				return egress.Permanent(err)
+			}
+			err = s.post(ctx, body, cloudevents.StructuredContentType, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("deliver event %q: %w", e.ID, err)
+		}
+	}
+	return nil
+}
+
+// Close releases idle connections. Send after Close fails.
+func (s *Sink) Close() error {
+	s.closed.Store(true)
+	s.client.CloseIdleConnections()
+	return nil
+}
+
+func binaryHeaders(e *event.Event) http.Header {
+	attrs := cloudevents.Attributes(e)
+	h := make(http.Header, len(attrs))
+	for _, a := range attrs {
+		// CloudEvents HTTP binding: ce- prefix; values are percent-encoded where not
+		// printable ASCII.
+		h["ce-"+a.Name] = []string{encodeHeaderValue(a.Value)}
+	}
+	return h
+}
+
+// encodeHeaderValue percent-encodes what the CloudEvents HTTP binding requires: space,
+// '"', '%' and everything outside printable ASCII.
+func encodeHeaderValue(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func (s *Sink) post(ctx context.Context, body []byte, contentType string, extra http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return egress.Permanent(fmt.Errorf("build request: %w", err))
+	}
+	for k, v := range s.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	for k, v := range extra {
+		req.Header[k] = v
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if s.cfg.Secret != "" {
+		ts := strconv.FormatInt(s.now().Unix(), 10)
+		req.Header.Set(TimestampHeader, ts)
+		req.Header.Set(SignatureHeader, Sign(s.cfg.Secret, ts, body))
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post to webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // lets the connection be reused
+	if err := statusError(resp, snippet, s.now()); err != nil {
+		s.logger.Debug("webhook refused a request", "url", s.cfg.Redacted().URL, "status", resp.StatusCode, "permanent", egress.IsPermanent(err))
+		return err
+	}
+	return nil
+}
+
+// Sign returns the Twinflow-Signature header value for body sent at timestamp (Unix seconds,
+// as in the Twinflow-Timestamp header) with secret.
+func Sign(secret, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// statusError maps a response to nil, a retryable, a RetryAfter or a permanent error.
+func statusError(resp *http.Response, body []byte, now time.Time) error {
+	code := resp.StatusCode
+	if code >= 200 && code < 300 {
+		return nil
+	}
+	err := fmt.Errorf("webhook answered %s", resp.Status)
+	if msg := strings.TrimSpace(string(body)); msg != "" {
+		err = fmt.Errorf("webhook answered %s: %s", resp.Status, msg)
+	}
+	retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 || code < 400
+	if !retryable {
+		return egress.Permanent(err)
+	}
+	if after, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
+		return &egress.RetryAfterError{Err: err, After: after}
+	}
+	return err
+}
+
+// retryAfter parses a Retry-After value: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(at.Sub(now), 0), true
+	}
+	return 0, false
+}

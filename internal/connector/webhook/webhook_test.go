@@ -1,0 +1,345 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/egress/sinktest"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+// receiver is an HTTP server that decodes every request it gets back into events.
+type receiver struct {
+	srv    *httptest.Server
+	events chan event.Event
+	reqs   chan *http.Request
+}
+
+func newReceiver(t *testing.T, status int) *receiver {
+	r := &receiver{events: make(chan event.Event, 10000), reqs: make(chan *http.Request, 10000)}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if status != http.StatusOK {
+			http.Error(w, "refused", status)
+			return
+		}
+		events, err := decode(req, body)
+		if err != nil {
+			t.Errorf("decode request: %v", err)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = io.NopCloser(strings.NewReader(string(body)))
+		r.reqs <- req
+		for _, e := range events {
+			r.events <- e
+		}
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// decode reads a request in any of the four modes back into events.
+func decode(req *http.Request, body []byte) ([]event.Event, error) {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case mt == "application/cloudevents+json":
+		var e event.Event
+		err := json.Unmarshal(body, &e)
+		return []event.Event{e}, err
+	case mt == "application/cloudevents-batch+json":
+		var es []event.Event
+		err := json.Unmarshal(body, &es)
+		return es, err
+	case req.Header.Get("ce-id") != "":
+		e, err := cloudevents.FromAttributes(func(name string) string {
+			v, err := url.PathUnescape(req.Header.Get("ce-" + name))
+			if err != nil {
+				return "!" + err.Error()
+			}
+			return v
+		}, req.Header.Get("Content-Type"), body)
+		return []event.Event{e}, err
+	default:
+		var grid []gridEvent
+		if err := json.Unmarshal(body, &grid); err != nil {
+			return nil, err
+		}
+		es := make([]event.Event, len(grid))
+		for i, g := range grid {
+			if g.DataVersion != "1.0" || g.MetadataVersion != "1" {
+				return nil, errors.New("bad Event Grid versions")
+			}
+			tm := g.EventTime
+			if tm == zeroTime {
+				tm = ""
+			}
+			es[i] = event.Event{ID: g.ID, Source: g.Topic, SpecVersion: event.SpecVersion, Type: g.EventType,
+				Subject: g.Subject, Time: tm, DataContentType: g.Data.ContentType, DataSchema: g.Data.DataSchema,
+				TraceParent: g.Data.TraceParent, Data: g.Data.Data}
+		}
+		return es, nil
+	}
+}
+
+func (r *receiver) Receive(ctx context.Context, n int) ([]event.Event, error) {
+	out := make([]event.Event, 0, n)
+	for len(out) < n {
+		select {
+		case e := <-r.events:
+			out = append(out, e)
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+func newSink(t *testing.T, cfg SinkConfig) *Sink {
+	s, err := NewSink(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	for _, mode := range []string{Structured, Binary, Batched, EventGrid} {
+		t.Run(mode, func(t *testing.T) {
+			sinktest.Run(t, sinktest.Harness{
+				New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+					r := newReceiver(t, http.StatusOK)
+					return newSink(t, SinkConfig{URL: r.srv.URL + "/hook", Mode: mode}), r
+				},
+				Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+					r := newReceiver(t, http.StatusOK)
+					return newSink(t, SinkConfig{URL: "http://" + proxy(r.srv.Listener.Addr().String()) + "/hook", Mode: mode}), r
+				},
+				Reject: func(t *testing.T) egress.Sink {
+					r := newReceiver(t, http.StatusBadRequest)
+					return newSink(t, SinkConfig{URL: r.srv.URL, Mode: mode})
+				},
+			})
+		})
+	}
+}
+
+func TestSignatureAndHeaders(t *testing.T) {
+	r := newReceiver(t, http.StatusOK)
+	s := newSink(t, SinkConfig{URL: r.srv.URL, Secret: "s3cret", Headers: map[string]string{"Authorization": "Bearer tok", "X-Tenant": "a"}})
+	s.now = func() time.Time { return time.Unix(1764000000, 0) }
+	if err := s.Send(t.Context(), sinktest.Events("sig", 1)); err != nil {
+		t.Fatal(err)
+	}
+	req := <-r.reqs
+	body, _ := io.ReadAll(req.Body)
+	if got := req.Header.Get(TimestampHeader); got != "1764000000" {
+		t.Errorf("%s = %q, want 1764000000", TimestampHeader, got)
+	}
+	want := Sign("s3cret", "1764000000", body)
+	if got := req.Header.Get(SignatureHeader); got != want || !strings.HasPrefix(got, "sha256=") || len(got) != len("sha256=")+64 {
+		t.Errorf("%s = %q, want %q", SignatureHeader, got, want)
+	}
+	if Sign("other", "1764000000", body) == want || Sign("s3cret", "1764000001", body) == want {
+		t.Error("signature does not depend on the secret and the timestamp")
+	}
+	if req.Header.Get("Authorization") != "Bearer tok" || req.Header.Get("X-Tenant") != "a" {
+		t.Errorf("custom headers missing: %v", req.Header)
+	}
+}
+
+func TestSignKnownValue(t *testing.T) {
+	// echo -n '1.{}' | openssl dgst -sha256 -hmac key
+	const want = "sha256=1ba6b8171186efc613e8bcc0cbdab2748f24984d7c5a84faa2637afa0e40d224"
+	if got := Sign("key", "1", []byte("{}")); got != want {
+		t.Fatalf("Sign = %q, want %q", got, want)
+	}
+}
+
+func TestStatusMapping(t *testing.T) {
+	tests := []struct {
+		status     int
+		retryAfter string
+		want       string // "ok", "permanent", "retry", or "after:<duration>"
+	}{
+		{200, "", "ok"}, {202, "", "ok"}, {204, "", "ok"},
+		{400, "", "permanent"}, {401, "", "permanent"}, {403, "", "permanent"}, {404, "", "permanent"},
+		{413, "", "permanent"}, {410, "", "permanent"},
+		{408, "", "retry"}, {429, "", "retry"}, {500, "", "retry"}, {502, "", "retry"}, {503, "", "retry"},
+		{429, "7", "after:7s"}, {503, "120", "after:2m0s"},
+		{503, "Wed, 25 Nov 2026 10:00:30 GMT", "after:30s"},
+		{429, "soon", "retry"},
+	}
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status)+tt.retryAfter, func(t *testing.T) {
+			resp := &http.Response{StatusCode: tt.status, Status: strconv.Itoa(tt.status), Header: http.Header{}}
+			if tt.retryAfter != "" {
+				resp.Header.Set("Retry-After", tt.retryAfter)
+			}
+			err := statusError(resp, []byte("detail"), now)
+			var ra *egress.RetryAfterError
+			var got string
+			switch {
+			case err == nil:
+				got = "ok"
+			case egress.IsPermanent(err):
+				got = "permanent"
+			case errors.As(err, &ra):
+				got = "after:" + ra.After.String()
+			default:
+				got = "retry"
+			}
+			if got != tt.want {
+				t.Errorf("status %d Retry-After %q: %s (%v), want %s", tt.status, tt.retryAfter, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSendStatusOverHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	err := newSink(t, SinkConfig{URL: srv.URL}).Send(t.Context(), sinktest.Events("ra", 2))
+	var ra *egress.RetryAfterError
+	if !errors.As(err, &ra) || ra.After != 3*time.Second {
+		t.Fatalf("Send = %v, want a RetryAfterError of 3s", err)
+	}
+}
+
+func TestSendUnreachable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.URL
+	srv.Close()
+	err := newSink(t, SinkConfig{URL: addr}).Send(t.Context(), sinktest.Events("down", 1))
+	if err == nil || egress.IsPermanent(err) {
+		t.Fatalf("Send to a closed port = %v, want a retryable error", err)
+	}
+}
+
+func TestHandshake(t *testing.T) {
+	tests := []struct {
+		name      string
+		allowed   string
+		status    int
+		permanent bool
+		ok        bool
+	}{
+		{"echoes origin", "twinflow", 200, false, true},
+		{"wildcard", "*", 200, false, true},
+		{"no header", "", 200, true, false},
+		{"other origin", "someone-else", 200, true, false},
+		{"method not allowed", "twinflow", 405, true, false},
+		{"server error", "twinflow", 503, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var origin, auth string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodOptions {
+					t.Errorf("method %s, want OPTIONS", r.Method)
+				}
+				origin, auth = r.Header.Get("WebHook-Request-Origin"), r.Header.Get("Authorization")
+				if tt.allowed != "" {
+					w.Header().Set("WebHook-Allowed-Origin", tt.allowed)
+				}
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			err := Handshake(t.Context(), SinkConfig{URL: srv.URL, Headers: map[string]string{"Authorization": "k"}})
+			if (err == nil) != tt.ok || (err != nil && egress.IsPermanent(err) != tt.permanent) {
+				t.Fatalf("Handshake = %v, want ok=%v permanent=%v", err, tt.ok, tt.permanent)
+			}
+			if origin != "twinflow" || auth != "k" {
+				t.Errorf("request origin %q, authorization %q", origin, auth)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		cfg  SinkConfig
+		want []string
+	}{
+		{SinkConfig{URL: "http://h/x"}, nil},
+		{SinkConfig{URL: "https://h", Mode: "batched", Timeout: Duration(time.Second)}, nil},
+		{SinkConfig{}, []string{"url: required"}},
+		{SinkConfig{URL: "ftp://h", Mode: "soap", Timeout: -1, Headers: map[string]string{"Bad Name": "v"},
+			TLS: egress.TLS{CertFile: "c.pem"}},
+			[]string{"url:", "mode:", "timeout:", "headers:", "tls.certFile"}},
+		{SinkConfig{URL: "/relative"}, []string{"url:"}},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if len(tt.want) == 0 {
+			if err != nil {
+				t.Errorf("Validate(%+v) = %v, want nil", tt.cfg, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("Validate(%+v) = nil, want %v", tt.cfg, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Validate(%+v) = %v, want it to mention %q", tt.cfg, err, w)
+			}
+		}
+	}
+}
+
+func TestConfigJSON(t *testing.T) {
+	var c SinkConfig
+	if err := json.Unmarshal([]byte(`{"url":"http://h","mode":"binary","timeout":"2.5s","headers":{"A":"b"}}`), &c); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Timeout) != 2500*time.Millisecond || c.Mode != Binary || c.Headers["A"] != "b" {
+		t.Fatalf("decoded %+v", c)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"url":"http://h","mode":"binary","headers":{"A":"b"},"timeout":"2.5s"}`; string(b) != want {
+		t.Errorf("encoded %s, want %s", b, want)
+	}
+	if err := json.Unmarshal([]byte(`{"timeout":10}`), &c); err == nil {
+		t.Error("a numeric timeout decoded without error")
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := SinkConfig{URL: "https://user:pw@h/p?code=key", Secret: "s", Headers: map[string]string{"Authorization": "a", "X-Trace": "t"}}
+	r := c.Redacted()
+	if r.Secret == "s" || strings.Contains(r.URL, "pw") || strings.Contains(r.URL, "key") || r.Headers["Authorization"] == "a" || r.Headers["X-Trace"] != "t" {
+		t.Errorf("Redacted = %+v", r)
+	}
+	if c.Headers["Authorization"] != "a" {
+		t.Error("Redacted changed the original headers")
+	}
+}
