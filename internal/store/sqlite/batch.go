@@ -2,84 +2,200 @@ package sqlite
 
 import "fmt"
 
-// run is the writer goroutine: it takes the Updates waiting in s.reqs, up to MaxBatch at a
-// time, and commits each batch in one transaction. It returns when s.reqs is closed and
-// drained.
+// committed is a batch whose transaction committed, waiting for the fsync that makes it
+// durable.
+type committed struct {
+	batch []*request
+	// last is the newest Seq in the log once this batch is durable.
+	last uint64
+}
+
+// batch is the transaction the writer goroutine is filling.
+type batch struct {
+	reqs []*request
+	// first is the Seq the batch's first record gets.
+	first uint64
+	// err is the storage failure that dooms the transaction, if any.
+	err error
+}
+
+// run is the writer goroutine. It begins a transaction with the first waiting Update and adds
+// every Update that arrives, each in its own savepoint, until MaxBatch is reached or the sync
+// goroutine is ready for more; then it commits and hands the batch over. So while one batch is
+// being fsync'd the next one fills, and each fsync covers every Update that arrived during the
+// previous one. With Config.NoSync it commits whenever no Update is waiting. run returns when
+// s.reqs is closed and drained.
 func (s *Store) run() {
-	defer close(s.done)
-	batch := make([]*request, 0, s.cfg.MaxBatch)
+	defer close(s.syncs)
+	// syncing reports whether a batch handed to the sync goroutine may still be unanswered.
+	syncing := false
 	for req := range s.reqs {
-		batch = append(batch[:0], req)
-	fill:
-		for len(batch) < s.cfg.MaxBatch {
+		b := s.begin()
+		s.add(b, req)
+	gather:
+		for len(b.reqs) < s.cfg.MaxBatch {
 			select {
 			case req, ok := <-s.reqs:
 				if !ok {
-					break fill
+					break gather
 				}
-				batch = append(batch, req)
+				s.add(b, req)
+				continue
 			default:
-				break fill
+			}
+			if !syncing {
+				break
+			}
+			select {
+			case req, ok := <-s.reqs:
+				if !ok {
+					break gather
+				}
+				s.add(b, req)
+			case <-s.synced:
+				syncing = false
 			}
 		}
-		s.commit(batch)
-		for i, req := range batch {
-			batch[i] = nil
-			req.done <- struct{}{}
-		}
-	}
-}
-
-// commit runs batch in one transaction and sets each request's outcome. The log's Last
-// advances, and log readers wake, only after the commit.
-func (s *Store) commit(batch []*request) {
-	w := &s.w
-	first := w.seq
-	err := s.transact(batch)
-	if err != nil {
-		w.seq = first
-		// The transaction may be open still; a failed rollback leaves nothing more to undo.
-		_, _ = w.stmts[stmtRollback].ExecContext(w.ctx)
-		s.logger.Error("store batch failed", "updates", len(batch), "err", err)
-		for _, req := range batch {
-			if req.panicked == nil {
-				req.err = err
-			}
-		}
-		return
-	}
-	s.batches.Add(1)
-	s.batched.Add(uint64(len(batch)))
-	if w.seq == first {
-		return
-	}
-	s.last.Store(w.seq - 1)
-	s.notifyMu.Lock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.notifyMu.Unlock()
-}
-
-// transact begins a transaction, applies every request in batch and commits. An error means
-// storage failed and the transaction must be rolled back; fn errors are the requests' own.
-func (s *Store) transact(batch []*request) error {
-	w := &s.w
-	if _, err := w.stmts[stmtBegin].ExecContext(w.ctx); err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	for _, req := range batch {
-		if err := req.ctx.Err(); err != nil {
-			req.err = err
+		c := s.commit(b)
+		if s.cfg.NoSync {
+			s.acknowledge(c, nil)
 			continue
 		}
-		if err := s.apply(req); err != nil {
-			return err
+		s.syncs <- c
+		syncing = true
+	}
+}
+
+// begin starts a batch's transaction. A failure to begin dooms the batch.
+func (s *Store) begin() *batch {
+	b := &batch{first: s.w.seq}
+	select {
+	case b.reqs = <-s.spare:
+	default:
+		b.reqs = make([]*request, 0, s.cfg.MaxBatch)
+	}
+	if err := s.failure.Load(); err != nil {
+		b.err = *err
+		return b
+	}
+	if _, err := s.w.stmts[stmtBegin].ExecContext(s.w.ctx); err != nil {
+		b.err = fmt.Errorf("begin transaction: %w", err)
+	}
+	return b
+}
+
+// add runs req's fn in b, unless b is doomed or req's context has ended.
+func (s *Store) add(b *batch, req *request) {
+	b.reqs = append(b.reqs, req)
+	if b.err != nil {
+		return
+	}
+	if err := req.ctx.Err(); err != nil {
+		req.err = err
+		return
+	}
+	b.err = s.apply(req)
+}
+
+// commit commits b, or rolls it back if it is doomed, and sets the outcome of each request
+// whose fn succeeded.
+func (s *Store) commit(b *batch) committed {
+	w := &s.w
+	if b.err == nil {
+		if _, err := w.stmts[stmtCommit].ExecContext(w.ctx); err != nil {
+			b.err = fmt.Errorf("commit transaction: %w", err)
 		}
 	}
-	if _, err := w.stmts[stmtCommit].ExecContext(w.ctx); err != nil {
-		return fmt.Errorf("commit transaction: %w", err)
+	if b.err != nil {
+		w.seq = b.first
+		// The transaction may be open still; a failed rollback leaves nothing more to undo.
+		_, _ = w.stmts[stmtRollback].ExecContext(w.ctx)
+		s.logger.Error("store batch failed", "updates", len(b.reqs), "err", b.err)
+		for _, req := range b.reqs {
+			if req.panicked == nil {
+				req.err = b.err
+			}
+		}
+	} else {
+		s.batches.Add(1)
+		s.batched.Add(uint64(len(b.reqs)))
 	}
-	return nil
+	return committed{batch: b.reqs, last: w.seq - 1}
+}
+
+// syncLoop is the sync goroutine: it fsyncs the write-ahead log for every committed batch
+// waiting (one fsync covers all of them, and every batch committed before it), then advances
+// the log's Last, wakes log readers and answers the batches' callers. It returns when s.syncs
+// is closed and drained.
+func (s *Store) syncLoop() {
+	defer close(s.done)
+	var group []committed
+	for c := range s.syncs {
+		group = append(group[:0], c)
+	drain:
+		for {
+			select {
+			case c, ok := <-s.syncs:
+				if !ok {
+					break drain
+				}
+				group = append(group, c)
+			default:
+				break drain
+			}
+		}
+		err := s.syncWAL()
+		for i, c := range group {
+			s.acknowledge(c, err)
+			group[i] = committed{}
+		}
+		select {
+		case s.synced <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// syncWAL makes every commit so far durable. Commits run with synchronous=NORMAL, so SQLite
+// has written their frames to the write-ahead log (and synced it before any checkpoint) but not
+// fsync'd it; an fsync of the log file through a descriptor of our own does that. SQLite locks
+// the database and its shared-memory file, never the log file, so this descriptor cannot
+// disturb its POSIX locks. A failed fsync leaves the durability of every commit since the
+// last good one unknown, so it fails the store for good.
+func (s *Store) syncWAL() error {
+	if err := s.failure.Load(); err != nil {
+		return *err
+	}
+	err := s.wal.Sync()
+	if err != nil {
+		err = fmt.Errorf("sync write-ahead log: %w", err)
+		s.failure.Store(&err)
+		s.logger.Error("store failed; every later Update will fail", "err", err)
+	}
+	return err
+}
+
+// acknowledge answers the callers of c, failing those whose fn succeeded with err if it is
+// not nil, and otherwise advances the log's Last to c.last, waking log readers.
+func (s *Store) acknowledge(c committed, err error) {
+	if err == nil && c.last > s.last.Load() {
+		s.last.Store(c.last)
+		s.notifyMu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.notifyMu.Unlock()
+	}
+	for i, req := range c.batch {
+		if err != nil && req.err == nil {
+			req.err = err
+		}
+		c.batch[i] = nil
+		req.done <- struct{}{}
+	}
+	select {
+	case s.spare <- c.batch[:0]:
+	default:
+	}
 }
 
 // apply runs req's fn inside its savepoint. fn's error (or panic) rolls back to the savepoint

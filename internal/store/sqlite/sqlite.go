@@ -1,12 +1,19 @@
 // Package sqlite is the embedded store.Store: one SQLite database in WAL mode in a data
 // directory, written by a single goroutine that group-commits concurrent Updates.
 //
-// Every Update is handed to the writer goroutine, which runs as many waiting Updates as it can
-// (up to Config.MaxBatch) in one transaction, each fn inside its own savepoint, then commits
-// once (fsync'd unless Config.NoSync) and only then answers every caller in the batch. Because
-// there is one writer, Updates are serialised by construction and the change log's sequence
-// numbers are assigned gap-free in commit order. Views and log reads run on a separate pool of
-// read-only connections, concurrently with the writer.
+// Every Update is handed to the writer goroutine, which runs waiting Updates (up to
+// Config.MaxBatch) in one transaction, each fn inside its own savepoint, commits once, and has
+// the sync goroutine fsync the write-ahead log before it answers any caller in the batch. The
+// next batch fills while that fsync runs, so one fsync covers every Update that arrived during
+// the previous one. Because there is one writer, Updates are serialised by construction and the
+// change log's sequence numbers are assigned gap-free in commit order. Views and log reads run
+// on a separate pool of read-only connections, concurrently with the writer.
+//
+// Durability: an acknowledged Update, with its events, survives a crash of the process or the
+// machine (unless Config.NoSync, which gives up the machine). Log().Read hands out only records
+// whose fsync completed. A View, however, may see a batch that committed but whose fsync is
+// still running, that is, before its Updates were acknowledged; a machine crash in that window
+// loses that state together with the unacknowledged Updates.
 //
 // One process at a time may open a data directory.
 package sqlite
@@ -43,6 +50,10 @@ const DefaultMaxBatch = 256
 // larger one mostly helps stores that are much larger than memory anyway.
 const cacheKiB = 64 << 10
 
+// syncQueue is the number of committed batches that may wait for an fsync before the writer
+// goroutine waits for the sync goroutine.
+const syncQueue = 4
+
 // busyTimeoutMillis is how long a connection waits for a lock held by another. Within one
 // process only checkpoints and the schema migration take locks readers wait for.
 const busyTimeoutMillis = 10_000
@@ -52,9 +63,9 @@ type Config struct {
 	// Dir is the data directory; it and the database in it are created when missing.
 	Dir string
 	// NoSync acknowledges an Update once SQLite has written its commit to the write-ahead log,
-	// without waiting for the fsync (synchronous=NORMAL). Acknowledged Updates still survive a
-	// crash of the process, but not of the machine. By default every commit is fsync'd
-	// (synchronous=FULL).
+	// without an fsync. Acknowledged Updates still survive a crash of the process, but not of
+	// the machine. By default the write-ahead log is fsync'd after every commit, before its
+	// Updates are acknowledged.
 	NoSync bool
 	// MaxBatch is the largest number of Updates committed in one transaction; 0 means
 	// DefaultMaxBatch.
@@ -95,12 +106,12 @@ type Store struct {
 	wconn *sql.Conn // the writer's connection, used only by the writer goroutine
 	w     writer    // the writer's statements and state, used only by the writer goroutine
 
-	rdb       *sql.DB      // the read-only pool
-	readStmts []*sql.Stmt  // read statements prepared on rdb
-	log       changeLog    // the store.Log view of the store
-	requests  sync.Pool    // of *request, reused to keep the write path free of allocations
+	rdb       *sql.DB       // the read-only pool
+	readStmts []*sql.Stmt   // read statements prepared on rdb
+	log       changeLog     // the store.Log view of the store
+	requests  sync.Pool     // of *request, reused to keep the write path free of allocations
 	reqs      chan *request // Updates waiting for the writer goroutine
-	done      chan struct{} // closed when the writer goroutine has returned
+	done      chan struct{} // closed when the writer and sync goroutines have returned
 
 	// mu guards closed. Update, View and Log().Read register in pending or active under a
 	// read lock, so once Close has set closed under the write lock no new call gets in, and
@@ -116,6 +127,17 @@ type Store struct {
 	// records, and closed for good (and set to nil) by Close.
 	notifyMu sync.Mutex
 	changed  chan struct{}
+
+	path string // of the database file
+	// syncs carries committed batches from the writer goroutine to the sync goroutine, which
+	// closes done when it returns; spare carries their emptied slices back for reuse.
+	syncs chan committed
+	spare chan []*request
+	// synced tells the writer goroutine that the sync goroutine answered what it was given.
+	synced chan struct{}
+	wal    *os.File // the write-ahead log, opened by the sync goroutine on first use
+	// failure is set once an fsync failed; every later Update fails with it.
+	failure atomic.Pointer[error]
 
 	// batches and batched count committed transactions and the Updates they carried.
 	batches, batched atomic.Uint64
@@ -154,6 +176,10 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		reqs:    make(chan *request, cfg.MaxBatch),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
+		path:    path,
+		syncs:   make(chan committed, syncQueue),
+		spare:   make(chan []*request, syncQueue+2),
+		synced:  make(chan struct{}, 1),
 	}
 	s.log.s = s
 	s.requests.New = func() any { return &request{done: make(chan struct{}, 1)} }
@@ -161,6 +187,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), s.closeDBs())
 	}
 	go s.run()
+	go s.syncLoop()
 	logger.Info("store opened", "path", path, "last_seq", s.last.Load(), "sync", !cfg.NoSync)
 	return s, nil
 }
@@ -169,14 +196,8 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 // statements and reads the newest Seq. On error the caller closes what was opened.
 func (s *Store) open(path string) error {
 	ctx := context.Background()
-	sync := "FULL"
-	if s.cfg.NoSync {
-		sync = "NORMAL"
-	}
 	var err error
-	s.wdb, err = sql.Open("sqlite", dsn(path, false,
-		"journal_mode(WAL)", "synchronous("+sync+")", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis),
-		fmt.Sprintf("cache_size(%d)", -cacheKiB)))
+	s.wdb, err = sql.Open("sqlite", writerDSN(path))
 	if err != nil {
 		return err
 	}
@@ -189,6 +210,12 @@ func (s *Store) open(path string) error {
 	}
 	if s.w.stmts, err = prepare(ctx, numStmts, s.wconn.PrepareContext); err != nil {
 		return err
+	}
+	// SQLite created the write-ahead log file when the migration read the database; it keeps
+	// it while a connection is open. It is opened for writing only because some systems
+	// require that to flush a file; nothing writes to it but SQLite.
+	if s.wal, err = os.OpenFile(path+"-wal", os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("open write-ahead log: %w", err)
 	}
 	var last int64
 	if err := s.wconn.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM log").Scan(&last); err != nil {
@@ -209,6 +236,16 @@ func (s *Store) open(path string) error {
 		return err
 	}
 	return nil
+}
+
+// writerDSN returns the driver's name for the writer's connection to the database at path.
+// Commits run with synchronous=NORMAL: the sync goroutine, not the commit, fsyncs the
+// write-ahead log (see syncWAL).
+func writerDSN(path string) string {
+	// Savepoints keep the pages they change in a sub-journal; in memory rather than in a
+	// temporary file, a savepoint costs a page copy instead of file writes.
+	return dsn(path, false, "journal_mode(WAL)", "synchronous(NORMAL)", "temp_store(MEMORY)",
+		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB))
 }
 
 // dsn returns the driver's name for the database at path with the given pragmas, read-only if
@@ -249,8 +286,8 @@ func (s *Store) View(ctx context.Context, fn func(store.Reader) error) error {
 // Updates: keep it short, and do not block or call the Store from it. The Writer is valid only
 // until fn returns.
 //
-// Update returns nil only after the transaction holding fn's changes and events committed
-// (fsync'd unless Config.NoSync). If fn returns an error, its changes and events are rolled
+// Update returns nil only after the transaction holding fn's changes and events committed and
+// was fsync'd (unless Config.NoSync). If fn returns an error, its changes and events are rolled
 // back, its neighbours in the batch are unaffected, and Update returns that error. If storage
 // fails (including the commit), every Update in the batch fails. If ctx ends before the writer
 // reaches fn, fn is not run and Update returns ctx's error; once fn ran, Update waits for the
@@ -325,6 +362,9 @@ func (s *Store) closeDBs() error {
 	closeStmts(s.w.stmts)
 	closeStmts(s.readStmts)
 	var errs []error
+	if s.wal != nil {
+		errs = append(errs, s.wal.Close())
+	}
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
 	}
@@ -344,8 +384,8 @@ type changeLog struct {
 
 var _ store.Log = (*changeLog)(nil)
 
-// Read implements store.Log. It waits without polling: every commit that appends records
-// wakes it. max must be positive.
+// Read implements store.Log. It returns only durable records (Seq <= Last) and waits without
+// polling: every commit that appends records wakes it once durable. max must be positive.
 func (l *changeLog) Read(ctx context.Context, after uint64, max int) ([]event.Record, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("read log: max %d is not positive", max)
@@ -364,7 +404,7 @@ func (l *changeLog) Read(ctx context.Context, after uint64, max int) ([]event.Re
 		}
 		if s.last.Load() > after {
 			r := reader{ctx: ctx, stmts: s.readStmts}
-			recs, err := list(&r, "log records", scanRecord, stmtLog, int64(after), max)
+			recs, err := list(&r, "log records", scanRecord, stmtLog, int64(after), int64(s.last.Load()), max)
 			if err != nil || len(recs) > 0 {
 				return recs, err
 			}

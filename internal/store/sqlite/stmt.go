@@ -69,7 +69,7 @@ var stmtText = [numStmts]string{
 	stmtHasRelationships: "SELECT EXISTS (SELECT 1 FROM relationships WHERE source_id = ?1)" +
 		" OR EXISTS (SELECT 1 FROM relationships WHERE target_id = ?1)",
 	stmtCountTwins: "SELECT value FROM meta WHERE key = 'twin_count'",
-	stmtLog:        "SELECT " + logColumns + " FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+	stmtLog:        "SELECT " + logColumns + " FROM log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
 
 	stmtPutModel: "INSERT INTO models (" + modelColumns + ") VALUES (?, ?, ?, ?)" +
 		" ON CONFLICT (id) DO UPDATE SET definition = excluded.definition," +
