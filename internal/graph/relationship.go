@@ -28,6 +28,7 @@ func readRelationship(r store.Reader, sourceID, id string) (store.Twin, store.Re
 	return src, rel, nil
 }
 
+// relationshipSubject is the subject of a relationship event: <twinId>/relationships/<relId>.
 func relationshipSubject(sourceID, id string) string {
 	return sourceID + "/relationships/" + id
 }
@@ -58,6 +59,7 @@ func relationshipDef(ms *modelState, src store.Twin, name string) (*dtdl.Relatio
 	return def, nil
 }
 
+// relationshipPropsError is ValidationFailed for invalid relationship properties.
 func relationshipPropsError(err error) error {
 	return validationError("Invalid relationship specified", err)
 }
@@ -69,8 +71,9 @@ func relationshipPropsError(err error) error {
 // maxMultiplicity holds, and the properties validate. ifNoneMatch "*" refuses an existing
 // relationship (412). The source and target twins may hold at most Limits.OutgoingRelationships
 // and Limits.IncomingRelationships (LimitExceeded). Creating emits Relationship.Create with the
-// document; replacing emits Relationship.Update with the patch from the old document to the new
-// (properties, and $targetId/$relationshipName when they change).
+// document; replacing emits Relationship.Update with the source twin's model id and the patch
+// from the old document to the new (properties, and $targetId/$relationshipName when they
+// change).
 func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body []byte, ifNoneMatch string, tr Trace) (store.Relationship, error) {
 	mustNotExist, err := twin.ParseIfNoneMatch(ifNoneMatch)
 	if err != nil {
@@ -253,6 +256,7 @@ func relationshipDiff(old, new store.Relationship) (twin.Patch, error) {
 	return append(p, twin.DiffProperties(oldProps, newProps)...), nil
 }
 
+// relationshipProps decodes the properties of a stored relationship.
 func relationshipProps(rel store.Relationship) (map[string]any, error) {
 	var doc map[string]any
 	if err := twin.Decode(rel.Doc, &doc); err != nil {

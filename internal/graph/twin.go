@@ -45,6 +45,7 @@ func (ms *modelState) iface(modelID string) (*dtdl.Interface, error) {
 	return nil, twin.ModelUnavailable(modelID)
 }
 
+// componentOf reports the components of Interface i.
 func componentOf(i *dtdl.Interface) func(string) bool {
 	return func(name string) bool {
 		_, ok := i.Components[name]
@@ -237,6 +238,7 @@ func (g *Graph) parsePatch(patch []byte, ifMatch string) (twin.Condition, twin.P
 	return cond, p, nil
 }
 
+// preconditionFailed is 412 PreconditionFailed for an If-Match that names no current ETag.
 func preconditionFailed(kind, id string) error {
 	return twin.PreconditionFailed(fmt.Sprintf(
 		"The If-Match header does not match the current ETag of the %s with the id %s. Read the %s again and retry with its current ETag.", kind, id, kind))
@@ -255,6 +257,8 @@ func targetModel(p twin.Patch, current string) string {
 	return current
 }
 
+// patchTwin applies p (with paths from the twin root) to twin id; component, when set, must
+// be a component of the twin. It returns the new ETag.
 func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patch, cond twin.Condition, tr Trace) (string, error) {
 	var etag string
 	err := g.write(ctx, func(r store.Reader) (commitFunc, error) {

@@ -48,6 +48,7 @@ func Decode(data []byte, v any) error {
 	return dec.Decode(v)
 }
 
+// describeJSON names the JSON type of a decoded value, for error messages.
 func describeJSON(v any) string {
 	switch v.(type) {
 	case []any:
@@ -62,6 +63,8 @@ func describeJSON(v any) string {
 	return "a value"
 }
 
+// decodeValue decodes data, which must hold exactly one JSON value between optional
+// whitespace.
 func decodeValue(data []byte) (any, error) {
 	d := decoder{data: data}
 	d.skipSpace()
@@ -83,12 +86,15 @@ type decoder struct {
 	pos  int
 }
 
+// errEnd reports input that stops inside a value.
 var errEnd = errors.New("unexpected end of JSON input")
 
+// errorf reports a syntax error at the current offset.
 func (d *decoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("json: offset %d: %s", d.pos, fmt.Sprintf(format, args...))
 }
 
+// skipSpace skips JSON whitespace.
 func (d *decoder) skipSpace() {
 	for d.pos < len(d.data) {
 		switch d.data[d.pos] {
@@ -100,6 +106,7 @@ func (d *decoder) skipSpace() {
 	}
 }
 
+// value decodes the value starting at d.pos; depth is its nesting level.
 func (d *decoder) value(depth int) (any, error) {
 	if d.pos >= len(d.data) {
 		return nil, errEnd
@@ -127,6 +134,7 @@ func (d *decoder) value(depth int) (any, error) {
 	}
 }
 
+// literal consumes word (true, false or null).
 func (d *decoder) literal(word string) error {
 	if !bytes.HasPrefix(d.data[d.pos:], []byte(word)) {
 		return d.errorf("invalid literal, want %s", word)
@@ -135,6 +143,7 @@ func (d *decoder) literal(word string) error {
 	return nil
 }
 
+// object decodes an object; a repeated key keeps its last value, as in encoding/json.
 func (d *decoder) object(depth int) (any, error) {
 	d.pos++ // {
 	m := make(map[string]any)
@@ -185,6 +194,7 @@ func (d *decoder) object(depth int) (any, error) {
 	}
 }
 
+// array decodes an array; an empty one is an empty, non-nil slice.
 func (d *decoder) array(depth int) (any, error) {
 	d.pos++ // [
 	a := []any{}
@@ -216,6 +226,7 @@ func (d *decoder) array(depth int) (any, error) {
 	}
 }
 
+// number checks a number against the JSON grammar and returns its text as a json.Number.
 func (d *decoder) number() (any, error) {
 	start := d.pos
 	s := d.data
@@ -356,6 +367,7 @@ func (d *decoder) string() (string, error) {
 	}
 }
 
+// hex4 reads the four hex digits of a \u escape at s[i:].
 func hex4(s []byte, i int) (rune, bool) {
 	if i+4 > len(s) {
 		return 0, false

@@ -76,6 +76,8 @@ func NewDocument(id, etag string, body map[string]any, isComponent func(string) 
 	return doc, nil
 }
 
+// newComponent builds a stored component from the object v of a PUT body or patch: its
+// properties, each with lastUpdateTime now and the sourceTime v's $metadata gives.
 func newComponent(name string, v any, now string) (map[string]any, error) {
 	in, ok := v.(map[string]any)
 	if !ok {
@@ -112,6 +114,7 @@ func newPropertyMetadata(path string, in any, now string) (map[string]any, error
 	return entry, nil
 }
 
+// checkSourceTime accepts an RFC 3339 date-time string, with any fractional precision.
 func checkSourceTime(path string, v any) error {
 	s, ok := v.(string)
 	if ok {
@@ -185,6 +188,8 @@ type touch struct {
 	component, prop string
 }
 
+// applyTwinOp applies one operation to a twin document whose $metadata is meta, and reports
+// the property it touched.
 func applyTwinOp(doc, meta map[string]any, op Op, s Schema, now string) (touch, error) {
 	segs := op.Segments
 	head := segs[0]
@@ -220,6 +225,8 @@ func applyTwinOp(doc, meta map[string]any, op Op, s Schema, now string) (touch, 
 	return touch{prop: head}, nil
 }
 
+// applyComponentOp applies an operation whose path starts at a component: the whole
+// component, its $metadata (sourceTime only) or a property inside it.
 func applyComponentOp(doc map[string]any, op Op, s Schema, now string) (touch, error) {
 	name, segs := op.Segments[0], op.Segments[1:]
 	if len(segs) == 0 {
@@ -266,6 +273,7 @@ func applyComponentOp(doc map[string]any, op Op, s Schema, now string) (touch, e
 	return touch{component: name, prop: head}, nil
 }
 
+// componentMetadata returns the $metadata object of component c, adding one if missing.
 func componentMetadata(c map[string]any) map[string]any {
 	m, ok := c[KeyMetadata].(map[string]any)
 	if !ok {
@@ -275,6 +283,7 @@ func componentMetadata(c map[string]any) map[string]any {
 	return m
 }
 
+// validateOp checks the value of an add or replace with the schema's validator, if any.
 func validateOp(op Op, s Schema) error {
 	if op.Op == OpRemove || s.ValidatePath == nil {
 		return nil
@@ -282,6 +291,7 @@ func validateOp(op Op, s Schema) error {
 	return s.ValidatePath(op.Segments, op.Value)
 }
 
+// setLastUpdate sets the lastUpdateTime of prop in meta, keeping its sourceTime.
 func setLastUpdate(meta map[string]any, prop, now string) {
 	if e, ok := meta[prop].(map[string]any); ok {
 		e[keyLastUpdate] = now
@@ -290,6 +300,8 @@ func setLastUpdate(meta map[string]any, prop, now string) {
 	meta[prop] = map[string]any{keyLastUpdate: now}
 }
 
+// applySourceTime applies an operation on $metadata/<prop>/sourceTime: replace and remove need
+// an existing sourceTime; add and replace need an RFC 3339 date-time.
 func applySourceTime(meta map[string]any, prop string, op Op) error {
 	e, ok := meta[prop].(map[string]any)
 	if op.Op == OpRemove {
@@ -418,6 +430,7 @@ func arrayIndex(seg string) (int, bool) {
 	return n, true
 }
 
+// notFound is ADT's JsonPatchInvalid for a path segment that names nothing.
 func notFound(seg string) *Error {
 	return JSONPatchInvalid(fmt.Sprintf("The target location specified by path segment '%s' was not found.", seg))
 }
@@ -436,6 +449,8 @@ func Diff(old, new map[string]any, isComponent func(string) bool) Patch {
 	return p
 }
 
+// diffObjects appends to p the ops turning object old into new at prefix; with isComponent,
+// components present in both are diffed property by property.
 func diffObjects(p *Patch, prefix []string, old, new map[string]any, isComponent func(string) bool) {
 	for k, nv := range new {
 		if strings.HasPrefix(k, "$") {

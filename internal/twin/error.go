@@ -54,6 +54,7 @@ func (e *Error) Error() string {
 	return e.Code + ": " + e.Message
 }
 
+// newError builds an Error without details.
 func newError(status int, code, msg string) *Error {
 	return &Error{Status: status, Code: code, Message: msg}
 }

@@ -72,6 +72,8 @@ func ParsePatch(data []byte) (Patch, error) {
 	return p, nil
 }
 
+// parseOp checks one decoded operation object: its op, its path and (for add and replace)
+// its value. Other members (from, ...) are ignored.
 func parseOp(m map[string]any) (Op, error) {
 	name, _ := m["op"].(string)
 	switch name {
@@ -120,6 +122,7 @@ func SplitPointer(path string) ([]string, error) {
 	return segs, nil
 }
 
+// unescapeSegment undoes RFC 6901 escaping; it reports false for a "~" not followed by 0 or 1.
 func unescapeSegment(s string) (string, bool) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -173,6 +176,7 @@ func (p Patch) Within(prefix string) Patch {
 	return out
 }
 
+// writeJSONString writes s as a JSON string.
 func writeJSONString(b *bytes.Buffer, s string) {
 	b.Write(appendString(nil, s))
 }
