@@ -6,16 +6,6 @@ import (
 	"strings"
 )
 
-// values returns the values of element-valued property q of e.
-func (e *elem) values(q prop) []ref {
-	for i := range e.refs {
-		if e.refs[i].prop == q {
-			return e.refs[i].refs
-		}
-	}
-	return nil
-}
-
 // isName reports whether s matches ^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$, the pattern of
 // DTDL names.
 func isName(s string) bool {

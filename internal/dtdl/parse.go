@@ -85,6 +85,16 @@ type propValues struct {
 	refs []ref
 }
 
+// values returns the values of element-valued property q of e.
+func (e *elem) values(q prop) []ref {
+	for i := range e.refs {
+		if e.refs[i].prop == q {
+			return e.refs[i].refs
+		}
+	}
+	return nil
+}
+
 // add appends a value to element-valued property q of e.
 func (e *elem) add(q prop, r ref) {
 	for i := range e.refs {
@@ -107,6 +117,7 @@ type parser struct {
 	roots []*elem // every Interface with a declared id, in document order
 }
 
+// problem records a problem; format and args are as for fmt.Sprintf.
 func (p *parser) problem(element string, property string, format string, args ...any) {
 	msg := format
 	if len(args) > 0 {
@@ -288,6 +299,7 @@ func assignID(parent *elem, via prop, name, index string) string {
 	return base + seg
 }
 
+// classIn reports whether c is one of want.
 func classIn(c class, want []class) bool {
 	for _, w := range want {
 		if w == c {
@@ -297,18 +309,24 @@ func classIn(c class, want []class) bool {
 	return false
 }
 
+// classList names classes for a message: "Array, Enum, Map or Object".
 func classList(cs []class) string {
-	if len(cs) == 0 {
-		return "the string schema"
-	}
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.String()
 	}
-	if len(names) == 1 {
-		return names[0]
+	return joinOr(names)
+}
+
+// joinOr joins items as "a, b or c". No items stand for the only schema a MapKey accepts.
+func joinOr(items []string) string {
+	switch len(items) {
+	case 0:
+		return "the string schema"
+	case 1:
+		return items[0]
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }
 
 // types reads @type into el.cls and its co-types.

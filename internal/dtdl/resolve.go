@@ -133,21 +133,14 @@ func (r *resolver) resolve() []string {
 	return unresolved
 }
 
-// articleList joins classes with indefinite articles: "an Array, an Enum or a Map".
+// articleList names classes with indefinite articles: "an Array, an Enum or a Map".
 func articleList(cs []class) string {
-	if len(cs) == 0 {
-		return "the string schema"
-	}
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = article(c)
 	}
-	if len(names) == 1 {
-		return names[0]
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	return joinOr(names)
 }
-
 func article(c class) string {
 	switch c {
 	case clsInterface, clsArray, clsEnum, clsEnumValue, clsObject:
