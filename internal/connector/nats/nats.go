@@ -1,0 +1,274 @@
+// Package nats delivers events to NATS JetStream: each event is published with
+// acknowledgement to a subject expanded from a template, carries its CloudEvents attributes as
+// ce-* headers (the CloudEvents NATS binding's binary mode) and its id as Nats-Msg-Id, so the
+// stream drops duplicates within its de-duplication window.
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+// DefaultSubject is the subject template when SinkConfig.Subject is empty.
+const DefaultSubject = "twinflow.{type}.{twinId}"
+
+// maxPending bounds the publishes awaiting acknowledgement; a longer batch goes out in
+// pieces of this size.
+const maxPending = 1024
+
+// ackTimeout bounds the wait for one acknowledgement, so an unanswered publish stops
+// counting against maxPending.
+const ackTimeout = 30 * time.Second
+
+// SinkConfig is the settings of a NATS JetStream endpoint.
+type SinkConfig struct {
+	// URL is the server, e.g. nats://127.0.0.1:4222; several may be given comma-separated.
+	URL string `json:"url"`
+	// Subject is the subject template (see egress.Template), DefaultSubject if empty. Each
+	// placeholder's value has '.', ' ', '*' and '>' replaced by '_' and stands for one
+	// subject token ("_" if empty), so twins.{type}.{twinId} always has three tokens:
+	// twins.Microsoft_DigitalTwins_Twin_Update.room1.
+	Subject string `json:"subject,omitempty"`
+	// Stream, if set, is the stream that must store the events: a publish that another
+	// stream (or none) acknowledges fails permanently.
+	Stream string `json:"stream,omitempty"`
+	// Credentials is the path of a .creds file (JWT and NKey seed).
+	Credentials string `json:"credentials,omitempty"`
+	// User and Password, or Token, authenticate otherwise.
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
+	Token    string `json:"token,omitempty"`
+	// TLS configures tls:// connections.
+	TLS egress.TLS `json:"tls,omitzero"`
+}
+
+// Validate reports every problem with c, each naming its field.
+func (c SinkConfig) Validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("url: required"))
+	}
+	for u := range strings.SplitSeq(c.URL, ",") {
+		if u == "" {
+			continue
+		}
+		p, err := url.Parse(strings.TrimSpace(u))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("url: %w", err))
+		case p.Scheme != "nats" && p.Scheme != "tls" && p.Scheme != "ws" && p.Scheme != "wss":
+			errs = append(errs, fmt.Errorf("url: %q: want a nats://, tls://, ws:// or wss:// URL", u))
+		}
+	}
+	if _, err := egress.ParseTemplate(c.subject()); err != nil {
+		errs = append(errs, fmt.Errorf("subject: %w", err))
+	} else if strings.ContainsAny(strings.NewReplacer("{type}", "", "{twinId}", "", "{subject}", "", "{source}", "", "{id}", "").Replace(c.subject()), " \t*>") {
+		errs = append(errs, fmt.Errorf("subject: %q: wildcards and spaces cannot be published to", c.subject()))
+	}
+	if c.Token != "" && (c.User != "" || c.Password != "") {
+		errs = append(errs, errors.New("token: give a token or a user and password, not both"))
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c SinkConfig) subject() string {
+	if c.Subject == "" {
+		return DefaultSubject
+	}
+	return c.Subject
+}
+
+// Redacted returns c with its password and token blanked.
+func (c SinkConfig) Redacted() SinkConfig {
+	if c.Password != "" {
+		c.Password = "*****"
+	}
+	if c.Token != "" {
+		c.Token = "*****"
+	}
+	return c
+}
+
+// Sink publishes events to JetStream. It implements egress.Sink. The connection reconnects
+// on its own; a Send while it is down fails after its context or the acknowledgement
+// timeout, and the relay sends again.
+type Sink struct {
+	cfg     SinkConfig
+	subject egress.Template
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	logger  *slog.Logger
+
+	mu     sync.Mutex // held by Send and Close
+	closed bool
+}
+
+var _ egress.Sink = (*Sink)(nil)
+
+// NewSink validates cfg and connects to the server. The first connection must succeed;
+// later losses are reconnected forever.
+func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("nats endpoint: %w", err)
+	}
+	subject, err := egress.ParseTemplate(cfg.subject())
+	if err != nil {
+		return nil, fmt.Errorf("nats endpoint: subject: %w", err)
+	}
+	opts := []nats.Option{
+		nats.Name("twinflow egress"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		// Publishes while disconnected fail at once instead of waiting in a buffer: the relay
+		// owns retries.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats endpoint disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats endpoint reconnected", "server", nc.ConnectedUrlRedacted()) }),
+	}
+	switch {
+	case cfg.Credentials != "":
+		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	case cfg.User != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if !cfg.TLS.IsZero() {
+		tc, err := cfg.TLS.Config()
+		if err != nil {
+			return nil, fmt.Errorf("nats endpoint: %w", err)
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending), jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats endpoint: %w", err)
+	}
+	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js, logger: logger}, nil
+}
+
+// Send publishes events asynchronously, then waits for every acknowledgement in order.
+func (s *Sink) Send(ctx context.Context, events []event.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("nats: send on a closed sink")
+	}
+	for len(events) > 0 {
+		n := min(len(events), maxPending)
+		if err := s.send(ctx, events[:n]); err != nil {
+			return err
+		}
+		events = events[n:]
+	}
+	return nil
+}
+
+func (s *Sink) send(ctx context.Context, events []event.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(events))
+	var opts []jetstream.PublishOpt
+	for i := range events {
+		e := &events[i]
+		opts = append(opts[:0], jetstream.WithMsgID(e.ID), jetstream.WithRetryAttempts(0))
+		if s.cfg.Stream != "" {
+			opts = append(opts, jetstream.WithExpectStream(s.cfg.Stream))
+		}
+		f, err := s.js.PublishMsgAsync(Message(s.subject.Expand(e, escapeToken), e), opts...)
+		if err != nil {
+			return classify(fmt.Errorf("publish event %q: %w", e.ID, err))
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return classify(fmt.Errorf("publish event %q: %w", events[i].ID, err))
+		case <-ctx.Done():
+			return fmt.Errorf("wait for acknowledgement of event %q: %w", events[i].ID, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Message returns the NATS message of e on subject: data as the body, ce-* headers, the
+// content type and Nats-Msg-Id.
+func Message(subject string, e *event.Event) *nats.Msg {
+	attrs := cloudevents.Attributes(e)
+	h := make(nats.Header, len(attrs)+2)
+	for _, a := range attrs {
+		h["ce-"+a.Name] = []string{a.Value}
+	}
+	if e.DataContentType != "" {
+		h["content-type"] = []string{e.DataContentType}
+	}
+	h[jetstream.MsgIDHeader] = []string{e.ID}
+	return &nats.Msg{Subject: subject, Header: h, Data: e.Data}
+}
+
+// classify marks the failures that sending again cannot fix as permanent.
+func classify(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):
+		return egress.Permanent(err)
+	case errors.As(err, &apiErr) && apiErr.Code == 400:
+		// The stream refused the message itself (wrong stream, too large, ...).
+		return egress.Permanent(err)
+	}
+	return err
+}
+
+// escapeToken keeps a placeholder's value one subject token.
+func escapeToken(v string) string {
+	if v == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', ' ', '\t', '\r', '\n', '*', '>':
+			return '_'
+		}
+		return r
+	}, v)
+}
+
+// Close closes the connection; Send after Close fails.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.nc.Close()
+	}
+	return nil
+}
