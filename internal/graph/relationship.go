@@ -143,6 +143,16 @@ func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body [
 			return nil, twin.PreconditionFailed(fmt.Sprintf(
 				"If-None-Match: * header was specified but a relationship with the id %s was found. Please specify a different relationship id.", id))
 		}
+		var recheck []countCheck
+		for _, c := range g.relationshipCounts(created, def, exists, old) {
+			near, err := c.check(r)
+			if err != nil {
+				return nil, err
+			}
+			if near {
+				recheck = append(recheck, c)
+			}
+		}
 		ev := g.newEvent(event.RelationshipCreate, relationshipSubject(sourceID, id), now, tr, doc)
 		if exists {
 			p, err := relationshipDiff(old, created)
@@ -169,8 +179,10 @@ func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body [
 				}
 				return errStale
 			}
-			if err := g.checkCounts(w, created, def, exists, old); err != nil {
-				return err
+			for _, c := range recheck {
+				if _, err := c.check(w); err != nil {
+					return err
+				}
 			}
 			if err := w.PutRelationship(created); err != nil {
 				return fmt.Errorf("put relationship %q of twin %q: %w", id, sourceID, err)
@@ -200,40 +212,87 @@ func sameTwin(r store.Reader, t store.Twin, missing func(string) *twin.Error) er
 	return nil
 }
 
-// checkCounts enforces maxMultiplicity and the per-twin relationship limits for rel, which
-// replaces old when exists. It counts by listing, so its cost grows with the relationships
-// the twins already have.
-func (g *Graph) checkCounts(r store.Reader, rel store.Relationship, def *dtdl.Relationship, exists bool, old store.Relationship) error {
-	if def.MaxMultiplicity > 0 && (!exists || old.Name != rel.Name) {
-		same, err := r.Relationships(rel.SourceID, rel.Name, "", def.MaxMultiplicity)
-		if err != nil {
-			return fmt.Errorf("count relationships %s of twin %q: %w", rel.Name, rel.SourceID, err)
-		}
-		if len(same) >= def.MaxMultiplicity {
-			return twin.InvalidRelationship(fmt.Sprintf(
-				"The twin %s already has %d relationships named %s, the maxMultiplicity of that relationship.", rel.SourceID, len(same), rel.Name))
-		}
+// countSlack is how far below its limit a relationship count taken on a snapshot must be for
+// the write to skip counting again inside the store's writer.
+const countSlack = 1000
+
+// countCheck is one relationship count that must stay below a limit.
+type countCheck struct {
+	limit int
+	// count lists up to limit relationships and returns how many it found.
+	count func(r store.Reader) (int, error)
+	// exceeded is the error for a count at the limit.
+	exceeded func() error
+}
+
+// check counts against r. It reports whether the count is within countSlack of the limit.
+func (c countCheck) check(r store.Reader) (near bool, err error) {
+	n, err := c.count(r)
+	if err != nil {
+		return false, err
 	}
+	if n >= c.limit {
+		return true, c.exceeded()
+	}
+	return n >= c.limit-countSlack, nil
+}
+
+// relationshipCounts returns the counts that creating rel (or replacing old with it, when
+// exists) must respect: maxMultiplicity of its name, the source's outgoing and the target's
+// incoming relationships. Counting lists, so its cost grows with the relationships the twins
+// have; PutRelationship counts on its snapshot, and again inside the writer only for counts
+// within countSlack of their limit. A limit can so be overshot only when more than countSlack
+// relationships of one twin are created between one request's snapshot and its commit.
+func (g *Graph) relationshipCounts(rel store.Relationship, def *dtdl.Relationship, exists bool, old store.Relationship) []countCheck {
+	var checks []countCheck
 	limits := g.cfg.Limits
+	if def.MaxMultiplicity > 0 && (!exists || old.Name != rel.Name) {
+		checks = append(checks, countCheck{
+			limit: def.MaxMultiplicity,
+			count: func(r store.Reader) (int, error) {
+				same, err := r.Relationships(rel.SourceID, rel.Name, "", def.MaxMultiplicity)
+				if err != nil {
+					return 0, fmt.Errorf("count relationships %s of twin %q: %w", rel.Name, rel.SourceID, err)
+				}
+				return len(same), nil
+			},
+			exceeded: func() error {
+				return twin.InvalidRelationship(fmt.Sprintf(
+					"The twin %s already has %d relationships named %s, the maxMultiplicity of that relationship.", rel.SourceID, def.MaxMultiplicity, rel.Name))
+			},
+		})
+	}
 	if !exists {
-		out, err := r.Relationships(rel.SourceID, "", "", limits.OutgoingRelationships)
-		if err != nil {
-			return fmt.Errorf("count relationships of twin %q: %w", rel.SourceID, err)
-		}
-		if len(out) >= limits.OutgoingRelationships {
-			return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d outgoing relationships.", rel.SourceID, limits.OutgoingRelationships))
-		}
+		checks = append(checks, countCheck{
+			limit: limits.OutgoingRelationships,
+			count: func(r store.Reader) (int, error) {
+				out, err := r.Relationships(rel.SourceID, "", "", limits.OutgoingRelationships)
+				if err != nil {
+					return 0, fmt.Errorf("count relationships of twin %q: %w", rel.SourceID, err)
+				}
+				return len(out), nil
+			},
+			exceeded: func() error {
+				return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d outgoing relationships.", rel.SourceID, limits.OutgoingRelationships))
+			},
+		})
 	}
 	if !exists || old.TargetID != rel.TargetID {
-		in, err := r.IncomingRelationships(rel.TargetID, "", limits.IncomingRelationships)
-		if err != nil {
-			return fmt.Errorf("count relationships to twin %q: %w", rel.TargetID, err)
-		}
-		if len(in) >= limits.IncomingRelationships {
-			return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d incoming relationships.", rel.TargetID, limits.IncomingRelationships))
-		}
+		checks = append(checks, countCheck{
+			limit: limits.IncomingRelationships,
+			count: func(r store.Reader) (int, error) {
+				in, err := r.IncomingRelationships(rel.TargetID, "", limits.IncomingRelationships)
+				if err != nil {
+					return 0, fmt.Errorf("count relationships to twin %q: %w", rel.TargetID, err)
+				}
+				return len(in), nil
+			},
+			exceeded: func() error {
+				return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d incoming relationships.", rel.TargetID, limits.IncomingRelationships))
+			},
+		})
 	}
-	return nil
+	return checks
 }
 
 // relationshipDiff is the patch from relationship old to new.
