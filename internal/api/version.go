@@ -74,6 +74,9 @@ func twinDoc(doc json.RawMessage, v apiVersion) (json.RawMessage, error) {
 	return rewriteObject(doc, func(o object) (object, error) {
 		for i, m := range o {
 			if m.key == "$metadata" {
+				if !isObject(m.value) {
+					continue
+				}
 				md, err := rewriteObject(m.value, stripMetadata)
 				if err != nil {
 					return nil, err
@@ -102,7 +105,7 @@ func componentDoc(doc json.RawMessage, v apiVersion) (json.RawMessage, error) {
 	}
 	return rewriteObject(doc, func(o object) (object, error) {
 		for i, m := range o {
-			if m.key != "$metadata" {
+			if m.key != "$metadata" || !isObject(m.value) {
 				continue
 			}
 			md, err := rewriteObject(m.value, stripMetadata)
