@@ -94,6 +94,18 @@ func decodeJSON(data []byte) (*jsonNode, error) {
 type jsonDecoder struct {
 	data []byte
 	pos  int
+	slab []jsonNode // nodes are carved from blocks, not allocated one by one
+}
+
+// node returns a new node of kind k.
+func (d *jsonDecoder) node(k jsonKind) *jsonNode {
+	if len(d.slab) == 0 {
+		d.slab = make([]jsonNode, 256)
+	}
+	n := &d.slab[0]
+	d.slab = d.slab[1:]
+	n.kind = k
+	return n
 }
 
 func (d *jsonDecoder) skipSpace() {
@@ -114,7 +126,8 @@ func (d *jsonDecoder) value(depth int) (*jsonNode, error) {
 	d.skipSpace()
 	switch c := d.data[d.pos]; c {
 	case '{':
-		n := &jsonNode{kind: jsonObject, start: d.pos}
+		n := d.node(jsonObject)
+		n.start = d.pos
 		d.pos++
 		d.skipSpace()
 		if d.data[d.pos] == '}' {
@@ -143,7 +156,7 @@ func (d *jsonDecoder) value(depth int) (*jsonNode, error) {
 		}
 	case '[':
 		d.pos++
-		n := &jsonNode{kind: jsonArray}
+		n := d.node(jsonArray)
 		d.skipSpace()
 		if d.data[d.pos] == ']' {
 			d.pos++
@@ -164,27 +177,34 @@ func (d *jsonDecoder) value(depth int) (*jsonNode, error) {
 			return n, nil
 		}
 	case '"':
-		return &jsonNode{kind: jsonString, text: d.str()}, nil
+		n := d.node(jsonString)
+		n.text = d.str()
+		return n, nil
 	case 't':
 		d.pos += 4
-		return &jsonNode{kind: jsonBool, boolean: true}, nil
+		n := d.node(jsonBool)
+		n.boolean = true
+		return n, nil
 	case 'f':
 		d.pos += 5
-		return &jsonNode{kind: jsonBool}, nil
+		return d.node(jsonBool), nil
 	case 'n':
 		d.pos += 4
-		return &jsonNode{kind: jsonNull}, nil
+		return d.node(jsonNull), nil
 	default:
 		start := d.pos
-		for d.pos < len(d.data) {
-			switch d.data[d.pos] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return &jsonNode{kind: jsonNumber, text: string(d.data[start:d.pos])}, nil
-			}
+		for d.pos < len(d.data) && isNumberByte(d.data[d.pos]) {
 			d.pos++
 		}
-		return &jsonNode{kind: jsonNumber, text: string(d.data[start:d.pos])}, nil
+		n := d.node(jsonNumber)
+		n.text = string(d.data[start:d.pos])
+		return n, nil
 	}
+}
+
+// isNumberByte reports whether c can be part of a JSON number.
+func isNumberByte(c byte) bool {
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 // str decodes the string starting at the current position (an opening quote).

@@ -466,7 +466,14 @@ func (r *resolver) checkContents() {
 		if m, ok := memo[e]; ok {
 			return m
 		}
-		out := map[string]contentInfo{}
+		parents := r.extendsTargets(e)
+		inherited := make([]map[string]contentInfo, len(parents))
+		size := len(e.values(propContents))
+		for i, p := range parents {
+			inherited[i] = flat(p)
+			size += len(inherited[i])
+		}
+		out := make(map[string]contentInfo, size)
 		memo[e] = out
 		add := func(name string, c contentInfo) {
 			if prev, ok := out[name]; ok && prev.id != c.id {
@@ -475,8 +482,8 @@ func (r *resolver) checkContents() {
 			}
 			out[name] = c
 		}
-		for _, p := range r.extendsTargets(e) {
-			for n, c := range flat(p) {
+		for _, m := range inherited {
+			for n, c := range m {
 				add(n, c)
 			}
 		}
