@@ -8,7 +8,8 @@ import (
 )
 
 // ModelSet is an immutable, resolved set of Interfaces; safe for concurrent use. Parse and
-// Without return new sets and never change the one they start from.
+// Without return new sets and never change the one they start from. The zero ModelSet is an
+// empty set.
 type ModelSet struct {
 	ifaces map[string]*Interface
 	// schemas holds the complex schemas with a declared @id, for references from later batches.
@@ -23,21 +24,27 @@ type ModelSet struct {
 	ids      []string
 }
 
-// emptySet is the base of a Parse without one. It is never modified.
-var emptySet = &ModelSet{
-	ifaces:      map[string]*Interface{},
-	schemas:     map[string]*Schema{},
-	schemaOwner: map[string]string{},
-	refs:        map[string][]string{},
-}
-
+// clone returns a copy of s whose maps can be changed. s may be the zero ModelSet.
 func (s *ModelSet) clone() *ModelSet {
-	return &ModelSet{
+	c := &ModelSet{
 		ifaces:      maps.Clone(s.ifaces),
 		schemas:     maps.Clone(s.schemas),
 		schemaOwner: maps.Clone(s.schemaOwner),
 		refs:        maps.Clone(s.refs),
 	}
+	if c.ifaces == nil {
+		c.ifaces = map[string]*Interface{}
+	}
+	if c.schemas == nil {
+		c.schemas = map[string]*Schema{}
+	}
+	if c.schemaOwner == nil {
+		c.schemaOwner = map[string]string{}
+	}
+	if c.refs == nil {
+		c.refs = map[string][]string{}
+	}
+	return c
 }
 
 func (s *ModelSet) add(i *Interface) {

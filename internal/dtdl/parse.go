@@ -12,7 +12,7 @@ import (
 // changed), or an *Error listing every problem. Nothing of a failing batch is added.
 func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
 	if base == nil {
-		base = emptySet
+		base = &ModelSet{}
 	}
 	p := &parser{opts: opts}
 	for i, d := range docs {

@@ -302,3 +302,18 @@ func TestParseContentsLimit(t *testing.T) {
 		t.Fatalf("100,005 elements: err = %v", err)
 	}
 }
+
+func TestParseEnumValueByReference(t *testing.T) {
+	doc := []byte(`{"@context":"dtmi:dtdl:context;3","@id":"dtmi:ex:e;1","@type":"Interface","contents":[
+		{"@type":"Property","name":"a","schema":{"@type":"Enum","valueSchema":"integer","enumValues":[{"@id":"dtmi:ex:one;1","name":"one","enumValue":1}]}},
+		{"@type":"Property","name":"b","schema":{"@type":"Enum","valueSchema":"integer","enumValues":["dtmi:ex:one;1",{"name":"two","enumValue":2}]}}]}`)
+	s, err := Parse([][]byte{doc}, &ModelSet{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, _ := s.Interface("dtmi:ex:e;1")
+	vals := i.Properties["b"].Schema.EnumValues
+	if len(vals) != 2 || vals[0].Value != 1 || vals[1].Value != 2 || vals[0].ID != "dtmi:ex:one;1" {
+		t.Errorf("enum values = %+v, %+v", vals[0], vals[1])
+	}
+}

@@ -118,6 +118,17 @@ func (r *resolver) resolve() []string {
 			}
 		}
 	}
+	for _, e := range r.elems {
+		if e.cls == clsEnum {
+			var referenced []*elem
+			for _, rf := range e.values(propEnumValues) {
+				if t, ok := r.lookup(rf.id); rf.el == nil && ok && t.el != nil && t.el.cls == clsEnumValue {
+					referenced = append(referenced, t.el)
+				}
+			}
+			r.enumValues(e, referenced)
+		}
+	}
 	unresolved := make([]string, 0, len(missing))
 	for id := range missing {
 		unresolved = append(unresolved, id)

@@ -1,11 +1,11 @@
 package dtdl
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 )
 
+// hasAdjunct reports whether el has the extension adjunct type whose IRI ends in suffix.
 func hasAdjunct(el *elem, suffix string) bool {
 	for _, c := range el.cotypes {
 		if c.kind == tkAdjunct && strings.HasSuffix(c.iri, suffix) {
@@ -26,35 +26,13 @@ func (p *parser) classRules(el *elem) {
 		p.uniqueNames(el, propProperties)
 	case clsEnum:
 		p.uniqueNames(el, propEnumValues)
-		values := map[string]bool{}
+		var inline []*elem
 		for _, r := range el.values(propEnumValues) {
-			if r.el == nil || !r.el.hasEnumVal {
-				continue
+			if r.el != nil {
+				inline = append(inline, r.el)
 			}
-			v := r.el.enumValue.(*jsonNode)
-			switch el.valueSchema {
-			case KindInteger:
-				i, err := strconv.ParseInt(v.text, 10, 32)
-				if v.kind != jsonNumber || err != nil {
-					p.problem(r.el.loc, "enumValue", "must be an integer, as the Enum's valueSchema is integer")
-					continue
-				}
-				r.el.enumValue = int(i)
-			case KindString:
-				if v.kind != jsonString {
-					p.problem(r.el.loc, "enumValue", "must be a string, as the Enum's valueSchema is string")
-					continue
-				}
-				r.el.enumValue = v.text
-			default:
-				continue
-			}
-			key := fmt.Sprint(r.el.enumValue)
-			if values[key] {
-				p.problem(el.loc, "enumValues", "enum value %s is used more than once", v.text)
-			}
-			values[key] = true
 		}
+		p.enumValues(el, inline)
 	}
 	p.cotypeRules(el)
 }
@@ -130,4 +108,52 @@ func semanticName(el *elem, c meaning) string {
 		}
 	}
 	return c.iri
+}
+
+// enumValues checks the values of an Enum against its valueSchema and each other, and turns
+// them into the Go values EnumValue.Value holds: int for integer enums, string for string ones.
+func (p *parser) enumValues(enum *elem, values []*elem) {
+	seen := map[any]bool{}
+	for _, v := range values {
+		if !v.hasEnumVal {
+			continue
+		}
+		val := v.enumValue
+		if n, ok := val.(*jsonNode); ok {
+			val = enumLiteral(n, enum.valueSchema)
+		}
+		switch enum.valueSchema {
+		case KindInteger:
+			if _, ok := val.(int); !ok {
+				p.problem(v.loc, "enumValue", "must be an integer, as the Enum's valueSchema is integer")
+				continue
+			}
+		case KindString:
+			if _, ok := val.(string); !ok {
+				p.problem(v.loc, "enumValue", "must be a string, as the Enum's valueSchema is string")
+				continue
+			}
+		default:
+			continue // the valueSchema problem is reported already
+		}
+		v.enumValue = val
+		if seen[val] {
+			p.problem(enum.loc, "enumValues", "enum value %v is used more than once", val)
+		}
+		seen[val] = true
+	}
+}
+
+// enumLiteral converts a JSON enum value to an int (32-bit, for integer enums) or a string,
+// or returns n unchanged when it is neither.
+func enumLiteral(n *jsonNode, k Kind) any {
+	switch {
+	case n.kind == jsonString:
+		return n.text
+	case n.kind == jsonNumber && k == KindInteger:
+		if i, err := strconv.ParseInt(n.text, 10, 32); err == nil {
+			return int(i)
+		}
+	}
+	return n
 }
