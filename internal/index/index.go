@@ -1,0 +1,465 @@
+// Package index is the in-memory graph index that queries run against: twins by id and by
+// model, and relationships outgoing and incoming for every twin.
+//
+// # Building and following
+//
+// New builds the index from a store snapshot, paging through twins and, per twin, its
+// relationships; it first notes the change log's last seq, so every write committed during
+// the load is replayed afterwards. From then on the index follows the change log: Run reads
+// it in batches for as long as its context lives, and Sync catches up on demand.
+//
+// A log record names the entity that changed; its data is not enough to rebuild the entity
+// (Twin.Update carries only the patch), so for each batch the index re-reads the changed
+// twins and relationships from the store in one snapshot and applies their current state, or
+// removes them when the store no longer has them. Re-reading costs one point read per
+// changed entity and a batch collapses repeated changes of one entity into one read; it
+// makes applying idempotent, so replaying a record twice, or a record older than the state
+// already read, is harmless.
+//
+// # Read-your-writes without slowing writes
+//
+// Writes never wait for the index: a write is acknowledged when the store has committed it
+// and its events. Instead, every query first calls Sync, which reads the log's last committed
+// seq and applies records up to it before the query looks at the index. A write acknowledged
+// before a query begins has a seq no higher than that, so the query sees it. The write path
+// keeps its full speed; a query pays for applying the changes made since the previous query
+// (none when the follower is current), and Run keeps that backlog short.
+//
+// # Memory
+//
+// A twin is kept as its stored JSON document plus the byte ranges of its top-level members,
+// keyed by interned property names, so a filter on a top-level property reads and decodes
+// only that value; deeper paths walk the raw JSON of the member. Relationships keep their
+// document and pointers to their two twins. Documents are never modified in place: an update
+// swaps in a new slice, so a query may keep the slices it read after releasing the index.
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+)
+
+// Config tunes an Index. Zero fields take their defaults.
+type Config struct {
+	// LoadBatch is the number of twins read per store call while building. Default 10,000.
+	LoadBatch int
+	// FollowBatch is the most log records applied in one step. Default 4,096.
+	FollowBatch int
+}
+
+// Index is the in-memory graph index. It is safe for concurrent use: queries read it through
+// Read, which holds a shared lock, while one writer at a time applies log records.
+type Index struct {
+	cfg    Config
+	st     store.Store
+	models func() *dtdl.ModelSet
+	logger *slog.Logger
+
+	// applyMu serialises applying log records (Run and Sync).
+	applyMu sync.Mutex
+	// applied is the seq of the last record applied.
+	applied atomic.Uint64
+
+	mu        sync.RWMutex
+	twins     map[string]*Twin
+	twinSlots []*Twin
+	freeTwins []int32
+	rels      map[relKey]*Rel
+	relSlots  []*Rel
+	freeRels  []int32
+	// modelIDs maps a model number to its DTMI; modelNums is the inverse. Numbers are never
+	// reused.
+	modelIDs  []string
+	modelNums map[string]int32
+	// byModel lists, per model number, the slots of the twins of exactly that model, sorted.
+	byModel [][]int32
+	// names interns top-level property names.
+	names map[string]uint32
+	// relNames interns relationship names.
+	relNames map[string]string
+}
+
+type relKey struct{ source, id string }
+
+// Twin is an indexed twin. Its fields change only while the index is locked for writing.
+type Twin struct {
+	id    string
+	slot  int32
+	model int32
+	doc   []byte
+	props []prop
+	out   []*Rel
+	in    []*Rel
+}
+
+// prop locates a top-level member of a twin document: name is an interned name number, the
+// value is doc[start:end].
+type prop struct {
+	name       uint32
+	start, end uint32
+}
+
+// Rel is an indexed relationship.
+type Rel struct {
+	id       string
+	name     string
+	slot     int32
+	src, dst *Twin
+	doc      []byte
+}
+
+// New builds an index of st. models returns the current model set (for IS_OF_MODEL's extends
+// closure); logger may be nil.
+func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.ModelSet, logger *slog.Logger) (*Index, error) {
+	if st == nil || models == nil {
+		return nil, errors.New("index: a store and a model source are required")
+	}
+	if cfg.LoadBatch <= 0 {
+		cfg.LoadBatch = 10_000
+	}
+	if cfg.FollowBatch <= 0 {
+		cfg.FollowBatch = 4096
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	x := &Index{
+		cfg: cfg, st: st, models: models, logger: logger,
+		twins:     make(map[string]*Twin),
+		rels:      make(map[relKey]*Rel),
+		modelNums: make(map[string]int32),
+		names:     make(map[string]uint32),
+		relNames:  make(map[string]string),
+	}
+	// Records committed while loading are replayed afterwards; applying is idempotent.
+	x.applied.Store(st.Log().Last())
+	if err := x.load(ctx); err != nil {
+		return nil, fmt.Errorf("index: load from store: %w", err)
+	}
+	logger.Info("graph index built", "twins", len(x.twins), "relationships", len(x.rels), "seq", x.applied.Load())
+	return x, nil
+}
+
+// load reads every twin and relationship from one store snapshot.
+func (x *Index) load(ctx context.Context) error {
+	return x.st.View(ctx, func(r store.Reader) error {
+		var twins []*Twin
+		for after := ""; ; {
+			page, err := r.Twins(after, x.cfg.LoadBatch)
+			if err != nil {
+				return fmt.Errorf("read twins after %q: %w", after, err)
+			}
+			x.mu.Lock()
+			for _, st := range page {
+				twins = append(twins, x.putTwin(st))
+			}
+			x.mu.Unlock()
+			if len(page) < x.cfg.LoadBatch {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		for _, t := range twins {
+			rels, err := r.Relationships(t.id, "", "", 0)
+			if err != nil {
+				return fmt.Errorf("read relationships of %q: %w", t.id, err)
+			}
+			x.mu.Lock()
+			for _, sr := range rels {
+				x.putRel(sr)
+			}
+			x.mu.Unlock()
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Run follows the change log until ctx ends, then returns ctx's error. It applies records as
+// they are committed, so that Sync rarely has work left to do.
+func (x *Index) Run(ctx context.Context) error {
+	for {
+		recs, err := x.st.Log().Read(ctx, x.applied.Load(), x.cfg.FollowBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("index: read change log after %d: %w", x.applied.Load(), err)
+		}
+		x.applyMu.Lock()
+		err = x.apply(ctx, recs)
+		x.applyMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Sync returns once every record committed to the log before the call is applied, so the
+// index reflects every write acknowledged before it.
+func (x *Index) Sync(ctx context.Context) error {
+	target := x.st.Log().Last()
+	if x.applied.Load() >= target {
+		return nil
+	}
+	x.applyMu.Lock()
+	defer x.applyMu.Unlock()
+	for x.applied.Load() < target {
+		recs, err := x.st.Log().Read(ctx, x.applied.Load(), x.cfg.FollowBatch)
+		if err != nil {
+			return fmt.Errorf("index: read change log after %d: %w", x.applied.Load(), err)
+		}
+		if err := x.apply(ctx, recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Applied returns the seq of the last log record applied.
+func (x *Index) Applied() uint64 { return x.applied.Load() }
+
+// apply brings the entities recs name up to their current stored state. The caller holds
+// applyMu. Records already applied (seq <= Applied) are skipped.
+func (x *Index) apply(ctx context.Context, recs []event.Record) error {
+	twinIDs := map[string]bool{}
+	relKeys := map[relKey]bool{}
+	last := x.applied.Load()
+	for _, rec := range recs {
+		if rec.Seq <= last {
+			continue
+		}
+		last = rec.Seq
+		switch rec.Event.Type {
+		case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
+			twinIDs[rec.Event.Subject] = true
+		case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
+			if k, ok := relationshipKey(rec.Event); ok {
+				relKeys[k] = true
+			}
+		}
+	}
+	if last == x.applied.Load() {
+		return nil
+	}
+	var (
+		twins   []store.Twin
+		goneTw  []string
+		rels    []store.Relationship
+		goneRel []relKey
+	)
+	err := x.st.View(ctx, func(r store.Reader) error {
+		for id := range twinIDs {
+			t, err := r.Twin(id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				goneTw = append(goneTw, id)
+			case err != nil:
+				return fmt.Errorf("read twin %q: %w", id, err)
+			default:
+				twins = append(twins, t)
+			}
+		}
+		for k := range relKeys {
+			rel, err := r.Relationship(k.source, k.id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				goneRel = append(goneRel, k)
+			case err != nil:
+				return fmt.Errorf("read relationship %q of %q: %w", k.id, k.source, err)
+			default:
+				rels = append(rels, rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: apply log records up to %d: %w", last, err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	// Twins first, so new relationships find both ends; deleted twins last, after the
+	// relationships that pointed at them are gone.
+	for _, t := range twins {
+		x.putTwin(t)
+	}
+	for _, k := range goneRel {
+		x.deleteRel(k)
+	}
+	for _, r := range rels {
+		x.putRel(r)
+	}
+	for _, id := range goneTw {
+		x.deleteTwin(id)
+	}
+	x.applied.Store(last)
+	return nil
+}
+
+// relationshipKey returns the source and id of the relationship a relationship event is
+// about: from the document for Create and Delete, from the subject
+// "<source>/relationships/<id>" for Update.
+func relationshipKey(e event.Event) (relKey, bool) {
+	var doc struct {
+		Source string `json:"$sourceId"`
+		ID     string `json:"$relationshipId"`
+	}
+	if json.Unmarshal(e.Data, &doc) == nil && doc.Source != "" && doc.ID != "" {
+		return relKey{doc.Source, doc.ID}, true
+	}
+	src, id, ok := strings.Cut(e.Subject, "/relationships/")
+	return relKey{src, id}, ok
+}
+
+// putTwin inserts or replaces a twin. The caller holds mu for writing.
+func (x *Index) putTwin(st store.Twin) *Twin {
+	model := x.modelNum(st.ModelID)
+	t, ok := x.twins[st.ID]
+	if !ok {
+		t = &Twin{id: st.ID, model: -1}
+		if n := len(x.freeTwins); n > 0 {
+			t.slot = x.freeTwins[n-1]
+			x.freeTwins = x.freeTwins[:n-1]
+			x.twinSlots[t.slot] = t
+		} else {
+			t.slot = int32(len(x.twinSlots))
+			x.twinSlots = append(x.twinSlots, t)
+		}
+		x.twins[t.id] = t
+	}
+	if t.model != model {
+		if t.model >= 0 {
+			x.byModel[t.model] = removeSorted(x.byModel[t.model], t.slot)
+		}
+		x.byModel[model] = insertSorted(x.byModel[model], t.slot)
+		t.model = model
+	}
+	t.doc = st.Doc
+	t.props = t.props[:0]
+	eachMember(st.Doc, func(k, v []byte) bool {
+		start := cap(st.Doc) - cap(v) // v is a sub-slice of the document
+		t.props = append(t.props, prop{name: x.nameNum(keyString(k)), start: uint32(start), end: uint32(start + len(v))})
+		return true
+	})
+	t.props = slices.Clip(t.props)
+	return t
+}
+
+// deleteTwin removes a twin. The caller holds mu for writing.
+func (x *Index) deleteTwin(id string) {
+	t, ok := x.twins[id]
+	if !ok {
+		return
+	}
+	for _, r := range slices.Clone(t.out) {
+		x.deleteRel(relKey{id, r.id})
+	}
+	for _, r := range slices.Clone(t.in) {
+		x.deleteRel(relKey{r.src.id, r.id})
+	}
+	delete(x.twins, id)
+	x.byModel[t.model] = removeSorted(x.byModel[t.model], t.slot)
+	x.twinSlots[t.slot] = nil
+	x.freeTwins = append(x.freeTwins, t.slot)
+}
+
+// putRel inserts or replaces a relationship. A relationship whose twins are not indexed is
+// skipped (the store never holds one; the log will bring the twin or the deletion). The
+// caller holds mu for writing.
+func (x *Index) putRel(sr store.Relationship) {
+	src, dst := x.twins[sr.SourceID], x.twins[sr.TargetID]
+	if src == nil || dst == nil {
+		x.logger.Warn("graph index: relationship to or from an unknown twin skipped",
+			"source", sr.SourceID, "id", sr.ID, "target", sr.TargetID)
+		return
+	}
+	k := relKey{sr.SourceID, sr.ID}
+	if r, ok := x.rels[k]; ok {
+		if r.dst == dst && r.name == sr.Name {
+			r.doc = sr.Doc
+			return
+		}
+		x.deleteRel(k)
+	}
+	name, ok := x.relNames[sr.Name]
+	if !ok {
+		name = sr.Name
+		x.relNames[name] = name
+	}
+	r := &Rel{id: sr.ID, name: name, src: src, dst: dst, doc: sr.Doc}
+	if n := len(x.freeRels); n > 0 {
+		r.slot = x.freeRels[n-1]
+		x.freeRels = x.freeRels[:n-1]
+		x.relSlots[r.slot] = r
+	} else {
+		r.slot = int32(len(x.relSlots))
+		x.relSlots = append(x.relSlots, r)
+	}
+	x.rels[k] = r
+	src.out = append(src.out, r)
+	dst.in = append(dst.in, r)
+}
+
+// deleteRel removes a relationship. The caller holds mu for writing.
+func (x *Index) deleteRel(k relKey) {
+	r, ok := x.rels[k]
+	if !ok {
+		return
+	}
+	delete(x.rels, k)
+	r.src.out = slices.DeleteFunc(r.src.out, func(o *Rel) bool { return o == r })
+	r.dst.in = slices.DeleteFunc(r.dst.in, func(o *Rel) bool { return o == r })
+	x.relSlots[r.slot] = nil
+	x.freeRels = append(x.freeRels, r.slot)
+}
+
+// modelNum interns a model id. The caller holds mu for writing.
+func (x *Index) modelNum(id string) int32 {
+	if n, ok := x.modelNums[id]; ok {
+		return n
+	}
+	n := int32(len(x.modelIDs))
+	x.modelIDs = append(x.modelIDs, id)
+	x.modelNums[id] = n
+	x.byModel = append(x.byModel, nil)
+	return n
+}
+
+// nameNum interns a property name. The caller holds mu for writing.
+func (x *Index) nameNum(name string) uint32 {
+	if n, ok := x.names[name]; ok {
+		return n
+	}
+	n := uint32(len(x.names))
+	x.names[name] = n
+	return n
+}
+
+func insertSorted(s []int32, v int32) []int32 {
+	i, found := slices.BinarySearch(s, v)
+	if found {
+		return s
+	}
+	return slices.Insert(s, i, v)
+}
+
+func removeSorted(s []int32, v int32) []int32 {
+	i, found := slices.BinarySearch(s, v)
+	if !found {
+		return s
+	}
+	return slices.Delete(s, i, i+1)
+}

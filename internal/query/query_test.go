@@ -1,0 +1,135 @@
+package query
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twinflow/twinflow/internal/index"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestGolden runs every query of testdata/queries.txt against the fixture graph and compares
+// the plan and all result rows, or the error, with testdata/queries.golden. Lines starting
+// with # are copied as section titles.
+func TestGolden(t *testing.T) {
+	f := newFixture(t, false)
+	in, err := os.Open(filepath.Join("testdata", "queries.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var out strings.Builder
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		line := sc.Text()
+		// A line ending in " \\" continues on the next one, to test positions past line 1.
+		for strings.HasSuffix(line, " \\") && sc.Scan() {
+			line = strings.TrimSuffix(line, "\\") + "\n" + sc.Text()
+		}
+		switch {
+		case strings.TrimSpace(line) == "":
+			continue
+		case strings.HasPrefix(line, "#"):
+			fmt.Fprintf(&out, "\n%s\n", line)
+			continue
+		}
+		fmt.Fprintf(&out, "> %s\n", strings.ReplaceAll(line, "\n", "\n> "))
+		p, err := Prepare(line)
+		if err != nil {
+			fmt.Fprintf(&out, "error: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(&out, "plan: %s\n", p.Plan())
+		for _, row := range runAll(t, f.index, p, 1000) {
+			fmt.Fprintf(&out, "%s\n", stable(string(row)))
+		}
+	}
+	golden(t, "queries.golden", out.String())
+}
+
+// runAll returns every row of p, reading pages of pageSize.
+func runAll(t testing.TB, idx *index.Index, p *Prepared, pageSize int) []json.RawMessage {
+	t.Helper()
+	var rows []json.RawMessage
+	cur := Cursor{}
+	for pages := 0; ; pages++ {
+		if pages > 1000 {
+			t.Fatalf("%s: paging does not end", p.Query().Text)
+		}
+		var page Page
+		if err := idx.Read(context.Background(), func(r *index.Reader) error {
+			page = p.Run(r, cur, pageSize)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Rows) > pageSize {
+			t.Fatalf("%s: page of %d rows, want at most %d", p.Query().Text, len(page.Rows), pageSize)
+		}
+		rows = append(rows, page.Rows...)
+		if page.Next == nil {
+			return rows
+		}
+		if len(page.Rows) == 0 {
+			t.Fatalf("%s: empty page with a continuation", p.Query().Text)
+		}
+		cur = *page.Next
+	}
+}
+
+// golden compares got with testdata/name, or rewrites it under -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs; run go test -update and review the diff.\ngot:\n%s", name, got)
+	}
+}
+
+// TestPaging checks that every page size yields the same rows as one big page, for each kind
+// of query: scans, model index, anchors, JOIN, MATCH, relationships and TOP.
+func TestPaging(t *testing.T) {
+	f := newFixture(t, false)
+	for _, q := range []string{
+		"SELECT * FROM DIGITALTWINS",
+		"SELECT T.$dtId FROM DIGITALTWINS T WHERE IS_OF_MODEL(T, 'dtmi:example:Space;1')",
+		"SELECT T.$dtId FROM DIGITALTWINS T WHERE T.$dtId IN ['room3', 'room1', 'floor1', 'nope']",
+		"SELECT B.$dtId AS b, F.$dtId AS f, R.$dtId AS r FROM DIGITALTWINS B JOIN F RELATED B.contains JOIN R RELATED F.contains WHERE B.$dtId = 'building1'",
+		"SELECT a.$dtId AS a, b.$dtId AS b FROM DIGITALTWINS MATCH (a)-[*..3]-(b) WHERE a.$dtId = 'room1'",
+		"SELECT * FROM RELATIONSHIPS",
+		"SELECT TOP(4) T.$dtId FROM DIGITALTWINS T",
+	} {
+		p, err := Prepare(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		all := runAll(t, f.index, p, 1000)
+		if len(all) < 3 {
+			t.Fatalf("%s: only %d rows; the test needs several", q, len(all))
+		}
+		for size := 1; size <= len(all); size++ {
+			got := runAll(t, f.index, p, size)
+			if fmt.Sprint(got) != fmt.Sprint(all) {
+				t.Errorf("%s with pages of %d:\n got %s\nwant %s", q, size, got, all)
+			}
+		}
+	}
+}
