@@ -12,7 +12,9 @@ func owner(e *elem) string {
 	return ""
 }
 
-// build turns the resolved batch into Interfaces and returns base + batch.
+// build turns the resolved batch into Interfaces and returns base + batch. It runs only on a
+// batch without problems, so every reference resolves and every hierarchy is acyclic. Base
+// Interfaces are shared, not copied: model values are immutable once in a ModelSet.
 func (r *resolver) build() *ModelSet {
 	s := r.base.clone()
 	for _, e := range r.roots {
@@ -78,7 +80,10 @@ func (r *resolver) references(root *elem) []string {
 	return out
 }
 
-// iface builds the Interface of e (memoized).
+// iface builds the Interface of e (memoized). Its content maps start as the union of its
+// parents' (already flattened) maps, then its own contents are added: names are unique across
+// the hierarchy (checkContents), so nothing is overwritten except a content inherited along
+// two paths, which is the same element.
 func (r *resolver) iface(e *elem) *Interface {
 	if i, ok := e.built.(*Interface); ok {
 		return i
@@ -188,6 +193,8 @@ func (r *resolver) iface(e *elem) *Interface {
 	return i
 }
 
+// property builds a Property (memoized: a Property is shared by every Interface that
+// inherits it).
 func (r *resolver) property(c *elem, definedIn string) *Property {
 	if p, ok := c.built.(*Property); ok {
 		return p
@@ -216,6 +223,7 @@ func (r *resolver) payload(c *elem, q prop) *Field {
 	return nil
 }
 
+// field builds a Field from a Field, MapKey, MapValue or command payload element (memoized).
 func (r *resolver) field(e *elem) *Field {
 	if f, ok := e.built.(*Field); ok {
 		return f
@@ -237,7 +245,9 @@ func (r *resolver) schemaOf(e *elem) *Schema {
 	return nil
 }
 
-// schema resolves a schema reference.
+// schema resolves a schema reference to its Schema: a shared standard schema, a schema of the
+// base, or one built from the batch (memoized, so a schema referred to from several places is
+// one value).
 func (r *resolver) schema(rf ref, version int) *Schema {
 	if rf.el == nil {
 		if rf.id == "" {

@@ -2,7 +2,24 @@ package dtdl
 
 import "strings"
 
-// context applies the @context value c to the parent scope.
+// context applies the @context value c, found on an element, to the scope of its parent; top
+// is set for the @context of a document's Interface. It returns the element's scope and
+// whether the element can be read at all: an unusable context (no DTDL version, a version that
+// does not exist, a nested context raising the version) makes reading the element pointless,
+// while an undefined extension context is only reported, so that the element's other problems
+// are found too.
+//
+// The rules, from the DTDL specifications and the conformance corpus:
+//   - A context is a string or an array of strings, each a DTMI with a version.
+//   - A document's Interface must name "dtmi:dtdl:context;2" or ";3". When it names both, the
+//     last one wins; IoT Central's context, which implies v2, may come before it; any other
+//     context must come after it.
+//   - A nested context may keep or lower the DTDL version (a v3 Interface can hold v2 contents)
+//     but not raise it.
+//   - An extension context this package implements (QuantitativeTypes, Historization,
+//     Annotation and Overriding for v3, IoT Central for v2) brings its terms into scope. Any
+//     other context is an undefined extension: an error, unless AllowUndefinedExtensions is
+//     set, in which case it licenses undefined co-types and properties in its scope.
 func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope, bool) {
 	sc := parent
 	var ids []string
@@ -77,7 +94,9 @@ func (p *parser) context(c *jsonNode, parent scope, top bool, loc string) (scope
 }
 
 // acceptsOlderVersion reports whether the values of q may be elements of an earlier DTDL
-// version than the element holding them.
+// version than the element holding them. The v3 metamodel types these properties as
+// "Content;3 or Content;2" (and likewise for Interface, Schema and Property); the others name a
+// v3 class only.
 func acceptsOlderVersion(q prop) bool {
 	switch q {
 	case propContents, propExtends, propSchema, propElementSchema, propProperties:

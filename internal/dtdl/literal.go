@@ -35,7 +35,9 @@ func values(n *jsonNode) []*jsonNode {
 	return []*jsonNode{n}
 }
 
-// literal reads a property whose value is a literal (or a term, for valueSchema and friends).
+// literal reads a property whose value is a literal, or a term naming an instance (valueSchema,
+// commandType, unit). Literals may be written plainly or as JSON-LD value objects, and as an
+// array of one value; an empty array was already treated as an absent property.
 func (p *parser) literal(el *elem, q prop, n *jsonNode) {
 	prop := q.String()
 	switch q {
@@ -236,7 +238,9 @@ func (p *parser) typedValue(el *elem, prop string, v *jsonNode, k jsonKind, xsdT
 	return v, true
 }
 
-// representational reads a JSON-LD value object {"@value": v, "@type": t}.
+// representational reads a JSON-LD value object {"@value": v, "@type": t}. @type is optional
+// but must name the expected XSD datatype when present; v3 allows no other member, v2 only
+// tolerates other keywords (not @id, @context or @graph).
 func (p *parser) representational(el *elem, prop string, v *jsonNode, xsdType string) (*jsonNode, bool) {
 	var val *jsonNode
 	ok := true
@@ -271,10 +275,13 @@ func isXSDType(t *jsonNode, xsdType string) bool {
 	return len(vs) == 1 && vs[0].kind == jsonString && (vs[0].text == xsdType || vs[0].text == full)
 }
 
+// languageTag matches the language tags DTDL accepts: a two- or three-letter primary language
+// and optional subtags ("en", "en-US", "zh-Hant-TW").
 var languageTag = regexp.MustCompile(`^[a-zA-Z]{2,3}(?:-[a-zA-Z0-9]{1,8})*$`)
 
 // langString reads a localizable string: a string, a language map, or an array of strings and
-// {"@value", "@language"} objects.
+// {"@value", "@language"} objects. A string without a language is English, so it conflicts
+// with an explicit "en" value. Each text is limited to max characters.
 func (p *parser) langString(el *elem, prop string, n *jsonNode, max int) map[string]string {
 	out := map[string]string{}
 	add := func(lang, text string) {

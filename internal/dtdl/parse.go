@@ -27,7 +27,9 @@ func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
 	return r.build(), nil
 }
 
-// scope is the JSON-LD context an element is read in.
+// scope is the JSON-LD context an element is read in: the DTDL version, the extension
+// contexts whose terms are defined, and whether an undefined extension context is in scope.
+// Each element inherits its parent's scope and may extend it with its own @context.
 type scope struct {
 	version int
 	exts    ext
@@ -36,7 +38,10 @@ type scope struct {
 	undefinedCtx bool
 }
 
-// elem is a model element as read from a document, before references are resolved.
+// elem is a model element as read from a document, before references are resolved. One type
+// serves every class: the parser fills the fields the element's class has, the resolver checks
+// the rules that span elements, and build turns resolved elems into the model types. Keeping
+// one flat type keeps the hot path free of reflection and interface dispatch.
 type elem struct {
 	cls      class
 	id       string
@@ -106,7 +111,8 @@ func (e *elem) add(q prop, r ref) {
 	e.refs = append(e.refs, propValues{prop: q, refs: []ref{r}})
 }
 
-// parser reads documents into elems, collecting problems.
+// parser reads documents into elems, collecting problems. It never stops at the first
+// problem: a document reports all its errors.
 type parser struct {
 	opts     Options
 	problems []Problem
@@ -181,7 +187,13 @@ func (p *parser) document(data []byte, index int) {
 }
 
 // element reads one element: n must be a JSON object whose class is one of want (or infer
-// when @type is absent). parent and via say where the element sits, for assigned identifiers.
+// when @type is absent). parent and via say where the element sits, for assigned identifiers;
+// index is its position among the values of via; loc names it in problems until its @id is
+// known. It returns nil when the element is unusable (no class, the wrong class, an Interface
+// without an id); its problems are recorded either way.
+//
+// Members are read in two passes: literals first, so that the element's name (and thus its
+// assigned identifier) is known before its nested elements, whose identifiers derive from it.
 func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, parent *elem, via prop, index string, loc string) *elem {
 	if c := n.member("@context"); c != nil && parent != nil {
 		var ok bool
@@ -233,6 +245,8 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 	for _, m := range n.members {
 		key := m.key
 		if strings.HasPrefix(key, "@") {
+			// v3 restricts keywords to @context, @id and @type; v2 tolerates others (they are
+			// only "not recommended") except @graph, which would make the element a graph.
 			switch key {
 			case "@context", "@id", "@type":
 			default:
@@ -245,6 +259,8 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 		if m.value.kind == jsonArray && len(m.value.items) == 0 {
 			continue // no values: the same as an absent property
 		}
+		// A member names a DTDL property by term ("schema") or by IRI
+		// ("dtmi:dtdl:property:schema;3"), but not both at once.
 		mn, form := vocab.lookup(key, sc)
 		if mn.kind == tkProperty && p.carries(el, mn.prop) {
 			if prev := seen[mn.prop]; prev != "" {
@@ -278,7 +294,12 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 	return el
 }
 
-// assignID returns the identifier the specification assigns to an element without @id.
+// assignID returns the identifier the specification assigns to an element without @id: the
+// parent's DTMI with ":_<property>" inserted before the version, plus ":__<name>" for the
+// properties whose values are named (contents, fields, enumValues, properties). For example,
+// Telemetry "currentDistance" in the contents of dtmi:com:example:anInterface;1 is
+// dtmi:com:example:anInterface:_contents:__currentDistance;1, and its inline schema is
+// dtmi:com:example:anInterface:_contents:__currentDistance:_schema;1.
 func assignID(parent *elem, via prop, name, index string) string {
 	if parent == nil {
 		return ""
@@ -329,7 +350,18 @@ func joinOr(items []string) string {
 	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }
 
-// types reads @type into el.cls and its co-types.
+// types reads @type into el.cls and its co-types, and reports whether the element has a
+// usable class.
+//
+// Exactly one DTDL class must be named (repeating it, or naming it once by term and once by
+// IRI, is only "not recommended"). The other entries are co-types: semantic types and
+// extension adjuncts defined by a context in scope, or undefined ones. The metamodel's
+// "apocrypha" rules decide what undefined co-types are tolerated:
+//   - v2 always tolerates undefined terms and strings that are neither DTMIs nor terms, and
+//     tolerates unknown DTMIs and irrelevant terms ("boolean") with AllowUndefinedExtensions;
+//   - v3 tolerates undefined terms, unknown DTMIs and irrelevant terms only with
+//     AllowUndefinedExtensions and an undefined context in scope;
+//   - neither tolerates a malformed DTMI ("dtmi:foo//bar").
 func (p *parser) types(t *jsonNode, el *elem, infer class) bool {
 	if t == nil {
 		if infer == clsNone {
@@ -404,7 +436,9 @@ func (p *parser) types(t *jsonNode, el *elem, infer class) bool {
 	return ok
 }
 
-// carries reports whether el may have property q.
+// carries reports whether el may have property q: the properties of its class, plus those
+// its co-types bring (unit for semantic types, annotates and overrides for the Annotation and
+// Overriding adjuncts).
 func (p *parser) carries(el *elem, q prop) bool {
 	switch q {
 	case propUnit:
@@ -422,7 +456,11 @@ func (p *parser) carries(el *elem, q prop) bool {
 	return el.cls.hasProp(q)
 }
 
-// foreignProperty handles a member that is not a property of el's class.
+// foreignProperty handles a member that is not a property of el's class. The metamodel lets
+// such members through only on an element that has an undefined co-type
+// ("propertyNeedsCotype"): in v2 always, in v3 only with AllowUndefinedExtensions and an
+// undefined context in scope, and never when the member's name is a malformed DTMI or neither
+// a DTMI nor a term.
 func (p *parser) foreignProperty(el *elem, key string, m meaning, form termForm) {
 	if el.version == 2 {
 		if !el.undefined {
@@ -462,7 +500,8 @@ func isElementValued(q prop) bool {
 	return false
 }
 
-// required reports missing required properties.
+// required reports missing required properties (sh:minCount 1 in the metamodel). v2 also
+// requires at least one enum value and one field; v3 dropped those minimums.
 func (p *parser) required(el *elem, seen *[propCount]string) {
 	need := func(q prop) {
 		if seen[q] == "" {
@@ -508,7 +547,10 @@ func (p *parser) required(el *elem, seen *[propCount]string) {
 	}
 }
 
-// elementValued reads a property whose values are elements: inline objects or references.
+// elementValued reads a property whose values are elements: inline objects, references by
+// DTMI, or terms naming standard schemas. It enforces the per-property value counts (v2 caps
+// contents and relationship properties at 300, extends at 2, enum values at 100 and fields at
+// 30; singular properties take one value) and records references for the resolver.
 func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 	prop := q.String()
 	vals := values(n)
@@ -590,7 +632,8 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 var schemaClasses = []class{clsArray, clsEnum, clsMap, clsObject}
 
 // childClasses returns the classes a value of property q of el may have, the class to infer
-// when the value has no @type, and whether an inline value needs an @id.
+// when the value has no @type ("typeInferable" in the metamodel), and whether an inline value
+// needs an @id (properties whose values must be IRIs: extends, schemas, a Component's schema).
 func childClasses(el *elem, q prop) (want []class, infer class, needID bool) {
 	switch q {
 	case propContents:

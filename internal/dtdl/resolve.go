@@ -17,7 +17,9 @@ const (
 )
 
 // resolver links the elements of a batch to each other and to the base set, and checks the
-// rules that span elements.
+// rules that span elements. Every walk of a graph it does (extends, schema nesting, contents)
+// detects cycles and memoizes, so a hostile batch costs time linear in its size: a cycle or an
+// over-deep hierarchy becomes a problem, never unbounded recursion.
 type resolver struct {
 	*parser
 	base *ModelSet
@@ -31,6 +33,7 @@ type target struct {
 	schema *Schema
 }
 
+// class returns the DTDL class of the target; base schemas map back from their Kind.
 func (t target) class() class {
 	switch {
 	case t.el != nil:
@@ -52,6 +55,7 @@ func (t target) class() class {
 	return clsNone
 }
 
+// lookup finds the element or model id names, in the batch first and then in the base.
 func (r *resolver) lookup(id string) (target, bool) {
 	if e, ok := r.byID[id]; ok {
 		return target{el: e}, true
@@ -67,6 +71,11 @@ func (r *resolver) lookup(id string) (target, bool) {
 
 // resolve indexes the batch, resolves references and checks the cross-element rules. It returns
 // the DTMIs that could not be resolved, sorted.
+//
+// Only Interfaces and complex schemas may be referred to across Interfaces ("referenceable"
+// elements); other elements with an @id may be referred to from within the Interface that
+// defines them. The structural checks run only once every reference resolves, since they
+// follow references.
 func (r *resolver) resolve() []string {
 	for _, e := range r.elems {
 		if e.id == "" {
@@ -152,6 +161,8 @@ func articleList(cs []class) string {
 	}
 	return joinOr(names)
 }
+
+// article returns the class name with its indefinite article.
 func article(c class) string {
 	switch c {
 	case clsInterface, clsArray, clsEnum, clsEnumValue, clsObject:
@@ -188,8 +199,9 @@ func (p *parser) sortProblems() {
 	slices.SortStableFunc(p.problems, func(a, b Problem) int { return rank(a) - rank(b) })
 }
 
-// checkSchemaUse enforces the restrictions on what a schema may be in a given place: no Array
-// or geospatial schema for a v2 Property, and numeric schemas for semantic types.
+// checkSchemaUse enforces that a v2 Property's schema is neither an Array nor a geospatial
+// schema (which DTDL v2 defines in terms of arrays): v2 Properties must be patchable as a
+// whole value.
 func (r *resolver) checkSchemaUse(e *elem, q prop, rf ref, cls class) {
 	if q != propSchema || e.cls != clsProperty || e.version != 2 {
 		return
@@ -296,7 +308,8 @@ func ifaceDepth(i *Interface, s *ModelSet, memo map[string]int) int {
 	return d
 }
 
-// ancestors returns the ids of every Interface e extends, transitively.
+// ancestors returns the ids of every Interface e extends, transitively; the batch part of the
+// hierarchy must be acyclic (checkExtends has run).
 func (r *resolver) ancestors(e *elem) map[string]bool {
 	seen := map[string]bool{}
 	var walk func(t target)
@@ -319,6 +332,7 @@ func (r *resolver) ancestors(e *elem) map[string]bool {
 	return seen
 }
 
+// id returns the DTMI of the target.
 func (t target) id() string {
 	switch {
 	case t.el != nil:
@@ -356,7 +370,10 @@ func (r *resolver) schemaChildren(e *elem) []ref {
 	return nil
 }
 
-// checkSchemaDepth rejects schemas that contain themselves and nesting deeper than 5.
+// checkSchemaDepth rejects schemas that contain themselves and nesting deeper than 5. Depth
+// counts complex schemas along Array elementSchema, Object field schemas and Map value
+// schemas: an Array of Arrays of string is 2 deep. References by DTMI are followed, into the
+// base too.
 func (r *resolver) checkSchemaDepth() {
 	const visiting = -1
 	depth := map[*elem]int{}

@@ -37,7 +37,9 @@ func (p *parser) classRules(el *elem) {
 	p.cotypeRules(el)
 }
 
-// uniqueNames reports inline values of property q that share a name.
+// uniqueNames reports inline values of property q that share a name (names are unique among
+// an Interface's contents, an Object's fields, an Enum's values and a Relationship's
+// properties). Names inherited through extends are checked by the resolver.
 func (p *parser) uniqueNames(el *elem, q prop) {
 	seen := map[string]bool{}
 	for _, r := range el.values(q) {
@@ -51,7 +53,10 @@ func (p *parser) uniqueNames(el *elem, q prop) {
 	}
 }
 
-// cotypeRules checks semantic types, units and adjunct types.
+// cotypeRules checks semantic types, units and adjunct types: at most one semantic type, on a
+// Property or Telemetry (v3: also a Field, MapValue or command payload); a quantitative one
+// needs a unit of its unit type and a numeric schema; Historized and ValueAnnotation apply to
+// Properties and Telemetries, Override to Properties.
 func (p *parser) cotypeRules(el *elem) {
 	semantic := map[string]bool{}
 	for _, c := range el.cotypes {
