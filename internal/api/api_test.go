@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -390,6 +391,20 @@ func TestNextLinkScheme(t *testing.T) {
 	q := u.Query()
 	if u.Scheme != "https" || u.Host != testHost || q.Get("api-version") != "2022-05-31" || q.Get("includeModelDefinition") != "true" || q.Get(continuationParam) == "" {
 		t.Errorf("nextLink = %s", *p.NextLink)
+	}
+}
+
+func TestForgedContinuationCannotExceedPageSize(t *testing.T) {
+	e := newEnv(t, Config{ModelPageSize: 2})
+	e.must(e.do(http.MethodPost, "/models", `[
+		{"@id": "dtmi:test:A;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2"},
+		{"@id": "dtmi:test:B;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2"},
+		{"@id": "dtmi:test:C;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2"},
+		{"@id": "dtmi:test:D;1", "@type": "Interface", "@context": "dtmi:dtdl:context;2"}]`), http.StatusCreated, "")
+	tok := base64.RawURLEncoding.EncodeToString([]byte(`{"a":"dtmi:test:A;1","n":1000}`))
+	r := e.must(e.do(http.MethodGet, "/models?api-version=2023-10-31&continuationToken="+tok, ""), http.StatusOK, "")
+	if p := decode[page[modelJSON]](t, r); len(p.Value) != 2 || p.Value[0].ID != "dtmi:test:B;1" || p.NextLink == nil {
+		t.Errorf("page after a forged token = %s, want B and C and a nextLink", r.body)
 	}
 }
 

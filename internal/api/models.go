@@ -102,7 +102,9 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 	if err != nil {
 		return err
 	}
-	limit := c.Limit
+	// A continued listing keeps the page size of its first request; the token is the client's
+	// to forge, so its size is held to the same bound as the header's.
+	limit := min(c.Limit, a.cfg.ModelPageSize)
 	if limit == 0 {
 		if limit, err = pageSize(r, a.cfg.ModelPageSize, a.cfg.ModelPageSize); err != nil {
 			return err
