@@ -7,9 +7,12 @@ import (
 
 // Options controls parsing. The zero value is DisallowUndefinedExtensions.
 type Options struct {
-	// AllowUndefinedExtensions accepts contexts, co-types and properties that no context this
-	// package implements defines, as long as an undefined context is in scope. Without it they
-	// are errors.
+	// AllowUndefinedExtensions accepts @context entries this package does not implement
+	// (anything but the DTDL v2/v3 contexts and the QuantitativeTypes, Historization,
+	// Annotation, Overriding and IoT Central extensions). Within the scope of such a context,
+	// elements may then carry co-types no context defines and, on an element with such a
+	// co-type, properties no context defines. Without it an undefined context is an error.
+	// (DTDL v2 documents always tolerate undefined co-type terms, as the v2 metamodel says.)
 	AllowUndefinedExtensions bool
 }
 
