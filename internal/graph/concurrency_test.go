@@ -182,7 +182,9 @@ func TestWriteRedoesStaleWork(t *testing.T) {
 			e := newRoomEnv(t)
 			e.putRoom("r1")
 			rs := &racingStore{Store: e.st, id: "r1"}
-			g, err := New(e.g.cfg, rs, nil)
+			cfg := e.g.cfg
+			cfg.CachedTwins = -1 // every attempt reads through the racing store
+			g, err := New(cfg, rs, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,9 @@
 // not need the writer (decoding, patching, validating, encoding) is done first against a
 // snapshot; the Update then only re-reads the entity, checks that its ETag is still the one the
 // work was based on, and writes. When another write got there first the work is redone; after
-// a few lost races it is done inside the Update, so every call makes progress.
+// a few lost races it is done inside the Update, so every call makes progress. Patches start
+// from an in-memory copy of recently written twins when there is one, which saves the snapshot
+// read; the same ETag check makes a stale copy cost only a retry.
 package graph
 
 import (
@@ -81,6 +83,9 @@ type Config struct {
 	Now func() time.Time
 	// Limits are the enforced limits; zero fields take ADT's defaults.
 	Limits Limits
+	// CachedTwins is how many recently written twins the graph keeps in memory to prepare
+	// patches without a store read (see PatchTwin); 0 means 10,000, negative disables it.
+	CachedTwins int
 }
 
 // Trace carries the W3C trace context of the request that causes a write.
@@ -100,6 +105,8 @@ type Graph struct {
 	models atomic.Pointer[modelState]
 	// modelMu serialises model changes, so that each one builds on the state before it.
 	modelMu sync.Mutex
+	// cache holds recently written twins for PatchTwin.
+	cache *twinCache
 }
 
 // modelState is an immutable snapshot of the stored models.
@@ -121,7 +128,10 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*Graph, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Limits.setDefaults()
-	g := &Graph{cfg: cfg, st: st, logger: logger}
+	if cfg.CachedTwins == 0 {
+		cfg.CachedTwins = 10_000
+	}
+	g := &Graph{cfg: cfg, st: st, logger: logger, cache: newTwinCache(cfg.CachedTwins)}
 
 	var stored []store.Model
 	err := st.View(context.Background(), func(r store.Reader) error {

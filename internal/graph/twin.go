@@ -182,6 +182,7 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 	if err != nil {
 		return store.Twin{}, err
 	}
+	g.cache.put(created)
 	return created, nil
 }
 
@@ -259,16 +260,16 @@ func targetModel(p twin.Patch, current string) string {
 
 // patchTwin applies p (with paths from the twin root) to twin id; component, when set, must
 // be a component of the twin. It returns the new ETag.
+//
+// A twin in the cache whose ETag satisfies cond is patched without a store read; the write's
+// ETag check in the writer catches a stale cache entry, and any failure of that first attempt
+// (which may come from stale state) is retried from the store.
 func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patch, cond twin.Condition, tr Trace) (string, error) {
-	var etag string
-	err := g.write(ctx, func(r store.Reader) (commitFunc, error) {
-		cur, err := readTwin(r, id)
-		if err != nil {
-			return nil, err
-		}
-		if !cond.Matches(cur.ETag) {
-			return nil, preconditionFailed("digital twin", id)
-		}
+	var (
+		etag    string
+		written store.Twin // the new state, once committed
+	)
+	prepare := func(cur store.Twin) (commitFunc, error) {
 		var doc map[string]any
 		if err := twin.Decode(cur.Doc, &doc); err != nil {
 			return nil, fmt.Errorf("decode twin %q: %w", id, err)
@@ -336,10 +337,35 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 			if err := w.Emit(ev); err != nil {
 				return err
 			}
-			etag = newTag
+			etag, written = newTag, next
 			return nil
 		}, nil
-	})
+	}
+	var err error
+	cached := false
+	if cur, ok := g.cache.get(id); ok && cond.Matches(cur.ETag) {
+		cached = true
+		if commit, perr := prepare(cur); perr == nil {
+			err = g.st.Update(ctx, func(w store.Writer) error { return commit(w) })
+		} else {
+			err = errStale
+		}
+	}
+	if !cached || errors.Is(err, errStale) {
+		err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
+			cur, err := readTwin(r, id)
+			if err != nil {
+				return nil, err
+			}
+			if !cond.Matches(cur.ETag) {
+				return nil, preconditionFailed("digital twin", id)
+			}
+			return prepare(cur)
+		})
+	}
+	if err == nil && written.ID != "" {
+		g.cache.put(written)
+	}
 	return etag, err
 }
 
@@ -351,6 +377,7 @@ func (g *Graph) DeleteTwin(ctx context.Context, id string, ifMatch string, tr Tr
 	if err != nil {
 		return err
 	}
+	defer g.cache.remove(id)
 	return g.write(ctx, func(r store.Reader) (commitFunc, error) {
 		cur, err := readTwin(r, id)
 		if err != nil {
