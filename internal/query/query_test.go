@@ -133,3 +133,37 @@ func TestPaging(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse checks that no query text panics the lexer, parser, checker or, for queries that
+// prepare, the evaluator over the fixture graph.
+func FuzzParse(f *testing.F) {
+	in, err := os.ReadFile(filepath.Join("testdata", "queries.txt"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, line := range strings.Split(string(in), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			f.Add(line)
+		}
+	}
+	fx := newFixture(f, false)
+	f.Fuzz(func(t *testing.T, text string) {
+		p, err := Prepare(text)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("%q: error %T is not a *query.Error", text, err)
+			}
+			return
+		}
+		_ = fx.index.Read(context.Background(), func(r *index.Reader) error {
+			for cur, pages := (Cursor{}), 0; pages < 20; pages++ {
+				page := p.Run(r, cur, 3)
+				if page.Next == nil {
+					break
+				}
+				cur = *page.Next
+			}
+			return nil
+		})
+	})
+}
