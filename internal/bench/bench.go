@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,18 +27,18 @@ const modelID = "dtmi:twinflow:bench:Device;1"
 // numProperties is the number of properties of the benchmark model.
 const numProperties = 10
 
-// modelJSON returns the body of a POST /models adding the benchmark model.
-func modelJSON() ([]byte, error) {
+// modelDefinition returns the benchmark model's DTDL Interface.
+func modelDefinition() ([]byte, error) {
 	contents := make([]map[string]any, numProperties)
 	for i := range contents {
 		contents[i] = map[string]any{
 			"@type": "Property", "name": propName(i), "schema": propSchema(i), "writable": true,
 		}
 	}
-	return json.Marshal([]any{map[string]any{
+	return json.Marshal(map[string]any{
 		"@id": modelID, "@type": "Interface", "@context": "dtmi:dtdl:context;2",
 		"displayName": "Bench device", "contents": contents,
-	}})
+	})
 }
 
 func propName(i int) string { return "p" + strconv.Itoa(i) }
@@ -143,10 +142,4 @@ func table(w io.Writer, rows [][2]string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// sortDurations sorts d in place and returns it.
-func sortDurations(d []time.Duration) []time.Duration {
-	slices.Sort(d)
-	return d
 }

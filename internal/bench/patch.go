@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,11 +137,12 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 	client := httpClient(cfg.Clients)
 	defer client.CloseIdleConnections()
 	base := srv.URL()
-	model, err := modelJSON()
+	model, err := modelDefinition()
 	if err != nil {
 		return fmt.Errorf("encode model: %w", err)
 	}
-	if err := sendOK(ctx, client, http.MethodPost, base+"/models?api-version="+apiVersion, "application/json", model, http.StatusCreated); err != nil {
+	models := append(append([]byte{'['}, model...), ']')
+	if err := sendOK(ctx, client, http.MethodPost, base+"/models?api-version="+apiVersion, "application/json", models, http.StatusCreated); err != nil {
 		return fmt.Errorf("add model: %w", err)
 	}
 
@@ -156,7 +158,7 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 	if err != nil {
 		return err
 	}
-	sortDurations(lat)
+	slices.Sort(lat)
 	res.Elapsed, res.Patches, res.Failed = elapsed, len(lat), failed
 	res.P50, res.P99 = percentile(lat, 50), percentile(lat, 99)
 	if len(lat) > 0 {

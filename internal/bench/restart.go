@@ -84,7 +84,8 @@ func (r RestartResult) Table(w io.Writer) error {
 // Restart runs the restart benchmark: it stores cfg.Twins twins of the benchmark model in a
 // fresh data directory through the store, in transactions of cfg.Batch twins, closes the
 // store, then starts `Binary serve` on the directory and measures the time until /readyz
-// answers 200 and the process's resident memory at that moment. It stops the server with
+// answers 200 and the process's resident memory at that moment; it then reads the last twin
+// back, so a server that starts fast without its data fails the run. It stops the server with
 // SIGTERM before returning.
 func Restart(ctx context.Context, cfg RestartConfig, logger *slog.Logger) (RestartResult, error) {
 	cfg = cfg.withDefaults()
@@ -111,7 +112,8 @@ func Restart(ctx context.Context, cfg RestartConfig, logger *slog.Logger) (Resta
 	}
 
 	logger.Info("restarting the server", slog.Duration("load", res.Load))
-	res.Ready, res.RSS, err = startUntilReady(ctx, cfg.Binary, dir, cfg.Timeout)
+	probe := "/digitaltwins/" + twinID(cfg.Twins-1) + "?api-version=" + apiVersion
+	res.Ready, res.RSS, err = startUntilReady(ctx, cfg.Binary, dir, probe, cfg.Timeout)
 	return res, err
 }
 
@@ -130,12 +132,10 @@ func loadTwins(ctx context.Context, dir string, n, batch int, logger *slog.Logge
 		}
 	}()
 
-	models, err := modelJSON()
+	definition, err := modelDefinition()
 	if err != nil {
 		return fmt.Errorf("encode model: %w", err)
 	}
-	// modelJSON is a one-element array; the store keeps the interface itself.
-	definition := models[1 : len(models)-1]
 	err = st.Update(ctx, func(w store.Writer) error {
 		return w.PutModel(store.Model{ID: modelID, Definition: definition, UploadTime: time.Now().UTC()})
 	})
@@ -182,8 +182,9 @@ func loadTwins(ctx context.Context, dir string, n, batch int, logger *slog.Logge
 var listeningLine = regexp.MustCompile(`twinflow listening on (https?://[^\s"]+)`)
 
 // startUntilReady starts `bin serve` on dataDir, waits until /readyz answers 200 and returns
-// the time that took and the process's VmRSS then. It stops the process before returning.
-func startUntilReady(ctx context.Context, bin, dataDir string, timeout time.Duration) (time.Duration, int64, error) {
+// the time that took and the process's VmRSS then, after checking that GET probe answers 200.
+// It stops the process before returning.
+func startUntilReady(ctx context.Context, bin, dataDir, probe string, timeout time.Duration) (time.Duration, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
@@ -239,7 +240,14 @@ func startUntilReady(ctx context.Context, bin, dataDir string, timeout time.Dura
 	}
 	ready := time.Since(start)
 	rss, err := vmRSS(cmd.Process.Pid)
-	return ready, rss, err
+	if err != nil {
+		return 0, 0, err
+	}
+	// The figures count only if the server serves what was loaded.
+	if err := sendOK(ctx, client, http.MethodGet, url+probe, "", nil, http.StatusOK); err != nil {
+		return 0, 0, fmt.Errorf("read a loaded twin back: %w", err)
+	}
+	return ready, rss, nil
 }
 
 // vmRSS returns the resident set size of process pid in bytes, from /proc/<pid>/status.
