@@ -36,6 +36,8 @@ func TestParseRules(t *testing.T) {
 		{"override", v3(annot+","+over, `{"@type":["Property","ValueAnnotation","Override"],"name":"q","schema":"string","annotates":"p","overrides":"unit"}`), false, ""},
 		{"quantitative type", v3(quant, `{"@type":["Telemetry","Temperature"],"name":"t","schema":"double","unit":"kelvin"}`), false, ""},
 		{"quantitative type on a field", v3(quant, `{"@type":"Telemetry","name":"t","schema":{"@type":"Object","fields":[{"@type":["Field","Mass"],"name":"m","schema":"float","unit":"kilogram"}]}}`), false, ""},
+		{"unitless quantity", v3(quant, `{"@type":["Telemetry","RelativeHumidity"],"name":"h","schema":"double","unit":"percent"}`), false, ""},
+		{"v2 unitless quantity", `{"@context":"dtmi:dtdl:context;2","@id":"dtmi:ex:h;1","@type":"Interface","contents":[{"@type":["Telemetry","RelativeHumidity"],"name":"h","schema":"double","unit":"percent"}]}`, false, ""},
 		{"wrong unit", v3(quant, `{"@type":["Telemetry","Temperature"],"name":"t","schema":"double","unit":"kilogram"}`), false, "kilogram is not a unit of the semantic type Temperature"},
 		{"unit required", v3(quant, `{"@type":["Telemetry","Temperature"],"name":"t","schema":"double"}`), false, "unit: is required"},
 		{"undefined extension allowed", v3(`"dtmi:acme:ext;1"`, `{"@type":["Property","Acme"],"name":"p","schema":"string","acmeLevel":3}`), true, ""},
