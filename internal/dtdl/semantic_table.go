@@ -1,7 +1,9 @@
-// Code generated from the semantic type tables of the DTDL v2 specification and the
-// QuantitativeTypes v1 extension; DO NOT EDIT.
-
 package dtdl
+
+// The tables below transcribe the semantic type tables of the DTDL v2 language description
+// ("Semantic types" in DTDL.v2.md) and of the QuantitativeTypes v1 extension
+// (DTDL.quantitativeTypes.v1.md): each semantic type, the unit type its unit must belong to, and
+// the units of that type. Keep them in the specifications' order when updating them.
 
 // semanticTypesV2 lists the DTDL v2 semantic types with their unit type and units.
 var semanticTypesV2 = [...]semanticTypeRow{
