@@ -88,6 +88,8 @@ func (p *parser) literal(el *elem, q prop, n *jsonNode) {
 				return
 			}
 			el.name = s
+		case propAnnotates:
+			el.annotates = s
 		}
 	case propWritable:
 		if b, ok := p.typedValue(el, prop, v, jsonBool, "xsd:boolean"); ok {

@@ -67,6 +67,7 @@ type elem struct {
 	valueSchema Kind
 	unit        string
 	unitName    string // the unit as written
+	annotates   string // the name of the sibling a ValueAnnotation annotates
 
 	refs []propValues // element-valued properties, in document order
 

@@ -20,6 +20,7 @@ func (p *parser) classRules(el *elem) {
 	switch el.cls {
 	case clsInterface:
 		p.uniqueNames(el, propContents)
+		p.annotations(el)
 	case clsObject:
 		p.uniqueNames(el, propFields)
 	case clsRelationship:
@@ -161,4 +162,31 @@ func enumLiteral(n *jsonNode, k Kind) any {
 		}
 	}
 	return n
+}
+
+// annotations checks that each ValueAnnotation among the contents of Interface el annotates a
+// sibling Property or Telemetry that is not itself a ValueAnnotation (the Annotation
+// extension's "siblings" rule).
+func (p *parser) annotations(el *elem) {
+	siblings := map[string]*elem{}
+	for _, r := range el.values(propContents) {
+		if r.el != nil && r.el.name != "" {
+			siblings[r.el.name] = r.el
+		}
+	}
+	for _, r := range el.values(propContents) {
+		a := r.el
+		if a == nil || a.annotates == "" || !hasAdjunct(a, "ValueAnnotation") {
+			continue
+		}
+		t, ok := siblings[a.annotates]
+		switch {
+		case !ok:
+			p.problem(a.loc, "annotates", "%q is not the name of a content of the same Interface", a.annotates)
+		case t.cls != clsProperty && t.cls != clsTelemetry:
+			p.problem(a.loc, "annotates", "%q is %s; a ValueAnnotation annotates a Property or Telemetry", a.annotates, article(t.cls))
+		case hasAdjunct(t, "ValueAnnotation"):
+			p.problem(a.loc, "annotates", "%q is itself a ValueAnnotation", a.annotates)
+		}
+	}
 }
