@@ -1,0 +1,134 @@
+package outbox
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the relays' Prometheus metrics, labelled by endpoint:
+//
+//	twinflow_egress_nDeliveredevents_total     events the endpoint accepted
+//	twinflow_egress_nFailedsends_total         sends that failed (each attempt)
+//	twinflow_egress_retries_total              sends retried after a failure
+//	twinflow_egress_dead_lettered_events_total events given up on
+//	twinflow_egress_lag_events                 log records after the endpoint's cursor
+//
+// One Metrics serves every relay of a process; it is safe for concurrent use.
+type Metrics struct {
+	delivered, failed, retried, dead *prometheus.CounterVec
+	lag                              *prometheus.Desc
+
+	mu     sync.Mutex
+	relays map[*Relay]struct{}
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "twinflow", Subsystem: "egress", Name: name, Help: help,
+		}, []string{"endpoint"})
+	}
+	m := &Metrics{
+		delivered: counter("nDeliveredevents_total", "Events the endpoint accepted."),
+		failed:    counter("nFailedsends_total", "Sends to the endpoint that failed."),
+		retried:   counter("retries_total", "Sends retried after a failure."),
+		dead:      counter("dead_lettered_events_total", "Events dead-lettered: rejected or expired."),
+		lag: prometheus.NewDesc("twinflow_egress_lag_events",
+			"Change log records after the endpoint's cursor.", []string{"endpoint"}, nil),
+		relays: make(map[*Relay]struct{}),
+	}
+	for _, c := range []prometheus.Collector{m.delivered, m.failed, m.retried, m.dead, m} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Describe implements prometheus.Collector for the lag gauge.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.lag }
+
+// Collect implements prometheus.Collector: the lag of every running relay, read now.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for r := range m.relays {
+		r.mu.Lock()
+		cursor := r.status.Cursor
+		r.mu.Unlock()
+		lag := r.st.Log().Last()
+		lag -= min(lag, cursor)
+		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag), r.cfg.Endpoint)
+	}
+}
+
+// Forget drops the counters of a deleted endpoint.
+func (m *Metrics) Forget(endpoint string) {
+	if m == nil {
+		return
+	}
+	for _, v := range []*prometheus.CounterVec{m.delivered, m.failed, m.retried, m.dead} {
+		v.DeleteLabelValues(endpoint)
+	}
+}
+
+// endpointMetrics are one endpoint's counters; a nil *endpointMetrics counts nothing.
+type endpointMetrics struct {
+	m                                    *Metrics
+	nDelivered, nFailed, nRetried, nDead prometheus.Counter
+}
+
+func (m *Metrics) forEndpoint(name string) *endpointMetrics {
+	if m == nil {
+		return nil
+	}
+	return &endpointMetrics{
+		m:          m,
+		nDelivered: m.delivered.WithLabelValues(name),
+		nFailed:    m.failed.WithLabelValues(name),
+		nRetried:   m.retried.WithLabelValues(name),
+		nDead:      m.dead.WithLabelValues(name),
+	}
+}
+
+func (e *endpointMetrics) delivered(n int) {
+	if e != nil {
+		e.nDelivered.Add(float64(n))
+	}
+}
+
+func (e *endpointMetrics) failed() {
+	if e != nil {
+		e.nFailed.Inc()
+	}
+}
+
+func (e *endpointMetrics) retried() {
+	if e != nil {
+		e.nRetried.Inc()
+	}
+}
+
+func (e *endpointMetrics) deadLettered() {
+	if e != nil {
+		e.nDead.Inc()
+	}
+}
+
+func (e *endpointMetrics) attach(r *Relay) {
+	if e != nil {
+		e.m.mu.Lock()
+		e.m.relays[r] = struct{}{}
+		e.m.mu.Unlock()
+	}
+}
+
+func (e *endpointMetrics) detach(r *Relay) {
+	if e != nil {
+		e.m.mu.Lock()
+		delete(e.m.relays, r)
+		e.m.mu.Unlock()
+	}
+}

@@ -1,0 +1,499 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func openStore(t *testing.T, dir string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(sqlite.Config{Dir: dir, NoSync: true}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func addEndpoint(t *testing.T, s store.Egress, name string) {
+	t.Helper()
+	err := s.UpdateEgress(context.Background(), func(w store.EgressWriter) error {
+		return w.PutEndpoint(store.Endpoint{Name: name, Config: json.RawMessage(`{}`), Created: time.Now()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// emit commits one event per id, of type t, in one Update.
+func emit(t *testing.T, s store.Store, typ string, ids ...string) {
+	t.Helper()
+	err := s.Update(context.Background(), func(w store.Writer) error {
+		for _, id := range ids {
+			e := event.Event{ID: id, Source: "test", SpecVersion: "1.0", Type: typ, Subject: "twin-" + id,
+				DataContentType: "application/json", Data: json.RawMessage(`{"id":"` + id + `"}`)}
+			if err := w.Emit(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}
+
+// fakeSink records what it accepted. fail, when set, is asked first about every batch.
+type fakeSink struct {
+	mu    sync.Mutex
+	got   []string
+	sends int
+	fail  func(events []event.Event) error
+}
+
+func (f *fakeSink) Send(_ context.Context, events []event.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sends++
+	if f.fail != nil {
+		if err := f.fail(events); err != nil {
+			return err
+		}
+	}
+	for _, e := range events {
+		f.got = append(f.got, e.ID)
+	}
+	return nil
+}
+
+func (f *fakeSink) Close() error { return nil }
+
+func (f *fakeSink) setFail(fn func([]event.Event) error) {
+	f.mu.Lock()
+	f.fail = fn
+	f.mu.Unlock()
+}
+
+func (f *fakeSink) received() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.got)
+}
+
+var _ egress.Sink = (*fakeSink)(nil)
+
+// eventually fails the test unless cond holds within 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// start runs a relay until the test ends.
+func start(t *testing.T, cfg Config, s Store, sink egress.Sink, match func(*event.Event) bool, m *Metrics) *Relay {
+	t.Helper()
+	if match == nil {
+		match = func(*event.Event) bool { return true }
+	}
+	r, err := New(cfg, s, sink, match, m, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+func deadLetters(t *testing.T, s store.Egress, endpoint string) []store.DeadLetter {
+	t.Helper()
+	var dls []store.DeadLetter
+	err := s.ViewEgress(context.Background(), func(r store.EgressReader) error {
+		var err error
+		dls, err = r.DeadLetters(endpoint, 0, 0)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dls
+}
+
+func cursor(t *testing.T, s store.Egress, endpoint string) uint64 {
+	t.Helper()
+	var c uint64
+	err := s.ViewEgress(context.Background(), func(r store.EgressReader) error {
+		var err error
+		c, err = r.Cursor(endpoint)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRelayDeliversRoutedEventsInOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	emit(t, s, event.TwinCreate, "before") // committed before the endpoint: not delivered
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	onlyCreates := func(e *event.Event) bool { return e.Type == event.TwinCreate }
+	start(t, Config{Endpoint: "ep", MaxBatch: 7}, s, sink, onlyCreates, nil)
+	want := ids("c", 50)
+	for i := 0; i < len(want); i += 10 {
+		emit(t, s, event.TwinCreate, want[i:i+10]...)
+		emit(t, s, event.Telemetry, "t"+want[i])
+	}
+	eventually(t, "every create is delivered", func() bool { return len(sink.received()) >= len(want) })
+	if got := sink.received(); !slices.Equal(got, want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	eventually(t, "the cursor reaches the end of the log", func() bool { return cursor(t, s, "ep") == s.Log().Last() })
+}
+
+func TestRelayResumesFromItsCursor(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	r, err := New(Config{Endpoint: "ep"}, s, sink, func(*event.Event) bool { return true }, nil, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	emit(t, s, event.TwinCreate, "a", "b")
+	eventually(t, "a and b are delivered", func() bool { return len(sink.received()) == 2 })
+	eventually(t, "the cursor is stored", func() bool { return cursor(t, s, "ep") == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	emit(t, s, event.TwinCreate, "c")
+	start(t, Config{Endpoint: "ep"}, s, sink, nil, nil)
+	eventually(t, "c is delivered", func() bool { return len(sink.received()) == 3 })
+	if got := sink.received(); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("delivered %v, want a b c: each once", got)
+	}
+}
+
+func TestRelayRetriesTransientFailures(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	failures := 3
+	sink := &fakeSink{}
+	sink.setFail(func([]event.Event) error {
+		if failures > 0 {
+			failures--
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, s, sink, nil, m)
+	emit(t, s, event.TwinCreate, ids("e", 5)...)
+	eventually(t, "the events are delivered", func() bool { return len(sink.received()) == 5 })
+	if got := sink.received(); !slices.Equal(got, ids("e", 5)) {
+		t.Errorf("delivered %v", got)
+	}
+	if n := testutil.ToFloat64(m.failed.WithLabelValues("ep")); n != 3 {
+		t.Errorf("failed sends = %v, want 3", n)
+	}
+	if n := testutil.ToFloat64(m.retried.WithLabelValues("ep")); n != 3 {
+		t.Errorf("retries = %v, want 3", n)
+	}
+	if n := testutil.ToFloat64(m.delivered.WithLabelValues("ep")); n != 5 {
+		t.Errorf("delivered = %v, want 5", n)
+	}
+	eventually(t, "the lag is 0", func() bool {
+		st, err := r.Status(context.Background())
+		return err == nil && st.LagEvents == 0 && st.State == StateDelivering
+	})
+	st, _ := r.Status(context.Background())
+	if st.LastError != "connection refused" || st.LastErrorTime.IsZero() {
+		t.Errorf("status %+v, want the last error kept", st)
+	}
+	if len(deadLetters(t, s, "ep")) != 0 {
+		t.Error("transient failures were dead-lettered")
+	}
+}
+
+func TestRelayHonoursRetryAfter(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	var failedAt, retriedAt time.Time
+	sink := &fakeSink{}
+	sink.setFail(func([]event.Event) error {
+		if failedAt.IsZero() {
+			failedAt = time.Now()
+			return &egress.RetryAfterError{Err: errors.New("429 Too Many Requests"), After: 300 * time.Millisecond}
+		}
+		retriedAt = time.Now()
+		return nil
+	})
+	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, "a")
+	eventually(t, "a is delivered", func() bool { return len(sink.received()) == 1 })
+	sink.mu.Lock()
+	waited := retriedAt.Sub(failedAt)
+	sink.mu.Unlock()
+	if waited < 300*time.Millisecond {
+		t.Errorf("retried after %v, want at least the 300ms Retry-After", waited)
+	}
+}
+
+func TestRelayDeadLettersRejectedEventsOnly(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	dir := t.TempDir()
+	sink := &fakeSink{}
+	sink.setFail(func(events []event.Event) error {
+		for _, e := range events {
+			if e.ID == "e3" || e.ID == "e6" {
+				return egress.Permanent(errors.New("HTTP 400 Bad Request"))
+			}
+		}
+		return nil
+	})
+	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, DeadLetterDir: dir}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, ids("e", 10)...)
+	want := slices.DeleteFunc(ids("e", 10), func(id string) bool { return id == "e3" || id == "e6" })
+	eventually(t, "the accepted events are delivered", func() bool { return len(sink.received()) == len(want) })
+	eventually(t, "the cursor moves past the batch", func() bool { return cursor(t, s, "ep") == 10 })
+	if got := sink.received(); !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	dls := deadLetters(t, s, "ep")
+	if len(dls) != 2 || dls[0].Event.ID != "e3" || dls[1].Event.ID != "e6" {
+		t.Fatalf("dead letters %+v, want e3 and e6", dls)
+	}
+	if dls[0].Attempts != 1 || !strings.Contains(dls[0].Reason, "HTTP 400") || dls[0].Seq != 4 {
+		t.Errorf("dead letter %+v: want 1 attempt, the reason and seq 4", dls[0])
+	}
+	// ADT's layout: <endpoint>/<yyyy>/<mm>/<dd>/<hh>/<event-id>.json.
+	at := dls[0].Time.UTC()
+	path := filepath.Join(dir, "ep", at.Format("2006"), at.Format("01"), at.Format("02"), at.Format("15"), "e3.json")
+	body, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("dead letter file: %v", err)
+	}
+	var e event.Event
+	if err := json.Unmarshal(body, &e); err != nil || e.ID != "e3" || e.Type != event.TwinCreate || string(e.Data) != `{"id":"e3"}` {
+		t.Errorf("dead letter file holds %s", body)
+	}
+}
+
+func TestRelayExpiresEvents(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	sink.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, sink, nil, m)
+	emit(t, s, event.TwinCreate, "a", "b")
+	eventually(t, "the events expire", func() bool { return len(deadLetters(t, s, "ep")) == 2 })
+	dls := deadLetters(t, s, "ep")
+	if !strings.HasPrefix(dls[0].Reason, "expired") || dls[0].Attempts < 2 {
+		t.Errorf("dead letter %+v: want expired after several attempts", dls[0])
+	}
+	eventually(t, "the cursor moves on", func() bool { return cursor(t, s, "ep") == 2 })
+	if n := testutil.ToFloat64(m.dead.WithLabelValues("ep")); n != 2 {
+		t.Errorf("dead-lettered = %v, want 2", n)
+	}
+	// The endpoint recovers; later events flow.
+	sink.setFail(nil)
+	emit(t, s, event.TwinCreate, "c")
+	eventually(t, "c is delivered", func() bool { return slices.Equal(sink.received(), []string{"c"}) })
+}
+
+func TestRelayMaxAttempts(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	sink.setFail(func([]event.Event) error { return errors.New("timeout") })
+	start(t, Config{Endpoint: "ep", MaxAttempts: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, "a")
+	eventually(t, "a is dead-lettered", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
+	if d := deadLetters(t, s, "ep")[0]; d.Attempts != 3 || !strings.Contains(d.Reason, "3 attempts") {
+		t.Errorf("dead letter %+v, want 3 attempts", d)
+	}
+}
+
+func TestRelayRedrive(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	sink.setFail(func(events []event.Event) error {
+		if events[0].ID == "bad" {
+			return egress.Permanent(errors.New("HTTP 404"))
+		}
+		return nil
+	})
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, "bad")
+	eventually(t, "bad is dead-lettered", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
+	id := deadLetters(t, s, "ep")[0].ID
+	// Still rejected: dead-lettered again with the attempts of both tries.
+	r.Redrive(id)
+	eventually(t, "the redrive fails again", func() bool {
+		dls := deadLetters(t, s, "ep")
+		return len(dls) == 1 && dls[0].ID != id
+	})
+	again := deadLetters(t, s, "ep")[0]
+	if again.Attempts != 2 || again.Event.ID != "bad" {
+		t.Errorf("dead letter after a failed redrive %+v, want 2 attempts", again)
+	}
+	sink.setFail(nil)
+	r.Redrive(again.ID)
+	eventually(t, "the redriven event is delivered", func() bool { return slices.Equal(sink.received(), []string{"bad"}) })
+	eventually(t, "the dead letter is gone", func() bool { return len(deadLetters(t, s, "ep")) == 0 })
+}
+
+func TestRelayReplay(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	r := start(t, Config{Endpoint: "ep"}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, "a", "b", "c")
+	eventually(t, "a b c are delivered", func() bool { return len(sink.received()) == 3 })
+	r.Rewind(1) // deliver again from seq 2
+	eventually(t, "b c are delivered again", func() bool { return len(sink.received()) == 5 })
+	emit(t, s, event.TwinCreate, "d")
+	eventually(t, "d is delivered", func() bool { return len(sink.received()) == 6 })
+	if got := sink.received(); !slices.Equal(got, []string{"a", "b", "c", "b", "c", "d"}) {
+		t.Errorf("delivered %v", got)
+	}
+}
+
+// TestRelayReplayInterruptsRetries checks that a replay asked for while a batch is being
+// retried abandons it and starts where asked.
+func TestRelayReplayInterruptsRetries(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	sink.setFail(func(events []event.Event) error {
+		if events[0].ID == "b" {
+			return errors.New("down")
+		}
+		return nil
+	})
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Hour, MaxBackoff: time.Hour}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, "a")
+	eventually(t, "a is delivered", func() bool { return len(sink.received()) == 1 })
+	emit(t, s, event.TwinCreate, "b")
+	eventually(t, "b is retrying", func() bool {
+		st, _ := r.Status(context.Background())
+		return st.State == StateRetrying
+	})
+	sink.setFail(nil)
+	r.Rewind(0)
+	eventually(t, "a and b are delivered from the start", func() bool { return len(sink.received()) == 3 })
+	if got := sink.received(); !slices.Equal(got, []string{"a", "a", "b"}) {
+		t.Errorf("delivered %v, want a a b", got)
+	}
+}
+
+// TestDeadEndpointDoesNotSlowAnother runs two relays over one log: one endpoint fails every
+// send, the other must still get every event promptly and in order.
+func TestDeadEndpointDoesNotSlowAnother(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "dead")
+	addEndpoint(t, s, "live")
+	dead, live := &fakeSink{}, &fakeSink{}
+	block := make(chan struct{})
+	dead.fail = func([]event.Event) error {
+		<-block // a send that hangs, as to a black-holed host
+		return errors.New("timeout")
+	}
+	start(t, Config{Endpoint: "live"}, s, live, nil, nil)
+	start(t, Config{Endpoint: "dead"}, s, dead, nil, nil)
+	t.Cleanup(func() { close(block) })
+	want := ids("e", 200)
+	for i := 0; i < len(want); i += 20 {
+		emit(t, s, event.TwinCreate, want[i:i+20]...)
+	}
+	eventually(t, "the live endpoint gets everything", func() bool { return len(live.received()) == len(want) })
+	if !slices.Equal(live.received(), want) {
+		t.Error("the live endpoint's events are out of order")
+	}
+}
+
+func TestPruner(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	emit(t, s, event.TwinCreate, ids("old", 5)...)
+	addEndpoint(t, s, "ep") // cursor 5
+	emit(t, s, event.TwinCreate, ids("new", 5)...)
+	now := time.Now().Add(time.Hour)
+	p, err := NewPruner(PrunerConfig{Retention: time.Minute, Now: func() time.Time { return now }}, s, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.Prune(context.Background())
+	if err != nil || n != 5 {
+		t.Fatalf("Prune = %d, %v; want the 5 records behind the cursor", n, err)
+	}
+	recs, err := s.Log().Read(context.Background(), 0, 100)
+	if err != nil || len(recs) != 5 || recs[0].Seq != 6 {
+		t.Fatalf("log after pruning: %d records from %d, %v", len(recs), recs[0].Seq, err)
+	}
+	// Within the retention nothing goes, even behind the cursor.
+	now = time.Now()
+	err = s.UpdateEgress(context.Background(), func(w store.EgressWriter) error { return w.SetCursor("ep", 10) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Prune(context.Background()); err != nil || n != 0 {
+		t.Errorf("Prune within the retention = %d, %v; want 0", n, err)
+	}
+}
