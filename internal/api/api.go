@@ -48,6 +48,7 @@ import (
 	"strings"
 
 	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -79,6 +80,8 @@ type Config struct {
 	// RelationshipPageSize is the page size of the relationship lists. Default
 	// DefaultRelationshipPageSize.
 	RelationshipPageSize int
+	// Index is the graph index POST /query answers from; without one, /query answers 404.
+	Index *index.Index
 }
 
 func (c *Config) setDefaults() {
@@ -181,6 +184,7 @@ func (a *API) routes() []route {
 
 		{http.MethodPost, "/digitaltwins/{id}/telemetry", a.sendTelemetry},
 		{http.MethodPost, "/digitaltwins/{id}/components/{component}/telemetry", a.sendComponentTelemetry},
+		{http.MethodPost, "/query", a.runQuery},
 	}
 }
 

@@ -235,8 +235,14 @@ func (x *Index) Applied() uint64 { return x.applied.Load() }
 // apply brings the entities recs name up to their current stored state. The caller holds
 // applyMu. Records already applied (seq <= Applied) are skipped.
 func (x *Index) apply(ctx context.Context, recs []event.Record) error {
-	twinIDs := map[string]bool{}
-	relKeys := map[relKey]bool{}
+	// The changed entities, each once, in the order of their first change, so that new twins
+	// take slots in creation order.
+	var (
+		twinIDs []string
+		relKeys []relKey
+		seenTw  = map[string]bool{}
+		seenRel = map[relKey]bool{}
+	)
 	last := x.applied.Load()
 	for _, rec := range recs {
 		if rec.Seq <= last {
@@ -245,10 +251,14 @@ func (x *Index) apply(ctx context.Context, recs []event.Record) error {
 		last = rec.Seq
 		switch rec.Event.Type {
 		case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
-			twinIDs[rec.Event.Subject] = true
+			if id := rec.Event.Subject; !seenTw[id] {
+				seenTw[id] = true
+				twinIDs = append(twinIDs, id)
+			}
 		case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
-			if k, ok := relationshipKey(rec.Event); ok {
-				relKeys[k] = true
+			if k, ok := relationshipKey(rec.Event); ok && !seenRel[k] {
+				seenRel[k] = true
+				relKeys = append(relKeys, k)
 			}
 		}
 	}
@@ -262,7 +272,7 @@ func (x *Index) apply(ctx context.Context, recs []event.Record) error {
 		goneRel []relKey
 	)
 	err := x.st.View(ctx, func(r store.Reader) error {
-		for id := range twinIDs {
+		for _, id := range twinIDs {
 			t, err := r.Twin(id)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
@@ -273,7 +283,7 @@ func (x *Index) apply(ctx context.Context, recs []event.Record) error {
 				twins = append(twins, t)
 			}
 		}
-		for k := range relKeys {
+		for _, k := range relKeys {
 			rel, err := r.Relationship(k.source, k.id)
 			switch {
 			case errors.Is(err, store.ErrNotFound):

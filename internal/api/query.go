@@ -1,0 +1,151 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/twinflow/twinflow/internal/index"
+	qlang "github.com/twinflow/twinflow/internal/query"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// Query paging: the page size when max-items-per-page is absent, and the largest honoured
+// (ADT's 2023 limit; larger values are clamped).
+const (
+	DefaultQueryPageSize = 100
+	MaxQueryPageSize     = 1000
+)
+
+// queryToken is the content of a query continuation token: the query text and where its
+// next page begins. Tokens are base64url JSON; they are opaque to clients and hold no
+// secrets, since they only repeat what the client sent.
+type queryToken struct {
+	Query    string `json:"q"`
+	Slot     int    `json:"s,omitempty"`
+	Skip     int    `json:"k,omitempty"`
+	Returned int    `json:"n,omitempty"`
+}
+
+// queryBody is the body of POST /query and the shape of its response.
+type queryRequest struct {
+	Query             *string `json:"query"`
+	ContinuationToken *string `json:"continuationToken"`
+}
+
+// runQuery serves POST /query (Q1): one page of the query's results from the graph index,
+// as {"value": [rows...], "continuationToken": "<token>" | null}.
+//
+// The body holds the query, or the continuationToken of the previous page (which then
+// carries the query). max-items-per-page sets the page size (default 100, at most 1,000). A
+// query the language refuses is 400 SqlQueryError with ADT's message form; a token twinflow
+// did not issue is 400 BadRequest.
+//
+// The query-charge header reports the page's cost in query units, by this model: 1 for the
+// page, plus 0.001 per candidate twin, relationship or JOIN/MATCH row the WHERE clause was
+// evaluated on, plus 0.01 per row returned, rounded to two decimals. Queries the indexes
+// serve ($dtId, IS_OF_MODEL, anchored JOIN and MATCH) examine fewer candidates and so cost
+// less, as in ADT, where cost grows with query complexity and result size.
+func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) error {
+	idx := a.cfg.Index
+	if idx == nil {
+		return pathNotFound(r.URL.EscapedPath())
+	}
+	raw, err := readJSON(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req queryRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest("The request body must be {\"query\": \"...\"} or {\"continuationToken\": \"...\"}.")
+	}
+	size, err := pageSize(r, DefaultQueryPageSize, MaxQueryPageSize)
+	if err != nil {
+		return err
+	}
+	var tok queryToken
+	switch {
+	case req.ContinuationToken != nil && *req.ContinuationToken != "":
+		if tok, err = parseQueryToken(*req.ContinuationToken); err != nil {
+			return err
+		}
+	case req.Query != nil:
+		tok.Query = *req.Query
+	default:
+		return badRequest("The request body must hold a query or a continuationToken.")
+	}
+	p, err := qlang.Prepare(tok.Query)
+	if err != nil {
+		var qe *qlang.Error
+		if errors.As(err, &qe) && req.ContinuationToken != nil && *req.ContinuationToken != "" {
+			return invalidToken()
+		}
+		return &twin.Error{Status: http.StatusBadRequest, Code: "SqlQueryError", Message: err.Error()}
+	}
+	var page qlang.Page
+	err = idx.Read(r.Context(), func(ir *index.Reader) error {
+		page = p.Run(ir, qlang.Cursor{Slot: tok.Slot, Skip: tok.Skip, Returned: tok.Returned}, size)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("run query: %w", err)
+	}
+	return writeQueryPage(w, p, page, tok.Query, ver)
+}
+
+// writeQueryPage writes the page with its continuation token and charge.
+func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, text string, ver apiVersion) error {
+	rows := page.Rows
+	if p.TwinDocuments() {
+		for i, row := range rows {
+			doc, err := twinDoc(row, ver)
+			if err != nil {
+				return err
+			}
+			rows[i] = doc
+		}
+	}
+	var next *string
+	if c := page.Next; c != nil {
+		b, err := json.Marshal(queryToken{Query: text, Slot: c.Slot, Skip: c.Skip, Returned: c.Returned})
+		if err != nil {
+			return fmt.Errorf("encode continuation token: %w", err)
+		}
+		s := base64.RawURLEncoding.EncodeToString(b)
+		next = &s
+	}
+	if rows == nil {
+		rows = []json.RawMessage{}
+	}
+	charge := 1 + 0.001*float64(page.Examined) + 0.01*float64(len(page.Rows))
+	w.Header().Set("query-charge", strconv.FormatFloat(charge, 'f', 2, 64))
+	writeJSON(w, http.StatusOK, struct {
+		Value             []json.RawMessage `json:"value"`
+		ContinuationToken *string           `json:"continuationToken"`
+	}{rows, next})
+	return nil
+}
+
+// parseQueryToken decodes a continuation token twinflow issued.
+func parseQueryToken(s string) (queryToken, error) {
+	var tok queryToken
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(raw, &tok)
+	}
+	if err != nil || tok.Query == "" || tok.Slot < 0 || tok.Skip < 0 || tok.Returned < 0 {
+		return queryToken{}, invalidToken()
+	}
+	return tok, nil
+}
+
+func invalidToken() *twin.Error {
+	return badRequest("The continuation token is not valid. Send the continuationToken of the previous page as it was returned.")
+}
+
+func badRequest(msg string) *twin.Error {
+	return &twin.Error{Status: http.StatusBadRequest, Code: twin.CodeBadRequest, Message: msg}
+}
