@@ -15,7 +15,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -216,19 +215,21 @@ func (g *Graph) newEvent(typ, subject string, now time.Time, tr Trace, data []by
 	}
 }
 
-// updateData is the data of a Twin.Update or Relationship.Update event.
+// updateData is the data of a Twin.Update or Relationship.Update event:
+// {"modelId":"<dtmi>","patch":[...]}.
 func updateData(modelID string, p twin.Patch) ([]byte, error) {
-	if p == nil {
-		p = twin.Patch{}
-	}
-	b, err := json.Marshal(struct {
-		ModelID string     `json:"modelId"`
-		Patch   twin.Patch `json:"patch"`
-	}{modelID, p})
+	id, err := twin.Encode(modelID)
 	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 256)
+	b = append(b, `{"modelId":`...)
+	b = append(b, id...)
+	b = append(b, `,"patch":`...)
+	if b, err = p.AppendJSON(b); err != nil {
 		return nil, fmt.Errorf("encode update event data: %w", err)
 	}
-	return b, nil
+	return append(b, '}'), nil
 }
 
 // traceParent returns tr.Parent when it is a well-formed W3C traceparent, else a new one.

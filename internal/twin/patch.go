@@ -26,25 +26,42 @@ type Op struct {
 
 // MarshalJSON encodes the operation as {"op","path"[,"value"]}.
 func (o Op) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(`{"op":`)
-	writeJSONString(&b, o.Op)
-	b.WriteString(`,"path":`)
-	writeJSONString(&b, o.Path)
+	return o.appendJSON(nil)
+}
+
+// appendJSON appends the operation's JSON form to b.
+func (o Op) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"op":`...)
+	b = appendString(b, o.Op)
+	b = append(b, `,"path":`...)
+	b = appendString(b, o.Path)
 	if o.Op != OpRemove {
-		v, err := Encode(o.Value)
-		if err != nil {
+		b = append(b, `,"value":`...)
+		var err error
+		if b, err = appendValue(b, o.Value); err != nil {
 			return nil, fmt.Errorf("encode value of %s %s: %w", o.Op, o.Path, err)
 		}
-		b.WriteString(`,"value":`)
-		b.Write(v)
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return append(b, '}'), nil
 }
 
 // Patch is a JSON Patch document: operations applied in order.
 type Patch []Op
+
+// AppendJSON appends the patch's JSON form (an array, "[]" when empty) to b.
+func (p Patch) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, '[')
+	for i, op := range p {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = op.appendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
+}
 
 // ParsePatch decodes a JSON Patch document. Only add, replace and remove are allowed; every
 // problem is a JsonPatchInvalid *Error with ADT's wording.

@@ -114,3 +114,22 @@ func TestPatchWithin(t *testing.T) {
 		t.Fatal("Within changed the original patch")
 	}
 }
+
+func TestPatchAppendJSON(t *testing.T) {
+	for _, tt := range []struct {
+		p    Patch
+		want string
+	}{
+		{nil, `[]`},
+		{Patch{{Op: OpRemove, Path: "/a"}}, `[{"op":"remove","path":"/a"}]`},
+		{Patch{{Op: OpAdd, Path: "/a", Value: "<b>"}, {Op: OpReplace, Path: "/c", Value: []any{json.Number("1")}}}, `[{"op":"add","path":"/a","value":"<b>"},{"op":"replace","path":"/c","value":[1]}]`},
+	} {
+		got, err := tt.p.AppendJSON([]byte("x"))
+		if err != nil || string(got) != "x"+tt.want {
+			t.Errorf("AppendJSON(%v) = %s, %v; want x%s", tt.p, got, err, tt.want)
+		}
+	}
+	if _, err := (Patch{{Op: OpAdd, Path: "/a", Value: json.Number("x")}}).AppendJSON(nil); err == nil {
+		t.Error("AppendJSON encoded an invalid number")
+	}
+}
