@@ -28,16 +28,16 @@ type env struct {
 	store store.Store
 }
 
-// tickingClock returns a clock that starts at a fixed instant and advances one millisecond per
-// reading, so timestamps are deterministic for a deterministic sequence of requests and still
-// tell successive writes apart.
+// tickingClock returns a clock that starts at a fixed instant and advances one microsecond per
+// reading, so successive writes get distinct, increasing times within the second that
+// transcripts recognise (clockPrefix).
 func tickingClock() func() time.Time {
 	var mu sync.Mutex
-	now := time.Date(2026, 1, 2, 3, 4, 5, 123456700, time.UTC)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	return func() time.Time {
 		mu.Lock()
 		defer mu.Unlock()
-		now = now.Add(time.Millisecond)
+		now = now.Add(time.Microsecond)
 		return now
 	}
 }

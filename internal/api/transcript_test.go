@@ -25,7 +25,8 @@ var update = flag.Bool("update", false, "rewrite the golden transcripts in testd
 // a query gets api-version=2023-10-31. A request line
 // of "GET {{nextLink}}" follows the nextLink of the previous response. Generated UUIDs (ETags)
 // are numbered in order of appearance and written as uuid-N, and requests may name them the
-// same way (If-Match: W/"uuid-3"). Times are deterministic: the graph runs on a ticking clock.
+// same way (If-Match: W/"uuid-3"). The graph runs on a ticking clock whose readings are
+// numbered the same way (see clockPattern).
 func TestTranscripts(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.http"))
 	if err != nil {
@@ -107,9 +108,17 @@ func parseTranscript(src string) ([]transcriptRequest, error) {
 var (
 	uuidPattern     = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	uuidPlaceholder = regexp.MustCompile(`uuid-[0-9]+`)
+	// clockPattern matches the times the test clock hands out (see tickingClock). How often
+	// the graph reads its clock is its own business, so transcripts number the distinct
+	// times in order of appearance in the fractional digits: equal times stay equal, later
+	// writes get larger numbers, and the format stays visible.
+	clockPattern = regexp.MustCompile(regexp.QuoteMeta(clockPrefix) + `[0-9]{7}`)
 	// shownHeaders are the response headers a transcript records.
 	shownHeaders = []string{"Allow", "Content-Type", "ETag", "X-Ms-Error-Code"}
 )
+
+// clockPrefix is the part of every test clock reading that does not change.
+const clockPrefix = "2026-01-02T03:04:05."
 
 // nextLinkPlaceholder, as a request target, follows the previous response's nextLink.
 const nextLinkPlaceholder = "{{nextLink}}"
@@ -119,13 +128,22 @@ func (e *env) replay(reqs []transcriptRequest) string {
 	e.t.Helper()
 	names := map[string]string{} // real UUID → uuid-N
 	reals := map[string]string{} // uuid-N → real UUID
+	times := map[string]string{} // clock time → its numbered stand-in
 	normalize := func(s string) string {
-		return uuidPattern.ReplaceAllStringFunc(s, func(u string) string {
+		s = uuidPattern.ReplaceAllStringFunc(s, func(u string) string {
 			if n, ok := names[u]; ok {
 				return n
 			}
 			n := "uuid-" + strconv.Itoa(len(names)+1)
 			names[u], reals[n] = n, u
+			return n
+		})
+		return clockPattern.ReplaceAllStringFunc(s, func(c string) string {
+			if n, ok := times[c]; ok {
+				return n
+			}
+			n := fmt.Sprintf("%s%07d", clockPrefix, len(times)+1)
+			times[c] = n
 			return n
 		})
 	}
