@@ -21,12 +21,11 @@ func handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeStatus(w, http.StatusOK, "ok")
 }
 
-// handleReadyz answers 200 {"status":"ready"} while the store is open and the server is not
-// shutting down, otherwise 503 {"status":"not ready"}. Every read is served from the store,
-// which holds every acknowledged write from the moment it is acknowledged, so once the store
-// is open there is no change log left to catch up on.
+// handleReadyz answers 200 {"status":"ready"} while the server serves with its store open and
+// its graph index has caught up with the change log since the start (see ready); before that
+// and once shutdown has begun, 503 {"status":"not ready"}.
 func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
-	if !s.serving.Load() {
+	if !s.ready() {
 		writeStatus(w, http.StatusServiceUnavailable, "not ready")
 		return
 	}

@@ -1,6 +1,7 @@
-// Package server wires twinflow together: it opens the store, builds the twin graph and the
-// ADT API over it, and serves them over HTTP(S) with health endpoints and access logs. It is
-// the only package that starts long-lived goroutines.
+// Package server wires twinflow together: it opens the store, builds the twin graph, the graph
+// index that queries read and the ADT API over them, and serves them over HTTP(S) with health
+// endpoints and access logs. It is the only package that starts long-lived goroutines: the
+// HTTP server and the index's change-log follower.
 package server
 
 import (
@@ -17,10 +18,11 @@ import (
 
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
-// Server is one twinflow instance: storage, graph and API behind one listener.
+// Server is one twinflow instance: storage, graph, index and API behind one listener.
 //
 // New acquires everything (the store, the listening socket); Run serves and, when it returns,
 // has released all of it. Run must therefore be called exactly once for every Server New
@@ -30,17 +32,20 @@ type Server struct {
 	logger    *slog.Logger
 	store     *sqlite.Store
 	graph     *graph.Graph
+	index     *index.Index
 	ln        net.Listener
 	http      *http.Server
 	scheme    string
 	serviceID string
-	// serving is true from the moment Run serves until shutdown begins; /readyz reports it.
+	// serving is true from the moment Run serves until shutdown begins.
 	serving atomic.Bool
+	// caughtUp latches once the index has applied the whole change log after the start.
+	caughtUp atomic.Bool
 }
 
-// New opens the store in cfg.DataDir, builds the graph and the API over it and binds
-// cfg.Listen. It logs the address bound as "twinflow listening on <URL>". On error nothing is
-// left open.
+// New opens the store in cfg.DataDir, builds the graph, the index (which reads every twin and
+// relationship, so it takes time in proportion to them) and the API, and binds cfg.Listen. It
+// logs the address bound as "twinflow listening on <URL>". On error nothing is left open.
 func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -85,7 +90,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build graph: %w", err)
 	}
-	a, err := api.New(api.Config{}, s.graph, logger)
+	s.index, err = index.New(context.Background(), index.Config{}, s.store, s.graph.Models, logger)
+	if err != nil {
+		return nil, fmt.Errorf("build graph index: %w", err)
+	}
+	a, err := api.New(api.Config{Index: s.index}, s.graph, logger)
 	if err != nil {
 		return nil, fmt.Errorf("build API: %w", err)
 	}
@@ -113,13 +122,19 @@ func (s *Server) URL() string { return s.scheme + "://" + s.ln.Addr().String() }
 // ServiceID returns the instance name events carry as their source.
 func (s *Server) ServiceID() string { return s.serviceID }
 
-// Run serves requests until ctx ends, then shuts down gracefully: it stops accepting
-// connections, lets in-flight requests finish for up to Config.ShutdownTimeout, and closes the
-// store after the last of them. It returns after every goroutine it started has exited, with
-// nil after a shutdown caused by ctx, or with the error that stopped serving.
+// Run serves requests and keeps the index following the change log until ctx ends, then
+// shuts down gracefully: it stops accepting connections, lets in-flight requests finish for up
+// to Config.ShutdownTimeout, stops the follower and closes the store after the last of them.
+// It returns after every goroutine it started has exited, with nil after a shutdown caused by
+// ctx, or with the error that stopped serving or following.
 func (s *Server) Run(ctx context.Context) error {
-	serveErr := make(chan error, 1)
-	var wg sync.WaitGroup
+	followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFollowing()
+	var (
+		wg        sync.WaitGroup
+		serveErr  = make(chan error, 1)
+		followErr = make(chan error, 1)
+	)
 	s.serving.Store(true)
 	wg.Go(func() {
 		var err error
@@ -133,15 +148,24 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		serveErr <- err
 	})
+	wg.Go(func() {
+		if err := s.index.Run(followCtx); followCtx.Err() == nil {
+			followErr <- fmt.Errorf("follow the change log: %w", err)
+		}
+	})
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 		s.logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
-	case runErr = <-serveErr:
-		runErr = fmt.Errorf("serve on %s: %w", s.ln.Addr(), runErr)
+	case err := <-serveErr:
+		runErr = fmt.Errorf("serve on %s: %w", s.ln.Addr(), err)
+	case runErr = <-followErr:
 	}
 	s.serving.Store(false)
+	if runErr != nil {
+		s.logger.Error("shutting down after a failure", slog.Any("error", runErr))
+	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -151,6 +175,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.logger.Warn("in-flight requests did not finish in time", slog.Any("error", err))
 		s.http.Close()
 	}
+	stopFollowing()
 	wg.Wait()
 
 	if err := s.store.Close(); err != nil {
@@ -158,4 +183,22 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.logger.Info("stopped")
 	return runErr
+}
+
+// ready reports whether the server serves and its index has caught up with the change log
+// once since the start. From then on the follower stays moments behind the log, and every
+// query brings the index up to date before it reads, so a lag under load does not make the
+// server unready.
+func (s *Server) ready() bool {
+	if !s.serving.Load() {
+		return false
+	}
+	if s.caughtUp.Load() {
+		return true
+	}
+	if s.index.Applied() >= s.store.Log().Last() {
+		s.caughtUp.Store(true)
+		return true
+	}
+	return false
 }
