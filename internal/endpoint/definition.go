@@ -1,0 +1,214 @@
+// Package endpoint is the registry of egress endpoints: it parses and checks their
+// definitions, stores them, runs one outbox.Relay per endpoint with a sink built by the
+// endpoint's connector, and reports each endpoint's status, dead letters and replays.
+package endpoint
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/egress"
+)
+
+// Kind is one endpoint type: how its settings are read and checked, and how its sink is
+// built. Build kinds with KindOf.
+type Kind struct {
+	decode func(raw json.RawMessage) (settings, error)
+}
+
+// settings are one endpoint's decoded, valid connector settings.
+type settings interface {
+	// redacted returns the settings with secrets blanked, for display.
+	redacted() any
+	newSink(logger *slog.Logger) (egress.Sink, error)
+	// handshake checks the destination when the endpoint is created; nil when the kind has
+	// none.
+	handshake(ctx context.Context) error
+}
+
+// Settings is the shape of a connector's SinkConfig (see the connector packages).
+type Settings[C any] interface {
+	Validate() error
+	Redacted() C
+}
+
+// KindOf returns the Kind of a connector from its NewSink and, if it has one, its validation
+// handshake (nil otherwise).
+func KindOf[C Settings[C], S egress.Sink](newSink func(C, *slog.Logger) (S, error), handshake func(context.Context, C) error) Kind {
+	return Kind{decode: func(raw json.RawMessage) (settings, error) {
+		var c C
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, err
+		}
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return typed[C, S]{c: c, newSinkFn: newSink, handshakeFn: handshake}, nil
+	}}
+}
+
+type typed[C Settings[C], S egress.Sink] struct {
+	c           C
+	newSinkFn   func(C, *slog.Logger) (S, error)
+	handshakeFn func(context.Context, C) error
+}
+
+func (t typed[C, S]) redacted() any { return t.c.Redacted() }
+
+func (t typed[C, S]) newSink(logger *slog.Logger) (egress.Sink, error) {
+	return t.newSinkFn(t.c, logger)
+}
+
+func (t typed[C, S]) handshake(ctx context.Context) error {
+	if t.handshakeFn == nil {
+		return nil
+	}
+	return t.handshakeFn(ctx, t.c)
+}
+
+// Delivery is an endpoint's delivery policy, the "delivery" member of its definition. Zero
+// fields take the outbox defaults.
+type Delivery struct {
+	// TTL is how long an event may wait for delivery before it is dead-lettered ("24h").
+	TTL Duration `json:"ttl,omitzero"`
+	// MaxAttempts dead-letters an event after that many failed sends; 0 means no limit but
+	// the TTL.
+	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// MaxBatch is the most events in one send.
+	MaxBatch int `json:"maxBatch,omitempty"`
+	// MinBackoff and MaxBackoff bound the wait between retries.
+	MinBackoff Duration `json:"minBackoff,omitzero"`
+	MaxBackoff Duration `json:"maxBackoff,omitzero"`
+}
+
+// validate reports every problem with d, each naming its field path.
+func (d Delivery) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    Duration
+	}{{"ttl", d.TTL}, {"minBackoff", d.MinBackoff}, {"maxBackoff", d.MaxBackoff}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("delivery.%s: %v is negative", f.name, time.Duration(f.v)))
+		}
+	}
+	if d.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("delivery.maxAttempts: %d is negative", d.MaxAttempts))
+	}
+	if d.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("delivery.maxBatch: %d is negative", d.MaxBatch))
+	}
+	if d.MaxBackoff != 0 && d.MinBackoff > d.MaxBackoff {
+		errs = append(errs, errors.New("delivery.maxBackoff: less than minBackoff"))
+	}
+	return errors.Join(errs...)
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string ("30s", "24h").
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`want a duration string such as "30s"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Definition is a parsed endpoint definition: the JSON object
+//
+//	{"endpointType": "<kind>", <that kind's settings>..., "delivery": {...}}
+//
+// where delivery is optional (see Delivery).
+type Definition struct {
+	Type     string
+	Delivery Delivery
+	// Raw is the definition as given, kept by the store.
+	Raw      json.RawMessage
+	settings settings
+}
+
+// ErrInvalid is wrapped by every error Parse returns.
+var ErrInvalid = errors.New("invalid endpoint definition")
+
+// Parse reads and checks an endpoint definition against kinds. The error lists every
+// problem found, each naming its field path.
+func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return Definition{}, fmt.Errorf("%w: the body must be a JSON object", ErrInvalid)
+	}
+	def := Definition{Raw: raw}
+	var errs []error
+	if t, ok := fields["endpointType"]; !ok {
+		errs = append(errs, errors.New("endpointType: required"))
+	} else if err := json.Unmarshal(t, &def.Type); err != nil {
+		errs = append(errs, errors.New("endpointType: must be a string"))
+	}
+	delete(fields, "endpointType")
+	if d, ok := fields["delivery"]; ok {
+		dec := json.NewDecoder(bytes.NewReader(d))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&def.Delivery); err != nil {
+			errs = append(errs, fmt.Errorf("delivery: %w", err))
+		} else if err := def.Delivery.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(fields, "delivery")
+	}
+	kind, ok := kinds[def.Type]
+	if !ok && def.Type != "" {
+		names := make([]string, 0, len(kinds))
+		for name := range kinds {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		errs = append(errs, fmt.Errorf("endpointType: %q is not one of %s", def.Type, strings.Join(names, ", ")))
+	}
+	if ok {
+		rest, err := json.Marshal(fields)
+		if err == nil {
+			def.settings, err = kind.decode(rest)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Definition{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return def, nil
+}
+
+// Redacted returns the definition as GET shows it: its settings with secrets blanked,
+// endpointType and delivery.
+func (d Definition) Redacted() map[string]any {
+	out := map[string]any{}
+	if b, err := json.Marshal(d.settings.redacted()); err == nil {
+		// Settings are JSON-tagged structs; they decode into a map.
+		_ = json.Unmarshal(b, &out)
+	}
+	out["endpointType"] = d.Type
+	if d.Delivery != (Delivery{}) {
+		out["delivery"] = d.Delivery
+	}
+	return out
+}
