@@ -18,7 +18,7 @@ func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
 	for i, d := range docs {
 		p.document(d, i)
 	}
-	r := &resolver{parser: p, base: base, byID: map[string]*elem{}}
+	r := &resolver{parser: p, base: base, byID: make(map[string]*elem, len(p.elems))}
 	unresolved := r.resolve()
 	p.sortProblems()
 	if len(p.problems) > 0 || len(unresolved) > 0 {
@@ -240,8 +240,10 @@ func (p *parser) element(n *jsonNode, sc scope, want []class, infer class, paren
 		}
 	}
 
-	var deferred []jsonMember
-	var defProps []prop
+	// The element-valued members, read once the element's identifier is known. Few elements
+	// have more than four, so the backing arrays usually stay on the stack.
+	deferred := make([]jsonMember, 0, 4)
+	defProps := make([]prop, 0, 4)
 	var seen [propCount]string // the key each property was given under
 	for _, m := range n.members {
 		key := m.key
