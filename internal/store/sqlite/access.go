@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -106,16 +107,15 @@ func scanRelationship(sc scanner) (store.Relationship, error) {
 
 func scanRecord(sc scanner) (event.Record, error) {
 	var (
-		rec  event.Record
-		e    = &rec.Event
-		data []byte
+		rec event.Record
+		buf []byte
 	)
-	err := sc.Scan(&rec.Seq, &e.ID, &e.Source, &e.SpecVersion, &e.Type, &e.Subject, &e.Time,
-		&e.DataContentType, &e.DataSchema, &e.TraceParent, &data)
-	if err != nil {
+	if err := sc.Scan(&rec.Seq, &buf); err != nil {
 		return event.Record{}, err
 	}
-	e.Data = data
+	if err := json.Unmarshal(buf, &rec.Event); err != nil {
+		return event.Record{}, fmt.Errorf("decode log record %d: %w", rec.Seq, err)
+	}
 	return rec, nil
 }
 
@@ -233,6 +233,8 @@ type writer struct {
 	savepoint bool
 	// seq is the Seq the next emitted record gets.
 	seq uint64
+	// buf holds the JSON form of the event being emitted.
+	buf []byte
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -310,11 +312,15 @@ func (w *writer) DeleteRelationship(sourceID, id string) error {
 }
 
 // Emit implements store.Writer. The record gets the next Seq; the single writer makes that
-// gap-free and in commit order.
+// gap-free and in commit order. e.Data must be valid JSON.
 func (w *writer) Emit(e event.Event) error {
-	_, err := w.exec(stmtEmit, int64(w.seq), e.ID, e.Source, e.SpecVersion, e.Type, e.Subject, e.Time,
-		e.DataContentType, e.DataSchema, e.TraceParent, []byte(e.Data))
+	buf, err := appendEvent(w.buf[:0], &e)
 	if err != nil {
+		return fmt.Errorf("emit event %q: %w", e.ID, err)
+	}
+	// The driver copies a bound value, so buf can be reused for the next event.
+	w.buf = buf
+	if _, err := w.exec(stmtEmit, int64(w.seq), buf); err != nil {
 		return fmt.Errorf("emit event %q: %w", e.ID, err)
 	}
 	w.seq++

@@ -101,6 +101,11 @@ func (s *Store) add(b *batch, req *request) {
 // whose fn succeeded.
 func (s *Store) commit(b *batch) committed {
 	w := &s.w
+	if b.err == nil && w.seq > b.first {
+		if _, err := w.stmts[stmtMarkClock].ExecContext(w.ctx, int64(b.first)); err != nil {
+			b.err = fmt.Errorf("mark the log's clock: %w", err)
+		}
+	}
 	if b.err == nil {
 		if _, err := w.stmts[stmtCommit].ExecContext(w.ctx); err != nil {
 			b.err = fmt.Errorf("commit transaction: %w", err)

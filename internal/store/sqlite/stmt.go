@@ -31,6 +31,7 @@ const (
 	stmtPutRelationship
 	stmtDeleteRelationship
 	stmtEmit
+	stmtMarkClock
 
 	stmtBegin
 	stmtCommit
@@ -49,7 +50,7 @@ const (
 	modelColumns        = "id, definition, upload_time, decommissioned"
 	twinColumns         = "id, model_id, etag, doc"
 	relationshipColumns = "source_id, id, name, target_id, etag, doc"
-	logColumns          = "seq, id, source, specversion, type, subject, time, datacontenttype, dataschema, traceparent, data"
+	logColumns          = "seq, event"
 )
 
 // stmtText holds each statement's SQL. A limit of -1 means no limit to SQLite.
@@ -82,7 +83,11 @@ var stmtText = [numStmts]string{
 		" ON CONFLICT (source_id, id) DO UPDATE SET name = excluded.name, target_id = excluded.target_id," +
 		" etag = excluded.etag, doc = excluded.doc",
 	stmtDeleteRelationship: "DELETE FROM relationships WHERE source_id = ? AND id = ?",
-	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?)",
+	// The log's clock gets a mark for the batch's first record unless the newest mark is
+	// from the same millisecond (see schema version 2).
+	stmtMarkClock: "INSERT INTO log_clock (seq, ms) SELECT ?1, CAST(unixepoch('subsec') * 1000 AS INTEGER)" +
+		" WHERE (SELECT ms FROM log_clock ORDER BY seq DESC LIMIT 1) IS NOT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
 
 	stmtBegin:      "BEGIN IMMEDIATE",
 	stmtCommit:     "COMMIT",
