@@ -142,3 +142,26 @@ type relDoc struct {
 	Target string `json:"$targetId"`
 	Weight int    `json:"weight"`
 }
+
+// query runs an ADT query to the end, following continuation tokens, and decodes every row
+// into a new T.
+func query[T any](t *testing.T, c *client, q string) []T {
+	t.Helper()
+	var rows []T
+	body := map[string]any{"query": q}
+	for {
+		resp := c.must(t, http.MethodPost, "/query", body, http.StatusOK)
+		var page struct {
+			Value             []T     `json:"value"`
+			ContinuationToken *string `json:"continuationToken"`
+		}
+		if err := json.Unmarshal(resp.body, &page); err != nil {
+			t.Fatalf("decode query page of %q: %v", q, err)
+		}
+		rows = append(rows, page.Value...)
+		if page.ContinuationToken == nil {
+			return rows
+		}
+		body = map[string]any{"continuationToken": *page.ContinuationToken}
+	}
+}

@@ -1,6 +1,7 @@
 // Drives a running twinflow server with the official Azure Digital Twins JavaScript SDK
-// (@azure/digital-twins-core 1.1.0) through every model, twin, component, relationship and
-// telemetry call it has, and checks results and error codes against ADT's behaviour.
+// (@azure/digital-twins-core 1.1.0) through every model, twin, component, relationship,
+// query and telemetry call it has, and checks results and error codes against ADT's
+// behaviour.
 //
 // The server's https URL comes from TWINFLOW_URL; its certificate must be trusted through
 // NODE_EXTRA_CA_CERTS. sdk_test.go in this directory sets both up and runs this file.
@@ -181,6 +182,24 @@ test("getDigitalTwin reads twins back and reports missing ones", async () => {
   assert.ok(got.body.$metadata.floors.lastUpdateTime, "property lastUpdateTime");
 
   await rejectsWith(client.getDigitalTwin("no-such-twin"), 404, "DigitalTwinNotFound");
+});
+
+test("queryTwins answers from the graph, page by page", async () => {
+  const floors = await collect(
+    client.queryTwins(`SELECT * FROM DIGITALTWINS WHERE IS_OF_MODEL('${floorId}')`),
+  );
+  assert.deepEqual(floors.map((t) => t.$dtId).sort(), ["floor-1", "floor-2"]);
+
+  const pages = [];
+  for await (const page of client.queryTwins("SELECT * FROM DIGITALTWINS", 1).byPage()) {
+    pages.push(page.value.length);
+  }
+  assert.deepEqual(pages, [1, 1, 1]);
+
+  const [row] = await collect(client.queryTwins("SELECT COUNT() FROM DIGITALTWINS"));
+  assert.equal(row.COUNT, 3);
+
+  await rejectsWith(collect(client.queryTwins("FOO BAR")), 400, "SqlQueryError");
 });
 
 test("updateDigitalTwin patches with and without an etag", async () => {
