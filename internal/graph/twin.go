@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/event"
@@ -268,6 +269,7 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 	var (
 		etag    string
 		written store.Twin // the new state, once committed
+		now     time.Time  // the time of the patch, the same in every attempt
 	)
 	prepare := func(cur store.Twin) (commitFunc, error) {
 		var doc map[string]any
@@ -292,7 +294,9 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 		if model != cur.ModelID && ms.decommissioned[model] {
 			return nil, twin.ModelDecommissioned(model)
 		}
-		now := g.cfg.Now()
+		if now.IsZero() {
+			now = g.cfg.Now()
+		}
 		schema := twin.Schema{
 			IsComponent: componentOf(iface),
 			ValidatePath: func(path []string, v any) error {
