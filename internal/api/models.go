@@ -88,8 +88,7 @@ func (a *API) addModels(w http.ResponseWriter, r *http.Request, _ apiVersion) er
 	for i, m := range added {
 		out[i] = toModelJSON(m, false)
 	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return writeJSON(w, http.StatusCreated, out)
 }
 
 // listModels serves GET /models (M2), paged by max-items-per-page (at most ModelPageSize).
@@ -118,8 +117,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 	for i, m := range models {
 		out.Value[i] = toModelJSON(m, withDef)
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // getModel serves GET /models/{id} (M3).
@@ -132,8 +130,7 @@ func (a *API) getModel(w http.ResponseWriter, r *http.Request, _ apiVersion) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toModelJSON(m, withDef))
-	return nil
+	return writeJSON(w, http.StatusOK, toModelJSON(m, withDef))
 }
 
 // patchModel serves PATCH /models/{id} (M4): 204.

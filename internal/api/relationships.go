@@ -74,8 +74,7 @@ func (a *API) listRelationships(w http.ResponseWriter, r *http.Request, _ apiVer
 	for i, rel := range rels {
 		out.Value[i] = rel.Doc
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // incomingJSON is ADT's IncomingRelationship. The link is the relationship's own path,
@@ -108,6 +107,5 @@ func (a *API) listIncomingRelationships(w http.ResponseWriter, r *http.Request, 
 			RelationshipLink: "/digitaltwins/" + url.PathEscape(rel.SourceID) + "/relationships/" + url.PathEscape(rel.ID),
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSON(w, http.StatusOK, out)
 }

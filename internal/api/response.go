@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/twinflow/twinflow/internal/twin"
@@ -58,22 +59,32 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		te = internalError()
 	}
 	w.Header().Set("x-ms-error-code", te.Code)
-	writeJSON(w, te.Status, errorBody{Error: toErrorJSON(*te)})
+	body, _ := encodeJSON(errorBody{Error: toErrorJSON(*te)}) // strings only: cannot fail
+	writeRaw(w, te.Status, body)
 }
 
-// writeJSON writes v as the JSON response body with the given status. The values handed here
-// are built from JSON-safe types and documents the store holds as valid JSON, so an encoding
-// failure is a bug; it still answers an ADT-shaped 500 rather than a half-written body.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false) // nextLinks hold "&"; ADT sends them unescaped
-	if err := enc.Encode(v); err != nil {
-		body.Reset()
-		_ = enc.Encode(errorBody{Error: toErrorJSON(*internalError())})
-		status = http.StatusInternalServerError
+// writeJSON writes v as the JSON response body with the given status. It writes nothing and
+// returns the error when v does not encode (a stored document that is not valid JSON), so the
+// caller's error reaches writeError and is logged.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := encodeJSON(v)
+	if err != nil {
+		return err
 	}
-	writeRaw(w, status, bytes.TrimSuffix(body.Bytes(), []byte("\n")))
+	writeRaw(w, status, body)
+	return nil
+}
+
+// encodeJSON encodes v without escaping HTML characters: nextLinks hold "&", and ADT sends
+// them as they are.
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode response: %w", err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // writeRaw writes body, which must be JSON, with the given status.

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,5 +86,23 @@ func TestWriteError(t *testing.T) {
 				t.Errorf("log = %q, want %q at %s", logs.String(), tt.logged, tt.logLevel)
 			}
 		})
+	}
+}
+
+func TestWriteJSONWritesNothingWhenEncodingFails(t *testing.T) {
+	w := httptest.NewRecorder()
+	err := writeJSON(w, http.StatusOK, page[json.RawMessage]{Value: []json.RawMessage{json.RawMessage(`{"broken":`)}})
+	if err == nil {
+		t.Fatal("writeJSON of an invalid document succeeded")
+	}
+	if w.Body.Len() != 0 || len(w.Header()) != 0 {
+		t.Errorf("writeJSON wrote %v %q before failing", w.Header(), w.Body)
+	}
+	w = httptest.NewRecorder()
+	if err := writeJSON(w, http.StatusOK, map[string]string{"nextLink": "http://h/models?a=1&b=<2>"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Body.String(); got != `{"nextLink":"http://h/models?a=1&b=<2>"}` {
+		t.Errorf("body = %s, want it unescaped and without a trailing newline", got)
 	}
 }
