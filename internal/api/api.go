@@ -82,6 +82,8 @@ type Config struct {
 	RelationshipPageSize int
 	// Index is the graph index POST /query answers from; without one, /query answers 404.
 	Index *index.Index
+	// Egress serves the event routes and endpoints; without it, their paths answer 404.
+	Egress *Egress
 }
 
 func (c *Config) setDefaults() {
@@ -194,7 +196,7 @@ func (a *API) routes() []route {
 func (a *API) register() {
 	allowed := make(map[string][]string)
 	var paths []string
-	for _, rt := range a.routes() {
+	for _, rt := range append(a.routes(), a.egressRoutes()...) {
 		a.mux.Handle(rt.method+" "+rt.path, a.serve(rt.handler))
 		if _, ok := allowed[rt.path]; !ok {
 			paths = append(paths, rt.path)

@@ -1,0 +1,344 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/endpoint"
+	"github.com/twinflow/twinflow/internal/event"
+	evroute "github.com/twinflow/twinflow/internal/route"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// Egress is what the event route and endpoint resources are served from. With a nil
+// Config.Egress those paths are not served.
+//
+// Beside ADT's event routes (ER1–ER4), twinflow serves its own endpoint resources in the same
+// style (api-version required, ADT error bodies):
+//
+//	GET    /endpoints                                    list (secrets never shown)
+//	PUT    /endpoints/{name}                             create (201) or replace (200)
+//	GET    /endpoints/{name}                             the endpoint with its status
+//	DELETE /endpoints/{name}                             204; 409 EndpointInUse while routes use it
+//	POST   /endpoints/{name}/replay                      {"fromSequence": n} or {"fromTime": RFC 3339}: 202
+//	GET    /endpoints/{name}/deadletters                 paged by max-items-per-page
+//	GET    /endpoints/{name}/deadletters/{id}
+//	DELETE /endpoints/{name}/deadletters/{id}            204
+//	POST   /endpoints/{name}/deadletters/{id}/redrive    202; the dead letter goes once delivered
+type Egress struct {
+	Routes    *evroute.Routes
+	Endpoints *endpoint.Registry
+}
+
+// DefaultDeadLetterPageSize is the page size of the dead letter list when max-items-per-page
+// is absent, and the largest one it honours.
+const DefaultDeadLetterPageSize = 100
+
+// The error codes of endpoint resources (twinflow's own).
+const (
+	codeEndpointNotFound         = "EndpointNotFound"
+	codeEndpointInUse            = "EndpointInUse"
+	codeEndpointValidationFailed = "EndpointValidationFailed"
+	codeDeadLetterNotFound       = "DeadLetterNotFound"
+)
+
+// egressRoutes are the event route and endpoint operations, none when Config.Egress is nil.
+func (a *API) egressRoutes() []route {
+	if a.cfg.Egress == nil {
+		return nil
+	}
+	return append(a.eventRouteRoutes(),
+		route{http.MethodGet, "/endpoints", a.listEndpoints},
+		route{http.MethodGet, "/endpoints/{name}", a.getEndpoint},
+		route{http.MethodPut, "/endpoints/{name}", a.putEndpoint},
+		route{http.MethodDelete, "/endpoints/{name}", a.deleteEndpoint},
+		route{http.MethodPost, "/endpoints/{name}/replay", a.replayEndpoint},
+		route{http.MethodGet, "/endpoints/{name}/deadletters", a.listDeadLetters},
+		route{http.MethodGet, "/endpoints/{name}/deadletters/{id}", a.getDeadLetter},
+		route{http.MethodDelete, "/endpoints/{name}/deadletters/{id}", a.deleteDeadLetter},
+		route{http.MethodPost, "/endpoints/{name}/deadletters/{id}/redrive", a.redriveDeadLetter},
+	)
+}
+
+// endpointStatusJSON is an endpoint's delivery status.
+type endpointStatusJSON struct {
+	State         string  `json:"state"`
+	Cursor        uint64  `json:"cursor"`
+	LagEvents     uint64  `json:"lagEvents"`
+	LagSeconds    float64 `json:"lagSeconds"`
+	Attempts      int     `json:"attempts"`
+	DeadLetters   int     `json:"deadLetters"`
+	LastError     string  `json:"lastError,omitempty"`
+	LastErrorTime string  `json:"lastErrorTime,omitempty"`
+}
+
+// endpointJSON renders an endpoint: its name, creation time and status beside its redacted
+// definition.
+func (a *API) endpointJSON(r *http.Request, ep endpoint.Endpoint) (map[string]any, error) {
+	out := ep.Definition.Redacted()
+	out["name"] = ep.Name
+	out["createdTime"] = ep.Created.UTC().Format(time.RFC3339Nano)
+	st, err := a.cfg.Egress.Endpoints.Status(r.Context(), ep.Name)
+	if err != nil {
+		return nil, err
+	}
+	s := endpointStatusJSON{
+		State: st.State, Cursor: st.Cursor, LagEvents: st.LagEvents, LagSeconds: st.LagSeconds,
+		Attempts: st.Attempts, DeadLetters: st.DeadLetters, LastError: st.LastError,
+	}
+	if !st.LastErrorTime.IsZero() {
+		s.LastErrorTime = st.LastErrorTime.UTC().Format(time.RFC3339Nano)
+	}
+	out["status"] = s
+	return out, nil
+}
+
+// listEndpoints serves GET /endpoints: every endpoint, on one page.
+func (a *API) listEndpoints(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	eps, err := a.cfg.Egress.Endpoints.List(r.Context())
+	if err != nil {
+		return err
+	}
+	out := page[map[string]any]{Value: make([]map[string]any, len(eps))}
+	for i, ep := range eps {
+		if out.Value[i], err = a.endpointJSON(r, ep); err != nil {
+			return err
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// getEndpoint serves GET /endpoints/{name}.
+func (a *API) getEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	name := r.PathValue("name")
+	ep, err := a.cfg.Egress.Endpoints.Get(r.Context(), name)
+	if err != nil {
+		return endpointError(name, err)
+	}
+	out, err := a.endpointJSON(r, ep)
+	if err != nil {
+		return endpointError(name, err)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// putEndpoint serves PUT /endpoints/{name}: 201 when created, 200 when replaced, with the
+// endpoint as GET shows it.
+func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	name := r.PathValue("name")
+	body, err := readJSON(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	created, err := a.cfg.Egress.Endpoints.Put(r.Context(), name, body)
+	if err != nil {
+		return endpointError(name, err)
+	}
+	ep, err := a.cfg.Egress.Endpoints.Get(r.Context(), name)
+	if err != nil {
+		return endpointError(name, err)
+	}
+	out, err := a.endpointJSON(r, ep)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return writeJSON(w, status, out)
+}
+
+// deleteEndpoint serves DELETE /endpoints/{name}.
+func (a *API) deleteEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	name := r.PathValue("name")
+	if err := a.cfg.Egress.Endpoints.Delete(r.Context(), name); err != nil {
+		return endpointError(name, err)
+	}
+	writeNoContent(w, "")
+	return nil
+}
+
+// replayEndpoint serves POST /endpoints/{name}/replay: the body names where to start,
+// {"fromSequence": n} (a change log sequence number) or {"fromTime": "<RFC 3339>"}. It
+// answers 202 with {"fromSequence": n}, the first record delivered again.
+func (a *API) replayEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	name := r.PathValue("name")
+	body, err := readJSON(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		FromSequence *uint64 `json:"fromSequence"`
+		FromTime     *string `json:"fromTime"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil || (in.FromSequence == nil) == (in.FromTime == nil) {
+		return twin.InvalidArgument("A replay needs exactly one of fromSequence (a non-negative integer) and fromTime (an RFC 3339 time).")
+	}
+	from := uint64(0)
+	if in.FromSequence != nil {
+		from = max(*in.FromSequence, 1)
+		err = a.cfg.Egress.Endpoints.Replay(r.Context(), name, from)
+	} else {
+		t, perr := time.Parse(time.RFC3339Nano, *in.FromTime)
+		if perr != nil {
+			return twin.InvalidArgument("fromTime " + strconv.Quote(*in.FromTime) + " is not an RFC 3339 time.")
+		}
+		from, err = a.cfg.Egress.Endpoints.ReplayFrom(r.Context(), name, t)
+	}
+	if err != nil {
+		return endpointError(name, err)
+	}
+	return writeJSON(w, http.StatusAccepted, map[string]uint64{"fromSequence": from})
+}
+
+// deadLetterJSON is a dead letter: the event in structured CloudEvents JSON with why and
+// when it was given up on.
+type deadLetterJSON struct {
+	ID       string      `json:"id"`
+	Sequence uint64      `json:"sequence"`
+	Reason   string      `json:"reason"`
+	Attempts int         `json:"attempts"`
+	Time     string      `json:"time"`
+	Event    event.Event `json:"event"`
+}
+
+func toDeadLetterJSON(d store.DeadLetter) deadLetterJSON {
+	return deadLetterJSON{
+		ID: strconv.FormatUint(d.ID, 10), Sequence: d.Seq, Reason: d.Reason, Attempts: d.Attempts,
+		Time: d.Time.UTC().Format(time.RFC3339Nano), Event: d.Event,
+	}
+}
+
+// listDeadLetters serves GET /endpoints/{name}/deadletters, oldest first.
+func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	name := r.PathValue("name")
+	c, err := parseCursor(r)
+	if err != nil {
+		return err
+	}
+	limit := min(c.Limit, DefaultDeadLetterPageSize)
+	if limit == 0 {
+		if limit, err = pageSize(r, DefaultDeadLetterPageSize, DefaultDeadLetterPageSize); err != nil {
+			return err
+		}
+	}
+	var after uint64
+	if c.After != "" {
+		if after, err = strconv.ParseUint(c.After, 10, 64); err != nil {
+			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
+		}
+	}
+	dls, err := a.cfg.Egress.Endpoints.DeadLetters(r.Context(), name, after, limit+1)
+	if err != nil {
+		return endpointError(name, err)
+	}
+	next := ""
+	if len(dls) > limit {
+		dls = dls[:limit]
+		next = strconv.FormatUint(dls[limit-1].ID, 10)
+	}
+	out := page[deadLetterJSON]{Value: make([]deadLetterJSON, len(dls)), NextLink: nextLink(r, next, limit)}
+	for i, d := range dls {
+		out.Value[i] = toDeadLetterJSON(d)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// deadLetterID returns the request's dead letter id; one that is not a number names no dead
+// letter.
+func deadLetterID(r *http.Request) (uint64, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, deadLetterNotFound(r)
+	}
+	return id, nil
+}
+
+func deadLetterNotFound(r *http.Request) *twin.Error {
+	return &twin.Error{Status: http.StatusNotFound, Code: codeDeadLetterNotFound,
+		Message: "There is no dead letter " + r.PathValue("id") + " of endpoint " + r.PathValue("name") + "."}
+}
+
+// getDeadLetter serves GET /endpoints/{name}/deadletters/{id}.
+func (a *API) getDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	id, err := deadLetterID(r)
+	if err != nil {
+		return err
+	}
+	d, err := a.cfg.Egress.Endpoints.DeadLetter(r.Context(), r.PathValue("name"), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return deadLetterNotFound(r)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toDeadLetterJSON(d))
+}
+
+// deleteDeadLetter serves DELETE /endpoints/{name}/deadletters/{id}.
+func (a *API) deleteDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	id, err := deadLetterID(r)
+	if err != nil {
+		return err
+	}
+	err = a.cfg.Egress.Endpoints.DeleteDeadLetter(r.Context(), r.PathValue("name"), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return deadLetterNotFound(r)
+	}
+	if err != nil {
+		return err
+	}
+	writeNoContent(w, "")
+	return nil
+}
+
+// redriveDeadLetter serves POST /endpoints/{name}/deadletters/{id}/redrive: 202, and the
+// endpoint's relay sends the event again between batches.
+func (a *API) redriveDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	id, err := deadLetterID(r)
+	if err != nil {
+		return err
+	}
+	err = a.cfg.Egress.Endpoints.Redrive(r.Context(), r.PathValue("name"), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return deadLetterNotFound(r)
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// endpointError translates the endpoint registry's errors.
+func endpointError(name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &twin.Error{Status: http.StatusNotFound, Code: codeEndpointNotFound,
+			Message: "There is no endpoint named " + name + "."}
+	case errors.Is(err, endpoint.ErrInvalid):
+		e := twin.InvalidArgument("The endpoint definition is invalid.")
+		for _, line := range strings.Split(unwrapMessage(err, endpoint.ErrInvalid), "\n") {
+			e.Details = append(e.Details, twin.Error{Code: twin.CodeInvalidArgument, Message: line})
+		}
+		return e
+	case errors.Is(err, endpoint.ErrNameInvalid):
+		return twin.InvalidArgument("The endpoint name " + name + " is invalid: use 1 to 64 letters, digits, '-' or '_'.")
+	case errors.Is(err, endpoint.ErrLimitExceeded):
+		return twin.LimitExceeded("The maximum number of endpoints has been reached: " +
+			unwrapMessage(err, endpoint.ErrLimitExceeded) + ".")
+	case errors.Is(err, endpoint.ErrInUse):
+		return &twin.Error{Status: http.StatusConflict, Code: codeEndpointInUse,
+			Message: "The endpoint " + name + " is in use: " + unwrapMessage(err, endpoint.ErrInUse) + ". Delete its routes first."}
+	case errors.Is(err, endpoint.ErrValidationFailed):
+		return &twin.Error{Status: http.StatusBadRequest, Code: codeEndpointValidationFailed,
+			Message: "The endpoint did not pass validation: " + unwrapMessage(err, endpoint.ErrValidationFailed) + "."}
+	}
+	return err
+}
