@@ -159,8 +159,8 @@ type route struct {
 	handler handlerFunc
 }
 
-// routes is the route table: every operation of the ADT data plane twinflow serves. Query,
-// event routes and jobs are not served yet, so their paths answer 404.
+// routes is the route table: every operation of the ADT data plane twinflow serves. The paths
+// of operations missing from it (such as jobs) answer 404.
 func (a *API) routes() []route {
 	return []route{
 		{http.MethodPost, "/models", a.addModels},
