@@ -78,14 +78,17 @@ func (g *Graph) checkValue(name string, v any) error {
 
 // PutTwin creates or replaces twin id from a PUT body (both succeed alike, as in ADT).
 // ifNoneMatch is the If-None-Match header: "" or "*" (the twin must not exist yet: 412
-// PreconditionFailed otherwise); other values are InvalidArgument. The body must name its
-// model in $metadata.$model; creating a twin beyond Limits.Twins is TwinLimitReached; the
-// model must exist (ValidationFailed) and not be decommissioned
-// (ModelDecommissioned, also when replacing); the twin must validate against it, with every
-// declared component present. $dtId and $etag in the body are ignored; $metadata.<prop>.sourceTime
-// is kept. Creating emits Twin.Create with the new document; replacing emits Twin.Update whose
-// patch turns the old document into the new one (twin.Diff: properties, component properties
-// and the model; metadata is not diffed).
+// PreconditionFailed otherwise); other values are InvalidArgument.
+//
+// The body must name its model in $metadata.$model. The model must exist (ValidationFailed)
+// and not be decommissioned (ModelDecommissioned, also when replacing), and the twin must
+// validate against it, with every declared component present. $dtId and $etag in the body are
+// ignored; $metadata.<prop>.sourceTime is kept. Creating a twin beyond Limits.Twins is
+// TwinLimitReached.
+//
+// Creating emits Twin.Create with the new document; replacing emits Twin.Update whose patch
+// turns the old document into the new one (twin.Diff: properties, component properties and the
+// model; metadata is not diffed).
 func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch string, tr Trace) (store.Twin, error) {
 	mustNotExist, err := twin.ParseIfNoneMatch(ifNoneMatch)
 	if err != nil {
@@ -101,19 +104,19 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 	if err := twin.Decode(body, &in); err != nil || in == nil {
 		return store.Twin{}, twin.InvalidArgument("Invalid twin specified: the body must be a JSON object.")
 	}
-	ms := g.models.Load()
 	model := twin.ModelOf(in)
-	var isComp func(string) bool
-	var iface *dtdl.Interface
-	if model != "" {
-		if iface, err = ms.iface(model); err != nil {
-			return store.Twin{}, err
-		}
-		if ms.decommissioned[model] {
-			return store.Twin{}, twin.ModelDecommissioned(model)
-		}
-		isComp = componentOf(iface)
+	if model == "" {
+		return store.Twin{}, twin.InvalidTwin("The twin must specify its model in $metadata.$model.")
 	}
+	ms := g.models.Load()
+	iface, err := ms.iface(model)
+	if err != nil {
+		return store.Twin{}, err
+	}
+	if ms.decommissioned[model] {
+		return store.Twin{}, twin.ModelDecommissioned(model)
+	}
+	isComp := componentOf(iface)
 	now := g.cfg.Now()
 	etag := twin.NewETag()
 	doc, err := twin.NewDocument(id, etag, in, isComp, twin.FormatTime(now))
