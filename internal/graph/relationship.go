@@ -196,8 +196,8 @@ func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body [
 	return created, nil
 }
 
-// sameTwin checks that twin t is unchanged since it was read; missing is the error for a
-// twin deleted since.
+// sameTwin checks that twin t still exists with the model it had when it was read (all a
+// relationship's validity depends on); missing is the error for a twin deleted since.
 func sameTwin(r store.Reader, t store.Twin, missing func(string) *twin.Error) error {
 	cur, err := r.Twin(t.ID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -206,7 +206,7 @@ func sameTwin(r store.Reader, t store.Twin, missing func(string) *twin.Error) er
 	if err != nil {
 		return fmt.Errorf("read twin %q: %w", t.ID, err)
 	}
-	if cur.ETag != t.ETag {
+	if cur.ModelID != t.ModelID {
 		return errStale
 	}
 	return nil
