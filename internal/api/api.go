@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -220,9 +221,20 @@ func (a *API) register() {
 }
 
 // serve adapts a handlerFunc to http.Handler: it validates the api-version, runs h and
-// translates the error it returns.
+// translates the error it returns. A panic in h is logged with its stack and answered as an
+// internal error, so the client gets an ADT body instead of a dropped connection.
 func (a *API) serve(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { // the handler asked to abort the response: let net/http do it
+				panic(v)
+			}
+			a.writeError(w, r, fmt.Errorf("handler panicked: %v\n%s", v, debug.Stack()))
+		}()
 		ver, err := parseAPIVersion(query(r))
 		if err == nil {
 			err = h(w, r, ver)

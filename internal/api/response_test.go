@@ -106,3 +106,26 @@ func TestWriteJSONWritesNothingWhenEncodingFails(t *testing.T) {
 		t.Errorf("body = %s, want it unescaped and without a trailing newline", got)
 	}
 }
+
+func TestServeRecoversPanics(t *testing.T) {
+	var logs bytes.Buffer
+	a := &API{logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	h := a.serve(func(http.ResponseWriter, *http.Request, apiVersion) error { panic("boom") })
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/digitaltwins/t?api-version=2023-10-31", nil))
+	if w.Code != http.StatusInternalServerError || w.Header().Get("x-ms-error-code") != "InternalServerError" {
+		t.Errorf("after a panic: %d %s", w.Code, w.Body)
+	}
+	if !strings.Contains(logs.String(), "boom") || !strings.Contains(logs.String(), "goroutine") {
+		t.Errorf("log = %q, want the panic and its stack", logs.String())
+	}
+
+	abort := a.serve(func(http.ResponseWriter, *http.Request, apiVersion) error { panic(http.ErrAbortHandler) })
+	defer func() {
+		if v := recover(); v != http.ErrAbortHandler {
+			t.Errorf("recovered %v, want http.ErrAbortHandler passed on", v)
+		}
+	}()
+	abort.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/digitaltwins/t?api-version=2023-10-31", nil))
+	t.Error("http.ErrAbortHandler did not propagate")
+}
