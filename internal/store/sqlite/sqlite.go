@@ -50,6 +50,9 @@ const DefaultMaxBatch = 256
 // larger one mostly helps stores that are much larger than memory anyway.
 const cacheKiB = 64 << 10
 
+// walSizeLimit is the size in bytes the write-ahead log is truncated to after a checkpoint.
+const walSizeLimit = 64 << 20
+
 // syncQueue is the number of committed batches that may wait for an fsync before the writer
 // goroutine waits for the sync goroutine.
 const syncQueue = 4
@@ -217,13 +220,15 @@ func (s *Store) open(path string) error {
 	if s.wal, err = os.OpenFile(path+"-wal", os.O_RDWR, 0); err != nil {
 		return fmt.Errorf("open write-ahead log: %w", err)
 	}
-	var last int64
-	if err := s.wconn.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM log").Scan(&last); err != nil {
+	// A bare max(seq) is answered from the end of the log's b-tree; wrapped in an expression
+	// it would scan the whole log.
+	var last sql.NullInt64
+	if err := s.wconn.QueryRowContext(ctx, "SELECT max(seq) FROM log").Scan(&last); err != nil {
 		return fmt.Errorf("read newest log seq: %w", err)
 	}
-	s.last.Store(uint64(last))
+	s.last.Store(uint64(last.Int64))
 	s.w.ctx = ctx
-	s.w.seq = uint64(last) + 1
+	s.w.seq = uint64(last.Int64) + 1
 
 	s.rdb, err = sql.Open("sqlite", dsn(path, true,
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB)))
@@ -244,7 +249,10 @@ func (s *Store) open(path string) error {
 func writerDSN(path string) string {
 	// Savepoints keep the pages they change in a sub-journal; in memory rather than in a
 	// temporary file, a savepoint costs a page copy instead of file writes.
+	// After a checkpoint, journal_size_limit truncates a write-ahead log grown by a large
+	// transaction, which bounds the log a crash recovery has to read.
 	return dsn(path, false, "journal_mode(WAL)", "synchronous(NORMAL)", "temp_store(MEMORY)",
+		fmt.Sprintf("journal_size_limit(%d)", walSizeLimit),
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB))
 }
 
@@ -365,14 +373,17 @@ func (s *Store) closeDBs() error {
 	if s.wal != nil {
 		errs = append(errs, s.wal.Close())
 	}
+	// The read pool closes first so that the writer's is the last connection: SQLite then
+	// checkpoints the write-ahead log into the database and deletes it, and the next Open
+	// has no log to recover.
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
-	}
-	if s.rdb != nil {
-		errs = append(errs, s.rdb.Close())
 	}
 	return errors.Join(errs...)
 }
