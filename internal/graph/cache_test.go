@@ -96,3 +96,35 @@ func TestStaleCache(t *testing.T) {
 	_, err = e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":4}]`), "", trace)
 	wantErr(t, err, 404, "DigitalTwinNotFound", "")
 }
+
+// TestStaleCachePut has a second Graph create and delete twins behind the first one's cache:
+// the first one's PUTs still create, replace and refuse as the store says.
+func TestStaleCachePut(t *testing.T) {
+	ctx := context.Background()
+	e := newRoomEnv(t)
+	e.putRoom("r1") // cached by e.g
+	other, err := New(e.g.cfg, e.st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.DeleteTwin(ctx, "r1", "", trace); err != nil {
+		t.Fatal(err)
+	}
+	e.events()
+	tw, err := e.g.PutTwin(ctx, "r1", []byte(roomBody), "*", trace)
+	if err != nil {
+		t.Fatalf("If-None-Match * on a twin deleted behind the cache: %v", err)
+	}
+	e.wantEvent("Microsoft.DigitalTwins.Twin.Create", "r1", roomDoc("r1", tw.ETag))
+
+	if _, err := other.PutTwin(ctx, "r2", []byte(roomBody), "", trace); err != nil {
+		t.Fatal(err)
+	}
+	e.events()
+	_, err = e.g.PutTwin(ctx, "r2", []byte(roomBody), "*", trace)
+	wantErr(t, err, 412, "PreconditionFailed", "")
+	if _, err := e.g.PutTwin(ctx, "r2", []byte(`{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{},"name":"Lab"}`), "", trace); err != nil {
+		t.Fatal(err)
+	}
+	e.wantEvent("Microsoft.DigitalTwins.Twin.Update", "r2", `{"modelId":"dtmi:ex:Room;1","patch":[{"op":"remove","path":"/temp"},{"op":"remove","path":"/therm/setPoint"}]}`)
+}

@@ -138,12 +138,8 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 	}
 	created := store.Twin{ID: id, ModelID: model, ETag: etag, Doc: enc}
 
-	err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
-		old, err := r.Twin(id)
-		exists := err == nil
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("read twin %q: %w", id, err)
-		}
+	// prepare builds the write given the twin's current state: old when exists.
+	prepare := func(old store.Twin, exists bool) (commitFunc, error) {
 		if exists && mustNotExist {
 			return nil, twin.PreconditionFailed(fmt.Sprintf(
 				"If-None-Match: * header was specified but a twin with the id %s was found. Please specify a different twin id.", id))
@@ -182,7 +178,25 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 			}
 			return w.Emit(ev)
 		}, nil
-	})
+	}
+
+	// First assume the cache is right: a cached twin is replaced, any other one created. The
+	// writer's check turns a wrong guess into a retry from the store, as does any failure of
+	// the guess (which may come from stale state).
+	old, cached := g.cache.get(id)
+	err = errStale
+	if commit, perr := prepare(old, cached); perr == nil {
+		err = g.st.Update(ctx, func(w store.Writer) error { return commit(w) })
+	}
+	if errors.Is(err, errStale) {
+		err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
+			old, err := r.Twin(id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("read twin %q: %w", id, err)
+			}
+			return prepare(old, err == nil)
+		})
+	}
 	if err != nil {
 		return store.Twin{}, err
 	}
