@@ -1,0 +1,262 @@
+// Package kafka delivers events to Kafka (and Redpanda, and Event Hubs' Kafka endpoint) in
+// Event Hubs' role: an idempotent producer with acks=all, the CloudEvents Kafka binding's
+// binary mode (ce_* headers, content-type, data as the value), and the twin id as the record
+// key, so every event of one twin lands in one partition, in order.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+// SASL mechanisms.
+const (
+	Plain       = "PLAIN"
+	ScramSHA256 = "SCRAM-SHA-256"
+	ScramSHA512 = "SCRAM-SHA-512"
+)
+
+// deliveryTimeout bounds how long a record waits in the producer, so an unreachable cluster
+// fails a Send even when its context has no deadline.
+const deliveryTimeout = 30 * time.Second
+
+// SinkConfig is the settings of a Kafka endpoint.
+type SinkConfig struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `json:"brokers"`
+	// Topic receives every event.
+	Topic string `json:"topic"`
+	// SASL authenticates the connection, if Mechanism is set.
+	SASL SASL `json:"sasl,omitzero"`
+	// TLS encrypts the connection if Enabled or any file is set. Event Hubs needs it.
+	TLS egress.TLS `json:"tls,omitzero"`
+	// ClientID names the producer to the brokers; empty means "twinflow".
+	ClientID string `json:"clientId,omitempty"`
+}
+
+// SASL is the SASL settings of a Kafka endpoint. For Event Hubs use PLAIN, user
+// "$ConnectionString" and the connection string as password.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string `json:"mechanism,omitempty"`
+	User      string `json:"user,omitempty"`
+	Password  string `json:"password,omitempty"`
+}
+
+// Validate reports every problem with c, each naming its field.
+func (c SinkConfig) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers: at least one required"))
+	}
+	for i, b := range c.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("brokers[%d]: %q is not host:port", i, b))
+		}
+	}
+	switch {
+	case c.Topic == "":
+		errs = append(errs, errors.New("topic: required"))
+	case len(c.Topic) > 249 || strings.Trim(c.Topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" || c.Topic == "." || c.Topic == "..":
+		errs = append(errs, fmt.Errorf("topic: %q is not a valid Kafka topic name", c.Topic))
+	}
+	switch c.SASL.Mechanism {
+	case "":
+		if c.SASL.User != "" || c.SASL.Password != "" {
+			errs = append(errs, errors.New("sasl.mechanism: required with a user or password"))
+		}
+	case Plain, ScramSHA256, ScramSHA512:
+		if c.SASL.User == "" {
+			errs = append(errs, errors.New("sasl.user: required"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("sasl.mechanism: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASL.Mechanism))
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns c with the SASL password blanked.
+func (c SinkConfig) Redacted() SinkConfig {
+	if c.SASL.Password != "" {
+		c.SASL.Password = "*****"
+	}
+	return c
+}
+
+// Sink produces events to one topic. It implements egress.Sink.
+type Sink struct {
+	cfg    SinkConfig
+	opts   []kgo.Opt
+	logger *slog.Logger
+
+	mu      sync.Mutex  // held by Send and Close
+	client  *kgo.Client // nil until the first Send, and after a Send gave up waiting
+	closed  bool
+	records []kgo.Record // reused between Sends
+	errs    []error
+}
+
+var _ egress.Sink = (*Sink)(nil)
+
+// NewSink validates cfg and prepares the producer. It does not contact the brokers: the
+// first Send connects.
+func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka endpoint: %w", err)
+	}
+	id := cfg.ClientID
+	if id == "" {
+		id = "twinflow"
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.ClientID(id),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // with the idempotent producer, franz-go's default
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(deliveryTimeout),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
+	}
+	switch cfg.SASL.Mechanism {
+	case Plain:
+		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASL.User, Pass: cfg.SASL.Password}.AsMechanism()))
+	case ScramSHA256:
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.User, Pass: cfg.SASL.Password}.AsSha256Mechanism()))
+	case ScramSHA512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.User, Pass: cfg.SASL.Password}.AsSha512Mechanism()))
+	}
+	if !cfg.TLS.IsZero() {
+		tc, err := cfg.TLS.Config()
+		if err != nil {
+			return nil, fmt.Errorf("kafka endpoint: %w", err)
+		}
+		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}).DialContext))
+	}
+	// Fail early on options franz-go refuses.
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka endpoint: %w", err)
+	}
+	return &Sink{cfg: cfg, opts: opts, client: client, logger: logger}, nil
+}
+
+// Send produces events and waits until the brokers acknowledged every one. Records of one
+// key keep their order; the idempotent producer keeps its own retries from duplicating or
+// reordering them. If ctx ends first, Send closes the producer, failing whatever it still
+// buffers (so retries of an unreachable cluster do not pile up), and the next Send starts a
+// new one.
+func (s *Sink) Send(ctx context.Context, events []event.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("kafka: send on a closed sink")
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.client == nil {
+		client, err := kgo.NewClient(s.opts...)
+		if err != nil {
+			return fmt.Errorf("kafka endpoint: %w", err)
+		}
+		s.client = client
+	}
+	s.records = s.records[:0]
+	for i := range events {
+		s.records = append(s.records, Record(&events[i]))
+	}
+	s.errs = append(s.errs[:0], make([]error, len(events))...)
+	var pending atomic.Int64
+	pending.Store(int64(len(events)))
+	done := make(chan struct{})
+	for i := range s.records {
+		s.client.Produce(ctx, &s.records[i], func(_ *kgo.Record, err error) {
+			s.errs[i] = err
+			if pending.Add(-1) == 0 {
+				close(done)
+			}
+		})
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.client.Close()
+		s.client = nil
+		<-done // Close fails every buffered record
+		return fmt.Errorf("produce %d events to %s: %w", len(events), s.cfg.Topic, ctx.Err())
+	}
+	for i, err := range s.errs {
+		if err != nil {
+			return classify(fmt.Errorf("produce event %q to %s: %w", events[i].ID, s.cfg.Topic, err))
+		}
+	}
+	return nil
+}
+
+// Record returns the Kafka record of e in the CloudEvents binary binding: key = twin id,
+// value = data, ce_* headers and content-type.
+func Record(e *event.Event) kgo.Record {
+	attrs := cloudevents.Attributes(e)
+	headers := make([]kgo.RecordHeader, 0, len(attrs)+1)
+	for _, a := range attrs {
+		headers = append(headers, kgo.RecordHeader{Key: "ce_" + a.Name, Value: []byte(a.Value)})
+	}
+	if e.DataContentType != "" {
+		headers = append(headers, kgo.RecordHeader{Key: "content-type", Value: []byte(e.DataContentType)})
+	}
+	var key []byte
+	if id := egress.TwinID(e); id != "" {
+		key = []byte(id)
+	}
+	return kgo.Record{Key: key, Value: e.Data, Headers: headers}
+}
+
+// classify marks the failures that producing again cannot fix as permanent.
+func classify(err error) error {
+	for _, permanent := range []error{
+		kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord, kerr.CorruptMessage,
+		kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.InvalidTopicException,
+		kerr.SaslAuthenticationFailed, kerr.InvalidRequiredAcks, kerr.UnsupportedForMessageFormat,
+	} {
+		if errors.Is(err, permanent) {
+			return egress.Permanent(err)
+		}
+	}
+	return err
+}
+
+// Close closes the producer; Send after Close fails.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		if s.client != nil {
+			s.client.Close()
+		}
+	}
+	return nil
+}

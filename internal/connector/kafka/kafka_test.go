@@ -1,0 +1,287 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/egress/sinktest"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+const topic = "twin-events"
+
+func cluster(t testing.TB, partitions int32, opts ...kfake.Opt) *kfake.Cluster {
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// receiver consumes the topic from its start.
+type receiver struct {
+	client *kgo.Client
+	buf    []*kgo.Record
+}
+
+func newReceiver(t testing.TB, addrs []string, opts ...kgo.Opt) *receiver {
+	client, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return &receiver{client: client}
+}
+
+func (r *receiver) records(ctx context.Context, n int) ([]*kgo.Record, error) {
+	for len(r.buf) < n {
+		fetches := r.client.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if errs := fetches.Errors(); len(errs) > 0 {
+			return nil, errs[0].Err
+		}
+		r.buf = append(r.buf, fetches.Records()...)
+	}
+	out := r.buf[:n:n]
+	r.buf = r.buf[n:]
+	return out, nil
+}
+
+func (r *receiver) Receive(ctx context.Context, n int) ([]event.Event, error) {
+	recs, err := r.records(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]event.Event, len(recs))
+	for i, rec := range recs {
+		get := func(name string) string {
+			for _, h := range rec.Headers {
+				if h.Key == name {
+					return string(h.Value)
+				}
+			}
+			return ""
+		}
+		e, err := cloudevents.FromAttributes(func(name string) string { return get("ce_" + name) }, get("content-type"), rec.Value)
+		if err != nil {
+			return nil, err
+		}
+		if key := egress.TwinID(&e); string(rec.Key) != key {
+			return nil, fmt.Errorf("event %s has key %q, want the twin id %q", e.ID, rec.Key, key)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func newSink(t testing.TB, cfg SinkConfig) *Sink {
+	s, err := NewSink(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	sinktest.Run(t, sinktest.Harness{
+		New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+			c := cluster(t, 1)
+			return newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic}), newReceiver(t, c.ListenAddrs())
+		},
+		Reject: func(t *testing.T) egress.Sink {
+			c := cluster(t, 1, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "64"}))
+			return newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
+		},
+	})
+}
+
+// TestBrokerRestart stops the cluster, checks that Send fails retryably, starts it again on
+// the same port and data directory, and checks that the same sink delivers again.
+func TestBrokerRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	start := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(1, topic))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := start()
+	addrs := c.ListenAddrs()
+	s := newSink(t, SinkConfig{Brokers: addrs, Topic: topic})
+	defer s.Close()
+	before := sinktest.Events("before", 5)
+	if err := s.Send(t.Context(), before); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	err = s.Send(ctx, sinktest.Events("during", 2))
+	cancel()
+	if err == nil || egress.IsPermanent(err) {
+		t.Fatalf("Send while the cluster is down = %v, want a retryable error", err)
+	}
+
+	c = start()
+	defer c.Close()
+	after := sinktest.Events("after", 5)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		err := s.Send(ctx, after)
+		cancel()
+		if err == nil {
+			break
+		}
+		if egress.IsPermanent(err) || time.Now().After(deadline) {
+			t.Fatalf("Send after the restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := newReceiver(t, addrs)
+	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got, err := r.Receive(ctx, len(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range before {
+		if d := sinktest.Equal(got[i], before[i]); d != "" {
+			t.Errorf("event %d:%s", i, d)
+		}
+	}
+	// The failed Send may have delivered "during" events; "after" must follow in order.
+	var ids []string
+	for len(ids) == 0 || ids[len(ids)-1] != after[len(after)-1].ID {
+		got, err := r.Receive(ctx, 1)
+		if err != nil {
+			t.Fatalf("receive after the restart (have %v): %v", ids, err)
+		}
+		if strings.HasPrefix(got[0].ID, "after-") {
+			ids = append(ids, got[0].ID)
+		}
+	}
+	for i, id := range ids {
+		if id != after[i].ID {
+			t.Fatalf("after the restart got %v, want the after events in order", ids)
+		}
+	}
+}
+
+// TestKeyKeepsTwinOrder sends to four partitions and checks that each twin's events share a
+// partition, in order.
+func TestKeyKeepsTwinOrder(t *testing.T) {
+	c := cluster(t, 4)
+	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
+	defer s.Close()
+	events := sinktest.Events("keyed", 70)
+	if err := s.Send(t.Context(), events); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	recs, err := newReceiver(t, c.ListenAddrs()).records(ctx, len(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	partition := map[string]int32{}
+	last := map[string]int{}
+	used := map[int32]bool{}
+	for _, r := range recs {
+		key := string(r.Key)
+		if p, ok := partition[key]; ok && p != r.Partition {
+			t.Errorf("twin %s in partitions %d and %d", key, p, r.Partition)
+		}
+		partition[key] = r.Partition
+		used[r.Partition] = true
+		var id string
+		for _, h := range r.Headers {
+			if h.Key == "ce_id" {
+				id = string(h.Value)
+			}
+		}
+		n, _ := strconv.Atoi(strings.TrimPrefix(id, "keyed-"))
+		if prev, ok := last[key]; ok && n < prev {
+			t.Errorf("twin %s: event %d after %d", key, n, prev)
+		}
+		last[key] = n
+	}
+	if len(partition) != 7 || len(used) < 2 {
+		t.Errorf("%d twins over %d partitions, want 7 twins spread over several", len(partition), len(used))
+	}
+}
+
+func TestSASL(t *testing.T) {
+	for _, mech := range []string{Plain, ScramSHA256, ScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			c := cluster(t, 1, kfake.EnableSASL(), kfake.Superuser(mech, "tf", "pw"))
+			s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic, SASL: SASL{Mechanism: mech, User: "tf", Password: "pw"}})
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			if err := s.Send(ctx, sinktest.Events("sasl", 2)); err != nil {
+				t.Fatalf("Send with the right password: %v", err)
+			}
+			// franz-go keeps retrying a refused login, so the failure shows as the deadline.
+			bad := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic, SASL: SASL{Mechanism: mech, User: "tf", Password: "wrong"}})
+			defer bad.Close()
+			ctx, cancel = context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			if err := bad.Send(ctx, sinktest.Events("sasl-bad", 1)); err == nil {
+				t.Fatal("Send with a wrong password = nil, want an error")
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		cfg  SinkConfig
+		want []string
+	}{
+		{SinkConfig{Brokers: []string{"h:9092"}, Topic: "t.x-1"}, nil},
+		{SinkConfig{Brokers: []string{"ns.servicebus.windows.net:9093"}, Topic: "hub", TLS: egress.TLS{Enabled: true},
+			SASL: SASL{Mechanism: Plain, User: "$ConnectionString", Password: "Endpoint=sb://..."}}, nil},
+		{SinkConfig{}, []string{"brokers:", "topic: required"}},
+		{SinkConfig{Brokers: []string{"nohost"}, Topic: "a/b", SASL: SASL{Mechanism: "GSSAPI"}}, []string{"brokers[0]:", "topic:", "sasl.mechanism:"}},
+		{SinkConfig{Brokers: []string{"h:1"}, Topic: "t", SASL: SASL{Mechanism: Plain}}, []string{"sasl.user:"}},
+		{SinkConfig{Brokers: []string{"h:1"}, Topic: "t", SASL: SASL{User: "u"}}, []string{"sasl.mechanism:"}},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if (err == nil) != (len(tt.want) == 0) {
+			t.Errorf("Validate(%+v) = %v, want %v", tt.cfg, err, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Validate(%+v) = %v, want it to mention %q", tt.cfg, err, w)
+			}
+		}
+	}
+	if r := (SinkConfig{SASL: SASL{Password: "p"}}).Redacted(); r.SASL.Password == "p" {
+		t.Error("Redacted kept the password")
+	}
+}
