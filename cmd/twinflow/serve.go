@@ -17,9 +17,10 @@ const envPrefix = "TWINFLOW_"
 
 // serveOptions is everything `twinflow serve` is told on its command line and environment.
 type serveOptions struct {
-	server    server.Config
-	logLevel  slog.Level
-	logFormat string
+	server     server.Config
+	configFile string
+	logLevel   slog.Level
+	logFormat  string
 }
 
 // parseServe parses the serve flags in args. A flag missing from args takes its value from the
@@ -41,6 +42,8 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 			"localhost:PORT on loopback, the host name and port when listening on all addresses)")
 	fs.DurationVar(&o.server.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout,
 		"how long in-flight requests may take to finish at shutdown")
+	fs.StringVar(&o.configFile, "config", "",
+		"YAML config `file` declaring event delivery settings, endpoints and routes")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
@@ -71,6 +74,13 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	})
 	if o.logFormat != "text" && o.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", o.logFormat))
+	}
+	if o.configFile != "" {
+		egress, err := server.LoadConfigFile(o.configFile)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		o.server.Egress = &egress
 	}
 	if err := o.server.Validate(); err != nil {
 		errs = append(errs, err)

@@ -8,8 +8,8 @@ import (
 
 // Metrics are the relays' Prometheus metrics, labelled by endpoint:
 //
-//	twinflow_egress_nDeliveredevents_total     events the endpoint accepted
-//	twinflow_egress_nFailedsends_total         sends that failed (each attempt)
+//	twinflow_egress_delivered_events_total     events the endpoint accepted
+//	twinflow_egress_failed_sends_total         sends that failed (each attempt)
 //	twinflow_egress_retries_total              sends retried after a failure
 //	twinflow_egress_dead_lettered_events_total events given up on
 //	twinflow_egress_lag_events                 log records after the endpoint's cursor
@@ -31,8 +31,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"endpoint"})
 	}
 	m := &Metrics{
-		delivered: counter("nDeliveredevents_total", "Events the endpoint accepted."),
-		failed:    counter("nFailedsends_total", "Sends to the endpoint that failed."),
+		delivered: counter("delivered_events_total", "Events the endpoint accepted."),
+		failed:    counter("failed_sends_total", "Sends to the endpoint that failed."),
 		retried:   counter("retries_total", "Sends retried after a failure."),
 		dead:      counter("dead_lettered_events_total", "Events dead-lettered: rejected or expired."),
 		lag: prometheus.NewDesc("twinflow_egress_lag_events",

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // routes mounts the health endpoints in front of the API and wraps everything in the access
@@ -12,6 +14,7 @@ func (s *Server) routes(apiHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{}))
 	mux.Handle("/", apiHandler)
 	return accessLog(s.logger, mux)
 }

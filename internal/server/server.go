@@ -1,7 +1,8 @@
 // Package server wires twinflow together: it opens the store, builds the twin graph, the graph
 // index that queries read and the ADT API over them, and serves them over HTTP(S) with health
-// endpoints and access logs. It is the only package that starts long-lived goroutines: the
-// HTTP server and the index's change-log follower.
+// endpoints, Prometheus /metrics and access logs, and delivers routed events to endpoints. It
+// is the only package that starts long-lived goroutines: the HTTP server, the index's
+// change-log follower and event delivery (one relay per endpoint, and the log pruner).
 package server
 
 import (
@@ -33,6 +34,7 @@ type Server struct {
 	store     *sqlite.Store
 	graph     *graph.Graph
 	index     *index.Index
+	delivery  *delivery
 	ln        net.Listener
 	http      *http.Server
 	scheme    string
@@ -94,7 +96,15 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build graph index: %w", err)
 	}
-	a, err := api.New(api.Config{Index: s.index}, s.graph, logger)
+	var egressCfg EgressConfig
+	if cfg.Egress != nil {
+		egressCfg = *cfg.Egress
+	}
+	s.delivery, err = newDelivery(context.Background(), egressCfg, s.store, logger)
+	if err != nil {
+		return nil, fmt.Errorf("set up event delivery: %w", err)
+	}
+	a, err := api.New(api.Config{Index: s.index, Egress: s.delivery.api()}, s.graph, logger)
 	if err != nil {
 		return nil, fmt.Errorf("build API: %w", err)
 	}
@@ -133,7 +143,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var (
 		wg        sync.WaitGroup
 		serveErr  = make(chan error, 1)
-		followErr = make(chan error, 1)
+		followErr = make(chan error, 2) // the index follower and event delivery
 	)
 	s.serving.Store(true)
 	wg.Go(func() {
@@ -151,6 +161,11 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() {
 		if err := s.index.Run(followCtx); followCtx.Err() == nil {
 			followErr <- fmt.Errorf("follow the change log: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := s.delivery.run(followCtx); err != nil {
+			followErr <- fmt.Errorf("deliver events: %w", err)
 		}
 	})
 
