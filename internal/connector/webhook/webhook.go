@@ -152,13 +152,10 @@ func (c SinkConfig) Redacted() SinkConfig {
 		c.Secret = "*****"
 	}
 	if u, err := url.Parse(c.URL); err == nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "*****")
-		}
 		if u.RawQuery != "" {
-			u.RawQuery = "*****"
+			u.RawQuery = "xxxxx"
 		}
-		c.URL = u.String()
+		c.URL = u.Redacted()
 	}
 	if len(c.Headers) > 0 {
 		h := make(map[string]string, len(c.Headers))

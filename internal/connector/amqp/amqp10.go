@@ -1,0 +1,141 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	amqp10 "github.com/Azure/go-amqp"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/event"
+)
+
+// publisher10 publishes AMQP 1.0 transfers on one sender link, all sent before the first
+// settlement is awaited.
+type publisher10 struct {
+	cfg    SinkConfig
+	opts   *amqp10.ConnOptions
+	logger *slog.Logger
+
+	conn     *amqp10.Conn // nil when disconnected
+	sender   *amqp10.Sender
+	receipts []amqp10.SendReceipt
+}
+
+func newPublisher10(cfg SinkConfig, logger *slog.Logger) (*publisher10, error) {
+	opts := &amqp10.ConnOptions{ContainerID: "twinflow"}
+	if !cfg.TLS.IsZero() {
+		tc, err := cfg.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tc
+	}
+	return &publisher10{cfg: cfg, opts: opts, logger: logger}, nil
+}
+
+func (p *publisher10) connect(ctx context.Context) error {
+	conn, err := amqp10.Dial(ctx, p.cfg.URL, p.opts)
+	if err != nil {
+		return classify10(fmt.Errorf("connect to %s: %w", redactURL(p.cfg.URL), err))
+	}
+	session, err := conn.NewSession(ctx, nil)
+	if err != nil {
+		_ = conn.Close()
+		return classify10(fmt.Errorf("begin session: %w", err))
+	}
+	sender, err := session.NewSender(ctx, p.cfg.Address, nil)
+	if err != nil {
+		_ = conn.Close()
+		return classify10(fmt.Errorf("attach sender to %q: %w", p.cfg.Address, err))
+	}
+	p.conn, p.sender = conn, sender
+	return nil
+}
+
+func (p *publisher10) disconnect() {
+	if p.conn != nil {
+		_ = p.conn.Close()
+		p.conn, p.sender = nil, nil
+	}
+}
+
+func (p *publisher10) publish(ctx context.Context, events []event.Event) error {
+	if p.conn == nil {
+		if err := p.connect(ctx); err != nil {
+			return err
+		}
+	}
+	p.receipts = p.receipts[:0]
+	for i := range events {
+		r, err := p.sender.SendWithReceipt(ctx, Message(&events[i]), nil)
+		if err != nil {
+			p.disconnect()
+			return classify10(fmt.Errorf("send event %q: %w", events[i].ID, err))
+		}
+		p.receipts = append(p.receipts, r)
+	}
+	for i, r := range p.receipts {
+		state, err := r.Wait(ctx)
+		if err != nil {
+			p.disconnect()
+			return classify10(fmt.Errorf("wait for the settlement of event %q: %w", events[i].ID, err))
+		}
+		switch s := state.(type) {
+		case *amqp10.StateAccepted:
+		case *amqp10.StateRejected:
+			err := fmt.Errorf("broker rejected event %q", events[i].ID)
+			if s.Error != nil {
+				err = fmt.Errorf("%w: %w", err, s.Error)
+			}
+			return egress.Permanent(err)
+		default:
+			return fmt.Errorf("broker settled event %q as %T", events[i].ID, state)
+		}
+	}
+	return nil
+}
+
+// classify10 marks the failures that sending again cannot fix as permanent: an unknown
+// address, refused access, a message too large.
+func classify10(err error) error {
+	var amqpErr *amqp10.Error
+	if errors.As(err, &amqpErr) {
+		switch amqpErr.Condition {
+		case amqp10.ErrCondNotFound, amqp10.ErrCondUnauthorizedAccess, amqp10.ErrCondMessageSizeExceeded,
+			amqp10.ErrCondNotAllowed, amqp10.ErrCondInvalidField, amqp10.ErrCondDecodeError:
+			return egress.Permanent(err)
+		}
+	}
+	return err
+}
+
+// Message returns the AMQP 1.0 message of e: data in one data section, the cloudEvents:*
+// application properties, content type and message id.
+func Message(e *event.Event) *amqp10.Message {
+	m := &amqp10.Message{
+		Data:                  [][]byte{e.Data},
+		Properties:            &amqp10.MessageProperties{MessageID: e.ID},
+		ApplicationProperties: properties(e),
+		Header:                &amqp10.MessageHeader{Durable: true},
+	}
+	if e.DataContentType != "" {
+		ct := e.DataContentType
+		m.Properties.ContentType = &ct
+	}
+	return m
+}
+
+func (p *publisher10) close() error {
+	if p.conn == nil {
+		return nil
+	}
+	err := p.conn.Close()
+	p.conn, p.sender = nil, nil
+	if err != nil {
+		return fmt.Errorf("close amqp connection: %w", err)
+	}
+	return nil
+}
