@@ -1,0 +1,89 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+// publisher3 is an MQTT 3.1.1 client, connected on demand.
+type publisher3 struct {
+	client paho3.Client
+	logger *slog.Logger
+}
+
+func newPublisher3(cfg SinkConfig, u *url.URL, tc *tls.Config, logger *slog.Logger) *publisher3 {
+	scheme := "tcp"
+	if u.Scheme == "tls" {
+		scheme = "ssl"
+	}
+	opts := paho3.NewClientOptions().
+		AddBroker(scheme + "://" + u.Host).
+		SetClientID(cfg.ClientID).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetKeepAlive(30 * time.Second).
+		SetConnectTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetAutoReconnect(false).
+		SetConnectRetry(false)
+	if cfg.Username != "" {
+		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
+	}
+	if tc != nil {
+		opts.SetTLSConfig(tc)
+	}
+	return &publisher3{client: paho3.NewClient(opts), logger: logger}
+}
+
+func (p *publisher3) publish(ctx context.Context, topics []string, events []event.Event) error {
+	if !p.client.IsConnectionOpen() {
+		if err := wait(ctx, p.client.Connect()); err != nil {
+			return fmt.Errorf("connect to mqtt broker: %w", err)
+		}
+	}
+	tokens := make([]paho3.Token, len(events))
+	for i := range events {
+		body, err := cloudevents.Structured(&events[i])
+		if err != nil {
+			return egress.Permanent(err)
+		}
+		tokens[i] = p.client.Publish(topics[i], 1, false, body)
+	}
+	for i, t := range tokens {
+		if err := wait(ctx, t); err != nil {
+			if ctx.Err() != nil {
+				// Unacknowledged publishes stay in the client's store; start afresh.
+				p.client.Disconnect(0)
+			}
+			return fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err)
+		}
+	}
+	return nil
+}
+
+// wait waits for t or ctx.
+func wait(ctx context.Context, t paho3.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *publisher3) close() error {
+	if p.client.IsConnectionOpen() {
+		p.client.Disconnect(250)
+	}
+	return nil
+}

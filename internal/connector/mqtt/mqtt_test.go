@@ -1,0 +1,202 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/egress/sinktest"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
+)
+
+// broker is the Mosquitto server running on this machine.
+const broker = "127.0.0.1:1883"
+
+var seq atomic.Int64
+
+func prefix() string { return fmt.Sprintf("sinktest/%d-%d", time.Now().UnixNano(), seq.Add(1)) }
+
+// message is what a receiver got: the topic and the decoded event.
+type message struct {
+	topic string
+	event event.Event
+	err   error
+}
+
+type receiver struct {
+	msgs   chan message
+	topics chan string
+}
+
+func (r *receiver) Receive(ctx context.Context, n int) ([]event.Event, error) {
+	out := make([]event.Event, 0, n)
+	for len(out) < n {
+		select {
+		case m := <-r.msgs:
+			if m.err != nil {
+				return out, m.err
+			}
+			r.topics <- m.topic
+			out = append(out, m.event)
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+// newReceiver5 subscribes with MQTT 5 to filter and decodes binary-mode messages.
+func newReceiver5(t testing.TB, filter string) *receiver {
+	r := &receiver{msgs: make(chan message, 10000), topics: make(chan string, 10000)}
+	conn, err := net.Dial("tcp", broker)
+	if err != nil {
+		t.Fatalf("connect to Mosquitto on %s: %v", broker, err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) {
+			p := pr.Packet
+			e, err := cloudevents.FromAttributes(p.Properties.User.Get, p.Properties.ContentType, p.Payload)
+			r.msgs <- message{topic: p.Topic, event: e, err: err}
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "rcv-" + randomHex(), CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newReceiver3 subscribes with MQTT 3.1.1 to filter and decodes structured messages.
+func newReceiver3(t testing.TB, filter string) *receiver {
+	r := &receiver{msgs: make(chan message, 10000), topics: make(chan string, 10000)}
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("rcv-" + randomHex()).SetOrderMatters(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to Mosquitto: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	tok := c.Subscribe(filter, 1, func(_ paho3.Client, m paho3.Message) {
+		var e event.Event
+		err := json.Unmarshal(m.Payload(), &e)
+		r.msgs <- message{topic: m.Topic(), event: e, err: err}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return r
+}
+
+func newSink(t testing.TB, cfg SinkConfig) *Sink {
+	s, err := NewSink(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	for _, version := range []int{5, 3} {
+		rcv := newReceiver5
+		if version == 3 {
+			rcv = newReceiver3
+		}
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			sinktest.Run(t, sinktest.Harness{
+				New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+					p := prefix()
+					r := rcv(t, p+"/#")
+					return newSink(t, SinkConfig{URL: "tcp://" + broker, Version: version, Topic: p + "/{type}/{subject}"}), r
+				},
+				Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+					p := prefix()
+					r := rcv(t, p+"/#")
+					return newSink(t, SinkConfig{URL: "tcp://" + proxy(broker), Version: version, Topic: p + "/{twinId}"}), r
+				},
+			})
+		})
+	}
+}
+
+func TestTopics(t *testing.T) {
+	p := prefix()
+	r := newReceiver5(t, p+"/#")
+	s := newSink(t, SinkConfig{URL: "mqtt://" + broker, Topic: p + "/{type}/{subject}"})
+	defer s.Close()
+	events := sinktest.Events("topic", 3)
+	events[0].Subject = "room+1#"
+	if err := s.Send(t.Context(), events); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := r.Receive(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{
+		p + "/Microsoft.DigitalTwins.Twin.Update/room_1_",
+		p + "/Microsoft.DigitalTwins.Relationship.Create/twin-1/relationships/rel-1",
+		p + "/microsoft.iot.telemetry/thermostat",
+	} {
+		if got := <-r.topics; got != want {
+			t.Errorf("event %d topic %q, want %q", i, got, want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		cfg  SinkConfig
+		want []string
+	}{
+		{SinkConfig{URL: "tcp://h:1883"}, nil},
+		{SinkConfig{URL: "mqtts://h", Version: 3, Topic: "a/{twinId}", Username: "u", Password: "p"}, nil},
+		{SinkConfig{}, []string{"url: required"}},
+		{SinkConfig{URL: "http://h", Topic: "a/+/{id}", Version: 4}, []string{"url:", "topic:", "version:"}},
+		{SinkConfig{URL: "tcp://h", Topic: "{bad}"}, []string{"topic:"}},
+		{SinkConfig{URL: "tcp://h", Version: 3, Password: "p"}, []string{"password:"}},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if (err == nil) != (len(tt.want) == 0) {
+			t.Errorf("Validate(%+v) = %v, want %v", tt.cfg, err, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Validate(%+v) = %v, want it to mention %q", tt.cfg, err, w)
+			}
+		}
+	}
+	if r := (SinkConfig{Password: "p"}).Redacted(); r.Password == "p" {
+		t.Error("Redacted kept the password")
+	}
+}
+
+func TestBrokerURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://h":        "tcp://h:1883",
+		"mqtt://h:1884":  "tcp://h:1884",
+		"ssl://h":        "tls://h:8883",
+		"mqtts://h:8884": "tls://h:8884",
+	} {
+		u, err := brokerURL(in)
+		if err != nil || u.String() != want {
+			t.Errorf("brokerURL(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+}
