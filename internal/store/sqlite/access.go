@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -235,6 +236,10 @@ type writer struct {
 	seq uint64
 	// buf holds the JSON form of the event being emitted.
 	buf []byte
+	// cache holds twins as the open transaction sees them; touched lists the twins the
+	// current fn put, which leave the cache if its changes are rolled back.
+	cache   twinCache
+	touched []string
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -284,16 +289,36 @@ func (w *writer) DeleteModel(id string) error {
 	return w.remove(fmt.Sprintf("model %q", id), stmtDeleteModel, id)
 }
 
+// Twin implements store.Reader, from the writer's twin cache when it can.
+func (w *writer) Twin(id string) (store.Twin, error) {
+	if t, ok := w.cache.get(id); ok {
+		return t, nil
+	}
+	t, err := w.reader.Twin(id)
+	if err != nil {
+		return t, err
+	}
+	cached := t
+	cached.Doc = bytes.Clone(t.Doc)
+	w.cache.put(cached)
+	return t, nil
+}
+
 // PutTwin implements store.Writer.
 func (w *writer) PutTwin(t store.Twin) error {
 	if _, err := w.exec(stmtPutTwin, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+		w.cache.drop(t.ID)
 		return fmt.Errorf("put twin %q: %w", t.ID, err)
 	}
+	t.Doc = bytes.Clone(t.Doc)
+	w.cache.put(t)
+	w.touched = append(w.touched, t.ID)
 	return nil
 }
 
 // DeleteTwin implements store.Writer.
 func (w *writer) DeleteTwin(id string) error {
+	w.cache.drop(id)
 	return w.remove(fmt.Sprintf("twin %q", id), stmtDeleteTwin, id)
 }
 

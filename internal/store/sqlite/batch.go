@@ -113,6 +113,7 @@ func (s *Store) commit(b *batch) committed {
 	}
 	if b.err != nil {
 		w.seq = b.first
+		w.cache.clear()
 		// The transaction may be open still; a failed rollback leaves nothing more to undo.
 		_, _ = w.stmts[stmtRollback].ExecContext(w.ctx)
 		s.logger.Error("store batch failed", "updates", len(b.reqs), "err", b.err)
@@ -208,7 +209,7 @@ func (s *Store) acknowledge(c committed, err error) {
 func (s *Store) apply(req *request) (broken error) {
 	w := &s.w
 	first := w.seq
-	w.savepoint, w.failure = false, nil
+	w.savepoint, w.failure, w.touched = false, nil, w.touched[:0]
 	s.call(req)
 	if w.failure != nil {
 		return w.failure
@@ -219,6 +220,9 @@ func (s *Store) apply(req *request) (broken error) {
 	}
 	if req.err != nil || req.panicked != nil {
 		w.seq = first
+		for _, id := range w.touched {
+			w.cache.drop(id)
+		}
 		if _, err := w.stmts[stmtRollbackTo].ExecContext(w.ctx); err != nil {
 			return fmt.Errorf("roll back to savepoint: %w", err)
 		}

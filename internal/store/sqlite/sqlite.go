@@ -46,6 +46,10 @@ const FileName = "twinflow.db"
 // zero.
 const DefaultMaxBatch = 256
 
+// DefaultTwinCacheBytes is the size of the writer's twin cache when Config.TwinCacheBytes is
+// zero.
+const DefaultTwinCacheBytes = 64 << 20
+
 // cacheKiB is the page cache of each connection. The writer's cache holds the hot twins; a
 // larger one mostly helps stores that are much larger than memory anyway.
 const cacheKiB = 64 << 10
@@ -76,6 +80,9 @@ type Config struct {
 	// Readers is the number of read-only connections serving View and Log().Read; 0 means
 	// twice GOMAXPROCS.
 	Readers int
+	// TwinCacheBytes bounds the writer's cache of twins, which spares most Updates reading
+	// their twin from SQLite; 0 means DefaultTwinCacheBytes, a negative value disables it.
+	TwinCacheBytes int
 }
 
 // withDefaults returns cfg with zero fields set to their defaults, or an error describing
@@ -96,6 +103,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Readers = 2 * runtime.GOMAXPROCS(0)
 	case cfg.Readers < 0:
 		errs = append(errs, fmt.Errorf("readers: %d is negative", cfg.Readers))
+	}
+	if cfg.TwinCacheBytes == 0 {
+		cfg.TwinCacheBytes = DefaultTwinCacheBytes
 	}
 	return cfg, errors.Join(errs...)
 }
@@ -185,6 +195,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		synced:  make(chan struct{}, 1),
 	}
 	s.log.s = s
+	s.w.cache = newTwinCache(cfg.TwinCacheBytes)
 	s.requests.New = func() any { return &request{done: make(chan struct{}, 1)} }
 	if err := s.open(path); err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), s.closeDBs())

@@ -168,8 +168,9 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 }
 
 // holdWriter runs an Update whose fn blocks the writer goroutine until release is called,
-// so that Updates queue up behind it. release waits for the blocking Update to return.
-func holdWriter(t *testing.T, s *Store) (release func()) {
+// so that Updates queue up behind it. release waits for the blocking Update to return and
+// returns its error.
+func holdWriter(t *testing.T, s *Store) (release func() error) {
 	t.Helper()
 	entered, gate, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
@@ -180,11 +181,9 @@ func holdWriter(t *testing.T, s *Store) (release func()) {
 		})
 	}()
 	<-entered
-	return func() {
+	return func() error {
 		close(gate)
-		if err := <-done; err != nil {
-			t.Errorf("blocking Update: %v", err)
-		}
+		return <-done
 	}
 }
 
@@ -228,7 +227,9 @@ func TestFailingFnInBatchLeavesNeighbours(t *testing.T) {
 		})
 	}
 	waitQueued(t, s, n)
-	release()
+	if err := release(); err != nil {
+		t.Errorf("blocking Update: %v", err)
+	}
 	wg.Wait()
 
 	// The writer adds what is waiting to the open transaction, so all share one.
@@ -287,7 +288,9 @@ func TestPanicInFnIsRaisedInCaller(t *testing.T) {
 		})
 	}()
 	waitQueued(t, s, 2)
-	release()
+	if err := release(); err != nil {
+		t.Errorf("blocking Update: %v", err)
+	}
 	if v := <-panicked; v != "boom" {
 		t.Errorf("Update whose fn panicked recovered %v, want the panic value", v)
 	}
@@ -318,7 +321,9 @@ func TestUpdateCancelledWhileQueuedDoesNotRun(t *testing.T) {
 	}()
 	waitQueued(t, s, 1)
 	cancel()
-	release()
+	if err := release(); err != nil {
+		t.Errorf("blocking Update: %v", err)
+	}
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Update cancelled while queued returned %v, want context.Canceled", err)
 	}

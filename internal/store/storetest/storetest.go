@@ -406,15 +406,22 @@ func testIncomingRelationships(t *testing.T, s store.Store) {
 
 func testUpdateSeesOwnWrites(t *testing.T, s store.Store) {
 	update(t, s, func(w store.Writer) error {
-		if err := w.PutTwin(twin("a", `{"v":1}`)); err != nil {
+		put := twin("a", `{"v":1}`)
+		if err := w.PutTwin(put); err != nil {
 			return err
 		}
+		// The store must not keep the caller's buffer, nor hand out its own.
+		put.Doc[len(put.Doc)-2] = '9'
 		got, err := w.Twin("a")
 		if err != nil {
 			return fmt.Errorf("read own write: %w", err)
 		}
 		if !equalJSON(got.Doc, json.RawMessage(`{"v":1}`)) {
 			t.Errorf("Twin inside the Update that put it = %s", got.Doc)
+		}
+		got.Doc[len(got.Doc)-2] = '8'
+		if again, err := w.Twin("a"); err != nil || !equalJSON(again.Doc, json.RawMessage(`{"v":1}`)) {
+			t.Errorf("Twin after the caller changed the document it got = %s, %v", again.Doc, err)
 		}
 		n, err := w.CountTwins()
 		if err != nil {
@@ -613,8 +620,20 @@ func testFailedUpdateRollsBack(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
-	// The next event still gets Seq 1.
-	update(t, s, func(w store.Writer) error { return w.Emit(ev("1")) })
+	// Later Updates read what the failed one left alone, too.
+	update(t, s, func(w store.Writer) error {
+		got, err := w.Twin("kept")
+		if err != nil {
+			return fmt.Errorf("twin deleted by a failed Update, read in the next one: %w", err)
+		}
+		if !equalJSON(got.Doc, json.RawMessage(`{"v":1}`)) {
+			t.Errorf("the Update after a failed one reads %s", got.Doc)
+		}
+		_, err = w.Twin("new")
+		wantNotFound(t, "twin put by a failed Update, read in the next one", err)
+		// The next event still gets Seq 1.
+		return w.Emit(ev("1"))
+	})
 	wantGapFree(t, readAll(t, s.Log()))
 }
 
