@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ type Config struct {
 	LoadBatch int
 	// FollowBatch is the most log records applied in one step. Default 4,096.
 	FollowBatch int
+	// MaxNumberColumns caps the number columns (see Reader.NumberColumn): the first this many
+	// top-level property names seen holding a number get one. Default 64.
+	MaxNumberColumns int
 }
 
 // Index is the in-memory graph index. It is safe for concurrent use: queries read it through
@@ -88,6 +92,10 @@ type Index struct {
 	names map[string]uint32
 	// relNames interns relationship names.
 	relNames map[string]string
+	// numbers holds, per interned property name, a column of the values of that top-level
+	// member by twin slot: the number, or NaN when the member is missing or not a number.
+	// Filters over many twins read these dense columns instead of each twin's document.
+	numbers map[uint32][]float64
 }
 
 type relKey struct{ source, id string }
@@ -131,6 +139,9 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	if cfg.FollowBatch <= 0 {
 		cfg.FollowBatch = 4096
 	}
+	if cfg.MaxNumberColumns <= 0 {
+		cfg.MaxNumberColumns = 64
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -141,6 +152,7 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 		modelNums: make(map[string]int32),
 		names:     make(map[string]uint32),
 		relNames:  make(map[string]string),
+		numbers:   make(map[uint32][]float64),
 	}
 	// Records committed while loading are replayed afterwards; applying is idempotent.
 	x.applied.Store(st.Log().Last())
@@ -365,7 +377,41 @@ func (x *Index) putTwin(st store.Twin) *Twin {
 		return true
 	})
 	t.props = slices.Clip(t.props)
+	x.setNumbers(t)
 	return t
+}
+
+// setNumbers writes t's numeric top-level members into the number columns, creating columns
+// for new names up to the cap. The caller holds mu for writing.
+func (x *Index) setNumbers(t *Twin) {
+	for name, col := range x.numbers {
+		x.numbers[name] = x.growColumn(col)
+		x.numbers[name][t.slot] = math.NaN()
+	}
+	for _, p := range t.props {
+		v, ok := value(t.doc[p.start:p.end])
+		f, isNum := v.(float64)
+		if !ok || !isNum {
+			continue
+		}
+		col, ok := x.numbers[p.name]
+		if !ok {
+			if len(x.numbers) >= x.cfg.MaxNumberColumns {
+				continue
+			}
+			col = x.growColumn(nil)
+			x.numbers[p.name] = col
+		}
+		col[t.slot] = f
+	}
+}
+
+// growColumn extends col with NaNs to cover every twin slot.
+func (x *Index) growColumn(col []float64) []float64 {
+	for len(col) < len(x.twinSlots) {
+		col = append(col, math.NaN())
+	}
+	return col
 }
 
 // deleteTwin removes a twin. The caller holds mu for writing.
@@ -384,6 +430,11 @@ func (x *Index) deleteTwin(id string) {
 	x.byModel[t.model] = removeSorted(x.byModel[t.model], t.slot)
 	x.twinSlots[t.slot] = nil
 	x.freeTwins = append(x.freeTwins, t.slot)
+	for _, col := range x.numbers {
+		if int(t.slot) < len(col) {
+			col[t.slot] = math.NaN()
+		}
+	}
 }
 
 // putRel inserts or replaces a relationship. A relationship whose twins are not indexed is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unsafe"
 )
 
 // The helpers below walk JSON text that is known to be valid (documents the store holds,
@@ -166,7 +167,9 @@ func value(v []byte) (any, bool) {
 	case 'n':
 		return nil, true
 	}
-	f, err := strconv.ParseFloat(string(v), 64)
+	// The document is never modified, so the string may share its bytes; this keeps a
+	// numeric comparison free of allocations beyond the result.
+	f, err := strconv.ParseFloat(unsafe.String(&v[0], len(v)), 64)
 	if err != nil {
 		return nil, false
 	}

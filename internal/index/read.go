@@ -60,6 +60,19 @@ func (r *Reader) RelAt(i int) *Rel { return r.x.relSlots[i] }
 // RelCount returns the number of relationships.
 func (r *Reader) RelCount() int { return len(r.x.rels) }
 
+// NumberColumn returns the number column of the top-level property name: the value of that
+// member for the twin in slot i at index i, NaN when the member is missing or not a number
+// (or i is past the end). ok is false when the property has no column; the caller must then
+// read the documents. The caller must not modify the column.
+func (r *Reader) NumberColumn(name string) (col []float64, ok bool) {
+	n, ok := r.x.names[name]
+	if !ok {
+		return nil, false
+	}
+	col, ok = r.x.numbers[n]
+	return col, ok
+}
+
 // LookupTwin resolves path in t's document: the value and whether it is defined. Values are
 // nil, bool, float64, string, or a json.RawMessage for objects and arrays.
 func (r *Reader) LookupTwin(t *Twin, path []string) (any, bool) {

@@ -48,6 +48,12 @@ type plan struct {
 	// model is the IS_OF_MODEL call the scan of a single twin collection can use; nil when
 	// none applies.
 	model *expr.Call
+	// residual is the WHERE clause less the conjunct the model index answers; nil when
+	// nothing is left to evaluate.
+	residual expr.Node
+	// numeric are the conjuncts of residual that compare a top-level property of the only
+	// twin collection with a number; a run answers them from the index's number columns.
+	numeric []numericTest
 	// items are the projections, resolved.
 	items []item
 }
@@ -97,6 +103,11 @@ func check(q *Query) (*plan, error) {
 		}
 	}
 	pl.findAnchor()
+	pl.residual = q.Where
+	if pl.anchor < 0 && pl.model != nil {
+		pl.residual = without(q.Where, pl.model)
+	}
+	pl.findNumeric()
 	if (len(q.From.Joins) > 0 || q.From.Match != nil) && pl.anchor < 0 {
 		what := "JOIN"
 		if q.From.Match != nil {
@@ -325,6 +336,61 @@ func conjuncts(n expr.Node) []expr.Node {
 		return nil
 	}
 	return []expr.Node{n}
+}
+
+// numericTest is "property op number" on the only twin collection.
+type numericTest struct {
+	node expr.Node
+	name string
+	op   string
+	num  float64
+}
+
+// flipped turns "a op b" into "b op' a".
+var flipped = map[string]string{"=": "=", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+// findNumeric collects the numeric tests among the residual's top-level conjuncts.
+func (pl *plan) findNumeric() {
+	if len(pl.colls) != 1 || pl.colls[0].rel || pl.anchor >= 0 {
+		return
+	}
+	for _, c := range conjuncts(pl.residual) {
+		cmp, ok := c.(*expr.Compare)
+		if !ok {
+			continue
+		}
+		path, pok := cmp.L.(*expr.Path)
+		lit, lok := cmp.R.(*expr.Literal)
+		op := cmp.Op
+		if !pok || !lok {
+			path, pok = cmp.R.(*expr.Path)
+			lit, lok = cmp.L.(*expr.Literal)
+			op = flipped[op]
+		}
+		if !pok || !lok {
+			continue
+		}
+		num, isNum := lit.Value.(float64)
+		it, err := pl.resolve(path)
+		if isNum && err == nil && len(it.path) == 1 {
+			pl.numeric = append(pl.numeric, numericTest{node: c, name: it.path[0], op: op, num: num})
+		}
+	}
+}
+
+// without returns the AND chain n less its conjunct c (nil when nothing remains).
+func without(n, c expr.Node) expr.Node {
+	var rest expr.Node
+	for _, x := range conjuncts(n) {
+		switch {
+		case x == c:
+		case rest == nil:
+			rest = x
+		default:
+			rest = &expr.Logical{At: x.Pos(), Op: "AND", L: rest, R: x}
+		}
+	}
+	return rest
 }
 
 // findAnchor looks for a top-level conjunct pinning a twin collection's $dtId (or, for FROM

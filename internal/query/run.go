@@ -93,7 +93,7 @@ func (p *Prepared) Run(r *index.Reader, cur Cursor, pageSize int) Page {
 	count := 0
 	emit := func(pos Cursor) bool {
 		page.Examined++
-		if pl.q.Where != nil && !expr.Match(pl.q.Where, &ex.env, ex.fns) {
+		if ex.residual != nil && !expr.Match(ex.residual, &ex.env, ex.fns) {
 			return true
 		}
 		if pl.q.Select.Count {
@@ -125,9 +125,14 @@ func (p *Prepared) Run(r *index.Reader, cur Cursor, pageSize int) Page {
 			return emit(Cursor{Slot: rel.Slot()})
 		})
 	default:
-		ex.eachTwin(cur.Slot, func(t *index.Twin) bool {
-			ex.env.twins[0] = t
-			return emit(Cursor{Slot: t.Slot()})
+		ex.eachTwin(cur.Slot, func(slot int) bool {
+			// Number columns first: they decide most rows without touching the twin.
+			if !ex.numbersMatch(slot) {
+				page.Examined++
+				return true
+			}
+			ex.env.twins[0] = ex.r.TwinAt(slot)
+			return emit(Cursor{Slot: slot})
 		})
 	}
 	if pl.q.Select.Count {
@@ -143,6 +148,11 @@ type exec struct {
 	r   *index.Reader
 	fns expr.Funcs
 	env rowEnv
+	// residual is what remains of the WHERE clause to evaluate per row, after the model
+	// index and the number columns.
+	residual expr.Node
+	// numbers are the numeric tests answered from number columns.
+	numbers []columnTest
 	// models holds, per IS_OF_MODEL call (keyed by its first argument), which model numbers
 	// it accepts.
 	models map[*expr.Node]modelMatch
@@ -157,6 +167,13 @@ func newExec(pl *plan, r *index.Reader) *exec {
 	ex := &exec{pl: pl, r: r, models: map[*expr.Node]modelMatch{}}
 	ex.env = rowEnv{ex: ex, twins: make([]*index.Twin, len(pl.colls)), rels: make([]*index.Rel, len(pl.colls))}
 	ex.fns = pl.funcs(ex)
+	ex.residual = pl.residual
+	for _, nt := range pl.numeric {
+		if col, ok := r.NumberColumn(nt.name); ok {
+			ex.numbers = append(ex.numbers, columnTest{col: col, op: nt.op, num: nt.num})
+			ex.residual = without(ex.residual, nt.node)
+		}
+	}
 	if pl.q.Where != nil {
 		expr.Walk(pl.q.Where, func(n expr.Node) bool {
 			if c, ok := n.(*expr.Call); ok && c.Name == "IS_OF_MODEL" {
@@ -167,6 +184,43 @@ func newExec(pl *plan, r *index.Reader) *exec {
 		})
 	}
 	return ex
+}
+
+// columnTest is a numericTest bound to its number column.
+type columnTest struct {
+	col []float64
+	op  string
+	num float64
+}
+
+// numbersMatch applies the column tests to the twin in slot. A NaN (missing, or not a
+// number) fails every test, as comparing a missing value or different types does.
+func (ex *exec) numbersMatch(slot int) bool {
+	for _, t := range ex.numbers {
+		if slot >= len(t.col) {
+			return false
+		}
+		v := t.col[slot]
+		var ok bool
+		switch t.op {
+		case "=":
+			ok = v == t.num
+		case "!=":
+			ok = v != t.num && v == v
+		case "<":
+			ok = v < t.num
+		case ">":
+			ok = v > t.num
+		case "<=":
+			ok = v <= t.num
+		case ">=":
+			ok = v >= t.num
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // acceptedModels evaluates IS_OF_MODEL's rule for every model number the index knows: the
@@ -212,6 +266,9 @@ type rowEnv struct {
 // Lookup implements expr.Env.
 func (e *rowEnv) Lookup(path []string) (any, bool) {
 	colls := e.ex.pl.colls
+	if len(colls) == 1 && colls[0].name == "" && !colls[0].rel {
+		return e.ex.r.LookupTwin(e.twins[0], path) // the common case: one unnamed collection
+	}
 	c := 0
 	switch {
 	case len(colls) > 1:
@@ -282,9 +339,9 @@ func (e *rowEnv) lookupIn(c int, path []string) (any, bool) {
 	return e.ex.r.LookupTwin(e.twins[c], path)
 }
 
-// eachTwin calls fn for the candidate twins of a one-collection query in slot order from
-// slot from, until fn returns false.
-func (ex *exec) eachTwin(from int, fn func(*index.Twin) bool) {
+// eachTwin calls fn with the slots of the candidate twins of a one-collection query, in
+// order from slot from, until fn returns false.
+func (ex *exec) eachTwin(from int, fn func(slot int) bool) {
 	r, pl := ex.r, ex.pl
 	switch {
 	case pl.anchor >= 0:
@@ -296,7 +353,7 @@ func (ex *exec) eachTwin(from int, fn func(*index.Twin) bool) {
 		}
 		slices.SortFunc(ts, func(a, b *index.Twin) int { return a.Slot() - b.Slot() })
 		for _, t := range ts {
-			if !fn(t) {
+			if !fn(t.Slot()) {
 				return
 			}
 		}
@@ -308,6 +365,14 @@ func (ex *exec) eachTwin(from int, fn func(*index.Twin) bool) {
 				i, _ := slices.BinarySearch(l, int32(from))
 				lists = append(lists, l[i:])
 			}
+		}
+		if len(lists) == 1 {
+			for _, slot := range lists[0] {
+				if !fn(int(slot)) {
+					return
+				}
+			}
+			return
 		}
 		for {
 			best := -1
@@ -321,13 +386,13 @@ func (ex *exec) eachTwin(from int, fn func(*index.Twin) bool) {
 			}
 			slot := lists[best][0]
 			lists[best] = lists[best][1:]
-			if !fn(r.TwinAt(int(slot))) {
+			if !fn(int(slot)) {
 				return
 			}
 		}
 	default:
 		for i := from; i < r.TwinSlots(); i++ {
-			if t := r.TwinAt(i); t != nil && !fn(t) {
+			if r.TwinAt(i) != nil && !fn(i) {
 				return
 			}
 		}
