@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/egress/sinktest"
@@ -129,6 +132,71 @@ func TestContract(t *testing.T) {
 				},
 			})
 		})
+	}
+}
+
+// privateBroker starts a Mosquitto of the test's own on a free port that lets anonymous
+// clients publish only below "allowed/", and returns its address.
+func privateBroker(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	ln.Close()
+	// Started as root, mosquitto drops to its own user, which must be able to read the files.
+	dir, err := os.MkdirTemp("", "mosquitto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	acl := filepath.Join(dir, "acl")
+	conf := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(acl, []byte("topic readwrite allowed/#\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nacl_file "+acl+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd := exec.Command("mosquitto", "-c", conf)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Skipf("start a private mosquitto: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("private mosquitto does not listen on %s: %v\n%s", addr, err, stderr.String())
+		}
+	}
+}
+
+// TestNotAuthorized checks that an MQTT 5 PUBACK refusing the publish (0x87, not
+// authorized) is a permanent failure.
+func TestNotAuthorized(t *testing.T) {
+	addr := privateBroker(t)
+	ok := newSink(t, SinkConfig{URL: "tcp://" + addr, Topic: "allowed/{twinId}"})
+	defer ok.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := ok.Send(ctx, sinktest.Events("allowed", 2)); err != nil {
+		t.Fatalf("Send to an allowed topic: %v", err)
+	}
+	denied := newSink(t, SinkConfig{URL: "tcp://" + addr, Topic: "denied/{twinId}"})
+	defer denied.Close()
+	err := denied.Send(ctx, sinktest.Events("denied", 2))
+	if !egress.IsPermanent(err) {
+		t.Fatalf("Send to a denied topic = %v, want a permanent error", err)
 	}
 }
 
