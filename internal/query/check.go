@@ -458,7 +458,7 @@ func (pl *plan) String() string {
 	var b strings.Builder
 	switch {
 	case pl.anchor >= 0:
-		fmt.Fprintf(&b, "anchor %s.%s in %q", pl.colls[pl.anchor].name, pl.anchorSide, pl.anchorIDs)
+		fmt.Fprintf(&b, "anchor %s in %q", expr.FormatPath(slices.DeleteFunc([]string{pl.colls[pl.anchor].name, pl.anchorSide}, func(s string) bool { return s == "" })), pl.anchorIDs)
 	case pl.model != nil:
 		fmt.Fprintf(&b, "model index %s", pl.model)
 	default:
