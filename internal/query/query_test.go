@@ -167,3 +167,54 @@ func FuzzParse(f *testing.F) {
 		})
 	})
 }
+
+// TestLimits checks each of ADT's limits at its value (accepted) and one past it (refused).
+func TestLimits(t *testing.T) {
+	conds := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf("x = %d", i)
+		}
+		return strings.Join(parts, " AND ")
+	}
+	list := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf("'t%d'", i)
+		}
+		return strings.Join(parts, ", ")
+	}
+	joins := func(n int) string {
+		s := "SELECT J0 FROM DIGITALTWINS J0"
+		for i := 1; i <= n; i++ {
+			s += fmt.Sprintf(" JOIN J%d RELATED J%d.r", i, i-1)
+		}
+		return s + " WHERE J0.$dtId = 'a'"
+	}
+	pad := func(n int) string {
+		q := "SELECT * FROM DIGITALTWINS WHERE name = ''"
+		return q[:len(q)-1] + strings.Repeat("é", n-len([]rune(q))) + "'"
+	}
+	for _, tc := range []struct {
+		name      string
+		ok, over  string
+		overError string
+	}{
+		{"AND/OR", "SELECT * FROM DIGITALTWINS WHERE " + conds(MaxLogical+1), "SELECT * FROM DIGITALTWINS WHERE " + conds(MaxLogical+2),
+			"more than 50 AND/OR operators"},
+		{"IN items", "SELECT * FROM DIGITALTWINS WHERE $dtId IN [" + list(MaxInItems) + "]", "SELECT * FROM DIGITALTWINS WHERE $dtId NIN [" + list(MaxInItems+1) + "]",
+			"an IN list has 51 items; at most 50 are allowed"},
+		{"JOINs", joins(MaxJoins), joins(MaxJoins + 1), "the query has 6 JOINs; at most 5 are allowed"},
+		{"hops", "SELECT a FROM DIGITALTWINS MATCH (a)-[*4..6]->(b)-[*..4]-(c) WHERE a.$dtId = 'x'",
+			"SELECT a FROM DIGITALTWINS MATCH (a)-[*4..6]->(b)-[*..5]-(c) WHERE a.$dtId = 'x'", "more than 10 hops"},
+		{"characters", pad(MaxLength), pad(MaxLength + 1), "Position=0, Message=the query is 8001 characters long; at most 8000 are allowed"},
+	} {
+		if _, err := Prepare(tc.ok); err != nil {
+			t.Errorf("%s at the limit refused: %v", tc.name, err)
+		}
+		_, err := Prepare(tc.over)
+		if err == nil || !strings.Contains(err.Error(), tc.overError) {
+			t.Errorf("%s past the limit: got %v, want an error containing %q", tc.name, err, tc.overError)
+		}
+	}
+}
