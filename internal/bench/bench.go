@@ -121,6 +121,23 @@ func sendOK(ctx context.Context, c *http.Client, method, url, contentType string
 	return nil
 }
 
+// waitReady polls base+"/readyz" until it answers 200 or timeout passes.
+func waitReady(ctx context.Context, c *http.Client, base string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		status, err := send(ctx, c, http.MethodGet, base+"/readyz", "", nil)
+		if err == nil && status == http.StatusOK {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s/readyz: status %d, error %v: %w", base, status, err, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // percentile returns the p-th percentile (0 < p <= 100) of sorted durations, 0 for none.
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {

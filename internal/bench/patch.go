@@ -137,6 +137,9 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 	client := httpClient(cfg.Clients)
 	defer client.CloseIdleConnections()
 	base := srv.URL()
+	if err := waitReady(ctx, client, base, time.Minute); err != nil {
+		return err
+	}
 	model, err := modelDefinition()
 	if err != nil {
 		return fmt.Errorf("encode model: %w", err)

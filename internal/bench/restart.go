@@ -228,15 +228,8 @@ func startUntilReady(ctx context.Context, bin, dataDir, probe string, timeout ti
 
 	client := httpClient(1)
 	defer client.CloseIdleConnections()
-	for {
-		status, err := send(ctx, client, http.MethodGet, url+"/readyz", "", nil)
-		if err == nil && status == http.StatusOK {
-			break
-		}
-		if ctx.Err() != nil {
-			return 0, 0, fmt.Errorf("wait for /readyz: %w", ctx.Err())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := waitReady(ctx, client, url, timeout); err != nil {
+		return 0, 0, err
 	}
 	ready := time.Since(start)
 	rss, err := vmRSS(cmd.Process.Pid)

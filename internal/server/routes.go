@@ -10,13 +10,28 @@ import (
 
 // routes mounts the health endpoints in front of the API and wraps everything in the access
 // log.
-func (s *Server) routes(apiHandler http.Handler) http.Handler {
+func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{}))
-	mux.Handle("/", apiHandler)
+	mux.HandleFunc("/", s.serveAPI)
 	return accessLog(s.logger, mux)
+}
+
+// serveAPI hands the request to the API once Run has built it. Before that it answers 503
+// with Retry-After and ADT's error body; the API's own translator cannot, as there is no API
+// yet.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if b := s.built.Load(); b != nil {
+		b.api.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("x-ms-error-code", "ServiceUnavailable")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	w.Write([]byte(`{"error":{"code":"ServiceUnavailable","message":"twinflow is starting: the graph index is being built. Retry shortly."}}` + "\n"))
 }
 
 // handleHealthz answers 200 {"status":"ok"} while the process serves HTTP at all.

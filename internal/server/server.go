@@ -33,7 +33,6 @@ type Server struct {
 	logger    *slog.Logger
 	store     *sqlite.Store
 	graph     *graph.Graph
-	index     *index.Index
 	delivery  *delivery
 	ln        net.Listener
 	http      *http.Server
@@ -41,13 +40,23 @@ type Server struct {
 	serviceID string
 	// serving is true from the moment Run serves until shutdown begins.
 	serving atomic.Bool
+	// built is nil until Run has built the graph index and the API over it.
+	built atomic.Pointer[built]
 	// caughtUp latches once the index has applied the whole change log after the start.
 	caughtUp atomic.Bool
 }
 
-// New opens the store in cfg.DataDir, builds the graph, the index (which reads every twin and
-// relationship, so it takes time in proportion to them) and the API, and binds cfg.Listen. It
-// logs the address bound as "twinflow listening on <URL>". On error nothing is left open.
+// built is what Run builds before the API can answer: the graph index, which reads every twin
+// and relationship from the store, and the API over it.
+type built struct {
+	api   *api.API
+	index *index.Index
+}
+
+// New opens the store in cfg.DataDir, builds the graph and event delivery, and binds
+// cfg.Listen. It logs the address bound as "twinflow listening on <URL>". The graph index and
+// the API over it are built by Run, since the index reads every twin and relationship and so
+// takes time in proportion to them. On error nothing is left open.
 func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -92,10 +101,6 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build graph: %w", err)
 	}
-	s.index, err = index.New(context.Background(), index.Config{}, s.store, s.graph.Models, logger)
-	if err != nil {
-		return nil, fmt.Errorf("build graph index: %w", err)
-	}
 	var egressCfg EgressConfig
 	if cfg.Egress != nil {
 		egressCfg = *cfg.Egress
@@ -104,13 +109,8 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
-	a, err := api.New(api.Config{Index: s.index, Egress: s.delivery.api()}, s.graph, logger)
-	if err != nil {
-		return nil, fmt.Errorf("build API: %w", err)
-	}
-
 	s.http = &http.Server{
-		Handler:           s.routes(a),
+		Handler:           s.routes(),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -132,11 +132,14 @@ func (s *Server) URL() string { return s.scheme + "://" + s.ln.Addr().String() }
 // ServiceID returns the instance name events carry as their source.
 func (s *Server) ServiceID() string { return s.serviceID }
 
-// Run serves requests and keeps the index following the change log until ctx ends, then
-// shuts down gracefully: it stops accepting connections, lets in-flight requests finish for up
-// to Config.ShutdownTimeout, stops the follower and closes the store after the last of them.
-// It returns after every goroutine it started has exited, with nil after a shutdown caused by
-// ctx, or with the error that stopped serving or following.
+// Run serves requests until ctx ends. The health endpoints answer at once; meanwhile Run builds
+// the graph index and the API over it, and until they are ready, API requests get 503
+// ServiceUnavailable with Retry-After and /readyz 503. From then on the index follows the
+// change log. When ctx ends, Run shuts down gracefully: it stops accepting connections, lets
+// in-flight requests finish for up to Config.ShutdownTimeout, stops the follower and event
+// delivery and closes the store after the last of them. It returns after every goroutine it
+// started has exited, with nil after a shutdown caused by ctx, or with the error that stopped
+// serving, indexing or delivering.
 func (s *Server) Run(ctx context.Context) error {
 	followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFollowing()
@@ -159,8 +162,8 @@ func (s *Server) Run(ctx context.Context) error {
 		serveErr <- err
 	})
 	wg.Go(func() {
-		if err := s.index.Run(followCtx); followCtx.Err() == nil {
-			followErr <- fmt.Errorf("follow the change log: %w", err)
+		if err := s.buildAndFollow(followCtx); followCtx.Err() == nil {
+			followErr <- err
 		}
 	})
 	wg.Go(func() {
@@ -200,18 +203,39 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// ready reports whether the server serves and its index has caught up with the change log
-// once since the start. From then on the follower stays moments behind the log, and every
+// buildAndFollow builds the graph index and the API over it, makes the API answer, and then
+// keeps the index following the change log until ctx ends.
+func (s *Server) buildAndFollow(ctx context.Context) error {
+	start := time.Now()
+	idx, err := index.New(ctx, index.Config{}, s.store, s.graph.Models, s.logger)
+	if err != nil {
+		return fmt.Errorf("build graph index: %w", err)
+	}
+	a, err := api.New(api.Config{Index: idx, Egress: s.delivery.api()}, s.graph, s.logger)
+	if err != nil {
+		return fmt.Errorf("build API: %w", err)
+	}
+	s.built.Store(&built{api: a, index: idx})
+	s.logger.Info("API ready", slog.Duration("index_build", time.Since(start)))
+	if err := idx.Run(ctx); err != nil {
+		return fmt.Errorf("follow the change log: %w", err)
+	}
+	return nil
+}
+
+// ready reports whether the server serves, its API is built and its index has caught up with
+// the change log once since the start. From then on the follower stays moments behind the log, and every
 // query brings the index up to date before it reads, so a lag under load does not make the
 // server unready.
 func (s *Server) ready() bool {
-	if !s.serving.Load() {
+	b := s.built.Load()
+	if !s.serving.Load() || b == nil {
 		return false
 	}
 	if s.caughtUp.Load() {
 		return true
 	}
-	if s.index.Applied() >= s.store.Log().Last() {
+	if b.index.Applied() >= s.store.Log().Last() {
 		s.caughtUp.Store(true)
 		return true
 	}

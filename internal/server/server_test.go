@@ -22,8 +22,8 @@ import (
 	"github.com/twinflow/twinflow/test/process"
 )
 
-// start creates a Server on a free loopback port and runs it until the test ends. It returns
-// the server and a function that stops it and returns Run's error.
+// start creates a Server on a free loopback port, runs it until the test ends and waits until
+// it is ready. It returns the server and a function that stops it and returns Run's error.
 func start(t *testing.T, cfg Config, logger *slog.Logger) (*Server, func() error) {
 	t.Helper()
 	if cfg.Listen == "" {
@@ -39,7 +39,19 @@ func start(t *testing.T, cfg Config, logger *slog.Logger) (*Server, func() error
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return s, run(t, s)
+	stop := run(t, s)
+	waitReady(t, s)
+	return s, stop
+}
+
+// waitReady polls s's readiness until it holds, failing t after ten seconds.
+func waitReady(t *testing.T, s *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !s.ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not become ready in ten seconds")
+		}
+	}
 }
 
 // run runs s until the returned stop function is called or the test ends.
@@ -80,14 +92,29 @@ func TestHealthAndReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	// Before Run serves, the server is not ready.
-	rec := httptest.NewRecorder()
-	s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if rec.Code != http.StatusServiceUnavailable || rec.Body.String() != `{"status":"not ready"}`+"\n" {
-		t.Errorf("readyz before Run = %d %q, want 503 not ready", rec.Code, rec.Body)
+	// Before Run has built the index and the API, the server is alive but not ready, and API
+	// requests are asked to come back.
+	for _, tt := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/healthz", http.StatusOK, `{"status":"ok"}`},
+		{"/readyz", http.StatusServiceUnavailable, `{"status":"not ready"}`},
+		{"/digitaltwins/x?api-version=2023-10-31", http.StatusServiceUnavailable, `"code":"ServiceUnavailable"`},
+	} {
+		rec := httptest.NewRecorder()
+		s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.body) {
+			t.Errorf("GET %s before Run = %d %q, want %d %s", tt.path, rec.Code, rec.Body, tt.code, tt.body)
+		}
+		if retry := rec.Header().Get("Retry-After"); (rec.Code == http.StatusServiceUnavailable && tt.path != "/readyz") != (retry != "") {
+			t.Errorf("GET %s before Run: Retry-After %q", tt.path, retry)
+		}
 	}
 
 	stop := run(t, s)
+	waitReady(t, s)
 	for _, tt := range []struct{ path, body string }{
 		{"/healthz", `{"status":"ok"}` + "\n"},
 		{"/readyz", `{"status":"ready"}` + "\n"},
@@ -171,6 +198,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 	stop := run(t, s)
+	waitReady(t, s)
 
 	model := `[{"@id":"dtmi:twinflow:test:Slow;1","@type":"Interface","@context":"dtmi:dtdl:context;2",` +
 		`"contents":[{"@type":"Property","name":"p","schema":"string"}]}]`

@@ -25,7 +25,6 @@ func TestServeFromEnvironment(t *testing.T) {
 		"TWINFLOW_LOG_LEVEL=debug",
 	})
 	c := newClient(p.URL, 1)
-	p.WaitReady(t, c.http, 30*time.Second)
 	c.must(t, http.MethodGet, "/healthz", nil, http.StatusOK)
 	if err := p.Stop(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v", err)

@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -65,9 +66,9 @@ type Process struct {
 	output bytes.Buffer // everything the process wrote to stdout and stderr
 }
 
-// Start runs `bin serve args...` and waits until it logs the URL it listens on, failing t if
-// that does not happen within a minute. The process is killed when t ends, if it still runs.
-// Use "--listen 127.0.0.1:0" to get a free port.
+// Start runs `bin serve args...`, waits until it logs the URL it listens on and then until its
+// /readyz answers 200, failing t if either takes over a minute. The process is killed when t
+// ends, if it still runs. Use "--listen 127.0.0.1:0" to get a free port.
 func Start(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
 	return StartEnv(t, bin, nil, args...)
@@ -99,6 +100,11 @@ func StartEnv(t testing.TB, bin string, env []string, args ...string) *Process {
 
 	select {
 	case p.URL = <-urls:
+		// The probe only asks a loopback child whether it is ready; the tests that speak
+		// to it over TLS verify its certificate themselves.
+		probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		defer probe.CloseIdleConnections()
+		p.WaitReady(t, probe, time.Minute)
 		return p
 	case <-p.done:
 		t.Fatalf("twinflow exited before listening: %v\n%s", p.err, p.Output())
