@@ -1,6 +1,10 @@
 package sqlite
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"time"
+)
 
 // committed is a batch whose transaction committed, waiting for the fsync that makes it
 // durable.
@@ -77,6 +81,11 @@ func (s *Store) begin() *batch {
 	if err := s.failure.Load(); err != nil {
 		b.err = *err
 		return b
+	}
+	if s.restartWAL.Swap(false) {
+		if _, err := s.wconn.ExecContext(s.w.ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+			s.logger.Warn("store checkpoint failed", "err", err)
+		}
 	}
 	if _, err := s.w.stmts[stmtBegin].ExecContext(s.w.ctx); err != nil {
 		b.err = fmt.Errorf("begin transaction: %w", err)
@@ -201,6 +210,47 @@ func (s *Store) acknowledge(c committed, err error) {
 	select {
 	case s.spare <- c.batch[:0]:
 	default:
+	}
+	if err == nil {
+		select {
+		case s.checkpoint <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// checkpointLoop is the checkpoint goroutine: after commits were made durable, and at most
+// once per checkpointInterval, it copies the write-ahead log into the database with a
+// PASSIVE checkpoint, which runs beside the writer rather than stalling it.
+//
+// The log starts over from its beginning only when a write transaction begins with all of it
+// copied, which a busy writer rarely lets happen: it appends while the checkpoint copies. So
+// once the log holds restartFrames frames, the checkpoint goroutine asks the writer to copy
+// the rest itself before its next transaction (see begin); most of the log is copied by then,
+// so that costs the writer little. checkpointLoop returns once the writer and sync goroutines
+// have.
+func (s *Store) checkpointLoop() {
+	defer close(s.checkpointerDone)
+	ctx := context.Background()
+	for {
+		select {
+		case <-s.checkpoint:
+		case <-s.done:
+			return
+		}
+		var busy, frames, copied int
+		err := s.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+		if err != nil {
+			// The next checkpoint copies what this one did not; only a growing log tells.
+			s.logger.Warn("store checkpoint failed", "err", err)
+		} else if frames >= restartFrames {
+			s.restartWAL.Store(true)
+		}
+		select {
+		case <-time.After(checkpointInterval):
+		case <-s.done:
+			return
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	// The pure Go SQLite driver, registered as "sqlite".
 	_ "modernc.org/sqlite"
@@ -56,6 +57,16 @@ const cacheKiB = 64 << 10
 
 // walSizeLimit is the size in bytes the write-ahead log is truncated to after a checkpoint.
 const walSizeLimit = 64 << 20
+
+// checkpointInterval is the least time between two checkpoints. Each checkpoint copies the
+// newest version of every page changed since the last one into the database and fsyncs it;
+// fewer checkpoints copy a page changed many times fewer times, but let the write-ahead log
+// grow longer.
+const checkpointInterval = 100 * time.Millisecond
+
+// restartFrames is the length of the write-ahead log, in pages, beyond which the writer
+// finishes checkpoints itself so that the log starts over (see checkpointLoop).
+const restartFrames = 4096
 
 // syncQueue is the number of committed batches that may wait for an fsync before the writer
 // goroutine waits for the sync goroutine.
@@ -116,6 +127,7 @@ type Store struct {
 	logger *slog.Logger
 
 	wdb   *sql.DB   // holds the writer's one connection
+	cdb   *sql.DB   // holds the checkpoint goroutine's one connection
 	wconn *sql.Conn // the writer's connection, used only by the writer goroutine
 	w     writer    // the writer's statements and state, used only by the writer goroutine
 
@@ -148,7 +160,14 @@ type Store struct {
 	spare chan []*request
 	// synced tells the writer goroutine that the sync goroutine answered what it was given.
 	synced chan struct{}
-	wal    *os.File // the write-ahead log, opened by the sync goroutine on first use
+	// checkpoint tells the checkpoint goroutine that commits were made durable; it closes
+	// checkpointerDone when it returns.
+	checkpoint       chan struct{}
+	checkpointerDone chan struct{}
+	// restartWAL asks the writer goroutine to finish a checkpoint before its next
+	// transaction, so that the write-ahead log starts over (see checkpointLoop).
+	restartWAL atomic.Bool
+	wal        *os.File // the write-ahead log, opened by the sync goroutine on first use
 	// failure is set once an fsync failed; every later Update fails with it.
 	failure atomic.Pointer[error]
 
@@ -193,6 +212,9 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		syncs:   make(chan committed, syncQueue),
 		spare:   make(chan []*request, syncQueue+2),
 		synced:  make(chan struct{}, 1),
+
+		checkpoint:       make(chan struct{}, 1),
+		checkpointerDone: make(chan struct{}),
 	}
 	s.log.s = s
 	s.w.cache = newTwinCache(cfg.TwinCacheBytes)
@@ -202,6 +224,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 	}
 	go s.run()
 	go s.syncLoop()
+	go s.checkpointLoop()
 	logger.Info("store opened", "path", path, "last_seq", s.last.Load(), "sync", !cfg.NoSync)
 	return s, nil
 }
@@ -241,6 +264,13 @@ func (s *Store) open(path string) error {
 	s.w.ctx = ctx
 	s.w.seq = uint64(last.Int64) + 1
 
+	// The checkpointer's connection; opened last, so that it cannot be the one to migrate.
+	s.cdb, err = sql.Open("sqlite", writerDSN(path))
+	if err != nil {
+		return err
+	}
+	s.cdb.SetMaxOpenConns(1)
+
 	s.rdb, err = sql.Open("sqlite", dsn(path, true,
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB)))
 	if err != nil {
@@ -259,10 +289,11 @@ func (s *Store) open(path string) error {
 // write-ahead log (see syncWAL).
 func writerDSN(path string) string {
 	// Savepoints keep the pages they change in a sub-journal; in memory rather than in a
-	// temporary file, a savepoint costs a page copy instead of file writes.
+	// temporary file, a savepoint costs a page copy instead of file writes. Checkpoints are
+	// the checkpoint goroutine's (wal_autocheckpoint(0)), so they do not stall the writer.
 	// After a checkpoint, journal_size_limit truncates a write-ahead log grown by a large
 	// transaction, which bounds the log a crash recovery has to read.
-	return dsn(path, false, "journal_mode(WAL)", "synchronous(NORMAL)", "temp_store(MEMORY)",
+	return dsn(path, false, "journal_mode(WAL)", "synchronous(NORMAL)", "temp_store(MEMORY)", "wal_autocheckpoint(0)",
 		fmt.Sprintf("journal_size_limit(%d)", walSizeLimit),
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB))
 }
@@ -362,6 +393,7 @@ func (s *Store) Close() error {
 	s.pending.Wait()
 	close(s.reqs)
 	<-s.done
+	<-s.checkpointerDone
 
 	s.notifyMu.Lock()
 	close(s.changed)
@@ -389,6 +421,9 @@ func (s *Store) closeDBs() error {
 	// has no log to recover.
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.cdb != nil {
+		errs = append(errs, s.cdb.Close())
 	}
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
