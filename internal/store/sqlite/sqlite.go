@@ -9,6 +9,11 @@
 // change log's sequence numbers are assigned gap-free in commit order. Views and log reads run
 // on a separate pool of read-only connections, concurrently with the writer.
 //
+// The writer keeps a bounded cache of twins, so the twin read that starts most Updates does
+// not reach SQLite, and leaves checkpoints (copying the write-ahead log into the database) to
+// a goroutine of their own. CountTwins reads a counter kept by triggers, and Open reads only
+// the schema version and the newest log Seq, so neither depends on the size of the store.
+//
 // Durability: an acknowledged Update, with its events, survives a crash of the process or the
 // machine (unless Config.NoSync, which gives up the machine). Log().Read hands out only records
 // whose fsync completed. A View, however, may see a batch that committed but whose fsync is
@@ -51,8 +56,7 @@ const DefaultMaxBatch = 256
 // zero.
 const DefaultTwinCacheBytes = 64 << 20
 
-// cacheKiB is the page cache of each connection. The writer's cache holds the hot twins; a
-// larger one mostly helps stores that are much larger than memory anyway.
+// cacheKiB is the size of SQLite's page cache on each connection.
 const cacheKiB = 64 << 10
 
 // walSizeLimit is the size in bytes the write-ahead log is truncated to after a checkpoint.
@@ -146,7 +150,7 @@ type Store struct {
 	pending sync.WaitGroup // Updates between admission and answer
 	active  sync.WaitGroup // Views and log reads in progress
 
-	// last is the Seq of the newest committed record.
+	// last is the Seq of the newest durable record.
 	last atomic.Uint64
 	// notifyMu guards changed, which is closed and replaced after every commit that appended
 	// records, and closed for good (and set to nil) by Close.
@@ -167,7 +171,7 @@ type Store struct {
 	// restartWAL asks the writer goroutine to finish a checkpoint before its next
 	// transaction, so that the write-ahead log starts over (see checkpointLoop).
 	restartWAL atomic.Bool
-	wal        *os.File // the write-ahead log, opened by the sync goroutine on first use
+	wal        *os.File // the write-ahead log file, which the sync goroutine fsyncs
 	// failure is set once an fsync failed; every later Update fails with it.
 	failure atomic.Pointer[error]
 
@@ -187,7 +191,7 @@ type request struct {
 	done     chan struct{}
 }
 
-// Open opens (creating if needed) the store in cfg.Dir and starts its writer goroutine. Open
+// Open opens (creating if needed) the store in cfg.Dir and starts its goroutines. Open
 // reads no more than the schema version and the newest log Seq, so it takes the same time for
 // any number of stored twins; SQLite recovers from its write-ahead log after a crash.
 func Open(cfg Config, logger *slog.Logger) (*Store, error) {
