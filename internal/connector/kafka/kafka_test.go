@@ -285,3 +285,29 @@ func TestValidate(t *testing.T) {
 		t.Error("Redacted kept the password")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	caFile, server := sinktest.ServerTLS(t)
+	c := cluster(t, 1, kfake.TLS(server))
+	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic, TLS: egress.TLS{CAFile: caFile}})
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	events := sinktest.Events("tls", 3)
+	if err := s.Send(ctx, events); err != nil {
+		t.Fatalf("Send over TLS: %v", err)
+	}
+	tc, err := (egress.TLS{CAFile: caFile}).Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := newReceiver(t, c.ListenAddrs(), kgo.DialTLSConfig(tc)).Receive(ctx, len(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range events {
+		if d := sinktest.Equal(got[i], events[i]); d != "" {
+			t.Errorf("event %d:%s", i, d)
+		}
+	}
+}

@@ -166,7 +166,7 @@ func privateBroker(t *testing.T) string {
 	cmd := exec.Command("mosquitto", "-c", conf)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		t.Skipf("start a private mosquitto: %v", err)
+		t.Fatalf("start a private mosquitto: %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {

@@ -343,3 +343,27 @@ func TestRedacted(t *testing.T) {
 		t.Error("Redacted changed the original headers")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	caFile, server := sinktest.ServerTLS(t)
+	r := newReceiver(t, http.StatusOK)
+	r.srv.Close()
+	r.srv = httptest.NewUnstartedServer(r.srv.Config.Handler)
+	r.srv.TLS = server
+	r.srv.StartTLS()
+	defer r.srv.Close()
+	events := sinktest.Events("tls", 2)
+	if err := newSink(t, SinkConfig{URL: r.srv.URL, TLS: egress.TLS{CAFile: caFile}}).Send(t.Context(), events); err != nil {
+		t.Fatalf("Send over TLS with the CA file: %v", err)
+	}
+	got, err := r.Receive(t.Context(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[1].ID != events[1].ID {
+		t.Errorf("received %s, want %s", got[1].ID, events[1].ID)
+	}
+	if err := newSink(t, SinkConfig{URL: r.srv.URL}).Send(t.Context(), events); err == nil {
+		t.Error("Send to a server whose certificate the system roots do not know succeeded")
+	}
+}
