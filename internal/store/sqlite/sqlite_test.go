@@ -460,3 +460,28 @@ func crashChild(dir string) {
 	}
 	wg.Wait()
 }
+
+func TestFailedSyncFailsTheStore(t *testing.T) {
+	s := open(t, Config{Dir: t.TempDir()})
+	update(t, s, func(w store.Writer) error { return w.Emit(testEvent("durable")) })
+	// Closing the descriptor makes the next fsync fail, as a failing disk would.
+	if err := s.wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(context.Background(), func(w store.Writer) error { return w.Emit(testEvent("unknown")) })
+	if err == nil || !strings.Contains(err.Error(), "sync write-ahead log") {
+		t.Fatalf("Update whose fsync failed returned %v", err)
+	}
+	if last := s.Log().Last(); last != 1 {
+		t.Errorf("Last after a failed fsync = %d, want 1: the record is not known to be durable", last)
+	}
+	err = s.Update(context.Background(), func(w store.Writer) error { return w.Emit(testEvent("later")) })
+	if err == nil || !strings.Contains(err.Error(), "sync write-ahead log") {
+		t.Errorf("Update after a failed fsync returned %v, want the store's failure", err)
+	}
+	// Close reports the descriptor closed above; the store is closed all the same.
+	_ = s.Close()
+	if err := s.Update(context.Background(), func(store.Writer) error { return nil }); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Update after Close returned %v", err)
+	}
+}
