@@ -121,8 +121,8 @@ type Sink struct {
 
 var _ egress.Sink = (*Sink)(nil)
 
-// NewSink validates cfg and connects to the server. The first connection must succeed;
-// later losses are reconnected forever.
+// NewSink validates cfg and starts connecting to the server. It does not wait: a server
+// that is down is tried again forever, and Sends fail until it answers.
 func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("nats endpoint: %w", err)
@@ -134,6 +134,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	opts := []nats.Option{
 		nats.Name("twinflow egress"),
 		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		// Publishes while disconnected fail at once instead of waiting in a buffer: the relay
