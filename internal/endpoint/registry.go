@@ -128,6 +128,9 @@ func ValidName(name string) bool {
 // Run runs a relay for every endpoint until ctx ends, then stops them, closes their sinks and
 // returns nil. A relay whose store fails is logged and restarted after a pause.
 func (r *Registry) Run(ctx context.Context) error {
+	// Loading under the lock orders the load against Put and Delete: an endpoint stored
+	// before is started here, one stored after is started by Put.
+	r.mu.Lock()
 	var stored []store.Endpoint
 	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
 		var err error
@@ -135,9 +138,9 @@ func (r *Registry) Run(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
+		r.mu.Unlock()
 		return fmt.Errorf("load endpoints: %w", err)
 	}
-	r.mu.Lock()
 	r.ctx = ctx
 	for _, ep := range stored {
 		def, err := Parse(ep.Config, r.kinds)

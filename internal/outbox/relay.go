@@ -133,7 +133,8 @@ type Status struct {
 // are sent one by one so that only the rejected ones are dead-lettered. Expired events (TTL,
 // MaxAttempts) are dead-lettered and the relay moves on. The cursor moves past a batch, in the
 // same transaction that stores its dead letters, only once every event in it was accepted or
-// dead-lettered.
+// dead-lettered; that transaction commits in the background while the next batch goes out, so
+// after a crash the destination sees again at most the batches in flight.
 type Relay struct {
 	cfg     Config
 	st      Store
@@ -195,8 +196,24 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.m(func(s *Status) { s.State, s.Cursor = StateDelivering, cursor })
 	r.metrics.attach(r)
 	defer r.metrics.detach(r)
+
+	cw := newCursorWriter(r.st, r.cfg.Endpoint, r.writeFiles)
+	cwCtx, stopCW := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { cw.run(cwCtx) })
+	defer func() {
+		stopCW()
+		wg.Wait()
+		// Store the progress of the last batches; the store outlives the relay.
+		if err := cw.flush(context.WithoutCancel(ctx)); err != nil {
+			r.logger.Warn("cursor not stored at stop; its events will be delivered again", slog.Any("err", err))
+		}
+	}()
 	for {
-		if err := r.control(ctx, &cursor); err != nil {
+		if err := cw.failure(); err != nil {
+			return r.stopped(ctx, err)
+		}
+		if err := r.control(ctx, cw, &cursor); err != nil {
 			return r.stopped(ctx, err)
 		}
 		wait, done := r.waitContext(ctx, true)
@@ -228,10 +245,9 @@ func (r *Relay) Run(ctx context.Context) error {
 				return r.stopped(ctx, nil)
 			}
 		}
-		if err := r.commit(ctx, through, dead); err != nil {
-			return r.stopped(ctx, err)
-		}
+		cw.advance(through, dead)
 		cursor = through
+		r.m(func(s *Status) { s.Cursor = through })
 	}
 }
 
@@ -299,15 +315,14 @@ func (r *Relay) waitContext(ctx context.Context, redrive bool) (context.Context,
 }
 
 // control applies a pending rewind to *cursor and works off pending redrives.
-func (r *Relay) control(ctx context.Context, cursor *uint64) error {
+func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) error {
 	r.mu.Lock()
 	rewind, redrive := r.rewind, r.redrive
 	r.rewind, r.redrive = nil, nil
 	r.mu.Unlock()
 	if rewind != nil {
-		err := r.st.UpdateEgress(ctx, func(w store.EgressWriter) error { return w.SetCursor(r.cfg.Endpoint, *rewind) })
-		if err != nil {
-			return fmt.Errorf("rewind endpoint %q to %d: %w", r.cfg.Endpoint, *rewind, err)
+		if err := cw.set(ctx, *rewind); err != nil {
+			return err
 		}
 		r.logger.Info("replaying the log", slog.Uint64("from", *rewind+1), slog.Uint64("was_at", *cursor))
 		*cursor = *rewind
@@ -362,22 +377,6 @@ func (r *Relay) redriveOne(ctx context.Context, id uint64) error {
 	if len(dead) == 0 {
 		r.logger.Info("redriven dead letter delivered", slog.Uint64("dead_letter", id), slog.String("event_id", dl.Event.ID))
 	}
-	return nil
-}
-
-// commit stores the cursor past through together with the batch's dead letters.
-func (r *Relay) commit(ctx context.Context, through uint64, dead []store.DeadLetter) error {
-	err := r.st.UpdateEgress(ctx, func(w store.EgressWriter) error {
-		if err := r.addDeadLetters(w, dead); err != nil {
-			return err
-		}
-		return w.SetCursor(r.cfg.Endpoint, through)
-	})
-	if err != nil {
-		return fmt.Errorf("advance cursor of endpoint %q to %d: %w", r.cfg.Endpoint, through, err)
-	}
-	r.writeFiles(dead)
-	r.m(func(s *Status) { s.Cursor = through })
 	return nil
 }
 
