@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
@@ -60,6 +61,7 @@ func (p *publisher091) connect() error {
 		_ = conn.Close()
 		return fmt.Errorf("enable publisher confirms: %w", err)
 	}
+	p.logger.Debug("amqp endpoint connected", "url", redactURL(p.cfg.URL))
 	p.conn, p.ch = conn, ch
 	p.closes = ch.NotifyClose(make(chan *amqp091.Error, 1))
 	return nil
@@ -105,15 +107,26 @@ func (p *publisher091) publish(ctx context.Context, events []event.Event) error 
 
 // fail adds the channel's close reason to err, classifies it and drops a closed connection.
 func (p *publisher091) fail(err error) error {
+	// A closed channel reports why on p.closes, possibly just after the publish failed.
+	wait := time.After(0)
+	if p.ch.IsClosed() {
+		wait = time.After(time.Second)
+	}
+	var reason *amqp091.Error
 	select {
-	case reason, ok := <-p.closes:
-		if ok && reason != nil {
-			err = fmt.Errorf("%w: %w", err, reason)
+	case r, ok := <-p.closes:
+		if ok && r != nil {
+			reason = r
+			err = fmt.Errorf("%w: %w", err, r)
 		}
-	default:
+	case <-wait:
 	}
 	if p.ch.IsClosed() {
+		p.logger.Warn("amqp endpoint lost its channel; reconnecting on the next send", "url", redactURL(p.cfg.URL), "err", err)
 		p.disconnect()
+	}
+	if reason != nil && permanentCode(reason.Code) {
+		return egress.Permanent(err)
 	}
 	return classify091(err)
 }
@@ -122,16 +135,22 @@ func (p *publisher091) fail(err error) error {
 // that does not exist, access refused, and a refused login.
 func classify091(err error) error {
 	var amqpErr *amqp091.Error
-	if errors.As(err, &amqpErr) {
-		switch amqpErr.Code {
-		case amqp091.NotFound, amqp091.AccessRefused, amqp091.NotAllowed, amqp091.PreconditionFailed:
-			return egress.Permanent(err)
-		}
+	if errors.As(err, &amqpErr) && permanentCode(amqpErr.Code) {
+		return egress.Permanent(err)
 	}
 	if errors.Is(err, amqp091.ErrSASL) || errors.Is(err, amqp091.ErrCredentials) {
 		return egress.Permanent(err)
 	}
 	return err
+}
+
+// permanentCode reports whether an AMQP 0-9-1 reply code refuses the publish for good.
+func permanentCode(code int) bool {
+	switch code {
+	case amqp091.NotFound, amqp091.AccessRefused, amqp091.NotAllowed, amqp091.PreconditionFailed:
+		return true
+	}
+	return false
 }
 
 // Publishing returns the AMQP 0-9-1 message of e: a persistent message with the

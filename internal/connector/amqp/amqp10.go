@@ -51,6 +51,7 @@ func (p *publisher10) connect(ctx context.Context) error {
 		_ = conn.Close()
 		return classify10(fmt.Errorf("attach sender to %q: %w", p.cfg.Address, err))
 	}
+	p.logger.Debug("amqp 1.0 endpoint connected", "url", redactURL(p.cfg.URL), "address", p.cfg.Address)
 	p.conn, p.sender = conn, sender
 	return nil
 }
@@ -72,6 +73,7 @@ func (p *publisher10) publish(ctx context.Context, events []event.Event) error {
 	for i := range events {
 		r, err := p.sender.SendWithReceipt(ctx, Message(&events[i]), nil)
 		if err != nil {
+			p.logger.Warn("amqp 1.0 endpoint lost its link; reconnecting on the next send", "url", redactURL(p.cfg.URL), "err", err)
 			p.disconnect()
 			return classify10(fmt.Errorf("send event %q: %w", events[i].ID, err))
 		}

@@ -105,9 +105,8 @@ func (c SinkConfig) Redacted() SinkConfig {
 
 // Sink produces events to one topic. It implements egress.Sink.
 type Sink struct {
-	cfg    SinkConfig
-	opts   []kgo.Opt
-	logger *slog.Logger
+	cfg  SinkConfig
+	opts []kgo.Opt
 
 	mu      sync.Mutex  // held by Send and Close
 	client  *kgo.Client // nil until the first Send, and after a Send gave up waiting
@@ -120,7 +119,7 @@ var _ egress.Sink = (*Sink)(nil)
 
 // NewSink validates cfg and prepares the producer. It does not contact the brokers: the
 // first Send connects.
-func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
+func NewSink(cfg SinkConfig, log *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka endpoint: %w", err)
 	}
@@ -136,6 +135,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
+		kgo.WithLogger(logger{log}),
 	}
 	switch cfg.SASL.Mechanism {
 	case Plain:
@@ -157,7 +157,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka endpoint: %w", err)
 	}
-	return &Sink{cfg: cfg, opts: opts, client: client, logger: logger}, nil
+	return &Sink{cfg: cfg, opts: opts, client: client}, nil
 }
 
 // Send produces events and waits until the brokers acknowledged every one. Records of one

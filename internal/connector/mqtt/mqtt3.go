@@ -47,6 +47,7 @@ func newPublisher3(cfg SinkConfig, u *url.URL, tc *tls.Config, logger *slog.Logg
 
 func (p *publisher3) publish(ctx context.Context, topics []string, events []event.Event) error {
 	if !p.client.IsConnectionOpen() {
+		p.logger.Debug("mqtt endpoint connecting")
 		if err := wait(ctx, p.client.Connect()); err != nil {
 			return fmt.Errorf("connect to mqtt broker: %w", err)
 		}

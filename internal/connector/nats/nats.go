@@ -113,7 +113,6 @@ type Sink struct {
 	subject egress.Template
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	logger  *slog.Logger
 
 	mu     sync.Mutex // held by Send and Close
 	closed bool
@@ -171,7 +170,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats endpoint: %w", err)
 	}
-	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js, logger: logger}, nil
+	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js}, nil
 }
 
 // Send publishes events asynchronously, then waits for every acknowledgement in order.
