@@ -1,14 +1,18 @@
 package index
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/twinflow/twinflow/internal/dtdl"
 )
 
 // Read calls Sync, then fn with a Reader of the index while holding the index's shared lock:
-// writes wait until fn returns, so fn should not block. Values fn gets from the Reader are
-// valid only until it returns, except documents (Doc), which stay valid and unchanged.
+// writes wait until fn returns, so fn should not block. The Reader is for fn's goroutine only
+// and only until fn returns; documents and values it returns belong to the caller.
 func (x *Index) Read(ctx context.Context, fn func(*Reader) error) error {
 	if err := x.Sync(ctx); err != nil {
 		return err
@@ -22,6 +26,36 @@ func (x *Index) Read(ctx context.Context, fn func(*Reader) error) error {
 type Reader struct {
 	x      *Index
 	models *dtdl.ModelSet
+	// doc is the decompressed document of twin docOf, kept for the next lookup.
+	doc   []byte
+	docOf *Twin
+}
+
+// twinDoc returns t's decompressed document in the Reader's buffer, valid until the next
+// call for another twin.
+func (r *Reader) twinDoc(t *Twin) []byte {
+	if r.docOf == t {
+		return r.doc
+	}
+	n, err := s2.DecodedLen(t.zdoc)
+	if err != nil {
+		return nil // the index compressed it itself; cannot happen
+	}
+	if cap(r.doc) < n {
+		r.doc = make([]byte, n)
+	}
+	r.doc, err = s2.Decode(r.doc[:cap(r.doc)], t.zdoc)
+	if err != nil {
+		r.doc, r.docOf = r.doc[:0], nil
+		return nil
+	}
+	r.docOf = t
+	return r.doc
+}
+
+// Doc returns a copy of twin t's JSON document.
+func (r *Reader) Doc(t *Twin) []byte {
+	return bytes.Clone(r.twinDoc(t))
 }
 
 // Models returns the model set the reader's IS_OF_MODEL checks use.
@@ -85,11 +119,19 @@ func (r *Reader) LookupTwin(t *Twin, path []string) (any, bool) {
 	}
 	for _, p := range t.props {
 		if p.name == n {
-			v, ok := descend(t.doc[p.start:p.end], path[1:])
+			doc := r.twinDoc(t)
+			if int(p.end) > len(doc) {
+				return nil, false
+			}
+			v, ok := descend(doc[p.start:p.end], path[1:])
 			if !ok {
 				return nil, false
 			}
-			return value(v)
+			val, ok := value(v)
+			if raw, isRaw := val.(json.RawMessage); isRaw {
+				val = json.RawMessage(bytes.Clone(raw)) // v is in the Reader's buffer
+			}
+			return val, ok
 		}
 	}
 	return nil, false
@@ -112,9 +154,6 @@ func (t *Twin) Slot() int { return int(t.slot) }
 
 // Model returns the twin's model number (see Reader.ModelIDs).
 func (t *Twin) Model() int { return int(t.model) }
-
-// Doc returns the twin's JSON document. It must not be modified.
-func (t *Twin) Doc() []byte { return t.doc }
 
 // Out returns the relationships from t. The caller must not modify it.
 func (t *Twin) Out() []*Rel { return t.out }

@@ -289,7 +289,7 @@ func (e *rowEnv) Lookup(path []string) (any, bool) {
 	}
 	t := e.twins[c]
 	if len(path) == 0 {
-		return json.RawMessage(t.Doc()), true
+		return json.RawMessage(e.ex.r.Doc(t)), true
 	}
 	return e.ex.r.LookupTwin(t, path)
 }
@@ -301,7 +301,7 @@ func (ex *exec) row() json.RawMessage {
 		if pl.colls[0].rel {
 			return ex.env.rels[0].Doc()
 		}
-		return ex.env.twins[0].Doc()
+		return ex.r.Doc(ex.env.twins[0])
 	}
 	buf := []byte{'{'}
 	for _, it := range pl.items {
@@ -313,7 +313,7 @@ func (ex *exec) row() json.RawMessage {
 		case pl.colls[it.coll].rel:
 			v, ok = json.RawMessage(ex.env.rels[it.coll].Doc()), true
 		default:
-			v, ok = json.RawMessage(ex.env.twins[it.coll].Doc()), true
+			v, ok = json.RawMessage(ex.r.Doc(ex.env.twins[it.coll])), true
 		}
 		if !ok {
 			continue
