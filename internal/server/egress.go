@@ -18,6 +18,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/connector/amqp"
+	"github.com/twinflow/twinflow/internal/connector/kafka"
+	"github.com/twinflow/twinflow/internal/connector/mqtt"
 	"github.com/twinflow/twinflow/internal/connector/nats"
 	"github.com/twinflow/twinflow/internal/connector/webhook"
 	"github.com/twinflow/twinflow/internal/endpoint"
@@ -117,7 +120,10 @@ func LoadConfigFile(path string) (EgressConfig, error) {
 func Kinds() map[string]endpoint.Kind {
 	return map[string]endpoint.Kind{
 		"webhook": endpoint.KindOf(webhook.NewSink, webhook.Handshake),
+		"kafka":   endpoint.KindOf(kafka.NewSink, nil),
 		"nats":    endpoint.KindOf(nats.NewSink, nil),
+		"amqp":    endpoint.KindOf(amqp.NewSink, nil),
+		"mqtt":    endpoint.KindOf(mqtt.NewSink, nil),
 	}
 }
 

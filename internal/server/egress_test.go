@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/event"
 )
 
@@ -144,5 +145,30 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `twinflow_egress_delivered_events_total{endpoint="hook"} 2`) ||
 		!strings.Contains(body, `twinflow_egress_lag_events{endpoint="hook"}`) {
 		t.Errorf("/metrics = %d:\n%s", code, body)
+	}
+}
+
+// TestKinds checks that each endpoint type this build offers reads a minimal definition and
+// reports a bad one by field.
+func TestKinds(t *testing.T) {
+	valid := map[string]string{
+		"webhook": `{"endpointType":"webhook","url":"http://127.0.0.1:9/hook"}`,
+		"kafka":   `{"endpointType":"kafka","brokers":["127.0.0.1:9092"],"topic":"twins"}`,
+		"nats":    `{"endpointType":"nats","url":"nats://127.0.0.1:4222"}`,
+		"amqp":    `{"endpointType":"amqp","url":"amqp://guest:guest@127.0.0.1:5672/","exchange":"twins"}`,
+		"mqtt":    `{"endpointType":"mqtt","url":"tcp://127.0.0.1:1883","topic":"twins/{twinId}"}`,
+	}
+	kinds := Kinds()
+	if len(kinds) != len(valid) {
+		t.Errorf("%d kinds, want %d", len(kinds), len(valid))
+	}
+	for kind, def := range valid {
+		if _, err := endpoint.Parse(json.RawMessage(def), kinds); err != nil {
+			t.Errorf("%s: %v", kind, err)
+		}
+		bad := strings.Replace(def, `"endpointType"`, `"unknownSetting":1,"endpointType"`, 1)
+		if _, err := endpoint.Parse(json.RawMessage(bad), kinds); err == nil || !strings.Contains(err.Error(), "unknownSetting") {
+			t.Errorf("%s with an unknown setting: %v", kind, err)
+		}
 	}
 }
