@@ -3,6 +3,7 @@ package expr
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -55,7 +56,7 @@ func arity(f Func) string {
 	return itoa(f.MinArgs) + " to " + itoa(f.MaxArgs) + " arguments"
 }
 
-func itoa(n int) string { return FormatLiteral(float64(n)) }
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // Walk calls fn for n and, while fn returns true, for each of its descendants in order.
 func Walk(n Node, fn func(Node) bool) {
@@ -122,14 +123,14 @@ func Eval(n Node, env Env, fns Funcs) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		return Compare2(n.Op, l, r), true
+		return CompareValues(n.Op, l, r), true
 	case *In:
 		x, ok := Eval(n.X, env, fns)
 		if !ok {
 			return nil, false
 		}
 		for _, l := range n.List {
-			if Compare2("=", x, l.Value) {
+			if CompareValues("=", x, l.Value) {
 				return !n.Not, true
 			}
 		}
@@ -204,8 +205,9 @@ func TypeOf(v any) Type {
 	return TypeInvalid
 }
 
-// Compare2 applies the comparison op to two defined values (see Eval for the rules).
-func Compare2(op string, l, r any) bool {
+// CompareValues applies the comparison op (= != < > <= >=) to two defined values, by the
+// rules Eval documents.
+func CompareValues(op string, l, r any) bool {
 	switch l := l.(type) {
 	case float64:
 		if r, ok := r.(float64); ok {
@@ -302,7 +304,7 @@ func Builtins() Funcs {
 				return nil, false
 			}
 			for _, e := range asArray(arr) {
-				if TypeOf(e) != TypeObject && TypeOf(e) != TypeArray && Compare2("=", e, x) {
+				if TypeOf(e) != TypeObject && TypeOf(e) != TypeArray && CompareValues("=", e, x) {
 					return true, true
 				}
 			}
