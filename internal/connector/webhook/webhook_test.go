@@ -115,7 +115,7 @@ func (r *receiver) Receive(ctx context.Context, n int) ([]event.Event, error) {
 	return out, nil
 }
 
-func newSink(t *testing.T, cfg SinkConfig) *Sink {
+func newSink(t testing.TB, cfg SinkConfig) *Sink {
 	s, err := NewSink(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
