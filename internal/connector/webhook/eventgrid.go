@@ -30,9 +30,9 @@ type gridData struct {
 // zeroTime is the eventTime ADT writes for events without a time (telemetry).
 const zeroTime = "0001-01-01T00:00:00Z"
 
-// eventGridBatch encodes events as a JSON array of Event Grid schema events. The event's
-// source becomes the topic.
-func eventGridBatch(events []event.Event) ([]byte, error) {
+// eventGridBatch encodes events as a JSON array of Event Grid schema events, with topic as
+// their topic, or each event's source if topic is empty.
+func eventGridBatch(events []event.Event, topic string) ([]byte, error) {
 	out := make([]gridEvent, len(events))
 	for i := range events {
 		e := &events[i]
@@ -40,9 +40,13 @@ func eventGridBatch(events []event.Event) ([]byte, error) {
 		if t == "" {
 			t = zeroTime
 		}
+		tp := topic
+		if tp == "" {
+			tp = e.Source
+		}
 		out[i] = gridEvent{
 			ID: e.ID, Subject: e.Subject, EventType: e.Type, DataVersion: "1.0", MetadataVersion: "1",
-			EventTime: t, Topic: e.Source,
+			EventTime: t, Topic: tp,
 			Data: gridData{Data: e.Data, ContentType: e.DataContentType, TraceParent: e.TraceParent, DataSchema: e.DataSchema},
 		}
 	}

@@ -77,6 +77,9 @@ type SinkConfig struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// Timeout bounds one request; zero means DefaultTimeout.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Topic is the topic of Event Grid schema events in EventGrid mode (ADT writes the
+	// resource id of its Event Grid topic); empty means each event's source.
+	Topic string `json:"topic,omitempty"`
 	// Origin is sent as WebHook-Request-Origin in the validation handshake; empty means
 	// "twinflow".
 	Origin string `json:"origin,omitempty"`
@@ -135,6 +138,9 @@ func (c SinkConfig) Validate() error {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", name))
 		}
+	}
+	if c.Topic != "" && c.Mode != EventGrid {
+		errs = append(errs, errors.New("topic: only for mode eventgrid"))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: must not be negative"))
@@ -231,7 +237,7 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 		}
 		return s.post(ctx, body, cloudevents.BatchContentType, nil)
 	case EventGrid:
-		body, err := eventGridBatch(events)
+		body, err := eventGridBatch(events, s.cfg.Topic)
 		if err != nil {
 			return egress.Permanent(err)
 		}

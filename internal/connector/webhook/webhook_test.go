@@ -280,6 +280,21 @@ func TestHandshake(t *testing.T) {
 	}
 }
 
+// TestEventGridSchema checks the exact Event Grid form ADT sends: payload under data.data,
+// the zero time for telemetry, and the configured topic.
+func TestEventGridSchema(t *testing.T) {
+	events := sinktest.Events("eg", 3)[1:3] // a relationship event and a telemetry event
+	got, err := eventGridBatch(events, "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"id":"eg-1","subject":"twin-1/relationships/rel-1","data":{"data":{"$relationshipId":"rel-1","$sourceId":"twin-1","$targetId":"t2","$relationshipName":"contains","note":"ünïcode \"quoted\""},"contenttype":"application/json"},"eventType":"Microsoft.DigitalTwins.Relationship.Create","dataVersion":"1.0","metadataVersion":"1","eventTime":"2026-11-25T10:00:01.0000000Z","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t"},` +
+		`{"id":"eg-2","subject":"thermostat","data":{"data":{"temperature":21.5,"seq":2},"contenttype":"application/json","traceparent":"00-00000000000000000000000000000003-0000000000000003-01","dataschema":"dtmi:example:Thermostat;1"},"eventType":"microsoft.iot.telemetry","dataVersion":"1.0","metadataVersion":"1","eventTime":"0001-01-01T00:00:00Z","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t"}]`
+	if string(got) != want {
+		t.Errorf("Event Grid batch =\n%s\nwant\n%s", got, want)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		cfg  SinkConfig
@@ -292,6 +307,8 @@ func TestValidate(t *testing.T) {
 			TLS: egress.TLS{CertFile: "c.pem"}},
 			[]string{"url:", "mode:", "timeout:", "headers:", "tls.certFile"}},
 		{SinkConfig{URL: "/relative"}, []string{"url:"}},
+		{SinkConfig{URL: "http://h", Topic: "t"}, []string{"topic: only for mode eventgrid"}},
+		{SinkConfig{URL: "http://h", Mode: EventGrid, Topic: "t"}, nil},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()

@@ -62,13 +62,16 @@ func Run(t *testing.T, h Harness) {
 }
 
 // Events returns n events of every kind twinflow emits, with ids prefix-0 ... prefix-(n-1),
-// every optional attribute used somewhere, and compact JSON data, so that data must arrive
-// byte for byte.
+// every optional attribute used somewhere, a twin id that is not ASCII and has a space, and
+// compact JSON data, so that data must arrive byte for byte.
 func Events(prefix string, n int) []event.Event {
 	out := make([]event.Event, n)
 	for i := range out {
 		id := prefix + "-" + strconv.Itoa(i)
 		twin := "twin-" + strconv.Itoa(i%7)
+		if i%7 == 6 {
+			twin = "twin-ü 6" // not ASCII, with a space: header encodings must keep it
+		}
 		tp := fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)
 		switch i % 4 {
 		case 0:
