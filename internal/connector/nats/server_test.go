@@ -17,10 +17,10 @@ import (
 )
 
 // privateServer runs a nats-server of the test's own with JetStream stored in dir, on
-// addr, until stop is called.
-func privateServer(t *testing.T, addr, dir string) (stop func()) {
+// addr, with the extra command-line arguments, until stop is called.
+func privateServer(t *testing.T, addr, dir string, args ...string) (stop func()) {
 	host, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("nats-server", "-a", host, "-p", port, "-js", "-sd", dir)
+	cmd := exec.Command("nats-server", append([]string{"-a", host, "-p", port, "-js", "-sd", dir}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
@@ -45,22 +45,76 @@ func privateServer(t *testing.T, addr, dir string) (stop func()) {
 	}
 }
 
-// TestServerRestart creates the sink while the server is down, then kills the server
-// between batches and starts it again on the same port and store: the same sink delivers
-// every batch, and the stream holds them in order.
-func TestServerRestart(t *testing.T) {
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestAuthentication checks that user and password, and token, reach the server: the right
+// ones deliver, a wrong one does not.
+func TestAuthentication(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		good, bad SinkConfig
+	}{
+		{"user", []string{"--user", "tf", "--pass", "s3cret"}, SinkConfig{User: "tf", Password: "s3cret"}, SinkConfig{User: "tf", Password: "wrong"}},
+		{"token", []string{"--auth", "t0ken"}, SinkConfig{Token: "t0ken"}, SinkConfig{Token: "wrong"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := freeAddr(t)
+			privateServer(t, addr, t.TempDir(), tt.args...)
+			opts := []nats.Option{nats.UserInfo(tt.good.User, tt.good.Password)}
+			if tt.good.Token != "" {
+				opts = []nats.Option{nats.Token(tt.good.Token)}
+			}
+			nc, err := nats.Connect("nats://"+addr, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "auth", Subjects: []string{"auth.>"}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				cfg  SinkConfig
+				good bool
+			}{{tt.good, true}, {tt.bad, false}} {
+				c.cfg.URL, c.cfg.Subject = "nats://"+addr, "auth.{twinId}"
+				s := newSink(t, c.cfg)
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+				err := s.Send(ctx, sinktest.Events("auth", 2))
+				cancel()
+				s.Close()
+				if (err == nil) != c.good {
+					t.Errorf("Send with %+v = %v, want success %v", c.cfg.Redacted(), err, c.good)
+				}
+			}
+		})
+	}
+}
+
+// TestServerRestart creates the sink while the server is down, then kills the server
+// between batches and starts it again on the same port and store: the same sink delivers
+// every batch, and the stream holds them in order.
+func TestServerRestart(t *testing.T) {
+	addr := freeAddr(t)
 	dir := t.TempDir()
 
 	s := newSink(t, SinkConfig{URL: "nats://" + addr, Subject: "restart.{twinId}"})
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-	err = s.Send(ctx, sinktest.Events("down", 1))
+	err := s.Send(ctx, sinktest.Events("down", 1))
 	cancel()
 	if err == nil || egress.IsPermanent(err) {
 		t.Fatalf("Send before the server started = %v, want a retryable error", err)
