@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,11 +14,12 @@ import (
 //	twinflow_egress_retries_total              sends retried after a failure
 //	twinflow_egress_dead_lettered_events_total events given up on
 //	twinflow_egress_lag_events                 log records after the endpoint's cursor
+//	twinflow_egress_lag_seconds                age of the oldest record after the cursor
 //
 // One Metrics serves every relay of a process; it is safe for concurrent use.
 type Metrics struct {
 	delivered, failed, retried, dead *prometheus.CounterVec
-	lag                              *prometheus.Desc
+	lag, lagSeconds                  *prometheus.Desc
 
 	mu     sync.Mutex
 	relays map[*Relay]struct{}
@@ -37,6 +39,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		dead:      counter("dead_lettered_events_total", "Events dead-lettered: rejected or expired."),
 		lag: prometheus.NewDesc("twinflow_egress_lag_events",
 			"Change log records after the endpoint's cursor.", []string{"endpoint"}, nil),
+		lagSeconds: prometheus.NewDesc("twinflow_egress_lag_seconds",
+			"Age of the oldest change log record after the endpoint's cursor.", []string{"endpoint"}, nil),
 		relays: make(map[*Relay]struct{}),
 	}
 	for _, c := range []prometheus.Collector{m.delivered, m.failed, m.retried, m.dead, m} {
@@ -47,20 +51,27 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// Describe implements prometheus.Collector for the lag gauge.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.lag }
+// Describe implements prometheus.Collector for the lag gauges.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.lag
+	ch <- m.lagSeconds
+}
 
-// Collect implements prometheus.Collector: the lag of every running relay, read now.
+// Collect implements prometheus.Collector: the lag of every running relay, read now. A relay
+// whose lag cannot be dated reports its lag in events only.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	relays := make([]*Relay, 0, len(m.relays))
 	for r := range m.relays {
-		r.mu.Lock()
-		cursor := r.status.Cursor
-		r.mu.Unlock()
-		lag := r.st.Log().Last()
-		lag -= min(lag, cursor)
-		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag), r.cfg.Endpoint)
+		relays = append(relays, r)
+	}
+	m.mu.Unlock()
+	for _, r := range relays {
+		st, err := r.Status(context.Background())
+		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(st.LagEvents), r.cfg.Endpoint)
+		if err == nil {
+			ch <- prometheus.MustNewConstMetric(m.lagSeconds, prometheus.GaugeValue, st.LagSeconds, r.cfg.Endpoint)
+		}
 	}
 }
 

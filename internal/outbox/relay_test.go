@@ -320,10 +320,13 @@ func TestRelayDeadLettersRejectedEventsOnly(t *testing.T) {
 	// ADT's layout: <endpoint>/<yyyy>/<mm>/<dd>/<hh>/<event-id>.json.
 	at := dls[0].Time.UTC()
 	path := filepath.Join(dir, "ep", at.Format("2006"), at.Format("01"), at.Format("02"), at.Format("15"), "e3.json")
-	body, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("dead letter file: %v", err)
-	}
+	// Files are written once the dead letters are stored, which the cursor may show first.
+	var body []byte
+	eventually(t, "the dead letter file is written", func() bool {
+		var err error
+		body, err = os.ReadFile(path)
+		return err == nil
+	})
 	var e event.Event
 	if err := json.Unmarshal(body, &e); err != nil || e.ID != "e3" || e.Type != event.TwinCreate || string(e.Data) != `{"id":"e3"}` {
 		t.Errorf("dead letter file holds %s", body)

@@ -143,7 +143,8 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	}
 	code, body := get(t, http.DefaultClient, base+"/metrics")
 	if code != http.StatusOK || !strings.Contains(body, `twinflow_egress_delivered_events_total{endpoint="hook"} 2`) ||
-		!strings.Contains(body, `twinflow_egress_lag_events{endpoint="hook"}`) {
+		!strings.Contains(body, `twinflow_egress_lag_events{endpoint="hook"}`) ||
+		!strings.Contains(body, `twinflow_egress_lag_seconds{endpoint="hook"}`) {
 		t.Errorf("/metrics = %d:\n%s", code, body)
 	}
 }
