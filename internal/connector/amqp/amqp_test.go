@@ -163,7 +163,7 @@ func newReceiver10(t testing.TB, addr string) *receiver10 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.NewReceiver(ctx, addr, &amqp10.ReceiverOptions{Credit: 100})
+	r, err := s.NewReceiver(ctx, addr, &amqp10.ReceiverOptions{Credit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

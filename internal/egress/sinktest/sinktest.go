@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 	}
 	t.Run("OrderAndAttributes", func(t *testing.T) { testOrderAndAttributes(t, h) })
 	t.Run("BatchesInOrder", func(t *testing.T) { testBatchesInOrder(t, h) })
+	t.Run("LargeBatch", func(t *testing.T) { testLargeBatch(t, h) })
 	t.Run("EmptyBatch", func(t *testing.T) { testEmptyBatch(t, h) })
 	t.Run("SendAfterClose", func(t *testing.T) { testSendAfterClose(t, h) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceledContext(t, h) })
@@ -164,6 +165,16 @@ func testBatchesInOrder(t *testing.T, h Harness) {
 		if err := sink.Send(h.ctx(t), batch); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
+	}
+	expect(t, h, rcv, events)
+}
+
+// testLargeBatch sends more events in one batch than a client usually keeps in flight.
+func testLargeBatch(t *testing.T, h Harness) {
+	sink, rcv := newSink(t, h)
+	events := Events("large", 2500)
+	if err := sink.Send(h.ctx(t), events); err != nil {
+		t.Fatalf("Send: %v", err)
 	}
 	expect(t, h, rcv, events)
 }
