@@ -32,6 +32,12 @@ func BenchmarkDelivery091(b *testing.B) {
 		defer s.Close()
 		sinktest.Bench(b, s.Send)
 	})
+	b.Run("latency", func(b *testing.B) {
+		q := benchQueue(b, ch)
+		s := newSink(b, SinkConfig{URL: brokerURL(broker), RoutingKey: q})
+		defer s.Close()
+		sinktest.BenchLatency(b, s.Send)
+	})
 	b.Run("direct", func(b *testing.B) {
 		q := benchQueue(b, ch)
 		pub := channel(b)

@@ -20,6 +20,12 @@ func BenchmarkDelivery(b *testing.B) {
 		defer s.Close()
 		sinktest.Bench(b, s.Send)
 	})
+	b.Run("latency", func(b *testing.B) {
+		c := cluster(b, 8)
+		s := newSink(b, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
+		defer s.Close()
+		sinktest.BenchLatency(b, s.Send)
+	})
 	b.Run("direct", func(b *testing.B) {
 		c := cluster(b, 8)
 		s := newSink(b, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})

@@ -32,6 +32,12 @@ func BenchmarkDelivery(b *testing.B) {
 		defer s.Close()
 		sinktest.Bench(b, s.Send)
 	})
+	b.Run("latency", func(b *testing.B) {
+		name := benchStream(b, js)
+		s := newSink(b, SinkConfig{URL: "nats://" + server, Subject: name + ".{type}.{twinId}"})
+		defer s.Close()
+		sinktest.BenchLatency(b, s.Send)
+	})
 	b.Run("direct", func(b *testing.B) {
 		name := benchStream(b, js)
 		_, djs := connect(b)

@@ -3,9 +3,11 @@ package sinktest
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
 )
@@ -54,4 +56,27 @@ func Bench(b *testing.B, send func(ctx context.Context, events []event.Event) er
 		sent += n
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchLatency sends b.N single 1 KB events through send, one after another, and reports
+// the median and 99th percentile time until send returned, that is until the destination
+// accepted the event.
+func BenchLatency(b *testing.B, send func(ctx context.Context, events []event.Event) error) {
+	batch := BenchmarkEvents(1, 1024)
+	ctx := b.Context()
+	prefix := "latency-" + strconv.FormatInt(int64(b.N), 36) + "-"
+	took := make([]time.Duration, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		batch[0].ID = prefix + strconv.Itoa(i)
+		start := time.Now()
+		if err := send(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		took[i] = time.Since(start)
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 }
