@@ -150,16 +150,8 @@ type Relay struct {
 	rewind *uint64
 	// redrive holds the ids of dead letters waiting to be sent again.
 	redrive []uint64
-	// waiting is the relay's current wait (for the log or before a retry), which a replay or
-	// redrive may cut short; nil while the relay is not waiting.
-	waiting *waiting
-}
-
-// waiting is one wait of a relay.
-type waiting struct {
-	cancel context.CancelFunc
-	// redrive reports whether a redrive cuts the wait short (a replay always does).
-	redrive bool
+	// signal wakes the relay when a replay or redrive is asked for.
+	signal chan struct{}
 }
 
 // errInterrupted abandons a batch because a replay asks to start elsewhere.
@@ -176,6 +168,7 @@ func New(cfg Config, st Store, sink egress.Sink, match func(*event.Event) bool, 
 		metrics: m.forEndpoint(cfg.Endpoint),
 		logger:  logger.With(slog.String("endpoint", cfg.Endpoint)),
 		status:  Status{State: StateStopped},
+		signal:  make(chan struct{}, 1),
 	}
 	return r, nil
 }
@@ -209,35 +202,35 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.logger.Warn("cursor not stored at stop; its events will be delivered again", slog.Any("err", err))
 		}
 	}()
+	// A reader goroutine reads and filters the next batch while the current one is sent.
+	reader := r.startReader(ctx, &wg, cursor)
+	defer func() { reader.stop() }()
 	for {
 		if err := cw.failure(); err != nil {
 			return r.stopped(ctx, err)
 		}
-		if err := r.control(ctx, cw, &cursor); err != nil {
+		rewound, err := r.control(ctx, cw, &cursor)
+		if err != nil {
 			return r.stopped(ctx, err)
 		}
-		wait, done := r.waitContext(ctx, true)
-		recs, err := r.st.Log().Read(wait, cursor, r.cfg.MaxBatch)
-		interrupted := wait.Err() != nil
-		done()
-		switch {
-		case ctx.Err() != nil:
-			return r.stopped(ctx, nil)
-		case interrupted:
-			continue // take up the replay or redrive; the records are read again
-		case err != nil:
-			return r.stopped(ctx, fmt.Errorf("read log after %d: %w", cursor, err))
+		if rewound {
+			reader.stop()
+			reader = r.startReader(ctx, &wg, cursor)
 		}
-		through := recs[len(recs)-1].Seq
-		batch := recs[:0:0]
-		for _, rec := range recs {
-			if r.match(&rec.Event) {
-				batch = append(batch, rec)
-			}
+		var next readBatch
+		select {
+		case <-ctx.Done():
+			return r.stopped(ctx, nil)
+		case <-r.signal:
+			continue // take up the replay or redrive
+		case next = <-reader.batches:
+		}
+		if next.err != nil {
+			return r.stopped(ctx, fmt.Errorf("read log after %d: %w", cursor, next.err))
 		}
 		var dead []store.DeadLetter
-		if len(batch) > 0 {
-			dead, err = r.send(ctx, batch, time.Time{})
+		if len(next.recs) > 0 {
+			dead, err = r.send(ctx, next.recs, time.Time{})
 			if errors.Is(err, errInterrupted) {
 				continue
 			}
@@ -245,10 +238,67 @@ func (r *Relay) Run(ctx context.Context) error {
 				return r.stopped(ctx, nil)
 			}
 		}
-		cw.advance(through, dead)
-		cursor = through
-		r.m(func(s *Status) { s.Cursor = through })
+		cw.advance(next.through, dead)
+		cursor = next.through
+		r.m(func(s *Status) { s.Cursor = next.through })
 	}
+}
+
+// readBatch is what the reader hands the relay: the records after the previous batch up to
+// through that the endpoint's routes match, or the error that stopped the reader.
+type readBatch struct {
+	recs    []event.Record
+	through uint64
+	err     error
+}
+
+// logReader is a running reader goroutine.
+type logReader struct {
+	batches chan readBatch
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// stop stops the reader and waits for it; batches it read are dropped.
+func (l *logReader) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// startReader starts a goroutine reading the log after from, one batch ahead of the relay.
+// It waits for new records without polling (Log.Read blocks) and stops when ctx ends, stop is
+// called, or a read fails (after handing over the error).
+func (r *Relay) startReader(ctx context.Context, wg *sync.WaitGroup, from uint64) *logReader {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &logReader{batches: make(chan readBatch, 1), cancel: cancel, done: make(chan struct{})}
+	wg.Go(func() {
+		defer close(l.done)
+		for {
+			recs, err := r.st.Log().Read(ctx, from, r.cfg.MaxBatch)
+			if ctx.Err() != nil {
+				return
+			}
+			b := readBatch{err: err}
+			if err == nil {
+				b.through = recs[len(recs)-1].Seq
+				for _, rec := range recs {
+					if r.match(&rec.Event) {
+						b.recs = append(b.recs, rec)
+					}
+				}
+			}
+			select {
+			case l.batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			from = b.through
+		}
+	})
+	return l
 }
 
 // stopped records that the relay stopped and returns err, or nil when ctx ended.
@@ -273,8 +323,8 @@ func (r *Relay) m(fn func(*Status)) {
 func (r *Relay) Rewind(seq uint64) {
 	r.mu.Lock()
 	r.rewind = &seq
-	r.wake(true)
 	r.mu.Unlock()
+	r.notify()
 }
 
 // Redrive asks the relay to send the dead letter id again, between batches. Once the sink
@@ -283,47 +333,30 @@ func (r *Relay) Rewind(seq uint64) {
 func (r *Relay) Redrive(id uint64) {
 	r.mu.Lock()
 	r.redrive = append(r.redrive, id)
-	r.wake(false)
 	r.mu.Unlock()
+	r.notify()
 }
 
-// wake interrupts the relay's current wait if it gives way to a redrive, or, when replay is
-// true, whatever it is. Callers hold r.mu.
-func (r *Relay) wake(replay bool) {
-	if r.waiting != nil && (replay || r.waiting.redrive) {
-		r.waiting.cancel()
+// notify wakes the relay to take up a replay or redrive.
+func (r *Relay) notify() {
+	select {
+	case r.signal <- struct{}{}:
+	default:
 	}
 }
 
-// waitContext returns the context of one wait: ctx, also cancelled by Rewind and, if redrive
-// is true, by Redrive (and cancelled at once when such a request is pending). done must be
-// called after the wait.
-func (r *Relay) waitContext(ctx context.Context, redrive bool) (context.Context, func()) {
-	wait, cancel := context.WithCancel(ctx)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.rewind != nil || redrive && len(r.redrive) > 0 {
-		cancel()
-	}
-	r.waiting = &waiting{cancel: cancel, redrive: redrive}
-	return wait, func() {
-		r.mu.Lock()
-		r.waiting = nil
-		r.mu.Unlock()
-		cancel()
-	}
-}
-
-// control applies a pending rewind to *cursor and works off pending redrives.
-func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) error {
+// control applies a pending rewind to *cursor, reporting whether there was one, and works off
+// pending redrives.
+func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) (rewound bool, err error) {
 	r.mu.Lock()
 	rewind, redrive := r.rewind, r.redrive
 	r.rewind, r.redrive = nil, nil
 	r.mu.Unlock()
 	if rewind != nil {
 		if err := cw.set(ctx, *rewind); err != nil {
-			return err
+			return false, err
 		}
+		rewound = true
 		r.logger.Info("replaying the log", slog.Uint64("from", *rewind+1), slog.Uint64("was_at", *cursor))
 		*cursor = *rewind
 		r.m(func(s *Status) { s.Cursor = *rewind })
@@ -335,12 +368,12 @@ func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) e
 				r.mu.Lock()
 				r.redrive = append(redrive[i:], r.redrive...)
 				r.mu.Unlock()
-				return nil
+				return rewound, nil
 			}
-			return err
+			return rewound, err
 		}
 	}
-	return nil
+	return rewound, nil
 }
 
 // redriveOne sends dead letter id again, with its expiry counted from now.
@@ -519,18 +552,23 @@ func (r *Relay) backoff(attempts int, err error) time.Duration {
 // sleep waits for d, returning early with ctx's error, or with errInterrupted when a replay
 // is asked for. A redrive does not cut the wait short: it waits for the batch in flight.
 func (r *Relay) sleep(ctx context.Context, d time.Duration) error {
-	wait, done := r.waitContext(ctx, false)
-	defer done()
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-wait.Done():
-		if ctx.Err() != nil {
+	for {
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.signal:
+			r.mu.Lock()
+			replay := r.rewind != nil
+			r.mu.Unlock()
+			if replay {
+				return errInterrupted
+			}
+			// A redrive stays pending; the relay takes it up after the batch in flight.
 		}
-		return errInterrupted
 	}
 }
 

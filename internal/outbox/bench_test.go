@@ -1,0 +1,118 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/twinflow/twinflow/internal/connector/nats"
+	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/egress/sinktest"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
+)
+
+// nullSink accepts everything at once: the relay's own cost.
+type nullSink struct{}
+
+func (nullSink) Send(context.Context, []event.Event) error { return nil }
+func (nullSink) Close() error                              { return nil }
+
+// BenchmarkRelay measures sustained delivery of 1 KB events from the change log: b.N events
+// are committed first, then one relay delivers them all, with its cursor and TTL bookkeeping,
+// to the sink. "null" is the relay alone; "nats" delivers to the machine's NATS JetStream
+// through the nats connector, and "nats-sink" is that sink sending the same events directly,
+// so the two compare.
+func BenchmarkRelay(b *testing.B) {
+	b.Run("null", func(b *testing.B) { benchRelay(b, nullSink{}) })
+	nc, err := natsgo.Connect("nats://127.0.0.1:4222")
+	if err != nil {
+		b.Skipf("no NATS: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	natsSink := func(b *testing.B) egress.Sink {
+		name := fmt.Sprintf("RELAYBENCH%d", time.Now().UnixNano())
+		_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+			Name: name, Subjects: []string{strings.ToLower(name) + ".>"}, MaxBytes: 512 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
+		s, err := nats.NewSink(nats.SinkConfig{URL: "nats://127.0.0.1:4222", Subject: strings.ToLower(name) + ".{twinId}"}, discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+	b.Run("nats", func(b *testing.B) { benchRelay(b, natsSink(b)) })
+	b.Run("nats-sink", func(b *testing.B) { sinktest.Bench(b, natsSink(b).Send) })
+}
+
+func benchRelay(b *testing.B, sink egress.Sink) {
+	s, err := sqlite.Open(sqlite.Config{Dir: b.TempDir(), NoSync: true}, discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	err = s.UpdateEgress(ctx, func(w store.EgressWriter) error {
+		return w.PutEndpoint(store.Endpoint{Name: "ep", Config: []byte(`{}`), Created: time.Now()})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := sinktest.BenchmarkEvents(1000, 1024)
+	for done := 0; done < b.N; {
+		n := min(len(batch), b.N-done)
+		err := s.Update(ctx, func(w store.Writer) error {
+			for i := range batch[:n] {
+				e := batch[i]
+				e.ID = fmt.Sprintf("e%d", done+i)
+				if err := w.Emit(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done += n
+	}
+	r, err := New(Config{Endpoint: "ep"}, s, sink, func(*event.Event) bool { return true }, nil, discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(1024)
+	b.ResetTimer()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	for {
+		st, err := r.Status(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Cursor >= uint64(b.N) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
