@@ -81,17 +81,6 @@ func ParseTemplate(text string) (Template, error) {
 // String returns the template's text.
 func (t Template) String() string { return t.text }
 
-// IsStatic reports whether t has no placeholders, so it expands to the same text for every
-// event.
-func (t Template) IsStatic() bool {
-	for _, p := range t.parts {
-		if p.field != "" {
-			return false
-		}
-	}
-	return true
-}
-
 // Expand returns t with its placeholders replaced by e's values. If escape is not nil, each
 // value (never the literal text) goes through it first, so that a connector can keep values
 // from adding separators its destination names give meaning to (NATS '.', MQTT '/').

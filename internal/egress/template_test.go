@@ -60,18 +60,6 @@ func TestParseTemplateErrors(t *testing.T) {
 	}
 }
 
-func TestTemplateIsStatic(t *testing.T) {
-	for text, want := range map[string]bool{"": true, "q.events": true, "q.{id}": false} {
-		tmpl, err := ParseTemplate(text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := tmpl.IsStatic(); got != want {
-			t.Errorf("IsStatic(%q) = %v, want %v", text, got, want)
-		}
-	}
-}
-
 func TestTwinID(t *testing.T) {
 	tests := []struct {
 		e    event.Event
