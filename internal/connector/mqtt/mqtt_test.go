@@ -136,8 +136,9 @@ func TestContract(t *testing.T) {
 }
 
 // privateBroker starts a Mosquitto of the test's own on a free port that lets anonymous
-// clients publish only below "allowed/", and returns its address.
-func privateBroker(t *testing.T) string {
+// clients publish only below "allowed/", with the extra listener settings, and returns its
+// address.
+func privateBroker(t *testing.T, listener string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func privateBroker(t *testing.T) string {
 	if err := os.WriteFile(acl, []byte("topic readwrite allowed/#\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nacl_file "+acl+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\n"+listener+"allow_anonymous true\npersistence false\nacl_file "+acl+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stderr strings.Builder
@@ -184,7 +185,7 @@ func privateBroker(t *testing.T) string {
 // TestNotAuthorized checks that an MQTT 5 PUBACK refusing the publish (0x87, not
 // authorized) is a permanent failure.
 func TestNotAuthorized(t *testing.T) {
-	addr := privateBroker(t)
+	addr := privateBroker(t, "")
 	ok := newSink(t, SinkConfig{URL: "tcp://" + addr, Topic: "allowed/{twinId}"})
 	defer ok.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -197,6 +198,30 @@ func TestNotAuthorized(t *testing.T) {
 	err := denied.Send(ctx, sinktest.Events("denied", 2))
 	if !egress.IsPermanent(err) {
 		t.Fatalf("Send to a denied topic = %v, want a permanent error", err)
+	}
+}
+
+// TestTLS publishes over TLS to a private broker, with and without its CA.
+func TestTLS(t *testing.T) {
+	files := sinktest.ServerTLSFiles(t)
+	addr := privateBroker(t, "cafile "+files.CAFile+"\ncertfile "+files.CertFile+"\nkeyfile "+files.KeyFile+"\n")
+	for _, version := range []int{5, 3} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			ok := newSink(t, SinkConfig{URL: "mqtts://" + addr, Version: version, Topic: "allowed/{twinId}", TLS: egress.TLS{CAFile: files.CAFile}})
+			defer ok.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			if err := ok.Send(ctx, sinktest.Events("tls", 2)); err != nil {
+				t.Fatalf("Send over TLS with the CA: %v", err)
+			}
+			unknown := newSink(t, SinkConfig{URL: "ssl://" + addr, Version: version, Topic: "allowed/{twinId}"})
+			defer unknown.Close()
+			ctx, cancel = context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			if err := unknown.Send(ctx, sinktest.Events("tls-unknown", 1)); err == nil {
+				t.Fatal("Send to a broker whose certificate the system roots do not know succeeded")
+			}
+		})
 	}
 }
 

@@ -20,6 +20,20 @@ import (
 // 127.0.0.1 and localhost. It returns the path of the authority's PEM file (for a sink's
 // egress.TLS.CAFile) and the server's configuration (for the destination under test).
 func ServerTLS(t testing.TB) (caFile string, server *tls.Config) {
+	f := ServerTLSFiles(t)
+	return f.CAFile, f.Server
+}
+
+// TLSFiles is a certificate authority and a server certificate it signed, as PEM files and
+// as the server's configuration.
+type TLSFiles struct {
+	CAFile, CertFile, KeyFile string
+	Server                    *tls.Config
+}
+
+// ServerTLSFiles is ServerTLS for destinations that read their certificate from files (a
+// broker process).
+func ServerTLSFiles(t testing.TB) TLSFiles {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,10 +67,30 @@ func ServerTLS(t testing.TB) (caFile string, server *tls.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// World-readable, for brokers that drop privileges before reading them.
+	dir, err := os.MkdirTemp("", "sinktest-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := TLSFiles{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
+	for path, block := range map[string]*pem.Block{
+		f.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		f.CertFile: {Type: "CERTIFICATE", Bytes: der},
+		f.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	return caFile, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	f.Server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	return f
 }
