@@ -135,10 +135,10 @@ func TestContract(t *testing.T) {
 	}
 }
 
-// privateBroker starts a Mosquitto of the test's own on a free port that lets anonymous
-// clients publish only below "allowed/", with the extra listener settings, and returns its
-// address.
-func privateBroker(t *testing.T, listener string) string {
+// privateBroker starts a Mosquitto of the test's own on a free port that lets clients
+// (anonymous, or user "tf") publish only below "allowed/", with the extra listener and
+// global settings, and returns its address.
+func privateBroker(t *testing.T, listener, global string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -157,10 +157,10 @@ func privateBroker(t *testing.T, listener string) string {
 	}
 	acl := filepath.Join(dir, "acl")
 	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(acl, []byte("topic readwrite allowed/#\n"), 0o644); err != nil {
+	if err := os.WriteFile(acl, []byte("topic readwrite allowed/#\nuser tf\ntopic readwrite allowed/#\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\n"+listener+"allow_anonymous true\npersistence false\nacl_file "+acl+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\n"+listener+global+"persistence false\nacl_file "+acl+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stderr strings.Builder
@@ -185,7 +185,7 @@ func privateBroker(t *testing.T, listener string) string {
 // TestNotAuthorized checks that an MQTT 5 PUBACK refusing the publish (0x87, not
 // authorized) is a permanent failure.
 func TestNotAuthorized(t *testing.T) {
-	addr := privateBroker(t, "")
+	addr := privateBroker(t, "", "allow_anonymous true\n")
 	ok := newSink(t, SinkConfig{URL: "tcp://" + addr, Topic: "allowed/{twinId}"})
 	defer ok.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -201,10 +201,47 @@ func TestNotAuthorized(t *testing.T) {
 	}
 }
 
+// TestPassword publishes to a private broker that requires a user and password.
+func TestPassword(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mosquitto-passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passwd := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", passwd, "tf", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
+	}
+	if err := os.Chmod(passwd, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := privateBroker(t, "", "allow_anonymous false\npassword_file "+passwd+"\n")
+	for _, version := range []int{5, 3} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			for _, c := range []struct {
+				password string
+				good     bool
+			}{{"s3cret", true}, {"wrong", false}} {
+				s := newSink(t, SinkConfig{URL: "tcp://" + addr, Version: version, Topic: "allowed/{twinId}", Username: "tf", Password: c.password})
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+				err := s.Send(ctx, sinktest.Events("passwd", 2))
+				cancel()
+				s.Close()
+				if (err == nil) != c.good {
+					t.Errorf("Send with password %q = %v, want success %v", c.password, err, c.good)
+				}
+			}
+		})
+	}
+}
+
 // TestTLS publishes over TLS to a private broker, with and without its CA.
 func TestTLS(t *testing.T) {
 	files := sinktest.ServerTLSFiles(t)
-	addr := privateBroker(t, "cafile "+files.CAFile+"\ncertfile "+files.CertFile+"\nkeyfile "+files.KeyFile+"\n")
+	addr := privateBroker(t, "cafile "+files.CAFile+"\ncertfile "+files.CertFile+"\nkeyfile "+files.KeyFile+"\n", "allow_anonymous true\n")
 	for _, version := range []int{5, 3} {
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
 			ok := newSink(t, SinkConfig{URL: "mqtts://" + addr, Version: version, Topic: "allowed/{twinId}", TLS: egress.TLS{CAFile: files.CAFile}})
