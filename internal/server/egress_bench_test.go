@@ -112,6 +112,11 @@ func BenchmarkEgressLatency(b *testing.B) {
 		}
 		return nil
 	}
+	for deadline := time.Now().Add(30 * time.Second); !srv.ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the server did not become ready")
+		}
+	}
 	err = send("POST", "/models", `[{"@id":"dtmi:bench:Meter;1","@type":"Interface","@context":"dtmi:dtdl:context;2",
 		"contents":[{"@type":"Property","name":"v","schema":"integer"}]}]`, http.StatusCreated)
 	if err != nil {
