@@ -30,7 +30,9 @@ const PropertyPrefix = "cloudEvents:"
 
 // SinkConfig is the settings of an AMQP endpoint.
 type SinkConfig struct {
-	// URL is amqp://user:password@host:port/vhost, or amqps:// for TLS.
+	// URL is amqp://user:password@host:port/vhost, or amqps:// for TLS. The user and
+	// password log in with SASL PLAIN; for Azure Service Bus over AMQP 1.0 they are a shared
+	// access policy's name and its URL-escaped key: amqps://<policy>:<key>@<ns>.servicebus.windows.net.
 	URL string `json:"url"`
 	// Protocol is Protocol091 (default) or Protocol10.
 	Protocol string `json:"protocol,omitempty"`
