@@ -181,7 +181,7 @@ func (s *Store) syncWAL() error {
 	if err := s.failure.Load(); err != nil {
 		return *err
 	}
-	err := s.wal.Sync()
+	err := syncData(s.wal)
 	if err != nil {
 		err = fmt.Errorf("sync write-ahead log: %w", err)
 		s.failure.Store(&err)
