@@ -132,6 +132,9 @@ func BenchmarkQuery(b *testing.B) {
 	}
 	b.Logf("stored %d twins and %d relationships in %v", n, n, time.Since(start).Round(time.Millisecond))
 
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
 	start = time.Now()
 	idx, err := index.New(ctx, index.Config{}, st, g.Models, nil)
 	if err != nil {
@@ -142,8 +145,8 @@ func BenchmarkQuery(b *testing.B) {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	b.Logf("resident memory with the index built: %s (peak %s); Go heap in use %d MiB",
-		procStatus("VmRSS"), procStatus("VmHWM"), ms.HeapInuse>>20)
+	b.Logf("resident memory with the index built: %s (peak %s); Go heap in use %d MiB, of which the index %d MiB",
+		procStatus("VmRSS"), procStatus("VmHWM"), ms.HeapInuse>>20, (int64(ms.HeapInuse)-int64(before.HeapInuse))>>20)
 
 	const filter = "IS_OF_MODEL(T, 'dtmi:bench:Sensor;1') AND T.temperature > 30"
 	anchor := benchTwinID(n / 2)
