@@ -50,7 +50,8 @@ func (c *cursorWriter) advance(through uint64, dead []store.DeadLetter) {
 	}
 }
 
-// failure returns the first failed transaction's error, nil if none failed.
+// failure returns the first failed transaction's error, nil if none failed. A transaction
+// cut short by its context is not a failure: its progress waits for the next flush.
 func (c *cursorWriter) failure() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -99,7 +100,13 @@ func (c *cursorWriter) flush(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("advance cursor of endpoint %q to %d: %w", c.endpoint, through, err)
 		c.mu.Lock()
-		if c.err == nil {
+		// Keep the progress for a later flush; newer progress, if any, covers this cursor.
+		if !c.dirty {
+			c.through = through
+		}
+		c.dead = append(dead, c.dead...)
+		c.dirty = true
+		if c.err == nil && ctx.Err() == nil {
 			c.err = err
 		}
 		c.mu.Unlock()
