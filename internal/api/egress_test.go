@@ -219,3 +219,42 @@ func TestDeadLetterPages(t *testing.T) {
 	wantCall(t, "DELETE", base+"/endpoints/hook/deadletters/2", "", 204)
 	wantCall(t, "GET", base+"/endpoints/hook/deadletters/2", "", 404)
 }
+
+// TestEventRoutePages pages through GET /eventroutes with max-items-per-page (ER1).
+func TestEventRoutePages(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+	}))
+	defer hook.Close()
+	base, _ := egressEnv(t, 3)
+	wantCall(t, "PUT", base+"/endpoints/hook", `{"endpointType":"webhook","url":"`+hook.URL+`"}`, 201)
+	for _, id := range []string{"c", "a", "b"} {
+		wantCall(t, "PUT", base+"/eventroutes/"+id, `{"endpointName":"hook","filter":"true"}`, 204)
+	}
+	var ids []string
+	pages := 0
+	for url := base + "/eventroutes?api-version=2023-10-31"; url != ""; pages++ {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("max-items-per-page", "2")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p page[eventRouteJSON]
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Value {
+			ids = append(ids, r.ID)
+		}
+		url = ""
+		if p.NextLink != nil {
+			url = *p.NextLink
+		}
+	}
+	if strings.Join(ids, " ") != "a b c" || pages != 2 {
+		t.Errorf("paged routes %v in %d pages, want a b c in 2", ids, pages)
+	}
+}
