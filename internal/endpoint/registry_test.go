@@ -287,3 +287,39 @@ func TestRegistryChecks(t *testing.T) {
 		t.Errorf("Status of a missing endpoint = %v", err)
 	}
 }
+
+// TestRegistryExpiresEvents sends to a webhook that answers 503 until the events' TTL has
+// passed: they are dead-lettered as expired, and the endpoint's status says why.
+func TestRegistryExpiresEvents(t *testing.T) {
+	ctx := context.Background()
+	h := &hook{}
+	h.status.Store(http.StatusServiceUnavailable)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	f := newFixture(t, Config{})
+	def := json.RawMessage(`{"endpointType":"webhook","url":"` + srv.URL + `",
+		"delivery":{"ttl":"300ms","minBackoff":"10ms","maxBackoff":"50ms"}}`)
+	if _, err := f.reg.Put(ctx, "hook", def); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.routes.Put(ctx, store.Route{ID: "all", EndpointName: "hook", Filter: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	f.emit(t, "a")
+	var dls []store.DeadLetter
+	eventually(t, "a expires", func() bool {
+		var err error
+		dls, err = f.reg.DeadLetters(ctx, "hook", 0, 0)
+		return err == nil && len(dls) == 1
+	})
+	if !strings.HasPrefix(dls[0].Reason, "expired") || dls[0].Attempts < 2 {
+		t.Errorf("dead letter %+v: want expired after several attempts", dls[0])
+	}
+	st, err := f.reg.Status(ctx, "hook")
+	if err != nil || !strings.Contains(st.LastError, "503") {
+		t.Errorf("Status = %+v, %v; want the 503 as the last error", st, err)
+	}
+	if len(h.received()) != 0 {
+		t.Errorf("the webhook accepted %v", h.received())
+	}
+}
