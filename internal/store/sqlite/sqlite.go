@@ -258,8 +258,7 @@ func (s *Store) open(path string) error {
 	if s.wal, err = os.OpenFile(path+"-wal", os.O_RDWR, 0); err != nil {
 		return fmt.Errorf("open write-ahead log: %w", err)
 	}
-	// A bare max(seq) is answered from the end of the log's b-tree; wrapped in an expression
-	// it would scan the whole log.
+	// max(seq) is answered from the end of the log's b-tree, whatever the log's length.
 	var last sql.NullInt64
 	if err := s.wconn.QueryRowContext(ctx, "SELECT max(seq) FROM log").Scan(&last); err != nil {
 		return fmt.Errorf("read newest log seq: %w", err)
