@@ -485,3 +485,27 @@ func TestFailedSyncFailsTheStore(t *testing.T) {
 		t.Errorf("Update after Close returned %v", err)
 	}
 }
+
+// TestCloseLeavesNoLogToRecover checks that Close checkpoints the write-ahead log away, so the
+// next Open does not have to read it back, however large it grew.
+func TestCloseLeavesNoLogToRecover(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, Config{Dir: dir})
+	update(t, s, func(w store.Writer) error {
+		for i := range 1000 {
+			if err := w.PutTwin(store.Twin{ID: fmt.Sprint(i), Doc: json.RawMessage(`{}`)}); err != nil {
+				return err
+			}
+		}
+		return w.Emit(testEvent("1"))
+	})
+	if _, err := s.Log().Read(context.Background(), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName+"-wal")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("write-ahead log after Close: %v, want it removed", err)
+	}
+}
