@@ -56,8 +56,13 @@ const DefaultMaxBatch = 256
 // zero.
 const DefaultTwinCacheBytes = 64 << 20
 
-// cacheKiB is the size of SQLite's page cache on each connection.
-const cacheKiB = 64 << 10
+// cacheKiB and readerCacheKiB are the most SQLite's page cache takes on the writer's (and
+// the checkpointer's) connection and on each read-only one. The cache grows only as pages are
+// read; the writer's, which every Update goes through, is the one worth a large budget.
+const (
+	cacheKiB       = 64 << 10
+	readerCacheKiB = 16 << 10
+)
 
 // walSizeLimit is the size in bytes the write-ahead log is truncated to after a checkpoint.
 const walSizeLimit = 64 << 20
@@ -275,7 +280,7 @@ func (s *Store) open(path string) error {
 	s.cdb.SetMaxOpenConns(1)
 
 	s.rdb, err = sql.Open("sqlite", dsn(path, true,
-		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -cacheKiB)))
+		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -readerCacheKiB)))
 	if err != nil {
 		return err
 	}
