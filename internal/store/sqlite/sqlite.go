@@ -272,7 +272,7 @@ func (s *Store) open(path string) error {
 	s.w.ctx = ctx
 	s.w.seq = uint64(last.Int64) + 1
 
-	// The checkpointer's connection; opened last, so that it cannot be the one to migrate.
+	// The checkpoint goroutine's connection, made on its first checkpoint.
 	s.cdb, err = sql.Open("sqlite", writerDSN(path))
 	if err != nil {
 		return err
