@@ -9,7 +9,11 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/twinflow/twinflow/internal/connector/amqp"
+	"github.com/twinflow/twinflow/internal/connector/kafka"
 	"github.com/twinflow/twinflow/internal/connector/nats"
 	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/egress/sinktest"
@@ -26,11 +30,49 @@ func (nullSink) Close() error                              { return nil }
 
 // BenchmarkRelay measures sustained delivery of 1 KB events from the change log: b.N events
 // are committed first, then one relay delivers them all, with its cursor and TTL bookkeeping,
-// to the sink. "null" is the relay alone; "nats" delivers to the machine's NATS JetStream
-// through the nats connector, and "nats-sink" is that sink sending the same events directly,
-// so the two compare.
+// to the sink. "null" is the relay alone. "nats", "kafka" and "amqp" deliver through their
+// connectors to the machine's NATS JetStream, an in-process kfake cluster (8 partitions) and
+// the machine's RabbitMQ (a durable queue, publisher confirms); each "<kind>-sink" is that
+// sink sending the same events directly, so the two compare.
 func BenchmarkRelay(b *testing.B) {
 	b.Run("null", func(b *testing.B) { benchRelay(b, nullSink{}) })
+	kafkaSink := func(b *testing.B) egress.Sink {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "relay-bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(c.Close)
+		s, err := kafka.NewSink(kafka.SinkConfig{Brokers: c.ListenAddrs(), Topic: "relay-bench"}, discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+	b.Run("kafka", func(b *testing.B) { benchRelay(b, kafkaSink(b)) })
+	b.Run("kafka-sink", func(b *testing.B) { sinktest.Bench(b, kafkaSink(b).Send) })
+	if conn, err := amqp091.Dial("amqp://guest:guest@127.0.0.1:5672/"); err == nil {
+		defer conn.Close()
+		amqpSink := func(b *testing.B) egress.Sink {
+			ch, err := conn.Channel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			q := fmt.Sprintf("relay-bench-%d", time.Now().UnixNano())
+			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false); ch.Close() })
+			s, err := amqp.NewSink(amqp.SinkConfig{URL: "amqp://guest:guest@127.0.0.1:5672/", RoutingKey: q}, discard)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return s
+		}
+		b.Run("amqp", func(b *testing.B) { benchRelay(b, amqpSink(b)) })
+		b.Run("amqp-sink", func(b *testing.B) { sinktest.Bench(b, amqpSink(b).Send) })
+	}
 	nc, err := natsgo.Connect("nats://127.0.0.1:4222")
 	if err != nil {
 		b.Skipf("no NATS: %v", err)
