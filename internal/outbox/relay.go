@@ -197,8 +197,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() {
 		stopCW()
 		wg.Wait()
-		// Store the progress of the last batches; the store outlives the relay.
-		if err := cw.flush(context.WithoutCancel(ctx)); err != nil {
+		// Store the progress of the last batches; the store outlives the relay. A deleted
+		// endpoint has no cursor left to store.
+		if err := cw.flush(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			r.logger.Warn("cursor not stored at stop; its events will be delivered again", slog.Any("err", err))
 		}
 	}()
