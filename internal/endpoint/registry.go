@@ -199,6 +199,11 @@ func (r *Registry) startLocked(name string, def Definition) error {
 			if err == nil || ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, store.ErrNotFound) {
+				// The endpoint is being deleted; Delete stops this goroutine.
+				<-ctx.Done()
+				return
+			}
 			r.logger.Error("relay stopped; restarting", slog.String("endpoint", name), slog.Any("err", err))
 			select {
 			case <-ctx.Done():
