@@ -163,7 +163,9 @@ func newReceiver10(t testing.TB, addr string) *receiver10 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.NewReceiver(ctx, addr, &amqp10.ReceiverOptions{Credit: 1000})
+	// Credit for every event a test sends: RabbitMQ 3's AMQP 1.0 plugin sometimes stops
+	// delivering when the receiver has to top up its credit.
+	r, err := s.NewReceiver(ctx, addr, &amqp10.ReceiverOptions{Credit: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
