@@ -43,7 +43,9 @@ type EgressConfig struct {
 	// SkipHandshake skips the webhook validation handshake of new endpoints.
 	SkipHandshake bool `yaml:"skipHandshake"`
 	// Endpoints are created, or replaced, at start-up: name to definition (see
-	// endpoint.Parse). Endpoints created through the API stay as they are.
+	// endpoint.Parse). Endpoints created through the API stay as they are. A new webhook
+	// endpoint must pass the validation handshake (unless SkipHandshake), so start-up fails
+	// when its destination refuses it or cannot be reached.
 	Endpoints map[string]json.RawMessage `yaml:"-"`
 	// Routes are created, or replaced, at start-up, after the endpoints: id to route.
 	Routes map[string]RouteConfig `yaml:"-"`
