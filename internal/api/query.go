@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/twinflow/twinflow/internal/index"
 	qlang "github.com/twinflow/twinflow/internal/query"
@@ -19,6 +21,10 @@ const (
 	DefaultQueryPageSize = 100
 	MaxQueryPageSize     = 1000
 )
+
+// QueryTimeout bounds the work of one query page, as ADT's 60-second query timeout does. A
+// page that runs longer is 400 TimeoutError (ADT lists TimeoutError under 400).
+const QueryTimeout = 60 * time.Second
 
 // queryToken is the content of a query continuation token: the query text and where its
 // next page begins. Tokens are base64url JSON; they are opaque to clients and hold no
@@ -42,7 +48,8 @@ type queryRequest struct {
 // The body holds the query, or the continuationToken of the previous page (which then
 // carries the query). max-items-per-page sets the page size (default 100, at most 1,000). A
 // query the language refuses is 400 SqlQueryError with ADT's message form; a token twinflow
-// did not issue is 400 BadRequest.
+// did not issue is 400 BadRequest; a page that takes longer than QueryTimeout is 400
+// TimeoutError.
 //
 // The query-charge header reports the page's cost in query units, by this model: 1 for the
 // page, plus 0.001 per candidate twin, relationship or JOIN/MATCH row the WHERE clause was
@@ -85,11 +92,18 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 		}
 		return &twin.Error{Status: http.StatusBadRequest, Code: "SqlQueryError", Message: err.Error()}
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), QueryTimeout)
+	defer cancel()
 	var page qlang.Page
-	err = idx.Read(r.Context(), func(ir *index.Reader) error {
-		page = p.Run(ir, qlang.Cursor{Slot: tok.Slot, Skip: tok.Skip, Returned: tok.Returned}, size)
-		return nil
+	err = idx.Read(ctx, func(ir *index.Reader) error {
+		var err error
+		page, err = p.Run(ctx, ir, qlang.Cursor{Slot: tok.Slot, Skip: tok.Skip, Returned: tok.Returned}, size)
+		return err
 	})
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		return &twin.Error{Status: http.StatusBadRequest, Code: "TimeoutError",
+			Message: fmt.Sprintf("The query did not finish within %v. Narrow it with a $dtId or IS_OF_MODEL filter, or lower max-items-per-page.", QueryTimeout)}
+	}
 	if err != nil {
 		return fmt.Errorf("run query: %w", err)
 	}

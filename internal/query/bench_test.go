@@ -162,8 +162,9 @@ func BenchmarkQuery(b *testing.B) {
 			for b.Loop() {
 				t0 := time.Now()
 				err := idx.Read(ctx, func(r *index.Reader) error {
-					rows = len(p.Run(r, Cursor{}, pageSize).Rows)
-					return nil
+					page, err := p.Run(ctx, r, Cursor{}, pageSize)
+					rows = len(page.Rows)
+					return err
 				})
 				times = append(times, time.Since(t0))
 				if err != nil {

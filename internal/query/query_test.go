@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/index"
 )
 
@@ -66,8 +68,9 @@ func runAll(t testing.TB, idx *index.Index, p *Prepared, pageSize int) []json.Ra
 		}
 		var page Page
 		if err := idx.Read(context.Background(), func(r *index.Reader) error {
-			page = p.Run(r, cur, pageSize)
-			return nil
+			var err error
+			page, err = p.Run(context.Background(), r, cur, pageSize)
+			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +160,10 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = fx.index.Read(context.Background(), func(r *index.Reader) error {
 			for cur, pages := (Cursor{}), 0; pages < 20; pages++ {
-				page := p.Run(r, cur, 3)
+				page, err := p.Run(context.Background(), r, cur, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if page.Next == nil {
 					break
 				}
@@ -216,5 +222,41 @@ func TestLimits(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.overError) {
 			t.Errorf("%s past the limit: got %v, want an error containing %q", tc.name, err, tc.overError)
 		}
+	}
+}
+
+// TestRunStopsWithContext checks that a run over many candidates gives up once its context
+// ends.
+func TestRunStopsWithContext(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	for i := range 5000 {
+		body := fmt.Sprintf(`{"$metadata":{"$model":"dtmi:example:Sensor;1"},"value":%d}`, i)
+		if _, err := f.graph.PutTwin(ctx, fmt.Sprintf("extra%d", i), []byte(body), "", graph.Trace{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Prepare("SELECT COUNT() FROM DIGITALTWINS WHERE value >= 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	err = f.index.Read(ctx, func(r *index.Reader) error {
+		_, err := p.Run(cancelled, r, Cursor{}, 10)
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with an ended context: %v, want context.Canceled", err)
+	}
+	err = f.index.Read(ctx, func(r *index.Reader) error {
+		page, err := p.Run(ctx, r, Cursor{}, 10)
+		if err == nil && string(page.Rows[0]) != `{"COUNT":5002}` {
+			t.Errorf("count %s, want 5002", page.Rows[0])
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

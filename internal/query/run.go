@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,21 +79,35 @@ type Page struct {
 
 // Run returns the page of results at cur with at most pageSize rows. Rows come in index
 // slot order for queries over one collection and in anchor, then relationship, order for
-// JOIN and MATCH. COUNT() answers in one page.
-func (p *Prepared) Run(r *index.Reader, cur Cursor, pageSize int) Page {
+// JOIN and MATCH. COUNT() answers in one page. Run checks ctx every few thousand candidates
+// and returns its error, wrapped, once it ends.
+func (p *Prepared) Run(ctx context.Context, r *index.Reader, cur Cursor, pageSize int) (Page, error) {
 	ex := newExec(p.plan, r)
 	pl := p.plan
 	limit := pageSize
 	if top := pl.q.Select.Top; top > 0 {
 		limit = min(limit, top-cur.Returned)
 		if limit <= 0 {
-			return Page{}
+			return Page{}, nil
 		}
 	}
-	var page Page
-	count := 0
-	emit := func(pos Cursor) bool {
+	var (
+		page   Page
+		count  int
+		ctxErr error
+	)
+	// examine counts a candidate and reports whether the run must stop for ctx.
+	examine := func() bool {
 		page.Examined++
+		if page.Examined%4096 == 0 {
+			ctxErr = ctx.Err()
+		}
+		return ctxErr != nil
+	}
+	emit := func(pos Cursor) bool {
+		if examine() {
+			return false
+		}
 		if ex.residual != nil && !expr.Match(ex.residual, &ex.env, ex.fns) {
 			return true
 		}
@@ -128,18 +143,20 @@ func (p *Prepared) Run(r *index.Reader, cur Cursor, pageSize int) Page {
 		ex.eachTwin(cur.Slot, func(slot int) bool {
 			// Number columns first: they decide most rows without touching the twin.
 			if !ex.numbersMatch(slot) {
-				page.Examined++
-				return true
+				return !examine()
 			}
 			ex.env.twins[0] = ex.r.TwinAt(slot)
 			return emit(Cursor{Slot: slot})
 		})
 	}
+	if ctxErr != nil {
+		return Page{}, fmt.Errorf("run query after %d candidates: %w", page.Examined, ctxErr)
+	}
 	if pl.q.Select.Count {
 		page.Rows = []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"COUNT":%d}`, count))}
 		page.Next = nil
 	}
-	return page
+	return page, nil
 }
 
 // exec is one run of a plan.
