@@ -252,3 +252,58 @@ func FuzzMember(f *testing.F) {
 		}
 	})
 }
+
+// TestReadYourWritesConcurrently runs writers and the follower together: after each
+// acknowledged patch, the writer's next Read sees it, whatever the follower is doing.
+func TestReadYourWritesConcurrently(t *testing.T) {
+	e := newEnv(t)
+	x := e.index()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	const writers, patches = 4, 30
+	for w := range writers {
+		e.twin(fmt.Sprintf("w%d", w), "dtmi:ex:Room;1", `,"temperature":0`)
+	}
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			id := fmt.Sprintf("w%d", w)
+			for i := 1; i <= patches; i++ {
+				patch := fmt.Sprintf(`[{"op":"replace","path":"/temperature","value":%d}]`, i)
+				if _, err := e.graph.PatchTwin(e.ctx, id, []byte(patch), "", graph.Trace{}); err != nil {
+					errs <- err
+					return
+				}
+				var got any
+				err := x.Read(e.ctx, func(r *Reader) error {
+					tw, ok := r.Twin(id)
+					if !ok {
+						return fmt.Errorf("twin %s missing", id)
+					}
+					got, _ = r.LookupTwin(tw, []string{"temperature"})
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got != float64(i) {
+					errs <- fmt.Errorf("%s: read %v right after writing %d", id, got, i)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+}
