@@ -118,8 +118,16 @@ func TestContract(t *testing.T) {
 		if version == 3 {
 			rcv = newReceiver3
 		}
+		// MQTT 3.1.1 cannot refuse a publish: the broker acknowledges and drops it.
+		var reject func(t *testing.T) egress.Sink
+		if version == 5 {
+			reject = func(t *testing.T) egress.Sink {
+				return newSink(t, SinkConfig{URL: "tcp://" + privateBroker(t, "", "allow_anonymous true\n"), Topic: "denied/{twinId}"})
+			}
+		}
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
 			sinktest.Run(t, sinktest.Harness{
+				Reject: reject,
 				New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
 					p := prefix()
 					r := rcv(t, p+"/#")
