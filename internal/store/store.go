@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
@@ -84,6 +85,17 @@ type Reader interface {
 	HasRelationships(twinID string) (bool, error)
 	// CountTwins returns the number of twins.
 	CountTwins() (int, error)
+}
+
+// Scanner reads every twin and every relationship of a snapshot in one pass each, for
+// building in-memory indexes: no paging, no query per twin. The Reader a View passes to its
+// fn implements Scanner when the store supports it (check with a type assertion); a Writer
+// need not. The iterators are valid only until the View's fn returns, and yield each entity
+// exactly once, in no particular order. After an error they yield it (with a zero entity) and
+// stop. Breaking out of a loop early is allowed and releases the scan.
+type Scanner interface {
+	ScanTwins() iter.Seq2[Twin, error]
+	ScanRelationships() iter.Seq2[Relationship, error]
 }
 
 // Writer changes state inside an Update. Puts insert or replace; deletes of missing entities
