@@ -3,9 +3,10 @@
 //
 // # Building and following
 //
-// New builds the index from a store snapshot, paging through twins and, per twin, its
-// relationships; it first notes the change log's last seq, so every write committed during
-// the load is replayed afterwards. From then on the index follows the change log: Run reads
+// New builds the index from a store snapshot, scanning the twins and then the relationships
+// in one pass each (store.Scanner), with the twins' documents parsed and compressed on every
+// CPU while the scan reads on; it first notes the change log's last seq, so every write
+// committed during the load is replayed afterwards. From then on the index follows the change log: Run reads
 // it in batches for as long as its context lives, and Sync catches up on demand.
 //
 // A log record names the entity that changed; its data is not enough to rebuild the entity
@@ -45,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -59,7 +61,8 @@ import (
 
 // Config tunes an Index. Zero fields take their defaults.
 type Config struct {
-	// LoadBatch is the number of twins read per store call while building. Default 10,000.
+	// LoadBatch is the number of scanned twins a prepare worker takes at a time while
+	// building. Default 1,024.
 	LoadBatch int
 	// FollowBatch is the most log records applied in one step. Default 4,096.
 	FollowBatch int
@@ -102,8 +105,8 @@ type Index struct {
 	// member by twin slot: the number, or NaN when the member is missing or not a number.
 	// Filters over many twins read these dense columns instead of each twin's document.
 	numbers map[uint32][]float64
-	// props and zbuf are scratch space for putTwin.
-	props []prop
+	// arena and zbuf are scratch space for putTwin.
+	arena prepArena
 	zbuf  []byte
 }
 
@@ -138,14 +141,14 @@ type Rel struct {
 	doc      []byte
 }
 
-// New builds an index of st. models returns the current model set (for IS_OF_MODEL's extends
+// New builds an index of st, whose View readers must implement store.Scanner. models returns the current model set (for IS_OF_MODEL's extends
 // closure); logger may be nil.
 func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.ModelSet, logger *slog.Logger) (*Index, error) {
 	if st == nil || models == nil {
 		return nil, errors.New("index: a store and a model source are required")
 	}
 	if cfg.LoadBatch <= 0 {
-		cfg.LoadBatch = 10_000
+		cfg.LoadBatch = 1024
 	}
 	if cfg.FollowBatch <= 0 {
 		cfg.FollowBatch = 4096
@@ -174,41 +177,149 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	return x, nil
 }
 
-// load reads every twin and relationship from one store snapshot.
+// load reads every twin and relationship from one store snapshot, scanning each table once.
+// Twins are prepared (see prepareTwin) on every CPU while the scan goes on, and installed in
+// scan order, so slots are numbered as the store yields the twins.
 func (x *Index) load(ctx context.Context) error {
 	return x.st.View(ctx, func(r store.Reader) error {
-		var twins []*Twin
-		for after := ""; ; {
-			page, err := r.Twins(after, x.cfg.LoadBatch)
-			if err != nil {
-				return fmt.Errorf("read twins after %q: %w", after, err)
-			}
-			x.mu.Lock()
-			for _, st := range page {
-				twins = append(twins, x.putTwin(st))
-			}
-			x.mu.Unlock()
-			if len(page) < x.cfg.LoadBatch {
-				break
-			}
-			after = page[len(page)-1].ID
+		sc, ok := r.(store.Scanner)
+		if !ok {
+			return fmt.Errorf("the store's reader %T cannot scan (store.Scanner)", r)
 		}
-		for _, t := range twins {
-			rels, err := r.Relationships(t.id, "", "", 0)
+		n, err := r.CountTwins()
+		if err != nil {
+			return err
+		}
+		x.twins = make(map[string]*Twin, n)
+		x.twinSlots = make([]*Twin, 0, n)
+		if err := x.loadTwins(ctx, sc); err != nil {
+			return err
+		}
+		return x.loadRels(ctx, sc)
+	})
+}
+
+// loadBatch is a run of scanned twins on its way through the load pipeline: a worker fills
+// prep, then closes done; the installer waits for done and installs them in order.
+type loadBatch struct {
+	twins []store.Twin
+	prep  []preparedTwin
+	done  chan struct{}
+}
+
+// loadTwins streams the twins of sc through the prepare workers into the index.
+func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	work := make(chan *loadBatch, workers)
+	// ordered holds the batches in scan order; its capacity bounds the twins in flight.
+	ordered := make(chan *loadBatch, 2*workers)
+
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var zbuf []byte
+			for b := range work {
+				b.prep = make([]preparedTwin, len(b.twins))
+				var ar prepArena
+				for i, t := range b.twins {
+					b.prep[i] = prepareTwin(t, &ar, &zbuf)
+				}
+				close(b.done)
+			}
+		})
+	}
+	installed := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range ordered {
 			if err != nil {
-				return fmt.Errorf("read relationships of %q: %w", t.id, err)
+				continue // drain, so the scan is never stuck sending
+			}
+			select {
+			case <-b.done:
+			case <-ctx.Done():
+				err = ctx.Err()
+				cancel()
+				continue
 			}
 			x.mu.Lock()
-			for _, sr := range rels {
-				x.putRel(sr)
+			for _, p := range b.prep {
+				x.install(p)
 			}
 			x.mu.Unlock()
+		}
+		installed <- err
+	}()
+
+	scanErr := func() error {
+		defer func() {
+			close(work)
+			close(ordered)
+		}()
+		b := &loadBatch{done: make(chan struct{})}
+		send := func() bool {
+			select {
+			case ordered <- b:
+			case <-ctx.Done():
+				return false
+			}
+			select {
+			case work <- b:
+			case <-ctx.Done():
+				return false
+			}
+			b = &loadBatch{done: make(chan struct{})}
+			return true
+		}
+		for t, err := range sc.ScanTwins() {
+			if err != nil {
+				return err
+			}
+			if b.twins = append(b.twins, t); len(b.twins) == x.cfg.LoadBatch && !send() {
+				return ctx.Err()
+			}
+		}
+		if len(b.twins) > 0 && !send() {
+			return ctx.Err()
+		}
+		return nil
+	}()
+	if scanErr != nil {
+		cancel()
+	}
+	installErr := <-installed
+	wg.Wait()
+	return errors.Join(scanErr, installErr)
+}
+
+// loadRels puts every relationship sc yields.
+func (x *Index) loadRels(ctx context.Context, sc store.Scanner) error {
+	const lockBatch = 4096
+	batch := make([]store.Relationship, 0, lockBatch)
+	flush := func() {
+		x.mu.Lock()
+		for _, r := range batch {
+			x.putRel(r)
+		}
+		x.mu.Unlock()
+		clear(batch)
+		batch = batch[:0]
+	}
+	for r, err := range sc.ScanRelationships() {
+		if err != nil {
+			return err
+		}
+		if batch = append(batch, r); len(batch) == lockBatch {
+			flush()
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
+	}
+	flush()
+	return nil
 }
 
 // Run follows the change log until ctx ends, then returns ctx's error. It applies records as
@@ -357,12 +468,66 @@ func relationshipKey(e event.Event) (relKey, bool) {
 	return relKey{src, id}, ok
 }
 
+// preparedTwin is a twin worked out ahead of installing it: its top-level members located
+// and their numbers parsed, its document compressed. Preparing touches no index state, so the
+// load prepares twins on every CPU.
+type preparedTwin struct {
+	id, model string
+	// keys are the raw member keys (sub-slices of the document), props their value ranges
+	// (names not yet interned), nums their values when numbers, else NaN.
+	keys  [][]byte
+	props []prop
+	nums  []float64
+	zdoc  []byte
+}
+
+// prepArena holds the members of many prepared twins in shared arrays, so that preparing a
+// twin allocates only its compressed document.
+type prepArena struct {
+	keys  [][]byte
+	props []prop
+	nums  []float64
+}
+
+// prepareTwin prepares st, keeping its members in ar; zbuf is scratch space for compressing.
+// The result refers to st.Doc until installed.
+func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
+	doc := st.Doc
+	k0 := len(ar.keys)
+	eachMember(doc, func(k, v []byte) bool {
+		start := cap(doc) - cap(v) // v is a sub-slice of the document
+		ar.keys = append(ar.keys, k)
+		ar.props = append(ar.props, prop{start: uint32(start), end: uint32(start + len(v))})
+		f := math.NaN()
+		if n, ok := value(v); ok {
+			if n, isNum := n.(float64); isNum {
+				f = n
+			}
+		}
+		ar.nums = append(ar.nums, f)
+		return true
+	})
+	*zbuf = s2.Encode((*zbuf)[:cap(*zbuf)], doc)
+	k1 := len(ar.keys)
+	return preparedTwin{
+		id: st.ID, model: st.ModelID,
+		keys: ar.keys[k0:k1:k1], props: ar.props[k0:k1:k1], nums: ar.nums[k0:k1:k1],
+		zdoc: bytes.Clone(*zbuf),
+	}
+}
+
 // putTwin inserts or replaces a twin. The caller holds mu for writing.
 func (x *Index) putTwin(st store.Twin) *Twin {
-	model := x.modelNum(st.ModelID)
-	t, ok := x.twins[st.ID]
+	x.arena.keys, x.arena.props, x.arena.nums = x.arena.keys[:0], x.arena.props[:0], x.arena.nums[:0]
+	return x.install(prepareTwin(st, &x.arena, &x.zbuf))
+}
+
+// install inserts or replaces the prepared twin p. The caller holds mu for writing.
+func (x *Index) install(p preparedTwin) *Twin {
+	model := x.modelNum(p.model)
+	t, ok := x.twins[p.id]
 	if !ok {
-		t = &Twin{id: st.ID, model: -1}
+		t = &Twin{id: p.id, model: -1}
 		if n := len(x.freeTwins); n > 0 {
 			t.slot = x.freeTwins[n-1]
 			x.freeTwins = x.freeTwins[:n-1]
@@ -380,31 +545,27 @@ func (x *Index) putTwin(st store.Twin) *Twin {
 		x.byModel[model] = insertSorted(x.byModel[model], t.slot)
 		t.model = model
 	}
-	doc := st.Doc
-	x.props = x.props[:0]
-	eachMember(doc, func(k, v []byte) bool {
-		start := cap(doc) - cap(v) // v is a sub-slice of the document
-		x.props = append(x.props, prop{name: x.nameNum(keyString(k)), start: uint32(start), end: uint32(start + len(v))})
-		return true
-	})
-	t.props = slices.Clone(x.props) // exactly sized: there are a million of them
-	x.setNumbers(t, doc)
-	x.zbuf = s2.Encode(x.zbuf[:cap(x.zbuf)], doc)
-	t.zdoc = bytes.Clone(x.zbuf)
+	props := make([]prop, len(p.props)) // exactly sized: there are a million of them
+	for i, pr := range p.props {
+		pr.name = x.nameNum(p.keys[i])
+		props[i] = pr
+	}
+	t.props = props
+	x.setNumbers(t, p.nums)
+	t.zdoc = p.zdoc
 	return t
 }
 
-// setNumbers writes t's numeric top-level members into the number columns, creating columns
-// for new names up to the cap. The caller holds mu for writing.
-func (x *Index) setNumbers(t *Twin, doc []byte) {
+// setNumbers writes t's numeric top-level members, nums by t.props, into the number columns,
+// creating columns for new names up to the cap. The caller holds mu for writing.
+func (x *Index) setNumbers(t *Twin, nums []float64) {
 	for name, col := range x.numbers {
 		x.numbers[name] = x.growColumn(col)
 		x.numbers[name][t.slot] = math.NaN()
 	}
-	for _, p := range t.props {
-		v, ok := value(doc[p.start:p.end])
-		f, isNum := v.(float64)
-		if !ok || !isNum {
+	for i, p := range t.props {
+		f := nums[i]
+		if math.IsNaN(f) {
 			continue
 		}
 		col, ok := x.numbers[p.name]
@@ -512,8 +673,14 @@ func (x *Index) modelNum(id string) int32 {
 	return n
 }
 
-// nameNum interns a property name. The caller holds mu for writing.
-func (x *Index) nameNum(name string) uint32 {
+// nameNum interns a property name given as its raw JSON key. The caller holds mu for writing.
+func (x *Index) nameNum(key []byte) uint32 {
+	if bytes.IndexByte(key, '\\') < 0 && len(key) >= 2 {
+		if n, ok := x.names[string(key[1:len(key)-1])]; ok { // no allocation
+			return n
+		}
+	}
+	name := keyString(key)
 	if n, ok := x.names[name]; ok {
 		return n
 	}
