@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -114,7 +113,7 @@ func scanRecord(sc scanner) (event.Record, error) {
 	if err := sc.Scan(&rec.Seq, &buf); err != nil {
 		return event.Record{}, err
 	}
-	if err := json.Unmarshal(buf, &rec.Event); err != nil {
+	if err := decodeEvent(buf, &rec.Event); err != nil {
 		return event.Record{}, fmt.Errorf("decode log record %d: %w", rec.Seq, err)
 	}
 	return rec, nil

@@ -89,3 +89,184 @@ func appendString(buf []byte, s string) []byte {
 	buf = append(buf, s[start:]...)
 	return append(buf, '"')
 }
+
+// decodeEvent decodes into e a log record's event, as appendEvent wrote it. Records in that
+// form (attributes in appendEvent's order, strings without escapes, data last) take a fast
+// path: the attributes share one string allocation and e.Data aliases buf, which the caller
+// must not reuse. Anything else, such as escaped strings, is decoded by encoding/json, so
+// every record decodes as json.Unmarshal would decode it. The fast path does not validate
+// e.Data: appendEvent wrote only valid JSON.
+func decodeEvent(buf []byte, e *event.Event) error {
+	if decodeEventFast(buf, e) {
+		return nil
+	}
+	*e = event.Event{}
+	return json.Unmarshal(buf, e)
+}
+
+// The event attributes decodeEventFast knows, indexes into its spans.
+const (
+	attrID = iota
+	attrSource
+	attrSpecVersion
+	attrType
+	attrSubject
+	attrTime
+	attrDataContentType
+	attrDataSchema
+	attrTraceParent
+	attrCount
+)
+
+// decodeEventFast decodes buf into e and reports true if buf is in appendEvent's form;
+// otherwise it reports false and e is unspecified.
+func decodeEventFast(buf []byte, e *event.Event) bool {
+	n := len(buf)
+	if n < 2 || buf[0] != '{' || buf[n-1] != '}' {
+		return false
+	}
+	var (
+		spans [attrCount]struct{ lo, hi int }
+		data  []byte
+	)
+	i := 1
+	for i < n-1 {
+		if buf[i] != '"' {
+			return false
+		}
+		k := i + 1
+		for k < n && buf[k] != '"' {
+			if buf[k] == '\\' {
+				return false
+			}
+			k++
+		}
+		if k+1 >= n || buf[k+1] != ':' {
+			return false
+		}
+		key := buf[i+1 : k]
+		i = k + 2
+		if string(key) == "data" {
+			// data is the last member: its value must end where the object does.
+			j := valueEnd(buf, i)
+			if j < 0 || j != n-1 {
+				return false
+			}
+			data = buf[i:j:j]
+			break
+		}
+		var attr int
+		switch string(key) {
+		case "id":
+			attr = attrID
+		case "source":
+			attr = attrSource
+		case "specversion":
+			attr = attrSpecVersion
+		case "type":
+			attr = attrType
+		case "subject":
+			attr = attrSubject
+		case "time":
+			attr = attrTime
+		case "datacontenttype":
+			attr = attrDataContentType
+		case "dataschema":
+			attr = attrDataSchema
+		case "traceparent":
+			attr = attrTraceParent
+		default:
+			return false
+		}
+		if i >= n || buf[i] != '"' {
+			return false
+		}
+		lo := i + 1
+		ascii := true
+		for i = lo; i < n && buf[i] != '"'; i++ {
+			switch c := buf[i]; {
+			case c == '\\' || c < 0x20:
+				return false
+			case c >= utf8.RuneSelf:
+				ascii = false
+			}
+		}
+		if i >= n || (!ascii && !utf8.Valid(buf[lo:i])) {
+			return false
+		}
+		spans[attr] = struct{ lo, hi int }{lo, i}
+		i++
+		switch {
+		case buf[i] == ',' && i+1 < n-1:
+			i++
+		case i == n-1:
+		default:
+			return false
+		}
+	}
+	end := 0
+	for _, sp := range spans {
+		end = max(end, sp.hi)
+	}
+	s := string(buf[:end])
+	str := func(attr int) string { return s[spans[attr].lo:spans[attr].hi] }
+	*e = event.Event{
+		ID: str(attrID), Source: str(attrSource), SpecVersion: str(attrSpecVersion), Type: str(attrType),
+		Subject: str(attrSubject), Time: str(attrTime), DataContentType: str(attrDataContentType),
+		DataSchema: str(attrDataSchema), TraceParent: str(attrTraceParent), Data: data,
+	}
+	return true
+}
+
+// valueEnd returns the index just after the JSON value starting at buf[i], or -1 if none
+// starts there. It finds the value's extent (nesting, strings and their escapes) without
+// validating it.
+func valueEnd(buf []byte, i int) int {
+	if i >= len(buf) {
+		return -1
+	}
+	switch buf[i] {
+	case '{', '[':
+		depth := 0
+		for ; i < len(buf); i++ {
+			switch buf[i] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			case '"':
+				if i = stringEnd(buf, i); i < 0 {
+					return -1
+				}
+				i-- // the loop steps past the closing quote
+			}
+		}
+		return -1
+	case '"':
+		return stringEnd(buf, i)
+	}
+	start := i
+	for i < len(buf) && (buf[i] >= '0' && buf[i] <= '9' || buf[i] >= 'a' && buf[i] <= 'z' || buf[i] == '-' || buf[i] == '+' || buf[i] == '.' || buf[i] == 'E') {
+		i++
+	}
+	if i == start {
+		return -1
+	}
+	return i
+}
+
+// stringEnd returns the index just after the JSON string whose opening quote is buf[i], or
+// -1 if it does not end.
+func stringEnd(buf []byte, i int) int {
+	for i++; i < len(buf); i++ {
+		switch buf[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
