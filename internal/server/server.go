@@ -132,6 +132,10 @@ func (s *Server) URL() string { return s.scheme + "://" + s.ln.Addr().String() }
 // ServiceID returns the instance name events carry as their source.
 func (s *Server) ServiceID() string { return s.serviceID }
 
+// StoreStats returns the counters of the store's write path: transactions, the Updates they
+// carried, fsyncs and their time. Benchmarks read it to report how well commits are grouped.
+func (s *Server) StoreStats() sqlite.Stats { return s.store.Stats() }
+
 // Run serves requests until ctx ends. The health endpoints answer at once; meanwhile Run builds
 // the graph index and the API over it, and until they are ready, API requests get 503
 // ServiceUnavailable with Retry-After and /readyz 503. From then on the index follows the

@@ -181,7 +181,10 @@ func (s *Store) syncWAL() error {
 	if err := s.failure.Load(); err != nil {
 		return *err
 	}
+	start := time.Now()
 	err := syncData(s.wal)
+	s.fsyncs.Add(1)
+	s.fsyncNanos.Add(uint64(time.Since(start)))
 	if err != nil {
 		err = fmt.Errorf("sync write-ahead log: %w", err)
 		s.failure.Store(&err)

@@ -80,7 +80,7 @@ func BenchmarkUpdateParallel(b *testing.B) {
 		docs[v] = benchDoc("room", v+1)
 	}
 	patch := []byte(`[{"op":"replace","path":"/property1","value":42}]`)
-	batches, batched := s.batches.Load(), s.batched.Load()
+	before := s.Stats()
 	var seed atomic.Uint64
 
 	b.SetParallelism((benchClients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
@@ -111,8 +111,12 @@ func BenchmarkUpdateParallel(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "updates/s")
-	if n := s.batches.Load() - batches; n > 0 {
-		b.ReportMetric(float64(s.batched.Load()-batched)/float64(n), "updates/commit")
+	after := s.Stats()
+	if n := after.Transactions - before.Transactions; n > 0 {
+		b.ReportMetric(float64(after.Updates-before.Updates)/float64(n), "updates/commit")
+	}
+	if n := after.Syncs - before.Syncs; n > 0 {
+		b.ReportMetric(float64((after.SyncTime-before.SyncTime).Microseconds())/float64(n), "µs/fsync")
 	}
 }
 

@@ -180,8 +180,32 @@ type Store struct {
 	// failure is set once an fsync failed; every later Update fails with it.
 	failure atomic.Pointer[error]
 
-	// batches and batched count committed transactions and the Updates they carried.
-	batches, batched atomic.Uint64
+	// batches and batched count committed transactions and the Updates they carried; fsyncs
+	// and fsyncNanos count the fsyncs of the write-ahead log and the time they took.
+	batches, batched   atomic.Uint64
+	fsyncs, fsyncNanos atomic.Uint64
+}
+
+// Stats are counters of a Store's write path since Open, for benchmarks and diagnostics.
+type Stats struct {
+	// Transactions is the number of committed transactions, Updates the number of Updates
+	// they carried.
+	Transactions, Updates uint64
+	// Syncs is the number of fsyncs of the write-ahead log and SyncTime the time they took
+	// in all. One fsync makes every transaction committed before it durable.
+	Syncs    uint64
+	SyncTime time.Duration
+}
+
+// Stats returns the write path's counters. It is safe to call at any time; the counters are
+// read one by one, so while Updates run they may be a moment apart.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Transactions: s.batches.Load(),
+		Updates:      s.batched.Load(),
+		Syncs:        s.fsyncs.Load(),
+		SyncTime:     time.Duration(s.fsyncNanos.Load()),
+	}
 }
 
 var _ store.Store = (*Store)(nil)

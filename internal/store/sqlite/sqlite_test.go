@@ -509,3 +509,38 @@ func TestCloseLeavesNoLogToRecover(t *testing.T) {
 		t.Errorf("write-ahead log after Close: %v, want it removed", err)
 	}
 }
+
+// TestStatsCountCommitsAndSyncs checks that Stats counts every acknowledged Update, the
+// transactions carrying them and the fsyncs that made them durable, and that NoSync makes no
+// fsync.
+func TestStatsCountCommitsAndSyncs(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSync=%v", noSync), func(t *testing.T) {
+			s := open(t, Config{Dir: t.TempDir(), NoSync: noSync})
+			defer s.Close()
+			const updates = 40
+			var wg sync.WaitGroup
+			for i := range updates {
+				wg.Go(func() {
+					err := s.Update(context.Background(), func(w store.Writer) error {
+						return w.PutTwin(store.Twin{ID: strconv.Itoa(i), ModelID: "dtmi:m;1", ETag: `W/"1"`, Doc: []byte(`{}`)})
+					})
+					if err != nil {
+						t.Errorf("Update: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			st := s.Stats()
+			if st.Updates != updates || st.Transactions == 0 || st.Transactions > updates {
+				t.Errorf("Stats = %+v; want %d updates in 1..%d transactions", st, updates, updates)
+			}
+			switch {
+			case noSync && (st.Syncs != 0 || st.SyncTime != 0):
+				t.Errorf("Stats = %+v; want no fsync with NoSync", st)
+			case !noSync && (st.Syncs == 0 || st.Syncs > st.Transactions || st.SyncTime <= 0):
+				t.Errorf("Stats = %+v; want 1..%d fsyncs taking some time", st, st.Transactions)
+			}
+		})
+	}
+}
