@@ -282,6 +282,8 @@ func (r *Relay) startReader(ctx context.Context, wg *sync.WaitGroup, from uint64
 			b := readBatch{err: err}
 			if err == nil {
 				b.through = recs[len(recs)-1].Seq
+				// Filter in place: recs is this reader's own.
+				b.recs = recs[:0]
 				for _, rec := range recs {
 					if r.match(&rec.Event) {
 						b.recs = append(b.recs, rec)
