@@ -3,13 +3,19 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/test/process"
 )
 
@@ -133,5 +139,68 @@ func TestRestart(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "start until /readyz 200") {
 		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+// TestPatchClient checks the load generator's HTTP/1.1 client against net/http's server: the
+// request it writes, and several responses, with and without a body, read off one
+// keep-alive connection.
+func TestPatchClient(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil || r.Method != http.MethodPatch || r.URL.Query().Get("api-version") != apiVersion ||
+			r.Header.Get("Content-Type") != "application/json-patch+json" || string(body) != `[]` {
+			t.Errorf("got %s %s %q with body %q (%v)", r.Method, r.URL, r.Header.Get("Content-Type"), body, err)
+		}
+		if r.URL.Path == "/digitaltwins/missing" {
+			http.Error(w, `{"error":{"code":"DigitalTwinNotFound"}}`, http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	pc, err := dialPatchClient(t.Context(), srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.conn.Close()
+	for _, tc := range []struct {
+		id   string
+		want int
+	}{{"a", http.StatusNoContent}, {"missing", http.StatusNotFound}, {"b", http.StatusNoContent}} {
+		status, err := pc.patch(tc.id, []byte(`[]`))
+		if err != nil || status != tc.want {
+			t.Errorf("patch(%q) = %d, %v; want %d", tc.id, status, err, tc.want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("the server saw %d connections, want 1", n)
+	}
+}
+
+// TestEventTemplate checks that an event the ceiling builds from the template decodes to the
+// event it stands for.
+func TestEventTemplate(t *testing.T) {
+	head, tail, err := eventTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := `{"id":"` + "0f8fad5b-d9cb-469f-a165-70867728950e" + head + "device-0000042" + `","time":"` + "2026-01-02T03:04:05.0000000Z" + tail
+	var got event.Event
+	if err := json.Unmarshal([]byte(b), &got); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	if got.ID != "0f8fad5b-d9cb-469f-a165-70867728950e" || got.Subject != "device-0000042" ||
+		got.Time != "2026-01-02T03:04:05.0000000Z" || got.Type != event.TwinUpdate ||
+		got.SpecVersion != event.SpecVersion || !json.Valid(got.Data) {
+		t.Errorf("template event %s decodes to %+v", b, got)
 	}
 }

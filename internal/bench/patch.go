@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,7 +178,7 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 
 	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Duration("duration", cfg.Duration))
 	before := srv.StoreStats()
-	lat, failed, elapsed, err := patchLoad(ctx, client, base, cfg)
+	lat, failed, elapsed, err := patchLoad(ctx, srv.Addr().String(), cfg)
 	if err != nil {
 		return err
 	}
@@ -238,16 +238,14 @@ const bodiesPerClient = 512
 // returns the latency of every acknowledged patch, the number of failed requests and the time
 // the load ran. A transport error ends the run with that error.
 //
-// URLs and bodies are made before the clock starts; a request then costs its header map, its
-// body reader and what net/http does with them.
-func patchLoad(ctx context.Context, client *http.Client, base string, cfg PatchConfig) ([]time.Duration, int, time.Duration, error) {
-	urls := make([]*url.URL, cfg.Twins)
-	for i := range urls {
-		u, err := url.Parse(base + "/digitaltwins/" + twinID(i) + "?api-version=" + apiVersion)
-		if err != nil {
-			return nil, 0, 0, fmt.Errorf("parse twin URL: %w", err)
-		}
-		urls[i] = u
+// Each client is one keep-alive HTTP/1.1 connection of its own (see patchClient) rather than
+// a net/http Transport, whose connection pool and per-connection reader and writer goroutines
+// cost about as much CPU per request as the server's handling of it does; the load generator
+// shares the machine with the server, so what it spends the server cannot.
+func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Duration, int, time.Duration, error) {
+	ids := make([]string, cfg.Twins)
+	for i := range ids {
+		ids[i] = twinID(i)
 	}
 	bodies := make([][][]byte, cfg.Clients)
 	for c := range bodies {
@@ -255,6 +253,17 @@ func patchLoad(ctx context.Context, client *http.Client, base string, cfg PatchC
 		for n := range bodies[c] {
 			bodies[c][n] = patchBody(1+rand.N(3), c<<20|n)
 		}
+	}
+	clients := make([]*patchClient, cfg.Clients)
+	for c := range clients {
+		pc, err := dialPatchClient(ctx, addr)
+		if err != nil {
+			for _, pc := range clients[:c] {
+				pc.conn.Close()
+			}
+			return nil, 0, 0, err
+		}
+		clients[c] = pc
 	}
 	var (
 		wg      sync.WaitGroup
@@ -264,17 +273,24 @@ func patchLoad(ctx context.Context, client *http.Client, base string, cfg PatchC
 		start   = time.Now()
 		endTime = start.Add(cfg.Duration)
 	)
-	for c := range cfg.Clients {
+	// Ending ctx closes the connections, which ends every client's request in flight.
+	stop := context.AfterFunc(ctx, func() {
+		for _, pc := range clients {
+			pc.conn.Close()
+		}
+	})
+	defer stop()
+	for c, pc := range clients {
 		wg.Go(func() {
+			defer pc.conn.Close()
 			lat := make([]time.Duration, 0, 1<<14)
 			for n := 0; time.Now().Before(endTime); n++ {
-				u := urls[rand.N(cfg.Twins)]
-				body := bodies[c][n%bodiesPerClient]
+				id := ids[rand.N(cfg.Twins)]
 				t0 := time.Now()
-				status, err := sendPatch(ctx, client, u, body)
+				status, err := pc.patch(id, bodies[c][n%bodiesPerClient])
 				d := time.Since(t0)
 				if err != nil {
-					errs[c] = fmt.Errorf("PATCH %s: %w", u, err)
+					errs[c] = fmt.Errorf("PATCH twin %s: %w", id, err)
 					break
 				}
 				if status == http.StatusNoContent {
@@ -294,28 +310,56 @@ func patchLoad(ctx context.Context, client *http.Client, base string, cfg PatchC
 		all = append(all, lats[c]...)
 		total += failed[c]
 	}
+	if err := ctx.Err(); err != nil {
+		return all, total, elapsed, err
+	}
 	return all, total, elapsed, errors.Join(errs...)
 }
 
-// sendPatch sends body as a JSON Patch to u and drains the response, returning its status.
-func sendPatch(ctx context.Context, c *http.Client, u *url.URL, body []byte) (int, error) {
-	req := (&http.Request{
-		Method:        http.MethodPatch,
-		URL:           u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        http.Header{"Content-Type": {"application/json-patch+json"}},
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Host:          u.Host,
-	}).WithContext(ctx)
-	resp, err := c.Do(req)
+// patchClient is one keep-alive HTTP/1.1 connection sending PATCH requests one at a time.
+// It writes each request with a single write from a reused buffer and reads the response
+// with http.ReadResponse. It is not safe for concurrent use.
+type patchClient struct {
+	conn net.Conn
+	host string
+	rd   *bufio.Reader
+	req  []byte
+}
+
+// dialPatchClient connects a patchClient to the server at addr (host:port).
+func dialPatchClient(ctx context.Context, addr string) (*patchClient, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return &patchClient{conn: conn, host: addr, rd: bufio.NewReader(conn)}, nil
+}
+
+// patch sends body as a JSON Patch of twin id and returns the response's status once the
+// whole response was read.
+func (c *patchClient) patch(id string, body []byte) (int, error) {
+	b := append(c.req[:0], "PATCH /digitaltwins/"...)
+	b = append(b, id...)
+	b = append(b, "?api-version="+apiVersion+" HTTP/1.1\r\nHost: "...)
+	b = append(b, c.host...)
+	b = append(b, "\r\nContent-Type: application/json-patch+json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	c.req = b
+	if _, err := c.conn.Write(b); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.rd, nil)
 	if err != nil {
 		return 0, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err == nil && resp.Close {
+		err = errors.New("the server closed the connection")
+	}
 	return resp.StatusCode, err
 }
 
