@@ -367,6 +367,25 @@ func TestRelayExpiresEvents(t *testing.T) {
 	eventually(t, "c is delivered", func() bool { return slices.Equal(sink.received(), []string{"c"}) })
 }
 
+// TestRelayExpiresEventsAfterDeliveries checks expiry once the relay has dated earlier
+// records and no longer dates every batch.
+func TestRelayExpiresEventsAfterDeliveries(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	sink := &fakeSink{}
+	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, sink, nil, nil)
+	emit(t, s, event.TwinCreate, "a")
+	eventually(t, "a is delivered", func() bool { return slices.Equal(sink.received(), []string{"a"}) })
+	time.Sleep(200 * time.Millisecond)
+	sink.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
+	emit(t, s, event.TwinCreate, "b")
+	eventually(t, "b expires", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
+	if d := deadLetters(t, s, "ep")[0]; d.Event.ID != "b" || !strings.HasPrefix(d.Reason, "expired") {
+		t.Errorf("dead letter %+v, want b expired", d)
+	}
+	eventually(t, "the cursor moves on", func() bool { return cursor(t, s, "ep") == 2 })
+}
+
 func TestRelayMaxAttempts(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
