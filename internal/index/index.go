@@ -498,13 +498,7 @@ func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
 		start := cap(doc) - cap(v) // v is a sub-slice of the document
 		ar.keys = append(ar.keys, k)
 		ar.props = append(ar.props, prop{start: uint32(start), end: uint32(start + len(v))})
-		f := math.NaN()
-		if n, ok := value(v); ok {
-			if n, isNum := n.(float64); isNum {
-				f = n
-			}
-		}
-		ar.nums = append(ar.nums, f)
+		ar.nums = append(ar.nums, number(v))
 		return true
 	})
 	*zbuf = s2.Encode((*zbuf)[:cap(*zbuf)], doc)

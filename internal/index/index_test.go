@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"slices"
 	"testing"
@@ -209,7 +210,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestJSON(t *testing.T) {
-	doc := []byte(` { "a" : 1.5 , "b":{"c":[1,{"d":"}"}],"e\"q":"x\u0041","f":null},"g":true,"h":"plain","esc\u0069":2}`)
+	doc := []byte(` { "a" : 1.5 , "b":{"c":[1,{"d":"}"}],"e\"q":"x\u0041","f":null},"g":true,"h":"plain","esc\u0069":2,"p":"a\\\"b\\","q":-3e2}`)
 	for _, tc := range []struct {
 		path []string
 		want any
@@ -222,6 +223,8 @@ func TestJSON(t *testing.T) {
 		{[]string{"g"}, true, true},
 		{[]string{"h"}, "plain", true},
 		{[]string{"esci"}, 2.0, true},
+		{[]string{"p"}, `a\"b\`, true},
+		{[]string{"q"}, -300.0, true},
 		{[]string{"b", "missing"}, nil, false},
 		{[]string{"a", "x"}, nil, false},
 		{[]string{"zz"}, nil, false},
@@ -233,6 +236,17 @@ func TestJSON(t *testing.T) {
 		}
 		if ok != tc.ok || fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%q: got %v, %v; want %v, %v", tc.path, got, ok, tc.want, tc.ok)
+		}
+	}
+	for _, tc := range []struct {
+		raw  string
+		want float64
+	}{
+		{`12`, 12}, {`-0.5`, -0.5}, {`1e3`, 1000}, {`"12"`, math.NaN()}, {`true`, math.NaN()},
+		{`null`, math.NaN()}, {`{"a":1}`, math.NaN()}, {`-`, math.NaN()}, {``, math.NaN()},
+	} {
+		if got := number([]byte(tc.raw)); got != tc.want && !(math.IsNaN(got) && math.IsNaN(tc.want)) {
+			t.Errorf("number(%s) = %v, want %v", tc.raw, got, tc.want)
 		}
 	}
 	for _, bad := range []string{``, `{`, `{"a"`, `{"a":`, `{"a":1,`, `[1,2]`, `"s"`, `{"a":{"b":`} {

@@ -3,6 +3,7 @@ package index
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strconv"
 	"unsafe"
 )
@@ -53,13 +54,21 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-// skipString returns the index just past the string starting at b[i] == '"'.
+// skipString returns the index just past the string starting at b[i] == '"'. It jumps from
+// quote to quote (bytes.IndexByte is vectorised); a quote ends the string unless an odd number
+// of backslashes precede it.
 func skipString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b)
+		}
+		i += j
+		k := i // the opening quote stops this walk back
+		for b[k-1] == '\\' {
+			k--
+		}
+		if (i-k)%2 == 0 {
 			return i + 1
 		}
 	}
@@ -142,6 +151,18 @@ func descend(v []byte, path []string) ([]byte, bool) {
 	return v, true
 }
 
+// number returns the raw JSON value v as a number, or NaN when it is not one.
+func number(v []byte) float64 {
+	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return math.NaN()
+	}
+	f, err := strconv.ParseFloat(unsafe.String(&v[0], len(v)), 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return f
+}
+
 // value turns the raw JSON value v into an expression value: nil, bool, float64 or string,
 // or a json.RawMessage for objects and arrays (which the caller must not modify).
 func value(v []byte) (any, bool) {
@@ -150,6 +171,9 @@ func value(v []byte) (any, bool) {
 	}
 	switch v[0] {
 	case '"':
+		if len(v) < 2 || v[len(v)-1] != '"' {
+			return nil, false // cut short
+		}
 		if bytes.IndexByte(v, '\\') < 0 {
 			return string(v[1 : len(v)-1]), true
 		}
