@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/twinflow/twinflow/internal/connector/amqp"
 	"github.com/twinflow/twinflow/internal/connector/kafka"
@@ -32,8 +33,11 @@ func (nullSink) Close() error                              { return nil }
 // are committed first, then one relay delivers them all, with its cursor and TTL bookkeeping,
 // to the sink. "null" is the relay alone. "nats", "kafka" and "amqp" deliver through their
 // connectors to the machine's NATS JetStream, an in-process kfake cluster (8 partitions) and
-// the machine's RabbitMQ (a durable queue, publisher confirms); each "<kind>-sink" is that
-// sink sending the same events directly, so the two compare.
+// the machine's RabbitMQ (a durable queue, persistent messages, publisher confirms). Each
+// "<kind>-sink" is that sink sending the same events without the relay, and each
+// "<kind>-direct" the broker's client publishing the same messages itself, with the same
+// durability and batches of the relay's size, all acknowledged before the next: the relay's
+// figure over the direct one is its efficiency.
 func BenchmarkRelay(b *testing.B) {
 	b.Run("null", func(b *testing.B) { benchRelay(b, nullSink{}) })
 	kafkaSink := func(b *testing.B) egress.Sink {
@@ -51,6 +55,28 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	b.Run("kafka", func(b *testing.B) { benchRelay(b, kafkaSink(b)) })
 	b.Run("kafka-sink", func(b *testing.B) { sinktest.Bench(b, kafkaSink(b).Send) })
+	b.Run("kafka-direct", func(b *testing.B) {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "relay-bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("relay-bench"),
+			kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		recs := make([]*kgo.Record, 0, DefaultMaxBatch)
+		sinktest.Bench(b, func(ctx context.Context, events []event.Event) error {
+			recs = recs[:0]
+			for i := range events {
+				r := kafka.Record(&events[i])
+				recs = append(recs, &r)
+			}
+			return cl.ProduceSync(ctx, recs...).FirstErr()
+		})
+	})
 	if conn, err := amqp091.Dial("amqp://guest:guest@127.0.0.1:5672/"); err == nil {
 		defer conn.Close()
 		amqpSink := func(b *testing.B) egress.Sink {
@@ -72,6 +98,42 @@ func BenchmarkRelay(b *testing.B) {
 		}
 		b.Run("amqp", func(b *testing.B) { benchRelay(b, amqpSink(b)) })
 		b.Run("amqp-sink", func(b *testing.B) { sinktest.Bench(b, amqpSink(b).Send) })
+		b.Run("amqp-direct", func(b *testing.B) {
+			ch, err := conn.Channel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			q := fmt.Sprintf("relay-bench-%d", time.Now().UnixNano())
+			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _, _ = ch.QueueDelete(q, false, false, false); ch.Close() }()
+			pub, err := conn.Channel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close()
+			if err := pub.Confirm(false); err != nil {
+				b.Fatal(err)
+			}
+			confirms := make([]*amqp091.DeferredConfirmation, 0, DefaultMaxBatch)
+			sinktest.Bench(b, func(ctx context.Context, events []event.Event) error {
+				confirms = confirms[:0]
+				for i := range events {
+					dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing(&events[i]))
+					if err != nil {
+						return err
+					}
+					confirms = append(confirms, dc)
+				}
+				for _, dc := range confirms {
+					if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+						return fmt.Errorf("confirm: %v, %w", ok, err)
+					}
+				}
+				return nil
+			})
+		})
 	}
 	nc, err := natsgo.Connect("nats://127.0.0.1:4222")
 	if err != nil {
@@ -99,6 +161,37 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	b.Run("nats", func(b *testing.B) { benchRelay(b, natsSink(b)) })
 	b.Run("nats-sink", func(b *testing.B) { sinktest.Bench(b, natsSink(b).Send) })
+	b.Run("nats-direct", func(b *testing.B) {
+		name := fmt.Sprintf("RELAYBENCH%d", time.Now().UnixNano())
+		subject := strings.ToLower(name)
+		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+			Name: name, Subjects: []string{subject + ".>"}, MaxBytes: 512 << 20}); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = js.DeleteStream(context.Background(), name) }()
+		futures := make([]jetstream.PubAckFuture, 0, DefaultMaxBatch)
+		sinktest.Bench(b, func(ctx context.Context, events []event.Event) error {
+			futures = futures[:0]
+			for i := range events {
+				e := &events[i]
+				f, err := js.PublishMsgAsync(nats.Message(subject+"."+e.Subject, e), jetstream.WithMsgID(e.ID))
+				if err != nil {
+					return err
+				}
+				futures = append(futures, f)
+			}
+			for _, f := range futures {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					return err
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	})
 }
 
 func benchRelay(b *testing.B, sink egress.Sink) {
