@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -215,6 +216,11 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build graph index: %w", err)
 	}
+	// Building reads every stored document once and keeps a compressed copy: the garbage it
+	// leaves is as large as the index, and the heap grew to hold both. One collection now
+	// returns that memory to the system before the server reports ready, instead of keeping
+	// the resident size near the build's peak until the heap happens to be scavenged.
+	debug.FreeOSMemory()
 	a, err := api.New(api.Config{Index: idx, Egress: s.delivery.api()}, s.graph, s.logger)
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
