@@ -225,14 +225,44 @@ func (s *Sink) send(ctx context.Context, events []event.Event) error {
 func Message(subject string, e *event.Event) *nats.Msg {
 	attrs := cloudevents.Attributes(e)
 	h := make(nats.Header, len(attrs)+2)
+	// One array backs every header's value.
+	values := make([]string, 0, len(attrs)+2)
+	set := func(key, value string) {
+		values = append(values, value)
+		h[key] = values[len(values)-1:]
+	}
 	for _, a := range attrs {
-		h["ce-"+a.Name] = []string{a.Value}
+		set(headerName(a.Name), a.Value)
 	}
 	if e.DataContentType != "" {
-		h["content-type"] = []string{e.DataContentType}
+		set("content-type", e.DataContentType)
 	}
-	h[jetstream.MsgIDHeader] = []string{e.ID}
+	set(jetstream.MsgIDHeader, e.ID)
 	return &nats.Msg{Subject: subject, Header: h, Data: e.Data}
+}
+
+// headerName returns the ce- header of the CloudEvents attribute name, without building it
+// for the attributes twinflow sets.
+func headerName(name string) string {
+	switch name {
+	case "id":
+		return "ce-id"
+	case "source":
+		return "ce-source"
+	case "specversion":
+		return "ce-specversion"
+	case "type":
+		return "ce-type"
+	case "subject":
+		return "ce-subject"
+	case "time":
+		return "ce-time"
+	case "dataschema":
+		return "ce-dataschema"
+	case "traceparent":
+		return "ce-traceparent"
+	}
+	return "ce-" + name
 }
 
 // classify marks the failures that sending again cannot fix as permanent.
