@@ -220,18 +220,53 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 // value = data, ce_* headers and content-type.
 func Record(e *event.Event) kgo.Record {
 	attrs := cloudevents.Attributes(e)
+	id := egress.TwinID(e)
+	// One buffer holds the header values and the key.
+	size := len(e.DataContentType) + len(id)
+	for _, a := range attrs {
+		size += len(a.Value)
+	}
+	buf := make([]byte, 0, size)
+	bytesOf := func(v string) []byte {
+		buf = append(buf, v...)
+		return buf[len(buf)-len(v) : len(buf) : len(buf)]
+	}
 	headers := make([]kgo.RecordHeader, 0, len(attrs)+1)
 	for _, a := range attrs {
-		headers = append(headers, kgo.RecordHeader{Key: "ce_" + a.Name, Value: []byte(a.Value)})
+		headers = append(headers, kgo.RecordHeader{Key: headerName(a.Name), Value: bytesOf(a.Value)})
 	}
 	if e.DataContentType != "" {
-		headers = append(headers, kgo.RecordHeader{Key: "content-type", Value: []byte(e.DataContentType)})
+		headers = append(headers, kgo.RecordHeader{Key: "content-type", Value: bytesOf(e.DataContentType)})
 	}
 	var key []byte
-	if id := egress.TwinID(e); id != "" {
-		key = []byte(id)
+	if id != "" {
+		key = bytesOf(id)
 	}
 	return kgo.Record{Key: key, Value: e.Data, Headers: headers}
+}
+
+// headerName returns the ce_ header of the CloudEvents attribute name, without building it
+// for the attributes twinflow sets.
+func headerName(name string) string {
+	switch name {
+	case "id":
+		return "ce_id"
+	case "source":
+		return "ce_source"
+	case "specversion":
+		return "ce_specversion"
+	case "type":
+		return "ce_type"
+	case "subject":
+		return "ce_subject"
+	case "time":
+		return "ce_time"
+	case "dataschema":
+		return "ce_dataschema"
+	case "traceparent":
+		return "ce_traceparent"
+	}
+	return "ce_" + name
 }
 
 // classify marks the failures that producing again cannot fix as permanent.
