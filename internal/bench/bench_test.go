@@ -111,7 +111,10 @@ func TestPatch(t *testing.T) {
 	if st := res.Store; st.Updates < uint64(res.Patches) || st.Transactions == 0 || st.Syncs == 0 {
 		t.Errorf("store stats %+v: want at least the %d acknowledged patches, in some transactions and fsyncs", st, res.Patches)
 	}
-	for _, want := range []string{"patches/s acknowledged", "p50", "updates per commit", "raw SQLite ceiling", "HTTP / ceiling"} {
+	if _, ok := processCPU(); ok && (res.CPU <= 0 || res.Ceiling.CPU <= 0) {
+		t.Errorf("CPU %v while patching, %v for the ceiling; want both measured", res.CPU, res.Ceiling.CPU)
+	}
+	for _, want := range []string{"patches/s acknowledged", "p50", "updates per commit", "CPU per patch", "raw SQLite ceiling", "HTTP / ceiling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -39,6 +39,9 @@ type CeilingResult struct {
 	Batch   int
 	Patches int
 	Elapsed time.Duration
+	// CPU is the CPU time, user and system, the process used while writing; zero where the
+	// system does not report it.
+	CPU time.Duration
 }
 
 // PatchesPerSecond returns the patches written per second.
@@ -108,6 +111,7 @@ func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (Ceili
 		seq int64
 		ev  []byte
 	)
+	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	for time.Now().Before(end) {
@@ -142,6 +146,9 @@ func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (Ceili
 		res.Patches += cfg.Batch
 	}
 	res.Elapsed = time.Since(start)
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		res.CPU = cpu1 - cpu0
+	}
 	return res, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -69,6 +70,9 @@ type PatchResult struct {
 	// P50, P99 and Max are latencies of acknowledged patches, from sending the request to
 	// reading the whole response.
 	P50, P99, Max time.Duration
+	// CPU is the CPU time, user and system, the whole process (server and load generator
+	// alike) used while the clients patched; zero where the system does not report it.
+	CPU time.Duration
 	// Store is what the store's write path did while the clients patched: transactions,
 	// the Updates they carried, fsyncs and their time.
 	Store sqlite.Stats
@@ -94,9 +98,22 @@ func (r PatchResult) Table(w io.Writer) error {
 		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, r.Patches, r.Elapsed.Round(time.Millisecond), r.Failed)},
 		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))},
 		{"group commit", r.groupCommit()},
+		{"CPU per patch", cpuPerPatch(r.CPU, r.Patches, "server and load generator")},
 		{"raw SQLite ceiling", fmt.Sprintf("%.0f patches/s (twin row + log row each, %d per transaction, %d in %v)", ceil, r.Ceiling.Batch, r.Ceiling.Patches, r.Ceiling.Elapsed.Round(time.Millisecond))},
+		{"ceiling CPU per patch", cpuPerPatch(r.Ceiling.CPU, r.Ceiling.Patches, "SQLite and its driver")},
 		{"HTTP / ceiling", ratio},
 	})
+}
+
+// cpuPerPatch describes the CPU time spent per patch by who, and the rate that would make
+// busy every core of this machine, which is the most it can reach whatever else waits.
+func cpuPerPatch(cpu time.Duration, patches int, who string) string {
+	if cpu <= 0 || patches == 0 {
+		return "n/a"
+	}
+	per := cpu / time.Duration(patches)
+	return fmt.Sprintf("%v (%s; all %d cores busy at %.0f patches/s)",
+		per.Round(100*time.Nanosecond), who, runtime.NumCPU(), float64(runtime.NumCPU())*float64(time.Second)/float64(per))
 }
 
 // groupCommit describes how the store grouped the patches into transactions and fsyncs.
@@ -178,9 +195,13 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 
 	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Duration("duration", cfg.Duration))
 	before := srv.StoreStats()
+	cpu0, cpuOK := processCPU()
 	lat, failed, elapsed, err := patchLoad(ctx, srv.Addr().String(), cfg)
 	if err != nil {
 		return err
+	}
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		res.CPU = cpu1 - cpu0
 	}
 	after := srv.StoreStats()
 	res.Store = sqlite.Stats{
