@@ -88,9 +88,12 @@ type Index struct {
 	twins     map[string]*Twin
 	twinSlots []*Twin
 	freeTwins []int32
-	rels      map[relKey]*Rel
-	relSlots  []*Rel
-	freeRels  []int32
+	// rels counts the relationships. They are found through their source twin's Out list
+	// (see findRel), not a map of their own: a map keyed by source and id would cost about
+	// a hundred bytes per relationship.
+	rels     int
+	relSlots []*Rel
+	freeRels []int32
 	// modelIDs maps a model number to its DTMI; modelNums is the inverse. Numbers are never
 	// reused.
 	modelIDs  []string
@@ -162,7 +165,6 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	x := &Index{
 		cfg: cfg, st: st, models: models, logger: logger,
 		twins:     make(map[string]*Twin),
-		rels:      make(map[relKey]*Rel),
 		modelNums: make(map[string]int32),
 		names:     make(map[string]uint32),
 		relNames:  make(map[string]string),
@@ -173,7 +175,7 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	if err := x.load(ctx); err != nil {
 		return nil, fmt.Errorf("index: load from store: %w", err)
 	}
-	logger.Info("graph index built", "twins", len(x.twins), "relationships", len(x.rels), "seq", x.applied.Load())
+	logger.Info("graph index built", "twins", len(x.twins), "relationships", x.rels, "seq", x.applied.Load())
 	return x, nil
 }
 
@@ -301,7 +303,10 @@ func (x *Index) loadRels(ctx context.Context, sc store.Scanner) error {
 	flush := func() {
 		x.mu.Lock()
 		for _, r := range batch {
-			x.putRel(r)
+			// A scan yields each relationship once: no need to look for one to replace.
+			if src, dst, ok := x.relTwins(r); ok {
+				x.addRel(src, dst, r)
+			}
 		}
 		x.mu.Unlock()
 		clear(batch)
@@ -589,10 +594,10 @@ func (x *Index) deleteTwin(id string) {
 		return
 	}
 	for _, r := range slices.Clone(t.out) {
-		x.deleteRel(relKey{id, r.id})
+		x.removeRel(r)
 	}
 	for _, r := range slices.Clone(t.in) {
-		x.deleteRel(relKey{r.src.id, r.id})
+		x.removeRel(r)
 	}
 	delete(x.twins, id)
 	x.byModel[t.model] = removeSorted(x.byModel[t.model], t.slot)
@@ -609,20 +614,34 @@ func (x *Index) deleteTwin(id string) {
 // skipped (the store never holds one; the log will bring the twin or the deletion). The
 // caller holds mu for writing.
 func (x *Index) putRel(sr store.Relationship) {
-	src, dst := x.twins[sr.SourceID], x.twins[sr.TargetID]
-	if src == nil || dst == nil {
-		x.logger.Warn("graph index: relationship to or from an unknown twin skipped",
-			"source", sr.SourceID, "id", sr.ID, "target", sr.TargetID)
+	src, dst, ok := x.relTwins(sr)
+	if !ok {
 		return
 	}
-	k := relKey{src.id, sr.ID} // shares the source twin's id string
-	if r, ok := x.rels[k]; ok {
+	if r := x.findRel(relKey{sr.SourceID, sr.ID}); r != nil {
 		if r.dst == dst && r.name == sr.Name {
 			r.doc = sr.Doc
 			return
 		}
-		x.deleteRel(k)
+		x.removeRel(r)
 	}
+	x.addRel(src, dst, sr)
+}
+
+// relTwins returns the twins a relationship connects, or false (with a warning) when the
+// index lacks one. The caller holds mu.
+func (x *Index) relTwins(sr store.Relationship) (src, dst *Twin, ok bool) {
+	src, dst = x.twins[sr.SourceID], x.twins[sr.TargetID]
+	if src == nil || dst == nil {
+		x.logger.Warn("graph index: relationship to or from an unknown twin skipped",
+			"source", sr.SourceID, "id", sr.ID, "target", sr.TargetID)
+		return nil, nil, false
+	}
+	return src, dst, true
+}
+
+// addRel adds a relationship the index does not hold yet. The caller holds mu for writing.
+func (x *Index) addRel(src, dst *Twin, sr store.Relationship) {
 	name, ok := x.relNames[sr.Name]
 	if !ok {
 		name = sr.Name
@@ -637,18 +656,37 @@ func (x *Index) putRel(sr store.Relationship) {
 		r.slot = int32(len(x.relSlots))
 		x.relSlots = append(x.relSlots, r)
 	}
-	x.rels[k] = r
+	x.rels++
 	src.out = append(src.out, r)
 	dst.in = append(dst.in, r)
 }
 
-// deleteRel removes a relationship. The caller holds mu for writing.
-func (x *Index) deleteRel(k relKey) {
-	r, ok := x.rels[k]
-	if !ok {
-		return
+// findRel returns the relationship k, or nil. It walks the source twin's outgoing
+// relationships, a few as a rule and at most ADT's limit of 50,000. The caller holds mu.
+func (x *Index) findRel(k relKey) *Rel {
+	src := x.twins[k.source]
+	if src == nil {
+		return nil
 	}
-	delete(x.rels, k)
+	for _, r := range src.out {
+		if r.id == k.id {
+			return r
+		}
+	}
+	return nil
+}
+
+// deleteRel removes the relationship k if the index holds it. The caller holds mu for
+// writing.
+func (x *Index) deleteRel(k relKey) {
+	if r := x.findRel(k); r != nil {
+		x.removeRel(r)
+	}
+}
+
+// removeRel removes r. The caller holds mu for writing.
+func (x *Index) removeRel(r *Rel) {
+	x.rels--
 	r.src.out = slices.DeleteFunc(r.src.out, func(o *Rel) bool { return o == r })
 	r.dst.in = slices.DeleteFunc(r.dst.in, func(o *Rel) bool { return o == r })
 	x.relSlots[r.slot] = nil

@@ -92,7 +92,7 @@ func (r *Reader) RelSlots() int { return len(r.x.relSlots) }
 func (r *Reader) RelAt(i int) *Rel { return r.x.relSlots[i] }
 
 // RelCount returns the number of relationships.
-func (r *Reader) RelCount() int { return len(r.x.rels) }
+func (r *Reader) RelCount() int { return r.x.rels }
 
 // NumberColumn returns the number column of the top-level property name: the value of that
 // member for the twin in slot i at index i, NaN when the member is missing or not a number
