@@ -6,8 +6,9 @@
 // New builds the index from a store snapshot, scanning the twins and then the relationships
 // in one pass each (store.Scanner), with the twins' documents parsed and compressed on every
 // CPU while the scan reads on; it first notes the change log's last seq, so every write
-// committed during the load is replayed afterwards. From then on the index follows the change log: Run reads
-// it in batches for as long as its context lives, and Sync catches up on demand.
+// committed during the load is replayed afterwards. From then on the index follows the
+// change log: Run reads it in batches for as long as its context lives, and Sync catches up
+// on demand.
 //
 // A log record names the entity that changed; its data is not enough to rebuild the entity
 // (Twin.Update carries only the patch), so for each batch the index re-reads the changed
@@ -35,7 +36,7 @@
 // Top-level members that hold numbers also go into dense number columns by twin slot
 // (Reader.NumberColumn), so a numeric filter over a million twins reads 8 bytes per twin and
 // no document. Relationships keep their document, uncompressed, and pointers to their two
-// twins.
+// twins; they are found through their source twin's outgoing list, not a map of their own.
 package index
 
 import (
