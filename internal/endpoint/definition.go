@@ -31,6 +31,15 @@ type settings interface {
 	// handshake checks the destination when the endpoint is created; nil when the kind has
 	// none.
 	handshake(ctx context.Context) error
+	// maxBatch is the kind's batch size when the delivery policy sets none; 0 means the
+	// relay's default.
+	maxBatch() int
+}
+
+// BatchSizer is implemented by connector settings whose sink delivers best in batches of
+// another size than the relay's default; DefaultMaxBatch returns that size.
+type BatchSizer interface {
+	DefaultMaxBatch() int
 }
 
 // Settings is the shape of a connector's SinkConfig (see the connector packages).
@@ -68,6 +77,13 @@ func (t typed[C, S]) newSink(logger *slog.Logger) (egress.Sink, error) {
 	return t.newSinkFn(t.c, logger)
 }
 
+func (t typed[C, S]) maxBatch() int {
+	if b, ok := any(t.c).(BatchSizer); ok {
+		return b.DefaultMaxBatch()
+	}
+	return 0
+}
+
 func (t typed[C, S]) handshake(ctx context.Context) error {
 	if t.handshakeFn == nil {
 		return nil
@@ -83,7 +99,8 @@ type Delivery struct {
 	// MaxAttempts dead-letters an event after that many failed sends; 0 means no limit but
 	// the TTL.
 	MaxAttempts int `json:"maxAttempts,omitempty"`
-	// MaxBatch is the most events in one send.
+	// MaxBatch is the most events in one send; 0 means the kind's default (see BatchSizer),
+	// else the outbox's.
 	MaxBatch int `json:"maxBatch,omitempty"`
 	// MinBackoff and MaxBackoff bound the wait between retries.
 	MinBackoff Duration `json:"minBackoff,omitzero"`

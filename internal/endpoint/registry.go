@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -174,7 +175,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 	sink := &lazySink{settings: def.settings, logger: r.logger.With(slog.String("endpoint", name))}
 	relay, err := outbox.New(outbox.Config{
 		Endpoint:      name,
-		MaxBatch:      def.Delivery.MaxBatch,
+		MaxBatch:      cmp.Or(def.Delivery.MaxBatch, def.settings.maxBatch()),
 		TTL:           time.Duration(def.Delivery.TTL),
 		MaxAttempts:   def.Delivery.MaxAttempts,
 		MinBackoff:    time.Duration(def.Delivery.MinBackoff),

@@ -105,6 +105,11 @@ func (c SinkConfig) Redacted() SinkConfig {
 	return c
 }
 
+// DefaultMaxBatch implements endpoint.BatchSizer: a relay hands the sink batches as large
+// as its window of unacknowledged publishes, which JetStream acknowledges at a far higher
+// rate than batches of the relay's default size.
+func (SinkConfig) DefaultMaxBatch() int { return maxPending }
+
 // Sink publishes events to JetStream. It implements egress.Sink. The connection reconnects
 // on its own; a Send while it is down fails after its context or the acknowledgement
 // timeout, and the relay sends again.
