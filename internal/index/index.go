@@ -103,6 +103,9 @@ type Index struct {
 	byModel [][]int32
 	// names interns top-level property names.
 	names map[string]uint32
+	// lastKeys holds the raw keys of the members of the twin installed last, by position,
+	// with their name numbers: a cache in front of names.
+	lastKeys []lastKey
 	// relNames interns relationship names.
 	relNames map[string]string
 	// numbers holds, per interned property name, a column of the values of that top-level
@@ -115,6 +118,12 @@ type Index struct {
 }
 
 type relKey struct{ source, id string }
+
+// lastKey is a raw member key and its interned name number.
+type lastKey struct {
+	key  string
+	name uint32
+}
 
 // Twin is an indexed twin. Its fields change only while the index is locked for writing.
 type Twin struct {
@@ -547,7 +556,18 @@ func (x *Index) install(p preparedTwin) *Twin {
 	}
 	props := make([]prop, len(p.props)) // exactly sized: there are a million of them
 	for i, pr := range p.props {
-		pr.name = x.nameNum(p.keys[i])
+		// Twins of a model mostly list the same members in the same order: reuse the name
+		// the previous twin had at this position when the key is the same.
+		if i < len(x.lastKeys) && string(p.keys[i]) == x.lastKeys[i].key {
+			pr.name = x.lastKeys[i].name
+		} else {
+			pr.name = x.nameNum(p.keys[i])
+			if i < len(x.lastKeys) {
+				x.lastKeys[i] = lastKey{string(p.keys[i]), pr.name}
+			} else {
+				x.lastKeys = append(x.lastKeys, lastKey{string(p.keys[i]), pr.name})
+			}
+		}
 		props[i] = pr
 	}
 	t.props = props
