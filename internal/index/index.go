@@ -299,11 +299,14 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 		return nil
 	}()
 	if scanErr != nil {
-		cancel()
+		cancel() // the installer stops too; its error would only repeat the cancellation
 	}
 	installErr := <-installed
 	wg.Wait()
-	return errors.Join(scanErr, installErr)
+	if scanErr != nil {
+		return scanErr
+	}
+	return installErr
 }
 
 // loadRels puts every relationship sc yields.
