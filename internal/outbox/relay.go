@@ -616,6 +616,18 @@ func (r *Relay) Status(ctx context.Context) (Status, error) {
 	r.mu.Lock()
 	s := r.status
 	r.mu.Unlock()
+	if s.State == StateStopped {
+		// A relay that is not running (or has not loaded its cursor yet) holds no progress
+		// of its own: the stored cursor is where it stands.
+		err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+			var err error
+			s.Cursor, err = er.Cursor(r.cfg.Endpoint)
+			return err
+		})
+		if err != nil {
+			return s, fmt.Errorf("load cursor of endpoint %q: %w", r.cfg.Endpoint, err)
+		}
+	}
 	last := r.st.Log().Last()
 	if last <= s.Cursor {
 		return s, nil

@@ -227,6 +227,24 @@ func TestRelayResumesFromItsCursor(t *testing.T) {
 	}
 }
 
+func TestStatusOfRelayNotRunningIsTheStoredCursor(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	emit(t, s, event.TwinCreate, "a", "b")
+	addEndpoint(t, s, "ep") // a new endpoint starts after the records committed before it
+	emit(t, s, event.TwinCreate, "c")
+	r, err := New(Config{Endpoint: "ep"}, s, &fakeSink{}, func(*event.Event) bool { return true }, nil, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != StateStopped || st.Cursor != 2 || st.LagEvents != 1 {
+		t.Errorf("status before Run = %+v, want stopped at cursor 2 with 1 event of lag", st)
+	}
+}
+
 func TestRelayRetriesTransientFailures(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
