@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/twinflow/twinflow/internal/jsontext"
 )
 
 // The JSON Patch operations ADT supports.
@@ -32,9 +34,9 @@ func (o Op) MarshalJSON() ([]byte, error) {
 // appendJSON appends the operation's JSON form to b.
 func (o Op) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"op":`...)
-	b = appendString(b, o.Op)
+	b = jsontext.AppendString(b, o.Op)
 	b = append(b, `,"path":`...)
-	b = appendString(b, o.Path)
+	b = jsontext.AppendString(b, o.Path)
 	if o.Op != OpRemove {
 		b = append(b, `,"value":`...)
 		var err error
@@ -195,5 +197,5 @@ func (p Patch) Within(prefix string) Patch {
 
 // writeJSONString writes s as a JSON string.
 func writeJSONString(b *bytes.Buffer, s string) {
-	b.Write(appendString(nil, s))
+	b.Write(jsontext.AppendString(nil, s))
 }

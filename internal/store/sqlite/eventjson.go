@@ -5,6 +5,8 @@ import (
 	"errors"
 	"unicode/utf8"
 
+	"github.com/twinflow/twinflow/internal/jsontext"
+
 	"github.com/twinflow/twinflow/internal/event"
 )
 
@@ -43,51 +45,7 @@ func appendEvent(buf []byte, e *event.Event) ([]byte, error) {
 // appendField appends name and then value as a JSON string.
 func appendField(buf []byte, name, value string) []byte {
 	buf = append(buf, name...)
-	return appendString(buf, value)
-}
-
-// appendString appends s as a JSON string, escaping what JSON requires and, as encoding/json
-// does, replacing invalid UTF-8 with U+FFFD.
-func appendString(buf []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				buf = append(buf, s[start:i]...)
-				buf = append(buf, `\ufffd`...)
-				i += size
-				start = i
-				continue
-			}
-			i += size
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		buf = append(buf, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			buf = append(buf, '\\', c)
-		case '\n':
-			buf = append(buf, '\\', 'n')
-		case '\r':
-			buf = append(buf, '\\', 'r')
-		case '\t':
-			buf = append(buf, '\\', 't')
-		default:
-			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		i++
-		start = i
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
+	return jsontext.AppendString(buf, value)
 }
 
 // decodeEvent decodes into e a log record's event, as appendEvent wrote it. Records in that
