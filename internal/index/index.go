@@ -112,6 +112,9 @@ type Index struct {
 	// member by twin slot: the number, or NaN when the member is missing or not a number.
 	// Filters over many twins read these dense columns instead of each twin's document.
 	numbers map[uint32][]float64
+	// columnLen is the length of every number column: each covers slots 0 to columnLen-1,
+	// NaN where a twin lacks the member or the slot is free.
+	columnLen int
 	// arena and zbuf are scratch space for putTwin.
 	arena prepArena
 	zbuf  []byte
@@ -573,20 +576,29 @@ func (x *Index) install(p preparedTwin) *Twin {
 		}
 		props[i] = pr
 	}
+	x.setNumbers(t, t.props, props, p.nums)
 	t.props = props
-	x.setNumbers(t, p.nums)
 	t.zdoc = p.zdoc
 	return t
 }
 
-// setNumbers writes t's numeric top-level members, nums by t.props, into the number columns,
-// creating columns for new names up to the cap. The caller holds mu for writing.
-func (x *Index) setNumbers(t *Twin, nums []float64) {
-	for name, col := range x.numbers {
-		x.numbers[name] = x.growColumn(col)
-		x.numbers[name][t.slot] = math.NaN()
+// setNumbers writes t's numeric top-level members, nums by props, into the number columns,
+// creating columns for new names up to the cap; old are the members t had before, whose
+// values it clears. Only the columns of old and new members are touched, unless t's slot is
+// new and every column grows to cover it. The caller holds mu for writing.
+func (x *Index) setNumbers(t *Twin, old, props []prop, nums []float64) {
+	if int(t.slot) >= x.columnLen {
+		for name, col := range x.numbers {
+			x.numbers[name] = x.growColumn(col)
+		}
+		x.columnLen = len(x.twinSlots)
 	}
-	for i, p := range t.props {
+	for _, p := range old {
+		if col, ok := x.numbers[p.name]; ok {
+			col[t.slot] = math.NaN()
+		}
+	}
+	for i, p := range props {
 		f := nums[i]
 		if math.IsNaN(f) {
 			continue
