@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -13,6 +14,11 @@ func (a *API) getTwin(w http.ResponseWriter, r *http.Request, ver apiVersion) er
 	if err != nil {
 		return err
 	}
+	return writeTwin(w, t, ver)
+}
+
+// writeTwin answers 200 with t, shaped for ver, and its ETag.
+func writeTwin(w http.ResponseWriter, t store.Twin, ver apiVersion) error {
 	doc, err := twinDoc(t.Doc, ver)
 	if err != nil {
 		return err
@@ -33,13 +39,7 @@ func (a *API) putTwin(w http.ResponseWriter, r *http.Request, ver apiVersion) er
 	if err != nil {
 		return err
 	}
-	doc, err := twinDoc(t.Doc, ver)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("ETag", t.ETag)
-	writeRaw(w, http.StatusOK, doc)
-	return nil
+	return writeTwin(w, t, ver)
 }
 
 // patchTwin serves PATCH /digitaltwins/{id} (T3): 204 with the new ETag.
