@@ -22,10 +22,7 @@ type EgressStore interface {
 // RunEgress runs the contract suite of store.Egress, opening a fresh empty store with open for
 // each subtest and closing it afterwards.
 func RunEgress(t *testing.T, open func(t *testing.T) EgressStore) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s EgressStore)
-	}{
+	tests := []testCase[EgressStore]{
 		{"Endpoints", testEndpoints},
 		{"EndpointCursorStartsAtNewestRecord", testEndpointCursor},
 		{"Routes", testRoutes},
@@ -34,15 +31,7 @@ func RunEgress(t *testing.T, open func(t *testing.T) EgressStore) {
 		{"PruneLog", testPruneLog},
 		{"FailedEgressUpdateRollsBack", testFailedEgressUpdate},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			tt.fn(t, s)
-			if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-				t.Errorf("Close: %v", err)
-			}
-		})
-	}
+	runCases(t, open, tests)
 }
 
 func updateEgress(t *testing.T, s EgressStore, fn func(store.EgressWriter) error) {

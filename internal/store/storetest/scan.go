@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -14,23 +13,12 @@ import (
 // RunScan runs the contract of store.Scanner, for stores whose View readers implement it,
 // opening a fresh empty store with open for each subtest.
 func RunScan(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []testCase[store.Store]{
 		{"YieldsEachEntityOnce", testScanYieldsEachOnce},
 		{"IsSnapshot", testScanIsSnapshot},
 		{"StopsEarly", testScanStopsEarly},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			tt.fn(t, s)
-			if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-				t.Errorf("Close: %v", err)
-			}
-		})
-	}
+	runCases(t, open, tests)
 }
 
 // scanned lists what one View's scans yield: twins as "id model doc", relationships as

@@ -26,12 +26,28 @@ import (
 	"github.com/twinflow/twinflow/internal/store"
 )
 
+// testCase is one subtest of a contract suite.
+type testCase[S store.Store] struct {
+	name string
+	fn   func(t *testing.T, s S)
+}
+
+// runCases runs each case as a subtest on a fresh store from open, closing it afterwards.
+func runCases[S store.Store](t *testing.T, open func(t *testing.T) S, cases []testCase[S]) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			tc.fn(t, s)
+			if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+}
+
 // Run runs the contract suite, opening a fresh empty store with open for each subtest.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []testCase[store.Store]{
 		{"Models", testModels},
 		{"Twins", testTwins},
 		{"Relationships", testRelationships},
@@ -46,15 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ViewIsSnapshot", testViewIsSnapshot},
 		{"Close", testClose},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			tt.fn(t, s)
-			if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-				t.Errorf("Close: %v", err)
-			}
-		})
-	}
+	runCases(t, open, tests)
 }
 
 // update runs fn in an Update and fails the test on error.
