@@ -122,6 +122,30 @@ type Log interface {
 	Last() uint64
 }
 
+// ChangeLog is a Log that also knows, for recent records, what their change left behind, so
+// that a consumer keeping its own copy of the state (the query index) need not read it back.
+// Records returned by Read and ReadChanges may share memory with other readers' copies:
+// callers must not modify them.
+type ChangeLog interface {
+	Log
+	// ReadChanges is Read, with each record's resulting state where the log knows it.
+	ReadChanges(ctx context.Context, after uint64, max int) ([]Change, error)
+}
+
+// Change is a log record with the state of the entity it is about right after its change:
+// the twin of a Twin.* record (whose subject is the twin's id) or the relationship of a
+// Relationship.* record (subject "<source>/relationships/<id>").
+type Change struct {
+	event.Record
+	// Known reports whether Twin or Relationship tells the state. When it does, a nil
+	// pointer means the change deleted the entity. Records of other types, records whose
+	// event did not come with a change of its subject in the same Update, and records the
+	// log no longer keeps in memory are not Known.
+	Known        bool
+	Twin         *Twin
+	Relationship *Relationship
+}
+
 // Endpoint is a stored egress endpoint. Config is its JSON definition as accepted
 // ({"endpointType": ..., and that kind's settings}); the store keeps it opaque.
 type Endpoint struct {

@@ -239,6 +239,51 @@ type writer struct {
 	// current fn put, which leave the cache if its changes are rolled back.
 	cache   twinCache
 	touched []string
+	// states lists what the current fn's puts and deletes left behind, oldest first, for the
+	// records it emits (see Emit); pending holds the records emitted in the open transaction,
+	// in Seq order, for the log's in-memory tail.
+	states  []entityState
+	pending []store.Change
+	// tail is the Store's, from which PruneLog drops what it deletes.
+	tail *tail
+}
+
+// entityState is what a put or delete left of a twin (key is its id) or of a relationship
+// (key is "<source>/relationships/<id>"); nil pointers mean deleted.
+type entityState struct {
+	key    string
+	isTwin bool
+	twin   *store.Twin
+	rel    *store.Relationship
+}
+
+// settle gives each record the fn emitted, pending[from:], the state the fn left its subject
+// in, once the fn succeeded.
+func (w *writer) settle(from int) {
+	for i := from; i < len(w.pending); i++ {
+		c := &w.pending[i]
+		c.Known, c.Twin, c.Relationship = w.stateOf(&c.Event)
+	}
+}
+
+// stateOf returns the state the current fn's newest put or delete of e's subject left, if it
+// made one.
+func (w *writer) stateOf(e *event.Event) (known bool, twin *store.Twin, rel *store.Relationship) {
+	var isTwin bool
+	switch e.Type {
+	case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
+		isTwin = true
+	case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
+	default:
+		return false, nil, nil
+	}
+	for i := len(w.states) - 1; i >= 0; i-- {
+		st := &w.states[i]
+		if st.key == e.Subject && st.isTwin == isTwin {
+			return true, st.twin, st.rel
+		}
+	}
+	return false, nil, nil
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -309,16 +354,22 @@ func (w *writer) PutTwin(t store.Twin) error {
 		w.cache.drop(t.ID)
 		return fmt.Errorf("put twin %q: %w", t.ID, err)
 	}
+	// The cache and the log's tail share the copy; neither modifies it.
 	t.Doc = bytes.Clone(t.Doc)
 	w.cache.put(t)
 	w.touched = append(w.touched, t.ID)
+	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
 	return nil
 }
 
 // DeleteTwin implements store.Writer.
 func (w *writer) DeleteTwin(id string) error {
 	w.cache.drop(id)
-	return w.remove(fmt.Sprintf("twin %q", id), stmtDeleteTwin, id)
+	if err := w.remove(fmt.Sprintf("twin %q", id), stmtDeleteTwin, id); err != nil {
+		return err
+	}
+	w.states = append(w.states, entityState{key: id, isTwin: true})
+	return nil
 }
 
 // PutRelationship implements store.Writer.
@@ -327,12 +378,23 @@ func (w *writer) PutRelationship(rel store.Relationship) error {
 	if err != nil {
 		return fmt.Errorf("put relationship %q of twin %q: %w", rel.ID, rel.SourceID, err)
 	}
+	rel.Doc = bytes.Clone(rel.Doc)
+	w.states = append(w.states, entityState{key: relationshipSubject(rel.SourceID, rel.ID), rel: &rel})
 	return nil
 }
 
 // DeleteRelationship implements store.Writer.
 func (w *writer) DeleteRelationship(sourceID, id string) error {
-	return w.remove(fmt.Sprintf("relationship %q of twin %q", id, sourceID), stmtDeleteRelationship, sourceID, id)
+	if err := w.remove(fmt.Sprintf("relationship %q of twin %q", id, sourceID), stmtDeleteRelationship, sourceID, id); err != nil {
+		return err
+	}
+	w.states = append(w.states, entityState{key: relationshipSubject(sourceID, id)})
+	return nil
+}
+
+// relationshipSubject is the subject of the events about relationship id of twin sourceID.
+func relationshipSubject(sourceID, id string) string {
+	return sourceID + "/relationships/" + id
 }
 
 // Emit implements store.Writer. The record gets the next Seq; the single writer makes that
@@ -347,6 +409,9 @@ func (w *writer) Emit(e event.Event) error {
 	if _, err := w.exec(stmtEmit, int64(w.seq), buf); err != nil {
 		return fmt.Errorf("emit event %q: %w", e.ID, err)
 	}
+	ev := e
+	ev.Data = bytes.Clone(e.Data)
+	w.pending = append(w.pending, store.Change{Record: event.Record{Seq: w.seq, Event: ev}})
 	w.seq++
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/twinflow/twinflow/internal/store"
 )
 
 // committed is a batch whose transaction committed, waiting for the fsync that makes it
@@ -12,6 +14,8 @@ type committed struct {
 	batch []*request
 	// last is the newest Seq in the log once this batch is durable.
 	last uint64
+	// changes are the batch's records, for the log's in-memory tail.
+	changes []store.Change
 }
 
 // batch is the transaction the writer goroutine is filling.
@@ -120,7 +124,10 @@ func (s *Store) commit(b *batch) committed {
 			b.err = fmt.Errorf("commit transaction: %w", err)
 		}
 	}
+	changes := w.pending
+	w.pending = make([]store.Change, 0, cap(changes))
 	if b.err != nil {
+		changes = nil
 		w.seq = b.first
 		w.cache.clear()
 		// The transaction may be open still; a failed rollback leaves nothing more to undo.
@@ -135,7 +142,7 @@ func (s *Store) commit(b *batch) committed {
 		s.batches.Add(1)
 		s.batched.Add(uint64(len(b.reqs)))
 	}
-	return committed{batch: b.reqs, last: w.seq - 1}
+	return committed{batch: b.reqs, last: w.seq - 1, changes: changes}
 }
 
 // syncLoop is the sync goroutine: it fsyncs the write-ahead log for every committed batch
@@ -197,6 +204,7 @@ func (s *Store) syncWAL() error {
 // not nil, and otherwise advances the log's Last to c.last, waking log readers.
 func (s *Store) acknowledge(c committed, err error) {
 	if err == nil && c.last > s.last.Load() {
+		s.tail.push(c.changes)
 		s.last.Store(c.last)
 		s.notifyMu.Lock()
 		close(s.changed)
@@ -261,8 +269,9 @@ func (s *Store) checkpointLoop() {
 // and becomes req's outcome; the returned error is a storage failure that breaks the batch.
 func (s *Store) apply(req *request) (broken error) {
 	w := &s.w
-	first := w.seq
-	w.savepoint, w.failure, w.touched = false, nil, w.touched[:0]
+	first, emitted := w.seq, len(w.pending)
+	clear(w.states)
+	w.savepoint, w.failure, w.touched, w.states = false, nil, w.touched[:0], w.states[:0]
 	s.call(req)
 	if w.failure != nil {
 		return w.failure
@@ -273,6 +282,8 @@ func (s *Store) apply(req *request) (broken error) {
 	}
 	if req.err != nil || req.panicked != nil {
 		w.seq = first
+		clear(w.pending[emitted:])
+		w.pending = w.pending[:emitted]
 		for _, id := range w.touched {
 			w.cache.drop(id)
 		}
@@ -282,6 +293,9 @@ func (s *Store) apply(req *request) (broken error) {
 	}
 	if _, err := w.stmts[stmtRelease].ExecContext(w.ctx); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
+	}
+	if req.err == nil && req.panicked == nil {
+		w.settle(emitted)
 	}
 	return nil
 }

@@ -370,6 +370,9 @@ FROM log`, int64(through), before.UnixMilli(), max).Scan(&first, &limit)
 	if err != nil {
 		return 0, e.w.fail(fmt.Errorf("prune log through %d: %w", limit, err))
 	}
+	// The tail must not hand out what the log no longer holds. Should this transaction roll
+	// back, reading the records from the database instead costs only time.
+	e.w.tail.dropThrough(uint64(limit))
 	_, err = e.exec("DELETE FROM log_clock WHERE seq < (SELECT max(seq) FROM log_clock WHERE seq <= ?)", limit+1)
 	if err != nil {
 		return 0, fmt.Errorf("prune log clock through %d: %w", limit, err)

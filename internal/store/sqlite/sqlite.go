@@ -155,8 +155,10 @@ type Store struct {
 	pending sync.WaitGroup // Updates between admission and answer
 	active  sync.WaitGroup // Views and log reads in progress
 
-	// last is the Seq of the newest durable record.
+	// last is the Seq of the newest durable record; tail holds the newest records in memory,
+	// pushed to before last advances past them.
 	last atomic.Uint64
+	tail *tail
 	// notifyMu guards changed, which is closed and replaced after every commit that appended
 	// records, and closed for good (and set to nil) by Close.
 	notifyMu sync.Mutex
@@ -248,9 +250,10 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 
 		checkpoint:       make(chan struct{}, 1),
 		checkpointerDone: make(chan struct{}),
+		tail:             newTail(tailRecords, tailBytes),
 	}
 	s.log.s = s
-	s.w.cache = newTwinCache(cfg.TwinCacheBytes)
+	s.w.cache, s.w.tail = newTwinCache(cfg.TwinCacheBytes), s.tail
 	s.requests.New = func() any { return &request{done: make(chan struct{}, 1)} }
 	if err := s.open(path); err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), s.closeDBs())
@@ -466,22 +469,57 @@ func (s *Store) closeDBs() error {
 	return errors.Join(errs...)
 }
 
-// changeLog is the store.Log of a Store.
+// changeLog is the store.ChangeLog of a Store.
 type changeLog struct {
 	s *Store
 }
 
-var _ store.Log = (*changeLog)(nil)
+var _ store.ChangeLog = (*changeLog)(nil)
 
 // Read implements store.Log. It returns only durable records (Seq <= Last) and waits without
-// polling: every commit that appends records wakes it once durable. max must be positive.
+// polling: every commit that appends records wakes it once durable. Records still in the
+// in-memory tail are copied from it; older ones are read from the database. max must be
+// positive.
 func (l *changeLog) Read(ctx context.Context, after uint64, max int) ([]event.Record, error) {
+	var recs []event.Record
+	err := l.read(ctx, after, max, func(upTo uint64, n int) bool {
+		return l.s.tail.read(after, upTo, n, func(c *store.Change) {
+			recs = append(recs, c.Record)
+		})
+	}, func(found []event.Record) {
+		recs = found
+	})
+	return recs, err
+}
+
+// ReadChanges implements store.ChangeLog. Records from the in-memory tail come with their
+// state (those whose Update put or deleted their subject are Known); records read back from
+// the database do not.
+func (l *changeLog) ReadChanges(ctx context.Context, after uint64, max int) ([]store.Change, error) {
+	var changes []store.Change
+	err := l.read(ctx, after, max, func(upTo uint64, n int) bool {
+		return l.s.tail.read(after, upTo, n, func(c *store.Change) {
+			changes = append(changes, *c)
+		})
+	}, func(found []event.Record) {
+		changes = make([]store.Change, len(found))
+		for i, rec := range found {
+			changes[i].Record = rec
+		}
+	})
+	return changes, err
+}
+
+// read waits until the log holds records after after, then hands up to max of them to
+// fromTail, given the Seq of the newest durable record, or, when it reports that the tail
+// does not hold record after+1, reads them from the database and hands them to fromDB.
+func (l *changeLog) read(ctx context.Context, after uint64, max int, fromTail func(upTo uint64, max int) bool, fromDB func([]event.Record)) error {
 	if max <= 0 {
-		return nil, fmt.Errorf("read log: max %d is not positive", max)
+		return fmt.Errorf("read log: max %d is not positive", max)
 	}
 	s := l.s
 	if !s.enter(&s.active) {
-		return nil, store.ErrClosed
+		return store.ErrClosed
 	}
 	defer s.active.Done()
 	for {
@@ -489,19 +527,26 @@ func (l *changeLog) Read(ctx context.Context, after uint64, max int) ([]event.Re
 		changed := s.changed
 		s.notifyMu.Unlock()
 		if changed == nil {
-			return nil, store.ErrClosed
+			return store.ErrClosed
 		}
-		if s.last.Load() > after {
+		if last := s.last.Load(); last > after {
+			if fromTail(last, max) {
+				return nil
+			}
 			r := reader{ctx: ctx, stmts: s.readStmts}
-			recs, err := list(&r, "log records", scanRecord, stmtLog, int64(after), int64(s.last.Load()), max)
-			if err != nil || len(recs) > 0 {
-				return recs, err
+			recs, err := list(&r, "log records", scanRecord, stmtLog, int64(after), int64(last), max)
+			if err != nil {
+				return err
+			}
+			if len(recs) > 0 {
+				fromDB(recs)
+				return nil
 			}
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
