@@ -347,7 +347,7 @@ func (x *Index) loadRels(ctx context.Context, sc store.Scanner) error {
 // they are committed, so that Sync rarely has work left to do.
 func (x *Index) Run(ctx context.Context) error {
 	for {
-		recs, err := x.st.Log().Read(ctx, x.applied.Load(), x.cfg.FollowBatch)
+		recs, err := x.read(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -373,7 +373,7 @@ func (x *Index) Sync(ctx context.Context) error {
 	x.applyMu.Lock()
 	defer x.applyMu.Unlock()
 	for x.applied.Load() < target {
-		recs, err := x.st.Log().Read(ctx, x.applied.Load(), x.cfg.FollowBatch)
+		recs, err := x.read(ctx)
 		if err != nil {
 			return fmt.Errorf("index: read change log after %d: %w", x.applied.Load(), err)
 		}
@@ -384,94 +384,154 @@ func (x *Index) Sync(ctx context.Context) error {
 	return nil
 }
 
+// read returns the next records to apply, with their states when the log knows them.
+func (x *Index) read(ctx context.Context) ([]store.Change, error) {
+	after := x.applied.Load()
+	if cl, ok := x.st.Log().(store.ChangeLog); ok {
+		return cl.ReadChanges(ctx, after, x.cfg.FollowBatch)
+	}
+	recs, err := x.st.Log().Read(ctx, after, x.cfg.FollowBatch)
+	changes := make([]store.Change, len(recs))
+	for i, rec := range recs {
+		changes[i].Record = rec
+	}
+	return changes, err
+}
+
 // Applied returns the seq of the last log record applied.
 func (x *Index) Applied() uint64 { return x.applied.Load() }
 
-// apply brings the entities recs name up to their current stored state. The caller holds
-// applyMu. Records already applied (seq <= Applied) are skipped.
-func (x *Index) apply(ctx context.Context, recs []event.Record) error {
-	// The changed entities, each once, in the order of their first change, so that new twins
-	// take slots in creation order.
+// apply brings the entities recs name up to their current state: the state the newest of
+// their records carries where it is Known, else the state read from the store. The caller
+// holds applyMu. Records already applied (seq <= Applied) are skipped.
+func (x *Index) apply(ctx context.Context, recs []store.Change) error {
+	// The changed entities, each once, in the order of their first change (so that new twins
+	// take slots in creation order), each with its newest record.
 	var (
 		twinIDs []string
 		relKeys []relKey
-		seenTw  = map[string]bool{}
-		seenRel = map[relKey]bool{}
+		twinAt  = map[string]int{}
+		relAt   = map[relKey]int{}
 	)
 	last := x.applied.Load()
-	for _, rec := range recs {
+	for i, rec := range recs {
 		if rec.Seq <= last {
 			continue
 		}
 		last = rec.Seq
 		switch rec.Event.Type {
 		case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
-			if id := rec.Event.Subject; !seenTw[id] {
-				seenTw[id] = true
+			id := rec.Event.Subject
+			if _, seen := twinAt[id]; !seen {
 				twinIDs = append(twinIDs, id)
 			}
+			twinAt[id] = i
 		case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
-			if k, ok := relationshipKey(rec.Event); ok && !seenRel[k] {
-				seenRel[k] = true
+			k, ok := relationshipKey(rec.Event)
+			if !ok {
+				continue
+			}
+			if _, seen := relAt[k]; !seen {
 				relKeys = append(relKeys, k)
 			}
+			relAt[k] = i
 		}
 	}
 	if last == x.applied.Load() {
 		return nil
 	}
+	// States the records do not carry are read from the store: nil there means deleted.
+	readTw := map[string]*store.Twin{}
+	readRel := map[relKey]*store.Relationship{}
+	for _, id := range twinIDs {
+		if !recs[twinAt[id]].Known {
+			readTw[id] = nil
+		}
+	}
+	for _, k := range relKeys {
+		if !recs[relAt[k]].Known {
+			readRel[k] = nil
+		}
+	}
+	if len(readTw) > 0 || len(readRel) > 0 {
+		if err := x.readStates(ctx, readTw, readRel); err != nil {
+			return fmt.Errorf("index: apply log records up to %d: %w", last, err)
+		}
+	}
 	var (
-		twins   []store.Twin
+		twins   []*store.Twin
 		goneTw  []string
-		rels    []store.Relationship
+		rels    []*store.Relationship
 		goneRel []relKey
 	)
-	err := x.st.View(ctx, func(r store.Reader) error {
-		for _, id := range twinIDs {
-			t, err := r.Twin(id)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				goneTw = append(goneTw, id)
-			case err != nil:
-				return fmt.Errorf("read twin %q: %w", id, err)
-			default:
-				twins = append(twins, t)
-			}
+	for _, id := range twinIDs {
+		t := recs[twinAt[id]].Twin
+		if !recs[twinAt[id]].Known {
+			t = readTw[id]
 		}
-		for _, k := range relKeys {
-			rel, err := r.Relationship(k.source, k.id)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				goneRel = append(goneRel, k)
-			case err != nil:
-				return fmt.Errorf("read relationship %q of %q: %w", k.id, k.source, err)
-			default:
-				rels = append(rels, rel)
-			}
+		if t == nil {
+			goneTw = append(goneTw, id)
+		} else {
+			twins = append(twins, t)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("index: apply log records up to %d: %w", last, err)
+	}
+	for _, k := range relKeys {
+		r := recs[relAt[k]].Relationship
+		if !recs[relAt[k]].Known {
+			r = readRel[k]
+		}
+		if r == nil {
+			goneRel = append(goneRel, k)
+		} else {
+			rels = append(rels, r)
+		}
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	// Twins first, so new relationships find both ends; deleted twins last, after the
 	// relationships that pointed at them are gone.
 	for _, t := range twins {
-		x.putTwin(t)
+		x.putTwin(*t)
 	}
 	for _, k := range goneRel {
 		x.deleteRel(k)
 	}
 	for _, r := range rels {
-		x.putRel(r)
+		x.putRel(*r)
 	}
 	for _, id := range goneTw {
 		x.deleteTwin(id)
 	}
 	x.applied.Store(last)
 	return nil
+}
+
+// readStates reads the current state of the twins and relationships keyed in twins and rels
+// into them, leaving nil for those that no longer exist.
+func (x *Index) readStates(ctx context.Context, twins map[string]*store.Twin, rels map[relKey]*store.Relationship) error {
+	return x.st.View(ctx, func(r store.Reader) error {
+		for id := range twins {
+			t, err := r.Twin(id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return fmt.Errorf("read twin %q: %w", id, err)
+			default:
+				twins[id] = &t
+			}
+		}
+		for k := range rels {
+			rel, err := r.Relationship(k.source, k.id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return fmt.Errorf("read relationship %q of %q: %w", k.id, k.source, err)
+			default:
+				rels[k] = &rel
+			}
+		}
+		return nil
+	})
 }
 
 // relationshipKey returns the source and id of the relationship a relationship event is

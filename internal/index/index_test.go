@@ -29,7 +29,15 @@ type env struct {
 	ctx   context.Context
 	store *sqlite.Store
 	graph *graph.Graph
+	// readBack hides that the store's log carries the states of changes, so the index reads
+	// them back from the store.
+	readBack bool
 }
+
+// logOnly is a store whose Log is a plain store.Log.
+type logOnly struct{ store.Store }
+
+func (s logOnly) Log() store.Log { return struct{ store.Log }{s.Store.Log()} }
 
 func newEnv(t *testing.T) *env {
 	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir(), NoSync: true}, slog.New(slog.DiscardHandler))
@@ -66,7 +74,11 @@ func (e *env) rel(src, id, target string, n int) {
 
 func (e *env) index() *Index {
 	e.t.Helper()
-	x, err := New(e.ctx, Config{LoadBatch: 2}, e.store, e.graph.Models, nil)
+	var st store.Store = e.store
+	if e.readBack {
+		st = logOnly{st}
+	}
+	x, err := New(e.ctx, Config{LoadBatch: 2}, st, e.graph.Models, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -162,7 +174,14 @@ func (e *env) change() {
 // TestBuildAndFollow checks that an index built before the writes and kept current from the
 // log agrees with one built from the store after them, at each step.
 func TestBuildAndFollow(t *testing.T) {
+	for _, readBack := range []bool{false, true} {
+		t.Run(fmt.Sprint("readBack=", readBack), func(t *testing.T) { testBuildAndFollow(t, readBack) })
+	}
+}
+
+func testBuildAndFollow(t *testing.T, readBack bool) {
 	e := newEnv(t)
+	e.readBack = readBack
 	live := e.index()
 	e.write()
 	built := e.index()
