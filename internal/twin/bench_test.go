@@ -30,6 +30,17 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeDocument decodes benchDoc as a patch does, its metadata entries kept as text.
+func BenchmarkDecodeDocument(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchDoc)))
+	for b.Loop() {
+		if _, err := DecodeDocument(benchDoc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDecodeEncodingJSON is the encoding/json baseline for BenchmarkDecode.
 func BenchmarkDecodeEncodingJSON(b *testing.B) {
 	b.ReportAllocs()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -63,27 +64,77 @@ func describeJSON(v any) string {
 	return "a value"
 }
 
+// DecodeDocument decodes a stored twin document for a patch: as Decode into a map, except that
+// every object-valued member of the document's own $metadata (the per-property entries
+// {"lastUpdateTime", "sourceTime"?}) is kept as its JSON text, which Encode writes back
+// unchanged. ApplyTwinPatch decodes the entries it touches; the others cost no decoding.
+// Components' $metadata objects are decoded as usual.
+func DecodeDocument(data []byte) (map[string]any, error) {
+	d := newDecoder(string(data))
+	d.rawMetadata = true
+	v, err := d.document()
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("json: cannot decode %s into an object", describeJSON(v))
+	}
+	return m, nil
+}
+
 // decodeValue decodes data, which must hold exactly one JSON value between optional
 // whitespace.
 func decodeValue(data []byte) (any, error) {
-	d := decoder{data: data}
+	d := newDecoder(string(data))
+	return d.document()
+}
+
+// document decodes the whole input: one value between optional whitespace.
+func (d *decoder) document() (any, error) {
 	d.skipSpace()
 	v, err := d.value(0)
 	if err != nil {
 		return nil, err
 	}
 	d.skipSpace()
-	if d.pos != len(d.data) {
+	if d.pos != len(d.s) {
 		return nil, d.errorf("unexpected data after the JSON value")
 	}
 	return v, nil
 }
 
 // decoder is a recursive-descent JSON decoder producing the values encoding/json produces with
-// UseNumber.
+// UseNumber. It decodes from one string, so that strings without escapes and numbers share
+// its memory instead of each being copied.
 type decoder struct {
-	data []byte
-	pos  int
+	s   string
+	pos int
+	// members is a stack of the key/value pairs of the objects being decoded: each object's
+	// map is made at its final size once its last pair is read.
+	members []member
+	// rawMetadata keeps the object-valued members of the root object's $metadata as rawJSON.
+	rawMetadata bool
+}
+
+// newDecoder returns a decoder of s whose member stack is sized from s, so that it rarely
+// grows: stored twin documents take some 30 bytes a member.
+func newDecoder(s string) *decoder {
+	return &decoder{s: s, members: make([]member, 0, min(len(s)/32+1, 64))}
+}
+
+// member is one key/value pair of an object being decoded.
+type member struct {
+	key   string
+	value any
+}
+
+// rawJSON is a JSON value kept as its text by DecodeDocument. Encode writes it unchanged.
+type rawJSON string
+
+// MarshalJSON returns the text, so that encoding/json writes a rawJSON as Encode does.
+func (r rawJSON) MarshalJSON() ([]byte, error) {
+	return []byte(r), nil
 }
 
 // errEnd reports input that stops inside a value.
@@ -96,8 +147,8 @@ func (d *decoder) errorf(format string, args ...any) error {
 
 // skipSpace skips JSON whitespace.
 func (d *decoder) skipSpace() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
+	for d.pos < len(d.s) {
+		switch d.s[d.pos] {
 		case ' ', '\t', '\n', '\r':
 			d.pos++
 		default:
@@ -108,15 +159,15 @@ func (d *decoder) skipSpace() {
 
 // value decodes the value starting at d.pos; depth is its nesting level.
 func (d *decoder) value(depth int) (any, error) {
-	if d.pos >= len(d.data) {
+	if d.pos >= len(d.s) {
 		return nil, errEnd
 	}
 	if depth > maxDepth {
 		return nil, d.errorf("exceeded max depth")
 	}
-	switch c := d.data[d.pos]; {
+	switch c := d.s[d.pos]; {
 	case c == '{':
-		return d.object(depth)
+		return d.object(depth, false)
 	case c == '[':
 		return d.array(depth)
 	case c == '"':
@@ -128,7 +179,11 @@ func (d *decoder) value(depth int) (any, error) {
 	case c == 'n':
 		return nil, d.literal("null")
 	case c == '-' || (c >= '0' && c <= '9'):
-		return d.number()
+		n, err := d.number()
+		if err != nil {
+			return nil, err
+		}
+		return json.Number(n), nil
 	default:
 		return nil, d.errorf("invalid character %q looking for beginning of value", c)
 	}
@@ -136,62 +191,103 @@ func (d *decoder) value(depth int) (any, error) {
 
 // literal consumes word (true, false or null).
 func (d *decoder) literal(word string) error {
-	if !bytes.HasPrefix(d.data[d.pos:], []byte(word)) {
+	if !strings.HasPrefix(d.s[d.pos:], word) {
 		return d.errorf("invalid literal, want %s", word)
 	}
 	d.pos += len(word)
 	return nil
 }
 
-// object decodes an object; a repeated key keeps its last value, as in encoding/json.
-func (d *decoder) object(depth int) (any, error) {
+// object decodes an object; a repeated key keeps its last value, as in encoding/json. With
+// rawMembers, members whose value is an object are kept as rawJSON.
+func (d *decoder) object(depth int, rawMembers bool) (any, error) {
 	d.pos++ // {
-	m := make(map[string]any)
+	base := len(d.members)
 	d.skipSpace()
-	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+	if d.pos < len(d.s) && d.s[d.pos] == '}' {
 		d.pos++
-		return m, nil
+		return map[string]any{}, nil
 	}
 	for {
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, errEnd
-		}
-		if d.data[d.pos] != '"' {
-			return nil, d.errorf("invalid character %q looking for beginning of object key string", d.data[d.pos])
-		}
-		k, err := d.string()
+		k, err := d.key()
 		if err != nil {
 			return nil, err
 		}
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, errEnd
-		}
-		if d.data[d.pos] != ':' {
-			return nil, d.errorf("invalid character %q after object key", d.data[d.pos])
-		}
-		d.pos++
-		d.skipSpace()
-		v, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		m[k] = v
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, errEnd
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			return m, nil
+		var v any
+		switch {
+		case d.pos < len(d.s) && d.s[d.pos] == '{' && rawMembers:
+			start := d.pos
+			if err := d.skip(depth + 1); err != nil {
+				return nil, err
+			}
+			v = rawJSON(d.s[start:d.pos])
+		case d.pos < len(d.s) && d.s[d.pos] == '{' && d.rawMetadata && depth == 0 && k == KeyMetadata:
+			v, err = d.object(depth+1, true)
 		default:
-			return nil, d.errorf("invalid character %q after object key:value pair", d.data[d.pos])
+			v, err = d.value(depth + 1)
+		}
+		if err != nil {
+			return nil, err
+		}
+		d.members = append(d.members, member{k, v})
+		more, err := d.next('}', "after object key:value pair")
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			break
 		}
 	}
+	m := make(map[string]any, len(d.members)-base)
+	for _, e := range d.members[base:] {
+		m[e.key] = e.value
+	}
+	clear(d.members[base:])
+	d.members = d.members[:base]
+	return m, nil
+}
+
+// key reads an object key and the colon after it, and skips the space before the value.
+func (d *decoder) key() (string, error) {
+	d.skipSpace()
+	if d.pos >= len(d.s) {
+		return "", errEnd
+	}
+	if d.s[d.pos] != '"' {
+		return "", d.errorf("invalid character %q looking for beginning of object key string", d.s[d.pos])
+	}
+	k, err := d.string()
+	if err != nil {
+		return "", err
+	}
+	d.skipSpace()
+	if d.pos >= len(d.s) {
+		return "", errEnd
+	}
+	if d.s[d.pos] != ':' {
+		return "", d.errorf("invalid character %q after object key", d.s[d.pos])
+	}
+	d.pos++
+	d.skipSpace()
+	return k, nil
+}
+
+// next reads what follows an object member or array element: a comma (more follow) or the
+// closing byte (the last one). what names the position in the error for anything else.
+func (d *decoder) next(closing byte, what string) (more bool, err error) {
+	d.skipSpace()
+	if d.pos >= len(d.s) {
+		return false, errEnd
+	}
+	switch d.s[d.pos] {
+	case ',':
+		d.pos++
+		return true, nil
+	case closing:
+		d.pos++
+		return false, nil
+	}
+	return false, d.errorf("invalid character %q %s", d.s[d.pos], what)
 }
 
 // array decodes an array; an empty one is an empty, non-nil slice.
@@ -199,7 +295,7 @@ func (d *decoder) array(depth int) (any, error) {
 	d.pos++ // [
 	a := []any{}
 	d.skipSpace()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+	if d.pos < len(d.s) && d.s[d.pos] == ']' {
 		d.pos++
 		return a, nil
 	}
@@ -210,30 +306,77 @@ func (d *decoder) array(depth int) (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, errEnd
+		more, err := d.next(']', "after array element")
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
+		if !more {
 			return a, nil
-		default:
-			return nil, d.errorf("invalid character %q after array element", d.data[d.pos])
 		}
 	}
 }
 
-// number checks a number against the JSON grammar and returns its text as a json.Number.
-func (d *decoder) number() (any, error) {
-	start := d.pos
-	s := d.data
-	i := d.pos
-	if s[i] == '-' {
-		i++
+// skip checks the value at d.pos as value does, without building it.
+func (d *decoder) skip(depth int) error {
+	if d.pos >= len(d.s) {
+		return errEnd
 	}
+	if depth > maxDepth {
+		return d.errorf("exceeded max depth")
+	}
+	var err error
+	switch c := d.s[d.pos]; {
+	case c == '{' || c == '[':
+		d.pos++
+		d.skipSpace()
+		closing, what := byte('}'), "after object key:value pair"
+		if c == '[' {
+			closing, what = ']', "after array element"
+		}
+		if d.pos < len(d.s) && d.s[d.pos] == closing {
+			d.pos++
+			return nil
+		}
+		for more := true; more; {
+			if c == '{' {
+				if _, err := d.key(); err != nil {
+					return err
+				}
+			} else {
+				d.skipSpace()
+			}
+			if err := d.skip(depth + 1); err != nil {
+				return err
+			}
+			if more, err = d.next(closing, what); err != nil {
+				return err
+			}
+		}
+	case c == '"':
+		_, err = d.string()
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err = d.number()
+	default:
+		_, err = d.value(depth) // a literal, which allocates nothing, or a syntax error
+	}
+	return err
+}
+
+// number checks a number against the JSON grammar and returns its text.
+func (d *decoder) number() (string, error) {
+	end, ok := scanNumber(d.s, d.pos)
+	if !ok {
+		d.pos = end
+		return "", d.errorf("invalid number")
+	}
+	n := d.s[d.pos:end]
+	d.pos = end
+	return n, nil
+}
+
+// scanNumber reads the JSON number at s[i:]. It returns where the number ends, or, when it
+// breaks the grammar, where it does and false.
+func scanNumber(s string, i int) (end int, ok bool) {
 	digits := func() int {
 		n := 0
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
@@ -242,17 +385,18 @@ func (d *decoder) number() (any, error) {
 		}
 		return n
 	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
 	if i < len(s) && s[i] == '0' {
 		i++
 	} else if digits() == 0 {
-		d.pos = i
-		return nil, d.errorf("invalid number")
+		return i, false
 	}
 	if i < len(s) && s[i] == '.' {
 		i++
 		if digits() == 0 {
-			d.pos = i
-			return nil, d.errorf("invalid number")
+			return i, false
 		}
 	}
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
@@ -261,12 +405,10 @@ func (d *decoder) number() (any, error) {
 			i++
 		}
 		if digits() == 0 {
-			d.pos = i
-			return nil, d.errorf("invalid number")
+			return i, false
 		}
 	}
-	d.pos = i
-	return json.Number(s[start:i]), nil
+	return i, true
 }
 
 // string decodes a string at d.pos (which is '"'), replacing invalid UTF-8 and unpaired
@@ -275,12 +417,12 @@ func (d *decoder) string() (string, error) {
 	d.pos++ // "
 	start := d.pos
 	// Fast path: no escapes, valid ASCII or UTF-8.
-	for i := start; i < len(d.data); i++ {
-		c := d.data[i]
+	for i := start; i < len(d.s); i++ {
+		c := d.s[i]
 		if c == '"' {
-			if utf8.Valid(d.data[start:i]) {
+			if utf8.ValidString(d.s[start:i]) {
 				d.pos = i + 1
-				return string(d.data[start:i]), nil
+				return d.s[start:i], nil
 			}
 			break
 		}
@@ -291,11 +433,11 @@ func (d *decoder) string() (string, error) {
 	var b []byte
 	i := start
 	for {
-		if i >= len(d.data) {
+		if i >= len(d.s) {
 			d.pos = i
 			return "", errEnd
 		}
-		c := d.data[i]
+		c := d.s[i]
 		switch {
 		case c == '"':
 			d.pos = i + 1
@@ -304,12 +446,12 @@ func (d *decoder) string() (string, error) {
 			d.pos = i
 			return "", d.errorf("invalid character %q in string literal", c)
 		case c == '\\':
-			if i+1 >= len(d.data) {
+			if i+1 >= len(d.s) {
 				d.pos = i
 				return "", errEnd
 			}
 			i++
-			switch e := d.data[i]; e {
+			switch e := d.s[i]; e {
 			case '"', '\\', '/':
 				b = append(b, e)
 				i++
@@ -329,7 +471,7 @@ func (d *decoder) string() (string, error) {
 				b = append(b, '\t')
 				i++
 			case 'u':
-				r, ok := hex4(d.data, i+1)
+				r, ok := hex4(d.s, i+1)
 				if !ok {
 					d.pos = i
 					return "", d.errorf("invalid escape in string literal")
@@ -337,8 +479,8 @@ func (d *decoder) string() (string, error) {
 				i += 5
 				if utf16.IsSurrogate(r) {
 					r2, ok := rune(0), false
-					if i+1 < len(d.data) && d.data[i] == '\\' && d.data[i+1] == 'u' {
-						r2, ok = hex4(d.data, i+2)
+					if i+1 < len(d.s) && d.s[i] == '\\' && d.s[i+1] == 'u' {
+						r2, ok = hex4(d.s, i+2)
 					}
 					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
 						r = dec
@@ -356,11 +498,11 @@ func (d *decoder) string() (string, error) {
 			b = append(b, c)
 			i++
 		default:
-			r, size := utf8.DecodeRune(d.data[i:])
+			r, size := utf8.DecodeRuneInString(d.s[i:])
 			if r == utf8.RuneError && size == 1 {
 				b = utf8.AppendRune(b, utf8.RuneError)
 			} else {
-				b = append(b, d.data[i:i+size]...)
+				b = append(b, d.s[i:i+size]...)
 			}
 			i += size
 		}
@@ -368,7 +510,7 @@ func (d *decoder) string() (string, error) {
 }
 
 // hex4 reads the four hex digits of a \u escape at s[i:].
-func hex4(s []byte, i int) (rune, bool) {
+func hex4(s string, i int) (rune, bool) {
 	if i+4 > len(s) {
 		return 0, false
 	}

@@ -22,9 +22,33 @@ const (
 // TimeLayout is how twin timestamps are written: seven fractional digits and Z.
 const TimeLayout = "2006-01-02T15:04:05.0000000Z"
 
-// FormatTime formats t in UTC with TimeLayout.
+// FormatTime formats t in UTC with TimeLayout. It is called for every write, so it writes the
+// fixed-width layout by hand; years outside 0-9999, which the layout does not fit, go through
+// time.Format.
 func FormatTime(t time.Time) string {
-	return t.UTC().Format(TimeLayout)
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.Format(TimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	b := []byte(TimeLayout)
+	putDigits(b[0:4], year)
+	putDigits(b[5:7], int(month))
+	putDigits(b[8:10], day)
+	putDigits(b[11:13], hour)
+	putDigits(b[14:16], minute)
+	putDigits(b[17:19], sec)
+	putDigits(b[20:27], t.Nanosecond()/100)
+	return string(b)
+}
+
+// putDigits writes n into b as decimal digits, zero-padded to fill b.
+func putDigits(b []byte, n int) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
 }
 
 // ModelOf returns the $metadata.$model of a twin document, or "".
@@ -291,9 +315,25 @@ func validateOp(op Op, s Schema) error {
 	return s.ValidatePath(op.Segments, op.Value)
 }
 
+// metadataEntry returns the entry of prop in meta when it is an object. An entry that
+// DecodeDocument kept as text is decoded and put back in meta as an object.
+func metadataEntry(meta map[string]any, prop string) (map[string]any, bool) {
+	switch e := meta[prop].(type) {
+	case map[string]any:
+		return e, true
+	case rawJSON:
+		v, err := newDecoder(string(e)).document()
+		if m, ok := v.(map[string]any); ok && err == nil {
+			meta[prop] = m
+			return m, true
+		}
+	}
+	return nil, false
+}
+
 // setLastUpdate sets the lastUpdateTime of prop in meta, keeping its sourceTime.
 func setLastUpdate(meta map[string]any, prop, now string) {
-	if e, ok := meta[prop].(map[string]any); ok {
+	if e, ok := metadataEntry(meta, prop); ok {
 		e[keyLastUpdate] = now
 		return
 	}
@@ -303,7 +343,7 @@ func setLastUpdate(meta map[string]any, prop, now string) {
 // applySourceTime applies an operation on $metadata/<prop>/sourceTime: replace and remove need
 // an existing sourceTime; add and replace need an RFC 3339 date-time.
 func applySourceTime(meta map[string]any, prop string, op Op) error {
-	e, ok := meta[prop].(map[string]any)
+	e, ok := metadataEntry(meta, prop)
 	if op.Op == OpRemove {
 		if _, has := e[keySourceTime]; !has {
 			return notFound(keySourceTime)

@@ -52,6 +52,21 @@ func TestFormatTime(t *testing.T) {
 	if got := FormatTime(tm); got != "2024-03-04T03:06:07.1234567Z" {
 		t.Fatalf("FormatTime = %s", got)
 	}
+	// Every other instant formats as time.Format does, including years the layout's four
+	// digits do not fit.
+	for _, tm := range []time.Time{
+		time.Date(2026, 11, 26, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1999, 1, 1, 0, 0, 0, 0, time.FixedZone("x", -5*3600)),
+		time.Date(0, 1, 1, 0, 0, 0, 99, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 100, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 15, 12, 30, 45, 123456700, time.UTC),
+		{},
+	} {
+		if got, want := FormatTime(tm), tm.UTC().Format(TimeLayout); got != want {
+			t.Errorf("FormatTime(%v) = %s; want %s", tm, got, want)
+		}
+	}
 }
 
 func TestNewDocument(t *testing.T) {
@@ -208,12 +223,26 @@ func TestApplyTwinPatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = ApplyTwinPatch(doc, p, Schema{IsComponent: isComp, ValidatePath: validate}, t1)
+			// A document decoded for a patch, with its metadata entries left as text, must
+			// come out the same.
+			stored, derr := DecodeDocument([]byte(baseDoc))
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			serr := ApplyTwinPatch(stored, p, Schema{IsComponent: isComp, ValidatePath: validate}, t1)
+			if (serr == nil) != (err == nil) {
+				t.Fatalf("patching the DecodeDocument form: error %v; the Decode form: %v", serr, err)
+			}
 			if tt.code != "" {
 				wantError(t, err, tt.code, tt.msg)
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			enc, _ := Encode(doc)
+			if senc, err := Encode(stored); err != nil || string(senc) != string(enc) {
+				t.Fatalf("DecodeDocument form encodes as %s (%v); Decode form as %s", senc, err, enc)
 			}
 			for path, want := range tt.want {
 				got, ok := lookup(doc, path)

@@ -9,8 +9,8 @@ import (
 	"github.com/twinflow/twinflow/internal/jsontext"
 )
 
-// Encode encodes a decoded JSON value (nil, bool, json.Number, string, []any, map[string]any;
-// other types go through encoding/json) as compact JSON with object keys sorted, as
+// Encode encodes a decoded JSON value (nil, bool, json.Number, string, []any, map[string]any
+// and the raw entries of DecodeDocument; other types go through encoding/json) as compact JSON with object keys sorted, as
 // encoding/json does, but without HTML escaping and without reflection: documents are encoded
 // on every write.
 func Encode(v any) ([]byte, error) {
@@ -29,12 +29,15 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		if v == "" {
 			return append(b, '0'), nil
 		}
-		if !json.Valid([]byte(v)) {
+		if end, ok := scanNumber(string(v), 0); !ok || end != len(v) {
 			return nil, fmt.Errorf("invalid number %q", string(v))
 		}
 		return append(b, v...), nil
+	case rawJSON:
+		return append(b, v...), nil
 	case map[string]any:
-		keys := make([]string, 0, len(v))
+		var buf [16]string // the keys of most objects, without a heap allocation
+		keys := buf[:0]
 		for k := range v {
 			keys = append(keys, k)
 		}

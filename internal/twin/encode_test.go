@@ -140,3 +140,50 @@ func FuzzDecode(f *testing.F) {
 		checkDecode(t, data)
 	})
 }
+
+func TestDecodeDocument(t *testing.T) {
+	// Stored documents: the entries left as text encode back to the same document.
+	var doc map[string]any
+	if err := Decode(benchDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Encode(doc)
+	stored, err := DecodeDocument(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := stored[KeyMetadata].(map[string]any)["temp"].(rawJSON); !ok {
+		t.Errorf("$metadata.temp decoded as %T; want it kept as text", stored[KeyMetadata].(map[string]any)["temp"])
+	}
+	if got, err := Encode(stored); err != nil || string(got) != string(want) {
+		t.Errorf("Encode(DecodeDocument(d)) = %s, %v; want %s", got, err, want)
+	}
+
+	// Any value as a metadata entry: DecodeDocument refuses what Decode refuses and keeps the
+	// rest equal to what Decode gives.
+	for _, s := range append(decodeSeeds, `{"a":[1 2]}`, `{"a":{"b":}}`, `{"a":1,}`, `{"a"}`, `{"a":tru}`, `{"x":{}}`) {
+		data := []byte(`{"$metadata":{"p":` + s + `}}`)
+		var plain any
+		perr := Decode(data, &plain)
+		stored, err := DecodeDocument(data)
+		if (err == nil) != (perr == nil) {
+			t.Errorf("DecodeDocument(%s) error %v; Decode %v", data, err, perr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		enc, err := Encode(stored)
+		if err != nil {
+			t.Errorf("Encode(DecodeDocument(%s)): %v", data, err)
+			continue
+		}
+		var again any
+		if err := Decode(enc, &again); err != nil || !reflect.DeepEqual(again, plain) {
+			t.Errorf("DecodeDocument(%s) encodes as %s (%v); want the value Decode gives", data, enc, err)
+		}
+	}
+	if _, err := DecodeDocument([]byte(`[1]`)); err == nil {
+		t.Error("DecodeDocument decoded an array")
+	}
+}

@@ -1,6 +1,7 @@
 package twin
 
 import (
+	"encoding/hex"
 	"strings"
 
 	"github.com/google/uuid"
@@ -8,7 +9,22 @@ import (
 
 // NewETag returns a fresh weak entity tag, W/"<uuid>", as ADT issues them.
 func NewETag() string {
-	return `W/"` + uuid.NewString() + `"`
+	const prefix = `W/"`
+	var b [len(prefix) + 36 + 1]byte
+	copy(b[:], prefix)
+	u := uuid.New()
+	// Written in place: uuid.NewString and a concatenation would allocate twice.
+	hex.Encode(b[3:11], u[0:4])
+	b[11] = '-'
+	hex.Encode(b[12:16], u[4:6])
+	b[16] = '-'
+	hex.Encode(b[17:21], u[6:8])
+	b[21] = '-'
+	hex.Encode(b[22:26], u[8:10])
+	b[26] = '-'
+	hex.Encode(b[27:39], u[10:16])
+	b[39] = '"'
+	return string(b[:])
 }
 
 const invalidIfMatch = "Invalid If-Match header value. Allowed value(s): If-Match: {etag} or If-Match: *"
