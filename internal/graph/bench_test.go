@@ -53,8 +53,8 @@ func BenchmarkPatchTwin(b *testing.B) {
 	now := twin.FormatTime(time.Now())
 	b.ReportAllocs()
 	for b.Loop() {
-		var doc map[string]any
-		if err := twin.Decode(tw.Doc, &doc); err != nil {
+		doc, err := twin.DecodeDocument(tw.Doc)
+		if err != nil {
 			b.Fatal(err)
 		}
 		s := twin.Schema{IsComponent: componentOf(iface), ValidatePath: iface.ValidatePath}

@@ -200,15 +200,17 @@ func (g *Graph) write(ctx context.Context, prepare func(r store.Reader) (commitF
 	})
 }
 
-// newEvent builds an event of the graph's service with a fresh id.
-func (g *Graph) newEvent(typ, subject string, now time.Time, tr Trace, data []byte) event.Event {
+// newEvent builds an event of the graph's service with a fresh id. at is the time of the
+// operation, formatted by twin.FormatTime (writes format it once for the document and the
+// event).
+func (g *Graph) newEvent(typ, subject, at string, tr Trace, data []byte) event.Event {
 	return event.Event{
 		ID:              uuid.NewString(),
 		Source:          g.cfg.ServiceID,
 		SpecVersion:     event.SpecVersion,
 		Type:            typ,
 		Subject:         subject,
-		Time:            twin.FormatTime(now),
+		Time:            at,
 		DataContentType: "application/json",
 		TraceParent:     traceParent(tr),
 		Data:            data,
@@ -237,9 +239,15 @@ func traceParent(tr Trace) string {
 	if validTraceParent(tr.Parent) {
 		return tr.Parent
 	}
-	var b [24]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+	var id [24]byte         // trace id and parent id
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
+	var b [55]byte
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], id[:16])
+	b[35] = '-'
+	hex.Encode(b[36:52], id[16:])
+	copy(b[52:], "-01")
+	return string(b[:])
 }
 
 // validTraceParent checks the version-00 form: 2-32-16-2 lower-case hex digits.

@@ -108,7 +108,7 @@ func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body [
 		return store.Relationship{}, err
 	}
 	created := store.Relationship{SourceID: sourceID, ID: id, Name: rb.Name, TargetID: rb.TargetID, ETag: etag, Doc: doc}
-	now := g.cfg.Now()
+	now := twin.FormatTime(g.cfg.Now())
 
 	err = g.write(ctx, func(r store.Reader) (commitFunc, error) {
 		src, err := readTwin(r, sourceID)
@@ -370,7 +370,7 @@ func (g *Graph) PatchRelationship(ctx context.Context, sourceID, id string, patc
 		if err != nil {
 			return nil, err
 		}
-		ev := g.newEvent(event.RelationshipUpdate, relationshipSubject(sourceID, id), g.cfg.Now(), tr, data)
+		ev := g.newEvent(event.RelationshipUpdate, relationshipSubject(sourceID, id), twin.FormatTime(g.cfg.Now()), tr, data)
 		next := rel
 		next.ETag, next.Doc = newTag, doc
 		return func(w store.Writer) error {
@@ -409,7 +409,7 @@ func (g *Graph) DeleteRelationship(ctx context.Context, sourceID, id string, ifM
 		if !cond.Matches(rel.ETag) {
 			return nil, preconditionFailed("relationship", id)
 		}
-		ev := g.newEvent(event.RelationshipDelete, relationshipSubject(sourceID, id), g.cfg.Now(), tr, rel.Doc)
+		ev := g.newEvent(event.RelationshipDelete, relationshipSubject(sourceID, id), twin.FormatTime(g.cfg.Now()), tr, rel.Doc)
 		return func(w store.Writer) error {
 			_, cur, err := readRelationship(w, sourceID, id)
 			if err != nil {

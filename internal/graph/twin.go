@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/event"
@@ -117,9 +116,9 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 		return store.Twin{}, twin.ModelDecommissioned(model)
 	}
 	isComp := componentOf(iface)
-	now := g.cfg.Now()
+	now := twin.FormatTime(g.cfg.Now())
 	etag := twin.NewETag()
-	doc, err := twin.NewDocument(id, etag, in, isComp, twin.FormatTime(now))
+	doc, err := twin.NewDocument(id, etag, in, isComp, now)
 	if err != nil {
 		return store.Twin{}, err
 	}
@@ -146,8 +145,8 @@ func (g *Graph) PutTwin(ctx context.Context, id string, body []byte, ifNoneMatch
 		}
 		ev := g.newEvent(event.TwinCreate, id, now, tr, enc)
 		if exists {
-			var oldDoc map[string]any
-			if err := twin.Decode(old.Doc, &oldDoc); err != nil {
+			oldDoc, err := twin.DecodeDocument(old.Doc) // Diff does not read the metadata
+			if err != nil {
 				return nil, fmt.Errorf("decode twin %q: %w", id, err)
 			}
 			data, err := updateData(model, twin.Diff(oldDoc, doc, isComp))
@@ -286,11 +285,11 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 	var (
 		etag    string
 		written store.Twin // the new state, once committed
-		now     time.Time  // the time of the patch, the same in every attempt
+		now     string     // the formatted time of the patch, the same in every attempt
 	)
 	prepare := func(cur store.Twin) (commitFunc, error) {
-		var doc map[string]any
-		if err := twin.Decode(cur.Doc, &doc); err != nil {
+		doc, err := twin.DecodeDocument(cur.Doc)
+		if err != nil {
 			return nil, fmt.Errorf("decode twin %q: %w", id, err)
 		}
 		ms := g.models.Load()
@@ -311,8 +310,8 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 		if model != cur.ModelID && ms.decommissioned[model] {
 			return nil, twin.ModelDecommissioned(model)
 		}
-		if now.IsZero() {
-			now = g.cfg.Now()
+		if now == "" {
+			now = twin.FormatTime(g.cfg.Now())
 		}
 		schema := twin.Schema{
 			IsComponent: componentOf(iface),
@@ -323,7 +322,7 @@ func (g *Graph) patchTwin(ctx context.Context, id, component string, p twin.Patc
 				return nil
 			},
 		}
-		if err := twin.ApplyTwinPatch(doc, p, schema, twin.FormatTime(now)); err != nil {
+		if err := twin.ApplyTwinPatch(doc, p, schema, now); err != nil {
 			return nil, err
 		}
 		if err := iface.ValidateTwin(doc); err != nil {
@@ -407,7 +406,7 @@ func (g *Graph) DeleteTwin(ctx context.Context, id string, ifMatch string, tr Tr
 		if !cond.Matches(cur.ETag) {
 			return nil, preconditionFailed("digital twin", id)
 		}
-		ev := g.newEvent(event.TwinDelete, id, g.cfg.Now(), tr, cur.Doc)
+		ev := g.newEvent(event.TwinDelete, id, twin.FormatTime(g.cfg.Now()), tr, cur.Doc)
 		return func(w store.Writer) error {
 			latest, err := readTwin(w, id)
 			if err != nil {
@@ -459,8 +458,8 @@ func (g *Graph) Component(ctx context.Context, id, component string) (json.RawMe
 		if err != nil {
 			return err
 		}
-		var doc map[string]any
-		if err := twin.Decode(t.Doc, &doc); err != nil {
+		doc, err := twin.DecodeDocument(t.Doc) // the component's own metadata is decoded
+		if err != nil {
 			return fmt.Errorf("decode twin %q: %w", id, err)
 		}
 		c, ok := g.models.Load().componentDoc(doc, t.ModelID, component)
