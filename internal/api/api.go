@@ -235,7 +235,7 @@ func (a *API) serve(h handlerFunc) http.Handler {
 			}
 			a.writeError(w, r, fmt.Errorf("handler panicked: %v\n%s", v, debug.Stack()))
 		}()
-		ver, err := parseAPIVersion(query(r))
+		ver, err := parseAPIVersion(queryValue(r, "api-version"))
 		if err == nil {
 			err = h(w, r, ver)
 		}

@@ -38,6 +38,21 @@ func query(r *http.Request) url.Values {
 	return q
 }
 
+// queryValue returns the first value of key in the request's query string, as query(r).Get
+// would, without decoding the other pairs.
+func queryValue(r *http.Request, key string) string {
+	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(rawKey); err != nil || k != key {
+			continue
+		}
+		if v, err := url.QueryUnescape(rawValue); err == nil {
+			return v
+		}
+	}
+	return ""
+}
+
 // readJSON reads the request body, at most limit bytes of it, and checks that it is JSON.
 // A larger body is 400 LimitExceeded, the status and code ADT gives a twin over its size limit
 // (so a client sees one answer whichever layer finds the body too big); an empty or malformed
@@ -63,7 +78,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // application/json and a missing Content-Type are accepted too, for hand-written requests.
 // Any other media type is 415 UnsupportedMediaType.
 func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	// The type the SDKs send is taken without parsing it.
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json-patch+json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json-patch+json" && mt != "application/json") {
 			return nil, &twin.Error{

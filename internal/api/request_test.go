@@ -10,11 +10,6 @@ import (
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
-// parseQuery parses a raw query string.
-func parseQuery(raw string) (url.Values, error) {
-	return url.ParseQuery(raw)
-}
-
 // errorCode returns the ADT code of err, "" for nil and "<not ADT>" for other errors.
 func errorCode(err error) string {
 	if err == nil {
@@ -90,6 +85,22 @@ func TestParseCursorRejectsForeignTokens(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "/models?continuationToken="+tok, nil)
 		if _, err := parseCursor(r); errorCode(err) != "InvalidArgument" {
 			t.Errorf("parseCursor(%q) error = %v, want InvalidArgument", tok, err)
+		}
+	}
+}
+
+func TestQueryValue(t *testing.T) {
+	// queryValue reads the first value query would give, for keys present, absent, escaped
+	// or in pairs that do not unescape.
+	for _, raw := range []string{
+		"", "a=1", "a=1&a=2", "b=1&a=2", "a", "a=", "&&a=1&", "%61=1", "a=%zz&a=2", "%zz=1&a=3",
+		"a=x+y%20z", "a=dtmi:ex:Room;1", "a+b=1", "a=1=2",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/models?"+raw, nil)
+		for _, key := range []string{"a", "a b", "b", "c"} {
+			if got, want := queryValue(r, key), query(r).Get(key); got != want {
+				t.Errorf("queryValue(%q, %q) = %q; query gives %q", raw, key, got, want)
+			}
 		}
 	}
 }

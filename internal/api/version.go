@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -39,11 +38,10 @@ func (v apiVersion) hidesSourceTime() bool {
 	return v < sourceTimeVersion
 }
 
-// parseAPIVersion returns the request's api-version. A missing one is 400
-// MissingApiVersionParameter and an unknown one 400 UnsupportedApiVersion, with the messages
-// ADT's sibling Azure services use.
-func parseAPIVersion(q url.Values) (apiVersion, error) {
-	raw := q.Get("api-version")
+// parseAPIVersion returns the api-version of a request whose api-version query parameter is
+// raw. A missing one is 400 MissingApiVersionParameter and an unknown one 400
+// UnsupportedApiVersion, with the messages ADT's sibling Azure services use.
+func parseAPIVersion(raw string) (apiVersion, error) {
 	if raw == "" {
 		return "", &twin.Error{
 			Status:  http.StatusBadRequest,

@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -26,11 +28,8 @@ func TestParseAPIVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			q, err := parseQuery(tt.query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := parseAPIVersion(q)
+			r := httptest.NewRequest(http.MethodGet, "/models?"+tt.query, nil)
+			v, err := parseAPIVersion(queryValue(r, "api-version"))
 			if code := errorCode(err); code != tt.wantCode {
 				t.Fatalf("parseAPIVersion(%q) error code = %q, want %q (err %v)", tt.query, code, tt.wantCode, err)
 			}
