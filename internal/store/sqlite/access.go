@@ -246,6 +246,8 @@ type writer struct {
 	pending []store.Change
 	// tail is the Store's, from which PruneLog drops what it deletes.
 	tail *tail
+	// clock is the time, in Unix milliseconds, of the log clock's newest mark.
+	clock int64
 }
 
 // entityState is what a put or delete left of a twin (key is its id) or of a relationship

@@ -114,10 +114,12 @@ func (s *Store) add(b *batch, req *request) {
 // whose fn succeeded.
 func (s *Store) commit(b *batch) committed {
 	w := &s.w
-	if b.err == nil && w.seq > b.first {
-		if _, err := w.stmts[stmtMarkClock].ExecContext(w.ctx, int64(b.first)); err != nil {
+	clock := w.clock
+	if now := time.Now().UnixMilli(); b.err == nil && w.seq > b.first && now != clock {
+		if _, err := w.stmts[stmtMarkClock].ExecContext(w.ctx, int64(b.first), now); err != nil {
 			b.err = fmt.Errorf("mark the log's clock: %w", err)
 		}
+		clock = now
 	}
 	if b.err == nil {
 		if _, err := w.stmts[stmtCommit].ExecContext(w.ctx); err != nil {
@@ -139,6 +141,7 @@ func (s *Store) commit(b *batch) committed {
 			}
 		}
 	} else {
+		w.clock = clock
 		s.batches.Add(1)
 		s.batched.Add(uint64(len(b.reqs)))
 	}

@@ -296,6 +296,10 @@ func (s *Store) open(path string) error {
 		return fmt.Errorf("read newest log seq: %w", err)
 	}
 	s.last.Store(uint64(last.Int64))
+	err = s.wconn.QueryRowContext(ctx, "SELECT coalesce((SELECT ms FROM log_clock ORDER BY seq DESC LIMIT 1), 0)").Scan(&s.w.clock)
+	if err != nil {
+		return fmt.Errorf("read the log clock's newest mark: %w", err)
+	}
 	s.w.ctx = ctx
 	s.w.seq = uint64(last.Int64) + 1
 

@@ -84,10 +84,9 @@ var stmtText = [numStmts]string{
 		" etag = excluded.etag, doc = excluded.doc",
 	stmtDeleteRelationship: "DELETE FROM relationships WHERE source_id = ? AND id = ?",
 	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?)",
-	// The log's clock gets a mark for the batch's first record unless the newest mark is
-	// from the same millisecond (see schema version 2).
-	stmtMarkClock: "INSERT INTO log_clock (seq, ms) SELECT ?1, CAST(unixepoch('subsec') * 1000 AS INTEGER)" +
-		" WHERE (SELECT ms FROM log_clock ORDER BY seq DESC LIMIT 1) IS NOT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+	// The log's clock gets a mark for a batch's first record unless the newest mark is from
+	// the same millisecond (see schema version 2 and commit).
+	stmtMarkClock: "INSERT INTO log_clock (seq, ms) VALUES (?, ?)",
 
 	stmtBegin:      "BEGIN IMMEDIATE",
 	stmtCommit:     "COMMIT",
