@@ -352,7 +352,7 @@ func (w *writer) Twin(id string) (store.Twin, error) {
 
 // PutTwin implements store.Writer.
 func (w *writer) PutTwin(t store.Twin) error {
-	if _, err := w.exec(stmtPutTwin, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+	if err := w.putTwin(t); err != nil {
 		w.cache.drop(t.ID)
 		return fmt.Errorf("put twin %q: %w", t.ID, err)
 	}
@@ -362,6 +362,22 @@ func (w *writer) PutTwin(t store.Twin) error {
 	w.touched = append(w.touched, t.ID)
 	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
 	return nil
+}
+
+// putTwin replaces twin t's row, or inserts it when there is none.
+func (w *writer) putTwin(t store.Twin) error {
+	res, err := w.exec(stmtUpdateTwin, t.ID, t.ModelID, t.ETag, []byte(t.Doc))
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return w.fail(err)
+	}
+	if n == 0 {
+		_, err = w.exec(stmtInsertTwin, t.ID, t.ModelID, t.ETag, []byte(t.Doc))
+	}
+	return err
 }
 
 // DeleteTwin implements store.Writer.

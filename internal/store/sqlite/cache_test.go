@@ -97,7 +97,7 @@ func TestTwinCacheFollowsRolledBackBatch(t *testing.T) {
 	go func() {
 		done <- s.Update(context.Background(), func(w store.Writer) error {
 			ww := w.(*writer)
-			_, err := ww.exec(stmtPutTwin, "b", nil, nil, nil) // violates NOT NULL
+			_, err := ww.exec(stmtInsertTwin, "b", nil, nil, nil) // violates NOT NULL
 			return err
 		})
 	}()
