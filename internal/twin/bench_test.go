@@ -103,3 +103,14 @@ func BenchmarkApplyTwinPatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParsePatch parses the body of a two-property PATCH.
+func BenchmarkParsePatch(b *testing.B) {
+	patch := []byte(`[{"op":"replace","path":"/temp","value":22.5},{"op":"replace","path":"/label","value":"south wing"}]`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParsePatch(patch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func describeJSON(v any) string {
 // unchanged. ApplyTwinPatch decodes the entries it touches; the others cost no decoding.
 // Components' $metadata objects are decoded as usual.
 func DecodeDocument(data []byte) (map[string]any, error) {
-	d := newDecoder(string(data))
+	d := &decoder{s: string(data)}
 	d.rawMetadata = true
 	v, err := d.document()
 	if err != nil {
@@ -86,7 +86,7 @@ func DecodeDocument(data []byte) (map[string]any, error) {
 // decodeValue decodes data, which must hold exactly one JSON value between optional
 // whitespace.
 func decodeValue(data []byte) (any, error) {
-	d := newDecoder(string(data))
+	d := &decoder{s: string(data)}
 	return d.document()
 }
 
@@ -115,12 +115,6 @@ type decoder struct {
 	members []member
 	// rawMetadata keeps the object-valued members of the root object's $metadata as rawJSON.
 	rawMetadata bool
-}
-
-// newDecoder returns a decoder of s whose member stack is sized from s, so that it rarely
-// grows: stored twin documents take some 30 bytes a member.
-func newDecoder(s string) *decoder {
-	return &decoder{s: s, members: make([]member, 0, min(len(s)/32+1, 64))}
 }
 
 // member is one key/value pair of an object being decoded.
@@ -202,6 +196,11 @@ func (d *decoder) literal(word string) error {
 // rawMembers, members whose value is an object are kept as rawJSON.
 func (d *decoder) object(depth int, rawMembers bool) (any, error) {
 	d.pos++ // {
+	if d.members == nil {
+		// Sized from the input, so that it rarely grows: stored twin documents take some
+		// 30 bytes a member.
+		d.members = make([]member, 0, min(len(d.s)/32+1, 64))
+	}
 	base := len(d.members)
 	d.skipSpace()
 	if d.pos < len(d.s) && d.s[d.pos] == '}' {

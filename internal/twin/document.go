@@ -322,7 +322,7 @@ func metadataEntry(meta map[string]any, prop string) (map[string]any, bool) {
 	case map[string]any:
 		return e, true
 	case rawJSON:
-		v, err := newDecoder(string(e)).document()
+		v, err := (&decoder{s: string(e)}).document()
 		if m, ok := v.(map[string]any); ok && err == nil {
 			meta[prop] = m
 			return m, true

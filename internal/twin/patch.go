@@ -68,21 +68,19 @@ func (p Patch) AppendJSON(b []byte) ([]byte, error) {
 // ParsePatch decodes a JSON Patch document. Only add, replace and remove are allowed; every
 // problem is a JsonPatchInvalid *Error with ADT's wording.
 func ParsePatch(data []byte) (Patch, error) {
-	v, err := decodeValue(data)
+	elems, isArray, err := (&decoder{s: string(data)}).patchDocument()
 	if err != nil {
 		return nil, JSONPatchInvalid("The patch document is not valid JSON: " + err.Error() + ".")
 	}
-	raw, ok := v.([]any)
-	if !ok {
+	if !isArray {
 		return nil, JSONPatchInvalid("The patch document must be a JSON array of operations.")
 	}
-	p := make(Patch, 0, len(raw))
-	for _, e := range raw {
-		m, ok := e.(map[string]any)
-		if !ok {
+	p := make(Patch, 0, len(elems))
+	for _, e := range elems {
+		if !e.object {
 			return nil, JSONPatchInvalid("Each operation of the patch document must be a JSON object.")
 		}
-		op, err := parseOp(m)
+		op, err := e.parse()
 		if err != nil {
 			return nil, err
 		}
@@ -91,32 +89,124 @@ func ParsePatch(data []byte) (Patch, error) {
 	return p, nil
 }
 
-// parseOp checks one decoded operation object: its op, its path and (for add and replace)
-// its value. Other members (from, ...) are ignored.
-func parseOp(m map[string]any) (Op, error) {
-	name, _ := m["op"].(string)
-	switch name {
+// rawOp is one element of a patch document's array, as far as an operation reads it.
+type rawOp struct {
+	// object is whether the element is an object; the other fields are unset if not.
+	object bool
+	// op and path are the strings of the members of those names, "" and false when a member
+	// is missing or not a string (the last one counts when a name repeats).
+	op, path   string
+	pathString bool
+	// value is the value member; hasValue reports whether there is one.
+	value    any
+	hasValue bool
+}
+
+// patchDocument decodes a whole patch document. For an array it returns what each element
+// holds for an operation; any other document is checked and reported as not an array. Other
+// members of the operations (from, ...) are checked and dropped.
+func (d *decoder) patchDocument() (elems []rawOp, isArray bool, err error) {
+	d.skipSpace()
+	if d.pos >= len(d.s) || d.s[d.pos] != '[' {
+		_, err := d.document()
+		return nil, false, err
+	}
+	d.pos++ // [
+	d.skipSpace()
+	if d.pos < len(d.s) && d.s[d.pos] == ']' {
+		d.pos++
+	} else {
+		for more := true; more; {
+			d.skipSpace()
+			e, err := d.patchElement()
+			if err != nil {
+				return nil, false, err
+			}
+			elems = append(elems, e)
+			if more, err = d.next(']', "after array element"); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	d.skipSpace()
+	if d.pos != len(d.s) {
+		return nil, false, d.errorf("unexpected data after the JSON value")
+	}
+	return elems, true, nil
+}
+
+// patchElement decodes one element of a patch document's array.
+func (d *decoder) patchElement() (rawOp, error) {
+	if d.pos >= len(d.s) || d.s[d.pos] != '{' {
+		_, err := d.value(1)
+		return rawOp{}, err
+	}
+	d.pos++ // {
+	e := rawOp{object: true}
+	d.skipSpace()
+	if d.pos < len(d.s) && d.s[d.pos] == '}' {
+		d.pos++
+		return e, nil
+	}
+	for more := true; more; {
+		k, err := d.key()
+		if err != nil {
+			return e, err
+		}
+		switch k {
+		case "op":
+			e.op, _, err = d.stringValue(2)
+		case "path":
+			e.path, e.pathString, err = d.stringValue(2)
+		case "value":
+			e.value, err = d.value(2)
+			e.hasValue = true
+		default:
+			_, err = d.value(2)
+		}
+		if err != nil {
+			return e, err
+		}
+		if more, err = d.next('}', "after object key:value pair"); err != nil {
+			return e, err
+		}
+	}
+	return e, nil
+}
+
+// stringValue decodes the value at d.pos and returns it when it is a string (without the
+// allocation value makes to return it as an any).
+func (d *decoder) stringValue(depth int) (s string, isString bool, err error) {
+	if d.pos < len(d.s) && d.s[d.pos] == '"' {
+		s, err = d.string()
+		return s, err == nil, err
+	}
+	_, err = d.value(depth)
+	return "", false, err
+}
+
+// parse checks one operation: its op, its path and (for add and replace) its value.
+func (e rawOp) parse() (Op, error) {
+	switch e.op {
 	case "":
 		return Op{}, JSONPatchInvalid("Parameter op must not be empty.")
 	case OpAdd, OpReplace, OpRemove:
 	default:
-		return Op{}, JSONPatchInvalid(fmt.Sprintf("Unsupported operation type %s.", name))
+		return Op{}, JSONPatchInvalid(fmt.Sprintf("Unsupported operation type %s.", e.op))
 	}
-	path, ok := m["path"].(string)
-	if !ok {
+	if !e.pathString {
 		return Op{}, JSONPatchInvalid("Parameter path must not be empty.")
 	}
-	segs, err := SplitPointer(path)
+	segs, err := SplitPointer(e.path)
 	if err != nil {
 		return Op{}, err
 	}
-	op := Op{Op: name, Path: path, Segments: segs}
-	if name != OpRemove {
-		v, ok := m["value"]
-		if !ok {
-			return Op{}, JSONPatchInvalid(fmt.Sprintf("Parameter value must be provided for operation %s on path %s.", name, path))
+	op := Op{Op: e.op, Path: e.path, Segments: segs}
+	if e.op != OpRemove {
+		if !e.hasValue {
+			return Op{}, JSONPatchInvalid(fmt.Sprintf("Parameter value must be provided for operation %s on path %s.", e.op, e.path))
 		}
-		op.Value = v
+		op.Value = e.value
 	}
 	return op, nil
 }

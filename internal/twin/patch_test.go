@@ -133,3 +133,73 @@ func TestPatchAppendJSON(t *testing.T) {
 		t.Error("AppendJSON encoded an invalid number")
 	}
 }
+
+// parsePatchFromValue reads a patch from the generic decoding of the whole document: the
+// reference ParsePatch must agree with, patch for patch and error for error.
+func parsePatchFromValue(data []byte) (Patch, error) {
+	v, err := decodeValue(data)
+	if err != nil {
+		return nil, JSONPatchInvalid("The patch document is not valid JSON: " + err.Error() + ".")
+	}
+	raw, ok := v.([]any)
+	if !ok {
+		return nil, JSONPatchInvalid("The patch document must be a JSON array of operations.")
+	}
+	p := Patch{}
+	for _, e := range raw {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, JSONPatchInvalid("Each operation of the patch document must be a JSON object.")
+		}
+		var r rawOp
+		r.object = true
+		r.op, _ = m["op"].(string)
+		r.path, r.pathString = m["path"].(string)
+		r.value, r.hasValue = m["value"]
+		op, err := r.parse()
+		if err != nil {
+			return nil, err
+		}
+		p = append(p, op)
+	}
+	return p, nil
+}
+
+var patchSeeds = []string{
+	`[]`, ` [ ] `, `[{"op":"add","path":"/a","value":1}]`, `[{"op":"add","path":"/a","value":1,"op":"remove"}]`,
+	`[{"op":"add","path":"/a","value":1,"path":2}]`, `[{"op":"remove","path":"/a","value":{"x":[1,2]}}]`,
+	`[{"from":"/b","op":"move","path":"/a"}]`, `[{"o\u0070":"add","path":"/a","value":null}]`,
+	`[{"op":"add","path":"/a","value":1},2]`, `[{"op":"add","path":"/a"} ]`, `[{"op":"add","path":"/a","value":1}`,
+	`[{"op":"add","path":"/a","value":1}]x`, `[{"op":"add","path":"/a","value":}]`, `[{"op":"add","path":"/a","value":1},]`,
+	`[{"op":["x"],"path":"/a"}]`, `[{"op":"add" "path":"/a"}]`, `[{"op":"add","path":"/a","value":1}{}]`, `{"op":"add"}`,
+	`"x"`, `[[]]`, `[{}]`, `[{"op":"add","path":"\ud800","value":"\u00e9"}]`,
+}
+
+func checkParsePatch(t *testing.T, data []byte) {
+	t.Helper()
+	got, err := ParsePatch(data)
+	want, wantErr := parsePatchFromValue(data)
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(err, wantErr) {
+		t.Fatalf("ParsePatch(%s) = %#v, %v; want %#v, %v", data, got, err, want, wantErr)
+	}
+}
+
+func TestParsePatchMatchesDecodedDocument(t *testing.T) {
+	for _, s := range patchSeeds {
+		checkParsePatch(t, []byte(s))
+	}
+	for _, s := range decodeSeeds {
+		checkParsePatch(t, []byte(s))
+		checkParsePatch(t, []byte(`[`+s+`]`))
+		checkParsePatch(t, []byte(`[{"op":"add","path":"/a","value":`+s+`}]`))
+	}
+}
+
+func FuzzParsePatch(f *testing.F) {
+	for _, s := range patchSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkParsePatch(t, data)
+	})
+}
