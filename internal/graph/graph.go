@@ -26,6 +26,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/jsontext"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -220,15 +221,12 @@ func (g *Graph) newEvent(typ, subject, at string, tr Trace, data []byte) event.E
 // updateData is the data of a Twin.Update or Relationship.Update event:
 // {"modelId":"<dtmi>","patch":[...]}.
 func updateData(modelID string, p twin.Patch) ([]byte, error) {
-	id, err := twin.Encode(modelID)
-	if err != nil {
-		return nil, err
-	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"modelId":`...)
-	b = append(b, id...)
+	b = jsontext.AppendString(b, modelID)
 	b = append(b, `,"patch":`...)
-	if b, err = p.AppendJSON(b); err != nil {
+	b, err := p.AppendJSON(b)
+	if err != nil {
 		return nil, fmt.Errorf("encode update event data: %w", err)
 	}
 	return append(b, '}'), nil
