@@ -95,5 +95,5 @@ func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, err
 // trace returns the request's W3C trace context for the graph, which starts a new trace when
 // the header is absent or malformed.
 func trace(r *http.Request) graph.Trace {
-	return graph.Trace{Parent: r.Header.Get("traceparent")}
+	return graph.Trace{Parent: r.Header.Get("Traceparent")} // canonical: no key to rewrite per request
 }
