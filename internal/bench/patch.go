@@ -97,7 +97,7 @@ func (r PatchResult) Table(w io.Writer) error {
 		{"twins / clients", fmt.Sprintf("%d twins of %d properties / %d keep-alive clients", r.Twins, numProperties, r.Clients)},
 		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, r.Patches, r.Elapsed.Round(time.Millisecond), r.Failed)},
 		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))},
-		{"group commit", r.groupCommit()},
+		{"group commit", groupCommit(r.Store)},
 		{"CPU per patch", cpuPerPatch(r.CPU, r.Patches, "server and load generator")},
 		{"raw SQLite ceiling", fmt.Sprintf("%.0f patches/s (twin row + log row each, %d per transaction, %d in %v)", ceil, r.Ceiling.Batch, r.Ceiling.Patches, r.Ceiling.Elapsed.Round(time.Millisecond))},
 		{"ceiling CPU per patch", cpuPerPatch(r.Ceiling.CPU, r.Ceiling.Patches, "SQLite and its driver")},
@@ -116,9 +116,18 @@ func cpuPerPatch(cpu time.Duration, patches int, who string) string {
 		per.Round(100*time.Nanosecond), who, runtime.NumCPU(), float64(runtime.NumCPU())*float64(time.Second)/float64(per))
 }
 
-// groupCommit describes how the store grouped the patches into transactions and fsyncs.
-func (r PatchResult) groupCommit() string {
-	st := r.Store
+// statsSince returns what the store's write path did between the snapshots before and after.
+func statsSince(before, after sqlite.Stats) sqlite.Stats {
+	return sqlite.Stats{
+		Transactions: after.Transactions - before.Transactions,
+		Updates:      after.Updates - before.Updates,
+		Syncs:        after.Syncs - before.Syncs,
+		SyncTime:     after.SyncTime - before.SyncTime,
+	}
+}
+
+// groupCommit describes how the store grouped writes into transactions and fsyncs.
+func groupCommit(st sqlite.Stats) string {
 	if st.Transactions == 0 {
 		return "n/a"
 	}
@@ -204,12 +213,7 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 		res.CPU = cpu1 - cpu0
 	}
 	after := srv.StoreStats()
-	res.Store = sqlite.Stats{
-		Transactions: after.Transactions - before.Transactions,
-		Updates:      after.Updates - before.Updates,
-		Syncs:        after.Syncs - before.Syncs,
-		SyncTime:     after.SyncTime - before.SyncTime,
-	}
+	res.Store = statsSince(before, after)
 	slices.Sort(lat)
 	res.Elapsed, res.Patches, res.Failed = elapsed, len(lat), failed
 	res.P50, res.P99 = percentile(lat, 50), percentile(lat, 99)
@@ -392,20 +396,25 @@ func patchBody(k, n int) []byte {
 		if j > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"op":"replace","path":"/`...)
-		b = append(b, propName(p)...)
-		b = append(b, `","value":`...)
-		switch v := propValue(p, n).(type) {
-		case float64:
-			b = strconv.AppendFloat(b, v, 'g', -1, 64)
-		case int:
-			b = strconv.AppendInt(b, int64(v), 10)
-		case string:
-			b = strconv.AppendQuote(b, v)
-		case bool:
-			b = strconv.AppendBool(b, v)
-		}
-		b = append(b, '}')
+		b = appendReplace(b, p, n)
 	}
 	return append(b, ']')
+}
+
+// appendReplace appends the JSON Patch op replacing property p with its value from n.
+func appendReplace(b []byte, p, n int) []byte {
+	b = append(b, `{"op":"replace","path":"/`...)
+	b = append(b, propName(p)...)
+	b = append(b, `","value":`...)
+	switch v := propValue(p, n).(type) {
+	case float64:
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	case int:
+		b = strconv.AppendInt(b, int64(v), 10)
+	case string:
+		b = strconv.AppendQuote(b, v)
+	case bool:
+		b = strconv.AppendBool(b, v)
+	}
+	return append(b, '}')
 }
