@@ -415,11 +415,15 @@ func scanNumber(s string, i int) (end int, ok bool) {
 func (d *decoder) string() (string, error) {
 	d.pos++ // "
 	start := d.pos
-	// Fast path: no escapes, valid ASCII or UTF-8.
+	// Fast path: no escapes, valid ASCII or UTF-8 (checked only when not all ASCII).
+	ascii := true
 	for i := start; i < len(d.s); i++ {
 		c := d.s[i]
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
 		if c == '"' {
-			if utf8.ValidString(d.s[start:i]) {
+			if ascii || utf8.ValidString(d.s[start:i]) {
 				d.pos = i + 1
 				return d.s[start:i], nil
 			}
