@@ -26,6 +26,26 @@ type Sink interface {
 	Close() error
 }
 
+// Publisher is a Sink that can have several batches in flight. Publish hands events to the
+// destination, after every batch published or sent before them, and returns without waiting
+// for the destination to accept them; the Ack it returns waits for that. The relay publishes
+// the next batches while earlier ones are being acknowledged, so the destination's round trip
+// does not hold back the events behind them.
+//
+// Publish is never called concurrently with itself or Send; Acks may be waited for
+// concurrently with Publish. An Ack need not be waited for: a batch whose Ack is dropped must
+// not hold the sink's resources for longer than its destination takes to answer or time out.
+// Errors are classified as for Send.
+type Publisher interface {
+	Sink
+	Publish(ctx context.Context, events []event.Event) (Ack, error)
+}
+
+// Ack waits until the destination accepted every event of a published batch and returns nil,
+// or returns the first failure, or ctx's error once ctx ends. It must not be called twice, and
+// the events it was published with must not change until it returned.
+type Ack func(ctx context.Context) error
+
 // PermanentError marks a failure that retrying cannot fix (a rejected message, HTTP 400, 401,
 // 404, ...). The relay dead-letters the events instead of retrying.
 type PermanentError struct{ Err error }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/egress"
@@ -35,7 +36,9 @@ const (
 type Config struct {
 	// Endpoint is the endpoint's name; its cursor and dead letters are stored under it.
 	Endpoint string
-	// MaxBatch is the most events handed to the sink in one Send. Default DefaultMaxBatch.
+	// MaxBatch is the most events handed to the sink in one Send or Publish, and the most
+	// published events awaiting acknowledgement at once (see egress.Publisher). Default
+	// DefaultMaxBatch.
 	MaxBatch int
 	// TTL is how long after its commit an event may still be delivered; an event still
 	// failing after that is dead-lettered. Default DefaultTTL.
@@ -135,10 +138,17 @@ type Status struct {
 // same transaction that stores its dead letters, only once every event in it was accepted or
 // dead-lettered; that transaction commits in the background while the next batch goes out, so
 // after a crash the destination sees again at most the batches in flight.
+//
+// Pipelining: a sink that is an egress.Publisher gets each batch as soon as it is read, up to
+// MaxBatch events awaiting acknowledgement, and the relay waits for the acknowledgements in
+// order. When a batch fails, the batches published after it are abandoned: the failed one is
+// retried as above and the others are published again after it.
 type Relay struct {
-	cfg     Config
-	st      Store
-	sink    egress.Sink
+	cfg  Config
+	st   Store
+	sink egress.Sink
+	// pub is sink when it is an egress.Publisher, otherwise nil.
+	pub     egress.Publisher
 	match   func(*event.Event) bool
 	metrics *endpointMetrics
 	logger  *slog.Logger
@@ -153,8 +163,9 @@ type Relay struct {
 	// signal wakes the relay when a replay or redrive is asked for.
 	signal chan struct{}
 
-	// dated is the newest record known to be within its TTL and its commit time; only
-	// Run's goroutine uses it.
+	// dated is the newest record known to be within its TTL and its commit time. Only the
+	// goroutine sending new records uses it: a reader that publishes (see startReader), or
+	// else Run's.
 	dated struct {
 		seq uint64
 		at  time.Time
@@ -177,6 +188,7 @@ func New(cfg Config, st Store, sink egress.Sink, match func(*event.Event) bool, 
 		status:  Status{State: StateStopped},
 		signal:  make(chan struct{}, 1),
 	}
+	r.pub, _ = sink.(egress.Publisher)
 	return r, nil
 }
 
@@ -210,19 +222,32 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.logger.Warn("cursor not stored at stop; its events will be delivered again", slog.Any("err", err))
 		}
 	}()
-	// A reader goroutine reads and filters the next batch while the current one is sent.
-	reader := r.startReader(ctx, &wg, cursor)
-	defer func() { reader.stop() }()
+	// A reader goroutine reads and filters the batches after the cursor (and publishes them)
+	// while Run sends them (or waits for their acknowledgements). It is stopped, dropping
+	// what it read, while Run sends on its own: replays, redrives and retries.
+	var reader *logReader
+	defer func() {
+		if reader != nil {
+			reader.stop()
+		}
+	}()
+	stopReader := func() {
+		if reader != nil {
+			reader.stop()
+			reader = nil
+		}
+	}
 	for {
 		if err := cw.failure(); err != nil {
 			return r.stopped(ctx, err)
 		}
-		rewound, err := r.control(ctx, cw, &cursor)
-		if err != nil {
-			return r.stopped(ctx, err)
+		if r.controlPending() {
+			stopReader()
+			if err := r.control(ctx, cw, &cursor); err != nil {
+				return r.stopped(ctx, err)
+			}
 		}
-		if rewound {
-			reader.stop()
+		if reader == nil {
 			reader = r.startReader(ctx, &wg, cursor)
 		}
 		var next readBatch
@@ -237,8 +262,23 @@ func (r *Relay) Run(ctx context.Context) error {
 			return r.stopped(ctx, fmt.Errorf("read log after %d: %w", cursor, next.err))
 		}
 		var dead []store.DeadLetter
-		if len(next.recs) > 0 {
-			dead, err = r.send(ctx, next.recs, time.Time{})
+		failed := next.failed
+		if next.ack != nil {
+			failed = next.ack(ctx)
+			if failed == nil {
+				reader.settled(len(next.recs))
+				r.accepted(len(next.recs))
+			} else if ctx.Err() != nil {
+				return r.stopped(ctx, nil)
+			}
+		}
+		if len(next.recs) > 0 && (next.ack == nil || failed != nil) {
+			if r.pub != nil {
+				// Publishing stops at a batch that was not accepted; Run sends it.
+				stopReader()
+			}
+			var err error
+			dead, err = r.send(ctx, next.recs, time.Time{}, failed)
 			if errors.Is(err, errInterrupted) {
 				continue
 			}
@@ -253,32 +293,63 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // readBatch is what the reader hands the relay: the records after the previous batch up to
-// through that the endpoint's routes match, or the error that stopped the reader.
+// through that the endpoint's routes match, or the error that stopped the reader. A reader
+// that publishes hands over a published batch with its ack, and a batch whose publishing
+// failed with failed; it publishes nothing after a batch without an ack.
 type readBatch struct {
 	recs    []event.Record
 	through uint64
 	err     error
+	ack     egress.Ack
+	failed  error
 }
+
+// maxPublished bounds the published batches awaiting acknowledgement.
+const maxPublished = 64
 
 // logReader is a running reader goroutine.
 type logReader struct {
 	batches chan readBatch
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// inFlight counts the published events awaiting acknowledgement; room is signalled
+	// when it drops.
+	inFlight atomic.Int64
+	room     chan struct{}
 }
 
-// stop stops the reader and waits for it; batches it read are dropped.
+// stop stops the reader and waits for it; batches it read are dropped, and the
+// acknowledgements of those it published are not waited for.
 func (l *logReader) stop() {
 	l.cancel()
 	<-l.done
 }
 
-// startReader starts a goroutine reading the log after from, one batch ahead of the relay.
-// It waits for new records without polling (Log.Read blocks) and stops when ctx ends, stop is
-// called, or a read fails (after handing over the error).
+// settled records that n published events were acknowledged.
+func (l *logReader) settled(n int) {
+	l.inFlight.Add(-int64(n))
+	select {
+	case l.room <- struct{}{}:
+	default:
+	}
+}
+
+// startReader starts a goroutine reading the log after from, ahead of the relay. It waits for
+// new records without polling (Log.Read blocks) and stops when ctx ends, stop is called, or a
+// read fails (after handing over the error). When the sink is an egress.Publisher, the reader
+// publishes each batch before handing it over, while the events awaiting acknowledgement
+// leave room for it, until a batch is not published (see publish); otherwise it reads one
+// batch ahead.
 func (r *Relay) startReader(ctx context.Context, wg *sync.WaitGroup, from uint64) *logReader {
 	ctx, cancel := context.WithCancel(ctx)
-	l := &logReader{batches: make(chan readBatch, 1), cancel: cancel, done: make(chan struct{})}
+	ahead := 1
+	if r.pub != nil {
+		ahead = maxPublished
+	}
+	l := &logReader{
+		batches: make(chan readBatch, ahead), cancel: cancel, done: make(chan struct{}),
+		room: make(chan struct{}, 1),
+	}
 	wg.Go(func() {
 		defer close(l.done)
 		for {
@@ -296,19 +367,51 @@ func (r *Relay) startReader(ctx context.Context, wg *sync.WaitGroup, from uint64
 						b.recs = append(b.recs, rec)
 					}
 				}
+				if r.pub != nil && len(b.recs) > 0 {
+					b.ack, b.failed = r.publish(ctx, l, b.recs)
+					if ctx.Err() != nil {
+						return
+					}
+				}
 			}
 			select {
 			case l.batches <- b:
 			case <-ctx.Done():
 				return
 			}
-			if err != nil {
+			if err != nil || (len(b.recs) > 0 && r.pub != nil && b.ack == nil) {
 				return
 			}
 			from = b.through
 		}
 	})
 	return l
+}
+
+// publish publishes recs once the events awaiting acknowledgement leave room for them, and
+// returns their Ack. It returns no Ack, leaving recs to Run, when some of them expired (Run
+// dead-letters them), when publishing fails (with the failure) or when ctx ends.
+func (r *Relay) publish(ctx context.Context, l *logReader, recs []event.Record) (egress.Ack, error) {
+	if n, err := r.expired(ctx, recs, time.Time{}); n > 0 || err != nil {
+		return nil, nil
+	}
+	for n := int64(len(recs)); l.inFlight.Load() > 0 && l.inFlight.Load()+n > int64(r.cfg.MaxBatch); {
+		select {
+		case <-l.room:
+		case <-ctx.Done():
+			return nil, nil
+		}
+	}
+	events := make([]event.Event, len(recs))
+	for i := range recs {
+		events[i] = recs[i].Event
+	}
+	ack, err := r.pub.Publish(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	l.inFlight.Add(int64(len(recs)))
+	return ack, nil
 }
 
 // stopped records that the relay stopped and returns err, or nil when ctx ended.
@@ -355,18 +458,24 @@ func (r *Relay) notify() {
 	}
 }
 
-// control applies a pending rewind to *cursor, reporting whether there was one, and works off
-// pending redrives.
-func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) (rewound bool, err error) {
+// controlPending reports whether a replay or redrive waits for control.
+func (r *Relay) controlPending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rewind != nil || len(r.redrive) > 0
+}
+
+// control applies a pending rewind to *cursor and works off pending redrives. The reader must
+// be stopped.
+func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) error {
 	r.mu.Lock()
 	rewind, redrive := r.rewind, r.redrive
 	r.rewind, r.redrive = nil, nil
 	r.mu.Unlock()
 	if rewind != nil {
 		if err := cw.set(ctx, *rewind); err != nil {
-			return false, err
+			return err
 		}
-		rewound = true
 		r.logger.Info("replaying the log", slog.Uint64("from", *rewind+1), slog.Uint64("was_at", *cursor))
 		*cursor = *rewind
 		r.m(func(s *Status) { s.Cursor = *rewind })
@@ -378,12 +487,12 @@ func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) (
 				r.mu.Lock()
 				r.redrive = append(redrive[i:], r.redrive...)
 				r.mu.Unlock()
-				return rewound, nil
+				return nil
 			}
-			return rewound, err
+			return err
 		}
 	}
-	return rewound, nil
+	return nil
 }
 
 // redriveOne sends dead letter id again, with its expiry counted from now.
@@ -400,7 +509,7 @@ func (r *Relay) redriveOne(ctx context.Context, id uint64) error {
 	if err != nil {
 		return fmt.Errorf("load dead letter %d: %w", id, err)
 	}
-	dead, err := r.send(ctx, []event.Record{{Seq: dl.Seq, Event: dl.Event}}, r.cfg.Now())
+	dead, err := r.send(ctx, []event.Record{{Seq: dl.Seq, Event: dl.Event}}, r.cfg.Now(), nil)
 	if err != nil {
 		return err
 	}
@@ -436,31 +545,34 @@ func (r *Relay) addDeadLetters(w store.EgressWriter, dead []store.DeadLetter) er
 
 // send delivers recs, retrying as configured, and returns the dead letters of the events it
 // gave up on. since, when not zero, replaces the events' commit times as the start of their
-// TTL. It fails only when ctx ends (with ctx's error) or a replay interrupts it
-// (errInterrupted).
-func (r *Relay) send(ctx context.Context, recs []event.Record, since time.Time) ([]store.DeadLetter, error) {
+// TTL. failed, when not nil, is how a first attempt already failed: the acknowledgement or
+// the publishing of recs as a published batch. It fails only when ctx ends (with ctx's error)
+// or a replay interrupts it (errInterrupted).
+func (r *Relay) send(ctx context.Context, recs []event.Record, since time.Time, failed error) ([]store.DeadLetter, error) {
 	var dead []store.DeadLetter
 	events := make([]event.Event, 0, len(recs))
 	for attempts := 0; ; {
-		expired, err := r.expired(ctx, recs, since)
-		if err != nil {
-			return nil, err
-		}
-		for _, rec := range recs[:expired] {
-			dead = append(dead, r.deadLetter(rec, attempts, fmt.Sprintf("expired: not delivered within the TTL of %v", r.cfg.TTL)))
-		}
-		if recs = recs[expired:]; len(recs) == 0 {
-			return dead, nil
-		}
-		events = events[:0]
-		for _, rec := range recs {
-			events = append(events, rec.Event)
-		}
-		err = r.sink.Send(ctx, events)
+		err := failed
+		failed = nil
 		if err == nil {
-			r.metrics.delivered(len(recs))
-			r.m(func(s *Status) { s.State, s.Attempts = StateDelivering, 0 })
-			return dead, nil
+			expired, dateErr := r.expired(ctx, recs, since)
+			if dateErr != nil {
+				return nil, dateErr
+			}
+			for _, rec := range recs[:expired] {
+				dead = append(dead, r.deadLetter(rec, attempts, fmt.Sprintf("expired: not delivered within the TTL of %v", r.cfg.TTL)))
+			}
+			if recs = recs[expired:]; len(recs) == 0 {
+				return dead, nil
+			}
+			events = events[:0]
+			for _, rec := range recs {
+				events = append(events, rec.Event)
+			}
+			if err = r.sink.Send(ctx, events); err == nil {
+				r.accepted(len(recs))
+				return dead, nil
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -476,7 +588,7 @@ func (r *Relay) send(ctx context.Context, recs []event.Record, since time.Time) 
 			// Find the rejected events: send each on its own.
 			r.logger.Warn("batch rejected; sending its events one by one", slog.Int("events", len(recs)), slog.Any("err", err))
 			for _, rec := range recs {
-				d, err := r.send(ctx, []event.Record{rec}, since)
+				d, err := r.send(ctx, []event.Record{rec}, since, nil)
 				if err != nil {
 					return nil, err
 				}
@@ -500,6 +612,12 @@ func (r *Relay) send(ctx context.Context, recs []event.Record, since time.Time) 
 		}
 		r.metrics.retried()
 	}
+}
+
+// accepted records that the sink accepted n events.
+func (r *Relay) accepted(n int) {
+	r.metrics.delivered(n)
+	r.m(func(s *Status) { s.State, s.Attempts = StateDelivering, 0 })
 }
 
 // expired returns how many of recs, from the first, are past their TTL. Records are in commit

@@ -178,6 +178,8 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js}, nil
 }
 
+var _ egress.Publisher = (*Sink)(nil)
+
 // Send publishes events asynchronously, then waits for every acknowledgement in order.
 func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	s.mu.Lock()
@@ -187,7 +189,11 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	}
 	for len(events) > 0 {
 		n := min(len(events), maxPending)
-		if err := s.send(ctx, events[:n]); err != nil {
+		futures, err := s.publish(ctx, events[:n])
+		if err == nil {
+			err = wait(ctx, events[:n], futures)
+		}
+		if err != nil {
 			return err
 		}
 		events = events[n:]
@@ -195,9 +201,37 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	return nil
 }
 
-func (s *Sink) send(ctx context.Context, events []event.Event) error {
+// Publish implements egress.Publisher: it publishes events asynchronously and returns an Ack
+// waiting for their acknowledgements in order. Of a batch longer than the window of
+// unacknowledged publishes (maxPending), all but the last window's worth is acknowledged
+// before Publish returns.
+func (s *Sink) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("nats: publish on a closed sink")
+	}
+	for len(events) > maxPending {
+		futures, err := s.publish(ctx, events[:maxPending])
+		if err == nil {
+			err = wait(ctx, events[:maxPending], futures)
+		}
+		if err != nil {
+			return nil, err
+		}
+		events = events[maxPending:]
+	}
+	futures, err := s.publish(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return wait(ctx, events, futures) }, nil
+}
+
+// publish publishes events asynchronously and returns their acknowledgements to come.
+func (s *Sink) publish(ctx context.Context, events []event.Event) ([]jetstream.PubAckFuture, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(events))
 	var opts []jetstream.PublishOpt
@@ -209,10 +243,15 @@ func (s *Sink) send(ctx context.Context, events []event.Event) error {
 		}
 		f, err := s.js.PublishMsgAsync(Message(s.subject.Expand(e, escapeToken), e), opts...)
 		if err != nil {
-			return classify(fmt.Errorf("publish event %q: %w", e.ID, err))
+			return nil, classify(fmt.Errorf("publish event %q: %w", e.ID, err))
 		}
 		futures = append(futures, f)
 	}
+	return futures, nil
+}
+
+// wait waits for the acknowledgements of events, in order.
+func wait(ctx context.Context, events []event.Event, futures []jetstream.PubAckFuture) error {
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
