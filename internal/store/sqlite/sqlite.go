@@ -20,7 +20,7 @@
 // still running, that is, before its Updates were acknowledged; a machine crash in that window
 // loses that state together with the unacknowledged Updates.
 //
-// One process at a time may open a data directory.
+// One process at a time may open a data directory: Open locks it (see LockFileName).
 package sqlite
 
 import (
@@ -47,6 +47,10 @@ import (
 // FileName is the name of the database file in the data directory. SQLite keeps its
 // write-ahead log and shared-memory index beside it (FileName + "-wal", FileName + "-shm").
 const FileName = "twinflow.db"
+
+// LockFileName is the file in the data directory that an open Store holds an exclusive
+// advisory lock on, so that a second process cannot open the directory and corrupt it.
+const LockFileName = "twinflow.lock"
 
 // DefaultMaxBatch is the number of Updates that share one transaction when Config.MaxBatch is
 // zero.
@@ -179,6 +183,7 @@ type Store struct {
 	// transaction, so that the write-ahead log starts over (see checkpointLoop).
 	restartWAL atomic.Bool
 	wal        *os.File // the write-ahead log file, which the sync goroutine fsyncs
+	lock       *os.File // the locked LockFileName, released when closed
 	// failure is set once an fsync failed; every later Update fails with it.
 	failure atomic.Pointer[error]
 
@@ -251,6 +256,9 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		checkpoint:       make(chan struct{}, 1),
 		checkpointerDone: make(chan struct{}),
 		tail:             newTail(tailRecords, tailBytes),
+	}
+	if s.lock, err = lockDir(filepath.Join(cfg.Dir, LockFileName)); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.log.s = s
 	s.w.cache, s.w.tail = newTwinCache(cfg.TwinCacheBytes), s.tail
@@ -470,6 +478,8 @@ func (s *Store) closeDBs() error {
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
 	}
+	// The lock goes last, once nothing of the database is open any more.
+	errs = append(errs, s.lock.Close())
 	return errors.Join(errs...)
 }
 

@@ -544,3 +544,18 @@ func TestStatsCountCommitsAndSyncs(t *testing.T) {
 		})
 	}
 }
+
+// TestOneProcessPerDirectory checks that a data directory open in one Store cannot be opened
+// again until that Store is closed. The lock is per open file, so a second Open in the same
+// process stands for a second process.
+func TestOneProcessPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, Config{Dir: dir})
+	if _, err := Open(Config{Dir: dir}, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "in use by another twinflow process") {
+		t.Fatalf("second Open of an open directory returned %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open(t, Config{Dir: dir}).Close()
+}
