@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -113,13 +114,9 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 // writeQueryPage writes the page with its continuation token and charge.
 func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, text string, ver apiVersion) error {
 	rows := page.Rows
-	if p.TwinDocuments() {
-		for i, row := range rows {
-			doc, err := twinDoc(row, ver)
-			if err != nil {
-				return err
-			}
-			rows[i] = doc
+	if ver.hidesSourceTime() {
+		if err := rewriteRows(rows, p, ver); err != nil {
+			return err
 		}
 	}
 	var next *string
@@ -140,6 +137,45 @@ func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, t
 		Value             []json.RawMessage `json:"value"`
 		ContinuationToken *string           `json:"continuationToken"`
 	}{rows, next})
+	return nil
+}
+
+// rewriteRows rewrites the twin documents in rows, in place, as version ver shows them: the
+// rows themselves for SELECT *, the projected twins otherwise.
+func rewriteRows(rows []json.RawMessage, p *qlang.Prepared, ver apiVersion) error {
+	if p.TwinDocuments() {
+		for i, row := range rows {
+			doc, err := twinDoc(row, ver)
+			if err != nil {
+				return err
+			}
+			rows[i] = doc
+		}
+		return nil
+	}
+	keys := p.TwinColumns()
+	if len(keys) == 0 {
+		return nil
+	}
+	for i, row := range rows {
+		doc, err := rewriteObject(row, func(o object) (object, error) {
+			for j, m := range o {
+				if !slices.Contains(keys, m.key) || !isObject(m.value) {
+					continue
+				}
+				tw, err := twinDoc(m.value, ver)
+				if err != nil {
+					return nil, err
+				}
+				o[j].value = tw
+			}
+			return o, nil
+		})
+		if err != nil {
+			return err
+		}
+		rows[i] = doc
+	}
 	return nil
 }
 

@@ -143,6 +143,20 @@ func TestQueryShapes(t *testing.T) {
 	if md, _ := oldPage.Value[0]["$metadata"].(map[string]any); md["$lastUpdateTime"] != nil {
 		t.Errorf("api-version 2020-10-31 kept $lastUpdateTime: %s", old.body)
 	}
+	// So do projected twins, and nothing else in the row changes.
+	old = e.must(e.do(http.MethodPost, "/query?api-version=2020-10-31",
+		queryBody("SELECT T, R, T.$dtId AS id FROM DIGITALTWINS T JOIN U RELATED T.next R WHERE T.$dtId = 'a'")), http.StatusOK, "")
+	oldPage = decode[queryPage](t, old)
+	tw, _ := oldPage.Value[0]["T"].(map[string]any)
+	rel, _ := oldPage.Value[0]["R"].(map[string]any)
+	if md, _ := tw["$metadata"].(map[string]any); md == nil || md["$lastUpdateTime"] != nil || tw["$dtId"] != "a" ||
+		rel["$relationshipId"] != "ab" || oldPage.Value[0]["id"] != "a" {
+		t.Errorf("api-version 2020-10-31, projected twin: %s", old.body)
+	}
+	newer, _ := e.query(queryBody("SELECT T FROM DIGITALTWINS T WHERE T.$dtId = 'a'"))
+	if tw, _ := newer.Value[0]["T"].(map[string]any); tw["$metadata"].(map[string]any)["$lastUpdateTime"] == nil {
+		t.Errorf("the current api-version lost $lastUpdateTime of a projected twin: %v", newer.Value)
+	}
 
 	for q, want := range map[string]string{
 		"SELECT COUNT() FROM DIGITALTWINS": "[map[COUNT:2]]",

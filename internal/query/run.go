@@ -584,3 +584,16 @@ func (ex *exec) expand(t *index.Twin, s step, fn func(*index.Twin, *index.Rel) b
 func (p *Prepared) TwinDocuments() bool {
 	return p.plan.q.Select.Star && !p.plan.colls[0].rel
 }
+
+// TwinColumns returns the keys under which each row holds a whole twin document (the
+// projections of twin collections, as in SELECT T, R ...), so callers that present documents
+// differently by API version can rewrite them; none for SELECT * (see TwinDocuments).
+func (p *Prepared) TwinColumns() []string {
+	var keys []string
+	for _, it := range p.plan.items {
+		if len(it.path) == 0 && !p.plan.colls[it.coll].rel {
+			keys = append(keys, it.key)
+		}
+	}
+	return keys
+}
