@@ -34,6 +34,8 @@ type settings interface {
 	// maxBatch is the kind's batch size when the delivery policy sets none; 0 means the
 	// relay's default.
 	maxBatch() int
+	// publishes reports whether the kind's sinks are egress.Publishers.
+	publishes() bool
 }
 
 // BatchSizer is implemented by connector settings whose sink delivers best in batches of
@@ -82,6 +84,12 @@ func (t typed[C, S]) maxBatch() int {
 		return b.DefaultMaxBatch()
 	}
 	return 0
+}
+
+func (t typed[C, S]) publishes() bool {
+	var sink S
+	_, ok := any(sink).(egress.Publisher)
+	return ok
 }
 
 func (t typed[C, S]) handshake(ctx context.Context) error {

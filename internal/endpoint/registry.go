@@ -173,6 +173,10 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		return nil
 	}
 	sink := &lazySink{settings: def.settings, logger: r.logger.With(slog.String("endpoint", name))}
+	var relaySink egress.Sink = sink
+	if def.settings.publishes() {
+		relaySink = lazyPublisher{sink}
+	}
 	relay, err := outbox.New(outbox.Config{
 		Endpoint:      name,
 		MaxBatch:      cmp.Or(def.Delivery.MaxBatch, def.settings.maxBatch()),
@@ -181,7 +185,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		MinBackoff:    time.Duration(def.Delivery.MinBackoff),
 		MaxBackoff:    time.Duration(def.Delivery.MaxBackoff),
 		DeadLetterDir: r.cfg.DeadLetterDir,
-	}, r.st, sink, r.routes.Matcher(name), r.metrics, r.logger)
+	}, r.st, relaySink, r.routes.Matcher(name), r.metrics, r.logger)
 	if err != nil {
 		return err
 	}
@@ -481,14 +485,34 @@ type lazySink struct {
 
 // Send implements egress.Sink.
 func (l *lazySink) Send(ctx context.Context, events []event.Event) error {
-	if l.sink == nil {
-		s, err := l.settings.newSink(l.logger)
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		l.sink = s
+	if err := l.connect(); err != nil {
+		return err
 	}
 	return l.sink.Send(ctx, events)
+}
+
+// connect creates the sink unless it exists.
+func (l *lazySink) connect() error {
+	if l.sink != nil {
+		return nil
+	}
+	s, err := l.settings.newSink(l.logger)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	l.sink = s
+	return nil
+}
+
+// lazyPublisher is the lazySink of a kind whose sinks are egress.Publishers.
+type lazyPublisher struct{ *lazySink }
+
+// Publish implements egress.Publisher. Like Send, it is never concurrent with Send or Close.
+func (l lazyPublisher) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+	if err := l.connect(); err != nil {
+		return nil, err
+	}
+	return l.sink.(egress.Publisher).Publish(ctx, events)
 }
 
 // Close implements egress.Sink. Send and Close are never concurrent: the relay that sends has
