@@ -74,12 +74,16 @@ const walSizeLimit = 64 << 20
 // checkpointInterval is the least time between two checkpoints. Each checkpoint copies the
 // newest version of every page changed since the last one into the database and fsyncs it;
 // fewer checkpoints copy a page changed many times fewer times, but let the write-ahead log
-// grow longer.
-const checkpointInterval = 100 * time.Millisecond
+// grow longer. The database's fsync shares the disk with the write-ahead log's, so a
+// checkpoint delays the fsyncs that acknowledge Updates. Under twinflow bench patch (10,000
+// twins, about 8,000 patches/s) 500ms rather than 100ms cut the p99 PATCH latency from 38ms
+// to 23ms at the same throughput.
+const checkpointInterval = 500 * time.Millisecond
 
 // restartFrames is the length of the write-ahead log, in pages, beyond which the writer
-// finishes checkpoints itself so that the log starts over (see checkpointLoop).
-const restartFrames = 4096
+// finishes checkpoints itself so that the log starts over (see checkpointLoop). It is
+// walSizeLimit in 4 KiB pages, so that a log that starts over is not also truncated.
+const restartFrames = walSizeLimit / 4096
 
 // syncQueue is the number of committed batches that may wait for an fsync before the writer
 // goroutine waits for the sync goroutine.
