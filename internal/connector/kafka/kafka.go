@@ -103,19 +103,18 @@ func (c SinkConfig) Redacted() SinkConfig {
 	return c
 }
 
-// Sink produces events to one topic. It implements egress.Sink.
+// Sink produces events to one topic. It implements egress.Publisher.
 type Sink struct {
 	cfg  SinkConfig
 	opts []kgo.Opt
 
-	mu      sync.Mutex  // held by Send and Close
-	client  *kgo.Client // nil until the first Send, and after a Send gave up waiting
-	closed  bool
-	records []kgo.Record // reused between Sends
-	errs    []error
+	mu     sync.Mutex  // held by Send, Publish and Close
+	client *kgo.Client // nil until the first Send, and after a Send gave up waiting
+	closed bool
+	sent   batch // Send's batch, reused between Sends
 }
 
-var _ egress.Sink = (*Sink)(nil)
+var _ egress.Publisher = (*Sink)(nil)
 
 // NewSink validates cfg and prepares the producer. It does not contact the brokers: the
 // first Send connects.
@@ -163,8 +162,8 @@ func NewSink(cfg SinkConfig, log *slog.Logger) (*Sink, error) {
 // Send produces events and waits until the brokers acknowledged every one. Records of one
 // key keep their order; the idempotent producer keeps its own retries from duplicating or
 // reordering them. If ctx ends first, Send closes the producer, failing whatever it still
-// buffers (so retries of an unreachable cluster do not pile up), and the next Send starts a
-// new one.
+// buffers (so retries of an unreachable cluster do not pile up), and the next Send or Publish
+// starts a new one.
 func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,43 +176,120 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.client == nil {
-		client, err := kgo.NewClient(s.opts...)
-		if err != nil {
-			return fmt.Errorf("kafka endpoint: %w", err)
-		}
-		s.client = client
+	if err := s.connect(); err != nil {
+		return err
 	}
-	s.records = s.records[:0]
-	for i := range events {
-		s.records = append(s.records, Record(&events[i]))
-	}
-	s.errs = append(s.errs[:0], make([]error, len(events))...)
-	var pending atomic.Int64
-	pending.Store(int64(len(events)))
-	done := make(chan struct{})
-	for i := range s.records {
-		s.client.Produce(ctx, &s.records[i], func(_ *kgo.Record, err error) {
-			s.errs[i] = err
-			if pending.Add(-1) == 0 {
-				close(done)
-			}
-		})
-	}
+	s.produce(ctx, &s.sent, events)
 	select {
-	case <-done:
+	case <-s.sent.done:
 	case <-ctx.Done():
 		s.client.Close()
 		s.client = nil
-		<-done // Close fails every buffered record
+		<-s.sent.done // Close fails every buffered record
 		return fmt.Errorf("produce %d events to %s: %w", len(events), s.cfg.Topic, ctx.Err())
 	}
-	for i, err := range s.errs {
-		if err != nil {
-			return classify(fmt.Errorf("produce event %q to %s: %w", events[i].ID, s.cfg.Topic, err))
+	return s.sent.result(events, s.cfg.Topic)
+}
+
+// Publish implements egress.Publisher: it hands events to the producer and returns an Ack
+// waiting until the brokers acknowledged every one. Pipelined batches keep each key's order:
+// the producer appends the records of every batch to their partitions in the order they were
+// produced, and its idempotence keeps up to five produce requests per broker in flight
+// without its retries reordering them (the brokers refuse a sequence out of order). A record
+// the producer gives up on fails every record buffered after it in its partition, so no later
+// record of its key is written before the batch is published or sent again. An Ack whose
+// context ends returns without closing the producer: its records stay in the producer until
+// the brokers answer or the delivery timeout fails them.
+func (s *Sink) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("kafka: publish on a closed sink")
+	}
+	if len(events) == 0 {
+		return func(context.Context) error { return nil }, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.connect(); err != nil {
+		return nil, err
+	}
+	b := new(batch)
+	s.produce(ctx, b, events)
+	topic := s.cfg.Topic
+	return func(ctx context.Context) error {
+		select {
+		case <-b.done:
+			return b.result(events, topic)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the acknowledgement of %d events by %s: %w", len(events), topic, ctx.Err())
+		}
+	}, nil
+}
+
+// connect starts the producer if Send closed it or never had one.
+func (s *Sink) connect() error {
+	if s.client != nil {
+		return nil
+	}
+	client, err := kgo.NewClient(s.opts...)
+	if err != nil {
+		return fmt.Errorf("kafka endpoint: %w", err)
+	}
+	s.client = client
+	return nil
+}
+
+// produce hands the records of events to the producer; b.done closes once every one
+// succeeded or failed.
+func (s *Sink) produce(ctx context.Context, b *batch, events []event.Event) {
+	b.records = b.records[:0]
+	for i := range events {
+		b.records = append(b.records, Record(&events[i]))
+	}
+	b.failed, b.err = 0, nil
+	b.pending.Store(int64(len(events)))
+	b.done = make(chan struct{})
+	promise := b.promise
+	for i := range b.records {
+		s.client.Produce(ctx, &b.records[i], promise)
+	}
+}
+
+// batch is the records of one Send or Publish and their outcome.
+type batch struct {
+	records []kgo.Record
+	pending atomic.Int64
+	done    chan struct{} // closed when pending drops to zero
+	// failed is the index of the first record that failed, and err its failure; the
+	// producer calls promises one at a time, and they are read once done is closed.
+	failed int
+	err    error
+}
+
+// promise records the outcome of one of b's records.
+func (b *batch) promise(r *kgo.Record, err error) {
+	if err != nil {
+		i := 0
+		for &b.records[i] != r {
+			i++
+		}
+		if b.err == nil || i < b.failed {
+			b.failed, b.err = i, err
 		}
 	}
-	return nil
+	if b.pending.Add(-1) == 0 {
+		close(b.done)
+	}
+}
+
+// result returns the classified failure of b's first failed record, nil if none failed.
+func (b *batch) result(events []event.Event, topic string) error {
+	if b.err == nil {
+		return nil
+	}
+	return classify(fmt.Errorf("produce event %q to %s: %w", events[b.failed].ID, topic, b.err))
 }
 
 // Record returns the Kafka record of e in the CloudEvents binary binding: key = twin id,

@@ -2,16 +2,20 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/egress/sinktest"
@@ -309,5 +313,100 @@ func TestTLS(t *testing.T) {
 		if d := sinktest.Equal(got[i], events[i]); d != "" {
 			t.Errorf("event %d:%s", i, d)
 		}
+	}
+}
+
+// TestPublish holds the brokers' answers to produce requests, publishes batches back to
+// back, checks that the first is not acknowledged while the answers are held, then releases
+// them and checks that the others are acknowledged and each twin's events arrive in order.
+func TestPublish(t *testing.T) {
+	c := cluster(t, 4)
+	release := make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
+	defer s.Close()
+	events := sinktest.Events("publish", 90)
+	var acks []egress.Ack
+	for b := range slices.Chunk(events, 20) {
+		ack, err := s.Publish(t.Context(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+	}
+	held, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	err := acks[0](held)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first Ack while the brokers hold their answers = %v, want the deadline", err)
+	}
+	close(release)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// The first batch's records stay in the producer though its Ack gave up.
+	for i, ack := range acks[1:] {
+		if err := ack(ctx); err != nil {
+			t.Fatalf("batch %d: %v", i+1, err)
+		}
+	}
+	recs, err := newReceiver(t, c.ListenAddrs()).records(ctx, len(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]int{}
+	for _, r := range recs {
+		var id string
+		for _, h := range r.Headers {
+			if h.Key == "ce_id" {
+				id = string(h.Value)
+			}
+		}
+		n, _ := strconv.Atoi(strings.TrimPrefix(id, "publish-"))
+		if prev, ok := last[string(r.Key)]; ok && n < prev {
+			t.Errorf("twin %s: event %d after %d", r.Key, n, prev)
+		}
+		last[string(r.Key)] = n
+	}
+}
+
+// TestPublishRejected checks that a batch the brokers refuse fails its Ack as permanently
+// as Send fails, that an empty batch is acknowledged at once, and that Publish after Close
+// fails.
+func TestPublishRejected(t *testing.T) {
+	c := cluster(t, 1, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "64"}))
+	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	sendErr := s.Send(ctx, sinktest.Events("rejected", 3))
+	if !egress.IsPermanent(sendErr) {
+		t.Fatalf("Send = %v, want a permanent error", sendErr)
+	}
+	var acks []egress.Ack
+	for _, n := range []int{3, 0, 2} {
+		ack, err := s.Publish(ctx, sinktest.Events("rejected", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+	}
+	for i, want := range []bool{true, false, true} {
+		err := acks[i](ctx)
+		if (err != nil) != want || (want && !egress.IsPermanent(err)) {
+			t.Errorf("Ack of batch %d = %v, want a permanent error: %v", i, err, want)
+		}
+		if want && !errors.Is(err, kerr.MessageTooLarge) {
+			t.Errorf("Ack of batch %d = %v, want %v as Send gives (%v)", i, err, kerr.MessageTooLarge, sendErr)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Publish(ctx, sinktest.Events("closed", 1)); err == nil {
+		t.Error("Publish after Close succeeded")
 	}
 }
