@@ -110,18 +110,20 @@ func redactURL(s string) string {
 // publisher is one protocol's connection. Both reconnect lazily: after a failure they drop
 // the connection and the next publish dials again.
 type publisher interface {
-	publish(ctx context.Context, events []event.Event) error
+	// publish hands events to the broker and returns a function waiting until the broker
+	// accepted every one, in order, which may run concurrently with the next publish.
+	publish(ctx context.Context, events []event.Event) (wait func(context.Context) error, err error)
 	close() error
 }
 
-// Sink publishes events over AMQP. It implements egress.Sink.
+// Sink publishes events over AMQP. It implements egress.Publisher.
 type Sink struct {
-	mu     sync.Mutex // held by Send and Close
+	mu     sync.Mutex // held by Send, Publish and Close
 	pub    publisher
 	closed bool
 }
 
-var _ egress.Sink = (*Sink)(nil)
+var _ egress.Publisher = (*Sink)(nil)
 
 // NewSink validates cfg and returns a sink. It connects on the first Send.
 func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
@@ -145,14 +147,40 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	wait, err := s.publish(ctx, events, "send")
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Publish implements egress.Publisher: it publishes events on the connection every earlier
+// batch went out on, so the broker takes them in order, and returns an Ack waiting for the
+// broker's confirmations (AMQP 0-9-1) or settlements (AMQP 1.0) of every one. A negative
+// confirmation or a rejection fails the Ack as it fails Send. A failure that loses the
+// channel or link, or an Ack whose context ends, drops the connection, failing the batches
+// published after it too; the next Send or Publish dials again.
+func (s *Sink) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wait, err := s.publish(ctx, events, "publish")
+	if err != nil {
+		return nil, err
+	}
+	return egress.Ack(wait), nil
+}
+
+// publish checks the sink's state and hands events to the protocol; op names the caller in
+// errors.
+func (s *Sink) publish(ctx context.Context, events []event.Event, op string) (func(context.Context) error, error) {
 	if s.closed {
-		return errors.New("amqp: send on a closed sink")
+		return nil, fmt.Errorf("amqp: %s on a closed sink", op)
 	}
 	if len(events) == 0 {
-		return nil
+		return func(context.Context) error { return nil }, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	return s.pub.publish(ctx, events)
 }

@@ -21,10 +21,18 @@ type publisher091 struct {
 	tls        *tls.Config
 	logger     *slog.Logger
 
-	conn    *amqp091.Connection // nil when disconnected
-	ch      *amqp091.Channel
-	closes  chan *amqp091.Error // the channel's close reason
-	confirm []*amqp091.DeferredConfirmation
+	ch *channel091 // nil until the first publish
+}
+
+// channel091 is a connection and its channel in confirm mode. It is dropped by closing the
+// connection, which a wait may do concurrently with a publish on it.
+type channel091 struct {
+	conn *amqp091.Connection
+	ch   *amqp091.Channel
+	// closed is closed once the channel closed, and reason is why if the broker or the
+	// library closed it; reason is read only after closed.
+	closed chan struct{}
+	reason *amqp091.Error
 }
 
 func newPublisher091(cfg SinkConfig, logger *slog.Logger) (*publisher091, error) {
@@ -41,7 +49,7 @@ func newPublisher091(cfg SinkConfig, logger *slog.Logger) (*publisher091, error)
 	return p, nil
 }
 
-func (p *publisher091) connect() error {
+func (p *publisher091) connect() (*channel091, error) {
 	var conn *amqp091.Connection
 	var err error
 	if p.tls != nil {
@@ -50,80 +58,89 @@ func (p *publisher091) connect() error {
 		conn, err = amqp091.Dial(p.cfg.URL)
 	}
 	if err != nil {
-		return classify091(fmt.Errorf("connect to %s: %w", redactURL(p.cfg.URL), err))
+		return nil, classify091(fmt.Errorf("connect to %s: %w", redactURL(p.cfg.URL), err))
 	}
 	ch, err := conn.Channel()
 	if err != nil {
 		_ = conn.Close()
-		return fmt.Errorf("open channel: %w", err)
+		return nil, fmt.Errorf("open channel: %w", err)
 	}
 	if err := ch.Confirm(false); err != nil {
 		_ = conn.Close()
-		return fmt.Errorf("enable publisher confirms: %w", err)
+		return nil, fmt.Errorf("enable publisher confirms: %w", err)
 	}
 	p.logger.Debug("amqp endpoint connected", "url", redactURL(p.cfg.URL))
-	p.conn, p.ch = conn, ch
-	p.closes = ch.NotifyClose(make(chan *amqp091.Error, 1))
-	return nil
+	c := &channel091{conn: conn, ch: ch, closed: make(chan struct{})}
+	// The library sends the reason, if any, then closes closes once the channel shut down.
+	closes := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	go func() {
+		c.reason = <-closes
+		close(c.closed)
+	}()
+	return c, nil
 }
 
-// disconnect drops the connection after a failure; the next publish dials again.
-func (p *publisher091) disconnect() {
-	if p.conn != nil {
-		_ = p.conn.Close()
-		p.conn, p.ch = nil, nil
-	}
-}
-
-func (p *publisher091) publish(ctx context.Context, events []event.Event) error {
-	if p.conn == nil || p.conn.IsClosed() || p.ch.IsClosed() {
-		p.disconnect()
-		if err := p.connect(); err != nil {
-			return err
+// publish publishes events and returns a function waiting for the broker to confirm every
+// one, in order. A failure drops the connection if it lost its channel (or the confirmations
+// on their way), and the next publish dials again.
+func (p *publisher091) publish(ctx context.Context, events []event.Event) (func(context.Context) error, error) {
+	if p.ch == nil || p.ch.conn.IsClosed() || p.ch.ch.IsClosed() {
+		if p.ch != nil {
+			_ = p.ch.conn.Close()
 		}
+		c, err := p.connect()
+		if err != nil {
+			p.ch = nil
+			return nil, err
+		}
+		p.ch = c
 	}
-	p.confirm = p.confirm[:0]
+	c := p.ch
+	confirms := make([]*amqp091.DeferredConfirmation, len(events))
 	for i := range events {
 		e := &events[i]
-		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Exchange, p.routingKey.Expand(e, nil), false, false, Publishing(e))
+		dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Exchange, p.routingKey.Expand(e, nil), false, false, Publishing(e))
 		if err != nil {
-			return p.fail(fmt.Errorf("publish event %q: %w", e.ID, err))
+			return nil, p.fail(c, fmt.Errorf("publish event %q: %w", e.ID, err))
 		}
-		p.confirm = append(p.confirm, dc)
+		confirms[i] = dc
 	}
-	for i, dc := range p.confirm {
-		ok, err := dc.WaitContext(ctx)
-		if err != nil {
-			// The confirmations still on their way belong to this channel: start afresh.
-			p.disconnect()
-			return fmt.Errorf("wait for the confirmation of event %q: %w", events[i].ID, err)
+	return func(ctx context.Context) error {
+		for i, dc := range confirms {
+			ok, err := dc.WaitContext(ctx)
+			if err != nil {
+				// The confirmations still on their way belong to this channel: start afresh.
+				_ = c.conn.Close()
+				return fmt.Errorf("wait for the confirmation of event %q: %w", events[i].ID, err)
+			}
+			if !ok {
+				return p.fail(c, fmt.Errorf("broker did not confirm event %q", events[i].ID))
+			}
 		}
-		if !ok {
-			return p.fail(fmt.Errorf("broker did not confirm event %q", events[i].ID))
-		}
-	}
-	return nil
+		return nil
+	}, nil
 }
 
 // fail adds the channel's close reason to err, classifies it and drops a closed connection.
-func (p *publisher091) fail(err error) error {
-	// A closed channel reports why on p.closes, possibly just after the publish failed.
-	wait := time.After(0)
-	if p.ch.IsClosed() {
-		wait = time.After(time.Second)
+func (p *publisher091) fail(c *channel091, err error) error {
+	// A closed channel reports why just after it is marked closed.
+	if c.ch.IsClosed() {
+		select {
+		case <-c.closed:
+		case <-time.After(time.Second):
+		}
 	}
 	var reason *amqp091.Error
 	select {
-	case r, ok := <-p.closes:
-		if ok && r != nil {
-			reason = r
-			err = fmt.Errorf("%w: %w", err, r)
+	case <-c.closed:
+		if reason = c.reason; reason != nil {
+			err = fmt.Errorf("%w: %w", err, reason)
 		}
-	case <-wait:
+	default:
 	}
-	if p.ch.IsClosed() {
+	if c.ch.IsClosed() {
 		p.logger.Warn("amqp endpoint lost its channel; reconnecting on the next send", "url", redactURL(p.cfg.URL), "err", err)
-		p.disconnect()
+		_ = c.conn.Close()
 	}
 	if reason != nil && permanentCode(reason.Code) {
 		return egress.Permanent(err)
@@ -166,11 +183,11 @@ func Publishing(e *event.Event) amqp091.Publishing {
 }
 
 func (p *publisher091) close() error {
-	if p.conn == nil {
+	if p.ch == nil {
 		return nil
 	}
-	err := p.conn.Close()
-	p.conn, p.ch = nil, nil
+	err := p.ch.conn.Close()
+	p.ch = nil
 	if err != nil && !errors.Is(err, amqp091.ErrClosed) {
 		return fmt.Errorf("close amqp connection: %w", err)
 	}

@@ -19,9 +19,8 @@ type publisher10 struct {
 	opts   *amqp10.ConnOptions
 	logger *slog.Logger
 
-	conn     *amqp10.Conn // nil when disconnected
-	sender   *amqp10.Sender
-	receipts []amqp10.SendReceipt
+	conn   *amqp10.Conn // nil when disconnected; a wait may close it
+	sender *amqp10.Sender
 }
 
 func newPublisher10(cfg SinkConfig, logger *slog.Logger) (*publisher10, error) {
@@ -63,41 +62,59 @@ func (p *publisher10) disconnect() {
 	}
 }
 
-func (p *publisher10) publish(ctx context.Context, events []event.Event) error {
+// publish sends events and returns a function waiting for the broker to settle every one,
+// in order. A failure drops the connection, and the next publish dials again.
+func (p *publisher10) publish(ctx context.Context, events []event.Event) (func(context.Context) error, error) {
+	if p.conn != nil && closed(p.conn.Done()) {
+		p.disconnect()
+	}
 	if p.conn == nil {
 		if err := p.connect(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	p.receipts = p.receipts[:0]
+	receipts := make([]amqp10.SendReceipt, len(events))
 	for i := range events {
 		r, err := p.sender.SendWithReceipt(ctx, Message(&events[i]), nil)
 		if err != nil {
 			p.logger.Warn("amqp 1.0 endpoint lost its link; reconnecting on the next send", "url", redactURL(p.cfg.URL), "err", err)
 			p.disconnect()
-			return classify10(fmt.Errorf("send event %q: %w", events[i].ID, err))
+			return nil, classify10(fmt.Errorf("send event %q: %w", events[i].ID, err))
 		}
-		p.receipts = append(p.receipts, r)
+		receipts[i] = r
 	}
-	for i, r := range p.receipts {
-		state, err := r.Wait(ctx)
-		if err != nil {
-			p.disconnect()
-			return classify10(fmt.Errorf("wait for the settlement of event %q: %w", events[i].ID, err))
-		}
-		switch s := state.(type) {
-		case *amqp10.StateAccepted:
-		case *amqp10.StateRejected:
-			err := fmt.Errorf("broker rejected event %q", events[i].ID)
-			if s.Error != nil {
-				err = fmt.Errorf("%w: %w", err, s.Error)
+	conn := p.conn
+	return func(ctx context.Context) error {
+		for i, r := range receipts {
+			state, err := r.Wait(ctx)
+			if err != nil {
+				_ = conn.Close()
+				return classify10(fmt.Errorf("wait for the settlement of event %q: %w", events[i].ID, err))
 			}
-			return egress.Permanent(err)
-		default:
-			return fmt.Errorf("broker settled event %q as %T", events[i].ID, state)
+			switch s := state.(type) {
+			case *amqp10.StateAccepted:
+			case *amqp10.StateRejected:
+				err := fmt.Errorf("broker rejected event %q", events[i].ID)
+				if s.Error != nil {
+					err = fmt.Errorf("%w: %w", err, s.Error)
+				}
+				return egress.Permanent(err)
+			default:
+				return fmt.Errorf("broker settled event %q as %T", events[i].ID, state)
+			}
 		}
+		return nil
+	}, nil
+}
+
+// closed reports whether done is closed.
+func closed(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
-	return nil
 }
 
 // classify10 marks the failures that sending again cannot fix as permanent: an unknown
