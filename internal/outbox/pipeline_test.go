@@ -66,20 +66,22 @@ func TestPipelinedRelayPublishesAheadOfAcknowledgements(t *testing.T) {
 	eventually(t, "the cursor reaches the end of the log", func() bool { return cursor(t, s, "ep") == s.Log().Last() })
 }
 
-// TestPipelinedRelayBoundsEventsInFlight checks that no more than MaxBatch published events
-// await acknowledgement.
+// TestPipelinedRelayBoundsEventsInFlight checks that no more than publishWindow times
+// MaxBatch published events await acknowledgement.
 func TestPipelinedRelayBoundsEventsInFlight(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
 	sink := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
-	start(t, Config{Endpoint: "ep", MaxBatch: 4}, s, sink, nil, nil)
+	const maxBatch = 2
+	start(t, Config{Endpoint: "ep", MaxBatch: maxBatch}, s, sink, nil, nil)
 	for i := range 6 {
 		emit(t, s, event.TwinCreate, ids(string(rune('a'+i)), 2)...)
 	}
-	eventually(t, "a batch is published", func() bool { return sink.published.Load() >= 1 })
+	window := int64(publishWindow * maxBatch)
+	eventually(t, "the window fills", func() bool { return sink.events.Load() >= window })
 	time.Sleep(50 * time.Millisecond)
-	if n := sink.events.Load(); n > 4 {
-		t.Errorf("%d events published with none acknowledged, want at most MaxBatch, 4", n)
+	if n := sink.events.Load(); n > window {
+		t.Errorf("%d events published with none acknowledged, want at most %d", n, window)
 	}
 	close(sink.hold)
 	eventually(t, "every event is accepted", func() bool { return len(sink.received()) == 12 })

@@ -36,9 +36,9 @@ const (
 type Config struct {
 	// Endpoint is the endpoint's name; its cursor and dead letters are stored under it.
 	Endpoint string
-	// MaxBatch is the most events handed to the sink in one Send or Publish, and the most
-	// published events awaiting acknowledgement at once (see egress.Publisher). Default
-	// DefaultMaxBatch.
+	// MaxBatch is the most events handed to the sink in one Send or Publish; publishWindow
+	// times MaxBatch published events may await acknowledgement at once (see
+	// egress.Publisher). Default DefaultMaxBatch.
 	MaxBatch int
 	// TTL is how long after its commit an event may still be delivered; an event still
 	// failing after that is dead-lettered. Default DefaultTTL.
@@ -140,8 +140,8 @@ type Status struct {
 // after a crash the destination sees again at most the batches in flight.
 //
 // Pipelining: a sink that is an egress.Publisher gets each batch as soon as it is read, up to
-// MaxBatch events awaiting acknowledgement, and the relay waits for the acknowledgements in
-// order. When a batch fails, the batches published after it are abandoned: the failed one is
+// publishWindow times MaxBatch events awaiting acknowledgement, and the relay waits for the
+// acknowledgements in order. When a batch fails, the batches published after it are abandoned: the failed one is
 // retried as above and the others are published again after it.
 type Relay struct {
 	cfg  Config
@@ -304,8 +304,13 @@ type readBatch struct {
 	failed  error
 }
 
-// maxPublished bounds the published batches awaiting acknowledgement.
-const maxPublished = 64
+// maxPublished bounds the published batches awaiting acknowledgement, and publishWindow the
+// events awaiting it, in batches of MaxBatch: with full batches, up to publishWindow of them
+// are in flight, so the round trip of one overlaps the sending of the next.
+const (
+	maxPublished  = 64
+	publishWindow = 4
+)
 
 // logReader is a running reader goroutine.
 type logReader struct {
@@ -395,7 +400,7 @@ func (r *Relay) publish(ctx context.Context, l *logReader, recs []event.Record) 
 	if n, err := r.expired(ctx, recs, time.Time{}); n > 0 || err != nil {
 		return nil, nil
 	}
-	for n := int64(len(recs)); l.inFlight.Load() > 0 && l.inFlight.Load()+n > int64(r.cfg.MaxBatch); {
+	for n, window := int64(len(recs)), int64(publishWindow*r.cfg.MaxBatch); l.inFlight.Load() > 0 && l.inFlight.Load()+n > window; {
 		select {
 		case <-l.room:
 		case <-ctx.Done():
