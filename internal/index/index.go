@@ -235,12 +235,17 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 	for range workers {
 		wg.Go(func() {
 			var zbuf []byte
+			// perTwin is the members a twin had on average in the previous batch, plus one:
+			// the arena is sized for it, so that it rarely has to grow.
+			perTwin := 16
 			for b := range work {
 				b.prep = make([]preparedTwin, len(b.twins))
-				var ar prepArena
+				n := len(b.twins) * perTwin
+				ar := prepArena{keys: make([][]byte, 0, n), props: make([]prop, 0, n), nums: make([]float64, 0, n)}
 				for i, t := range b.twins {
 					b.prep[i] = prepareTwin(t, &ar, &zbuf)
 				}
+				perTwin = len(ar.keys)/len(b.twins) + 1
 				close(b.done)
 			}
 		})
@@ -273,7 +278,10 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 			close(work)
 			close(ordered)
 		}()
-		b := &loadBatch{done: make(chan struct{})}
+		newBatch := func() *loadBatch {
+			return &loadBatch{twins: make([]store.Twin, 0, x.cfg.LoadBatch), done: make(chan struct{})}
+		}
+		b := newBatch()
 		send := func() bool {
 			select {
 			case ordered <- b:
@@ -285,7 +293,7 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 			case <-ctx.Done():
 				return false
 			}
-			b = &loadBatch{done: make(chan struct{})}
+			b = newBatch()
 			return true
 		}
 		for t, err := range sc.ScanTwins() {
