@@ -180,27 +180,9 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 		}
 	}()
 
-	client := httpClient(cfg.Clients)
-	defer client.CloseIdleConnections()
-	base := srv.URL()
-	if err := waitReady(ctx, client, base, time.Minute); err != nil {
+	if err := setUpTwins(ctx, srv.URL(), cfg.Twins, logger); err != nil {
 		return err
 	}
-	model, err := modelDefinition()
-	if err != nil {
-		return fmt.Errorf("encode model: %w", err)
-	}
-	models := append(append([]byte{'['}, model...), ']')
-	if err := sendOK(ctx, client, http.MethodPost, base+"/models?api-version="+apiVersion, "application/json", models, http.StatusCreated); err != nil {
-		return fmt.Errorf("add model: %w", err)
-	}
-
-	logger.Info("creating twins", slog.Int("twins", cfg.Twins))
-	start := time.Now()
-	if err := createTwins(ctx, client, base, cfg.Twins, cfg.Clients); err != nil {
-		return err
-	}
-	logger.Info("created twins", slog.Duration("took", time.Since(start)))
 
 	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Duration("duration", cfg.Duration))
 	before := srv.StoreStats()
