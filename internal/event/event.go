@@ -18,6 +18,12 @@ const (
 // SpecVersion is the CloudEvents specification version of every event.
 const SpecVersion = "1.0"
 
+// RelationshipSubject returns the subject of the events about relationship id of twin
+// sourceID: "<sourceID>/relationships/<id>", as ADT writes it.
+func RelationshipSubject(sourceID, id string) string {
+	return sourceID + "/relationships/" + id
+}
+
 // Event is one CloudEvents 1.0 event. Empty optional attributes are left out of its JSON form.
 // Data holds the event's JSON payload verbatim.
 type Event struct {

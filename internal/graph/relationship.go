@@ -28,11 +28,6 @@ func readRelationship(r store.Reader, sourceID, id string) (store.Twin, store.Re
 	return src, rel, nil
 }
 
-// relationshipSubject is the subject of a relationship event: <twinId>/relationships/<relId>.
-func relationshipSubject(sourceID, id string) string {
-	return sourceID + "/relationships/" + id
-}
-
 // Relationship returns relationship id of twin sourceID.
 func (g *Graph) Relationship(ctx context.Context, sourceID, id string) (store.Relationship, error) {
 	var rel store.Relationship
@@ -153,7 +148,7 @@ func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body [
 				recheck = append(recheck, c)
 			}
 		}
-		ev := g.newEvent(event.RelationshipCreate, relationshipSubject(sourceID, id), now, tr, doc)
+		ev := g.newEvent(event.RelationshipCreate, event.RelationshipSubject(sourceID, id), now, tr, doc)
 		if exists {
 			p, err := relationshipDiff(old, created)
 			if err != nil {
@@ -163,7 +158,7 @@ func (g *Graph) PutRelationship(ctx context.Context, sourceID, id string, body [
 			if err != nil {
 				return nil, err
 			}
-			ev = g.newEvent(event.RelationshipUpdate, relationshipSubject(sourceID, id), now, tr, data)
+			ev = g.newEvent(event.RelationshipUpdate, event.RelationshipSubject(sourceID, id), now, tr, data)
 		}
 		return func(w store.Writer) error {
 			if err := sameTwin(w, src, twin.TwinNotFound); err != nil {
@@ -370,7 +365,7 @@ func (g *Graph) PatchRelationship(ctx context.Context, sourceID, id string, patc
 		if err != nil {
 			return nil, err
 		}
-		ev := g.newEvent(event.RelationshipUpdate, relationshipSubject(sourceID, id), twin.FormatTime(g.cfg.Now()), tr, data)
+		ev := g.newEvent(event.RelationshipUpdate, event.RelationshipSubject(sourceID, id), twin.FormatTime(g.cfg.Now()), tr, data)
 		next := rel
 		next.ETag, next.Doc = newTag, doc
 		return func(w store.Writer) error {
@@ -409,7 +404,7 @@ func (g *Graph) DeleteRelationship(ctx context.Context, sourceID, id string, ifM
 		if !cond.Matches(rel.ETag) {
 			return nil, preconditionFailed("relationship", id)
 		}
-		ev := g.newEvent(event.RelationshipDelete, relationshipSubject(sourceID, id), twin.FormatTime(g.cfg.Now()), tr, rel.Doc)
+		ev := g.newEvent(event.RelationshipDelete, event.RelationshipSubject(sourceID, id), twin.FormatTime(g.cfg.Now()), tr, rel.Doc)
 		return func(w store.Writer) error {
 			_, cur, err := readRelationship(w, sourceID, id)
 			if err != nil {

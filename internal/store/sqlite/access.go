@@ -397,7 +397,7 @@ func (w *writer) PutRelationship(rel store.Relationship) error {
 		return fmt.Errorf("put relationship %q of twin %q: %w", rel.ID, rel.SourceID, err)
 	}
 	rel.Doc = bytes.Clone(rel.Doc)
-	w.states = append(w.states, entityState{key: relationshipSubject(rel.SourceID, rel.ID), rel: &rel})
+	w.states = append(w.states, entityState{key: event.RelationshipSubject(rel.SourceID, rel.ID), rel: &rel})
 	return nil
 }
 
@@ -406,13 +406,8 @@ func (w *writer) DeleteRelationship(sourceID, id string) error {
 	if err := w.remove(fmt.Sprintf("relationship %q of twin %q", id, sourceID), stmtDeleteRelationship, sourceID, id); err != nil {
 		return err
 	}
-	w.states = append(w.states, entityState{key: relationshipSubject(sourceID, id)})
+	w.states = append(w.states, entityState{key: event.RelationshipSubject(sourceID, id)})
 	return nil
-}
-
-// relationshipSubject is the subject of the events about relationship id of twin sourceID.
-func relationshipSubject(sourceID, id string) string {
-	return sourceID + "/relationships/" + id
 }
 
 // Emit implements store.Writer. The record gets the next Seq; the single writer makes that
