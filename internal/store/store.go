@@ -132,9 +132,9 @@ type ChangeLog interface {
 	ReadChanges(ctx context.Context, after uint64, max int) ([]Change, error)
 }
 
-// Change is a log record with the state of the entity it is about right after its change:
-// the twin of a Twin.* record (whose subject is the twin's id) or the relationship of a
-// Relationship.* record (subject "<source>/relationships/<id>").
+// Change is a log record with the state of the entity it is about as the Update that emitted
+// it left it: the twin of a Twin.* record (whose subject is the twin's id) or the
+// relationship of a Relationship.* record (subject event.RelationshipSubject).
 type Change struct {
 	event.Record
 	// Known reports whether Twin or Relationship tells the state. When it does, a nil

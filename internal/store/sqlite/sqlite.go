@@ -499,45 +499,25 @@ var _ store.ChangeLog = (*changeLog)(nil)
 // in-memory tail are copied from it; older ones are read from the database. max must be
 // positive.
 func (l *changeLog) Read(ctx context.Context, after uint64, max int) ([]event.Record, error) {
-	var recs []event.Record
-	err := l.read(ctx, after, max, func(upTo uint64, n int) bool {
-		return l.s.tail.read(after, upTo, n, func(c *store.Change) {
-			recs = append(recs, c.Record)
-		})
-	}, func(found []event.Record) {
-		recs = found
-	})
-	return recs, err
+	return readLog(ctx, l.s, after, max, func(c *store.Change) event.Record { return c.Record })
 }
 
 // ReadChanges implements store.ChangeLog. Records from the in-memory tail come with their
 // state (those whose Update put or deleted their subject are Known); records read back from
 // the database do not.
 func (l *changeLog) ReadChanges(ctx context.Context, after uint64, max int) ([]store.Change, error) {
-	var changes []store.Change
-	err := l.read(ctx, after, max, func(upTo uint64, n int) bool {
-		return l.s.tail.read(after, upTo, n, func(c *store.Change) {
-			changes = append(changes, *c)
-		})
-	}, func(found []event.Record) {
-		changes = make([]store.Change, len(found))
-		for i, rec := range found {
-			changes[i].Record = rec
-		}
-	})
-	return changes, err
+	return readLog(ctx, l.s, after, max, func(c *store.Change) store.Change { return *c })
 }
 
-// read waits until the log holds records after after, then hands up to max of them to
-// fromTail, given the Seq of the newest durable record, or, when it reports that the tail
-// does not hold record after+1, reads them from the database and hands them to fromDB.
-func (l *changeLog) read(ctx context.Context, after uint64, max int, fromTail func(upTo uint64, max int) bool, fromDB func([]event.Record)) error {
+// readLog waits until the log holds records after after, then returns up to max of them,
+// each converted by conv: from the tail when it holds record after+1, otherwise from the
+// database (as Changes that are not Known).
+func readLog[T any](ctx context.Context, s *Store, after uint64, max int, conv func(*store.Change) T) ([]T, error) {
 	if max <= 0 {
-		return fmt.Errorf("read log: max %d is not positive", max)
+		return nil, fmt.Errorf("read log: max %d is not positive", max)
 	}
-	s := l.s
 	if !s.enter(&s.active) {
-		return store.ErrClosed
+		return nil, store.ErrClosed
 	}
 	defer s.active.Done()
 	for {
@@ -545,26 +525,30 @@ func (l *changeLog) read(ctx context.Context, after uint64, max int, fromTail fu
 		changed := s.changed
 		s.notifyMu.Unlock()
 		if changed == nil {
-			return store.ErrClosed
+			return nil, store.ErrClosed
 		}
 		if last := s.last.Load(); last > after {
-			if fromTail(last, max) {
-				return nil
+			var out []T
+			if s.tail.read(after, last, max, func(c *store.Change) { out = append(out, conv(c)) }) {
+				return out, nil
 			}
 			r := reader{ctx: ctx, stmts: s.readStmts}
 			recs, err := list(&r, "log records", scanRecord, stmtLog, int64(after), int64(last), max)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if len(recs) > 0 {
-				fromDB(recs)
-				return nil
+				out = make([]T, len(recs))
+				for i, rec := range recs {
+					out[i] = conv(&store.Change{Record: rec})
+				}
+				return out, nil
 			}
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
