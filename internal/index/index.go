@@ -414,15 +414,17 @@ func (x *Index) Applied() uint64 { return x.applied.Load() }
 // holds applyMu. Records already applied (seq <= Applied) are skipped.
 func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 	// The changed entities, each once, in the order of their first change (so that new twins
-	// take slots in creation order), each with its newest record.
+	// take slots in creation order), each with its newest record, whose state is filled in
+	// below where the log did not know it (recs is this index's own).
 	var (
 		twinIDs []string
 		relKeys []relKey
-		twinAt  = map[string]int{}
-		relAt   = map[relKey]int{}
+		twinAt  = map[string]*store.Change{}
+		relAt   = map[relKey]*store.Change{}
 	)
 	last := x.applied.Load()
-	for i, rec := range recs {
+	for i := range recs {
+		rec := &recs[i]
 		if rec.Seq <= last {
 			continue
 		}
@@ -433,7 +435,7 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 			if _, seen := twinAt[id]; !seen {
 				twinIDs = append(twinIDs, id)
 			}
-			twinAt[id] = i
+			twinAt[id] = rec
 		case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
 			k, ok := relationshipKey(rec.Event)
 			if !ok {
@@ -442,104 +444,91 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 			if _, seen := relAt[k]; !seen {
 				relKeys = append(relKeys, k)
 			}
-			relAt[k] = i
+			relAt[k] = rec
 		}
 	}
 	if last == x.applied.Load() {
 		return nil
 	}
-	// States the records do not carry are read from the store: nil there means deleted.
-	readTw := map[string]*store.Twin{}
-	readRel := map[relKey]*store.Relationship{}
-	for _, id := range twinIDs {
-		if !recs[twinAt[id]].Known {
-			readTw[id] = nil
-		}
-	}
-	for _, k := range relKeys {
-		if !recs[relAt[k]].Known {
-			readRel[k] = nil
-		}
-	}
-	if len(readTw) > 0 || len(readRel) > 0 {
-		if err := x.readStates(ctx, readTw, readRel); err != nil {
-			return fmt.Errorf("index: apply log records up to %d: %w", last, err)
-		}
-	}
-	var (
-		twins   []*store.Twin
-		goneTw  []string
-		rels    []*store.Relationship
-		goneRel []relKey
-	)
-	for _, id := range twinIDs {
-		t := recs[twinAt[id]].Twin
-		if !recs[twinAt[id]].Known {
-			t = readTw[id]
-		}
-		if t == nil {
-			goneTw = append(goneTw, id)
-		} else {
-			twins = append(twins, t)
-		}
-	}
-	for _, k := range relKeys {
-		r := recs[relAt[k]].Relationship
-		if !recs[relAt[k]].Known {
-			r = readRel[k]
-		}
-		if r == nil {
-			goneRel = append(goneRel, k)
-		} else {
-			rels = append(rels, r)
-		}
+	if err := x.readStates(ctx, twinAt, relAt); err != nil {
+		return fmt.Errorf("index: apply log records up to %d: %w", last, err)
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	// Twins first, so new relationships find both ends; deleted twins last, after the
-	// relationships that pointed at them are gone.
-	for _, t := range twins {
-		x.putTwin(*t)
+	// relationships that pointed at them are gone. A nil state means deleted.
+	for _, id := range twinIDs {
+		if t := twinAt[id].Twin; t != nil {
+			x.putTwin(*t)
+		}
 	}
-	for _, k := range goneRel {
-		x.deleteRel(k)
+	for _, k := range relKeys {
+		if relAt[k].Relationship == nil {
+			x.deleteRel(k)
+		}
 	}
-	for _, r := range rels {
-		x.putRel(*r)
+	for _, k := range relKeys {
+		if r := relAt[k].Relationship; r != nil {
+			x.putRel(*r)
+		}
 	}
-	for _, id := range goneTw {
-		x.deleteTwin(id)
+	for _, id := range twinIDs {
+		if twinAt[id].Twin == nil {
+			x.deleteTwin(id)
+		}
 	}
 	x.applied.Store(last)
 	return nil
 }
 
-// readStates reads the current state of the twins and relationships keyed in twins and rels
-// into them, leaving nil for those that no longer exist.
-func (x *Index) readStates(ctx context.Context, twins map[string]*store.Twin, rels map[relKey]*store.Relationship) error {
+// readStates reads from the store the current state of the twins and relationships whose
+// change is not Known, and records it in the change (a nil pointer for one that no longer
+// exists). It reads nothing when every state is known.
+func (x *Index) readStates(ctx context.Context, twins map[string]*store.Change, rels map[relKey]*store.Change) error {
+	if allKnown(twins) && allKnown(rels) {
+		return nil
+	}
 	return x.st.View(ctx, func(r store.Reader) error {
-		for id := range twins {
+		for id, c := range twins {
+			if c.Known {
+				continue
+			}
 			t, err := r.Twin(id)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 			case err != nil:
 				return fmt.Errorf("read twin %q: %w", id, err)
 			default:
-				twins[id] = &t
+				c.Twin = &t
 			}
+			c.Known = true
 		}
-		for k := range rels {
+		for k, c := range rels {
+			if c.Known {
+				continue
+			}
 			rel, err := r.Relationship(k.source, k.id)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 			case err != nil:
 				return fmt.Errorf("read relationship %q of %q: %w", k.id, k.source, err)
 			default:
-				rels[k] = &rel
+				c.Relationship = &rel
 			}
+			c.Known = true
 		}
 		return nil
 	})
+}
+
+// allKnown reports whether every change in m is Known.
+func allKnown[K comparable](m map[K]*store.Change) bool {
+	for _, c := range m {
+		if !c.Known {
+			return false
+		}
+	}
+	return true
 }
 
 // relationshipKey returns the source and id of the relationship a relationship event is
