@@ -1,6 +1,7 @@
 // Package bench measures twinflow end to end: PATCH throughput and latency over real HTTP
-// against a durable store, next to the raw SQLite ceiling for the same rows, and the time and
-// memory a restart takes with many twins stored.
+// against a durable store, next to the raw SQLite ceiling for the same rows; the time from a
+// PATCH to its event at a broker; and the time and memory a restart takes with many twins
+// stored.
 //
 // Each benchmark runs against a fresh data directory and removes it afterwards unless told to
 // keep it. Results are plain values with a Table method, so callers decide where they go.
@@ -12,10 +13,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twinflow/twinflow/internal/server"
 )
 
 // apiVersion is the ADT api-version the benchmarks speak.
@@ -159,4 +163,41 @@ func table(w io.Writer, rows [][2]string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// runServer runs srv in the background until the returned stop is called; stop returns what
+// Run returned.
+func runServer(ctx context.Context, srv *server.Server) (stop func() error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Run(runCtx) }()
+	return func() error {
+		cancel()
+		return <-stopped
+	}
+}
+
+// setUpTwins adds the benchmark model and twins 0..n-1 to the server at base.
+func setUpTwins(ctx context.Context, base string, n int, logger *slog.Logger) error {
+	const workers = 16
+	client := httpClient(workers)
+	defer client.CloseIdleConnections()
+	if err := waitReady(ctx, client, base, time.Minute); err != nil {
+		return err
+	}
+	model, err := modelDefinition()
+	if err != nil {
+		return fmt.Errorf("encode model: %w", err)
+	}
+	models := append(append([]byte{'['}, model...), ']')
+	if err := sendOK(ctx, client, http.MethodPost, base+"/models?api-version="+apiVersion, "application/json", models, http.StatusCreated); err != nil {
+		return fmt.Errorf("add model: %w", err)
+	}
+	logger.Info("creating twins", slog.Int("twins", n))
+	start := time.Now()
+	if err := createTwins(ctx, client, base, n, workers); err != nil {
+		return err
+	}
+	logger.Info("created twins", slog.Duration("took", time.Since(start)))
+	return nil
 }

@@ -229,12 +229,9 @@ func Egress(ctx context.Context, cfg EgressConfig, logger *slog.Logger) (res Egr
 	if err != nil {
 		return res, fmt.Errorf("start server: %w", err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- srv.Run(runCtx) }()
+	stop := runServer(ctx, srv)
 	defer func() {
-		stop()
-		if runErr := <-stopped; runErr != nil {
+		if runErr := stop(); runErr != nil {
 			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
 		}
 	}()
@@ -258,31 +255,6 @@ func Egress(ctx context.Context, cfg EgressConfig, logger *slog.Logger) (res Egr
 	}
 	run.fill(&res)
 	return res, nil
-}
-
-// setUpTwins adds the benchmark model and twins 0..n-1 to the server at base.
-func setUpTwins(ctx context.Context, base string, n int, logger *slog.Logger) error {
-	const workers = 16
-	client := httpClient(workers)
-	defer client.CloseIdleConnections()
-	if err := waitReady(ctx, client, base, time.Minute); err != nil {
-		return err
-	}
-	model, err := modelDefinition()
-	if err != nil {
-		return fmt.Errorf("encode model: %w", err)
-	}
-	models := append(append([]byte{'['}, model...), ']')
-	if err := sendOK(ctx, client, http.MethodPost, base+"/models?api-version="+apiVersion, "application/json", models, http.StatusCreated); err != nil {
-		return fmt.Errorf("add model: %w", err)
-	}
-	logger.Info("creating twins", slog.Int("twins", n))
-	start := time.Now()
-	if err := createTwins(ctx, client, base, n, workers); err != nil {
-		return err
-	}
-	logger.Info("created twins", slog.Duration("took", time.Since(start)))
-	return nil
 }
 
 // markerProp is the property whose value in each patch names the patch, so that its event

@@ -170,12 +170,9 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- srv.Run(runCtx) }()
+	stop := runServer(ctx, srv)
 	defer func() {
-		stop()
-		if runErr := <-stopped; runErr != nil {
+		if runErr := stop(); runErr != nil {
 			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
 		}
 	}()
