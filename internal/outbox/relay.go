@@ -141,8 +141,8 @@ type Status struct {
 //
 // Pipelining: a sink that is an egress.Publisher gets each batch as soon as it is read, up to
 // publishWindow times MaxBatch events awaiting acknowledgement, and the relay waits for the
-// acknowledgements in order. When a batch fails, the batches published after it are abandoned: the failed one is
-// retried as above and the others are published again after it.
+// acknowledgements in order. When a batch fails, the batches published after it are
+// abandoned: the failed one is retried as above and the others are published again after it.
 type Relay struct {
 	cfg  Config
 	st   Store
