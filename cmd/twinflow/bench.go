@@ -16,7 +16,7 @@ import (
 
 const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput over HTTP against the SQLite ceiling
        twinflow bench restart [flags]   restart time and memory with many twins stored
-       twinflow bench egress [flags]    latency from PATCH acknowledged to event at a NATS broker
+       twinflow bench delivery [flags]  latency from PATCH acknowledged to event at a NATS broker
 
 Run "twinflow bench <name> -h" for the flags of each.
 `
@@ -52,20 +52,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stdout, "twinflow bench patch")
 			return res.Table(stdout)
 		}
-	case "egress":
-		var cfg bench.EgressConfig
+	case "delivery":
+		var cfg bench.DeliveryConfig
 		fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
-		fs.IntVar(&cfg.Rate, "rate", bench.DefaultEgressRate, "patches sent per second, answered or not")
-		fs.DurationVar(&cfg.Duration, "duration", bench.DefaultEgressDuration, "how long patches are sent")
-		fs.IntVar(&cfg.Conns, "conns", bench.DefaultEgressConns, "keep-alive connections, one request in flight on each")
-		fs.StringVar(&cfg.NATS, "nats", bench.DefaultEgressNATS, "`URL` of the NATS JetStream server the events go to")
+		fs.IntVar(&cfg.Rate, "rate", bench.DefaultDeliveryRate, "patches sent per second, answered or not")
+		fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDeliveryDuration, "how long patches are sent")
+		fs.IntVar(&cfg.Conns, "conns", bench.DefaultDeliveryConns, "keep-alive connections, one request in flight on each")
+		fs.StringVar(&cfg.NATS, "nats", bench.DefaultDeliveryNATS, "`URL` of the NATS JetStream server the events go to")
 		run = func(logger *slog.Logger) error {
 			cfg.Dir, cfg.Keep = *dir, *keep
-			res, err := bench.Egress(ctx, cfg, logger)
+			res, err := bench.Delivery(ctx, cfg, logger)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, "twinflow bench egress")
+			fmt.Fprintln(stdout, "twinflow bench delivery")
 			return res.Table(stdout)
 		}
 	case "restart":

@@ -77,7 +77,7 @@ Usage:
   twinflow serve [flags]           run the server (twinflow serve -h lists its flags)
   twinflow bench patch [flags]     measure PATCH throughput against the SQLite ceiling
   twinflow bench restart [flags]   measure restart time and memory with many twins
-  twinflow bench egress [flags]    measure the latency from PATCH to event at a NATS broker
+  twinflow bench delivery [flags]  measure the latency from PATCH to event at a NATS broker
   twinflow version                 print the version
   twinflow help                    print this help
 

@@ -76,11 +76,11 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", o.logFormat))
 	}
 	if o.configFile != "" {
-		egress, err := server.LoadConfigFile(o.configFile)
+		delivery, err := server.LoadConfigFile(o.configFile)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		o.server.Egress = &egress
+		o.server.Delivery = &delivery
 	}
 	if err := o.server.Validate(); err != nil {
 		errs = append(errs, err)

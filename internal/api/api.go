@@ -1,7 +1,7 @@
-// Package api serves the Azure Digital Twins (ADT) data-plane REST API over a graph.Graph, so
+// Package api serves the Azure Digital Twins (ADT) data-plane REST API over a twins.Service, so
 // ADT's official SDKs and tools work against twinflow unchanged.
 //
-// One route table (API.routes) maps Go 1.22 ServeMux patterns to handlers that return errors;
+// One operation table (API.operations) maps Go 1.22 ServeMux patterns to handlers that return errors;
 // one translator (API.writeError) turns every error into ADT's error body
 // {"error":{"code","message","details"?}} with the code also in the x-ms-error-code header.
 // Errors that are not a *twin.Error answer 500 InternalServerError and are logged.
@@ -33,7 +33,7 @@
 //     (DTMIs have one); it is an ordinary character, not a separator.
 //   - Telemetry needs the Message-Id header (400 InvalidArgument without it), takes an
 //     optional RFC 3339 Telemetry-Source-Time header and a JSON object body.
-//   - The traceparent header is handed to the graph, which puts it on the events the request
+//   - The traceparent header is handed to the twin service, which puts it on the events the request
 //     causes (or starts a new trace when it is absent or malformed).
 //   - Ids arrive percent-encoded in the path and are used decoded: %2F is a "/" inside an id,
 //     not a path separator. Ids are case sensitive.
@@ -49,8 +49,8 @@ import (
 	"strings"
 
 	"github.com/twinflow/twinflow/internal/graph"
-	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/twin"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // Defaults for Config's zero values.
@@ -58,7 +58,7 @@ const (
 	// DefaultMaxBodyBytes is ADT's maximum request payload (32 KB).
 	DefaultMaxBodyBytes = 32 << 10
 	// DefaultMaxModelBodyBytes bounds a POST /models body. ADT allows 250 models of up to 1 MB
-	// each in one call; 16 MiB holds any realistic batch (the graph still enforces both the
+	// each in one call; 16 MiB holds any realistic batch (the twin service still enforces both the
 	// per-model size and the model count) without letting one request pin 250 MB of memory.
 	DefaultMaxModelBodyBytes = 16 << 20
 	// DefaultModelPageSize is the page size of GET /models when max-items-per-page is absent,
@@ -82,9 +82,9 @@ type Config struct {
 	// DefaultRelationshipPageSize.
 	RelationshipPageSize int
 	// Index is the graph index POST /query answers from; without one, /query answers 404.
-	Index *index.Index
-	// Egress serves the event routes and endpoints; without it, their paths answer 404.
-	Egress *Egress
+	Index *graph.Index
+	// Delivery serves the event routes and endpoints; without it, their paths answer 404.
+	Delivery *Delivery
 }
 
 func (c *Config) setDefaults() {
@@ -122,29 +122,29 @@ func (c *Config) validate() error {
 // API is the ADT data-plane HTTP handler. It is safe for concurrent use.
 type API struct {
 	cfg    Config
-	graph  *graph.Graph
+	twins  *twins.Service
 	logger *slog.Logger
 	mux    *http.ServeMux
 }
 
-// New returns an API serving g. It fails if cfg holds an invalid value.
-func New(cfg Config, g *graph.Graph, logger *slog.Logger) (*API, error) {
+// New returns an API serving the twin service svc. It fails if cfg holds an invalid value.
+func New(cfg Config, svc *twins.Service, logger *slog.Logger) (*API, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("api config: %w", err)
 	}
-	if g == nil {
-		return nil, errors.New("api: nil graph")
+	if svc == nil {
+		return nil, errors.New("api: nil twin service")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{cfg: cfg, graph: g, logger: logger, mux: http.NewServeMux()}
+	a := &API{cfg: cfg, twins: svc, logger: logger, mux: http.NewServeMux()}
 	a.register()
 	return a, nil
 }
 
-// ServeHTTP serves the whole ADT data-plane route table.
+// ServeHTTP serves the whole ADT data-plane operation table.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
@@ -153,17 +153,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // error for writeError to translate. ver is the request's validated api-version.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, ver apiVersion) error
 
-// route is one entry of the route table.
-type route struct {
+// operation is one entry of the operation table: an ADT operation's method, path pattern and handler.
+type operation struct {
 	method  string
 	path    string
 	handler handlerFunc
 }
 
-// routes is the route table: every operation of the ADT data plane twinflow serves. The paths
+// operations is the operation table: every operation of the ADT data plane twinflow serves. The paths
 // of operations missing from it (such as jobs) answer 404.
-func (a *API) routes() []route {
-	return []route{
+func (a *API) operations() []operation {
+	return []operation{
 		{http.MethodPost, "/models", a.addModels},
 		{http.MethodGet, "/models", a.listModels},
 		{http.MethodGet, "/models/{id}", a.getModel},
@@ -191,18 +191,18 @@ func (a *API) routes() []route {
 	}
 }
 
-// register installs the route table on the mux. Each path also gets a method-less pattern that
+// register installs the operation table on the mux. Each path also gets a method-less pattern that
 // answers 405 for the methods it does not serve, and "/" answers 404 for every other path, so
 // both carry ADT's error body instead of ServeMux's plain text.
 func (a *API) register() {
 	allowed := make(map[string][]string)
 	var paths []string
-	for _, rt := range append(a.routes(), a.egressRoutes()...) {
-		a.mux.Handle(rt.method+" "+rt.path, a.serve(rt.handler))
-		if _, ok := allowed[rt.path]; !ok {
-			paths = append(paths, rt.path)
+	for _, op := range append(a.operations(), a.deliveryOperations()...) {
+		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler))
+		if _, ok := allowed[op.path]; !ok {
+			paths = append(paths, op.path)
 		}
-		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		allowed[op.path] = append(allowed[op.path], op.method)
 	}
 	for _, p := range paths {
 		methods := allowed[p]

@@ -55,7 +55,7 @@ func TestOversizeBodies(t *testing.T) {
 	bigPatch := fmt.Sprintf(`[{"op": "add", "path": "/note", "value": %q}]`, strings.Repeat("x", DefaultMaxBodyBytes))
 	e.must(e.do(http.MethodPatch, "/digitaltwins/r1", bigPatch), http.StatusBadRequest, "LimitExceeded")
 
-	// Just under the limit is read, and then judged by the graph, not by size.
+	// Just under the limit is read, and then judged by the twin service, not by size.
 	justUnder := fmt.Sprintf(`[{"op": "add", "path": "/note", "value": %q}]`, strings.Repeat("y", 1000))
 	e.must(e.do(http.MethodPatch, "/digitaltwins/r1", justUnder), http.StatusNoContent, "")
 

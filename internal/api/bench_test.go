@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // BenchmarkGetTwin measures a twin read over HTTP: routing, api-version check, the graph's
@@ -96,7 +96,7 @@ const deviceBody = `{"$metadata": {"$model": "dtmi:bench:Device;1"}, "p0": 1.5, 
   "p3": true, "p4": 2.25, "p5": 9, "p6": "v9", "p7": false, "p8": 0.125, "p9": 11}`
 
 // BenchmarkPatchTwinHandler measures the CPU and allocations of one PATCH in the API's handler
-// (request checks, the graph's patch and the 204 answer) against a store that does not fsync,
+// (request checks, the twin service's patch and the 204 answer) against a store that does not fsync,
 // so the work outside the store's commit dominates. Requests go to the handler directly,
 // without a network server.
 func BenchmarkPatchTwinHandler(b *testing.B) {
@@ -106,7 +106,7 @@ func BenchmarkPatchTwinHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	g, err := graph.New(graph.Config{ServiceID: testHost}, st, logger)
+	g, err := twins.New(twins.Config{ServiceID: testHost}, st, logger)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,13 +10,13 @@ import (
 
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/event"
-	evroute "github.com/twinflow/twinflow/internal/route"
+	"github.com/twinflow/twinflow/internal/eventroute"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
-// Egress is what the event route and endpoint resources are served from. With a nil
-// Config.Egress those paths are not served.
+// Delivery is what the event route and endpoint resources are served from. With a nil
+// Config.Delivery those paths are not served.
 //
 // Beside ADT's event routes (ER1–ER4), twinflow serves its own endpoint resources in the same
 // style (api-version required, ADT error bodies):
@@ -30,8 +30,8 @@ import (
 //	GET    /endpoints/{name}/deadletters/{id}
 //	DELETE /endpoints/{name}/deadletters/{id}            204
 //	POST   /endpoints/{name}/deadletters/{id}/redrive    202; the dead letter goes once delivered
-type Egress struct {
-	Routes    *evroute.Routes
+type Delivery struct {
+	Routes    *eventroute.Table
 	Endpoints *endpoint.Registry
 }
 
@@ -47,21 +47,21 @@ const (
 	codeDeadLetterNotFound       = "DeadLetterNotFound"
 )
 
-// egressRoutes are the event route and endpoint operations, none when Config.Egress is nil.
-func (a *API) egressRoutes() []route {
-	if a.cfg.Egress == nil {
+// deliveryOperations are the event route and endpoint operations, none when Config.Delivery is nil.
+func (a *API) deliveryOperations() []operation {
+	if a.cfg.Delivery == nil {
 		return nil
 	}
-	return append(a.eventRouteRoutes(),
-		route{http.MethodGet, "/endpoints", a.listEndpoints},
-		route{http.MethodGet, "/endpoints/{name}", a.getEndpoint},
-		route{http.MethodPut, "/endpoints/{name}", a.putEndpoint},
-		route{http.MethodDelete, "/endpoints/{name}", a.deleteEndpoint},
-		route{http.MethodPost, "/endpoints/{name}/replay", a.replayEndpoint},
-		route{http.MethodGet, "/endpoints/{name}/deadletters", a.listDeadLetters},
-		route{http.MethodGet, "/endpoints/{name}/deadletters/{id}", a.getDeadLetter},
-		route{http.MethodDelete, "/endpoints/{name}/deadletters/{id}", a.deleteDeadLetter},
-		route{http.MethodPost, "/endpoints/{name}/deadletters/{id}/redrive", a.redriveDeadLetter},
+	return append(a.eventRouteOperations(),
+		operation{http.MethodGet, "/endpoints", a.listEndpoints},
+		operation{http.MethodGet, "/endpoints/{name}", a.getEndpoint},
+		operation{http.MethodPut, "/endpoints/{name}", a.putEndpoint},
+		operation{http.MethodDelete, "/endpoints/{name}", a.deleteEndpoint},
+		operation{http.MethodPost, "/endpoints/{name}/replay", a.replayEndpoint},
+		operation{http.MethodGet, "/endpoints/{name}/deadletters", a.listDeadLetters},
+		operation{http.MethodGet, "/endpoints/{name}/deadletters/{id}", a.getDeadLetter},
+		operation{http.MethodDelete, "/endpoints/{name}/deadletters/{id}", a.deleteDeadLetter},
+		operation{http.MethodPost, "/endpoints/{name}/deadletters/{id}/redrive", a.redriveDeadLetter},
 	)
 }
 
@@ -83,7 +83,7 @@ func (a *API) endpointJSON(r *http.Request, ep endpoint.Endpoint) (map[string]an
 	out := ep.Definition.Redacted()
 	out["name"] = ep.Name
 	out["createdTime"] = ep.Created.UTC().Format(time.RFC3339Nano)
-	st, err := a.cfg.Egress.Endpoints.Status(r.Context(), ep.Name)
+	st, err := a.cfg.Delivery.Endpoints.Status(r.Context(), ep.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (a *API) endpointJSON(r *http.Request, ep endpoint.Endpoint) (map[string]an
 
 // listEndpoints serves GET /endpoints: every endpoint, on one page.
 func (a *API) listEndpoints(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	eps, err := a.cfg.Egress.Endpoints.List(r.Context())
+	eps, err := a.cfg.Delivery.Endpoints.List(r.Context())
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (a *API) listEndpoints(w http.ResponseWriter, r *http.Request, _ apiVersion
 // getEndpoint serves GET /endpoints/{name}.
 func (a *API) getEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
 	name := r.PathValue("name")
-	ep, err := a.cfg.Egress.Endpoints.Get(r.Context(), name)
+	ep, err := a.cfg.Delivery.Endpoints.Get(r.Context(), name)
 	if err != nil {
 		return endpointError(name, err)
 	}
@@ -135,11 +135,11 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) 
 	if err != nil {
 		return err
 	}
-	created, err := a.cfg.Egress.Endpoints.Put(r.Context(), name, body)
+	created, err := a.cfg.Delivery.Endpoints.Put(r.Context(), name, body)
 	if err != nil {
 		return endpointError(name, err)
 	}
-	ep, err := a.cfg.Egress.Endpoints.Get(r.Context(), name)
+	ep, err := a.cfg.Delivery.Endpoints.Get(r.Context(), name)
 	if err != nil {
 		return endpointError(name, err)
 	}
@@ -157,7 +157,7 @@ func (a *API) putEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) 
 // deleteEndpoint serves DELETE /endpoints/{name}.
 func (a *API) deleteEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
 	name := r.PathValue("name")
-	if err := a.cfg.Egress.Endpoints.Delete(r.Context(), name); err != nil {
+	if err := a.cfg.Delivery.Endpoints.Delete(r.Context(), name); err != nil {
 		return endpointError(name, err)
 	}
 	writeNoContent(w, "")
@@ -183,13 +183,13 @@ func (a *API) replayEndpoint(w http.ResponseWriter, r *http.Request, _ apiVersio
 	from := uint64(0)
 	if in.FromSequence != nil {
 		from = max(*in.FromSequence, 1)
-		err = a.cfg.Egress.Endpoints.Replay(r.Context(), name, from)
+		err = a.cfg.Delivery.Endpoints.Replay(r.Context(), name, from)
 	} else {
 		t, perr := time.Parse(time.RFC3339Nano, *in.FromTime)
 		if perr != nil {
 			return twin.InvalidArgument("fromTime " + strconv.Quote(*in.FromTime) + " is not an RFC 3339 time.")
 		}
-		from, err = a.cfg.Egress.Endpoints.ReplayFrom(r.Context(), name, t)
+		from, err = a.cfg.Delivery.Endpoints.ReplayFrom(r.Context(), name, t)
 	}
 	if err != nil {
 		return endpointError(name, err)
@@ -234,7 +234,7 @@ func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request, _ apiVersi
 			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
 		}
 	}
-	dls, err := a.cfg.Egress.Endpoints.DeadLetters(r.Context(), name, after, limit+1)
+	dls, err := a.cfg.Delivery.Endpoints.DeadLetters(r.Context(), name, after, limit+1)
 	if err != nil {
 		return endpointError(name, err)
 	}
@@ -271,7 +271,7 @@ func (a *API) getDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVersion
 	if err != nil {
 		return err
 	}
-	d, err := a.cfg.Egress.Endpoints.DeadLetter(r.Context(), r.PathValue("name"), id)
+	d, err := a.cfg.Delivery.Endpoints.DeadLetter(r.Context(), r.PathValue("name"), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return deadLetterNotFound(r)
 	}
@@ -287,7 +287,7 @@ func (a *API) deleteDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVers
 	if err != nil {
 		return err
 	}
-	err = a.cfg.Egress.Endpoints.DeleteDeadLetter(r.Context(), r.PathValue("name"), id)
+	err = a.cfg.Delivery.Endpoints.DeleteDeadLetter(r.Context(), r.PathValue("name"), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return deadLetterNotFound(r)
 	}
@@ -305,7 +305,7 @@ func (a *API) redriveDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVer
 	if err != nil {
 		return err
 	}
-	err = a.cfg.Egress.Endpoints.Redrive(r.Context(), r.PathValue("name"), id)
+	err = a.cfg.Delivery.Endpoints.Redrive(r.Context(), r.PathValue("name"), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return deadLetterNotFound(r)
 	}

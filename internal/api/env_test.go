@@ -12,15 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // testHost is the Host every test request names, so nextLinks read the same in every run.
 const testHost = "twinflow.test"
 
-// env is a running twinflow API: the real graph over a real SQLite store in a temporary
+// env is a running twinflow API: the real twin service over a real SQLite store in a temporary
 // directory, served by a real HTTP server.
 type env struct {
 	t     testing.TB
@@ -57,7 +57,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	g, err := graph.New(graph.Config{ServiceID: testHost, Now: tickingClock()}, st, logger)
+	g, err := twins.New(twins.Config{ServiceID: testHost, Now: tickingClock()}, st, logger)
 	if err != nil {
 		t.Fatalf("new graph: %v", err)
 	}

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/twin"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // uploadTimeLayout is how ADT writes a model's uploadTime: seven fractional digits and a
@@ -25,7 +25,7 @@ type modelJSON struct {
 	Model          json.RawMessage   `json:"model,omitempty"`
 }
 
-func toModelJSON(m graph.ModelData, withDefinition bool) modelJSON {
+func toModelJSON(m twins.ModelData, withDefinition bool) modelJSON {
 	out := modelJSON{
 		ID:             m.ID,
 		DisplayName:    m.DisplayName,
@@ -80,7 +80,7 @@ func (a *API) addModels(w http.ResponseWriter, r *http.Request, _ apiVersion) er
 	if err != nil {
 		return err
 	}
-	added, err := a.graph.AddModels(r.Context(), body)
+	added, err := a.twins.AddModels(r.Context(), body)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 			return err
 		}
 	}
-	models, next, err := a.graph.ListModels(r.Context(), dependenciesFor(r), c.After, limit)
+	models, next, err := a.twins.ListModels(r.Context(), dependenciesFor(r), c.After, limit)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (a *API) getModel(w http.ResponseWriter, r *http.Request, _ apiVersion) err
 	if err != nil {
 		return err
 	}
-	m, err := a.graph.Model(r.Context(), r.PathValue("id"))
+	m, err := a.twins.Model(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (a *API) patchModel(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 	if err != nil {
 		return err
 	}
-	if err := a.graph.PatchModel(r.Context(), r.PathValue("id"), patch); err != nil {
+	if err := a.twins.PatchModel(r.Context(), r.PathValue("id"), patch); err != nil {
 		return err
 	}
 	writeNoContent(w, "")
@@ -148,7 +148,7 @@ func (a *API) patchModel(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 
 // deleteModel serves DELETE /models/{id} (M5): 204.
 func (a *API) deleteModel(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	if err := a.graph.DeleteModel(r.Context(), r.PathValue("id")); err != nil {
+	if err := a.twins.DeleteModel(r.Context(), r.PathValue("id")); err != nil {
 		return err
 	}
 	writeNoContent(w, "")

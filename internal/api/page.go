@@ -20,7 +20,7 @@ type page[T any] struct {
 	Value    []T     `json:"value"`
 }
 
-// cursor is where a list continues: the graph's opaque position and the page size the first
+// cursor is where a list continues: the twin service's opaque position and the page size the first
 // request chose, so a client that does not resend max-items-per-page keeps its page size.
 type cursor struct {
 	After string `json:"a"`

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/index"
+	"github.com/twinflow/twinflow/internal/graph"
 	qlang "github.com/twinflow/twinflow/internal/query"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -96,7 +96,7 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 	ctx, cancel := context.WithTimeout(r.Context(), QueryTimeout)
 	defer cancel()
 	var page qlang.Page
-	err = idx.Read(ctx, func(ir *index.Reader) error {
+	err = idx.Read(ctx, func(ir *graph.Reader) error {
 		var err error
 		page, err = p.Run(ctx, ir, qlang.Cursor{Slot: tok.Slot, Skip: tok.Skip, Returned: tok.Returned}, size)
 		return err

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/twinflow/twinflow/internal/graph"
-	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // newQueryEnv starts a server whose /query answers from a graph index over the same store,
@@ -27,11 +27,11 @@ func newQueryEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	g, err := graph.New(graph.Config{ServiceID: testHost, Now: tickingClock()}, st, logger)
+	g, err := twins.New(twins.Config{ServiceID: testHost, Now: tickingClock()}, st, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := index.New(context.Background(), index.Config{}, st, g.Models, logger)
+	idx, err := graph.New(context.Background(), graph.Config{}, st, g.Models, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 // getRelationship serves GET /digitaltwins/{id}/relationships/{rel} (R1): the relationship
 // and its ETag.
 func (a *API) getRelationship(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	rel, err := a.graph.Relationship(r.Context(), r.PathValue("id"), r.PathValue("rel"))
+	rel, err := a.twins.Relationship(r.Context(), r.PathValue("id"), r.PathValue("rel"))
 	if err != nil {
 		return err
 	}
@@ -25,7 +25,7 @@ func (a *API) putRelationship(w http.ResponseWriter, r *http.Request, _ apiVersi
 	if err != nil {
 		return err
 	}
-	rel, err := a.graph.PutRelationship(r.Context(), r.PathValue("id"), r.PathValue("rel"), body, r.Header.Get("If-None-Match"), trace(r))
+	rel, err := a.twins.PutRelationship(r.Context(), r.PathValue("id"), r.PathValue("rel"), body, r.Header.Get("If-None-Match"), trace(r))
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func (a *API) patchRelationship(w http.ResponseWriter, r *http.Request, _ apiVer
 	if err != nil {
 		return err
 	}
-	etag, err := a.graph.PatchRelationship(r.Context(), r.PathValue("id"), r.PathValue("rel"), patch, r.Header.Get("If-Match"), trace(r))
+	etag, err := a.twins.PatchRelationship(r.Context(), r.PathValue("id"), r.PathValue("rel"), patch, r.Header.Get("If-Match"), trace(r))
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func (a *API) patchRelationship(w http.ResponseWriter, r *http.Request, _ apiVer
 
 // deleteRelationship serves DELETE /digitaltwins/{id}/relationships/{rel} (R4): 204.
 func (a *API) deleteRelationship(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	if err := a.graph.DeleteRelationship(r.Context(), r.PathValue("id"), r.PathValue("rel"), r.Header.Get("If-Match"), trace(r)); err != nil {
+	if err := a.twins.DeleteRelationship(r.Context(), r.PathValue("id"), r.PathValue("rel"), r.Header.Get("If-Match"), trace(r)); err != nil {
 		return err
 	}
 	writeNoContent(w, "")
@@ -66,7 +66,7 @@ func (a *API) listRelationships(w http.ResponseWriter, r *http.Request, _ apiVer
 		return err
 	}
 	limit := a.cfg.RelationshipPageSize
-	rels, next, err := a.graph.Relationships(r.Context(), r.PathValue("id"), query(r).Get("relationshipName"), c.After, limit)
+	rels, next, err := a.twins.Relationships(r.Context(), r.PathValue("id"), query(r).Get("relationshipName"), c.After, limit)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (a *API) listIncomingRelationships(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	limit := a.cfg.RelationshipPageSize
-	rels, next, err := a.graph.IncomingRelationships(r.Context(), r.PathValue("id"), c.After, limit)
+	rels, next, err := a.twins.IncomingRelationships(r.Context(), r.PathValue("id"), c.After, limit)
 	if err != nil {
 		return err
 	}

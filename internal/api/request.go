@@ -10,8 +10,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/twin"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // query parses the request's query string. Unlike url.ParseQuery it keeps ";" as an ordinary
@@ -92,8 +92,8 @@ func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, err
 	return readJSON(w, r, limit)
 }
 
-// trace returns the request's W3C trace context for the graph, which starts a new trace when
+// trace returns the request's W3C trace context for the twin service, which starts a new trace when
 // the header is absent or malformed.
-func trace(r *http.Request) graph.Trace {
-	return graph.Trace{Parent: r.Header.Get("Traceparent")} // canonical: no key to rewrite per request
+func trace(r *http.Request) twins.Trace {
+	return twins.Trace{Parent: r.Header.Get("Traceparent")} // canonical: no key to rewrite per request
 }

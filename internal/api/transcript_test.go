@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the golden transcripts in testd
 // a query gets api-version=2023-10-31. A request line
 // of "GET {{nextLink}}" follows the nextLink of the previous response. Generated UUIDs (ETags)
 // are numbered in order of appearance and written as uuid-N, and requests may name them the
-// same way (If-Match: W/"uuid-3"). The graph runs on a ticking clock whose readings are
+// same way (If-Match: W/"uuid-3"). The twin service runs on a ticking clock whose readings are
 // numbered the same way (see clockPattern).
 func TestTranscripts(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.http"))
@@ -109,7 +109,7 @@ var (
 	uuidPattern     = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	uuidPlaceholder = regexp.MustCompile(`uuid-[0-9]+`)
 	// clockPattern matches the times the test clock hands out (see tickingClock). How often
-	// the graph reads its clock is its own business, so transcripts number the distinct
+	// the twin service reads its clock is its own business, so transcripts number the distinct
 	// times in order of appearance in the fractional digits: equal times stay equal, later
 	// writes get larger numbers, and the format stays visible.
 	clockPattern = regexp.MustCompile(regexp.QuoteMeta(clockPrefix) + `[0-9]{7}`)

@@ -10,7 +10,7 @@ import (
 
 // getTwin serves GET /digitaltwins/{id} (T1): the twin and its ETag.
 func (a *API) getTwin(w http.ResponseWriter, r *http.Request, ver apiVersion) error {
-	t, err := a.graph.Twin(r.Context(), r.PathValue("id"))
+	t, err := a.twins.Twin(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func (a *API) putTwin(w http.ResponseWriter, r *http.Request, ver apiVersion) er
 	if err != nil {
 		return err
 	}
-	t, err := a.graph.PutTwin(r.Context(), r.PathValue("id"), body, r.Header.Get("If-None-Match"), trace(r))
+	t, err := a.twins.PutTwin(r.Context(), r.PathValue("id"), body, r.Header.Get("If-None-Match"), trace(r))
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (a *API) patchTwin(w http.ResponseWriter, r *http.Request, _ apiVersion) er
 	if err != nil {
 		return err
 	}
-	etag, err := a.graph.PatchTwin(r.Context(), r.PathValue("id"), patch, r.Header.Get("If-Match"), trace(r))
+	etag, err := a.twins.PatchTwin(r.Context(), r.PathValue("id"), patch, r.Header.Get("If-Match"), trace(r))
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (a *API) patchTwin(w http.ResponseWriter, r *http.Request, _ apiVersion) er
 
 // deleteTwin serves DELETE /digitaltwins/{id} (T4): 204.
 func (a *API) deleteTwin(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	if err := a.graph.DeleteTwin(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), trace(r)); err != nil {
+	if err := a.twins.DeleteTwin(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), trace(r)); err != nil {
 		return err
 	}
 	writeNoContent(w, "")
@@ -68,7 +68,7 @@ func (a *API) deleteTwin(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 // getComponent serves GET /digitaltwins/{id}/components/{component} (C1): the component and
 // its twin's ETag.
 func (a *API) getComponent(w http.ResponseWriter, r *http.Request, ver apiVersion) error {
-	doc, etag, err := a.graph.Component(r.Context(), r.PathValue("id"), r.PathValue("component"))
+	doc, etag, err := a.twins.Component(r.Context(), r.PathValue("id"), r.PathValue("component"))
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (a *API) patchComponent(w http.ResponseWriter, r *http.Request, _ apiVersio
 	if err != nil {
 		return err
 	}
-	etag, err := a.graph.PatchComponent(r.Context(), r.PathValue("id"), r.PathValue("component"), patch, r.Header.Get("If-Match"), trace(r))
+	etag, err := a.twins.PatchComponent(r.Context(), r.PathValue("id"), r.PathValue("component"), patch, r.Header.Get("If-Match"), trace(r))
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (a *API) telemetry(w http.ResponseWriter, r *http.Request, component string
 	if !isObject(body) {
 		return twin.InvalidArgument("The telemetry payload must be a JSON object.")
 	}
-	if err := a.graph.SendTelemetry(r.Context(), r.PathValue("id"), component, msgID, sourceTime, body, trace(r)); err != nil {
+	if err := a.twins.SendTelemetry(r.Context(), r.PathValue("id"), component, msgID, sourceTime, body, trace(r)); err != nil {
 		return err
 	}
 	writeNoContent(w, "")

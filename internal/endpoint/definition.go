@@ -1,4 +1,4 @@
-// Package endpoint is the registry of egress endpoints: it parses and checks their
+// Package endpoint is the registry of endpoints: it parses and checks their
 // definitions, stores them, runs one outbox.Relay per endpoint with a sink built by the
 // endpoint's connector, and reports each endpoint's status, dead letters and replays.
 package endpoint
@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // Kind is one endpoint type: how its settings are read and checked, and how its sink is
@@ -27,14 +27,14 @@ type Kind struct {
 type settings interface {
 	// redacted returns the settings with secrets blanked, for display.
 	redacted() any
-	newSink(logger *slog.Logger) (egress.Sink, error)
+	newSink(logger *slog.Logger) (sink.Sink, error)
 	// handshake checks the destination when the endpoint is created; nil when the kind has
 	// none.
 	handshake(ctx context.Context) error
 	// maxBatch is the kind's batch size when the delivery policy sets none; 0 means the
 	// relay's default.
 	maxBatch() int
-	// publishes reports whether the kind's sinks are egress.Publishers.
+	// publishes reports whether the kind's sinks are sink.Publishers.
 	publishes() bool
 }
 
@@ -52,7 +52,7 @@ type Settings[C any] interface {
 
 // KindOf returns the Kind of a connector from its NewSink and, if it has one, its validation
 // handshake (nil otherwise).
-func KindOf[C Settings[C], S egress.Sink](newSink func(C, *slog.Logger) (S, error), handshake func(context.Context, C) error) Kind {
+func KindOf[C Settings[C], S sink.Sink](newSink func(C, *slog.Logger) (S, error), handshake func(context.Context, C) error) Kind {
 	return Kind{decode: func(raw json.RawMessage) (settings, error) {
 		var c C
 		dec := json.NewDecoder(bytes.NewReader(raw))
@@ -67,7 +67,7 @@ func KindOf[C Settings[C], S egress.Sink](newSink func(C, *slog.Logger) (S, erro
 	}}
 }
 
-type typed[C Settings[C], S egress.Sink] struct {
+type typed[C Settings[C], S sink.Sink] struct {
 	c           C
 	newSinkFn   func(C, *slog.Logger) (S, error)
 	handshakeFn func(context.Context, C) error
@@ -75,7 +75,7 @@ type typed[C Settings[C], S egress.Sink] struct {
 
 func (t typed[C, S]) redacted() any { return t.c.Redacted() }
 
-func (t typed[C, S]) newSink(logger *slog.Logger) (egress.Sink, error) {
+func (t typed[C, S]) newSink(logger *slog.Logger) (sink.Sink, error) {
 	return t.newSinkFn(t.c, logger)
 }
 
@@ -87,8 +87,8 @@ func (t typed[C, S]) maxBatch() int {
 }
 
 func (t typed[C, S]) publishes() bool {
-	var sink S
-	_, ok := any(sink).(egress.Publisher)
+	var s S
+	_, ok := any(s).(sink.Publisher)
 	return ok
 }
 

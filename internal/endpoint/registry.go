@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/outbox"
+	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/store"
 )
 
@@ -133,7 +133,7 @@ func (r *Registry) Run(ctx context.Context) error {
 	// before is started here, one stored after is started by Put.
 	r.mu.Lock()
 	var stored []store.Endpoint
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		stored, err = er.Endpoints()
 		return err
@@ -172,10 +172,10 @@ func (r *Registry) startLocked(name string, def Definition) error {
 	if r.ctx == nil {
 		return nil
 	}
-	sink := &lazySink{settings: def.settings, logger: r.logger.With(slog.String("endpoint", name))}
-	var relaySink egress.Sink = sink
+	lazy := &lazySink{settings: def.settings, logger: r.logger.With(slog.String("endpoint", name))}
+	var relaySink sink.Sink = lazy
 	if def.settings.publishes() {
-		relaySink = lazyPublisher{sink}
+		relaySink = lazyPublisher{lazy}
 	}
 	relay, err := outbox.New(outbox.Config{
 		Endpoint:      name,
@@ -190,12 +190,12 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	run := &running{relay: relay, sink: sink, cancel: cancel, done: make(chan struct{})}
+	run := &running{relay: relay, sink: lazy, cancel: cancel, done: make(chan struct{})}
 	r.running[name] = run
 	r.wg.Go(func() {
 		defer close(run.done)
 		defer func() {
-			if err := sink.Close(); err != nil {
+			if err := lazy.Close(); err != nil {
 				r.logger.Warn("close endpoint sink", slog.String("endpoint", name), slog.Any("err", err))
 			}
 		}()
@@ -257,7 +257,7 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	err = r.st.UpdateEgress(ctx, func(w store.EgressWriter) error {
+	err = r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 		old, err := w.Endpoint(name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -288,7 +288,7 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 }
 
 func (r *Registry) exists(ctx context.Context, name string) (bool, error) {
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		_, err := er.Endpoint(name)
 		return err
 	})
@@ -301,7 +301,7 @@ func (r *Registry) exists(ctx context.Context, name string) (bool, error) {
 // Get returns the endpoint name; a missing one is store.ErrNotFound.
 func (r *Registry) Get(ctx context.Context, name string) (Endpoint, error) {
 	var ep store.Endpoint
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		ep, err = er.Endpoint(name)
 		return err
@@ -315,7 +315,7 @@ func (r *Registry) Get(ctx context.Context, name string) (Endpoint, error) {
 // List returns every endpoint ordered by name.
 func (r *Registry) List(ctx context.Context) ([]Endpoint, error) {
 	var stored []store.Endpoint
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		stored, err = er.Endpoints()
 		return err
@@ -347,7 +347,7 @@ func (r *Registry) parse(ep store.Endpoint) (Endpoint, error) {
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	err := r.st.UpdateEgress(ctx, func(w store.EgressWriter) error {
+	err := r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 		routes, err := w.Routes("", 0)
 		if err != nil {
 			return err
@@ -371,7 +371,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 // store.ErrNotFound. An endpoint whose relay is not running reports outbox.StateStopped.
 func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 	var st Status
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		if st.Cursor, err = er.Cursor(name); err != nil {
 			return err
@@ -404,7 +404,7 @@ func (r *Registry) Replay(ctx context.Context, name string, seq uint64) error {
 // after t.
 func (r *Registry) ReplayFrom(ctx context.Context, name string, t time.Time) (uint64, error) {
 	var seq uint64
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		seq, err = er.LogSeqAt(t)
 		return err
@@ -424,14 +424,14 @@ func (r *Registry) rewind(ctx context.Context, name string, seq uint64) error {
 		run.relay.Rewind(seq)
 		return nil
 	}
-	return r.st.UpdateEgress(ctx, func(w store.EgressWriter) error { return w.SetCursor(name, seq) })
+	return r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error { return w.SetCursor(name, seq) })
 }
 
 // DeadLetters lists up to limit dead letters of the endpoint name after the id after. A
 // missing endpoint is store.ErrNotFound.
 func (r *Registry) DeadLetters(ctx context.Context, name string, after uint64, limit int) ([]store.DeadLetter, error) {
 	var dls []store.DeadLetter
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		if _, err := er.Endpoint(name); err != nil {
 			return err
 		}
@@ -445,7 +445,7 @@ func (r *Registry) DeadLetters(ctx context.Context, name string, after uint64, l
 // DeadLetter returns one dead letter; a missing one is store.ErrNotFound.
 func (r *Registry) DeadLetter(ctx context.Context, name string, id uint64) (store.DeadLetter, error) {
 	var dl store.DeadLetter
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		dl, err = er.DeadLetter(name, id)
 		return err
@@ -455,7 +455,7 @@ func (r *Registry) DeadLetter(ctx context.Context, name string, id uint64) (stor
 
 // DeleteDeadLetter deletes one dead letter; a missing one is store.ErrNotFound.
 func (r *Registry) DeleteDeadLetter(ctx context.Context, name string, id uint64) error {
-	return r.st.UpdateEgress(ctx, func(w store.EgressWriter) error { return w.DeleteDeadLetter(name, id) })
+	return r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error { return w.DeleteDeadLetter(name, id) })
 }
 
 // Redrive asks the endpoint's relay to send the dead letter id again; it is deleted once
@@ -480,10 +480,10 @@ func (r *Registry) Redrive(ctx context.Context, name string, id uint64) error {
 type lazySink struct {
 	settings settings
 	logger   *slog.Logger
-	sink     egress.Sink
+	sink     sink.Sink
 }
 
-// Send implements egress.Sink.
+// Send implements sink.Sink.
 func (l *lazySink) Send(ctx context.Context, events []event.Event) error {
 	if err := l.connect(); err != nil {
 		return err
@@ -504,18 +504,18 @@ func (l *lazySink) connect() error {
 	return nil
 }
 
-// lazyPublisher is the lazySink of a kind whose sinks are egress.Publishers.
+// lazyPublisher is the lazySink of a kind whose sinks are sink.Publishers.
 type lazyPublisher struct{ *lazySink }
 
-// Publish implements egress.Publisher. Like Send, it is never concurrent with Send or Close.
-func (l lazyPublisher) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+// Publish implements sink.Publisher. Like Send, it is never concurrent with Send or Close.
+func (l lazyPublisher) Publish(ctx context.Context, events []event.Event) (sink.Ack, error) {
 	if err := l.connect(); err != nil {
 		return nil, err
 	}
-	return l.sink.(egress.Publisher).Publish(ctx, events)
+	return l.sink.(sink.Publisher).Publish(ctx, events)
 }
 
-// Close implements egress.Sink. Send and Close are never concurrent: the relay that sends has
+// Close implements sink.Sink. Send and Close are never concurrent: the relay that sends has
 // returned before the registry closes its sink.
 func (l *lazySink) Close() error {
 	if l.sink == nil {

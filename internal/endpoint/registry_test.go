@@ -17,8 +17,8 @@ import (
 
 	"github.com/twinflow/twinflow/internal/connector/webhook"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/eventroute"
 	"github.com/twinflow/twinflow/internal/outbox"
-	"github.com/twinflow/twinflow/internal/route"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
@@ -115,7 +115,7 @@ func (h *hook) received() []string {
 
 type fixture struct {
 	st     *sqlite.Store
-	routes *route.Routes
+	routes *eventroute.Table
 	reg    *Registry
 }
 
@@ -125,7 +125,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes, err := route.New(context.Background(), route.Config{}, st)
+	routes, err := eventroute.New(context.Background(), eventroute.Config{}, st)
 	if err != nil {
 		t.Fatal(err)
 	}

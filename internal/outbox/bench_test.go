@@ -17,9 +17,9 @@ import (
 	"github.com/twinflow/twinflow/internal/connector/amqp"
 	"github.com/twinflow/twinflow/internal/connector/kafka"
 	"github.com/twinflow/twinflow/internal/connector/nats"
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
@@ -42,7 +42,7 @@ func (nullSink) Close() error                              { return nil }
 // get (nats.SinkConfig.DefaultMaxBatch), the others at DefaultMaxBatch.
 func BenchmarkRelay(b *testing.B) {
 	b.Run("null", func(b *testing.B) { benchRelay(b, nullSink{}, DefaultMaxBatch) })
-	kafkaSink := func(b *testing.B) egress.Sink {
+	kafkaSink := func(b *testing.B) sink.Sink {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "relay-bench"))
 		if err != nil {
 			b.Fatal(err)
@@ -81,7 +81,7 @@ func BenchmarkRelay(b *testing.B) {
 	})
 	if conn, err := amqp091.Dial("amqp://guest:guest@127.0.0.1:5672/"); err == nil {
 		defer conn.Close()
-		amqpSink := func(b *testing.B) egress.Sink {
+		amqpSink := func(b *testing.B) sink.Sink {
 			ch, err := conn.Channel()
 			if err != nil {
 				b.Fatal(err)
@@ -146,7 +146,7 @@ func BenchmarkRelay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	natsSink := func(b *testing.B) egress.Sink {
+	natsSink := func(b *testing.B) sink.Sink {
 		name := fmt.Sprintf("RELAYBENCH%d", time.Now().UnixNano())
 		_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 			Name: name, Subjects: []string{strings.ToLower(name) + ".>"}, MaxBytes: 512 << 20})
@@ -219,14 +219,14 @@ func benchSend(b *testing.B, batch int, send func(ctx context.Context, events []
 
 // benchRelay commits b.N events, then measures one relay with batches of maxBatch delivering
 // them to sink.
-func benchRelay(b *testing.B, sink egress.Sink, maxBatch int) {
+func benchRelay(b *testing.B, fs sink.Sink, maxBatch int) {
 	s, err := sqlite.Open(sqlite.Config{Dir: b.TempDir(), NoSync: true}, discard)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	ctx := context.Background()
-	err = s.UpdateEgress(ctx, func(w store.EgressWriter) error {
+	err = s.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 		return w.PutEndpoint(store.Endpoint{Name: "ep", Config: []byte(`{}`), Created: time.Now()})
 	})
 	if err != nil {
@@ -250,7 +250,7 @@ func benchRelay(b *testing.B, sink egress.Sink, maxBatch int) {
 		}
 		done += n
 	}
-	r, err := New(Config{Endpoint: "ep", MaxBatch: maxBatch}, s, sink, func(*event.Event) bool { return true }, nil, discard)
+	r, err := New(Config{Endpoint: "ep", MaxBatch: maxBatch}, s, fs, func(*event.Event) bool { return true }, nil, discard)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/twinflow/twinflow/internal/connector/amqp"
 	"github.com/twinflow/twinflow/internal/connector/nats"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // natsServer is a private nats-server with JetStream, which the test may stop and restart
@@ -102,16 +102,16 @@ func TestBrokerDownAndBack(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "nats")
 	addEndpoint(t, s, "live")
-	sink, err := nats.NewSink(nats.SinkConfig{URL: broker.url(), Subject: "downandback.{id}", Stream: "DOWNANDBACK"}, discard)
+	fs, err := nats.NewSink(nats.SinkConfig{URL: broker.url(), Subject: "downandback.{id}", Stream: "DOWNANDBACK"}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sink.Close()
+	defer fs.Close()
 	live := &fakeSink{}
 	backoff := Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	natsCfg, liveCfg := backoff, backoff
 	natsCfg.Endpoint, liveCfg.Endpoint = "nats", "live"
-	r := start(t, natsCfg, s, sink, nil, nil)
+	r := start(t, natsCfg, s, fs, nil, nil)
 	start(t, liveCfg, s, live, nil, nil)
 
 	want := ids("e", 300)
@@ -195,13 +195,13 @@ func TestRabbitMQOutage(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "rabbit")
 	addEndpoint(t, s, "live")
-	sink, err := amqp.NewSink(amqp.SinkConfig{URL: "amqp://guest:guest@" + proxy.Addr() + "/", RoutingKey: queue}, discard)
+	fs, err := amqp.NewSink(amqp.SinkConfig{URL: "amqp://guest:guest@" + proxy.Addr() + "/", RoutingKey: queue}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sink.Close()
+	defer fs.Close()
 	live := &fakeSink{}
-	r := start(t, Config{Endpoint: "rabbit", MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, s, sink, nil, nil)
+	r := start(t, Config{Endpoint: "rabbit", MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, s, fs, nil, nil)
 	start(t, Config{Endpoint: "live"}, s, live, nil, nil)
 	ctx := context.Background()
 

@@ -87,7 +87,7 @@ func (c *cursorWriter) flush(ctx context.Context) error {
 	c.dead, c.dirty = nil, false
 	c.mu.Unlock()
 
-	err := c.st.UpdateEgress(ctx, func(w store.EgressWriter) error {
+	err := c.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 		for i := range dead {
 			id, err := w.AddDeadLetter(dead[i])
 			if err != nil {
@@ -123,7 +123,7 @@ func (c *cursorWriter) set(ctx context.Context, seq uint64) error {
 	}
 	c.tx.Lock()
 	defer c.tx.Unlock()
-	err := c.st.UpdateEgress(ctx, func(w store.EgressWriter) error { return w.SetCursor(c.endpoint, seq) })
+	err := c.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error { return w.SetCursor(c.endpoint, seq) })
 	if err != nil {
 		return fmt.Errorf("rewind endpoint %q to %d: %w", c.endpoint, seq, err)
 	}

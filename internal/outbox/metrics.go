@@ -9,12 +9,12 @@ import (
 
 // Metrics are the relays' Prometheus metrics, labelled by endpoint:
 //
-//	twinflow_egress_delivered_events_total     events the endpoint accepted
-//	twinflow_egress_failed_sends_total         sends that failed (each attempt)
-//	twinflow_egress_retries_total              sends retried after a failure
-//	twinflow_egress_dead_lettered_events_total events given up on
-//	twinflow_egress_lag_events                 log records after the endpoint's cursor
-//	twinflow_egress_lag_seconds                age of the oldest record after the cursor
+//	twinflow_endpoint_delivered_events_total     events the endpoint accepted
+//	twinflow_endpoint_failed_sends_total         sends that failed (each attempt)
+//	twinflow_endpoint_retries_total              sends retried after a failure
+//	twinflow_endpoint_dead_lettered_events_total events given up on
+//	twinflow_endpoint_lag_events                 log records after the endpoint's cursor
+//	twinflow_endpoint_lag_seconds                age of the oldest record after the cursor
 //
 // One Metrics serves every relay of a process; it is safe for concurrent use.
 type Metrics struct {
@@ -29,7 +29,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "twinflow", Subsystem: "egress", Name: name, Help: help,
+			Namespace: "twinflow", Subsystem: "endpoint", Name: name, Help: help,
 		}, []string{"endpoint"})
 	}
 	m := &Metrics{
@@ -37,9 +37,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		failed:    counter("failed_sends_total", "Sends to the endpoint that failed."),
 		retried:   counter("retries_total", "Sends retried after a failure."),
 		dead:      counter("dead_lettered_events_total", "Events dead-lettered: rejected or expired."),
-		lag: prometheus.NewDesc("twinflow_egress_lag_events",
+		lag: prometheus.NewDesc("twinflow_endpoint_lag_events",
 			"Change log records after the endpoint's cursor.", []string{"endpoint"}, nil),
-		lagSeconds: prometheus.NewDesc("twinflow_egress_lag_seconds",
+		lagSeconds: prometheus.NewDesc("twinflow_endpoint_lag_seconds",
 			"Age of the oldest change log record after the endpoint's cursor.", []string{"endpoint"}, nil),
 		relays: make(map[*Relay]struct{}),
 	}

@@ -12,11 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
-// publishingSink is a fakeSink that is an egress.Publisher: a published batch is accepted, or
+// publishingSink is a fakeSink that is an sink.Publisher: a published batch is accepted, or
 // fails, when its Ack is waited for. hold, when not nil, blocks every Ack until it is closed.
 type publishingSink struct {
 	*fakeSink
@@ -25,9 +25,9 @@ type publishingSink struct {
 	hold      chan struct{}
 }
 
-var _ egress.Publisher = (*publishingSink)(nil)
+var _ sink.Publisher = (*publishingSink)(nil)
 
-func (p *publishingSink) Publish(_ context.Context, events []event.Event) (egress.Ack, error) {
+func (p *publishingSink) Publish(_ context.Context, events []event.Event) (sink.Ack, error) {
 	p.published.Add(1)
 	p.events.Add(int64(len(events)))
 	events = slices.Clone(events)
@@ -48,19 +48,19 @@ func (p *publishingSink) Publish(_ context.Context, events []event.Event) (egres
 func TestPipelinedRelayPublishesAheadOfAcknowledgements(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
-	start(t, Config{Endpoint: "ep", MaxBatch: 100}, s, sink, nil, nil)
+	ps := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
+	start(t, Config{Endpoint: "ep", MaxBatch: 3}, s, ps, nil, nil)
 	want := ids("e", 30)
 	for i := 0; i < len(want); i += 3 {
 		emit(t, s, event.TwinCreate, want[i:i+3]...)
 	}
-	eventually(t, "several batches are published", func() bool { return sink.published.Load() >= 2 })
-	if got := sink.received(); len(got) != 0 {
+	eventually(t, "several batches are published", func() bool { return ps.published.Load() >= 2 })
+	if got := ps.received(); len(got) != 0 {
 		t.Fatalf("accepted %v before any acknowledgement", got)
 	}
-	close(sink.hold)
-	eventually(t, "every event is accepted", func() bool { return len(sink.received()) >= len(want) })
-	if got := sink.received(); !slices.Equal(got, want) {
+	close(ps.hold)
+	eventually(t, "every event is accepted", func() bool { return len(ps.received()) >= len(want) })
+	if got := ps.received(); !slices.Equal(got, want) {
 		t.Fatalf("accepted %v, want %v", got, want)
 	}
 	eventually(t, "the cursor reaches the end of the log", func() bool { return cursor(t, s, "ep") == s.Log().Last() })
@@ -71,20 +71,20 @@ func TestPipelinedRelayPublishesAheadOfAcknowledgements(t *testing.T) {
 func TestPipelinedRelayBoundsEventsInFlight(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
+	ps := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
 	const maxBatch = 2
-	start(t, Config{Endpoint: "ep", MaxBatch: maxBatch}, s, sink, nil, nil)
+	start(t, Config{Endpoint: "ep", MaxBatch: maxBatch}, s, ps, nil, nil)
 	for i := range 6 {
 		emit(t, s, event.TwinCreate, ids(string(rune('a'+i)), 2)...)
 	}
 	window := int64(publishWindow * maxBatch)
-	eventually(t, "the window fills", func() bool { return sink.events.Load() >= window })
+	eventually(t, "the window fills", func() bool { return ps.events.Load() >= window })
 	time.Sleep(50 * time.Millisecond)
-	if n := sink.events.Load(); n > window {
+	if n := ps.events.Load(); n > window {
 		t.Errorf("%d events published with none acknowledged, want at most %d", n, window)
 	}
-	close(sink.hold)
-	eventually(t, "every event is accepted", func() bool { return len(sink.received()) == 12 })
+	close(ps.hold)
+	eventually(t, "every event is accepted", func() bool { return len(ps.received()) == 12 })
 }
 
 // TestPipelinedRelayRetriesAFailedBatch checks that a batch whose acknowledgement fails is
@@ -93,8 +93,8 @@ func TestPipelinedRelayRetriesAFailedBatch(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
 	failures := 1
-	sink := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
-	sink.setFail(func(events []event.Event) error {
+	ps := &publishingSink{fakeSink: &fakeSink{}, hold: make(chan struct{})}
+	ps.setFail(func(events []event.Event) error {
 		if failures > 0 && slices.ContainsFunc(events, func(e event.Event) bool { return e.ID == "e4" }) {
 			failures--
 			return errors.New("connection reset")
@@ -105,15 +105,15 @@ func TestPipelinedRelayRetriesAFailedBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, m)
+	start(t, Config{Endpoint: "ep", MaxBatch: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, ps, nil, m)
 	want := ids("e", 12)
 	for i := 0; i < len(want); i += 3 {
 		emit(t, s, event.TwinCreate, want[i:i+3]...)
 	}
-	eventually(t, "several batches are published", func() bool { return sink.published.Load() >= 2 })
-	close(sink.hold)
-	eventually(t, "every event is accepted", func() bool { return len(sink.received()) >= len(want) })
-	if got := sink.received(); !slices.Equal(got, want) {
+	eventually(t, "several batches are published", func() bool { return ps.published.Load() >= 2 })
+	close(ps.hold)
+	eventually(t, "every event is accepted", func() bool { return len(ps.received()) >= len(want) })
+	if got := ps.received(); !slices.Equal(got, want) {
 		t.Fatalf("accepted %v, want %v", got, want)
 	}
 	if n := testutil.ToFloat64(m.failed.WithLabelValues("ep")); n != 1 {
@@ -127,19 +127,19 @@ func TestPipelinedRelayRetriesAFailedBatch(t *testing.T) {
 func TestPipelinedRelayDeadLettersRejectedEvents(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &publishingSink{fakeSink: &fakeSink{}}
-	sink.setFail(func(events []event.Event) error {
+	ps := &publishingSink{fakeSink: &fakeSink{}}
+	ps.setFail(func(events []event.Event) error {
 		if slices.ContainsFunc(events, func(e event.Event) bool { return e.ID == "e2" }) {
-			return egress.Permanent(errors.New("message too large"))
+			return sink.Permanent(errors.New("message too large"))
 		}
 		return nil
 	})
-	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, ps, nil, nil)
 	emit(t, s, event.TwinCreate, ids("e", 5)...)
 	emit(t, s, event.TwinCreate, "f")
 	want := []string{"e0", "e1", "e3", "e4", "f"}
-	eventually(t, "the accepted events are delivered", func() bool { return len(sink.received()) == len(want) })
-	if got := sink.received(); !slices.Equal(got, want) {
+	eventually(t, "the accepted events are delivered", func() bool { return len(ps.received()) == len(want) })
+	if got := ps.received(); !slices.Equal(got, want) {
 		t.Errorf("accepted %v, want %v", got, want)
 	}
 	eventually(t, "the cursor moves past both batches", func() bool { return cursor(t, s, "ep") == 6 })
@@ -153,19 +153,19 @@ func TestPipelinedRelayDeadLettersRejectedEvents(t *testing.T) {
 func TestPipelinedRelayExpiresEvents(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &publishingSink{fakeSink: &fakeSink{}}
-	sink.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
-	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, sink, nil, nil)
+	ps := &publishingSink{fakeSink: &fakeSink{}}
+	ps.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
+	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, ps, nil, nil)
 	emit(t, s, event.TwinCreate, "a", "b")
 	eventually(t, "the events expire", func() bool { return len(deadLetters(t, s, "ep")) == 2 })
 	if d := deadLetters(t, s, "ep")[0]; !strings.HasPrefix(d.Reason, "expired") || d.Attempts < 2 {
 		t.Errorf("dead letter %+v: want expired after several attempts", d)
 	}
-	sink.setFail(nil)
-	published := sink.published.Load()
+	ps.setFail(nil)
+	published := ps.published.Load()
 	emit(t, s, event.TwinCreate, "c")
-	eventually(t, "c is delivered", func() bool { return slices.Equal(sink.received(), []string{"c"}) })
-	if sink.published.Load() == published {
+	eventually(t, "c is delivered", func() bool { return slices.Equal(ps.received(), []string{"c"}) })
+	if ps.published.Load() == published {
 		t.Error("c was sent, not published: the relay did not go back to publishing")
 	}
 }

@@ -84,7 +84,7 @@ func (p *Pruner) Prune(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		var n int
-		err := p.st.UpdateEgress(ctx, func(w store.EgressWriter) error {
+		err := p.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 			eps, err := w.Endpoints()
 			if err != nil {
 				return err

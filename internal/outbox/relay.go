@@ -1,6 +1,6 @@
 // Package outbox delivers the change log to endpoints: one Relay per endpoint reads the log
 // from the endpoint's durable cursor, sends the events its routes match to the endpoint's
-// egress.Sink and advances the cursor only after the sink accepted them. Retries with
+// sink.Sink and advances the cursor only after the sink accepted them. Retries with
 // exponential backoff and jitter, Retry-After, expiry (TTL and maximum attempts), dead letters,
 // replay and redrive live here, once, for every kind of sink; the Pruner trims the log behind
 // the slowest cursor once the retention has passed.
@@ -19,8 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/store"
 )
 
@@ -38,7 +38,7 @@ type Config struct {
 	Endpoint string
 	// MaxBatch is the most events handed to the sink in one Send or Publish; publishWindow
 	// times MaxBatch published events may await acknowledgement at once (see
-	// egress.Publisher). Default DefaultMaxBatch.
+	// sink.Publisher). Default DefaultMaxBatch.
 	MaxBatch int
 	// TTL is how long after its commit an event may still be delivered; an event still
 	// failing after that is dead-lettered. Default DefaultTTL.
@@ -96,7 +96,7 @@ func (cfg Config) withDefaults() (Config, error) {
 
 // Store is what a relay needs from storage: the log and the delivery state beside it.
 type Store interface {
-	store.Egress
+	store.Delivery
 	Log() store.Log
 }
 
@@ -139,16 +139,16 @@ type Status struct {
 // dead-lettered; that transaction commits in the background while the next batch goes out, so
 // after a crash the destination sees again at most the batches in flight.
 //
-// Pipelining: a sink that is an egress.Publisher gets each batch as soon as it is read, up to
+// Pipelining: a sink that is a sink.Publisher gets each batch as soon as it is read, up to
 // publishWindow times MaxBatch events awaiting acknowledgement, and the relay waits for the
 // acknowledgements in order. When a batch fails, the batches published after it are
 // abandoned: the failed one is retried as above and the others are published again after it.
 type Relay struct {
 	cfg  Config
 	st   Store
-	sink egress.Sink
-	// pub is sink when it is an egress.Publisher, otherwise nil.
-	pub     egress.Publisher
+	sink sink.Sink
+	// pub is sink when it is a sink.Publisher, otherwise nil.
+	pub     sink.Publisher
 	match   func(*event.Event) bool
 	metrics *endpointMetrics
 	logger  *slog.Logger
@@ -175,20 +175,20 @@ type Relay struct {
 // errInterrupted abandons a batch because a replay asks to start elsewhere.
 var errInterrupted = errors.New("interrupted by a replay")
 
-// New returns a relay delivering the events match accepts to sink. m may be nil.
-func New(cfg Config, st Store, sink egress.Sink, match func(*event.Event) bool, m *Metrics, logger *slog.Logger) (*Relay, error) {
+// New returns a relay delivering the events match accepts to dst. m may be nil.
+func New(cfg Config, st Store, dst sink.Sink, match func(*event.Event) bool, m *Metrics, logger *slog.Logger) (*Relay, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("relay config: %w", err)
 	}
 	r := &Relay{
-		cfg: cfg, st: st, sink: sink, match: match,
+		cfg: cfg, st: st, sink: dst, match: match,
 		metrics: m.forEndpoint(cfg.Endpoint),
 		logger:  logger.With(slog.String("endpoint", cfg.Endpoint)),
 		status:  Status{State: StateStopped},
 		signal:  make(chan struct{}, 1),
 	}
-	r.pub, _ = sink.(egress.Publisher)
+	r.pub, _ = dst.(sink.Publisher)
 	return r, nil
 }
 
@@ -197,7 +197,7 @@ func New(cfg Config, st Store, sink egress.Sink, match func(*event.Event) bool, 
 // sink.
 func (r *Relay) Run(ctx context.Context) error {
 	var cursor uint64
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		cursor, err = er.Cursor(r.cfg.Endpoint)
 		return err
@@ -300,7 +300,7 @@ type readBatch struct {
 	recs    []event.Record
 	through uint64
 	err     error
-	ack     egress.Ack
+	ack     sink.Ack
 	failed  error
 }
 
@@ -341,7 +341,7 @@ func (l *logReader) settled(n int) {
 
 // startReader starts a goroutine reading the log after from, ahead of the relay. It waits for
 // new records without polling (Log.Read blocks) and stops when ctx ends, stop is called, or a
-// read fails (after handing over the error). When the sink is an egress.Publisher, the reader
+// read fails (after handing over the error). When the sink is a sink.Publisher, the reader
 // publishes each batch before handing it over, while the events awaiting acknowledgement
 // leave room for it, until a batch is not published (see publish); otherwise it reads one
 // batch ahead.
@@ -396,7 +396,7 @@ func (r *Relay) startReader(ctx context.Context, wg *sync.WaitGroup, from uint64
 // publish publishes recs once the events awaiting acknowledgement leave room for them, and
 // returns their Ack. It returns no Ack, leaving recs to Run, when some of them expired (Run
 // dead-letters them), when publishing fails (with the failure) or when ctx ends.
-func (r *Relay) publish(ctx context.Context, l *logReader, recs []event.Record) (egress.Ack, error) {
+func (r *Relay) publish(ctx context.Context, l *logReader, recs []event.Record) (sink.Ack, error) {
 	if n, err := r.expired(ctx, recs, time.Time{}); n > 0 || err != nil {
 		return nil, nil
 	}
@@ -503,7 +503,7 @@ func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) e
 // redriveOne sends dead letter id again, with its expiry counted from now.
 func (r *Relay) redriveOne(ctx context.Context, id uint64) error {
 	var dl store.DeadLetter
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		var err error
 		dl, err = er.DeadLetter(r.cfg.Endpoint, id)
 		return err
@@ -521,7 +521,7 @@ func (r *Relay) redriveOne(ctx context.Context, id uint64) error {
 	for i := range dead {
 		dead[i].Attempts += dl.Attempts
 	}
-	err = r.st.UpdateEgress(ctx, func(w store.EgressWriter) error {
+	err = r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 		if err := w.DeleteDeadLetter(r.cfg.Endpoint, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -537,7 +537,7 @@ func (r *Relay) redriveOne(ctx context.Context, id uint64) error {
 	return nil
 }
 
-func (r *Relay) addDeadLetters(w store.EgressWriter, dead []store.DeadLetter) error {
+func (r *Relay) addDeadLetters(w store.DeliveryWriter, dead []store.DeadLetter) error {
 	for i := range dead {
 		id, err := w.AddDeadLetter(dead[i])
 		if err != nil {
@@ -589,7 +589,7 @@ func (r *Relay) send(ctx context.Context, recs []event.Record, since time.Time, 
 			s.State, s.Attempts, s.LastError, s.LastErrorTime = StateRetrying, attempts, err.Error(), now
 		})
 		switch {
-		case egress.IsPermanent(err) && len(recs) > 1:
+		case sink.IsPermanent(err) && len(recs) > 1:
 			// Find the rejected events: send each on its own.
 			r.logger.Warn("batch rejected; sending its events one by one", slog.Int("events", len(recs)), slog.Any("err", err))
 			for _, rec := range recs {
@@ -600,7 +600,7 @@ func (r *Relay) send(ctx context.Context, recs []event.Record, since time.Time, 
 				dead = append(dead, d...)
 			}
 			return dead, nil
-		case egress.IsPermanent(err):
+		case sink.IsPermanent(err):
 			r.logger.Warn("event rejected", slog.String("event_id", recs[0].Event.ID), slog.Any("err", err))
 			return append(dead, r.deadLetter(recs[0], attempts, "rejected: "+err.Error())), nil
 		case r.cfg.MaxAttempts > 0 && attempts >= r.cfg.MaxAttempts:
@@ -641,7 +641,7 @@ func (r *Relay) expired(ctx context.Context, recs []event.Record, since time.Tim
 		return 0, nil
 	}
 	n := 0
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		for _, rec := range recs {
 			at, err := er.LogTime(rec.Seq)
 			if err != nil {
@@ -677,7 +677,7 @@ func (r *Relay) deadLetter(rec event.Record, attempts int, reason string) store.
 // backoff returns the wait after the attempts-th failure: what a RetryAfterError asks for,
 // otherwise an exponential backoff with jitter.
 func (r *Relay) backoff(attempts int, err error) time.Duration {
-	if ra, ok := errors.AsType[*egress.RetryAfterError](err); ok && ra.After > 0 {
+	if ra, ok := errors.AsType[*sink.RetryAfterError](err); ok && ra.After > 0 {
 		return ra.After
 	}
 	d := r.cfg.MinBackoff
@@ -742,7 +742,7 @@ func (r *Relay) Status(ctx context.Context) (Status, error) {
 	if s.State == StateStopped {
 		// A relay that is not running (or has not loaded its cursor yet) holds no progress
 		// of its own: the stored cursor is where it stands.
-		err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+		err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 			var err error
 			s.Cursor, err = er.Cursor(r.cfg.Endpoint)
 			return err
@@ -756,7 +756,7 @@ func (r *Relay) Status(ctx context.Context) (Status, error) {
 		return s, nil
 	}
 	s.LagEvents = last - s.Cursor
-	err := r.st.ViewEgress(ctx, func(er store.EgressReader) error {
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
 		at, err := er.LogTime(s.Cursor + 1)
 		if err != nil {
 			return err

@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
@@ -36,9 +36,9 @@ func openStore(t *testing.T, dir string) *sqlite.Store {
 	return s
 }
 
-func addEndpoint(t *testing.T, s store.Egress, name string) {
+func addEndpoint(t *testing.T, s store.Delivery, name string) {
 	t.Helper()
-	err := s.UpdateEgress(context.Background(), func(w store.EgressWriter) error {
+	err := s.UpdateDelivery(context.Background(), func(w store.DeliveryWriter) error {
 		return w.PutEndpoint(store.Endpoint{Name: name, Config: json.RawMessage(`{}`), Created: time.Now()})
 	})
 	if err != nil {
@@ -109,7 +109,7 @@ func (f *fakeSink) received() []string {
 	return slices.Clone(f.got)
 }
 
-var _ egress.Sink = (*fakeSink)(nil)
+var _ sink.Sink = (*fakeSink)(nil)
 
 // eventually fails the test unless cond holds within 10 s.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -124,12 +124,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // start runs a relay until the test ends.
-func start(t *testing.T, cfg Config, s Store, sink egress.Sink, match func(*event.Event) bool, m *Metrics) *Relay {
+func start(t *testing.T, cfg Config, s Store, fs sink.Sink, match func(*event.Event) bool, m *Metrics) *Relay {
 	t.Helper()
 	if match == nil {
 		match = func(*event.Event) bool { return true }
 	}
-	r, err := New(cfg, s, sink, match, m, discard)
+	r, err := New(cfg, s, fs, match, m, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,10 +145,10 @@ func start(t *testing.T, cfg Config, s Store, sink egress.Sink, match func(*even
 	return r
 }
 
-func deadLetters(t *testing.T, s store.Egress, endpoint string) []store.DeadLetter {
+func deadLetters(t *testing.T, s store.Delivery, endpoint string) []store.DeadLetter {
 	t.Helper()
 	var dls []store.DeadLetter
-	err := s.ViewEgress(context.Background(), func(r store.EgressReader) error {
+	err := s.ViewDelivery(context.Background(), func(r store.DeliveryReader) error {
 		var err error
 		dls, err = r.DeadLetters(endpoint, 0, 0)
 		return err
@@ -159,10 +159,10 @@ func deadLetters(t *testing.T, s store.Egress, endpoint string) []store.DeadLett
 	return dls
 }
 
-func cursor(t *testing.T, s store.Egress, endpoint string) uint64 {
+func cursor(t *testing.T, s store.Delivery, endpoint string) uint64 {
 	t.Helper()
 	var c uint64
-	err := s.ViewEgress(context.Background(), func(r store.EgressReader) error {
+	err := s.ViewDelivery(context.Background(), func(r store.DeliveryReader) error {
 		var err error
 		c, err = r.Cursor(endpoint)
 		return err
@@ -178,16 +178,16 @@ func TestRelayDeliversRoutedEventsInOrder(t *testing.T) {
 	s := openStore(t, dir)
 	emit(t, s, event.TwinCreate, "before") // committed before the endpoint: not delivered
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
+	fs := &fakeSink{}
 	onlyCreates := func(e *event.Event) bool { return e.Type == event.TwinCreate }
-	start(t, Config{Endpoint: "ep", MaxBatch: 7}, s, sink, onlyCreates, nil)
+	start(t, Config{Endpoint: "ep", MaxBatch: 7}, s, fs, onlyCreates, nil)
 	want := ids("c", 50)
 	for i := 0; i < len(want); i += 10 {
 		emit(t, s, event.TwinCreate, want[i:i+10]...)
 		emit(t, s, event.Telemetry, "t"+want[i])
 	}
-	eventually(t, "every create is delivered", func() bool { return len(sink.received()) >= len(want) })
-	if got := sink.received(); !slices.Equal(got, want) {
+	eventually(t, "every create is delivered", func() bool { return len(fs.received()) >= len(want) })
+	if got := fs.received(); !slices.Equal(got, want) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
 	eventually(t, "the cursor reaches the end of the log", func() bool { return cursor(t, s, "ep") == s.Log().Last() })
@@ -197,8 +197,8 @@ func TestRelayResumesFromItsCursor(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	r, err := New(Config{Endpoint: "ep"}, s, sink, func(*event.Event) bool { return true }, nil, discard)
+	fs := &fakeSink{}
+	r, err := New(Config{Endpoint: "ep"}, s, fs, func(*event.Event) bool { return true }, nil, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestRelayResumesFromItsCursor(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	emit(t, s, event.TwinCreate, "a", "b")
-	eventually(t, "a and b are delivered", func() bool { return len(sink.received()) == 2 })
+	eventually(t, "a and b are delivered", func() bool { return len(fs.received()) == 2 })
 	eventually(t, "the relay is past b", func() bool {
 		st, err := r.Status(context.Background())
 		return err == nil && st.Cursor == 2
@@ -220,9 +220,9 @@ func TestRelayResumesFromItsCursor(t *testing.T) {
 		t.Fatalf("stored cursor after stop = %d, want 2", c)
 	}
 	emit(t, s, event.TwinCreate, "c")
-	start(t, Config{Endpoint: "ep"}, s, sink, nil, nil)
-	eventually(t, "c is delivered", func() bool { return len(sink.received()) == 3 })
-	if got := sink.received(); !slices.Equal(got, []string{"a", "b", "c"}) {
+	start(t, Config{Endpoint: "ep"}, s, fs, nil, nil)
+	eventually(t, "c is delivered", func() bool { return len(fs.received()) == 3 })
+	if got := fs.received(); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("delivered %v, want a b c: each once", got)
 	}
 }
@@ -249,8 +249,8 @@ func TestRelayRetriesTransientFailures(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
 	failures := 3
-	sink := &fakeSink{}
-	sink.setFail(func([]event.Event) error {
+	fs := &fakeSink{}
+	fs.setFail(func([]event.Event) error {
 		if failures > 0 {
 			failures--
 			return errors.New("connection refused")
@@ -262,10 +262,10 @@ func TestRelayRetriesTransientFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, s, sink, nil, m)
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, s, fs, nil, m)
 	emit(t, s, event.TwinCreate, ids("e", 5)...)
-	eventually(t, "the events are delivered", func() bool { return len(sink.received()) == 5 })
-	if got := sink.received(); !slices.Equal(got, ids("e", 5)) {
+	eventually(t, "the events are delivered", func() bool { return len(fs.received()) == 5 })
+	if got := fs.received(); !slices.Equal(got, ids("e", 5)) {
 		t.Errorf("delivered %v", got)
 	}
 	if n := testutil.ToFloat64(m.failed.WithLabelValues("ep")); n != 3 {
@@ -294,21 +294,21 @@ func TestRelayHonoursRetryAfter(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
 	var failedAt, retriedAt time.Time
-	sink := &fakeSink{}
-	sink.setFail(func([]event.Event) error {
+	fs := &fakeSink{}
+	fs.setFail(func([]event.Event) error {
 		if failedAt.IsZero() {
 			failedAt = time.Now()
-			return &egress.RetryAfterError{Err: errors.New("429 Too Many Requests"), After: 300 * time.Millisecond}
+			return &sink.RetryAfterError{Err: errors.New("429 Too Many Requests"), After: 300 * time.Millisecond}
 		}
 		retriedAt = time.Now()
 		return nil
 	})
-	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, "a")
-	eventually(t, "a is delivered", func() bool { return len(sink.received()) == 1 })
-	sink.mu.Lock()
+	eventually(t, "a is delivered", func() bool { return len(fs.received()) == 1 })
+	fs.mu.Lock()
 	waited := retriedAt.Sub(failedAt)
-	sink.mu.Unlock()
+	fs.mu.Unlock()
 	if waited < 300*time.Millisecond {
 		t.Errorf("retried after %v, want at least the 300ms Retry-After", waited)
 	}
@@ -318,21 +318,21 @@ func TestRelayDeadLettersRejectedEventsOnly(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
 	dir := t.TempDir()
-	sink := &fakeSink{}
-	sink.setFail(func(events []event.Event) error {
+	fs := &fakeSink{}
+	fs.setFail(func(events []event.Event) error {
 		for _, e := range events {
 			if e.ID == "e3" || e.ID == "e6" {
-				return egress.Permanent(errors.New("HTTP 400 Bad Request"))
+				return sink.Permanent(errors.New("HTTP 400 Bad Request"))
 			}
 		}
 		return nil
 	})
-	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, DeadLetterDir: dir}, s, sink, nil, nil)
+	start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, DeadLetterDir: dir}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, ids("e", 10)...)
 	want := slices.DeleteFunc(ids("e", 10), func(id string) bool { return id == "e3" || id == "e6" })
-	eventually(t, "the accepted events are delivered", func() bool { return len(sink.received()) == len(want) })
+	eventually(t, "the accepted events are delivered", func() bool { return len(fs.received()) == len(want) })
 	eventually(t, "the cursor moves past the batch", func() bool { return cursor(t, s, "ep") == 10 })
-	if got := sink.received(); !slices.Equal(got, want) {
+	if got := fs.received(); !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
 	dls := deadLetters(t, s, "ep")
@@ -361,14 +361,14 @@ func TestRelayDeadLettersRejectedEventsOnly(t *testing.T) {
 func TestRelayExpiresEvents(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	sink.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
+	fs := &fakeSink{}
+	fs.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, sink, nil, m)
+	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, fs, nil, m)
 	emit(t, s, event.TwinCreate, "a", "b")
 	eventually(t, "the events expire", func() bool { return len(deadLetters(t, s, "ep")) == 2 })
 	dls := deadLetters(t, s, "ep")
@@ -380,9 +380,9 @@ func TestRelayExpiresEvents(t *testing.T) {
 		t.Errorf("dead-lettered = %v, want 2", n)
 	}
 	// The endpoint recovers; later events flow.
-	sink.setFail(nil)
+	fs.setFail(nil)
 	emit(t, s, event.TwinCreate, "c")
-	eventually(t, "c is delivered", func() bool { return slices.Equal(sink.received(), []string{"c"}) })
+	eventually(t, "c is delivered", func() bool { return slices.Equal(fs.received(), []string{"c"}) })
 }
 
 // TestRelayExpiresEventsAfterDeliveries checks expiry once the relay has dated earlier
@@ -390,12 +390,12 @@ func TestRelayExpiresEvents(t *testing.T) {
 func TestRelayExpiresEventsAfterDeliveries(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, sink, nil, nil)
+	fs := &fakeSink{}
+	start(t, Config{Endpoint: "ep", TTL: 300 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, "a")
-	eventually(t, "a is delivered", func() bool { return slices.Equal(sink.received(), []string{"a"}) })
+	eventually(t, "a is delivered", func() bool { return slices.Equal(fs.received(), []string{"a"}) })
 	time.Sleep(200 * time.Millisecond)
-	sink.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
+	fs.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
 	emit(t, s, event.TwinCreate, "b")
 	eventually(t, "b expires", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
 	if d := deadLetters(t, s, "ep")[0]; d.Event.ID != "b" || !strings.HasPrefix(d.Reason, "expired") {
@@ -407,9 +407,9 @@ func TestRelayExpiresEventsAfterDeliveries(t *testing.T) {
 func TestRelayMaxAttempts(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	sink.setFail(func([]event.Event) error { return errors.New("timeout") })
-	start(t, Config{Endpoint: "ep", MaxAttempts: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	fs := &fakeSink{}
+	fs.setFail(func([]event.Event) error { return errors.New("timeout") })
+	start(t, Config{Endpoint: "ep", MaxAttempts: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, "a")
 	eventually(t, "a is dead-lettered", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
 	if d := deadLetters(t, s, "ep")[0]; d.Attempts != 3 || !strings.Contains(d.Reason, "3 attempts") {
@@ -420,14 +420,14 @@ func TestRelayMaxAttempts(t *testing.T) {
 func TestRelayRedrive(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	sink.setFail(func(events []event.Event) error {
+	fs := &fakeSink{}
+	fs.setFail(func(events []event.Event) error {
 		if events[0].ID == "bad" {
-			return egress.Permanent(errors.New("HTTP 404"))
+			return sink.Permanent(errors.New("HTTP 404"))
 		}
 		return nil
 	})
-	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, sink, nil, nil)
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, "bad")
 	eventually(t, "bad is dead-lettered", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
 	id := deadLetters(t, s, "ep")[0].ID
@@ -441,24 +441,24 @@ func TestRelayRedrive(t *testing.T) {
 	if again.Attempts != 2 || again.Event.ID != "bad" {
 		t.Errorf("dead letter after a failed redrive %+v, want 2 attempts", again)
 	}
-	sink.setFail(nil)
+	fs.setFail(nil)
 	r.Redrive(again.ID)
-	eventually(t, "the redriven event is delivered", func() bool { return slices.Equal(sink.received(), []string{"bad"}) })
+	eventually(t, "the redriven event is delivered", func() bool { return slices.Equal(fs.received(), []string{"bad"}) })
 	eventually(t, "the dead letter is gone", func() bool { return len(deadLetters(t, s, "ep")) == 0 })
 }
 
 func TestRelayReplay(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	r := start(t, Config{Endpoint: "ep"}, s, sink, nil, nil)
+	fs := &fakeSink{}
+	r := start(t, Config{Endpoint: "ep"}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, "a", "b", "c")
-	eventually(t, "a b c are delivered", func() bool { return len(sink.received()) == 3 })
+	eventually(t, "a b c are delivered", func() bool { return len(fs.received()) == 3 })
 	r.Rewind(1) // deliver again from seq 2
-	eventually(t, "b c are delivered again", func() bool { return len(sink.received()) == 5 })
+	eventually(t, "b c are delivered again", func() bool { return len(fs.received()) == 5 })
 	emit(t, s, event.TwinCreate, "d")
-	eventually(t, "d is delivered", func() bool { return len(sink.received()) == 6 })
-	if got := sink.received(); !slices.Equal(got, []string{"a", "b", "c", "b", "c", "d"}) {
+	eventually(t, "d is delivered", func() bool { return len(fs.received()) == 6 })
+	if got := fs.received(); !slices.Equal(got, []string{"a", "b", "c", "b", "c", "d"}) {
 		t.Errorf("delivered %v", got)
 	}
 }
@@ -468,25 +468,25 @@ func TestRelayReplay(t *testing.T) {
 func TestRelayReplayInterruptsRetries(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "ep")
-	sink := &fakeSink{}
-	sink.setFail(func(events []event.Event) error {
+	fs := &fakeSink{}
+	fs.setFail(func(events []event.Event) error {
 		if events[0].ID == "b" {
 			return errors.New("down")
 		}
 		return nil
 	})
-	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Hour, MaxBackoff: time.Hour}, s, sink, nil, nil)
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Hour, MaxBackoff: time.Hour}, s, fs, nil, nil)
 	emit(t, s, event.TwinCreate, "a")
-	eventually(t, "a is delivered", func() bool { return len(sink.received()) == 1 })
+	eventually(t, "a is delivered", func() bool { return len(fs.received()) == 1 })
 	emit(t, s, event.TwinCreate, "b")
 	eventually(t, "b is retrying", func() bool {
 		st, _ := r.Status(context.Background())
 		return st.State == StateRetrying
 	})
-	sink.setFail(nil)
+	fs.setFail(nil)
 	r.Rewind(0)
-	eventually(t, "a and b are delivered from the start", func() bool { return len(sink.received()) == 3 })
-	if got := sink.received(); !slices.Equal(got, []string{"a", "a", "b"}) {
+	eventually(t, "a and b are delivered from the start", func() bool { return len(fs.received()) == 3 })
+	if got := fs.received(); !slices.Equal(got, []string{"a", "a", "b"}) {
 		t.Errorf("delivered %v, want a a b", got)
 	}
 }
@@ -536,7 +536,7 @@ func TestPruner(t *testing.T) {
 	}
 	// Within the retention nothing goes, even behind the cursor.
 	now = time.Now()
-	err = s.UpdateEgress(context.Background(), func(w store.EgressWriter) error { return w.SetCursor("ep", 10) })
+	err = s.UpdateDelivery(context.Background(), func(w store.DeliveryWriter) error { return w.SetCursor("ep", 10) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/graph"
-	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 var benchTwins = flag.Int("twins", 10_000, "twins (and relationships) in the query benchmark's graph")
@@ -95,7 +95,7 @@ func BenchmarkQuery(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	g, err := graph.New(graph.Config{ServiceID: "bench"}, st, nil)
+	g, err := twins.New(twins.Config{ServiceID: "bench"}, st, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func BenchmarkQuery(b *testing.B) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start = time.Now()
-	idx, err := index.New(ctx, index.Config{}, st, g.Models, nil)
+	idx, err := graph.New(ctx, graph.Config{}, st, g.Models, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func BenchmarkQuery(b *testing.B) {
 			rows := 0
 			for b.Loop() {
 				t0 := time.Now()
-				err := idx.Read(ctx, func(r *index.Reader) error {
+				err := idx.Read(ctx, func(r *graph.Reader) error {
 					page, err := p.Run(ctx, r, Cursor{}, pageSize)
 					rows = len(page.Rows)
 					return err

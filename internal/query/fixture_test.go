@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/graph"
-	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // fixtureClock is the time every fixture write happens at.
@@ -20,9 +20,9 @@ var fixtureClock = time.Date(2024, 5, 1, 10, 0, 0, 123456700, time.UTC)
 // fixture is a building graph in a real SQLite store, written through the twin service, and
 // the index built over it.
 type fixture struct {
-	graph *graph.Graph
+	twins *twins.Service
 	store *sqlite.Store
-	index *index.Index
+	index *graph.Index
 }
 
 // newFixture writes testdata/fixture.json through a graph over a fresh store and builds the
@@ -36,11 +36,11 @@ func newFixture(t testing.TB, late bool) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	g, err := graph.New(graph.Config{ServiceID: "tf.test", Now: func() time.Time { return fixtureClock }}, st, nil)
+	g, err := twins.New(twins.Config{ServiceID: "tf.test", Now: func() time.Time { return fixtureClock }}, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{graph: g, store: st}
+	f := &fixture{twins: g, store: st}
 	if late {
 		f.buildIndex(t)
 	}
@@ -66,12 +66,12 @@ func newFixture(t testing.TB, late bool) *fixture {
 		t.Fatal(err)
 	}
 	for _, tw := range fx.Twins {
-		if _, err := g.PutTwin(ctx, tw.ID, tw.Body, "", graph.Trace{}); err != nil {
+		if _, err := g.PutTwin(ctx, tw.ID, tw.Body, "", twins.Trace{}); err != nil {
 			t.Fatalf("create twin %s: %v", tw.ID, err)
 		}
 	}
 	for _, r := range fx.Relationships {
-		if _, err := g.PutRelationship(ctx, r.Source, r.ID, r.Body, "", graph.Trace{}); err != nil {
+		if _, err := g.PutRelationship(ctx, r.Source, r.ID, r.Body, "", twins.Trace{}); err != nil {
 			t.Fatalf("create relationship %s: %v", r.ID, err)
 		}
 	}
@@ -83,7 +83,7 @@ func newFixture(t testing.TB, late bool) *fixture {
 
 func (f *fixture) buildIndex(t testing.TB) {
 	t.Helper()
-	idx, err := index.New(context.Background(), index.Config{}, f.store, f.graph.Models, nil)
+	idx, err := graph.New(context.Background(), graph.Config{}, f.store, f.twins.Models, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

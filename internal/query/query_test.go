@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/twinflow/twinflow/internal/graph"
-	"github.com/twinflow/twinflow/internal/index"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -58,7 +58,7 @@ func TestGolden(t *testing.T) {
 }
 
 // runAll returns every row of p, reading pages of pageSize.
-func runAll(t testing.TB, idx *index.Index, p *Prepared, pageSize int) []json.RawMessage {
+func runAll(t testing.TB, idx *graph.Index, p *Prepared, pageSize int) []json.RawMessage {
 	t.Helper()
 	var rows []json.RawMessage
 	cur := Cursor{}
@@ -67,7 +67,7 @@ func runAll(t testing.TB, idx *index.Index, p *Prepared, pageSize int) []json.Ra
 			t.Fatalf("%s: paging does not end", p.Query().Text)
 		}
 		var page Page
-		if err := idx.Read(context.Background(), func(r *index.Reader) error {
+		if err := idx.Read(context.Background(), func(r *graph.Reader) error {
 			var err error
 			page, err = p.Run(context.Background(), r, cur, pageSize)
 			return err
@@ -158,7 +158,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		_ = fx.index.Read(context.Background(), func(r *index.Reader) error {
+		_ = fx.index.Read(context.Background(), func(r *graph.Reader) error {
 			for cur, pages := (Cursor{}), 0; pages < 20; pages++ {
 				page, err := p.Run(context.Background(), r, cur, 3)
 				if err != nil {
@@ -232,7 +232,7 @@ func TestRunStopsWithContext(t *testing.T) {
 	ctx := context.Background()
 	for i := range 5000 {
 		body := fmt.Sprintf(`{"$metadata":{"$model":"dtmi:example:Sensor;1"},"value":%d}`, i)
-		if _, err := f.graph.PutTwin(ctx, fmt.Sprintf("extra%d", i), []byte(body), "", graph.Trace{}); err != nil {
+		if _, err := f.twins.PutTwin(ctx, fmt.Sprintf("extra%d", i), []byte(body), "", twins.Trace{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,14 +242,14 @@ func TestRunStopsWithContext(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	err = f.index.Read(ctx, func(r *index.Reader) error {
+	err = f.index.Read(ctx, func(r *graph.Reader) error {
 		_, err := p.Run(cancelled, r, Cursor{}, 10)
 		return err
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run with an ended context: %v, want context.Canceled", err)
 	}
-	err = f.index.Read(ctx, func(r *index.Reader) error {
+	err = f.index.Read(ctx, func(r *graph.Reader) error {
 		page, err := p.Run(ctx, r, Cursor{}, 10)
 		if err == nil && string(page.Rows[0]) != `{"COUNT":5002}` {
 			t.Errorf("count %s, want 5002", page.Rows[0])

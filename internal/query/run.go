@@ -9,7 +9,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/expr"
-	"github.com/twinflow/twinflow/internal/index"
+	"github.com/twinflow/twinflow/internal/graph"
 )
 
 // Error is a query the language refuses: a syntax error, a limit or a rule. Its message has
@@ -81,7 +81,7 @@ type Page struct {
 // slot order for queries over one collection and in anchor, then relationship, order for
 // JOIN and MATCH. COUNT() answers in one page. Run checks ctx every few thousand candidates
 // and returns its error, wrapped, once it ends.
-func (p *Prepared) Run(ctx context.Context, r *index.Reader, cur Cursor, pageSize int) (Page, error) {
+func (p *Prepared) Run(ctx context.Context, r *graph.Reader, cur Cursor, pageSize int) (Page, error) {
 	ex := newExec(p.plan, r)
 	pl := p.plan
 	limit := pageSize
@@ -135,7 +135,7 @@ func (p *Prepared) Run(ctx context.Context, r *index.Reader, cur Cursor, pageSiz
 			return emit(Cursor{Skip: n - 1})
 		})
 	case pl.colls[0].rel:
-		ex.eachRel(cur.Slot, func(rel *index.Rel) bool {
+		ex.eachRel(cur.Slot, func(rel *graph.Rel) bool {
 			ex.env.rels[0] = rel
 			return emit(Cursor{Slot: rel.Slot()})
 		})
@@ -162,7 +162,7 @@ func (p *Prepared) Run(ctx context.Context, r *index.Reader, cur Cursor, pageSiz
 // exec is one run of a plan.
 type exec struct {
 	pl  *plan
-	r   *index.Reader
+	r   *graph.Reader
 	fns expr.Funcs
 	env rowEnv
 	// residual is what remains of the WHERE clause to evaluate per row, after the model
@@ -180,9 +180,9 @@ type modelMatch struct {
 	accept []bool
 }
 
-func newExec(pl *plan, r *index.Reader) *exec {
+func newExec(pl *plan, r *graph.Reader) *exec {
 	ex := &exec{pl: pl, r: r, models: map[*expr.Node]modelMatch{}}
-	ex.env = rowEnv{ex: ex, twins: make([]*index.Twin, len(pl.colls)), rels: make([]*index.Rel, len(pl.colls))}
+	ex.env = rowEnv{ex: ex, twins: make([]*graph.Twin, len(pl.colls)), rels: make([]*graph.Rel, len(pl.colls))}
 	ex.fns = pl.funcs(ex)
 	ex.residual = pl.residual
 	for _, nt := range pl.numeric {
@@ -243,7 +243,7 @@ func (ex *exec) numbersMatch(slot int) bool {
 // acceptedModels evaluates IS_OF_MODEL's rule for every model number the index knows: the
 // twin's model, or one it extends (unless exact), has the requested id with a version at
 // least the requested one; with exact, the model must be the one requested.
-func acceptedModels(r *index.Reader, mc modelCall) []bool {
+func acceptedModels(r *graph.Reader, mc modelCall) []bool {
 	set := r.Models()
 	ids := r.ModelIDs()
 	accept := make([]bool, len(ids))
@@ -276,8 +276,8 @@ func (pl *plan) funcs(ex *exec) expr.Funcs {
 // rowEnv resolves paths against the current row's bindings.
 type rowEnv struct {
 	ex    *exec
-	twins []*index.Twin
-	rels  []*index.Rel
+	twins []*graph.Twin
+	rels  []*graph.Rel
 }
 
 // Lookup implements expr.Env.
@@ -362,13 +362,13 @@ func (ex *exec) eachTwin(from int, fn func(slot int) bool) {
 	r, pl := ex.r, ex.pl
 	switch {
 	case pl.anchor >= 0:
-		var ts []*index.Twin
+		var ts []*graph.Twin
 		for _, id := range pl.anchorIDs {
 			if t, ok := r.Twin(id); ok && t.Slot() >= from && !slices.Contains(ts, t) {
 				ts = append(ts, t)
 			}
 		}
-		slices.SortFunc(ts, func(a, b *index.Twin) int { return a.Slot() - b.Slot() })
+		slices.SortFunc(ts, func(a, b *graph.Twin) int { return a.Slot() - b.Slot() })
 		for _, t := range ts {
 			if !fn(t.Slot()) {
 				return
@@ -418,7 +418,7 @@ func (ex *exec) eachTwin(from int, fn func(slot int) bool) {
 
 // eachRel calls fn for the candidate relationships of a FROM RELATIONSHIPS query in slot
 // order from slot from, until fn returns false.
-func (ex *exec) eachRel(from int, fn func(*index.Rel) bool) {
+func (ex *exec) eachRel(from int, fn func(*graph.Rel) bool) {
 	r, pl := ex.r, ex.pl
 	if pl.anchor < 0 {
 		for i := from; i < r.RelSlots(); i++ {
@@ -428,7 +428,7 @@ func (ex *exec) eachRel(from int, fn func(*index.Rel) bool) {
 		}
 		return
 	}
-	var rels []*index.Rel
+	var rels []*graph.Rel
 	for _, id := range pl.anchorIDs {
 		t, ok := r.Twin(id)
 		if !ok {
@@ -444,7 +444,7 @@ func (ex *exec) eachRel(from int, fn func(*index.Rel) bool) {
 			}
 		}
 	}
-	slices.SortFunc(rels, func(a, b *index.Rel) int { return a.Slot() - b.Slot() })
+	slices.SortFunc(rels, func(a, b *graph.Rel) int { return a.Slot() - b.Slot() })
 	for _, rel := range rels {
 		if !fn(rel) {
 			return
@@ -484,7 +484,7 @@ func (ex *exec) eachPatternRow(fn func() bool) {
 			bound[l.a], bound[l.b], done[i], progress = true, true, true, true
 		}
 	}
-	var seen []*index.Twin
+	var seen []*graph.Twin
 	for _, id := range pl.anchorIDs {
 		t, ok := ex.r.Twin(id)
 		if !ok || slices.Contains(seen, t) {
@@ -518,7 +518,7 @@ func (ex *exec) walk(steps []step, fn func() bool) bool {
 	env := &ex.env
 	from := env.twins[s.from]
 	prev := env.twins[s.to]
-	return ex.expand(from, s, func(to *index.Twin, rel *index.Rel) bool {
+	return ex.expand(from, s, func(to *graph.Twin, rel *graph.Rel) bool {
 		if prev != nil && to != prev {
 			return true // the collection is already bound (a cycle in the pattern)
 		}
@@ -535,9 +535,9 @@ func (ex *exec) walk(steps []step, fn func() bool) bool {
 // expand calls fn for every twin reachable from t along s: over one relationship (passing
 // it), or for hop ranges, every twin whose shortest distance along matching relationships
 // is within the range, each once (rel is then nil).
-func (ex *exec) expand(t *index.Twin, s step, fn func(*index.Twin, *index.Rel) bool) bool {
-	match := func(r *index.Rel) bool { return len(s.names) == 0 || slices.Contains(s.names, r.Name()) }
-	neighbours := func(t *index.Twin, visit func(*index.Twin, *index.Rel) bool) bool {
+func (ex *exec) expand(t *graph.Twin, s step, fn func(*graph.Twin, *graph.Rel) bool) bool {
+	match := func(r *graph.Rel) bool { return len(s.names) == 0 || slices.Contains(s.names, r.Name()) }
+	neighbours := func(t *graph.Twin, visit func(*graph.Twin, *graph.Rel) bool) bool {
 		if s.dir != In {
 			for _, r := range t.Out() {
 				if match(r) && !visit(r.Target(), r) {
@@ -557,12 +557,12 @@ func (ex *exec) expand(t *index.Twin, s step, fn func(*index.Twin, *index.Rel) b
 	if s.max == 1 {
 		return neighbours(t, fn)
 	}
-	visited := map[*index.Twin]bool{t: true}
-	frontier := []*index.Twin{t}
+	visited := map[*graph.Twin]bool{t: true}
+	frontier := []*graph.Twin{t}
 	for depth := 1; depth <= s.max && len(frontier) > 0; depth++ {
-		var next []*index.Twin
+		var next []*graph.Twin
 		for _, u := range frontier {
-			ok := neighbours(u, func(v *index.Twin, _ *index.Rel) bool {
+			ok := neighbours(u, func(v *graph.Twin, _ *graph.Rel) bool {
 				if visited[v] {
 					return true
 				}

@@ -32,9 +32,9 @@ type Config struct {
 	ServiceID string
 	// ShutdownTimeout bounds how long Run waits for in-flight requests once its context ends.
 	ShutdownTimeout time.Duration
-	// Egress configures event delivery (see LoadConfigFile); nil means the defaults with no
+	// Delivery configures event delivery (see LoadConfigFile); nil means the defaults with no
 	// endpoints or routes declared.
-	Egress *EgressConfig
+	Delivery *DeliveryConfig
 }
 
 // withDefaults returns c with every empty field set to its default.

@@ -1,4 +1,4 @@
-// Package server wires twinflow together: it opens the store, builds the twin graph, the graph
+// Package server wires twinflow together: it opens the store, builds the twin service, the graph
 // index that queries read and the ADT API over them, and serves them over HTTP(S) with health
 // endpoints, Prometheus /metrics and access logs, and delivers routed events to endpoints. It
 // is the only package that starts long-lived goroutines: the HTTP server, the index's
@@ -20,11 +20,11 @@ import (
 
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/graph"
-	"github.com/twinflow/twinflow/internal/index"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
-// Server is one twinflow instance: storage, graph, index and API behind one listener.
+// Server is one twinflow instance: storage, twin service, graph index and API behind one listener.
 //
 // New acquires everything (the store, the listening socket); Run serves and, when it returns,
 // has released all of it. Run must therefore be called exactly once for every Server New
@@ -33,7 +33,7 @@ type Server struct {
 	cfg       Config
 	logger    *slog.Logger
 	store     *sqlite.Store
-	graph     *graph.Graph
+	twins     *twins.Service
 	delivery  *delivery
 	ln        net.Listener
 	http      *http.Server
@@ -51,10 +51,10 @@ type Server struct {
 // and relationship from the store, and the API over it.
 type built struct {
 	api   *api.API
-	index *index.Index
+	index *graph.Index
 }
 
-// New opens the store in cfg.DataDir, builds the graph and event delivery, and binds
+// New opens the store in cfg.DataDir, builds the twin service and event delivery, and binds
 // cfg.Listen. It logs the address bound as "twinflow listening on <URL>". The graph index and
 // the API over it are built by Run, since the index reads every twin and relationship and so
 // takes time in proportion to them. On error nothing is left open.
@@ -98,20 +98,20 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 			s.store.Close()
 		}
 	}()
-	s.graph, err = graph.New(graph.Config{ServiceID: s.serviceID}, s.store, logger)
+	s.twins, err = twins.New(twins.Config{ServiceID: s.serviceID}, s.store, logger)
 	if err != nil {
-		return nil, fmt.Errorf("build graph: %w", err)
+		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	var egressCfg EgressConfig
-	if cfg.Egress != nil {
-		egressCfg = *cfg.Egress
+	var deliveryCfg DeliveryConfig
+	if cfg.Delivery != nil {
+		deliveryCfg = *cfg.Delivery
 	}
-	s.delivery, err = newDelivery(context.Background(), egressCfg, s.store, logger)
+	s.delivery, err = newDelivery(context.Background(), deliveryCfg, s.store, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
 	s.http = &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.handler(),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -212,7 +212,7 @@ func (s *Server) Run(ctx context.Context) error {
 // keeps the index following the change log until ctx ends.
 func (s *Server) buildAndFollow(ctx context.Context) error {
 	start := time.Now()
-	idx, err := index.New(ctx, index.Config{}, s.store, s.graph.Models, s.logger)
+	idx, err := graph.New(ctx, graph.Config{}, s.store, s.twins.Models, s.logger)
 	if err != nil {
 		return fmt.Errorf("build graph index: %w", err)
 	}
@@ -221,7 +221,7 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	// returns that memory to the system before the server reports ready, instead of keeping
 	// the resident size near the build's peak until the heap happens to be scavenged.
 	debug.FreeOSMemory()
-	a, err := api.New(api.Config{Index: idx, Egress: s.delivery.api()}, s.graph, s.logger)
+	a, err := api.New(api.Config{Index: idx, Delivery: s.delivery.api()}, s.twins, s.logger)
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}

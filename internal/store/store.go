@@ -146,7 +146,7 @@ type Change struct {
 	Relationship *Relationship
 }
 
-// Endpoint is a stored egress endpoint. Config is its JSON definition as accepted
+// Endpoint is a stored endpoint. Config is its JSON definition as accepted
 // ({"endpointType": ..., and that kind's settings}); the store keeps it opaque.
 type Endpoint struct {
 	Name    string
@@ -175,17 +175,17 @@ type DeadLetter struct {
 	Time     time.Time
 }
 
-// Egress is the part of a store that keeps event delivery state beside the change log:
+// Delivery is the part of a store that keeps event delivery state beside the change log:
 // endpoints, routes, each endpoint's delivery cursor and dead letters. Its transactions have
 // the semantics of Store's View and Update (they share the writer and its group commit).
-type Egress interface {
-	ViewEgress(ctx context.Context, fn func(EgressReader) error) error
-	UpdateEgress(ctx context.Context, fn func(EgressWriter) error) error
+type Delivery interface {
+	ViewDelivery(ctx context.Context, fn func(DeliveryReader) error) error
+	UpdateDelivery(ctx context.Context, fn func(DeliveryWriter) error) error
 }
 
-// EgressReader reads delivery state. Methods return ErrNotFound for a missing entity; a limit
+// DeliveryReader reads delivery state. Methods return ErrNotFound for a missing entity; a limit
 // of 0 or less means no limit.
-type EgressReader interface {
+type DeliveryReader interface {
 	Endpoint(name string) (Endpoint, error)
 	// Endpoints lists every endpoint ordered by name.
 	Endpoints() ([]Endpoint, error)
@@ -207,9 +207,9 @@ type EgressReader interface {
 	LogSeqAt(t time.Time) (uint64, error)
 }
 
-// EgressWriter changes delivery state inside an UpdateEgress.
-type EgressWriter interface {
-	EgressReader
+// DeliveryWriter changes delivery state inside an UpdateDelivery.
+type DeliveryWriter interface {
+	DeliveryReader
 	// PutEndpoint inserts or replaces an endpoint. A new endpoint's cursor starts at the
 	// newest record in the log, so its relay delivers only events committed after it; a
 	// replaced endpoint keeps its cursor, its dead letters and its Created time.

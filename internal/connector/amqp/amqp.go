@@ -14,9 +14,9 @@ import (
 	"net/url"
 	"sync"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // Protocol versions.
@@ -39,14 +39,14 @@ type SinkConfig struct {
 	// Exchange is the AMQP 0-9-1 exchange; empty means the default exchange, where the
 	// routing key names a queue.
 	Exchange string `json:"exchange,omitempty"`
-	// RoutingKey is the AMQP 0-9-1 routing key template (see egress.Template).
+	// RoutingKey is the AMQP 0-9-1 routing key template (see sink.Template).
 	RoutingKey string `json:"routingKey,omitempty"`
 	// Address is the AMQP 1.0 target, e.g. a Service Bus topic or queue name, or
 	// "/queues/<name>" or "/exchanges/<name>/<key>" for RabbitMQ 4, "/queue/<name>" or
 	// "/exchange/<name>/<key>" for RabbitMQ 3's plugin.
 	Address string `json:"address,omitempty"`
 	// TLS configures amqps connections.
-	TLS egress.TLS `json:"tls,omitzero"`
+	TLS sink.TLS `json:"tls,omitzero"`
 }
 
 func (c SinkConfig) protocol() string {
@@ -68,7 +68,7 @@ func (c SinkConfig) Validate() error {
 	}
 	switch c.protocol() {
 	case Protocol091:
-		if _, err := egress.ParseTemplate(c.RoutingKey); err != nil {
+		if _, err := sink.ParseTemplate(c.RoutingKey); err != nil {
 			errs = append(errs, fmt.Errorf("routingKey: %w", err))
 		}
 		if c.Exchange == "" && c.RoutingKey == "" {
@@ -116,14 +116,14 @@ type publisher interface {
 	close() error
 }
 
-// Sink publishes events over AMQP. It implements egress.Publisher.
+// Sink publishes events over AMQP. It implements sink.Publisher.
 type Sink struct {
 	mu     sync.Mutex // held by Send, Publish and Close
 	pub    publisher
 	closed bool
 }
 
-var _ egress.Publisher = (*Sink)(nil)
+var _ sink.Publisher = (*Sink)(nil)
 
 // NewSink validates cfg and returns a sink. It connects on the first Send.
 func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
@@ -154,20 +154,20 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	return wait(ctx)
 }
 
-// Publish implements egress.Publisher: it publishes events on the connection every earlier
+// Publish implements sink.Publisher: it publishes events on the connection every earlier
 // batch went out on, so the broker takes them in order, and returns an Ack waiting for the
 // broker's confirmations (AMQP 0-9-1) or settlements (AMQP 1.0) of every one. A negative
 // confirmation or a rejection fails the Ack as it fails Send. A failure that loses the
 // channel or link, or an Ack whose context ends, drops the connection, failing the batches
 // published after it too; the next Send or Publish dials again.
-func (s *Sink) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+func (s *Sink) Publish(ctx context.Context, events []event.Event) (sink.Ack, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	wait, err := s.publish(ctx, events, "publish")
 	if err != nil {
 		return nil, err
 	}
-	return egress.Ack(wait), nil
+	return sink.Ack(wait), nil
 }
 
 // publish checks the sink's state and hands events to the protocol; op names the caller in

@@ -10,14 +10,14 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // publisher091 publishes with AMQP 0-9-1 publisher confirms.
 type publisher091 struct {
 	cfg        SinkConfig
-	routingKey egress.Template
+	routingKey sink.Template
 	tls        *tls.Config
 	logger     *slog.Logger
 
@@ -36,7 +36,7 @@ type channel091 struct {
 }
 
 func newPublisher091(cfg SinkConfig, logger *slog.Logger) (*publisher091, error) {
-	key, err := egress.ParseTemplate(cfg.RoutingKey)
+	key, err := sink.ParseTemplate(cfg.RoutingKey)
 	if err != nil {
 		return nil, fmt.Errorf("routingKey: %w", err)
 	}
@@ -143,7 +143,7 @@ func (p *publisher091) fail(c *channel091, err error) error {
 		_ = c.conn.Close()
 	}
 	if reason != nil && permanentCode(reason.Code) {
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	}
 	return classify091(err)
 }
@@ -153,10 +153,10 @@ func (p *publisher091) fail(c *channel091, err error) error {
 func classify091(err error) error {
 	var amqpErr *amqp091.Error
 	if errors.As(err, &amqpErr) && permanentCode(amqpErr.Code) {
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	}
 	if errors.Is(err, amqp091.ErrSASL) || errors.Is(err, amqp091.ErrCredentials) {
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	}
 	return err
 }

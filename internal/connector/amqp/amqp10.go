@@ -8,8 +8,8 @@ import (
 
 	amqp10 "github.com/Azure/go-amqp"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // publisher10 publishes AMQP 1.0 transfers on one sender link, all sent before the first
@@ -98,7 +98,7 @@ func (p *publisher10) publish(ctx context.Context, events []event.Event) (func(c
 				if s.Error != nil {
 					err = fmt.Errorf("%w: %w", err, s.Error)
 				}
-				return egress.Permanent(err)
+				return sink.Permanent(err)
 			default:
 				return fmt.Errorf("broker settled event %q as %T", events[i].ID, state)
 			}
@@ -125,7 +125,7 @@ func classify10(err error) error {
 		switch amqpErr.Condition {
 		case amqp10.ErrCondNotFound, amqp10.ErrCondUnauthorizedAccess, amqp10.ErrCondMessageSizeExceeded,
 			amqp10.ErrCondNotAllowed, amqp10.ErrCondInvalidField, amqp10.ErrCondDecodeError:
-			return egress.Permanent(err)
+			return sink.Permanent(err)
 		}
 	}
 	return err

@@ -13,9 +13,9 @@ import (
 	amqp10 "github.com/Azure/go-amqp"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // broker is the RabbitMQ server running on this machine; its AMQP 1.0 plugin is enabled.
@@ -112,15 +112,15 @@ func newSink(t testing.TB, cfg SinkConfig) *Sink {
 func TestContract091(t *testing.T) {
 	ch := channel(t)
 	sinktest.Run(t, sinktest.Harness{
-		New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+		New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {
 			q, x := queue(t, ch, true)
 			return newSink(t, SinkConfig{URL: brokerURL(broker), Exchange: x, RoutingKey: "twins.{twinId}"}), newReceiver091(t, ch, q)
 		},
-		Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+		Proxied: func(t *testing.T, proxy func(string) string) (sink.Sink, sinktest.Receiver) {
 			q, _ := queue(t, ch, false)
 			return newSink(t, SinkConfig{URL: brokerURL(proxy(broker)), RoutingKey: q}), newReceiver091(t, ch, q)
 		},
-		Reject: func(t *testing.T) egress.Sink {
+		Reject: func(t *testing.T) sink.Sink {
 			return newSink(t, SinkConfig{URL: brokerURL(broker), Exchange: unique("no-such-exchange"), RoutingKey: "k"})
 		},
 	})
@@ -206,15 +206,15 @@ func (r *receiver10) Receive(ctx context.Context, n int) ([]event.Event, error) 
 func TestContract10(t *testing.T) {
 	ch := channel(t)
 	sinktest.Run(t, sinktest.Harness{
-		New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+		New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {
 			q, _ := queue(t, ch, false)
 			return newSink(t, SinkConfig{URL: brokerURL(broker), Protocol: Protocol10, Address: "/amq/queue/" + q}), newReceiver10(t, "/amq/queue/"+q)
 		},
-		Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+		Proxied: func(t *testing.T, proxy func(string) string) (sink.Sink, sinktest.Receiver) {
 			q, _ := queue(t, ch, false)
 			return newSink(t, SinkConfig{URL: brokerURL(proxy(broker)), Protocol: Protocol10, Address: "/amq/queue/" + q}), newReceiver10(t, "/amq/queue/"+q)
 		},
-		Reject: func(t *testing.T) egress.Sink {
+		Reject: func(t *testing.T) sink.Sink {
 			return newSink(t, SinkConfig{URL: brokerURL(broker), Protocol: Protocol10, Address: "/exchange/" + unique("no-such-exchange") + "/k"})
 		},
 	})
@@ -285,7 +285,7 @@ func TestPublish(t *testing.T) {
 			s := newSink(t, tt.sink(q))
 			defer s.Close()
 			events := sinktest.Events("publish", 200)
-			var acks []egress.Ack
+			var acks []sink.Ack
 			for b := range slices.Chunk(events, 50) {
 				ack, err := s.Publish(ctx, b)
 				if err != nil {
@@ -310,7 +310,7 @@ func TestPublish(t *testing.T) {
 
 			rejected := newSink(t, tt.reject)
 			defer rejected.Close()
-			if err := rejected.Send(ctx, sinktest.Events("rejected", 2)); !egress.IsPermanent(err) {
+			if err := rejected.Send(ctx, sinktest.Events("rejected", 2)); !sink.IsPermanent(err) {
 				t.Fatalf("Send = %v, want a permanent error", err)
 			}
 			// Publish may fail at once, or the broker may reject what it took.
@@ -325,7 +325,7 @@ func TestPublish(t *testing.T) {
 				if err == nil {
 					err = acks[i](ctx)
 				}
-				if !egress.IsPermanent(err) {
+				if !sink.IsPermanent(err) {
 					t.Errorf("batch %d: Publish and its Ack = %v, want a permanent error", i, err)
 				}
 			}

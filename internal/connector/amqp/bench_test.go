@@ -7,8 +7,8 @@ import (
 	amqp10 "github.com/Azure/go-amqp"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // benchQueue declares a durable queue that keeps its newest 50,000 messages, so a long run

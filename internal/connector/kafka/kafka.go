@@ -21,9 +21,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // SASL mechanisms.
@@ -46,7 +46,7 @@ type SinkConfig struct {
 	// SASL authenticates the connection, if Mechanism is set.
 	SASL SASL `json:"sasl,omitzero"`
 	// TLS encrypts the connection if Enabled or any file is set. Event Hubs needs it.
-	TLS egress.TLS `json:"tls,omitzero"`
+	TLS sink.TLS `json:"tls,omitzero"`
 	// ClientID names the producer to the brokers; empty means "twinflow".
 	ClientID string `json:"clientId,omitempty"`
 }
@@ -103,7 +103,7 @@ func (c SinkConfig) Redacted() SinkConfig {
 	return c
 }
 
-// Sink produces events to one topic. It implements egress.Publisher.
+// Sink produces events to one topic. It implements sink.Publisher.
 type Sink struct {
 	cfg  SinkConfig
 	opts []kgo.Opt
@@ -114,7 +114,7 @@ type Sink struct {
 	sent   batch // Send's batch, reused between Sends
 }
 
-var _ egress.Publisher = (*Sink)(nil)
+var _ sink.Publisher = (*Sink)(nil)
 
 // NewSink validates cfg and prepares the producer. It does not contact the brokers: the
 // first Send connects.
@@ -191,7 +191,7 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	return s.sent.result(events, s.cfg.Topic)
 }
 
-// Publish implements egress.Publisher: it hands events to the producer and returns an Ack
+// Publish implements sink.Publisher: it hands events to the producer and returns an Ack
 // waiting until the brokers acknowledged every one. Pipelined batches keep each key's order:
 // the producer appends the records of every batch to their partitions in the order they were
 // produced, and its idempotence keeps up to five produce requests per broker in flight
@@ -200,7 +200,7 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 // record of its key is written before the batch is published or sent again. An Ack whose
 // context ends returns without closing the producer: its records stay in the producer until
 // the brokers answer or the delivery timeout fails them.
-func (s *Sink) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+func (s *Sink) Publish(ctx context.Context, events []event.Event) (sink.Ack, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -296,7 +296,7 @@ func (b *batch) result(events []event.Event, topic string) error {
 // value = data, ce_* headers and content-type.
 func Record(e *event.Event) kgo.Record {
 	attrs := cloudevents.Attributes(e)
-	id := egress.TwinID(e)
+	id := sink.TwinID(e)
 	// One buffer holds the header values and the key.
 	size := len(e.DataContentType) + len(id)
 	for _, a := range attrs {
@@ -353,7 +353,7 @@ func classify(err error) error {
 		kerr.SaslAuthenticationFailed, kerr.InvalidRequiredAcks, kerr.UnsupportedForMessageFormat,
 	} {
 		if errors.Is(err, permanent) {
-			return egress.Permanent(err)
+			return sink.Permanent(err)
 		}
 	}
 	return err

@@ -17,10 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 const topic = "twin-events"
@@ -85,7 +85,7 @@ func (r *receiver) Receive(ctx context.Context, n int) ([]event.Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		if key := egress.TwinID(&e); string(rec.Key) != key {
+		if key := sink.TwinID(&e); string(rec.Key) != key {
 			return nil, fmt.Errorf("event %s has key %q, want the twin id %q", e.ID, rec.Key, key)
 		}
 		out[i] = e
@@ -103,11 +103,11 @@ func newSink(t testing.TB, cfg SinkConfig) *Sink {
 
 func TestContract(t *testing.T) {
 	sinktest.Run(t, sinktest.Harness{
-		New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+		New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {
 			c := cluster(t, 1)
 			return newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic}), newReceiver(t, c.ListenAddrs())
 		},
-		Reject: func(t *testing.T) egress.Sink {
+		Reject: func(t *testing.T) sink.Sink {
 			c := cluster(t, 1, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "64"}))
 			return newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
 		},
@@ -144,7 +144,7 @@ func TestBrokerRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	err = s.Send(ctx, sinktest.Events("during", 2))
 	cancel()
-	if err == nil || egress.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Send while the cluster is down = %v, want a retryable error", err)
 	}
 
@@ -159,7 +159,7 @@ func TestBrokerRestart(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if egress.IsPermanent(err) || time.Now().After(deadline) {
+		if sink.IsPermanent(err) || time.Now().After(deadline) {
 			t.Fatalf("Send after the restart: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -266,7 +266,7 @@ func TestValidate(t *testing.T) {
 		want []string
 	}{
 		{SinkConfig{Brokers: []string{"h:9092"}, Topic: "t.x-1"}, nil},
-		{SinkConfig{Brokers: []string{"ns.servicebus.windows.net:9093"}, Topic: "hub", TLS: egress.TLS{Enabled: true},
+		{SinkConfig{Brokers: []string{"ns.servicebus.windows.net:9093"}, Topic: "hub", TLS: sink.TLS{Enabled: true},
 			SASL: SASL{Mechanism: Plain, User: "$ConnectionString", Password: "Endpoint=sb://..."}}, nil},
 		{SinkConfig{}, []string{"brokers:", "topic: required"}},
 		{SinkConfig{Brokers: []string{"nohost"}, Topic: "a/b", SASL: SASL{Mechanism: "GSSAPI"}}, []string{"brokers[0]:", "topic:", "sasl.mechanism:"}},
@@ -293,7 +293,7 @@ func TestValidate(t *testing.T) {
 func TestTLS(t *testing.T) {
 	caFile, server := sinktest.ServerTLS(t)
 	c := cluster(t, 1, kfake.TLS(server))
-	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic, TLS: egress.TLS{CAFile: caFile}})
+	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic, TLS: sink.TLS{CAFile: caFile}})
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -301,7 +301,7 @@ func TestTLS(t *testing.T) {
 	if err := s.Send(ctx, events); err != nil {
 		t.Fatalf("Send over TLS: %v", err)
 	}
-	tc, err := (egress.TLS{CAFile: caFile}).Config()
+	tc, err := (sink.TLS{CAFile: caFile}).Config()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestPublish(t *testing.T) {
 	s := newSink(t, SinkConfig{Brokers: c.ListenAddrs(), Topic: topic})
 	defer s.Close()
 	events := sinktest.Events("publish", 90)
-	var acks []egress.Ack
+	var acks []sink.Ack
 	for b := range slices.Chunk(events, 20) {
 		ack, err := s.Publish(t.Context(), b)
 		if err != nil {
@@ -383,10 +383,10 @@ func TestPublishRejected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	sendErr := s.Send(ctx, sinktest.Events("rejected", 3))
-	if !egress.IsPermanent(sendErr) {
+	if !sink.IsPermanent(sendErr) {
 		t.Fatalf("Send = %v, want a permanent error", sendErr)
 	}
-	var acks []egress.Ack
+	var acks []sink.Ack
 	for _, n := range []int{3, 0, 2} {
 		ack, err := s.Publish(ctx, sinktest.Events("rejected", n))
 		if err != nil {
@@ -396,7 +396,7 @@ func TestPublishRejected(t *testing.T) {
 	}
 	for i, want := range []bool{true, false, true} {
 		err := acks[i](ctx)
-		if (err != nil) != want || (want && !egress.IsPermanent(err)) {
+		if (err != nil) != want || (want && !sink.IsPermanent(err)) {
 			t.Errorf("Ack of batch %d = %v, want a permanent error: %v", i, err, want)
 		}
 		if want && !errors.Is(err, kerr.MessageTooLarge) {

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // BenchmarkDelivery compares the sink, MQTT 5 and 3.1.1, with paho.golang publishing the

@@ -17,8 +17,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // DefaultTopic is the topic template when SinkConfig.Topic is empty.
@@ -29,7 +29,7 @@ type SinkConfig struct {
 	// URL is the broker: tcp:// or mqtt:// (port 1883 by default), ssl://, tls:// or mqtts://
 	// for TLS (8883).
 	URL string `json:"url"`
-	// Topic is the topic template (see egress.Template), DefaultTopic if empty. '+' and '#'
+	// Topic is the topic template (see sink.Template), DefaultTopic if empty. '+' and '#'
 	// in a placeholder's value become '_'; '/' stays, so {subject} of a relationship event
 	// spans three levels.
 	Topic string `json:"topic,omitempty"`
@@ -41,7 +41,7 @@ type SinkConfig struct {
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
 	// TLS configures ssl://, tls:// and mqtts:// connections.
-	TLS egress.TLS `json:"tls,omitzero"`
+	TLS sink.TLS `json:"tls,omitzero"`
 }
 
 func (c SinkConfig) topic() string {
@@ -59,7 +59,7 @@ func (c SinkConfig) Validate() error {
 	} else if _, err := brokerURL(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	}
-	if _, err := egress.ParseTemplate(c.topic()); err != nil {
+	if _, err := sink.ParseTemplate(c.topic()); err != nil {
 		errs = append(errs, fmt.Errorf("topic: %w", err))
 	} else if strings.ContainsAny(c.topic(), "+#\x00") {
 		errs = append(errs, fmt.Errorf("topic: %q: wildcards cannot be published to", c.topic()))
@@ -119,9 +119,9 @@ type publisher interface {
 	close() error
 }
 
-// Sink publishes events to an MQTT broker. It implements egress.Sink.
+// Sink publishes events to an MQTT broker. It implements sink.Sink.
 type Sink struct {
-	topic egress.Template
+	topic sink.Template
 	pub   publisher
 
 	mu     sync.Mutex // held by Send and Close
@@ -129,7 +129,7 @@ type Sink struct {
 	topics []string
 }
 
-var _ egress.Sink = (*Sink)(nil)
+var _ sink.Sink = (*Sink)(nil)
 
 // NewSink validates cfg and starts the client. MQTT 5 connects in the background and
 // reconnects by itself; MQTT 3.1.1 connects on the first Send and again after a failure.
@@ -137,7 +137,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("mqtt endpoint: %w", err)
 	}
-	topic, err := egress.ParseTemplate(cfg.topic())
+	topic, err := sink.ParseTemplate(cfg.topic())
 	if err != nil {
 		return nil, fmt.Errorf("mqtt endpoint: topic: %w", err)
 	}

@@ -10,9 +10,9 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // publisher3 is an MQTT 3.1.1 client, connected on demand.
@@ -56,7 +56,7 @@ func (p *publisher3) publish(ctx context.Context, topics []string, events []even
 	for i := range events {
 		body, err := cloudevents.Structured(&events[i])
 		if err != nil {
-			return egress.Permanent(err)
+			return sink.Permanent(err)
 		}
 		tokens[i] = p.client.Publish(topics[i], 1, false, body)
 	}

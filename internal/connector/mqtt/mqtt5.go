@@ -11,9 +11,9 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // publisher5 is an MQTT 5 client that keeps itself connected.
@@ -58,7 +58,7 @@ func (p *publisher5) publish(ctx context.Context, topics []string, events []even
 		resp, err := p.cm.Publish(ctx, Publish5(topics[i], &events[i]))
 		if err != nil {
 			if resp != nil && isPermanent5(resp.ReasonCode) {
-				return egress.Permanent(fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err))
+				return sink.Permanent(fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err))
 			}
 			return fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err)
 		}

@@ -17,10 +17,10 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // broker is the Mosquitto server running on this machine.
@@ -119,21 +119,21 @@ func TestContract(t *testing.T) {
 			rcv = newReceiver3
 		}
 		// MQTT 3.1.1 cannot refuse a publish: the broker acknowledges and drops it.
-		var reject func(t *testing.T) egress.Sink
+		var reject func(t *testing.T) sink.Sink
 		if version == 5 {
-			reject = func(t *testing.T) egress.Sink {
+			reject = func(t *testing.T) sink.Sink {
 				return newSink(t, SinkConfig{URL: "tcp://" + privateBroker(t, "", "allow_anonymous true\n"), Topic: "denied/{twinId}"})
 			}
 		}
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
 			sinktest.Run(t, sinktest.Harness{
 				Reject: reject,
-				New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+				New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {
 					p := prefix()
 					r := rcv(t, p+"/#")
 					return newSink(t, SinkConfig{URL: "tcp://" + broker, Version: version, Topic: p + "/{type}/{subject}"}), r
 				},
-				Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+				Proxied: func(t *testing.T, proxy func(string) string) (sink.Sink, sinktest.Receiver) {
 					p := prefix()
 					r := rcv(t, p+"/#")
 					return newSink(t, SinkConfig{URL: "tcp://" + proxy(broker), Version: version, Topic: p + "/{twinId}"}), r
@@ -206,7 +206,7 @@ func TestNotAuthorized(t *testing.T) {
 	denied := newSink(t, SinkConfig{URL: "tcp://" + addr, Topic: "denied/{twinId}"})
 	defer denied.Close()
 	err := denied.Send(ctx, sinktest.Events("denied", 2))
-	if !egress.IsPermanent(err) {
+	if !sink.IsPermanent(err) {
 		t.Fatalf("Send to a denied topic = %v, want a permanent error", err)
 	}
 }
@@ -254,7 +254,7 @@ func TestTLS(t *testing.T) {
 	addr := privateBroker(t, "cafile "+files.CAFile+"\ncertfile "+files.CertFile+"\nkeyfile "+files.KeyFile+"\n", "allow_anonymous true\n")
 	for _, version := range []int{5, 3} {
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
-			ok := newSink(t, SinkConfig{URL: "mqtts://" + addr, Version: version, Topic: "allowed/{twinId}", TLS: egress.TLS{CAFile: files.CAFile}})
+			ok := newSink(t, SinkConfig{URL: "mqtts://" + addr, Version: version, Topic: "allowed/{twinId}", TLS: sink.TLS{CAFile: files.CAFile}})
 			defer ok.Close()
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()

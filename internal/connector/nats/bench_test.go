@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // benchStream creates a file-backed stream of at most 512 MiB for a benchmark.

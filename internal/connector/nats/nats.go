@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // DefaultSubject is the subject template when SinkConfig.Subject is empty.
@@ -37,7 +37,7 @@ const ackTimeout = 30 * time.Second
 type SinkConfig struct {
 	// URL is the server, e.g. nats://127.0.0.1:4222; several may be given comma-separated.
 	URL string `json:"url"`
-	// Subject is the subject template (see egress.Template), DefaultSubject if empty. Each
+	// Subject is the subject template (see sink.Template), DefaultSubject if empty. Each
 	// placeholder's value has '.', ' ', '*' and '>' replaced by '_' and stands for one
 	// subject token ("_" if empty), so twins.{type}.{twinId} always has three tokens:
 	// twins.Microsoft_DigitalTwins_Twin_Update.room1.
@@ -52,7 +52,7 @@ type SinkConfig struct {
 	Password string `json:"password,omitempty"`
 	Token    string `json:"token,omitempty"`
 	// TLS configures tls:// connections.
-	TLS egress.TLS `json:"tls,omitzero"`
+	TLS sink.TLS `json:"tls,omitzero"`
 }
 
 // Validate reports every problem with c, each naming its field.
@@ -73,7 +73,7 @@ func (c SinkConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("url: %q: want a nats://, tls://, ws:// or wss:// URL", u))
 		}
 	}
-	if _, err := egress.ParseTemplate(c.subject()); err != nil {
+	if _, err := sink.ParseTemplate(c.subject()); err != nil {
 		errs = append(errs, fmt.Errorf("subject: %w", err))
 	} else if strings.ContainsAny(strings.NewReplacer("{type}", "", "{twinId}", "", "{subject}", "", "{source}", "", "{id}", "").Replace(c.subject()), " \t*>") {
 		errs = append(errs, fmt.Errorf("subject: %q: wildcards and spaces cannot be published to", c.subject()))
@@ -110,12 +110,12 @@ func (c SinkConfig) Redacted() SinkConfig {
 // rate than batches of the relay's default size.
 func (SinkConfig) DefaultMaxBatch() int { return maxPending }
 
-// Sink publishes events to JetStream. It implements egress.Sink. The connection reconnects
+// Sink publishes events to JetStream. It implements sink.Sink. The connection reconnects
 // on its own; a Send while it is down fails after its context or the acknowledgement
 // timeout, and the relay sends again.
 type Sink struct {
 	cfg     SinkConfig
-	subject egress.Template
+	subject sink.Template
 	nc      *nats.Conn
 	js      jetstream.JetStream
 
@@ -123,7 +123,7 @@ type Sink struct {
 	closed bool
 }
 
-var _ egress.Sink = (*Sink)(nil)
+var _ sink.Sink = (*Sink)(nil)
 
 // NewSink validates cfg and starts connecting to the server. It does not wait: a server
 // that is down is tried again forever, and Sends fail until it answers.
@@ -131,12 +131,12 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("nats endpoint: %w", err)
 	}
-	subject, err := egress.ParseTemplate(cfg.subject())
+	subject, err := sink.ParseTemplate(cfg.subject())
 	if err != nil {
 		return nil, fmt.Errorf("nats endpoint: subject: %w", err)
 	}
 	opts := []nats.Option{
-		nats.Name("twinflow egress"),
+		nats.Name("twinflow"),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250 * time.Millisecond),
@@ -178,7 +178,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js}, nil
 }
 
-var _ egress.Publisher = (*Sink)(nil)
+var _ sink.Publisher = (*Sink)(nil)
 
 // Send publishes events asynchronously, then waits for every acknowledgement in order.
 func (s *Sink) Send(ctx context.Context, events []event.Event) error {
@@ -201,11 +201,11 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	return nil
 }
 
-// Publish implements egress.Publisher: it publishes events asynchronously and returns an Ack
+// Publish implements sink.Publisher: it publishes events asynchronously and returns an Ack
 // waiting for their acknowledgements in order. Of a batch longer than the window of
 // unacknowledged publishes (maxPending), all but the last window's worth is acknowledged
 // before Publish returns.
-func (s *Sink) Publish(ctx context.Context, events []event.Event) (egress.Ack, error) {
+func (s *Sink) Publish(ctx context.Context, events []event.Event) (sink.Ack, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -314,10 +314,10 @@ func classify(err error) error {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	case errors.As(err, &apiErr) && apiErr.Code == 400:
 		// The stream refused the message itself (wrong stream, too large, ...).
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	}
 	return err
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // server is the NATS JetStream server running on this machine.
@@ -114,15 +114,15 @@ func newSink(t testing.TB, cfg SinkConfig) *Sink {
 func TestContract(t *testing.T) {
 	_, js := connect(t)
 	sinktest.Run(t, sinktest.Harness{
-		New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+		New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {
 			name := stream(t, js)
 			return newSink(t, SinkConfig{URL: "nats://" + server, Subject: name + ".{type}.{twinId}", Stream: name}), newReceiver(t, js, name)
 		},
-		Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+		Proxied: func(t *testing.T, proxy func(string) string) (sink.Sink, sinktest.Receiver) {
 			name := stream(t, js)
 			return newSink(t, SinkConfig{URL: "nats://" + proxy(server), Subject: name + ".{twinId}"}), newReceiver(t, js, name)
 		},
-		Reject: func(t *testing.T) egress.Sink {
+		Reject: func(t *testing.T) sink.Sink {
 			name := stream(t, js)
 			// The subject belongs to a stream other than the one the endpoint expects.
 			return newSink(t, SinkConfig{URL: "nats://" + server, Subject: name + ".x", Stream: name + "_other"})
@@ -213,7 +213,7 @@ func TestPublish(t *testing.T) {
 	defer s.Close()
 	events := sinktest.Events("publish", maxPending+10)
 	batches := [][]event.Event{events[:3], events[3:6], events[6:]}
-	var acks []egress.Ack
+	var acks []sink.Ack
 	for _, b := range batches {
 		ack, err := s.Publish(t.Context(), b)
 		if err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // privateServer runs a nats-server of the test's own with JetStream stored in dir, on
@@ -116,7 +116,7 @@ func TestServerRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	err := s.Send(ctx, sinktest.Events("down", 1))
 	cancel()
-	if err == nil || egress.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Send before the server started = %v, want a retryable error", err)
 	}
 
@@ -144,7 +144,7 @@ func TestServerRestart(t *testing.T) {
 			if err == nil {
 				break
 			}
-			if egress.IsPermanent(err) || time.Now().After(deadline) {
+			if sink.IsPermanent(err) || time.Now().After(deadline) {
 				t.Fatalf("round %d: %v", round, err)
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -157,7 +157,7 @@ func TestServerRestart(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 			err := s.Send(ctx, sinktest.Events("while-down", 1))
 			cancel()
-			if err == nil || egress.IsPermanent(err) {
+			if err == nil || sink.IsPermanent(err) {
 				t.Fatalf("Send while the server is down = %v, want a retryable error", err)
 			}
 			stop = privateServer(t, addr, dir)

@@ -9,9 +9,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // BenchmarkDelivery compares the sink in batched and structured mode with net/http posting

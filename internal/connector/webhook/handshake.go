@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/twinflow/twinflow/internal/egress"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // Handshake runs the CloudEvents webhook validation handshake (CloudEvents "HTTP 1.1 Web
@@ -17,7 +17,7 @@ import (
 // applies to the handshake too. A refusal is a permanent error; a network failure is not.
 func Handshake(ctx context.Context, cfg SinkConfig) error {
 	if err := cfg.Validate(); err != nil {
-		return egress.Permanent(fmt.Errorf("webhook endpoint: %w", err))
+		return sink.Permanent(fmt.Errorf("webhook endpoint: %w", err))
 	}
 	origin := cfg.Origin
 	if origin == "" {
@@ -25,12 +25,12 @@ func Handshake(ctx context.Context, cfg SinkConfig) error {
 	}
 	client, err := newClient(cfg)
 	if err != nil {
-		return egress.Permanent(fmt.Errorf("webhook endpoint: %w", err))
+		return sink.Permanent(fmt.Errorf("webhook endpoint: %w", err))
 	}
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodOptions, cfg.URL, nil)
 	if err != nil {
-		return egress.Permanent(fmt.Errorf("build validation request: %w", err))
+		return sink.Permanent(fmt.Errorf("build validation request: %w", err))
 	}
 	for k, v := range cfg.Headers {
 		req.Header.Set(k, v)
@@ -47,11 +47,11 @@ func Handshake(ctx context.Context, cfg SinkConfig) error {
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 			return err
 		}
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	}
 	allowed := strings.TrimSpace(resp.Header.Get("WebHook-Allowed-Origin"))
 	if allowed != "*" && !strings.EqualFold(allowed, origin) {
-		return egress.Permanent(fmt.Errorf("validate webhook %s: WebHook-Allowed-Origin is %q, want %q or \"*\"", cfg.Redacted().URL, allowed, origin))
+		return sink.Permanent(fmt.Errorf("validate webhook %s: WebHook-Allowed-Origin is %q, want %q or \"*\"", cfg.Redacted().URL, allowed, origin))
 	}
 	return nil
 }

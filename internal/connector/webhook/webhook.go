@@ -17,7 +17,7 @@
 // 2xx is success. 400, 401, 403, 404, 410, 413 and every other 4xx except 408 and 429 are
 // permanent failures (the events go to dead letters). 408, 429, 5xx and network errors are
 // retryable; a Retry-After header (seconds or an HTTP date) on them becomes an
-// egress.RetryAfterError.
+// sink.RetryAfterError.
 package webhook
 
 import (
@@ -38,9 +38,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/egress"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
 )
 
 // Delivery modes.
@@ -84,7 +84,7 @@ type SinkConfig struct {
 	// "twinflow".
 	Origin string `json:"origin,omitempty"`
 	// TLS configures https connections.
-	TLS egress.TLS `json:"tls,omitzero"`
+	TLS sink.TLS `json:"tls,omitzero"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("10s", "1m30s").
@@ -176,7 +176,7 @@ func (c SinkConfig) Redacted() SinkConfig {
 	return c
 }
 
-// Sink posts events to one webhook. It implements egress.Sink.
+// Sink posts events to one webhook. It implements sink.Sink.
 type Sink struct {
 	cfg    SinkConfig
 	client *http.Client
@@ -185,7 +185,7 @@ type Sink struct {
 	closed atomic.Bool
 }
 
-var _ egress.Sink = (*Sink)(nil)
+var _ sink.Sink = (*Sink)(nil)
 
 // NewSink validates cfg and returns a sink posting to cfg.URL. It does not contact the
 // destination; see Handshake.
@@ -233,13 +233,13 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 	case Batched:
 		body, err := cloudevents.Batch(events)
 		if err != nil {
-			return egress.Permanent(err)
+			return sink.Permanent(err)
 		}
 		return s.post(ctx, body, cloudevents.BatchContentType, nil)
 	case EventGrid:
 		body, err := eventGridBatch(events, s.cfg.Topic)
 		if err != nil {
-			return egress.Permanent(err)
+			return sink.Permanent(err)
 		}
 		return s.post(ctx, body, "application/json; charset=utf-8", nil)
 	}
@@ -251,7 +251,7 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 		} else {
 			var body []byte
 			if body, err = cloudevents.Structured(e); err != nil {
-				return egress.Permanent(err)
+				return sink.Permanent(err)
 			}
 			err = s.post(ctx, body, cloudevents.StructuredContentType, nil)
 		}
@@ -298,7 +298,7 @@ func encodeHeaderValue(v string) string {
 func (s *Sink) post(ctx context.Context, body []byte, contentType string, extra http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return egress.Permanent(fmt.Errorf("build request: %w", err))
+		return sink.Permanent(fmt.Errorf("build request: %w", err))
 	}
 	for k, v := range s.cfg.Headers {
 		req.Header.Set(k, v)
@@ -322,7 +322,7 @@ func (s *Sink) post(ctx context.Context, body []byte, contentType string, extra 
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // lets the connection be reused
 	if err := statusError(resp, snippet, s.now()); err != nil {
-		s.logger.Debug("webhook refused a request", "url", s.cfg.Redacted().URL, "status", resp.StatusCode, "permanent", egress.IsPermanent(err))
+		s.logger.Debug("webhook refused a request", "url", s.cfg.Redacted().URL, "status", resp.StatusCode, "permanent", sink.IsPermanent(err))
 		return err
 	}
 	return nil
@@ -350,10 +350,10 @@ func statusError(resp *http.Response, body []byte, now time.Time) error {
 	}
 	retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 || code < 400
 	if !retryable {
-		return egress.Permanent(err)
+		return sink.Permanent(err)
 	}
 	if after, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
-		return &egress.RetryAfterError{Err: err, After: after}
+		return &sink.RetryAfterError{Err: err, After: after}
 	}
 	return err
 }

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/egress"
-	"github.com/twinflow/twinflow/internal/egress/sinktest"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
 
 // receiver is an HTTP server that decodes every request it gets back into events.
@@ -127,15 +127,15 @@ func TestContract(t *testing.T) {
 	for _, mode := range []string{Structured, Binary, Batched, EventGrid} {
 		t.Run(mode, func(t *testing.T) {
 			sinktest.Run(t, sinktest.Harness{
-				New: func(t *testing.T) (egress.Sink, sinktest.Receiver) {
+				New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {
 					r := newReceiver(t, http.StatusOK)
 					return newSink(t, SinkConfig{URL: r.srv.URL + "/hook", Mode: mode}), r
 				},
-				Proxied: func(t *testing.T, proxy func(string) string) (egress.Sink, sinktest.Receiver) {
+				Proxied: func(t *testing.T, proxy func(string) string) (sink.Sink, sinktest.Receiver) {
 					r := newReceiver(t, http.StatusOK)
 					return newSink(t, SinkConfig{URL: "http://" + proxy(r.srv.Listener.Addr().String()) + "/hook", Mode: mode}), r
 				},
-				Reject: func(t *testing.T) egress.Sink {
+				Reject: func(t *testing.T) sink.Sink {
 					r := newReceiver(t, http.StatusBadRequest)
 					return newSink(t, SinkConfig{URL: r.srv.URL, Mode: mode})
 				},
@@ -198,12 +198,12 @@ func TestStatusMapping(t *testing.T) {
 				resp.Header.Set("Retry-After", tt.retryAfter)
 			}
 			err := statusError(resp, []byte("detail"), now)
-			var ra *egress.RetryAfterError
+			var ra *sink.RetryAfterError
 			var got string
 			switch {
 			case err == nil:
 				got = "ok"
-			case egress.IsPermanent(err):
+			case sink.IsPermanent(err):
 				got = "permanent"
 			case errors.As(err, &ra):
 				got = "after:" + ra.After.String()
@@ -224,7 +224,7 @@ func TestSendStatusOverHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	err := newSink(t, SinkConfig{URL: srv.URL}).Send(t.Context(), sinktest.Events("ra", 2))
-	var ra *egress.RetryAfterError
+	var ra *sink.RetryAfterError
 	if !errors.As(err, &ra) || ra.After != 3*time.Second {
 		t.Fatalf("Send = %v, want a RetryAfterError of 3s", err)
 	}
@@ -235,7 +235,7 @@ func TestSendUnreachable(t *testing.T) {
 	addr := srv.URL
 	srv.Close()
 	err := newSink(t, SinkConfig{URL: addr}).Send(t.Context(), sinktest.Events("down", 1))
-	if err == nil || egress.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Send to a closed port = %v, want a retryable error", err)
 	}
 }
@@ -270,7 +270,7 @@ func TestHandshake(t *testing.T) {
 			}))
 			defer srv.Close()
 			err := Handshake(t.Context(), SinkConfig{URL: srv.URL, Headers: map[string]string{"Authorization": "k"}})
-			if (err == nil) != tt.ok || (err != nil && egress.IsPermanent(err) != tt.permanent) {
+			if (err == nil) != tt.ok || (err != nil && sink.IsPermanent(err) != tt.permanent) {
 				t.Fatalf("Handshake = %v, want ok=%v permanent=%v", err, tt.ok, tt.permanent)
 			}
 			if origin != "twinflow" || auth != "k" {
@@ -304,7 +304,7 @@ func TestValidate(t *testing.T) {
 		{SinkConfig{URL: "https://h", Mode: "batched", Timeout: Duration(time.Second)}, nil},
 		{SinkConfig{}, []string{"url: required"}},
 		{SinkConfig{URL: "ftp://h", Mode: "soap", Timeout: -1, Headers: map[string]string{"Bad Name": "v"},
-			TLS: egress.TLS{CertFile: "c.pem"}},
+			TLS: sink.TLS{CertFile: "c.pem"}},
 			[]string{"url:", "mode:", "timeout:", "headers:", "tls.certFile"}},
 		{SinkConfig{URL: "/relative"}, []string{"url:"}},
 		{SinkConfig{URL: "http://h", Topic: "t"}, []string{"topic: only for mode eventgrid"}},
@@ -370,7 +370,7 @@ func TestTLS(t *testing.T) {
 	r.srv.StartTLS()
 	defer r.srv.Close()
 	events := sinktest.Events("tls", 2)
-	if err := newSink(t, SinkConfig{URL: r.srv.URL, TLS: egress.TLS{CAFile: caFile}}).Send(t.Context(), events); err != nil {
+	if err := newSink(t, SinkConfig{URL: r.srv.URL, TLS: sink.TLS{CAFile: caFile}}).Send(t.Context(), events); err != nil {
 		t.Fatalf("Send over TLS with the CA file: %v", err)
 	}
 	got, err := r.Receive(t.Context(), 2)

@@ -62,7 +62,7 @@ CREATE TABLE log (
 	event BLOB NOT NULL
 );
 `,
-	// Version 2: event delivery state (see egress.go).
+	// Version 2: event delivery state (see delivery.go).
 	`
 CREATE TABLE endpoints (
 	name    TEXT PRIMARY KEY,

@@ -1,0 +1,175 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/endpoint"
+	"github.com/twinflow/twinflow/internal/event"
+)
+
+func TestLoadConfigFile(t *testing.T) {
+	write := func(body string) string {
+		path := filepath.Join(t.TempDir(), "twinflow.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg, err := LoadConfigFile(write(`
+delivery:
+  maxRoutes: 10
+  retention: 48h
+endpoints:
+  hook:
+    endpointType: webhook
+    url: http://127.0.0.1:9/x
+    headers: {X-Team: twins}
+    delivery: {ttl: 1h, maxAttempts: 5}
+routes:
+  all:
+    endpointName: hook
+    filter: "true"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxRoutes != 10 || cfg.Retention != 48*time.Hour || cfg.Routes["all"] != (RouteConfig{EndpointName: "hook", Filter: "true"}) {
+		t.Errorf("config %+v", cfg)
+	}
+	var def map[string]any
+	if err := json.Unmarshal(cfg.Endpoints["hook"], &def); err != nil {
+		t.Fatal(err)
+	}
+	if def["endpointType"] != "webhook" || def["delivery"].(map[string]any)["maxAttempts"] != 5.0 {
+		t.Errorf("endpoint hook = %s", cfg.Endpoints["hook"])
+	}
+	if _, err := LoadConfigFile(write("")); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+	for _, bad := range []struct{ body, want string }{
+		{"delivery:\n  maxRoute: 1\n", "maxRoute"},
+		{"routes:\n  r:\n    filter: 'true'\n", "routes.r.endpointName: required"},
+		{"nonsense: [", "config file"},
+	} {
+		if _, err := LoadConfigFile(write(bad.body)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: error %v, want one mentioning %q", bad.body, err, bad.want)
+		}
+	}
+}
+
+// TestDeliveryEndToEnd runs a server whose config file declares a webhook endpoint and a
+// route: creating a twin through the API reaches the webhook, and /metrics counts it.
+func TestDeliveryEndToEnd(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []event.Event
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			w.Header().Set("WebHook-Allowed-Origin", "*")
+			return
+		}
+		var e event.Event
+		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	dc := &DeliveryConfig{
+		Endpoints: map[string]json.RawMessage{"hook": json.RawMessage(`{"endpointType":"webhook","url":"` + hook.URL + `"}`)},
+		Routes:    map[string]RouteConfig{"creates": {EndpointName: "hook", Filter: "type = 'Microsoft.DigitalTwins.Twin.Create'"}},
+	}
+	s, _ := start(t, Config{Delivery: dc}, nil)
+	base := s.URL()
+	do := func(method, path, body string, want int) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path+"?api-version=2023-10-31", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s = %d, want %d", method, path, resp.StatusCode, want)
+		}
+	}
+	do("POST", "/models", `[{"@id":"dtmi:example:Room;1","@type":"Interface","@context":"dtmi:dtdl:context;2",
+		"contents":[{"@type":"Property","name":"temperature","schema":"double"}]}]`, http.StatusCreated)
+	do("PUT", "/digitaltwins/room-1", `{"$metadata":{"$model":"dtmi:example:Room;1"},"temperature":21}`, http.StatusOK)
+	do("PATCH", "/digitaltwins/room-1", `[{"op":"replace","path":"/temperature","value":22}]`, http.StatusNoContent)
+	do("PUT", "/digitaltwins/room-2", `{"$metadata":{"$model":"dtmi:example:Room;1"}}`, http.StatusOK)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook got %d events, want 2", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	var subjects []string
+	for _, e := range got {
+		if e.Type != event.TwinCreate || e.Source != s.ServiceID() {
+			t.Errorf("event %+v: want a Twin.Create from %s", e, s.ServiceID())
+		}
+		subjects = append(subjects, e.Subject)
+	}
+	mu.Unlock()
+	if !slices.Equal(subjects, []string{"room-1", "room-2"}) {
+		t.Errorf("subjects %v, want room-1 room-2 (the update is not routed)", subjects)
+	}
+	code, body := get(t, http.DefaultClient, base+"/metrics")
+	if code != http.StatusOK || !strings.Contains(body, `twinflow_endpoint_delivered_events_total{endpoint="hook"} 2`) ||
+		!strings.Contains(body, `twinflow_endpoint_lag_events{endpoint="hook"}`) ||
+		!strings.Contains(body, `twinflow_endpoint_lag_seconds{endpoint="hook"}`) {
+		t.Errorf("/metrics = %d:\n%s", code, body)
+	}
+}
+
+// TestKinds checks that each endpoint type this build offers reads a minimal definition and
+// reports a bad one by field.
+func TestKinds(t *testing.T) {
+	valid := map[string]string{
+		"webhook": `{"endpointType":"webhook","url":"http://127.0.0.1:9/hook"}`,
+		"kafka":   `{"endpointType":"kafka","brokers":["127.0.0.1:9092"],"topic":"twins"}`,
+		"nats":    `{"endpointType":"nats","url":"nats://127.0.0.1:4222"}`,
+		"amqp":    `{"endpointType":"amqp","url":"amqp://guest:guest@127.0.0.1:5672/","exchange":"twins"}`,
+		"mqtt":    `{"endpointType":"mqtt","url":"tcp://127.0.0.1:1883","topic":"twins/{twinId}"}`,
+	}
+	kinds := Kinds()
+	if len(kinds) != len(valid) {
+		t.Errorf("%d kinds, want %d", len(kinds), len(valid))
+	}
+	for kind, def := range valid {
+		if _, err := endpoint.Parse(json.RawMessage(def), kinds); err != nil {
+			t.Errorf("%s: %v", kind, err)
+		}
+		bad := strings.Replace(def, `"endpointType"`, `"unknownSetting":1,"endpointType"`, 1)
+		if _, err := endpoint.Parse(json.RawMessage(bad), kinds); err == nil || !strings.Contains(err.Error(), "unknownSetting") {
+			t.Errorf("%s with an unknown setting: %v", kind, err)
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// handler mounts the health endpoints in front of the API and wraps everything in the access
+// log.
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", s.serveAPI)
+	return accessLog(s.logger, mux)
+}
+
+// serveAPI hands the request to the API once Run has built it. Before that it answers 503
+// with Retry-After and ADT's error body; the API's own translator cannot, as there is no API
+// yet.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if b := s.built.Load(); b != nil {
+		b.api.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("x-ms-error-code", "ServiceUnavailable")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	w.Write([]byte(`{"error":{"code":"ServiceUnavailable","message":"twinflow is starting: the graph index is being built. Retry shortly."}}` + "\n"))
+}
+
+// handleHealthz answers 200 {"status":"ok"} while the process serves HTTP at all.
+func handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeStatus(w, http.StatusOK, "ok")
+}
+
+// handleReadyz answers 200 {"status":"ready"} while the server serves with its store open and
+// its graph index has caught up with the change log since the start (see ready); before that
+// and once shutdown has begun, 503 {"status":"not ready"}.
+func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready() {
+		writeStatus(w, http.StatusServiceUnavailable, "not ready")
+		return
+	}
+	writeStatus(w, http.StatusOK, "ready")
+}
+
+func writeStatus(w http.ResponseWriter, code int, status string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write([]byte(`{"status":"` + status + `"}` + "\n"))
+}
+
+// accessLog logs one line per request at debug level. When debug logging is off it costs one
+// Enabled check per request.
+func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !logger.Enabled(r.Context(), slog.LevelDebug) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		logger.LogAttrs(r.Context(), slog.LevelDebug, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", r.RemoteAddr))
+	})
+}
+
+// statusRecorder remembers the status code and body size a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,285 @@
+// Package twins is the twin service: models, twins, relationships and telemetry, validated
+// against DTDL and written to the store together with the events they cause. The REST API and
+// the ingress rules both change the twin graph only through it.
+//
+// Every write is one store.Update carrying the new state and its events. The work that does
+// not need the writer (decoding, patching, validating, encoding) is done first against a
+// snapshot; the Update then only re-reads the entity, checks that its ETag is still the one the
+// work was based on, and writes. When another write got there first the work is redone; after
+// a few lost races it is done inside the Update, so every call makes progress. Patches start
+// from an in-memory copy of recently written twins when there is one, which saves the snapshot
+// read; the same ETag check makes a stale copy cost only a retry.
+package twins
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/jsontext"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// Limits are the size and count limits the service enforces. Zero fields take the defaults of
+// ADT's service limits (adt-api.md §8).
+type Limits struct {
+	// RequestBytes caps the body of a twin PUT, a twin, component or relationship PATCH and a
+	// relationship PUT (ADT: "Max request payload" 32 KB). Over it: 400 LimitExceeded.
+	RequestBytes int
+	// TwinBytes caps a stored twin document, $metadata included (default 64 KiB: ADT's 32 KB
+	// of content plus room for the metadata ADT does not count). Over it: 400 LimitExceeded.
+	TwinBytes int
+	// StringBytes caps a string value anywhere in a twin or relationship (ADT: 4 KB).
+	StringBytes int
+	// PropertyNameBytes caps a property name (ADT: 1 KB). Strings and names over their limit
+	// are 400 ValidationFailed.
+	PropertyNameBytes int
+	// ModelsPerCall caps the models of one AddModels call (ADT: 250): 400 LimitExceeded.
+	ModelsPerCall int
+	// ModelBytes caps one model's JSON (ADT: 1 MB): 400 LimitExceeded.
+	ModelBytes int
+	// Twins caps the twins of the instance (ADT: 2,000,000): creating one more is 400
+	// TwinLimitReached.
+	Twins int
+	// OutgoingRelationships and IncomingRelationships cap the relationships from and to one
+	// twin (ADT: 50,000 each): 400 LimitExceeded.
+	OutgoingRelationships int
+	IncomingRelationships int
+}
+
+func (l *Limits) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.RequestBytes, 32*1024)
+	def(&l.TwinBytes, 64*1024)
+	def(&l.StringBytes, 4*1024)
+	def(&l.PropertyNameBytes, 1024)
+	def(&l.ModelsPerCall, 250)
+	def(&l.ModelBytes, 1024*1024)
+	def(&l.Twins, 2_000_000)
+	def(&l.OutgoingRelationships, 50_000)
+	def(&l.IncomingRelationships, 50_000)
+}
+
+// Config configures a Service.
+type Config struct {
+	// ServiceID is the host name events carry as their source.
+	ServiceID string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Limits are the enforced limits; zero fields take ADT's defaults.
+	Limits Limits
+	// CachedTwins is how many recently written twins the service keeps in memory to prepare
+	// patches without a store read (see PatchTwin); 0 means 10,000, negative disables it.
+	CachedTwins int
+}
+
+// Trace carries the W3C trace context of the request that causes a write.
+type Trace struct {
+	// Parent is the request's traceparent header. When it is empty or malformed the service
+	// starts a new trace. Every event the write emits carries it.
+	Parent string
+}
+
+// Service is the twin service. It is safe for concurrent use.
+type Service struct {
+	cfg    Config
+	st     store.Store
+	logger *slog.Logger
+
+	// models is the current model state, replaced as a whole on every model change.
+	models atomic.Pointer[modelState]
+	// modelMu serialises model changes, so that each one builds on the state before it.
+	modelMu sync.Mutex
+	// cache holds recently written twins for PatchTwin.
+	cache *twinCache
+}
+
+// modelState is an immutable snapshot of the stored models.
+type modelState struct {
+	set            *dtdl.ModelSet
+	decommissioned map[string]bool
+}
+
+// New returns a Service over st. It loads every stored model and resolves them into one ModelSet;
+// it fails if the stored models no longer parse.
+func New(cfg Config, st store.Store, logger *slog.Logger) (*Service, error) {
+	if st == nil {
+		return nil, errors.New("graph: a store is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Limits.setDefaults()
+	if cfg.CachedTwins == 0 {
+		cfg.CachedTwins = 10_000
+	}
+	s := &Service{cfg: cfg, st: st, logger: logger, cache: newTwinCache(cfg.CachedTwins)}
+
+	var stored []store.Model
+	err := st.View(context.Background(), func(r store.Reader) error {
+		var err error
+		stored, err = r.Models("", 0)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("graph: load models: %w", err)
+	}
+	docs := make([][]byte, len(stored))
+	dec := make(map[string]bool)
+	for i, m := range stored {
+		docs[i] = m.Definition
+		if m.Decommissioned {
+			dec[m.ID] = true
+		}
+	}
+	set, err := dtdl.Parse(docs, nil, dtdl.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("graph: resolve %d stored models: %w", len(stored), err)
+	}
+	s.models.Store(&modelState{set: set, decommissioned: dec})
+	logger.Info("models loaded", "count", len(stored))
+	return s, nil
+}
+
+// Models returns the current resolved models. The set is immutable; a model change replaces it.
+func (s *Service) Models() *dtdl.ModelSet {
+	return s.models.Load().set
+}
+
+// errStale reports that the state a write was prepared against changed before it committed.
+var errStale = errors.New("graph: state changed during the write")
+
+// optimisticAttempts is how many times a write is prepared outside the store's writer before
+// it is prepared inside it.
+const optimisticAttempts = 3
+
+// commitFunc writes a prepared change. It returns errStale when the state it was prepared
+// against has changed.
+type commitFunc func(w store.Writer) error
+
+// write prepares a change against a snapshot and commits it in one Update, redoing the
+// preparation when the snapshot went stale (see the package documentation).
+func (s *Service) write(ctx context.Context, prepare func(r store.Reader) (commitFunc, error)) error {
+	for range optimisticAttempts {
+		var commit commitFunc
+		if err := s.st.View(ctx, func(r store.Reader) error {
+			var err error
+			commit, err = prepare(r)
+			return err
+		}); err != nil {
+			return err
+		}
+		err := s.st.Update(ctx, func(w store.Writer) error { return commit(w) })
+		if !errors.Is(err, errStale) {
+			return err
+		}
+	}
+	return s.st.Update(ctx, func(w store.Writer) error {
+		commit, err := prepare(w)
+		if err != nil {
+			return err
+		}
+		return commit(w)
+	})
+}
+
+// newEvent builds an event of the service with a fresh id. at is the time of the
+// operation, formatted by twin.FormatTime (writes format it once for the document and the
+// event).
+func (s *Service) newEvent(typ, subject, at string, tr Trace, data []byte) event.Event {
+	return event.Event{
+		ID:              uuid.NewString(),
+		Source:          s.cfg.ServiceID,
+		SpecVersion:     event.SpecVersion,
+		Type:            typ,
+		Subject:         subject,
+		Time:            at,
+		DataContentType: "application/json",
+		TraceParent:     traceParent(tr),
+		Data:            data,
+	}
+}
+
+// updateData is the data of a Twin.Update or Relationship.Update event:
+// {"modelId":"<dtmi>","patch":[...]}.
+func updateData(modelID string, p twin.Patch) ([]byte, error) {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"modelId":`...)
+	b = jsontext.AppendString(b, modelID)
+	b = append(b, `,"patch":`...)
+	b, err := p.AppendJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode update event data: %w", err)
+	}
+	return append(b, '}'), nil
+}
+
+// traceParent returns tr.Parent when it is a well-formed W3C traceparent, else a new one.
+func traceParent(tr Trace) string {
+	if validTraceParent(tr.Parent) {
+		return tr.Parent
+	}
+	var id [24]byte         // trace id and parent id
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
+	var b [55]byte
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], id[:16])
+	b[35] = '-'
+	hex.Encode(b[36:52], id[16:])
+	copy(b[52:], "-01")
+	return string(b[:])
+}
+
+// validTraceParent checks the version-00 form: 2-32-16-2 lower-case hex digits.
+func validTraceParent(s string) bool {
+	if len(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i == 2 || i == 35 || i == 52 {
+			continue
+		}
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return s[:2] != "ff"
+}
+
+// tooLarge is LimitExceeded for a request body over the limit.
+func tooLarge(what string, n, limit int) error {
+	return twin.LimitExceeded(fmt.Sprintf("The %s is %d bytes; the limit is %d bytes.", what, n, limit))
+}
+
+// validationError turns a *dtdl.ValidationError into ADT's ValidationFailed with one detail
+// per problem; msg is the top-level message. Other errors are wrapped.
+func validationError(msg string, err error) error {
+	var ve *dtdl.ValidationError
+	if !errors.As(err, &ve) {
+		return fmt.Errorf("validate: %w", err)
+	}
+	details := make([]string, 0, len(ve.Problems))
+	for _, p := range ve.Problems {
+		details = append(details, p.String())
+	}
+	return twin.ValidationFailed(msg, details...)
+}

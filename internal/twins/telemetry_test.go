@@ -1,0 +1,77 @@
+package twins
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/twinflow/twinflow/internal/event"
+)
+
+func TestSendTelemetry(t *testing.T) {
+	ctx := context.Background()
+	e := newRoomEnv(t)
+	e.putRoom("r1")
+	if err := e.g.SendTelemetry(ctx, "r1", "", "m-1", "2024-05-01T09:59:59Z", []byte(` {"temp": 21.5} `), trace); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.g.SendTelemetry(ctx, "r1", "therm", "m-2", "", []byte(`{"anything":[1,2]}`), trace); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.events()
+	want := []event.Event{
+		{ID: "m-1", Source: serviceID + "/digitaltwins/r1", SpecVersion: "1.0", Type: event.Telemetry, DataContentType: "application/json",
+			DataSchema: "dtmi:ex:Room;1", TraceParent: tp, Data: []byte(`{"temp": 21.5}`)},
+		{ID: "m-2", Source: serviceID + "/digitaltwins/r1", SpecVersion: "1.0", Type: event.Telemetry, Subject: "therm", DataContentType: "application/json",
+			DataSchema: "dtmi:ex:Thermostat;1", TraceParent: tp, Data: []byte(`{"anything":[1,2]}`)},
+	}
+	if len(evs) != 2 {
+		t.Fatalf("events %+v", evs)
+	}
+	for i := range want {
+		sameJSON(t, evs[i].Data, string(want[i].Data))
+		evs[i].Data = want[i].Data
+		if !reflect.DeepEqual(evs[i], want[i]) {
+			t.Errorf("event %d = %+v\nwant      %+v", i, evs[i], want[i])
+		}
+	}
+
+	tests := []struct {
+		name, id, component, messageID, sourceTime, body string
+		status                                           int
+		code                                             string
+	}{
+		{"no message id", "r1", "", "", "", `{}`, 400, "InvalidArgument"},
+		{"array body", "r1", "", "m", "", `[1]`, 400, "InvalidArgument"},
+		{"malformed body", "r1", "", "m", "", `{"a":`, 400, "InvalidArgument"},
+		{"bad source time", "r1", "", "m", "yesterday", `{}`, 400, "InvalidArgument"},
+		{"missing twin", "nope", "", "m", "", `{}`, 404, "DigitalTwinNotFound"},
+		{"missing component", "r1", "nope", "m", "", `{}`, 404, "ComponentNotFound"},
+		{"property is no component", "r1", "temp", "m", "", `{}`, 404, "ComponentNotFound"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.g.SendTelemetry(ctx, tt.id, tt.component, tt.messageID, tt.sourceTime, []byte(tt.body), trace)
+			wantErr(t, err, tt.status, tt.code, "")
+		})
+	}
+	e.noEvents()
+}
+
+func TestTraceParent(t *testing.T) {
+	ctx := context.Background()
+	e := newRoomEnv(t)
+	for _, parent := range []string{"", "garbage", "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01"} {
+		if err := e.g.SendTelemetry(ctx, "nope", "", "m", "", []byte(`{}`), Trace{Parent: parent}); err == nil {
+			t.Fatal("telemetry to a missing twin succeeded")
+		}
+		e.putRoom("r1")
+		if _, err := e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":1}]`), "", Trace{Parent: parent}); err != nil {
+			t.Fatal(err)
+		}
+		evs := e.events()
+		if len(evs) != 1 || !validTraceParent(evs[0].TraceParent) || evs[0].TraceParent == parent {
+			t.Fatalf("traceparent for %q: %+v", parent, evs)
+		}
+	}
+}
