@@ -3,7 +3,8 @@
 //
 // One operation table (API.operations) maps Go 1.22 ServeMux patterns to handlers that return errors;
 // one translator (API.writeError) turns every error into ADT's error body
-// {"error":{"code","message","details"?}} with the code also in the x-ms-error-code header.
+// {"error":{"code","message","details"?}} with the code also in the x-ms-error-code header;
+// one table (adtErrors) gives each twin.Kind its HTTP status and ADT code.
 // Errors that are not a *twin.Error answer 500 InternalServerError and are logged.
 //
 // Behaviour follows ADT's data plane at api-version 2023-10-31 and earlier. Where ADT leaves a
@@ -248,8 +249,7 @@ func (a *API) serve(h handlerFunc) http.Handler {
 // pathNotFound is the error for a path twinflow does not serve.
 func pathNotFound(path string) *twin.Error {
 	return &twin.Error{
-		Status:  http.StatusNotFound,
-		Code:    "NotFound",
+		Kind:    twin.KindPathNotFound,
 		Message: fmt.Sprintf("The requested path %s is not a resource of this service.", path),
 	}
 }
@@ -257,8 +257,7 @@ func pathNotFound(path string) *twin.Error {
 // methodNotAllowed is the error for a served path asked with a method it does not support.
 func methodNotAllowed(method, allow string) *twin.Error {
 	return &twin.Error{
-		Status:  http.StatusMethodNotAllowed,
-		Code:    "MethodNotAllowed",
+		Kind:    twin.KindMethodNotAllowed,
 		Message: fmt.Sprintf("The method %s is not allowed on this resource. Allowed methods: %s.", method, allow),
 	}
 }

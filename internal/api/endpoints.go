@@ -39,14 +39,6 @@ type Delivery struct {
 // is absent, and the largest one it honours.
 const DefaultDeadLetterPageSize = 100
 
-// The error codes of endpoint resources (twinflow's own).
-const (
-	codeEndpointNotFound         = "EndpointNotFound"
-	codeEndpointInUse            = "EndpointInUse"
-	codeEndpointValidationFailed = "EndpointValidationFailed"
-	codeDeadLetterNotFound       = "DeadLetterNotFound"
-)
-
 // deliveryOperations are the event route and endpoint operations, none when Config.Delivery is nil.
 func (a *API) deliveryOperations() []operation {
 	if a.cfg.Delivery == nil {
@@ -261,7 +253,7 @@ func deadLetterID(r *http.Request) (uint64, error) {
 }
 
 func deadLetterNotFound(r *http.Request) *twin.Error {
-	return &twin.Error{Status: http.StatusNotFound, Code: codeDeadLetterNotFound,
+	return &twin.Error{Kind: twin.KindDeadLetterNotFound,
 		Message: "There is no dead letter " + r.PathValue("id") + " of endpoint " + r.PathValue("name") + "."}
 }
 
@@ -320,12 +312,12 @@ func (a *API) redriveDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVer
 func endpointError(name string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return &twin.Error{Status: http.StatusNotFound, Code: codeEndpointNotFound,
+		return &twin.Error{Kind: twin.KindEndpointNotFound,
 			Message: "There is no endpoint named " + name + "."}
 	case errors.Is(err, endpoint.ErrInvalid):
 		e := twin.InvalidArgument("The endpoint definition is invalid.")
 		for _, line := range strings.Split(unwrapMessage(err, endpoint.ErrInvalid), "\n") {
-			e.Details = append(e.Details, twin.Error{Code: twin.CodeInvalidArgument, Message: line})
+			e.Details = append(e.Details, twin.Error{Kind: twin.KindInvalidArgument, Message: line})
 		}
 		return e
 	case errors.Is(err, endpoint.ErrNameInvalid):
@@ -334,10 +326,10 @@ func endpointError(name string, err error) error {
 		return twin.LimitExceeded("The maximum number of endpoints has been reached: " +
 			unwrapMessage(err, endpoint.ErrLimitExceeded) + ".")
 	case errors.Is(err, endpoint.ErrInUse):
-		return &twin.Error{Status: http.StatusConflict, Code: codeEndpointInUse,
+		return &twin.Error{Kind: twin.KindEndpointInUse,
 			Message: "The endpoint " + name + " is in use: " + unwrapMessage(err, endpoint.ErrInUse) + ". Delete its routes first."}
 	case errors.Is(err, endpoint.ErrValidationFailed):
-		return &twin.Error{Status: http.StatusBadRequest, Code: codeEndpointValidationFailed,
+		return &twin.Error{Kind: twin.KindEndpointValidationFailed,
 			Message: "The endpoint did not pass validation: " + unwrapMessage(err, endpoint.ErrValidationFailed) + "."}
 	}
 	return err

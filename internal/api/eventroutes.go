@@ -15,14 +15,6 @@ import (
 // and the largest one it honours.
 const DefaultRoutePageSize = 100
 
-// The event route error codes (ADT's).
-const (
-	codeEventRouteNotFound        = "EventRouteNotFound"
-	codeEventRouteEndpointInvalid = "EventRouteEndpointInvalid"
-	codeEventRouteFilterInvalid   = "EventRouteFilterInvalid"
-	codeEventRouteIDInvalid       = "EventRouteIdInvalid"
-)
-
 // eventRouteJSON is ADT's EventRoute.
 type eventRouteJSON struct {
 	ID           string `json:"id"`
@@ -98,7 +90,7 @@ func (a *API) putEventRoute(w http.ResponseWriter, r *http.Request, _ apiVersion
 		return endpointInvalid()
 	}
 	if in.Filter == nil {
-		return &twin.Error{Status: http.StatusBadRequest, Code: codeEventRouteFilterInvalid,
+		return &twin.Error{Kind: twin.KindEventRouteFilterInvalid,
 			Message: "The event route has no filter. Provide a filter such as 'true' to route every event. See event route documentation (https://aka.ms/ADTv2Routes)."}
 	}
 	err = a.cfg.Delivery.Routes.Put(r.Context(), store.Route{ID: id, EndpointName: *in.EndpointName, Filter: *in.Filter})
@@ -120,7 +112,7 @@ func (a *API) deleteEventRoute(w http.ResponseWriter, r *http.Request, _ apiVers
 }
 
 func endpointInvalid() *twin.Error {
-	return &twin.Error{Status: http.StatusBadRequest, Code: codeEventRouteEndpointInvalid,
+	return &twin.Error{Kind: twin.KindEventRouteEndpointInvalid,
 		Message: "The endpoint provided does not exist or is not active. Check that your endpoint is provisioned correctly. See event route documentation (https://aka.ms/ADTv2Routes)."}
 }
 
@@ -128,15 +120,15 @@ func endpointInvalid() *twin.Error {
 func routeError(id string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return &twin.Error{Status: http.StatusNotFound, Code: codeEventRouteNotFound,
+		return &twin.Error{Kind: twin.KindEventRouteNotFound,
 			Message: "There is no event route with the ID " + id + ". Check the route id with the EventRoutes_List API."}
 	case errors.Is(err, eventroute.ErrEndpointInvalid):
 		return endpointInvalid()
 	case errors.Is(err, eventroute.ErrFilterInvalid):
-		return &twin.Error{Status: http.StatusBadRequest, Code: codeEventRouteFilterInvalid,
+		return &twin.Error{Kind: twin.KindEventRouteFilterInvalid,
 			Message: "The filter provided is invalid: " + unwrapMessage(err, eventroute.ErrFilterInvalid) + ". See event route documentation (https://aka.ms/ADTv2Routes)."}
 	case errors.Is(err, eventroute.ErrIDInvalid):
-		return &twin.Error{Status: http.StatusBadRequest, Code: codeEventRouteIDInvalid,
+		return &twin.Error{Kind: twin.KindEventRouteIDInvalid,
 			Message: "The event route id " + id + " is invalid: use 1 to 64 letters, digits, '-', '_' or '.'."}
 	case errors.Is(err, eventroute.ErrLimitExceeded):
 		return twin.LimitExceeded("The maximum number of event routes has been reached: " +

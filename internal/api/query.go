@@ -91,7 +91,7 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 		if errors.As(err, &qe) && req.ContinuationToken != nil && *req.ContinuationToken != "" {
 			return invalidToken()
 		}
-		return &twin.Error{Status: http.StatusBadRequest, Code: "SqlQueryError", Message: err.Error()}
+		return &twin.Error{Kind: twin.KindQueryInvalid, Message: err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), QueryTimeout)
 	defer cancel()
@@ -102,7 +102,7 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 		return err
 	})
 	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
-		return &twin.Error{Status: http.StatusBadRequest, Code: "TimeoutError",
+		return &twin.Error{Kind: twin.KindQueryTimeout,
 			Message: fmt.Sprintf("The query did not finish within %v. Narrow it with a $dtId or IS_OF_MODEL filter, or lower max-items-per-page.", QueryTimeout)}
 	}
 	if err != nil {
@@ -197,5 +197,5 @@ func invalidToken() *twin.Error {
 }
 
 func badRequest(msg string) *twin.Error {
-	return &twin.Error{Status: http.StatusBadRequest, Code: twin.CodeBadRequest, Message: msg}
+	return &twin.Error{Kind: twin.KindBadRequest, Message: msg}
 }

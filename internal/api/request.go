@@ -83,8 +83,7 @@ func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, err
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json-patch+json" && mt != "application/json") {
 			return nil, &twin.Error{
-				Status:  http.StatusUnsupportedMediaType,
-				Code:    "UnsupportedMediaType",
+				Kind:    twin.KindMediaTypeUnsupported,
 				Message: fmt.Sprintf("Content-Type %q is not supported for a patch. Use application/json-patch+json.", ct),
 			}
 		}

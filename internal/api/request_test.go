@@ -19,7 +19,7 @@ func errorCode(err error) string {
 	if !errors.As(err, &te) {
 		return "<not ADT>"
 	}
-	return te.Code
+	return adtErrors[te.Kind].code
 }
 
 func TestPageSize(t *testing.T) {

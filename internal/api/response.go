@@ -25,8 +25,71 @@ type errorJSON struct {
 	Details []errorJSON `json:"details,omitempty"`
 }
 
+// adtError is how a twin.Kind goes on the wire: the HTTP status and ADT's error code.
+type adtError struct {
+	status int
+	code   string
+}
+
+// adtErrors is the one table from error kinds to HTTP statuses and ADT error codes. Every
+// twin.Kind has an entry. The codes of the endpoint and dead letter kinds are twinflow's own;
+// ADT has no such resources.
+var adtErrors = map[twin.Kind]adtError{
+	twin.KindTwinNotFound:              {http.StatusNotFound, "DigitalTwinNotFound"},
+	twin.KindTargetTwinNotFound:        {http.StatusNotFound, "TargetTwinNotFound"},
+	twin.KindComponentNotFound:         {http.StatusNotFound, "ComponentNotFound"},
+	twin.KindRelationshipNotFound:      {http.StatusNotFound, "RelationshipNotFound"},
+	twin.KindModelNotFound:             {http.StatusNotFound, "ModelNotFound"},
+	twin.KindModelAlreadyExists:        {http.StatusConflict, "ModelAlreadyExists"},
+	twin.KindModelReferencesNotDeleted: {http.StatusConflict, "ModelReferencesNotDeleted"},
+	twin.KindModelDecommissioned:       {http.StatusBadRequest, "ModelDecommissioned"},
+	twin.KindModelVersionNotSupported:  {http.StatusBadRequest, "ModelVersionNotSupported"},
+	twin.KindDTDLParserError:           {http.StatusBadRequest, "DTDLParserError"},
+	twin.KindRelationshipsNotDeleted:   {http.StatusBadRequest, "RelationshipsNotDeleted"},
+	twin.KindTwinLimitReached:          {http.StatusBadRequest, "TwinLimitReached"},
+	twin.KindInvalidArgument:           {http.StatusBadRequest, "InvalidArgument"},
+	twin.KindMissingArgument:           {http.StatusBadRequest, "MissingArgument"},
+	twin.KindLimitExceeded:             {http.StatusBadRequest, "LimitExceeded"},
+	twin.KindInvalidRelationship:       {http.StatusBadRequest, "InvalidRelationship"},
+	twin.KindOperationNotAllowed:       {http.StatusBadRequest, "OperationNotAllowed"},
+	twin.KindJSONPatchInvalid:          {http.StatusBadRequest, "JsonPatchInvalid"},
+	twin.KindPreconditionFailed:        {http.StatusPreconditionFailed, "PreconditionFailed"},
+	twin.KindValidationFailed:          {http.StatusBadRequest, "ValidationFailed"},
+	twin.KindBadRequest:                {http.StatusBadRequest, "BadRequest"},
+	twin.KindEventRouteNotFound:        {http.StatusNotFound, "EventRouteNotFound"},
+	twin.KindEventRouteEndpointInvalid: {http.StatusBadRequest, "EventRouteEndpointInvalid"},
+	twin.KindEventRouteFilterInvalid:   {http.StatusBadRequest, "EventRouteFilterInvalid"},
+	twin.KindEventRouteIDInvalid:       {http.StatusBadRequest, "EventRouteIdInvalid"},
+	twin.KindEndpointNotFound:          {http.StatusNotFound, "EndpointNotFound"},
+	twin.KindEndpointInUse:             {http.StatusConflict, "EndpointInUse"},
+	twin.KindEndpointValidationFailed:  {http.StatusBadRequest, "EndpointValidationFailed"},
+	twin.KindDeadLetterNotFound:        {http.StatusNotFound, "DeadLetterNotFound"},
+	twin.KindQueryInvalid:              {http.StatusBadRequest, "SqlQueryError"},
+	twin.KindQueryTimeout:              {http.StatusBadRequest, "TimeoutError"},
+	twin.KindAPIVersionMissing:         {http.StatusBadRequest, "MissingApiVersionParameter"},
+	twin.KindAPIVersionUnsupported:     {http.StatusBadRequest, "UnsupportedApiVersion"},
+	twin.KindMediaTypeUnsupported:      {http.StatusUnsupportedMediaType, "UnsupportedMediaType"},
+	twin.KindMethodNotAllowed:          {http.StatusMethodNotAllowed, "MethodNotAllowed"},
+	twin.KindPathNotFound:              {http.StatusNotFound, "NotFound"},
+	twin.KindInternal:                  {http.StatusInternalServerError, "InternalServerError"},
+}
+
+// knownKinds reports whether e and each of its details have a kind in adtErrors.
+func knownKinds(e *twin.Error) bool {
+	if _, ok := adtErrors[e.Kind]; !ok {
+		return false
+	}
+	for i := range e.Details {
+		if !knownKinds(&e.Details[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// toErrorJSON renders e, whose kinds must all be in adtErrors, as ADT's error object.
 func toErrorJSON(e twin.Error) errorJSON {
-	out := errorJSON{Code: e.Code, Message: e.Message}
+	out := errorJSON{Code: adtErrors[e.Kind].code, Message: e.Message}
 	for _, d := range e.Details {
 		out.Details = append(out.Details, toErrorJSON(d))
 	}
@@ -37,20 +100,20 @@ func toErrorJSON(e twin.Error) errorJSON {
 // logged, never sent.
 func internalError() *twin.Error {
 	return &twin.Error{
-		Status:  http.StatusInternalServerError,
-		Code:    "InternalServerError",
+		Kind:    twin.KindInternal,
 		Message: "The service hit an unexpected error. Retry the request; if it keeps failing, check the server log.",
 	}
 }
 
 // writeError is the one translator from errors to HTTP responses. A *twin.Error anywhere in
-// err's chain gives the status, x-ms-error-code header and ADT error body; anything else is a
-// 500 with an ADT body whose cause is logged (at debug level when the client went away, since
-// then nobody reads the answer and nothing failed on the server's side).
+// err's chain gives the status, x-ms-error-code header and ADT error body, by adtErrors; a
+// *twin.Error with a kind adtErrors lacks (a bug) and anything else is a 500 with an ADT body
+// whose cause is logged (at debug level when the client went away, since then nobody reads
+// the answer and nothing failed on the server's side).
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var te *twin.Error
 	switch {
-	case errors.As(err, &te):
+	case errors.As(err, &te) && knownKinds(te):
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		a.logger.DebugContext(r.Context(), "request cancelled by client", "method", r.Method, "path", r.URL.Path, "err", err)
 		te = internalError()
@@ -58,9 +121,10 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		a.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		te = internalError()
 	}
-	w.Header().Set("x-ms-error-code", te.Code)
+	ae := adtErrors[te.Kind]
+	w.Header().Set("x-ms-error-code", ae.code)
 	body, _ := encodeJSON(errorBody{Error: toErrorJSON(*te)}) // strings only: cannot fail
-	writeRaw(w, te.Status, body)
+	writeRaw(w, ae.status, body)
 }
 
 // writeJSON writes v as the JSON response body with the given status. It writes nothing and

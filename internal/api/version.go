@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -44,8 +43,7 @@ func (v apiVersion) hidesSourceTime() bool {
 func parseAPIVersion(raw string) (apiVersion, error) {
 	if raw == "" {
 		return "", &twin.Error{
-			Status:  http.StatusBadRequest,
-			Code:    "MissingApiVersionParameter",
+			Kind:    twin.KindAPIVersionMissing,
 			Message: "The api-version query parameter (?api-version=) is required for all requests.",
 		}
 	}
@@ -56,8 +54,7 @@ func parseAPIVersion(raw string) (apiVersion, error) {
 			names[i] = string(s)
 		}
 		return "", &twin.Error{
-			Status:  http.StatusBadRequest,
-			Code:    "UnsupportedApiVersion",
+			Kind:    twin.KindAPIVersionUnsupported,
 			Message: fmt.Sprintf("The api-version '%s' is not supported. Supported versions: %s.", raw, strings.Join(names, ", ")),
 		}
 	}

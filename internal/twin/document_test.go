@@ -39,11 +39,11 @@ func sameJSON(t *testing.T, got any, want string) {
 
 func isComp(name string) bool { return name == "therm" }
 
-func wantError(t *testing.T, err error, code, msg string) {
+func wantError(t *testing.T, err error, kind Kind, msg string) {
 	t.Helper()
 	var te *Error
-	if !errors.As(err, &te) || te.Code != code || (msg != "" && te.Message != msg && (len(te.Details) == 0 || te.Details[0].Message != msg)) {
-		t.Fatalf("error = %#v; want %s %q", err, code, msg)
+	if !errors.As(err, &te) || te.Kind != kind || (msg != "" && te.Message != msg && (len(te.Details) == 0 || te.Details[0].Message != msg)) {
+		t.Fatalf("error = %#v; want %v %q", err, kind, msg)
 	}
 }
 
@@ -72,7 +72,8 @@ func TestFormatTime(t *testing.T) {
 func TestNewDocument(t *testing.T) {
 	tests := []struct {
 		name, body, want string
-		code, msg        string
+		kind             Kind
+		msg              string
 	}{
 		{
 			name: "properties, component, sourceTime, ignored fields",
@@ -90,18 +91,18 @@ func TestNewDocument(t *testing.T) {
 			body: `{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{"$metadata":{}}}`,
 			want: `{"$dtId":"r1","$etag":"W/\"e\"","$metadata":{"$model":"dtmi:ex:Room;1","$lastUpdateTime":"` + t0 + `"},"therm":{"$metadata":{"$lastUpdateTime":"` + t0 + `"}}}`,
 		},
-		{name: "no metadata", body: `{"a":1}`, code: CodeValidationFailed, msg: "The twin must have a $metadata object with $model."},
-		{name: "no model", body: `{"$metadata":{}}`, code: CodeValidationFailed, msg: "The twin must specify its model in $metadata.$model."},
-		{name: "model not a string", body: `{"$metadata":{"$model":1}}`, code: CodeValidationFailed, msg: "The twin must specify its model in $metadata.$model."},
-		{name: "unknown dollar key", body: `{"$metadata":{"$model":"m"},"$foo":1}`, code: CodeValidationFailed, msg: "'$foo' is not a settable twin field."},
-		{name: "component not object", body: `{"$metadata":{"$model":"m"},"therm":1}`, code: CodeValidationFailed, msg: "Component 'therm' must be a JSON object."},
-		{name: "bad sourceTime", body: `{"$metadata":{"$model":"m","a":{"sourceTime":"yesterday"}},"a":1}`, code: CodeValidationFailed, msg: "The sourceTime of 'a' must be an RFC 3339 date-time string."},
+		{name: "no metadata", body: `{"a":1}`, kind: KindValidationFailed, msg: "The twin must have a $metadata object with $model."},
+		{name: "no model", body: `{"$metadata":{}}`, kind: KindValidationFailed, msg: "The twin must specify its model in $metadata.$model."},
+		{name: "model not a string", body: `{"$metadata":{"$model":1}}`, kind: KindValidationFailed, msg: "The twin must specify its model in $metadata.$model."},
+		{name: "unknown dollar key", body: `{"$metadata":{"$model":"m"},"$foo":1}`, kind: KindValidationFailed, msg: "'$foo' is not a settable twin field."},
+		{name: "component not object", body: `{"$metadata":{"$model":"m"},"therm":1}`, kind: KindValidationFailed, msg: "Component 'therm' must be a JSON object."},
+		{name: "bad sourceTime", body: `{"$metadata":{"$model":"m","a":{"sourceTime":"yesterday"}},"a":1}`, kind: KindValidationFailed, msg: "The sourceTime of 'a' must be an RFC 3339 date-time string."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			doc, err := NewDocument("r1", `W/"e"`, decodeMap(t, tt.body), isComp, t0)
-			if tt.code != "" {
-				wantError(t, err, tt.code, tt.msg)
+			if tt.kind != 0 {
+				wantError(t, err, tt.kind, tt.msg)
 				return
 			}
 			if err != nil {
@@ -123,8 +124,9 @@ func TestApplyTwinPatch(t *testing.T) {
 		name, patch string
 		// want lists the expected values at "/"-joined key paths after the patch; a nil value
 		// means the key must be absent.
-		want      map[string]any
-		code, msg string
+		want map[string]any
+		kind Kind
+		msg  string
 	}{
 		{
 			name:  "replace keeps sourceTime and updates times",
@@ -194,20 +196,20 @@ func TestApplyTwinPatch(t *testing.T) {
 			patch: `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Room;2"},{"op":"add","path":"/req","value":1}]`,
 			want:  map[string]any{"$metadata/$model": "dtmi:ex:Room;2", "req": json.Number("1")},
 		},
-		{name: "replace missing", patch: `[{"op":"replace","path":"/hum","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'hum' was not found." + help},
-		{name: "remove missing", patch: `[{"op":"remove","path":"/isAccessDoorRestricted"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'isAccessDoorRestricted' was not found." + help},
-		{name: "sub of missing object", patch: `[{"op":"add","path":"/loc/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'loc' was not found." + help},
-		{name: "sub of scalar", patch: `[{"op":"add","path":"/temp/x","value":1}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'x' was not found." + help},
-		{name: "remove missing sourceTime", patch: `[{"op":"remove","path":"/$metadata/addr/sourceTime"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
-		{name: "replace missing sourceTime", patch: `[{"op":"replace","path":"/$metadata/addr/sourceTime","value":"2023-01-01T00:00:00Z"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
-		{name: "bad sourceTime", patch: `[{"op":"add","path":"/$metadata/temp/sourceTime","value":"noon"}]`, code: CodeValidationFailed, msg: "The sourceTime of 'temp' must be an RFC 3339 date-time string."},
-		{name: "remove model", patch: `[{"op":"remove","path":"/$metadata/$model"}]`, code: CodeJSONPatchInvalid, msg: "The model of a twin cannot be removed; replace /$metadata/$model instead." + help},
-		{name: "model not string", patch: `[{"op":"replace","path":"/$metadata/$model","value":5}]`, code: CodeJSONPatchInvalid, msg: "The value of /$metadata/$model must be a model id string." + help},
-		{name: "lastUpdateTime", patch: `[{"op":"replace","path":"/$metadata/temp/lastUpdateTime","value":"x"}]`, code: CodeJSONPatchInvalid, msg: "The path /$metadata/temp/lastUpdateTime cannot be patched; only /$metadata/$model and /$metadata/<property>/sourceTime can." + help},
-		{name: "dtId", patch: `[{"op":"replace","path":"/$dtId","value":"x"}]`, code: CodeJSONPatchInvalid, msg: "The path /$dtId cannot be patched." + help},
-		{name: "component metadata", patch: `[{"op":"add","path":"/therm/$metadata/$lastUpdateTime","value":"x"}]`, code: CodeJSONPatchInvalid},
-		{name: "component missing property", patch: `[{"op":"remove","path":"/therm/nope"}]`, code: CodeJSONPatchInvalid, msg: "The target location specified by path segment 'nope' was not found." + help},
-		{name: "validator refuses", patch: `[{"op":"add","path":"/bad","value":1}]`, code: CodeValidationFailed, msg: "refused bad"},
+		{name: "replace missing", patch: `[{"op":"replace","path":"/hum","value":1}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'hum' was not found." + help},
+		{name: "remove missing", patch: `[{"op":"remove","path":"/isAccessDoorRestricted"}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'isAccessDoorRestricted' was not found." + help},
+		{name: "sub of missing object", patch: `[{"op":"add","path":"/loc/x","value":1}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'loc' was not found." + help},
+		{name: "sub of scalar", patch: `[{"op":"add","path":"/temp/x","value":1}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'x' was not found." + help},
+		{name: "remove missing sourceTime", patch: `[{"op":"remove","path":"/$metadata/addr/sourceTime"}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
+		{name: "replace missing sourceTime", patch: `[{"op":"replace","path":"/$metadata/addr/sourceTime","value":"2023-01-01T00:00:00Z"}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'sourceTime' was not found." + help},
+		{name: "bad sourceTime", patch: `[{"op":"add","path":"/$metadata/temp/sourceTime","value":"noon"}]`, kind: KindValidationFailed, msg: "The sourceTime of 'temp' must be an RFC 3339 date-time string."},
+		{name: "remove model", patch: `[{"op":"remove","path":"/$metadata/$model"}]`, kind: KindJSONPatchInvalid, msg: "The model of a twin cannot be removed; replace /$metadata/$model instead." + help},
+		{name: "model not string", patch: `[{"op":"replace","path":"/$metadata/$model","value":5}]`, kind: KindJSONPatchInvalid, msg: "The value of /$metadata/$model must be a model id string." + help},
+		{name: "lastUpdateTime", patch: `[{"op":"replace","path":"/$metadata/temp/lastUpdateTime","value":"x"}]`, kind: KindJSONPatchInvalid, msg: "The path /$metadata/temp/lastUpdateTime cannot be patched; only /$metadata/$model and /$metadata/<property>/sourceTime can." + help},
+		{name: "dtId", patch: `[{"op":"replace","path":"/$dtId","value":"x"}]`, kind: KindJSONPatchInvalid, msg: "The path /$dtId cannot be patched." + help},
+		{name: "component metadata", patch: `[{"op":"add","path":"/therm/$metadata/$lastUpdateTime","value":"x"}]`, kind: KindJSONPatchInvalid},
+		{name: "component missing property", patch: `[{"op":"remove","path":"/therm/nope"}]`, kind: KindJSONPatchInvalid, msg: "The target location specified by path segment 'nope' was not found." + help},
+		{name: "validator refuses", patch: `[{"op":"add","path":"/bad","value":1}]`, kind: KindValidationFailed, msg: "refused bad"},
 	}
 	validate := func(path []string, v any) error {
 		if path[0] == "bad" {
@@ -233,8 +235,8 @@ func TestApplyTwinPatch(t *testing.T) {
 			if (serr == nil) != (err == nil) {
 				t.Fatalf("patching the DecodeDocument form: error %v; the Decode form: %v", serr, err)
 			}
-			if tt.code != "" {
-				wantError(t, err, tt.code, tt.msg)
+			if tt.kind != 0 {
+				wantError(t, err, tt.kind, tt.msg)
 				return
 			}
 			if err != nil {
@@ -317,7 +319,7 @@ func TestCheckLimits(t *testing.T) {
 			}
 			continue
 		}
-		wantError(t, err, CodeValidationFailed, tt.msg)
+		wantError(t, err, KindValidationFailed, tt.msg)
 	}
 }
 
@@ -342,24 +344,28 @@ func TestRelationshipDocument(t *testing.T) {
 		t.Fatalf("RelationshipProperties = %v", got)
 	}
 
-	for _, tt := range []struct{ body, code string }{
-		{`{"$relationshipName":"contains"}`, CodeInvalidArgument},
-		{`{"$targetId":"t"}`, CodeInvalidRelationship},
-		{`{"$targetId":"t","$relationshipName":"contains","$x":1}`, CodeInvalidArgument},
+	for _, tt := range []struct {
+		body string
+		kind Kind
+	}{
+		{`{"$relationshipName":"contains"}`, KindInvalidArgument},
+		{`{"$targetId":"t"}`, KindInvalidRelationship},
+		{`{"$targetId":"t","$relationshipName":"contains","$x":1}`, KindInvalidArgument},
 	} {
 		_, err := ParseRelationshipBody(decodeMap(t, tt.body))
-		wantError(t, err, tt.code, "")
+		wantError(t, err, tt.kind, "")
 	}
 }
 
 func TestApplyRelationshipPatch(t *testing.T) {
 	tests := []struct {
-		patch, want, code string
+		patch, want string
+		kind        Kind
 	}{
 		{patch: `[{"op":"replace","path":"/a","value":2},{"op":"add","path":"/c","value":"x"},{"op":"remove","path":"/b"}]`, want: `{"a":2,"c":"x"}`},
-		{patch: `[{"op":"replace","path":"/$targetId","value":"t2"}]`, code: CodeJSONPatchInvalid},
-		{patch: `[{"op":"replace","path":"/$relationshipName","value":"n"}]`, code: CodeJSONPatchInvalid},
-		{patch: `[{"op":"remove","path":"/zz"}]`, code: CodeJSONPatchInvalid},
+		{patch: `[{"op":"replace","path":"/$targetId","value":"t2"}]`, kind: KindJSONPatchInvalid},
+		{patch: `[{"op":"replace","path":"/$relationshipName","value":"n"}]`, kind: KindJSONPatchInvalid},
+		{patch: `[{"op":"remove","path":"/zz"}]`, kind: KindJSONPatchInvalid},
 	}
 	for _, tt := range tests {
 		props := decodeMap(t, `{"a":1,"b":true}`)
@@ -368,8 +374,8 @@ func TestApplyRelationshipPatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = ApplyRelationshipPatch(props, p)
-		if tt.code != "" {
-			wantError(t, err, tt.code, "")
+		if tt.kind != 0 {
+			wantError(t, err, tt.kind, "")
 			continue
 		}
 		if err != nil {
@@ -411,7 +417,7 @@ func TestApplyPointerArrays(t *testing.T) {
 		}
 		err = applyPointer(doc, p[0].Segments, p[0])
 		if tt.errSeg != "" {
-			wantError(t, err, CodeJSONPatchInvalid, "The target location specified by path segment '"+tt.errSeg+"' was not found."+help)
+			wantError(t, err, KindJSONPatchInvalid, "The target location specified by path segment '"+tt.errSeg+"' was not found."+help)
 			continue
 		}
 		if err != nil {

@@ -6,174 +6,258 @@
 // json.Number, string, []any and map[string]any.
 package twin
 
-import (
-	"fmt"
-	"net/http"
+import "fmt"
+
+// Kind names a failure. Each kind is one ADT error code; the API layer maps kinds to HTTP
+// statuses and ADT codes, so the domain stays free of HTTP. The zero Kind names no failure.
+type Kind int
+
+// The failures twinflow reports. The first group comes from the rules of twins, relationships
+// and models; the second from the API itself (its routes, endpoints, queries and requests).
+const (
+	KindTwinNotFound              Kind = iota + 1 // the twin does not exist
+	KindTargetTwinNotFound                        // a relationship's $targetId names no twin
+	KindComponentNotFound                         // the twin has no such component
+	KindRelationshipNotFound                      // the relationship does not exist
+	KindModelNotFound                             // the model does not exist
+	KindModelAlreadyExists                        // a model with the id exists already
+	KindModelReferencesNotDeleted                 // other models refer to the model
+	KindModelDecommissioned                       // a new twin names a decommissioned model
+	KindModelVersionNotSupported                  // a model's DTDL version is unknown
+	KindDTDLParserError                           // a batch of models does not parse or resolve
+	KindRelationshipsNotDeleted                   // the twin still has relationships
+	KindTwinLimitReached                          // the instance holds as many twins as it may
+	KindInvalidArgument                           // a request argument is malformed
+	KindMissingArgument                           // a required argument is missing
+	KindLimitExceeded                             // a size or count limit is exceeded
+	KindInvalidRelationship                       // the relationship breaks its model's rules
+	KindOperationNotAllowed                       // the operation is not allowed on the resource
+	KindJSONPatchInvalid                          // a JSON Patch is malformed or does not apply
+	KindPreconditionFailed                        // an If-Match or If-None-Match condition fails
+	KindValidationFailed                          // a document breaks its model
+	KindBadRequest                                // the request is malformed otherwise
+
+	KindEventRouteNotFound        // the event route does not exist
+	KindEventRouteEndpointInvalid // an event route names no usable endpoint
+	KindEventRouteFilterInvalid   // an event route's filter is missing or malformed
+	KindEventRouteIDInvalid       // an event route id is malformed
+	KindEndpointNotFound          // the endpoint does not exist
+	KindEndpointInUse             // event routes still send to the endpoint
+	KindEndpointValidationFailed  // the endpoint's destination refused validation
+	KindDeadLetterNotFound        // the dead letter does not exist
+	KindQueryInvalid              // a query does not parse or compile
+	KindQueryTimeout              // a query ran out of time
+	KindAPIVersionMissing         // the request has no api-version
+	KindAPIVersionUnsupported     // the request's api-version is unknown
+	KindMediaTypeUnsupported      // the request body's media type is not accepted
+	KindMethodNotAllowed          // the path does not serve the method
+	KindPathNotFound              // no resource has the path
+	KindInternal                  // the service failed; the cause is logged, not reported
+
+	kindEnd // one past the last Kind
 )
 
-// The ADT error codes twinflow returns.
-const (
-	CodeBadRequest                = "BadRequest"
-	CodeComponentNotFound         = "ComponentNotFound"
-	CodeDigitalTwinNotFound       = "DigitalTwinNotFound"
-	CodeDTDLParserError           = "DTDLParserError"
-	CodeInvalidArgument           = "InvalidArgument"
-	CodeInvalidRelationship       = "InvalidRelationship"
-	CodeJSONPatchInvalid          = "JsonPatchInvalid"
-	CodeLimitExceeded             = "LimitExceeded"
-	CodeMissingArgument           = "MissingArgument"
-	CodeModelAlreadyExists        = "ModelAlreadyExists"
-	CodeModelDecommissioned       = "ModelDecommissioned"
-	CodeModelNotFound             = "ModelNotFound"
-	CodeModelReferencesNotDeleted = "ModelReferencesNotDeleted"
-	CodeModelVersionNotSupported  = "ModelVersionNotSupported"
-	CodeOperationNotAllowed       = "OperationNotAllowed"
-	CodePreconditionFailed        = "PreconditionFailed"
-	CodeRelationshipNotFound      = "RelationshipNotFound"
-	CodeRelationshipsNotDeleted   = "RelationshipsNotDeleted"
-	CodeTargetTwinNotFound        = "TargetTwinNotFound"
-	CodeTwinLimitReached          = "TwinLimitReached"
-	CodeValidationFailed          = "ValidationFailed"
-)
+// kindNames holds each Kind's name, as String returns it.
+var kindNames = [...]string{
+	KindTwinNotFound:              "TwinNotFound",
+	KindTargetTwinNotFound:        "TargetTwinNotFound",
+	KindComponentNotFound:         "ComponentNotFound",
+	KindRelationshipNotFound:      "RelationshipNotFound",
+	KindModelNotFound:             "ModelNotFound",
+	KindModelAlreadyExists:        "ModelAlreadyExists",
+	KindModelReferencesNotDeleted: "ModelReferencesNotDeleted",
+	KindModelDecommissioned:       "ModelDecommissioned",
+	KindModelVersionNotSupported:  "ModelVersionNotSupported",
+	KindDTDLParserError:           "DTDLParserError",
+	KindRelationshipsNotDeleted:   "RelationshipsNotDeleted",
+	KindTwinLimitReached:          "TwinLimitReached",
+	KindInvalidArgument:           "InvalidArgument",
+	KindMissingArgument:           "MissingArgument",
+	KindLimitExceeded:             "LimitExceeded",
+	KindInvalidRelationship:       "InvalidRelationship",
+	KindOperationNotAllowed:       "OperationNotAllowed",
+	KindJSONPatchInvalid:          "JSONPatchInvalid",
+	KindPreconditionFailed:        "PreconditionFailed",
+	KindValidationFailed:          "ValidationFailed",
+	KindBadRequest:                "BadRequest",
+	KindEventRouteNotFound:        "EventRouteNotFound",
+	KindEventRouteEndpointInvalid: "EventRouteEndpointInvalid",
+	KindEventRouteFilterInvalid:   "EventRouteFilterInvalid",
+	KindEventRouteIDInvalid:       "EventRouteIDInvalid",
+	KindEndpointNotFound:          "EndpointNotFound",
+	KindEndpointInUse:             "EndpointInUse",
+	KindEndpointValidationFailed:  "EndpointValidationFailed",
+	KindDeadLetterNotFound:        "DeadLetterNotFound",
+	KindQueryInvalid:              "QueryInvalid",
+	KindQueryTimeout:              "QueryTimeout",
+	KindAPIVersionMissing:         "APIVersionMissing",
+	KindAPIVersionUnsupported:     "APIVersionUnsupported",
+	KindMediaTypeUnsupported:      "MediaTypeUnsupported",
+	KindMethodNotAllowed:          "MethodNotAllowed",
+	KindPathNotFound:              "PathNotFound",
+	KindInternal:                  "Internal",
+}
+
+// Kinds returns every Kind, in declaration order.
+func Kinds() []Kind {
+	ks := make([]Kind, 0, kindEnd-1)
+	for k := Kind(1); k < kindEnd; k++ {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// String returns the kind's Go name without the Kind prefix, such as "TwinNotFound", or
+// "Kind(n)" for a value that names no kind.
+func (k Kind) String() string {
+	if k > 0 && k < kindEnd {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
 
 // patchHelp ends every JsonPatchInvalid message, as ADT's do.
 const patchHelp = " Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."
 
-// Error is an ADT-shaped failure: the HTTP status, the ADT error code, a message and optional
-// details (each itself an Error, whose Status is not used). The API layer finds it with
-// errors.As and renders it as {"error":{"code","message","details"}}.
+// Error is an ADT-shaped failure: its kind, a message for the client and optional details
+// (each itself an Error of its own kind, without details of its own). The API layer finds it
+// with errors.As and renders it as {"error":{"code","message","details"}}, with the HTTP
+// status and ADT code of each kind.
 type Error struct {
-	Status  int
-	Code    string
+	Kind    Kind
 	Message string
 	Details []Error
 }
 
-// Error returns the code and the message.
+// Error returns the kind and the message.
 func (e *Error) Error() string {
-	return e.Code + ": " + e.Message
+	return e.Kind.String() + ": " + e.Message
 }
 
 // newError builds an Error without details.
-func newError(status int, code, msg string) *Error {
-	return &Error{Status: status, Code: code, Message: msg}
+func newError(kind Kind, msg string) *Error {
+	return &Error{Kind: kind, Message: msg}
 }
 
-// TwinNotFound is 404 DigitalTwinNotFound with ADT's message.
+// TwinNotFound is a KindTwinNotFound error with ADT's message.
 func TwinNotFound(id string) *Error {
-	return newError(http.StatusNotFound, CodeDigitalTwinNotFound, fmt.Sprintf(
+	return newError(KindTwinNotFound, fmt.Sprintf(
 		"There is no digital twin instance that exists with the ID %s. Please verify that the twin id is valid and ensure that the twin is not deleted. See section on querying the twins https://aka.ms/adtv2query.", id))
 }
 
-// TargetTwinNotFound is 404 TargetTwinNotFound: a relationship's $targetId names no twin.
+// TargetTwinNotFound is a KindTargetTwinNotFound error: a relationship's $targetId names no
+// twin.
 func TargetTwinNotFound(id string) *Error {
-	return newError(http.StatusNotFound, CodeTargetTwinNotFound, fmt.Sprintf(
+	return newError(KindTargetTwinNotFound, fmt.Sprintf(
 		"There is no digital twin instance that exists with the ID %s to be the target of the relationship. Please verify that the target twin id is valid. See section on querying the twins https://aka.ms/adtv2query.", id))
 }
 
-// ComponentNotFound is 404 ComponentNotFound: the twin's model declares no such component, or
-// the twin does not hold it.
+// ComponentNotFound is a KindComponentNotFound error: the twin's model declares no such
+// component, or the twin does not hold it.
 func ComponentNotFound(twinID, component string) *Error {
-	return newError(http.StatusNotFound, CodeComponentNotFound, fmt.Sprintf(
+	return newError(KindComponentNotFound, fmt.Sprintf(
 		"There is no component %s on the digital twin %s. Please verify that the component name is valid and declared by the twin's model. See section on components https://aka.ms/adtv2twins.", component, twinID))
 }
 
-// RelationshipNotFound is 404 RelationshipNotFound.
+// RelationshipNotFound is a KindRelationshipNotFound error.
 func RelationshipNotFound(sourceID, id string) *Error {
-	return newError(http.StatusNotFound, CodeRelationshipNotFound, fmt.Sprintf(
+	return newError(KindRelationshipNotFound, fmt.Sprintf(
 		"There is no relationship with the ID %s on the digital twin %s. Please verify that the relationship id is valid and ensure that the relationship is not deleted. See section on retrieving relationships https://aka.ms/adtv2twins.", id, sourceID))
 }
 
-// ModelNotFound is 404 ModelNotFound with ADT's message.
+// ModelNotFound is a KindModelNotFound error with ADT's message.
 func ModelNotFound(id string) *Error {
-	return newError(http.StatusNotFound, CodeModelNotFound, fmt.Sprintf(
+	return newError(KindModelNotFound, fmt.Sprintf(
 		"There is no Model(s) available that matches the provided id(s) %s. Check that the Model ID provided is valid by doing a Model_List API call.", id))
 }
 
-// ModelAlreadyExists is 409 ModelAlreadyExists with ADT's message.
+// ModelAlreadyExists is a KindModelAlreadyExists error with ADT's message.
 func ModelAlreadyExists(id string) *Error {
-	return newError(http.StatusConflict, CodeModelAlreadyExists, fmt.Sprintf(
+	return newError(KindModelAlreadyExists, fmt.Sprintf(
 		"Could not add model %s as it already exists. Use Model_List API to view models that already exist. See the Swagger example.(http://aka.ms/ModelListSwSmpl)", id))
 }
 
-// ModelReferencesNotDeleted is 409 ModelReferencesNotDeleted: other models refer to id.
+// ModelReferencesNotDeleted is a KindModelReferencesNotDeleted error: other models refer to
+// id.
 func ModelReferencesNotDeleted(id string, referrers []string) *Error {
-	return newError(http.StatusConflict, CodeModelReferencesNotDeleted, fmt.Sprintf(
+	return newError(KindModelReferencesNotDeleted, fmt.Sprintf(
 		"Could not delete model %s as it is referenced by other models %v. Delete the referencing models first.", id, referrers))
 }
 
-// ModelDecommissioned is 400 ModelDecommissioned: a new twin document names a decommissioned
-// model.
+// ModelDecommissioned is a KindModelDecommissioned error: a new twin document names a
+// decommissioned model.
 func ModelDecommissioned(id string) *Error {
-	return newError(http.StatusBadRequest, CodeModelDecommissioned, fmt.Sprintf(
+	return newError(KindModelDecommissioned, fmt.Sprintf(
 		"The model %s is decommissioned. Decommissioned models cannot be used to create twins.", id))
 }
 
-// ModelVersionNotSupported is 400 ModelVersionNotSupported: a model's @context names no DTDL
-// version twinflow understands.
+// ModelVersionNotSupported is a KindModelVersionNotSupported error: a model's @context names
+// no DTDL version twinflow understands.
 func ModelVersionNotSupported(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeModelVersionNotSupported, msg)
+	return newError(KindModelVersionNotSupported, msg)
 }
 
-// DTDLParserError is 400 DTDLParserError: a batch of models does not parse or resolve.
+// DTDLParserError is a KindDTDLParserError error: a batch of models does not parse or
+// resolve.
 func DTDLParserError(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeDTDLParserError, msg)
+	return newError(KindDTDLParserError, msg)
 }
 
-// RelationshipsNotDeleted is 400 RelationshipsNotDeleted with ADT's message.
+// RelationshipsNotDeleted is a KindRelationshipsNotDeleted error with ADT's message.
 func RelationshipsNotDeleted(id string) *Error {
-	return newError(http.StatusBadRequest, CodeRelationshipsNotDeleted, fmt.Sprintf(
+	return newError(KindRelationshipsNotDeleted, fmt.Sprintf(
 		"Twin %s has active relationships. Cannot delete a twin unless all the relationships are deleted. Please ensure that the active relationships on the twin are deleted. See section on retrieving relationships https://aka.ms/adtv2twins.", id))
 }
 
-// TwinLimitReached is 400 TwinLimitReached: the instance holds as many twins as it may.
+// TwinLimitReached is a KindTwinLimitReached error: the instance holds as many twins as it
+// may.
 func TwinLimitReached(limit int) *Error {
-	return newError(http.StatusBadRequest, CodeTwinLimitReached, fmt.Sprintf(
+	return newError(KindTwinLimitReached, fmt.Sprintf(
 		"The instance has reached its limit of %d twins. Delete twins before creating more.", limit))
 }
 
-// InvalidArgument is 400 InvalidArgument.
+// InvalidArgument is a KindInvalidArgument error.
 func InvalidArgument(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeInvalidArgument, msg)
+	return newError(KindInvalidArgument, msg)
 }
 
-// MissingArgument is 400 MissingArgument.
+// MissingArgument is a KindMissingArgument error.
 func MissingArgument(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeMissingArgument, msg)
+	return newError(KindMissingArgument, msg)
 }
 
-// LimitExceeded is 400 LimitExceeded.
+// LimitExceeded is a KindLimitExceeded error.
 func LimitExceeded(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeLimitExceeded, msg)
+	return newError(KindLimitExceeded, msg)
 }
 
-// InvalidRelationship is 400 InvalidRelationship.
+// InvalidRelationship is a KindInvalidRelationship error.
 func InvalidRelationship(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeInvalidRelationship, msg)
+	return newError(KindInvalidRelationship, msg)
 }
 
-// OperationNotAllowed is 400 OperationNotAllowed.
+// OperationNotAllowed is a KindOperationNotAllowed error.
 func OperationNotAllowed(msg string) *Error {
-	return newError(http.StatusBadRequest, CodeOperationNotAllowed, msg)
+	return newError(KindOperationNotAllowed, msg)
 }
 
-// JSONPatchInvalid is 400 JsonPatchInvalid. reason is the first sentence; ADT's advice to
-// provide a valid patch document is appended.
+// JSONPatchInvalid is a KindJSONPatchInvalid error. reason is the first sentence; ADT's advice
+// to provide a valid patch document is appended.
 func JSONPatchInvalid(reason string) *Error {
-	return newError(http.StatusBadRequest, CodeJSONPatchInvalid, reason+patchHelp)
+	return newError(KindJSONPatchInvalid, reason+patchHelp)
 }
 
-// PreconditionFailed is 412 PreconditionFailed.
+// PreconditionFailed is a KindPreconditionFailed error.
 func PreconditionFailed(msg string) *Error {
-	return newError(http.StatusPreconditionFailed, CodePreconditionFailed, msg)
+	return newError(KindPreconditionFailed, msg)
 }
 
-// ValidationFailed is 400 ValidationFailed with msg (ADT says "Invalid twin specified") and one
-// ValidationFailed detail per entry of details.
+// ValidationFailed is a KindValidationFailed error with msg (ADT says "Invalid twin
+// specified") and one KindValidationFailed detail per entry of details.
 func ValidationFailed(msg string, details ...string) *Error {
-	e := newError(http.StatusBadRequest, CodeValidationFailed, msg)
+	e := newError(KindValidationFailed, msg)
 	for _, d := range details {
-		e.Details = append(e.Details, Error{Code: CodeValidationFailed, Message: d})
+		e.Details = append(e.Details, Error{Kind: KindValidationFailed, Message: d})
 	}
 	return e
 }

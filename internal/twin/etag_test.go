@@ -45,7 +45,7 @@ func TestParseIfMatch(t *testing.T) {
 		c, err := ParseIfMatch(tt.header)
 		if tt.invalid {
 			var te *Error
-			if !errors.As(err, &te) || te.Status != 400 || te.Code != CodeInvalidArgument || te.Message != invalidIfMatch {
+			if !errors.As(err, &te) || te.Kind != KindInvalidArgument || te.Message != invalidIfMatch {
 				t.Errorf("ParseIfMatch(%q) error = %v; want InvalidArgument %q", tt.header, err, invalidIfMatch)
 			}
 			continue
@@ -75,7 +75,7 @@ func TestParseIfNoneMatch(t *testing.T) {
 	for _, tt := range tests {
 		got, err := ParseIfNoneMatch(tt.header)
 		var te *Error
-		if tt.invalid != (errors.As(err, &te) && te.Code == CodeInvalidArgument) || got != tt.want {
+		if tt.invalid != (errors.As(err, &te) && te.Kind == KindInvalidArgument) || got != tt.want {
 			t.Errorf("ParseIfNoneMatch(%q) = %v, %v; want %v, invalid %v", tt.header, got, err, tt.want, tt.invalid)
 		}
 	}

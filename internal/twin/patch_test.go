@@ -61,7 +61,7 @@ func TestParsePatch(t *testing.T) {
 			got, err := ParsePatch([]byte(tt.in))
 			if tt.wantErr != "" {
 				var te *Error
-				if !errors.As(err, &te) || te.Code != CodeJSONPatchInvalid || te.Status != 400 || te.Message != tt.wantErr {
+				if !errors.As(err, &te) || te.Kind != KindJSONPatchInvalid || te.Message != tt.wantErr {
 					t.Fatalf("ParsePatch error = %#v; want JsonPatchInvalid %q", err, tt.wantErr)
 				}
 				return

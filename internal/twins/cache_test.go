@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 func TestTwinCacheBounded(t *testing.T) {
@@ -94,7 +95,7 @@ func TestStaleCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":4}]`), "", trace)
-	wantErr(t, err, 404, "DigitalTwinNotFound", "")
+	wantErr(t, err, twin.KindTwinNotFound, "")
 }
 
 // TestStaleCachePut has a second Service create and delete twins behind the first one's cache:
@@ -122,7 +123,7 @@ func TestStaleCachePut(t *testing.T) {
 	}
 	e.events()
 	_, err = e.g.PutTwin(ctx, "r2", []byte(roomBody), "*", trace)
-	wantErr(t, err, 412, "PreconditionFailed", "")
+	wantErr(t, err, twin.KindPreconditionFailed, "")
 	if _, err := e.g.PutTwin(ctx, "r2", []byte(`{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{},"name":"Lab"}`), "", trace); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestConcurrentPatchIfMatch(t *testing.T) {
 			switch {
 			case err == nil:
 				wins++
-			case errors.As(err, &te) && te.Status == 412:
+			case errors.As(err, &te) && te.Kind == twin.KindPreconditionFailed:
 				failed++
 			default:
 				t.Errorf("patch %d: %v", i, err)
@@ -77,7 +77,7 @@ func TestConcurrentIncrements(t *testing.T) {
 				}
 				_, err = e.g.PatchTwin(ctx, "r1", []byte(fmt.Sprintf(`[{"op":"replace","path":"/hum","value":%d}]`, doc.Hum+1)), tw.ETag, trace)
 				var te *twin.Error
-				if errors.As(err, &te) && te.Status == 412 {
+				if errors.As(err, &te) && te.Kind == twin.KindPreconditionFailed {
 					continue
 				}
 				if err != nil {
@@ -205,7 +205,7 @@ func TestWriteRedoesStaleWork(t *testing.T) {
 			// With If-Match on the original ETag, a lost race is a precondition failure.
 			rs.races = 1
 			_, err = g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":6}]`), etag, trace)
-			wantErr(t, err, 412, "PreconditionFailed", "")
+			wantErr(t, err, twin.KindPreconditionFailed, "")
 		})
 	}
 }

@@ -146,16 +146,16 @@ func sameJSON(t *testing.T, got []byte, want string) {
 	}
 }
 
-// wantErr checks err is a *twin.Error with status and code, and (when msg is not empty) that
-// its message or its first detail contains msg.
-func wantErr(t *testing.T, err error, status int, code, msg string) {
+// wantErr checks err is a *twin.Error of the kind, and (when msg is not empty) that its
+// message or its first detail contains msg.
+func wantErr(t *testing.T, err error, kind twin.Kind, msg string) {
 	t.Helper()
 	var te *twin.Error
 	if !errors.As(err, &te) {
-		t.Fatalf("error = %v; want %d %s", err, status, code)
+		t.Fatalf("error = %v; want %v", err, kind)
 	}
-	if te.Status != status || te.Code != code {
-		t.Fatalf("error = %d %s %q %v; want %d %s", te.Status, te.Code, te.Message, te.Details, status, code)
+	if te.Kind != kind {
+		t.Fatalf("error = %v %q %v; want %v", te.Kind, te.Message, te.Details, kind)
 	}
 	if msg == "" {
 		return

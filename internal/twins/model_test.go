@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 func iface(id, extra string) string {
@@ -46,25 +47,25 @@ func TestAddModels(t *testing.T) {
 	e.noEvents()
 
 	tests := []struct {
-		name, body     string
-		status         int
-		code, contains string
+		name, body string
+		kind       twin.Kind
+		contains   string
 	}{
-		{"exists", `[` + iface("dtmi:ex:C;1", "") + `,` + iface("dtmi:ex:A;1", "") + `]`, 409, "ModelAlreadyExists",
+		{"exists", `[` + iface("dtmi:ex:C;1", "") + `,` + iface("dtmi:ex:A;1", "") + `]`, twin.KindModelAlreadyExists,
 			"Could not add model dtmi:ex:A;1 as it already exists. Use Model_List API to view models that already exist. See the Swagger example.(http://aka.ms/ModelListSwSmpl)"},
-		{"empty", `[]`, 400, "InvalidArgument", ""},
-		{"not an array", `{"@id":"dtmi:ex:C;1"}`, 400, "InvalidArgument", ""},
-		{"too many", `[` + iface("dtmi:ex:C;1", "") + `,` + iface("dtmi:ex:D;1", "") + `,` + iface("dtmi:ex:E;1", "") + `,` + iface("dtmi:ex:F;1", "") + `]`, 400, "LimitExceeded", "at most 3 models"},
-		{"item not an object", `[1]`, 400, "InvalidArgument", ""},
-		{"duplicate in batch", `[` + iface("dtmi:ex:C;1", "") + `,` + iface("dtmi:ex:C;1", "") + `]`, 400, "InvalidArgument", "more than once"},
-		{"unsupported version", `[{"@context":"dtmi:dtdl:context;4","@id":"dtmi:ex:C;1","@type":"Interface"}]`, 400, "ModelVersionNotSupported", "dtmi:dtdl:context;4"},
-		{"unresolved", `[` + iface("dtmi:ex:C;1", `,"extends":"dtmi:ex:Missing;1"`) + `]`, 400, "DTDLParserError", "dtmi:ex:Missing;1"},
-		{"invalid dtdl and a good one", `[` + iface("dtmi:ex:C;1", "") + `,{"@id":"dtmi:ex:D;1","@type":"Interface"}]`, 400, "DTDLParserError", ""},
+		{"empty", `[]`, twin.KindInvalidArgument, ""},
+		{"not an array", `{"@id":"dtmi:ex:C;1"}`, twin.KindInvalidArgument, ""},
+		{"too many", `[` + iface("dtmi:ex:C;1", "") + `,` + iface("dtmi:ex:D;1", "") + `,` + iface("dtmi:ex:E;1", "") + `,` + iface("dtmi:ex:F;1", "") + `]`, twin.KindLimitExceeded, "at most 3 models"},
+		{"item not an object", `[1]`, twin.KindInvalidArgument, ""},
+		{"duplicate in batch", `[` + iface("dtmi:ex:C;1", "") + `,` + iface("dtmi:ex:C;1", "") + `]`, twin.KindInvalidArgument, "more than once"},
+		{"unsupported version", `[{"@context":"dtmi:dtdl:context;4","@id":"dtmi:ex:C;1","@type":"Interface"}]`, twin.KindModelVersionNotSupported, "dtmi:dtdl:context;4"},
+		{"unresolved", `[` + iface("dtmi:ex:C;1", `,"extends":"dtmi:ex:Missing;1"`) + `]`, twin.KindDTDLParserError, "dtmi:ex:Missing;1"},
+		{"invalid dtdl and a good one", `[` + iface("dtmi:ex:C;1", "") + `,{"@id":"dtmi:ex:D;1","@type":"Interface"}]`, twin.KindDTDLParserError, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.g.AddModels(ctx, []byte(tt.body))
-			wantErr(t, err, tt.status, tt.code, tt.contains)
+			wantErr(t, err, tt.kind, tt.contains)
 			if _, err := e.g.Model(ctx, "dtmi:ex:C;1"); err == nil {
 				t.Fatal("a model of a failed batch was stored")
 			}
@@ -75,10 +76,10 @@ func TestAddModels(t *testing.T) {
 	}
 	e2 := newEnv(t, Limits{ModelBytes: 100})
 	_, err = e2.g.AddModels(ctx, []byte(`[`+iface("dtmi:ex:C;1", `,"description":"`+strings.Repeat("x", 100)+`"`)+`]`))
-	wantErr(t, err, 400, "LimitExceeded", "the limit is 100 bytes")
+	wantErr(t, err, twin.KindLimitExceeded, "the limit is 100 bytes")
 
 	_, err = e.g.Model(ctx, "dtmi:ex:Nope;1")
-	wantErr(t, err, 404, "ModelNotFound", "There is no Model(s) available that matches the provided id(s) dtmi:ex:Nope;1. Check that the Model ID provided is valid by doing a Model_List API call.")
+	wantErr(t, err, twin.KindModelNotFound, "There is no Model(s) available that matches the provided id(s) dtmi:ex:Nope;1. Check that the Model ID provided is valid by doing a Model_List API call.")
 }
 
 func ids(page []ModelData) []string {
@@ -135,7 +136,7 @@ func TestListModels(t *testing.T) {
 		t.Fatalf("dependenciesFor Light, Sensor = %v %v; want %v", ids(page), err, want)
 	}
 	_, _, err = e.g.ListModels(ctx, []string{"dtmi:ex:Nope;1"}, "", 0)
-	wantErr(t, err, 404, "ModelNotFound", "dtmi:ex:Nope;1")
+	wantErr(t, err, twin.KindModelNotFound, "dtmi:ex:Nope;1")
 }
 
 func TestPatchModel(t *testing.T) {
@@ -150,9 +151,9 @@ func TestPatchModel(t *testing.T) {
 		decommission[:len(decommission)-1] + `,` + decommission[1:],
 		`[{"op":"move","from":"/a","path":"/decommissioned"}]`,
 	} {
-		wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:Room;1", []byte(bad)), 400, "JsonPatchInvalid", "")
+		wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:Room;1", []byte(bad)), twin.KindJSONPatchInvalid, "")
 	}
-	wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:Nope;1", []byte(decommission)), 404, "ModelNotFound", "")
+	wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:Nope;1", []byte(decommission)), twin.KindModelNotFound, "")
 
 	e.putRoom("r1")
 	if err := e.g.PatchModel(ctx, "dtmi:ex:Room;1", []byte(decommission)); err != nil {
@@ -166,7 +167,7 @@ func TestPatchModel(t *testing.T) {
 		t.Fatalf("Model = %+v, %v; want decommissioned", m, err)
 	}
 	_, err = e.g.PutTwin(ctx, "r2", []byte(roomBody), "", trace)
-	wantErr(t, err, 400, "ModelDecommissioned", "dtmi:ex:Room;1")
+	wantErr(t, err, twin.KindModelDecommissioned, "dtmi:ex:Room;1")
 	// Existing twins keep working.
 	if _, err := e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":1}]`), "", trace); err != nil {
 		t.Fatalf("patch a twin of a decommissioned model: %v", err)
@@ -177,15 +178,15 @@ func TestPatchModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.g.PatchTwin(ctx, "r3", []byte(`[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Space;1"},{"op":"remove","path":"/therm"},{"op":"remove","path":"/light"}]`), "", trace)
-	wantErr(t, err, 400, "ModelDecommissioned", "dtmi:ex:Space;1")
+	wantErr(t, err, twin.KindModelDecommissioned, "dtmi:ex:Space;1")
 }
 
 func TestDeleteModel(t *testing.T) {
 	ctx := context.Background()
 	e := newRoomEnv(t)
-	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Room;1"), 409, "ModelReferencesNotDeleted", "dtmi:ex:Room;2")
-	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Device;1"), 409, "ModelReferencesNotDeleted", "dtmi:ex:Room;1")
-	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Nope;1"), 404, "ModelNotFound", "")
+	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Room;1"), twin.KindModelReferencesNotDeleted, "dtmi:ex:Room;2")
+	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Device;1"), twin.KindModelReferencesNotDeleted, "dtmi:ex:Room;1")
+	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Nope;1"), twin.KindModelNotFound, "")
 
 	e.putTwin("r2", `{"$metadata":{"$model":"dtmi:ex:Room;2"},"therm":{},"light":{}}`)
 	if err := e.g.DeleteModel(ctx, "dtmi:ex:Room;2"); err != nil {
@@ -195,7 +196,7 @@ func TestDeleteModel(t *testing.T) {
 		t.Fatal("deleted model still in the model set")
 	}
 	_, err := e.g.Model(ctx, "dtmi:ex:Room;2")
-	wantErr(t, err, 404, "ModelNotFound", "")
+	wantErr(t, err, twin.KindModelNotFound, "")
 	// The twin of the deleted model can be read and deleted, not patched.
 	if _, err := e.g.Twin(ctx, "r2"); err != nil {
 		t.Fatal(err)
@@ -204,7 +205,7 @@ func TestDeleteModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.g.PatchTwin(ctx, "r2", []byte(`[{"op":"add","path":"/temp","value":1}]`), "", trace)
-	wantErr(t, err, 400, "ValidationFailed", "dtmi:ex:Room;2 or one of its dependencies does not exist.")
+	wantErr(t, err, twin.KindValidationFailed, "dtmi:ex:Room;2 or one of its dependencies does not exist.")
 	if err := e.g.DeleteTwin(ctx, "r2", "", trace); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestNewLoadsStoredModels(t *testing.T) {
 		t.Fatal("Room;1 not loaded")
 	}
 	_, err := g.PutTwin(ctx, "r", []byte(`{"$metadata":{"$model":"dtmi:ex:Room;2"},"therm":{},"light":{}}`), "", trace)
-	wantErr(t, err, 400, "ModelDecommissioned", "")
+	wantErr(t, err, twin.KindModelDecommissioned, "")
 	if _, err := g.PutTwin(ctx, "r", []byte(roomBody), "", trace); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 // newGraphEnv has rooms r1, r2, r3 (Room;1), device d1 (Device;1) and sensor s1 (Sensor;1).
@@ -46,7 +47,7 @@ func TestPutRelationship(t *testing.T) {
 	}
 
 	_, err = e.g.PutRelationship(ctx, "r1", "c1", []byte(`{"$targetId":"d1","$relationshipName":"contains"}`), "*", trace)
-	wantErr(t, err, 412, "PreconditionFailed", "If-None-Match: * header was specified but a relationship with the id c1 was found. Please specify a different relationship id.")
+	wantErr(t, err, twin.KindPreconditionFailed, "If-None-Match: * header was specified but a relationship with the id c1 was found. Please specify a different relationship id.")
 	e.noEvents()
 
 	// A replace reports what changed; a target that extends the declared one is accepted.
@@ -75,28 +76,28 @@ func TestPutRelationshipErrors(t *testing.T) {
 	e.events()
 	tests := []struct {
 		name, src, id, body, ifNoneMatch string
-		status                           int
-		code, msg                        string
+		kind                             twin.Kind
+		msg                              string
 	}{
-		{"no target", "r1", "x", `{"$relationshipName":"contains"}`, "", 400, "InvalidArgument", "$targetId"},
-		{"no name", "r1", "x", `{"$targetId":"d1"}`, "", 400, "InvalidRelationship", "$relationshipName"},
-		{"target missing", "r1", "x", `{"$targetId":"nope","$relationshipName":"contains"}`, "", 404, "TargetTwinNotFound", "nope"},
-		{"source missing", "nope", "x", `{"$targetId":"d1","$relationshipName":"contains"}`, "", 404, "DigitalTwinNotFound", "nope"},
-		{"to itself", "r1", "x", `{"$targetId":"r1","$relationshipName":"near"}`, "", 400, "OperationNotAllowed", ""},
-		{"undeclared name", "r1", "x", `{"$targetId":"d1","$relationshipName":"owns"}`, "", 400, "InvalidRelationship", "owns"},
-		{"name from the target's model", "d1", "x", `{"$targetId":"r1","$relationshipName":"contains"}`, "", 400, "InvalidRelationship", ""},
-		{"wrong target model", "r1", "x", `{"$targetId":"r2","$relationshipName":"contains"}`, "", 400, "InvalidRelationship", "dtmi:ex:Device;1"},
-		{"max multiplicity", "r1", "x", `{"$targetId":"r3","$relationshipName":"adjacent"}`, "", 400, "InvalidRelationship", "maxMultiplicity"},
-		{"undeclared property", "r1", "x", `{"$targetId":"d1","$relationshipName":"contains","color":"red"}`, "", 400, "ValidationFailed", "color"},
-		{"wrong property type", "r1", "x", `{"$targetId":"d1","$relationshipName":"contains","since":2020}`, "", 400, "ValidationFailed", "since"},
-		{"bad if-none-match", "r1", "x", `{"$targetId":"d1","$relationshipName":"contains"}`, "x", 400, "InvalidArgument", ""},
-		{"not an object", "r1", "x", `[]`, "", 400, "InvalidArgument", ""},
-		{"empty id", "r1", "", `{"$targetId":"d1","$relationshipName":"contains"}`, "", 400, "InvalidArgument", ""},
+		{"no target", "r1", "x", `{"$relationshipName":"contains"}`, "", twin.KindInvalidArgument, "$targetId"},
+		{"no name", "r1", "x", `{"$targetId":"d1"}`, "", twin.KindInvalidRelationship, "$relationshipName"},
+		{"target missing", "r1", "x", `{"$targetId":"nope","$relationshipName":"contains"}`, "", twin.KindTargetTwinNotFound, "nope"},
+		{"source missing", "nope", "x", `{"$targetId":"d1","$relationshipName":"contains"}`, "", twin.KindTwinNotFound, "nope"},
+		{"to itself", "r1", "x", `{"$targetId":"r1","$relationshipName":"near"}`, "", twin.KindOperationNotAllowed, ""},
+		{"undeclared name", "r1", "x", `{"$targetId":"d1","$relationshipName":"owns"}`, "", twin.KindInvalidRelationship, "owns"},
+		{"name from the target's model", "d1", "x", `{"$targetId":"r1","$relationshipName":"contains"}`, "", twin.KindInvalidRelationship, ""},
+		{"wrong target model", "r1", "x", `{"$targetId":"r2","$relationshipName":"contains"}`, "", twin.KindInvalidRelationship, "dtmi:ex:Device;1"},
+		{"max multiplicity", "r1", "x", `{"$targetId":"r3","$relationshipName":"adjacent"}`, "", twin.KindInvalidRelationship, "maxMultiplicity"},
+		{"undeclared property", "r1", "x", `{"$targetId":"d1","$relationshipName":"contains","color":"red"}`, "", twin.KindValidationFailed, "color"},
+		{"wrong property type", "r1", "x", `{"$targetId":"d1","$relationshipName":"contains","since":2020}`, "", twin.KindValidationFailed, "since"},
+		{"bad if-none-match", "r1", "x", `{"$targetId":"d1","$relationshipName":"contains"}`, "x", twin.KindInvalidArgument, ""},
+		{"not an object", "r1", "x", `[]`, "", twin.KindInvalidArgument, ""},
+		{"empty id", "r1", "", `{"$targetId":"d1","$relationshipName":"contains"}`, "", twin.KindInvalidArgument, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.g.PutRelationship(ctx, tt.src, tt.id, []byte(tt.body), tt.ifNoneMatch, trace)
-			wantErr(t, err, tt.status, tt.code, tt.msg)
+			wantErr(t, err, tt.kind, tt.msg)
 		})
 	}
 	e.noEvents()
@@ -124,8 +125,8 @@ func TestRelationshipLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantErr(t, put("r1", "c", "r2"), 400, "LimitExceeded", "2 outgoing")
-	wantErr(t, put("r3", "a", "d1"), 400, "LimitExceeded", "3 incoming")
+	wantErr(t, put("r1", "c", "r2"), twin.KindLimitExceeded, "2 outgoing")
+	wantErr(t, put("r3", "a", "d1"), twin.KindLimitExceeded, "3 incoming")
 	if err := put("r1", "a", "d1"); err != nil {
 		t.Fatalf("replacing at the limit: %v", err)
 	}
@@ -154,23 +155,23 @@ func TestPatchRelationship(t *testing.T) {
 	e.noEvents()
 	tests := []struct {
 		name, src, id, patch, ifMatch string
-		status                        int
-		code, msg                     string
+		kind                          twin.Kind
+		msg                           string
 	}{
-		{"target", "r1", "c1", `[{"op":"replace","path":"/$targetId","value":"s1"}]`, "", 400, "JsonPatchInvalid", "$targetId"},
-		{"name", "r1", "c1", `[{"op":"replace","path":"/$relationshipName","value":"near"}]`, "", 400, "JsonPatchInvalid", ""},
-		{"stale", "r1", "c1", `[{"op":"remove","path":"/since"}]`, rel.ETag, 412, "PreconditionFailed", ""},
-		{"malformed if-match", "r1", "c1", `[{"op":"remove","path":"/since"}]`, "nope", 400, "InvalidArgument", ""},
-		{"undeclared", "r1", "c1", `[{"op":"add","path":"/color","value":"red"}]`, "", 400, "ValidationFailed", "color"},
-		{"wrong type", "r1", "c1", `[{"op":"add","path":"/since","value":1}]`, "", 400, "ValidationFailed", "since"},
-		{"missing path", "r1", "c1", `[{"op":"remove","path":"/nope"}]`, "", 400, "JsonPatchInvalid", "'nope'"},
-		{"missing relationship", "r1", "zz", `[]`, "", 404, "RelationshipNotFound", "zz"},
-		{"missing twin", "nope", "c1", `[]`, "", 404, "DigitalTwinNotFound", ""},
+		{"target", "r1", "c1", `[{"op":"replace","path":"/$targetId","value":"s1"}]`, "", twin.KindJSONPatchInvalid, "$targetId"},
+		{"name", "r1", "c1", `[{"op":"replace","path":"/$relationshipName","value":"near"}]`, "", twin.KindJSONPatchInvalid, ""},
+		{"stale", "r1", "c1", `[{"op":"remove","path":"/since"}]`, rel.ETag, twin.KindPreconditionFailed, ""},
+		{"malformed if-match", "r1", "c1", `[{"op":"remove","path":"/since"}]`, "nope", twin.KindInvalidArgument, ""},
+		{"undeclared", "r1", "c1", `[{"op":"add","path":"/color","value":"red"}]`, "", twin.KindValidationFailed, "color"},
+		{"wrong type", "r1", "c1", `[{"op":"add","path":"/since","value":1}]`, "", twin.KindValidationFailed, "since"},
+		{"missing path", "r1", "c1", `[{"op":"remove","path":"/nope"}]`, "", twin.KindJSONPatchInvalid, "'nope'"},
+		{"missing relationship", "r1", "zz", `[]`, "", twin.KindRelationshipNotFound, "zz"},
+		{"missing twin", "nope", "c1", `[]`, "", twin.KindTwinNotFound, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.g.PatchRelationship(ctx, tt.src, tt.id, []byte(tt.patch), tt.ifMatch, trace)
-			wantErr(t, err, tt.status, tt.code, tt.msg)
+			wantErr(t, err, tt.kind, tt.msg)
 		})
 	}
 	e.noEvents()
@@ -184,15 +185,15 @@ func TestDeleteRelationship(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.events()
-	wantErr(t, e.g.DeleteRelationship(ctx, "r1", "c1", `W/"stale"`, trace), 412, "PreconditionFailed", "")
-	wantErr(t, e.g.DeleteRelationship(ctx, "r1", "zz", "", trace), 404, "RelationshipNotFound", "")
-	wantErr(t, e.g.DeleteRelationship(ctx, "nope", "c1", "", trace), 404, "DigitalTwinNotFound", "")
+	wantErr(t, e.g.DeleteRelationship(ctx, "r1", "c1", `W/"stale"`, trace), twin.KindPreconditionFailed, "")
+	wantErr(t, e.g.DeleteRelationship(ctx, "r1", "zz", "", trace), twin.KindRelationshipNotFound, "")
+	wantErr(t, e.g.DeleteRelationship(ctx, "nope", "c1", "", trace), twin.KindTwinNotFound, "")
 	if err := e.g.DeleteRelationship(ctx, "r1", "c1", rel.ETag, trace); err != nil {
 		t.Fatal(err)
 	}
 	e.wantEvent(event.RelationshipDelete, "r1/relationships/c1", string(rel.Doc))
 	_, err = e.g.Relationship(ctx, "r1", "c1")
-	wantErr(t, err, 404, "RelationshipNotFound", "There is no relationship with the ID c1 on the digital twin r1.")
+	wantErr(t, err, twin.KindRelationshipNotFound, "There is no relationship with the ID c1 on the digital twin r1.")
 }
 
 func relIDs(rels []store.Relationship) []string {
@@ -245,7 +246,7 @@ func TestListRelationships(t *testing.T) {
 		t.Fatalf("none = %v %v", page, err)
 	}
 	_, _, err = e.g.Relationships(ctx, "nope", "", "", 0)
-	wantErr(t, err, 404, "DigitalTwinNotFound", "")
+	wantErr(t, err, twin.KindTwinNotFound, "")
 
 	all = nil
 	after = ""
@@ -264,5 +265,5 @@ func TestListRelationships(t *testing.T) {
 		t.Fatalf("incoming = %v; want %v", all, want)
 	}
 	_, _, err = e.g.IncomingRelationships(ctx, "nope", "", 0)
-	wantErr(t, err, 404, "DigitalTwinNotFound", "")
+	wantErr(t, err, twin.KindTwinNotFound, "")
 }

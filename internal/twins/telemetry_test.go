@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 func TestSendTelemetry(t *testing.T) {
@@ -38,21 +39,20 @@ func TestSendTelemetry(t *testing.T) {
 
 	tests := []struct {
 		name, id, component, messageID, sourceTime, body string
-		status                                           int
-		code                                             string
+		kind                                             twin.Kind
 	}{
-		{"no message id", "r1", "", "", "", `{}`, 400, "InvalidArgument"},
-		{"array body", "r1", "", "m", "", `[1]`, 400, "InvalidArgument"},
-		{"malformed body", "r1", "", "m", "", `{"a":`, 400, "InvalidArgument"},
-		{"bad source time", "r1", "", "m", "yesterday", `{}`, 400, "InvalidArgument"},
-		{"missing twin", "nope", "", "m", "", `{}`, 404, "DigitalTwinNotFound"},
-		{"missing component", "r1", "nope", "m", "", `{}`, 404, "ComponentNotFound"},
-		{"property is no component", "r1", "temp", "m", "", `{}`, 404, "ComponentNotFound"},
+		{"no message id", "r1", "", "", "", `{}`, twin.KindInvalidArgument},
+		{"array body", "r1", "", "m", "", `[1]`, twin.KindInvalidArgument},
+		{"malformed body", "r1", "", "m", "", `{"a":`, twin.KindInvalidArgument},
+		{"bad source time", "r1", "", "m", "yesterday", `{}`, twin.KindInvalidArgument},
+		{"missing twin", "nope", "", "m", "", `{}`, twin.KindTwinNotFound},
+		{"missing component", "r1", "nope", "m", "", `{}`, twin.KindComponentNotFound},
+		{"property is no component", "r1", "temp", "m", "", `{}`, twin.KindComponentNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := e.g.SendTelemetry(ctx, tt.id, tt.component, tt.messageID, tt.sourceTime, []byte(tt.body), trace)
-			wantErr(t, err, tt.status, tt.code, "")
+			wantErr(t, err, tt.kind, "")
 		})
 	}
 	e.noEvents()

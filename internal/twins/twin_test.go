@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 func TestPutTwin(t *testing.T) {
@@ -28,9 +29,9 @@ func TestPutTwin(t *testing.T) {
 	}
 
 	_, err = e.g.PutTwin(ctx, "r1", []byte(roomBody), "*", trace)
-	wantErr(t, err, 412, "PreconditionFailed", "If-None-Match: * header was specified but a twin with the id r1 was found.")
+	wantErr(t, err, twin.KindPreconditionFailed, "If-None-Match: * header was specified but a twin with the id r1 was found.")
 	_, err = e.g.PutTwin(ctx, "r1", []byte(roomBody), tw.ETag, trace)
-	wantErr(t, err, 400, "InvalidArgument", "If-None-Match")
+	wantErr(t, err, twin.KindInvalidArgument, "If-None-Match")
 	e.noEvents()
 
 	// Replacing reports the patch from the old document to the new one.
@@ -67,31 +68,31 @@ func TestPutTwinErrors(t *testing.T) {
 		return `{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{}` + extra + `}`
 	}
 	tests := []struct {
-		name      string
-		g         *Service
-		id, body  string
-		status    int
-		code, msg string
+		name     string
+		g        *Service
+		id, body string
+		kind     twin.Kind
+		msg      string
 	}{
-		{"unknown model", e.g, "x", `{"$metadata":{"$model":"dtmi:samples:DTTestBuilding;2"}}`, 400, "ValidationFailed", "dtmi:samples:DTTestBuilding;2 or one of its dependencies does not exist."},
-		{"no model", e.g, "x", `{"name":"a"}`, 400, "ValidationFailed", "$metadata"},
-		{"not an object", e.g, "x", `[1]`, 400, "InvalidArgument", ""},
-		{"null", e.g, "x", `null`, 400, "InvalidArgument", ""},
-		{"malformed", e.g, "x", `{"a":`, 400, "InvalidArgument", ""},
-		{"empty id", e.g, "", room(""), 400, "InvalidArgument", ""},
-		{"missing component", e.g, "x", `{"$metadata":{"$model":"dtmi:ex:Room;1"}}`, 400, "ValidationFailed", "therm"},
-		{"undeclared property", e.g, "x", room(`,"color":"red"`), 400, "ValidationFailed", "color"},
-		{"wrong type", e.g, "x", room(`,"temp":"warm"`), 400, "ValidationFailed", "temp"},
-		{"wrong type in component", e.g, "x", `{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{"setPoint":"high"}}`, 400, "ValidationFailed", "setPoint"},
-		{"bad sourceTime", e.g, "x", `{"$metadata":{"$model":"dtmi:ex:Room;1","temp":{"sourceTime":"noon"}},"temp":1,"therm":{}}`, 400, "ValidationFailed", "sourceTime"},
-		{"body too large", e2.g, "x", room(`,"name":"` + strings.Repeat("a", 200) + `"`), 400, "LimitExceeded", "the limit is 200 bytes"},
-		{"string too long", e2.g, "x", room(`,"name":"abcdefghijk"`), 400, "ValidationFailed", "the limit is 10 bytes"},
-		{"name too long", e2.g, "x", room(`,"address":{"abcdefghi":"x"}`), 400, "ValidationFailed", "the limit is 8 bytes"},
+		{"unknown model", e.g, "x", `{"$metadata":{"$model":"dtmi:samples:DTTestBuilding;2"}}`, twin.KindValidationFailed, "dtmi:samples:DTTestBuilding;2 or one of its dependencies does not exist."},
+		{"no model", e.g, "x", `{"name":"a"}`, twin.KindValidationFailed, "$metadata"},
+		{"not an object", e.g, "x", `[1]`, twin.KindInvalidArgument, ""},
+		{"null", e.g, "x", `null`, twin.KindInvalidArgument, ""},
+		{"malformed", e.g, "x", `{"a":`, twin.KindInvalidArgument, ""},
+		{"empty id", e.g, "", room(""), twin.KindInvalidArgument, ""},
+		{"missing component", e.g, "x", `{"$metadata":{"$model":"dtmi:ex:Room;1"}}`, twin.KindValidationFailed, "therm"},
+		{"undeclared property", e.g, "x", room(`,"color":"red"`), twin.KindValidationFailed, "color"},
+		{"wrong type", e.g, "x", room(`,"temp":"warm"`), twin.KindValidationFailed, "temp"},
+		{"wrong type in component", e.g, "x", `{"$metadata":{"$model":"dtmi:ex:Room;1"},"therm":{"setPoint":"high"}}`, twin.KindValidationFailed, "setPoint"},
+		{"bad sourceTime", e.g, "x", `{"$metadata":{"$model":"dtmi:ex:Room;1","temp":{"sourceTime":"noon"}},"temp":1,"therm":{}}`, twin.KindValidationFailed, "sourceTime"},
+		{"body too large", e2.g, "x", room(`,"name":"` + strings.Repeat("a", 200) + `"`), twin.KindLimitExceeded, "the limit is 200 bytes"},
+		{"string too long", e2.g, "x", room(`,"name":"abcdefghijk"`), twin.KindValidationFailed, "the limit is 10 bytes"},
+		{"name too long", e2.g, "x", room(`,"address":{"abcdefghi":"x"}`), twin.KindValidationFailed, "the limit is 8 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.g.PutTwin(ctx, tt.id, []byte(tt.body), "", trace)
-			wantErr(t, err, tt.status, tt.code, tt.msg)
+			wantErr(t, err, tt.kind, tt.msg)
 			if _, err := tt.g.Twin(ctx, tt.id); err == nil {
 				t.Fatal("the twin was stored")
 			}
@@ -104,7 +105,7 @@ func TestPutTwinErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e3.g.PutTwin(ctx, "x", []byte(roomBody), "", trace)
-	wantErr(t, err, 400, "LimitExceeded", "the limit is 300 bytes")
+	wantErr(t, err, twin.KindLimitExceeded, "the limit is 300 bytes")
 
 	e4 := newEnv(t, Limits{Twins: 2})
 	if _, err := e4.g.AddModels(ctx, []byte(models)); err != nil {
@@ -114,10 +115,10 @@ func TestPutTwinErrors(t *testing.T) {
 	e4.putRoom("b")
 	e4.putRoom("b") // replacing is not creating
 	_, err = e4.g.PutTwin(ctx, "c", []byte(roomBody), "", trace)
-	wantErr(t, err, 400, "TwinLimitReached", "limit of 2 twins")
+	wantErr(t, err, twin.KindTwinLimitReached, "limit of 2 twins")
 
 	_, err = e.g.Twin(ctx, "nope")
-	wantErr(t, err, 404, "DigitalTwinNotFound", "There is no digital twin instance that exists with the ID nope. Please verify that the twin id is valid and ensure that the twin is not deleted. See section on querying the twins https://aka.ms/adtv2query.")
+	wantErr(t, err, twin.KindTwinNotFound, "There is no digital twin instance that exists with the ID nope. Please verify that the twin id is valid and ensure that the twin is not deleted. See section on querying the twins https://aka.ms/adtv2query.")
 }
 
 func TestPatchTwin(t *testing.T) {
@@ -154,7 +155,7 @@ func TestPatchTwin(t *testing.T) {
 	}
 	e.noEvents()
 	_, err = e.g.PatchTwin(ctx, "r1", []byte(`[]`), `W/"stale"`, trace)
-	wantErr(t, err, 412, "PreconditionFailed", "")
+	wantErr(t, err, twin.KindPreconditionFailed, "")
 
 	// The If-Match forms.
 	for _, ifMatch := range []string{"", "*", "list"} {
@@ -179,31 +180,31 @@ func TestPatchTwinErrors(t *testing.T) {
 	tw := e.putRoom("r1")
 	tests := []struct {
 		name, patch, ifMatch string
-		status               int
-		code, msg            string
+		kind                 twin.Kind
+		msg                  string
 	}{
-		{"stale etag", `[{"op":"replace","path":"/temp","value":1}]`, `W/"stale"`, 412, "PreconditionFailed", ""},
-		{"malformed if-match", `[{"op":"replace","path":"/temp","value":1}]`, `XXX`, 400, "InvalidArgument", "Invalid If-Match header value. Allowed value(s): If-Match: {etag} or If-Match: *"},
-		{"move", `[{"op":"move","from":"/temp","path":"/hum"}]`, "", 400, "JsonPatchInvalid", "Unsupported operation type move. Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."},
-		{"empty op", `[{}]`, "", 400, "JsonPatchInvalid", "Parameter op must not be empty."},
-		{"replace missing", `[{"op":"replace","path":"/hum","value":1}]`, "", 400, "JsonPatchInvalid", "The target location specified by path segment 'hum' was not found."},
-		{"remove missing", `[{"op":"remove","path":"/isAccessDoorRestricted"}]`, "", 400, "JsonPatchInvalid", "The target location specified by path segment 'isAccessDoorRestricted' was not found. Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."},
-		{"sub of unset object", `[{"op":"add","path":"/address/city","value":"Oslo"}]`, "", 400, "JsonPatchInvalid", "'address'"},
-		{"undeclared", `[{"op":"add","path":"/color","value":"red"}]`, "", 400, "ValidationFailed", "color"},
-		{"wrong type", `[{"op":"replace","path":"/temp","value":"hot"}]`, "", 400, "ValidationFailed", "temp"},
-		{"wrong type in component", `[{"op":"add","path":"/therm/setPoint","value":true}]`, "", 400, "ValidationFailed", "setPoint"},
-		{"unknown field", `[{"op":"add","path":"/address","value":{"street":"x"}}]`, "", 400, "ValidationFailed", "street"},
-		{"remove component", `[{"op":"remove","path":"/therm"}]`, "", 400, "ValidationFailed", "therm"},
-		{"migrate without new component", `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Room;2"}]`, "", 400, "ValidationFailed", "light"},
-		{"migrate to unknown", `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Nope;1"}]`, "", 400, "ValidationFailed", "dtmi:ex:Nope;1 or one of its dependencies does not exist."},
-		{"migrate to unrelated", `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Device;1"}]`, "", 400, "ValidationFailed", ""},
-		{"dtId", `[{"op":"replace","path":"/$dtId","value":"x"}]`, "", 400, "JsonPatchInvalid", ""},
-		{"not an array", `{"op":"add"}`, "", 400, "JsonPatchInvalid", ""},
+		{"stale etag", `[{"op":"replace","path":"/temp","value":1}]`, `W/"stale"`, twin.KindPreconditionFailed, ""},
+		{"malformed if-match", `[{"op":"replace","path":"/temp","value":1}]`, `XXX`, twin.KindInvalidArgument, "Invalid If-Match header value. Allowed value(s): If-Match: {etag} or If-Match: *"},
+		{"move", `[{"op":"move","from":"/temp","path":"/hum"}]`, "", twin.KindJSONPatchInvalid, "Unsupported operation type move. Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."},
+		{"empty op", `[{}]`, "", twin.KindJSONPatchInvalid, "Parameter op must not be empty."},
+		{"replace missing", `[{"op":"replace","path":"/hum","value":1}]`, "", twin.KindJSONPatchInvalid, "The target location specified by path segment 'hum' was not found."},
+		{"remove missing", `[{"op":"remove","path":"/isAccessDoorRestricted"}]`, "", twin.KindJSONPatchInvalid, "The target location specified by path segment 'isAccessDoorRestricted' was not found. Please provide a valid patch document. See section on update apis in the documentation http://aka.ms/adtv2twins."},
+		{"sub of unset object", `[{"op":"add","path":"/address/city","value":"Oslo"}]`, "", twin.KindJSONPatchInvalid, "'address'"},
+		{"undeclared", `[{"op":"add","path":"/color","value":"red"}]`, "", twin.KindValidationFailed, "color"},
+		{"wrong type", `[{"op":"replace","path":"/temp","value":"hot"}]`, "", twin.KindValidationFailed, "temp"},
+		{"wrong type in component", `[{"op":"add","path":"/therm/setPoint","value":true}]`, "", twin.KindValidationFailed, "setPoint"},
+		{"unknown field", `[{"op":"add","path":"/address","value":{"street":"x"}}]`, "", twin.KindValidationFailed, "street"},
+		{"remove component", `[{"op":"remove","path":"/therm"}]`, "", twin.KindValidationFailed, "therm"},
+		{"migrate without new component", `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Room;2"}]`, "", twin.KindValidationFailed, "light"},
+		{"migrate to unknown", `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Nope;1"}]`, "", twin.KindValidationFailed, "dtmi:ex:Nope;1 or one of its dependencies does not exist."},
+		{"migrate to unrelated", `[{"op":"replace","path":"/$metadata/$model","value":"dtmi:ex:Device;1"}]`, "", twin.KindValidationFailed, ""},
+		{"dtId", `[{"op":"replace","path":"/$dtId","value":"x"}]`, "", twin.KindJSONPatchInvalid, ""},
+		{"not an array", `{"op":"add"}`, "", twin.KindJSONPatchInvalid, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.g.PatchTwin(ctx, "r1", []byte(tt.patch), tt.ifMatch, trace)
-			wantErr(t, err, tt.status, tt.code, tt.msg)
+			wantErr(t, err, tt.kind, tt.msg)
 			cur, _ := e.g.Twin(ctx, "r1")
 			if cur.ETag != tw.ETag {
 				t.Fatal("a failed patch changed the twin")
@@ -212,7 +213,7 @@ func TestPatchTwinErrors(t *testing.T) {
 	}
 	e.noEvents()
 	_, err := e.g.PatchTwin(ctx, "nope", []byte(`[]`), "", trace)
-	wantErr(t, err, 404, "DigitalTwinNotFound", "")
+	wantErr(t, err, twin.KindTwinNotFound, "")
 }
 
 func TestPatchTwinMigrate(t *testing.T) {
@@ -261,16 +262,16 @@ func TestDeleteTwin(t *testing.T) {
 	e := newRoomEnv(t)
 	tw := e.putRoom("r1")
 	e.putTwin("d1", `{"$metadata":{"$model":"dtmi:ex:Device;1"}}`)
-	wantErr(t, e.g.DeleteTwin(ctx, "r1", "bad", trace), 400, "InvalidArgument", "")
-	wantErr(t, e.g.DeleteTwin(ctx, "r1", `W/"stale"`, trace), 412, "PreconditionFailed", "")
-	wantErr(t, e.g.DeleteTwin(ctx, "nope", "", trace), 404, "DigitalTwinNotFound", "")
+	wantErr(t, e.g.DeleteTwin(ctx, "r1", "bad", trace), twin.KindInvalidArgument, "")
+	wantErr(t, e.g.DeleteTwin(ctx, "r1", `W/"stale"`, trace), twin.KindPreconditionFailed, "")
+	wantErr(t, e.g.DeleteTwin(ctx, "nope", "", trace), twin.KindTwinNotFound, "")
 
 	if _, err := e.g.PutRelationship(ctx, "r1", "c1", []byte(`{"$targetId":"d1","$relationshipName":"contains"}`), "", trace); err != nil {
 		t.Fatal(err)
 	}
 	e.events()
 	for _, id := range []string{"r1", "d1"} {
-		wantErr(t, e.g.DeleteTwin(ctx, id, "", trace), 400, "RelationshipsNotDeleted",
+		wantErr(t, e.g.DeleteTwin(ctx, id, "", trace), twin.KindRelationshipsNotDeleted,
 			"Twin "+id+" has active relationships. Cannot delete a twin unless all the relationships are deleted. Please ensure that the active relationships on the twin are deleted. See section on retrieving relationships https://aka.ms/adtv2twins.")
 	}
 	if err := e.g.DeleteRelationship(ctx, "r1", "c1", "", trace); err != nil {
@@ -282,7 +283,7 @@ func TestDeleteTwin(t *testing.T) {
 	}
 	e.wantEvent(event.TwinDelete, "r1", roomDoc("r1", tw.ETag))
 	_, err := e.g.Twin(ctx, "r1")
-	wantErr(t, err, 404, "DigitalTwinNotFound", "")
+	wantErr(t, err, twin.KindTwinNotFound, "")
 }
 
 func TestComponent(t *testing.T) {
@@ -301,10 +302,10 @@ func TestComponent(t *testing.T) {
 	e.events()
 	for _, name := range []string{"nope", "temp", "address", "tags", "$metadata"} {
 		_, _, err = e.g.Component(ctx, "r1", name)
-		wantErr(t, err, 404, "ComponentNotFound", name)
+		wantErr(t, err, twin.KindComponentNotFound, name)
 	}
 	_, _, err = e.g.Component(ctx, "nope", "therm")
-	wantErr(t, err, 404, "DigitalTwinNotFound", "")
+	wantErr(t, err, twin.KindTwinNotFound, "")
 
 	patch := `[{"op":"replace","path":"/setPoint","value":18},{"op":"add","path":"/mode","value":"eco"},{"op":"add","path":"/$metadata/mode/sourceTime","value":"2024-01-01T00:00:00Z"}]`
 	newTag, err := e.g.PatchComponent(ctx, "r1", "therm", []byte(patch), tw.ETag, trace)
@@ -319,12 +320,12 @@ func TestComponent(t *testing.T) {
 	sameJSON(t, doc, `{"setPoint":18,"mode":"eco","$metadata":{"$lastUpdateTime":"`+nowText+`","setPoint":{"lastUpdateTime":"`+nowText+`"},"mode":{"lastUpdateTime":"`+nowText+`","sourceTime":"2024-01-01T00:00:00Z"}}}`)
 
 	_, err = e.g.PatchComponent(ctx, "r1", "nope", []byte(`[{"op":"add","path":"/x","value":1}]`), "", trace)
-	wantErr(t, err, 404, "ComponentNotFound", "")
+	wantErr(t, err, twin.KindComponentNotFound, "")
 	_, err = e.g.PatchComponent(ctx, "r1", "therm", []byte(`[{"op":"add","path":"/setPoint","value":"x"}]`), "", trace)
-	wantErr(t, err, 400, "ValidationFailed", "setPoint")
+	wantErr(t, err, twin.KindValidationFailed, "setPoint")
 	_, err = e.g.PatchComponent(ctx, "r1", "therm", []byte(`[{"op":"remove","path":"/nope"}]`), "", trace)
-	wantErr(t, err, 400, "JsonPatchInvalid", "'nope'")
+	wantErr(t, err, twin.KindJSONPatchInvalid, "'nope'")
 	_, err = e.g.PatchComponent(ctx, "r1", "therm", []byte(`[{"op":"add","path":"/mode","value":"x"}]`), `W/"stale"`, trace)
-	wantErr(t, err, 412, "PreconditionFailed", "")
+	wantErr(t, err, twin.KindPreconditionFailed, "")
 	e.noEvents()
 }
