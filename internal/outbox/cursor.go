@@ -88,12 +88,8 @@ func (c *cursorWriter) flush(ctx context.Context) error {
 	c.mu.Unlock()
 
 	err := c.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
-		for i := range dead {
-			id, err := w.AddDeadLetter(dead[i])
-			if err != nil {
-				return err
-			}
-			dead[i].ID = id
+		if err := addDeadLetters(w, dead); err != nil {
+			return err
 		}
 		return w.SetCursor(c.endpoint, through)
 	})
