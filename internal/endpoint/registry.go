@@ -47,7 +47,7 @@ type Config struct {
 	HandshakeTimeout time.Duration
 }
 
-// Routes tells a relay which events go to its endpoint (route.Routes implements it).
+// Routes tells a relay which events go to its endpoint (*eventroute.Table implements it).
 type Routes interface {
 	Matcher(endpoint string) func(*event.Event) bool
 }
@@ -126,8 +126,10 @@ func ValidName(name string) bool {
 	return true
 }
 
-// Run runs a relay for every endpoint until ctx ends, then stops them, closes their sinks and
-// returns nil. A relay whose store fails is logged and restarted after a pause.
+// Run runs a relay for every endpoint, each on a goroutine of its own, until ctx ends, then
+// stops them, waits for them, closes their sinks and returns nil; it fails only when the
+// stored endpoints cannot be loaded at the start. A relay whose store fails is logged and
+// restarted after a pause. Run must not be called again while it runs.
 func (r *Registry) Run(ctx context.Context) error {
 	// Loading under the lock orders the load against Put and Delete: an endpoint stored
 	// before is started here, one stored after is started by Put.

@@ -10,13 +10,24 @@
 // change log: Run reads it in batches for as long as its context lives, and Sync catches up
 // on demand.
 //
-// A log record names the entity that changed; its data is not enough to rebuild the entity
-// (Twin.Update carries only the patch), so for each batch the index re-reads the changed
-// twins and relationships from the store in one snapshot and applies their current state, or
-// removes them when the store no longer has them. Re-reading costs one point read per
-// changed entity and a batch collapses repeated changes of one entity into one read; it
-// makes applying idempotent, so replaying a record twice, or a record older than the state
-// already read, is harmless.
+// A log record names the entity that changed; its event is not enough to rebuild the entity
+// (Twin.Update carries only the patch). When the store's log is a store.ChangeLog, the index
+// reads it with ReadChanges, which hands out each record with the state its Update left the
+// twin or relationship in (a store.Change; nil for a deletion) wherever the log knows it: the
+// sqlite store keeps its newest records with their states in an in-memory tail. For each
+// batch the index takes, per changed entity, its newest record in the batch, and applies the
+// state that record carries, or removes the entity when the record deleted it. Only entities
+// whose newest record's state is not Known (the record was read back from the database rather
+// than the tail, or its event came without a change of its subject, or the log is a plain
+// store.Log) are read from the store, all in one snapshot and only when there are some: they
+// get their current state, or are removed when the store no longer has them.
+//
+// A batch thus collapses repeated changes of one entity into one, and costs no store read
+// while the follower keeps up with the tail. Applying a state is idempotent and records
+// already applied are skipped, so replaying the records committed while New loaded is
+// harmless. Once the index has applied the log up to a seq, every entity is as of that seq,
+// or newer where its state came from the store (the snapshot New loaded, or a read for an
+// unknown state); the records after that seq bring it in line as they are applied.
 //
 // # Read-your-writes without slowing writes
 //
@@ -157,8 +168,10 @@ type Rel struct {
 	doc      []byte
 }
 
-// New builds an index of st, whose View readers must implement store.Scanner. models returns the current model set (for IS_OF_MODEL's extends
-// closure); logger may be nil.
+// New builds an index of st, whose View readers must implement store.Scanner, and which it
+// follows afterwards (see Run and Sync). models returns the current model set (for
+// IS_OF_MODEL's extends closure); logger may be nil. The goroutines New starts to build the
+// index have exited when it returns.
 func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.ModelSet, logger *slog.Logger) (*Index, error) {
 	if st == nil || models == nil {
 		return nil, errors.New("index: a store and a model source are required")
@@ -351,8 +364,9 @@ func (x *Index) loadRels(ctx context.Context, sc store.Scanner) error {
 	return nil
 }
 
-// Run follows the change log until ctx ends, then returns ctx's error. It applies records as
-// they are committed, so that Sync rarely has work left to do.
+// Run follows the change log until ctx ends, then returns ctx's error; it returns earlier
+// only when reading the log or the store fails. It applies records as they are committed, so
+// that Sync rarely has work left to do. It runs on the caller's goroutine and starts none.
 func (x *Index) Run(ctx context.Context) error {
 	for {
 		recs, err := x.read(ctx)
@@ -392,7 +406,8 @@ func (x *Index) Sync(ctx context.Context) error {
 	return nil
 }
 
-// read returns the next records to apply, with their states when the log knows them.
+// read returns the next records to apply, with their states when the log is a
+// store.ChangeLog that knows them; records of a plain store.Log are not Known.
 func (x *Index) read(ctx context.Context) ([]store.Change, error) {
 	after := x.applied.Load()
 	if cl, ok := x.st.Log().(store.ChangeLog); ok {
@@ -409,9 +424,9 @@ func (x *Index) read(ctx context.Context) ([]store.Change, error) {
 // Applied returns the seq of the last log record applied.
 func (x *Index) Applied() uint64 { return x.applied.Load() }
 
-// apply brings the entities recs name up to their current state: the state the newest of
-// their records carries where it is Known, else the state read from the store. The caller
-// holds applyMu. Records already applied (seq <= Applied) are skipped.
+// apply brings the entities recs name up to date: each takes the state its newest record in
+// recs carries where that is Known, else the state read from the store now (see readStates).
+// The caller holds applyMu. Records already applied (seq <= Applied) are skipped.
 func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 	// The changed entities, each once, in the order of their first change (so that new twins
 	// take slots in creation order), each with its newest record, whose state is filled in

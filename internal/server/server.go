@@ -1,8 +1,35 @@
-// Package server wires twinflow together: it opens the store, builds the twin service, the graph
-// index that queries read and the ADT API over them, and serves them over HTTP(S) with health
-// endpoints, Prometheus /metrics and access logs, and delivers routed events to endpoints. It
-// is the only package that starts long-lived goroutines: the HTTP server, the index's
-// change-log follower and event delivery (one relay per endpoint, and the log pruner).
+// Package server wires twinflow together: it opens the store, builds the twin service
+// (package twins), the graph index that queries read (package graph) and the ADT API over
+// them, serves them over HTTP(S) with health endpoints, Prometheus /metrics and access logs,
+// and delivers routed events to endpoints (packages eventroute, endpoint and outbox).
+//
+// # Goroutines
+//
+// Each long-lived component owns the goroutines it starts, and stops them and waits for them
+// before it reports that it stopped (its Run returning, or its Close). The exceptions, noted
+// below, are the goroutines of the sinks' client libraries and request handlers cut off at
+// shutdown.
+//
+//   - The store (sqlite.Open) runs its writer, sync and checkpoint goroutines until Close,
+//     which waits for them. Views and log reads run on their callers' goroutines; an
+//     Update's caller waits while the writer runs it.
+//   - graph.New builds the index on worker goroutines that have all exited when it returns.
+//     The index's change-log follower, graph.Index.Run, starts none; queries catch it up
+//     with Sync on their own goroutines.
+//   - The endpoint registry (endpoint.Registry.Run) runs one goroutine per endpoint, which
+//     runs the endpoint's outbox.Relay and restarts it after a failure; Put and Delete stop
+//     and start them while Run runs. Each Relay.Run runs a cursor writer and a log reader
+//     and returns after both have exited; Registry.Run returns after every endpoint's
+//     goroutine has exited and closed its sink. outbox.Pruner.Run starts none.
+//   - A sink's client library may run goroutines of its own per connection (Kafka, NATS and
+//     MQTT clients; the AMQP 0-9-1 sink watches its channel for closing), which end once the
+//     sink's Close has closed its connections.
+//   - net/http serves each connection on a goroutine of its own. Shutdown waits for the
+//     requests in flight up to Config.ShutdownTimeout; after that Close cuts their
+//     connections off but does not wait for handlers still running.
+//   - Server.Run runs the HTTP server, the index build and follower, and event delivery (the
+//     registry and the pruner, on one goroutine each) on goroutines of its own, waits for
+//     all of them, and only then closes the store.
 package server
 
 import (
@@ -143,8 +170,9 @@ func (s *Server) StoreStats() sqlite.Stats { return s.store.Stats() }
 // change log. When ctx ends, Run shuts down gracefully: it stops accepting connections, lets
 // in-flight requests finish for up to Config.ShutdownTimeout, stops the follower and event
 // delivery and closes the store after the last of them. It returns after every goroutine it
-// started has exited, with nil after a shutdown caused by ctx, or with the error that stopped
-// serving, indexing or delivering.
+// started has exited (request handlers cut off at the timeout may still be running; the
+// store refuses their calls once closed), with nil after a shutdown caused by ctx, or with
+// the error that stopped serving, indexing or delivering.
 func (s *Server) Run(ctx context.Context) error {
 	followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFollowing()
@@ -234,9 +262,9 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 }
 
 // ready reports whether the server serves, its API is built and its index has caught up with
-// the change log once since the start. From then on the follower stays moments behind the log, and every
-// query brings the index up to date before it reads, so a lag under load does not make the
-// server unready.
+// the change log once since the start. From then on the follower stays moments behind the
+// log, and every query brings the index up to date before it reads, so a lag under load does
+// not make the server unready.
 func (s *Server) ready() bool {
 	b := s.built.Load()
 	if !s.serving.Load() || b == nil {
