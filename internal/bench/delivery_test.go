@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 func TestDeliveryConfigDefaults(t *testing.T) {
@@ -100,17 +101,13 @@ func TestDeliveryBody(t *testing.T) {
 	}
 }
 
-// TestDelivery runs the delivery benchmark at a tiny size against the machine's NATS server, if
-// there is one: every acknowledged patch's event must arrive.
+// TestDelivery runs the delivery benchmark at a tiny size against the machine's NATS server
+// (a prerequisite, see testenv.NATS): every acknowledged patch's event must arrive.
 func TestDelivery(t *testing.T) {
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(DefaultDeliveryNATS, "nats://"), time.Second)
-	if err != nil {
-		t.Skipf("no NATS server at %s: %v", DefaultDeliveryNATS, err)
-	}
-	conn.Close()
+	natsURL := testenv.NATS(t)
 	dir := t.TempDir()
 	res, err := Delivery(t.Context(), DeliveryConfig{
-		Dir: dir, Twins: 20, Rate: 200, Duration: 300 * time.Millisecond, Conns: 4,
+		Dir: dir, Twins: 20, Rate: 200, Duration: 300 * time.Millisecond, Conns: 4, NATS: natsURL,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Delivery: %v", err)

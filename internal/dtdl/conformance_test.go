@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // conformanceCase is one case of the DTDL conformance corpus.
@@ -24,11 +26,13 @@ type conformanceCase struct {
 	} `json:"expect"`
 }
 
-// corpusDir returns the DTDL conformance corpus directory, or skips the test when it is absent.
+// corpusDir returns the DTDL conformance corpus directory. The corpus is a prerequisite: when
+// it is absent the test skips, or fails under CI (see testenv.Missing).
 func corpusDir(t testing.TB) string {
+	t.Helper()
 	dir := findCorpus()
 	if dir == "" {
-		t.Skip("DTDL corpus not found: set TWINFLOW_DTDL_CORPUS or place shared/testdata/dtdl beside the repository")
+		testenv.Missing(t, "DTDL corpus not found: set TWINFLOW_DTDL_CORPUS to its directory, or place shared/testdata/dtdl beside the repository (../shared/testdata/dtdl from its root)")
 	}
 	return dir
 }

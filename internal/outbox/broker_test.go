@@ -18,31 +18,31 @@ import (
 	"github.com/twinflow/twinflow/internal/connector/nats"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // natsServer is a private nats-server with JetStream, which the test may stop and restart
 // on the same port and storage directory without touching the machine's shared broker.
 type natsServer struct {
 	t    *testing.T
+	bin  string
 	port int
 	dir  string
 	cmd  *exec.Cmd
 }
 
-const natsServerBin = "/usr/sbin/nats-server"
-
+// startNATS starts a private nats-server; the program is a prerequisite (see
+// testenv.Command).
 func startNATS(t *testing.T) *natsServer {
 	t.Helper()
-	if _, err := exec.LookPath(natsServerBin); err != nil {
-		t.Skipf("no %s: %v", natsServerBin, err)
-	}
+	bin := testenv.Command(t, "nats-server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := &natsServer{t: t, port: port, dir: t.TempDir()}
+	s := &natsServer{t: t, bin: bin, port: port, dir: t.TempDir()}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -52,7 +52,7 @@ func (s *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(s.
 
 func (s *natsServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(natsServerBin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.dir)
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.dir)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -172,10 +172,10 @@ func TestBrokerDownAndBack(t *testing.T) {
 // everything, and afterwards the queue holds every event in log order (an event may repeat
 // only from the batch in flight at the cut).
 func TestRabbitMQOutage(t *testing.T) {
-	const broker = "127.0.0.1:5672"
-	conn, err := amqp091.Dial("amqp://guest:guest@" + broker + "/")
+	const broker = testenv.RabbitMQAddr
+	conn, err := amqp091.Dial(testenv.RabbitMQ(t))
 	if err != nil {
-		t.Skipf("no RabbitMQ at %s: %v", broker, err)
+		t.Fatalf("connect to RabbitMQ on %s: %v", broker, err)
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()

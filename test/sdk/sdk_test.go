@@ -16,6 +16,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/testenv"
 	"github.com/twinflow/twinflow/test/process"
 )
 
@@ -96,24 +97,13 @@ func checkTelemetry(t *testing.T, dataDir string) {
 	}
 }
 
-// requireNode returns the path of node once it and the SDK packages are installed. Without
-// them the test skips on a developer's machine but fails in CI (CI=true), where a missing
-// install step must not pass silently.
+// requireNode returns the path of node once it and the SDK packages are installed. Both are
+// prerequisites: without them the test skips, or fails under CI (see testenv.Missing).
 func requireNode(t *testing.T) string {
 	t.Helper()
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format+" (run npm ci in test/sdk)", args...)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
+	node := testenv.Command(t, "node")
 	if _, err := os.Stat(filepath.Join("node_modules", "@azure", "digital-twins-core", "package.json")); err != nil {
-		missing("@azure/digital-twins-core is not installed: %v", err)
+		testenv.Missing(t, "the SDK's npm packages are not installed (%v); run npm ci in test/sdk, or make sdk-deps", err)
 	}
 	return node
 }

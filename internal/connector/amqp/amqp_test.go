@@ -16,10 +16,12 @@ import (
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
-// broker is the RabbitMQ server running on this machine; its AMQP 1.0 plugin is enabled.
-const broker = "127.0.0.1:5672"
+// broker is the RabbitMQ server running on this machine, a prerequisite checked by
+// testenv.RabbitMQ, and over AMQP 1.0 (its plugin enabled) by testenv.RabbitMQ10.
+const broker = testenv.RabbitMQAddr
 
 func brokerURL(addr string) string { return "amqp://guest:guest@" + addr + "/" }
 
@@ -29,7 +31,11 @@ func unique(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), seq.Add(1))
 }
 
+// channel connects to the broker over AMQP 0-9-1 and opens a channel; a broker that is not
+// running skips the test, or fails it under CI (see testenv.Missing).
 func channel(t testing.TB) *amqp091.Channel {
+	t.Helper()
+	testenv.RabbitMQ(t)
 	conn, err := amqp091.Dial(brokerURL(broker))
 	if err != nil {
 		t.Fatalf("connect to RabbitMQ on %s: %v", broker, err)
@@ -204,6 +210,7 @@ func (r *receiver10) Receive(ctx context.Context, n int) ([]event.Event, error) 
 }
 
 func TestContract10(t *testing.T) {
+	testenv.RabbitMQ10(t)
 	ch := channel(t)
 	sinktest.Run(t, sinktest.Harness{
 		New: func(t *testing.T) (sink.Sink, sinktest.Receiver) {

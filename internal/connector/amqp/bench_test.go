@@ -9,6 +9,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // benchQueue declares a durable queue that keeps its newest 50,000 messages, so a long run
@@ -67,6 +68,7 @@ func BenchmarkDelivery091(b *testing.B) {
 // BenchmarkDelivery10 compares the sink with go-amqp sending the same messages directly over
 // AMQP 1.0 (all transfers of a batch, then every settlement) to a durable queue on RabbitMQ.
 func BenchmarkDelivery10(b *testing.B) {
+	testenv.RabbitMQ10(b)
 	ch := channel(b)
 	b.Run("sink", func(b *testing.B) {
 		q := benchQueue(b, ch)

@@ -7,11 +7,13 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // BenchmarkDelivery compares the sink, MQTT 5 and 3.1.1, with paho.golang publishing the
 // same MQTT 5 messages directly, one QoS 1 publish after another, to Mosquitto.
 func BenchmarkDelivery(b *testing.B) {
+	testenv.Mosquitto(b)
 	for _, version := range []int{5, 3} {
 		name := "sink-v5"
 		if version == 3 {

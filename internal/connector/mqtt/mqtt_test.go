@@ -21,10 +21,12 @@ import (
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
-// broker is the Mosquitto server running on this machine.
-const broker = "127.0.0.1:1883"
+// broker is the Mosquitto server running on this machine, a prerequisite checked by
+// testenv.Mosquitto.
+const broker = testenv.MosquittoAddr
 
 var seq atomic.Int64
 
@@ -61,6 +63,8 @@ func (r *receiver) Receive(ctx context.Context, n int) ([]event.Event, error) {
 
 // newReceiver5 subscribes with MQTT 5 to filter and decodes binary-mode messages.
 func newReceiver5(t testing.TB, filter string) *receiver {
+	t.Helper()
+	testenv.Mosquitto(t)
 	r := &receiver{msgs: make(chan message, 10000), topics: make(chan string, 10000)}
 	conn, err := net.Dial("tcp", broker)
 	if err != nil {
@@ -87,6 +91,8 @@ func newReceiver5(t testing.TB, filter string) *receiver {
 
 // newReceiver3 subscribes with MQTT 3.1.1 to filter and decodes structured messages.
 func newReceiver3(t testing.TB, filter string) *receiver {
+	t.Helper()
+	testenv.Mosquitto(t)
 	r := &receiver{msgs: make(chan message, 10000), topics: make(chan string, 10000)}
 	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("rcv-" + randomHex()).SetOrderMatters(true))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -113,6 +119,7 @@ func newSink(t testing.TB, cfg SinkConfig) *Sink {
 }
 
 func TestContract(t *testing.T) {
+	testenv.Mosquitto(t)
 	for _, version := range []int{5, 3} {
 		rcv := newReceiver5
 		if version == 3 {
@@ -147,8 +154,11 @@ func TestContract(t *testing.T) {
 
 // privateBroker starts a Mosquitto of the test's own on a free port that lets clients
 // (anonymous, or user "tf") publish only below "allowed/", with the extra listener and
-// global settings, and returns its address.
+// global settings, and returns its address. The program is a prerequisite (see
+// testenv.Command).
 func privateBroker(t *testing.T, listener, global string) string {
+	t.Helper()
+	bin := testenv.Command(t, "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +184,7 @@ func privateBroker(t *testing.T, listener, global string) string {
 		t.Fatal(err)
 	}
 	var stderr strings.Builder
-	cmd := exec.Command("mosquitto", "-c", conf)
+	cmd := exec.Command(bin, "-c", conf)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start a private mosquitto: %v", err)
@@ -222,7 +232,7 @@ func TestPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	passwd := filepath.Join(dir, "passwd")
-	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", passwd, "tf", "s3cret").CombinedOutput(); err != nil {
+	if out, err := exec.Command(testenv.Command(t, "mosquitto_passwd"), "-b", "-c", passwd, "tf", "s3cret").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
 	}
 	if err := os.Chmod(passwd, 0o644); err != nil {

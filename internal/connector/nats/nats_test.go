@@ -16,10 +16,12 @@ import (
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
-// server is the NATS JetStream server running on this machine.
-const server = "127.0.0.1:4222"
+// server is the NATS JetStream server running on this machine, a prerequisite checked by
+// testenv.NATS.
+const server = testenv.NATSAddr
 
 var streamSeq atomic.Int64
 
@@ -39,8 +41,11 @@ func stream(t testing.TB, js jetstream.JetStream) string {
 	return name
 }
 
+// connect connects to the server; a server that is not running skips the test, or fails it
+// under CI (see testenv.Missing).
 func connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
-	nc, err := nats.Connect("nats://" + server)
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATS(t))
 	if err != nil {
 		t.Fatalf("connect to the NATS server on %s: %v", server, err)
 	}

@@ -14,13 +14,16 @@ import (
 
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // privateServer runs a nats-server of the test's own with JetStream stored in dir, on
-// addr, with the extra command-line arguments, until stop is called.
+// addr, with the extra command-line arguments, until stop is called. The program is a
+// prerequisite (see testenv.Command).
 func privateServer(t *testing.T, addr, dir string, args ...string) (stop func()) {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("nats-server", append([]string{"-a", host, "-p", port, "-js", "-sd", dir}, args...)...)
+	cmd := exec.Command(testenv.Command(t, "nats-server"), append([]string{"-a", host, "-p", port, "-js", "-sd", dir}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
@@ -108,6 +111,7 @@ func TestAuthentication(t *testing.T) {
 // between batches and starts it again on the same port and store: the same sink delivers
 // every batch, and the stream holds them in order.
 func TestServerRestart(t *testing.T) {
+	testenv.Command(t, "nats-server") // before the first Send, which expects no server
 	addr := freeAddr(t)
 	dir := t.TempDir()
 
