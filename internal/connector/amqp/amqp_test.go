@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -255,93 +254,5 @@ func TestValidate(t *testing.T) {
 	r := SinkConfig{URL: "amqp://user:secret@h/"}.Redacted()
 	if strings.Contains(r.URL, "secret") || !strings.Contains(r.URL, "user") {
 		t.Errorf("Redacted URL = %q", r.URL)
-	}
-}
-
-// TestPublish publishes batches back to back over both protocols, then checks that every Ack
-// returns in order and the queue holds the events in order; and that a batch to an exchange
-// that does not exist fails, in Publish or its Ack, as permanently as Send fails.
-func TestPublish(t *testing.T) {
-	ch := channel(t)
-	tests := []struct {
-		protocol string
-		sink     func(q string) SinkConfig
-		receiver func(t *testing.T, q string) sinktest.Receiver
-		reject   SinkConfig
-	}{
-		{
-			protocol: Protocol091,
-			sink:     func(q string) SinkConfig { return SinkConfig{URL: brokerURL(broker), RoutingKey: q} },
-			receiver: func(t *testing.T, q string) sinktest.Receiver { return newReceiver091(t, ch, q) },
-			reject:   SinkConfig{URL: brokerURL(broker), Exchange: unique("no-such-exchange"), RoutingKey: "k"},
-		},
-		{
-			protocol: Protocol10,
-			sink: func(q string) SinkConfig {
-				return SinkConfig{URL: brokerURL(broker), Protocol: Protocol10, Address: "/amq/queue/" + q}
-			},
-			receiver: func(t *testing.T, q string) sinktest.Receiver { return newReceiver10(t, "/amq/queue/"+q) },
-			reject:   SinkConfig{URL: brokerURL(broker), Protocol: Protocol10, Address: "/exchange/" + unique("no-such-exchange") + "/k"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.protocol, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
-			q, _ := queue(t, ch, false)
-			s := newSink(t, tt.sink(q))
-			defer s.Close()
-			events := sinktest.Events("publish", 200)
-			var acks []sink.Ack
-			for b := range slices.Chunk(events, 50) {
-				ack, err := s.Publish(ctx, b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				acks = append(acks, ack)
-			}
-			for i, ack := range acks {
-				if err := ack(ctx); err != nil {
-					t.Fatalf("batch %d: %v", i, err)
-				}
-			}
-			got, err := tt.receiver(t, q).Receive(ctx, len(events))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range events {
-				if d := sinktest.Equal(got[i], events[i]); d != "" {
-					t.Fatalf("event %d:%s", i, d)
-				}
-			}
-
-			rejected := newSink(t, tt.reject)
-			defer rejected.Close()
-			if err := rejected.Send(ctx, sinktest.Events("rejected", 2)); !sink.IsPermanent(err) {
-				t.Fatalf("Send = %v, want a permanent error", err)
-			}
-			// Publish may fail at once, or the broker may reject what it took.
-			var errs []error
-			acks = acks[:0]
-			for range 3 {
-				ack, err := rejected.Publish(ctx, sinktest.Events("rejected", 2))
-				errs = append(errs, err)
-				acks = append(acks, ack)
-			}
-			for i, err := range errs {
-				if err == nil {
-					err = acks[i](ctx)
-				}
-				if !sink.IsPermanent(err) {
-					t.Errorf("batch %d: Publish and its Ack = %v, want a permanent error", i, err)
-				}
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Publish(ctx, events[:1]); err == nil {
-				t.Error("Publish after Close succeeded")
-			}
-		})
 	}
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // Proxy forwards TCP connections to a target address and can cut them, to show a sink an
-// outage of a shared broker without stopping the broker.
+// outage of a shared broker without stopping the broker. It can also hold back the target's
+// answers, so that what a sink sends arrives while its acknowledgements do not.
 type Proxy struct {
 	target string
 	ln     net.Listener
@@ -16,7 +17,9 @@ type Proxy struct {
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	// held is non-nil while the target's answers are held back, and closed to release them.
+	held chan struct{}
+	wg   sync.WaitGroup
 }
 
 // NewProxy listens on a free loopback port and forwards every connection to target.
@@ -34,13 +37,51 @@ func NewProxy(target string) (*Proxy, error) {
 // Addr returns the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Cut closes every open connection and refuses new ones until Restore.
+// Cut closes every open connection and refuses new ones until Restore. It ends a Hold: the
+// answers held back are lost with their connections.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
 	for c := range p.conns {
 		_ = c.Close()
+	}
+	p.release()
+}
+
+// Hold holds back what the target sends, on open and new connections, until Release or Cut:
+// the target still receives everything, but its answers (acknowledgements among them) wait
+// in the proxy. Bytes already on their way when Hold is called may still pass.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+}
+
+// Release forwards the answers held back since Hold, in order, and those that follow.
+func (p *Proxy) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.release()
+}
+
+// release ends a Hold; p.mu is held.
+func (p *Proxy) release() {
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
+}
+
+// waitRelease waits until no Hold holds back answers.
+func (p *Proxy) waitRelease() {
+	p.mu.Lock()
+	held := p.held
+	p.mu.Unlock()
+	if held != nil {
+		<-held
 	}
 }
 
@@ -105,14 +146,36 @@ func (p *Proxy) forward(in net.Conn) {
 	}
 	defer p.untrack(out)
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src) // the connection ends either way
+	pipe := func(dst, src net.Conn, answers bool) {
+		if answers {
+			p.copyAnswers(dst, src)
+		} else {
+			_, _ = io.Copy(dst, src) // the connection ends either way
+		}
 		_ = dst.Close()
 		_ = src.Close()
 		done <- struct{}{}
 	}
-	go pipe(out, in)
-	go pipe(in, out)
+	go pipe(out, in, false)
+	go pipe(in, out, true)
 	<-done
 	<-done
+}
+
+// copyAnswers copies what the target sends to the client until either connection ends,
+// holding each piece back while a Hold lasts.
+func (p *Proxy) copyAnswers(client, target net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := target.Read(buf)
+		if n > 0 {
+			p.waitRelease()
+			if _, err := client.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

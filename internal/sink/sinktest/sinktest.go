@@ -1,7 +1,9 @@
 // Package sinktest is the contract suite of the sink.Sink seam. Every sink runs it against
 // its real destination: the test supplies a Harness that builds a sink and a Receiver reading
 // back what arrived, and Run checks order, every CloudEvents attribute the binding carries,
-// data bytes, batches, Close, and the error kinds the technology can show.
+// data bytes, batches, Close, and the error kinds the technology can show. A sink that is a
+// sink.Publisher also gets the Publish cases: batches pipelined as the relay pipelines them,
+// what an Ack returning nil promises, and Acks lost with the connection.
 package sinktest
 
 import (
@@ -34,7 +36,9 @@ type Harness struct {
 	// it calls proxy with the destination's host:port and connects the sink to the address
 	// returned (the Receiver connects directly). The suite cuts the proxy to check that Send
 	// fails with a retryable error while the destination is unreachable, and succeeds again
-	// on the same sink afterwards.
+	// on the same sink afterwards. For a sink.Publisher it also holds back the destination's
+	// answers, to check that no Ack returns nil before they arrive and that every Ack fails
+	// when the connection is cut while they are held.
 	Proxied func(t *testing.T, proxy func(target string) string) (sink.Sink, Receiver)
 	// Reject, if set, returns a sink whose destination refuses the events (an unknown
 	// exchange, a 400 answer): Send must fail with a permanent error.
@@ -67,6 +71,7 @@ func Run(t *testing.T, h Harness) {
 	if h.Proxied != nil {
 		t.Run("Outage", func(t *testing.T) { testOutage(t, h) })
 	}
+	t.Run("Publish", func(t *testing.T) { testPublish(t, h) })
 }
 
 // Events returns n events of every kind twinflow emits, with ids prefix-0 ... prefix-(n-1),
