@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // nullSink accepts everything at once: the relay's own cost.
@@ -35,20 +38,27 @@ func (nullSink) Close() error                              { return nil }
 // to the sink. "null" is the relay alone. "nats", "kafka" and "amqp" deliver through their
 // connectors to the machine's NATS JetStream, an in-process kfake cluster (8 partitions) and
 // the machine's RabbitMQ (a durable queue, persistent messages, publisher confirms). Each
-// "<kind>-sink" is that sink sending the same events without the relay, and each
-// "<kind>-direct" the broker's client publishing the same messages itself, with the same
-// durability and batches of the relay's size, all acknowledged before the next: the relay's
-// figure over the direct one is its efficiency. NATS runs at the batch size its endpoints
-// get (nats.SinkConfig.DefaultMaxBatch), the others at DefaultMaxBatch.
+// "<kind>-sink" is that sink's Send delivering the same events without the relay, one batch
+// acknowledged before the next. Each "<kind>-direct" is the broker's client publishing the
+// same messages itself, with the same durability and batches of the relay's size, pipelined
+// as the relay pipelines a sink.Publisher: up to publishWindow batches await acknowledgement,
+// and the acknowledgements are awaited in publish order (see benchPublish). The relay's
+// figure over the direct one is its efficiency. NATS runs at the batch size its endpoints get
+// (nats.SinkConfig.DefaultMaxBatch), the others at DefaultMaxBatch. The NATS and RabbitMQ
+// cases are prerequisites (see testenv): without the service they skip, or fail under CI.
 func BenchmarkRelay(b *testing.B) {
 	b.Run("null", func(b *testing.B) { benchRelay(b, nullSink{}, DefaultMaxBatch) })
-	kafkaSink := func(b *testing.B) sink.Sink {
+
+	kafkaCluster := func(b *testing.B) *kfake.Cluster {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "relay-bench"))
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(c.Close)
-		s, err := kafka.NewSink(kafka.SinkConfig{Brokers: c.ListenAddrs(), Topic: "relay-bench"}, discard)
+		return c
+	}
+	kafkaSink := func(b *testing.B) sink.Sink {
+		s, err := kafka.NewSink(kafka.SinkConfig{Brokers: kafkaCluster(b).ListenAddrs(), Topic: "relay-bench"}, discard)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -56,152 +66,189 @@ func BenchmarkRelay(b *testing.B) {
 		return s
 	}
 	b.Run("kafka", func(b *testing.B) { benchRelay(b, kafkaSink(b), DefaultMaxBatch) })
-	b.Run("kafka-sink", func(b *testing.B) { sinktest.Bench(b, kafkaSink(b).Send) })
+	b.Run("kafka-sink", func(b *testing.B) { benchSend(b, DefaultMaxBatch, kafkaSink(b).Send) })
 	b.Run("kafka-direct", func(b *testing.B) {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "relay-bench"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("relay-bench"),
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaCluster(b).ListenAddrs()...), kgo.DefaultProduceTopic("relay-bench"),
 			kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer cl.Close()
-		recs := make([]*kgo.Record, 0, DefaultMaxBatch)
-		sinktest.Bench(b, func(ctx context.Context, events []event.Event) error {
-			recs = recs[:0]
-			for i := range events {
-				r := kafka.Record(&events[i])
-				recs = append(recs, &r)
+		benchPublish(b, DefaultMaxBatch, func(ctx context.Context, events []event.Event) (sink.Ack, error) {
+			// The records of a batch stay with the producer until their promises ran.
+			recs := make([]kgo.Record, len(events))
+			var (
+				pending atomic.Int64
+				done    = make(chan struct{})
+				mu      sync.Mutex
+				first   error
+			)
+			pending.Store(int64(len(recs)))
+			promise := func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+				if pending.Add(-1) == 0 {
+					close(done)
+				}
 			}
-			return cl.ProduceSync(ctx, recs...).FirstErr()
+			for i := range events {
+				recs[i] = kafka.Record(&events[i])
+				cl.Produce(ctx, &recs[i], promise)
+			}
+			return func(ctx context.Context) error {
+				select {
+				case <-done:
+					mu.Lock()
+					defer mu.Unlock()
+					return first
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}, nil
 		})
 	})
-	if conn, err := amqp091.Dial("amqp://guest:guest@127.0.0.1:5672/"); err == nil {
-		defer conn.Close()
-		amqpSink := func(b *testing.B) sink.Sink {
-			ch, err := conn.Channel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			q := fmt.Sprintf("relay-bench-%d", time.Now().UnixNano())
-			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false); ch.Close() })
-			s, err := amqp.NewSink(amqp.SinkConfig{URL: "amqp://guest:guest@127.0.0.1:5672/", RoutingKey: q}, discard)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close() })
-			return s
+
+	rabbitMQ := func(b *testing.B) *amqp091.Connection {
+		conn, err := amqp091.Dial(testenv.RabbitMQ(b))
+		if err != nil {
+			b.Fatalf("connect to RabbitMQ: %v", err)
 		}
-		b.Run("amqp", func(b *testing.B) { benchRelay(b, amqpSink(b), DefaultMaxBatch) })
-		b.Run("amqp-sink", func(b *testing.B) { sinktest.Bench(b, amqpSink(b).Send) })
-		b.Run("amqp-direct", func(b *testing.B) {
-			ch, err := conn.Channel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			q := fmt.Sprintf("relay-bench-%d", time.Now().UnixNano())
-			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-				b.Fatal(err)
-			}
-			defer func() { _, _ = ch.QueueDelete(q, false, false, false); ch.Close() }()
-			pub, err := conn.Channel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pub.Close()
-			if err := pub.Confirm(false); err != nil {
-				b.Fatal(err)
-			}
-			confirms := make([]*amqp091.DeferredConfirmation, 0, DefaultMaxBatch)
-			sinktest.Bench(b, func(ctx context.Context, events []event.Event) error {
-				confirms = confirms[:0]
-				for i := range events {
-					dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing(&events[i]))
-					if err != nil {
-						return err
-					}
-					confirms = append(confirms, dc)
-				}
-				for _, dc := range confirms {
-					if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-						return fmt.Errorf("confirm: %v, %w", ok, err)
-					}
-				}
-				return nil
-			})
-		})
+		b.Cleanup(func() { conn.Close() })
+		return conn
 	}
-	nc, err := natsgo.Connect("nats://127.0.0.1:4222")
-	if err != nil {
-		b.Skipf("no NATS: %v", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	natsSink := func(b *testing.B) sink.Sink {
-		name := fmt.Sprintf("RELAYBENCH%d", time.Now().UnixNano())
-		_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
-			Name: name, Subjects: []string{strings.ToLower(name) + ".>"}, MaxBytes: 512 << 20})
+	// amqpQueue declares a fresh durable queue, deleted when b ends.
+	amqpQueue := func(b *testing.B, conn *amqp091.Connection) string {
+		ch, err := conn.Channel()
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
-		s, err := nats.NewSink(nats.SinkConfig{URL: "nats://127.0.0.1:4222", Subject: strings.ToLower(name) + ".{twinId}"}, discard)
+		q := fmt.Sprintf("relay-bench-%d", time.Now().UnixNano())
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false); ch.Close() })
+		return q
+	}
+	amqpSink := func(b *testing.B) sink.Sink {
+		url := testenv.RabbitMQ(b)
+		q := amqpQueue(b, rabbitMQ(b))
+		s, err := amqp.NewSink(amqp.SinkConfig{URL: url, RoutingKey: q}, discard)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
 		return s
 	}
+	b.Run("amqp", func(b *testing.B) { benchRelay(b, amqpSink(b), DefaultMaxBatch) })
+	b.Run("amqp-sink", func(b *testing.B) { benchSend(b, DefaultMaxBatch, amqpSink(b).Send) })
+	b.Run("amqp-direct", func(b *testing.B) {
+		conn := rabbitMQ(b)
+		q := amqpQueue(b, conn)
+		pub, err := conn.Channel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pub.Close()
+		if err := pub.Confirm(false); err != nil {
+			b.Fatal(err)
+		}
+		benchPublish(b, DefaultMaxBatch, func(ctx context.Context, events []event.Event) (sink.Ack, error) {
+			confirms := make([]*amqp091.DeferredConfirmation, len(events))
+			for i := range events {
+				dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing(&events[i]))
+				if err != nil {
+					return nil, err
+				}
+				confirms[i] = dc
+			}
+			return func(ctx context.Context) error {
+				for _, dc := range confirms {
+					if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+						return fmt.Errorf("confirm: %v, %w", ok, err)
+					}
+				}
+				return nil
+			}, nil
+		})
+	})
+
 	natsBatch := nats.SinkConfig{}.DefaultMaxBatch()
-	b.Run("nats", func(b *testing.B) { benchRelay(b, natsSink(b), natsBatch) })
-	b.Run("nats-sink", func(b *testing.B) { benchSend(b, natsBatch, natsSink(b).Send) })
-	b.Run("nats-direct", func(b *testing.B) {
+	// natsStream connects to NATS and creates a fresh stream, deleted when b ends; the client
+	// lets a window of batches await acknowledgement.
+	natsStream := func(b *testing.B) (url, subject string, js jetstream.JetStream) {
+		url = testenv.NATS(b)
+		nc, err := natsgo.Connect(url)
+		if err != nil {
+			b.Fatalf("connect to NATS: %v", err)
+		}
+		b.Cleanup(nc.Close)
+		js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishWindow*natsBatch))
+		if err != nil {
+			b.Fatal(err)
+		}
 		name := fmt.Sprintf("RELAYBENCH%d", time.Now().UnixNano())
-		subject := strings.ToLower(name)
+		subject = strings.ToLower(name)
 		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 			Name: name, Subjects: []string{subject + ".>"}, MaxBytes: 512 << 20}); err != nil {
 			b.Fatal(err)
 		}
-		defer func() { _ = js.DeleteStream(context.Background(), name) }()
-		futures := make([]jetstream.PubAckFuture, 0, natsBatch)
-		benchSend(b, natsBatch, func(ctx context.Context, events []event.Event) error {
-			futures = futures[:0]
+		b.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
+		return url, subject, js
+	}
+	natsSink := func(b *testing.B) sink.Sink {
+		url, subject, _ := natsStream(b)
+		s, err := nats.NewSink(nats.SinkConfig{URL: url, Subject: subject + ".{twinId}"}, discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+	b.Run("nats", func(b *testing.B) { benchRelay(b, natsSink(b), natsBatch) })
+	b.Run("nats-sink", func(b *testing.B) { benchSend(b, natsBatch, natsSink(b).Send) })
+	b.Run("nats-direct", func(b *testing.B) {
+		_, subject, js := natsStream(b)
+		benchPublish(b, natsBatch, func(ctx context.Context, events []event.Event) (sink.Ack, error) {
+			futures := make([]jetstream.PubAckFuture, len(events))
 			for i := range events {
 				e := &events[i]
 				f, err := js.PublishMsgAsync(nats.Message(subject+"."+e.Subject, e), jetstream.WithMsgID(e.ID))
 				if err != nil {
-					return err
+					return nil, err
 				}
-				futures = append(futures, f)
+				futures[i] = f
 			}
-			for _, f := range futures {
-				select {
-				case <-f.Ok():
-				case err := <-f.Err():
-					return err
-				case <-ctx.Done():
-					return ctx.Err()
+			return func(ctx context.Context) error {
+				for _, f := range futures {
+					select {
+					case <-f.Ok():
+					case err := <-f.Err():
+						return err
+					case <-ctx.Done():
+						return ctx.Err()
+					}
 				}
-			}
-			return nil
+				return nil
+			}, nil
 		})
 	})
 }
 
-// benchSend is sinktest.Bench with batches of the given size.
+// benchEventIDs returns the id prefix of one benchmark run's events, fresh for each run, so
+// that destinations dropping duplicate ids (JetStream) store every event.
+func benchEventIDs() string { return "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-" }
+
+// benchSend delivers b.N events of 1 KB through send in batches of the given size, each
+// acknowledged before the next, and reports events/s.
 func benchSend(b *testing.B, batch int, send func(ctx context.Context, events []event.Event) error) {
 	events := sinktest.BenchmarkEvents(batch, 1024)
 	ctx := b.Context()
-	prefix := "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
+	prefix := benchEventIDs()
 	b.SetBytes(1024)
 	b.ResetTimer()
 	for sent := 0; sent < b.N; {
@@ -213,6 +260,51 @@ func benchSend(b *testing.B, batch int, send func(ctx context.Context, events []
 			b.Fatal(err)
 		}
 		sent += n
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// benchPublish delivers b.N events of 1 KB through publish in batches of the given size,
+// pipelined as the relay pipelines a sink.Publisher: up to publishWindow published batches
+// await acknowledgement, the acknowledgements are awaited in publish order, and the last ones
+// before the timer stops. It reports events/s. Each batch in flight has events of its own,
+// left untouched until its acknowledgement returned.
+func benchPublish(b *testing.B, batch int, publish func(ctx context.Context, events []event.Event) (sink.Ack, error)) {
+	var slots [publishWindow][]event.Event
+	for i := range slots {
+		slots[i] = sinktest.BenchmarkEvents(batch, 1024)
+	}
+	// acks[n%publishWindow] is batch n's acknowledgement, awaited before slot n%publishWindow
+	// carries batch n+publishWindow.
+	var acks [publishWindow]sink.Ack
+	ctx := b.Context()
+	prefix := benchEventIDs()
+	await := func(n int) {
+		if err := acks[n%publishWindow](ctx); err != nil {
+			b.Fatalf("batch %d: %v", n, err)
+		}
+		acks[n%publishWindow] = nil
+	}
+	b.SetBytes(1024)
+	b.ResetTimer()
+	published := 0
+	for sent := 0; sent < b.N; published++ {
+		if published >= publishWindow {
+			await(published - publishWindow)
+		}
+		events := slots[published%publishWindow][:min(batch, b.N-sent)]
+		for i := range events {
+			events[i].ID = prefix + strconv.Itoa(sent+i)
+		}
+		ack, err := publish(ctx, events)
+		if err != nil {
+			b.Fatalf("publish batch %d: %v", published, err)
+		}
+		acks[published%publishWindow] = ack
+		sent += len(events)
+	}
+	for n := max(published-publishWindow, 0); n < published; n++ {
+		await(n)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
