@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -86,11 +85,7 @@ func (s *Store) begin() *batch {
 		b.err = *err
 		return b
 	}
-	if s.restartWAL.Swap(false) {
-		if _, err := s.wconn.ExecContext(s.w.ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
-			s.logger.Warn("store checkpoint failed", "err", err)
-		}
-	}
+	s.ckpt.restartLog(s.w.ctx, s.conn)
 	if _, err := s.w.stmts[stmtBegin].ExecContext(s.w.ctx); err != nil {
 		b.err = fmt.Errorf("begin transaction: %w", err)
 	}
@@ -154,22 +149,7 @@ func (s *Store) commit(b *batch) committed {
 // is closed and drained.
 func (s *Store) syncLoop() {
 	defer close(s.done)
-	var group []committed
-	for c := range s.syncs {
-		group = append(group[:0], c)
-	drain:
-		for {
-			select {
-			case c, ok := <-s.syncs:
-				if !ok {
-					break drain
-				}
-				group = append(group, c)
-			default:
-				break drain
-			}
-		}
-		err := s.syncWAL()
+	syncGroups(s.syncs, s.syncWAL, func(group []committed, err error) {
 		for i, c := range group {
 			s.acknowledge(c, err)
 			group[i] = committed{}
@@ -178,6 +158,31 @@ func (s *Store) syncLoop() {
 		case s.synced <- struct{}{}:
 		default:
 		}
+	})
+}
+
+// syncGroups is the loop of a sync goroutine, shared by the Store and Ceiling: it takes a
+// value from in together with every value already waiting behind it, calls sync once for
+// the group (one fsync makes every commit before it durable) and hands the group with
+// sync's error to done, which may reuse the slice only until it returns. It returns when in
+// is closed and drained.
+func syncGroups[T any](in <-chan T, sync func() error, done func(group []T, err error)) {
+	var group []T
+	for v := range in {
+		group = append(group[:0], v)
+	drain:
+		for {
+			select {
+			case v, ok := <-in:
+				if !ok {
+					break drain
+				}
+				group = append(group, v)
+			default:
+				break drain
+			}
+		}
+		done(group, sync())
 	}
 }
 
@@ -226,45 +231,7 @@ func (s *Store) acknowledge(c committed, err error) {
 	default:
 	}
 	if err == nil {
-		select {
-		case s.checkpoint <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// checkpointLoop is the checkpoint goroutine: after commits were made durable, and at most
-// once per checkpointInterval, it copies the write-ahead log into the database with a
-// PASSIVE checkpoint, which runs beside the writer rather than stalling it.
-//
-// The log starts over from its beginning only when a write transaction begins with all of it
-// copied, which a busy writer rarely lets happen: it appends while the checkpoint copies. So
-// once the log holds restartFrames frames, the checkpoint goroutine asks the writer to copy
-// the rest itself before its next transaction (see begin); most of the log is copied by then,
-// so that costs the writer little. checkpointLoop returns once the writer and sync goroutines
-// have.
-func (s *Store) checkpointLoop() {
-	defer close(s.checkpointerDone)
-	ctx := context.Background()
-	for {
-		select {
-		case <-s.checkpoint:
-		case <-s.done:
-			return
-		}
-		var busy, frames, copied int
-		err := s.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-		if err != nil {
-			// The next checkpoint copies what this one did not; only a growing log tells.
-			s.logger.Warn("store checkpoint failed", "err", err)
-		} else if frames >= restartFrames {
-			s.restartWAL.Store(true)
-		}
-		select {
-		case <-time.After(checkpointInterval):
-		case <-s.done:
-			return
-		}
+		s.ckpt.kick()
 	}
 }
 

@@ -37,7 +37,7 @@ func (s *Store) ViewDelivery(ctx context.Context, fn func(store.DeliveryReader) 
 // all.
 func (s *Store) UpdateDelivery(ctx context.Context, fn func(store.DeliveryWriter) error) error {
 	return s.Update(ctx, func(store.Writer) error {
-		return fn(&deliveryWriter{deliveryReader: deliveryReader{ctx: s.w.ctx, q: s.wconn}, w: &s.w})
+		return fn(&deliveryWriter{deliveryReader: deliveryReader{ctx: s.w.ctx, q: s.conn}, w: &s.w})
 	})
 }
 

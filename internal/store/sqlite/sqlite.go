@@ -81,7 +81,7 @@ const walSizeLimit = 64 << 20
 const checkpointInterval = 500 * time.Millisecond
 
 // restartFrames is the length of the write-ahead log, in pages, beyond which the writer
-// finishes checkpoints itself so that the log starts over (see checkpointLoop). It is
+// finishes checkpoints itself so that the log starts over (see checkpointer). It is
 // walSizeLimit in 4 KiB pages, so that a log that starts over is not also truncated.
 const restartFrames = walSizeLimit / 4096
 
@@ -143,10 +143,9 @@ type Store struct {
 	cfg    Config
 	logger *slog.Logger
 
-	wdb   *sql.DB   // holds the writer's one connection
-	cdb   *sql.DB   // holds the checkpoint goroutine's one connection
-	wconn *sql.Conn // the writer's connection, used only by the writer goroutine
-	w     writer    // the writer's statements and state, used only by the writer goroutine
+	// writerConn is the writer's connection, used only by the writer goroutine.
+	writerConn
+	w writer // the writer's statements and state, used only by the writer goroutine
 
 	rdb       *sql.DB       // the read-only pool
 	readStmts []*sql.Stmt   // read statements prepared on rdb
@@ -179,15 +178,10 @@ type Store struct {
 	spare chan []*request
 	// synced tells the writer goroutine that the sync goroutine answered what it was given.
 	synced chan struct{}
-	// checkpoint tells the checkpoint goroutine that commits were made durable; it closes
-	// checkpointerDone when it returns.
-	checkpoint       chan struct{}
-	checkpointerDone chan struct{}
-	// restartWAL asks the writer goroutine to finish a checkpoint before its next
-	// transaction, so that the write-ahead log starts over (see checkpointLoop).
-	restartWAL atomic.Bool
-	wal        *os.File // the write-ahead log file, which the sync goroutine fsyncs
-	lock       *os.File // the locked LockFileName, released when closed
+	// ckpt copies the write-ahead log into the database; it stops once done is closed.
+	ckpt *checkpointer
+	wal  *os.File // the write-ahead log file, which the sync goroutine fsyncs
+	lock *os.File // the locked LockFileName, released when closed
 	// failure is set once an fsync failed; every later Update fails with it.
 	failure atomic.Pointer[error]
 
@@ -256,10 +250,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		syncs:   make(chan committed, syncQueue),
 		spare:   make(chan []*request, syncQueue+2),
 		synced:  make(chan struct{}, 1),
-
-		checkpoint:       make(chan struct{}, 1),
-		checkpointerDone: make(chan struct{}),
-		tail:             newTail(tailRecords, tailBytes),
+		tail:    newTail(tailRecords, tailBytes),
 	}
 	if s.lock, err = lockDir(filepath.Join(cfg.Dir, LockFileName)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -272,7 +263,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 	}
 	go s.run()
 	go s.syncLoop()
-	go s.checkpointLoop()
+	go s.ckpt.run(s.done)
 	logger.Info("store opened", "path", path, "last_seq", s.last.Load(), "sync", !cfg.NoSync)
 	return s, nil
 }
@@ -282,20 +273,10 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 func (s *Store) open(path string) error {
 	ctx := context.Background()
 	var err error
-	s.wdb, err = sql.Open("sqlite", writerDSN(path))
-	if err != nil {
+	if s.writerConn, err = openWriter(ctx, path); err != nil {
 		return err
 	}
-	s.wdb.SetMaxOpenConns(1)
-	if s.wconn, err = s.wdb.Conn(ctx); err != nil {
-		return fmt.Errorf("connect writer: %w", err)
-	}
-	if err := migrate(ctx, s.wconn); err != nil {
-		return err
-	}
-	if s.w.stmts, err = prepare(ctx, numStmts, s.wconn.PrepareContext); err != nil {
-		return err
-	}
+	s.w.stmts = s.stmts
 	// SQLite created the write-ahead log file when the migration read the database; it keeps
 	// it while a connection is open. It is opened for writing only because some systems
 	// require that to flush a file; nothing writes to it but SQLite.
@@ -304,23 +285,20 @@ func (s *Store) open(path string) error {
 	}
 	// max(seq) is answered from the end of the log's b-tree, whatever the log's length.
 	var last sql.NullInt64
-	if err := s.wconn.QueryRowContext(ctx, "SELECT max(seq) FROM log").Scan(&last); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "SELECT max(seq) FROM log").Scan(&last); err != nil {
 		return fmt.Errorf("read newest log seq: %w", err)
 	}
 	s.last.Store(uint64(last.Int64))
-	err = s.wconn.QueryRowContext(ctx, "SELECT coalesce((SELECT ms FROM log_clock ORDER BY seq DESC LIMIT 1), 0)").Scan(&s.w.clock)
+	err = s.conn.QueryRowContext(ctx, "SELECT coalesce((SELECT ms FROM log_clock ORDER BY seq DESC LIMIT 1), 0)").Scan(&s.w.clock)
 	if err != nil {
 		return fmt.Errorf("read the log clock's newest mark: %w", err)
 	}
 	s.w.ctx = ctx
 	s.w.seq = uint64(last.Int64) + 1
 
-	// The checkpoint goroutine's connection, made on its first checkpoint.
-	s.cdb, err = sql.Open("sqlite", writerDSN(path))
-	if err != nil {
+	if s.ckpt, err = newCheckpointer(path, s.logger); err != nil {
 		return err
 	}
-	s.cdb.SetMaxOpenConns(1)
 
 	s.rdb, err = sql.Open("sqlite", dsn(path, true,
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis), fmt.Sprintf("cache_size(%d)", -readerCacheKiB)))
@@ -333,6 +311,54 @@ func (s *Store) open(path string) error {
 		return err
 	}
 	return nil
+}
+
+// writerConn is a writer's one connection to the database, with the schema migrated and
+// every statement prepared.
+type writerConn struct {
+	db    *sql.DB // holds the one connection
+	conn  *sql.Conn
+	stmts []*sql.Stmt
+}
+
+// openWriter opens the writer's connection to the database at path, creating the database
+// or migrating its schema as needed, and prepares the statements. On error it closes what it
+// opened.
+func openWriter(ctx context.Context, path string) (wc writerConn, err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, wc.close())
+		}
+	}()
+	if wc.db, err = sql.Open("sqlite", writerDSN(path)); err != nil {
+		return wc, err
+	}
+	wc.db.SetMaxOpenConns(1)
+	if wc.conn, err = wc.db.Conn(ctx); err != nil {
+		return wc, fmt.Errorf("connect writer: %w", err)
+	}
+	if err := migrate(ctx, wc.conn); err != nil {
+		return wc, err
+	}
+	if wc.stmts, err = prepare(ctx, numStmts, wc.conn.PrepareContext); err != nil {
+		return wc, err
+	}
+	return wc, nil
+}
+
+// close closes the statements and the connection; it may be called on a writerConn that
+// openWriter left partly open.
+func (wc *writerConn) close() error {
+	closeStmts(wc.stmts)
+	wc.stmts = nil
+	var errs []error
+	if wc.conn != nil {
+		errs = append(errs, wc.conn.Close())
+	}
+	if wc.db != nil {
+		errs = append(errs, wc.db.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // writerDSN returns the driver's name for the writer's connection to the database at path.
@@ -444,7 +470,7 @@ func (s *Store) Close() error {
 	s.pending.Wait()
 	close(s.reqs)
 	<-s.done
-	<-s.checkpointerDone
+	<-s.ckpt.done
 
 	s.notifyMu.Lock()
 	close(s.changed)
@@ -461,7 +487,6 @@ func (s *Store) Close() error {
 
 // closeDBs releases the statements and connections Open acquired.
 func (s *Store) closeDBs() error {
-	closeStmts(s.w.stmts)
 	closeStmts(s.readStmts)
 	var errs []error
 	if s.wal != nil {
@@ -473,15 +498,10 @@ func (s *Store) closeDBs() error {
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}
-	if s.cdb != nil {
-		errs = append(errs, s.cdb.Close())
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.close())
 	}
-	if s.wconn != nil {
-		errs = append(errs, s.wconn.Close())
-	}
-	if s.wdb != nil {
-		errs = append(errs, s.wdb.Close())
-	}
+	errs = append(errs, s.writerConn.close())
 	// The lock goes last, once nothing of the database is open any more.
 	errs = append(errs, s.lock.Close())
 	return errors.Join(errs...)

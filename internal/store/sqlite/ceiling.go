@@ -1,0 +1,257 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+)
+
+// CeilingConfig configures a Ceiling measurement.
+type CeilingConfig struct {
+	// Dir is the data directory to create the database in; it must not hold one yet.
+	Dir string
+	// Twins are stored before the measurement starts.
+	Twins []store.Twin
+	// Next returns the row of the next twin write (an existing twin with its new ETag and
+	// document) and the event it emits. It is called on the writing goroutine, so it should
+	// hand out rows prepared in advance: its cost counts against the ceiling.
+	Next func() (store.Twin, event.Event)
+	// Batch is the number of writes per transaction; 0 means 64. A writer committing larger
+	// transactions commits more rows per second, so an upper bound for a store serving N
+	// concurrent clients uses at least N.
+	Batch int
+	// Duration is how long to write; Writes, when positive, stops after that many writes
+	// instead.
+	Duration time.Duration
+	Writes   int
+}
+
+// CeilingResult is what a Ceiling measurement wrote.
+type CeilingResult struct {
+	Batch int
+	// Writes counts the twin writes made durable, Elapsed the time from the first commit's
+	// start to the last fsync's end.
+	Writes  int
+	Elapsed time.Duration
+	// Transactions and Syncs count the commits and the fsyncs that made them durable.
+	Transactions, Syncs int
+}
+
+// WritesPerSecond returns the twin writes made durable per second.
+func (r CeilingResult) WritesPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Writes) / r.Elapsed.Seconds()
+}
+
+// Ceiling measures the most twin writes per second this store's database can make durable
+// on this machine: the same rows an Update that patches a twin writes (the twin row
+// replaced, one change log record appended as the store encodes it, the log's clock marked
+// once per transaction), with the store's own durability mechanism (WAL with
+// synchronous=NORMAL, the write-ahead log fdatasync'd by a goroutine of its own while the
+// next transaction is written, checkpoints by the same checkpointer), and with the best
+// batching: every transaction is full, and transactions are written back to back while
+// earlier ones wait for their fsync.
+//
+// It leaves out everything else a Store does: no savepoint per Update, no twin read, no
+// cache, no in-memory log tail and no goroutine hand-off per write. So nothing the Store does
+// can beat it, and a Store's Update rate over the ceiling says how much of the database's
+// capacity its own mechanism leaves unused.
+func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (res CeilingResult, err error) {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	if cfg.Next == nil || len(cfg.Twins) == 0 || (cfg.Duration <= 0 && cfg.Writes <= 0) {
+		return res, errors.New("ceiling: twins, Next and a duration or a number of writes are required")
+	}
+	res.Batch = cfg.Batch
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return res, fmt.Errorf("create ceiling directory: %w", err)
+	}
+	path, err := filepath.Abs(filepath.Join(cfg.Dir, FileName))
+	if err != nil {
+		return res, fmt.Errorf("locate database: %w", err)
+	}
+	c, err := openCeiling(ctx, path, logger)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, c.close()) }()
+	if err := c.seed(cfg.Twins); err != nil {
+		return res, err
+	}
+	return c.write(cfg)
+}
+
+// ceiling is an open Ceiling measurement: the writer's connection and statements, the
+// write-ahead log file its sync goroutine fsyncs, and the checkpointer.
+type ceiling struct {
+	ctx context.Context
+	writerConn
+	// clock is the time, in Unix milliseconds, of the log clock's newest mark.
+	clock int64
+	wal   *os.File
+	ckpt  *checkpointer
+	stop  chan struct{}
+}
+
+// openCeiling creates the store's schema in the database at path and opens it as the
+// Store's writer does.
+func openCeiling(ctx context.Context, path string, logger *slog.Logger) (*ceiling, error) {
+	c := &ceiling{ctx: ctx, stop: make(chan struct{})}
+	if err := c.open(path, logger); err != nil {
+		return nil, errors.Join(fmt.Errorf("open ceiling database %s: %w", path, err), c.close())
+	}
+	go c.ckpt.run(c.stop)
+	return c, nil
+}
+
+func (c *ceiling) open(path string, logger *slog.Logger) error {
+	var err error
+	if c.writerConn, err = openWriter(c.ctx, path); err != nil {
+		return err
+	}
+	if c.wal, err = os.OpenFile(path+"-wal", os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("open write-ahead log: %w", err)
+	}
+	c.ckpt, err = newCheckpointer(path, logger)
+	return err
+}
+
+// close stops the checkpointer and closes what open opened.
+func (c *ceiling) close() error {
+	var errs []error
+	if c.ckpt != nil {
+		close(c.stop)
+		<-c.ckpt.done
+		errs = append(errs, c.ckpt.close())
+	}
+	if c.wal != nil {
+		errs = append(errs, c.wal.Close())
+	}
+	return errors.Join(append(errs, c.writerConn.close())...)
+}
+
+// seed inserts twins in transactions of a thousand and makes them durable.
+func (c *ceiling) seed(twins []store.Twin) error {
+	for start := 0; start < len(twins); start += 1000 {
+		if _, err := c.stmts[stmtBegin].ExecContext(c.ctx); err != nil {
+			return fmt.Errorf("begin seeding: %w", err)
+		}
+		for _, t := range twins[start:min(start+1000, len(twins))] {
+			if _, err := c.stmts[stmtInsertTwin].ExecContext(c.ctx, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+				_, _ = c.stmts[stmtRollback].ExecContext(c.ctx)
+				return fmt.Errorf("seed twin %q: %w", t.ID, err)
+			}
+		}
+		if _, err := c.stmts[stmtCommit].ExecContext(c.ctx); err != nil {
+			return fmt.Errorf("commit seeding: %w", err)
+		}
+	}
+	if err := syncData(c.wal); err != nil {
+		return fmt.Errorf("sync seeded twins: %w", err)
+	}
+	return nil
+}
+
+// write commits full transactions of cfg.Batch writes until the duration has passed or the
+// writes are done, and returns once every commit is durable.
+func (c *ceiling) write(cfg CeilingConfig) (CeilingResult, error) {
+	res := CeilingResult{Batch: cfg.Batch}
+	var (
+		durable  atomic.Int64
+		syncs    atomic.Int64
+		syncErr  atomic.Pointer[error]
+		commits  = make(chan int, syncQueue)
+		syncDone = make(chan struct{})
+		seq      uint64
+		buf      []byte
+	)
+	go func() {
+		defer close(syncDone)
+		syncGroups(commits, func() error { return syncData(c.wal) }, func(group []int, err error) {
+			if err != nil {
+				syncErr.CompareAndSwap(nil, &err)
+				return
+			}
+			syncs.Add(1)
+			for _, n := range group {
+				durable.Add(int64(n))
+			}
+			c.ckpt.kick()
+		})
+	}()
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	var err error
+	for written := 0; err == nil && c.ctx.Err() == nil; {
+		if cfg.Writes > 0 && written >= cfg.Writes || cfg.Writes <= 0 && !time.Now().Before(end) {
+			break
+		}
+		n := cfg.Batch
+		if cfg.Writes > 0 {
+			n = min(n, cfg.Writes-written)
+		}
+		if buf, err = c.commit(cfg.Next, n, &seq, buf); err == nil {
+			written += n
+			res.Transactions++
+			commits <- n
+		}
+	}
+	close(commits)
+	<-syncDone
+	res.Elapsed = time.Since(start)
+	res.Writes, res.Syncs = int(durable.Load()), int(syncs.Load())
+	if p := syncErr.Load(); p != nil {
+		err = errors.Join(err, fmt.Errorf("sync write-ahead log: %w", *p))
+	}
+	return res, errors.Join(err, c.ctx.Err())
+}
+
+// commit writes one transaction of n twin writes with the store's statements, the log's
+// clock marked as the store marks it, and returns the event buffer for reuse.
+func (c *ceiling) commit(next func() (store.Twin, event.Event), n int, seq *uint64, buf []byte) ([]byte, error) {
+	c.ckpt.restartLog(c.ctx, c.conn)
+	st := c.stmts
+	if _, err := st[stmtBegin].ExecContext(c.ctx); err != nil {
+		return buf, fmt.Errorf("begin: %w", err)
+	}
+	first := *seq + 1
+	for range n {
+		t, e := next()
+		if _, err := st[stmtUpdateTwin].ExecContext(c.ctx, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.ctx)
+			return buf, fmt.Errorf("update twin %q: %w", t.ID, err)
+		}
+		var err error
+		if buf, err = appendEvent(buf[:0], &e); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.ctx)
+			return buf, fmt.Errorf("encode event: %w", err)
+		}
+		*seq++
+		if _, err := st[stmtEmit].ExecContext(c.ctx, int64(*seq), buf); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.ctx)
+			return buf, fmt.Errorf("append log record: %w", err)
+		}
+	}
+	if now := time.Now().UnixMilli(); now != c.clock {
+		if _, err := st[stmtMarkClock].ExecContext(c.ctx, int64(first), now); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.ctx)
+			return buf, fmt.Errorf("mark the log's clock: %w", err)
+		}
+		c.clock = now
+	}
+	if _, err := st[stmtCommit].ExecContext(c.ctx); err != nil {
+		return buf, fmt.Errorf("commit: %w", err)
+	}
+	return buf, nil
+}

@@ -1,0 +1,101 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// checkpointer copies the write-ahead log into the database in the background, on a
+// connection of its own: after commits were made durable (see kick), and at most once per
+// checkpointInterval, it runs a PASSIVE checkpoint, which runs beside the writer rather than
+// stalling it.
+//
+// The log starts over from its beginning only when a write transaction begins with all of it
+// copied, which a busy writer rarely lets happen: it appends while the checkpoint copies. So
+// once the log holds restartFrames frames, the checkpointer asks the writer to copy the rest
+// itself before its next transaction (see restart); most of the log is copied by then, so
+// that costs the writer little.
+//
+// The Store and Ceiling both write through it, so the ceiling pays for checkpoints exactly
+// as the store does.
+type checkpointer struct {
+	db     *sql.DB // holds the checkpointer's one connection
+	logger *slog.Logger
+	// wake tells run that commits were made durable.
+	wake chan struct{}
+	// restartWAL asks the writer to finish a checkpoint before its next transaction.
+	restartWAL atomic.Bool
+	// done is closed when run returns.
+	done chan struct{}
+}
+
+// newCheckpointer returns a checkpointer of the database at path. Its connection is made on
+// the first checkpoint; run starts it.
+func newCheckpointer(path string, logger *slog.Logger) (*checkpointer, error) {
+	db, err := sql.Open("sqlite", writerDSN(path))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return &checkpointer{db: db, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{})}, nil
+}
+
+// kick tells the checkpointer that commits were made durable. It never blocks.
+func (c *checkpointer) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// restart reports whether the writer should finish a checkpoint before its next
+// transaction, and clears the request.
+func (c *checkpointer) restart() bool { return c.restartWAL.Swap(false) }
+
+// run checkpoints until stop is closed, then closes c.done.
+func (c *checkpointer) run(stop <-chan struct{}) {
+	defer close(c.done)
+	ctx := context.Background()
+	for {
+		select {
+		case <-c.wake:
+		case <-stop:
+			return
+		}
+		var busy, frames, copied int
+		err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+		if err != nil {
+			// The next checkpoint copies what this one did not; only a growing log tells.
+			c.logger.Warn("store checkpoint failed", "err", err)
+		} else if frames >= restartFrames {
+			c.restartWAL.Store(true)
+		}
+		select {
+		case <-time.After(checkpointInterval):
+		case <-stop:
+			return
+		}
+	}
+}
+
+// close closes the checkpointer's connection; run must have returned or never started.
+func (c *checkpointer) close() error { return c.db.Close() }
+
+// restartLog finishes a checkpoint on the writer's connection conn when the checkpointer asked
+// for it, so that the write-ahead log starts over with the transaction conn begins next.
+func (c *checkpointer) restartLog(ctx context.Context, conn execer) {
+	if !c.restart() {
+		return
+	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		c.logger.Warn("store checkpoint failed", "err", err)
+	}
+}
+
+// execer runs a statement: a *sql.Conn or a *sql.DB.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
