@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"time"
 
@@ -28,6 +29,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, benchUsage)
 		return 2
 	}
+	if args[0] == "patch-load" {
+		// The load generator of bench patch, which runs it in a process of its own.
+		if err := bench.RunPatchLoad(ctx, args[1:], stdout); err != nil {
+			fmt.Fprintf(stderr, "twinflow bench patch-load: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	var (
 		run func(logger *slog.Logger) error
 		fs  = flag.NewFlagSet("twinflow bench "+args[0], flag.ContinueOnError)
@@ -44,7 +53,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
 		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the SQLite ceiling (default -duration)")
 		run = func(logger *slog.Logger) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the twinflow binary: %w", err)
+			}
 			cfg.Dir, cfg.Keep = *dir, *keep
+			cfg.LoadCommand = func(ctx context.Context, args []string) *exec.Cmd {
+				return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
+			}
 			res, err := bench.Patch(ctx, cfg, logger)
 			if err != nil {
 				return err

@@ -2,20 +2,23 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/test/process"
 )
 
@@ -85,36 +88,47 @@ func TestPatchBody(t *testing.T) {
 	}
 }
 
-// TestPatch runs the PATCH benchmark at a tiny size: it must acknowledge patches, fail none,
-// measure the ceiling and clean up after itself.
+// TestPatch runs the PATCH benchmark at a tiny size, with the load generator in a process
+// of its own (this test binary, see TestMain): it must acknowledge patches, fail none,
+// measure the server's and the load generator's CPU apart and the ceiling, and clean up after
+// itself.
 func TestPatch(t *testing.T) {
 	dir := t.TempDir()
 	res, err := Patch(t.Context(), PatchConfig{
 		Dir: dir, Twins: 40, Clients: 4, Duration: 300 * time.Millisecond, CeilingDuration: 200 * time.Millisecond,
+		LoadCommand: func(ctx context.Context, args []string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), patchLoadEnv+"="+strings.Join(args, " "))
+			return cmd
+		},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Patch: %v", err)
 	}
-	if res.Patches == 0 || res.Failed != 0 {
-		t.Errorf("%d patches acknowledged, %d failed; want some and none", res.Patches, res.Failed)
+	l := res.Load
+	if l.Patches == 0 || l.Failed != 0 {
+		t.Errorf("%d patches acknowledged, %d failed; want some and none", l.Patches, l.Failed)
 	}
-	if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max {
-		t.Errorf("latencies p50 %v p99 %v max %v are not ordered", res.P50, res.P99, res.Max)
+	if l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max {
+		t.Errorf("latencies p50 %v p99 %v max %v are not ordered", l.P50, l.P99, l.Max)
 	}
-	if res.Ceiling.Patches == 0 || res.Ceiling.Patches%4 != 0 || res.Ceiling.Batch != 4 {
-		t.Errorf("ceiling wrote %d patches in batches of %d; want whole batches of 4", res.Ceiling.Patches, res.Ceiling.Batch)
+	if c := res.Ceiling; c.Writes == 0 || c.Batch != 4 || c.Writes != 4*c.Transactions {
+		t.Errorf("ceiling wrote %d patches in %d transactions of %d; want whole transactions of 4", c.Writes, c.Transactions, c.Batch)
 	}
 	var out bytes.Buffer
 	if err := res.Table(&out); err != nil {
 		t.Fatal(err)
 	}
-	if st := res.Store; st.Updates < uint64(res.Patches) || st.Transactions == 0 || st.Syncs == 0 {
-		t.Errorf("store stats %+v: want at least the %d acknowledged patches, in some transactions and fsyncs", st, res.Patches)
+	if st := res.Store; st.Updates < uint64(l.Patches) || st.Transactions == 0 || st.Syncs == 0 {
+		t.Errorf("store stats %+v: want at least the %d acknowledged patches, in some transactions and fsyncs", st, l.Patches)
 	}
-	if _, ok := processCPU(); ok && (res.CPU <= 0 || res.Ceiling.CPU <= 0) {
-		t.Errorf("CPU %v while patching, %v for the ceiling; want both measured", res.CPU, res.Ceiling.CPU)
+	if _, ok := processCPU(); ok && (res.ServerCPU <= 0 || l.CPU <= 0 || res.CeilingCPU <= 0) {
+		t.Errorf("CPU %v in the server, %v in the load generator, %v for the ceiling; want each measured", res.ServerCPU, l.CPU, res.CeilingCPU)
 	}
-	for _, want := range []string{"patches/s acknowledged", "p50", "updates per commit", "CPU per patch", "raw SQLite ceiling", "HTTP / ceiling"} {
+	if !regexp.MustCompile(`(?m)^  HTTP PATCH \(fsync on\) +[0-9]+ patches/s acknowledged`).MatchString(out.String()) {
+		t.Errorf("table lacks the summary line scripts read:\n%s", out.String())
+	}
+	for _, want := range []string{"p50", "updates per commit", "server CPU per patch", "load CPU per patch", "SQLite ceiling", "HTTP / ceiling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -122,6 +136,21 @@ func TestPatch(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("the benchmark left %d entries in %s", len(left), dir)
 	}
+}
+
+// patchLoadEnv, when set, makes this test binary the PATCH benchmark's load generator: its
+// value holds the arguments of RunPatchLoad.
+const patchLoadEnv = "TWINFLOW_BENCH_PATCH_LOAD"
+
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(patchLoadEnv); ok {
+		if err := RunPatchLoad(context.Background(), strings.Fields(args), os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
 
 // TestRestart runs the restart benchmark at a tiny size against the real binary.
@@ -186,24 +215,5 @@ func TestPatchClient(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("the server saw %d connections, want 1", n)
-	}
-}
-
-// TestEventTemplate checks that an event the ceiling builds from the template decodes to the
-// event it stands for.
-func TestEventTemplate(t *testing.T) {
-	head, tail, err := eventTemplate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := `{"id":"` + "0f8fad5b-d9cb-469f-a165-70867728950e" + head + "device-0000042" + `","time":"` + "2026-01-02T03:04:05.0000000Z" + tail
-	var got event.Event
-	if err := json.Unmarshal([]byte(b), &got); err != nil {
-		t.Fatalf("decode %s: %v", b, err)
-	}
-	if got.ID != "0f8fad5b-d9cb-469f-a165-70867728950e" || got.Subject != "device-0000042" ||
-		got.Time != "2026-01-02T03:04:05.0000000Z" || got.Type != event.TwinUpdate ||
-		got.SpecVersion != event.SpecVersion || !json.Valid(got.Data) {
-		t.Errorf("template event %s decodes to %+v", b, got)
 	}
 }

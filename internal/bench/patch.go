@@ -2,9 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -36,8 +39,12 @@ type PatchConfig struct {
 	Clients int
 	// Duration is how long the clients patch [30s].
 	Duration time.Duration
-	// CeilingDuration is how long the raw SQLite ceiling is measured [Duration].
+	// CeilingDuration is how long the SQLite ceiling is measured [Duration].
 	CeilingDuration time.Duration
+	// LoadCommand returns the command that runs the load generator, in a process of its own so
+	// that its CPU time is told apart from the server's: a command that calls RunPatchLoad
+	// with args (twinflow bench patch-load args...). It is required.
+	LoadCommand func(ctx context.Context, args []string) *exec.Cmd
 }
 
 func (c PatchConfig) withDefaults() PatchConfig {
@@ -62,45 +69,49 @@ func (c PatchConfig) withDefaults() PatchConfig {
 // PatchResult is what the PATCH benchmark measured.
 type PatchResult struct {
 	Twins, Clients int
-	// Elapsed is how long the clients patched; Patches counts the patches acknowledged with
-	// 204 in that time and Failed the requests that got anything else.
-	Elapsed time.Duration
-	Patches int
-	Failed  int
-	// P50, P99 and Max are latencies of acknowledged patches, from sending the request to
-	// reading the whole response.
-	P50, P99, Max time.Duration
-	// CPU is the CPU time, user and system, the whole process (server and load generator
-	// alike) used while the clients patched; zero where the system does not report it.
-	CPU time.Duration
+	// Load is what the load generator measured: acknowledged and failed patches, the time
+	// they took and their latencies.
+	Load PatchLoad
+	// ServerCPU is the CPU time, user and system, the server's process used while the clients
+	// patched; zero where the system does not report it. The load generator's own is in Load.
+	ServerCPU time.Duration
 	// Store is what the store's write path did while the clients patched: transactions,
 	// the Updates they carried, fsyncs and their time.
 	Store sqlite.Stats
-	// Ceiling is the raw SQLite measurement of the same rows.
-	Ceiling CeilingResult
+	// Ceiling is the SQLite ceiling for the same rows, measured in the same run, and
+	// CeilingCPU the CPU time it took.
+	Ceiling    sqlite.CeilingResult
+	CeilingCPU time.Duration
 }
 
 // PatchesPerSecond returns acknowledged patches per second.
 func (r PatchResult) PatchesPerSecond() float64 {
-	return float64(r.Patches) / r.Elapsed.Seconds()
+	if r.Load.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Load.Patches) / r.Load.Elapsed.Seconds()
 }
 
-// Table writes the result as a short table.
+// Table writes the result as a short table. Its row "HTTP PATCH (fsync on)" starts with the
+// acknowledged rate as plain digits followed by " patches/s acknowledged", which scripts read.
 func (r PatchResult) Table(w io.Writer) error {
 	perSec := r.PatchesPerSecond()
-	ceil := r.Ceiling.PatchesPerSecond()
+	ceil := r.Ceiling.WritesPerSecond()
 	ratio := "n/a"
 	if ceil > 0 {
 		ratio = fmt.Sprintf("%.1f%%", 100*perSec/ceil)
 	}
+	l := r.Load
 	return table(w, [][2]string{
 		{"twins / clients", fmt.Sprintf("%d twins of %d properties / %d keep-alive clients", r.Twins, numProperties, r.Clients)},
-		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, r.Patches, r.Elapsed.Round(time.Millisecond), r.Failed)},
-		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))},
+		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, l.Patches, l.Elapsed.Round(time.Millisecond), l.Failed)},
+		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))},
 		{"group commit", groupCommit(r.Store)},
-		{"CPU per patch", cpuPerPatch(r.CPU, r.Patches, "server and load generator")},
-		{"raw SQLite ceiling", fmt.Sprintf("%.0f patches/s (twin row + log row each, %d per transaction, %d in %v)", ceil, r.Ceiling.Batch, r.Ceiling.Patches, r.Ceiling.Elapsed.Round(time.Millisecond))},
-		{"ceiling CPU per patch", cpuPerPatch(r.Ceiling.CPU, r.Ceiling.Patches, "SQLite and its driver")},
+		{"server CPU per patch", cpuPerPatch(r.ServerCPU, l.Patches, "the server's process")},
+		{"load CPU per patch", cpuPerPatch(l.CPU, l.Patches, "the load generator's process, on the same cores")},
+		{"SQLite ceiling", fmt.Sprintf("%.0f patches/s (the same twin and log rows, %d per transaction, WAL fdatasync'd beside the next transaction: %d in %v)",
+			ceil, r.Ceiling.Batch, r.Ceiling.Writes, r.Ceiling.Elapsed.Round(time.Millisecond))},
+		{"ceiling CPU per patch", cpuPerPatch(r.CeilingCPU, r.Ceiling.Writes, "SQLite and its driver")},
 		{"HTTP / ceiling", ratio},
 	})
 }
@@ -139,13 +150,18 @@ func groupCommit(st sqlite.Stats) string {
 }
 
 // Patch runs the PATCH benchmark: an in-process server over a durable store in a fresh data
-// directory, Twins twins of the benchmark model, and Clients keep-alive clients each sending
-// PATCHes of one to three random properties of random twins for Duration over loopback HTTP.
-// Then, with the server stopped, it measures the raw SQLite ceiling (see Ceiling) for the same
-// rows.
+// directory, Twins twins of the benchmark model, and Clients keep-alive clients, run by the
+// load generator in a process of its own, each sending PATCHes of one to three random
+// properties of random twins for Duration over loopback HTTP. Then, with the server stopped,
+// it measures the SQLite ceiling (see sqlite.Ceiling) for the same rows: the twin documents
+// the server stores and Twin.Update events as the server emits them, in transactions of
+// Clients rows.
 func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResult, error) {
 	cfg = cfg.withDefaults()
 	res := PatchResult{Twins: cfg.Twins, Clients: cfg.Clients}
+	if cfg.LoadCommand == nil {
+		return res, errors.New("bench patch: a load command is required")
+	}
 	dir, err := os.MkdirTemp(cfg.Dir, "twinflow-bench-patch-")
 	if err != nil {
 		return res, fmt.Errorf("create bench directory: %w", err)
@@ -154,21 +170,34 @@ func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResu
 		defer os.RemoveAll(dir)
 	}
 
-	if err := runPatchLoad(ctx, cfg, filepath.Join(dir, "server"), logger, &res); err != nil {
+	serviceID, err := runPatchLoad(ctx, cfg, filepath.Join(dir, "server"), logger, &res)
+	if err != nil {
 		return res, err
 	}
-	logger.Info("measuring the raw SQLite ceiling", slog.Duration("duration", cfg.CeilingDuration))
-	res.Ceiling, err = Ceiling(ctx, CeilingConfig{
-		Dir: filepath.Join(dir, "ceiling"), Twins: cfg.Twins, Batch: cfg.Clients, Duration: cfg.CeilingDuration,
+	logger.Info("measuring the SQLite ceiling", slog.Duration("duration", cfg.CeilingDuration))
+	twins, next, err := ceilingRows(cfg.Twins, serviceID)
+	if err != nil {
+		return res, err
+	}
+	cpu0, cpuOK := processCPU()
+	res.Ceiling, err = sqlite.Ceiling(ctx, sqlite.CeilingConfig{
+		Dir: filepath.Join(dir, "ceiling"), Twins: twins, Next: next, Batch: cfg.Clients, Duration: cfg.CeilingDuration,
 	}, logger)
-	return res, err
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		res.CeilingCPU = cpu1 - cpu0
+	}
+	if err != nil {
+		return res, fmt.Errorf("measure the SQLite ceiling: %w", err)
+	}
+	return res, nil
 }
 
-// runPatchLoad starts the server, loads the twins and runs the clients, filling in res.
-func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *slog.Logger, res *PatchResult) (err error) {
+// runPatchLoad starts the server, loads the twins and runs the load generator, filling in
+// res. It returns the server's service id.
+func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *slog.Logger, res *PatchResult) (serviceID string, err error) {
 	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: dataDir}, logger)
 	if err != nil {
-		return fmt.Errorf("start server: %w", err)
+		return "", fmt.Errorf("start server: %w", err)
 	}
 	stop := runServer(ctx, srv)
 	defer func() {
@@ -178,28 +207,90 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *
 	}()
 
 	if err := setUpTwins(ctx, srv.URL(), cfg.Twins, logger); err != nil {
-		return err
+		return "", err
 	}
 
 	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Duration("duration", cfg.Duration))
 	before := srv.StoreStats()
 	cpu0, cpuOK := processCPU()
-	lat, failed, elapsed, err := patchLoad(ctx, srv.Addr().String(), cfg)
+	res.Load, err = runLoadProcess(ctx, cfg, srv.Addr().String())
+	if err != nil {
+		return "", err
+	}
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		res.ServerCPU = cpu1 - cpu0
+	}
+	res.Store = statsSince(before, srv.StoreStats())
+	return srv.ServiceID(), nil
+}
+
+// runLoadProcess runs cfg.LoadCommand against the server at addr and returns what it
+// measured.
+func runLoadProcess(ctx context.Context, cfg PatchConfig, addr string) (PatchLoad, error) {
+	var out, errOut bytes.Buffer
+	cmd := cfg.LoadCommand(ctx, []string{
+		"-addr", addr, "-twins", strconv.Itoa(cfg.Twins), "-clients", strconv.Itoa(cfg.Clients),
+		"-duration", cfg.Duration.String(),
+	})
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return PatchLoad{}, fmt.Errorf("run the load generator: %w: %s", err, bytes.TrimSpace(errOut.Bytes()))
+	}
+	var load PatchLoad
+	if err := json.Unmarshal(out.Bytes(), &load); err != nil {
+		return PatchLoad{}, fmt.Errorf("read the load generator's result %q: %w", out.String(), err)
+	}
+	return load, nil
+}
+
+// PatchLoad is what the load generator measured, as it reports it on its standard output.
+type PatchLoad struct {
+	// Elapsed is how long the clients patched; Patches counts the patches acknowledged with
+	// 204 in that time and Failed the requests that got anything else.
+	Elapsed time.Duration `json:"elapsed"`
+	Patches int           `json:"patches"`
+	Failed  int           `json:"failed"`
+	// P50, P99 and Max are latencies of acknowledged patches, from sending the request to
+	// reading the whole response.
+	P50 time.Duration `json:"p50"`
+	P99 time.Duration `json:"p99"`
+	Max time.Duration `json:"max"`
+	// CPU is the CPU time, user and system, the load generator's process used while it
+	// patched; zero where the system does not report it.
+	CPU time.Duration `json:"cpu"`
+}
+
+// RunPatchLoad is the load generator of the PATCH benchmark, run in a process of its own: it
+// parses args (-addr host:port, -twins, -clients, -duration), patches the benchmark twins of
+// the server at addr and writes its PatchLoad to stdout as JSON.
+func RunPatchLoad(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("patch-load", flag.ContinueOnError)
+	addr := fs.String("addr", "", "`host:port` of the server")
+	var cfg PatchConfig
+	fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
+	fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *addr == "" {
+		return errors.New("patch-load: -addr is required")
+	}
+	cpu0, cpuOK := processCPU()
+	lat, failed, elapsed, err := patchLoad(ctx, *addr, cfg.withDefaults())
 	if err != nil {
 		return err
 	}
+	load := PatchLoad{Elapsed: elapsed, Patches: len(lat), Failed: failed}
 	if cpu1, ok := processCPU(); ok && cpuOK {
-		res.CPU = cpu1 - cpu0
+		load.CPU = cpu1 - cpu0
 	}
-	after := srv.StoreStats()
-	res.Store = statsSince(before, after)
 	slices.Sort(lat)
-	res.Elapsed, res.Patches, res.Failed = elapsed, len(lat), failed
-	res.P50, res.P99 = percentile(lat, 50), percentile(lat, 99)
+	load.P50, load.P99 = percentile(lat, 50), percentile(lat, 99)
 	if len(lat) > 0 {
-		res.Max = lat[len(lat)-1]
+		load.Max = lat[len(lat)-1]
 	}
-	return nil
+	return json.NewEncoder(stdout).Encode(load)
 }
 
 // createTwins PUTs twins 0..n-1 with workers concurrent clients.
