@@ -95,7 +95,8 @@ func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (res C
 // ceiling is an open Ceiling measurement: the writer's connection and statements, the
 // write-ahead log file its sync goroutine fsyncs, and the checkpointer.
 type ceiling struct {
-	ctx context.Context
+	// ctx ends the measurement; exec runs the statements and cannot end, as the Store's.
+	ctx, exec context.Context
 	writerConn
 	// clock is the time, in Unix milliseconds, of the log clock's newest mark.
 	clock int64
@@ -107,7 +108,7 @@ type ceiling struct {
 // openCeiling creates the store's schema in the database at path and opens it as the
 // Store's writer does.
 func openCeiling(ctx context.Context, path string, logger *slog.Logger) (*ceiling, error) {
-	c := &ceiling{ctx: ctx, stop: make(chan struct{})}
+	c := &ceiling{ctx: ctx, exec: context.WithoutCancel(ctx), stop: make(chan struct{})}
 	if err := c.open(path, logger); err != nil {
 		return nil, errors.Join(fmt.Errorf("open ceiling database %s: %w", path, err), c.close())
 	}
@@ -144,16 +145,16 @@ func (c *ceiling) close() error {
 // seed inserts twins in transactions of a thousand and makes them durable.
 func (c *ceiling) seed(twins []store.Twin) error {
 	for start := 0; start < len(twins); start += 1000 {
-		if _, err := c.stmts[stmtBegin].ExecContext(c.ctx); err != nil {
+		if _, err := c.stmts[stmtBegin].ExecContext(c.exec); err != nil {
 			return fmt.Errorf("begin seeding: %w", err)
 		}
 		for _, t := range twins[start:min(start+1000, len(twins))] {
-			if _, err := c.stmts[stmtInsertTwin].ExecContext(c.ctx, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
-				_, _ = c.stmts[stmtRollback].ExecContext(c.ctx)
+			if _, err := c.stmts[stmtInsertTwin].ExecContext(c.exec, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+				_, _ = c.stmts[stmtRollback].ExecContext(c.exec)
 				return fmt.Errorf("seed twin %q: %w", t.ID, err)
 			}
 		}
-		if _, err := c.stmts[stmtCommit].ExecContext(c.ctx); err != nil {
+		if _, err := c.stmts[stmtCommit].ExecContext(c.exec); err != nil {
 			return fmt.Errorf("commit seeding: %w", err)
 		}
 	}
@@ -220,37 +221,37 @@ func (c *ceiling) write(cfg CeilingConfig) (CeilingResult, error) {
 // commit writes one transaction of n twin writes with the store's statements, the log's
 // clock marked as the store marks it, and returns the event buffer for reuse.
 func (c *ceiling) commit(next func() (store.Twin, event.Event), n int, seq *uint64, buf []byte) ([]byte, error) {
-	c.ckpt.restartLog(c.ctx, c.conn)
+	c.ckpt.restartLog(c.exec, c.conn)
 	st := c.stmts
-	if _, err := st[stmtBegin].ExecContext(c.ctx); err != nil {
+	if _, err := st[stmtBegin].ExecContext(c.exec); err != nil {
 		return buf, fmt.Errorf("begin: %w", err)
 	}
 	first := *seq + 1
 	for range n {
 		t, e := next()
-		if _, err := st[stmtUpdateTwin].ExecContext(c.ctx, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
-			_, _ = st[stmtRollback].ExecContext(c.ctx)
+		if _, err := st[stmtUpdateTwin].ExecContext(c.exec, t.ID, t.ModelID, t.ETag, []byte(t.Doc)); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.exec)
 			return buf, fmt.Errorf("update twin %q: %w", t.ID, err)
 		}
 		var err error
 		if buf, err = appendEvent(buf[:0], &e); err != nil {
-			_, _ = st[stmtRollback].ExecContext(c.ctx)
+			_, _ = st[stmtRollback].ExecContext(c.exec)
 			return buf, fmt.Errorf("encode event: %w", err)
 		}
 		*seq++
-		if _, err := st[stmtEmit].ExecContext(c.ctx, int64(*seq), buf); err != nil {
-			_, _ = st[stmtRollback].ExecContext(c.ctx)
+		if _, err := st[stmtEmit].ExecContext(c.exec, int64(*seq), buf); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.exec)
 			return buf, fmt.Errorf("append log record: %w", err)
 		}
 	}
 	if now := time.Now().UnixMilli(); now != c.clock {
-		if _, err := st[stmtMarkClock].ExecContext(c.ctx, int64(first), now); err != nil {
-			_, _ = st[stmtRollback].ExecContext(c.ctx)
+		if _, err := st[stmtMarkClock].ExecContext(c.exec, int64(first), now); err != nil {
+			_, _ = st[stmtRollback].ExecContext(c.exec)
 			return buf, fmt.Errorf("mark the log's clock: %w", err)
 		}
 		c.clock = now
 	}
-	if _, err := st[stmtCommit].ExecContext(c.ctx); err != nil {
+	if _, err := st[stmtCommit].ExecContext(c.exec); err != nil {
 		return buf, fmt.Errorf("commit: %w", err)
 	}
 	return buf, nil

@@ -293,7 +293,9 @@ func (s *Store) open(path string) error {
 	if err != nil {
 		return fmt.Errorf("read the log clock's newest mark: %w", err)
 	}
-	s.w.ctx = ctx
+	// The writer's statements must not be interrupted halfway through a batch, and a context
+	// that cannot end spares the driver a watcher goroutine per statement.
+	s.w.ctx = context.WithoutCancel(ctx)
 	s.w.seq = uint64(last.Int64) + 1
 
 	if s.ckpt, err = newCheckpointer(path, s.logger); err != nil {
