@@ -82,15 +82,15 @@ type PatchResult struct {
 	// CeilingCPU the CPU time it took.
 	Ceiling    sqlite.CeilingResult
 	CeilingCPU time.Duration
+	// Floor is what the same load generator measured against a bare net/http server that
+	// answers every PATCH 204 without doing anything, and FloorCPU that server's CPU time:
+	// what HTTP over loopback alone costs on this machine.
+	Floor    PatchLoad
+	FloorCPU time.Duration
 }
 
 // PatchesPerSecond returns acknowledged patches per second.
-func (r PatchResult) PatchesPerSecond() float64 {
-	if r.Load.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.Load.Patches) / r.Load.Elapsed.Seconds()
-}
+func (r PatchResult) PatchesPerSecond() float64 { return r.Load.PerSecond() }
 
 // Table writes the result as a short table. Its row "HTTP PATCH (fsync on)" starts with the
 // acknowledged rate as plain digits followed by " patches/s acknowledged", which scripts read.
@@ -112,6 +112,9 @@ func (r PatchResult) Table(w io.Writer) error {
 		{"SQLite ceiling", fmt.Sprintf("%.0f patches/s (the same twin and log rows, %d per transaction, WAL fdatasync'd beside the next transaction: %d in %v)",
 			ceil, r.Ceiling.Batch, r.Ceiling.Writes, r.Ceiling.Elapsed.Round(time.Millisecond))},
 		{"ceiling CPU per patch", cpuPerPatch(r.CeilingCPU, r.Ceiling.Writes, "SQLite and its driver")},
+		{"HTTP floor", fmt.Sprintf("%.0f requests/s (the same PATCHes answered 204 by a bare net/http handler: %d in %v)",
+			r.Floor.PerSecond(), r.Floor.Patches, r.Floor.Elapsed.Round(time.Millisecond))},
+		{"floor CPU per request", cpuPerPatch(r.FloorCPU, r.Floor.Patches, "the bare server's process")},
 		{"HTTP / ceiling", ratio},
 	})
 }
@@ -155,7 +158,7 @@ func groupCommit(st sqlite.Stats) string {
 // properties of random twins for Duration over loopback HTTP. Then, with the server stopped,
 // it measures the SQLite ceiling (see sqlite.Ceiling) for the same rows: the twin documents
 // the server stores and Twin.Update events as the server emits them, in transactions of
-// Clients rows.
+// Clients rows, and the HTTP floor: the same load against a server that does nothing.
 func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResult, error) {
 	cfg = cfg.withDefaults()
 	res := PatchResult{Twins: cfg.Twins, Clients: cfg.Clients}
@@ -189,7 +192,46 @@ func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResu
 	if err != nil {
 		return res, fmt.Errorf("measure the SQLite ceiling: %w", err)
 	}
+	logger.Info("measuring the HTTP floor", slog.Duration("duration", cfg.CeilingDuration))
+	floorCfg := cfg
+	floorCfg.Duration = cfg.CeilingDuration
+	if res.Floor, res.FloorCPU, err = runFloor(ctx, floorCfg); err != nil {
+		return res, fmt.Errorf("measure the HTTP floor: %w", err)
+	}
 	return res, nil
+}
+
+// runFloor runs the load generator for cfg.Duration against a bare net/http server on
+// loopback that drains each request's body and answers 204 with an ETag, and returns what
+// the load generator measured and the CPU time this process used meanwhile.
+func runFloor(ctx context.Context, cfg PatchConfig) (PatchLoad, time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return PatchLoad{}, 0, fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("ETag", `W/"00000000-0000-0000-0000-000000000000"`)
+			w.WriteHeader(http.StatusNoContent)
+		}),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	cpu0, cpuOK := processCPU()
+	load, err := runLoadProcess(ctx, cfg, ln.Addr().String())
+	var cpu time.Duration
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		cpu = cpu1 - cpu0
+	}
+	if cerr := srv.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return load, cpu, err
 }
 
 // runPatchLoad starts the server, loads the twins and runs the load generator, filling in
@@ -258,6 +300,14 @@ type PatchLoad struct {
 	// CPU is the CPU time, user and system, the load generator's process used while it
 	// patched; zero where the system does not report it.
 	CPU time.Duration `json:"cpu"`
+}
+
+// PerSecond returns acknowledged patches per second.
+func (l PatchLoad) PerSecond() float64 {
+	if l.Elapsed <= 0 {
+		return 0
+	}
+	return float64(l.Patches) / l.Elapsed.Seconds()
 }
 
 // RunPatchLoad is the load generator of the PATCH benchmark, run in a process of its own: it
