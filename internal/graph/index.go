@@ -174,7 +174,7 @@ type Rel struct {
 // index have exited when it returns.
 func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.ModelSet, logger *slog.Logger) (*Index, error) {
 	if st == nil || models == nil {
-		return nil, errors.New("index: a store and a model source are required")
+		return nil, errors.New("graph index: a store and a model source are required")
 	}
 	if cfg.LoadBatch <= 0 {
 		cfg.LoadBatch = 1024
@@ -199,7 +199,7 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	// Records committed while loading are replayed afterwards; applying is idempotent.
 	x.applied.Store(st.Log().Last())
 	if err := x.load(ctx); err != nil {
-		return nil, fmt.Errorf("index: load from store: %w", err)
+		return nil, fmt.Errorf("graph index: load from store: %w", err)
 	}
 	logger.Info("graph index built", "twins", len(x.twins), "relationships", x.rels, "seq", x.applied.Load())
 	return x, nil
@@ -374,7 +374,7 @@ func (x *Index) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("index: read change log after %d: %w", x.applied.Load(), err)
+			return fmt.Errorf("graph index: read change log after %d: %w", x.applied.Load(), err)
 		}
 		x.applyMu.Lock()
 		err = x.apply(ctx, recs)
@@ -397,7 +397,7 @@ func (x *Index) Sync(ctx context.Context) error {
 	for x.applied.Load() < target {
 		recs, err := x.read(ctx)
 		if err != nil {
-			return fmt.Errorf("index: read change log after %d: %w", x.applied.Load(), err)
+			return fmt.Errorf("graph index: read change log after %d: %w", x.applied.Load(), err)
 		}
 		if err := x.apply(ctx, recs); err != nil {
 			return err
@@ -466,7 +466,7 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 		return nil
 	}
 	if err := x.readStates(ctx, twinAt, relAt); err != nil {
-		return fmt.Errorf("index: apply log records up to %d: %w", last, err)
+		return fmt.Errorf("graph index: apply log records up to %d: %w", last, err)
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -119,7 +119,7 @@ type modelState struct {
 // it fails if the stored models no longer parse.
 func New(cfg Config, st store.Store, logger *slog.Logger) (*Service, error) {
 	if st == nil {
-		return nil, errors.New("graph: a store is required")
+		return nil, errors.New("twins: a store is required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -140,7 +140,7 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*Service, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("graph: load models: %w", err)
+		return nil, fmt.Errorf("twins: load models: %w", err)
 	}
 	docs := make([][]byte, len(stored))
 	dec := make(map[string]bool)
@@ -152,7 +152,7 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*Service, error) {
 	}
 	set, err := dtdl.Parse(docs, nil, dtdl.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("graph: resolve %d stored models: %w", len(stored), err)
+		return nil, fmt.Errorf("twins: resolve %d stored models: %w", len(stored), err)
 	}
 	s.models.Store(&modelState{set: set, decommissioned: dec})
 	logger.Info("models loaded", "count", len(stored))
@@ -165,7 +165,7 @@ func (s *Service) Models() *dtdl.ModelSet {
 }
 
 // errStale reports that the state a write was prepared against changed before it committed.
-var errStale = errors.New("graph: state changed during the write")
+var errStale = errors.New("twins: state changed during the write")
 
 // optimisticAttempts is how many times a write is prepared outside the store's writer before
 // it is prepared inside it.
