@@ -38,6 +38,25 @@
 // keeps its full speed; a query pays for applying the changes made since the previous query
 // (none when the follower is current), and Run keeps that backlog short.
 //
+// # Role and invariant
+//
+// The index is one of the copies of twin state the write path keeps (see package store): the
+// one queries read, through Read. Nothing else reads its contents (the server's readiness
+// check only compares Applied with the log's Last); in particular no write reads it or waits
+// for it. It is written only by New and by applying log records (Run and Sync, one at a
+// time under applyMu), and it keeps nothing of its own: it is built again from the store at
+// every start.
+//
+// Applied never passes the log's Last, because the log hands out only durable records; each
+// entity is as of Applied or newer, as above. Newer state comes from store snapshots (the load
+// and the reads of unknown states), and a snapshot may include a batch that has committed but
+// whose fsync is still running (see package sqlite): like a store View, a query may see a
+// write just before it is acknowledged. Following the log assumes that it still holds every
+// record after Applied. The log's pruner does not wait for the index (it waits only for the
+// endpoints' cursors and the retention, 7 days by default), so a record pruned before the
+// index applied it is missed when the rest are read from the database, and the entity it was
+// about keeps its older state until a later record about it is applied.
+//
 // # Memory
 //
 // A twin is kept as its stored JSON document, compressed with S2 (about half the size: the

@@ -1,6 +1,27 @@
 // Package store defines the storage seam: models, twins, relationships and the change log,
 // changed together in transactions. Implementations live in subpackages (store/sqlite, later
 // store/postgres) and all pass the contract suite in store/storetest.
+//
+// # Where twin state lives
+//
+// The store's committed rows and its change log are the truth. A twin write also reaches
+// four copies of twin state, each documented where it is defined with its owner and the
+// rule that keeps it correct; the first two serve writes, the last two serve readers:
+//
+//   - The twin service's cache (twinCache, internal/twins/cache.go): twins the service wrote
+//     recently, a hint that may be stale; every write prepared from it checks the twin's ETag
+//     again inside Update.
+//   - The SQLite writer's cache (twinCache, internal/store/sqlite/cache.go): twins as the
+//     writer's open transaction sees them, used only on the writer goroutine, so that the
+//     read that starts most Updates (the ETag check above among them) skips SQLite; every put
+//     and delete updates it and every rollback drops what it undid.
+//   - The change log's in-memory tail (tail, internal/store/sqlite/tail.go): the newest
+//     durable records with the state each change left, which Log.Read and
+//     ChangeLog.ReadChanges hand out up to Log.Last and never beyond; older records come from
+//     the database.
+//   - The graph index (package graph): every twin and relationship, for queries, built from a
+//     store snapshot at every start and brought up to Log.Last from the change log before
+//     each query; no write reads it or waits for it.
 package store
 
 import (

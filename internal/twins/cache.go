@@ -6,11 +6,33 @@ import (
 	"github.com/twinflow/twinflow/internal/store"
 )
 
-// twinCache holds recently written twins, so that a patch can be prepared without a store
-// read. It is only a hint: a write prepared from it still checks, inside the store's writer,
-// that the twin's ETag is the one its work was based on, and a stale entry only costs a retry
-// from the store. When full it drops an arbitrary entry. A nil or zero-sized cache holds
-// nothing. It is safe for concurrent use.
+// twinCache holds twins the service wrote recently, so that a write can be prepared without
+// reading a store snapshot first. It is one of the copies of twin state the write path keeps
+// (see package store).
+//
+// Writers: PutTwin, PatchTwin and PatchComponent put the state their Update committed, only
+// once Update returned nil; DeleteTwin removes the twin once its write has returned, whether
+// it succeeded or not. Nothing else changes it: the service's other writes leave twin rows
+// alone. Readers: only PutTwin and patchTwin; Twin, Component, relationships and telemetry
+// read the store.
+//
+// It is only a hint and may be stale: two writes of one twin may put their states in another
+// order than they committed them, a write that committed before a delete may put the twin back
+// after the delete removed it, and writes that do not go through this Service do not reach
+// it. Staleness is caught inside the store's writer: a write prepared from an entry re-reads
+// the twin in its Update and commits only if the twin still exists with the entry's ETag.
+// When the ETag changed, or PutTwin finds that its guess was wrong (it guesses "create" for a
+// twin the cache lacks), the Update returns errStale and the write is prepared again from a
+// store snapshot (Service.write); a patched twin that is gone is DigitalTwinNotFound. A
+// failure to prepare from an entry, which may come from its being stale, falls back to the
+// store the same way. So a stale entry costs a retry, and no write commits against a state
+// other than the current one. (An empty patch commits nothing, so nothing checks the entry it
+// was prepared from; see patchTwin.)
+//
+// It holds at most Config.CachedTwins twins; when full, put drops an arbitrary entry. A
+// cache of size 0 or less holds nothing. An entry shares its document with the write that put
+// it (PutTwin also returns it to its caller), so nobody may modify it. It is safe for
+// concurrent use.
 type twinCache struct {
 	mu  sync.Mutex
 	max int

@@ -1,14 +1,17 @@
 // Package twins is the twin service: models, twins, relationships and telemetry, validated
-// against DTDL and written to the store together with the events they cause. The REST API and
-// the ingress rules both change the twin graph only through it.
+// against DTDL and written to the store together with the events they cause. The REST API
+// changes the twin graph only through it.
 //
 // Every write is one store.Update carrying the new state and its events. The work that does
 // not need the writer (decoding, patching, validating, encoding) is done first against a
 // snapshot; the Update then only re-reads the entity, checks that its ETag is still the one the
 // work was based on, and writes. When another write got there first the work is redone; after
-// a few lost races it is done inside the Update, so every call makes progress. Patches start
-// from an in-memory copy of recently written twins when there is one, which saves the snapshot
-// read; the same ETag check makes a stale copy cost only a retry.
+// a few lost races it is done inside the Update, so every call makes progress. Twin puts and
+// patches are first prepared from an in-memory copy of recently written twins, without the
+// snapshot read (a patch of a twin the copy lacks, or whose If-Match its copy fails, reads
+// the snapshot; a put of a twin the copy lacks guesses that it creates the twin); the same
+// check in the Update makes a stale copy or a wrong guess cost only a retry. See twinCache
+// for the copy's invariant, and package store for the other copies of twin state.
 package twins
 
 import (

@@ -278,9 +278,11 @@ func targetModel(p twin.Patch, current string) string {
 // patchTwin applies p (with paths from the twin root) to twin id; component, when set, must
 // be a component of the twin. It returns the new ETag.
 //
-// A twin in the cache whose ETag satisfies cond is patched without a store read; the write's
-// ETag check in the writer catches a stale cache entry, and any failure of that first attempt
-// (which may come from stale state) is retried from the store.
+// A twin in the cache whose ETag satisfies cond is patched without a snapshot read; the write's
+// ETag check in the writer catches a stale cache entry, and a failure to prepare the patch
+// from the entry (which may come from stale state) is retried from the store. Errors the
+// writer reports (the twin is gone, storage failed) are returned as they are. An empty patch
+// prepared from the cache is not checked against the store: it returns the entry's ETag.
 func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Patch, cond twin.Condition, tr Trace) (string, error) {
 	var (
 		etag    string

@@ -17,10 +17,33 @@ const (
 const changeOverhead = 256
 
 // tail keeps the newest durable log records in memory, each with the state its change left
-// behind, so that readers following the head of the log (relays, the query index) neither
-// query SQLite nor decode JSON for them. It holds a contiguous run of Seqs ending at the
-// log's Last; older records are read from the database. Its methods are safe for concurrent
-// use.
+// behind, so that readers following the head of the log (relays through Log().Read, the graph
+// index through ReadChanges) neither query SQLite nor decode JSON for them. It is one of the
+// copies of twin state the write path keeps (see package store). Its methods are safe for
+// concurrent use.
+//
+// Writers: acknowledge pushes each batch's records once the fsync that makes them durable
+// succeeded (with Config.NoSync, once the batch committed), just before it advances the log's
+// Last past them: on the sync goroutine, or on the writer goroutine with NoSync, so batches
+// arrive one at a time and in Seq order. PruneLog, on the writer goroutine, drops the records
+// it deletes before its transaction commits (should it roll back, readers merely read those
+// records from the database). Readers: readLog, for Log().Read and ReadChanges, on the
+// callers' goroutines.
+//
+// Invariants:
+//   - It holds only records of committed batches: the records of a fn that failed, and of a
+//     batch that rolled back or whose fsync failed, never reach it (apply and commit take
+//     them out of writer.pending; acknowledge pushes nothing on a failed fsync).
+//   - No reader gets a record before it is durable: push runs just before Last advances, so
+//     the tail's newest record is past Last only while its batch is being acknowledged, and
+//     read hands out nothing past upTo, for which readLog passes Last.
+//   - It holds a contiguous run of Seqs (push starts it over at a gap). It need not reach
+//     back to the oldest record: it is empty after Open, keeps at most tailRecords records and
+//     about tailBytes, and readLog reads the database whenever the tail lacks record after+1,
+//     handing those records out without their states (not Known).
+//   - A Known record's state (Twin or Relationship) is what the Update that emitted it left
+//     its subject in (see writer.settle). Twin states share their documents with the writer's
+//     twin cache, and records are shared with every reader: nobody modifies them.
 type tail struct {
 	mu    sync.RWMutex
 	ring  []store.Change // ring[head] is the oldest of n records
@@ -50,8 +73,9 @@ func changeSize(c *store.Change) int {
 }
 
 // push appends cs, evicting the oldest records beyond the tail's bounds. Records that do not
-// continue the Seqs the tail holds (after a batch failed and its Seqs were given again) start
-// it over.
+// continue the Seqs the tail holds start it over, so that it never holds a gap. The Store
+// pushes acknowledged batches in Seq order and never the records of a failed one (whose Seqs
+// the next batch takes again), so it does not push a gap; this is a safeguard.
 func (t *tail) push(cs []store.Change) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
