@@ -171,6 +171,13 @@ func ModelNotFound(id string) *Error {
 		"There is no Model(s) available that matches the provided id(s) %s. Check that the Model ID provided is valid by doing a Model_List API call.", id))
 }
 
+// InvalidModelID is a KindInvalidArgument error with ADT's message for a model id that is
+// not a DTMI (recorded from ADT at api-version 2023-06-30).
+func InvalidModelID(id string) *Error {
+	return newError(KindInvalidArgument, fmt.Sprintf(
+		"The format of the Model ID %s provided is not supported. See model documentation(https://aka.ms/ADTv2Models) for supported format.", id))
+}
+
 // ModelAlreadyExists is a KindModelAlreadyExists error with ADT's message.
 func ModelAlreadyExists(id string) *Error {
 	return newError(KindModelAlreadyExists, fmt.Sprintf(

@@ -211,8 +211,21 @@ func readModel(r store.Reader, id string) (store.Model, error) {
 	return m, nil
 }
 
-// Model returns stored model id.
+// checkModelID refuses a model id that is not a DTMI with InvalidArgument, as ADT does on
+// every operation that names a model, before looking the model up.
+func checkModelID(id string) error {
+	if _, err := dtdl.ParseDTMI(id); err != nil {
+		return twin.InvalidModelID(id)
+	}
+	return nil
+}
+
+// Model returns stored model id. An id that is not a DTMI is InvalidArgument; a DTMI no
+// model has is ModelNotFound.
 func (s *Service) Model(ctx context.Context, id string) (ModelData, error) {
+	if err := checkModelID(id); err != nil {
+		return ModelData{}, err
+	}
 	var m store.Model
 	err := s.st.View(ctx, func(r store.Reader) error {
 		var err error
@@ -227,7 +240,8 @@ func (s *Service) Model(ctx context.Context, id string) (ModelData, error) {
 
 // ListModels lists stored models by id, starting after the id after. With dependenciesFor it
 // lists only those models and everything they depend on (extends, component schemas,
-// relationship targets, transitively); an unknown id there is ModelNotFound. It returns at most
+// relationship targets, transitively); an id there that is not a DTMI is InvalidArgument, an
+// unknown one ModelNotFound. It returns at most
 // limit models (all when limit <= 0) and the id to pass as after for the next page, "" at the
 // end.
 func (s *Service) ListModels(ctx context.Context, dependenciesFor []string, after string, limit int) ([]ModelData, string, error) {
@@ -282,6 +296,9 @@ func (s *Service) withDependencies(ids []string) ([]string, error) {
 	set := s.Models()
 	all := map[string]bool{}
 	for _, id := range ids {
+		if err := checkModelID(id); err != nil {
+			return nil, err
+		}
 		if _, ok := set.Interface(id); !ok {
 			return nil, twin.ModelNotFound(id)
 		}
@@ -300,8 +317,12 @@ func (s *Service) withDependencies(ids []string) ([]string, error) {
 
 // PatchModel applies a model patch. The only patch allowed is
 // [{"op":"replace","path":"/decommissioned","value":true}] (anything else, including an
-// attempt to recommission, is JsonPatchInvalid). Decommissioning twice is harmless.
+// attempt to recommission, is JsonPatchInvalid). Decommissioning twice is harmless. An id that
+// is not a DTMI is InvalidArgument.
 func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error {
+	if err := checkModelID(id); err != nil {
+		return err
+	}
 	p, err := twin.ParsePatch(patch)
 	if err != nil {
 		return err
@@ -336,8 +357,11 @@ func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error
 // relationship target) is not deleted: ModelReferencesNotDeleted (409). As in ADT, twins of
 // the model do not stop the delete; they can still be read, listed and deleted, but writes
 // that need their model (patches, relationships from them) fail with ValidationFailed until a
-// model of that id is added again.
+// model of that id is added again. An id that is not a DTMI is InvalidArgument.
 func (s *Service) DeleteModel(ctx context.Context, id string) error {
+	if err := checkModelID(id); err != nil {
+		return err
+	}
 	s.modelMu.Lock()
 	defer s.modelMu.Unlock()
 	ms := s.models.Load()
