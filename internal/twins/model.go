@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -319,6 +320,12 @@ func (s *Service) withDependencies(ids []string) ([]string, error) {
 // [{"op":"replace","path":"/decommissioned","value":true}] (anything else, including an
 // attempt to recommission, is JsonPatchInvalid). Decommissioning twice is harmless. An id that
 // is not a DTMI is InvalidArgument.
+//
+// A model is not decommissioned while models that are not decommissioned extend it or use it
+// as a component schema: ModelReferencesNotDecommissioned (409). New twins of those models
+// would be, or hold, instances of the decommissioned model, so a hierarchy is decommissioned
+// from the leaves up, as it is deleted. A relationship target creates no instances of the
+// target and does not count.
 func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error {
 	if err := checkModelID(id); err != nil {
 		return err
@@ -337,6 +344,13 @@ func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error
 		if err != nil || m.Decommissioned {
 			return err
 		}
+		refs, err := liveDependents(w, s.models.Load().set, id)
+		if err != nil {
+			return err
+		}
+		if len(refs) > 0 {
+			return twin.ModelReferencesNotDecommissioned(refs)
+		}
 		m.Decommissioned = true
 		if err := w.PutModel(m); err != nil {
 			return fmt.Errorf("put model %q: %w", id, err)
@@ -351,6 +365,58 @@ func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error
 	dec[id] = true
 	s.models.Store(&modelState{set: ms.set, decommissioned: dec})
 	return nil
+}
+
+// liveDependents returns the stored models, other than id, that extend model id or use it as
+// a component schema and are not decommissioned, sorted. An Interface defined inline in
+// another model is not stored; it stands for the models that depend on it in turn.
+func liveDependents(r store.Reader, set *dtdl.ModelSet, id string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{id: true}
+	for stack := []string{id}; len(stack) > 0; {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, ref := range dependents(set, x) {
+			if seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			m, err := r.Model(ref)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				stack = append(stack, ref)
+			case err != nil:
+				return nil, fmt.Errorf("read model %q: %w", ref, err)
+			case !m.Decommissioned:
+				out = append(out, ref)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// dependents returns the Interfaces of set that extend id directly or have a component of
+// schema id.
+func dependents(set *dtdl.ModelSet, id string) []string {
+	var out []string
+	for _, x := range set.IDs() {
+		i, _ := set.Interface(x)
+		if slices.Contains(i.Extends, id) || hasComponentOf(i, id) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// hasComponentOf reports whether i has a component of schema id.
+func hasComponentOf(i *dtdl.Interface, id string) bool {
+	for _, c := range i.Components {
+		if c.Schema != nil && c.Schema.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // DeleteModel deletes model id. A model other models refer to (extends, component schema,
@@ -375,7 +441,7 @@ func (s *Service) DeleteModel(ctx context.Context, id string) error {
 		}
 	}
 	if len(refs) > 0 {
-		return twin.ModelReferencesNotDeleted(id, refs)
+		return twin.ModelReferencesNotDeleted(refs)
 	}
 	set, err := ms.set.Without(id)
 	if err != nil {
