@@ -11,7 +11,8 @@
 // choice open, twinflow decides as follows:
 //
 //   - Every request needs the api-version query parameter: missing is 400
-//     MissingApiVersionParameter, an unknown value 400 UnsupportedApiVersion. Before
+//     MissingApiVersionParameter, an unknown value 400 UnsupportedApiVersion, and so is
+//     2020-05-31-preview, whose dialect twinflow does not speak (see apiVersions). Before
 //     2022-05-31, responses leave out $metadata.$lastUpdateTime and every sourceTime, as ADT
 //     does; patches that write sourceTime are still accepted at those versions.
 //   - Unknown paths answer 404 NotFound; a served path asked with another method answers 405
