@@ -11,7 +11,8 @@
 // choice open, twinflow decides as follows:
 //
 //   - Every request needs the api-version query parameter: missing is 400
-//     MissingApiVersionParameter, an unknown value 400 UnsupportedApiVersion. Before
+//     MissingApiVersionParameter, an unknown value 400 UnsupportedApiVersion, and so is
+//     2020-05-31-preview, whose dialect twinflow does not speak (see apiVersions). Before
 //     2022-05-31, responses leave out $metadata.$lastUpdateTime and every sourceTime, as ADT
 //     does; patches that write sourceTime are still accepted at those versions.
 //   - Unknown paths answer 404 NotFound; a served path asked with another method answers 405
@@ -34,8 +35,12 @@
 //     (DTMIs have one); it is an ordinary character, not a separator.
 //   - Telemetry needs the Message-Id header (400 InvalidArgument without it), takes an
 //     optional RFC 3339 Telemetry-Source-Time header and a JSON object body.
-//   - The traceparent header is handed to the twin service, which puts it on the events the request
-//     causes (or starts a new trace when it is absent or malformed).
+//   - W3C Trace Context: each request is served in a new span, a child of the span its
+//     traceparent header names (or the root of a new trace when that is absent or
+//     malformed), which every response names in its traceresponse header. The events the
+//     request causes carry that span as their traceparent, and the request's tracestate
+//     (when well formed) as their tracestate, so their consumers continue the caller's trace
+//     from the span the caller was answered with.
 //   - Ids arrive percent-encoded in the path and are used decoded: %2F is a "/" inside an id,
 //     not a path separator. Ids are case sensitive.
 package api
@@ -145,9 +150,12 @@ func New(cfg Config, svc *twins.Service, logger *slog.Logger) (*API, error) {
 	return a, nil
 }
 
-// ServeHTTP serves the whole ADT data-plane operation table.
+// ServeHTTP serves the whole ADT data-plane operation table. Every response, errors
+// included, names the span the request was served in in a traceresponse header, as ADT's do.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.mux.ServeHTTP(w, r)
+	tr := startTrace(r)
+	w.Header().Set("Traceresponse", tr.Parent)
+	a.mux.ServeHTTP(w, withTrace(r, tr))
 }
 
 // handlerFunc is the shape of every handler: it writes a success response or returns an

@@ -6,14 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/tracecontext"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // Models shared by the tests below.
@@ -428,15 +430,51 @@ func TestSDKQuirks(t *testing.T) {
 	}
 }
 
-// TestTraceParentReachesEvents checks that the request's traceparent is what the events the
-// request causes carry, that a malformed one is replaced, and that telemetry keeps the
-// client's Message-Id as its event id.
-func TestTraceParentReachesEvents(t *testing.T) {
-	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+// TestTraceContext checks W3C Trace Context: every response names, in traceresponse, a
+// child span of the request's traceparent (same trace and flags, new span id) or a new trace
+// when the traceparent is missing or malformed; the events the request causes carry that span
+// and the request's tracestate when it is well formed; telemetry keeps the client's
+// Message-Id as its event id.
+func TestTraceContext(t *testing.T) {
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00" // not sampled
+	caller, _ := tracecontext.ParseParent(parent)
 	e := newTestEnv(t, Config{})
-	e.must(e.do(http.MethodPut, "/digitaltwins/t", roomBody, "traceparent", tp), http.StatusOK, "")
-	e.must(e.do(http.MethodPatch, "/digitaltwins/t", `[{"op": "replace", "path": "/counter", "value": 2}]`, "traceparent", "garbage"), http.StatusNoContent, "")
-	e.must(e.do(http.MethodPost, "/digitaltwins/t/telemetry", `{"x": 1}`, "traceparent", tp, "Message-Id", "m1"), http.StatusNoContent, "")
+	span := func(r response) tracecontext.Span {
+		t.Helper()
+		sp, ok := tracecontext.ParseParent(r.header.Get("traceresponse"))
+		if !ok {
+			t.Fatalf("traceresponse %q is not a traceparent", r.header.Get("traceresponse"))
+		}
+		return sp
+	}
+	child := func(r response) string {
+		t.Helper()
+		sp := span(r)
+		if sp.TraceID != caller.TraceID || sp.Flags != caller.Flags || sp.SpanID == caller.SpanID {
+			t.Errorf("traceresponse %s is not a child span of %s", sp, parent)
+		}
+		return sp.String()
+	}
+	root := func(r response) string {
+		t.Helper()
+		sp := span(r)
+		if sp.TraceID == caller.TraceID || sp.Flags != 0x01 {
+			t.Errorf("traceresponse %s is not a new sampled trace", sp)
+		}
+		return sp.String()
+	}
+
+	created := child(e.must(e.do(http.MethodPut, "/digitaltwins/t", roomBody,
+		"traceparent", parent, "tracestate", " rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE"), http.StatusOK, ""))
+	patched := root(e.must(e.do(http.MethodPatch, "/digitaltwins/t", `[{"op": "replace", "path": "/counter", "value": 2}]`,
+		"traceparent", "garbage", "tracestate", "rojo=00f067aa0ba902b7"), http.StatusNoContent, ""))
+	sent := child(e.must(e.do(http.MethodPost, "/digitaltwins/t/telemetry", `{"x": 1}`,
+		"traceparent", parent, "tracestate", "Not A Key=1", "Message-Id", "m1"), http.StatusNoContent, ""))
+	root(e.must(e.do(http.MethodGet, "/digitaltwins/t", ""), http.StatusOK, ""))
+	// Errors, unknown paths and other methods answer in a span too.
+	child(e.must(e.do(http.MethodGet, "/digitaltwins/nope", "", "traceparent", parent), http.StatusNotFound, "DigitalTwinNotFound"))
+	child(e.must(e.do(http.MethodGet, "/nothing", "", "traceparent", parent), http.StatusNotFound, "NotFound"))
+	child(e.must(e.do(http.MethodPost, "/digitaltwins/t", "{}", "traceparent", parent), http.StatusMethodNotAllowed, "MethodNotAllowed"))
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -444,22 +482,43 @@ func TestTraceParentReachesEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
+	want := map[string][2]string{
+		event.TwinCreate: {created, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"},
+		event.TwinUpdate: {patched, ""},
+		event.Telemetry:  {sent, ""},
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("%d events, want %d", len(recs), len(want))
+	}
 	for _, r := range recs {
-		got[r.Event.Type] = r.Event.TraceParent
+		if got := [2]string{r.Event.TraceParent, r.Event.TraceState}; got != want[r.Event.Type] {
+			t.Errorf("%s carries traceparent %q, tracestate %q; want %q", r.Event.Type, got[0], got[1], want[r.Event.Type])
+		}
 		if r.Event.Type == event.Telemetry && r.Event.ID != "m1" {
 			t.Errorf("telemetry event id = %q, want the Message-Id m1", r.Event.ID)
 		}
 	}
-	if got[event.TwinCreate] != tp || got[event.Telemetry] != tp {
-		t.Errorf("events carry traceparents %v, want %s on create and telemetry", got, tp)
-	}
-	if up := got[event.TwinUpdate]; !traceParentPattern.MatchString(up) || up == tp {
-		t.Errorf("update after a malformed traceparent carries %q, want a fresh valid one", up)
-	}
 }
 
-var traceParentPattern = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+// TestStartTrace checks the header forms a request's trace context can arrive in.
+func TestStartTrace(t *testing.T) {
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	r := httptest.NewRequest(http.MethodGet, "/digitaltwins/t", nil)
+	r.Header.Add("traceparent", parent)
+	r.Header.Add("tracestate", "rojo=00f067aa0ba902b7")
+	r.Header.Add("tracestate", "congo=t61rcWkgMzE")
+	tr := startTrace(r)
+	if tr.State != "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE" || tr.Parent[:36] != parent[:36] || tr.Parent == parent {
+		t.Errorf("trace of two tracestate lines = %+v", tr)
+	}
+	r.Header.Add("traceparent", parent) // two traceparents: the specification's invalid case
+	if tr := startTrace(r); tr.State != "" || tr.Parent[3:35] == parent[3:35] {
+		t.Errorf("trace of two traceparents = %+v, want a new trace without state", tr)
+	}
+	if tr := trace(httptest.NewRequest(http.MethodGet, "/", nil)); tr != (twins.Trace{}) {
+		t.Errorf("trace of a request ServeHTTP did not see = %+v, want none", tr)
+	}
+}
 
 func TestResponseHeaders(t *testing.T) {
 	e := newTestEnv(t, Config{})

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinflow/twinflow/internal/connector/webhook"
 	"github.com/twinflow/twinflow/internal/endpoint"
@@ -256,5 +257,70 @@ func TestEventRoutePages(t *testing.T) {
 	}
 	if strings.Join(ids, " ") != "a b c" || pages != 2 {
 		t.Errorf("paged routes %v in %d pages, want a b c in 2", ids, pages)
+	}
+}
+
+// TestTelemetryReachesRoutedEvent sends telemetry with a source time and a trace context
+// through the API and checks what a binary-mode webhook receives: ADT's telemetrySourceTime
+// extension attribute, the span the API answered in traceresponse, and the tracestate.
+func TestTelemetryReachesRoutedEvent(t *testing.T) {
+	received := make(chan *http.Request, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			w.Header().Set("WebHook-Allowed-Origin", "*")
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		received <- r
+	}))
+	defer hook.Close()
+	base, _ := deliveryEnv(t, 1)
+	wantCall(t, "PUT", base+"/endpoints/hook", `{"endpointType":"webhook","url":"`+hook.URL+`","mode":"binary"}`, 201)
+	wantCall(t, "PUT", base+"/eventroutes/r1", `{"endpointName":"hook","filter":"type = 'microsoft.iot.telemetry'"}`, 204)
+	wantCall(t, "POST", base+"/models", testModels, 201)
+	wantCall(t, "PUT", base+"/digitaltwins/t1", roomBody, 200)
+
+	const (
+		sourceTime = "2026-01-01T01:00:03.123456789+01:00"
+		parent     = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		state      = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+	)
+	req, err := http.NewRequest(http.MethodPost, base+"/digitaltwins/t1/telemetry?api-version=2023-10-31", strings.NewReader(`{"occupancy":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Message-Id", "msg-1")
+	req.Header.Set("Telemetry-Source-Time", sourceTime)
+	req.Header.Set("traceparent", parent)
+	req.Header.Set("tracestate", state)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	span := resp.Header.Get("traceresponse")
+	if resp.StatusCode != http.StatusNoContent || span[:36] != parent[:36] {
+		t.Fatalf("telemetry answered %d with traceresponse %q", resp.StatusCode, span)
+	}
+
+	select {
+	case r := <-received:
+		body, _ := io.ReadAll(r.Body)
+		for name, want := range map[string]string{
+			"ce-id": "msg-1", "ce-type": "microsoft.iot.telemetry", "ce-source": testHost + "/digitaltwins/t1",
+			"ce-telemetrySourceTime": sourceTime, "ce-traceparent": span, "ce-tracestate": state,
+			"ce-dataschema": "dtmi:test:Room;1", "Content-Type": "application/json",
+		} {
+			if got := r.Header.Get(name); got != want {
+				t.Errorf("%s = %q, want %q", name, got, want)
+			}
+		}
+		if string(body) != `{"occupancy":3}` {
+			t.Errorf("body = %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event reached the webhook")
 	}
 }

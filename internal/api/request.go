@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/twinflow/twinflow/internal/tracecontext"
 	"github.com/twinflow/twinflow/internal/twin"
 	"github.com/twinflow/twinflow/internal/twins"
 )
@@ -91,8 +93,46 @@ func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, err
 	return readJSON(w, r, limit)
 }
 
-// trace returns the request's W3C trace context for the twin service, which starts a new trace when
-// the header is absent or malformed.
+// traceKey is the context key of a request's twins.Trace.
+type traceKey struct{}
+
+// startTrace starts the span twinflow serves r in, following W3C Trace Context: a child of the
+// span of r's traceparent header (same trace id and flags, a new span id), or the root of a
+// new trace when r has no traceparent, several, or a malformed one. The request's tracestate
+// goes with it when the traceparent is valid and the tracestate well formed; otherwise it is
+// dropped, as the specification asks.
+//
+// ADT's recorded traceresponses have the request's trace id and a new span id, and the sampled
+// flag set even when the request's was clear. twinflow keeps the caller's flags instead: it
+// records no spans of its own, and the events carry the span on, so the caller's sampling
+// decision holds for their consumers.
+func startTrace(r *http.Request) twins.Trace {
+	// Canonical keys: nothing to rewrite per request.
+	parents := r.Header.Values("Traceparent")
+	var parent tracecontext.Span
+	ok := len(parents) == 1
+	if ok {
+		parent, ok = tracecontext.ParseParent(parents[0])
+	}
+	if !ok {
+		return twins.Trace{Parent: tracecontext.New().String()}
+	}
+	tr := twins.Trace{Parent: parent.Child().String()}
+	if states := r.Header.Values("Tracestate"); len(states) > 0 {
+		tr.State, _ = tracecontext.ParseState(strings.Join(states, ","))
+	}
+	return tr
+}
+
+// withTrace returns r with tr as its trace, for trace.
+func withTrace(r *http.Request, tr twins.Trace) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), traceKey{}, tr))
+}
+
+// trace returns the trace context ServeHTTP started for r, which the events r causes carry. A
+// request that did not come through ServeHTTP has none; the twin service then starts a new
+// trace.
 func trace(r *http.Request) twins.Trace {
-	return twins.Trace{Parent: r.Header.Get("Traceparent")} // canonical: no key to rewrite per request
+	tr, _ := r.Context().Value(traceKey{}).(twins.Trace)
+	return tr
 }

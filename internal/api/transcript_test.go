@@ -20,8 +20,10 @@ var update = flag.Bool("update", false, "rewrite the golden transcripts in testd
 // TestTranscripts replays each testdata/<name>.http file against a fresh server and compares
 // the request → response transcript with testdata/<name>.golden.
 //
-// A .http file is a sequence of requests, each starting with a "### title" line, then the
-// request line (METHOD /path?query), header lines, an empty line and the body. A path without
+// A .http file is a sequence of requests, each starting with a "### title" line, then
+// optional "# " comment lines (copied to the transcript; they cite the evidence for ADT's
+// behaviour), the request line (METHOD /path?query), header lines, an empty line and the
+// body. A path without
 // a query gets api-version=2023-10-31. A request line
 // of "GET {{nextLink}}" follows the nextLink of the previous response. Generated UUIDs (ETags)
 // are numbered in order of appearance and written as uuid-N, and requests may name them the
@@ -68,11 +70,12 @@ func TestTranscripts(t *testing.T) {
 
 // transcriptRequest is one request of a .http file.
 type transcriptRequest struct {
-	title  string
-	method string
-	target string
-	header [][2]string
-	body   string
+	title    string
+	comments []string
+	method   string
+	target   string
+	header   [][2]string
+	body     string
 }
 
 func parseTranscript(src string) ([]transcriptRequest, error) {
@@ -81,12 +84,18 @@ func parseTranscript(src string) ([]transcriptRequest, error) {
 	for _, block := range blocks[1:] {
 		title, rest, _ := strings.Cut(block, "\n")
 		rest = strings.TrimLeft(rest, "\n")
+		var comments []string
+		for strings.HasPrefix(rest, "#") {
+			var c string
+			c, rest, _ = strings.Cut(rest, "\n")
+			comments = append(comments, c)
+		}
 		reqLine, rest, _ := strings.Cut(rest, "\n")
 		method, target, ok := strings.Cut(reqLine, " ")
 		if !ok {
 			return nil, fmt.Errorf("request %q: bad request line %q", title, reqLine)
 		}
-		r := transcriptRequest{title: title, method: method, target: target}
+		r := transcriptRequest{title: title, comments: comments, method: method, target: target}
 		headers, body, _ := strings.Cut(rest, "\n\n")
 		if strings.HasPrefix(rest, "\n") {
 			headers, body = "", rest
@@ -159,7 +168,11 @@ func (e *env) replay(reqs []transcriptRequest) string {
 	var out strings.Builder
 	var lastNext string
 	for _, rq := range reqs {
-		fmt.Fprintf(&out, "### %s\n%s %s\n", rq.title, rq.method, rq.target)
+		fmt.Fprintf(&out, "### %s\n", rq.title)
+		for _, c := range rq.comments {
+			fmt.Fprintf(&out, "%s\n", c)
+		}
+		fmt.Fprintf(&out, "%s %s\n", rq.method, rq.target)
 		target := denormalize(rq.target)
 		if target == nextLinkPlaceholder {
 			if lastNext == "" {

@@ -13,10 +13,18 @@ import (
 // apiVersion is a supported value of the api-version query parameter.
 type apiVersion string
 
-// apiVersions lists every api-version twinflow accepts, oldest first. The preview versions are
-// accepted because they change nothing twinflow serves.
+// apiVersions lists every api-version twinflow accepts, oldest first. The 2021 and 2023 previews
+// are accepted because they change nothing twinflow serves (2022-05-31's specification is
+// 2021-06-30-preview's, unchanged).
+//
+// The first preview, 2020-05-31-preview, is refused like any unknown version. It is another
+// dialect: telemetry takes dt-id and dt-timestamp headers instead of Message-Id and
+// Telemetry-Source-Time, query results come in "items" instead of "value", lists take
+// x-ms-max-item-count instead of max-items-per-page, and its specification gives statuses
+// without error codes. Accepting it and answering in today's dialect would mislead its
+// clients; honouring it would mean a second, partly guessed wire format for a version today's
+// SDKs do not send.
 var apiVersions = []apiVersion{
-	"2020-05-31-preview",
 	"2020-10-31",
 	"2021-06-30-preview",
 	"2022-05-31",

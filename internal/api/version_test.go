@@ -19,7 +19,7 @@ func TestParseAPIVersion(t *testing.T) {
 		{"api-version=2023-02-27-preview", "", false},
 		{"api-version=2021-06-30-preview", "", true},
 		{"api-version=2020-10-31", "", true},
-		{"api-version=2020-05-31-preview", "", true},
+		{"api-version=2020-05-31-preview", "UnsupportedApiVersion", false},
 		{"", "MissingApiVersionParameter", false},
 		{"api-version=", "MissingApiVersionParameter", false},
 		{"api-version=2024-01-01", "UnsupportedApiVersion", false},

@@ -26,6 +26,10 @@ func RelationshipSubject(sourceID, id string) string {
 
 // Event is one CloudEvents 1.0 event. Empty optional attributes are left out of its JSON form.
 // Data holds the event's JSON payload verbatim.
+//
+// Besides the context attributes of the specification it carries the extension attributes
+// ADT's events carry: traceparent and tracestate (the CloudEvents distributed tracing
+// extension) and, on telemetry, telemetrySourceTime. Every encoding carries them all.
 type Event struct {
 	ID          string `json:"id"`
 	Source      string `json:"source"`
@@ -34,11 +38,19 @@ type Event struct {
 	Subject     string `json:"subject,omitempty"`
 	// Time is the RFC 3339 time of the operation, formatted by the producer (ADT writes seven
 	// fractional digits and Z).
-	Time            string          `json:"time,omitempty"`
-	DataContentType string          `json:"datacontenttype,omitempty"`
-	DataSchema      string          `json:"dataschema,omitempty"`
-	TraceParent     string          `json:"traceparent,omitempty"`
-	Data            json.RawMessage `json:"data,omitempty"`
+	Time            string `json:"time,omitempty"`
+	DataContentType string `json:"datacontenttype,omitempty"`
+	DataSchema      string `json:"dataschema,omitempty"`
+	// TraceParent and TraceState are the W3C trace context of the operation that caused the
+	// event.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
+	// TelemetrySourceTime is the RFC 3339 time a telemetry message was measured, as its
+	// sender wrote it in the Telemetry-Source-Time header. ADT names the attribute in camel
+	// case, although CloudEvents asks for lower-case names; bindings whose names are case
+	// insensitive (HTTP headers) may deliver it as telemetrysourcetime.
+	TelemetrySourceTime string          `json:"telemetrySourceTime,omitempty"`
+	Data                json.RawMessage `json:"data,omitempty"`
 }
 
 // Record is an event as the change log holds it: Seq numbers records from 1 in commit order,

@@ -6,7 +6,10 @@
 // json.Number, string, []any and map[string]any.
 package twin
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Kind names a failure. Each kind is one ADT error code; the API layer maps kinds to HTTP
 // statuses and ADT codes, so the domain stays free of HTTP. The zero Kind names no failure.
@@ -15,27 +18,28 @@ type Kind int
 // The failures twinflow reports. The first group comes from the rules of twins, relationships
 // and models; the second from the API itself (its routes, endpoints, queries and requests).
 const (
-	KindTwinNotFound              Kind = iota + 1 // the twin does not exist
-	KindTargetTwinNotFound                        // a relationship's $targetId names no twin
-	KindComponentNotFound                         // the twin has no such component
-	KindRelationshipNotFound                      // the relationship does not exist
-	KindModelNotFound                             // the model does not exist
-	KindModelAlreadyExists                        // a model with the id exists already
-	KindModelReferencesNotDeleted                 // other models refer to the model
-	KindModelDecommissioned                       // a new twin names a decommissioned model
-	KindModelVersionNotSupported                  // a model's DTDL version is unknown
-	KindDTDLParserError                           // a batch of models does not parse or resolve
-	KindRelationshipsNotDeleted                   // the twin still has relationships
-	KindTwinLimitReached                          // the instance holds as many twins as it may
-	KindInvalidArgument                           // a request argument is malformed
-	KindMissingArgument                           // a required argument is missing
-	KindLimitExceeded                             // a size or count limit is exceeded
-	KindInvalidRelationship                       // the relationship breaks its model's rules
-	KindOperationNotAllowed                       // the operation is not allowed on the resource
-	KindJSONPatchInvalid                          // a JSON Patch is malformed or does not apply
-	KindPreconditionFailed                        // an If-Match or If-None-Match condition fails
-	KindValidationFailed                          // a document breaks its model
-	KindBadRequest                                // the request is malformed otherwise
+	KindTwinNotFound                     Kind = iota + 1 // the twin does not exist
+	KindTargetTwinNotFound                               // a relationship's $targetId names no twin
+	KindComponentNotFound                                // the twin has no such component
+	KindRelationshipNotFound                             // the relationship does not exist
+	KindModelNotFound                                    // the model does not exist
+	KindModelAlreadyExists                               // a model with the id exists already
+	KindModelReferencesNotDeleted                        // other models refer to the model
+	KindModelReferencesNotDecommissioned                 // models that are not decommissioned refer to the model
+	KindModelDecommissioned                              // a new twin names a decommissioned model
+	KindModelVersionNotSupported                         // a model's DTDL version is unknown
+	KindDTDLParserError                                  // a batch of models does not parse or resolve
+	KindRelationshipsNotDeleted                          // the twin still has relationships
+	KindTwinLimitReached                                 // the instance holds as many twins as it may
+	KindInvalidArgument                                  // a request argument is malformed
+	KindMissingArgument                                  // a required argument is missing
+	KindLimitExceeded                                    // a size or count limit is exceeded
+	KindInvalidRelationship                              // the relationship breaks its model's rules
+	KindOperationNotAllowed                              // the operation is not allowed on the resource
+	KindJSONPatchInvalid                                 // a JSON Patch is malformed or does not apply
+	KindPreconditionFailed                               // an If-Match or If-None-Match condition fails
+	KindValidationFailed                                 // a document breaks its model
+	KindBadRequest                                       // the request is malformed otherwise
 
 	KindEventRouteNotFound        // the event route does not exist
 	KindEventRouteEndpointInvalid // an event route names no usable endpoint
@@ -59,43 +63,44 @@ const (
 
 // kindNames holds each Kind's name, as String returns it.
 var kindNames = [...]string{
-	KindTwinNotFound:              "TwinNotFound",
-	KindTargetTwinNotFound:        "TargetTwinNotFound",
-	KindComponentNotFound:         "ComponentNotFound",
-	KindRelationshipNotFound:      "RelationshipNotFound",
-	KindModelNotFound:             "ModelNotFound",
-	KindModelAlreadyExists:        "ModelAlreadyExists",
-	KindModelReferencesNotDeleted: "ModelReferencesNotDeleted",
-	KindModelDecommissioned:       "ModelDecommissioned",
-	KindModelVersionNotSupported:  "ModelVersionNotSupported",
-	KindDTDLParserError:           "DTDLParserError",
-	KindRelationshipsNotDeleted:   "RelationshipsNotDeleted",
-	KindTwinLimitReached:          "TwinLimitReached",
-	KindInvalidArgument:           "InvalidArgument",
-	KindMissingArgument:           "MissingArgument",
-	KindLimitExceeded:             "LimitExceeded",
-	KindInvalidRelationship:       "InvalidRelationship",
-	KindOperationNotAllowed:       "OperationNotAllowed",
-	KindJSONPatchInvalid:          "JSONPatchInvalid",
-	KindPreconditionFailed:        "PreconditionFailed",
-	KindValidationFailed:          "ValidationFailed",
-	KindBadRequest:                "BadRequest",
-	KindEventRouteNotFound:        "EventRouteNotFound",
-	KindEventRouteEndpointInvalid: "EventRouteEndpointInvalid",
-	KindEventRouteFilterInvalid:   "EventRouteFilterInvalid",
-	KindEventRouteIDInvalid:       "EventRouteIDInvalid",
-	KindEndpointNotFound:          "EndpointNotFound",
-	KindEndpointInUse:             "EndpointInUse",
-	KindEndpointValidationFailed:  "EndpointValidationFailed",
-	KindDeadLetterNotFound:        "DeadLetterNotFound",
-	KindQueryInvalid:              "QueryInvalid",
-	KindQueryTimeout:              "QueryTimeout",
-	KindAPIVersionMissing:         "APIVersionMissing",
-	KindAPIVersionUnsupported:     "APIVersionUnsupported",
-	KindMediaTypeUnsupported:      "MediaTypeUnsupported",
-	KindMethodNotAllowed:          "MethodNotAllowed",
-	KindPathNotFound:              "PathNotFound",
-	KindInternal:                  "Internal",
+	KindTwinNotFound:                     "TwinNotFound",
+	KindTargetTwinNotFound:               "TargetTwinNotFound",
+	KindComponentNotFound:                "ComponentNotFound",
+	KindRelationshipNotFound:             "RelationshipNotFound",
+	KindModelNotFound:                    "ModelNotFound",
+	KindModelAlreadyExists:               "ModelAlreadyExists",
+	KindModelReferencesNotDeleted:        "ModelReferencesNotDeleted",
+	KindModelReferencesNotDecommissioned: "ModelReferencesNotDecommissioned",
+	KindModelDecommissioned:              "ModelDecommissioned",
+	KindModelVersionNotSupported:         "ModelVersionNotSupported",
+	KindDTDLParserError:                  "DTDLParserError",
+	KindRelationshipsNotDeleted:          "RelationshipsNotDeleted",
+	KindTwinLimitReached:                 "TwinLimitReached",
+	KindInvalidArgument:                  "InvalidArgument",
+	KindMissingArgument:                  "MissingArgument",
+	KindLimitExceeded:                    "LimitExceeded",
+	KindInvalidRelationship:              "InvalidRelationship",
+	KindOperationNotAllowed:              "OperationNotAllowed",
+	KindJSONPatchInvalid:                 "JSONPatchInvalid",
+	KindPreconditionFailed:               "PreconditionFailed",
+	KindValidationFailed:                 "ValidationFailed",
+	KindBadRequest:                       "BadRequest",
+	KindEventRouteNotFound:               "EventRouteNotFound",
+	KindEventRouteEndpointInvalid:        "EventRouteEndpointInvalid",
+	KindEventRouteFilterInvalid:          "EventRouteFilterInvalid",
+	KindEventRouteIDInvalid:              "EventRouteIDInvalid",
+	KindEndpointNotFound:                 "EndpointNotFound",
+	KindEndpointInUse:                    "EndpointInUse",
+	KindEndpointValidationFailed:         "EndpointValidationFailed",
+	KindDeadLetterNotFound:               "DeadLetterNotFound",
+	KindQueryInvalid:                     "QueryInvalid",
+	KindQueryTimeout:                     "QueryTimeout",
+	KindAPIVersionMissing:                "APIVersionMissing",
+	KindAPIVersionUnsupported:            "APIVersionUnsupported",
+	KindMediaTypeUnsupported:             "MediaTypeUnsupported",
+	KindMethodNotAllowed:                 "MethodNotAllowed",
+	KindPathNotFound:                     "PathNotFound",
+	KindInternal:                         "Internal",
 }
 
 // Kinds returns every Kind, in declaration order.
@@ -171,17 +176,33 @@ func ModelNotFound(id string) *Error {
 		"There is no Model(s) available that matches the provided id(s) %s. Check that the Model ID provided is valid by doing a Model_List API call.", id))
 }
 
+// InvalidModelID is a KindInvalidArgument error with ADT's message for a model id that is
+// not a DTMI (recorded from ADT at api-version 2023-06-30).
+func InvalidModelID(id string) *Error {
+	return newError(KindInvalidArgument, fmt.Sprintf(
+		"The format of the Model ID %s provided is not supported. See model documentation(https://aka.ms/ADTv2Models) for supported format.", id))
+}
+
 // ModelAlreadyExists is a KindModelAlreadyExists error with ADT's message.
 func ModelAlreadyExists(id string) *Error {
 	return newError(KindModelAlreadyExists, fmt.Sprintf(
 		"Could not add model %s as it already exists. Use Model_List API to view models that already exist. See the Swagger example.(http://aka.ms/ModelListSwSmpl)", id))
 }
 
-// ModelReferencesNotDeleted is a KindModelReferencesNotDeleted error: other models refer to
-// id.
-func ModelReferencesNotDeleted(id string, referrers []string) *Error {
+// ModelReferencesNotDeleted is a KindModelReferencesNotDeleted error: the models referrers
+// refer to the model being deleted. The message is ADT's, recorded by the JavaScript SDK's
+// tests at api-version 2020-10-31, doubled full stop included.
+func ModelReferencesNotDeleted(referrers []string) *Error {
 	return newError(KindModelReferencesNotDeleted, fmt.Sprintf(
-		"Could not delete model %s as it is referenced by other models %v. Delete the referencing models first.", id, referrers))
+		"This model is currently being referenced by %s. You must delete these references before deleting the Model.. To delete references, do Delete Model on Ids provided above.", strings.Join(referrers, ", ")))
+}
+
+// ModelReferencesNotDecommissioned is a KindModelReferencesNotDecommissioned error: the
+// models referrers, which are not decommissioned, refer to the model being decommissioned.
+// The message follows ADT's for ModelReferencesNotDeleted.
+func ModelReferencesNotDecommissioned(referrers []string) *Error {
+	return newError(KindModelReferencesNotDecommissioned, fmt.Sprintf(
+		"This model is currently being referenced by models that are not decommissioned: %s. You must decommission these references before decommissioning the Model. To decommission references, do Decommission Model on Ids provided above.", strings.Join(referrers, ", ")))
 }
 
 // ModelDecommissioned is a KindModelDecommissioned error: a new twin document names a

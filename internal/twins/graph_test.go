@@ -20,12 +20,13 @@ import (
 const (
 	serviceID = "tf.example.net"
 	tp        = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	ts        = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 	nowText   = "2024-05-01T10:00:00.1234567Z"
 )
 
 var (
 	clock = time.Date(2024, 5, 1, 10, 0, 0, 123456789, time.UTC)
-	trace = Trace{Parent: tp}
+	trace = Trace{Parent: tp, State: ts}
 )
 
 // models is the fixture: a Room (extending Space) with a Thermostat component and
@@ -117,7 +118,7 @@ func (e *env) wantEvent(typ, subject, data string) event.Event {
 		e.t.Errorf("event id %q is not a uuid", ev.ID)
 	}
 	want := event.Event{ID: ev.ID, Source: serviceID, SpecVersion: "1.0", Type: typ, Subject: subject, Time: nowText,
-		DataContentType: "application/json", TraceParent: tp, Data: ev.Data}
+		DataContentType: "application/json", TraceParent: tp, TraceState: ts, Data: ev.Data}
 	if !reflect.DeepEqual(ev, want) {
 		e.t.Errorf("event = %+v\nwant    %+v", ev, want)
 	}

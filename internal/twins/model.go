@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -211,8 +212,21 @@ func readModel(r store.Reader, id string) (store.Model, error) {
 	return m, nil
 }
 
-// Model returns stored model id.
+// checkModelID refuses a model id that is not a DTMI with InvalidArgument, as ADT does on
+// every operation that names a model, before looking the model up.
+func checkModelID(id string) error {
+	if _, err := dtdl.ParseDTMI(id); err != nil {
+		return twin.InvalidModelID(id)
+	}
+	return nil
+}
+
+// Model returns stored model id. An id that is not a DTMI is InvalidArgument; a DTMI no
+// model has is ModelNotFound.
 func (s *Service) Model(ctx context.Context, id string) (ModelData, error) {
+	if err := checkModelID(id); err != nil {
+		return ModelData{}, err
+	}
 	var m store.Model
 	err := s.st.View(ctx, func(r store.Reader) error {
 		var err error
@@ -227,7 +241,8 @@ func (s *Service) Model(ctx context.Context, id string) (ModelData, error) {
 
 // ListModels lists stored models by id, starting after the id after. With dependenciesFor it
 // lists only those models and everything they depend on (extends, component schemas,
-// relationship targets, transitively); an unknown id there is ModelNotFound. It returns at most
+// relationship targets, transitively); an id there that is not a DTMI is InvalidArgument, an
+// unknown one ModelNotFound. It returns at most
 // limit models (all when limit <= 0) and the id to pass as after for the next page, "" at the
 // end.
 func (s *Service) ListModels(ctx context.Context, dependenciesFor []string, after string, limit int) ([]ModelData, string, error) {
@@ -282,6 +297,9 @@ func (s *Service) withDependencies(ids []string) ([]string, error) {
 	set := s.Models()
 	all := map[string]bool{}
 	for _, id := range ids {
+		if err := checkModelID(id); err != nil {
+			return nil, err
+		}
 		if _, ok := set.Interface(id); !ok {
 			return nil, twin.ModelNotFound(id)
 		}
@@ -300,8 +318,18 @@ func (s *Service) withDependencies(ids []string) ([]string, error) {
 
 // PatchModel applies a model patch. The only patch allowed is
 // [{"op":"replace","path":"/decommissioned","value":true}] (anything else, including an
-// attempt to recommission, is JsonPatchInvalid). Decommissioning twice is harmless.
+// attempt to recommission, is JsonPatchInvalid). Decommissioning twice is harmless. An id that
+// is not a DTMI is InvalidArgument.
+//
+// A model is not decommissioned while models that are not decommissioned extend it or use it
+// as a component schema: ModelReferencesNotDecommissioned (409). New twins of those models
+// would be, or hold, instances of the decommissioned model, so a hierarchy is decommissioned
+// from the leaves up, as it is deleted. A relationship target creates no instances of the
+// target and does not count.
 func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error {
+	if err := checkModelID(id); err != nil {
+		return err
+	}
 	p, err := twin.ParsePatch(patch)
 	if err != nil {
 		return err
@@ -315,6 +343,13 @@ func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error
 		m, err := readModel(w, id)
 		if err != nil || m.Decommissioned {
 			return err
+		}
+		refs, err := liveDependents(w, s.models.Load().set, id)
+		if err != nil {
+			return err
+		}
+		if len(refs) > 0 {
+			return twin.ModelReferencesNotDecommissioned(refs)
 		}
 		m.Decommissioned = true
 		if err := w.PutModel(m); err != nil {
@@ -332,12 +367,67 @@ func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error
 	return nil
 }
 
+// liveDependents returns the stored models, other than id, that extend model id or use it as
+// a component schema and are not decommissioned, sorted. An Interface defined inline in
+// another model is not stored; it stands for the models that depend on it in turn.
+func liveDependents(r store.Reader, set *dtdl.ModelSet, id string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{id: true}
+	for stack := []string{id}; len(stack) > 0; {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, ref := range dependents(set, x) {
+			if seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			m, err := r.Model(ref)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				stack = append(stack, ref)
+			case err != nil:
+				return nil, fmt.Errorf("read model %q: %w", ref, err)
+			case !m.Decommissioned:
+				out = append(out, ref)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// dependents returns the Interfaces of set that extend id directly or have a component of
+// schema id.
+func dependents(set *dtdl.ModelSet, id string) []string {
+	var out []string
+	for _, x := range set.IDs() {
+		i, _ := set.Interface(x)
+		if slices.Contains(i.Extends, id) || hasComponentOf(i, id) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// hasComponentOf reports whether i has a component of schema id.
+func hasComponentOf(i *dtdl.Interface, id string) bool {
+	for _, c := range i.Components {
+		if c.Schema != nil && c.Schema.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // DeleteModel deletes model id. A model other models refer to (extends, component schema,
 // relationship target) is not deleted: ModelReferencesNotDeleted (409). As in ADT, twins of
 // the model do not stop the delete; they can still be read, listed and deleted, but writes
 // that need their model (patches, relationships from them) fail with ValidationFailed until a
-// model of that id is added again.
+// model of that id is added again. An id that is not a DTMI is InvalidArgument.
 func (s *Service) DeleteModel(ctx context.Context, id string) error {
+	if err := checkModelID(id); err != nil {
+		return err
+	}
 	s.modelMu.Lock()
 	defer s.modelMu.Unlock()
 	ms := s.models.Load()
@@ -351,7 +441,7 @@ func (s *Service) DeleteModel(ctx context.Context, id string) error {
 		}
 	}
 	if len(refs) > 0 {
-		return twin.ModelReferencesNotDeleted(id, refs)
+		return twin.ModelReferencesNotDeleted(refs)
 	}
 	set, err := ms.set.Without(id)
 	if err != nil {

@@ -154,10 +154,31 @@ func TestPatchModel(t *testing.T) {
 		wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:Room;1", []byte(bad)), twin.KindJSONPatchInvalid, "")
 	}
 	wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:Nope;1", []byte(decommission)), twin.KindModelNotFound, "")
+	wantErr(t, e.g.PatchModel(ctx, "Room", []byte(decommission)), twin.KindInvalidArgument, "The format of the Model ID Room provided is not supported.")
+
+	// A model is decommissioned only after the models that extend it or hold it as a
+	// component: Room;2 extends Room;1, which extends Space;1 and holds a Thermostat;1 (which
+	// Room;2 inherits); Sensor;1 extends Device;1.
+	for id, refs := range map[string]string{
+		"dtmi:ex:Room;1":       "dtmi:ex:Room;2",
+		"dtmi:ex:Space;1":      "dtmi:ex:Room;1",
+		"dtmi:ex:Device;1":     "dtmi:ex:Sensor;1",
+		"dtmi:ex:Thermostat;1": "dtmi:ex:Room;1, dtmi:ex:Room;2",
+	} {
+		wantErr(t, e.g.PatchModel(ctx, id, []byte(decommission)), twin.KindModelReferencesNotDecommissioned,
+			"This model is currently being referenced by models that are not decommissioned: "+refs+". ")
+		if m, err := e.g.Model(ctx, id); err != nil || m.Decommissioned {
+			t.Fatalf("refused decommission of %s: %+v, %v", id, m, err)
+		}
+	}
 
 	e.putRoom("r1")
-	if err := e.g.PatchModel(ctx, "dtmi:ex:Room;1", []byte(decommission)); err != nil {
-		t.Fatal(err)
+	e.putTwin("r3", `{"$metadata":{"$model":"dtmi:ex:Room;2"},"therm":{},"light":{}}`)
+	// Room;1 targets Device;1 with a relationship, which creates no Device twins.
+	for _, id := range []string{"dtmi:ex:Sensor;1", "dtmi:ex:Device;1", "dtmi:ex:Room;2", "dtmi:ex:Room;1"} {
+		if err := e.g.PatchModel(ctx, id, []byte(decommission)); err != nil {
+			t.Fatalf("decommission %s: %v", id, err)
+		}
 	}
 	if err := e.g.PatchModel(ctx, "dtmi:ex:Room;1", []byte(decommission)); err != nil {
 		t.Fatalf("decommissioning twice: %v", err)
@@ -173,7 +194,6 @@ func TestPatchModel(t *testing.T) {
 		t.Fatalf("patch a twin of a decommissioned model: %v", err)
 	}
 	// But cannot migrate to one.
-	e.putTwin("r3", `{"$metadata":{"$model":"dtmi:ex:Room;2"},"therm":{},"light":{}}`)
 	if err := e.g.PatchModel(ctx, "dtmi:ex:Space;1", []byte(decommission)); err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +207,7 @@ func TestDeleteModel(t *testing.T) {
 	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Room;1"), twin.KindModelReferencesNotDeleted, "dtmi:ex:Room;2")
 	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Device;1"), twin.KindModelReferencesNotDeleted, "dtmi:ex:Room;1")
 	wantErr(t, e.g.DeleteModel(ctx, "dtmi:ex:Nope;1"), twin.KindModelNotFound, "")
+	wantErr(t, e.g.DeleteModel(ctx, "ex:Room;1"), twin.KindInvalidArgument, "")
 
 	e.putTwin("r2", `{"$metadata":{"$model":"dtmi:ex:Room;2"},"therm":{},"light":{}}`)
 	if err := e.g.DeleteModel(ctx, "dtmi:ex:Room;2"); err != nil {
@@ -263,5 +284,26 @@ func TestModelLimitsDefaults(t *testing.T) {
 	l.setDefaults()
 	if l.StringBytes != 7 {
 		t.Fatal(fmt.Sprint("a set limit was overwritten: ", l))
+	}
+}
+
+// TestDecommissionThroughInlineInterface checks that an Interface defined inline in a model
+// stands for that model when it refers to the model being decommissioned.
+func TestDecommissionThroughInlineInterface(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, Limits{})
+	_, err := e.g.AddModels(ctx, []byte(`[
+ {"@context":"dtmi:dtdl:context;2","@id":"dtmi:ex:B;1","@type":"Interface"},
+ {"@context":"dtmi:dtdl:context;2","@id":"dtmi:ex:A;1","@type":"Interface","contents":[
+  {"@type":"Component","name":"c","schema":{"@id":"dtmi:ex:A:c;1","@type":"Interface","extends":"dtmi:ex:B;1"}}]}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const decommission = `[{"op":"replace","path":"/decommissioned","value":true}]`
+	wantErr(t, e.g.PatchModel(ctx, "dtmi:ex:B;1", []byte(decommission)), twin.KindModelReferencesNotDecommissioned, ": dtmi:ex:A;1. ")
+	for _, id := range []string{"dtmi:ex:A;1", "dtmi:ex:B;1"} {
+		if err := e.g.PatchModel(ctx, id, []byte(decommission)); err != nil {
+			t.Fatalf("decommission %s: %v", id, err)
+		}
 	}
 }

@@ -16,8 +16,6 @@ package twins
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +29,7 @@ import (
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/jsontext"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/tracecontext"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -91,11 +90,25 @@ type Config struct {
 	CachedTwins int
 }
 
-// Trace carries the W3C trace context of the request that causes a write.
+// Trace is the W3C trace context of the operation that causes a write. The events the write
+// emits carry it as their traceparent and tracestate.
 type Trace struct {
-	// Parent is the request's traceparent header. When it is empty or malformed the service
-	// starts a new trace. Every event the write emits carries it.
+	// Parent is the traceparent of the operation's own span: for an API request, the child
+	// of the request's traceparent the API answers in traceresponse, so that the consumers of
+	// the events continue the caller's trace from the span the caller was told about. When it
+	// is empty or malformed the service starts a new trace for the write.
 	Parent string
+	// State is the tracestate that goes with Parent, already checked by the caller. It is
+	// dropped when Parent is empty or malformed.
+	State string
+}
+
+// resolve returns tr when its Parent is well formed, else a new trace without state.
+func (tr Trace) resolve() Trace {
+	if _, ok := tracecontext.ParseParent(tr.Parent); ok {
+		return tr
+	}
+	return Trace{Parent: tracecontext.New().String()}
 }
 
 // Service is the twin service. It is safe for concurrent use.
@@ -208,6 +221,7 @@ func (s *Service) write(ctx context.Context, prepare func(r store.Reader) (commi
 // operation, formatted by twin.FormatTime (writes format it once for the document and the
 // event).
 func (s *Service) newEvent(typ, subject, at string, tr Trace, data []byte) event.Event {
+	tr = tr.resolve()
 	return event.Event{
 		ID:              uuid.NewString(),
 		Source:          s.cfg.ServiceID,
@@ -216,7 +230,8 @@ func (s *Service) newEvent(typ, subject, at string, tr Trace, data []byte) event
 		Subject:         subject,
 		Time:            at,
 		DataContentType: "application/json",
-		TraceParent:     traceParent(tr),
+		TraceParent:     tr.Parent,
+		TraceState:      tr.State,
 		Data:            data,
 	}
 }
@@ -233,39 +248,6 @@ func updateData(modelID string, p twin.Patch) ([]byte, error) {
 		return nil, fmt.Errorf("encode update event data: %w", err)
 	}
 	return append(b, '}'), nil
-}
-
-// traceParent returns tr.Parent when it is a well-formed W3C traceparent, else a new one.
-func traceParent(tr Trace) string {
-	if validTraceParent(tr.Parent) {
-		return tr.Parent
-	}
-	var id [24]byte         // trace id and parent id
-	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
-	var b [55]byte
-	copy(b[:], "00-")
-	hex.Encode(b[3:35], id[:16])
-	b[35] = '-'
-	hex.Encode(b[36:52], id[16:])
-	copy(b[52:], "-01")
-	return string(b[:])
-}
-
-// validTraceParent checks the version-00 form: 2-32-16-2 lower-case hex digits.
-func validTraceParent(s string) bool {
-	if len(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if i == 2 || i == 35 || i == 52 {
-			continue
-		}
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return s[:2] != "ff"
 }
 
 // tooLarge is LimitExceeded for a request body over the limit.

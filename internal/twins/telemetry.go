@@ -16,8 +16,8 @@ import (
 // be a JSON object and is the event data as sent (it need not match the model, as in ADT). The
 // event's source is "<ServiceID>/digitaltwins/<id>", its dataschema the model id of the twin or
 // of the component's schema, its subject the component name; it has no time. sourceTime (the
-// Telemetry-Source-Time header) must be an RFC 3339 date-time when given; the event has no
-// attribute for it, so it is checked but not carried.
+// Telemetry-Source-Time header) must be an RFC 3339 date-time when given; the event carries it
+// as written, in its telemetrySourceTime extension attribute, as ADT's do.
 func (s *Service) SendTelemetry(ctx context.Context, id, component, messageID, sourceTime string, body []byte, tr Trace) error {
 	if messageID == "" {
 		return twin.InvalidArgument("The Message-Id header is required to send telemetry.")
@@ -31,6 +31,7 @@ func (s *Service) SendTelemetry(ctx context.Context, id, component, messageID, s
 	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
 		return twin.InvalidArgument("The telemetry payload must be a JSON object.")
 	}
+	tr = tr.resolve()
 	ev := event.Event{
 		ID:              messageID,
 		Source:          s.cfg.ServiceID + "/digitaltwins/" + id,
@@ -38,8 +39,11 @@ func (s *Service) SendTelemetry(ctx context.Context, id, component, messageID, s
 		Type:            event.Telemetry,
 		Subject:         component,
 		DataContentType: "application/json",
-		TraceParent:     traceParent(tr),
-		Data:            trimmed,
+		TraceParent:     tr.Parent,
+		TraceState:      tr.State,
+		// ADT's attribute name: see event.Event.
+		TelemetrySourceTime: sourceTime,
+		Data:                trimmed,
 	}
 	return s.st.Update(ctx, func(w store.Writer) error {
 		t, err := readTwin(w, id)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/tracecontext"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -22,9 +23,10 @@ func TestSendTelemetry(t *testing.T) {
 	evs := e.events()
 	want := []event.Event{
 		{ID: "m-1", Source: serviceID + "/digitaltwins/r1", SpecVersion: "1.0", Type: event.Telemetry, DataContentType: "application/json",
-			DataSchema: "dtmi:ex:Room;1", TraceParent: tp, Data: []byte(`{"temp": 21.5}`)},
+			DataSchema: "dtmi:ex:Room;1", TraceParent: tp, TraceState: ts, TelemetrySourceTime: "2024-05-01T09:59:59Z",
+			Data: []byte(`{"temp": 21.5}`)},
 		{ID: "m-2", Source: serviceID + "/digitaltwins/r1", SpecVersion: "1.0", Type: event.Telemetry, Subject: "therm", DataContentType: "application/json",
-			DataSchema: "dtmi:ex:Thermostat;1", TraceParent: tp, Data: []byte(`{"anything":[1,2]}`)},
+			DataSchema: "dtmi:ex:Thermostat;1", TraceParent: tp, TraceState: ts, Data: []byte(`{"anything":[1,2]}`)},
 	}
 	if len(evs) != 2 {
 		t.Fatalf("events %+v", evs)
@@ -58,20 +60,29 @@ func TestSendTelemetry(t *testing.T) {
 	e.noEvents()
 }
 
-func TestTraceParent(t *testing.T) {
+// TestTraceWithoutParent checks that a write whose trace has no well-formed parent starts a
+// new trace, without the state that came with it.
+func TestTraceWithoutParent(t *testing.T) {
 	ctx := context.Background()
 	e := newRoomEnv(t)
+	e.putRoom("r1")
+	e.events()
 	for _, parent := range []string{"", "garbage", "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01"} {
-		if err := e.g.SendTelemetry(ctx, "nope", "", "m", "", []byte(`{}`), Trace{Parent: parent}); err == nil {
-			t.Fatal("telemetry to a missing twin succeeded")
+		tr := Trace{Parent: parent, State: ts}
+		if _, err := e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":1}]`), "", tr); err != nil {
+			t.Fatal(err)
 		}
-		e.putRoom("r1")
-		if _, err := e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"replace","path":"/temp","value":1}]`), "", Trace{Parent: parent}); err != nil {
+		if err := e.g.SendTelemetry(ctx, "r1", "", "m", "", []byte(`{}`), tr); err != nil {
 			t.Fatal(err)
 		}
 		evs := e.events()
-		if len(evs) != 1 || !validTraceParent(evs[0].TraceParent) || evs[0].TraceParent == parent {
-			t.Fatalf("traceparent for %q: %+v", parent, evs)
+		if len(evs) != 2 {
+			t.Fatalf("events for %q: %+v", parent, evs)
+		}
+		for _, ev := range evs {
+			if _, ok := tracecontext.ParseParent(ev.TraceParent); !ok || ev.TraceParent == parent || ev.TraceState != "" {
+				t.Errorf("%s for parent %q carries traceparent %q, tracestate %q; want a new trace without state", ev.Type, parent, ev.TraceParent, ev.TraceState)
+			}
 		}
 	}
 }

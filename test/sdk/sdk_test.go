@@ -90,7 +90,12 @@ func checkTelemetry(t *testing.T, dataDir string) {
 	}
 	for _, w := range want {
 		g := got[w.ID]
-		g.TraceParent = "" // a fresh trace per request; its shape is the graph's to test
+		g.TraceParent = "" // a fresh trace per request; its shape is the API's to test
+		// The SDK stamps each message with the time it sends it, in Telemetry-Source-Time.
+		if _, err := time.Parse(time.RFC3339Nano, g.TelemetrySourceTime); err != nil {
+			t.Errorf("telemetry event %s: telemetrySourceTime %q is not the SDK's RFC 3339 time", w.ID, g.TelemetrySourceTime)
+		}
+		g.TelemetrySourceTime = ""
 		if !reflect.DeepEqual(g, w) {
 			t.Errorf("telemetry event %s:\n got %+v\nwant %+v", w.ID, g, w)
 		}

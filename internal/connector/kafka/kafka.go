@@ -341,6 +341,10 @@ func headerName(name string) string {
 		return "ce_dataschema"
 	case "traceparent":
 		return "ce_traceparent"
+	case "tracestate":
+		return "ce_tracestate"
+	case "telemetrySourceTime":
+		return "ce_telemetrySourceTime"
 	}
 	return "ce_" + name
 }

@@ -305,6 +305,10 @@ func headerName(name string) string {
 		return "ce-dataschema"
 	case "traceparent":
 		return "ce-traceparent"
+	case "tracestate":
+		return "ce-tracestate"
+	case "telemetrySourceTime":
+		return "ce-telemetrySourceTime"
 	}
 	return "ce-" + name
 }

@@ -20,11 +20,15 @@ type gridEvent struct {
 	Topic           string   `json:"topic"`
 }
 
+// gridData is the data of an Event Grid schema event: the event's data, and its content type,
+// data schema and extension attributes, which ADT adds as properties of this object.
 type gridData struct {
-	Data        json.RawMessage `json:"data,omitempty"`
-	ContentType string          `json:"contenttype,omitempty"`
-	TraceParent string          `json:"traceparent,omitempty"`
-	DataSchema  string          `json:"dataschema,omitempty"`
+	Data                json.RawMessage `json:"data,omitempty"`
+	ContentType         string          `json:"contenttype,omitempty"`
+	TraceParent         string          `json:"traceparent,omitempty"`
+	TraceState          string          `json:"tracestate,omitempty"`
+	TelemetrySourceTime string          `json:"telemetrySourceTime,omitempty"`
+	DataSchema          string          `json:"dataschema,omitempty"`
 }
 
 // zeroTime is the eventTime ADT writes for events without a time (telemetry).
@@ -47,7 +51,8 @@ func eventGridBatch(events []event.Event, topic string) ([]byte, error) {
 		out[i] = gridEvent{
 			ID: e.ID, Subject: e.Subject, EventType: e.Type, DataVersion: "1.0", MetadataVersion: "1",
 			EventTime: t, Topic: tp,
-			Data: gridData{Data: e.Data, ContentType: e.DataContentType, TraceParent: e.TraceParent, DataSchema: e.DataSchema},
+			Data: gridData{Data: e.Data, ContentType: e.DataContentType, TraceParent: e.TraceParent,
+				TraceState: e.TraceState, TelemetrySourceTime: e.TelemetrySourceTime, DataSchema: e.DataSchema},
 		}
 	}
 	b, err := json.Marshal(out)

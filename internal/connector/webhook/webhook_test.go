@@ -96,7 +96,8 @@ func decode(req *http.Request, body []byte) ([]event.Event, error) {
 			}
 			es[i] = event.Event{ID: g.ID, Source: g.Topic, SpecVersion: event.SpecVersion, Type: g.EventType,
 				Subject: g.Subject, Time: tm, DataContentType: g.Data.ContentType, DataSchema: g.Data.DataSchema,
-				TraceParent: g.Data.TraceParent, Data: g.Data.Data}
+				TraceParent: g.Data.TraceParent, TraceState: g.Data.TraceState,
+				TelemetrySourceTime: g.Data.TelemetrySourceTime, Data: g.Data.Data}
 		}
 		return es, nil
 	}
@@ -289,7 +290,7 @@ func TestEventGridSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `[{"id":"eg-1","subject":"twin-1/relationships/rel-1","data":{"data":{"$relationshipId":"rel-1","$sourceId":"twin-1","$targetId":"t2","$relationshipName":"contains","note":"ünïcode \"quoted\""},"contenttype":"application/json"},"eventType":"Microsoft.DigitalTwins.Relationship.Create","dataVersion":"1.0","metadataVersion":"1","eventTime":"2026-11-25T10:00:01.0000000Z","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t"},` +
-		`{"id":"eg-2","subject":"thermostat","data":{"data":{"temperature":21.5,"seq":2},"contenttype":"application/json","traceparent":"00-00000000000000000000000000000003-0000000000000003-01","dataschema":"dtmi:example:Thermostat;1"},"eventType":"microsoft.iot.telemetry","dataVersion":"1.0","metadataVersion":"1","eventTime":"0001-01-01T00:00:00Z","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t"}]`
+		`{"id":"eg-2","subject":"thermostat","data":{"data":{"temperature":21.5,"seq":2},"contenttype":"application/json","traceparent":"00-00000000000000000000000000000003-0000000000000003-01","tracestate":"congo=t61rcWkgMzE,rojo=0000000000000003","telemetrySourceTime":"2026-11-25T09:59:02.123456789+01:00","dataschema":"dtmi:example:Thermostat;1"},"eventType":"microsoft.iot.telemetry","dataVersion":"1.0","metadataVersion":"1","eventTime":"0001-01-01T00:00:00Z","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t"}]`
 	if string(got) != want {
 		t.Errorf("Event Grid batch =\n%s\nwant\n%s", got, want)
 	}

@@ -23,8 +23,9 @@ type Attribute struct {
 	Name, Value string
 }
 
-// Attributes returns e's context attributes in a fixed order (id, source, specversion, type,
-// subject, time, dataschema, traceparent), leaving out empty ones, datacontenttype and data.
+// Attributes returns e's context and extension attributes in a fixed order (id, source,
+// specversion, type, subject, time, dataschema, traceparent, tracestate,
+// telemetrySourceTime), leaving out empty ones, datacontenttype and data.
 func Attributes(e *event.Event) []Attribute {
 	all := [...]Attribute{
 		{"id", e.ID},
@@ -35,6 +36,8 @@ func Attributes(e *event.Event) []Attribute {
 		{"time", e.Time},
 		{"dataschema", e.DataSchema},
 		{"traceparent", e.TraceParent},
+		{"tracestate", e.TraceState},
+		{"telemetrySourceTime", e.TelemetrySourceTime},
 	}
 	out := make([]Attribute, 0, len(all))
 	for _, a := range all {
@@ -50,15 +53,18 @@ func Attributes(e *event.Event) []Attribute {
 // the body. It fails when a required attribute (id, source, specversion, type) is missing.
 func FromAttributes(get func(name string) string, contentType string, data []byte) (event.Event, error) {
 	e := event.Event{
-		ID:              get("id"),
-		Source:          get("source"),
-		SpecVersion:     get("specversion"),
-		Type:            get("type"),
-		Subject:         get("subject"),
-		Time:            get("time"),
-		DataSchema:      get("dataschema"),
-		TraceParent:     get("traceparent"),
-		DataContentType: contentType,
+		ID:          get("id"),
+		Source:      get("source"),
+		SpecVersion: get("specversion"),
+		Type:        get("type"),
+		Subject:     get("subject"),
+		Time:        get("time"),
+		DataSchema:  get("dataschema"),
+		TraceParent: get("traceparent"),
+		TraceState:  get("tracestate"),
+		// The name as Attributes writes it; HTTP header lookups ignore case anyway.
+		TelemetrySourceTime: get("telemetrySourceTime"),
+		DataContentType:     contentType,
 	}
 	if len(data) > 0 {
 		e.Data = json.RawMessage(data)

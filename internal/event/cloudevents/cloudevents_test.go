@@ -13,7 +13,8 @@ var telemetry = event.Event{
 	ID: "m-1", Source: "tf.local/digitaltwins/t1", SpecVersion: "1.0", Type: event.Telemetry,
 	Subject: "comp1", DataContentType: "application/json", DataSchema: "dtmi:example:T;1",
 	TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-	Data:        json.RawMessage(`{"temperature":21.5}`),
+	TraceState:  "rojo=00f067aa0ba902b7", TelemetrySourceTime: "2026-01-01T12:00:00.5Z",
+	Data: json.RawMessage(`{"temperature":21.5}`),
 }
 
 func TestAttributes(t *testing.T) {
@@ -21,6 +22,7 @@ func TestAttributes(t *testing.T) {
 		{"id", "m-1"}, {"source", "tf.local/digitaltwins/t1"}, {"specversion", "1.0"},
 		{"type", "microsoft.iot.telemetry"}, {"subject", "comp1"}, {"dataschema", "dtmi:example:T;1"},
 		{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		{"tracestate", "rojo=00f067aa0ba902b7"}, {"telemetrySourceTime", "2026-01-01T12:00:00.5Z"},
 	}
 	if got := Attributes(&telemetry); !reflect.DeepEqual(got, want) {
 		t.Errorf("Attributes = %v, want %v", got, want)
@@ -51,7 +53,7 @@ func TestFromAttributesRoundTrip(t *testing.T) {
 }
 
 func TestStructuredAndBatch(t *testing.T) {
-	const want = `{"id":"m-1","source":"tf.local/digitaltwins/t1","specversion":"1.0","type":"microsoft.iot.telemetry","subject":"comp1","datacontenttype":"application/json","dataschema":"dtmi:example:T;1","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{"temperature":21.5}}`
+	const want = `{"id":"m-1","source":"tf.local/digitaltwins/t1","specversion":"1.0","type":"microsoft.iot.telemetry","subject":"comp1","datacontenttype":"application/json","dataschema":"dtmi:example:T;1","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","tracestate":"rojo=00f067aa0ba902b7","telemetrySourceTime":"2026-01-01T12:00:00.5Z","data":{"temperature":21.5}}`
 	got, err := Structured(&telemetry)
 	if err != nil {
 		t.Fatal(err)

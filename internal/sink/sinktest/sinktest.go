@@ -75,7 +75,7 @@ func Run(t *testing.T, h Harness) {
 }
 
 // Events returns n events of every kind twinflow emits, with ids prefix-0 ... prefix-(n-1),
-// every optional attribute used somewhere, a twin id that is not ASCII and has a space, and
+// every optional and extension attribute used somewhere, a twin id that is not ASCII and has a space, and
 // compact JSON data, so that data must arrive byte for byte.
 func Events(prefix string, n int) []event.Event {
 	out := make([]event.Event, n)
@@ -86,11 +86,12 @@ func Events(prefix string, n int) []event.Event {
 			twin = "twin-ü 6" // not ASCII, with a space: header encodings must keep it
 		}
 		tp := fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)
+		ts := fmt.Sprintf("congo=t61rcWkgMzE,rojo=%016x", i+1)
 		switch i % 4 {
 		case 0:
 			out[i] = event.Event{ID: id, Source: "twinflow.test", SpecVersion: event.SpecVersion,
 				Type: event.TwinUpdate, Subject: twin, Time: "2026-11-25T10:00:00.1234567Z",
-				DataContentType: "application/json", TraceParent: tp,
+				DataContentType: "application/json", TraceParent: tp, TraceState: ts,
 				Data: json.RawMessage(`{"modelId":"dtmi:example:Room;1","patch":[{"value":` + strconv.Itoa(i) + `,"path":"/temperature","op":"replace"}]}`)}
 		case 1:
 			out[i] = event.Event{ID: id, Source: "twinflow.test", SpecVersion: event.SpecVersion,
@@ -100,8 +101,9 @@ func Events(prefix string, n int) []event.Event {
 		case 2:
 			out[i] = event.Event{ID: id, Source: "twinflow.test/digitaltwins/" + twin, SpecVersion: event.SpecVersion,
 				Type: event.Telemetry, Subject: "thermostat", DataContentType: "application/json",
-				DataSchema: "dtmi:example:Thermostat;1", TraceParent: tp,
-				Data: json.RawMessage(`{"temperature":21.5,"seq":` + strconv.Itoa(i) + `}`)}
+				DataSchema: "dtmi:example:Thermostat;1", TraceParent: tp, TraceState: ts,
+				TelemetrySourceTime: fmt.Sprintf("2026-11-25T09:59:%02d.123456789+01:00", i%60),
+				Data:                json.RawMessage(`{"temperature":21.5,"seq":` + strconv.Itoa(i) + `}`)}
 		default:
 			out[i] = event.Event{ID: id, Source: "twinflow.test", SpecVersion: event.SpecVersion,
 				Type: event.TwinDelete, Subject: twin, Time: "2026-11-25T10:00:02.0000000Z",
@@ -129,6 +131,8 @@ func Equal(got, want event.Event) string {
 	check("datacontenttype", got.DataContentType, want.DataContentType)
 	check("dataschema", got.DataSchema, want.DataSchema)
 	check("traceparent", got.TraceParent, want.TraceParent)
+	check("tracestate", got.TraceState, want.TraceState)
+	check("telemetrySourceTime", got.TelemetrySourceTime, want.TelemetrySourceTime)
 	check("data", string(got.Data), string(want.Data))
 	return diff
 }

@@ -30,6 +30,8 @@ func appendEvent(buf []byte, e *event.Event) ([]byte, error) {
 		{`,"datacontenttype":`, e.DataContentType},
 		{`,"dataschema":`, e.DataSchema},
 		{`,"traceparent":`, e.TraceParent},
+		{`,"tracestate":`, e.TraceState},
+		{`,"telemetrySourceTime":`, e.TelemetrySourceTime},
 	} {
 		if f.value != "" {
 			buf = appendField(buf, f.name, f.value)
@@ -73,6 +75,8 @@ const (
 	attrDataContentType
 	attrDataSchema
 	attrTraceParent
+	attrTraceState
+	attrTelemetrySourceTime
 	attrCount
 )
 
@@ -133,6 +137,10 @@ func decodeEventFast(buf []byte, e *event.Event) bool {
 			attr = attrDataSchema
 		case "traceparent":
 			attr = attrTraceParent
+		case "tracestate":
+			attr = attrTraceState
+		case "telemetrySourceTime":
+			attr = attrTelemetrySourceTime
 		default:
 			return false
 		}
@@ -171,7 +179,8 @@ func decodeEventFast(buf []byte, e *event.Event) bool {
 	*e = event.Event{
 		ID: str(attrID), Source: str(attrSource), SpecVersion: str(attrSpecVersion), Type: str(attrType),
 		Subject: str(attrSubject), Time: str(attrTime), DataContentType: str(attrDataContentType),
-		DataSchema: str(attrDataSchema), TraceParent: str(attrTraceParent), Data: data,
+		DataSchema: str(attrDataSchema), TraceParent: str(attrTraceParent), TraceState: str(attrTraceState),
+		TelemetrySourceTime: str(attrTelemetrySourceTime), Data: data,
 	}
 	return true
 }

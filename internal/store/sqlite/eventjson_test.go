@@ -20,6 +20,7 @@ func TestAppendEvent(t *testing.T) {
 			ID: "1", Source: "https://example.net/", SpecVersion: "1.0", Type: event.TwinUpdate,
 			Subject: "room/1", Time: "2026-01-02T03:04:05.0000000Z", DataContentType: "application/json",
 			DataSchema: "dtmi:example:Room;1", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+			TraceState: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", TelemetrySourceTime: "2026-01-02T03:04:04.123456789+01:00",
 			Data: json.RawMessage(`{"patch":[{"op":"replace","path":"/t","value":21.5}]}`),
 		}},
 		{"escapes", event.Event{
@@ -64,7 +65,7 @@ func TestAppendEventRejectsInvalidData(t *testing.T) {
 // decodeEvent must decode as encoding/json does.
 var decodeCases = []struct{ name, json string }{
 	{"required only", `{"id":"1","source":"s","specversion":"1.0","type":"t"}`},
-	{"every attribute", `{"id":"1","source":"https://example.net/","specversion":"1.0","type":"Microsoft.DigitalTwins.Twin.Update","subject":"room/1","time":"2026-01-02T03:04:05.0000000Z","datacontenttype":"application/json","dataschema":"dtmi:example:Room;1","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{"patch":[{"op":"replace","path":"/t","value":"}]\"{["}]}}`},
+	{"every attribute", `{"id":"1","source":"https://example.net/","specversion":"1.0","type":"Microsoft.DigitalTwins.Twin.Update","subject":"room/1","time":"2026-01-02T03:04:05.0000000Z","datacontenttype":"application/json","dataschema":"dtmi:example:Room;1","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","tracestate":"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7","telemetrySourceTime":"2026-01-02T03:04:04.123456789+01:00","data":{"patch":[{"op":"replace","path":"/t","value":"}]\"{["}]}}`},
 	{"data array", `{"id":"1","source":"s","specversion":"1.0","type":"t","data":[1,"two",null,true]}`},
 	{"data string", `{"id":"1","source":"s","specversion":"1.0","type":"t","data":"a \"b\" \\"}`},
 	{"data number", `{"id":"1","source":"s","specversion":"1.0","type":"t","data":-1.5E+3}`},

@@ -61,7 +61,8 @@ func newTail(records, limit int) *tail {
 // changeSize approximates the memory c holds.
 func changeSize(c *store.Change) int {
 	n := changeOverhead + len(c.Event.ID) + len(c.Event.Source) + len(c.Event.Subject) +
-		len(c.Event.Time) + len(c.Event.TraceParent) + len(c.Event.Data)
+		len(c.Event.Time) + len(c.Event.TraceParent) + len(c.Event.TraceState) +
+		len(c.Event.TelemetrySourceTime) + len(c.Event.Data)
 	if c.Twin != nil {
 		n += len(c.Twin.ID) + len(c.Twin.ModelID) + len(c.Twin.ETag) + len(c.Twin.Doc)
 	}

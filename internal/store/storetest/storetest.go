@@ -114,6 +114,7 @@ func ev(id string) event.Event {
 		ID: id, Source: "twinflow.test", SpecVersion: event.SpecVersion, Type: event.TwinUpdate,
 		Subject: "room-" + id, Time: "2026-01-02T03:04:05.0000000Z", DataContentType: "application/json",
 		DataSchema: "dtmi:example:Room;1", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		TraceState: "rojo=00f067aa0ba902b7", TelemetrySourceTime: "2026-01-02T03:04:04.5Z",
 		Data: json.RawMessage(fmt.Sprintf(`{"id":%q}`, id)),
 	}
 }
