@@ -158,6 +158,12 @@ func TestKinds(t *testing.T) {
 		"nats":    `{"endpointType":"nats","url":"nats://127.0.0.1:4222"}`,
 		"amqp":    `{"endpointType":"amqp","url":"amqp://guest:guest@127.0.0.1:5672/","exchange":"twins"}`,
 		"mqtt":    `{"endpointType":"mqtt","url":"tcp://127.0.0.1:1883","topic":"twins/{twinId}"}`,
+		"EventGrid": `{"endpointType":"EventGrid","TopicEndpoint":"https://t.westus2-1.eventgrid.azure.net/api/events",
+			"accessKey1":"k1"}`,
+		"EventHub": `{"endpointType":"EventHub",
+			"connectionStringPrimaryKey":"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k;EntityPath=twins"}`,
+		"ServiceBus": `{"endpointType":"ServiceBus",
+			"primaryConnectionString":"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k;EntityPath=twins"}`,
 	}
 	kinds := Kinds()
 	if len(kinds) != len(valid) {
