@@ -190,8 +190,9 @@ func newEventGridSink(c EventGridConfig, logger *slog.Logger) (*failover, error)
 type EventHubConfig struct {
 	adtCommon
 	// ConnectionStringPrimaryKey is required; ConnectionStringSecondaryKey, if set, replaces
-	// it once the namespace refuses it, and so on in turn. Both name the same namespace and
-	// event hub.
+	// it once the namespace refuses it, and so on in turn (over Kafka the refusal shows when
+	// the producer gives up on the batch, after its delivery timeout). Both name the same
+	// namespace and event hub.
 	ConnectionStringPrimaryKey   string `json:"connectionStringPrimaryKey,omitempty"`
 	ConnectionStringSecondaryKey string `json:"connectionStringSecondaryKey,omitempty"`
 	// EndpointURI (sb://<namespace>.servicebus.windows.net) and EntityPath (the event hub)
