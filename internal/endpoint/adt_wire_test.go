@@ -166,18 +166,28 @@ func (g *gridTopic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.received = append(g.received, batch...)
 }
 
-// TestEventGridDelivery runs an EventGrid endpoint against a stand-in topic: events arrive
-// as ADT sends them, with accessKey1, then accessKey2 once the topic refuses accessKey1, and
-// accessKey1 again once the topic refuses accessKey2; when the topic refuses both, the
-// events are dead-lettered.
+// serveTopic serves topic over https with a certificate of a fresh authority, whose PEM
+// file it returns with the server.
+func serveTopic(t *testing.T, topic *gridTopic) (srv *httptest.Server, caFile string) {
+	caFile, cfg := sinktest.ServerTLS(t)
+	srv = httptest.NewUnstartedServer(topic)
+	srv.TLS = cfg
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, caFile
+}
+
+// TestEventGridDelivery runs an EventGrid endpoint against a stand-in topic served over
+// https: events arrive as ADT sends them, with accessKey1, then accessKey2 once the topic
+// refuses accessKey1, and accessKey1 again once the topic refuses accessKey2; when the topic
+// refuses both, the events are dead-lettered.
 func TestEventGridDelivery(t *testing.T) {
 	ctx := context.Background()
 	topic := &gridTopic{key: key2}
-	srv := httptest.NewServer(topic)
-	defer srv.Close()
+	srv, caFile := serveTopic(t, topic)
 	f := newFixtureOf(t, Config{}, adtKinds)
 	f.putRouted(t, "grid", `{"properties":{"endpointType":"EventGrid","TopicEndpoint":"`+srv.URL+`/api/events",
-		"accessKey1":"`+key1+`","accessKey2":"`+key2+`",`+fastRetry+`}}`)
+		"accessKey1":"`+key1+`","accessKey2":"`+key2+`","tls":{"caFile":"`+caFile+`"},`+fastRetry+`}}`)
 
 	events := twinEvents("grid", 2)
 	f.emitEvents(t, events)
@@ -230,11 +240,10 @@ func TestEventGridDelivery(t *testing.T) {
 // TestEventGridCloudEvents runs an EventGrid endpoint whose topic takes CloudEvents.
 func TestEventGridCloudEvents(t *testing.T) {
 	topic := &gridTopic{key: key1, cloudEvents: true}
-	srv := httptest.NewServer(topic)
-	defer srv.Close()
+	srv, caFile := serveTopic(t, topic)
 	f := newFixtureOf(t, Config{}, adtKinds)
 	f.putRouted(t, "grid", `{"endpointType":"EventGrid","TopicEndpoint":"`+srv.URL+`/api/events",
-		"accessKey1":"`+key1+`","eventSchema":"CloudEventSchemaV1_0",`+fastRetry+`}`)
+		"accessKey1":"`+key1+`","eventSchema":"CloudEventSchemaV1_0","tls":{"caFile":"`+caFile+`"},`+fastRetry+`}`)
 	f.emitEvents(t, twinEvents("ce", 2))
 	eventually(t, "the topic gets ce-0 and ce-1", func() bool { return len(topic.events()) == 2 })
 	if got := topic.events()[1]; string(got["specversion"]) != `"1.0"` || string(got["source"]) != `"twins.example.net"` {
