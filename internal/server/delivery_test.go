@@ -34,6 +34,11 @@ endpoints:
     url: http://127.0.0.1:9/x
     headers: {X-Team: twins}
     delivery: {ttl: 1h, maxAttempts: 5}
+  grid:
+    properties:
+      endpointType: EventGrid
+      TopicEndpoint: https://contoso.westus2-1.eventgrid.azure.net/api/events
+      accessKey1: key-one
 routes:
   all:
     endpointName: hook
@@ -51,6 +56,9 @@ routes:
 	}
 	if def["endpointType"] != "webhook" || def["delivery"].(map[string]any)["maxAttempts"] != 5.0 {
 		t.Errorf("endpoint hook = %s", cfg.Endpoints["hook"])
+	}
+	if def, err := endpoint.Parse(cfg.Endpoints["grid"], Kinds()); err != nil || def.Type != endpoint.EventGridType {
+		t.Errorf("endpoint grid %s: %+v, %v", cfg.Endpoints["grid"], def, err)
 	}
 	if _, err := LoadConfigFile(write("")); err != nil {
 		t.Errorf("empty file: %v", err)
