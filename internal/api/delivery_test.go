@@ -36,7 +36,11 @@ func deliveryEnv(t *testing.T, maxRoutes int) (base string, st *sqlite.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[string]endpoint.Kind{"webhook": endpoint.KindOf(webhook.NewSink, webhook.Handshake)}
+	kinds := map[string]endpoint.Kind{
+		"webhook":               endpoint.KindOf(webhook.NewSink, webhook.Handshake),
+		endpoint.EventGridType:  endpoint.EventGridKind(),
+		endpoint.ServiceBusType: endpoint.ServiceBusKind(),
+	}
 	reg, err := endpoint.New(endpoint.Config{}, kinds, st, routes, nil, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +170,28 @@ func TestEventRoutesAndEndpoints(t *testing.T) {
 	wantCall(t, "DELETE", base+"/eventroutes/r1", "", 404, `"code":"EventRouteNotFound"`)
 	wantCall(t, "DELETE", base+"/endpoints/hook", "", 204)
 	wantCall(t, "GET", base+"/endpoints/hook", "", 404, `"code":"EndpointNotFound"`)
+}
+
+// TestADTEndpointDefinitions puts endpoints in ADT's shapes, an ARM resource and flat
+// properties: they are read back as ADT shows them, secrets blanked, and bad ones are
+// refused with every problem named.
+func TestADTEndpointDefinitions(t *testing.T) {
+	base, _ := deliveryEnv(t, 1)
+	const conn = "Endpoint=sb://mysb.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=xyzxyzoX4=;EntityPath=abcabc"
+	resp := wantCall(t, "PUT", base+"/endpoints/myServiceBus", `{"properties":{"endpointType":"ServiceBus","authenticationType":"KeyBased",
+		"primaryConnectionString":"`+conn+`","secondaryConnectionString":"`+conn+`"}}`, 201,
+		`"name":"myServiceBus"`, `"endpointType":"ServiceBus"`, `"authenticationType":"KeyBased"`, `"provisioningState":"Succeeded"`,
+		`"primaryConnectionString":"Endpoint=sb://***/;SharedAccessKeyName=***;SharedAccessKey=***;EntityPath=***"`, `"createdTime":"`, `"status":{`)
+	resp += wantCall(t, "PUT", base+"/endpoints/grid", `{"endpointType":"EventGrid","TopicEndpoint":"https://t.westus2-1.eventgrid.azure.net/api/events",
+		"accessKey1":"k3y-one"}`, 201, `"accessKey1":"************"`)
+	resp += wantCall(t, "GET", base+"/endpoints", "", 200, `"name":"grid"`, `"name":"myServiceBus"`)
+	if strings.Contains(resp, "xyzxyzoX4") || strings.Contains(resp, "k3y-one") {
+		t.Errorf("a secret was shown: %s", resp)
+	}
+	wantCall(t, "PUT", base+"/endpoints/mi", `{"properties":{"endpointType":"ServiceBus","authenticationType":"IdentityBased",
+		"endpointUri":"sb://mysb.servicebus.windows.net","entityPath":"abcabc","deadLetterUri":"https://a.blob.core.windows.net/c"}}`, 400,
+		`"code":"InvalidArgument"`, `authenticationType: IdentityBased`, `deadLetterUri:`, `primaryConnectionString: required`)
+	wantCall(t, "GET", base+"/endpoints/mi", "", 404, `"code":"EndpointNotFound"`)
 }
 
 // TestDeadLetterPages pages through dead letters with max-items-per-page.

@@ -22,7 +22,8 @@ import (
 // style (api-version required, ADT error bodies):
 //
 //	GET    /endpoints                                    list (secrets never shown)
-//	PUT    /endpoints/{name}                             create (201) or replace (200)
+//	PUT    /endpoints/{name}                             create (201) or replace (200); the body is
+//	                                                     twinflow's definition or ADT's (endpoint.Parse)
 //	GET    /endpoints/{name}                             the endpoint with its status
 //	DELETE /endpoints/{name}                             204; 409 EndpointInUse while routes use it
 //	POST   /endpoints/{name}/replay                      {"fromSequence": n} or {"fromTime": RFC 3339}: 202

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -162,7 +163,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 //
 //	{"endpointType": "<kind>", <that kind's settings>..., "delivery": {...}}
 //
-// where delivery is optional (see Delivery).
+// where delivery is optional (see Delivery), or that object as the properties of an ARM
+// resource, {"properties": {...}}, as ADT's control plane takes it (the read-only id, name,
+// type and systemData ARM returns beside properties are ignored).
 type Definition struct {
 	Type     string
 	Delivery Delivery
@@ -183,6 +186,15 @@ func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
 	}
 	def := Definition{Raw: raw}
 	var errs []error
+	if props, ok := fields["properties"]; ok {
+		if _, flat := fields["endpointType"]; !flat {
+			errs = append(errs, armResource(fields)...)
+			fields = nil
+			if err := json.Unmarshal(props, &fields); err != nil || fields == nil {
+				return Definition{}, fmt.Errorf("%w: properties: must be a JSON object", ErrInvalid)
+			}
+		}
+	}
 	if t, ok := fields["endpointType"]; !ok {
 		errs = append(errs, errors.New("endpointType: required"))
 	} else if err := json.Unmarshal(t, &def.Type); err != nil {
@@ -221,6 +233,20 @@ func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
 		return Definition{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return def, nil
+}
+
+// armResource reports the members of an ARM resource other than properties and its
+// read-only members.
+func armResource(fields map[string]json.RawMessage) []error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		switch k {
+		case "properties", "id", "name", "type", "systemData":
+		default:
+			errs = append(errs, fmt.Errorf("%s: not a member of an endpoint resource; settings go under properties", k))
+		}
+	}
+	return errs
 }
 
 // Redacted returns the definition as GET shows it: its settings with secrets blanked,

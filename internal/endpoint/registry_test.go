@@ -121,6 +121,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
+	return newFixtureOf(t, cfg, kinds)
+}
+
+// newFixtureOf is newFixture with the endpoint types kinds.
+func newFixtureOf(t *testing.T, cfg Config, kinds map[string]Kind) *fixture {
+	t.Helper()
 	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir(), NoSync: true}, discard)
 	if err != nil {
 		t.Fatal(err)

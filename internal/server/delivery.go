@@ -118,14 +118,19 @@ func LoadConfigFile(path string) (DeliveryConfig, error) {
 	return cfg, nil
 }
 
-// Kinds are the endpoint types this build can deliver to, each through its connector.
+// Kinds are the endpoint types this build can deliver to, each through its connector:
+// twinflow's own, and ADT's EventGrid, EventHub and ServiceBus, translated to the connector
+// that speaks their protocol.
 func Kinds() map[string]endpoint.Kind {
 	return map[string]endpoint.Kind{
-		"webhook": endpoint.KindOf(webhook.NewSink, webhook.Handshake),
-		"kafka":   endpoint.KindOf(kafka.NewSink, nil),
-		"nats":    endpoint.KindOf(nats.NewSink, nil),
-		"amqp":    endpoint.KindOf(amqp.NewSink, nil),
-		"mqtt":    endpoint.KindOf(mqtt.NewSink, nil),
+		"webhook":               endpoint.KindOf(webhook.NewSink, webhook.Handshake),
+		"kafka":                 endpoint.KindOf(kafka.NewSink, nil),
+		"nats":                  endpoint.KindOf(nats.NewSink, nil),
+		"amqp":                  endpoint.KindOf(amqp.NewSink, nil),
+		"mqtt":                  endpoint.KindOf(mqtt.NewSink, nil),
+		endpoint.EventGridType:  endpoint.EventGridKind(),
+		endpoint.EventHubType:   endpoint.EventHubKind(),
+		endpoint.ServiceBusType: endpoint.ServiceBusKind(),
 	}
 }
 

@@ -8,6 +8,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
@@ -78,3 +79,16 @@ func (e *RetryAfterError) Error() string {
 	return e.Err.Error() + " (retry after " + e.After.String() + ")"
 }
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// ErrUnauthorized is wrapped by the errors of sinks whose destination refused their
+// credentials: HTTP 401, a failed SASL exchange, AMQP's unauthorized-access. An endpoint with
+// a second credential (ADT's secondary key) switches to it on such an error.
+var ErrUnauthorized = errors.New("the destination refused the credentials")
+
+// Unauthorized wraps err so that errors.Is(err, ErrUnauthorized) holds; a nil err stays nil.
+func Unauthorized(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w (%w)", err, ErrUnauthorized)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	amqp10 "github.com/Azure/go-amqp"
 
@@ -118,15 +119,23 @@ func closed(done <-chan struct{}) bool {
 }
 
 // classify10 marks the failures that sending again cannot fix as permanent: an unknown
-// address, refused access, a message too large.
+// address, refused access, a message too large. Refused credentials (a failed SASL exchange,
+// unauthorized-access) are sink.ErrUnauthorized too.
 func classify10(err error) error {
 	var amqpErr *amqp10.Error
 	if errors.As(err, &amqpErr) {
 		switch amqpErr.Condition {
-		case amqp10.ErrCondNotFound, amqp10.ErrCondUnauthorizedAccess, amqp10.ErrCondMessageSizeExceeded,
+		case amqp10.ErrCondUnauthorizedAccess:
+			return sink.Permanent(sink.Unauthorized(err))
+		case amqp10.ErrCondNotFound, amqp10.ErrCondMessageSizeExceeded,
 			amqp10.ErrCondNotAllowed, amqp10.ErrCondInvalidField, amqp10.ErrCondDecodeError:
 			return sink.Permanent(err)
 		}
+	}
+	// go-amqp reports a refused SASL outcome as an untyped error whose message names it
+	// ("SASL PLAIN auth failed with code 0x1: ...").
+	if msg := err.Error(); strings.Contains(msg, "SASL") && strings.Contains(msg, "auth failed") {
+		return sink.Permanent(sink.Unauthorized(err))
 	}
 	return err
 }

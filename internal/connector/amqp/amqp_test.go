@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -254,5 +255,22 @@ func TestValidate(t *testing.T) {
 	r := SinkConfig{URL: "amqp://user:secret@h/"}.Redacted()
 	if strings.Contains(r.URL, "secret") || !strings.Contains(r.URL, "user") {
 		t.Errorf("Redacted URL = %q", r.URL)
+	}
+}
+
+// TestRefusedCredentials10 checks that a refused SASL PLAIN login is permanent and
+// sink.ErrUnauthorized, so that an endpoint with a second credential switches to it.
+func TestRefusedCredentials10(t *testing.T) {
+	testenv.RabbitMQ10(t)
+	s := newSink(t, SinkConfig{URL: "amqp://guest:wrong@" + broker + "/", Protocol: Protocol10, Address: "/amq/queue/none"})
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := s.Send(ctx, sinktest.Events("refused", 1))
+	if !sink.IsPermanent(err) || !errors.Is(err, sink.ErrUnauthorized) {
+		t.Fatalf("Send with a wrong password = %v, want a permanent ErrUnauthorized", err)
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Errorf("the error shows the password: %v", err)
 	}
 }

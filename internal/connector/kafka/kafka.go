@@ -349,8 +349,12 @@ func headerName(name string) string {
 	return "ce_" + name
 }
 
-// classify marks the failures that producing again cannot fix as permanent.
+// classify marks the failures that producing again cannot fix as permanent, and refused
+// credentials as sink.ErrUnauthorized too.
 func classify(err error) error {
+	if errors.Is(err, kerr.SaslAuthenticationFailed) {
+		return sink.Permanent(sink.Unauthorized(err))
+	}
 	for _, permanent := range []error{
 		kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord, kerr.CorruptMessage,
 		kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.InvalidTopicException,

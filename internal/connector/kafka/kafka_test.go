@@ -398,3 +398,20 @@ func TestPublishRejectedCause(t *testing.T) {
 		t.Errorf("Ack = %v, want %v as Send gives (%v)", err, kerr.MessageTooLarge, sendErr)
 	}
 }
+
+// TestClassifyRefusedLogin checks that a refused SASL login is permanent and
+// sink.ErrUnauthorized. franz-go retries a refused login until the record delivery timeout
+// (30 s), then fails the records with the timeout wrapping the broker's
+// SASL_AUTHENTICATION_FAILED, the error built here. (A live refusal would make the test
+// wait out that timeout; kfake, besides, closes the connection on a bad password instead of
+// answering with that code unless a control function answers for it.)
+func TestClassifyRefusedLogin(t *testing.T) {
+	refused := fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.SaslAuthenticationFailed)
+	err := classify(fmt.Errorf("produce event %q to %s: %w", "e-1", topic, refused))
+	if !sink.IsPermanent(err) || !errors.Is(err, sink.ErrUnauthorized) {
+		t.Errorf("classify(refused login) = %v: permanent %v, unauthorized %v", err, sink.IsPermanent(err), errors.Is(err, sink.ErrUnauthorized))
+	}
+	if err := classify(kerr.MessageTooLarge); errors.Is(err, sink.ErrUnauthorized) || !sink.IsPermanent(err) {
+		t.Errorf("classify(MessageTooLarge) = %v, want permanent and not unauthorized", err)
+	}
+}

@@ -17,7 +17,7 @@ type gridEvent struct {
 	DataVersion     string   `json:"dataVersion"`
 	MetadataVersion string   `json:"metadataVersion"`
 	EventTime       string   `json:"eventTime"`
-	Topic           string   `json:"topic"`
+	Topic           string   `json:"topic,omitempty"`
 }
 
 // gridData is the data of an Event Grid schema event: the event's data, and its content type,
@@ -35,8 +35,8 @@ type gridData struct {
 const zeroTime = "0001-01-01T00:00:00Z"
 
 // eventGridBatch encodes events as a JSON array of Event Grid schema events, with topic as
-// their topic, or each event's source if topic is empty.
-func eventGridBatch(events []event.Event, topic string) ([]byte, error) {
+// their topic, or each event's source if topic is empty, or none if omitTopic.
+func eventGridBatch(events []event.Event, topic string, omitTopic bool) ([]byte, error) {
 	out := make([]gridEvent, len(events))
 	for i := range events {
 		e := &events[i]
@@ -45,7 +45,7 @@ func eventGridBatch(events []event.Event, topic string) ([]byte, error) {
 			t = zeroTime
 		}
 		tp := topic
-		if tp == "" {
+		if tp == "" && !omitTopic {
 			tp = e.Source
 		}
 		out[i] = gridEvent{

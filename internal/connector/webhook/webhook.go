@@ -15,7 +15,7 @@
 // # Status codes
 //
 // 2xx is success. 400, 401, 403, 404, 410, 413 and every other 4xx except 408 and 429 are
-// permanent failures (the events go to dead letters). 408, 429, 5xx and network errors are
+// permanent failures (the events go to dead letters); 401 is also sink.ErrUnauthorized. 408, 429, 5xx and network errors are
 // retryable; a Retry-After header (seconds or an HTTP date) on them becomes an
 // sink.RetryAfterError.
 package webhook
@@ -80,6 +80,9 @@ type SinkConfig struct {
 	// Topic is the topic of Event Grid schema events in EventGrid mode (ADT writes the
 	// resource id of its Event Grid topic); empty means each event's source.
 	Topic string `json:"topic,omitempty"`
+	// OmitTopic leaves topic out of Event Grid schema events, as a publisher to an Event Grid
+	// topic must (Event Grid refuses a topic other than its own resource id, and sets it).
+	OmitTopic bool `json:"omitTopic,omitempty"`
 	// Origin is sent as WebHook-Request-Origin in the validation handshake; empty means
 	// "twinflow".
 	Origin string `json:"origin,omitempty"`
@@ -141,6 +144,12 @@ func (c SinkConfig) Validate() error {
 	}
 	if c.Topic != "" && c.Mode != EventGrid {
 		errs = append(errs, errors.New("topic: only for mode eventgrid"))
+	}
+	if c.OmitTopic && c.Mode != EventGrid {
+		errs = append(errs, errors.New("omitTopic: only for mode eventgrid"))
+	}
+	if c.OmitTopic && c.Topic != "" {
+		errs = append(errs, errors.New("omitTopic: not with a topic"))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: must not be negative"))
@@ -237,7 +246,7 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 		}
 		return s.post(ctx, body, cloudevents.BatchContentType, nil)
 	case EventGrid:
-		body, err := eventGridBatch(events, s.cfg.Topic)
+		body, err := eventGridBatch(events, s.cfg.Topic, s.cfg.OmitTopic)
 		if err != nil {
 			return sink.Permanent(err)
 		}
@@ -349,6 +358,9 @@ func statusError(resp *http.Response, body []byte, now time.Time) error {
 		err = fmt.Errorf("webhook answered %s: %s", resp.Status, msg)
 	}
 	retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 || code < 400
+	if code == http.StatusUnauthorized {
+		err = sink.Unauthorized(err)
+	}
 	if !retryable {
 		return sink.Permanent(err)
 	}

@@ -181,10 +181,10 @@ func TestStatusMapping(t *testing.T) {
 	tests := []struct {
 		status     int
 		retryAfter string
-		want       string // "ok", "permanent", "retry", or "after:<duration>"
+		want       string // "ok", "permanent", "unauthorized" (permanent too), "retry", or "after:<duration>"
 	}{
 		{200, "", "ok"}, {202, "", "ok"}, {204, "", "ok"},
-		{400, "", "permanent"}, {401, "", "permanent"}, {403, "", "permanent"}, {404, "", "permanent"},
+		{400, "", "permanent"}, {401, "", "unauthorized"}, {403, "", "permanent"}, {404, "", "permanent"},
 		{413, "", "permanent"}, {410, "", "permanent"},
 		{408, "", "retry"}, {429, "", "retry"}, {500, "", "retry"}, {502, "", "retry"}, {503, "", "retry"},
 		{429, "7", "after:7s"}, {503, "120", "after:2m0s"},
@@ -204,6 +204,10 @@ func TestStatusMapping(t *testing.T) {
 			switch {
 			case err == nil:
 				got = "ok"
+			case sink.IsPermanent(err) && errors.Is(err, sink.ErrUnauthorized):
+				got = "unauthorized"
+			case errors.Is(err, sink.ErrUnauthorized):
+				got = "unauthorized but retryable"
 			case sink.IsPermanent(err):
 				got = "permanent"
 			case errors.As(err, &ra):
@@ -282,10 +286,10 @@ func TestHandshake(t *testing.T) {
 }
 
 // TestEventGridSchema checks the exact Event Grid form ADT sends: payload under data.data,
-// the zero time for telemetry, and the configured topic.
+// the zero time for telemetry, and the configured topic, or none when publishing to a topic.
 func TestEventGridSchema(t *testing.T) {
 	events := sinktest.Events("eg", 3)[1:3] // a relationship event and a telemetry event
-	got, err := eventGridBatch(events, "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t")
+	got, err := eventGridBatch(events, "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +297,14 @@ func TestEventGridSchema(t *testing.T) {
 		`{"id":"eg-2","subject":"thermostat","data":{"data":{"temperature":21.5,"seq":2},"contenttype":"application/json","traceparent":"00-00000000000000000000000000000003-0000000000000003-01","tracestate":"congo=t61rcWkgMzE,rojo=0000000000000003","telemetrySourceTime":"2026-11-25T09:59:02.123456789+01:00","dataschema":"dtmi:example:Thermostat;1"},"eventType":"microsoft.iot.telemetry","dataVersion":"1.0","metadataVersion":"1","eventTime":"0001-01-01T00:00:00Z","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t"}]`
 	if string(got) != want {
 		t.Errorf("Event Grid batch =\n%s\nwant\n%s", got, want)
+	}
+	got, err = eventGridBatch(events[:1], "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = `[{"id":"eg-1","subject":"twin-1/relationships/rel-1","data":{"data":{"$relationshipId":"rel-1","$sourceId":"twin-1","$targetId":"t2","$relationshipName":"contains","note":"ünïcode \"quoted\""},"contenttype":"application/json"},"eventType":"Microsoft.DigitalTwins.Relationship.Create","dataVersion":"1.0","metadataVersion":"1","eventTime":"2026-11-25T10:00:01.0000000Z"}]`
+	if string(got) != want {
+		t.Errorf("Event Grid batch without topic =\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -310,6 +322,9 @@ func TestValidate(t *testing.T) {
 		{SinkConfig{URL: "/relative"}, []string{"url:"}},
 		{SinkConfig{URL: "http://h", Topic: "t"}, []string{"topic: only for mode eventgrid"}},
 		{SinkConfig{URL: "http://h", Mode: EventGrid, Topic: "t"}, nil},
+		{SinkConfig{URL: "http://h", Mode: EventGrid, OmitTopic: true}, nil},
+		{SinkConfig{URL: "http://h", OmitTopic: true}, []string{"omitTopic: only for mode eventgrid"}},
+		{SinkConfig{URL: "http://h", Mode: EventGrid, Topic: "t", OmitTopic: true}, []string{"omitTopic: not with a topic"}},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()
