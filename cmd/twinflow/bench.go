@@ -51,7 +51,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
 		fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
 		fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
-		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the SQLite ceiling (default -duration)")
+		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the SQLite ceiling and the HTTP floor, each (default -duration)")
 		run = func(logger *slog.Logger) error {
 			bin, err := os.Executable()
 			if err != nil {

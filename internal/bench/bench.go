@@ -1,5 +1,6 @@
 // Package bench measures twinflow end to end: PATCH throughput and latency over real HTTP
-// against a durable store, next to the raw SQLite ceiling for the same rows; the time from a
+// against a durable store, next to the store's ceiling for the same rows (sqlite.Ceiling) and
+// the cost of bare HTTP on the same machine; the time from a
 // PATCH to its event at a broker; and the time and memory a restart takes with many twins
 // stored.
 //

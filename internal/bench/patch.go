@@ -39,7 +39,8 @@ type PatchConfig struct {
 	Clients int
 	// Duration is how long the clients patch [30s].
 	Duration time.Duration
-	// CeilingDuration is how long the SQLite ceiling is measured [Duration].
+	// CeilingDuration is how long the SQLite ceiling is measured, and the HTTP floor after it
+	// [Duration].
 	CeilingDuration time.Duration
 	// LoadCommand returns the command that runs the load generator, in a process of its own so
 	// that its CPU time is told apart from the server's: a command that calls RunPatchLoad

@@ -1,12 +1,12 @@
 // Package query is the ADT query language: SELECT, FROM DIGITALTWINS / RELATIONSHIPS, JOIN,
-// MATCH and WHERE, answered from the in-memory graph index (package index).
+// MATCH and WHERE, answered from the in-memory graph index (package graph).
 //
 // Prepare lexes and parses a query with a hand-written recursive-descent parser (the WHERE
 // clause and every path are package expr's grammar), checks it against ADT's limits and
 // rules, and plans it; every refusal is an *Error whose message has ADT's form, "SQL query
 // parse failed: SQL Parser Error, Line=<1-based>, Position=<0-based>, Message=... See samples
-// in https://aka.ms/adtv2query for the correct syntax.". Run answers one page from an
-// index.Reader.
+// in https://aka.ms/adtv2query for the correct syntax.". Run answers one page from a
+// graph.Reader.
 //
 // # Planning
 //

@@ -10,12 +10,28 @@ import (
 // document: the map slot and the Twin's headers.
 const cacheEntryOverhead = 96
 
-// twinCache keeps twins the writer read or wrote, as its open transaction sees them, so the
-// twin read that starts most Updates skips SQLite. Only the writer goroutine uses it. It holds
-// at most budget bytes and evicts arbitrary entries (Go's map order) to stay within them.
+// twinCache keeps twins as the writer's open transaction sees them: those that Updates read
+// (writer.Twin) or wrote (writer.PutTwin), so that the twin read that starts most Updates
+// (among them the twin service's ETag check) skips SQLite. It is one of the copies of twin
+// state the write path keeps (see package store). Only the writer goroutine uses it; Views
+// and log reads never see it.
 //
-// Entries must never be ahead of or behind what the transaction would return: the writer
-// drops what a failed fn wrote and clears the cache when a batch rolls back.
+// Invariant: an entry equals the row that the open transaction, or between transactions the
+// database, holds for its id. A missing entry says nothing: the twin may not exist, may never
+// have been read, or may have been evicted; a twin found missing is not cached. The writer is
+// the only one that changes twin rows (Open locks the data directory), so entries stay true
+// from one transaction to the next. The writer keeps the invariant so:
+//   - writer.Twin caches the row it read; writer.PutTwin caches the state it wrote, or drops
+//     the entry when the write failed; writer.DeleteTwin drops the entry;
+//   - when a fn fails or panics and its savepoint is rolled back, apply drops the twins the fn
+//     put (writer.touched);
+//   - when a batch rolls back (a storage failure, a failed begin or commit), commit clears the
+//     whole cache.
+//
+// It holds at most budget bytes, as cacheCost estimates them, and evicts arbitrary entries
+// (Go's map order) to stay within them; a twin that costs more than the budget is not cached,
+// and a budget of 0 or less disables it. It owns its documents: get returns a copy, and the
+// document PutTwin caches is shared, read-only, with the log's tail.
 type twinCache struct {
 	budget int
 	size   int

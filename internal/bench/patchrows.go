@@ -65,7 +65,7 @@ func ceilingRows(n int, serviceID string) ([]store.Twin, func() (store.Twin, eve
 	}, nil
 }
 
-// newTraceParent returns a random W3C traceparent, as the twin service starts for a request
+// newTraceParent returns a random W3C traceparent, as the API starts for a request
 // that carries none.
 func newTraceParent() string {
 	var id [24]byte
