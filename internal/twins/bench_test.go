@@ -12,16 +12,17 @@ import (
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
-// benchGraph returns a Service over a durable (fsync'd) store holding the fixture models and n
-// rooms "r0".."r<n-1>".
-func benchGraph(b *testing.B, n int) *Service {
+// benchGraph returns a Service with cfg over a durable (fsync'd) store holding the fixture
+// models and n rooms "r0".."r<n-1>".
+func benchGraph(b *testing.B, n int, cfg Config) *Service {
 	b.Helper()
 	st, err := sqlite.Open(sqlite.Config{Dir: b.TempDir()}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	g, err := New(Config{ServiceID: serviceID}, st, nil)
+	cfg.ServiceID = serviceID
+	g, err := New(cfg, st, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func benchGraph(b *testing.B, n int) *Service {
 // BenchmarkPatchTwin measures the preparation of one twin patch (decode, apply, validate,
 // encode), without the store's commit: the CPU cost the twin service adds per patch.
 func BenchmarkPatchTwin(b *testing.B) {
-	g := benchGraph(b, 1)
+	g := benchGraph(b, 1, Config{})
 	tw, err := g.Twin(context.Background(), "r0")
 	if err != nil {
 		b.Fatal(err)
@@ -72,10 +73,21 @@ func BenchmarkPatchTwin(b *testing.B) {
 }
 
 // BenchmarkPatchTwinParallel runs PatchTwin from 64 goroutines over 1,000 twins against a
-// durable store, and reports acknowledged patches per second.
+// durable store, and reports acknowledged patches per second, with the service's twin cache
+// and without it (each patch then reads its twin in a View first), so the cache's worth is
+// measured in the same run.
 func BenchmarkPatchTwinParallel(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		cached int
+	}{{"cache", 0}, {"no-cache", -1}} {
+		b.Run(c.name, func(b *testing.B) { benchPatchTwinParallel(b, Config{CachedTwins: c.cached}) })
+	}
+}
+
+func benchPatchTwinParallel(b *testing.B, cfg Config) {
 	const twins = 1000
-	g := benchGraph(b, twins)
+	g := benchGraph(b, twins, cfg)
 	ctx := context.Background()
 	var next atomic.Uint64
 	patch := []byte(`[{"op":"replace","path":"/temp","value":22.5},{"op":"add","path":"/therm/mode","value":"eco"}]`)
