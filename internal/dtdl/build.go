@@ -140,7 +140,8 @@ func (r *resolver) iface(e *elem) *Interface {
 		case clsTelemetry:
 			i.Telemetries[c.name] = &Telemetry{
 				ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
-				Comment: c.comment, Schema: r.schemaOf(c), Types: c.typeNames, Unit: c.unit, DefinedIn: e.id,
+				Comment: c.comment, Schema: r.schemaOf(c), Types: c.typeNames, Unit: c.unit,
+				Annotates: c.annotates, DefinedIn: e.id,
 			}
 		case clsCommand:
 			i.Commands[c.name] = &Command{
@@ -202,7 +203,7 @@ func (r *resolver) property(c *elem, definedIn string) *Property {
 	p := &Property{
 		ID: c.id, Name: c.name, DisplayName: c.displayName, Description: c.description,
 		Comment: c.comment, Schema: r.schemaOf(c), Writable: c.writable, Types: c.typeNames,
-		Unit: c.unit, DefinedIn: definedIn,
+		Unit: c.unit, Annotates: c.annotates, Overrides: c.overrides, DefinedIn: definedIn,
 	}
 	c.built = p
 	return p
@@ -249,6 +250,9 @@ func (r *resolver) schemaOf(e *elem) *Schema {
 // base, or one built from the batch (memoized, so a schema referred to from several places is
 // one value).
 func (r *resolver) schema(rf ref, version int) *Schema {
+	if rf.builtin != nil {
+		return rf.builtin
+	}
 	if rf.el == nil {
 		if rf.id == "" {
 			return standardSchemas[version][rf.std]

@@ -9,10 +9,11 @@ import (
 
 // FuzzParse feeds arbitrary documents to Parse, under both options. Parse must not panic, must
 // either succeed or return an *Error with at least one problem or unresolved reference, and
-// the ModelSet it returns must answer its queries. Seeds are the committed models and, when
-// the conformance corpus is present, the first case of every corpus file.
+// the ModelSet it returns must answer its queries. Seeds are the committed models (among them
+// the unit override batches) and, when the conformance corpus is present, the first case of
+// every corpus file.
 func FuzzParse(f *testing.F) {
-	for _, pattern := range []string{"testdata/models/*.json", "testdata/errors/*.json"} {
+	for _, pattern := range []string{"testdata/models/*.json", "testdata/errors/*.json", "testdata/units/*.json"} {
 		files, _ := filepath.Glob(pattern)
 		for _, file := range files {
 			data, err := os.ReadFile(file)

@@ -170,8 +170,18 @@ func (p *parser) literal(el *elem, q prop, n *jsonNode) {
 		}
 		el.unit, el.unitName = m.iri, v.text
 	case propOverrides:
-		if v.kind != jsonString {
-			p.problem(el.loc, prop, "must be a term or IRI, not %s", v.kind)
+		// The Overriding extension: a term or IRI naming an extension property (one no DTDL
+		// version defines, such as QuantitativeTypes' unit) of the annotated element. Whether
+		// that element has it is checked once references are resolved.
+		m, ok := p.termValue(el, prop, v)
+		switch {
+		case !ok:
+		case m.kind != tkProperty:
+			p.problem(el.loc, prop, "%q is not a property; an Override names the extension property it overrides, such as unit", v.text)
+		case strings.HasPrefix(m.iri, "dtmi:dtdl:property:"):
+			p.problem(el.loc, prop, "%q is a property of the DTDL language; only a property an extension defines can be overridden", v.text)
+		default:
+			el.overrides, el.overridden = m.iri, v.text
 		}
 	}
 }

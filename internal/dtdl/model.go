@@ -129,8 +129,17 @@ type Property struct {
 	// Types holds the element's co-types beyond "Property" (semantic types, extension
 	// adjuncts such as "Historized"), as written or expanded to DTMIs.
 	Types []string
-	// Unit is the unit term or DTMI of a semantically typed Property, if any.
+	// Unit is the DTMI of the unit of a semantically typed Property, if any.
 	Unit string
+	// Annotates is, for a Property co-typed ValueAnnotation (Annotation extension), the name
+	// of the sibling Property or Telemetry it annotates.
+	Annotates string
+	// Overrides is, for a Property co-typed Override (Overriding extension), the DTMI of the
+	// extension property of the annotated element that the Property's value overrides in an
+	// instance, such as dtmi:dtdl:extension:quantitativeTypes:v1:property:unit. The
+	// Property's Schema is then the type of that property: for a unit, the unit type (an Enum
+	// of unit names) of the annotated element's semantic type.
+	Overrides string
 	// DefinedIn is the DTMI of the Interface that declares this Property (for inherited
 	// contents it differs from the Interface that holds it).
 	DefinedIn string
@@ -146,7 +155,10 @@ type Telemetry struct {
 	Schema      *Schema
 	Types       []string
 	Unit        string
-	DefinedIn   string
+	// Annotates is, for a Telemetry co-typed ValueAnnotation, the name of the sibling
+	// Property or Telemetry it annotates.
+	Annotates string
+	DefinedIn string
 }
 
 // Command is a Command content of an Interface. Request and Response are nil when absent.

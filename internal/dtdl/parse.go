@@ -18,7 +18,7 @@ func Parse(docs [][]byte, base *ModelSet, opts Options) (*ModelSet, error) {
 	for i, d := range docs {
 		p.document(d, i)
 	}
-	r := &resolver{parser: p, base: base, byID: make(map[string]*elem, len(p.elems))}
+	r := &resolver{parser: p, base: base, byID: make(map[string]*elem, len(p.elems)), flatMemo: map[*elem]map[string]contentInfo{}}
 	unresolved := r.resolve()
 	p.sortProblems()
 	if len(p.problems) > 0 || len(unresolved) > 0 {
@@ -68,6 +68,8 @@ type elem struct {
 	unit        string
 	unitName    string // the unit as written
 	annotates   string // the name of the sibling a ValueAnnotation annotates
+	overrides   string // the IRI of the extension property an Override overrides
+	overridden  string // the overridden property as written
 
 	refs []propValues // element-valued properties, in document order
 
@@ -77,12 +79,14 @@ type elem struct {
 	built any // the resolved model object, once built
 }
 
-// ref is one value of an element-valued property: an inline element, a standard schema, or a
-// reference by DTMI to an element defined elsewhere.
+// ref is one value of an element-valued property: an inline element, a standard schema, a
+// schema an extension defines (a QuantitativeTypes unit type), or a reference by DTMI to an
+// element defined elsewhere.
 type ref struct {
-	id  string
-	el  *elem
-	std Kind
+	id      string
+	el      *elem
+	std     Kind
+	builtin *Schema
 }
 
 // propValues holds the values of one element-valued property.
@@ -606,6 +610,8 @@ func (p *parser) elementValued(el *elem, q prop, n *jsonNode) {
 					continue
 				}
 				el.add(q, ref{std: m.schema})
+			case m.kind == tkUnitType && classIn(clsEnum, want):
+				el.add(q, ref{builtin: vocab.unitTypes[m.iri]})
 			case m.kind != tkUndefined:
 				p.problem(el.loc, prop, "%q does not name %s", v.text, classList(want))
 			case form == formDTMI:

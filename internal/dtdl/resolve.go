@@ -24,6 +24,10 @@ type resolver struct {
 	*parser
 	base *ModelSet
 	byID map[string]*elem
+	// flatMemo holds the flattened contents of the batch's Interfaces (see flat); nested
+	// counts the elements each element holds inline, at any depth.
+	flatMemo map[*elem]map[string]contentInfo
+	nested   map[*elem]int
 }
 
 // target is what a reference resolves to: an element of the batch or a model of the base.
@@ -148,6 +152,7 @@ func (r *resolver) resolve() []string {
 	}
 	if r.checkExtends() {
 		r.checkContents()
+		r.checkAnnotations()
 	}
 	r.checkSchemaDepth()
 	return unresolved
@@ -405,6 +410,8 @@ func (r *resolver) checkSchemaDepth() {
 				} else if t.schema != nil {
 					cd = schemaDepth(t.schema)
 				}
+			case rf.builtin != nil:
+				cd = schemaDepth(rf.builtin)
 			}
 			d = max(d, cd+1)
 		}
@@ -448,7 +455,8 @@ func schemaDepth(s *Schema) int {
 	return 0
 }
 
-// contentInfo describes one content of a flattened Interface, for name checks.
+// contentInfo describes one content of a flattened Interface, for name checks and the
+// Annotation and Overriding rules.
 type contentInfo struct {
 	id  string
 	cls class
@@ -457,96 +465,122 @@ type contentInfo struct {
 	// elements counts the content and the elements nested in it (1 for base contents, whose
 	// nested elements are no longer known).
 	elements int
+	// el is the content when it is an element of the batch; prop or tel is the content of a
+	// base Interface when it is a Property or Telemetry.
+	el   *elem
+	prop *Property
+	tel  *Telemetry
+}
+
+// flat returns the contents of Interface t by name, counting those inherited through extends
+// (memoized for the batch's Interfaces). The extends hierarchies must be acyclic. It reports
+// names used by two different contents of one hierarchy.
+func (r *resolver) flat(t target) map[string]contentInfo {
+	if t.iface != nil {
+		out := make(map[string]contentInfo, len(t.iface.Properties)+len(t.iface.Telemetries))
+		for n, c := range t.iface.Properties {
+			out[n] = contentInfo{id: c.ID, cls: clsProperty, elements: 1, prop: c}
+		}
+		for n, c := range t.iface.Telemetries {
+			out[n] = contentInfo{id: c.ID, cls: clsTelemetry, elements: 1, tel: c}
+		}
+		for n, c := range t.iface.Commands {
+			out[n] = contentInfo{id: c.ID, cls: clsCommand, elements: 1}
+		}
+		for n, c := range t.iface.Relationships {
+			out[n] = contentInfo{id: c.ID, cls: clsRelationship, elements: 1}
+		}
+		for n, c := range t.iface.Components {
+			out[n] = contentInfo{id: c.ID, cls: clsComponent, schema: target{iface: c.Schema}, elements: 1}
+		}
+		return out
+	}
+	e := t.el
+	if m, ok := r.flatMemo[e]; ok {
+		return m
+	}
+	if r.nested == nil {
+		r.nested = map[*elem]int{}
+		for i := len(r.elems) - 1; i >= 0; i-- {
+			if x := r.elems[i]; x.parent != nil && x.cls != clsInterface {
+				r.nested[x.parent] += r.nested[x] + 1
+			}
+		}
+	}
+	parents := r.extendsTargets(e)
+	inherited := make([]map[string]contentInfo, len(parents))
+	size := len(e.values(propContents))
+	for i, p := range parents {
+		inherited[i] = r.flat(p)
+		size += len(inherited[i])
+	}
+	out := make(map[string]contentInfo, size)
+	r.flatMemo[e] = out
+	add := func(name string, c contentInfo) {
+		if prev, ok := out[name]; ok && prev.id != c.id {
+			r.problem(e.loc, "contents", "name %q is used by more than one content, counting those inherited through extends", name)
+			return
+		}
+		out[name] = c
+	}
+	for _, m := range inherited {
+		for n, c := range m {
+			add(n, c)
+		}
+	}
+	for _, c := range r.contents(e) {
+		if c.name == "" {
+			continue
+		}
+		info := contentInfo{id: c.id, cls: c.cls, elements: r.nested[c] + 1, el: c}
+		if c.cls == clsComponent {
+			for _, s := range c.values(propSchema) {
+				if s.el != nil {
+					info.schema = target{el: s.el}
+				} else if t, ok := r.lookup(s.id); ok {
+					info.schema = t
+				}
+			}
+		}
+		add(c.name, info)
+	}
+	return out
+}
+
+// contents returns the elements among the values of e's contents (or, for a Relationship, its
+// properties), resolving references by DTMI to elements of the batch.
+func (r *resolver) contents(e *elem) []*elem {
+	q := propContents
+	if e.cls == clsRelationship {
+		q = propProperties
+	}
+	vals := e.values(q)
+	out := make([]*elem, 0, len(vals))
+	for _, rf := range vals {
+		c := rf.el
+		if c == nil {
+			if t, ok := r.lookup(rf.id); ok {
+				c = t.el
+			}
+		}
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // checkContents checks names across inherited contents, that no Component's Interface holds a
 // Component, and (v3) the number of elements in an Interface's contents hierarchy.
 func (r *resolver) checkContents() {
-	nested := map[*elem]int{} // elements held inline, at any depth
-	for i := len(r.elems) - 1; i >= 0; i-- {
-		if e := r.elems[i]; e.parent != nil && e.cls != clsInterface {
-			nested[e.parent] += nested[e] + 1
-		}
-	}
-	memo := map[*elem]map[string]contentInfo{}
-	var flat func(t target) map[string]contentInfo
-	flat = func(t target) map[string]contentInfo {
-		if t.iface != nil {
-			out := map[string]contentInfo{}
-			for n, c := range t.iface.Properties {
-				out[n] = contentInfo{id: c.ID, cls: clsProperty, elements: 1}
-			}
-			for n, c := range t.iface.Telemetries {
-				out[n] = contentInfo{id: c.ID, cls: clsTelemetry, elements: 1}
-			}
-			for n, c := range t.iface.Commands {
-				out[n] = contentInfo{id: c.ID, cls: clsCommand, elements: 1}
-			}
-			for n, c := range t.iface.Relationships {
-				out[n] = contentInfo{id: c.ID, cls: clsRelationship, elements: 1}
-			}
-			for n, c := range t.iface.Components {
-				out[n] = contentInfo{id: c.ID, cls: clsComponent, schema: target{iface: c.Schema}, elements: 1}
-			}
-			return out
-		}
-		e := t.el
-		if m, ok := memo[e]; ok {
-			return m
-		}
-		parents := r.extendsTargets(e)
-		inherited := make([]map[string]contentInfo, len(parents))
-		size := len(e.values(propContents))
-		for i, p := range parents {
-			inherited[i] = flat(p)
-			size += len(inherited[i])
-		}
-		out := make(map[string]contentInfo, size)
-		memo[e] = out
-		add := func(name string, c contentInfo) {
-			if prev, ok := out[name]; ok && prev.id != c.id {
-				r.problem(e.loc, "contents", "name %q is used by more than one content, counting those inherited through extends", name)
-				return
-			}
-			out[name] = c
-		}
-		for _, m := range inherited {
-			for n, c := range m {
-				add(n, c)
-			}
-		}
-		for _, rf := range e.values(propContents) {
-			c := rf.el
-			if c == nil {
-				if t, ok := r.lookup(rf.id); ok {
-					c = t.el
-				}
-			}
-			if c == nil || c.name == "" {
-				continue
-			}
-			info := contentInfo{id: c.id, cls: c.cls, elements: nested[c] + 1}
-			if c.cls == clsComponent {
-				for _, s := range c.values(propSchema) {
-					if s.el != nil {
-						info.schema = target{el: s.el}
-					} else if t, ok := r.lookup(s.id); ok {
-						info.schema = t
-					}
-				}
-			}
-			add(c.name, info)
-		}
-		return out
-	}
 	for _, e := range r.roots {
 		total := 0
-		for _, c := range flat(target{el: e}) {
+		for _, c := range r.flat(target{el: e}) {
 			total += c.elements
 			if c.cls != clsComponent || (c.schema.el == nil && c.schema.iface == nil) {
 				continue
 			}
-			for _, inner := range flat(c.schema) {
+			for _, inner := range r.flat(c.schema) {
 				if inner.cls == clsComponent {
 					r.problem(e.loc, "contents", "the Interface of Component %s holds a Component; Components must not nest", c.id)
 					break

@@ -20,7 +20,6 @@ func (p *parser) classRules(el *elem) {
 	switch el.cls {
 	case clsInterface:
 		p.uniqueNames(el, propContents)
-		p.annotations(el)
 	case clsObject:
 		p.uniqueNames(el, propFields)
 	case clsRelationship:
@@ -57,7 +56,8 @@ func (p *parser) uniqueNames(el *elem, q prop) {
 // cotypeRules checks semantic types, units and adjunct types: at most one semantic type, on a
 // Property or Telemetry (v3: also a Field, MapValue or command payload); a quantitative one
 // needs a unit of its unit type and a numeric schema; Historized and ValueAnnotation apply to
-// Properties and Telemetries, Override to Properties.
+// Properties and Telemetries, Override to Properties that are also ValueAnnotations (the
+// Overriding extension's metamodel: sh:and ValueAnnotation).
 func (p *parser) cotypeRules(el *elem) {
 	semantic := map[string]bool{}
 	for _, c := range el.cotypes {
@@ -83,6 +83,8 @@ func (p *parser) cotypeRules(el *elem) {
 				switch {
 				case r.el != nil:
 					p.problem(el.loc, "schema", "must be a numeric schema (double, float, integer or long) for a semantic type")
+				case r.builtin != nil:
+					p.problem(el.loc, "schema", "must be a numeric schema (double, float, integer or long) for a semantic type, not the unit type %s", quantTerm(r.builtin.ID))
 				case r.id == "":
 					switch r.std {
 					case KindDouble, KindFloat, KindInteger, KindLong:
@@ -93,11 +95,15 @@ func (p *parser) cotypeRules(el *elem) {
 			}
 		case tkAdjunct:
 			ok := el.cls == clsProperty || el.cls == clsTelemetry
-			if strings.HasSuffix(c.iri, "Override") {
+			override := strings.HasSuffix(c.iri, "Override")
+			if override {
 				ok = el.cls == clsProperty
 			}
 			if !ok {
 				p.problem(el.loc, "@type", "%s cannot be a co-type of %s", c.iri, el.cls)
+			}
+			if override && !hasAdjunct(el, "ValueAnnotation") {
+				p.problem(el.loc, "@type", "an Override must also be co-typed ValueAnnotation, whose annotates names the element it overrides a property of")
 			}
 		}
 	}
@@ -162,31 +168,4 @@ func enumLiteral(n *jsonNode, k Kind) any {
 		}
 	}
 	return n
-}
-
-// annotations checks that each ValueAnnotation among the contents of Interface el annotates a
-// sibling Property or Telemetry that is not itself a ValueAnnotation (the Annotation
-// extension's "siblings" rule).
-func (p *parser) annotations(el *elem) {
-	siblings := map[string]*elem{}
-	for _, r := range el.values(propContents) {
-		if r.el != nil && r.el.name != "" {
-			siblings[r.el.name] = r.el
-		}
-	}
-	for _, r := range el.values(propContents) {
-		a := r.el
-		if a == nil || a.annotates == "" || !hasAdjunct(a, "ValueAnnotation") {
-			continue
-		}
-		t, ok := siblings[a.annotates]
-		switch {
-		case !ok:
-			p.problem(a.loc, "annotates", "%q is not the name of a content of the same Interface", a.annotates)
-		case t.cls != clsProperty && t.cls != clsTelemetry:
-			p.problem(a.loc, "annotates", "%q is %s; a ValueAnnotation annotates a Property or Telemetry", a.annotates, article(t.cls))
-		case hasAdjunct(t, "ValueAnnotation"):
-			p.problem(a.loc, "annotates", "%q is itself a ValueAnnotation", a.annotates)
-		}
-	}
 }

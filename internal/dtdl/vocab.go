@@ -235,7 +235,8 @@ const (
 	tkSemanticType                 // a semantic type
 	tkUnit                         // a unit
 	tkAdjunct                      // an extension adjunct type (Historized, ValueAnnotation, Override)
-	tkOther                        // defined, but with no role in a model (unit types, iotcentral schemas)
+	tkUnitType                     // a QuantitativeTypes unit type: an Enum schema of units
+	tkOther                        // defined, but with no role in a model (v2 unit types, iotcentral schemas)
 )
 
 // meaning is what a term or IRI denotes.
@@ -254,6 +255,10 @@ type vocabulary struct {
 	iris  map[string]meaning
 	// units maps a semantic type IRI to the IRIs of the units it accepts.
 	units map[string]map[string]bool
+	// unitTypes maps the IRI of a QuantitativeTypes unit type to the Enum schema it names.
+	unitTypes map[string]*Schema
+	// unitTypeOf maps the IRI of a QuantitativeTypes unit to the unit type it belongs to.
+	unitTypeOf map[string]*Schema
 }
 
 // vocab is the immutable vocabulary of DTDL v2, v3 and the implemented extensions, built once
@@ -290,9 +295,11 @@ func standardSchemaID(k Kind, v int) string {
 
 func newVocabulary() *vocabulary {
 	v := &vocabulary{
-		ext:   map[ext]map[string]meaning{},
-		iris:  map[string]meaning{},
-		units: map[string]map[string]bool{},
+		ext:        map[ext]map[string]meaning{},
+		iris:       map[string]meaning{},
+		units:      map[string]map[string]bool{},
+		unitTypes:  map[string]*Schema{},
+		unitTypeOf: map[string]*Schema{},
 	}
 	for _, ver := range []int{2, 3} {
 		sfx := ";2"
@@ -356,12 +363,19 @@ func newVocabulary() *vocabulary {
 	for _, row := range semanticTypesQuant {
 		sem := meaning{kind: tkSemanticType, iri: quantPrefix + "class:" + row.semanticType}
 		addExt(quant, row.semanticType, sem)
-		addExt(quant, row.unitType, meaning{kind: tkOther, iri: quantPrefix + "enum:" + row.unitType})
+		ut := meaning{kind: tkUnitType, iri: quantPrefix + "enum:" + row.unitType}
+		addExt(quant, row.unitType, ut)
+		enum := v.unitTypes[ut.iri]
+		if enum == nil {
+			enum = unitTypeSchema(ut.iri, row.units)
+			v.unitTypes[ut.iri] = enum
+		}
 		set := map[string]bool{}
 		for _, u := range row.units {
 			m := meaning{kind: tkUnit, iri: quantPrefix + "unit:" + u}
 			addExt(quant, u, m)
 			set[m.iri] = true
+			v.unitTypeOf[m.iri] = enum
 		}
 		v.units[sem.iri] = set
 	}
@@ -394,6 +408,29 @@ func newVocabulary() *vocabulary {
 	}
 	v.ext[extIoTCentral] = iot
 	return v
+}
+
+// unitTypeSchema returns the Enum schema a QuantitativeTypes unit type names: string values,
+// one per unit, each value and name being the unit's term (as the extension's metamodel
+// defines them), identified by the unit's IRI.
+func unitTypeSchema(iri string, units []string) *Schema {
+	s := &Schema{Kind: KindEnum, ID: iri, ValueSchema: KindString, EnumValues: make([]*EnumValue, len(units))}
+	for i, u := range units {
+		s.EnumValues[i] = &EnumValue{ID: quantPrefix + "unit:" + u, Name: u, Value: u}
+	}
+	return s
+}
+
+// quantTerm returns the term of a QuantitativeTypes unit type, unit or property from its IRI
+// ("AngleUnit" for ...:enum:AngleUnit, "unit" for ...:property:unit), or iri itself for any
+// other IRI.
+func quantTerm(iri string) string {
+	if rest, ok := strings.CutPrefix(iri, quantPrefix); ok {
+		if _, term, ok := strings.Cut(rest, ":"); ok {
+			return term
+		}
+	}
+	return iri
 }
 
 // termForm classifies how a string names something.
