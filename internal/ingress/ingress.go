@@ -112,3 +112,33 @@ type Lagger interface {
 	// Lag returns the number of messages waiting, and false when it is not known yet.
 	Lag() (int64, bool)
 }
+
+// Change is one twin change a message causes, as a mapping computes it.
+type Change struct {
+	// TwinID is the twin changed.
+	TwinID string
+	// Patch is a JSON Patch (RFC 6902) of the twin, in ADT's form, whose add operations create
+	// missing parent objects (add-or-replace), so a property need not be initialised first.
+	// Empty for a change that only sends telemetry.
+	Patch []byte
+	// Telemetry, when not nil, is a JSON object sent as the twin's telemetry after the patch.
+	Telemetry []byte
+	// CreateModel, when not empty, is the model of the twin to create first if it is missing.
+	CreateModel string
+}
+
+// TwinReader reads a twin's current document for a mapping's read-modify rules. Inside the
+// write that applies a message it sees every change committed before it, and the changes of
+// earlier messages of the same Order.
+type TwinReader interface {
+	// Twin returns twin id's JSON document, and false when there is no such twin.
+	Twin(id string) (doc []byte, ok bool, err error)
+}
+
+// Mapper turns a message into the twin changes it causes (package mapping implements it with
+// CEL rules). An error is the message's fault (bad JSON, a rule that fails on it): the message
+// becomes a dead letter with the error as its reason. A message a rule's condition does not
+// select yields no changes and no error.
+type Mapper interface {
+	Map(ctx context.Context, m Message, twins TwinReader) ([]Change, error)
+}
