@@ -49,7 +49,7 @@ func (r *Relay) controlPending() bool {
 
 // control applies a pending rewind to *cursor and works off pending redrives. The reader must
 // be stopped. A replay asked for during a redrive interrupts it; the redrives left wait for
-// the next control.
+// the next control, which Run calls at once: it calls control until nothing is pending.
 func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) error {
 	r.mu.Lock()
 	rewind, redrive := r.rewind, r.redrive

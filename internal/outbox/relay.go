@@ -276,7 +276,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err := cw.failure(); err != nil {
 			return r.stopped(ctx, err)
 		}
-		if r.controlPending() {
+		// A replay or redrive asked for while control works (a replay cuts a redrive short)
+		// is taken up before any batch goes out.
+		for r.controlPending() {
 			stopReader()
 			if err := r.control(ctx, cw, &cursor); err != nil {
 				return r.stopped(ctx, err)

@@ -544,3 +544,53 @@ func TestPruner(t *testing.T) {
 		t.Errorf("Prune within the retention = %d, %v; want 0", n, err)
 	}
 }
+
+// TestRelayReplayDuringRedrive asks for a replay while a redrive waits to send its dead
+// letter again: the replay must take effect as soon as the redrive is cut short, before any
+// batch after the old cursor goes out, and the redrive must still be done.
+func TestRelayReplayDuringRedrive(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	fs := &fakeSink{}
+	redriveFailed := make(chan struct{}, 1)
+	fs.setFail(func(events []event.Event) error {
+		if slices.ContainsFunc(events, func(e event.Event) bool { return e.ID == "bad" }) {
+			return sink.Permanent(errors.New("HTTP 400"))
+		}
+		return nil
+	})
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Hour, MaxBackoff: time.Hour}, s, fs, nil, nil)
+	emit(t, s, event.TwinCreate, "a")
+	emit(t, s, event.TwinCreate, "bad")
+	eventually(t, "bad is dead-lettered", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
+	eventually(t, "the cursor is past bad", func() bool { return cursor(t, s, "ep") == 2 })
+
+	// The redrive fails with a retryable error and waits an hour before its next attempt.
+	fs.setFail(func(events []event.Event) error {
+		if events[0].ID == "bad" {
+			select {
+			case redriveFailed <- struct{}{}:
+			default:
+			}
+			return errors.New("503 Service Unavailable")
+		}
+		return nil
+	})
+	r.Redrive(deadLetters(t, s, "ep")[0].ID)
+	<-redriveFailed
+	// Committed while the relay works on the redrive: not delivered before the replay.
+	emit(t, s, event.TwinCreate, "c")
+	fs.setFail(nil)
+	r.Rewind(1) // deliver again from bad (seq 2)
+
+	// The redrive is cut short; the replay comes first (with it the redrive, which now
+	// succeeds), then the log from seq 2.
+	want := []string{"a", "bad", "bad", "c"}
+	eventually(t, "the replay and the redrive are done", func() bool {
+		return len(fs.received()) >= len(want) && len(deadLetters(t, s, "ep")) == 0
+	})
+	eventually(t, "the cursor reaches c", func() bool { return cursor(t, s, "ep") == 3 })
+	if got := fs.received(); !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v: the replay first, c once after it", got, want)
+	}
+}
