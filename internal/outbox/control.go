@@ -61,7 +61,8 @@ func (r *Relay) control(ctx context.Context, cw *cursorWriter, cursor *uint64) e
 		}
 		r.logger.Info("replaying the log", slog.Uint64("from", *rewind+1), slog.Uint64("was_at", *cursor))
 		*cursor = *rewind
-		r.m(func(s *Status) { s.Cursor = *rewind })
+		// Whatever was being retried is abandoned.
+		r.m(func(s *Status) { s.Cursor, s.State, s.Attempts = *rewind, StateDelivering, 0 })
 	}
 	for i, id := range redrive {
 		if err := r.redriveOne(ctx, id); err != nil {
@@ -97,6 +98,8 @@ func (r *Relay) redriveOne(ctx context.Context, id uint64) error {
 	if err != nil {
 		return err
 	}
+	// Done with the dead letter, whatever became of it: nothing is being retried.
+	r.m(func(s *Status) { s.State, s.Attempts = StateDelivering, 0 })
 	for i := range dead {
 		dead[i].Attempts += dl.Attempts
 	}

@@ -102,11 +102,12 @@ type Store interface {
 
 // The states a relay reports; see Relay for what moves between them.
 const (
-	// StateDelivering: the relay is caught up or sending, and its last send succeeded.
+	// StateDelivering: the relay is caught up or sending, and no batch it is working on has
+	// failed: its last send succeeded, or it gave up on the batch that failed (its events are
+	// dead letters) and moved on.
 	StateDelivering = "delivering"
-	// StateRetrying: the last send failed. The relay is waiting to send the batch again, or
-	// it dead-lettered the batch's events and moved on; it reports StateRetrying until the
-	// sink next accepts events.
+	// StateRetrying: the batch (or redriven dead letter) the relay is working on failed to
+	// send; the relay is waiting to send it again.
 	StateRetrying = "retrying"
 	// StateStopped: the relay is not running.
 	StateStopped = "stopped"
@@ -121,11 +122,11 @@ type Status struct {
 	LagEvents uint64
 	// LagSeconds is the age of the oldest record after the cursor, 0 when there is none.
 	LagSeconds float64
-	// Attempts counts the failed sends of the batch in flight, or of the last batch that
-	// failed until the sink next accepts events.
+	// Attempts counts the failed sends of the batch in flight; 0 once the relay is done with
+	// it, whether the sink accepted its events or they became dead letters.
 	Attempts int
 	// LastError is the newest failure and LastErrorTime when it happened; empty when the
-	// relay never failed.
+	// relay never failed. They stay after the relay moved on.
 	LastError     string
 	LastErrorTime time.Time
 }
@@ -165,23 +166,24 @@ type Status struct {
 //	   |      |   +--------------------------------------------------->+
 //	   |      |                                                        |
 //	   |      | the sink accepts events: a Send, or the Ack of a       |
-//	   |      | published batch (a redriven dead letter's Send too)    |
+//	   |      | published batch (a redriven dead letter's Send too);   |
+//	   |      | or the relay gives up: rejected permanently (a batch   |
+//	   |      | of several events is first sent event by event),       |
+//	   |      | Attempts reach MaxAttempts or the TTL ran out: it      |
+//	   |      | dead-letters the events and moves on (Attempts 0,      |
+//	   |      | LastError stays)                                       |
 //	   |      |                                                        |
 //	   | a Send, Publish or Ack fails (Attempts 1)                     |
 //	   v      |                                                        |
 //	+------------+ ----------------------------------------------------+
 //	|  retrying  | --+  it fails again (Attempts+1): wait the backoff,
 //	+------------+ <-+  or the Retry-After, and send the batch again
-//	   |     ^
-//	   +-----+  rejected permanently (a batch of several events is first sent event by
-//	            event), Attempts reach MaxAttempts or the TTL ran out: dead-letter the
-//	            events and move on to the next batch, reporting retrying until the sink
-//	            accepts events again
 //
-// Replay (Rewind) and Redrive are commands taken up between batches; neither changes the state
-// by itself. A replay also cuts short the wait between two attempts, abandoning the batch in
-// flight: delivery resumes from the new cursor. A redrive waits for the batch in flight and
-// goes through the same sends, retries and dead letters as a batch.
+// Replay (Rewind) and Redrive are commands taken up between batches. A replay also cuts short
+// the wait between two attempts, abandoning the batch (or redrive) in flight: delivery resumes
+// from the new cursor, and the relay reports delivering, as nothing is being retried. A redrive
+// waits for the batch in flight and goes through the same sends, retries and dead letters, and
+// so the same states, as a batch.
 //
 // Goroutines: Run starts a cursor writer (see cursorWriter) and a reader (see startReader),
 // and returns only after both have exited. Run stops the reader before a replay or redrive
@@ -307,7 +309,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		cw.advance(next.through, dead)
 		cursor = next.through
-		r.m(func(s *Status) { s.Cursor = next.through })
+		// Done with the batch, whatever became of its events: nothing is being retried.
+		r.m(func(s *Status) { s.Cursor, s.State, s.Attempts = next.through, StateDelivering, 0 })
 	}
 }
 

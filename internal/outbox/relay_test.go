@@ -594,3 +594,81 @@ func TestRelayReplayDuringRedrive(t *testing.T) {
 		t.Errorf("delivered %v, want %v: the replay first, c once after it", got, want)
 	}
 }
+
+// TestRelayStatusAfterDeadLetter checks the state once the relay dead-lettered a failing
+// batch and moved past it: it is delivering again, with no attempts counted, and the failure
+// is still shown as the last error.
+func TestRelayStatusAfterDeadLetter(t *testing.T) {
+	tests := []struct {
+		name        string
+		maxAttempts int
+		err         error
+		reason      string
+	}{
+		{"rejected", 0, sink.Permanent(errors.New("HTTP 400 Bad Request")), "rejected"},
+		{"max attempts", 2, errors.New("503 Service Unavailable"), "gave up after 2 attempts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir())
+			addEndpoint(t, s, "ep")
+			fs := &fakeSink{}
+			fs.setFail(func([]event.Event) error { return tt.err })
+			r := start(t, Config{Endpoint: "ep", MaxAttempts: tt.maxAttempts, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, s, fs, nil, nil)
+			emit(t, s, event.TwinCreate, "a")
+			var st Status
+			eventually(t, "the relay moves past a", func() bool {
+				var err error
+				st, err = r.Status(context.Background())
+				// A relay not running yet reports the stored cursor, which the running one
+				// may have moved meanwhile.
+				return err == nil && st.State != StateStopped && st.Cursor == 1
+			})
+			if st.State != StateDelivering || st.Attempts != 0 || st.LastError != tt.err.Error() {
+				t.Errorf("status past the dead letter = %+v; want delivering, 0 attempts, last error %q", st, tt.err)
+			}
+			eventually(t, "a is dead-lettered", func() bool { return len(deadLetters(t, s, "ep")) == 1 })
+			d := deadLetters(t, s, "ep")[0]
+			if !strings.HasPrefix(d.Reason, tt.reason) {
+				t.Errorf("dead letter reason %q, want %q", d.Reason, tt.reason)
+			}
+
+			// A redrive that fails again dead-letters the event anew; the relay is delivering
+			// once that dead letter is stored.
+			r.Redrive(d.ID)
+			eventually(t, "the redrive fails again", func() bool {
+				dls := deadLetters(t, s, "ep")
+				return len(dls) == 1 && dls[0].ID != d.ID
+			})
+			st, err := r.Status(context.Background())
+			if err != nil || st.State != StateDelivering || st.Attempts != 0 {
+				t.Errorf("status after a failed redrive = %+v, %v; want delivering, 0 attempts", st, err)
+			}
+		})
+	}
+}
+
+// TestRelaySkipPastRetryingBatch skips the cursor past a batch being retried: the relay
+// abandons it and reports delivering from the new cursor.
+func TestRelaySkipPastRetryingBatch(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	addEndpoint(t, s, "ep")
+	fs := &fakeSink{}
+	fs.setFail(func([]event.Event) error { return errors.New("503 Service Unavailable") })
+	r := start(t, Config{Endpoint: "ep", MinBackoff: time.Hour, MaxBackoff: time.Hour}, s, fs, nil, nil)
+	emit(t, s, event.TwinCreate, "a")
+	eventually(t, "a is retrying", func() bool {
+		st, err := r.Status(context.Background())
+		return err == nil && st.State == StateRetrying
+	})
+	r.Rewind(1)
+	var st Status
+	eventually(t, "the relay is past a", func() bool {
+		var err error
+		st, err = r.Status(context.Background())
+		return err == nil && st.Cursor == 1
+	})
+	if st.State != StateDelivering || st.Attempts != 0 {
+		t.Errorf("status after skipping the retrying batch = %+v, want delivering with 0 attempts", st)
+	}
+}
