@@ -370,8 +370,10 @@ FROM log`, int64(through), before.UnixMilli(), max).Scan(&first, &limit)
 	if err != nil {
 		return 0, e.w.fail(fmt.Errorf("prune log through %d: %w", limit, err))
 	}
-	// The tail must not hand out what the log no longer holds. Should this transaction roll
-	// back, reading the records from the database instead costs only time.
+	// The tail must not hand out what the log no longer holds, including the records of a
+	// batch that committed before this transaction but is acknowledged (pushed to the tail)
+	// after it. Should this transaction roll back, reading the records from the database
+	// instead costs only time.
 	e.w.tail.dropThrough(uint64(limit))
 	_, err = e.exec("DELETE FROM log_clock WHERE seq < (SELECT max(seq) FROM log_clock WHERE seq <= ?)", limit+1)
 	if err != nil {

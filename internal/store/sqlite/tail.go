@@ -26,9 +26,11 @@ const changeOverhead = 256
 // succeeded (with Config.NoSync, once the batch committed), just before it advances the log's
 // Last past them: on the sync goroutine, or on the writer goroutine with NoSync, so batches
 // arrive one at a time and in Seq order. PruneLog, on the writer goroutine, drops the records
-// it deletes before its transaction commits (should it roll back, readers merely read those
-// records from the database). Readers: readLog, for Log().Read and ReadChanges, on the
-// callers' goroutines.
+// it deletes before its transaction commits, and push keeps them out from then on: a batch
+// that committed before the prune can be acknowledged, and pushed, after it, for the prune
+// runs on the writer goroutine while the batch's fsync runs on the sync goroutine. Should the
+// prune roll back, readers merely read those records from the database. Readers: readLog, for
+// Log().Read and ReadChanges, on the callers' goroutines.
 //
 // Invariants:
 //   - It holds only records of committed batches: the records of a fn that failed, and of a
@@ -37,6 +39,7 @@ const changeOverhead = 256
 //   - No reader gets a record before it is durable: push runs just before Last advances, so
 //     the tail's newest record is past Last only while its batch is being acknowledged, and
 //     read hands out nothing past upTo, for which readLog passes Last.
+//   - It holds no record PruneLog deleted (see pruned).
 //   - It holds a contiguous run of Seqs (push starts it over at a gap). It need not reach
 //     back to the oldest record: it is empty after Open, keeps at most tailRecords records and
 //     about tailBytes, and readLog reads the database whenever the tail lacks record after+1,
@@ -51,6 +54,8 @@ type tail struct {
 	n     int
 	size  int // the approximate bytes of the n records
 	limit int // the most bytes the tail keeps beyond its newest record
+	// pruned is the newest Seq PruneLog deleted; push drops records up to it.
+	pruned uint64
 }
 
 // newTail returns an empty tail of up to records records and limit bytes.
@@ -73,14 +78,18 @@ func changeSize(c *store.Change) int {
 	return n
 }
 
-// push appends cs, evicting the oldest records beyond the tail's bounds. Records that do not
-// continue the Seqs the tail holds start it over, so that it never holds a gap. The Store
-// pushes acknowledged batches in Seq order and never the records of a failed one (whose Seqs
-// the next batch takes again), so it does not push a gap; this is a safeguard.
+// push appends cs, evicting the oldest records beyond the tail's bounds and leaving out those
+// the log no longer holds (Seq up to pruned). Records that do not continue the Seqs the tail
+// holds start it over, so that it never holds a gap. The Store pushes acknowledged batches in
+// Seq order and never the records of a failed one (whose Seqs the next batch takes again), so
+// it does not push a gap; this is a safeguard.
 func (t *tail) push(cs []store.Change) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range cs {
+		if cs[i].Seq <= t.pruned {
+			continue
+		}
 		if t.n > 0 && cs[i].Seq != t.ring[(t.head+t.n-1)%len(t.ring)].Seq+1 {
 			t.resetLocked()
 		}
@@ -104,10 +113,12 @@ func (t *tail) dropOldestLocked() {
 	t.n--
 }
 
-// dropThrough evicts the records up to and including seq, which the log no longer keeps.
+// dropThrough evicts the records up to and including seq, which the log no longer keeps, and
+// keeps push from adding them later.
 func (t *tail) dropThrough(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pruned = max(t.pruned, seq)
 	for t.n > 0 && t.ring[t.head].Seq <= seq {
 		t.dropOldestLocked()
 	}

@@ -33,6 +33,7 @@ func TestTail(t *testing.T) {
 		records, limit int
 		push           [][]store.Change
 		drop           uint64
+		later          [][]store.Change // pushed after the drop
 		after, upTo    uint64
 		max            int
 		want           []uint64 // nil: the tail does not hold after+1
@@ -58,6 +59,12 @@ func TestTail(t *testing.T) {
 			after: 2, upTo: 5, max: 10},
 		{name: "after pruning", records: 8, limit: 1 << 20, push: [][]store.Change{changes(1, 5, 0)}, drop: 3,
 			after: 3, upTo: 5, max: 10, want: []uint64{4, 5}},
+		// A batch committed before the prune and acknowledged after it: the prune's records
+		// stay out of the tail.
+		{name: "pushed after pruning", records: 8, limit: 1 << 20, push: [][]store.Change{changes(1, 5, 0)}, drop: 7,
+			later: [][]store.Change{changes(6, 9, 0)}, after: 5, upTo: 9, max: 10},
+		{name: "read after pushed after pruning", records: 8, limit: 1 << 20, push: [][]store.Change{changes(1, 5, 0)}, drop: 7,
+			later: [][]store.Change{changes(6, 9, 0)}, after: 7, upTo: 9, max: 10, want: []uint64{8, 9}},
 		{name: "a gap starts over", records: 8, limit: 1 << 20, push: [][]store.Change{changes(1, 3, 0), changes(6, 7, 0)},
 			after: 2, upTo: 7, max: 10},
 		{name: "after a gap", records: 8, limit: 1 << 20, push: [][]store.Change{changes(1, 3, 0), changes(6, 7, 0)},
@@ -71,6 +78,9 @@ func TestTail(t *testing.T) {
 			}
 			if tc.drop > 0 {
 				tl.dropThrough(tc.drop)
+			}
+			for _, cs := range tc.later {
+				tl.push(cs)
 			}
 			var got []uint64
 			ok := tl.read(tc.after, tc.upTo, tc.max, func(c *store.Change) { got = append(got, c.Seq) })
