@@ -51,11 +51,12 @@
 // entity is as of Applied or newer, as above. Newer state comes from store snapshots (the load
 // and the reads of unknown states), and a snapshot may include a batch that has committed but
 // whose fsync is still running (see package sqlite): like a store View, a query may see a
-// write just before it is acknowledged. Following the log assumes that it still holds every
-// record after Applied. The log's pruner does not wait for the index (it waits only for the
-// endpoints' cursors and the retention, 7 days by default), so a record pruned before the
-// index applied it is missed when the rest are read from the database, and the entity it was
-// about keeps its older state until a later record about it is applied.
+// write just before it is acknowledged. Following the log needs it to still hold every record
+// after Applied: the log's pruner must keep them (the server hands it Applied; see
+// outbox.PrunerConfig.Consumers). Seqs are consecutive (see store.Log), so a missing record
+// shows as a gap, and the index does not read on past one: the entity the missing record was
+// about would keep its older state. Sync, Read and Run fail with ErrLogGap instead, and
+// keep failing; only building the index again (a restart) brings it back.
 //
 // # Memory
 //
@@ -89,6 +90,10 @@ import (
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
 )
+
+// ErrLogGap reports that the change log no longer holds records the index has not applied:
+// they were pruned before the index read them. The index cannot follow the log any more.
+var ErrLogGap = errors.New("graph index: the change log lost records the index had not applied")
 
 // Config tunes an Index. Zero fields take their defaults.
 type Config struct {
@@ -445,7 +450,8 @@ func (x *Index) Applied() uint64 { return x.applied.Load() }
 
 // apply brings the entities recs name up to date: each takes the state its newest record in
 // recs carries where that is Known, else the state read from the store now (see readStates).
-// The caller holds applyMu. Records already applied (seq <= Applied) are skipped.
+// The caller holds applyMu. Records already applied (seq <= Applied) are skipped; the others
+// must follow on from Applied without a gap, or apply fails with ErrLogGap and applies none.
 func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 	// The changed entities, each once, in the order of their first change (so that new twins
 	// take slots in creation order), each with its newest record, whose state is filled in
@@ -461,6 +467,9 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 		rec := &recs[i]
 		if rec.Seq <= last {
 			continue
+		}
+		if rec.Seq != last+1 {
+			return fmt.Errorf("%w: applied through %d, the log's next record is %d", ErrLogGap, last, rec.Seq)
 		}
 		last = rec.Seq
 		switch rec.Event.Type {

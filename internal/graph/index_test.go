@@ -236,6 +236,42 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestLogGap prunes log records the index has not applied yet: following must fail, naming
+// the gap, rather than read on past it and keep the state from before the missing records.
+func TestLogGap(t *testing.T) {
+	for _, readBack := range []bool{false, true} {
+		t.Run(fmt.Sprint("readBack=", readBack), func(t *testing.T) {
+			e := newEnv(t)
+			e.readBack = readBack
+			x := e.index()
+			applied := x.Applied()
+			e.write()
+			e.twin("r9", "dtmi:ex:Room;1", ``) // the newest record, which the log keeps
+			err := e.store.UpdateDelivery(e.ctx, func(w store.DeliveryWriter) error {
+				_, err := w.PruneLog(math.MaxInt64, time.Now().Add(time.Hour), 1000)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Sync(e.ctx); !errors.Is(err, ErrLogGap) {
+				t.Fatalf("Sync after the log lost records the index had not applied = %v, want ErrLogGap", err)
+			}
+			if err := x.Read(e.ctx, func(*Reader) error { return nil }); !errors.Is(err, ErrLogGap) {
+				t.Errorf("Read = %v, want ErrLogGap", err)
+			}
+			if x.Applied() != applied {
+				t.Errorf("Applied moved from %d to %d across the gap", applied, x.Applied())
+			}
+			ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+			defer cancel()
+			if err := x.Run(ctx); !errors.Is(err, ErrLogGap) {
+				t.Errorf("Run = %v, want ErrLogGap", err)
+			}
+		})
+	}
+}
+
 func TestJSON(t *testing.T) {
 	doc := []byte(` { "a" : 1.5 , "b":{"c":[1,{"d":"}"}],"e\"q":"x\u0041","f":null},"g":true,"h":"plain","esc\u0069":2,"p":"a\\\"b\\","q":-3e2}`)
 	for _, tc := range []struct {

@@ -26,12 +26,22 @@ type PrunerConfig struct {
 	Retention time.Duration
 	// Interval is the time between two prunes. Default DefaultPruneInterval.
 	Interval time.Duration
+	// Consumers are the in-process readers of the log that keep no cursor in the store (the
+	// graph index): each returns the Seq of the newest record it is done with, and no record
+	// after the smallest of them is pruned, however old. A consumer that is not reading yet
+	// (an index being built) returns 0, which holds back every record.
+	Consumers []func() uint64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Pruner trims the change log: a record goes once every endpoint's cursor is past it and the
-// retention has passed since its commit. The newest record always stays.
+// Pruner trims the change log: a record goes once every endpoint's cursor and every one of
+// PrunerConfig.Consumers is past it and the retention has passed since its commit. The newest
+// record always stays.
+//
+// So no reader of the log misses a record: a consumer reads on from where it is, and the log
+// still holds every record after it. The retention alone cannot promise that, as a consumer
+// may fall behind by more than the retention.
 type Pruner struct {
 	cfg    PrunerConfig
 	st     Store
@@ -83,13 +93,18 @@ func (p *Pruner) Prune(ctx context.Context) (int, error) {
 	before := p.cfg.Now().Add(-p.cfg.Retention)
 	total := 0
 	for {
+		// Consumers only move forward: what they report now stays done with.
+		held := uint64(math.MaxInt64)
+		for _, done := range p.cfg.Consumers {
+			held = min(held, done())
+		}
 		var n int
 		err := p.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 			eps, err := w.Endpoints()
 			if err != nil {
 				return err
 			}
-			through := uint64(math.MaxInt64)
+			through := held
 			for _, ep := range eps {
 				c, err := w.Cursor(ep.Name)
 				if err != nil {

@@ -3,7 +3,7 @@
 // sink.Sink and advances the cursor only after the sink accepted them. Retries with
 // exponential backoff and jitter, Retry-After, expiry (TTL and maximum attempts), dead letters,
 // replay and redrive live here, once, for every kind of sink; the Pruner trims the log behind
-// the slowest cursor once the retention has passed.
+// the slowest cursor and in-process consumer once the retention has passed.
 //
 // The relay's parts, by file: relay.go holds the Relay, its Config and Run's loop; read.go
 // the reader goroutine that reads and filters the log ahead of Run; window.go the publish

@@ -672,3 +672,39 @@ func TestRelaySkipPastRetryingBatch(t *testing.T) {
 		t.Errorf("status after skipping the retrying batch = %+v, want delivering with 0 attempts", st)
 	}
 }
+
+// TestPrunerWaitsForConsumers checks that the pruner keeps every record an in-process
+// consumer has not read, however old, and nothing while one is not reading yet.
+func TestPrunerWaitsForConsumers(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	emit(t, s, event.TwinCreate, ids("e", 10)...)
+	var index, history uint64 // what two consumers are done with
+	now := time.Now().Add(time.Hour)
+	p, err := NewPruner(PrunerConfig{
+		Retention: time.Minute,
+		Now:       func() time.Time { return now },
+		Consumers: []func() uint64{func() uint64 { return index }, func() uint64 { return history }},
+	}, s, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func() uint64 {
+		recs, err := s.Log().Read(context.Background(), 0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs[0].Seq
+	}
+	index, history = 0, 7
+	if n, err := p.Prune(context.Background()); err != nil || n != 0 || first() != 1 {
+		t.Errorf("Prune with a consumer not reading yet = %d, %v, first record %d; want nothing pruned", n, err, first())
+	}
+	index = 4
+	if n, err := p.Prune(context.Background()); err != nil || n != 4 || first() != 5 {
+		t.Errorf("Prune with consumers at 4 and 7 = %d, %v, first record %d; want 4 pruned, first 5", n, err, first())
+	}
+	index, history = 10, 10
+	if n, err := p.Prune(context.Background()); err != nil || n != 5 || first() != 10 {
+		t.Errorf("Prune with consumers at the end = %d, %v, first record %d; want all but the newest", n, err, first())
+	}
+}

@@ -35,8 +35,9 @@ type DeliveryConfig struct {
 	// MaxRoutes and MaxEndpoints limit routes and endpoints; 0 means ADT's 6.
 	MaxRoutes    int `yaml:"maxRoutes"`
 	MaxEndpoints int `yaml:"maxEndpoints"`
-	// Retention is how long the change log keeps events every endpoint is past; 0 means
-	// outbox.DefaultRetention (7 days).
+	// Retention is how long the change log keeps events every endpoint is past and the graph
+	// index has applied (the log keeps every event one of them still needs, however old); 0
+	// means outbox.DefaultRetention (7 days).
 	Retention time.Duration `yaml:"retention"`
 	// DeadLetterDir, when set, also writes dead letters as files in ADT's layout under it.
 	DeadLetterDir string `yaml:"deadLetterDir"`
@@ -150,8 +151,9 @@ type delivery struct {
 }
 
 // newDelivery builds event delivery over st and applies the endpoints and routes cfg
-// declares.
-func newDelivery(ctx context.Context, cfg DeliveryConfig, st deliveryStore, logger *slog.Logger) (*delivery, error) {
+// declares. indexed returns the Seq through which the graph index has applied the log (0
+// while there is none yet): the pruner keeps every record after it.
+func newDelivery(ctx context.Context, cfg DeliveryConfig, st deliveryStore, indexed func() uint64, logger *slog.Logger) (*delivery, error) {
 	d := &delivery{metrics: prometheus.NewRegistry()}
 	if err := d.metrics.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
@@ -174,7 +176,8 @@ func newDelivery(ctx context.Context, cfg DeliveryConfig, st deliveryStore, logg
 	if err != nil {
 		return nil, err
 	}
-	if d.pruner, err = outbox.NewPruner(outbox.PrunerConfig{Retention: cfg.Retention}, st, logger); err != nil {
+	d.pruner, err = outbox.NewPruner(outbox.PrunerConfig{Retention: cfg.Retention, Consumers: []func() uint64{indexed}}, st, logger)
+	if err != nil {
 		return nil, err
 	}
 	var errs []error

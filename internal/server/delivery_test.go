@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
 )
 
 func TestLoadConfigFile(t *testing.T) {
@@ -192,5 +197,38 @@ func TestKinds(t *testing.T) {
 		if _, err := endpoint.Parse(json.RawMessage(bad), kinds); err == nil || !strings.Contains(err.Error(), "unknownSetting") {
 			t.Errorf("%s with an unknown setting: %v", kind, err)
 		}
+	}
+}
+
+// TestPrunerWaitsForTheIndex checks that the change log pruner keeps what the graph index has
+// not applied, however short the retention: nothing while the index is being built, then
+// everything but the newest record once it caught up.
+func TestPrunerWaitsForTheIndex(t *testing.T) {
+	s, err := New(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Delivery: &DeliveryConfig{Retention: time.Nanosecond}},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 3 {
+		err := s.store.Update(ctx, func(w store.Writer) error {
+			return w.Emit(event.Event{ID: fmt.Sprint("e", i), Source: "test", SpecVersion: event.SpecVersion,
+				Type: event.Telemetry, Subject: "t", DataContentType: "application/json", Data: []byte(`{}`)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The log dates records to the millisecond: let the retention pass for all of them.
+	for committed := time.Now().UnixMilli(); time.Now().UnixMilli() <= committed; {
+		runtime.Gosched()
+	}
+	if n, err := s.delivery.pruner.Prune(ctx); err != nil || n != 0 {
+		t.Errorf("Prune before the index is built = %d, %v; want nothing pruned", n, err)
+	}
+	run(t, s)
+	waitReady(t, s)
+	if n, err := s.delivery.pruner.Prune(ctx); err != nil || n != 2 {
+		t.Errorf("Prune once the index applied the log = %d, %v; want the 2 records before the newest", n, err)
 	}
 }

@@ -133,7 +133,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if cfg.Delivery != nil {
 		deliveryCfg = *cfg.Delivery
 	}
-	s.delivery, err = newDelivery(context.Background(), deliveryCfg, s.store, logger)
+	s.delivery, err = newDelivery(context.Background(), deliveryCfg, s.store, s.indexed, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
@@ -259,6 +259,16 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 		return fmt.Errorf("follow the change log: %w", err)
 	}
 	return nil
+}
+
+// indexed returns the Seq through which the graph index has applied the change log, 0 until
+// Run has built it. The log's pruner keeps every record after it: the index follows the log
+// from there (see graph.ErrLogGap).
+func (s *Server) indexed() uint64 {
+	if b := s.built.Load(); b != nil {
+		return b.index.Applied()
+	}
+	return 0
 }
 
 // ready reports whether the server serves, its API is built and its index has caught up with

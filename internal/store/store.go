@@ -134,7 +134,9 @@ type Writer interface {
 	Emit(e event.Event) error
 }
 
-// Log is the ordered, durable change log.
+// Log is the ordered, durable change log. Seqs are consecutive: the record after Seq n has
+// Seq n+1, and records leave only from the front, by pruning (DeliveryWriter.PruneLog), so a
+// reader that finds the record after its position missing knows it was pruned.
 type Log interface {
 	// Read returns up to max records with Seq > after, in Seq order. When there are none it
 	// waits until one is committed or ctx ends (then it returns ctx's error).
