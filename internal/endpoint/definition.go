@@ -28,7 +28,9 @@ type Kind struct {
 type settings interface {
 	// redacted returns the settings with secrets blanked, for display.
 	redacted() any
-	newSink(logger *slog.Logger) (sink.Sink, error)
+	// newSink builds the kind's sink for a relay that keeps up to window published events
+	// awaiting acknowledgement (see WindowSizer).
+	newSink(logger *slog.Logger, window int) (sink.Sink, error)
 	// handshake checks the destination when the endpoint is created; nil when the kind has
 	// none.
 	handshake(ctx context.Context) error
@@ -43,6 +45,14 @@ type settings interface {
 // another size than the relay's default; DefaultMaxBatch returns that size.
 type BatchSizer interface {
 	DefaultMaxBatch() int
+}
+
+// WindowSizer is implemented by connector settings whose sink.Publisher bounds the published
+// events awaiting acknowledgement itself. WithWindow returns the settings for a relay that
+// keeps up to events of them in flight (outbox.Window of its batch size), so that the bound
+// never stalls the relay's pipelining.
+type WindowSizer[C any] interface {
+	WithWindow(events int) C
 }
 
 // Settings is the shape of a connector's SinkConfig (see the connector packages).
@@ -76,8 +86,12 @@ type typed[C Settings[C], S sink.Sink] struct {
 
 func (t typed[C, S]) redacted() any { return t.c.Redacted() }
 
-func (t typed[C, S]) newSink(logger *slog.Logger) (sink.Sink, error) {
-	return t.newSinkFn(t.c, logger)
+func (t typed[C, S]) newSink(logger *slog.Logger, window int) (sink.Sink, error) {
+	c := t.c
+	if w, ok := any(c).(WindowSizer[C]); ok {
+		c = w.WithWindow(window)
+	}
+	return t.newSinkFn(c, logger)
 }
 
 func (t typed[C, S]) maxBatch() int {

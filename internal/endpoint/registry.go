@@ -174,14 +174,15 @@ func (r *Registry) startLocked(name string, def Definition) error {
 	if r.ctx == nil {
 		return nil
 	}
-	lazy := &lazySink{settings: def.settings, logger: r.logger.With(slog.String("endpoint", name))}
+	maxBatch := cmp.Or(def.Delivery.MaxBatch, def.settings.maxBatch())
+	lazy := &lazySink{settings: def.settings, window: outbox.Window(maxBatch), logger: r.logger.With(slog.String("endpoint", name))}
 	var relaySink sink.Sink = lazy
 	if def.settings.publishes() {
 		relaySink = lazyPublisher{lazy}
 	}
 	relay, err := outbox.New(outbox.Config{
 		Endpoint:      name,
-		MaxBatch:      cmp.Or(def.Delivery.MaxBatch, def.settings.maxBatch()),
+		MaxBatch:      maxBatch,
 		TTL:           time.Duration(def.Delivery.TTL),
 		MaxAttempts:   def.Delivery.MaxAttempts,
 		MinBackoff:    time.Duration(def.Delivery.MinBackoff),
@@ -481,8 +482,10 @@ func (r *Registry) Redrive(ctx context.Context, name string, id uint64) error {
 // endpoint whose destination is down at start-up retries like any other failed send.
 type lazySink struct {
 	settings settings
-	logger   *slog.Logger
-	sink     sink.Sink
+	// window is what the relay keeps awaiting acknowledgement (see WindowSizer).
+	window int
+	logger *slog.Logger
+	sink   sink.Sink
 }
 
 // Send implements sink.Sink.
@@ -498,7 +501,7 @@ func (l *lazySink) connect() error {
 	if l.sink != nil {
 		return nil
 	}
-	s, err := l.settings.newSink(l.logger)
+	s, err := l.settings.newSink(l.logger, l.window)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

@@ -44,7 +44,8 @@ func (nullSink) Close() error                              { return nil }
 // as the relay pipelines a sink.Publisher: up to publishWindow batches await acknowledgement,
 // and the acknowledgements are awaited in publish order (see benchPublish). The relay's
 // figure over the direct one is its efficiency. NATS runs at the batch size its endpoints get
-// (nats.SinkConfig.DefaultMaxBatch), the others at DefaultMaxBatch. The NATS and RabbitMQ
+// (nats.SinkConfig.DefaultMaxBatch), its sinks sized for the relay's window as the endpoint
+// registry sizes them (nats.SinkConfig.WithWindow); the others run at DefaultMaxBatch. The NATS and RabbitMQ
 // cases are prerequisites (see testenv): without the service they skip, or fail under CI.
 func BenchmarkRelay(b *testing.B) {
 	b.Run("null", func(b *testing.B) { benchRelay(b, nullSink{}, DefaultMaxBatch) })
@@ -202,7 +203,7 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	natsSink := func(b *testing.B) sink.Sink {
 		url, subject, _ := natsStream(b)
-		s, err := nats.NewSink(nats.SinkConfig{URL: url, Subject: subject + ".{twinId}"}, discard)
+		s, err := nats.NewSink(nats.SinkConfig{URL: url, Subject: subject + ".{twinId}"}.WithWindow(Window(natsBatch)), discard)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -102,7 +102,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	addEndpoint(t, s, "nats")
 	addEndpoint(t, s, "live")
-	fs, err := nats.NewSink(nats.SinkConfig{URL: broker.url(), Subject: "downandback.{id}", Stream: "DOWNANDBACK"}, discard)
+	fs, err := nats.NewSink(nats.SinkConfig{URL: broker.url(), Subject: "downandback.{id}", Stream: "DOWNANDBACK"}.WithWindow(Window(0)), discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -26,6 +27,14 @@ const (
 	maxPublished  = 64
 	publishWindow = 4
 )
+
+// Window returns the most published events a relay with the given Config.MaxBatch (0: the
+// default) keeps awaiting acknowledgement from a sink.Publisher. A Publisher that bounds its
+// unacknowledged publishes itself must allow at least that many, or it stalls the relay's
+// pipelining.
+func Window(maxBatch int) int {
+	return publishWindow * cmp.Or(maxBatch, DefaultMaxBatch)
+}
 
 // publish publishes recs once the events awaiting acknowledgement leave room for them, and
 // returns their Ack. It returns no Ack, leaving recs to Run, when some of them expired (Run

@@ -25,12 +25,15 @@ import (
 // DefaultSubject is the subject template when SinkConfig.Subject is empty.
 const DefaultSubject = "twinflow.{type}.{twinId}"
 
-// maxPending bounds the publishes awaiting acknowledgement; a longer batch goes out in
-// pieces of this size.
-const maxPending = 1024
+// defaultBatch is the batch size a relay hands the sink (see SinkConfig.DefaultMaxBatch).
+const defaultBatch = 1024
+
+// defaultPending bounds the publishes awaiting acknowledgement of a sink whose config has no
+// window (see SinkConfig.WithWindow).
+const defaultPending = defaultBatch
 
 // ackTimeout bounds the wait for one acknowledgement, so an unanswered publish stops
-// counting against maxPending.
+// counting against the bound of publishes awaiting acknowledgement.
 const ackTimeout = 30 * time.Second
 
 // SinkConfig is the settings of a NATS JetStream endpoint.
@@ -53,6 +56,27 @@ type SinkConfig struct {
 	Token    string `json:"token,omitempty"`
 	// TLS configures tls:// connections.
 	TLS sink.TLS `json:"tls,omitzero"`
+
+	// window is what WithWindow set, 0 if nothing.
+	window int
+}
+
+// WithWindow implements endpoint.WindowSizer: it returns c for a relay that keeps up to events
+// published events awaiting acknowledgement. The sink then lets twice that many await
+// acknowledgement before a publish stalls: the relay's window, and as many again of batches
+// the relay abandoned after a failure, whose answers may still be on their way.
+func (c SinkConfig) WithWindow(events int) SinkConfig {
+	c.window = events
+	return c
+}
+
+// pending returns the most publishes awaiting acknowledgement, and so the largest piece a
+// batch goes out in.
+func (c SinkConfig) pending() int {
+	if c.window > 0 {
+		return 2 * c.window
+	}
+	return defaultPending
 }
 
 // Validate reports every problem with c, each naming its field.
@@ -105,10 +129,10 @@ func (c SinkConfig) Redacted() SinkConfig {
 	return c
 }
 
-// DefaultMaxBatch implements endpoint.BatchSizer: a relay hands the sink batches as large
-// as its window of unacknowledged publishes, which JetStream acknowledges at a far higher
-// rate than batches of the relay's default size.
-func (SinkConfig) DefaultMaxBatch() int { return maxPending }
+// DefaultMaxBatch implements endpoint.BatchSizer: a relay hands the sink batches of 1,024
+// events, which JetStream acknowledges at a far higher rate than batches of the relay's
+// default size.
+func (SinkConfig) DefaultMaxBatch() int { return defaultBatch }
 
 // Sink publishes events to JetStream. It implements sink.Sink. The connection reconnects
 // on its own; a Send while it is down fails after its context or the acknowledgement
@@ -118,8 +142,12 @@ type Sink struct {
 	subject sink.Template
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	// pending is cfg.pending().
+	pending int
+	// done is closed by Close; Acks still waiting then fail.
+	done chan struct{}
 
-	mu     sync.Mutex // held by Send and Close
+	mu     sync.Mutex // held by Send, Publish and Close
 	closed bool
 }
 
@@ -170,12 +198,13 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending), jetstream.WithPublishAsyncTimeout(ackTimeout))
+	pending := cfg.pending()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pending), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats endpoint: %w", err)
 	}
-	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js}, nil
+	return &Sink{cfg: cfg, subject: subject, nc: nc, js: js, pending: pending, done: make(chan struct{})}, nil
 }
 
 var _ sink.Publisher = (*Sink)(nil)
@@ -188,10 +217,10 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 		return errors.New("nats: send on a closed sink")
 	}
 	for len(events) > 0 {
-		n := min(len(events), maxPending)
+		n := min(len(events), s.pending)
 		futures, err := s.publish(ctx, events[:n])
 		if err == nil {
-			err = wait(ctx, events[:n], futures)
+			err = s.wait(ctx, events[:n], futures)
 		}
 		if err != nil {
 			return err
@@ -202,30 +231,30 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 }
 
 // Publish implements sink.Publisher: it publishes events asynchronously and returns an Ack
-// waiting for their acknowledgements in order. Of a batch longer than the window of
-// unacknowledged publishes (maxPending), all but the last window's worth is acknowledged
-// before Publish returns.
+// waiting for their acknowledgements in order. Of a batch longer than the bound of publishes
+// awaiting acknowledgement (see SinkConfig.WithWindow), all but the last bound's worth is
+// acknowledged before Publish returns. An Ack still waiting when the sink closes fails.
 func (s *Sink) Publish(ctx context.Context, events []event.Event) (sink.Ack, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, errors.New("nats: publish on a closed sink")
 	}
-	for len(events) > maxPending {
-		futures, err := s.publish(ctx, events[:maxPending])
+	for len(events) > s.pending {
+		futures, err := s.publish(ctx, events[:s.pending])
 		if err == nil {
-			err = wait(ctx, events[:maxPending], futures)
+			err = s.wait(ctx, events[:s.pending], futures)
 		}
 		if err != nil {
 			return nil, err
 		}
-		events = events[maxPending:]
+		events = events[s.pending:]
 	}
 	futures, err := s.publish(ctx, events)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) error { return wait(ctx, events, futures) }, nil
+	return func(ctx context.Context) error { return s.wait(ctx, events, futures) }, nil
 }
 
 // publish publishes events asynchronously and returns their acknowledgements to come.
@@ -250,8 +279,9 @@ func (s *Sink) publish(ctx context.Context, events []event.Event) ([]jetstream.P
 	return futures, nil
 }
 
-// wait waits for the acknowledgements of events, in order.
-func wait(ctx context.Context, events []event.Event, futures []jetstream.PubAckFuture) error {
+// wait waits for the acknowledgements of events, in order. It fails once the sink is closed:
+// closing the connection does not fail the publishes still awaiting acknowledgement.
+func (s *Sink) wait(ctx context.Context, events []event.Event, futures []jetstream.PubAckFuture) error {
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
@@ -259,10 +289,15 @@ func wait(ctx context.Context, events []event.Event, futures []jetstream.PubAckF
 			return classify(fmt.Errorf("publish event %q: %w", events[i].ID, err))
 		case <-ctx.Done():
 			return fmt.Errorf("wait for acknowledgement of event %q: %w", events[i].ID, ctx.Err())
+		case <-s.done:
+			return fmt.Errorf("wait for acknowledgement of event %q: %w", events[i].ID, errClosed)
 		}
 	}
 	return nil
 }
+
+// errClosed fails the Acks still waiting when the sink closes.
+var errClosed = errors.New("nats: sink closed")
 
 // Message returns the NATS message of e on subject: data as the body, ce-* headers, the
 // content type and Nats-Msg-Id.
@@ -340,12 +375,14 @@ func escapeToken(v string) string {
 	}, v)
 }
 
-// Close closes the connection; Send after Close fails.
+// Close closes the connection; Send and Publish after Close fail, and so do the Acks still
+// waiting.
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
+		close(s.done)
 		s.nc.Close()
 	}
 	return nil

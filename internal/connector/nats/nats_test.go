@@ -132,9 +132,9 @@ func TestContract(t *testing.T) {
 			// The subject belongs to a stream other than the one the endpoint expects.
 			return newSink(t, SinkConfig{URL: "nats://" + server, Subject: name + ".x", Stream: name + "_other"})
 		},
-		// More than two windows of unacknowledged publishes (maxPending), so that Send and
-		// Publish hand the large batch over in pieces.
-		LargeBatch: 2*maxPending + 10,
+		// More than two bounds of publishes awaiting acknowledgement (defaultPending), so
+		// that Send and Publish hand the large batch over in pieces.
+		LargeBatch: 2*defaultPending + 10,
 	})
 }
 
