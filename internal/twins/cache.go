@@ -26,8 +26,8 @@ import (
 // store snapshot (Service.write); a patched twin that is gone is DigitalTwinNotFound. A
 // failure to prepare from an entry, which may come from its being stale, falls back to the
 // store the same way. So a stale entry costs a retry, and no write commits against a state
-// other than the current one. (An empty patch commits nothing, so nothing checks the entry it
-// was prepared from; see patchTwin.)
+// other than the current one. An empty patch commits nothing, but checks the entry the same
+// way before it answers with its ETag.
 //
 // It holds at most Config.CachedTwins twins; when full, put drops an arbitrary entry. A
 // cache of size 0 or less holds nothing. An entry shares its document with the write that put

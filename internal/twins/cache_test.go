@@ -129,3 +129,50 @@ func TestStaleCachePut(t *testing.T) {
 	}
 	e.wantEvent("Microsoft.DigitalTwins.Twin.Update", "r2", `{"modelId":"dtmi:ex:Room;1","patch":[{"op":"remove","path":"/temp"},{"op":"remove","path":"/therm/setPoint"}]}`)
 }
+
+// TestEmptyPatchStaleCache has a second Service change and delete a twin behind the first
+// one's cache: an empty patch of the first one, of the twin or of a component, answers as the
+// store says: the current ETag, 412 for an If-Match on an old one, and 404 once the twin is
+// gone.
+func TestEmptyPatchStaleCache(t *testing.T) {
+	for _, component := range []string{"", "therm"} {
+		t.Run("component="+component, func(t *testing.T) {
+			ctx := context.Background()
+			e := newRoomEnv(t)
+			old := e.putRoom("r1").ETag // cached by e.g
+			other, err := New(e.g.cfg, e.st, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.PatchTwin(ctx, "r1", []byte(`[{"op":"add","path":"/hum","value":1}]`), "", trace); err != nil {
+				t.Fatal(err)
+			}
+			cur, err := other.Twin(ctx, "r1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			patch := func(ifMatch string) (string, error) {
+				if component == "" {
+					return e.g.PatchTwin(ctx, "r1", []byte(`[]`), ifMatch, trace)
+				}
+				return e.g.PatchComponent(ctx, "r1", component, []byte(`[]`), ifMatch, trace)
+			}
+			for _, ifMatch := range []string{"", "*", cur.ETag} {
+				if etag, err := patch(ifMatch); err != nil || etag != cur.ETag {
+					t.Errorf("empty patch, If-Match %q = %q, %v; want the current ETag %q", ifMatch, etag, err, cur.ETag)
+				}
+			}
+			_, err = patch(old)
+			wantErr(t, err, twin.KindPreconditionFailed, "")
+
+			if err := other.DeleteTwin(ctx, "r1", "", trace); err != nil {
+				t.Fatal(err)
+			}
+			_, err = patch("")
+			wantErr(t, err, twin.KindTwinNotFound, "")
+			if n := len(e.events()); n != 2 {
+				t.Errorf("%d events; want 2, the other Service's update and delete", n)
+			}
+		})
+	}
+}

@@ -282,7 +282,8 @@ func targetModel(p twin.Patch, current string) string {
 // ETag check in the writer catches a stale cache entry, and a failure to prepare the patch
 // from the entry (which may come from stale state) is retried from the store. Errors the
 // writer reports (the twin is gone, storage failed) are returned as they are. An empty patch
-// prepared from the cache is not checked against the store: it returns the entry's ETag.
+// writes nothing, but is checked in the writer all the same, so that it answers with the
+// store's ETag, or as the store says the twin is gone or the If-Match names an old ETag.
 func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Patch, cond twin.Condition, tr Trace) (string, error) {
 	var (
 		etag    string
@@ -301,8 +302,20 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 			}
 		}
 		if len(p) == 0 {
-			etag = cur.ETag
-			return func(store.Writer) error { return nil }, nil
+			// Nothing to write, but the answer must be the store's: the twin still exists
+			// with the ETag cur (perhaps a stale cache entry) has. A read in the writer,
+			// which keeps the twins it wrote recently, as for a write.
+			return func(w store.Writer) error {
+				latest, err := readTwin(w, id)
+				if err != nil {
+					return err
+				}
+				if latest.ETag != cur.ETag {
+					return errStale
+				}
+				etag = cur.ETag
+				return nil
+			}, nil
 		}
 		model := targetModel(p, cur.ModelID)
 		iface, err := ms.iface(model)
