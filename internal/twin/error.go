@@ -49,6 +49,10 @@ const (
 	KindEndpointInUse             // event routes still send to the endpoint
 	KindEndpointValidationFailed  // the endpoint's destination refused validation
 	KindDeadLetterNotFound        // the dead letter does not exist
+	KindImportJobNotFound         // the import job does not exist
+	KindDeleteJobNotFound         // the delete job does not exist
+	KindJobLimitReached           // another bulk job has not finished
+	KindJobTimedOut               // a delete job ran past its timeout
 	KindQueryInvalid              // a query does not parse or compile
 	KindQueryTimeout              // a query ran out of time
 	KindAPIVersionMissing         // the request has no api-version
@@ -93,6 +97,10 @@ var kindNames = [...]string{
 	KindEndpointInUse:                    "EndpointInUse",
 	KindEndpointValidationFailed:         "EndpointValidationFailed",
 	KindDeadLetterNotFound:               "DeadLetterNotFound",
+	KindImportJobNotFound:                "ImportJobNotFound",
+	KindDeleteJobNotFound:                "DeleteJobNotFound",
+	KindJobLimitReached:                  "JobLimitReached",
+	KindJobTimedOut:                      "JobTimedOut",
 	KindQueryInvalid:                     "QueryInvalid",
 	KindQueryTimeout:                     "QueryTimeout",
 	KindAPIVersionMissing:                "APIVersionMissing",

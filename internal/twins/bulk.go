@@ -131,8 +131,10 @@ func (s *Service) replaceImportTwin(w store.Writer, t *ImportTwin) error {
 type TwinView interface {
 	// TwinModel returns the model of twin id, false when there is no such twin.
 	TwinModel(id string) (string, bool)
-	// Outgoing returns the number of relationships from twin id, and of those named name.
-	Outgoing(id, name string) (all, named int)
+	// Outgoing returns the number of relationships from twin id.
+	Outgoing(id string) int
+	// OutgoingNamed returns the number of relationships from twin id named name.
+	OutgoingNamed(id, name string) int
 	// Incoming returns the number of relationships to twin id.
 	Incoming(id string) int
 }
@@ -248,13 +250,12 @@ func (s *Service) prepareImportRelationship(ms *modelState, line []byte, view Tw
 // given those of view and the earlier lines' (out, named and in). An import counts
 // relationships it replaces as new, which is stricter than PutRelationship.
 func (s *Service) checkImportCounts(r ImportRelationship, def *dtdl.Relationship, view TwinView, out, named, in int) error {
-	all, sameName := view.Outgoing(r.rel.SourceID, r.rel.Name)
 	limits := s.cfg.Limits
-	if def.MaxMultiplicity > 0 && sameName+named >= def.MaxMultiplicity {
+	if def.MaxMultiplicity > 0 && view.OutgoingNamed(r.rel.SourceID, r.rel.Name)+named >= def.MaxMultiplicity {
 		return twin.InvalidRelationship(fmt.Sprintf(
 			"The twin %s already has %d relationships named %s, the maxMultiplicity of that relationship.", r.rel.SourceID, def.MaxMultiplicity, r.rel.Name))
 	}
-	if all+out >= limits.OutgoingRelationships {
+	if view.Outgoing(r.rel.SourceID)+out >= limits.OutgoingRelationships {
 		return twin.LimitExceeded(fmt.Sprintf("The twin %s has reached the limit of %d outgoing relationships.", r.rel.SourceID, limits.OutgoingRelationships))
 	}
 	if view.Incoming(r.rel.TargetID)+in >= limits.IncomingRelationships {

@@ -29,17 +29,20 @@ func (v storeView) TwinModel(id string) (string, bool) {
 	return tw.ModelID, err == nil
 }
 
-func (v storeView) Outgoing(id, name string) (all, named int) {
+func (v storeView) Outgoing(id string) int {
 	rels, _, err := v.e.g.Relationships(context.Background(), id, "", "", 0)
 	if err != nil {
-		return 0, 0
+		return 0
 	}
-	for _, r := range rels {
-		if r.Name == name {
-			named++
-		}
+	return len(rels)
+}
+
+func (v storeView) OutgoingNamed(id, name string) int {
+	rels, _, err := v.e.g.Relationships(context.Background(), id, name, "", 0)
+	if err != nil {
+		return 0
 	}
-	return len(rels), named
+	return len(rels)
 }
 
 func (v storeView) Incoming(id string) int {
