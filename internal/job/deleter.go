@@ -17,12 +17,13 @@ import (
 // idempotent: after a restart it simply goes on with what is left. It fails once it runs past
 // j.Created plus j.Timeout.
 func (r *Runner) runDelete(ctx context.Context, j *Job, lg *slog.Logger) *Error {
-	deadline := j.Created.Add(j.Timeout)
-	ctx, cancel := context.WithDeadlineCause(ctx, deadline, errTimedOut)
+	// The timeout runs from the job's creation, by the job's clock, across restarts.
+	left := j.Timeout - r.cfg.Now().Sub(j.Created)
+	ctx, cancel := context.WithTimeoutCause(ctx, left, errTimedOut)
 	defer cancel()
 	timedOut := func() *Error {
 		if errors.Is(context.Cause(ctx), errTimedOut) {
-			return newError(twin.KindJobTimedOut, fmt.Sprintf(
+			return newError(twin.KindTimeout, fmt.Sprintf(
 				"The delete job did not finish within its timeout of %d minutes; what it had not deleted yet is left.", int(j.Timeout.Minutes())))
 		}
 		return nil

@@ -213,8 +213,12 @@ func (r *Runner) create(ctx context.Context, j *Job) error {
 			return err
 		}
 		if busy != nil {
+			advice := "Wait for it to finish."
+			if busy.Kind == KindImport {
+				advice = "Wait for it to finish, or cancel it."
+			}
 			return &twin.Error{Kind: twin.KindJobLimitReached, Message: fmt.Sprintf(
-				"The %s job %s has not finished; one bulk job at a time can run. Wait for it to finish, or cancel it.", busy.Kind, busy.ID)}
+				"The %s job %s has not finished; one bulk job at a time can run. %s", busy.Kind, busy.ID, advice)}
 		}
 		return put(w, j)
 	})

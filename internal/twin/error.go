@@ -52,9 +52,8 @@ const (
 	KindImportJobNotFound         // the import job does not exist
 	KindDeleteJobNotFound         // the delete job does not exist
 	KindJobLimitReached           // another bulk job has not finished
-	KindJobTimedOut               // a delete job ran past its timeout
 	KindQueryInvalid              // a query does not parse or compile
-	KindQueryTimeout              // a query ran out of time
+	KindTimeout                   // a query or a job ran out of time
 	KindAPIVersionMissing         // the request has no api-version
 	KindAPIVersionUnsupported     // the request's api-version is unknown
 	KindMediaTypeUnsupported      // the request body's media type is not accepted
@@ -100,9 +99,8 @@ var kindNames = [...]string{
 	KindImportJobNotFound:                "ImportJobNotFound",
 	KindDeleteJobNotFound:                "DeleteJobNotFound",
 	KindJobLimitReached:                  "JobLimitReached",
-	KindJobTimedOut:                      "JobTimedOut",
 	KindQueryInvalid:                     "QueryInvalid",
-	KindQueryTimeout:                     "QueryTimeout",
+	KindTimeout:                          "Timeout",
 	KindAPIVersionMissing:                "APIVersionMissing",
 	KindAPIVersionUnsupported:            "APIVersionUnsupported",
 	KindMediaTypeUnsupported:             "MediaTypeUnsupported",
