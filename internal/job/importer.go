@@ -267,7 +267,7 @@ func (im *importer) commitAt(ctx context.Context, at Position, change func(*Prog
 			return err
 		}
 		if cur.At != expect {
-			return fmt.Errorf("the job is at %+v, not %+v: %w", cur.At, expect, errBroken)
+			return fmt.Errorf("the job is at %+v, not %+v as the import expects", cur.At, expect)
 		}
 		cur.At, cur.LogBytes, cur.Progress.Section = at, logBytes, at.Section
 		change(&cur.Progress)
@@ -280,10 +280,6 @@ func (im *importer) commitAt(ctx context.Context, at Position, change func(*Prog
 	}
 	return err
 }
-
-// errBroken reports that a job's transaction found the job elsewhere than it was prepared
-// for: a transaction before it did not write all it was given.
-var errBroken = errors.New("the job's progress is not where the transaction expected it")
 
 // headerSink checks the Header section: JSON objects, one with the fileVersion 1.0.0.
 type headerSink struct {

@@ -15,9 +15,12 @@
 // routes, the change log and the graph index see an import as they see the API's writes.
 // (ADT documents lifecycle notifications for every twin and relationship created or deleted,
 // without an exception for jobs; twinflow follows that.) An import is written in
-// transactions of a few thousand lines, sized so that each holds the store's single writer
-// for about Config.ChunkTime, so that the API's writes keep being served in between; the next
-// transaction is prepared, and queued, while the previous one is made durable.
+// transactions of up to a few thousand lines, sized so that each holds the store's single
+// writer for about Config.ChunkTime, one at a time: the API's writes that arrive meanwhile
+// share the group commit of the import's transaction, and the import's next transaction
+// queues behind them, so that they wait for at most one. The next transaction is gathered
+// while the previous one is written, and the lines are validated on all CPUs but one, which
+// is left to the store's writer and the API.
 //
 // Every transaction also records where in the input the job got to (section, line, byte
 // offset and the size of the output log), so after a crash or a restart the job goes on from

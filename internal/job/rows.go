@@ -15,14 +15,18 @@ import (
 )
 
 // rowSink imports the Twins or the Relationships section. Lines go in batches to prepare
-// workers (one per CPU), which validate and encode them through the twin service; the
-// committer takes the prepared batches in order, gathers their rows into chunks of
-// importer.chunk and writes each chunk in a transaction that also records the job's
-// progress. While one chunk is made durable, the next is already queued behind it at the
-// store's writer, so the writer never waits for the job.
+// workers, which validate and encode them through the twin service; the committer takes the
+// prepared batches in order, gathers their rows into chunks of importer.chunk and writes each
+// chunk in a transaction that also records the job's progress, gathering the next chunk
+// while one is written.
+//
+// One chunk at a time is handed to the store: the API's writes that queue at the store's
+// writer while a chunk is written go into the same group commit, and the next chunk queues
+// behind them, so that they wait for at most one chunk. And the workers leave a CPU to the
+// store's writer and the API's requests.
 //
 //	add ──batch──▶ workers ──prepared──┐
-//	    └─────────── ordered ──────────┴─▶ committer ──chunks──▶ store (two in flight)
+//	    └─────────── ordered ──────────┴─▶ committer ──chunks──▶ store (one at a time)
 type rowSink struct {
 	ctx     context.Context
 	im      *importer
@@ -47,7 +51,7 @@ type batch struct {
 }
 
 func newRowSink(ctx context.Context, im *importer, section string) *rowSink {
-	n := max(runtime.GOMAXPROCS(0), 1)
+	n := max(min(runtime.GOMAXPROCS(0), runtime.NumCPU()-1), 1)
 	s := &rowSink{
 		ctx: ctx, im: im, section: section, tr: im.job.trace(),
 		work: make(chan *batch, n), ordered: make(chan *batch, 4*n), committed: make(chan struct{}),
@@ -159,19 +163,16 @@ type committer struct {
 	twins []twins.ImportTwin
 	rels  []twins.ImportRelationship
 	at    []Position
-	// inflight is the chunk written last, whose transaction may not have returned yet.
+	// inflight is the chunk being written, whose transaction may not have returned yet.
 	inflight *write
 }
 
-// write is one chunk's transaction.
+// write is one chunk's transaction; done delivers its outcome once it returned.
 type write struct {
 	twins []twins.ImportTwin
 	rels  []twins.ImportRelationship
 	at    []Position
-	// ran is closed once the transaction's function ran at the store's writer; done
-	// delivers the outcome once the transaction returned.
-	ran  chan struct{}
-	done chan writeResult
+	done  chan writeResult
 }
 
 // writeResult is what a chunk's transaction did: n rows written, and the error of the row
@@ -236,10 +237,9 @@ func (c *committer) remember(b *batch, i int) {
 	}
 }
 
-// flush writes the gathered chunk, once the chunk before it ran at the writer: the two
-// transactions then commit in order. It waits for the outcome of the chunk before, so that at
-// most two are in flight.
+// flush writes the gathered chunk, once the chunk before it was written.
 func (c *committer) flush() {
+	c.drain()
 	im := c.sink.im
 	if len(c.at) == 0 || im.failed || im.stopped() != nil || c.sink.ctx.Err() != nil {
 		if im.failed {
@@ -254,19 +254,9 @@ func (c *committer) flush() {
 		im.setStop(err)
 		return
 	}
-	expect := im.job.At
-	if c.inflight != nil {
-		expect = c.inflight.at[len(c.inflight.at)-1]
-	}
-	w := &write{twins: c.twins, rels: c.rels, at: c.at, ran: make(chan struct{}), done: make(chan writeResult, 1)}
+	w := &write{twins: c.twins, rels: c.rels, at: c.at, done: make(chan writeResult, 1)}
 	c.twins, c.rels, c.at = nil, nil, nil
-	go c.commit(w, expect, im.log.size)
-	select {
-	case <-w.ran:
-	case res := <-w.done:
-		w.done <- res
-	}
-	c.drain()
+	go c.commit(w, im.job.At, im.log.size)
 	c.inflight = w
 }
 
@@ -279,41 +269,31 @@ func (c *committer) drain() {
 	c.inflight = nil
 	res := <-w.done
 	im := c.sink.im
-	switch {
-	case errors.Is(res.err, errBroken):
-		// A chunk before this one stopped at a failing line, and this one was already
-		// queued: its rows were checked but are not written.
-	case res.err != nil:
+	if res.err != nil {
 		if c.sink.ctx.Err() == nil {
 			im.setStop(res.err)
 		}
 		return
-	default:
-		*im.job = res.job
-		im.adapt(res.n, res.took)
-		if res.lineErr == nil {
-			return
-		}
-		im.lineFailed(c.sink.section, w.at[res.n].Line, res.lineErr)
-		res.n++ // the failing row is neither written nor remembered
 	}
-	for i := res.n; i < len(w.twins); i++ {
+	*im.job = res.job
+	im.adapt(res.n, res.took)
+	if res.lineErr == nil {
+		return
+	}
+	im.lineFailed(c.sink.section, w.at[res.n].Line, res.lineErr)
+	// The failing row is neither written nor remembered; those after it were checked.
+	for i := res.n + 1; i < len(w.twins); i++ {
 		im.remember(w.twins[i])
 	}
 }
 
 // commit runs w's transaction: it checks that the job is at expect, writes the rows and
 // records the job's new position, its progress and the size of its output log. It runs on a
-// goroutine of its own and closes w.ran once the function ran at the writer.
+// goroutine of its own.
 func (c *committer) commit(w *write, expect Position, logBytes int64) {
 	im := c.sink.im
 	var res writeResult
-	ran := false
 	res.err = im.r.st.UpdateJobs(c.sink.ctx, func(tx store.JobWriter) error {
-		defer func() {
-			ran = true
-			close(w.ran)
-		}()
 		start := time.Now()
 		defer func() { res.took = time.Since(start) }()
 		cur, err := get(tx, KindImport, im.job.ID)
@@ -321,7 +301,8 @@ func (c *committer) commit(w *write, expect Position, logBytes int64) {
 			return err
 		}
 		if cur.At != expect {
-			return fmt.Errorf("the job is at %+v, not %+v: %w", cur.At, expect, errBroken)
+			// Only this job moves its position, one transaction at a time.
+			return fmt.Errorf("the job is at %+v, not %+v as the import expects", cur.At, expect)
 		}
 		var n int
 		if w.twins != nil {
@@ -344,9 +325,6 @@ func (c *committer) commit(w *write, expect Position, logBytes int64) {
 		res.job = cur
 		return put(tx, &cur)
 	})
-	if !ran {
-		close(w.ran)
-	}
 	w.done <- res
 }
 
