@@ -152,12 +152,6 @@ func (j *Job) touch(now time.Time) {
 	j.Purge = now.Add(retention)
 }
 
-// finish ends the job with status at now; failure says why a failed job failed.
-func (j *Job) finish(status Status, now time.Time, failure *Error) {
-	j.Status, j.Finished, j.Error = status, now, failure
-	j.touch(now)
-}
-
 // encode returns the stored form of j.
 func (j *Job) encode() (store.Job, error) {
 	doc, err := json.Marshal(j)

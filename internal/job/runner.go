@@ -483,24 +483,25 @@ func (r *Runner) run(ctx context.Context, j *Job) {
 
 // end records that j finished with status.
 func (r *Runner) end(ctx context.Context, j *Job, status Status, failure *Error, log *slog.Logger) {
-	now := r.cfg.Now().UTC()
 	err := r.update(ctx, j, func(cur *Job) {
-		cur.finish(status, now, failure)
+		cur.Status, cur.Error = status, failure
+		cur.Finished = cur.LastAction
 	})
 	if err != nil {
 		log.Error("cannot record the end of the job", slog.Any("error", err))
 	}
 }
 
-// update applies change to the stored state of j and stores it, leaving j as stored.
+// update applies change to the stored state of j, which has acted now (LastAction, as change
+// sees it), and stores it, leaving j as stored.
 func (r *Runner) update(ctx context.Context, j *Job, change func(*Job)) error {
 	return r.st.UpdateJobs(ctx, func(w store.JobWriter) error {
 		cur, err := get(w, j.Kind, j.ID)
 		if err != nil {
 			return err
 		}
-		change(&cur)
 		cur.touch(r.cfg.Now().UTC())
+		change(&cur)
 		if err := put(w, &cur); err != nil {
 			return err
 		}
