@@ -16,13 +16,14 @@ import (
 	"github.com/twinflow/twinflow/internal/twins"
 )
 
-// importer runs one import job (see the package documentation). Its methods run on the job's
-// goroutine, except where noted.
+// importer runs one import job (see the package documentation) on the job's goroutine. While
+// the Twins or the Relationships section is read, that section's committer goroutine uses the
+// fields below (but stop) and the output log instead; the job's goroutine uses them again
+// once the section's sink finished, which waits for the committer.
 type importer struct {
 	r   *Runner
 	job *Job
 	log *outputLog
-	lg  *slog.Logger
 	// failed is set at the first line that fails: from then on nothing is written, and the
 	// lines are only checked. failedLines counts the lines that failed.
 	failed      bool
@@ -88,7 +89,7 @@ func (r *Runner) runImport(ctx context.Context, j *Job, lg *slog.Logger) *Error 
 			lg.Warn("cannot close the output log", slog.Any("error", err))
 		}
 	}()
-	im := &importer{r: r, job: j, log: log, lg: lg, chunk: firstChunk}
+	im := &importer{r: r, job: j, log: log, chunk: firstChunk}
 	failure := im.run(ctx, in)
 
 	status := "Succeeded"
@@ -188,8 +189,12 @@ func (im *importer) run(ctx context.Context, in location) *Error {
 	case ctx.Err() != nil:
 		return nil
 	case im.failed:
-		return newError(twin.KindValidationFailed, fmt.Sprintf(
-			"%d lines of the input failed; the output log %s lists each with the reason. What came before the first of them was imported.", im.failedLines, j.Output))
+		lines := fmt.Sprintf("%d lines of the input failed", im.failedLines)
+		if im.failedLines == 1 {
+			lines = "1 line of the input failed"
+		}
+		return newError(twin.KindValidationFailed, lines+"; the output log "+j.Output+
+			" lists each with the reason. What came before the first of them was imported.")
 	}
 	return nil
 }
