@@ -18,6 +18,7 @@ import (
 const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput over HTTP against the SQLite ceiling
        twinflow bench restart [flags]   restart time and memory with many twins stored
        twinflow bench delivery [flags]  latency from PATCH acknowledged to event at a NATS broker
+       twinflow bench import [flags]    an import job of 1,000,000 twins and relationships against the SQLite ceiling
 
 Run "twinflow bench <name> -h" for the flags of each.
 `
@@ -82,6 +83,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return err
 			}
 			fmt.Fprintln(stdout, "twinflow bench delivery")
+			return res.Table(stdout)
+		}
+	case "import":
+		var cfg bench.ImportConfig
+		fs.IntVar(&cfg.Twins, "twins", 1_000_000, "number of twins imported, each with a relationship")
+		fs.IntVar(&cfg.PatchTwins, "patch-twins", 10_000, "number of twins the PATCH load patches")
+		fs.IntVar(&cfg.PatchRate, "patch-rate", 500, "PATCHes sent per second, answered or not")
+		fs.IntVar(&cfg.PatchConns, "patch-conns", 16, "keep-alive connections of the PATCH load, one request in flight on each")
+		fs.DurationVar(&cfg.Baseline, "baseline", 10*time.Second, "how long the PATCH load runs alone before the import")
+		fs.IntVar(&cfg.CeilingBatch, "ceiling-batch", 10_000, "rows per transaction of the SQLite ceiling")
+		run = func(logger *slog.Logger) error {
+			cfg.Dir, cfg.Keep = *dir, *keep
+			res, err := bench.Import(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench import")
 			return res.Table(stdout)
 		}
 	case "restart":

@@ -43,7 +43,10 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	fs.DurationVar(&o.server.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout,
 		"how long in-flight requests may take to finish at shutdown")
 	fs.StringVar(&o.configFile, "config", "",
-		"YAML config `file` declaring event delivery settings, endpoints and routes")
+		"YAML config `file` declaring event delivery settings, endpoints, routes and jobs settings")
+	fs.StringVar(&o.server.JobsDir, "jobs-dir", "",
+		"`directory` import jobs read input from and write output logs to as file: URLs\n"+
+			"(default: jobs.dir of the config file, else DATA_DIR/jobs)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
@@ -76,11 +79,11 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", o.logFormat))
 	}
 	if o.configFile != "" {
-		delivery, err := server.LoadConfigFile(o.configFile)
+		file, err := server.LoadConfigFile(o.configFile)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		o.server.Delivery = &delivery
+		o.server.Delivery, o.server.Jobs = &file.Delivery, &file.Jobs
 	}
 	if err := o.server.Validate(); err != nil {
 		errs = append(errs, err)

@@ -41,13 +41,13 @@ func TestParseServe(t *testing.T) {
 			args: []string{
 				"--listen", "0.0.0.0:9000", "--data-dir", "/var/lib/tf",
 				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--service-id", "tf.example",
-				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json",
+				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json", "--jobs-dir", "/srv/jobs",
 			},
 			want: serveOptions{
 				server: server.Config{
 					Listen: "0.0.0.0:9000", DataDir: "/var/lib/tf",
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "tf.example",
-					ShutdownTimeout: 3 * time.Second,
+					ShutdownTimeout: 3 * time.Second, JobsDir: "/srv/jobs",
 				},
 				logLevel:  slog.LevelDebug,
 				logFormat: "json",
@@ -59,13 +59,13 @@ func TestParseServe(t *testing.T) {
 				"TWINFLOW_LISTEN": "127.0.0.1:0", "TWINFLOW_DATA_DIR": "/tmp/d",
 				"TWINFLOW_TLS_CERT": "c.pem", "TWINFLOW_TLS_KEY": "k.pem",
 				"TWINFLOW_SERVICE_ID": "env.example", "TWINFLOW_SHUTDOWN_TIMEOUT": "1m",
-				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json",
+				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json", "TWINFLOW_JOBS_DIR": "/tmp/jobs",
 			},
 			want: serveOptions{
 				server: server.Config{
 					Listen: "127.0.0.1:0", DataDir: "/tmp/d",
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "env.example",
-					ShutdownTimeout: time.Minute,
+					ShutdownTimeout: time.Minute, JobsDir: "/tmp/jobs",
 				},
 				logLevel:  slog.LevelWarn,
 				logFormat: "json",
@@ -119,7 +119,7 @@ func TestServeHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("error = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-data-dir", "-tls-cert", "TWINFLOW_DATA_DIR"} {
+	for _, want := range []string{"-data-dir", "-tls-cert", "-jobs-dir", "TWINFLOW_DATA_DIR"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, out.String())
 		}

@@ -55,6 +55,7 @@ import (
 	"strings"
 
 	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/twin"
 	"github.com/twinflow/twinflow/internal/twins"
 )
@@ -91,6 +92,8 @@ type Config struct {
 	Index *graph.Index
 	// Delivery serves the event routes and endpoints; without it, their paths answer 404.
 	Delivery *Delivery
+	// Jobs serves the import and delete jobs; without it, their paths answer 404.
+	Jobs *job.Runner
 }
 
 func (c *Config) setDefaults() {
@@ -169,8 +172,9 @@ type operation struct {
 	handler handlerFunc
 }
 
-// operations is the operation table: every operation of the ADT data plane twinflow serves. The paths
-// of operations missing from it (such as jobs) answer 404.
+// operations is the operation table of models, twins, relationships, telemetry and queries;
+// deliveryOperations and jobOperations add event routes, endpoints and jobs. The paths of
+// operations missing from them answer 404.
 func (a *API) operations() []operation {
 	return []operation{
 		{http.MethodPost, "/models", a.addModels},
@@ -206,7 +210,8 @@ func (a *API) operations() []operation {
 func (a *API) register() {
 	allowed := make(map[string][]string)
 	var paths []string
-	for _, op := range append(a.operations(), a.deliveryOperations()...) {
+	ops := append(a.operations(), a.deliveryOperations()...)
+	for _, op := range append(ops, a.jobOperations()...) {
 		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler))
 		if _, ok := allowed[op.path]; !ok {
 			paths = append(paths, op.path)

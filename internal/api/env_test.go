@@ -26,6 +26,9 @@ type env struct {
 	t     testing.TB
 	srv   *httptest.Server
 	store store.Store
+	// redact maps text that differs from run to run (a temporary directory) to the stand-in
+	// transcripts show.
+	redact map[string]string
 }
 
 // tickingClock returns a clock that starts at a fixed instant and advances one microsecond per
@@ -44,10 +47,23 @@ func tickingClock() func() time.Time {
 
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testLogger(t)
+	st, svc := openService(t, logger)
+	return serve(t, cfg, st, svc, logger)
+}
+
+// testLogger logs to the test log in verbose runs, nowhere otherwise.
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// openService opens a store in a temporary directory, closed when the test ends, and the
+// twin service over it, on a ticking clock.
+func openService(t testing.TB, logger *slog.Logger) (*sqlite.Store, *twins.Service) {
+	t.Helper()
 	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir()}, logger)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -61,7 +77,13 @@ func newEnv(t testing.TB, cfg Config) *env {
 	if err != nil {
 		t.Fatalf("new graph: %v", err)
 	}
-	a, err := New(cfg, g, logger)
+	return st, g
+}
+
+// serve serves the API of svc over st with cfg until the test ends.
+func serve(t testing.TB, cfg Config, st store.Store, svc *twins.Service, logger *slog.Logger) *env {
+	t.Helper()
+	a, err := New(cfg, svc, logger)
 	if err != nil {
 		t.Fatalf("new api: %v", err)
 	}

@@ -46,9 +46,8 @@ func parseCursor(r *http.Request) (cursor, error) {
 }
 
 // nextLink returns the absolute URL of the page after the current one: the request's own URL
-// with the continuation set. The scheme is https when the connection is TLS or a proxy says
-// so in X-Forwarded-Proto; the host is the request's Host. It returns nil when after is empty,
-// which marks the last page.
+// (see baseURL) with the continuation set. It returns nil when after is empty, which marks
+// the last page.
 func nextLink(r *http.Request, after string, limit int) *string {
 	if after == "" {
 		return nil
@@ -56,14 +55,20 @@ func nextLink(r *http.Request, after string, limit int) *string {
 	raw, _ := json.Marshal(cursor{After: after, Limit: limit})
 	q := query(r)
 	q.Set(continuationParam, base64.RawURLEncoding.EncodeToString(raw))
+	link := baseURL(r) + r.URL.EscapedPath() + "?" + q.Encode()
+	return &link
+}
+
+// baseURL returns the scheme and host a client reached the server at: https when the
+// connection is TLS or a proxy says so in X-Forwarded-Proto, and the request's Host.
+func baseURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	} else if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
 		scheme = strings.ToLower(strings.TrimSpace(strings.Split(p, ",")[0]))
 	}
-	link := scheme + "://" + r.Host + r.URL.EscapedPath() + "?" + q.Encode()
-	return &link
+	return scheme + "://" + r.Host
 }
 
 // pageSize returns the page size a list request asks for in the max-items-per-page header:

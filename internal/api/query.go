@@ -102,7 +102,7 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 		return err
 	})
 	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
-		return &twin.Error{Kind: twin.KindQueryTimeout,
+		return &twin.Error{Kind: twin.KindTimeout,
 			Message: fmt.Sprintf("The query did not finish within %v. Narrow it with a $dtId or IS_OF_MODEL filter, or lower max-items-per-page.", QueryTimeout)}
 	}
 	if err != nil {

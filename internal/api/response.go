@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -65,8 +66,11 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindEndpointInUse:                    {http.StatusConflict, "EndpointInUse"},
 	twin.KindEndpointValidationFailed:         {http.StatusBadRequest, "EndpointValidationFailed"},
 	twin.KindDeadLetterNotFound:               {http.StatusNotFound, "DeadLetterNotFound"},
+	twin.KindImportJobNotFound:                {http.StatusNotFound, "ImportJobNotFound"},
+	twin.KindDeleteJobNotFound:                {http.StatusNotFound, "DeleteJobNotFound"},
+	twin.KindJobLimitReached:                  {http.StatusBadRequest, "JobLimitReached"},
 	twin.KindQueryInvalid:                     {http.StatusBadRequest, "SqlQueryError"},
-	twin.KindQueryTimeout:                     {http.StatusBadRequest, "TimeoutError"},
+	twin.KindTimeout:                          {http.StatusBadRequest, "TimeoutError"},
 	twin.KindAPIVersionMissing:                {http.StatusBadRequest, "MissingApiVersionParameter"},
 	twin.KindAPIVersionUnsupported:            {http.StatusBadRequest, "UnsupportedApiVersion"},
 	twin.KindMediaTypeUnsupported:             {http.StatusUnsupportedMediaType, "UnsupportedMediaType"},
@@ -126,6 +130,26 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("x-ms-error-code", ae.code)
 	body, _ := encodeJSON(errorBody{Error: toErrorJSON(*te)}) // strings only: cannot fail
 	writeRaw(w, ae.status, body)
+}
+
+// ErrorCode returns the ADT error code and message of err, as an error response would give
+// them, with the messages of its details after its own: for the output logs of import jobs.
+// Errors the table does not know are InternalServerError with err's text.
+func ErrorCode(err error) (code, message string) {
+	var te *twin.Error
+	if !errors.As(err, &te) || !knownKinds(te) {
+		return adtErrors[twin.KindInternal].code, err.Error()
+	}
+	msg := te.Message
+	for i, d := range te.Details {
+		sep := " "
+		if i == 0 {
+			sep = ": "
+			msg = strings.TrimSuffix(msg, ".")
+		}
+		msg += sep + d.Message
+	}
+	return adtErrors[te.Kind].code, msg
 }
 
 // writeJSON writes v as the JSON response body with the given status. It writes nothing and

@@ -26,7 +26,8 @@ import (
 // apiVersion is the ADT api-version the benchmarks speak.
 const apiVersion = "2023-10-31"
 
-// modelID is the benchmark model: numProperties writable properties of mixed schemas.
+// modelID is the benchmark model: numProperties writable properties of mixed schemas, and a
+// relationship "next" to another twin of the model.
 const modelID = "dtmi:twinflow:bench:Device;1"
 
 // numProperties is the number of properties of the benchmark model.
@@ -34,12 +35,13 @@ const numProperties = 10
 
 // modelDefinition returns the benchmark model's DTDL Interface.
 func modelDefinition() ([]byte, error) {
-	contents := make([]map[string]any, numProperties)
+	contents := make([]map[string]any, numProperties, numProperties+1)
 	for i := range contents {
 		contents[i] = map[string]any{
 			"@type": "Property", "name": propName(i), "schema": propSchema(i), "writable": true,
 		}
 	}
+	contents = append(contents, map[string]any{"@type": "Relationship", "name": "next", "target": modelID})
 	return json.Marshal(map[string]any{
 		"@id": modelID, "@type": "Interface", "@context": "dtmi:dtdl:context;2",
 		"displayName": "Bench device", "contents": contents,

@@ -123,12 +123,18 @@ func (r PatchResult) Table(w io.Writer) error {
 // cpuPerPatch describes the CPU time spent per patch by who, and the rate that would make
 // busy every core of this machine, which is the most it can reach whatever else waits.
 func cpuPerPatch(cpu time.Duration, patches int, who string) string {
-	if cpu <= 0 || patches == 0 {
+	return cpuPer(cpu, patches, "patches", who)
+}
+
+// cpuPer describes the CPU time spent per item (of the plural unit) by who, and the rate
+// that would make busy every core of this machine.
+func cpuPer(cpu time.Duration, n int, unit, who string) string {
+	if cpu <= 0 || n == 0 {
 		return "n/a"
 	}
-	per := cpu / time.Duration(patches)
-	return fmt.Sprintf("%v (%s; all %d cores busy at %.0f patches/s)",
-		per.Round(100*time.Nanosecond), who, runtime.NumCPU(), float64(runtime.NumCPU())*float64(time.Second)/float64(per))
+	per := cpu / time.Duration(n)
+	return fmt.Sprintf("%v (%s; all %d cores busy at %.0f %s/s)",
+		per.Round(100*time.Nanosecond), who, runtime.NumCPU(), float64(runtime.NumCPU())*float64(time.Second)/float64(per), unit)
 }
 
 // statsSince returns what the store's write path did between the snapshots before and after.

@@ -1,11 +1,18 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Defaults for Config fields left empty.
@@ -35,6 +42,97 @@ type Config struct {
 	// Delivery configures event delivery (see LoadConfigFile); nil means the defaults with no
 	// endpoints or routes declared.
 	Delivery *DeliveryConfig
+	// JobsDir is the jobs directory: import jobs read their input from, and write their
+	// output logs to, files in it (file: URLs). Empty means Jobs.Dir, and when that is empty
+	// too, DataDir/jobs. It is created when missing.
+	JobsDir string
+	// Jobs configures import and delete jobs (see LoadConfigFile); nil allows no https hosts.
+	Jobs *JobsConfig
+}
+
+// JobsConfig configures import and delete jobs, from the jobs section of the config file.
+type JobsConfig struct {
+	// Dir is the jobs directory when Config.JobsDir is empty.
+	Dir string `yaml:"dir"`
+	// AllowedHosts are the hosts ("host" or "host:port") import jobs may read their input
+	// from and write their output log to over https.
+	AllowedHosts []string `yaml:"allowedHosts"`
+}
+
+// FileConfig is what the config file declares (see LoadConfigFile).
+type FileConfig struct {
+	Delivery DeliveryConfig
+	Jobs     JobsConfig
+}
+
+// LoadConfigFile reads the YAML config file at path:
+//
+//	delivery:
+//	  maxRoutes: 10
+//	  retention: 168h
+//	  deadLetterDir: /var/lib/twinflow/deadletters
+//	endpoints:
+//	  hook:
+//	    endpointType: webhook
+//	    url: https://example.com/events
+//	    delivery: {ttl: 1h}
+//	routes:
+//	  everything:
+//	    endpointName: hook
+//	    filter: "true"
+//	jobs:
+//	  dir: /var/lib/twinflow/jobs
+//	  allowedHosts: [myaccount.blob.core.windows.net]
+//
+// Unknown keys are errors; every problem found is reported with its path.
+func LoadConfigFile(path string) (FileConfig, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return FileConfig{}, fmt.Errorf("read config file: %w", err)
+	}
+	var file struct {
+		Delivery  DeliveryConfig         `yaml:"delivery"`
+		Endpoints map[string]any         `yaml:"endpoints"`
+		Routes    map[string]RouteConfig `yaml:"routes"`
+		Jobs      JobsConfig             `yaml:"jobs"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file is an empty config.
+	if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
+		return FileConfig{}, fmt.Errorf("config file %s: %w", path, err)
+	}
+	cfg := file.Delivery
+	var errs []error
+	for name, v := range file.Endpoints {
+		b, err := json.Marshal(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("endpoints.%s: %w", name, err))
+			continue
+		}
+		if cfg.Endpoints == nil {
+			cfg.Endpoints = make(map[string]json.RawMessage)
+		}
+		cfg.Endpoints[name] = b
+	}
+	for id, r := range file.Routes {
+		if r.EndpointName == "" {
+			errs = append(errs, fmt.Errorf("routes.%s.endpointName: required", id))
+		}
+		if r.Filter == "" {
+			errs = append(errs, fmt.Errorf("routes.%s.filter: required", id))
+		}
+	}
+	cfg.Routes = file.Routes
+	for i, h := range file.Jobs.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			errs = append(errs, fmt.Errorf("jobs.allowedHosts[%d]: %q is not a host name", i, h))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return FileConfig{}, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return FileConfig{Delivery: cfg, Jobs: file.Jobs}, nil
 }
 
 // withDefaults returns c with every empty field set to its default.
@@ -47,6 +145,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.JobsDir == "" && c.Jobs != nil {
+		c.JobsDir = c.Jobs.Dir
+	}
+	if c.JobsDir == "" {
+		c.JobsDir = filepath.Join(c.DataDir, "jobs")
 	}
 	return c
 }

@@ -1,21 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/connector/amqp"
@@ -30,7 +26,8 @@ import (
 )
 
 // DeliveryConfig configures event delivery: limits, retention and the endpoints and routes
-// declared in the config file. The zero value is ADT's limits with nothing declared.
+// declared in the config file (see LoadConfigFile). The zero value is ADT's limits with
+// nothing declared.
 type DeliveryConfig struct {
 	// MaxRoutes and MaxEndpoints limit routes and endpoints; 0 means ADT's 6.
 	MaxRoutes    int `yaml:"maxRoutes"`
@@ -56,67 +53,6 @@ type DeliveryConfig struct {
 type RouteConfig struct {
 	EndpointName string `yaml:"endpointName" json:"endpointName"`
 	Filter       string `yaml:"filter" json:"filter"`
-}
-
-// LoadConfigFile reads the YAML config file at path:
-//
-//	delivery:
-//	  maxRoutes: 10
-//	  retention: 168h
-//	  deadLetterDir: /var/lib/twinflow/deadletters
-//	endpoints:
-//	  hook:
-//	    endpointType: webhook
-//	    url: https://example.com/events
-//	    delivery: {ttl: 1h}
-//	routes:
-//	  everything:
-//	    endpointName: hook
-//	    filter: "true"
-//
-// Unknown keys are errors; every problem found is reported with its path.
-func LoadConfigFile(path string) (DeliveryConfig, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return DeliveryConfig{}, fmt.Errorf("read config file: %w", err)
-	}
-	var file struct {
-		Delivery  DeliveryConfig         `yaml:"delivery"`
-		Endpoints map[string]any         `yaml:"endpoints"`
-		Routes    map[string]RouteConfig `yaml:"routes"`
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	// An empty file is an empty config.
-	if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
-		return DeliveryConfig{}, fmt.Errorf("config file %s: %w", path, err)
-	}
-	cfg := file.Delivery
-	var errs []error
-	for name, v := range file.Endpoints {
-		b, err := json.Marshal(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("endpoints.%s: %w", name, err))
-			continue
-		}
-		if cfg.Endpoints == nil {
-			cfg.Endpoints = make(map[string]json.RawMessage)
-		}
-		cfg.Endpoints[name] = b
-	}
-	for id, r := range file.Routes {
-		if r.EndpointName == "" {
-			errs = append(errs, fmt.Errorf("routes.%s.endpointName: required", id))
-		}
-		if r.Filter == "" {
-			errs = append(errs, fmt.Errorf("routes.%s.filter: required", id))
-		}
-	}
-	cfg.Routes = file.Routes
-	if err := errors.Join(errs...); err != nil {
-		return DeliveryConfig{}, fmt.Errorf("config file %s: %w", path, err)
-	}
-	return cfg, nil
 }
 
 // Kinds are the endpoint types this build can deliver to, each through its connector:

@@ -29,7 +29,7 @@ func TestLoadConfigFile(t *testing.T) {
 		}
 		return path
 	}
-	cfg, err := LoadConfigFile(write(`
+	file, err := LoadConfigFile(write(`
 delivery:
   maxRoutes: 10
   retention: 48h
@@ -48,9 +48,16 @@ routes:
   all:
     endpointName: hook
     filter: "true"
+jobs:
+  dir: /srv/jobs
+  allowedHosts: [blobs.example.net, "10.0.0.1:8443"]
 `))
 	if err != nil {
 		t.Fatal(err)
+	}
+	cfg := file.Delivery
+	if file.Jobs.Dir != "/srv/jobs" || !slices.Equal(file.Jobs.AllowedHosts, []string{"blobs.example.net", "10.0.0.1:8443"}) {
+		t.Errorf("jobs %+v", file.Jobs)
 	}
 	if cfg.MaxRoutes != 10 || cfg.Retention != 48*time.Hour || cfg.Routes["all"] != (RouteConfig{EndpointName: "hook", Filter: "true"}) {
 		t.Errorf("config %+v", cfg)
@@ -72,6 +79,8 @@ routes:
 		{"delivery:\n  maxRoute: 1\n", "maxRoute"},
 		{"routes:\n  r:\n    filter: 'true'\n", "routes.r.endpointName: required"},
 		{"nonsense: [", "config file"},
+		{"jobs:\n  allowedHosts: [\"https://x\"]\n", "jobs.allowedHosts[0]"},
+		{"jobs:\n  allowed: [x]\n", "allowed"},
 	} {
 		if _, err := LoadConfigFile(write(bad.body)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: error %v, want one mentioning %q", bad.body, err, bad.want)

@@ -1,7 +1,8 @@
 // Package server wires twinflow together: it opens the store, builds the twin service
-// (package twins), the graph index that queries read (package graph) and the ADT API over
-// them, serves them over HTTP(S) with health endpoints, Prometheus /metrics and access logs,
-// and delivers routed events to endpoints (packages eventroute, endpoint and outbox).
+// (package twins), the graph index that queries read (package graph), the runner of import
+// and delete jobs (package job) and the ADT API over them, serves them over HTTP(S) with
+// health endpoints, Prometheus /metrics and access logs, and delivers routed events to
+// endpoints (packages eventroute, endpoint and outbox).
 //
 // # Goroutines
 //
@@ -16,6 +17,9 @@
 //   - graph.New builds the index on worker goroutines that have all exited when it returns.
 //     The index's change-log follower, graph.Index.Run, starts none; queries catch it up
 //     with Sync on their own goroutines.
+//   - The job runner, job.Runner.Run, runs one job at a time on its goroutine; an import
+//     runs prepare workers and a committer for each section of its input, and waits for
+//     them before it goes on to the next section or returns.
 //   - The endpoint registry (endpoint.Registry.Run) runs one goroutine per endpoint, which
 //     runs the endpoint's outbox.Relay and restarts it after a failure; Put and Delete stop
 //     and start them while Run runs. Each Relay.Run runs a cursor writer and a log reader
@@ -27,9 +31,9 @@
 //   - net/http serves each connection on a goroutine of its own. Shutdown waits for the
 //     requests in flight up to Config.ShutdownTimeout; after that Close cuts their
 //     connections off but does not wait for handlers still running.
-//   - Server.Run runs the HTTP server, the index build and follower, and event delivery (the
-//     registry and the pruner, on one goroutine each) on goroutines of its own, waits for
-//     all of them, and only then closes the store.
+//   - Server.Run runs the HTTP server, the index build and follower with the job runner, and
+//     event delivery (the registry and the pruner, on one goroutine each) on goroutines of
+//     its own, waits for all of them, and only then closes the store.
 package server
 
 import (
@@ -40,6 +44,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -47,6 +53,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
 )
@@ -116,6 +123,9 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		s.serviceID = DefaultServiceID(s.ln.Addr())
 	}
 
+	if err := os.MkdirAll(cfg.JobsDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create the jobs directory: %w", err)
+	}
 	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.DataDir}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
@@ -249,16 +259,44 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	// returns that memory to the system before the server reports ready, instead of keeping
 	// the resident size near the build's peak until the heap happens to be scavenged.
 	debug.FreeOSMemory()
-	a, err := api.New(api.Config{Index: idx, Delivery: s.delivery.api()}, s.twins, s.logger)
+	var hosts []string
+	if s.cfg.Jobs != nil {
+		hosts = s.cfg.Jobs.AllowedHosts
+	}
+	jobs, err := job.New(job.Config{
+		Dir: s.cfg.JobsDir, SpoolDir: filepath.Join(s.cfg.DataDir, "job-logs"), AllowedHosts: hosts, ErrorCode: api.ErrorCode,
+	}, s.store, s.twins, job.IndexGraph(idx), s.logger)
+	if err != nil {
+		return fmt.Errorf("build the job runner: %w", err)
+	}
+	a, err := api.New(api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs}, s.twins, s.logger)
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
 	s.built.Store(&built{api: a, index: idx})
-	s.logger.Info("API ready", slog.Duration("index_build", time.Since(start)))
-	if err := idx.Run(ctx); err != nil {
-		return fmt.Errorf("follow the change log: %w", err)
-	}
-	return nil
+	s.logger.Info("API ready", slog.Duration("index_build", time.Since(start)), slog.String("jobs_dir", jobs.Dir()))
+
+	// The index follows the change log and the runner runs jobs until ctx ends; the first
+	// of them to fail stops the other.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var followErr, jobsErr error
+	wg.Go(func() {
+		// Run returns ctx's error once ctx ends; only an earlier return is a failure.
+		if err := idx.Run(ctx); ctx.Err() == nil {
+			followErr = fmt.Errorf("follow the change log: %w", err)
+		}
+		cancel()
+	})
+	wg.Go(func() {
+		if jobsErr = jobs.Run(ctx); jobsErr != nil {
+			jobsErr = fmt.Errorf("run jobs: %w", jobsErr)
+		}
+		cancel()
+	})
+	wg.Wait()
+	return errors.Join(followErr, jobsErr)
 }
 
 // indexed returns the Seq through which the graph index has applied the change log, 0 until

@@ -40,6 +40,10 @@ var ErrNotFound = errors.New("not found")
 // ErrClosed is returned (possibly wrapped) by a Store, and by its Log, once Close was called.
 var ErrClosed = errors.New("store closed")
 
+// ErrExists is returned (possibly wrapped) by the Writer's Create methods when the entity
+// exists already.
+var ErrExists = errors.New("already exists")
+
 // Store keeps twinflow's state and its change log.
 //
 // Update runs fn in a write transaction: every change fn makes through the Writer, and every
@@ -121,13 +125,24 @@ type Scanner interface {
 
 // Writer changes state inside an Update. Puts insert or replace; deletes of missing entities
 // return ErrNotFound.
+//
+// The Create methods insert only, for bulk writes that expect new entities: each checks and
+// writes in one step, where a Put preceded by a read takes two. When the entity exists they
+// return ErrExists and change nothing, so the caller can fall back to reading it and Put.
 type Writer interface {
 	Reader
 	PutModel(m Model) error
 	DeleteModel(id string) error
 	PutTwin(t Twin) error
+	// CreateTwin inserts t, or returns ErrExists when a twin with its id exists.
+	CreateTwin(t Twin) error
 	DeleteTwin(id string) error
 	PutRelationship(r Relationship) error
+	// CreateRelationship inserts r when both its twins exist, the source with the model
+	// sourceModel and the target with targetModel: the state r was validated against. It
+	// returns ErrExists when a relationship with r's source and id exists, and ErrNotFound
+	// when either twin is missing or has another model; either way it changes nothing.
+	CreateRelationship(r Relationship, sourceModel, targetModel string) error
 	DeleteRelationship(sourceID, id string) error
 	// Emit appends e to the change log. It is the only way to create an event, so an event
 	// commits exactly when the state change that caused it does.
@@ -251,4 +266,40 @@ type DeliveryWriter interface {
 	// committed before before, and returns how many it deleted. It never deletes the newest
 	// record, so Seqs keep growing across restarts.
 	PruneLog(through uint64, before time.Time, max int) (int, error)
+}
+
+// Job is a stored bulk job: an import or a delete of the whole graph. Kind tells them apart,
+// and ids are unique per kind. The store keeps Doc, the job's state, opaque: package job owns
+// its shape.
+type Job struct {
+	Kind string
+	ID   string
+	Doc  json.RawMessage
+}
+
+// Jobs is the part of a store that keeps bulk jobs. A job's progress commits in the same
+// transaction as the changes it describes, so UpdateJobs hands fn a JobWriter that writes
+// twins, relationships, models and events as well as jobs. Its transactions have the
+// semantics of Store's View and Update (they share the writer and its group commit).
+type Jobs interface {
+	ViewJobs(ctx context.Context, fn func(JobReader) error) error
+	UpdateJobs(ctx context.Context, fn func(JobWriter) error) error
+}
+
+// JobReader reads jobs. Job returns ErrNotFound for a missing job.
+type JobReader interface {
+	Job(kind, id string) (Job, error)
+	// Jobs lists the jobs of kind ordered by id, starting after the given id; a limit of 0
+	// or less means no limit.
+	Jobs(kind, after string, limit int) ([]Job, error)
+}
+
+// JobWriter changes jobs, and everything a Writer changes, in one transaction.
+type JobWriter interface {
+	Writer
+	JobReader
+	// PutJob inserts or replaces a job.
+	PutJob(j Job) error
+	// DeleteJob deletes a job; a missing one is ErrNotFound.
+	DeleteJob(kind, id string) error
 }

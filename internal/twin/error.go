@@ -49,8 +49,11 @@ const (
 	KindEndpointInUse             // event routes still send to the endpoint
 	KindEndpointValidationFailed  // the endpoint's destination refused validation
 	KindDeadLetterNotFound        // the dead letter does not exist
+	KindImportJobNotFound         // the import job does not exist
+	KindDeleteJobNotFound         // the delete job does not exist
+	KindJobLimitReached           // another bulk job has not finished
 	KindQueryInvalid              // a query does not parse or compile
-	KindQueryTimeout              // a query ran out of time
+	KindTimeout                   // a query or a job ran out of time
 	KindAPIVersionMissing         // the request has no api-version
 	KindAPIVersionUnsupported     // the request's api-version is unknown
 	KindMediaTypeUnsupported      // the request body's media type is not accepted
@@ -93,8 +96,11 @@ var kindNames = [...]string{
 	KindEndpointInUse:                    "EndpointInUse",
 	KindEndpointValidationFailed:         "EndpointValidationFailed",
 	KindDeadLetterNotFound:               "DeadLetterNotFound",
+	KindImportJobNotFound:                "ImportJobNotFound",
+	KindDeleteJobNotFound:                "DeleteJobNotFound",
+	KindJobLimitReached:                  "JobLimitReached",
 	KindQueryInvalid:                     "QueryInvalid",
-	KindQueryTimeout:                     "QueryTimeout",
+	KindTimeout:                          "Timeout",
 	KindAPIVersionMissing:                "APIVersionMissing",
 	KindAPIVersionUnsupported:            "APIVersionUnsupported",
 	KindMediaTypeUnsupported:             "MediaTypeUnsupported",

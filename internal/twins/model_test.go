@@ -276,7 +276,7 @@ func TestModelLimitsDefaults(t *testing.T) {
 	var l Limits
 	l.setDefaults()
 	want := Limits{RequestBytes: 32768, TwinBytes: 65536, StringBytes: 4096, PropertyNameBytes: 1024, ModelsPerCall: 250,
-		ModelBytes: 1 << 20, Twins: 2_000_000, OutgoingRelationships: 50000, IncomingRelationships: 50000}
+		ModelBytes: 1 << 20, ModelsPerImport: 10_000, Twins: 2_000_000, OutgoingRelationships: 50000, IncomingRelationships: 50000}
 	if l != want {
 		t.Fatalf("defaults = %+v", l)
 	}

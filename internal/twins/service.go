@@ -51,6 +51,8 @@ type Limits struct {
 	ModelsPerCall int
 	// ModelBytes caps one model's JSON (ADT: 1 MB): 400 LimitExceeded.
 	ModelBytes int
+	// ModelsPerImport caps the models of one import job (ADT: 10,000).
+	ModelsPerImport int
 	// Twins caps the twins of the instance (ADT: 2,000,000): creating one more is 400
 	// TwinLimitReached.
 	Twins int
@@ -72,6 +74,7 @@ func (l *Limits) setDefaults() {
 	def(&l.PropertyNameBytes, 1024)
 	def(&l.ModelsPerCall, 250)
 	def(&l.ModelBytes, 1024*1024)
+	def(&l.ModelsPerImport, 10_000)
 	def(&l.Twins, 2_000_000)
 	def(&l.OutgoingRelationships, 50_000)
 	def(&l.IncomingRelationships, 50_000)

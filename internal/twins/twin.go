@@ -75,6 +75,53 @@ func (s *Service) checkValue(name string, v any) error {
 	return twin.CheckLimits(name, v, l.StringBytes, l.PropertyNameBytes)
 }
 
+// newTwinDoc is a twin built from a PUT body or an import line: validated against its model
+// and encoded.
+type newTwinDoc struct {
+	twin   store.Twin
+	doc    map[string]any
+	isComp func(string) bool
+}
+
+// newTwin builds twin id from a decoded body, which it consumes, at time now: the body must
+// name its model in $metadata.$model, the model must exist (ValidationFailed) and not be
+// decommissioned (ModelDecommissioned), and the twin must validate against it within the
+// size limits.
+func (s *Service) newTwin(id string, in map[string]any, now string) (newTwinDoc, error) {
+	model := twin.ModelOf(in)
+	if model == "" {
+		return newTwinDoc{}, twin.InvalidTwin("The twin must specify its model in $metadata.$model.")
+	}
+	ms := s.models.Load()
+	iface, err := ms.iface(model)
+	if err != nil {
+		return newTwinDoc{}, err
+	}
+	if ms.decommissioned[model] {
+		return newTwinDoc{}, twin.ModelDecommissioned(model)
+	}
+	isComp := componentOf(iface)
+	etag := twin.NewETag()
+	doc, err := twin.NewDocument(id, etag, in, isComp, now)
+	if err != nil {
+		return newTwinDoc{}, err
+	}
+	if err := s.checkDocLimits(doc); err != nil {
+		return newTwinDoc{}, err
+	}
+	if err := iface.ValidateTwin(doc); err != nil {
+		return newTwinDoc{}, validationError("Invalid twin specified", err)
+	}
+	enc, err := twin.Encode(doc)
+	if err != nil {
+		return newTwinDoc{}, fmt.Errorf("encode twin %q: %w", id, err)
+	}
+	if len(enc) > s.cfg.Limits.TwinBytes {
+		return newTwinDoc{}, tooLarge("twin document", len(enc), s.cfg.Limits.TwinBytes)
+	}
+	return newTwinDoc{twin: store.Twin{ID: id, ModelID: model, ETag: etag, Doc: enc}, doc: doc, isComp: isComp}, nil
+}
+
 // PutTwin creates or replaces twin id from a PUT body (both succeed alike, as in ADT).
 // ifNoneMatch is the If-None-Match header: "" or "*" (the twin must not exist yet: 412
 // PreconditionFailed otherwise); other values are InvalidArgument.
@@ -103,39 +150,12 @@ func (s *Service) PutTwin(ctx context.Context, id string, body []byte, ifNoneMat
 	if err := twin.Decode(body, &in); err != nil || in == nil {
 		return store.Twin{}, twin.InvalidArgument("Invalid twin specified: the body must be a JSON object.")
 	}
-	model := twin.ModelOf(in)
-	if model == "" {
-		return store.Twin{}, twin.InvalidTwin("The twin must specify its model in $metadata.$model.")
-	}
-	ms := s.models.Load()
-	iface, err := ms.iface(model)
-	if err != nil {
-		return store.Twin{}, err
-	}
-	if ms.decommissioned[model] {
-		return store.Twin{}, twin.ModelDecommissioned(model)
-	}
-	isComp := componentOf(iface)
 	now := twin.FormatTime(s.cfg.Now())
-	etag := twin.NewETag()
-	doc, err := twin.NewDocument(id, etag, in, isComp, now)
+	nt, err := s.newTwin(id, in, now)
 	if err != nil {
 		return store.Twin{}, err
 	}
-	if err := s.checkDocLimits(doc); err != nil {
-		return store.Twin{}, err
-	}
-	if err := iface.ValidateTwin(doc); err != nil {
-		return store.Twin{}, validationError("Invalid twin specified", err)
-	}
-	enc, err := twin.Encode(doc)
-	if err != nil {
-		return store.Twin{}, fmt.Errorf("encode twin %q: %w", id, err)
-	}
-	if len(enc) > s.cfg.Limits.TwinBytes {
-		return store.Twin{}, tooLarge("twin document", len(enc), s.cfg.Limits.TwinBytes)
-	}
-	created := store.Twin{ID: id, ModelID: model, ETag: etag, Doc: enc}
+	created, doc, isComp, model, enc := nt.twin, nt.doc, nt.isComp, nt.twin.ModelID, nt.twin.Doc
 
 	// prepare builds the write given the twin's current state: old when exists.
 	prepare := func(old store.Twin, exists bool) (commitFunc, error) {

@@ -244,6 +244,8 @@ type writer struct {
 	// in Seq order, for the log's in-memory tail.
 	states  []entityState
 	pending []store.Change
+	// latest indexes states by entity for settle, when a fn wrote many.
+	latest map[stateKey]int
 	// tail is the Store's, from which PruneLog drops what it deletes.
 	tail *tail
 	// clock is the time, in Unix milliseconds, of the log clock's newest mark.
@@ -260,23 +262,63 @@ type entityState struct {
 }
 
 // settle gives each record the fn emitted, pending[from:], the state the fn left its subject
-// in, once the fn succeeded.
+// in, once the fn succeeded. A fn that writes many entities (a bulk load) gets an index of its
+// states, so that settling costs time in proportion to its records, not their square.
 func (w *writer) settle(from int) {
-	for i := from; i < len(w.pending); i++ {
-		c := &w.pending[i]
-		c.Known, c.Twin, c.Relationship = w.stateOf(&c.Event)
+	emitted := w.pending[from:]
+	if len(emitted)*len(w.states) <= settleScan {
+		for i := range emitted {
+			c := &emitted[i]
+			c.Known, c.Twin, c.Relationship = w.stateOf(&c.Event)
+		}
+		return
 	}
+	if w.latest == nil {
+		w.latest = make(map[stateKey]int)
+	}
+	clear(w.latest)
+	for i := range w.states {
+		w.latest[stateKey{w.states[i].key, w.states[i].isTwin}] = i
+	}
+	for i := range emitted {
+		c := &emitted[i]
+		isTwin, ok := subjectKind(c.Event.Type)
+		if !ok {
+			continue
+		}
+		if j, found := w.latest[stateKey{c.Event.Subject, isTwin}]; found {
+			st := &w.states[j]
+			c.Known, c.Twin, c.Relationship = true, st.twin, st.rel
+		}
+	}
+}
+
+// settleScan is the most states times records settle compares one by one.
+const settleScan = 4096
+
+// stateKey identifies an entity in the states of a fn.
+type stateKey struct {
+	key    string
+	isTwin bool
+}
+
+// subjectKind reports whether events of type typ are about a twin (true) or a relationship
+// (false); ok is false for events about neither.
+func subjectKind(typ string) (isTwin, ok bool) {
+	switch typ {
+	case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
+		return true, true
+	case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
+		return false, true
+	}
+	return false, false
 }
 
 // stateOf returns the state the current fn's newest put or delete of e's subject left, if it
 // made one.
 func (w *writer) stateOf(e *event.Event) (known bool, twin *store.Twin, rel *store.Relationship) {
-	var isTwin bool
-	switch e.Type {
-	case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
-		isTwin = true
-	case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
-	default:
+	isTwin, ok := subjectKind(e.Type)
+	if !ok {
 		return false, nil, nil
 	}
 	for i := len(w.states) - 1; i >= 0; i-- {
@@ -380,6 +422,25 @@ func (w *writer) putTwin(t store.Twin) error {
 	return err
 }
 
+// CreateTwin implements store.Writer. The twin does not go into the cache: a bulk load would
+// only evict the twins that Updates keep patching.
+func (w *writer) CreateTwin(t store.Twin) error {
+	res, err := w.exec(stmtCreateTwin, t.ID, t.ModelID, t.ETag, []byte(t.Doc))
+	if err != nil {
+		return fmt.Errorf("create twin %q: %w", t.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return w.fail(fmt.Errorf("create twin %q: %w", t.ID, err))
+	}
+	if n == 0 {
+		return fmt.Errorf("create twin %q: %w", t.ID, store.ErrExists)
+	}
+	t.Doc = bytes.Clone(t.Doc)
+	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
+	return nil
+}
+
 // DeleteTwin implements store.Writer.
 func (w *writer) DeleteTwin(id string) error {
 	w.cache.drop(id)
@@ -395,6 +456,35 @@ func (w *writer) PutRelationship(rel store.Relationship) error {
 	_, err := w.exec(stmtPutRelationship, rel.SourceID, rel.ID, rel.Name, rel.TargetID, rel.ETag, []byte(rel.Doc))
 	if err != nil {
 		return fmt.Errorf("put relationship %q of twin %q: %w", rel.ID, rel.SourceID, err)
+	}
+	rel.Doc = bytes.Clone(rel.Doc)
+	w.states = append(w.states, entityState{key: event.RelationshipSubject(rel.SourceID, rel.ID), rel: &rel})
+	return nil
+}
+
+// CreateRelationship implements store.Writer.
+func (w *writer) CreateRelationship(rel store.Relationship, sourceModel, targetModel string) error {
+	res, err := w.exec(stmtCreateRelationship, rel.SourceID, rel.ID, rel.Name, rel.TargetID, rel.ETag, []byte(rel.Doc),
+		sourceModel, targetModel)
+	if err != nil {
+		return fmt.Errorf("create relationship %q of twin %q: %w", rel.ID, rel.SourceID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return w.fail(fmt.Errorf("create relationship %q of twin %q: %w", rel.ID, rel.SourceID, err))
+	}
+	if n == 0 {
+		// Nothing was written; tell the two reasons apart.
+		_, err := w.Relationship(rel.SourceID, rel.ID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("create relationship %q of twin %q: %w", rel.ID, rel.SourceID, store.ErrExists)
+		case errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("create relationship %q of twin %q: twin %q with model %s or twin %q with model %s: %w",
+				rel.ID, rel.SourceID, rel.SourceID, sourceModel, rel.TargetID, targetModel, store.ErrNotFound)
+		default:
+			return err
+		}
 	}
 	rel.Doc = bytes.Clone(rel.Doc)
 	w.states = append(w.states, entityState{key: event.RelationshipSubject(rel.SourceID, rel.ID), rel: &rel})

@@ -252,3 +252,49 @@ func TestCeiling(t *testing.T) {
 		t.Error("Ceiling without twins, rows or an end succeeded")
 	}
 }
+
+// TestInsertCeiling checks that the insert ceiling writes what it claims to, durably: a store
+// opened on its database afterwards finds the twins and relationships, and a Create event for
+// each in the log.
+func TestInsertCeiling(t *testing.T) {
+	dir := t.TempDir()
+	const n = 50
+	i := 0
+	next := func() InsertRow {
+		defer func() { i++ }()
+		if i < n {
+			tw := store.Twin{ID: fmt.Sprint("t", i), ModelID: "dtmi:ex:T;1", ETag: `W/"1"`, Doc: json.RawMessage(fmt.Sprintf(`{"$dtId":"t%d"}`, i))}
+			return InsertRow{Twin: &tw, Event: event.Event{ID: fmt.Sprint("e", i), Source: "x", SpecVersion: "1.0", Type: event.TwinCreate, Subject: tw.ID, Data: tw.Doc}}
+		}
+		k := i - n
+		r := store.Relationship{SourceID: fmt.Sprint("t", k), ID: "next", Name: "next", TargetID: fmt.Sprint("t", (k+1)%n), ETag: `W/"1"`, Doc: json.RawMessage(`{}`)}
+		return InsertRow{Relationship: &r, Event: event.Event{ID: fmt.Sprint("r", k), Source: "x", SpecVersion: "1.0",
+			Type: event.RelationshipCreate, Subject: event.RelationshipSubject(r.SourceID, r.ID), Data: r.Doc}}
+	}
+	res, err := InsertCeiling(t.Context(), InsertCeilingConfig{Dir: dir, Rows: 2 * n, Next: next, Batch: 30}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("InsertCeiling: %v", err)
+	}
+	if res.Writes != 2*n || res.Transactions != 4 || res.Syncs == 0 {
+		t.Fatalf("result %+v: want %d rows in 4 transactions, synced", res, 2*n)
+	}
+	s := open(t, Config{Dir: dir})
+	defer s.Close()
+	if s.Log().Last() != 2*n {
+		t.Fatalf("log Last = %d, want %d", s.Log().Last(), 2*n)
+	}
+	err = s.View(t.Context(), func(r store.Reader) error {
+		count, err := r.CountTwins()
+		if err != nil || count != n {
+			return fmt.Errorf("CountTwins = %d, %v", count, err)
+		}
+		rel, err := r.Relationship("t49", "next")
+		if err != nil || rel.TargetID != "t0" {
+			return fmt.Errorf("relationship t49/next = %+v, %v", rel, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

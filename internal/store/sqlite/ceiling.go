@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,7 +90,15 @@ func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (res C
 	if err := c.seed(cfg.Twins); err != nil {
 		return res, err
 	}
-	return c.write(cfg)
+	var (
+		seq uint64
+		buf []byte
+	)
+	return c.write(cfg.Batch, cfg.Writes, cfg.Duration, func(n int) error {
+		var err error
+		buf, err = c.commit(cfg.Next, n, &seq, buf)
+		return err
+	})
 }
 
 // ceiling is an open Ceiling measurement: the writer's connection and statements, the
@@ -164,18 +173,17 @@ func (c *ceiling) seed(twins []store.Twin) error {
 	return nil
 }
 
-// write commits full transactions of cfg.Batch writes until the duration has passed or the
-// writes are done, and returns once every commit is durable.
-func (c *ceiling) write(cfg CeilingConfig) (CeilingResult, error) {
-	res := CeilingResult{Batch: cfg.Batch}
+// write commits full transactions of batch writes with commit until duration has passed or
+// writes writes are done (whichever of the two is positive), and returns once every commit is
+// durable.
+func (c *ceiling) write(batch, writes int, duration time.Duration, commit func(n int) error) (CeilingResult, error) {
+	res := CeilingResult{Batch: batch}
 	var (
 		durable  atomic.Int64
 		syncs    atomic.Int64
 		syncErr  atomic.Pointer[error]
 		commits  = make(chan int, syncQueue)
 		syncDone = make(chan struct{})
-		seq      uint64
-		buf      []byte
 	)
 	go func() {
 		defer close(syncDone)
@@ -192,17 +200,17 @@ func (c *ceiling) write(cfg CeilingConfig) (CeilingResult, error) {
 		})
 	}()
 	start := time.Now()
-	end := start.Add(cfg.Duration)
+	end := start.Add(duration)
 	var err error
 	for written := 0; err == nil && c.ctx.Err() == nil; {
-		if cfg.Writes > 0 && written >= cfg.Writes || cfg.Writes <= 0 && !time.Now().Before(end) {
+		if writes > 0 && written >= writes || writes <= 0 && !time.Now().Before(end) {
 			break
 		}
-		n := cfg.Batch
-		if cfg.Writes > 0 {
-			n = min(n, cfg.Writes-written)
+		n := batch
+		if writes > 0 {
+			n = min(n, writes-written)
 		}
-		if buf, err = c.commit(cfg.Next, n, &seq, buf); err == nil {
+		if err = commit(n); err == nil {
 			written += n
 			res.Transactions++
 			commits <- n
@@ -248,6 +256,119 @@ func (c *ceiling) commit(next func() (store.Twin, event.Event), n int, seq *uint
 		if _, err := st[stmtMarkClock].ExecContext(c.exec, int64(first), now); err != nil {
 			_, _ = st[stmtRollback].ExecContext(c.exec)
 			return buf, fmt.Errorf("mark the log's clock: %w", err)
+		}
+		c.clock = now
+	}
+	if _, err := st[stmtCommit].ExecContext(c.exec); err != nil {
+		return buf, fmt.Errorf("commit: %w", err)
+	}
+	return buf, nil
+}
+
+// InsertCeilingConfig configures an InsertCeiling measurement.
+type InsertCeilingConfig struct {
+	// Dir is the data directory to create the database in; it must not hold one yet.
+	Dir string
+	// Rows is the number of rows to insert, and Next returns them one by one: a twin or a
+	// relationship (exactly one of the two set) with the event its creation emits. It is
+	// called on the writing goroutine, so it should hand out rows prepared ahead (by another
+	// goroutine, say): its cost counts against the ceiling.
+	Rows int
+	Next func() InsertRow
+	// Batch is the number of rows per transaction; 0 means 10,000.
+	Batch int
+}
+
+// InsertRow is a row of an InsertCeiling: a new twin or relationship and its Create event.
+type InsertRow struct {
+	Twin         *store.Twin
+	Relationship *store.Relationship
+	Event        event.Event
+}
+
+// InsertCeiling measures the most new twins and relationships per second this store's
+// database can make durable on this machine, as Ceiling does for twin updates: the rows a bulk
+// load writes (each twin or relationship inserted, one change log record appended as the
+// store encodes it, the log's clock marked once per transaction) with the store's durability
+// mechanism and checkpoints, in full transactions written back to back while earlier ones wait
+// for their fsync. It leaves out everything else a load through the Store does: no check that
+// the entity is new or that a relationship's twins exist, no savepoint, no in-memory tail.
+func InsertCeiling(ctx context.Context, cfg InsertCeilingConfig, logger *slog.Logger) (res CeilingResult, err error) {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 10_000
+	}
+	if cfg.Next == nil || cfg.Rows <= 0 {
+		return res, errors.New("insert ceiling: rows and Next are required")
+	}
+	res.Batch = cfg.Batch
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return res, fmt.Errorf("create ceiling directory: %w", err)
+	}
+	path, err := filepath.Abs(filepath.Join(cfg.Dir, FileName))
+	if err != nil {
+		return res, fmt.Errorf("locate database: %w", err)
+	}
+	c, err := openCeiling(ctx, path, logger)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, c.close()) }()
+	insertRel, err := c.conn.PrepareContext(ctx, "INSERT INTO relationships ("+relationshipColumns+") VALUES (?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return res, fmt.Errorf("prepare relationship insert: %w", err)
+	}
+	defer insertRel.Close()
+	var (
+		seq uint64
+		buf []byte
+	)
+	return c.write(cfg.Batch, cfg.Rows, 0, func(n int) error {
+		var err error
+		buf, err = c.insert(cfg.Next, insertRel, n, &seq, buf)
+		return err
+	})
+}
+
+// insert writes one transaction of n new rows, the log's clock marked as the store marks it,
+// and returns the event buffer for reuse.
+func (c *ceiling) insert(next func() InsertRow, insertRel *sql.Stmt, n int, seq *uint64, buf []byte) ([]byte, error) {
+	c.ckpt.restartLog(c.exec, c.conn)
+	st := c.stmts
+	if _, err := st[stmtBegin].ExecContext(c.exec); err != nil {
+		return buf, fmt.Errorf("begin: %w", err)
+	}
+	rollback := func(err error) ([]byte, error) {
+		_, _ = st[stmtRollback].ExecContext(c.exec)
+		return buf, err
+	}
+	first := *seq + 1
+	for range n {
+		row := next()
+		var err error
+		switch {
+		case row.Twin != nil:
+			t := row.Twin
+			_, err = st[stmtInsertTwin].ExecContext(c.exec, t.ID, t.ModelID, t.ETag, []byte(t.Doc))
+		case row.Relationship != nil:
+			r := row.Relationship
+			_, err = insertRel.ExecContext(c.exec, r.SourceID, r.ID, r.Name, r.TargetID, r.ETag, []byte(r.Doc))
+		default:
+			err = errors.New("a row with neither a twin nor a relationship")
+		}
+		if err != nil {
+			return rollback(fmt.Errorf("insert row: %w", err))
+		}
+		if buf, err = appendEvent(buf[:0], &row.Event); err != nil {
+			return rollback(fmt.Errorf("encode event: %w", err))
+		}
+		*seq++
+		if _, err := st[stmtEmit].ExecContext(c.exec, int64(*seq), buf); err != nil {
+			return rollback(fmt.Errorf("append log record: %w", err))
+		}
+	}
+	if now := time.Now().UnixMilli(); now != c.clock {
+		if _, err := st[stmtMarkClock].ExecContext(c.exec, int64(first), now); err != nil {
+			return rollback(fmt.Errorf("mark the log's clock: %w", err))
 		}
 		c.clock = now
 	}

@@ -108,6 +108,15 @@ END;
 	`
 DROP TRIGGER log_clock_mark;
 `,
+	// Version 4: bulk jobs (see jobs.go). A job's document is package job's business.
+	`
+CREATE TABLE jobs (
+	kind TEXT NOT NULL,
+	id   TEXT NOT NULL,
+	doc  BLOB NOT NULL,
+	PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+`,
 }
 
 // schemaVersionKey is the meta key holding the number of applied migrations.

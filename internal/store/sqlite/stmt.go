@@ -28,8 +28,10 @@ const (
 	stmtDeleteModel
 	stmtUpdateTwin
 	stmtInsertTwin
+	stmtCreateTwin
 	stmtDeleteTwin
 	stmtPutRelationship
+	stmtCreateRelationship
 	stmtDeleteRelationship
 	stmtEmit
 	stmtMarkClock
@@ -81,10 +83,18 @@ var stmtText = [numStmts]string{
 	// replace a twin, and a plain UPDATE costs SQLite less than an upsert.
 	stmtUpdateTwin: "UPDATE twins SET model_id = ?2, etag = ?3, doc = ?4 WHERE id = ?1",
 	stmtInsertTwin: "INSERT INTO twins (" + twinColumns + ") VALUES (?, ?, ?, ?)",
+	stmtCreateTwin: "INSERT INTO twins (" + twinColumns + ") VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
 	stmtDeleteTwin: "DELETE FROM twins WHERE id = ?",
 	stmtPutRelationship: "INSERT INTO relationships (" + relationshipColumns + ") VALUES (?, ?, ?, ?, ?, ?)" +
 		" ON CONFLICT (source_id, id) DO UPDATE SET name = excluded.name, target_id = excluded.target_id," +
 		" etag = excluded.etag, doc = excluded.doc",
+	// CreateRelationship checks both twins and inserts in one statement. The WHERE clause
+	// also keeps SQLite from reading ON CONFLICT as part of the SELECT.
+	stmtCreateRelationship: "INSERT INTO relationships (" + relationshipColumns + ")" +
+		" SELECT ?1, ?2, ?3, ?4, ?5, ?6" +
+		" WHERE EXISTS (SELECT 1 FROM twins WHERE id = ?1 AND model_id = ?7)" +
+		" AND EXISTS (SELECT 1 FROM twins WHERE id = ?4 AND model_id = ?8)" +
+		" ON CONFLICT (source_id, id) DO NOTHING",
 	stmtDeleteRelationship: "DELETE FROM relationships WHERE source_id = ? AND id = ?",
 	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?)",
 	// The log's clock gets a mark for a batch's first record unless the newest mark is from

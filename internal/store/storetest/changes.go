@@ -17,6 +17,7 @@ func RunChangeLog(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []testCase[store.Store]{
 		{"StatesOfChanges", testChangeStates},
 		{"ReadAgreesWithReadChanges", testReadAgreesWithReadChanges},
+		{"StatesOfLargeUpdate", testLargeUpdateStates},
 	}
 	runCases(t, open, tests)
 }

@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []testCase[store.Store]{
 		{"Models", testModels},
 		{"Twins", testTwins},
+		{"CreateTwin", testCreateTwin},
+		{"CreateRelationship", testCreateRelationship},
 		{"Relationships", testRelationships},
 		{"IncomingRelationships", testIncomingRelationships},
 		{"UpdateSeesOwnWrites", testUpdateSeesOwnWrites},
