@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common"
@@ -36,6 +37,9 @@ type Mapping struct {
 	newTwin     map[string]any
 	// twinVar is set when an expression evaluated for each target refers to twin.
 	twinVar bool
+
+	// runs pools the state of evaluations.
+	runs sync.Pool
 }
 
 var _ ingress.Mapper = (*Mapping)(nil)

@@ -139,6 +139,7 @@ func newEnvs(cfg Config, withGraph bool) (envs, error) {
 			})
 	}
 	opts := []cel.EnvOption{
+		cel.CustomTypeAdapter(jsonAdapter{}),
 		cel.Variable(varBody, cel.DynType),
 		cel.Variable(varTopic, cel.StringType),
 		cel.Variable(varKey, cel.StringType),

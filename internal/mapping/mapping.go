@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"cel.dev/cel-go/common/functions"
 	"cel.dev/cel-go/common/types"
@@ -46,7 +47,9 @@ var ErrCostLimit = errors.New("CEL cost limit exceeded")
 // the mapping does not create, or wrap ingress.ErrUnavailable when twins, the graph or ctx
 // failed.
 func (m *Mapping) Map(ctx context.Context, msg ingress.Message, twins ingress.TwinReader) ([]ingress.Change, error) {
-	r, err := m.run(ctx, &msg, twins)
+	r := m.newRun(ctx, &msg, twins)
+	defer m.runs.Put(r)
+	err := r.run()
 	return r.changes, err
 }
 
@@ -72,8 +75,9 @@ type ResultChange struct {
 // DryRun maps msg as Map does and reports the changes with how the evaluation went; it
 // applies nothing. Its errors are Map's.
 func (m *Mapping) DryRun(ctx context.Context, msg ingress.Message, twins ingress.TwinReader) (Result, error) {
-	r, err := m.run(ctx, &msg, twins)
-	if err != nil {
+	r := m.newRun(ctx, &msg, twins)
+	defer m.runs.Put(r)
+	if err := r.run(); err != nil {
 		return Result{}, err
 	}
 	res := Result{Selected: r.selected, Changes: make([]ResultChange, len(r.changes)), Cost: r.spent}
@@ -84,8 +88,9 @@ func (m *Mapping) DryRun(ctx context.Context, msg ingress.Message, twins ingress
 }
 
 // run is the evaluation of a mapping on one message. It is the activation of the mapping's
-// programs: it resolves the CEL variables (the message's parts lazily, parsed once) and the
-// late-bound functions.
+// programs: it resolves the CEL variables (the message's parts lazily, each converted once)
+// and the late-bound functions. Runs are pooled by their Mapping; everything but changes is
+// reused.
 type run struct {
 	m     *Mapping
 	ctx   context.Context
@@ -100,40 +105,59 @@ type run struct {
 	// fail is the first read failure of a function, which is not the message's fault.
 	fail error
 
-	body, headers ref.Val
+	// The message's parts as CEL values, nil until an expression asks for them.
+	body, topic, key, headers, time ref.Val
 	// twin is the current target twin's document (null when it does not exist).
 	twin ref.Val
 	// byID caches twinById's documents.
 	byID map[string]ref.Val
+	// writes holds the current target's patch entries.
+	writes []write
+	// The late-bound functions, bound to this run once.
+	twinByIDFn, incomingFn, outgoingFn functions.LateBoundOp
 }
 
 var _ interpreter.FunctionActivation = (*run)(nil)
 
-// run evaluates the mapping on msg.
-func (m *Mapping) run(ctx context.Context, msg *ingress.Message, twins ingress.TwinReader) (*run, error) {
-	r := &run{m: m, ctx: ctx, msg: msg, twins: twins}
-	if n := len(msg.Body); n > m.cfg.MaxMessageBytes {
-		return r, &EvalError{Field: "message.body", Err: fmt.Errorf("the body is %d bytes, over the limit of %d", n, m.cfg.MaxMessageBytes)}
+// newRun returns a run of m on msg, from m's pool.
+func (m *Mapping) newRun(ctx context.Context, msg *ingress.Message, twins ingress.TwinReader) *run {
+	r, _ := m.runs.Get().(*run)
+	if r == nil {
+		r = &run{m: m}
+		r.twinByIDFn, r.incomingFn, r.outgoingFn = r.twinByID, r.incoming, r.outgoing
+	}
+	r.ctx, r.msg, r.twins = ctx, msg, twins
+	r.selected, r.changes, r.spent, r.fail = false, nil, 0, nil
+	r.body, r.topic, r.key, r.headers, r.time, r.twin = nil, nil, nil, nil, nil, nil
+	clear(r.byID)
+	return r
+}
+
+// run evaluates the mapping on the run's message.
+func (r *run) run() error {
+	m := r.m
+	if n := len(r.msg.Body); n > m.cfg.MaxMessageBytes {
+		return &EvalError{Field: "message.body", Err: fmt.Errorf("the body is %d bytes, over the limit of %d", n, m.cfg.MaxMessageBytes)}
 	}
 	if m.condition != nil && !m.conditionPerTwin {
 		ok, err := r.condition()
 		if err != nil || !ok {
-			return r, err
+			return err
 		}
 	}
 	ids, err := r.targets()
 	if err != nil {
-		return r, err
+		return err
 	}
 	for _, id := range ids {
 		if err := r.target(id); err != nil {
-			return r, err
+			return err
 		}
 	}
 	if m.condition == nil {
 		r.selected = true
 	}
-	return r, nil
+	return nil
 }
 
 // condition evaluates the mapping's condition.
@@ -174,14 +198,22 @@ func (r *run) targets() ([]string, error) {
 	}
 	n, _ := list.Size().(types.Int)
 	ids := make([]string, 0, n)
-	seen := make(map[string]bool, n)
+	var seen map[string]bool // for long lists; short ones are searched
 	for i := range types.Int(n) {
 		e := list.Get(i)
 		id, ok := e.(types.String)
 		if !ok || id == "" {
 			return nil, r.fieldError(p.field, fmt.Errorf("twin id %d is %s, not a non-empty string", i, describe(e)))
 		}
-		if !seen[string(id)] {
+		switch {
+		case n <= 16:
+			if !slices.Contains(ids, string(id)) {
+				ids = append(ids, string(id))
+			}
+		case !seen[string(id)]:
+			if seen == nil {
+				seen = make(map[string]bool, n)
+			}
 			seen[string(id)] = true
 			ids = append(ids, string(id))
 		}
@@ -202,8 +234,8 @@ func (r *run) target(id string) error {
 		return fmt.Errorf("%w: read twin %q: %w", ingress.ErrUnavailable, id, err)
 	}
 	var doc map[string]any
-	decode := func() error {
-		if err := json.Unmarshal(data, &doc); err != nil {
+	decode := func() (err error) {
+		if doc, r.twin, err = decodeDoc(data); err != nil {
 			return fmt.Errorf("decode twin %q: %w", id, err)
 		}
 		return nil
@@ -213,7 +245,6 @@ func (r *run) target(id string) error {
 		if err := decode(); err != nil {
 			return err
 		}
-		r.twin = types.DefaultTypeAdapter.NativeToValue(doc)
 	}
 	if m.conditionPerTwin {
 		ok, err := r.condition()
@@ -227,7 +258,8 @@ func (r *run) target(id string) error {
 		}
 		doc = m.newTwin
 	}
-	writes := make([]write, 0, len(m.patch))
+	writes := r.writes[:0]
+	defer func() { r.writes = writes[:0] }()
 	for i := range m.patch {
 		e := &m.patch[i]
 		v, err := r.eval(&e.program)
@@ -254,7 +286,7 @@ func (r *run) target(id string) error {
 	}
 	c := ingress.Change{TwinID: id}
 	if p := addOrReplace(doc, writes); len(p) > 0 {
-		if c.Patch, err = p.AppendJSON(nil); err != nil {
+		if c.Patch, err = p.AppendJSON(make([]byte, 0, 64*len(p))); err != nil {
 			return r.withTwin(id, r.fieldError("patch", err))
 		}
 	}
@@ -379,20 +411,29 @@ func (r *run) ResolveName(name string) (any, bool) {
 		}
 		return r.body, true
 	case varTopic:
-		return types.String(r.msg.Topic), true
+		if r.topic == nil {
+			r.topic = types.String(r.msg.Topic)
+		}
+		return r.topic, true
 	case varKey:
-		return types.String(r.msg.Key), true
+		if r.key == nil {
+			r.key = types.String(r.msg.Key)
+		}
+		return r.key, true
 	case varHeaders:
 		if r.headers == nil {
 			h := r.msg.Headers
 			if h == nil {
 				h = map[string]string{}
 			}
-			r.headers = types.NewStringStringMap(types.DefaultTypeAdapter, h)
+			r.headers = types.NewStringStringMap(jsonAdapter{}, h)
 		}
 		return r.headers, true
 	case varTime:
-		return types.Timestamp{Time: r.msg.Time}, true
+		if r.time == nil {
+			r.time = types.Timestamp{Time: r.msg.Time}
+		}
+		return r.time, true
 	case varTwin:
 		if r.twin == nil {
 			return nil, false
@@ -409,11 +450,11 @@ func (r *run) Parent() interpreter.Activation { return nil }
 func (r *run) ResolveFunction(name string) (functions.LateBoundOp, bool) {
 	switch name {
 	case fnTwinByID:
-		return r.twinByID, true
+		return r.twinByIDFn, true
 	case fnIncoming:
-		return r.incoming, true
+		return r.incomingFn, true
 	case fnOutgoing:
-		return r.outgoing, true
+		return r.outgoingFn, true
 	}
 	return nil, false
 }
@@ -433,11 +474,10 @@ func (r *run) twinByID(_ string, args ...ref.Val) ref.Val {
 	}
 	v := ref.Val(types.NullValue)
 	if exists {
-		var doc any
-		if err := json.Unmarshal(data, &doc); err != nil {
+		var err error
+		if _, v, err = decodeDoc(data); err != nil {
 			return r.failed(fmt.Errorf("twinById: decode twin %q: %w", string(id), err))
 		}
-		v = types.DefaultTypeAdapter.NativeToValue(doc)
 	}
 	if r.byID == nil {
 		r.byID = make(map[string]ref.Val)
@@ -467,7 +507,7 @@ func (r *run) related(args []ref.Val, ask func(context.Context, string, string) 
 	if err != nil {
 		return r.failed(fmt.Errorf("%w: read relationships %q of twin %q: %w", ingress.ErrUnavailable, string(name), string(id), err))
 	}
-	return types.NewStringList(types.DefaultTypeAdapter, ids)
+	return types.NewStringList(jsonAdapter{}, ids)
 }
 
 // failed records err as the run's read failure and returns it as a CEL error, which ends

@@ -12,27 +12,61 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
+
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 // bodyValue returns message.body for a message body: the JSON value when the body is JSON,
 // else the body as a string (invalid UTF-8 replaced by U+FFFD).
 func bodyValue(body []byte) ref.Val {
-	if v, ok := jsonValue(body); ok {
-		return v
+	var v any
+	if err := twin.Decode(body, &v); err == nil {
+		return jsonAdapter{}.NativeToValue(v)
 	}
 	return types.String(strings.ToValidUTF8(string(body), "\uFFFD"))
 }
 
-// jsonValue returns the CEL value of a JSON document, and false when data is not JSON.
-// Objects become maps with string keys, arrays lists, and every number a double, as in CEL's
-// own mapping of JSON (google.protobuf.Value): a number's CEL type does not depend on whether
-// the sender happened to write a fraction, so an expression that works for 21.5 works for 21.
-func jsonValue(data []byte) (ref.Val, bool) {
-	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, false
+// jsonAdapter is the CEL type adapter of the mapping environments. It adapts JSON documents
+// decoded by twin.Decode (numbers as json.Number) lazily, as expressions reach into them,
+// and leaves everything else to CEL's default adapter.
+//
+// Objects become maps with string keys, arrays lists, and every number a double, as in
+// CEL's own mapping of JSON (google.protobuf.Value): a number's CEL type does not depend on
+// whether the sender happened to write a fraction, so an expression that works for 21.5
+// works for 21. A number beyond the range of doubles is an infinity, which cannot be
+// written back.
+type jsonAdapter struct{}
+
+// NativeToValue implements types.Adapter.
+func (a jsonAdapter) NativeToValue(v any) ref.Val {
+	switch v := v.(type) {
+	case nil:
+		return types.NullValue
+	case bool:
+		return types.Bool(v)
+	case string:
+		return types.String(v)
+	case json.Number:
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return types.WrapErr(err)
+		}
+		return types.Double(f)
+	case map[string]any:
+		return types.NewMap(a, v)
+	case []any:
+		return types.NewList(a, v)
 	}
-	return types.DefaultTypeAdapter.NativeToValue(v), true
+	return types.DefaultTypeAdapter.NativeToValue(v)
+}
+
+// decodeDoc decodes a twin document for patches (Go values) and for CEL (their adaptation).
+func decodeDoc(data []byte) (map[string]any, ref.Val, error) {
+	var doc map[string]any
+	if err := twin.Decode(data, &doc); err != nil {
+		return nil, nil, err
+	}
+	return doc, jsonAdapter{}.NativeToValue(doc), nil
 }
 
 // errNotJSON is wrapped by the errors of toJSON.
