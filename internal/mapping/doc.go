@@ -44,12 +44,14 @@
 //
 // # What the results become
 //
-// A patch entry's value is converted to JSON (see toJSON for the exact rules: numbers keep
-// their exact value, timestamps become RFC 3339 strings, bytes and durations are refused).
+// A patch entry's value is converted to JSON exactly: ints and uints as integers, doubles in
+// their shortest form (21.0 is 21), timestamps as RFC 3339 strings in UTC, lists and maps with
+// string keys as arrays and objects; bytes, durations, NaN and infinities are refused.
 // A null value removes the property when the twin has it (and writes nothing otherwise), and
 // optional.none() writes nothing, so message.body.?humidity copies the field only when the
 // message has it. Values are written with add-or-replace semantics: a path whose parents do
-// not exist yet creates them (see addOrReplace), so a property need not be initialised first.
+// not exist yet creates them (the patch adds the first missing object whole), so a property
+// need not be initialised first.
 // Telemetry must give an object (null or optional.none() sends none).
 //
 // A message's changes are one ingress.Change per target twin that the message changes:
@@ -60,8 +62,11 @@
 // # Cost
 //
 // CEL's cost tracking bounds the work of one message (Config.CostLimit, for all its
-// expressions together); a message over it fails with ErrCostLimit, naming the expression.
-// Compile estimates each expression's worst case for the largest inputs the configuration
-// allows and refuses one that could go over the limit alone: nested loops over the message
-// or the graph are refused before they run.
+// expressions and target twins together; reading a twin or asking the graph counts too): a
+// message over it fails with ErrCostLimit, naming the expression, and becomes a dead letter.
+// The default limit stops a runaway rule within about a tenth of a second (BenchmarkRunaway).
+// Compile also estimates each expression's cost for inputs of Config.EstimateSize and refuses
+// one over the limit, so a rule whose cost grows much faster than its input (a loop over the
+// message nested in another) is refused when it is defined rather than failing message after
+// message.
 package mapping
