@@ -60,8 +60,9 @@ type patchEntry struct {
 // Compile checks def (see Definition.Validate), compiles its expressions and returns the
 // Mapping. Every problem is reported, as *FieldErrors joined: a field that is malformed, an
 // expression that does not compile (with CEL's message and position) or gives the wrong
-// type, an expression whose estimated worst-case cost is over cfg.CostLimit, a createTwin
-// model that deps.Models does not hold, and a patch path that model cannot hold.
+// type, an expression whose estimated cost for inputs of cfg.EstimateSize is over
+// cfg.CostLimit, a createTwin model that deps.Models does not hold, and a patch path that
+// model cannot hold.
 func Compile(def Definition, cfg Config, deps Deps) (*Mapping, error) {
 	cfg = cfg.withDefaults()
 	ev, err := newEnvs(cfg, deps.Graph != nil)
@@ -183,7 +184,7 @@ func celIssues(source common.Source, iss *cel.Issues) string {
 	return b.String()
 }
 
-// costString writes a cost estimate, "unbounded" for one CEL cannot bound.
+// costString writes a cost estimate, "an unbounded amount" for one CEL cannot bound.
 func costString(c uint64) string {
 	if c == ^uint64(0) {
 		return "an unbounded amount"
@@ -224,7 +225,7 @@ func checkModel(def Definition, models Models, errs []error) (map[string]any, []
 	}
 	for _, path := range slices.Sorted(maps.Keys(def.Patch)) {
 		segs, err := twin.SplitPointer(path)
-		if err != nil {
+		if err != nil || checkSegments(segs) != "" {
 			continue // Validate reported it
 		}
 		if err := checkPath(iface, segs); err != nil {
@@ -251,8 +252,8 @@ func pathProblem(err error) string {
 	return strings.Join(msgs, "; ")
 }
 
-// checkPath checks a patch path against an Interface. A metadata path must name a property
-// of the twin or of one of its components.
+// checkPath checks a patch path that checkSegments accepts against an Interface. A metadata
+// path must name a property of the twin or of one of its components.
 func checkPath(iface *dtdl.Interface, segs []string) error {
 	switch {
 	case segs[0] == twin.KeyMetadata:

@@ -48,9 +48,11 @@ var ErrCostLimit = errors.New("CEL cost limit exceeded")
 // failed.
 func (m *Mapping) Map(ctx context.Context, msg ingress.Message, twins ingress.TwinReader) ([]ingress.Change, error) {
 	r := m.newRun(ctx, &msg, twins)
-	defer m.runs.Put(r)
-	err := r.run()
-	return r.changes, err
+	defer m.release(r)
+	if err := r.run(); err != nil {
+		return nil, err
+	}
+	return r.changes, nil
 }
 
 // Result is what a dry run of a mapping makes of one message.
@@ -76,7 +78,7 @@ type ResultChange struct {
 // applies nothing. Its errors are Map's.
 func (m *Mapping) DryRun(ctx context.Context, msg ingress.Message, twins ingress.TwinReader) (Result, error) {
 	r := m.newRun(ctx, &msg, twins)
-	defer m.runs.Put(r)
+	defer m.release(r)
 	if err := r.run(); err != nil {
 		return Result{}, err
 	}
@@ -127,10 +129,18 @@ func (m *Mapping) newRun(ctx context.Context, msg *ingress.Message, twins ingres
 		r.twinByIDFn, r.incomingFn, r.outgoingFn = r.twinByID, r.incoming, r.outgoing
 	}
 	r.ctx, r.msg, r.twins = ctx, msg, twins
+	return r
+}
+
+// release returns r to m's pool, without the message's values, so that the pool keeps no
+// message alive.
+func (m *Mapping) release(r *run) {
+	r.ctx, r.msg, r.twins = nil, nil, nil
 	r.selected, r.changes, r.spent, r.fail = false, nil, 0, nil
 	r.body, r.topic, r.key, r.headers, r.time, r.twin = nil, nil, nil, nil, nil, nil
 	clear(r.byID)
-	return r
+	clear(r.writes[:cap(r.writes)])
+	m.runs.Put(r)
 }
 
 // run evaluates the mapping on the run's message.
@@ -228,7 +238,13 @@ func (r *run) target(id string) error {
 		return fmt.Errorf("%w: %w", ingress.ErrUnavailable, err)
 	}
 	// Reading the twin is charged like twinById.
-	r.spent += graphCallCost
+	if r.spent += graphCallCost; r.spent > m.cfg.CostLimit {
+		field := "twinIds"
+		if m.twinID != nil {
+			field = "twinId"
+		}
+		return &EvalError{Field: field, TwinID: id, Err: fmt.Errorf("%w: reading the target twins took the message's cost to %d, over the limit of %d", ErrCostLimit, r.spent, m.cfg.CostLimit)}
+	}
 	data, exists, err := r.twins.Twin(id)
 	if err != nil {
 		return fmt.Errorf("%w: read twin %q: %w", ingress.ErrUnavailable, id, err)
