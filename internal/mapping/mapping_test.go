@@ -171,3 +171,39 @@ func TestConcurrentMap(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// FuzzMap maps arbitrary messages with rules that read every part of them: it must never
+// panic, and every error must be the message's fault.
+func FuzzMap(f *testing.F) {
+	m, err := Compile(Definition{
+		Source:    "s",
+		Condition: "message.topic.startsWith('devices/') || has(message.headers.k)",
+		TwinID:    "'t1'",
+		Patch: map[string]string{
+			"/a":   "message.body",
+			"/b/c": "message.topic.split('/')",
+			"/d":   "type(message.body) == map ? message.body.?x.orValue(null) : null",
+		},
+		Telemetry: "{'key': message.key, 'n': type(message.body) == list ? size(message.body) : 0}",
+	}, Config{MaxMessageBytes: 4096}, Deps{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	twins := twinMap{"t1": []byte(`{"$dtId":"t1","b":5,"d":1}`)}
+	f.Add("devices/x/messages/events/", []byte(`{"x":[1,2,{"y":null}]}`))
+	f.Add("devices/", []byte(`"\ud800"`))
+	f.Add("other", []byte(`[1e400]`))
+	f.Add("devices/\xff", []byte("\xff\xfe not json"))
+	f.Fuzz(func(t *testing.T, topic string, body []byte) {
+		msg := ingress.Message{Topic: topic, Key: topic, Headers: map[string]string{"k": "v"}, Body: body}
+		changes, err := m.Map(context.Background(), msg, twins)
+		if errors.Is(err, ingress.ErrUnavailable) {
+			t.Fatalf("Map(%q, %q) = %v: not the message's fault", topic, body, err)
+		}
+		for _, c := range changes {
+			if c.Patch != nil && !json.Valid(c.Patch) || c.Telemetry != nil && !json.Valid(c.Telemetry) {
+				t.Fatalf("Map(%q, %q) gave invalid JSON: %s %s", topic, body, c.Patch, c.Telemetry)
+			}
+		}
+	})
+}
