@@ -39,6 +39,16 @@ func (i *Interface) ValidatePath(path []string, v any) error {
 	return c.err()
 }
 
+// CheckPath checks that path names something an instance of the Interface can hold, as
+// ValidatePath resolves it, without a value to check there: for rules that know where they
+// will write before they know what. It returns nil or a *ValidationError naming the segment
+// that does not resolve.
+func (i *Interface) CheckPath(path []string) error {
+	c := checker{pathOnly: true}
+	c.atPath(i, path, nil)
+	return c.err()
+}
+
 // ValidateProperties checks a relationship's properties against the Relationship's declared
 // Properties: only declared names, each value valid. Keys starting with "$" ($relationshipId,
 // $targetId, $relationshipName, $etag, ...) are ignored.
@@ -134,7 +144,9 @@ func (c *checker) atPath(iface *Interface, path []string, v any) {
 			return
 		}
 		if len(path) == 1 {
-			c.component(comp, v)
+			if !c.pathOnly {
+				c.component(comp, v)
+			}
 			return
 		}
 		if comp.Schema == nil {
@@ -182,7 +194,9 @@ func (c *checker) schemaPath(s *Schema, rest []string, v any) {
 			return
 		}
 	}
-	c.value(s, v)
+	if !c.pathOnly {
+		c.value(s, v)
+	}
 }
 
 // isArrayIndex reports whether seg is a JSON Pointer array index: "0", a decimal number without

@@ -168,6 +168,32 @@ func TestValidatePath(t *testing.T) {
 	}
 }
 
+func TestCheckPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want []ValueProblem
+	}{
+		{"temp", nil},
+		{"address/city", nil},
+		{"tags/anything", nil},
+		{"readings/-", nil},
+		{"matrix/1/0", nil},
+		{"thermostat", nil},
+		{"thermostat/setPoint", nil},
+		{"color", []ValueProblem{{Path: "color", Message: "'color' is not a property of dtmi:ex:Room;1"}}},
+		{"address/country", []ValueProblem{{Path: "address/country", Message: "'country' is not a field of Object dtmi:ex:Address;1"}}},
+		{"thermostat/fan", []ValueProblem{{Path: "thermostat/fan", Message: "'fan' is not a property of dtmi:ex:Thermostat;1"}}},
+		{"readings/first", []ValueProblem{{Path: "readings/first", Message: `'first' is not an array index (a decimal number or "-")`}}},
+		{"temp/x", []ValueProblem{{Path: "temp", Expected: "double", Message: "a value of schema double has no member 'x'"}}},
+	}
+	for _, tt := range tests {
+		got := vtProblems(t, vtRoom.CheckPath(strings.Split(tt.path, "/")))
+		if !equalProblems(got, tt.want) {
+			t.Errorf("CheckPath(%s) problems\n got %q\nwant %q", tt.path, got, tt.want)
+		}
+	}
+}
+
 func TestValidatePathEmpty(t *testing.T) {
 	ps := vtProblems(t, vtRoom.ValidatePath(nil, map[string]any{}))
 	if len(ps) != 1 || !strings.Contains(ps[0].Message, "path is empty") {

@@ -98,6 +98,8 @@ type checker struct {
 	omitted  int
 	depth    int
 	path     [maxDepth]segment
+	// pathOnly resolves paths without checking the value found there (CheckPath).
+	pathOnly bool
 }
 
 // segment is one step of a path: a name, or an array index when name is empty and index >= 0.

@@ -178,3 +178,36 @@ func (r *Rel) Target() *Twin { return r.dst }
 
 // Doc returns the relationship's JSON document. It must not be modified.
 func (r *Rel) Doc() []byte { return r.doc }
+
+// Incoming returns the ids of the twins with a relationship named name to twin id, in no
+// particular order and once per relationship; none when there is no twin id. It reads the
+// index as Read does, so it sees every write acknowledged before the call. It lets mapping
+// rules walk the graph (mapping.Graph).
+func (x *Index) Incoming(ctx context.Context, id, name string) ([]string, error) {
+	return x.related(ctx, id, name, (*Twin).In, (*Rel).Source)
+}
+
+// Outgoing returns the ids of the twins that twin id has a relationship named name to, as
+// Incoming does for the other direction.
+func (x *Index) Outgoing(ctx context.Context, id, name string) ([]string, error) {
+	return x.related(ctx, id, name, (*Twin).Out, (*Rel).Target)
+}
+
+// related returns the ids of the twins at the other end of twin id's relationships named
+// name in one direction: rels lists them, end picks the other twin.
+func (x *Index) related(ctx context.Context, id, name string, rels func(*Twin) []*Rel, end func(*Rel) *Twin) ([]string, error) {
+	var ids []string
+	err := x.Read(ctx, func(r *Reader) error {
+		t, ok := r.Twin(id)
+		if !ok {
+			return nil
+		}
+		for _, rel := range rels(t) {
+			if rel.Name() == name {
+				ids = append(ids, end(rel).ID())
+			}
+		}
+		return nil
+	})
+	return ids, err
+}

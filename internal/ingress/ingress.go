@@ -20,6 +20,7 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -137,8 +138,13 @@ type TwinReader interface {
 
 // Mapper turns a message into the twin changes it causes (package mapping implements it with
 // CEL rules). An error is the message's fault (bad JSON, a rule that fails on it): the message
-// becomes a dead letter with the error as its reason. A message a rule's condition does not
-// select yields no changes and no error.
+// becomes a dead letter with the error as its reason, unless it wraps ErrUnavailable. A
+// message a rule's condition does not select yields no changes and no error.
 type Mapper interface {
 	Map(ctx context.Context, m Message, twins TwinReader) ([]Change, error)
 }
+
+// ErrUnavailable is wrapped by a Mapper's errors that are not the message's fault: the
+// TwinReader or another read failed, or ctx ended. The Handler handles the message again
+// later instead of keeping it as a dead letter.
+var ErrUnavailable = errors.New("ingress: mapping inputs unavailable")
