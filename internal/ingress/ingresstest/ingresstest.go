@@ -184,10 +184,11 @@ func testSettledNotRedelivered(t *testing.T, b Broker) {
 }
 
 // testErrorRedelivers settles a message with an error: after a restart it is delivered again.
+// Every delivery of it fails before the restart, as a source may deliver it again itself.
 func testErrorRedelivers(t *testing.T, b Broker) {
 	sent := messages("d1", 3)
 	r := start(t, b, func(m ingress.Message, i int) error {
-		if i == 1 {
+		if string(m.Body) == string(sent[1].Body) {
 			return errors.New("store unavailable")
 		}
 		return nil
