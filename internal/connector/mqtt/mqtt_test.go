@@ -197,6 +197,8 @@ func privateBroker(t *testing.T, listener, global string) string {
 			return addr
 		}
 		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait() // before reading stderr, which the process's copier writes
 			t.Fatalf("private mosquitto does not listen on %s: %v\n%s", addr, err, stderr.String())
 		}
 	}
