@@ -89,8 +89,14 @@ func (c SinkConfig) Redacted() SinkConfig {
 	return c
 }
 
-// brokerURL parses and normalises the broker URL: scheme tcp or tls, explicit port.
+// brokerURL parses and normalises an endpoint's broker URL: scheme tcp or tls, explicit port.
 func brokerURL(s string) (*url.URL, error) {
+	return parseBrokerURL(s, false)
+}
+
+// parseBrokerURL parses and normalises a broker URL: scheme tcp or tls, or with websockets
+// ws or wss (MQTT over WebSocket, path kept), and an explicit port.
+func parseBrokerURL(s string, websockets bool) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, err
@@ -101,6 +107,16 @@ func brokerURL(s string) (*url.URL, error) {
 		u.Scheme = "tcp"
 	case "ssl", "tls", "mqtts":
 		u.Scheme, port = "tls", "8883"
+	case "ws":
+		port = "80"
+	case "wss":
+		port = "443"
+	}
+	switch {
+	case u.Scheme == "tcp" || u.Scheme == "tls":
+	case websockets && (u.Scheme == "ws" || u.Scheme == "wss"):
+	case websockets:
+		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss:// URL", s)
 	default:
 		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls:// or mqtts:// URL", s)
 	}

@@ -1,0 +1,91 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// dialTimeout bounds opening the network connection, TLS and WebSocket handshakes included.
+const dialTimeout = 10 * time.Second
+
+// dial opens the network connection to the broker at u (as parseBrokerURL returns it):
+// TCP, TLS with tc, or a WebSocket (over TLS for wss) carrying MQTT in binary messages.
+func dial(ctx context.Context, u *url.URL, tc *tls.Config) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	d := &net.Dialer{}
+	switch u.Scheme {
+	case "tls":
+		return (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", u.Host)
+	case "ws", "wss":
+		wd := websocket.Dialer{
+			NetDialContext:  d.DialContext,
+			TLSClientConfig: tc,
+			Subprotocols:    []string{"mqtt"},
+		}
+		c, resp, err := wd.DialContext(ctx, u.String(), nil)
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if err != nil {
+			if resp != nil {
+				return nil, fmt.Errorf("websocket handshake with %s: %s: %w", u.Redacted(), resp.Status, err)
+			}
+			return nil, fmt.Errorf("websocket handshake with %s: %w", u.Redacted(), err)
+		}
+		return &wsConn{Conn: c}, nil
+	default:
+		return d.DialContext(ctx, "tcp", u.Host)
+	}
+}
+
+// wsConn is a WebSocket as the byte stream MQTT clients read and write: each Write is one
+// binary message, and Read reads the messages' bytes one after another (MQTT over
+// WebSocket lets a packet span messages and a message hold several packets). Writes must
+// not be concurrent, which the MQTT clients ensure.
+type wsConn struct {
+	*websocket.Conn
+	r io.Reader
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			_, r, err := c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
