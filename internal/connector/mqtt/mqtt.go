@@ -1,8 +1,13 @@
-// Package mqtt delivers events to an MQTT broker with QoS 1, each to a topic expanded from a
+// Package mqtt connects twinflow to MQTT brokers, 3.1.1 and 5, in both directions.
+//
+// The Sink (an endpoint) delivers events with QoS 1, each to a topic expanded from a
 // template. MQTT 5 uses the CloudEvents MQTT binding's binary mode: the attributes as user
 // properties named as the attributes, the content type as the Content Type property, data as
 // the payload. MQTT 3.1.1 has no properties, so it gets the structured mode: the whole event
 // as application/cloudevents+json.
+//
+// The Source (ingress) consumes topic filters with a persistent session and acknowledges
+// each message only after it was applied; see Source.
 package mqtt
 
 import (
