@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -17,7 +19,15 @@ const dialTimeout = 10 * time.Second
 
 // dial opens the network connection to the broker at u (as parseBrokerURL returns it):
 // TCP, TLS with tc, or a WebSocket (over TLS for wss) carrying MQTT in binary messages.
-func dial(ctx context.Context, u *url.URL, tc *tls.Config) (net.Conn, error) {
+func dial(ctx context.Context, u *url.URL, tc *tls.Config) (*lingerConn, error) {
+	c, err := dialNet(ctx, u, tc)
+	if err != nil {
+		return nil, err
+	}
+	return &lingerConn{Conn: c, readEnded: make(chan struct{})}, nil
+}
+
+func dialNet(ctx context.Context, u *url.URL, tc *tls.Config) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	d := &net.Dialer{}
@@ -44,6 +54,45 @@ func dial(ctx context.Context, u *url.URL, tc *tls.Config) (net.Conn, error) {
 	default:
 		return d.DialContext(ctx, "tcp", u.Host)
 	}
+}
+
+// lingerTimeout bounds how long Close waits for the broker to close its side.
+const lingerTimeout = time.Second
+
+// lingerConn is a broker connection whose Close, once Linger was called, waits (up to
+// lingerTimeout) until reading it ended because the broker closed its side, as brokers do
+// after a DISCONNECT. A broker processes one connection's packets in order, so by then it
+// has processed the PUBACKs sent before the DISCONNECT. Without the wait, a source started
+// again with the same client id could connect first: the broker would hand it the session,
+// dropping the old connection with those PUBACKs unread, and send their messages again.
+type lingerConn struct {
+	net.Conn
+	readEnded chan struct{}
+	endOnce   sync.Once
+	linger    atomic.Bool
+}
+
+// Linger makes Close wait for the broker to close its side.
+func (c *lingerConn) Linger() { c.linger.Store(true) }
+
+func (c *lingerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.endOnce.Do(func() { close(c.readEnded) })
+	}
+	return n, err
+}
+
+func (c *lingerConn) Close() error {
+	if c.linger.Load() {
+		t := time.NewTimer(lingerTimeout)
+		select {
+		case <-c.readEnded:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return c.Conn.Close()
 }
 
 // wsConn is a WebSocket as the byte stream MQTT clients read and write: each Write is one

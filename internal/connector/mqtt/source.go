@@ -34,8 +34,10 @@ import (
 // A QoS 1 message is acknowledged (PUBACK) only after its Settle was called with nil, and,
 // because MQTT requires PUBACKs in the order the messages arrived, after every message
 // received before it on the connection was too. When Run stops, the PUBACKs due are sent
-// before the DISCONNECT; messages settled behind one still unsettled then are delivered
-// again by the broker after the restart (the runner recognises those with an id).
+// before the DISCONNECT, and Run waits (up to a second) for the broker to close the
+// connection, so that it has processed them before a restarted source connects with the
+// same client id. Messages settled behind one still unsettled then are delivered again by
+// the broker after the restart (the runner recognises those with an id).
 //
 // MQTT has no negative acknowledgement: a message settled with an error is delivered again
 // by dropping the connection without acknowledging it and connecting again (after a backoff

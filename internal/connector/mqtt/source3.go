@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
@@ -21,6 +22,7 @@ type conn3 struct {
 	src    *Source
 	link   *link
 	client paho3.Client
+	nc     atomic.Pointer[lingerConn] // set by the client's dial
 
 	lostOnce sync.Once
 	lostC    chan struct{}
@@ -34,7 +36,12 @@ func (c *conn3) connect(ctx context.Context) (bool, error) {
 		// The client dials with dial; this address only names the broker in its logs.
 		AddBroker("tcp://" + c.src.url.Host).
 		SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) {
-			return dial(ctx, c.src.url, c.src.tls)
+			nc, err := dial(ctx, c.src.url, c.src.tls)
+			if err != nil {
+				return nil, err
+			}
+			c.nc.Store(nc)
+			return nc, nil
 		}).
 		SetClientID(cfg.ClientID).
 		SetProtocolVersion(4).
@@ -131,5 +138,8 @@ func (c *conn3) cause() error          { return c.lostErr }
 func (c *conn3) disconnect() {
 	// The DISCONNECT follows the PUBACKs sent before (the client writes both from one queue);
 	// a 3.1.1 session without Clean Session outlives it.
-	c.client.Disconnect(1000)
+	if nc := c.nc.Load(); nc != nil {
+		nc.Linger()
+	}
+	c.client.Disconnect(uint((lingerTimeout + time.Second) / time.Millisecond))
 }

@@ -21,6 +21,7 @@ type conn5 struct {
 	src     *Source
 	link    *link
 	client  *paho.Client
+	nc      *lingerConn
 	session deferredAcks
 
 	lostOnce sync.Once
@@ -49,6 +50,7 @@ func (c *conn5) connect(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, certificateError(err)
 	}
+	c.nc = nc
 	c.session = deferredAcks{state.NewInMemory()}
 	c.client = paho.NewClient(paho.ClientConfig{
 		Conn:              packets.NewThreadSafeConn(nc),
@@ -211,6 +213,7 @@ func (c *conn5) cause() error          { return c.lostErr }
 
 func (c *conn5) disconnect() {
 	// Reason code 0 keeps the session for its expiry interval.
+	c.nc.Linger()
 	_ = c.client.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	<-c.client.Done()
 	_ = c.session.Close()

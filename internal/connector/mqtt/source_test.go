@@ -798,3 +798,58 @@ func readPacket(r io.Reader) (byte, []byte, error) {
 	_, err := io.ReadFull(r, body)
 	return typ, body, err
 }
+
+// TestSourceMessageFields checks the fields of an MQTT 5 message: the content type among
+// the headers, a Message-Id user property in another case as the ID, the topic as Order.
+func TestSourceMessageFields(t *testing.T) {
+	testenv.Mosquitto(t)
+	p := sourcePrefix()
+	r := newRecorder(nil)
+	run(t, newSource(t, SourceConfig{URL: "tcp://" + broker, Topics: []string{p + "/#"}, ClientID: "tf-test-" + randomHex()}, "fields"), r)
+	pub := newPublisher(t, "tcp://"+broker)
+	before := time.Now()
+	pb := &paho.Publish{QoS: 1, Topic: p + "/room/1", Payload: []byte(`{"t":21}`), Properties: &paho.PublishProperties{
+		ContentType: "application/json",
+		User:        paho.UserProperties{{Key: "Message-Id", Value: "id-1"}, {Key: "k", Value: "first"}, {Key: "k", Value: "last"}},
+	}}
+	if _, err := pub.c.Publish(t.Context(), pb); err != nil {
+		t.Fatal(err)
+	}
+	m := r.messages(t, 1)[0]
+	want := map[string]string{"content-type": "application/json", "Message-Id": "id-1", "k": "last"}
+	if m.ID != "id-1" || m.Topic != p+"/room/1" || m.Order != m.Topic || !maps.Equal(m.Headers, want) || m.Key != "" {
+		t.Errorf("message %+v; want ID id-1, Topic and Order %s/room/1, headers %v", m, p, want)
+	}
+	if m.Time.Before(before) || time.Since(m.Time) > waitLong {
+		t.Errorf("Time %v, want when it arrived", m.Time)
+	}
+}
+
+// TestSourceQoS0 subscribes with QoS 0: messages arrive, nothing is acknowledged, and one
+// settled with an error is not delivered again (at most once).
+func TestSourceQoS0(t *testing.T) {
+	testenv.Mosquitto(t)
+	for _, version := range []int{5, 3} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			p := sourcePrefix()
+			qos := 0
+			r := newRecorder(func(m ingress.Message, n int) error {
+				if n == 0 {
+					return errors.New("store unavailable")
+				}
+				return nil
+			})
+			run(t, newSource(t, SourceConfig{URL: "tcp://" + broker, Version: version, QoS: &qos, Topics: []string{p + "/+"}, ClientID: "tf-test-" + randomHex()}, "qos0"), r)
+			pub := newPublisher(t, "tcp://"+broker)
+			for _, b := range []string{"a", "b", "c"} {
+				pub.publish(t, p+"/d1", []byte(b), nil)
+			}
+			r.messages(t, 3)
+			pub.publish(t, p+"/d1", []byte("d"), nil)
+			r.messages(t, 4)
+			if got := r.bodies(); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+				t.Errorf("received %v, want a b c d, each once", got)
+			}
+		})
+	}
+}
