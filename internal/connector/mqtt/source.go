@@ -29,6 +29,11 @@ import (
 // configured filter matches, left from a subscription of an earlier configuration, is
 // acknowledged and dropped.
 //
+// A broker queues a limited number of messages per session (Mosquitto's
+// max_queued_messages, 1000 by default, beyond which it drops QoS 1 messages silently):
+// raise the limit for twinflow's client id to what many devices can publish while twinflow
+// is restarting or behind.
+//
 // # Acknowledgements
 //
 // A QoS 1 message is acknowledged (PUBACK) only after its Settle was called with nil, and,
