@@ -30,9 +30,9 @@ import (
 // acknowledged and dropped.
 //
 // A broker queues a limited number of messages per session (Mosquitto's
-// max_queued_messages, 1000 by default, beyond which it drops QoS 1 messages silently):
-// raise the limit for twinflow's client id to what many devices can publish while twinflow
-// is restarting or behind.
+// max_queued_messages, 1000 by default, beyond which it drops QoS 1 messages with only a
+// log notice): raise the limit to what the devices publish while twinflow is restarting
+// or behind.
 //
 // # Acknowledgements
 //
