@@ -51,6 +51,12 @@ type Event struct {
 	// insensitive (HTTP headers) may deliver it as telemetrysourcetime.
 	TelemetrySourceTime string          `json:"telemetrySourceTime,omitempty"`
 	Data                json.RawMessage `json:"data,omitempty"`
+	// Depth counts the propagation steps that led to the event: 0 for a change made through
+	// the API or by a source's message, n+1 for a change a mapping of the change log ($events)
+	// made because of an event of depth n. It bounds propagation chains and cycles. It is not
+	// a CloudEvents attribute: the change log keeps it beside the event, and encodings leave
+	// it out.
+	Depth int `json:"-"`
 }
 
 // Record is an event as the change log holds it: Seq numbers records from 1 in commit order,

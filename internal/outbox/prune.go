@@ -35,9 +35,10 @@ type PrunerConfig struct {
 	Now func() time.Time
 }
 
-// Pruner trims the change log: a record goes once every endpoint's cursor and every one of
-// PrunerConfig.Consumers is past it and the retention has passed since its commit. The newest
-// record always stays.
+// Pruner trims the change log: a record goes once every endpoint's cursor, every consumer
+// cursor in the store (store.DeliveryReader.ConsumerCursors, such as propagation's) and every
+// one of PrunerConfig.Consumers is past it and the retention has passed since its commit. The
+// newest record always stays.
 //
 // So no reader of the log misses a record: a consumer reads on from where it is, and the log
 // still holds every record after it. The retention alone cannot promise that, as a consumer
@@ -110,6 +111,13 @@ func (p *Pruner) Prune(ctx context.Context) (int, error) {
 				if err != nil {
 					return err
 				}
+				through = min(through, c)
+			}
+			consumers, err := w.ConsumerCursors()
+			if err != nil {
+				return err
+			}
+			for _, c := range consumers {
 				through = min(through, c)
 			}
 			n, err = w.PruneLog(through, before, pruneBatch)

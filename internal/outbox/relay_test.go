@@ -708,3 +708,28 @@ func TestPrunerWaitsForConsumers(t *testing.T) {
 		t.Errorf("Prune with consumers at the end = %d, %v, first record %d; want all but the newest", n, err, first())
 	}
 }
+
+func TestPrunerKeepsWhatConsumersNeed(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	emit(t, s, event.TwinCreate, ids("a", 6)...)
+	addEndpoint(t, s, "ep") // cursor 6
+	err := s.UpdateDelivery(context.Background(), func(w store.DeliveryWriter) error { return w.SetConsumerCursor("propagation", 2) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Hour)
+	p, err := NewPruner(PrunerConfig{Retention: time.Minute, Now: func() time.Time { return now }}, s, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Prune(context.Background()); err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want the 2 records behind the consumer's cursor", n, err)
+	}
+	err = s.UpdateDelivery(context.Background(), func(w store.DeliveryWriter) error { return w.DeleteConsumerCursor("propagation") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Prune(context.Background()); err != nil || n != 3 {
+		t.Fatalf("Prune after the consumer went = %d, %v; want the 3 records up to the endpoint's cursor but the newest", n, err)
+	}
+}

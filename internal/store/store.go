@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/ingress"
 )
 
 // ErrNotFound is returned (possibly wrapped) by Reader methods when the entity does not exist.
@@ -43,6 +44,10 @@ var ErrClosed = errors.New("store closed")
 // ErrExists is returned (possibly wrapped) by the Writer's Create methods when the entity
 // exists already.
 var ErrExists = errors.New("already exists")
+
+// ErrDuplicate is returned (possibly wrapped) by IngressWriter.RecordMessage when the message
+// is recorded already and its record has not expired.
+var ErrDuplicate = errors.New("message already recorded")
 
 // Store keeps twinflow's state and its change log.
 //
@@ -233,6 +238,11 @@ type DeliveryReader interface {
 	CountRoutes() (int, error)
 	// Cursor returns the Seq of the newest record the endpoint's relay is done with.
 	Cursor(endpoint string) (uint64, error)
+	// ConsumerCursor returns the Seq of the newest record the log consumer name (one that is
+	// not an endpoint, such as propagation) is done with; ErrNotFound when it has none yet.
+	ConsumerCursor(name string) (uint64, error)
+	// ConsumerCursors returns every log consumer's cursor, by name.
+	ConsumerCursors() (map[string]uint64, error)
 	DeadLetter(endpoint string, id uint64) (DeadLetter, error)
 	// DeadLetters lists an endpoint's dead letters ordered by id, starting after the given id.
 	DeadLetters(endpoint string, after uint64, limit int) ([]DeadLetter, error)
@@ -259,6 +269,11 @@ type DeliveryWriter interface {
 	DeleteRoute(id string) error
 	// SetCursor moves an endpoint's cursor, forwards after delivery or backwards for a replay.
 	SetCursor(endpoint string, seq uint64) error
+	// SetConsumerCursor creates or moves the cursor of the log consumer name.
+	SetConsumerCursor(name string, seq uint64) error
+	// DeleteConsumerCursor deletes the cursor of the log consumer name, so that it no longer
+	// holds back PruneLog's callers; a missing one is ErrNotFound.
+	DeleteConsumerCursor(name string) error
 	// AddDeadLetter stores d (its ID is ignored) and returns the id it was given.
 	AddDeadLetter(d DeadLetter) (uint64, error)
 	DeleteDeadLetter(endpoint string, id uint64) error
@@ -302,4 +317,97 @@ type JobWriter interface {
 	PutJob(j Job) error
 	// DeleteJob deletes a job; a missing one is ErrNotFound.
 	DeleteJob(kind, id string) error
+}
+
+// Source is a stored ingress source. Config is its JSON definition as accepted
+// ({"sourceType": ..., and that kind's settings}); the store keeps it opaque.
+type Source struct {
+	Name    string
+	Config  json.RawMessage
+	Created time.Time
+}
+
+// Mapping is a stored mapping: rules that turn the messages of the source Source into twin
+// changes. Definition is its JSON definition as accepted; the store keeps it opaque.
+type Mapping struct {
+	Name       string
+	Source     string
+	Definition json.RawMessage
+	Created    time.Time
+}
+
+// SourceDeadLetter is a message a source's runner gave up on, kept with the reason.
+type SourceDeadLetter struct {
+	Source string
+	// ID numbers the store's source dead letters from 1 in the order they were added; ids
+	// are never reused, so a list can be paged by id.
+	ID       uint64
+	Message  ingress.Message
+	Reason   string
+	Attempts int
+	Time     time.Time
+}
+
+// MessageRecord records that message ID of Source was applied, so that the same message
+// delivered again is recognised until Expires.
+type MessageRecord struct {
+	Source, ID string
+	// Time is when the message is recorded: a record of the same message that expires after
+	// it makes the message a duplicate.
+	Time    time.Time
+	Expires time.Time
+}
+
+// Ingress is the part of a store that keeps ingress state: source and mapping definitions,
+// the sources' dead letters and the ids of applied messages. Its transactions have the
+// semantics of Store's View and Update (they share the writer and its group commit), and an
+// UpdateIngress also changes twins and emits events, so that a message's changes, its
+// de-duplication record and its dead letter commit together or not at all.
+type Ingress interface {
+	ViewIngress(ctx context.Context, fn func(IngressReader) error) error
+	UpdateIngress(ctx context.Context, fn func(IngressWriter) error) error
+}
+
+// IngressReader reads ingress state. Methods return ErrNotFound for a missing entity; a limit
+// of 0 or less means no limit.
+type IngressReader interface {
+	Source(name string) (Source, error)
+	// Sources lists every source ordered by name.
+	Sources() ([]Source, error)
+	Mapping(name string) (Mapping, error)
+	// Mappings lists every mapping ordered by name.
+	Mappings() ([]Mapping, error)
+	SourceDeadLetter(source string, id uint64) (SourceDeadLetter, error)
+	// SourceDeadLetters lists a source's dead letters ordered by id, starting after the
+	// given id.
+	SourceDeadLetters(source string, after uint64, limit int) ([]SourceDeadLetter, error)
+	CountSourceDeadLetters(source string) (int, error)
+	// MessageRecorded reports whether message id of source is recorded with a record that
+	// expires after at.
+	MessageRecorded(source, id string, at time.Time) (bool, error)
+}
+
+// IngressWriter changes ingress state, and twins, inside an UpdateIngress.
+type IngressWriter interface {
+	Writer
+	IngressReader
+	// PutSource inserts or replaces a source; a replaced source keeps its Created time, its
+	// dead letters and its message records.
+	PutSource(s Source) error
+	// DeleteSource deletes a source with its dead letters and message records. Mappings of
+	// it are left alone; callers decide whether they may dangle.
+	DeleteSource(name string) error
+	// PutMapping inserts or replaces a mapping; a replaced mapping keeps its Created time.
+	PutMapping(m Mapping) error
+	DeleteMapping(name string) error
+	// RecordMessage records r. It fails with ErrDuplicate, changing nothing, when the same
+	// message is recorded with a record that expires after r.Time; an expired record is
+	// replaced.
+	RecordMessage(r MessageRecord) error
+	// AddSourceDeadLetter stores d (its ID is ignored) and returns the id it was given.
+	AddSourceDeadLetter(d SourceDeadLetter) (uint64, error)
+	DeleteSourceDeadLetter(source string, id uint64) error
+	// PruneMessages deletes up to max message records that expired at or before before, and
+	// returns how many it deleted.
+	PruneMessages(before time.Time, max int) (int, error)
 }

@@ -110,12 +110,14 @@ func scanRecord(sc scanner) (event.Record, error) {
 		rec event.Record
 		buf []byte
 	)
-	if err := sc.Scan(&rec.Seq, &buf); err != nil {
+	var depth int
+	if err := sc.Scan(&rec.Seq, &buf, &depth); err != nil {
 		return event.Record{}, err
 	}
 	if err := decodeEvent(buf, &rec.Event); err != nil {
 		return event.Record{}, fmt.Errorf("decode log record %d: %w", rec.Seq, err)
 	}
+	rec.Event.Depth = depth
 	return rec, nil
 }
 
@@ -501,7 +503,8 @@ func (w *writer) DeleteRelationship(sourceID, id string) error {
 }
 
 // Emit implements store.Writer. The record gets the next Seq; the single writer makes that
-// gap-free and in commit order. e.Data must be valid JSON.
+// gap-free and in commit order. e.Data must be valid JSON. e.Depth goes in a column of its
+// own, beside the event's JSON.
 func (w *writer) Emit(e event.Event) error {
 	buf, err := appendEvent(w.buf[:0], &e)
 	if err != nil {
@@ -509,7 +512,7 @@ func (w *writer) Emit(e event.Event) error {
 	}
 	// The driver copies a bound value, so buf can be reused for the next event.
 	w.buf = buf
-	if _, err := w.exec(stmtEmit, int64(w.seq), buf); err != nil {
+	if _, err := w.exec(stmtEmit, int64(w.seq), buf, e.Depth); err != nil {
 		return fmt.Errorf("emit event %q: %w", e.ID, err)
 	}
 	ev := e

@@ -247,7 +247,7 @@ func (c *ceiling) commit(next func() (store.Twin, event.Event), n int, seq *uint
 			return buf, fmt.Errorf("encode event: %w", err)
 		}
 		*seq++
-		if _, err := st[stmtEmit].ExecContext(c.exec, int64(*seq), buf); err != nil {
+		if _, err := st[stmtEmit].ExecContext(c.exec, int64(*seq), buf, 0); err != nil {
 			_, _ = st[stmtRollback].ExecContext(c.exec)
 			return buf, fmt.Errorf("append log record: %w", err)
 		}
@@ -362,7 +362,7 @@ func (c *ceiling) insert(next func() InsertRow, insertRel *sql.Stmt, n int, seq 
 			return rollback(fmt.Errorf("encode event: %w", err))
 		}
 		*seq++
-		if _, err := st[stmtEmit].ExecContext(c.exec, int64(*seq), buf); err != nil {
+		if _, err := st[stmtEmit].ExecContext(c.exec, int64(*seq), buf, 0); err != nil {
 			return rollback(fmt.Errorf("append log record: %w", err))
 		}
 	}

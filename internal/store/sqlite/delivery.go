@@ -179,6 +179,37 @@ func (r *deliveryReader) Cursor(endpoint string) (uint64, error) {
 		"SELECT cursor FROM endpoints WHERE name = ?", endpoint)
 }
 
+// ConsumerCursor implements store.DeliveryReader.
+func (r *deliveryReader) ConsumerCursor(name string) (uint64, error) {
+	return deliveryOne(r, fmt.Sprintf("cursor of log consumer %q", name), scanUint,
+		"SELECT cursor FROM log_consumers WHERE name = ?", name)
+}
+
+// ConsumerCursors implements store.DeliveryReader.
+func (r *deliveryReader) ConsumerCursors() (map[string]uint64, error) {
+	type consumer struct {
+		name   string
+		cursor uint64
+	}
+	cs, err := deliveryList(r, "log consumers", func(sc scanner) (consumer, error) {
+		var (
+			c consumer
+			n int64
+		)
+		err := sc.Scan(&c.name, &n)
+		c.cursor = uint64(n)
+		return c, err
+	}, "SELECT name, cursor FROM log_consumers")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(cs))
+	for _, c := range cs {
+		out[c.name] = c.cursor
+	}
+	return out, nil
+}
+
 func scanUint(sc scanner) (uint64, error) {
 	var n int64
 	err := sc.Scan(&n)
@@ -239,32 +270,43 @@ type deliveryWriter struct {
 
 var _ store.DeliveryWriter = (*deliveryWriter)(nil)
 
-// exec runs a change inside the fn's savepoint. Errors are storage failures: they also break
-// the batch, as the writer's own statements do.
+// exec runs a change inside the fn's savepoint; see writer.execIn.
 func (e *deliveryWriter) exec(query string, args ...any) (sql.Result, error) {
-	w := e.w
+	return e.w.execIn(e.q, query, args...)
+}
+
+// change runs a change that must hit a row; see writer.changeIn.
+func (e *deliveryWriter) change(what string, query string, args ...any) error {
+	return e.w.changeIn(e.q, what, query, args...)
+}
+
+// execIn runs a change on q, the writer's connection, inside the current fn's savepoint,
+// opening it first if needed. Errors are storage failures: they also break the batch, as the
+// writer's own statements do.
+func (w *writer) execIn(q querier, query string, args ...any) (sql.Result, error) {
 	if !w.savepoint {
 		if _, err := w.stmts[stmtSavepoint].ExecContext(w.ctx); err != nil {
 			return nil, w.fail(fmt.Errorf("open savepoint: %w", err))
 		}
 		w.savepoint = true
 	}
-	res, err := e.q.ExecContext(e.ctx, query, args...)
+	res, err := q.ExecContext(w.ctx, query, args...)
 	if err != nil {
 		return nil, w.fail(err)
 	}
 	return res, nil
 }
 
-// change runs a change that must hit a row; none is store.ErrNotFound, described by what.
-func (e *deliveryWriter) change(what string, query string, args ...any) error {
-	res, err := e.exec(query, args...)
+// changeIn runs a change on q that must hit a row; none is store.ErrNotFound, described by
+// what.
+func (w *writer) changeIn(q querier, what string, query string, args ...any) error {
+	res, err := w.execIn(q, query, args...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return e.w.fail(fmt.Errorf("%s: %w", what, err))
+		return w.fail(fmt.Errorf("%s: %w", what, err))
 	}
 	if n == 0 {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
@@ -315,6 +357,21 @@ func (e *deliveryWriter) DeleteRoute(id string) error {
 func (e *deliveryWriter) SetCursor(endpoint string, seq uint64) error {
 	return e.change(fmt.Sprintf("set cursor of endpoint %q", endpoint),
 		"UPDATE endpoints SET cursor = ? WHERE name = ?", int64(seq), endpoint)
+}
+
+// SetConsumerCursor implements store.DeliveryWriter.
+func (e *deliveryWriter) SetConsumerCursor(name string, seq uint64) error {
+	_, err := e.exec("INSERT INTO log_consumers (name, cursor) VALUES (?, ?)"+
+		" ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor", name, int64(seq))
+	if err != nil {
+		return fmt.Errorf("set cursor of log consumer %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteConsumerCursor implements store.DeliveryWriter.
+func (e *deliveryWriter) DeleteConsumerCursor(name string) error {
+	return e.change(fmt.Sprintf("delete cursor of log consumer %q", name), "DELETE FROM log_consumers WHERE name = ?", name)
 }
 
 // AddDeadLetter implements store.DeliveryWriter.

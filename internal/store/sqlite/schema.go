@@ -117,6 +117,51 @@ CREATE TABLE jobs (
 	PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 `,
+	// Version 5: ingress state (see ingress.go), the cursors of the change log's consumers
+	// other than endpoints, and each record's propagation depth (event.Event.Depth). Adding a
+	// column with a constant default rewrites no row.
+	`
+ALTER TABLE log ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE log_consumers (
+	name   TEXT PRIMARY KEY,
+	cursor INTEGER NOT NULL
+);
+
+CREATE TABLE sources (
+	name    TEXT PRIMARY KEY,
+	config  BLOB NOT NULL,
+	created TEXT NOT NULL
+);
+
+CREATE TABLE mappings (
+	name       TEXT PRIMARY KEY,
+	source     TEXT NOT NULL,
+	definition BLOB NOT NULL,
+	created    TEXT NOT NULL
+);
+CREATE INDEX mappings_by_source ON mappings (source, name);
+
+-- AUTOINCREMENT: a dead letter's id is never reused, even after deletes.
+CREATE TABLE source_dead_letters (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	source   TEXT NOT NULL,
+	reason   TEXT NOT NULL,
+	attempts INTEGER NOT NULL,
+	time     TEXT NOT NULL,
+	message  BLOB NOT NULL
+);
+CREATE INDEX source_dead_letters_by_source ON source_dead_letters (source, id);
+
+-- The ids of applied messages, for de-duplication; expires is in Unix milliseconds.
+CREATE TABLE source_messages (
+	source  TEXT NOT NULL,
+	id      TEXT NOT NULL,
+	expires INTEGER NOT NULL,
+	PRIMARY KEY (source, id)
+) WITHOUT ROWID;
+CREATE INDEX source_messages_by_expiry ON source_messages (expires);
+`,
 }
 
 // schemaVersionKey is the meta key holding the number of applied migrations.

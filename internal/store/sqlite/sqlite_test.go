@@ -93,6 +93,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, Config{Dir: dir})
 	upload := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	propagated := testEvent("2")
+	propagated.Depth = 5
 	update(t, s, func(w store.Writer) error {
 		return errors.Join(
 			w.PutModel(store.Model{ID: "dtmi:m;1", Definition: json.RawMessage(`{}`), UploadTime: upload}),
@@ -100,7 +102,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 			w.PutTwin(store.Twin{ID: "b", ModelID: "dtmi:m;1", ETag: "e1", Doc: json.RawMessage(`{"$dtId":"b"}`)}),
 			w.PutRelationship(store.Relationship{SourceID: "a", ID: "r", Name: "n", TargetID: "b", ETag: "e", Doc: json.RawMessage(`{}`)}),
 			w.Emit(testEvent("1")),
-			w.Emit(testEvent("2")),
+			w.Emit(propagated),
 		)
 	})
 	if err := s.Close(); err != nil {
@@ -138,7 +140,11 @@ func TestReopenKeepsEverything(t *testing.T) {
 		}
 	}
 	if len(recs) != 3 {
-		t.Errorf("log after reopen and one more event holds %d records, want 3", len(recs))
+		t.Fatalf("log after reopen and one more event holds %d records, want 3", len(recs))
+	}
+	// Records 1 and 2 come from the database, not the in-memory tail.
+	if recs[0].Event.Depth != 0 || recs[1].Event.Depth != 5 {
+		t.Errorf("depths after reopen = %d, %d; want 0, 5", recs[0].Event.Depth, recs[1].Event.Depth)
 	}
 }
 

@@ -35,6 +35,7 @@ const (
 	stmtDeleteRelationship
 	stmtEmit
 	stmtMarkClock
+	stmtRecordMessage
 
 	stmtBegin
 	stmtCommit
@@ -53,7 +54,7 @@ const (
 	modelColumns        = "id, definition, upload_time, decommissioned"
 	twinColumns         = "id, model_id, etag, doc"
 	relationshipColumns = "source_id, id, name, target_id, etag, doc"
-	logColumns          = "seq, event"
+	logColumns          = "seq, event, depth"
 )
 
 // stmtText holds each statement's SQL. A limit of -1 means no limit to SQLite.
@@ -96,10 +97,14 @@ var stmtText = [numStmts]string{
 		" AND EXISTS (SELECT 1 FROM twins WHERE id = ?4 AND model_id = ?8)" +
 		" ON CONFLICT (source_id, id) DO NOTHING",
 	stmtDeleteRelationship: "DELETE FROM relationships WHERE source_id = ? AND id = ?",
-	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?)",
+	stmtEmit:               "INSERT INTO log (" + logColumns + ") VALUES (?, ?, ?)",
 	// The log's clock gets a mark for a batch's first record unless the newest mark is from
 	// the same millisecond (see schema version 2 and commit).
 	stmtMarkClock: "INSERT INTO log_clock (seq, ms) VALUES (?, ?)",
+	// A message id is recorded unless it is recorded already and has not expired at ?4: the
+	// upsert then changes no row (see RecordMessage).
+	stmtRecordMessage: "INSERT INTO source_messages (source, id, expires) VALUES (?1, ?2, ?3)" +
+		" ON CONFLICT (source, id) DO UPDATE SET expires = excluded.expires WHERE source_messages.expires <= ?4",
 
 	stmtBegin:      "BEGIN IMMEDIATE",
 	stmtCommit:     "COMMIT",

@@ -25,6 +25,7 @@ func RunDelivery(t *testing.T, open func(t *testing.T) DeliveryStore) {
 	tests := []testCase[DeliveryStore]{
 		{"Endpoints", testEndpoints},
 		{"EndpointCursorStartsAtNewestRecord", testEndpointCursor},
+		{"ConsumerCursors", testConsumerCursors},
 		{"Routes", testRoutes},
 		{"DeadLetters", testDeadLetters},
 		{"LogClock", testLogClock},
@@ -151,6 +152,48 @@ func testEndpointCursor(t *testing.T, s DeliveryStore) {
 	viewDelivery(t, s, func(r store.DeliveryReader) error {
 		if c, err := r.Cursor("a"); err != nil || c != 5 {
 			t.Errorf("Cursor(a) = %d, %v; want 5", c, err)
+		}
+		return nil
+	})
+}
+
+func testConsumerCursors(t *testing.T, s DeliveryStore) {
+	viewDelivery(t, s, func(r store.DeliveryReader) error {
+		_, err := r.ConsumerCursor("propagation")
+		wantNotFound(t, "ConsumerCursor before it is set", err)
+		return nil
+	})
+	updateDelivery(t, s, func(w store.DeliveryWriter) error {
+		if err := w.SetConsumerCursor("propagation", 4); err != nil {
+			return err
+		}
+		if err := w.SetConsumerCursor("other", 9); err != nil {
+			return err
+		}
+		return w.SetConsumerCursor("propagation", 7)
+	})
+	viewDelivery(t, s, func(r store.DeliveryReader) error {
+		c, err := r.ConsumerCursor("propagation")
+		if err != nil || c != 7 {
+			t.Errorf("ConsumerCursor(propagation) = %d, %v; want 7", c, err)
+		}
+		all, err := r.ConsumerCursors()
+		if err != nil || len(all) != 2 || all["propagation"] != 7 || all["other"] != 9 {
+			t.Errorf("ConsumerCursors = %v, %v; want propagation 7 and other 9", all, err)
+		}
+		return nil
+	})
+	updateDelivery(t, s, func(w store.DeliveryWriter) error {
+		if err := w.DeleteConsumerCursor("other"); err != nil {
+			return err
+		}
+		wantNotFound(t, "DeleteConsumerCursor twice", w.DeleteConsumerCursor("other"))
+		return nil
+	})
+	viewDelivery(t, s, func(r store.DeliveryReader) error {
+		all, err := r.ConsumerCursors()
+		if err != nil || len(all) != 1 {
+			t.Errorf("ConsumerCursors after a delete = %v, %v; want propagation only", all, err)
 		}
 		return nil
 	})

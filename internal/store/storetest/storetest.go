@@ -492,7 +492,9 @@ func testLog(t *testing.T, s store.Store) {
 		if err := w.Emit(bare); err != nil {
 			return err
 		}
-		return w.Emit(ev("5"))
+		propagated := ev("5")
+		propagated.Depth = 3
+		return w.Emit(propagated)
 	})
 	if last := s.Log().Last(); last != 5 {
 		t.Fatalf("Last after five events = %d", last)
@@ -512,6 +514,9 @@ func testLog(t *testing.T, s store.Store) {
 	}
 	if got := all[3].Event; got.Subject != "" || got.Time != "" || len(got.Data) != 0 {
 		t.Errorf("event without optional attributes came back as %+v", got)
+	}
+	if all[4].Event.Depth != 3 || all[2].Event.Depth != 0 {
+		t.Errorf("records 3 and 5 have depths %d and %d, want 0 and 3", all[2].Event.Depth, all[4].Event.Depth)
 	}
 
 	recs, err := s.Log().Read(context.Background(), 2, 2)
