@@ -156,6 +156,11 @@ type Schema struct {
 	// ValidatePath, when set, checks the value of each add and replace on a property path
 	// (segments from the twin root, through the component if any).
 	ValidatePath func(path []string, v any) error
+	// CreateParents makes add operations create the missing objects along their property
+	// path, so that a nested property can be set before its parents were (the add-or-replace
+	// semantics of ingress mappings). ADT's own patches leave it false: there a missing parent
+	// fails the patch.
+	CreateParents bool
 }
 
 // ApplyTwinPatch applies p to a twin document in place, with ADT's path rules:
@@ -242,7 +247,7 @@ func applyTwinOp(doc, meta map[string]any, op Op, s Schema, now string) (touch, 
 	if err := validateOp(op, s); err != nil {
 		return touch{}, err
 	}
-	if err := applyPointer(doc, segs, op); err != nil {
+	if err := applyPointer(doc, segs, op, s.CreateParents); err != nil {
 		return touch{}, err
 	}
 	setLastUpdate(meta, head, now)
@@ -290,7 +295,7 @@ func applyComponentOp(doc map[string]any, op Op, s Schema, now string) (touch, e
 	if err := validateOp(op, s); err != nil {
 		return touch{}, err
 	}
-	if err := applyPointer(c, segs, op); err != nil {
+	if err := applyPointer(c, segs, op, s.CreateParents); err != nil {
 		return touch{}, err
 	}
 	setLastUpdate(cmeta, head, now)
@@ -369,10 +374,11 @@ func applySourceTime(meta map[string]any, prop string, op Op) error {
 
 // applyPointer applies one operation to the object root at the path segs, through nested
 // objects and arrays (an array index is a decimal number; add also takes "-", past the end).
-// The value is copied into the document, so later operations never change the patch itself.
-func applyPointer(root map[string]any, segs []string, op Op) error {
+// With createParents, an add creates the objects missing along its path. The value is copied
+// into the document, so later operations never change the patch itself.
+func applyPointer(root map[string]any, segs []string, op Op, createParents bool) error {
 	op.Value = deepCopy(op.Value)
-	_, err := applyAt(root, segs, op)
+	_, err := applyAt(root, segs, op, createParents && op.Op == OpAdd)
 	return err
 }
 
@@ -396,8 +402,9 @@ func deepCopy(v any) any {
 }
 
 // applyAt applies op at segs below container and returns the container, which is a new slice
-// when an array grew or shrank.
-func applyAt(container any, segs []string, op Op) (any, error) {
+// when an array grew or shrank. With create, a member missing from an object along the path
+// becomes an empty object.
+func applyAt(container any, segs []string, op Op, create bool) (any, error) {
 	seg, last := segs[0], len(segs) == 1
 	switch c := container.(type) {
 	case map[string]any:
@@ -416,9 +423,12 @@ func applyAt(container any, segs []string, op Op) (any, error) {
 			return c, nil
 		}
 		if !ok {
-			return nil, notFound(seg)
+			if !create {
+				return nil, notFound(seg)
+			}
+			child = map[string]any{}
 		}
-		child, err := applyAt(child, segs[1:], op)
+		child, err := applyAt(child, segs[1:], op, create)
 		if err != nil {
 			return nil, err
 		}
@@ -433,7 +443,7 @@ func applyAt(container any, segs []string, op Op) (any, error) {
 			return nil, notFound(seg)
 		}
 		if !last {
-			child, err := applyAt(c[i], segs[1:], op)
+			child, err := applyAt(c[i], segs[1:], op, create)
 			if err != nil {
 				return nil, err
 			}

@@ -415,7 +415,7 @@ func TestApplyPointerArrays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = applyPointer(doc, p[0].Segments, p[0])
+		err = applyPointer(doc, p[0].Segments, p[0], false)
 		if tt.errSeg != "" {
 			wantError(t, err, KindJSONPatchInvalid, "The target location specified by path segment '"+tt.errSeg+"' was not found."+help)
 			continue
@@ -425,6 +425,52 @@ func TestApplyPointerArrays(t *testing.T) {
 		}
 		sameJSON(t, doc, tt.want)
 	}
+}
+
+func TestApplyTwinPatchCreateParents(t *testing.T) {
+	tests := []struct {
+		patch, want, errSeg string
+	}{
+		// Missing objects along an add's path are created, at the twin and in a component.
+		{patch: `[{"op":"add","path":"/o/p/q","value":1}]`, want: `{"o":{"p":{"q":1}},"therm":{"t":1}}`},
+		{patch: `[{"op":"add","path":"/therm/s/v","value":2}]`, want: `{"therm":{"t":1,"s":{"v":2}}}`},
+		// An existing parent is kept and its other members with it.
+		{patch: `[{"op":"add","path":"/o/x","value":1},{"op":"add","path":"/o/y","value":2}]`, want: `{"o":{"x":1,"y":2}}`},
+		// Replace and remove still need their target, and arrays are not grown.
+		{patch: `[{"op":"replace","path":"/n/v","value":1}]`, errSeg: "n"},
+		{patch: `[{"op":"remove","path":"/n/v"}]`, errSeg: "n"},
+		{patch: `[{"op":"add","path":"/l/1/v","value":1}]`, errSeg: "1"},
+	}
+	for _, tt := range tests {
+		doc := decodeMap(t, `{"$dtId":"a","$metadata":{"$model":"dtmi:a;1"},"l":[{}],"therm":{"t":1,"$metadata":{}}}`)
+		p, err := ParsePatch([]byte(tt.patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ApplyTwinPatch(doc, p, Schema{IsComponent: isComp, CreateParents: true}, t1)
+		if tt.errSeg != "" {
+			wantError(t, err, KindJSONPatchInvalid, "The target location specified by path segment '"+tt.errSeg+"' was not found."+help)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.patch, err)
+		}
+		for k, v := range decodeMap(t, tt.want) {
+			got, _ := Encode(doc[k])
+			if k == "therm" {
+				delete(doc[k].(map[string]any), KeyMetadata)
+				got, _ = Encode(doc[k])
+			}
+			want, _ := Encode(v)
+			if string(got) != string(want) {
+				t.Errorf("%s: %s = %s, want %s", tt.patch, k, got, want)
+			}
+		}
+	}
+	// Without CreateParents a missing parent fails the patch, as in ADT.
+	p, _ := ParsePatch([]byte(`[{"op":"add","path":"/o/p","value":1}]`))
+	err := ApplyTwinPatch(decodeMap(t, `{"$metadata":{}}`), p, Schema{}, t1)
+	wantError(t, err, KindJSONPatchInvalid, "The target location specified by path segment 'o' was not found."+help)
 }
 
 func TestApplyTwinPatchDoesNotAliasThePatch(t *testing.T) {

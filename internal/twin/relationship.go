@@ -103,7 +103,7 @@ func ApplyRelationshipPatch(props map[string]any, p Patch) error {
 		if strings.HasPrefix(op.Segments[0], "$") {
 			return JSONPatchInvalid(fmt.Sprintf("The path %s cannot be patched; only relationship properties can.", op.Path))
 		}
-		if err := applyPointer(props, op.Segments, op); err != nil {
+		if err := applyPointer(props, op.Segments, op, false); err != nil {
 			return err
 		}
 	}

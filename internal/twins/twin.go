@@ -337,47 +337,14 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 				return nil
 			}, nil
 		}
-		model := targetModel(p, cur.ModelID)
-		iface, err := ms.iface(model)
-		if err != nil {
-			return nil, err
-		}
-		if model != cur.ModelID && ms.decommissioned[model] {
-			return nil, twin.ModelDecommissioned(model)
-		}
 		if now == "" {
 			now = twin.FormatTime(s.cfg.Now())
 		}
-		schema := twin.Schema{
-			IsComponent: componentOf(iface),
-			ValidatePath: func(path []string, v any) error {
-				if err := iface.ValidatePath(path, v); err != nil {
-					return validationError("Invalid twin specified", err)
-				}
-				return nil
-			},
-		}
-		if err := twin.ApplyTwinPatch(doc, p, schema, now); err != nil {
-			return nil, err
-		}
-		if err := iface.ValidateTwin(doc); err != nil {
-			return nil, validationError("Invalid twin specified", err)
-		}
-		newTag := twin.NewETag()
-		doc[twin.KeyETag] = newTag
-		enc, err := twin.Encode(doc)
-		if err != nil {
-			return nil, fmt.Errorf("encode twin %q: %w", id, err)
-		}
-		if len(enc) > s.cfg.Limits.TwinBytes {
-			return nil, tooLarge("twin document", len(enc), s.cfg.Limits.TwinBytes)
-		}
-		data, err := updateData(model, p)
+		next, data, err := s.applyPatch(ms, cur, doc, p, now, false)
 		if err != nil {
 			return nil, err
 		}
 		ev := s.newEvent(event.TwinUpdate, id, now, tr, data)
-		next := store.Twin{ID: id, ModelID: model, ETag: newTag, Doc: enc}
 		return func(w store.Writer) error {
 			latest, err := readTwin(w, id)
 			if err != nil {
@@ -392,7 +359,7 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 			if err := w.Emit(ev); err != nil {
 				return err
 			}
-			etag, written = newTag, next
+			etag, written = next.ETag, next
 			return nil
 		}, nil
 	}
@@ -422,6 +389,54 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 		s.cache.put(written)
 	}
 	return etag, err
+}
+
+// applyPatch applies p (paths from the twin root) to doc, the decoded document of twin cur,
+// which it changes, with the rules of a twin PATCH: a replace of /$metadata/$model migrates the
+// twin to a model that must not be decommissioned, every add and replace is validated, then
+// the whole result, and the encoded document must fit Limits.TwinBytes. With createParents,
+// adds create the objects missing along their paths (see twin.Schema). It returns the new
+// stored twin, with a new ETag, and the data of its Twin.Update event. p must not be empty.
+func (s *Service) applyPatch(ms *modelState, cur store.Twin, doc map[string]any, p twin.Patch, now string, createParents bool) (store.Twin, []byte, error) {
+	id := cur.ID
+	model := targetModel(p, cur.ModelID)
+	iface, err := ms.iface(model)
+	if err != nil {
+		return store.Twin{}, nil, err
+	}
+	if model != cur.ModelID && ms.decommissioned[model] {
+		return store.Twin{}, nil, twin.ModelDecommissioned(model)
+	}
+	schema := twin.Schema{
+		IsComponent: componentOf(iface),
+		ValidatePath: func(path []string, v any) error {
+			if err := iface.ValidatePath(path, v); err != nil {
+				return validationError("Invalid twin specified", err)
+			}
+			return nil
+		},
+		CreateParents: createParents,
+	}
+	if err := twin.ApplyTwinPatch(doc, p, schema, now); err != nil {
+		return store.Twin{}, nil, err
+	}
+	if err := iface.ValidateTwin(doc); err != nil {
+		return store.Twin{}, nil, validationError("Invalid twin specified", err)
+	}
+	newTag := twin.NewETag()
+	doc[twin.KeyETag] = newTag
+	enc, err := twin.Encode(doc)
+	if err != nil {
+		return store.Twin{}, nil, fmt.Errorf("encode twin %q: %w", id, err)
+	}
+	if len(enc) > s.cfg.Limits.TwinBytes {
+		return store.Twin{}, nil, tooLarge("twin document", len(enc), s.cfg.Limits.TwinBytes)
+	}
+	data, err := updateData(model, p)
+	if err != nil {
+		return store.Twin{}, nil, err
+	}
+	return store.Twin{ID: id, ModelID: model, ETag: newTag, Doc: enc}, data, nil
 }
 
 // DeleteTwin deletes twin id. ifMatch is the If-Match header. A twin that is the source or
