@@ -623,6 +623,10 @@ func (r *Runner) Status() Status {
 	return st
 }
 
+// NewTwinReader returns the ingress.TwinReader of a mapping over r, for a dry run against a
+// snapshot.
+func NewTwinReader(r store.Reader) ingress.TwinReader { return &twinReader{r: r} }
+
 // twinReader is the ingress.TwinReader of a mapping inside the write that applies its
 // message. A read the store fails is remembered, so the write fails as the store's fault
 // whatever the mapping makes of the error.
