@@ -18,8 +18,9 @@
 //   - Unknown paths answer 404 NotFound; a served path asked with another method answers 405
 //     MethodNotAllowed with an Allow header. Neither needs an api-version.
 //   - Request bodies are limited to Config.MaxBodyBytes (32 KB, ADT's request limit), model
-//     uploads to Config.MaxModelBodyBytes (16 MiB); a larger body is 400 LimitExceeded, as ADT
-//     answers an oversized twin. An empty or malformed JSON body is 400 InvalidArgument.
+//     uploads to Config.MaxModelBodyBytes (16 MiB), messages pushed to a source to
+//     Config.MaxPushBodyBytes (16 MiB); a larger body is 400 LimitExceeded, as ADT answers an
+//     oversized twin. An empty or malformed JSON body is 400 InvalidArgument.
 //   - PATCH bodies are accepted as application/json-patch+json (what the SDKs send),
 //     application/json or without Content-Type; any other type is 415 UnsupportedMediaType.
 //     Other bodies are read as JSON whatever their Content-Type says.
@@ -94,6 +95,11 @@ type Config struct {
 	Delivery *Delivery
 	// Jobs serves the import and delete jobs; without it, their paths answer 404.
 	Jobs *job.Runner
+	// Ingress serves the sources and mappings; without it, their paths answer 404.
+	Ingress *Ingress
+	// MaxPushBodyBytes limits the body of POST /sources/{name}/messages. Default
+	// DefaultMaxPushBodyBytes.
+	MaxPushBodyBytes int64
 }
 
 func (c *Config) setDefaults() {
@@ -109,6 +115,9 @@ func (c *Config) setDefaults() {
 	if c.RelationshipPageSize == 0 {
 		c.RelationshipPageSize = DefaultRelationshipPageSize
 	}
+	if c.MaxPushBodyBytes == 0 {
+		c.MaxPushBodyBytes = DefaultMaxPushBodyBytes
+	}
 }
 
 func (c *Config) validate() error {
@@ -121,6 +130,9 @@ func (c *Config) validate() error {
 	}
 	if c.ModelPageSize < 0 {
 		errs = append(errs, fmt.Errorf("ModelPageSize: must not be negative, got %d", c.ModelPageSize))
+	}
+	if c.MaxPushBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxPushBodyBytes: must not be negative, got %d", c.MaxPushBodyBytes))
 	}
 	if c.RelationshipPageSize < 0 {
 		errs = append(errs, fmt.Errorf("RelationshipPageSize: must not be negative, got %d", c.RelationshipPageSize))
@@ -211,7 +223,8 @@ func (a *API) register() {
 	allowed := make(map[string][]string)
 	var paths []string
 	ops := append(a.operations(), a.deliveryOperations()...)
-	for _, op := range append(ops, a.jobOperations()...) {
+	ops = append(ops, a.jobOperations()...)
+	for _, op := range append(ops, a.ingressOperations()...) {
 		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler))
 		if _, ok := allowed[op.path]; !ok {
 			paths = append(paths, op.path)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/ingress/runner"
+	"github.com/twinflow/twinflow/internal/source"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
@@ -49,6 +52,9 @@ func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	logger := testLogger(t)
 	st, svc := openService(t, logger)
+	if cfg.Ingress == nil {
+		cfg.Ingress = &Ingress{Sources: runSources(t, st, svc, logger)}
+	}
 	return serve(t, cfg, st, svc, logger)
 }
 
@@ -90,6 +96,28 @@ func serve(t testing.TB, cfg Config, st store.Store, svc *twins.Service, logger 
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, store: st}
+}
+
+// runSources runs a source registry with the http kind and the tests' mapping language (see
+// compileTest) until the test ends.
+func runSources(t testing.TB, st *sqlite.Store, g *twins.Service, logger *slog.Logger) *source.Registry {
+	t.Helper()
+	clock := tickingClock()
+	reg, err := source.New(source.Config{Runner: runner.Config{Now: clock}, Now: clock},
+		map[string]source.Kind{source.HTTPType: source.HTTPKind()}, st, g, compileTest, nil, logger)
+	if err != nil {
+		t.Fatalf("new source registry: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("source registry: %v", err)
+		}
+	})
+	return reg
 }
 
 // tWriter sends log lines to the test log.

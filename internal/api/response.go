@@ -33,8 +33,8 @@ type adtError struct {
 }
 
 // adtErrors is the one table from error kinds to HTTP statuses and ADT error codes. Every
-// twin.Kind has an entry. The codes of the endpoint and dead letter kinds are twinflow's own;
-// ADT has no such resources.
+// twin.Kind has an entry. The codes of the endpoint, dead letter, source and mapping kinds
+// are twinflow's own; ADT has no such resources.
 var adtErrors = map[twin.Kind]adtError{
 	twin.KindTwinNotFound:                     {http.StatusNotFound, "DigitalTwinNotFound"},
 	twin.KindTargetTwinNotFound:               {http.StatusNotFound, "TargetTwinNotFound"},
@@ -69,6 +69,10 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindImportJobNotFound:                {http.StatusNotFound, "ImportJobNotFound"},
 	twin.KindDeleteJobNotFound:                {http.StatusNotFound, "DeleteJobNotFound"},
 	twin.KindJobLimitReached:                  {http.StatusBadRequest, "JobLimitReached"},
+	twin.KindSourceNotFound:                   {http.StatusNotFound, "SourceNotFound"},
+	twin.KindSourceInUse:                      {http.StatusConflict, "SourceInUse"},
+	twin.KindSourceNotRunning:                 {http.StatusServiceUnavailable, "SourceNotRunning"},
+	twin.KindMappingNotFound:                  {http.StatusNotFound, "MappingNotFound"},
 	twin.KindQueryInvalid:                     {http.StatusBadRequest, "SqlQueryError"},
 	twin.KindTimeout:                          {http.StatusBadRequest, "TimeoutError"},
 	twin.KindAPIVersionMissing:                {http.StatusBadRequest, "MissingApiVersionParameter"},

@@ -159,8 +159,13 @@ const NDJSON = "application/x-ndjson"
 const MessageIDField = "messageId"
 
 // droppedHeaders are request headers that never become message headers: credentials, which
-// would otherwise be kept with dead letters.
-var droppedHeaders = map[string]bool{"authorization": true, "proxy-authorization": true, "cookie": true}
+// would otherwise be kept with dead letters, and those about the connection or the request's
+// encoding rather than the message.
+var droppedHeaders = map[string]bool{
+	"authorization": true, "proxy-authorization": true, "cookie": true,
+	"accept-encoding": true, "connection": true, "content-length": true, "expect": true,
+	"keep-alive": true, "te": true, "transfer-encoding": true, "upgrade": true,
+}
 
 // ReadMessages reads the messages a request pushes to the http source topic:
 //
@@ -171,7 +176,9 @@ var droppedHeaders = map[string]bool{"authorization": true, "proxy-authorization
 // Each message's body is the JSON value as sent (or the line, for NDJSON). Its id is the
 // Message-Id header for a body of one message, else the string member messageId of a JSON
 // object message, else none (it is then applied every time it is sent). Its headers are the
-// request's, with lower-case names, except Authorization, Proxy-Authorization and Cookie.
+// request's, with lower-case names, except credentials (Authorization, Proxy-Authorization,
+// Cookie) and those about the connection (Content-Length, Accept-Encoding, Connection and the
+// like).
 // Topic is topic, Time now.
 func ReadMessages(body []byte, header http.Header, topic string, now time.Time) ([]ingress.Message, error) {
 	headers := make(map[string]string, len(header))

@@ -62,6 +62,11 @@ type Config struct {
 	// a source's definition may set MaxMessageBytes and DedupWindow). Zero fields take the
 	// runner's defaults.
 	Runner runner.Config
+	// StartWait bounds how long Put waits for a new source to leave ingress.Starting, so its
+	// answer tells whether the source connected; default 2s.
+	StartWait time.Duration
+	// Now is the clock of creation times and of pushed messages; nil means time.Now.
+	Now func() time.Time
 }
 
 // Store is what the registry needs of the store: ingress state, the twins mappings read in a
@@ -136,6 +141,15 @@ type compiled struct {
 func New(cfg Config, kinds map[string]Kind, st Store, svc runner.Applier, compile Compiler, m *runner.Metrics, logger *slog.Logger) (*Registry, error) {
 	if compile == nil {
 		return nil, errors.New("source registry: a mapping compiler is required")
+	}
+	if cfg.StartWait < 0 {
+		return nil, fmt.Errorf("source registry: startWait %v is negative", cfg.StartWait)
+	}
+	if cfg.StartWait == 0 {
+		cfg.StartWait = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	check := cfg.Runner
 	check.Source = "check"
@@ -346,7 +360,7 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 		case err != nil:
 			return err
 		}
-		return w.PutSource(store.Source{Name: name, Config: raw, Created: time.Now()})
+		return w.PutSource(store.Source{Name: name, Config: raw, Created: r.cfg.Now()})
 	})
 	if err != nil {
 		return false, fmt.Errorf("put source %q: %w", name, err)
@@ -354,6 +368,9 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 	r.stopLocked(name)
 	if err := r.startLocked(name, def); err != nil {
 		return created, fmt.Errorf("start source %q: %w", name, err)
+	}
+	if rn := r.running[name]; rn != nil {
+		rn.waitStarted(r.cfg.StartWait)
 	}
 	return created, nil
 }
@@ -522,7 +539,7 @@ func (r *Registry) Push(ctx context.Context, name string, body []byte, header ht
 	if src.Definition.Type != HTTPType {
 		return nil, fmt.Errorf("%w: %s is of type %s", ErrNotHTTP, name, src.Definition.Type)
 	}
-	msgs, err := ReadMessages(body, header, name, time.Now())
+	msgs, err := ReadMessages(body, header, name, r.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -534,6 +551,24 @@ func (r *Registry) Push(ctx context.Context, name string, body []byte, header ht
 		return nil, ErrNotRunning
 	}
 	return hs.Push(ctx, msgs)
+}
+
+// waitStarted waits up to d until the source connected, failed or stopped. Until its Run
+// starts, the runner reports ingress.Stopped.
+func (rn *running) waitStarted(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		switch rn.runner.Status().State {
+		case ingress.Starting, ingress.Stopped:
+		default:
+			return
+		}
+		select {
+		case <-rn.done:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // source returns the running source, nil when rn is nil.
@@ -595,7 +630,7 @@ func (r *Registry) PutMapping(ctx context.Context, name string, raw json.RawMess
 		case err != nil:
 			return err
 		}
-		return w.PutMapping(store.Mapping{Name: name, Source: source, Definition: raw, Created: time.Now()})
+		return w.PutMapping(store.Mapping{Name: name, Source: source, Definition: raw, Created: r.cfg.Now()})
 	})
 	if err != nil {
 		return false, fmt.Errorf("put mapping %q: %w", name, err)
@@ -698,7 +733,7 @@ func (r *Registry) DryRun(ctx context.Context, name string, tm TestMessage) (any
 		Body: bytes.TrimSpace(tm.Body), Time: tm.Time, Order: "test",
 	}
 	if m.Time.IsZero() {
-		m.Time = time.Now()
+		m.Time = r.cfg.Now()
 	}
 	var out any
 	err = r.st.View(ctx, func(sr store.Reader) error {

@@ -52,6 +52,10 @@ const (
 	KindImportJobNotFound         // the import job does not exist
 	KindDeleteJobNotFound         // the delete job does not exist
 	KindJobLimitReached           // another bulk job has not finished
+	KindSourceNotFound            // the ingress source does not exist
+	KindSourceInUse               // mappings still read the source
+	KindSourceNotRunning          // the source cannot take messages now
+	KindMappingNotFound           // the mapping does not exist
 	KindQueryInvalid              // a query does not parse or compile
 	KindTimeout                   // a query or a job ran out of time
 	KindAPIVersionMissing         // the request has no api-version
@@ -99,6 +103,10 @@ var kindNames = [...]string{
 	KindImportJobNotFound:                "ImportJobNotFound",
 	KindDeleteJobNotFound:                "DeleteJobNotFound",
 	KindJobLimitReached:                  "JobLimitReached",
+	KindSourceNotFound:                   "SourceNotFound",
+	KindSourceInUse:                      "SourceInUse",
+	KindSourceNotRunning:                 "SourceNotRunning",
+	KindMappingNotFound:                  "MappingNotFound",
 	KindQueryInvalid:                     "QueryInvalid",
 	KindTimeout:                          "Timeout",
 	KindAPIVersionMissing:                "APIVersionMissing",

@@ -599,11 +599,15 @@ func (r *Runner) writeOne(ctx context.Context, w store.IngressWriter, it *item, 
 	return Outcome{Result: Applied, Changes: len(changes)}, &a, nil
 }
 
-// reason renders a twin error as a dead letter's reason: its message and its details.
+// reason renders a twin error as a dead letter's reason: its message, then its details.
 func reason(e *twin.Error) string {
 	s := e.Message
-	for _, d := range e.Details {
-		s += " " + d.Message
+	for i, d := range e.Details {
+		sep := "; "
+		if i == 0 {
+			sep = ": "
+		}
+		s += sep + d.Message
 	}
 	return s
 }
