@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func TestParseServe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseServe: %v", err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("options =\n%+v\nwant\n%+v", got, tt.want)
 			}
 		})

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/twinflow/twinflow/internal/source"
 )
 
 // Defaults for Config fields left empty.
@@ -48,6 +50,9 @@ type Config struct {
 	JobsDir string
 	// Jobs configures import and delete jobs (see LoadConfigFile); nil allows no https hosts.
 	Jobs *JobsConfig
+	// MappingCompiler compiles the definitions of mappings (PUT /mappings/{name}); nil means
+	// none can be defined.
+	MappingCompiler source.Compiler
 }
 
 // JobsConfig configures import and delete jobs, from the jobs section of the config file.

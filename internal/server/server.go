@@ -1,8 +1,9 @@
 // Package server wires twinflow together: it opens the store, builds the twin service
 // (package twins), the graph index that queries read (package graph), the runner of import
 // and delete jobs (package job) and the ADT API over them, serves them over HTTP(S) with
-// health endpoints, Prometheus /metrics and access logs, and delivers routed events to
-// endpoints (packages eventroute, endpoint and outbox).
+// health endpoints, Prometheus /metrics and access logs, delivers routed events to endpoints
+// (packages eventroute, endpoint and outbox) and applies the messages of ingress sources to
+// twins (packages source and ingress/runner).
 //
 // # Goroutines
 //
@@ -25,15 +26,21 @@
 //     and start them while Run runs. Each Relay.Run runs a cursor writer and a log reader
 //     and returns after both have exited; Registry.Run returns after every endpoint's
 //     goroutine has exited and closed its sink. outbox.Pruner.Run starts none.
+//   - The source registry (source.Registry.Run) runs one goroutine per source (and one for
+//     $events while mappings read it), which runs the source under its runner.Runner; the
+//     runner runs a goroutine per Order with messages waiting, and returns after they have
+//     exited. Put and Delete stop and start them while Run runs. runner.Pruner.Run starts
+//     none.
 //   - A sink's client library may run goroutines of its own per connection (Kafka, NATS and
 //     MQTT clients; the AMQP 0-9-1 sink watches its channel for closing), which end once the
 //     sink's Close has closed its connections.
 //   - net/http serves each connection on a goroutine of its own. Shutdown waits for the
 //     requests in flight up to Config.ShutdownTimeout; after that Close cuts their
 //     connections off but does not wait for handlers still running.
-//   - Server.Run runs the HTTP server, the index build and follower with the job runner, and
-//     event delivery (the registry and the pruner, on one goroutine each) on goroutines of
-//     its own, waits for all of them, and only then closes the store.
+//   - Server.Run runs the HTTP server, the index build and follower with the job runner,
+//     event delivery (the registry and the pruner, on one goroutine each) and ingress (the
+//     source registry and the message id pruner, likewise) on goroutines of its own, waits
+//     for all of them, and only then closes the store.
 package server
 
 import (
@@ -69,6 +76,7 @@ type Server struct {
 	store     *sqlite.Store
 	twins     *twins.Service
 	delivery  *delivery
+	ingest    *ingest
 	ln        net.Listener
 	http      *http.Server
 	scheme    string
@@ -147,6 +155,10 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
+	s.ingest, err = newIngest(s.store, s.twins, cfg.MappingCompiler, s.delivery.metrics, logger)
+	if err != nil {
+		return nil, fmt.Errorf("set up ingress: %w", err)
+	}
 	s.http = &http.Server{
 		Handler:           s.handler(),
 		TLSConfig:         tlsConfig,
@@ -189,7 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var (
 		wg        sync.WaitGroup
 		serveErr  = make(chan error, 1)
-		followErr = make(chan error, 2) // the index follower and event delivery
+		followErr = make(chan error, 3) // the index follower, event delivery and ingress
 	)
 	s.serving.Store(true)
 	wg.Go(func() {
@@ -212,6 +224,11 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() {
 		if err := s.delivery.run(followCtx); err != nil {
 			followErr <- fmt.Errorf("deliver events: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := s.ingest.run(followCtx); err != nil {
+			followErr <- fmt.Errorf("run sources: %w", err)
 		}
 	})
 
@@ -269,7 +286,7 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
-	a, err := api.New(api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs}, s.twins, s.logger)
+	a, err := api.New(api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api()}, s.twins, s.logger)
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
