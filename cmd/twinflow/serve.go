@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
 )
 
@@ -24,27 +25,30 @@ type serveOptions struct {
 }
 
 // parseServe parses the serve flags in args. A flag missing from args takes its value from the
-// environment variable envName(flag) when getenv returns a non-empty string for it, else its
-// default. Output for -h and flag errors goes to out.
+// environment variable envName(flag) when getenv returns a non-empty string for it, else from
+// the server settings of the config file when it sets them, else its default. Output for -h
+// and flag errors goes to out.
 func parseServe(args []string, getenv func(string) string, out io.Writer) (serveOptions, error) {
 	var o serveOptions
 	fs := flag.NewFlagSet("twinflow serve", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.server.Listen, "listen", server.DefaultListen,
+	srv := &o.server.Server
+	fs.StringVar(&srv.Listen, "listen", config.DefaultListen,
 		"TCP `address` to serve on; port 0 picks a free one")
-	fs.StringVar(&o.server.DataDir, "data-dir", server.DefaultDataDir,
+	fs.StringVar(&srv.DataDir, "data-dir", config.DefaultDataDir,
 		"`directory` holding the embedded store")
-	fs.StringVar(&o.server.TLSCertFile, "tls-cert", "",
+	fs.StringVar(&srv.TLSCertFile, "tls-cert", "",
 		"PEM certificate chain `file`; with -tls-key, serve HTTPS")
-	fs.StringVar(&o.server.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
-	fs.StringVar(&o.server.ServiceID, "service-id", "",
+	fs.StringVar(&srv.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.StringVar(&srv.ServiceID, "service-id", "",
 		"instance `name` events carry as their source (default: from the bound address,\n"+
 			"localhost:PORT on loopback, the host name and port when listening on all addresses)")
-	fs.DurationVar(&o.server.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout,
+	fs.DurationVar(&srv.ShutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout,
 		"how long in-flight requests may take to finish at shutdown")
 	fs.StringVar(&o.configFile, "config", "",
-		"YAML config `file` declaring event delivery settings, endpoints, routes and jobs settings")
-	fs.StringVar(&o.server.JobsDir, "jobs-dir", "",
+		"YAML config `file` declaring server settings, limits, jobs settings, endpoints, routes,\n"+
+			"sources and mappings")
+	fs.StringVar(&o.server.Jobs.Dir, "jobs-dir", "",
 		"`directory` import jobs read input from and write output logs to as file: URLs\n"+
 			"(default: jobs.dir of the config file, else DATA_DIR/jobs)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -73,17 +77,41 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
 			}
+			set[f.Name] = true
 		}
 	})
 	if o.logFormat != "text" && o.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", o.logFormat))
 	}
 	if o.configFile != "" {
-		file, err := server.LoadConfigFile(o.configFile)
+		file, err := config.Load(o.configFile)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		o.server.Delivery, o.server.Jobs = &file.Delivery, &file.Jobs
+		// The file's server settings count where no flag or variable set them.
+		fs := file.Server
+		for _, f := range []struct {
+			flag     string
+			dst, src *string
+		}{
+			{"listen", &srv.Listen, &fs.Listen},
+			{"data-dir", &srv.DataDir, &fs.DataDir},
+			{"tls-cert", &srv.TLSCertFile, &fs.TLSCertFile},
+			{"tls-key", &srv.TLSKeyFile, &fs.TLSKeyFile},
+			{"service-id", &srv.ServiceID, &fs.ServiceID},
+		} {
+			if !set[f.flag] && *f.src != "" {
+				*f.dst = *f.src
+			}
+		}
+		if !set["shutdown-timeout"] && fs.ShutdownTimeout != 0 {
+			srv.ShutdownTimeout = fs.ShutdownTimeout
+		}
+		if set["jobs-dir"] {
+			file.Jobs.Dir = o.server.Jobs.Dir
+		}
+		file.Server = *srv
+		o.server.Config = file
 	}
 	if err := o.server.Validate(); err != nil {
 		errs = append(errs, err)

@@ -6,21 +6,34 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
 )
 
+// serverConfig is a server configuration with only the server settings s and, when given,
+// the jobs directory.
+func serverConfig(s config.Server, jobsDir ...string) server.Config {
+	c := server.Config{Config: config.Config{Server: s}}
+	if len(jobsDir) > 0 {
+		c.Jobs.Dir = jobsDir[0]
+	}
+	return c
+}
+
 func TestParseServe(t *testing.T) {
 	defaults := serveOptions{
-		server: server.Config{
-			Listen:          server.DefaultListen,
-			DataDir:         server.DefaultDataDir,
-			ShutdownTimeout: server.DefaultShutdownTimeout,
-		},
+		server: serverConfig(config.Server{
+			Listen:          config.DefaultListen,
+			DataDir:         config.DefaultDataDir,
+			ShutdownTimeout: config.DefaultShutdownTimeout,
+		}),
 		logLevel:  slog.LevelInfo,
 		logFormat: "text",
 	}
@@ -45,11 +58,11 @@ func TestParseServe(t *testing.T) {
 				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json", "--jobs-dir", "/srv/jobs",
 			},
 			want: serveOptions{
-				server: server.Config{
+				server: serverConfig(config.Server{
 					Listen: "0.0.0.0:9000", DataDir: "/var/lib/tf",
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "tf.example",
-					ShutdownTimeout: 3 * time.Second, JobsDir: "/srv/jobs",
-				},
+					ShutdownTimeout: 3 * time.Second,
+				}, "/srv/jobs"),
 				logLevel:  slog.LevelDebug,
 				logFormat: "json",
 			},
@@ -63,11 +76,11 @@ func TestParseServe(t *testing.T) {
 				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json", "TWINFLOW_JOBS_DIR": "/tmp/jobs",
 			},
 			want: serveOptions{
-				server: server.Config{
+				server: serverConfig(config.Server{
 					Listen: "127.0.0.1:0", DataDir: "/tmp/d",
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "env.example",
-					ShutdownTimeout: time.Minute, JobsDir: "/tmp/jobs",
-				},
+					ShutdownTimeout: time.Minute,
+				}, "/tmp/jobs"),
 				logLevel:  slog.LevelWarn,
 				logFormat: "json",
 			},
@@ -77,8 +90,8 @@ func TestParseServe(t *testing.T) {
 			args: []string{"-data-dir=/from/flag", "-log-level=error"},
 			env:  map[string]string{"TWINFLOW_DATA_DIR": "/from/env", "TWINFLOW_LOG_LEVEL": "debug", "TWINFLOW_LISTEN": "127.0.0.1:1"},
 			want: with(func(o *serveOptions) {
-				o.server.DataDir = "/from/flag"
-				o.server.Listen = "127.0.0.1:1"
+				o.server.Server.DataDir = "/from/flag"
+				o.server.Server.Listen = "127.0.0.1:1"
 				o.logLevel = slog.LevelError
 			}),
 		},
@@ -155,5 +168,46 @@ func TestRunCommands(t *testing.T) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.stderr)
 			}
 		})
+	}
+}
+
+// TestParseServeConfigFile checks the config file's place: its server settings count where
+// no flag or variable sets them, and everything it declares reaches the server's config.
+func TestParseServeConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "twinflow.yaml")
+	err := os.WriteFile(file, []byte(`
+server:
+  listen: 127.0.0.1:7000
+  dataDir: /from/file
+  shutdownTimeout: 3s
+delivery:
+  maxRoutes: 9
+routes:
+  r: {endpointName: hook, filter: "true"}
+sources:
+  plant: {sourceType: http}
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"TWINFLOW_DATA_DIR": "/from/env"}
+	o, err := parseServe([]string{"-config", file, "-shutdown-timeout", "1s"}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.server.Server
+	if got.Listen != "127.0.0.1:7000" || got.DataDir != "/from/env" || got.ShutdownTimeout != time.Second {
+		t.Errorf("server settings = %+v; want listen from the file, the data dir from the environment, the timeout from the flag", got)
+	}
+	if o.server.Delivery.MaxRoutes != 9 || o.server.Routes["r"].EndpointName != "hook" || len(o.server.Sources) != 1 {
+		t.Errorf("config = %+v", o.server.Config)
+	}
+
+	if err := os.WriteFile(file, []byte("sources:\n  plant: {sourceType: carrier-pigeon}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = parseServe([]string{"-config", file}, func(string) string { return "" }, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `sources.plant.sourceType: "carrier-pigeon" is not one of`) {
+		t.Errorf("a bad source = %v; want its error with its path", err)
 	}
 }

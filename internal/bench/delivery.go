@@ -22,6 +22,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
@@ -219,13 +220,11 @@ func Delivery(ctx context.Context, cfg DeliveryConfig, logger *slog.Logger) (res
 	if err != nil {
 		return res, fmt.Errorf("encode endpoint: %w", err)
 	}
-	srv, err := server.New(server.Config{
-		Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server"),
-		Delivery: &server.DeliveryConfig{
-			Endpoints: map[string]json.RawMessage{"bench": endpointDef},
-			Routes:    map[string]server.RouteConfig{"updates": {EndpointName: "bench", Filter: "type = '" + event.TwinUpdate + "'"}},
-		},
-	}, logger)
+	srv, err := server.New(server.Config{Config: config.Config{
+		Server:    config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")},
+		Endpoints: map[string]json.RawMessage{"bench": endpointDef},
+		Routes:    map[string]config.Route{"updates": {EndpointName: "bench", Filter: "type = '" + event.TwinUpdate + "'"}},
+	}}, logger)
 	if err != nil {
 		return res, fmt.Errorf("start server: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store"
@@ -199,9 +200,10 @@ func Import(ctx context.Context, cfg ImportConfig, logger *slog.Logger) (res Imp
 // runImport starts the server, runs the PATCH load alone and then during the import, and
 // fills in res. It returns the server's service id.
 func runImport(ctx context.Context, cfg ImportConfig, dir string, logger *slog.Logger, res *ImportResult) (serviceID string, err error) {
-	srv, err := server.New(server.Config{
-		Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server"), JobsDir: filepath.Join(dir, "jobs"),
-	}, logger)
+	srv, err := server.New(server.Config{Config: config.Config{
+		Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")},
+		Jobs:   config.Jobs{Dir: filepath.Join(dir, "jobs")},
+	}}, logger)
 	if err != nil {
 		return "", fmt.Errorf("start server: %w", err)
 	}

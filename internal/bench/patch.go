@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
@@ -244,7 +245,7 @@ func runFloor(ctx context.Context, cfg PatchConfig) (PatchLoad, time.Duration, e
 // runPatchLoad starts the server, loads the twins and runs the load generator, filling in
 // res. It returns the server's service id.
 func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *slog.Logger, res *PatchResult) (serviceID string, err error) {
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: dataDir}, logger)
+	srv, err := server.New(server.Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: dataDir}}}, logger)
 	if err != nil {
 		return "", fmt.Errorf("start server: %w", err)
 	}

@@ -2,18 +2,17 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/connector/amqp"
 	"github.com/twinflow/twinflow/internal/connector/kafka"
 	"github.com/twinflow/twinflow/internal/connector/mqtt"
@@ -24,36 +23,6 @@ import (
 	"github.com/twinflow/twinflow/internal/outbox"
 	"github.com/twinflow/twinflow/internal/store"
 )
-
-// DeliveryConfig configures event delivery: limits, retention and the endpoints and routes
-// declared in the config file (see LoadConfigFile). The zero value is ADT's limits with
-// nothing declared.
-type DeliveryConfig struct {
-	// MaxRoutes and MaxEndpoints limit routes and endpoints; 0 means ADT's 6.
-	MaxRoutes    int `yaml:"maxRoutes"`
-	MaxEndpoints int `yaml:"maxEndpoints"`
-	// Retention is how long the change log keeps events every endpoint is past and the graph
-	// index has applied (the log keeps every event one of them still needs, however old); 0
-	// means outbox.DefaultRetention (7 days).
-	Retention time.Duration `yaml:"retention"`
-	// DeadLetterDir, when set, also writes dead letters as files in ADT's layout under it.
-	DeadLetterDir string `yaml:"deadLetterDir"`
-	// SkipHandshake skips the webhook validation handshake of new endpoints.
-	SkipHandshake bool `yaml:"skipHandshake"`
-	// Endpoints are created, or replaced, at start-up: name to definition (see
-	// endpoint.Parse). Endpoints created through the API stay as they are. A new webhook
-	// endpoint must pass the validation handshake (unless SkipHandshake), so start-up fails
-	// when its destination refuses it or cannot be reached.
-	Endpoints map[string]json.RawMessage `yaml:"-"`
-	// Routes are created, or replaced, at start-up, after the endpoints: id to route.
-	Routes map[string]RouteConfig `yaml:"-"`
-}
-
-// RouteConfig is a route declared in the config file.
-type RouteConfig struct {
-	EndpointName string `yaml:"endpointName" json:"endpointName"`
-	Filter       string `yaml:"filter" json:"filter"`
-}
 
 // Kinds are the endpoint types this build can deliver to, each through its connector:
 // twinflow's own, and ADT's EventGrid, EventHub and ServiceBus, translated to the connector
@@ -86,10 +55,10 @@ type delivery struct {
 	metrics   *prometheus.Registry
 }
 
-// newDelivery builds event delivery over st and applies the endpoints and routes cfg
-// declares. indexed returns the Seq through which the graph index has applied the log (0
+// newDelivery builds event delivery over st with the limits of cfg.Delivery, and creates or
+// replaces the endpoints and routes cfg declares. indexed returns the Seq through which the graph index has applied the log (0
 // while there is none yet): the pruner keeps every record after it.
-func newDelivery(ctx context.Context, cfg DeliveryConfig, st deliveryStore, indexed func() uint64, logger *slog.Logger) (*delivery, error) {
+func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, indexed func() uint64, logger *slog.Logger) (*delivery, error) {
 	d := &delivery{metrics: prometheus.NewRegistry()}
 	if err := d.metrics.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
@@ -101,18 +70,18 @@ func newDelivery(ctx context.Context, cfg DeliveryConfig, st deliveryStore, inde
 	if err != nil {
 		return nil, fmt.Errorf("register delivery metrics: %w", err)
 	}
-	if d.routes, err = eventroute.New(ctx, eventroute.Config{MaxRoutes: cfg.MaxRoutes}, st); err != nil {
+	if d.routes, err = eventroute.New(ctx, eventroute.Config{MaxRoutes: cfg.Delivery.MaxRoutes}, st); err != nil {
 		return nil, err
 	}
 	d.endpoints, err = endpoint.New(endpoint.Config{
-		MaxEndpoints:  cfg.MaxEndpoints,
-		DeadLetterDir: cfg.DeadLetterDir,
-		SkipHandshake: cfg.SkipHandshake,
+		MaxEndpoints:  cfg.Delivery.MaxEndpoints,
+		DeadLetterDir: cfg.Delivery.DeadLetterDir,
+		SkipHandshake: cfg.Delivery.SkipHandshake,
 	}, Kinds(), st, d.routes, m, logger)
 	if err != nil {
 		return nil, err
 	}
-	d.pruner, err = outbox.NewPruner(outbox.PrunerConfig{Retention: cfg.Retention, Consumers: []func() uint64{indexed}}, st, logger)
+	d.pruner, err = outbox.NewPruner(outbox.PrunerConfig{Retention: cfg.Delivery.Retention, Consumers: []func() uint64{indexed}}, st, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,77 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
 )
-
-func TestLoadConfigFile(t *testing.T) {
-	write := func(body string) string {
-		path := filepath.Join(t.TempDir(), "twinflow.yaml")
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	file, err := LoadConfigFile(write(`
-delivery:
-  maxRoutes: 10
-  retention: 48h
-endpoints:
-  hook:
-    endpointType: webhook
-    url: http://127.0.0.1:9/x
-    headers: {X-Team: twins}
-    delivery: {ttl: 1h, maxAttempts: 5}
-  grid:
-    properties:
-      endpointType: EventGrid
-      TopicEndpoint: https://contoso.westus2-1.eventgrid.azure.net/api/events
-      accessKey1: key-one
-routes:
-  all:
-    endpointName: hook
-    filter: "true"
-jobs:
-  dir: /srv/jobs
-  allowedHosts: [blobs.example.net, "10.0.0.1:8443"]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := file.Delivery
-	if file.Jobs.Dir != "/srv/jobs" || !slices.Equal(file.Jobs.AllowedHosts, []string{"blobs.example.net", "10.0.0.1:8443"}) {
-		t.Errorf("jobs %+v", file.Jobs)
-	}
-	if cfg.MaxRoutes != 10 || cfg.Retention != 48*time.Hour || cfg.Routes["all"] != (RouteConfig{EndpointName: "hook", Filter: "true"}) {
-		t.Errorf("config %+v", cfg)
-	}
-	var def map[string]any
-	if err := json.Unmarshal(cfg.Endpoints["hook"], &def); err != nil {
-		t.Fatal(err)
-	}
-	if def["endpointType"] != "webhook" || def["delivery"].(map[string]any)["maxAttempts"] != 5.0 {
-		t.Errorf("endpoint hook = %s", cfg.Endpoints["hook"])
-	}
-	if def, err := endpoint.Parse(cfg.Endpoints["grid"], Kinds()); err != nil || def.Type != endpoint.EventGridType {
-		t.Errorf("endpoint grid %s: %+v, %v", cfg.Endpoints["grid"], def, err)
-	}
-	if _, err := LoadConfigFile(write("")); err != nil {
-		t.Errorf("empty file: %v", err)
-	}
-	for _, bad := range []struct{ body, want string }{
-		{"delivery:\n  maxRoute: 1\n", "maxRoute"},
-		{"routes:\n  r:\n    filter: 'true'\n", "routes.r.endpointName: required"},
-		{"nonsense: [", "config file"},
-		{"jobs:\n  allowedHosts: [\"https://x\"]\n", "jobs.allowedHosts[0]"},
-		{"jobs:\n  allowed: [x]\n", "allowed"},
-	} {
-		if _, err := LoadConfigFile(write(bad.body)); err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("%q: error %v, want one mentioning %q", bad.body, err, bad.want)
-		}
-	}
-}
 
 // TestDeliveryEndToEnd runs a server whose config file declares a webhook endpoint and a
 // route: creating a twin through the API reaches the webhook, and /metrics counts it.
@@ -110,11 +42,10 @@ func TestDeliveryEndToEnd(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer hook.Close()
-	dc := &DeliveryConfig{
+	s, _ := start(t, Config{Config: config.Config{
 		Endpoints: map[string]json.RawMessage{"hook": json.RawMessage(`{"endpointType":"webhook","url":"` + hook.URL + `"}`)},
-		Routes:    map[string]RouteConfig{"creates": {EndpointName: "hook", Filter: "type = 'Microsoft.DigitalTwins.Twin.Create'"}},
-	}
-	s, _ := start(t, Config{Delivery: dc}, nil)
+		Routes:    map[string]config.Route{"creates": {EndpointName: "hook", Filter: "type = 'Microsoft.DigitalTwins.Twin.Create'"}},
+	}}, nil)
 	base := s.URL()
 	do := func(method, path, body string, want int) {
 		t.Helper()
@@ -213,7 +144,10 @@ func TestKinds(t *testing.T) {
 // not applied, however short the retention: nothing while the index is being built, then
 // everything but the newest record once it caught up.
 func TestPrunerWaitsForTheIndex(t *testing.T) {
-	s, err := New(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Delivery: &DeliveryConfig{Retention: time.Nanosecond}},
+	s, err := New(Config{Config: config.Config{
+		Server:   config.Server{Listen: "127.0.0.1:0", DataDir: t.TempDir()},
+		Delivery: config.Delivery{Retention: time.Nanosecond},
+	}},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

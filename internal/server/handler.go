@@ -39,9 +39,9 @@ func handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeStatus(w, http.StatusOK, "ok")
 }
 
-// handleReadyz answers 200 {"status":"ready"} while the server serves with its store open and
-// its graph index has caught up with the change log since the start (see ready); before that
-// and once shutdown has begun, 503 {"status":"not ready"}.
+// handleReadyz answers 200 {"status":"ready"} while the server serves with its store open, its
+// sources have started and its graph index has caught up with the change log since the start
+// (see ready); before that and once shutdown has begun, 503 {"status":"not ready"}.
 func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready() {
 		writeStatus(w, http.StatusServiceUnavailable, "not ready")

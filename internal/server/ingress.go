@@ -35,23 +35,44 @@ type ingest struct {
 	pruner  *runner.Pruner
 }
 
-// newIngest builds ingress over st and svc, compiling mappings with compile (which may be
-// nil: then no mapping can be defined). Its metrics go to reg.
-func newIngest(st *sqlite.Store, svc *twins.Service, compile source.Compiler, reg prometheus.Registerer, logger *slog.Logger) (*ingest, error) {
+// newIngest builds ingress over st and svc with the limits of cfg.Ingress, compiling mappings
+// with cfg.MappingCompiler (which may be nil: then no mapping can be defined), and creates or
+// replaces the sources and then the mappings cfg declares. Its metrics go to reg.
+func newIngest(ctx context.Context, cfg Config, st *sqlite.Store, svc *twins.Service, reg prometheus.Registerer, logger *slog.Logger) (*ingest, error) {
 	m, err := runner.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("register ingress metrics: %w", err)
 	}
+	compile := cfg.MappingCompiler
 	if compile == nil {
 		compile = func(json.RawMessage) (source.Compiled, error) { return nil, errNoMappingCompiler }
 	}
-	sources, err := source.New(source.Config{}, SourceKinds(), st, svc, compile, m, logger)
+	limits := cfg.Ingress
+	rc := runner.Config{
+		MaxMessageBytes: limits.MaxMessageBytes, DedupWindow: limits.DedupWindow, MaxDepth: limits.MaxDepth,
+		MaxUnsettled: limits.MaxUnsettled, MaxConcurrency: limits.MaxConcurrency,
+	}
+	sources, err := source.New(source.Config{Runner: rc}, SourceKinds(), st, svc, compile, m, logger)
 	if err != nil {
 		return nil, err
 	}
 	pruner, err := runner.NewPruner(runner.PrunerConfig{}, st, logger)
 	if err != nil {
 		return nil, err
+	}
+	var errs []error
+	for _, name := range sortedKeys(cfg.Sources) {
+		if _, err := sources.Put(ctx, name, cfg.Sources[name]); err != nil {
+			errs = append(errs, fmt.Errorf("sources.%s: %w", name, err))
+		}
+	}
+	for _, name := range sortedKeys(cfg.Mappings) {
+		if _, err := sources.PutMapping(ctx, name, cfg.Mappings[name]); err != nil {
+			errs = append(errs, fmt.Errorf("mappings.%s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("apply config: %w", err)
 	}
 	return &ingest{sources: sources, pruner: pruner}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/source"
@@ -130,9 +131,10 @@ func TestIngressEndToEnd(t *testing.T) {
 	}))
 	defer hook.Close()
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, MappingCompiler: compileTutorial, Delivery: &DeliveryConfig{
+	cfg := Config{MappingCompiler: compileTutorial, Config: config.Config{
+		Server:    config.Server{DataDir: dir},
 		Endpoints: map[string]json.RawMessage{"hook": json.RawMessage(`{"endpointType":"webhook","url":"` + hook.URL + `"}`)},
-		Routes:    map[string]RouteConfig{"rooms": {EndpointName: "hook", Filter: "type = 'Microsoft.DigitalTwins.Twin.Update' AND STARTS_WITH(subject, 'room-')"}},
+		Routes:    map[string]config.Route{"rooms": {EndpointName: "hook", Filter: "type = 'Microsoft.DigitalTwins.Twin.Update' AND STARTS_WITH(subject, 'room-')"}},
 	}}
 	s, stop := start(t, cfg, nil)
 	c := apiClient{t, s.URL()}

@@ -96,20 +96,21 @@ type built struct {
 	index *graph.Index
 }
 
-// New opens the store in cfg.DataDir, builds the twin service and event delivery, and binds
-// cfg.Listen. It logs the address bound as "twinflow listening on <URL>". The graph index and
-// the API over it are built by Run, since the index reads every twin and relationship and so
-// takes time in proportion to them. On error nothing is left open.
+// New opens the store in cfg.Server.DataDir, builds the twin service, event delivery and
+// ingress (creating or replacing the endpoints, routes, sources and mappings cfg declares),
+// and binds cfg.Server.Listen. It logs the address bound as "twinflow listening on <URL>".
+// The graph index and the API over it are built by Run, since the index reads every twin and
+// relationship and so takes time in proportion to them. On error nothing is left open.
 func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
-	cfg = cfg.withDefaults()
+	cfg.Config = cfg.Config.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
 	s := &Server{cfg: cfg, logger: logger, scheme: "http"}
 
 	var tlsConfig *tls.Config
-	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if cfg.Server.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("load TLS key pair: %w", err)
 		}
@@ -117,26 +118,26 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		s.scheme = "https"
 	}
 
-	s.ln, err = net.Listen("tcp", cfg.Listen)
+	s.ln, err = net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 	}
 	defer func() {
 		if err != nil {
 			s.ln.Close()
 		}
 	}()
-	s.serviceID = cfg.ServiceID
+	s.serviceID = cfg.Server.ServiceID
 	if s.serviceID == "" {
 		s.serviceID = DefaultServiceID(s.ln.Addr())
 	}
 
-	if err := os.MkdirAll(cfg.JobsDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.Jobs.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create the jobs directory: %w", err)
 	}
-	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.DataDir}, logger)
+	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.Server.DataDir}, logger)
 	if err != nil {
-		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+		return nil, fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
 	}
 	defer func() {
 		if err != nil {
@@ -147,15 +148,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	var deliveryCfg DeliveryConfig
-	if cfg.Delivery != nil {
-		deliveryCfg = *cfg.Delivery
-	}
-	s.delivery, err = newDelivery(context.Background(), deliveryCfg, s.store, s.indexed, logger)
+	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, s.indexed, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
-	s.ingest, err = newIngest(s.store, s.twins, cfg.MappingCompiler, s.delivery.metrics, logger)
+	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.delivery.metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
@@ -168,7 +165,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	}
 	logger.Info("twinflow listening on "+s.URL(),
 		slog.String("addr", s.ln.Addr().String()),
-		slog.String("data_dir", cfg.DataDir),
+		slog.String("data_dir", cfg.Server.DataDir),
 		slog.String("service_id", s.serviceID))
 	return s, nil
 }
@@ -235,7 +232,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		s.logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+		s.logger.Info("shutting down", slog.Duration("timeout", s.cfg.Server.ShutdownTimeout))
 	case err := <-serveErr:
 		runErr = fmt.Errorf("serve on %s: %w", s.ln.Addr(), err)
 	case runErr = <-followErr:
@@ -245,7 +242,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.logger.Error("shutting down after a failure", slog.Any("error", runErr))
 	}
 
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	if err := s.http.Shutdown(shutdownCtx); err != nil {
 		// Requests still running past the timeout are cut off; the store below still
@@ -276,12 +273,8 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	// returns that memory to the system before the server reports ready, instead of keeping
 	// the resident size near the build's peak until the heap happens to be scavenged.
 	debug.FreeOSMemory()
-	var hosts []string
-	if s.cfg.Jobs != nil {
-		hosts = s.cfg.Jobs.AllowedHosts
-	}
 	jobs, err := job.New(job.Config{
-		Dir: s.cfg.JobsDir, SpoolDir: filepath.Join(s.cfg.DataDir, "job-logs"), AllowedHosts: hosts, ErrorCode: api.ErrorCode,
+		Dir: s.cfg.Jobs.Dir, SpoolDir: filepath.Join(s.cfg.Server.DataDir, "job-logs"), AllowedHosts: s.cfg.Jobs.AllowedHosts, ErrorCode: api.ErrorCode,
 	}, s.store, s.twins, job.IndexGraph(idx), s.logger)
 	if err != nil {
 		return fmt.Errorf("build the job runner: %w", err)
@@ -326,13 +319,18 @@ func (s *Server) indexed() uint64 {
 	return 0
 }
 
-// ready reports whether the server serves, its API is built and its index has caught up with
-// the change log once since the start. From then on the follower stays moments behind the
-// log, and every query brings the index up to date before it reads, so a lag under load does
-// not make the server unready.
+// ready reports whether the server serves, its API is built, its sources have started (see
+// source.Registry.Started) and its index has caught up with the change log once since the
+// start. From then on the follower stays moments behind the log, and every query brings the
+// index up to date before it reads, so a lag under load does not make the server unready.
 func (s *Server) ready() bool {
 	b := s.built.Load()
 	if !s.serving.Load() || b == nil {
+		return false
+	}
+	select {
+	case <-s.ingest.sources.Started():
+	default:
 		return false
 	}
 	if s.caughtUp.Load() {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/test/process"
@@ -26,11 +27,11 @@ import (
 // it is ready. It returns the server and a function that stops it and returns Run's error.
 func start(t *testing.T, cfg Config, logger *slog.Logger) (*Server, func() error) {
 	t.Helper()
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
+	if cfg.Server.Listen == "" {
+		cfg.Server.Listen = "127.0.0.1:0"
 	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = t.TempDir()
+	if cfg.Server.DataDir == "" {
+		cfg.Server.DataDir = t.TempDir()
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -88,7 +89,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
-	s, err := New(Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+	s, err := New(Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: t.TempDir()}}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -141,7 +142,7 @@ func TestHealthAndReadiness(t *testing.T) {
 // write acknowledged just before, and sees the stored twins again after a restart rebuilds it.
 func TestQueryFollowsWrites(t *testing.T) {
 	dir := t.TempDir()
-	s, stop := start(t, Config{DataDir: dir}, nil)
+	s, stop := start(t, Config{Config: config.Config{Server: config.Server{DataDir: dir}}}, nil)
 	send := func(s *Server, method, path, body string, want int) string {
 		t.Helper()
 		req, err := http.NewRequest(method, s.URL()+path+"?api-version=2023-10-31", strings.NewReader(body))
@@ -173,7 +174,7 @@ func TestQueryFollowsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, _ = start(t, Config{DataDir: dir}, nil)
+	s, _ = start(t, Config{Config: config.Config{Server: config.Server{DataDir: dir}}}, nil)
 	if got := send(s, http.MethodPost, "/query", count, http.StatusOK); !strings.Contains(got, `"COUNT":3`) {
 		t.Errorf("after a restart the count query answered %s", got)
 	}
@@ -184,7 +185,7 @@ func TestQueryFollowsWrites(t *testing.T) {
 // in the store afterwards.
 func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
-	s, err := New(Config{Listen: "127.0.0.1:0", DataDir: dir}, slog.New(slog.DiscardHandler))
+	s, err := New(Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: dir}}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -258,7 +259,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := process.SelfSignedCert(t, dir)
-	s, _ := start(t, Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, nil)
+	s, _ := start(t, Config{Config: config.Config{Server: config.Server{TLSCertFile: certFile, TLSKeyFile: keyFile}}}, nil)
 	if !strings.HasPrefix(s.URL(), "https://") {
 		t.Fatalf("URL = %s, want https", s.URL())
 	}
@@ -321,15 +322,15 @@ func TestNewReleasesEverythingOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if _, err := New(Config{Listen: busy.Addr().String(), DataDir: dir}, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := New(Config{Config: config.Config{Server: config.Server{Listen: busy.Addr().String(), DataDir: dir}}}, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("New on a busy port succeeded")
 	}
-	if _, err := New(Config{Listen: "127.0.0.1:0", DataDir: dir, TLSCertFile: "missing.pem", TLSKeyFile: "missing.key"},
+	if _, err := New(Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: dir, TLSCertFile: "missing.pem", TLSKeyFile: "missing.key"}}},
 		slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "TLS") {
 		t.Fatalf("New with a missing certificate: %v", err)
 	}
 	// Nothing holds the data directory: a server starts on it.
-	_, stop := start(t, Config{DataDir: dir}, nil)
+	_, stop := start(t, Config{Config: config.Config{Server: config.Server{DataDir: dir}}}, nil)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +359,7 @@ func TestDefaultServiceID(t *testing.T) {
 }
 
 func TestServiceIDFromConfig(t *testing.T) {
-	s, _ := start(t, Config{ServiceID: "twins.example.com"}, nil)
+	s, _ := start(t, Config{Config: config.Config{Server: config.Server{ServiceID: "twins.example.com"}}}, nil)
 	if s.ServiceID() != "twins.example.com" {
 		t.Errorf("ServiceID = %s", s.ServiceID())
 	}
@@ -374,12 +375,12 @@ func TestConfigValidate(t *testing.T) {
 		cfg     Config
 		wantErr []string
 	}{
-		{name: "defaults", cfg: Config{}.withDefaults()},
-		{name: "tls", cfg: Config{Listen: ":443", TLSCertFile: "c", TLSKeyFile: "k"}},
+		{name: "defaults", cfg: Config{Config: config.Config{}.WithDefaults()}},
+		{name: "tls", cfg: Config{Config: config.Config{Server: config.Server{Listen: ":443", TLSCertFile: "c", TLSKeyFile: "k"}}}},
 		{
 			name:    "every error at once",
-			cfg:     Config{Listen: "nohost", TLSKeyFile: "k", ShutdownTimeout: -time.Second},
-			wantErr: []string{"listen:", "tls:", "shutdown timeout:"},
+			cfg:     Config{Config: config.Config{Server: config.Server{Listen: "nohost", TLSKeyFile: "k", ShutdownTimeout: -time.Second}}},
+			wantErr: []string{"server.listen:", "server.tlsCert:", "server.shutdownTimeout:"},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

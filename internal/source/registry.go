@@ -120,6 +120,8 @@ type Registry struct {
 	// mappings are the compiled mappings, by name; a stored mapping that no longer compiles
 	// is missing.
 	mappings map[string]compiled
+	// started is closed once Run has started the stored sources (see Started).
+	started chan struct{}
 }
 
 // running is one source's runner.
@@ -159,8 +161,13 @@ func New(cfg Config, kinds map[string]Kind, st Store, svc runner.Applier, compil
 	return &Registry{
 		cfg: cfg, kinds: kinds, st: st, svc: svc, compile: compile, metrics: m, logger: logger,
 		running: make(map[string]*running), mappings: make(map[string]compiled),
+		started: make(chan struct{}),
 	}, nil
 }
+
+// Started is closed once Run has started the stored sources and each has connected, failed or
+// taken Config.StartWait trying; from then on an http source takes pushes.
+func (r *Registry) Started() <-chan struct{} { return r.started }
 
 // ValidName reports whether name is a valid source or mapping name (see ErrNameInvalid).
 func ValidName(name string) bool {
@@ -185,8 +192,7 @@ func nameError(name string) error {
 // $events when mappings read it, each on goroutines of its own, until ctx ends; then it stops
 // them, waits for them and returns nil. It fails only when the stored state cannot be loaded
 // at the start. A source whose definition or mappings no longer load (a kind this build
-// lacks, a mapping whose model is gone) is logged and left out. Run must not be called again
-// while it runs.
+// lacks, a mapping whose model is gone) is logged and left out. Run must be called once.
 func (r *Registry) Run(ctx context.Context) error {
 	// Loading under the lock orders the load against changes: what is stored before is
 	// started here, what is stored after by the change.
@@ -226,7 +232,17 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 	}
 	r.syncEventsLocked()
+	starting := make([]*running, 0, len(r.running))
+	for _, rn := range r.running {
+		starting = append(starting, rn)
+	}
 	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, rn := range starting {
+		wg.Go(func() { rn.waitStarted(r.cfg.StartWait) })
+	}
+	wg.Wait()
+	close(r.started)
 
 	<-ctx.Done()
 	r.mu.Lock()
