@@ -11,10 +11,13 @@ import (
 // (see package store).
 //
 // Writers: PutTwin, PatchTwin and PatchComponent put the state their Update committed, only
-// once Update returned nil; DeleteTwin removes the twin once its write has returned, whether
+// once Update returned nil, and Committed the states of Prepared.Commit once its caller's
+// Update did; DeleteTwin removes the twin once its write has returned, whether
 // it succeeded or not. Nothing else changes it: the service's other writes leave twin rows
-// alone. Readers: only PutTwin and patchTwin; Twin, Component, relationships and telemetry
-// read the store.
+// alone. Readers: PutTwin and patchTwin, and the callers of CachedTwin, who prepare changes
+// with PrepareChanges and commit them with Prepared.Commit, which checks them as the
+// service's own writes are checked; Twin, Component, relationships and telemetry read the
+// store.
 //
 // It is only a hint and may be stale: two writes of one twin may put their states in another
 // order than they committed them, a write that committed before a delete may put the twin back
@@ -22,7 +25,7 @@ import (
 // it. Staleness is caught inside the store's writer: a write prepared from an entry re-reads
 // the twin in its Update and commits only if the twin still exists with the entry's ETag.
 // When the ETag changed, or PutTwin finds that its guess was wrong (it guesses "create" for a
-// twin the cache lacks), the Update returns errStale and the write is prepared again from a
+// twin the cache lacks), the Update returns ErrStale and the write is prepared again from a
 // store snapshot (Service.write); a patched twin that is gone is DigitalTwinNotFound. A
 // failure to prepare from an entry, which may come from its being stale, falls back to the
 // store the same way. So a stale entry costs a retry, and no write commits against a state

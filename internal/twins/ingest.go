@@ -14,7 +14,7 @@ import (
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
-// Cause is what led to the changes of ApplyChanges: the message's trace context and its
+// Cause is what led to the changes of PrepareChanges: the message's trace context and its
 // place in a chain of propagation.
 type Cause struct {
 	// Trace is the message's W3C trace context (its traceparent and tracestate headers). The
@@ -26,30 +26,51 @@ type Cause struct {
 	Depth int
 }
 
-// Applied is what one ApplyChanges wrote. After the Update that ran it committed, pass it to
-// Service.Committed.
+// Applied is what one Prepared.Commit wrote. After the Update that ran it
+// committed, pass it to Service.Committed.
 type Applied struct {
 	twins []store.Twin
 }
 
-// Committed tells the service that the Update that ran ApplyChanges committed, so that the
-// twins it wrote are prepared from memory by the next API writes.
+// Committed tells the service that the Update that wrote a were committed, so that the twins
+// it wrote are prepared from memory by the next writes.
 func (s *Service) Committed(a Applied) {
 	for _, t := range a.twins {
 		s.cache.put(t)
 	}
 }
 
-// ingestedTwin is a twin as the changes of one ApplyChanges leave it so far.
-type ingestedTwin struct {
-	t      store.Twin
-	exists bool
+// CachedTwin returns twin id as the service last wrote it, if it still holds it in memory. It
+// is a hint that may be stale (see twinCache): changes prepared from it are checked when they
+// commit (Prepared.Commit).
+func (s *Service) CachedTwin(id string) (store.Twin, bool) {
+	return s.cache.get(id)
 }
 
-// ApplyChanges applies the changes one message causes, in order, inside w, an Update the
-// caller runs (so that the message's de-duplication record, or its dead letter, commits with
-// them). Each change is validated and recorded as the API validates and records the same
-// change:
+// TwinSource reads the twins PrepareChanges starts from: twin id, and false when there is none.
+type TwinSource func(id string) (store.Twin, bool, error)
+
+// Prepared is the changes of one message, validated against the twins they start from and
+// ready to be committed.
+type Prepared struct {
+	// bases are the twins the changes start from: their ETags, "" for a twin that was
+	// missing.
+	bases   map[string]string
+	writes  []ingestWrite
+	created int
+	limit   int
+	// twins are the twins the changes leave, in the order they were first changed.
+	twins []store.Twin
+}
+
+// ingestWrite is one change's put, when put.ID is set, and its event.
+type ingestWrite struct {
+	put store.Twin
+	ev  event.Event
+}
+
+// PrepareChanges validates the changes one message causes against the twins read gives, and
+// prepares their writes and events as the API prepares the same changes:
 //
 //   - a twin missing when the change names CreateModel is created first as a PUT of a twin of
 //     that model with no properties (and each component empty) creates it: Twin.Create;
@@ -57,69 +78,64 @@ type ingestedTwin struct {
 //     its path (twin.Schema.CreateParents): Twin.Update with the patch;
 //   - Telemetry is sent as POST .../telemetry sends it, with a new id: a telemetry event.
 //
-// Changes see the effects of the changes before them. Every error is returned before
-// anything is written, so w holds either all of the changes or none. An error of kind
-// twin.Error (the twin or its model is missing, the patch does not apply, a value breaks the
-// model or a limit) is the message's fault; any other error is the store's.
-func (s *Service) ApplyChanges(w store.Writer, changes []ingress.Change, c Cause) (Applied, error) {
+// Changes see the effects of the changes before them. An error of kind twin.Error (the twin
+// or its model is missing, the patch does not apply, a value breaks the model or a limit) is
+// the message's fault; any other error is read's. PrepareChanges writes nothing, and needs
+// no store writer: it may run outside the store's writer, on twins from CachedTwin or a
+// snapshot, for Commit to check them, or inside the Update that commits, reading its Writer.
+func (s *Service) PrepareChanges(read TwinSource, changes []ingress.Change, c Cause) (*Prepared, error) {
 	tr := c.Trace.resolve()
 	ms := s.models.Load()
 	now := twin.FormatTime(s.cfg.Now())
-	twins := make(map[string]*ingestedTwin, len(changes))
-	// write is one change's put, when put.ID is set, and its event.
-	type write struct {
-		put store.Twin
-		ev  event.Event
-	}
-	var writes []write
-	created := 0
+	p := &Prepared{bases: make(map[string]string, len(changes)), limit: s.cfg.Limits.Twins}
+	current := make(map[string]*ingestedTwin, len(changes))
 	change := func(put store.Twin, typ string, data []byte) {
 		ev := s.newEvent(typ, put.ID, now, tr, data)
 		ev.Depth = c.Depth
-		writes = append(writes, write{put: put, ev: ev})
+		p.writes = append(p.writes, ingestWrite{put: put, ev: ev})
 	}
 	for i, ch := range changes {
 		if ch.TwinID == "" {
-			return Applied{}, twin.InvalidArgument(fmt.Sprintf("Change %d names no twin.", i))
+			return nil, twin.InvalidArgument(fmt.Sprintf("Change %d names no twin.", i))
 		}
-		cur, ok := twins[ch.TwinID]
+		cur, ok := current[ch.TwinID]
 		if !ok {
-			t, err := w.Twin(ch.TwinID)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				cur = &ingestedTwin{t: store.Twin{ID: ch.TwinID}}
-			case err != nil:
-				return Applied{}, fmt.Errorf("read twin %q: %w", ch.TwinID, err)
-			default:
-				cur = &ingestedTwin{t: t, exists: true}
+			t, found, err := read(ch.TwinID)
+			if err != nil {
+				return nil, fmt.Errorf("read twin %q: %w", ch.TwinID, err)
 			}
-			twins[ch.TwinID] = cur
+			cur = &ingestedTwin{t: t, exists: found}
+			if !found {
+				cur.t = store.Twin{ID: ch.TwinID}
+			}
+			current[ch.TwinID] = cur
+			p.bases[ch.TwinID] = cur.t.ETag
 		}
 		if !cur.exists {
 			if ch.CreateModel == "" {
-				return Applied{}, twin.TwinNotFound(ch.TwinID)
+				return nil, twin.TwinNotFound(ch.TwinID)
 			}
 			t, err := s.emptyTwin(ms, ch.TwinID, ch.CreateModel, now)
 			if err != nil {
-				return Applied{}, err
+				return nil, err
 			}
 			cur.t, cur.exists = t, true
-			created++
+			p.created++
 			change(t, event.TwinCreate, t.Doc)
 		}
 		if len(ch.Patch) > 0 {
-			_, p, err := s.parsePatch(ch.Patch, "")
+			_, patch, err := s.parsePatch(ch.Patch, "")
 			if err != nil {
-				return Applied{}, err
+				return nil, err
 			}
-			if len(p) > 0 {
+			if len(patch) > 0 {
 				doc, err := twin.DecodeDocument(cur.t.Doc)
 				if err != nil {
-					return Applied{}, fmt.Errorf("decode twin %q: %w", ch.TwinID, err)
+					return nil, fmt.Errorf("decode twin %q: %w", ch.TwinID, err)
 				}
-				next, data, err := s.applyPatch(ms, cur.t, doc, p, now, true)
+				next, data, err := s.applyPatch(ms, cur.t, doc, patch, now, true)
 				if err != nil {
-					return Applied{}, err
+					return nil, err
 				}
 				cur.t = next
 				change(next, event.TwinUpdate, data)
@@ -128,10 +144,10 @@ func (s *Service) ApplyChanges(w store.Writer, changes []ingress.Change, c Cause
 		if ch.Telemetry != nil {
 			trimmed := bytes.TrimSpace(ch.Telemetry)
 			if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
-				return Applied{}, twin.InvalidArgument(fmt.Sprintf("The telemetry of twin %s must be a JSON object.", ch.TwinID))
+				return nil, twin.InvalidArgument(fmt.Sprintf("The telemetry of twin %s must be a JSON object.", ch.TwinID))
 			}
 			// Like the API's telemetry (see SendTelemetry): no subject and no time.
-			writes = append(writes, write{ev: event.Event{
+			p.writes = append(p.writes, ingestWrite{ev: event.Event{
 				ID:              uuid.NewString(),
 				Source:          s.cfg.ServiceID + "/digitaltwins/" + ch.TwinID,
 				SpecVersion:     event.SpecVersion,
@@ -145,35 +161,67 @@ func (s *Service) ApplyChanges(w store.Writer, changes []ingress.Change, c Cause
 			}})
 		}
 	}
-	if created > 0 {
-		n, err := w.CountTwins()
-		if err != nil {
-			return Applied{}, fmt.Errorf("count twins: %w", err)
-		}
-		if n+created > s.cfg.Limits.Twins {
-			return Applied{}, twin.TwinLimitReached(s.cfg.Limits.Twins)
+	for _, ch := range changes {
+		if cur := current[ch.TwinID]; cur != nil && cur.exists {
+			p.twins = append(p.twins, cur.t)
+			delete(current, ch.TwinID)
 		}
 	}
+	return p, nil
+}
 
-	// Everything is checked: write. Each change's put goes with its event, so the change log
-	// tells each event's state (store.Change).
-	var applied Applied
-	for _, wr := range writes {
+// Twins returns the twins the changes leave, in the order they were first changed.
+func (p *Prepared) Twins() []store.Twin { return p.twins }
+
+// Applied returns what Commit writes, for Service.Committed.
+func (p *Prepared) Applied() Applied { return Applied{twins: p.twins} }
+
+// Commit writes the prepared changes inside w. It fails with ErrStale, writing nothing, when a
+// twin they start from is no longer as it was read (it changed, appeared or went), and with
+// TwinLimitReached, the message's fault, when the twins they create would pass the limit.
+// Any other error is w's.
+func (p *Prepared) Commit(w store.Writer) error {
+	for id, etag := range p.bases {
+		cur, err := w.Twin(id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if etag != "" {
+				return ErrStale
+			}
+		case err != nil:
+			return fmt.Errorf("read twin %q: %w", id, err)
+		case cur.ETag != etag:
+			return ErrStale
+		}
+	}
+	if p.created > 0 {
+		n, err := w.CountTwins()
+		if err != nil {
+			return fmt.Errorf("count twins: %w", err)
+		}
+		if n+p.created > p.limit {
+			return twin.TwinLimitReached(p.limit)
+		}
+	}
+	// Each change's put goes with its event, so the change log tells each event's state
+	// (store.Change).
+	for _, wr := range p.writes {
 		if wr.put.ID != "" {
 			if err := w.PutTwin(wr.put); err != nil {
-				return Applied{}, fmt.Errorf("put twin %q: %w", wr.put.ID, err)
+				return fmt.Errorf("put twin %q: %w", wr.put.ID, err)
 			}
 		}
 		if err := w.Emit(wr.ev); err != nil {
-			return Applied{}, err
+			return err
 		}
 	}
-	for _, t := range twins {
-		if t.exists {
-			applied.twins = append(applied.twins, t.t)
-		}
-	}
-	return applied, nil
+	return nil
+}
+
+// ingestedTwin is a twin as the changes of one PrepareChanges leave it so far.
+type ingestedTwin struct {
+	t      store.Twin
+	exists bool
 }
 
 // emptyTwin returns twin id of model as a PUT of it with no properties (and each component

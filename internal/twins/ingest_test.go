@@ -3,6 +3,7 @@ package twins
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/twinflow/twinflow/internal/event"
@@ -11,21 +12,31 @@ import (
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
-// apply runs ApplyChanges in one Update and, when it committed, tells the service.
+// apply prepares changes inside one Update, reading its Writer, and commits them there; when
+// the Update committed, it tells the service.
 func (e *env) apply(changes []ingress.Change, c Cause) error {
-	var a Applied
+	var p *Prepared
 	err := e.st.Update(context.Background(), func(w store.Writer) error {
 		var err error
-		a, err = e.g.ApplyChanges(w, changes, c)
-		return err
+		p, err = e.g.PrepareChanges(func(id string) (store.Twin, bool, error) {
+			t, err := w.Twin(id)
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Twin{}, false, nil
+			}
+			return t, err == nil, err
+		}, changes, c)
+		if err != nil {
+			return err
+		}
+		return p.Commit(w)
 	})
 	if err == nil {
-		e.g.Committed(a)
+		e.g.Committed(p.Applied())
 	}
 	return err
 }
 
-func TestApplyChangesCreatesPatchesAndSendsTelemetry(t *testing.T) {
+func TestPrepareChangesCreatesPatchesAndSendsTelemetry(t *testing.T) {
 	e := newRoomEnv(t)
 	err := e.apply([]ingress.Change{{
 		TwinID:      "r1",
@@ -93,7 +104,7 @@ func twinETag(t *testing.T, doc []byte) string {
 	return s
 }
 
-func TestApplyChangesSeesEarlierChanges(t *testing.T) {
+func TestPrepareChangesSeesEarlierChanges(t *testing.T) {
 	e := newRoomEnv(t)
 	e.putRoom("r1")
 	err := e.apply([]ingress.Change{
@@ -113,7 +124,7 @@ func TestApplyChangesSeesEarlierChanges(t *testing.T) {
 	}
 }
 
-func TestApplyChangesWritesNothingOnError(t *testing.T) {
+func TestPrepareChangesWritesNothingOnError(t *testing.T) {
 	e := newRoomEnv(t)
 	e.putRoom("r1")
 	tests := []struct {
@@ -152,7 +163,7 @@ func TestApplyChangesWritesNothingOnError(t *testing.T) {
 	}
 }
 
-func TestApplyChangesTwinLimit(t *testing.T) {
+func TestPrepareChangesTwinLimit(t *testing.T) {
 	e := newEnv(t, Limits{Twins: 1})
 	if _, err := e.g.AddModels(context.Background(), []byte(models)); err != nil {
 		t.Fatal(err)
@@ -167,4 +178,62 @@ func TestApplyChangesTwinLimit(t *testing.T) {
 	e.events()
 	wantErr(t, e.apply(create("d2"), Cause{}), twin.KindTwinLimitReached, "")
 	e.noEvents()
+}
+
+// TestPreparedCommitChecksWhatItRead prepares changes from a snapshot, changes the twins
+// behind them, and commits: the commit fails with ErrStale and writes nothing.
+func TestPreparedCommitChecksWhatItRead(t *testing.T) {
+	e := newRoomEnv(t)
+	ctx := context.Background()
+	e.putRoom("r1")
+	snapshot := func(id string) (store.Twin, bool, error) {
+		tw, err := e.g.Twin(ctx, id)
+		if err != nil {
+			return store.Twin{}, false, nil
+		}
+		return tw, true, nil
+	}
+	prepare := func(changes ...ingress.Change) *Prepared {
+		t.Helper()
+		p, err := e.g.PrepareChanges(snapshot, changes, Cause{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	commit := func(p *Prepared) error {
+		return e.st.Update(ctx, func(w store.Writer) error { return p.Commit(w) })
+	}
+	patch := ingress.Change{TwinID: "r1", Patch: []byte(`[{"op":"add","path":"/temp","value":30}]`)}
+	create := ingress.Change{TwinID: "r2", CreateModel: "dtmi:ex:Room;1"}
+
+	// Prepared from the state of the moment: it commits, and tells what it left.
+	p := prepare(patch)
+	if err := commit(p); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if tw := p.Twins(); len(tw) != 1 || tw[0].ID != "r1" {
+		t.Errorf("Twins = %+v", tw)
+	}
+	e.events()
+
+	// The twin changed after the preparation.
+	p = prepare(patch)
+	if _, err := e.g.PatchTwin(ctx, "r1", []byte(`[{"op":"add","path":"/temp","value":31}]`), "", trace); err != nil {
+		t.Fatal(err)
+	}
+	e.events()
+	if err := commit(p); !errors.Is(err, ErrStale) {
+		t.Errorf("Commit after the twin changed = %v; want ErrStale", err)
+	}
+	// A twin prepared as missing appeared.
+	p = prepare(create)
+	e.putRoom("r2")
+	if err := commit(p); !errors.Is(err, ErrStale) {
+		t.Errorf("Commit after the twin appeared = %v; want ErrStale", err)
+	}
+	e.noEvents()
+	if got, _ := e.g.Twin(ctx, "r1"); !strings.Contains(string(got.Doc), `"temp":31`) {
+		t.Errorf("r1 after stale commits = %s", got.Doc)
+	}
 }

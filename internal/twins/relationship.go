@@ -172,7 +172,7 @@ func (s *Service) PutRelationship(ctx context.Context, sourceID, id string, body
 				if err != nil && !errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("read relationship %q of twin %q: %w", id, sourceID, err)
 				}
-				return errStale
+				return ErrStale
 			}
 			for _, c := range recheck {
 				if _, err := c.check(w); err != nil {
@@ -202,7 +202,7 @@ func sameTwin(r store.Reader, t store.Twin, missing func(string) *twin.Error) er
 		return fmt.Errorf("read twin %q: %w", t.ID, err)
 	}
 	if cur.ModelID != t.ModelID {
-		return errStale
+		return ErrStale
 	}
 	return nil
 }
@@ -374,7 +374,7 @@ func (s *Service) PatchRelationship(ctx context.Context, sourceID, id string, pa
 				return err
 			}
 			if cur.ETag != rel.ETag {
-				return errStale
+				return ErrStale
 			}
 			if err := w.PutRelationship(next); err != nil {
 				return fmt.Errorf("put relationship %q of twin %q: %w", id, sourceID, err)
@@ -411,7 +411,7 @@ func (s *Service) DeleteRelationship(ctx context.Context, sourceID, id string, i
 				return err
 			}
 			if cur.ETag != rel.ETag {
-				return errStale
+				return ErrStale
 			}
 			if err := w.DeleteRelationship(sourceID, id); err != nil {
 				return fmt.Errorf("delete relationship %q of twin %q: %w", id, sourceID, err)

@@ -183,14 +183,15 @@ func (s *Service) Models() *dtdl.ModelSet {
 	return s.models.Load().set
 }
 
-// errStale reports that the state a write was prepared against changed before it committed.
-var errStale = errors.New("twins: state changed during the write")
+// ErrStale reports that the state a write was prepared against changed before it committed
+// (see Prepared.Commit).
+var ErrStale = errors.New("twins: state changed during the write")
 
 // optimisticAttempts is how many times a write is prepared outside the store's writer before
 // it is prepared inside it.
 const optimisticAttempts = 3
 
-// commitFunc writes a prepared change. It returns errStale when the state it was prepared
+// commitFunc writes a prepared change. It returns ErrStale when the state it was prepared
 // against has changed.
 type commitFunc func(w store.Writer) error
 
@@ -207,7 +208,7 @@ func (s *Service) write(ctx context.Context, prepare func(r store.Reader) (commi
 			return err
 		}
 		err := s.st.Update(ctx, func(w store.Writer) error { return commit(w) })
-		if !errors.Is(err, errStale) {
+		if !errors.Is(err, ErrStale) {
 			return err
 		}
 	}

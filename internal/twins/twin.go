@@ -181,7 +181,7 @@ func (s *Service) PutTwin(ctx context.Context, id string, body []byte, ifNoneMat
 				if err != nil && !errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("read twin %q: %w", id, err)
 				}
-				return errStale
+				return ErrStale
 			}
 			if !exists {
 				n, err := w.CountTwins()
@@ -203,11 +203,11 @@ func (s *Service) PutTwin(ctx context.Context, id string, body []byte, ifNoneMat
 	// writer's check turns a wrong guess into a retry from the store, as does any failure of
 	// the guess (which may come from stale state).
 	old, cached := s.cache.get(id)
-	err = errStale
+	err = ErrStale
 	if commit, perr := prepare(old, cached); perr == nil {
 		err = s.st.Update(ctx, func(w store.Writer) error { return commit(w) })
 	}
-	if errors.Is(err, errStale) {
+	if errors.Is(err, ErrStale) {
 		err = s.write(ctx, func(r store.Reader) (commitFunc, error) {
 			old, err := r.Twin(id)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -331,7 +331,7 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 					return err
 				}
 				if latest.ETag != cur.ETag {
-					return errStale
+					return ErrStale
 				}
 				etag = cur.ETag
 				return nil
@@ -351,7 +351,7 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 				return err
 			}
 			if latest.ETag != cur.ETag {
-				return errStale
+				return ErrStale
 			}
 			if err := w.PutTwin(next); err != nil {
 				return fmt.Errorf("put twin %q: %w", id, err)
@@ -370,10 +370,10 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 		if commit, perr := prepare(cur); perr == nil {
 			err = s.st.Update(ctx, func(w store.Writer) error { return commit(w) })
 		} else {
-			err = errStale
+			err = ErrStale
 		}
 	}
-	if !cached || errors.Is(err, errStale) {
+	if !cached || errors.Is(err, ErrStale) {
 		err = s.write(ctx, func(r store.Reader) (commitFunc, error) {
 			cur, err := readTwin(r, id)
 			if err != nil {
@@ -463,7 +463,7 @@ func (s *Service) DeleteTwin(ctx context.Context, id string, ifMatch string, tr 
 				return err
 			}
 			if latest.ETag != cur.ETag {
-				return errStale
+				return ErrStale
 			}
 			has, err := w.HasRelationships(id)
 			if err != nil {

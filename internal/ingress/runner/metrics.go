@@ -20,7 +20,7 @@ import (
 //	twinflow_mapping_evaluations_total            messages a mapping was evaluated on
 //	twinflow_mapping_changes_total                twin changes a mapping computed
 //	twinflow_mapping_failures_total               messages a mapping failed on (dead letters)
-//	twinflow_mapping_evaluation_seconds           time a mapping took per message
+//	twinflow_mapping_evaluation_seconds           time a mapping took per message (each evaluation)
 //
 // One Metrics serves every runner of a process; it is safe for concurrent use.
 type Metrics struct {
@@ -201,21 +201,23 @@ func (s *sourceMetrics) forMapping(name string) *mappingMetrics {
 	}
 }
 
+// evaluated observes one evaluation's time (a message's mappings are evaluated again when its
+// write is prepared again).
 func (mm *mappingMetrics) evaluated(d time.Duration) {
 	if mm != nil {
-		mm.nEvaluated.Inc()
 		mm.evaluation.Observe(d.Seconds())
 	}
 }
 
-func (mm *mappingMetrics) changed(n int) {
-	if mm != nil {
-		mm.nChanges.Add(float64(n))
+// counted counts a message the mapping was evaluated on, once its outcome committed: the
+// changes it computed, or its failure.
+func (mm *mappingMetrics) counted(changes int, failed bool) {
+	if mm == nil {
+		return
 	}
-}
-
-func (mm *mappingMetrics) failed() {
-	if mm != nil {
+	mm.nEvaluated.Inc()
+	mm.nChanges.Add(float64(changes))
+	if failed {
 		mm.nFailures.Inc()
 	}
 }

@@ -1,6 +1,6 @@
 // Package runner applies the messages of ingress sources to twins: a Runner is the
 // ingress.Handler of one source. It evaluates the source's mappings on each message, applies
-// the changes they compute (twins.Service.ApplyChanges) in one store transaction with the
+// the changes they compute (twins.Service.PrepareChanges) in one store transaction with the
 // message's de-duplication record, keeps the messages it cannot apply as dead letters, and
 // settles each message at its source once that transaction committed. The Pruner deletes the
 // de-duplication records whose window has passed.
@@ -157,10 +157,18 @@ type Mapping struct {
 	Mapper ingress.Mapper
 }
 
-// Applier applies a message's changes to twins (*twins.Service implements it).
+// Applier prepares and applies a message's changes to twins (*twins.Service implements it).
 type Applier interface {
-	ApplyChanges(w store.Writer, changes []ingress.Change, c twins.Cause) (twins.Applied, error)
+	PrepareChanges(read twins.TwinSource, changes []ingress.Change, c twins.Cause) (*twins.Prepared, error)
+	CachedTwin(id string) (store.Twin, bool)
 	Committed(a twins.Applied)
+}
+
+// Store is what a runner needs of the store: ingress state, whose transactions also write
+// twins, and snapshots of twins.
+type Store interface {
+	store.Ingress
+	View(ctx context.Context, fn func(store.Reader) error) error
 }
 
 // Result is what became of a message.
@@ -218,15 +226,17 @@ type Status struct {
 // its methods are safe for concurrent use.
 type Runner struct {
 	cfg     Config
-	st      store.Ingress
+	st      Store
 	svc     Applier
 	metrics *sourceMetrics
 	logger  *slog.Logger
 
 	mappings atomic.Pointer[[]mappingRun]
-	// window holds a token per unsettled message; sem one per transaction in flight.
+	// window holds a token per unsettled message. ready holds the Orders with messages
+	// waiting and no worker on them; an Order there holds an unsettled message, so it never
+	// holds more than MaxUnsettled and sends to it never block.
 	window chan struct{}
-	sem    chan struct{}
+	ready  chan *order
 
 	received, applied, duplicates, dead, failed atomic.Uint64
 
@@ -250,9 +260,12 @@ type mappingRun struct {
 	metrics *mappingMetrics
 }
 
-// order is the queue of one Order's messages; a worker goroutine runs while it is not empty.
+// order is the queue of one Order's messages. While it has messages it is active: in ready,
+// or taken by a worker, which puts it back in ready if messages remain after its batch.
 type order struct {
-	items []*item
+	key    string
+	items  []*item
+	active bool
 }
 
 // item is one message on its way through the runner.
@@ -264,12 +277,15 @@ type item struct {
 	redrive  uint64
 	attempts int
 	start    time.Time
+	// duplicate is set once a write found the message's id recorded, so it is not prepared
+	// again.
+	duplicate bool
 }
 
 var _ ingress.Handler = (*Runner)(nil)
 
 // New returns a runner of the source cfg.Source, writing to st through svc. m may be nil.
-func New(cfg Config, st store.Ingress, svc Applier, m *Metrics, logger *slog.Logger) (*Runner, error) {
+func New(cfg Config, st Store, svc Applier, m *Metrics, logger *slog.Logger) (*Runner, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("runner config: %w", err)
@@ -279,7 +295,7 @@ func New(cfg Config, st store.Ingress, svc Applier, m *Metrics, logger *slog.Log
 		metrics: m.forSource(cfg.Source),
 		logger:  logger.With(slog.String("source", cfg.Source)),
 		window:  make(chan struct{}, cfg.MaxUnsettled),
-		sem:     make(chan struct{}, cfg.MaxConcurrency),
+		ready:   make(chan *order, cfg.MaxUnsettled),
 		orders:  make(map[string]*order),
 		state:   ingress.Stopped,
 	}
@@ -299,7 +315,9 @@ func (r *Runner) SetMappings(ms []Mapping) {
 
 // Run runs src with the runner as its handler until ctx ends or src fails, and returns src's
 // error once every message the runner accepted is settled: those not committed by then are
-// settled with an error. Run must not be called again while it runs.
+// settled with an error. It runs Config.MaxConcurrency workers, each applying one Order's
+// batch at a time, and returns after they have exited. Run must not be called again while it
+// runs.
 func (r *Runner) Run(ctx context.Context, src ingress.Source) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -308,6 +326,9 @@ func (r *Runner) Run(ctx context.Context, src ingress.Source) error {
 	r.mu.Unlock()
 	r.metrics.attach(r)
 	defer r.metrics.detach(r)
+	for range r.cfg.MaxConcurrency {
+		r.wg.Go(func() { r.work(ctx) })
+	}
 
 	err := src.Run(ctx, r)
 	// Workers see the cancelled context: what they did not commit is settled with an error.
@@ -322,6 +343,18 @@ func (r *Runner) Run(ctx context.Context, src ingress.Source) error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	// No worker runs and no message comes in any more: what waits is settled.
+	r.mu.Lock()
+	var left []*item
+	for key, o := range r.orders {
+		left = append(left, o.items...)
+		delete(r.orders, key)
+	}
+	r.mu.Unlock()
+	for len(r.ready) > 0 {
+		<-r.ready
+	}
+	r.settle(left, nil, fmt.Errorf("apply message: %w", ErrNotRunning))
 	return err
 }
 
@@ -399,37 +432,41 @@ func (r *Runner) submit(ctx context.Context, it *item) error {
 	key := it.m.Order
 	o, ok := r.orders[key]
 	if !ok {
-		o = &order{}
+		o = &order{key: key}
 		r.orders[key] = o
-		r.wg.Add(1)
-		go r.work(r.ctx, key, o)
 	}
 	o.items = append(o.items, it)
+	if !o.active {
+		o.active = true
+		r.ready <- o
+	}
 	r.mu.Unlock()
 	return nil
 }
 
-// work applies the messages of one Order, in batches, until its queue is empty.
-func (r *Runner) work(ctx context.Context, key string, o *order) {
-	defer r.wg.Done()
+// work is a worker: it takes an active Order from ready, applies a batch of its messages and
+// puts it back while messages remain, until ctx ends.
+func (r *Runner) work(ctx context.Context) {
 	for {
-		r.mu.Lock()
-		n := min(len(o.items), r.cfg.MaxBatch)
-		if n == 0 {
-			delete(r.orders, key)
-			r.mu.Unlock()
+		var o *order
+		select {
+		case o = <-r.ready:
+		case <-ctx.Done():
 			return
 		}
+		r.mu.Lock()
+		n := min(len(o.items), r.cfg.MaxBatch)
 		batch := o.items[:n:n]
 		o.items = append([]*item(nil), o.items[n:]...)
 		r.mu.Unlock()
-		select {
-		case r.sem <- struct{}{}:
-			r.apply(ctx, batch)
-			<-r.sem
-		case <-ctx.Done():
-			r.settle(batch, nil, fmt.Errorf("apply message: %w", ctx.Err()))
+		r.apply(ctx, batch)
+		r.mu.Lock()
+		if len(o.items) > 0 {
+			r.ready <- o
+		} else {
+			delete(r.orders, o.key)
 		}
+		r.mu.Unlock()
 	}
 }
 
@@ -438,10 +475,18 @@ func (r *Runner) work(ctx context.Context, key string, o *order) {
 func (r *Runner) apply(ctx context.Context, batch []*item) {
 	backoff := r.cfg.MinBackoff
 	for {
-		outcomes, applied, err := r.write(ctx, batch)
+		plans, err := r.write(ctx, batch)
 		if err == nil {
-			for _, a := range applied {
-				r.svc.Committed(a)
+			outcomes := make([]Outcome, len(plans))
+			for i := range plans {
+				p := &plans[i]
+				if p.applied != nil {
+					r.svc.Committed(*p.applied)
+				}
+				for _, st := range p.stats {
+					st.metrics.counted(st.changes, st.failed)
+				}
+				outcomes[i] = p.outcome
 			}
 			r.settle(batch, outcomes, nil)
 			return
@@ -486,73 +531,174 @@ func (r *Runner) settle(batch []*item, outcomes []Outcome, failure error) {
 	}
 }
 
-// write applies batch in one transaction and returns each message's outcome, and what the
-// twin service should learn once it committed. An error is the store's: nothing committed.
-func (r *Runner) write(ctx context.Context, batch []*item) ([]Outcome, []twins.Applied, error) {
+// optimisticAttempts is how many times a batch is prepared outside the store's writer before
+// it is prepared inside it.
+const optimisticAttempts = 2
+
+// errRetry reports that a batch's preparation went stale before it committed (a twin it read
+// changed, or a message turned out to be a duplicate that later ones built on): it is
+// prepared again.
+var errRetry = errors.New("the state a batch was prepared against changed")
+
+// write applies batch in one transaction and returns each message's plan, with its outcome
+// and what the twin service should learn once it committed. An error is the store's: nothing
+// committed.
+//
+// The work that needs no writer (mapping, decoding, patching, validating, encoding) is done
+// first, on the worker's goroutine, against the twins as the service last wrote them (or a
+// snapshot), with the batch's own earlier changes on top; the transaction then checks that
+// every twin the batch read is still as it was, and writes. When one is not, the batch is
+// prepared again from a snapshot, and after optimisticAttempts inside the transaction, where
+// nothing can change under it. So the writer, which every write of the store goes through,
+// does little more per message than for an API PATCH.
+func (r *Runner) write(ctx context.Context, batch []*item) ([]plan, error) {
 	mappings := *r.mappings.Load()
-	var (
-		outcomes []Outcome
-		applied  []twins.Applied
-	)
-	err := r.st.UpdateIngress(ctx, func(w store.IngressWriter) error {
-		outcomes, applied = make([]Outcome, len(batch)), applied[:0]
-		for i, it := range batch {
-			o, a, err := r.writeOne(ctx, w, it, mappings)
-			if err != nil {
-				return err
+	for attempt := range optimisticAttempts {
+		plans, err := r.prepare(ctx, batch, mappings, attempt == 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.commit(ctx, plans); !errors.Is(err, errRetry) {
+			return plans, err
+		}
+	}
+	return r.writeInside(ctx, batch, mappings)
+}
+
+// prepare plans every message of batch outside the store's writer: reading twins from the
+// batch's earlier plans, then the service's memory (when fromCache) and else a snapshot.
+func (r *Runner) prepare(ctx context.Context, batch []*item, mappings []mappingRun, fromCache bool) ([]plan, error) {
+	overlay := make(map[string]store.Twin)
+	read := func(id string) (store.Twin, bool, error) {
+		if t, ok := overlay[id]; ok {
+			return t, true, nil
+		}
+		if fromCache {
+			if t, ok := r.svc.CachedTwin(id); ok {
+				return t, true, nil
 			}
-			outcomes[i] = o
-			if a != nil {
-				applied = append(applied, *a)
+		}
+		var t store.Twin
+		err := r.st.View(ctx, func(sr store.Reader) error {
+			var err error
+			t, err = sr.Twin(id)
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Twin{}, false, nil
+		}
+		return t, err == nil, err
+	}
+	plans := make([]plan, len(batch))
+	for i, it := range batch {
+		p, err := r.plan(ctx, it, mappings, read)
+		if err != nil {
+			return nil, err
+		}
+		if p.prepared != nil {
+			for _, t := range p.prepared.Twins() {
+				overlay[t.ID] = t
+			}
+		}
+		plans[i] = p
+	}
+	return plans, nil
+}
+
+// commit writes plans in one transaction, after checking that what they read is still so,
+// and sets their outcomes. errRetry means they must be prepared again; any other error is the
+// store's.
+func (r *Runner) commit(ctx context.Context, plans []plan) error {
+	return r.st.UpdateIngress(ctx, func(w store.IngressWriter) error {
+		for i := range plans {
+			if err := r.commitPlan(w, &plans[i], i < len(plans)-1); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
-	return outcomes, applied, err
 }
 
-// writeOne applies one message inside w. An error is the store's.
-func (r *Runner) writeOne(ctx context.Context, w store.IngressWriter, it *item, mappings []mappingRun) (Outcome, *twins.Applied, error) {
-	m := it.m
-	now := r.cfg.Now()
-	recorded := false
-	// record records the message's id, reporting false when it is a duplicate. A redriven
-	// message was recorded when it was dead-lettered: it is applied all the same.
-	record := func() (bool, error) {
-		if m.ID == "" || recorded {
-			return true, nil
+// writeInside applies batch in one transaction, planning each message inside it, where the
+// twins it reads cannot change before it writes.
+func (r *Runner) writeInside(ctx context.Context, batch []*item, mappings []mappingRun) ([]plan, error) {
+	var plans []plan
+	err := r.st.UpdateIngress(ctx, func(w store.IngressWriter) error {
+		plans = make([]plan, len(batch))
+		read := func(id string) (store.Twin, bool, error) {
+			t, err := w.Twin(id)
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Twin{}, false, nil
+			}
+			return t, err == nil, err
 		}
-		err := w.RecordMessage(store.MessageRecord{Source: r.cfg.Source, ID: m.ID, Time: now, Expires: now.Add(r.cfg.DedupWindow)})
-		switch {
-		case errors.Is(err, store.ErrDuplicate):
-			return it.redrive != 0, nil
-		case err != nil:
-			return false, err
+		for i, it := range batch {
+			p, err := r.plan(ctx, it, mappings, read)
+			if err != nil {
+				return err
+			}
+			plans[i] = p
+			if err := r.commitPlan(w, &plans[i], false); err != nil {
+				return err
+			}
 		}
-		recorded = true
-		return true, nil
-	}
-	deadLetter := func(reason string) (Outcome, *twins.Applied, error) {
-		if ok, err := record(); err != nil || !ok {
-			return Outcome{Result: Duplicate}, nil, err
-		}
-		id, err := w.AddSourceDeadLetter(store.SourceDeadLetter{
-			Source: r.cfg.Source, Message: m, Reason: reason, Attempts: it.attempts + 1, Time: now,
-		})
-		if err != nil {
-			return Outcome{}, nil, err
-		}
-		return Outcome{Result: DeadLettered, Reason: reason, DeadLetter: id}, nil, nil
-	}
+		return nil
+	})
+	return plans, err
+}
 
-	if it.redrive != 0 {
-		// A dead letter deleted meanwhile is applied all the same: it was asked for.
-		if err := w.DeleteSourceDeadLetter(r.cfg.Source, it.redrive); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return Outcome{}, nil, err
-		}
+// planKind is what a plan does with its message.
+type planKind int
+
+const (
+	// planNothing: the mappings compute no change.
+	planNothing planKind = iota
+	// planApply: the prepared changes are applied.
+	planApply
+	// planDeadLetter: the message is kept as a dead letter with the reason.
+	planDeadLetter
+	// planDuplicate: the message's id was found recorded by an earlier attempt.
+	planDuplicate
+)
+
+// plan is what becomes of one message, prepared from the twins it read.
+type plan struct {
+	it       *item
+	kind     planKind
+	reason   string
+	changes  int
+	prepared *twins.Prepared
+	// reads are the twins the message's mappings read: their ETags, "" for a missing twin.
+	reads map[string]string
+	// stats are what each mapping made of the message, counted once the plan commits.
+	stats []mappingStat
+	// outcome and applied are set once the plan is written: what became of the message and
+	// what the twin service should learn of it.
+	outcome Outcome
+	applied *twins.Applied
+}
+
+// mappingStat is what one mapping made of a message.
+type mappingStat struct {
+	metrics *mappingMetrics
+	changes int
+	failed  bool
+}
+
+// plan decides what becomes of message it, reading twins with read. An error is the store's.
+func (r *Runner) plan(ctx context.Context, it *item, mappings []mappingRun, read twins.TwinSource) (plan, error) {
+	m := it.m
+	p := plan{it: it}
+	dead := func(reason string) (plan, error) {
+		p.kind, p.reason, p.prepared = planDeadLetter, reason, nil
+		return p, nil
+	}
+	if it.duplicate {
+		p.kind = planDuplicate
+		return p, nil
 	}
 	if len(m.Body) > r.cfg.MaxMessageBytes {
-		return deadLetter(fmt.Sprintf("The message is %d bytes; the limit is %d bytes.", len(m.Body), r.cfg.MaxMessageBytes))
+		return dead(fmt.Sprintf("The message is %d bytes; the limit is %d bytes.", len(m.Body), r.cfg.MaxMessageBytes))
 	}
 	depth := 0
 	if r.cfg.Propagation {
@@ -561,42 +707,117 @@ func (r *Runner) writeOne(ctx context.Context, w store.IngressWriter, it *item, 
 			d = 0
 		}
 		if depth = d + 1; depth > r.cfg.MaxDepth {
-			return deadLetter(fmt.Sprintf("Propagation stopped: the event is %d propagation steps from the change that started the chain, and at most %d are allowed. The mappings of $events may form a cycle.", d, r.cfg.MaxDepth))
+			return dead(fmt.Sprintf("Propagation stopped: the event is %d propagation steps from the change that started the chain, and at most %d are allowed. The mappings of $events may form a cycle.", d, r.cfg.MaxDepth))
 		}
 	}
-
-	reader := &twinReader{r: w}
+	reader := &twinReader{read: read, reads: make(map[string]string)}
+	p.reads = reader.reads
 	var changes []ingress.Change
 	for _, mp := range mappings {
 		start := time.Now()
 		cs, err := mp.Mapper.Map(ctx, m, reader)
 		mp.metrics.evaluated(time.Since(start))
 		if reader.failure != nil {
-			return Outcome{}, nil, reader.failure
+			return plan{}, reader.failure
 		}
+		p.stats = append(p.stats, mappingStat{metrics: mp.metrics, changes: len(cs), failed: err != nil})
 		if err != nil {
-			mp.metrics.failed()
-			return deadLetter(fmt.Sprintf("Mapping %s: %v", mp.Name, err))
+			return dead(fmt.Sprintf("Mapping %s: %v", mp.Name, err))
 		}
-		mp.metrics.changed(len(cs))
 		changes = append(changes, cs...)
 	}
 	if len(changes) == 0 {
-		return Outcome{Result: Applied}, nil, nil
-	}
-	if ok, err := record(); err != nil || !ok {
-		return Outcome{Result: Duplicate}, nil, err
+		return p, nil
 	}
 	tr := twins.Trace{Parent: m.Headers["traceparent"], State: m.Headers["tracestate"]}
-	a, err := r.svc.ApplyChanges(w, changes, twins.Cause{Trace: tr, Depth: depth})
+	prepared, err := r.svc.PrepareChanges(read, changes, twins.Cause{Trace: tr, Depth: depth})
 	var te *twin.Error
 	if errors.As(err, &te) {
-		return deadLetter(reason(te))
+		return dead(reason(te))
 	}
 	if err != nil {
-		return Outcome{}, nil, err
+		return plan{}, err
 	}
-	return Outcome{Result: Applied, Changes: len(changes)}, &a, nil
+	p.kind, p.prepared, p.changes = planApply, prepared, len(changes)
+	return p, nil
+}
+
+// commitPlan writes p inside w and sets its outcome: it checks that the twins p read are
+// still so, records the message's id, and writes the changes or the dead letter. dependents tells whether plans
+// after p in the same transaction were prepared on top of it. errRetry means p, or a plan
+// after it, must be prepared again; any other error is the store's.
+func (r *Runner) commitPlan(w store.IngressWriter, p *plan, dependents bool) error {
+	it, m := p.it, p.it.m
+	for id, etag := range p.reads {
+		cur, err := w.Twin(id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if etag != "" {
+				return errRetry
+			}
+		case err != nil:
+			return err
+		case cur.ETag != etag:
+			return errRetry
+		}
+	}
+	now := r.cfg.Now()
+	if it.redrive != 0 {
+		// A dead letter deleted meanwhile is applied all the same: it was asked for.
+		if err := w.DeleteSourceDeadLetter(r.cfg.Source, it.redrive); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	switch p.kind {
+	case planNothing:
+		p.outcome = Outcome{Result: Applied}
+		return nil
+	case planDuplicate:
+		p.outcome = Outcome{Result: Duplicate}
+		return nil
+	}
+	// A redriven message was recorded when it was dead-lettered: it is applied all the same.
+	if m.ID != "" {
+		err := w.RecordMessage(store.MessageRecord{Source: r.cfg.Source, ID: m.ID, Time: now, Expires: now.Add(r.cfg.DedupWindow)})
+		switch {
+		case errors.Is(err, store.ErrDuplicate) && it.redrive == 0:
+			if p.kind == planApply && dependents {
+				// The plans after this one may have read what it would have changed.
+				it.duplicate = true
+				return errRetry
+			}
+			p.outcome = Outcome{Result: Duplicate}
+			return nil
+		case err != nil && !errors.Is(err, store.ErrDuplicate):
+			return err
+		}
+	}
+	if p.kind == planApply {
+		err := p.prepared.Commit(w)
+		var te *twin.Error
+		switch {
+		case errors.Is(err, twins.ErrStale):
+			return errRetry
+		case errors.As(err, &te) && dependents:
+			return errRetry
+		case errors.As(err, &te):
+			p.kind, p.reason = planDeadLetter, reason(te)
+		case err != nil:
+			return err
+		default:
+			a := p.prepared.Applied()
+			p.outcome, p.applied = Outcome{Result: Applied, Changes: p.changes}, &a
+			return nil
+		}
+	}
+	id, err := w.AddSourceDeadLetter(store.SourceDeadLetter{
+		Source: r.cfg.Source, Message: m, Reason: p.reason, Attempts: it.attempts + 1, Time: now,
+	})
+	if err != nil {
+		return err
+	}
+	p.outcome = Outcome{Result: DeadLettered, Reason: p.reason, DeadLetter: id}
+	return nil
 }
 
 // reason renders a twin error as a dead letter's reason: its message, then its details.
@@ -629,27 +850,39 @@ func (r *Runner) Status() Status {
 
 // NewTwinReader returns the ingress.TwinReader of a mapping over r, for a dry run against a
 // snapshot.
-func NewTwinReader(r store.Reader) ingress.TwinReader { return &twinReader{r: r} }
+func NewTwinReader(r store.Reader) ingress.TwinReader {
+	return &twinReader{read: func(id string) (store.Twin, bool, error) {
+		t, err := r.Twin(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Twin{}, false, nil
+		}
+		return t, err == nil, err
+	}}
+}
 
-// twinReader is the ingress.TwinReader of a mapping inside the write that applies its
-// message. A read the store fails is remembered, so the write fails as the store's fault
-// whatever the mapping makes of the error.
+// twinReader is the ingress.TwinReader of a mapping: it reads through read, and records what
+// it read in reads (when not nil), for the write to check. A read that fails is remembered,
+// so the write fails as the store's fault whatever the mapping makes of the error.
 type twinReader struct {
-	r       store.Reader
+	read    twins.TwinSource
+	reads   map[string]string
 	failure error
 }
 
 // Twin implements ingress.TwinReader. The document is a copy the mapping may keep.
 func (t *twinReader) Twin(id string) ([]byte, bool, error) {
-	tw, err := t.r.Twin(id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, false, nil
-	case err != nil:
+	tw, ok, err := t.read(id)
+	if err != nil {
 		if t.failure == nil {
 			t.failure = err
 		}
 		return nil, false, err
+	}
+	if t.reads != nil {
+		t.reads[id] = tw.ETag
+	}
+	if !ok {
+		return nil, false, nil
 	}
 	return append([]byte(nil), tw.Doc...), true, nil
 }

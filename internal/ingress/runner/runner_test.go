@@ -16,9 +16,13 @@ import (
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 var sequence = Mapping{Name: "sequence", Mapper: sequenceMapper{}}
+
+// twinsTrace is the trace of the tests' API writes: none.
+var twinsTrace = twins.Trace{}
 
 func TestAppliesEachDeviceInOrder(t *testing.T) {
 	e := newEnv(t)
@@ -83,19 +87,21 @@ func TestDuplicatesAppliedOnce(t *testing.T) {
 		}
 		return nil, nil
 	})}})
-	results := make(chan Outcome, 3)
-	for _, m := range []ingress.Message{msg("t1", 1, "m1"), msg("t1", 2, "m2"), msg("t1", 2, "m2")} {
+	// The duplicate is followed by a message prepared on top of it, so the batch is prepared
+	// again without it.
+	results := make(chan Outcome, 4)
+	for _, m := range []ingress.Message{msg("t1", 1, "m1"), msg("t1", 2, "m2"), msg("t1", 2, "m2"), msg("t1", 3, "m3")} {
 		if err := r.Submit(context.Background(), m, func(o Outcome) { results <- o }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	close(hold)
-	got := []Result{(<-results).Result, (<-results).Result, (<-results).Result}
-	if fmt.Sprint(got) != fmt.Sprint([]Result{Applied, Applied, Duplicate}) {
-		t.Errorf("results = %v; want applied, applied, duplicate", got)
+	got := []Result{(<-results).Result, (<-results).Result, (<-results).Result, (<-results).Result}
+	if fmt.Sprint(got) != fmt.Sprint([]Result{Applied, Applied, Duplicate, Applied}) {
+		t.Errorf("results = %v; want applied, applied, duplicate, applied", got)
 	}
-	if doc := e.twin("t1"); doc["count"] != float64(3) || doc["seq"] != float64(2) {
-		t.Errorf("twin = %v; want count 3 and seq 2", doc)
+	if doc := e.twin("t1"); doc["count"] != float64(4) || doc["seq"] != float64(3) {
+		t.Errorf("twin = %v; want count 4 and seq 3", doc)
 	}
 	// A message without an id is applied each time.
 	submit(msg("t2", 0, ""))
@@ -110,6 +116,36 @@ func TestDuplicatesAppliedOnce(t *testing.T) {
 	}
 	if st := r.Status(); st.Duplicates != 2 {
 		t.Errorf("status counts %d duplicates; want 2", st.Duplicates)
+	}
+}
+
+// TestStaleReadsArePreparedAgain changes a twin between the time a message's mapping read it
+// and its commit: the message is prepared again, from the twin as it is.
+func TestStaleReadsArePreparedAgain(t *testing.T) {
+	e := newEnv(t)
+	src := newFakeSource()
+	var calls atomic.Int32
+	interfering := Mapping{Name: "interfering", Mapper: mapperFunc(func(ctx context.Context, m ingress.Message, twins ingress.TwinReader) ([]ingress.Change, error) {
+		changes, err := sequenceMapper{}.Map(ctx, m, twins)
+		if calls.Add(1) == 2 {
+			// Outside the store's writer, after the read: an API write gets in between.
+			_, perr := e.svc.PatchTwin(ctx, "t1", []byte(`[{"op":"replace","path":"/count","value":100}]`), "", twinsTrace)
+			if perr != nil {
+				t.Errorf("PatchTwin: %v", perr)
+			}
+		}
+		return changes, err
+	})}
+	e.start(Config{}, src, interfering)
+	src.send(t, msg("t1", 0, ""))
+	src.waitSettled(t, 1)
+	src.send(t, msg("t1", 1, ""))
+	src.waitSettled(t, 2)
+	if doc := e.twin("t1"); doc["count"] != float64(101) || doc["seq"] != float64(1) {
+		t.Errorf("twin = %v; want count 101 (the API's 100, plus one) and seq 1", doc)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("the mapping ran %d times; want 3 (once, then twice for the message prepared again)", n)
 	}
 }
 
@@ -313,7 +349,7 @@ func TestBackpressure(t *testing.T) {
 
 // failingStore fails the first failures UpdateIngress calls.
 type failingStore struct {
-	store.Ingress
+	Store
 	failures atomic.Int32
 }
 
@@ -321,12 +357,12 @@ func (s *failingStore) UpdateIngress(ctx context.Context, fn func(store.IngressW
 	if s.failures.Add(-1) >= 0 {
 		return errors.New("disk on fire")
 	}
-	return s.Ingress.UpdateIngress(ctx, fn)
+	return s.Store.UpdateIngress(ctx, fn)
 }
 
 func TestStoreFailuresAreRetried(t *testing.T) {
 	e := newEnv(t)
-	fs := &failingStore{Ingress: e.st}
+	fs := &failingStore{Store: e.st}
 	fs.failures.Store(2)
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
