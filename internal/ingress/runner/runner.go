@@ -26,7 +26,8 @@
 //     twin or model is missing, the patch breaks the model, a propagation chain is too deep):
 //     it is kept as a dead letter with the reason, and with its id recorded, in one
 //     transaction; nothing else of it is written, and the messages behind it go on.
-//   - The store fails: the transaction is tried again, with backoff, while the runner runs;
+//   - The store fails, or a mapping cannot read what it needs (ingress.ErrUnavailable): the
+//     transaction is tried again, with backoff, while the runner runs;
 //     the messages behind it in its Order wait. When the runner stops, the messages it did not
 //     commit are settled with an error, so the source delivers them again.
 package runner
@@ -719,6 +720,11 @@ func (r *Runner) plan(ctx context.Context, it *item, mappings []mappingRun, read
 		mp.metrics.evaluated(time.Since(start))
 		if reader.failure != nil {
 			return plan{}, reader.failure
+		}
+		if errors.Is(err, ingress.ErrUnavailable) {
+			// Not the message's fault: it is applied again later, like a write the store
+			// failed.
+			return plan{}, fmt.Errorf("mapping %s: %w", mp.Name, err)
 		}
 		p.stats = append(p.stats, mappingStat{metrics: mp.metrics, changes: len(cs), failed: err != nil})
 		if err != nil {

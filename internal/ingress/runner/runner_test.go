@@ -426,3 +426,32 @@ func TestStoreFailuresAreRetried(t *testing.T) {
 }
 
 func ptr(f float64) *float64 { return &f }
+
+// TestUnavailableMappingInputsAreRetried checks that a mapping failing with
+// ingress.ErrUnavailable does not make a dead letter: the message is applied once the
+// mapping's inputs are back.
+func TestUnavailableMappingInputsAreRetried(t *testing.T) {
+	e := newEnv(t)
+	src := newFakeSource()
+	var failures atomic.Int32
+	failures.Store(2)
+	flaky := Mapping{Name: "flaky", Mapper: mapperFunc(func(ctx context.Context, m ingress.Message, twins ingress.TwinReader) ([]ingress.Change, error) {
+		if failures.Add(-1) >= 0 {
+			return nil, fmt.Errorf("graph: %w", ingress.ErrUnavailable)
+		}
+		return sequenceMapper{}.Map(ctx, m, twins)
+	})}
+	r := e.start(Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}, src, flaky)
+	src.send(t, msg("t1", 0, "m0"))
+	for _, err := range src.waitSettled(t, 1) {
+		if err != nil {
+			t.Errorf("settled with %v", err)
+		}
+	}
+	if st := r.Status(); st.Applied != 1 || st.DeadLettered != 0 || st.Failed != 2 || !strings.Contains(st.LastError, "mapping flaky") {
+		t.Errorf("status = %+v", st)
+	}
+	if len(e.deadLetters("plant")) != 0 {
+		t.Error("an unavailable input made a dead letter")
+	}
+}
