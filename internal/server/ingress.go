@@ -1,17 +1,23 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
+	"github.com/twinflow/twinflow/internal/mapping"
 	"github.com/twinflow/twinflow/internal/source"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
@@ -24,9 +30,76 @@ func SourceKinds() map[string]source.Kind {
 	}
 }
 
-// errNoMappingCompiler is the answer to a mapping definition when the server has no
-// Config.MappingCompiler.
-var errNoMappingCompiler = errors.New("this server compiles no mapping rules")
+// mappingCompiler returns the compiler of mapping definitions (package mapping's CEL rules),
+// checking them against the models as they are when compiled, and answering incoming and
+// outgoing from g.
+func mappingCompiler(models func() *dtdl.ModelSet, g mapping.Graph) source.Compiler {
+	return func(raw json.RawMessage) (source.Compiled, error) {
+		var def mapping.Definition
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&def); err != nil {
+			return nil, err
+		}
+		// A source's own limit (maxMessageBytes) bounds its messages before they are mapped.
+		m, err := mapping.Compile(def, mapping.Config{MaxMessageBytes: math.MaxInt32}, mapping.Deps{Models: models(), Graph: g})
+		if err != nil {
+			return nil, err
+		}
+		return compiledMapping{m}, nil
+	}
+}
+
+// compiledMapping is a mapping.Mapping as the source registry takes it.
+type compiledMapping struct{ *mapping.Mapping }
+
+// DryRun implements source.Compiled: the mapping's mapping.Result.
+func (c compiledMapping) DryRun(ctx context.Context, m ingress.Message, twins ingress.TwinReader) (any, error) {
+	return c.Mapping.DryRun(ctx, m, twins)
+}
+
+// lateGraph is the graph index the server's mappings read, which the server builds only after
+// it compiled them: incoming and outgoing wait until it is there.
+type lateGraph struct {
+	ready chan struct{}
+	index *graph.Index
+}
+
+func newLateGraph() *lateGraph { return &lateGraph{ready: make(chan struct{})} }
+
+// set makes idx the index; it must be called once.
+func (g *lateGraph) set(idx *graph.Index) {
+	g.index = idx
+	close(g.ready)
+}
+
+// built returns the index once it is there, or ErrUnavailable when ctx ends first.
+func (g *lateGraph) built(ctx context.Context) (*graph.Index, error) {
+	select {
+	case <-g.ready:
+		return g.index, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the graph index is being built: %w: %w", ingress.ErrUnavailable, ctx.Err())
+	}
+}
+
+// Incoming implements mapping.Graph.
+func (g *lateGraph) Incoming(ctx context.Context, id, name string) ([]string, error) {
+	idx, err := g.built(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return idx.Incoming(ctx, id, name)
+}
+
+// Outgoing implements mapping.Graph.
+func (g *lateGraph) Outgoing(ctx context.Context, id, name string) ([]string, error) {
+	idx, err := g.built(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return idx.Outgoing(ctx, id, name)
+}
 
 // ingest is the ingress half of a server: the source registry, which runs a runner per
 // source (and for $events while mappings read it), and the pruner of message ids.
@@ -36,16 +109,16 @@ type ingest struct {
 }
 
 // newIngest builds ingress over st and svc with the limits of cfg.Ingress, compiling mappings
-// with cfg.MappingCompiler (which may be nil: then no mapping can be defined), and creates or
-// replaces the sources and then the mappings cfg declares. Its metrics go to reg.
-func newIngest(ctx context.Context, cfg Config, st *sqlite.Store, svc *twins.Service, reg prometheus.Registerer, logger *slog.Logger) (*ingest, error) {
+// with cfg.MappingCompiler, or else with package mapping reading g, and creates or replaces the
+// sources and then the mappings cfg declares. Its metrics go to reg.
+func newIngest(ctx context.Context, cfg Config, st *sqlite.Store, svc *twins.Service, g mapping.Graph, reg prometheus.Registerer, logger *slog.Logger) (*ingest, error) {
 	m, err := runner.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("register ingress metrics: %w", err)
 	}
 	compile := cfg.MappingCompiler
 	if compile == nil {
-		compile = func(json.RawMessage) (source.Compiled, error) { return nil, errNoMappingCompiler }
+		compile = mappingCompiler(svc.Models, g)
 	}
 	limits := cfg.Ingress
 	rc := runner.Config{

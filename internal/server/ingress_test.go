@@ -208,3 +208,58 @@ func TestIngressEndToEnd(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTutorialWithMappingRules runs ADT's end-to-end tutorial through a real server with the
+// mapping rules it builds in (package mapping): a thermostat's readings pushed to an http
+// source set its twin, a mapping of $events sets the temperature of every twin that contains
+// it (incoming), and the room's update carries the reading's trace. A mapping that does not
+// compile is refused with the expression's problem.
+func TestTutorialWithMappingRules(t *testing.T) {
+	s, _ := start(t, Config{}, nil)
+	c := apiClient{t, s.URL()}
+	c.do("POST", "/models", `[
+		{"@id":"dtmi:contosocom:DigitalTwins:Thermostat;1","@type":"Interface","@context":"dtmi:dtdl:context;3",
+		 "contents":[{"@type":"Property","name":"Temperature","schema":"double"}]},
+		{"@id":"dtmi:contosocom:DigitalTwins:Room;1","@type":"Interface","@context":"dtmi:dtdl:context;3",
+		 "contents":[{"@type":"Property","name":"Temperature","schema":"double"},
+		             {"@type":"Relationship","name":"contains"}]}]`, http.StatusCreated)
+	c.do("PUT", "/digitaltwins/room21", `{"$metadata":{"$model":"dtmi:contosocom:DigitalTwins:Room;1"}}`, http.StatusOK)
+	c.do("PUT", "/digitaltwins/thermostat67", `{"$metadata":{"$model":"dtmi:contosocom:DigitalTwins:Thermostat;1"}}`, http.StatusOK)
+	c.do("PUT", "/digitaltwins/room21/relationships/r1", `{"$targetId":"thermostat67","$relationshipName":"contains"}`, http.StatusOK)
+	c.do("PUT", "/sources/devices", `{"sourceType":"http"}`, http.StatusCreated)
+	body := c.do("PUT", "/mappings/broken", `{"source":"devices","twinId":"message.body.device +","patch":{"/Temperature":"1.0"}}`, http.StatusBadRequest)
+	if !strings.Contains(body, "twinId") || !strings.Contains(body, "Syntax error") {
+		t.Errorf("a mapping that does not compile: %s", body)
+	}
+	c.do("PUT", "/mappings/thermostats", `{"source":"devices","twinId":"message.body.device",
+		"patch":{"/Temperature":"message.body.Temperature"}}`, http.StatusCreated)
+	c.do("PUT", "/mappings/rooms", `{"source":"$events",
+		"condition":"message.headers.type == 'Microsoft.DigitalTwins.Twin.Update' && message.body.modelId == 'dtmi:contosocom:DigitalTwins:Thermostat;1'",
+		"twinIds":"incoming(message.headers.subject, 'contains')",
+		"patch":{"/Temperature":"twinById(message.headers.subject).Temperature"}}`, http.StatusCreated)
+	body = c.do("POST", "/mappings/thermostats/test", `{"message":{"body":{"device":"thermostat67","Temperature":19.5}}}`, http.StatusOK)
+	if !strings.Contains(body, `"twinId":"thermostat67"`) || !strings.Contains(body, `19.5`) {
+		t.Errorf("dry run = %s", body)
+	}
+
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	body = c.do("POST", "/sources/devices/messages", `{"device":"thermostat67","Temperature":21.5}`, http.StatusOK, "traceparent", tp)
+	if !strings.Contains(body, `"status":"applied","changes":1`) {
+		t.Fatalf("push = %s", body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		room := c.do("GET", "/digitaltwins/room21", "", http.StatusOK)
+		if strings.Contains(room, `"Temperature":21.5`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the room did not follow its thermostat: %s", room)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	body = c.do("POST", "/sources/devices/messages", `{"device":"thermostat99","Temperature":20}`, http.StatusOK)
+	if !strings.Contains(body, `"status":"deadLettered"`) || !strings.Contains(body, "thermostat99") {
+		t.Errorf("a message for a missing twin = %s", body)
+	}
+}

@@ -71,12 +71,14 @@ import (
 // has released all of it. Run must therefore be called exactly once for every Server New
 // returns, even if only to be cancelled at once.
 type Server struct {
-	cfg       Config
-	logger    *slog.Logger
-	store     *sqlite.Store
-	twins     *twins.Service
-	delivery  *delivery
-	ingest    *ingest
+	cfg      Config
+	logger   *slog.Logger
+	store    *sqlite.Store
+	twins    *twins.Service
+	delivery *delivery
+	ingest   *ingest
+	// graph is the graph index mappings read, once Run has built it.
+	graph     *lateGraph
 	ln        net.Listener
 	http      *http.Server
 	scheme    string
@@ -152,7 +154,8 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
-	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.delivery.metrics, logger)
+	s.graph = newLateGraph()
+	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.graph, s.delivery.metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
@@ -224,6 +227,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() {
+		// Mappings read the graph index: the sources run once it is built.
+		select {
+		case <-s.graph.ready:
+		case <-followCtx.Done():
+			return
+		}
 		if err := s.ingest.run(followCtx); err != nil {
 			followErr <- fmt.Errorf("run sources: %w", err)
 		}
@@ -283,6 +292,7 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
+	s.graph.set(idx)
 	s.built.Store(&built{api: a, index: idx})
 	s.logger.Info("API ready", slog.Duration("index_build", time.Since(start)), slog.String("jobs_dir", jobs.Dir()))
 
