@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/connector/mqtt"
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/ingress"
@@ -27,6 +28,7 @@ import (
 func SourceKinds() map[string]source.Kind {
 	return map[string]source.Kind{
 		source.HTTPType: source.HTTPKind(),
+		"mqtt":          source.KindOf(mqtt.NewSource),
 	}
 }
 
