@@ -26,7 +26,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,7 +75,7 @@ type SinkConfig struct {
 	// Headers are added to every request, e.g. an Authorization header.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Timeout bounds one request; zero means DefaultTimeout.
-	Timeout Duration `json:"timeout,omitempty"`
+	Timeout sink.Duration `json:"timeout,omitempty"`
 	// Topic is the topic of Event Grid schema events in EventGrid mode (ADT writes the
 	// resource id of its Event Grid topic); empty means each event's source.
 	Topic string `json:"topic,omitempty"`
@@ -88,28 +87,6 @@ type SinkConfig struct {
 	Origin string `json:"origin,omitempty"`
 	// TLS configures https connections.
 	TLS sink.TLS `json:"tls,omitzero"`
-}
-
-// Duration is a time.Duration written in JSON as a Go duration string ("10s", "1m30s").
-type Duration time.Duration
-
-// MarshalJSON writes d as a duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration: want a string like \"10s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration: %w", err)
-	}
-	*d = Duration(v)
-	return nil
 }
 
 // isCredentialHeader reports whether a custom header's value is a credential, blanked by

@@ -314,7 +314,7 @@ func TestValidate(t *testing.T) {
 		want []string
 	}{
 		{SinkConfig{URL: "http://h/x"}, nil},
-		{SinkConfig{URL: "https://h", Mode: "batched", Timeout: Duration(time.Second)}, nil},
+		{SinkConfig{URL: "https://h", Mode: "batched", Timeout: sink.Duration(time.Second)}, nil},
 		{SinkConfig{}, []string{"url: required"}},
 		{SinkConfig{URL: "ftp://h", Mode: "soap", Timeout: -1, Headers: map[string]string{"Bad Name": "v"},
 			TLS: sink.TLS{CertFile: "c.pem"}},
