@@ -5,12 +5,9 @@
 package ingresstest
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,7 +71,7 @@ func messages(device string, n int) []Outgoing {
 }
 
 func testDeliversInOrder(t *testing.T, b Broker) {
-	r := start(t, b, nil)
+	r := Start(t, b.NewSource(t), nil)
 	devices := []string{"d1", "d2", "d3"}
 	var want []Outgoing
 	for _, d := range devices {
@@ -88,7 +85,7 @@ func testDeliversInOrder(t *testing.T, b Broker) {
 		}
 	}
 	b.Publish(t, sent)
-	got := r.waitFor(t, len(sent))
+	got := r.WaitFor(t, len(sent))
 	byDevice := map[string][]ingress.Message{}
 	orders := map[string]string{}
 	for _, m := range got {
@@ -139,13 +136,13 @@ func testDeliversInOrder(t *testing.T, b Broker) {
 			}
 		}
 	}
-	r.stop(t)
+	r.Stop(t)
 }
 
 func testStops(t *testing.T, b Broker) {
-	r := start(t, b, nil)
-	r.stop(t)
-	if s := r.lastState(); s != ingress.Stopped {
+	r := Start(t, b.NewSource(t), nil)
+	r.Stop(t)
+	if s := r.LastState(); s != ingress.Stopped {
 		t.Errorf("last state after cancel = %q, want %q", s, ingress.Stopped)
 	}
 }
@@ -155,21 +152,21 @@ func testStops(t *testing.T, b Broker) {
 // and the new messages arrive, the settled ones do not.
 func testSettledNotRedelivered(t *testing.T, b Broker) {
 	sent := messages("d1", 20)
-	r := start(t, b, func(m ingress.Message, i int) error {
+	r := Start(t, b.NewSource(t), func(m ingress.Message, i int) error {
 		if i < 10 {
 			return nil
 		}
-		return errHold
+		return ErrHold
 	})
 	b.Publish(t, sent[:15])
-	r.waitFor(t, 15)
-	r.stop(t)
+	r.WaitFor(t, 15)
+	r.Stop(t)
 
 	b.Publish(t, sent[15:])
-	r2 := start(t, b, nil)
+	r2 := Start(t, b.NewSource(t), nil)
 	// A settled message delivered again would come before the others of its device.
-	got := r2.waitFor(t, 10)
-	r2.stop(t)
+	got := r2.WaitFor(t, 10)
+	r2.Stop(t)
 	var bodies []string
 	for _, m := range got {
 		bodies = append(bodies, string(m.Body))
@@ -187,155 +184,20 @@ func testSettledNotRedelivered(t *testing.T, b Broker) {
 // Every delivery of it fails before the restart, as a source may deliver it again itself.
 func testErrorRedelivers(t *testing.T, b Broker) {
 	sent := messages("d1", 3)
-	r := start(t, b, func(m ingress.Message, i int) error {
+	r := Start(t, b.NewSource(t), func(m ingress.Message, i int) error {
 		if string(m.Body) == string(sent[1].Body) {
 			return errors.New("store unavailable")
 		}
 		return nil
 	})
 	b.Publish(t, sent)
-	r.waitFor(t, 3)
-	r.stop(t)
+	r.WaitFor(t, 3)
+	r.Stop(t)
 
-	r2 := start(t, b, nil)
-	got := r2.waitFor(t, 1)
-	r2.stop(t)
+	r2 := Start(t, b.NewSource(t), nil)
+	got := r2.WaitFor(t, 1)
+	r2.Stop(t)
 	if string(got[0].Body) != string(sent[1].Body) {
 		t.Errorf("after restart first message is %q, want the one settled with an error, %q", got[0].Body, sent[1].Body)
-	}
-}
-
-// errHold, returned by a policy, leaves the message unsettled.
-var errHold = errors.New("hold")
-
-// run is a source running under a recording Handler.
-type run struct {
-	src    ingress.Source
-	cancel context.CancelFunc
-	done   chan error
-	// policy decides each message's settlement from the message and its index in arrival
-	// order; nil settles every message with nil.
-	policy func(m ingress.Message, i int) error
-
-	mu       sync.Mutex
-	msgs     []ingress.Message
-	states   []ingress.State
-	running  chan struct{}
-	arrived  chan struct{}
-	gotState bool
-}
-
-// start runs a new source of b and waits until it reports Running.
-func start(t *testing.T, b Broker, policy func(m ingress.Message, i int) error) *run {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &run{
-		src: b.NewSource(t), cancel: cancel, done: make(chan error, 1), policy: policy,
-		running: make(chan struct{}), arrived: make(chan struct{}, 1),
-	}
-	go func() { r.done <- r.src.Run(ctx, r) }()
-	t.Cleanup(func() {
-		cancel()
-		<-r.done
-	})
-	select {
-	case <-r.running:
-	case err := <-r.done:
-		r.done <- err
-		t.Fatalf("source stopped before it was running: %v", err)
-	case <-time.After(wait):
-		t.Fatalf("source not running after %v (states %v)", wait, r.allStates())
-	}
-	return r
-}
-
-// Handle implements ingress.Handler.
-func (r *run) Handle(ctx context.Context, m ingress.Message, settle ingress.Settle) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	i := len(r.msgs)
-	r.msgs = append(r.msgs, cloneMessage(m))
-	r.mu.Unlock()
-	select {
-	case r.arrived <- struct{}{}:
-	default:
-	}
-	var err error
-	if r.policy != nil {
-		err = r.policy(m, i)
-	}
-	if !errors.Is(err, errHold) {
-		settle(err)
-	}
-	return nil
-}
-
-// State implements ingress.Handler.
-func (r *run) State(s ingress.State, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.states = append(r.states, s)
-	if s == ingress.Running && !r.gotState {
-		r.gotState = true
-		close(r.running)
-	}
-}
-
-func cloneMessage(m ingress.Message) ingress.Message {
-	m.Body = slices.Clone(m.Body)
-	m.Headers = maps.Clone(m.Headers)
-	return m
-}
-
-func (r *run) received() []ingress.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.msgs)
-}
-
-func (r *run) allStates() []ingress.State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.states)
-}
-
-func (r *run) lastState() ingress.State {
-	s := r.allStates()
-	if len(s) == 0 {
-		return ""
-	}
-	return s[len(s)-1]
-}
-
-// waitFor waits until at least n messages arrived and returns the first n.
-func (r *run) waitFor(t *testing.T, n int) []ingress.Message {
-	t.Helper()
-	deadline := time.After(wait)
-	for {
-		if got := r.received(); len(got) >= n {
-			return got[:n]
-		}
-		select {
-		case <-r.arrived:
-		case <-deadline:
-			t.Fatalf("received %d messages after %v, want %d", len(r.received()), wait, n)
-		}
-	}
-}
-
-// stop cancels the source and waits for Run to return nil.
-func (r *run) stop(t *testing.T) {
-	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		r.done <- err
-		if err != nil {
-			t.Errorf("Run after cancel: %v", err)
-		}
-	case <-time.After(wait):
-		t.Fatalf("Run did not return %v after cancel", wait)
 	}
 }
