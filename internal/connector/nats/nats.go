@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -81,34 +80,17 @@ func (c SinkConfig) pending() int {
 
 // Validate reports every problem with c, each naming its field.
 func (c SinkConfig) Validate() error {
-	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("url: required"))
-	}
-	for u := range strings.SplitSeq(c.URL, ",") {
-		if u == "" {
-			continue
-		}
-		p, err := url.Parse(strings.TrimSpace(u))
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("url: %w", err))
-		case p.Scheme != "nats" && p.Scheme != "tls" && p.Scheme != "ws" && p.Scheme != "wss":
-			errs = append(errs, fmt.Errorf("url: %q: want a nats://, tls://, ws:// or wss:// URL", u))
-		}
-	}
+	errs := c.connection().validate()
 	if _, err := sink.ParseTemplate(c.subject()); err != nil {
 		errs = append(errs, fmt.Errorf("subject: %w", err))
 	} else if strings.ContainsAny(strings.NewReplacer("{type}", "", "{twinId}", "", "{subject}", "", "{source}", "", "{id}", "").Replace(c.subject()), " \t*>") {
 		errs = append(errs, fmt.Errorf("subject: %q: wildcards and spaces cannot be published to", c.subject()))
 	}
-	if c.Token != "" && (c.User != "" || c.Password != "") {
-		errs = append(errs, errors.New("token: give a token or a user and password, not both"))
-	}
-	if err := c.TLS.Validate("tls"); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
+}
+
+func (c SinkConfig) connection() connection {
+	return connection{URL: c.URL, Credentials: c.Credentials, User: c.User, Password: c.Password, Token: c.Token, TLS: c.TLS}
 }
 
 func (c SinkConfig) subject() string {
@@ -179,21 +161,11 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats endpoint reconnected", "server", nc.ConnectedUrlRedacted()) }),
 	}
-	switch {
-	case cfg.Credentials != "":
-		opts = append(opts, nats.UserCredentials(cfg.Credentials))
-	case cfg.Token != "":
-		opts = append(opts, nats.Token(cfg.Token))
-	case cfg.User != "":
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	auth, err := cfg.connection().options()
+	if err != nil {
+		return nil, fmt.Errorf("nats endpoint: %w", err)
 	}
-	if !cfg.TLS.IsZero() {
-		tc, err := cfg.TLS.Config()
-		if err != nil {
-			return nil, fmt.Errorf("nats endpoint: %w", err)
-		}
-		opts = append(opts, nats.Secure(tc))
-	}
+	opts = append(opts, auth...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
