@@ -6,31 +6,19 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
 	"github.com/twinflow/twinflow/internal/sink"
-)
-
-// SASL mechanisms.
-const (
-	Plain       = "PLAIN"
-	ScramSHA256 = "SCRAM-SHA-256"
-	ScramSHA512 = "SCRAM-SHA-512"
 )
 
 // deliveryTimeout bounds how long a record waits in the producer, so an unreachable cluster
@@ -51,48 +39,20 @@ type SinkConfig struct {
 	ClientID string `json:"clientId,omitempty"`
 }
 
-// SASL is the SASL settings of a Kafka endpoint. For Event Hubs use PLAIN, user
-// "$ConnectionString" and the connection string as password.
-type SASL struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-	Mechanism string `json:"mechanism,omitempty"`
-	User      string `json:"user,omitempty"`
-	Password  string `json:"password,omitempty"`
-}
-
 // Validate reports every problem with c, each naming its field.
 func (c SinkConfig) Validate() error {
-	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("brokers: at least one required"))
-	}
-	for i, b := range c.Brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
-			errs = append(errs, fmt.Errorf("brokers[%d]: %q is not host:port", i, b))
-		}
-	}
+	errs := c.connection().validate()
 	switch {
 	case c.Topic == "":
 		errs = append(errs, errors.New("topic: required"))
-	case len(c.Topic) > 249 || strings.Trim(c.Topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" || c.Topic == "." || c.Topic == "..":
+	case !validTopic(c.Topic):
 		errs = append(errs, fmt.Errorf("topic: %q is not a valid Kafka topic name", c.Topic))
 	}
-	switch c.SASL.Mechanism {
-	case "":
-		if c.SASL.User != "" || c.SASL.Password != "" {
-			errs = append(errs, errors.New("sasl.mechanism: required with a user or password"))
-		}
-	case Plain, ScramSHA256, ScramSHA512:
-		if c.SASL.User == "" {
-			errs = append(errs, errors.New("sasl.user: required"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("sasl.mechanism: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASL.Mechanism))
-	}
-	if err := c.TLS.Validate("tls"); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
+}
+
+func (c SinkConfig) connection() connection {
+	return connection{Brokers: c.Brokers, SASL: c.SASL, TLS: c.TLS, ClientID: c.ClientID}
 }
 
 // Redacted returns c with the SASL password blanked.
@@ -122,35 +82,16 @@ func NewSink(cfg SinkConfig, log *slog.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka endpoint: %w", err)
 	}
-	id := cfg.ClientID
-	if id == "" {
-		id = "twinflow"
+	conn, err := cfg.connection().options(log, "kafka endpoint")
+	if err != nil {
+		return nil, fmt.Errorf("kafka endpoint: %w", err)
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
+	opts := append(conn,
 		kgo.DefaultProduceTopic(cfg.Topic),
-		kgo.ClientID(id),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // with the idempotent producer, franz-go's default
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
-		kgo.WithLogger(logger{log}),
-	}
-	switch cfg.SASL.Mechanism {
-	case Plain:
-		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASL.User, Pass: cfg.SASL.Password}.AsMechanism()))
-	case ScramSHA256:
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.User, Pass: cfg.SASL.Password}.AsSha256Mechanism()))
-	case ScramSHA512:
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.User, Pass: cfg.SASL.Password}.AsSha512Mechanism()))
-	}
-	if !cfg.TLS.IsZero() {
-		tc, err := cfg.TLS.Config()
-		if err != nil {
-			return nil, fmt.Errorf("kafka endpoint: %w", err)
-		}
-		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}).DialContext))
-	}
+	)
 	// Fail early on options franz-go refuses.
 	client, err := kgo.NewClient(opts...)
 	if err != nil {

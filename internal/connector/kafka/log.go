@@ -8,7 +8,10 @@ import (
 )
 
 // logger passes franz-go's warnings and errors to a slog.Logger.
-type logger struct{ l *slog.Logger }
+type logger struct {
+	l      *slog.Logger
+	prefix string // "kafka endpoint: ", "kafka source: "
+}
 
 var _ kgo.Logger = logger{}
 
@@ -21,5 +24,5 @@ func (l logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if level == kgo.LogLevelError {
 		lv = slog.LevelError
 	}
-	l.l.Log(context.Background(), lv, "kafka endpoint: "+msg, keyvals...)
+	l.l.Log(context.Background(), lv, l.prefix+msg, keyvals...)
 }
