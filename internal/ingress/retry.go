@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -60,3 +61,24 @@ func (b *Backoff) Wait(ctx context.Context) bool {
 
 // Reset starts again from Min, once an attempt succeeded.
 func (b *Backoff) Reset() { b.attempts = 0 }
+
+// StateReporter passes a source's states to its Handler one at a time, and a state only when
+// it differs from the last one or comes with an error, so that a source can report from its
+// run loop and its client's callbacks alike.
+type StateReporter struct {
+	Handler Handler
+
+	mu   sync.Mutex
+	last State
+}
+
+// Set reports s, with the error that caused it.
+func (r *StateReporter) Set(s State, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s == r.last && err == nil {
+		return
+	}
+	r.last = s
+	r.Handler.State(s, err)
+}

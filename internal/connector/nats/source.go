@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -207,24 +206,24 @@ func (s *Source) Lag() (int64, bool) {
 
 // Run implements ingress.Source.
 func (s *Source) Run(ctx context.Context, h ingress.Handler) error {
-	st := &states{h: h}
-	st.set(ingress.Starting, nil)
+	st := &ingress.StateReporter{Handler: h}
+	st.Set(ingress.Starting, nil)
 	var backoff ingress.Backoff
 	for {
 		err := s.session(ctx, h, st, &backoff)
 		if ctx.Err() != nil {
-			st.set(ingress.Stopped, nil)
+			st.Set(ingress.Stopped, nil)
 			return nil
 		}
 		if permanent(err) {
 			err = fmt.Errorf("nats source: %w", err)
-			st.set(ingress.Failed, err)
+			st.Set(ingress.Failed, err)
 			return err
 		}
 		s.logger.Warn("nats source: consuming again after a failure", "err", err)
-		st.set(ingress.Reconnecting, err)
+		st.Set(ingress.Reconnecting, err)
 		if !backoff.Wait(ctx) {
-			st.set(ingress.Stopped, nil)
+			st.Set(ingress.Stopped, nil)
 			return nil
 		}
 	}
@@ -232,7 +231,7 @@ func (s *Source) Run(ctx context.Context, h ingress.Handler) error {
 
 // session connects, creates the consumer and hands over its messages until ctx ends (then it
 // returns nil) or consuming fails.
-func (s *Source) session(ctx context.Context, h ingress.Handler, st *states, backoff *ingress.Backoff) error {
+func (s *Source) session(ctx context.Context, h ingress.Handler, st *ingress.StateReporter, backoff *ingress.Backoff) error {
 	// The connection's callbacks run on their own goroutine, possibly after the session
 	// closed it: they report nothing then.
 	var closing atomic.Bool
@@ -249,14 +248,14 @@ func (s *Source) session(ctx context.Context, h ingress.Handler, st *states, bac
 				err = errors.New("disconnected")
 			}
 			s.logger.Warn("nats source disconnected", "err", err)
-			st.set(ingress.Reconnecting, err)
+			st.Set(ingress.Reconnecting, err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			if closing.Load() {
 				return
 			}
 			s.logger.Info("nats source reconnected", "server", nc.ConnectedUrlRedacted())
-			st.set(ingress.Running, nil)
+			st.Set(ingress.Running, nil)
 		}),
 	)
 	nc, err := nats.Connect(s.cfg.URL, opts...)
@@ -299,7 +298,7 @@ func (s *Source) session(ctx context.Context, h ingress.Handler, st *states, bac
 	refresh := s.refreshLag(ctx, cons)
 	defer refresh()
 
-	st.set(ingress.Running, nil)
+	st.Set(ingress.Running, nil)
 	backoff.Reset()
 	var fetched []jetstream.Msg // after ctx ended: fetched, not handed over
 	for {
@@ -421,23 +420,4 @@ func permanent(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.Code == 400
-}
-
-// states reports a source's states to its Handler, one at a time and without repeating the
-// last, from Run and the connection's callbacks alike.
-type states struct {
-	h ingress.Handler
-
-	mu   sync.Mutex
-	last ingress.State
-}
-
-func (s *states) set(state ingress.State, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if state == s.last && err == nil {
-		return
-	}
-	s.last = state
-	s.h.State(state, err)
 }
