@@ -13,7 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/connector/amqp"
+	"github.com/twinflow/twinflow/internal/connector/kafka"
 	"github.com/twinflow/twinflow/internal/connector/mqtt"
+	"github.com/twinflow/twinflow/internal/connector/nats"
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/ingress"
@@ -29,6 +32,9 @@ func SourceKinds() map[string]source.Kind {
 	return map[string]source.Kind{
 		source.HTTPType: source.HTTPKind(),
 		"mqtt":          source.KindOf(mqtt.NewSource),
+		"nats":          source.KindOf(nats.NewSource),
+		"kafka":         source.KindOf(kafka.NewSource),
+		"amqp":          source.KindOf(amqp.NewSource),
 	}
 }
 
