@@ -320,12 +320,15 @@ func message(order string, r *kgo.Record) ingress.Message {
 			headers[h.Key] = string(h.Value)
 		}
 	}
-	var buf [96]byte
-	id := append(append(append(buf[:0], order...), '/'), strconv.FormatInt(r.Offset, 10)...)
+	// One string holds the ID and then the key.
+	var buf [128]byte
+	b := strconv.AppendInt(append(append(buf[:0], order...), '/'), r.Offset, 10)
+	n := len(b)
+	idKey := string(append(b, r.Key...))
 	return ingress.Message{
-		ID:      string(id),
+		ID:      idKey[:n],
 		Topic:   r.Topic,
-		Key:     string(r.Key),
+		Key:     idKey[n:],
 		Headers: headers,
 		Body:    r.Value,
 		Time:    r.Timestamp,
