@@ -238,7 +238,7 @@ func TestPropagationThroughGraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := lastEvent(t, e)
-	e.apply(mapOK(t, e, rule, EventMessage(ev)))
+	e.apply(mapOK(t, e, rule, ingress.EventMessage(ev)))
 	for _, r := range []string{"room21", "room22"} {
 		if got := e.props(r)["temp"]; got != 21.5 {
 			t.Errorf("%s temp = %v, want 21.5", r, got)

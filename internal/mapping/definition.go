@@ -8,12 +8,13 @@ import (
 	"strings"
 
 	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
 // EventsSource is the Definition.Source of a mapping whose input is twinflow's own change
 // events (propagation); see EventMessage.
-const EventsSource = "$events"
+const EventsSource = ingress.EventsSource
 
 // Definition is a mapping as users write it, in the API (PUT /mappings/{name}) and in the
 // configuration file. Every expression is CEL; see the package documentation for what it sees.

@@ -204,7 +204,7 @@ func messageOf(t *testing.T, sec func(string) ([]byte, bool)) ingress.Message {
 		if err := strictUnmarshal(raw, &e); err != nil {
 			t.Fatalf("event.json: %v", err)
 		}
-		return EventMessage(e)
+		return ingress.EventMessage(e)
 	}
 	var m struct {
 		Topic   string            `json:"topic"`

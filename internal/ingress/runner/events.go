@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 
 // EventsSource is the name of the source whose messages are twinflow's own change events:
 // mappings of it propagate changes from twin to twin.
-const EventsSource = "$events"
+const EventsSource = ingress.EventsSource
 
 // Defaults for EventSourceConfig's zero values.
 const (
@@ -87,7 +86,7 @@ func NewEventSource(cfg EventSourceConfig, st EventStore, logger *slog.Logger) (
 		cfg.CursorInterval = DefaultCursorInterval
 	}
 	if cfg.Message == nil {
-		cfg.Message = EventMessage
+		cfg.Message = ingress.EventMessage
 	}
 	return &EventSource{cfg: cfg, st: st, logger: logger, settled: make(map[uint64]bool), wake: make(chan struct{}, 1)}, nil
 }
@@ -254,31 +253,4 @@ func (s *EventSource) message(e event.Event) ingress.Message {
 	headers[DepthHeader] = strconv.Itoa(e.Depth)
 	m.Headers = headers
 	return m
-}
-
-// EventMessage returns the message of a change event: ID is the event's id, Topic
-// EventsSource, Body the event's data, Time its time (now for an event without one, such as
-// telemetry), Headers its attributes type, subject, id, source and time (empty when the event
-// has none), and Order the twin the event is about (the subject of a twin event, the source
-// twin of a relationship event, the sending twin of telemetry), so that a twin's events are
-// handled in order.
-func EventMessage(e event.Event) ingress.Message {
-	at, err := time.Parse(time.RFC3339Nano, e.Time)
-	if err != nil {
-		at = time.Now()
-	}
-	order, _, _ := strings.Cut(e.Subject, "/relationships/")
-	if e.Type == event.Telemetry {
-		_, order, _ = strings.Cut(e.Source, "/digitaltwins/")
-	}
-	return ingress.Message{
-		ID:    e.ID,
-		Topic: EventsSource,
-		Headers: map[string]string{
-			"type": e.Type, "subject": e.Subject, "id": e.ID, "source": e.Source, "time": e.Time,
-		},
-		Body:  e.Data,
-		Time:  at,
-		Order: order,
-	}
 }
