@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -112,22 +111,12 @@ func NewSource(cfg SourceConfig, name string, logger *slog.Logger) (*Source, err
 // ClientID returns the client id the source connects with.
 func (s *Source) ClientID() string { return s.cfg.ClientID }
 
-// The reconnection backoff: the wait before the nth consecutive attempt is minBackoff·2ⁿ,
-// at most maxBackoff, less up to a fifth at random. A connection that stayed up for
-// healthyAfter ends the sequence.
+// The reconnection backoff starts at minBackoff (see ingress.Backoff); a connection that
+// stayed up for healthyAfter starts it again.
 const (
 	minBackoff   = 100 * time.Millisecond
-	maxBackoff   = 30 * time.Second
 	healthyAfter = 10 * time.Second
 )
-
-func backoff(n int) time.Duration {
-	d := maxBackoff
-	if n < 20 {
-		d = min(minBackoff<<n, maxBackoff)
-	}
-	return d - time.Duration(rand.Int64N(int64(d/5)+1))
-}
 
 // errRedeliver ends a connection so that the broker delivers a message settled with an error
 // again.
@@ -135,38 +124,32 @@ var errRedeliver = errors.New("a message was settled with an error: reconnecting
 
 // Run implements ingress.Source: see the type's documentation.
 func (s *Source) Run(ctx context.Context, h ingress.Handler) error {
-	st := &states{h: h}
-	st.set(ingress.Starting, nil)
+	st := &ingress.StateReporter{Handler: h}
+	st.Set(ingress.Starting, nil)
 	subscribed := false
-	failures := 0
+	backoff := ingress.Backoff{Min: minBackoff}
 	for {
 		up, err := s.connection(ctx, h, st, &subscribed)
 		if ctx.Err() != nil {
-			st.set(ingress.Stopped, nil)
+			st.Set(ingress.Stopped, nil)
 			return nil
 		}
 		if perm := (*permanentError)(nil); errors.As(err, &perm) {
 			s.logger.Error("mqtt source failed", "err", err)
-			st.set(ingress.Failed, err)
+			st.Set(ingress.Failed, err)
 			return err
 		}
 		if up >= healthyAfter {
-			failures = 0
+			backoff.Reset()
 		}
-		wait := backoff(failures)
-		failures++
 		if errors.Is(err, errRedeliver) {
-			s.logger.Debug("mqtt source reconnecting to have a message delivered again", "wait", wait)
+			s.logger.Debug("mqtt source reconnecting to have a message delivered again")
 		} else {
-			s.logger.Warn("mqtt source reconnecting", "err", err, "wait", wait)
-			st.set(ingress.Reconnecting, err)
+			s.logger.Warn("mqtt source reconnecting", "err", err)
+			st.Set(ingress.Reconnecting, err)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			st.set(ingress.Stopped, nil)
+		if !backoff.Wait(ctx) {
+			st.Set(ingress.Stopped, nil)
 			return nil
 		}
 	}
@@ -190,7 +173,7 @@ type conn interface {
 // connection runs one connection: it connects, subscribes when needed, reports Running and
 // hands messages to h until ctx ends, the connection is lost, or a message is settled with
 // an error. It returns how long the connection was up and why it ended.
-func (s *Source) connection(ctx context.Context, h ingress.Handler, st *states, subscribed *bool) (time.Duration, error) {
+func (s *Source) connection(ctx context.Context, h ingress.Handler, st *ingress.StateReporter, subscribed *bool) (time.Duration, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &link{ctx: cctx, h: h, acks: newAcks(), src: s}
@@ -226,7 +209,7 @@ func (s *Source) connection(ctx context.Context, h ingress.Handler, st *states, 
 		*subscribed = true
 	}
 	s.logger.Info("mqtt source connected", "clientId", s.cfg.ClientID, "sessionPresent", present)
-	st.set(ingress.Running, nil)
+	st.Set(ingress.Running, nil)
 	select {
 	case <-ctx.Done():
 		return time.Since(start), ctx.Err()
@@ -381,18 +364,6 @@ func iotHubEvents(topic string) (events, bag string, ok bool) {
 }
 
 // states reports a source's states to its handler, each change once.
-type states struct {
-	h    ingress.Handler
-	last ingress.State
-}
-
-func (s *states) set(state ingress.State, err error) {
-	if state == s.last && err == nil {
-		return
-	}
-	s.last = state
-	s.h.State(state, err)
-}
 
 // permanentError is a failure that connecting again cannot fix: refused credentials, a
 // refused subscription, an unverifiable certificate.
