@@ -276,7 +276,13 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		err error
 	)
 	if name == EventsSource {
-		src, err = runner.NewEventSource(runner.EventSourceConfig{}, r.st, logger)
+		var es *runner.EventSource
+		es, err = runner.NewEventSource(runner.EventSourceConfig{}, r.st, logger)
+		if err == nil {
+			// The mapping that started the source sees every change committed after it.
+			err = es.Open(r.ctx)
+		}
+		src = es
 	} else {
 		src, err = def.settings.newSource(name, logger)
 	}

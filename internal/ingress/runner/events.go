@@ -91,6 +91,16 @@ func NewEventSource(cfg EventSourceConfig, st EventStore, logger *slog.Logger) (
 	return &EventSource{cfg: cfg, st: st, logger: logger, settled: make(map[uint64]bool), wake: make(chan struct{}, 1)}, nil
 }
 
+// Open creates the source's cursor at the newest event when there is none, so that every
+// event committed after Open returns is handed over by Run. Run does the same itself;
+// Open lets the caller fix that moment before Run's goroutine starts.
+func (s *EventSource) Open(ctx context.Context) error {
+	if _, err := s.load(ctx); err != nil {
+		return fmt.Errorf("open the cursor of %s: %w", s.cfg.Consumer, err)
+	}
+	return nil
+}
+
 // Run implements ingress.Source. It fails only when its cursor cannot be read or created.
 func (s *EventSource) Run(ctx context.Context, h ingress.Handler) error {
 	h.State(ingress.Starting, nil)
