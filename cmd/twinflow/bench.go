@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/bench"
@@ -19,6 +20,7 @@ const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput ove
        twinflow bench restart [flags]   restart time and memory with many twins stored
        twinflow bench delivery [flags]  latency from PATCH acknowledged to event at a NATS broker
        twinflow bench import [flags]    an import job of 1,000,000 twins and relationships against the SQLite ceiling
+       twinflow bench ingest [flags]    messages from 1,000 devices through MQTT, Kafka and HTTP sources against HTTP PATCH
 
 Run "twinflow bench <name> -h" for the flags of each.
 `
@@ -100,6 +102,33 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return err
 			}
 			fmt.Fprintln(stdout, "twinflow bench import")
+			return res.Table(stdout)
+		}
+	case "ingest":
+		var cfg bench.IngestConfig
+		kinds := fs.String("kinds", "mqtt,kafka,http", "comma-separated source `kinds` measured, in order")
+		fs.IntVar(&cfg.Devices, "devices", 1000, "number of devices, each with a twin")
+		fs.DurationVar(&cfg.Duration, "duration", bench.DefaultIngestDuration, "how long messages are published as fast as committed, per kind, and the HTTP PATCH baseline runs")
+		fs.IntVar(&cfg.Rate, "rate", bench.DefaultIngestRate, "messages per second of the paced run")
+		fs.DurationVar(&cfg.PacedDuration, "paced-duration", bench.DefaultIngestDuration, "how long the paced run publishes, per kind")
+		fs.IntVar(&cfg.Window, "window", 500, "messages published and not yet committed, at most, when publishing as fast as committed")
+		fs.IntVar(&cfg.Batch, "batch", 50, "messages per NDJSON request of the http kind")
+		fs.IntVar(&cfg.Clients, "clients", 64, "keep-alive clients of the HTTP PATCH baseline")
+		fs.StringVar(&cfg.MQTT, "mqtt", bench.DefaultIngestMQTT, "`URL` of the MQTT broker")
+		run = func(logger *slog.Logger) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the twinflow binary: %w", err)
+			}
+			cfg.Dir, cfg.Keep, cfg.Kinds = *dir, *keep, strings.Split(*kinds, ",")
+			cfg.LoadCommand = func(ctx context.Context, args []string) *exec.Cmd {
+				return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
+			}
+			res, err := bench.Ingest(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench ingest")
 			return res.Table(stdout)
 		}
 	case "restart":

@@ -324,14 +324,14 @@ func (r *deliveryRun) body(dst []byte, n int) []byte {
 	return append(dst, ']')
 }
 
-// patchNumber returns the number of the patch whose event data is data, false if data carries
-// no marker.
-func patchNumber(data []byte) (int, bool) {
-	i := bytes.Index(data, markerQuoted)
+// markerNumber returns the number that follows marker in data up to the next double quote,
+// false if data carries no marker.
+func markerNumber(data, marker []byte) (int, bool) {
+	i := bytes.Index(data, marker)
 	if i < 0 {
 		return 0, false
 	}
-	rest := data[i+len(markerQuoted):]
+	rest := data[i+len(marker):]
 	end := bytes.IndexByte(rest, '"')
 	if end <= 0 {
 		return 0, false
@@ -343,7 +343,7 @@ func patchNumber(data []byte) (int, bool) {
 // arrived records the arrival of an event with data.
 func (r *deliveryRun) arrived(data []byte) {
 	at := int64(time.Since(r.base))
-	if n, ok := patchNumber(data); ok && n < len(r.received) {
+	if n, ok := markerNumber(data, markerQuoted); ok && n < len(r.received) {
 		r.received[n].CompareAndSwap(0, max(at, 1))
 	}
 }

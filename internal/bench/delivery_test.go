@@ -66,7 +66,7 @@ func TestSummarize(t *testing.T) {
 }
 
 // TestDeliveryBody checks that each patch is valid JSON Patch whose marker op names the patch,
-// and that patchNumber finds the number in the event data the server makes of it.
+// and that markerNumber finds the number in the event data the server makes of it.
 func TestDeliveryBody(t *testing.T) {
 	r := newDeliveryRun(DeliveryConfig{Rate: 10, Duration: time.Second}.withDefaults())
 	for _, n := range []int{0, 7, 12_345, 99_999} {
@@ -90,13 +90,13 @@ func TestDeliveryBody(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok := patchNumber(data); !ok || got != n {
-			t.Errorf("patchNumber(%s) = %d, %v; want %d", data, got, ok, n)
+		if got, ok := markerNumber(data, markerQuoted); !ok || got != n {
+			t.Errorf("markerNumber(%s) = %d, %v; want %d", data, got, ok, n)
 		}
 	}
 	for _, data := range []string{`{}`, `{"patch":[{"value":"delivery-"}]}`, `{"patch":[{"value":"delivery-x1"}]}`, `"delivery-12`} {
-		if n, ok := patchNumber([]byte(data)); ok {
-			t.Errorf("patchNumber(%s) = %d, true; want false", data, n)
+		if n, ok := markerNumber([]byte(data), markerQuoted); ok {
+			t.Errorf("markerNumber(%s) = %d, true; want false", data, n)
 		}
 	}
 }

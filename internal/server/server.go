@@ -61,6 +61,7 @@ import (
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/job"
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
 )
@@ -185,6 +186,10 @@ func (s *Server) ServiceID() string { return s.serviceID }
 // StoreStats returns the counters of the store's write path: transactions, the Updates they
 // carried, fsyncs and their time. Benchmarks read it to report how well commits are grouped.
 func (s *Server) StoreStats() sqlite.Stats { return s.store.Stats() }
+
+// Log returns the store's change log: a benchmark follows it to see when changes are
+// committed.
+func (s *Server) Log() store.Log { return s.store.Log() }
 
 // Run serves requests until ctx ends. The health endpoints answer at once; meanwhile Run builds
 // the graph index and the API over it, and until they are ready, API requests get 503
