@@ -284,12 +284,13 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		}
 		src = es
 	} else {
-		src, err = def.settings.newSource(name, logger)
+		// Connectors tag their log lines with the source's name themselves.
+		src, err = def.settings.newSource(name, r.logger)
 	}
 	if err != nil {
 		return fmt.Errorf("build source %q: %w", name, err)
 	}
-	run, err := runner.New(r.runnerConfig(name, def), r.st, r.svc, r.metrics, logger)
+	run, err := runner.New(r.runnerConfig(name, def), r.st, r.svc, r.metrics, r.logger) // tags its lines too
 	if err != nil {
 		return err
 	}
