@@ -398,6 +398,16 @@ func (e *deliveryWriter) DeleteDeadLetter(endpoint string, id uint64) error {
 		"DELETE FROM dead_letters WHERE endpoint = ? AND id = ?", endpoint, int64(id))
 }
 
+// pruneLogBounds selects the first record of the log and the last PruneLog may delete, given
+// through (?1), before in Unix milliseconds (?2) and max (?3). It reads min(seq) and max(seq)
+// each in a subquery of its own: SQLite looks a lone min or max up in the primary key, but
+// scans the whole log for the two in one select, which held the writer for half a second
+// once the log held a million records.
+const pruneLogBounds = `
+SELECT first,
+       min(?1, last - 1, coalesce((SELECT min(seq) FROM log_clock WHERE ms >= ?2), last + 1) - 1, first + ?3 - 1)
+FROM (SELECT coalesce((SELECT min(seq) FROM log), 0) AS first, coalesce((SELECT max(seq) FROM log), 0) AS last)`
+
 // PruneLog implements store.DeliveryWriter. It deletes a prefix of the log: records up to the
 // smallest of through, the newest record less one, the last record committed before before,
 // and the oldest record plus max less one. Clock marks older than the first kept record go
@@ -407,12 +417,7 @@ func (e *deliveryWriter) PruneLog(through uint64, before time.Time, max int) (in
 		return 0, nil
 	}
 	var first, limit int64
-	err := e.q.QueryRowContext(e.ctx, `
-SELECT coalesce(min(seq), 0),
-       min(?1, coalesce(max(seq), 0) - 1,
-           coalesce((SELECT min(seq) FROM log_clock WHERE ms >= ?2), coalesce(max(seq), 0) + 1) - 1,
-           coalesce(min(seq), 0) + ?3 - 1)
-FROM log`, int64(through), before.UnixMilli(), max).Scan(&first, &limit)
+	err := e.q.QueryRowContext(e.ctx, pruneLogBounds, int64(through), before.UnixMilli(), max).Scan(&first, &limit)
 	if err != nil {
 		return 0, e.w.fail(fmt.Errorf("find log records to prune: %w", err))
 	}
