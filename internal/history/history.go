@@ -1,0 +1,319 @@
+// Package history keeps data history: every twin property change and every twin and
+// relationship lifecycle event, in three tables shaped like the Azure Data Explorer tables ADT
+// writes (AdtPropertyEvents, AdtTwinLifeCycleEvents, AdtRelationshipLifeCycleEvents).
+//
+// The Writer is a change-log consumer: it reads the log from its own durable cursor, turns
+// each record into rows (Derive, a pure function) and hands them to a Store, which commits
+// the rows together with the cursor in one transaction. A crash and a replay therefore never
+// lose or duplicate a row. Each row carries the Seq of the log record it came from.
+//
+// Stores live in subpackages (history/sqlite, later history/postgres) and all pass the
+// contract suite in history/historytest.
+package history
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The table names ADT uses by default; Config lets a deployment choose others.
+const (
+	DefaultPropertyTable              = "AdtPropertyEvents"
+	DefaultTwinLifecycleTable         = "AdtTwinLifeCycleEvents"
+	DefaultRelationshipLifecycleTable = "AdtRelationshipLifeCycleEvents"
+)
+
+// The Action values of property rows, as ADT writes them (lower case).
+const (
+	ActionUpdate = "update"
+	ActionDelete = "delete"
+)
+
+// The Action values of lifecycle rows, as ADT writes them (capitalised).
+const (
+	LifecycleCreate = "Create"
+	LifecycleDelete = "Delete"
+)
+
+// PropertyEvent is one row of the property table (AdtPropertyEvents): the new value of one
+// top-level property of a twin or of a relationship after one change. A change of a
+// sub-property (/a/b) records the whole new value of a; a component records its properties
+// as one JSON object (without $metadata).
+type PropertyEvent struct {
+	// Seq is the change log record the row came from.
+	Seq uint64
+	// TimeStamp is when the change was processed: the time of its event.
+	TimeStamp time.Time
+	// SourceTimeStamp is the property's $metadata sourceTime after the change; the zero time
+	// when it is unknown.
+	SourceTimeStamp time.Time
+	// ServiceID is the instance's host name, as the event's source carries it.
+	ServiceID string
+	// ID is the twin's id; for a relationship property, the relationship's source twin.
+	ID string
+	// ModelID is the twin's model after the change. Rows recorded when a relationship is
+	// created leave it empty: its event does not carry one.
+	ModelID string
+	// Key is the property's name.
+	Key string
+	// Value is the property's JSON value after the change; JSON null for a delete.
+	Value json.RawMessage
+	// RelationshipID and RelationshipTarget are empty for twin properties.
+	RelationshipID     string
+	RelationshipTarget string
+	// Action is ActionUpdate, or ActionDelete when the change removed the property.
+	Action string
+}
+
+// TwinLifecycleEvent is one row of the twin lifecycle table (AdtTwinLifeCycleEvents).
+type TwinLifecycleEvent struct {
+	Seq       uint64
+	TwinID    string
+	Action    string // LifecycleCreate or LifecycleDelete
+	TimeStamp time.Time
+	ServiceID string
+	ModelID   string
+}
+
+// RelationshipLifecycleEvent is one row of the relationship lifecycle table
+// (AdtRelationshipLifeCycleEvents).
+type RelationshipLifecycleEvent struct {
+	Seq            uint64
+	RelationshipID string
+	Name           string
+	Action         string // LifecycleCreate or LifecycleDelete
+	TimeStamp      time.Time
+	ServiceID      string
+	Source         string
+	Target         string
+}
+
+// Rows holds rows of the three tables, each slice in log order.
+type Rows struct {
+	Properties    []PropertyEvent
+	Twins         []TwinLifecycleEvent
+	Relationships []RelationshipLifecycleEvent
+}
+
+// Len returns the number of rows.
+func (r *Rows) Len() int { return len(r.Properties) + len(r.Twins) + len(r.Relationships) }
+
+// Reset empties r, keeping its memory.
+func (r *Rows) Reset() {
+	r.Properties, r.Twins, r.Relationships = r.Properties[:0], r.Twins[:0], r.Relationships[:0]
+}
+
+// Selection chooses the property rows Store.Select yields: those of one twin, optionally of
+// one property and of one relationship, with From <= TimeStamp < To, ordered by
+// (TimeStamp, Seq, Key).
+type Selection struct {
+	// ID is the twin's id (the source twin for relationship properties). Required.
+	ID string
+	// Key, when set, keeps only that property's rows.
+	Key string
+	// RelationshipID, when set, selects that relationship's property rows; when empty the
+	// twin's own rows, and with AllRelationships the rows of the twin and of every
+	// relationship it is the source of.
+	RelationshipID   string
+	AllRelationships bool
+	// From and To bound TimeStamp, From inclusive and To exclusive; a zero time leaves that
+	// side open.
+	From, To time.Time
+	// After continues a previous selection: a token from Continuation of the last row taken.
+	After string
+	// Limit stops after that many rows; 0 or less means no limit.
+	Limit int
+}
+
+// Continuation returns the opaque token that makes a Selection continue after row r: pass
+// it as Selection.After, with the other fields unchanged, to get the next page.
+func Continuation(r PropertyEvent) string {
+	s := strconv.FormatInt(r.TimeStamp.UnixNano(), 10) + ":" + strconv.FormatUint(r.Seq, 10) + ":" + r.Key
+	return base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// Position is where a continuation token points: the (TimeStamp, Seq, Key) of the last row
+// taken. Stores use it to resume.
+type Position struct {
+	TimeStamp int64 // Unix nanoseconds
+	Seq       uint64
+	Key       string
+}
+
+// ErrBadContinuation is returned (wrapped) for a continuation token that Continuation did
+// not make.
+var ErrBadContinuation = errors.New("invalid continuation token")
+
+// ParseContinuation decodes a token from Continuation.
+func ParseContinuation(token string) (Position, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return Position{}, fmt.Errorf("%w: %v", ErrBadContinuation, err)
+	}
+	ts, rest, ok1 := strings.Cut(string(b), ":")
+	seq, key, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 {
+		return Position{}, ErrBadContinuation
+	}
+	var p Position
+	if p.TimeStamp, err = strconv.ParseInt(ts, 10, 64); err != nil {
+		return Position{}, ErrBadContinuation
+	}
+	if p.Seq, err = strconv.ParseUint(seq, 10, 64); err != nil {
+		return Position{}, ErrBadContinuation
+	}
+	p.Key = key
+	return p, nil
+}
+
+// Aggregation asks Store.Aggregate for bucketed aggregates of the numeric values of one
+// twin property over a set of twins.
+type Aggregation struct {
+	// IDs are the twins; Key is the property (twin properties only, not relationships').
+	IDs []string
+	Key string
+	// From and To bound TimeStamp, From inclusive and To exclusive. Both are required.
+	From, To time.Time
+	// Interval is the bucket width: bucket k covers [From+k*Interval, From+(k+1)*Interval).
+	Interval time.Duration
+}
+
+// Bucket is the aggregate of one twin's numeric values of a property in one interval. Rows
+// whose value is not a JSON number are not counted. Buckets without values are left out.
+type Bucket struct {
+	ID    string
+	Start time.Time
+	Count int64
+	Avg   float64
+	Min   float64
+	Max   float64
+	// First and Last are the values with the oldest and newest (TimeStamp, Seq).
+	First float64
+	Last  float64
+}
+
+// Snapshot is the twin graph as history tells it at one time: the twins and relationships
+// alive then, each with the property values it had.
+type Snapshot struct {
+	Twins         []TwinState
+	Relationships []RelationshipState
+}
+
+// TwinState is a twin in a Snapshot. Properties maps each set property to its value
+// (components as objects of their properties).
+type TwinState struct {
+	ID         string
+	ModelID    string
+	Properties map[string]json.RawMessage
+}
+
+// RelationshipState is a relationship in a Snapshot.
+type RelationshipState struct {
+	SourceID   string
+	ID         string
+	Name       string
+	TargetID   string
+	Properties map[string]json.RawMessage
+}
+
+// TableStats describes one table.
+type TableStats struct {
+	Name string
+	Rows int64
+}
+
+// Stats describes a store: its tables, its size on disk and its cursor.
+type Stats struct {
+	Tables []TableStats
+	Bytes  int64
+	Cursor uint64
+}
+
+// Store keeps history rows and the cursor of the writer that produced them. It is safe for
+// concurrent use; Write calls are serialised.
+//
+// Contract:
+//   - Write commits every row of rows and sets the cursor to through in one durable
+//     transaction: after it returns nil, a crash loses neither; after it fails, neither
+//     changed. Rows whose Seq is at or below the cursor stored before the call are dropped,
+//     so writing again what a crash cut short never duplicates a row. through must be at
+//     least every row's Seq; a through below the stored cursor leaves the cursor alone.
+//   - Cursor returns the Seq through which the log is done; 0 before the first Write.
+//   - Select yields the property rows q selects in (TimeStamp, Seq, Key) order; after an
+//     error it yields it (with a zero row) and stops. Breaking out early is allowed.
+//   - Latest returns the newest property row (by Seq) of one property of a twin (or of one of
+//     its relationships); ok is false when there is none.
+//   - Aggregate, AsOf: see Aggregation and Snapshot. AsOf(t) counts rows with TimeStamp <= t.
+//   - Prune deletes up to max rows (0: no limit) with TimeStamp before before and returns
+//     how many it deleted, keeping every row AsOf needs for times at or after before: the
+//     newest row of each property and of each entity's lifecycle, unless the entity was
+//     deleted before before.
+//   - Close releases the store; calls after Close fail.
+type Store interface {
+	Write(ctx context.Context, rows *Rows, through uint64) error
+	Cursor(ctx context.Context) (uint64, error)
+	Select(ctx context.Context, q Selection) iter.Seq2[PropertyEvent, error]
+	Latest(ctx context.Context, id, relationshipID, key string) (row PropertyEvent, ok bool, err error)
+	Aggregate(ctx context.Context, q Aggregation) ([]Bucket, error)
+	AsOf(ctx context.Context, t time.Time) (Snapshot, error)
+	Prune(ctx context.Context, before time.Time, max int) (int, error)
+	Stats(ctx context.Context) (Stats, error)
+	Close() error
+}
+
+// Tables names the three tables of a store. Empty names take ADT's defaults.
+type Tables struct {
+	Properties            string
+	TwinLifecycle         string
+	RelationshipLifecycle string
+}
+
+// WithDefaults returns t with empty names set to ADT's defaults.
+func (t Tables) WithDefaults() Tables {
+	if t.Properties == "" {
+		t.Properties = DefaultPropertyTable
+	}
+	if t.TwinLifecycle == "" {
+		t.TwinLifecycle = DefaultTwinLifecycleTable
+	}
+	if t.RelationshipLifecycle == "" {
+		t.RelationshipLifecycle = DefaultRelationshipLifecycleTable
+	}
+	return t
+}
+
+// Validate reports a name that is not a plain identifier (letters, digits, underscores, not
+// starting with a digit), since stores put the names into SQL.
+func (t Tables) Validate() error {
+	var errs []error
+	for _, n := range []struct{ field, name string }{
+		{"properties", t.Properties}, {"twinLifecycle", t.TwinLifecycle}, {"relationshipLifecycle", t.RelationshipLifecycle},
+	} {
+		if !identifier(n.name) {
+			errs = append(errs, fmt.Errorf("%s: table name %q is not an identifier", n.field, n.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func identifier(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
