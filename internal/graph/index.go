@@ -111,7 +111,7 @@ type Config struct {
 // Read, which holds a shared lock, while one writer at a time applies log records.
 type Index struct {
 	cfg    Config
-	st     store.Store
+	st     store.Store // the store followed; nil for a static index (NewStatic)
 	models func() *dtdl.ModelSet
 	logger *slog.Logger
 
@@ -200,6 +200,44 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	if st == nil || models == nil {
 		return nil, errors.New("graph index: a store and a model source are required")
 	}
+	x := newIndex(cfg, models, logger)
+	x.st = st
+	// Records committed while loading are replayed afterwards; applying is idempotent.
+	x.applied.Store(st.Log().Last())
+	err := st.View(ctx, func(r store.Reader) error {
+		sc, ok := r.(store.Scanner)
+		if !ok {
+			return fmt.Errorf("the store's reader %T cannot scan (store.Scanner)", r)
+		}
+		n, err := r.CountTwins()
+		if err != nil {
+			return err
+		}
+		return x.load(ctx, sc, n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("graph index: load from store: %w", err)
+	}
+	x.logger.Info("graph index built", "twins", len(x.twins), "relationships", x.rels, "seq", x.applied.Load())
+	return x, nil
+}
+
+// NewStatic builds an index of the twins and relationships sc yields, about n twins, that
+// follows no store: the graph as it stood at some time, for queries of the past. Sync
+// returns at once and Run fails.
+func NewStatic(ctx context.Context, cfg Config, sc store.Scanner, n int, models func() *dtdl.ModelSet, logger *slog.Logger) (*Index, error) {
+	if sc == nil || models == nil {
+		return nil, errors.New("graph index: a scanner and a model source are required")
+	}
+	x := newIndex(cfg, models, logger)
+	if err := x.load(ctx, sc, n); err != nil {
+		return nil, fmt.Errorf("graph index: load: %w", err)
+	}
+	return x, nil
+}
+
+// newIndex returns an empty index with cfg's defaults set.
+func newIndex(cfg Config, models func() *dtdl.ModelSet, logger *slog.Logger) *Index {
 	if cfg.LoadBatch <= 0 {
 		cfg.LoadBatch = 1024
 	}
@@ -212,43 +250,26 @@ func New(ctx context.Context, cfg Config, st store.Store, models func() *dtdl.Mo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	x := &Index{
-		cfg: cfg, st: st, models: models, logger: logger,
+	return &Index{
+		cfg: cfg, models: models, logger: logger,
 		twins:     make(map[string]*Twin),
 		modelNums: make(map[string]int32),
 		names:     make(map[string]uint32),
 		relNames:  make(map[string]string),
 		numbers:   make(map[uint32][]float64),
 	}
-	// Records committed while loading are replayed afterwards; applying is idempotent.
-	x.applied.Store(st.Log().Last())
-	if err := x.load(ctx); err != nil {
-		return nil, fmt.Errorf("graph index: load from store: %w", err)
-	}
-	logger.Info("graph index built", "twins", len(x.twins), "relationships", x.rels, "seq", x.applied.Load())
-	return x, nil
 }
 
-// load reads every twin and relationship from one store snapshot, scanning each table once.
-// Twins are prepared (see prepareTwin) on every CPU while the scan goes on, and installed in
-// scan order, so slots are numbered as the store yields the twins.
-func (x *Index) load(ctx context.Context) error {
-	return x.st.View(ctx, func(r store.Reader) error {
-		sc, ok := r.(store.Scanner)
-		if !ok {
-			return fmt.Errorf("the store's reader %T cannot scan (store.Scanner)", r)
-		}
-		n, err := r.CountTwins()
-		if err != nil {
-			return err
-		}
-		x.twins = make(map[string]*Twin, n)
-		x.twinSlots = make([]*Twin, 0, n)
-		if err := x.loadTwins(ctx, sc); err != nil {
-			return err
-		}
-		return x.loadRels(ctx, sc)
-	})
+// load reads every twin and then every relationship of sc, n twins expected, scanning each
+// once. Twins are prepared (see prepareTwin) on every CPU while the scan goes on, and
+// installed in scan order, so slots are numbered as the scanner yields the twins.
+func (x *Index) load(ctx context.Context, sc store.Scanner, n int) error {
+	x.twins = make(map[string]*Twin, n)
+	x.twinSlots = make([]*Twin, 0, n)
+	if err := x.loadTwins(ctx, sc); err != nil {
+		return err
+	}
+	return x.loadRels(ctx, sc)
 }
 
 // loadBatch is a run of scanned twins on its way through the load pipeline: a worker fills
@@ -392,6 +413,9 @@ func (x *Index) loadRels(ctx context.Context, sc store.Scanner) error {
 // only when reading the log or the store fails. It applies records as they are committed, so
 // that Sync rarely has work left to do. It runs on the caller's goroutine and starts none.
 func (x *Index) Run(ctx context.Context) error {
+	if x.st == nil {
+		return errors.New("graph index: a static index follows no change log")
+	}
 	for {
 		recs, err := x.read(ctx)
 		if err != nil {
@@ -412,6 +436,9 @@ func (x *Index) Run(ctx context.Context) error {
 // Sync returns once every record committed to the log before the call is applied, so the
 // index reflects every write acknowledged before it.
 func (x *Index) Sync(ctx context.Context) error {
+	if x.st == nil {
+		return nil
+	}
 	target := x.st.Log().Last()
 	if x.applied.Load() >= target {
 		return nil
