@@ -97,6 +97,9 @@ type Config struct {
 	Jobs *job.Runner
 	// Ingress serves the sources and mappings; without it, their paths answer 404.
 	Ingress *Ingress
+	// History serves data history and queries with asOf; without it, the history paths
+	// answer 404.
+	History *History
 	// MaxPushBodyBytes limits the body of POST /sources/{name}/messages. Default
 	// DefaultMaxPushBodyBytes.
 	MaxPushBodyBytes int64
@@ -224,6 +227,7 @@ func (a *API) register() {
 	var paths []string
 	ops := append(a.operations(), a.deliveryOperations()...)
 	ops = append(ops, a.jobOperations()...)
+	ops = append(ops, a.historyOperations()...)
 	for _, op := range append(ops, a.ingressOperations()...) {
 		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler))
 		if _, ok := allowed[op.path]; !ok {

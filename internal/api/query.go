@@ -32,6 +32,7 @@ const QueryTimeout = 60 * time.Second
 // secrets, since they only repeat what the client sent.
 type queryToken struct {
 	Query    string `json:"q"`
+	AsOf     string `json:"t,omitempty"`
 	Slot     int    `json:"s,omitempty"`
 	Skip     int    `json:"k,omitempty"`
 	Returned int    `json:"n,omitempty"`
@@ -41,6 +42,8 @@ type queryToken struct {
 type queryRequest struct {
 	Query             *string `json:"query"`
 	ContinuationToken *string `json:"continuationToken"`
+	// AsOf, an RFC 3339 time, asks for the graph as it stood then, from data history.
+	AsOf *string `json:"asOf"`
 }
 
 // runQuery serves POST /query (Q1): one page of the query's results from the graph index,
@@ -51,6 +54,10 @@ type queryRequest struct {
 // query the language refuses is 400 SqlQueryError with ADT's message form; a token twinflow
 // did not issue is 400 BadRequest; a page that takes longer than QueryTimeout is 400
 // TimeoutError.
+//
+// With "asOf" (an RFC 3339 time) in the body, the query is answered on the graph as it stood
+// then, rebuilt from data history: 400 when history is off or asOf is older than its
+// retention. Its continuation tokens carry asOf.
 //
 // The query-charge header reports the page's cost in query units, by this model: 1 for the
 // page, plus 0.001 per candidate twin, relationship or JOIN/MATCH row the WHERE clause was
@@ -82,6 +89,9 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 		}
 	case req.Query != nil:
 		tok.Query = *req.Query
+		if req.AsOf != nil {
+			tok.AsOf = *req.AsOf
+		}
 	default:
 		return badRequest("The request body must hold a query or a continuationToken.")
 	}
@@ -95,6 +105,11 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), QueryTimeout)
 	defer cancel()
+	if tok.AsOf != "" {
+		if idx, err = a.pastIndex(ctx, tok.AsOf); err != nil {
+			return err
+		}
+	}
 	var page qlang.Page
 	err = idx.Read(ctx, func(ir *graph.Reader) error {
 		var err error
@@ -108,11 +123,11 @@ func (a *API) runQuery(w http.ResponseWriter, r *http.Request, ver apiVersion) e
 	if err != nil {
 		return fmt.Errorf("run query: %w", err)
 	}
-	return writeQueryPage(w, p, page, tok.Query, ver)
+	return writeQueryPage(w, p, page, tok, ver)
 }
 
 // writeQueryPage writes the page with its continuation token and charge.
-func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, text string, ver apiVersion) error {
+func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, tok queryToken, ver apiVersion) error {
 	rows := page.Rows
 	if ver.hidesSourceTime() {
 		if err := rewriteRows(rows, p, ver); err != nil {
@@ -121,7 +136,7 @@ func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, t
 	}
 	var next *string
 	if c := page.Next; c != nil {
-		b, err := json.Marshal(queryToken{Query: text, Slot: c.Slot, Skip: c.Skip, Returned: c.Returned})
+		b, err := json.Marshal(queryToken{Query: tok.Query, AsOf: tok.AsOf, Slot: c.Slot, Skip: c.Skip, Returned: c.Returned})
 		if err != nil {
 			return fmt.Errorf("encode continuation token: %w", err)
 		}

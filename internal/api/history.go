@@ -1,0 +1,518 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/dtdl"
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/history"
+	qlang "github.com/twinflow/twinflow/internal/query"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
+)
+
+// History paging: the page size of the history lists when max-items-per-page is absent, and
+// the largest honoured.
+const (
+	DefaultHistoryPageSize = 1000
+	MaxHistoryPageSize     = 10000
+	// MaxHistorySeries bounds the twins one POST /history/query answers for.
+	MaxHistorySeries = 10000
+	// MaxHistoryBuckets bounds the buckets of one series: (to - from) / interval.
+	MaxHistoryBuckets = 100000
+)
+
+// History serves data history. Without it (Config.History nil), its paths answer 404 and a
+// query with asOf is 400.
+type History struct {
+	// Store holds the history rows.
+	Store history.Store
+	// Retention is how long rows are kept; an asOf older than it is refused. Zero keeps all.
+	Retention time.Duration
+	// Status reports the history writer's progress for GET /history/status.
+	Status func(ctx context.Context) (HistoryStatus, error)
+	// Models returns the current model set, for IS_OF_MODEL in queries of the past.
+	Models func() *dtdl.ModelSet
+}
+
+// HistoryStatus is the body of GET /history/status.
+type HistoryStatus struct {
+	// Cursor is the change log Seq through which history is written; Last the newest Seq.
+	Cursor uint64 `json:"cursor"`
+	Last   uint64 `json:"last"`
+	// LagEvents is Last - Cursor; LagSeconds how long ago the oldest record not yet written
+	// was committed, 0 when none waits.
+	LagEvents  uint64  `json:"lagEvents"`
+	LagSeconds float64 `json:"lagSeconds"`
+	// Tables maps each table's name to its row count; Bytes is the store's size.
+	Tables map[string]int64 `json:"tables"`
+	Bytes  int64            `json:"bytes"`
+	// Retention is the configured retention, in Go duration form ("720h0m0s").
+	Retention string `json:"retention"`
+}
+
+func (a *API) historyOperations() []operation {
+	if a.cfg.History == nil {
+		return nil
+	}
+	return []operation{
+		{http.MethodGet, "/digitaltwins/{id}/history", a.twinHistory},
+		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}/history", a.relationshipHistory},
+		{http.MethodPost, "/history/query", a.historyQuery},
+		{http.MethodGet, "/history/status", a.historyStatus},
+	}
+}
+
+// historyRow is one change as the history lists show it.
+type historyRow struct {
+	Key                string          `json:"key"`
+	TimeStamp          string          `json:"timeStamp"`
+	SourceTimeStamp    *string         `json:"sourceTimeStamp"`
+	Value              json.RawMessage `json:"value"`
+	Action             string          `json:"action"`
+	RelationshipID     string          `json:"relationshipId,omitempty"`
+	RelationshipTarget string          `json:"relationshipTarget,omitempty"`
+}
+
+// twinHistory serves GET /digitaltwins/{id}/history: the changes of the twin's properties
+// (of one, with property=P) in time order, from=/to= (RFC 3339) bounding their time. History
+// outlives the twin, and an unknown twin or property has an empty history, as ADX answers.
+func (a *API) twinHistory(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	return a.listHistory(w, r, history.Selection{ID: r.PathValue("id")})
+}
+
+// relationshipHistory serves GET /digitaltwins/{id}/relationships/{rel}/history: the
+// changes of the relationship's properties, as twinHistory.
+func (a *API) relationshipHistory(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	return a.listHistory(w, r, history.Selection{ID: r.PathValue("id"), RelationshipID: r.PathValue("rel")})
+}
+
+func (a *API) listHistory(w http.ResponseWriter, r *http.Request, sel history.Selection) error {
+	q := query(r)
+	var err error
+	sel.Key = q.Get("property")
+	if sel.From, err = timeParam(q.Get("from"), "from"); err != nil {
+		return err
+	}
+	if sel.To, err = timeParam(q.Get("to"), "to"); err != nil {
+		return err
+	}
+	if !sel.From.IsZero() && !sel.To.IsZero() && !sel.From.Before(sel.To) {
+		return twin.InvalidArgument(fmt.Sprintf("from (%s) must be before to (%s).", q.Get("from"), q.Get("to")))
+	}
+	c, err := parseCursor(r)
+	if err != nil {
+		return err
+	}
+	size, err := pageSize(r, DefaultHistoryPageSize, MaxHistoryPageSize)
+	if err != nil {
+		return err
+	}
+	if c.Limit > 0 {
+		size = c.Limit
+	}
+	sel.After, sel.Limit = c.After, size+1
+	out := page[historyRow]{Value: []historyRow{}}
+	var last history.PropertyEvent
+	for row, err := range a.cfg.History.Store.Select(r.Context(), sel) {
+		if errors.Is(err, history.ErrBadContinuation) {
+			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
+		}
+		if err != nil {
+			return fmt.Errorf("read the history of %q: %w", sel.ID, err)
+		}
+		if len(out.Value) == size {
+			out.NextLink = nextLink(r, history.Continuation(last), size)
+			break
+		}
+		out.Value = append(out.Value, historyRowOf(row))
+		last = row
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func historyRowOf(e history.PropertyEvent) historyRow {
+	row := historyRow{
+		Key: e.Key, TimeStamp: formatTime(e.TimeStamp), Value: e.Value, Action: e.Action,
+		RelationshipID: e.RelationshipID, RelationshipTarget: e.RelationshipTarget,
+	}
+	if !e.SourceTimeStamp.IsZero() {
+		s := formatTime(e.SourceTimeStamp)
+		row.SourceTimeStamp = &s
+	}
+	if row.Value == nil {
+		row.Value = json.RawMessage("null")
+	}
+	return row
+}
+
+// formatTime writes t as ADT writes times: UTC, RFC 3339 with seven fractional digits.
+func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
+
+// timeParam parses an RFC 3339 time parameter; empty is the zero time.
+func timeParam(s, name string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, twin.InvalidArgument(fmt.Sprintf("%s %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z.", name, s))
+	}
+	return t, nil
+}
+
+// historyQueryRequest is the body of POST /history/query.
+type historyQueryRequest struct {
+	Query      string   `json:"query"`
+	Property   string   `json:"property"`
+	From       string   `json:"from"`
+	To         string   `json:"to"`
+	Interval   string   `json:"interval"`
+	Aggregates []string `json:"aggregates"`
+}
+
+// historyAggregates are the aggregates POST /history/query computes, in their order in a
+// bucket.
+var historyAggregates = []string{"avg", "min", "max", "count", "first", "last"}
+
+// historyQuery serves POST /history/query: an ADT query that projects twins (or their
+// $dtId) picks the twins, and each gets a series of buckets of interval width over
+// [from, to) with the aggregates asked for of its property's numeric values. Buckets without
+// values are left out; twins without any, too. Series come in the order the query returns
+// the twins, one page of max-items-per-page series (100 by default) at a time; nextLink
+// names the next page, to be POSTed the same body.
+func (a *API) historyQuery(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	idx := a.cfg.Index
+	if idx == nil {
+		return pathNotFound(r.URL.EscapedPath())
+	}
+	raw, err := readJSON(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req historyQueryRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return twin.InvalidArgument("The request body must be {\"query\", \"property\", \"from\", \"to\", \"interval\", \"aggregates\"}: " + err.Error())
+	}
+	agg, err := req.aggregation()
+	if err != nil {
+		return err
+	}
+	aggregates := req.Aggregates
+	if len(aggregates) == 0 {
+		aggregates = []string{"avg"}
+	}
+	for _, name := range aggregates {
+		if !slices.Contains(historyAggregates, name) {
+			return twin.InvalidArgument(fmt.Sprintf("Unknown aggregate %q; the aggregates are %q.", name, historyAggregates))
+		}
+	}
+	ids, err := a.queryTwinIDs(r.Context(), idx, req.Query)
+	if err != nil {
+		return err
+	}
+	c, err := parseCursor(r)
+	if err != nil {
+		return err
+	}
+	size, err := pageSize(r, DefaultQueryPageSize, MaxQueryPageSize)
+	if err != nil {
+		return err
+	}
+	skip := 0
+	if c.After != "" {
+		if skip, err = strconv.Atoi(c.After); err != nil || skip < 0 {
+			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
+		}
+		size = c.Limit
+	}
+	out := page[historySeries]{Value: []historySeries{}}
+	for skip < len(ids) && len(out.Value) < size {
+		// Ask for a page's worth of twins at a time; twins without values make no series.
+		end := min(len(ids), skip+size-len(out.Value))
+		agg.IDs = ids[skip:end]
+		buckets, err := a.cfg.History.Store.Aggregate(r.Context(), agg)
+		if err != nil {
+			return fmt.Errorf("aggregate the history of %q: %w", req.Property, err)
+		}
+		out.Value = append(out.Value, seriesOf(agg.IDs, buckets, aggregates)...)
+		skip = end
+	}
+	if skip < len(ids) {
+		out.NextLink = nextLink(r, strconv.Itoa(skip), size)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// aggregation checks the request's property and times.
+func (req historyQueryRequest) aggregation() (history.Aggregation, error) {
+	var agg history.Aggregation
+	if req.Query == "" {
+		return agg, twin.InvalidArgument("The query is required: an ADT query whose one projection is a twin collection or its $dtId.")
+	}
+	if req.Property == "" {
+		return agg, twin.InvalidArgument("The property is required.")
+	}
+	agg.Key = req.Property
+	var err error
+	if agg.From, err = timeParam(req.From, "from"); err != nil {
+		return agg, err
+	}
+	if agg.To, err = timeParam(req.To, "to"); err != nil {
+		return agg, err
+	}
+	if agg.From.IsZero() || agg.To.IsZero() || !agg.From.Before(agg.To) {
+		return agg, twin.InvalidArgument("from and to are required, with from before to.")
+	}
+	if agg.Interval, err = parseInterval(req.Interval); err != nil {
+		return agg, err
+	}
+	if n := agg.To.Sub(agg.From) / agg.Interval; n > MaxHistoryBuckets {
+		return agg, twin.InvalidArgument(fmt.Sprintf("The interval %s makes %d buckets between from and to; the limit is %d.", req.Interval, n, MaxHistoryBuckets))
+	}
+	return agg, nil
+}
+
+// isoDuration matches the ISO 8601 durations of fixed length: weeks, days, hours, minutes
+// and seconds (years and months vary in length).
+var isoDuration = regexp.MustCompile(`^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$`)
+
+// parseInterval parses a bucket width: an ISO 8601 duration such as PT1H or P1D, or a Go
+// duration such as 15m. It must be positive.
+func parseInterval(s string) (time.Duration, error) {
+	bad := twin.InvalidArgument(fmt.Sprintf("The interval %q is not a positive duration such as PT1H, PT15M or P1D.", s))
+	if s == "" {
+		return 0, bad
+	}
+	if m := isoDuration.FindStringSubmatch(s); m != nil && s != "P" && s != "PT" {
+		var d float64
+		for i, unit := range []time.Duration{7 * 24 * time.Hour, 24 * time.Hour, time.Hour, time.Minute, time.Second} {
+			if m[i+1] == "" {
+				continue
+			}
+			v, err := strconv.ParseFloat(m[i+1], 64)
+			if err != nil {
+				return 0, bad
+			}
+			d += v * float64(unit)
+		}
+		if d < 1 || d > math.MaxInt64 {
+			return 0, bad
+		}
+		return time.Duration(d), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, bad
+	}
+	return d, nil
+}
+
+// historySeries is one twin's buckets in the answer of POST /history/query.
+type historySeries struct {
+	ID     string           `json:"id"`
+	Series []map[string]any `json:"series"`
+}
+
+// seriesOf groups buckets by twin, in the order of ids, keeping the aggregates asked for.
+func seriesOf(ids []string, buckets []history.Bucket, aggregates []string) []historySeries {
+	byID := make(map[string][]history.Bucket)
+	for _, b := range buckets {
+		byID[b.ID] = append(byID[b.ID], b)
+	}
+	var out []historySeries
+	for _, id := range ids {
+		bs := byID[id]
+		if len(bs) == 0 {
+			continue
+		}
+		slices.SortFunc(bs, func(x, y history.Bucket) int { return x.Start.Compare(y.Start) })
+		s := historySeries{ID: id, Series: make([]map[string]any, len(bs))}
+		for i, b := range bs {
+			m := map[string]any{"time": formatTime(b.Start)}
+			for _, name := range aggregates {
+				switch name {
+				case "avg":
+					m[name] = b.Avg
+				case "min":
+					m[name] = b.Min
+				case "max":
+					m[name] = b.Max
+				case "count":
+					m[name] = b.Count
+				case "first":
+					m[name] = b.First
+				case "last":
+					m[name] = b.Last
+				}
+			}
+			s.Series[i] = m
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// queryTwinIDs runs text on idx to its end and returns the twin ids it projects, each once,
+// in the order returned. The query must have one projection: a twin collection (or SELECT *
+// of twins) or a string such as T.$dtId.
+func (a *API) queryTwinIDs(ctx context.Context, idx *graph.Index, text string) ([]string, error) {
+	p, err := qlang.Prepare(text)
+	if err != nil {
+		return nil, &twin.Error{Kind: twin.KindQueryInvalid, Message: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
+	defer cancel()
+	var (
+		ids  []string
+		seen = make(map[string]bool)
+		cur  qlang.Cursor
+	)
+	for {
+		var page qlang.Page
+		err := idx.Read(ctx, func(ir *graph.Reader) error {
+			var err error
+			page, err = p.Run(ctx, ir, cur, MaxQueryPageSize)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("run query: %w", err)
+		}
+		for _, row := range page.Rows {
+			id, ok := projectedTwinID(row)
+			if !ok {
+				return nil, twin.InvalidArgument("The query must have one projection, a twin collection or its $dtId, such as SELECT T FROM DIGITALTWINS T or SELECT T.$dtId FROM DIGITALTWINS T.")
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+			if len(ids) > MaxHistorySeries {
+				return nil, twin.InvalidArgument(fmt.Sprintf("The query selects more than %d twins; narrow it.", MaxHistorySeries))
+			}
+		}
+		if page.Next == nil {
+			return ids, nil
+		}
+		cur = *page.Next
+	}
+}
+
+// projectedTwinID returns the twin id a query row projects: the $dtId of a twin document,
+// of the one twin member, or the one string member.
+func projectedTwinID(row json.RawMessage) (string, bool) {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(row, &obj) != nil {
+		return "", false
+	}
+	if id, ok := stringMember(obj, "$dtId"); ok {
+		return id, true
+	}
+	if len(obj) != 1 {
+		return "", false
+	}
+	for _, v := range obj {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s, true
+		}
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(v, &inner) == nil {
+			return stringMember(inner, "$dtId")
+		}
+	}
+	return "", false
+}
+
+func stringMember(obj map[string]json.RawMessage, name string) (string, bool) {
+	raw, ok := obj[name]
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// historyStatus serves GET /history/status.
+func (a *API) historyStatus(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	st, err := a.cfg.History.Status(r.Context())
+	if err != nil {
+		return fmt.Errorf("read history status: %w", err)
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// pastIndex returns a static graph index of the graph as history tells it stood at asOf,
+// or a 400 when history is off or asOf is older than its retention.
+func (a *API) pastIndex(ctx context.Context, asOf string) (*graph.Index, error) {
+	h := a.cfg.History
+	if h == nil {
+		return nil, badRequest("asOf needs data history, which is off on this server.")
+	}
+	t, err := time.Parse(time.RFC3339Nano, asOf)
+	if err != nil {
+		return nil, badRequest(fmt.Sprintf("asOf %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z.", asOf))
+	}
+	if h.Retention > 0 && t.Before(time.Now().Add(-h.Retention)) {
+		return nil, badRequest(fmt.Sprintf("asOf %s is older than the history's retention of %v.", asOf, h.Retention))
+	}
+	snap, err := h.Store.AsOf(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("read the graph as of %s: %w", asOf, err)
+	}
+	models := h.Models
+	if models == nil {
+		models = func() *dtdl.ModelSet { return nil }
+	}
+	return graph.NewStatic(ctx, graph.Config{}, snapshotScanner{snap}, len(snap.Twins), models, a.logger)
+}
+
+// snapshotScanner yields a history snapshot's twins and relationships as stored documents.
+type snapshotScanner struct{ snap history.Snapshot }
+
+func (s snapshotScanner) ScanTwins() iter.Seq2[store.Twin, error] {
+	return func(yield func(store.Twin, error) bool) {
+		for _, t := range s.snap.Twins {
+			doc := make(map[string]any, len(t.Properties)+2)
+			for k, v := range t.Properties {
+				doc[k] = v
+			}
+			doc["$dtId"] = t.ID
+			doc["$metadata"] = map[string]any{"$model": t.ModelID}
+			raw, err := json.Marshal(doc)
+			if !yield(store.Twin{ID: t.ID, ModelID: t.ModelID, Doc: raw}, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s snapshotScanner) ScanRelationships() iter.Seq2[store.Relationship, error] {
+	return func(yield func(store.Relationship, error) bool) {
+		for _, r := range s.snap.Relationships {
+			doc := make(map[string]any, len(r.Properties)+4)
+			for k, v := range r.Properties {
+				doc[k] = v
+			}
+			doc["$relationshipId"], doc["$sourceId"], doc["$targetId"], doc["$relationshipName"] = r.ID, r.SourceID, r.TargetID, r.Name
+			raw, err := json.Marshal(doc)
+			rel := store.Relationship{SourceID: r.SourceID, ID: r.ID, Name: r.Name, TargetID: r.TargetID, Doc: raw}
+			if !yield(rel, err) || err != nil {
+				return
+			}
+		}
+	}
+}
