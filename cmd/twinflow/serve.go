@@ -51,6 +51,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	fs.StringVar(&o.server.Jobs.Dir, "jobs-dir", "",
 		"`directory` import jobs read input from and write output logs to as file: URLs\n"+
 			"(default: jobs.dir of the config file, else DATA_DIR/jobs)")
+	fs.StringVar(&o.server.History.Mode, "history", "",
+		"data history, kept in DATA_DIR/history.db: `on` or off (default: history.mode of the\n"+
+			"config file, else on)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
@@ -109,6 +112,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		}
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir
+		}
+		if set["history"] {
+			file.History.Mode = o.server.History.Mode
 		}
 		file.Server = *srv
 		o.server.Config = file

@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/twinflow/twinflow/internal/endpoint"
+	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/source"
 )
 
@@ -40,6 +41,7 @@ type Config struct {
 	Delivery Delivery `yaml:"delivery"`
 	Ingress  Ingress  `yaml:"ingress"`
 	Jobs     Jobs     `yaml:"jobs"`
+	History  History  `yaml:"history"`
 	// Endpoints are created, or replaced, at start-up: name to definition (see
 	// endpoint.Parse). Endpoints created through the API stay as they are.
 	Endpoints map[string]json.RawMessage `yaml:"-"`
@@ -110,6 +112,38 @@ type Jobs struct {
 	// from and write their output log to over https.
 	AllowedHosts []string `yaml:"allowedHosts"`
 }
+
+// The values of History.Mode.
+const (
+	HistoryOn  = "on"
+	HistoryOff = "off"
+)
+
+// History configures data history: the change log kept as ADX-shaped tables in
+// <dataDir>/history.db.
+type History struct {
+	// Mode is HistoryOn (the default when empty) or HistoryOff.
+	Mode string `yaml:"mode"`
+	// Retention is how long rows are kept, counted from their TimeStamp; 0 means 30 days.
+	Retention time.Duration `yaml:"retention"`
+	// Tables names the three tables; empty names take ADT's (AdtPropertyEvents,
+	// AdtTwinLifeCycleEvents, AdtRelationshipLifeCycleEvents).
+	Tables HistoryTables `yaml:"tables"`
+	// SkipRemovals leaves property removals out of the property table, as ADT does unless
+	// recordPropertyAndItemRemovals is set. Queries with asOf then cannot tell that a
+	// removed property was gone.
+	SkipRemovals bool `yaml:"skipRemovals"`
+}
+
+// HistoryTables names the history tables.
+type HistoryTables struct {
+	Properties            string `yaml:"properties"`
+	TwinLifecycle         string `yaml:"twinLifecycle"`
+	RelationshipLifecycle string `yaml:"relationshipLifecycle"`
+}
+
+// On reports whether data history is on.
+func (h History) On() bool { return h.Mode != HistoryOff }
 
 // Route is an event route: events that pass Filter go to the endpoint EndpointName.
 type Route struct {
@@ -262,6 +296,12 @@ func (c Config) Validate(checks Checks) error {
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)
+	if m := c.History.Mode; m != "" && m != HistoryOn && m != HistoryOff {
+		errs = append(errs, fmt.Errorf("history.mode: %q is neither %q nor %q", m, HistoryOn, HistoryOff))
+	}
+	negativeDuration("history.retention", c.History.Retention)
+	t := c.History.Tables
+	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle, RelationshipLifecycle: t.RelationshipLifecycle}.WithDefaults().Validate(), nil)
 	negative("ingress.maxMessageBytes", int64(c.Ingress.MaxMessageBytes))
 	negativeDuration("ingress.dedupWindow", c.Ingress.DedupWindow)
 	negative("ingress.maxDepth", int64(c.Ingress.MaxDepth))
