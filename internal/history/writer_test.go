@@ -81,7 +81,7 @@ func openHistory(t *testing.T) *hsqlite.Store {
 }
 
 // runUntilCaughtUp runs a writer of log into h until it wrote through the log's end.
-func runUntilCaughtUp(t *testing.T, log store.Log, h history.Store) history.Status {
+func runUntilCaughtUp(t testing.TB, log store.Log, h history.Store) history.Status {
 	t.Helper()
 	w, err := history.New(history.Config{}, log, h, nil)
 	if err != nil {
