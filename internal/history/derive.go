@@ -417,15 +417,20 @@ func (d *deriver) update(rows *Rows, p twin.Patch, state map[string]any, id, mod
 					return fmt.Errorf("property %q: %w", t.key, err)
 				}
 			}
-			if source.IsZero() && prev != nil {
-				source = prev.SourceTimeStamp
-			}
-			if target == "" && prev != nil {
-				target = prev.RelationshipTarget
-			}
-			if target == "" && prev == nil && relID != "" && d.prior != nil {
+			// A value written without its sourceTime keeps the one it had, as in ADT; a
+			// relationship keeps its target.
+			needSource, needTarget := relID == "" && source.IsZero() && set, relID != "" && target == ""
+			if prev == nil && (needSource || needTarget) && d.prior != nil {
 				if row, ok, err := d.prior(id, relID, t.key); err == nil && ok {
-					target = row.RelationshipTarget
+					prev = &row
+				}
+			}
+			if prev != nil {
+				if needSource {
+					source = prev.SourceTimeStamp
+				}
+				if needTarget {
+					target = prev.RelationshipTarget
 				}
 			}
 		}

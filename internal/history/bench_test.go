@@ -1,0 +1,99 @@
+package history_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/history"
+	hsqlite "github.com/twinflow/twinflow/internal/history/sqlite"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/twins"
+)
+
+// BenchmarkWriter measures the history writer's rows per second against a ceiling: a raw
+// insert of the same rows, derived beforehand, into the same kind of history store with the
+// same durability (synchronous commits) and the same batching (the rows of up to
+// DefaultMaxBatch records per transaction). Both figures are reported in one run, with
+// their ratio (goal: at least 0.5).
+func BenchmarkWriter(b *testing.B) {
+	const nTwins, nPatches = 100, 20000
+	st, err := sqlite.Open(sqlite.Config{Dir: b.TempDir(), NoSync: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	g, err := twins.New(twins.Config{ServiceID: "tf.bench"}, st, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := g.AddModels(ctx, []byte(models)); err != nil {
+		b.Fatal(err)
+	}
+	for i := range nTwins {
+		body := fmt.Sprintf(`{"$metadata":{"$model":"dtmi:ex:Room;1"},"temperature":%d,"name":"r%d","pos":{"x":1,"y":2}}`, i, i)
+		if _, err := g.PutTwin(ctx, fmt.Sprintf("room%d", i), []byte(body), "", twins.Trace{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range nPatches {
+		p := fmt.Sprintf(`[{"op":"replace","path":"/temperature","value":%d.5},{"op":"replace","path":"/pos/x","value":%d}]`, i, i)
+		if _, err := g.PatchTwin(ctx, fmt.Sprintf("room%d", i%nTwins), []byte(p), "", twins.Trace{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	log := st.Log()
+	last := log.Last()
+
+	// The ceiling's rows: derived up front, grouped as the writer groups them.
+	var batches []history.Rows
+	var throughs []uint64
+	for cursor := uint64(0); cursor < last; {
+		changes, err := log.(store.ChangeLog).ReadChanges(ctx, cursor, history.DefaultMaxBatch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var rows history.Rows
+		for _, ch := range changes {
+			if err := history.Derive(ch, history.Options{RecordRemovals: true}, history.Overlay(&rows, nil), &rows); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cursor = changes[len(changes)-1].Seq
+		batches, throughs = append(batches, rows), append(throughs, cursor)
+	}
+
+	var writerRate, ceilingRate float64
+	for b.Loop() {
+		h, err := hsqlite.Open(hsqlite.Config{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		s := runUntilCaughtUp(b, log, h)
+		writerRate = float64(s.Rows) / time.Since(start).Seconds()
+		h.Close()
+
+		h, err = hsqlite.Open(hsqlite.Config{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		n := 0
+		for i := range batches {
+			if err := h.Write(ctx, &batches[i], throughs[i]); err != nil {
+				b.Fatal(err)
+			}
+			n += batches[i].Len()
+		}
+		ceilingRate = float64(n) / time.Since(start).Seconds()
+		h.Close()
+	}
+	b.ReportMetric(writerRate, "writer-rows/s")
+	b.ReportMetric(ceilingRate, "ceiling-rows/s")
+	b.ReportMetric(writerRate/ceilingRate, "ratio")
+}

@@ -1,0 +1,453 @@
+// Package historytest is the contract suite of history.Store: every implementation runs Run
+// from its tests, so that they all behave alike.
+package historytest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/history"
+)
+
+// Opener opens the store kept under key (a directory for embedded stores, a name otherwise),
+// empty the first time; opening the same key again, after Close, must find what was written.
+// The suite closes every store it opens.
+type Opener func(t *testing.T, key string) history.Store
+
+// Run runs the contract suite against the stores open makes.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Opener)
+	}{
+		{"Cursor", testCursor},
+		{"Replay", testReplay},
+		{"Reopen", testReopen},
+		{"Select", testSelect},
+		{"Paging", testPaging},
+		{"Latest", testLatest},
+		{"Aggregate", testAggregate},
+		{"AsOf", testAsOf},
+		{"Prune", testPrune},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+	}
+}
+
+var base = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+
+// at returns base plus m minutes.
+func at(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
+
+// prop is a twin property row at minute m.
+func prop(seq uint64, m int, id, key, value string) history.PropertyEvent {
+	return history.PropertyEvent{
+		Seq: seq, TimeStamp: at(m), ServiceID: "svc", ID: id, ModelID: "dtmi:x:T;1", Key: key,
+		Value: json.RawMessage(value), Action: history.ActionUpdate,
+	}
+}
+
+func openStore(t *testing.T, open Opener, key string) history.Store {
+	t.Helper()
+	st := open(t, key)
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func write(t *testing.T, st history.Store, rows history.Rows, through uint64) {
+	t.Helper()
+	if err := st.Write(context.Background(), &rows, through); err != nil {
+		t.Fatalf("Write through %d: %v", through, err)
+	}
+}
+
+func cursor(t *testing.T, st history.Store) uint64 {
+	t.Helper()
+	c, err := st.Cursor(context.Background())
+	if err != nil {
+		t.Fatalf("Cursor: %v", err)
+	}
+	return c
+}
+
+func rowCounts(t *testing.T, st history.Store) string {
+	t.Helper()
+	s, err := st.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	var out string
+	for _, tb := range s.Tables {
+		out += fmt.Sprintf("%s=%d ", tb.Name, tb.Rows)
+	}
+	return out
+}
+
+// collect returns "<seq>:<key>=<value>" of every selected row.
+func collect(t *testing.T, st history.Store, q history.Selection) []string {
+	t.Helper()
+	var out []string
+	for r, err := range st.Select(context.Background(), q) {
+		if err != nil {
+			t.Fatalf("Select(%+v): %v", q, err)
+		}
+		out = append(out, fmt.Sprintf("%d:%s=%s", r.Seq, r.Key, r.Value))
+	}
+	return out
+}
+
+func testCursor(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	if c := cursor(t, st); c != 0 {
+		t.Fatalf("new store: cursor %d, want 0", c)
+	}
+	write(t, st, history.Rows{}, 5)
+	if c := cursor(t, st); c != 5 {
+		t.Fatalf("cursor %d, want 5", c)
+	}
+	write(t, st, history.Rows{}, 3)
+	if c := cursor(t, st); c != 5 {
+		t.Fatalf("a lower through moved the cursor back to %d", c)
+	}
+}
+
+func testReplay(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	batch := history.Rows{
+		Properties: []history.PropertyEvent{prop(1, 0, "t1", "a", "1"), prop(2, 1, "t1", "a", "2")},
+		Twins: []history.TwinLifecycleEvent{{Seq: 1, TwinID: "t1", Action: history.LifecycleCreate, TimeStamp: at(0),
+			ServiceID: "svc", ModelID: "dtmi:x:T;1"}},
+		Relationships: []history.RelationshipLifecycleEvent{{Seq: 2, RelationshipID: "r", Name: "n",
+			Action: history.LifecycleCreate, TimeStamp: at(1), ServiceID: "svc", Source: "t1", Target: "t2"}},
+	}
+	write(t, st, batch, 2)
+	counts := rowCounts(t, st)
+	// The same batch again, and one that overlaps it: a replay after a crash.
+	write(t, st, batch, 2)
+	more := batch
+	more.Properties = append(append([]history.PropertyEvent(nil), batch.Properties...), prop(3, 2, "t1", "a", "3"))
+	write(t, st, more, 3)
+	got := collect(t, st, history.Selection{ID: "t1"})
+	if want := []string{"1:a=1", "2:a=2", "3:a=3"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after replays: %v, want %v", got, want)
+	}
+	if c := rowCounts(t, st); c == counts {
+		t.Fatalf("row counts did not grow by the new row: %s", c)
+	}
+	write(t, st, batch, 3)
+	if c := cursor(t, st); c != 3 {
+		t.Fatalf("cursor %d, want 3", c)
+	}
+}
+
+func testReopen(t *testing.T, open Opener) {
+	key := t.TempDir()
+	st := open(t, key)
+	write(t, st, history.Rows{Properties: []history.PropertyEvent{prop(1, 0, "t1", "a", `{"x":[1,"s"]}`)}}, 7)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openStore(t, open, key)
+	if c := cursor(t, st); c != 7 {
+		t.Fatalf("cursor after reopen %d, want 7", c)
+	}
+	if got := collect(t, st, history.Selection{ID: "t1"}); fmt.Sprint(got) != `[1:a={"x":[1,"s"]}]` {
+		t.Fatalf("rows after reopen: %v", got)
+	}
+}
+
+func testSelect(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	src := at(0).Add(-time.Second + 123456789)
+	p1 := prop(1, 0, "t1", "temp", "20")
+	p1.SourceTimeStamp = src
+	rel := prop(3, 2, "t1", "temp", "99")
+	rel.RelationshipID, rel.RelationshipTarget = "r1", "t2"
+	del := prop(5, 4, "t1", "hum", "null")
+	del.Action = history.ActionDelete
+	write(t, st, history.Rows{Properties: []history.PropertyEvent{
+		p1, prop(1, 0, "t1", "hum", "40"), prop(2, 1, "t1", "temp", "21"), rel,
+		prop(4, 3, "t2", "temp", "5"), del, prop(6, 5, "t1", "temp", `"hot"`),
+	}}, 6)
+	cases := []struct {
+		q    history.Selection
+		want string
+	}{
+		{history.Selection{ID: "t1"}, `[1:hum=40 1:temp=20 2:temp=21 5:hum=null 6:temp="hot"]`},
+		{history.Selection{ID: "t1", Key: "temp"}, `[1:temp=20 2:temp=21 6:temp="hot"]`},
+		{history.Selection{ID: "t1", Key: "temp", AllRelationships: true}, `[1:temp=20 2:temp=21 3:temp=99 6:temp="hot"]`},
+		{history.Selection{ID: "t1", RelationshipID: "r1"}, `[3:temp=99]`},
+		{history.Selection{ID: "t1", From: at(1), To: at(5)}, `[2:temp=21 5:hum=null]`},
+		{history.Selection{ID: "t1", Limit: 2}, `[1:hum=40 1:temp=20]`},
+		{history.Selection{ID: "nobody"}, `[]`},
+	}
+	for _, c := range cases {
+		if got := fmt.Sprint(collect(t, st, c.q)); got != c.want {
+			t.Errorf("Select(%+v) = %s, want %s", c.q, got, c.want)
+		}
+	}
+	for r, err := range st.Select(context.Background(), history.Selection{ID: "t1", Key: "temp", Limit: 1}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.TimeStamp.Equal(at(0)) || !r.SourceTimeStamp.Equal(src) || r.ServiceID != "svc" ||
+			r.ModelID != "dtmi:x:T;1" || r.Action != history.ActionUpdate || r.RelationshipID != "" {
+			t.Errorf("row read back as %+v", r)
+		}
+	}
+	for r, err := range st.Select(context.Background(), history.Selection{ID: "t1", RelationshipID: "r1"}) {
+		if err != nil || r.RelationshipTarget != "t2" || !r.SourceTimeStamp.IsZero() {
+			t.Errorf("relationship row %+v, %v", r, err)
+		}
+	}
+	var err error
+	for _, e := range st.Select(context.Background(), history.Selection{ID: "t1", After: "%%%"}) {
+		err = e
+	}
+	if !errors.Is(err, history.ErrBadContinuation) {
+		t.Errorf("bad continuation: %v", err)
+	}
+	n := 0
+	for range st.Select(context.Background(), history.Selection{ID: "t1"}) {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Errorf("break after one row: got %d", n)
+	}
+}
+
+func testPaging(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	var rows history.Rows
+	for i := range 25 {
+		// Three rows share each time stamp, two of them one record.
+		rows.Properties = append(rows.Properties,
+			prop(uint64(2*i+1), i, "t", "a", fmt.Sprint(i)), prop(uint64(2*i+1), i, "t", "b", fmt.Sprint(i)),
+			prop(uint64(2*i+2), i, "t", "a", fmt.Sprint(-i)))
+	}
+	write(t, st, rows, 50)
+	all := collect(t, st, history.Selection{ID: "t"})
+	var paged []string
+	q := history.Selection{ID: "t", Limit: 7}
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("paging does not end")
+		}
+		var last history.PropertyEvent
+		n := 0
+		for r, err := range st.Select(context.Background(), q) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			paged = append(paged, fmt.Sprintf("%d:%s=%s", r.Seq, r.Key, r.Value))
+			last, n = r, n+1
+		}
+		if n < q.Limit {
+			break
+		}
+		q.After = history.Continuation(last)
+	}
+	if len(all) != 75 || fmt.Sprint(paged) != fmt.Sprint(all) {
+		t.Fatalf("paged %d rows %v\nwant %d rows %v", len(paged), paged, len(all), all)
+	}
+}
+
+func testLatest(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	rel := prop(4, 9, "t1", "a", "100")
+	rel.RelationshipID = "r"
+	write(t, st, history.Rows{Properties: []history.PropertyEvent{
+		prop(1, 0, "t1", "a", "1"), prop(3, 5, "t1", "a", "3"), prop(2, 1, "t1", "a", "2"), rel,
+	}}, 4)
+	r, ok, err := st.Latest(context.Background(), "t1", "", "a")
+	if err != nil || !ok || r.Seq != 3 || string(r.Value) != "3" {
+		t.Fatalf("Latest = %+v, %v, %v; want seq 3", r, ok, err)
+	}
+	r, ok, err = st.Latest(context.Background(), "t1", "r", "a")
+	if err != nil || !ok || r.Seq != 4 {
+		t.Fatalf("Latest of relationship = %+v, %v, %v; want seq 4", r, ok, err)
+	}
+	if _, ok, err := st.Latest(context.Background(), "t1", "", "zz"); ok || err != nil {
+		t.Fatalf("Latest of a missing property: %v, %v", ok, err)
+	}
+}
+
+func testAggregate(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	var rows history.Rows
+	seq := uint64(0)
+	add := func(id string, m int, v string) {
+		seq++
+		rows.Properties = append(rows.Properties, prop(seq, m, id, "temp", v))
+	}
+	// Hour 0: t1 10, 20, "x" (not a number), 30; hour 1: t1 5. t2 in hour 0: 1. t3 is not asked for.
+	add("t1", 0, "10")
+	add("t1", 10, "20")
+	add("t1", 20, `"x"`)
+	add("t1", 59, "30")
+	add("t1", 60, "5")
+	add("t2", 30, "1")
+	add("t3", 30, "1000")
+	add("t1", 120, "7") // at To: excluded
+	write(t, st, rows, seq)
+	got, err := st.Aggregate(context.Background(), history.Aggregation{
+		IDs: []string{"t1", "t2"}, Key: "temp", From: at(0), To: at(120), Interval: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []history.Bucket{
+		{ID: "t1", Start: at(0), Count: 3, Avg: 20, Min: 10, Max: 30, First: 10, Last: 30},
+		{ID: "t1", Start: at(60), Count: 1, Avg: 5, Min: 5, Max: 5, First: 5, Last: 5},
+		{ID: "t2", Start: at(0), Count: 1, Avg: 1, Min: 1, Max: 1, First: 1, Last: 1},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Aggregate:\n got %v\nwant %v", got, want)
+	}
+	if _, err := st.Aggregate(context.Background(), history.Aggregation{IDs: []string{"t1"}, Key: "temp"}); err == nil {
+		t.Fatal("Aggregate without a range or interval succeeded")
+	}
+}
+
+// graphHistory writes a small graph's history:
+//
+//	minute 0: t1 created (a=1), t2 created (no properties)
+//	minute 1: r1 t1->t2 created (w=5); t1.a=2
+//	minute 2: t1.b={"x":1}; t1.a removed
+//	minute 3: r1 deleted; t2 deleted
+//	minute 4: t2 created again (c=3)
+func graphHistory(t *testing.T, st history.Store) {
+	t.Helper()
+	tw := func(seq uint64, m int, id, action string) history.TwinLifecycleEvent {
+		return history.TwinLifecycleEvent{Seq: seq, TwinID: id, Action: action, TimeStamp: at(m), ServiceID: "svc", ModelID: "dtmi:x:T;1"}
+	}
+	rl := func(seq uint64, m int, action string) history.RelationshipLifecycleEvent {
+		return history.RelationshipLifecycleEvent{Seq: seq, RelationshipID: "r1", Name: "feeds", Action: action,
+			TimeStamp: at(m), ServiceID: "svc", Source: "t1", Target: "t2"}
+	}
+	w := prop(3, 1, "t1", "w", "5")
+	w.RelationshipID, w.RelationshipTarget, w.ModelID = "r1", "t2", ""
+	removed := prop(6, 2, "t1", "a", "null")
+	removed.Action = history.ActionDelete
+	write(t, st, history.Rows{
+		Properties: []history.PropertyEvent{prop(1, 0, "t1", "a", "1"), w, prop(4, 1, "t1", "a", "2"),
+			prop(5, 2, "t1", "b", `{"x":1}`), removed, prop(9, 4, "t2", "c", "3")},
+		Twins:         []history.TwinLifecycleEvent{tw(1, 0, "t1", "Create"), tw(2, 0, "t2", "Create"), tw(8, 3, "t2", "Delete"), tw(9, 4, "t2", "Create")},
+		Relationships: []history.RelationshipLifecycleEvent{rl(3, 1, "Create"), rl(7, 3, "Delete")},
+	}, 9)
+}
+
+// describe writes a snapshot in a fixed form.
+func describe(t *testing.T, st history.Store, m int) string {
+	t.Helper()
+	s, err := st.AsOf(context.Background(), at(m))
+	if err != nil {
+		t.Fatalf("AsOf(minute %d): %v", m, err)
+	}
+	out := ""
+	for _, tw := range s.Twins {
+		b, _ := json.Marshal(tw.Properties)
+		out += fmt.Sprintf("%s(%s)%s ", tw.ID, tw.ModelID, b)
+	}
+	for _, r := range s.Relationships {
+		b, _ := json.Marshal(r.Properties)
+		out += fmt.Sprintf("%s:%s-%s->%s%s ", r.ID, r.SourceID, r.Name, r.TargetID, b)
+	}
+	return out
+}
+
+var graphWant = []string{
+	0: `t1(dtmi:x:T;1){"a":1} t2(dtmi:x:T;1){} `,
+	1: `t1(dtmi:x:T;1){"a":2} t2(dtmi:x:T;1){} r1:t1-feeds->t2{"w":5} `,
+	2: `t1(dtmi:x:T;1){"b":{"x":1}} t2(dtmi:x:T;1){} r1:t1-feeds->t2{"w":5} `,
+	3: `t1(dtmi:x:T;1){"b":{"x":1}} `,
+	4: `t1(dtmi:x:T;1){"b":{"x":1}} t2(dtmi:x:T;1){"c":3} `,
+}
+
+func testAsOf(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	graphHistory(t, st)
+	if got := describe(t, st, -1); got != "" {
+		t.Errorf("before any row: %q", got)
+	}
+	for m, want := range graphWant {
+		if got := describe(t, st, m); got != want {
+			t.Errorf("AsOf(minute %d) = %s\nwant %s", m, got, want)
+		}
+	}
+}
+
+func testPrune(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	graphHistory(t, st)
+	for cut := 0; cut <= 5; cut++ {
+		// Small steps, as a pruning loop takes them.
+		for {
+			n, err := st.Prune(context.Background(), at(cut), 2)
+			if err != nil {
+				t.Fatalf("Prune(minute %d): %v", cut, err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		for m := cut; m < len(graphWant); m++ {
+			if got := describe(t, st, m); got != graphWant[m] {
+				t.Errorf("after pruning before minute %d, AsOf(minute %d) = %s\nwant %s", cut, m, got, graphWant[m])
+			}
+		}
+	}
+	// Of t1 only the newest row of each property is left (a's is its removal); the
+	// relationship's row went with its deletion.
+	got := collect(t, st, history.Selection{ID: "t1", AllRelationships: true})
+	if want := `[5:b={"x":1} 6:a=null]`; fmt.Sprint(got) != want {
+		t.Errorf("t1's rows left: %v, want %s", got, want)
+	}
+	if got := rowCounts(t, st); got == "" {
+		t.Error("no stats")
+	}
+}
+
+func testConcurrent(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 3 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				for _, err := range st.Select(ctx, history.Selection{ID: "t", Key: "a"}) {
+					if err != nil && ctx.Err() == nil {
+						errs <- err
+						return
+					}
+				}
+				if _, err := st.Stats(ctx); err != nil && ctx.Err() == nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for i := range 50 {
+		write(t, st, history.Rows{Properties: []history.PropertyEvent{prop(uint64(i+1), i, "t", "a", fmt.Sprint(i))}}, uint64(i+1))
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := len(collect(t, st, history.Selection{ID: "t"})); n != 50 {
+		t.Fatalf("%d rows, want 50", n)
+	}
+}

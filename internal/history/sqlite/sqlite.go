@@ -1,0 +1,605 @@
+// Package sqlite is the embedded history.Store: the three history tables in a SQLite
+// database file of their own in the data directory, apart from the twin store's, so that
+// history's volume and its pruning never slow twin writes.
+//
+// One connection writes; commits are durable (WAL with synchronous=FULL: each commit fsyncs
+// the write-ahead log). A pool of connections reads. The property table is clustered on
+// (Id, Key, TimeStamp, Seq), the lookup of one property's history, with secondary indexes on
+// (Id, TimeStamp, Seq, Key) for a twin's whole history and on TimeStamp for retention.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+
+	"github.com/twinflow/twinflow/internal/history"
+)
+
+// FileName is the database's file name in the data directory.
+const FileName = "history.db"
+
+// DefaultReaders is the default size of the read pool.
+const DefaultReaders = 4
+
+// Config configures a Store.
+type Config struct {
+	// Dir is the data directory; the database is Dir/FileName. Required.
+	Dir string
+	// Tables names the tables; empty names take ADT's defaults.
+	Tables history.Tables
+	// Readers is the number of reading connections; 0 means DefaultReaders.
+	Readers int
+	// NoSync turns off fsync (synchronous=OFF): for tests only, a crash may lose commits.
+	NoSync bool
+}
+
+// Store is the SQLite history.Store. It is safe for concurrent use.
+type Store struct {
+	cfg  Config
+	path string
+	t    history.Tables
+	// wmu serialises writing transactions on wdb's one connection.
+	wmu sync.Mutex
+	wdb *sql.DB
+	rdb *sql.DB
+	q   queries
+}
+
+var _ history.Store = (*Store)(nil)
+
+// queries holds the statements' text with the configured table names.
+type queries struct {
+	insertProp, insertTwin, insertRel string
+	latest                            string
+}
+
+// Open opens (creating if needed) the history database in cfg.Dir.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("sqlite history config: dir: must be set")
+	}
+	if cfg.Readers == 0 {
+		cfg.Readers = DefaultReaders
+	}
+	if cfg.Readers < 0 {
+		return nil, fmt.Errorf("sqlite history config: readers: %d is negative", cfg.Readers)
+	}
+	t := cfg.Tables.WithDefaults()
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("sqlite history config: tables: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	path, err := filepath.Abs(filepath.Join(cfg.Dir, FileName))
+	if err != nil {
+		return nil, fmt.Errorf("locate history database: %w", err)
+	}
+	s := &Store{cfg: cfg, path: path, t: t}
+	sync := "synchronous(FULL)"
+	if cfg.NoSync {
+		sync = "synchronous(OFF)"
+	}
+	s.wdb, err = sql.Open("sqlite", dsn(path, "journal_mode(WAL)", sync, "busy_timeout(10000)", "cache_size(-32768)"))
+	if err != nil {
+		return nil, fmt.Errorf("open history database: %w", err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	if err := s.migrate(); err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("create history schema in %s: %w", path, err)
+	}
+	s.rdb, err = sql.Open("sqlite", dsn(path, "query_only(1)", "busy_timeout(10000)", "cache_size(-16384)"))
+	if err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("open history database: %w", err)
+	}
+	s.rdb.SetMaxOpenConns(cfg.Readers)
+	s.rdb.SetMaxIdleConns(cfg.Readers)
+	s.q = queries{
+		insertProp: `INSERT OR IGNORE INTO ` + t.Properties + ` (Id, Key, TimeStamp, Seq, SourceTimeStamp, ServiceId,
+			ModelId, Value, Num, RelationshipId, RelationshipTarget, Action) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		insertTwin: `INSERT OR IGNORE INTO ` + t.TwinLifecycle + ` (TwinId, Seq, Action, TimeStamp, ServiceId, ModelId)
+			VALUES (?,?,?,?,?,?)`,
+		insertRel: `INSERT OR IGNORE INTO ` + t.RelationshipLifecycle + ` (Source, RelationshipId, Seq, Name, Action,
+			TimeStamp, ServiceId, Target) VALUES (?,?,?,?,?,?,?,?)`,
+		latest: `SELECT ` + propColumns + ` FROM ` + t.Properties + ` WHERE Id = ? AND Key = ? AND RelationshipId = ?
+			ORDER BY TimeStamp DESC, Seq DESC LIMIT 1`,
+	}
+	return s, nil
+}
+
+func dsn(path string, pragmas ...string) string {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	return (&url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}).String()
+}
+
+// migrate creates the schema. TimeStamp is Unix nanoseconds; SourceTimeStamp is RFC 3339
+// text (it keeps the client's precision and range) or NULL; Num is Value when Value is a
+// JSON number, for aggregates.
+func (s *Store) migrate() error {
+	p, tw, r := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle
+	_, err := s.wdb.Exec(`
+CREATE TABLE IF NOT EXISTS history_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+INSERT OR IGNORE INTO history_cursor (id, seq) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS ` + p + ` (
+	Id TEXT NOT NULL, Key TEXT NOT NULL, TimeStamp INTEGER NOT NULL, Seq INTEGER NOT NULL,
+	SourceTimeStamp TEXT, ServiceId TEXT NOT NULL, ModelId TEXT NOT NULL, Value TEXT NOT NULL, Num REAL,
+	RelationshipId TEXT NOT NULL, RelationshipTarget TEXT NOT NULL, Action TEXT NOT NULL,
+	PRIMARY KEY (Id, Key, TimeStamp, Seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ` + p + `_by_time ON ` + p + ` (Id, TimeStamp, Seq, Key);
+CREATE INDEX IF NOT EXISTS ` + p + `_retention ON ` + p + ` (TimeStamp);
+CREATE TABLE IF NOT EXISTS ` + tw + ` (
+	TwinId TEXT NOT NULL, Seq INTEGER NOT NULL, Action TEXT NOT NULL, TimeStamp INTEGER NOT NULL,
+	ServiceId TEXT NOT NULL, ModelId TEXT NOT NULL,
+	PRIMARY KEY (TwinId, Seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ` + tw + `_retention ON ` + tw + ` (TimeStamp);
+CREATE TABLE IF NOT EXISTS ` + r + ` (
+	Source TEXT NOT NULL, RelationshipId TEXT NOT NULL, Seq INTEGER NOT NULL, Name TEXT NOT NULL,
+	Action TEXT NOT NULL, TimeStamp INTEGER NOT NULL, ServiceId TEXT NOT NULL, Target TEXT NOT NULL,
+	PRIMARY KEY (Source, RelationshipId, Seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ` + r + `_retention ON ` + r + ` (TimeStamp);
+`)
+	return err
+}
+
+// Close implements history.Store.
+func (s *Store) Close() error {
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// Write implements history.Store.
+func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.write(ctx, rows, through); err != nil {
+		return fmt.Errorf("write history rows through %d: %w", through, err)
+	}
+	return nil
+}
+
+func (s *Store) write(ctx context.Context, rows *history.Rows, through uint64) (err error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	var cursor uint64
+	if err := tx.QueryRowContext(ctx, `SELECT seq FROM history_cursor WHERE id = 1`).Scan(&cursor); err != nil {
+		return fmt.Errorf("read cursor: %w", err)
+	}
+	if len(rows.Properties) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q.insertProp)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for i := range rows.Properties {
+			r := &rows.Properties[i]
+			if r.Seq <= cursor {
+				continue
+			}
+			if _, err := st.ExecContext(ctx, r.ID, r.Key, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
+				r.ServiceID, r.ModelID, string(r.Value), number(r.Value), r.RelationshipID, r.RelationshipTarget, r.Action); err != nil {
+				return fmt.Errorf("insert property row of %q (record %d): %w", r.ID, r.Seq, err)
+			}
+		}
+	}
+	if len(rows.Twins) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q.insertTwin)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, r := range rows.Twins {
+			if r.Seq <= cursor {
+				continue
+			}
+			if _, err := st.ExecContext(ctx, r.TwinID, int64(r.Seq), r.Action, r.TimeStamp.UnixNano(), r.ServiceID, r.ModelID); err != nil {
+				return fmt.Errorf("insert twin lifecycle row of %q (record %d): %w", r.TwinID, r.Seq, err)
+			}
+		}
+	}
+	if len(rows.Relationships) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q.insertRel)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, r := range rows.Relationships {
+			if r.Seq <= cursor {
+				continue
+			}
+			if _, err := st.ExecContext(ctx, r.Source, r.RelationshipID, int64(r.Seq), r.Name, r.Action,
+				r.TimeStamp.UnixNano(), r.ServiceID, r.Target); err != nil {
+				return fmt.Errorf("insert relationship lifecycle row of %q (record %d): %w", r.RelationshipID, r.Seq, err)
+			}
+		}
+	}
+	if through > cursor {
+		if _, err := tx.ExecContext(ctx, `UPDATE history_cursor SET seq = ? WHERE id = 1`, int64(through)); err != nil {
+			return fmt.Errorf("set cursor: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// sourceTime is the stored form of a SourceTimeStamp: RFC 3339 text, NULL when unknown.
+func sourceTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// number returns a JSON number's value, NULL for any other JSON value.
+func number(v []byte) any {
+	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// Cursor implements history.Store.
+func (s *Store) Cursor(ctx context.Context) (uint64, error) {
+	var c int64
+	if err := s.rdb.QueryRowContext(ctx, `SELECT seq FROM history_cursor WHERE id = 1`).Scan(&c); err != nil {
+		return 0, fmt.Errorf("read history cursor: %w", err)
+	}
+	return uint64(c), nil
+}
+
+const propColumns = `Seq, TimeStamp, SourceTimeStamp, ServiceId, Id, ModelId, Key, Value, RelationshipId, RelationshipTarget, Action`
+
+type scanner interface{ Scan(...any) error }
+
+func scanProp(sc scanner) (history.PropertyEvent, error) {
+	var (
+		r      history.PropertyEvent
+		seq    int64
+		ts     int64
+		source sql.NullString
+		value  string
+	)
+	if err := sc.Scan(&seq, &ts, &source, &r.ServiceID, &r.ID, &r.ModelID, &r.Key, &value, &r.RelationshipID,
+		&r.RelationshipTarget, &r.Action); err != nil {
+		return r, err
+	}
+	r.Seq, r.TimeStamp, r.Value = uint64(seq), time.Unix(0, ts).UTC(), []byte(value)
+	if source.Valid {
+		t, err := time.Parse(time.RFC3339Nano, source.String)
+		if err != nil {
+			return r, fmt.Errorf("parse SourceTimeStamp %q: %w", source.String, err)
+		}
+		r.SourceTimeStamp = t
+	}
+	return r, nil
+}
+
+// Select implements history.Store.
+func (s *Store) Select(ctx context.Context, q history.Selection) iter.Seq2[history.PropertyEvent, error] {
+	return func(yield func(history.PropertyEvent, error) bool) {
+		fail := func(err error) { yield(history.PropertyEvent{}, fmt.Errorf("select history of %q: %w", q.ID, err)) }
+		if q.ID == "" {
+			fail(errors.New("a twin id is required"))
+			return
+		}
+		var b strings.Builder
+		args := []any{q.ID}
+		b.WriteString(`SELECT ` + propColumns + ` FROM ` + s.t.Properties + ` WHERE Id = ?`)
+		if q.Key != "" {
+			b.WriteString(` AND Key = ?`)
+			args = append(args, q.Key)
+		}
+		if q.RelationshipID != "" || !q.AllRelationships {
+			b.WriteString(` AND RelationshipId = ?`)
+			args = append(args, q.RelationshipID)
+		}
+		if !q.From.IsZero() {
+			b.WriteString(` AND TimeStamp >= ?`)
+			args = append(args, q.From.UnixNano())
+		}
+		if !q.To.IsZero() {
+			b.WriteString(` AND TimeStamp < ?`)
+			args = append(args, q.To.UnixNano())
+		}
+		if q.After != "" {
+			p, err := history.ParseContinuation(q.After)
+			if err != nil {
+				fail(err)
+				return
+			}
+			b.WriteString(` AND (TimeStamp, Seq, Key) > (?, ?, ?)`)
+			args = append(args, p.TimeStamp, int64(p.Seq), p.Key)
+		}
+		b.WriteString(` ORDER BY TimeStamp, Seq, Key`)
+		if q.Limit > 0 {
+			b.WriteString(` LIMIT ?`)
+			args = append(args, q.Limit)
+		}
+		rows, err := s.rdb.QueryContext(ctx, b.String(), args...)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanProp(rows)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// Latest implements history.Store.
+func (s *Store) Latest(ctx context.Context, id, relationshipID, key string) (history.PropertyEvent, bool, error) {
+	r, err := scanProp(s.rdb.QueryRowContext(ctx, s.q.latest, id, key, relationshipID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return history.PropertyEvent{}, false, nil
+	}
+	if err != nil {
+		return history.PropertyEvent{}, false, fmt.Errorf("read latest %q of %q: %w", key, id, err)
+	}
+	return r, true, nil
+}
+
+// aggregateChunk bounds the twin ids bound in one aggregate statement.
+const aggregateChunk = 500
+
+// Aggregate implements history.Store.
+func (s *Store) Aggregate(ctx context.Context, q history.Aggregation) ([]history.Bucket, error) {
+	if q.Interval <= 0 || q.From.IsZero() || q.To.IsZero() || q.Key == "" {
+		return nil, errors.New("aggregate history: key, from, to and a positive interval are required")
+	}
+	var out []history.Bucket
+	for ids := range slicesChunk(q.IDs, aggregateChunk) {
+		b, err := s.aggregate(ctx, q, ids)
+		if err != nil {
+			return nil, fmt.Errorf("aggregate history of %q: %w", q.Key, err)
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+func slicesChunk(ids []string, n int) iter.Seq[[]string] {
+	return func(yield func([]string) bool) {
+		for len(ids) > 0 {
+			k := min(n, len(ids))
+			if !yield(ids[:k]) {
+				return
+			}
+			ids = ids[k:]
+		}
+	}
+}
+
+func (s *Store) aggregate(ctx context.Context, q history.Aggregation, ids []string) ([]history.Bucket, error) {
+	from, width := q.From.UnixNano(), q.Interval.Nanoseconds()
+	args := []any{from, width, q.Key}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	args = append(args, from, q.To.UnixNano())
+	where := ` FROM ` + s.t.Properties + ` WHERE Key = ? AND RelationshipId = '' AND Id IN (?` +
+		strings.Repeat(",?", len(ids)-1) + `) AND TimeStamp >= ? AND TimeStamp < ? AND Num IS NOT NULL GROUP BY Id, b`
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	type key struct {
+		id string
+		b  int64
+	}
+	index := map[key]int{}
+	var out []history.Bucket
+	rows, err := tx.QueryContext(ctx, `SELECT Id, (TimeStamp - ?) / ? AS b, count(Num), avg(Num), min(Num), max(Num)`+where+` ORDER BY Id, b`, args...)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var (
+			bk history.Bucket
+			b  int64
+		)
+		if err := rows.Scan(&bk.ID, &b, &bk.Count, &bk.Avg, &bk.Min, &bk.Max); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		bk.Start = time.Unix(0, from+b*width).UTC()
+		index[key{bk.ID, b}] = len(out)
+		out = append(out, bk)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, err
+	}
+	// SQLite gives a bare column the value of the row that min() or max() picked.
+	for _, edge := range []struct {
+		fn  string
+		set func(*history.Bucket, float64)
+	}{
+		{"min", func(b *history.Bucket, v float64) { b.First = v }},
+		{"max", func(b *history.Bucket, v float64) { b.Last = v }},
+	} {
+		rows, err := tx.QueryContext(ctx, `SELECT Id, (TimeStamp - ?) / ? AS b, `+edge.fn+`(TimeStamp * 1), Num`+where, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var (
+				id   string
+				b, t int64
+				v    float64
+			)
+			if err := rows.Scan(&id, &b, &t, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if i, ok := index[key{id, b}]; ok {
+				edge.set(&out[i], v)
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// AsOf implements history.Store, reading one snapshot of the database.
+func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error) {
+	snap, err := s.asOf(ctx, at.UnixNano())
+	if err != nil {
+		return history.Snapshot{}, fmt.Errorf("rebuild graph as of %s: %w", at.Format(time.RFC3339Nano), err)
+	}
+	return snap, nil
+}
+
+func (s *Store) asOf(ctx context.Context, at int64) (history.Snapshot, error) {
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return history.Snapshot{}, err
+	}
+	defer tx.Rollback()
+	type twinAt struct {
+		created, modelSeq uint64
+		state             history.TwinState
+	}
+	type relKey struct{ source, id string }
+	type relAt struct {
+		created uint64
+		state   history.RelationshipState
+	}
+	twins := map[string]*twinAt{}
+	rels := map[relKey]*relAt{}
+	var order []string
+	var relOrder []relKey
+
+	rows, err := tx.QueryContext(ctx, `SELECT TwinId, max(Seq), Action, ModelId FROM `+s.t.TwinLifecycle+
+		` WHERE TimeStamp <= ? GROUP BY TwinId ORDER BY TwinId`, at)
+	if err != nil {
+		return history.Snapshot{}, err
+	}
+	for rows.Next() {
+		var (
+			id, action, model string
+			seq               int64
+		)
+		if err := rows.Scan(&id, &seq, &action, &model); err != nil {
+			rows.Close()
+			return history.Snapshot{}, err
+		}
+		if action == history.LifecycleCreate {
+			twins[id] = &twinAt{created: uint64(seq), modelSeq: uint64(seq),
+				state: history.TwinState{ID: id, ModelID: model, Properties: map[string]json.RawMessage{}}}
+			order = append(order, id)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return history.Snapshot{}, err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT Source, RelationshipId, max(Seq), Action, Name, Target FROM `+
+		s.t.RelationshipLifecycle+` WHERE TimeStamp <= ? GROUP BY Source, RelationshipId ORDER BY Source, RelationshipId`, at)
+	if err != nil {
+		return history.Snapshot{}, err
+	}
+	for rows.Next() {
+		var (
+			k                    relKey
+			seq                  int64
+			action, name, target string
+		)
+		if err := rows.Scan(&k.source, &k.id, &seq, &action, &name, &target); err != nil {
+			rows.Close()
+			return history.Snapshot{}, err
+		}
+		if action == history.LifecycleCreate {
+			rels[k] = &relAt{created: uint64(seq), state: history.RelationshipState{
+				SourceID: k.source, ID: k.id, Name: name, TargetID: target, Properties: map[string]json.RawMessage{}}}
+			relOrder = append(relOrder, k)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return history.Snapshot{}, err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT Id, RelationshipId, Key, max(Seq), Action, Value, ModelId FROM `+
+		s.t.Properties+` WHERE TimeStamp <= ? GROUP BY Id, RelationshipId, Key`, at)
+	if err != nil {
+		return history.Snapshot{}, err
+	}
+	for rows.Next() {
+		var (
+			id, relID, key, action, value, model string
+			seq                                  int64
+		)
+		if err := rows.Scan(&id, &relID, &key, &seq, &action, &value, &model); err != nil {
+			rows.Close()
+			return history.Snapshot{}, err
+		}
+		if relID == "" {
+			t := twins[id]
+			if t == nil || uint64(seq) < t.created {
+				continue
+			}
+			if model != "" && uint64(seq) > t.modelSeq {
+				t.state.ModelID, t.modelSeq = model, uint64(seq)
+			}
+			if action == history.ActionUpdate {
+				t.state.Properties[key] = json.RawMessage(value)
+			}
+			continue
+		}
+		r := rels[relKey{id, relID}]
+		if r == nil || uint64(seq) < r.created || action != history.ActionUpdate {
+			continue
+		}
+		r.state.Properties[key] = json.RawMessage(value)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return history.Snapshot{}, err
+	}
+	var snap history.Snapshot
+	for _, id := range order {
+		snap.Twins = append(snap.Twins, twins[id].state)
+	}
+	for _, k := range relOrder {
+		snap.Relationships = append(snap.Relationships, rels[k].state)
+	}
+	return snap, nil
+}
