@@ -57,8 +57,10 @@ type HistoryStatus struct {
 	// Tables maps each table's name to its row count; Bytes is the store's size.
 	Tables map[string]int64 `json:"tables"`
 	Bytes  int64            `json:"bytes"`
-	// Retention is the configured retention, in Go duration form ("720h0m0s").
+	// Retention is the retention in effect, in Go duration form ("720h0m0s").
 	Retention string `json:"retention"`
+	// LastError is the writer's last failure to read the log or write, while it lasts.
+	LastError string `json:"lastError,omitempty"`
 }
 
 func (a *API) historyOperations() []operation {

@@ -56,9 +56,10 @@ type delivery struct {
 }
 
 // newDelivery builds event delivery over st with the limits of cfg.Delivery, and creates or
-// replaces the endpoints and routes cfg declares. indexed returns the Seq through which the graph index has applied the log (0
-// while there is none yet): the pruner keeps every record after it.
-func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, indexed func() uint64, logger *slog.Logger) (*delivery, error) {
+// replaces the endpoints and routes cfg declares. consumers are the in-process readers of the
+// log (the graph index, the history writer), each returning the Seq it is done with (0 while
+// it is not reading yet): the pruner keeps every record after the smallest.
+func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consumers []func() uint64, logger *slog.Logger) (*delivery, error) {
 	d := &delivery{metrics: prometheus.NewRegistry()}
 	if err := d.metrics.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
@@ -81,7 +82,7 @@ func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, index
 	if err != nil {
 		return nil, err
 	}
-	d.pruner, err = outbox.NewPruner(outbox.PrunerConfig{Retention: cfg.Delivery.Retention, Consumers: []func() uint64{indexed}}, st, logger)
+	d.pruner, err = outbox.NewPruner(outbox.PrunerConfig{Retention: cfg.Delivery.Retention, Consumers: consumers}, st, logger)
 	if err != nil {
 		return nil, err
 	}

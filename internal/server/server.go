@@ -78,6 +78,8 @@ type Server struct {
 	twins    *twins.Service
 	delivery *delivery
 	ingest   *ingest
+	// history is nil when data history is off.
+	history *recorder
 	// graph is the graph index mappings read, once Run has built it.
 	graph     *lateGraph
 	ln        net.Listener
@@ -151,7 +153,20 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, s.indexed, logger)
+	s.history, err = newRecorder(cfg.History, cfg.Server.DataDir, s.serviceID, s.store.Log(), logger)
+	if err != nil {
+		return nil, fmt.Errorf("set up data history: %w", err)
+	}
+	defer func() {
+		if err != nil && s.history != nil {
+			s.history.close()
+		}
+	}()
+	consumers := []func() uint64{s.indexed}
+	if s.history != nil {
+		consumers = append(consumers, s.history.cursor)
+	}
+	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, consumers, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
@@ -206,7 +221,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var (
 		wg        sync.WaitGroup
 		serveErr  = make(chan error, 1)
-		followErr = make(chan error, 3) // the index follower, event delivery and ingress
+		followErr = make(chan error, 4) // the index follower, event delivery, ingress and history
 	)
 	s.serving.Store(true)
 	wg.Go(func() {
@@ -242,6 +257,13 @@ func (s *Server) Run(ctx context.Context) error {
 			followErr <- fmt.Errorf("run sources: %w", err)
 		}
 	})
+	if s.history != nil {
+		wg.Go(func() {
+			if err := s.history.run(followCtx); err != nil {
+				followErr <- err
+			}
+		})
+	}
 
 	var runErr error
 	select {
@@ -267,6 +289,11 @@ func (s *Server) Run(ctx context.Context) error {
 	stopFollowing()
 	wg.Wait()
 
+	if s.history != nil {
+		if err := s.history.close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("close the history store: %w", err))
+		}
+	}
 	if err := s.store.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
 	}
@@ -293,7 +320,11 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
-	a, err := api.New(api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api()}, s.twins, s.logger)
+	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api()}
+	if s.history != nil {
+		acfg.History = s.history.api(s.twins.Models)
+	}
+	a, err := api.New(acfg, s.twins, s.logger)
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
