@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,7 +55,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, header .
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path+"?api-version="+apiVersion, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
 	if err != nil {
 		return response{}, err
 	}
@@ -77,6 +78,19 @@ func (c *client) do(ctx context.Context, method, path string, body any, header .
 		return response{}, fmt.Errorf("read %s %s response: %w", method, path, err)
 	}
 	return response{status: resp.StatusCode, etag: resp.Header.Get("ETag"), body: b}, nil
+}
+
+// url returns the URL of path, with the api-version added: path is relative to the server
+// (it may have a query string), or an absolute URL the server gave, such as a nextLink,
+// used as it is.
+func (c *client) url(path string) string {
+	switch {
+	case strings.HasPrefix(path, "http://"), strings.HasPrefix(path, "https://"):
+		return path
+	case strings.Contains(path, "?"):
+		return c.base + path + "&api-version=" + apiVersion
+	}
+	return c.base + path + "?api-version=" + apiVersion
 }
 
 // must sends a request that has to succeed with status want and returns its response.
