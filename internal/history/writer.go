@@ -42,6 +42,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait before retrying a failed read or write; it
 	// doubles from one to the other. Defaults DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// ObserveWrite, when set, is told the rows and the duration of every successful Store.Write,
+	// on the writer's goroutine.
+	ObserveWrite func(rows int, took time.Duration)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -219,8 +222,12 @@ func (w *Writer) step(ctx context.Context, cursor uint64, rows *Rows) (uint64, e
 		}
 	}
 	through := changes[len(changes)-1].Seq
+	start := time.Now()
 	if err := w.st.Write(ctx, rows, through); err != nil {
 		return cursor, err
+	}
+	if w.cfg.ObserveWrite != nil {
+		w.cfg.ObserveWrite(rows.Len(), time.Since(start))
 	}
 	w.mu.Lock()
 	w.status.Cursor = through

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/dtdl"
@@ -20,6 +22,7 @@ type recorder struct {
 	store     *historysqlite.Store
 	writer    *history.Writer
 	retention time.Duration // in effect: the configured one, or the default
+	writes    prometheus.Histogram
 }
 
 // newRecorder opens the history store in dataDir and builds its writer of log, or returns
@@ -34,16 +37,52 @@ func newRecorder(cfg config.History, dataDir, serviceID string, log store.Log, l
 	if err != nil {
 		return nil, fmt.Errorf("open the history store in %s: %w", dataDir, err)
 	}
-	w, err := history.New(history.Config{ServiceID: serviceID, SkipRemovals: cfg.SkipRemovals, Retention: cfg.Retention}, log, st, logger)
+	h := &recorder{store: st, retention: cfg.Retention, writes: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "twinflow", Subsystem: "history", Name: "write_seconds",
+		Help:    "Time to commit one batch of history rows with the writer's cursor.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})}
+	if h.retention == 0 {
+		h.retention = history.DefaultRetention
+	}
+	h.writer, err = history.New(history.Config{
+		ServiceID: serviceID, SkipRemovals: cfg.SkipRemovals, Retention: cfg.Retention,
+		ObserveWrite: func(_ int, took time.Duration) { h.writes.Observe(took.Seconds()) },
+	}, log, st, logger)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	retention := cfg.Retention
-	if retention == 0 {
-		retention = history.DefaultRetention
+	return h, nil
+}
+
+// register registers the history metrics with reg:
+//
+//	twinflow_history_rows_written_total  rows written since the start
+//	twinflow_history_skipped_total       records or properties whose rows could not be derived
+//	twinflow_history_lag_events          change log records not yet in history
+//	twinflow_history_lag_seconds         age of the oldest of them
+//	twinflow_history_write_seconds       time to commit a batch of rows (histogram)
+func (h *recorder) register(reg prometheus.Registerer) error {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "twinflow", Subsystem: "history", Name: name, Help: help}
 	}
-	return &recorder{store: st, writer: w, retention: retention}, nil
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("rows_written_total", "History rows written since the start.")),
+			func() float64 { return float64(h.writer.Status().Rows) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("skipped_total", "Change log records or properties whose history rows could not be derived.")),
+			func() float64 { return float64(h.writer.Status().Skipped) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("lag_events", "Change log records not yet in history.")),
+			func() float64 { return float64(h.writer.Status().LagEvents) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("lag_seconds", "Age of the oldest change log record not yet in history.")),
+			func() float64 { return h.writer.Status().LagTime.Seconds() }),
+		h.writes,
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register history metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // cursor returns the Seq through which history is written, 0 until the writer has read its

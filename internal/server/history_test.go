@@ -141,6 +141,13 @@ func TestHistoryThroughTheAPI(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	_, metrics := get(t, http.DefaultClient, s.URL()+"/metrics")
+	for _, m := range []string{"twinflow_history_rows_written_total", "twinflow_history_lag_events 0", "twinflow_history_write_seconds_count"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
 	read := func(path string, header ...string) historyPage {
 		t.Helper()
 		var p historyPage

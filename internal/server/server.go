@@ -170,6 +170,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
+	if s.history != nil {
+		if err := s.history.register(s.delivery.metrics); err != nil {
+			return nil, err
+		}
+	}
 	s.graph = newLateGraph()
 	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.graph, s.delivery.metrics, logger)
 	if err != nil {
