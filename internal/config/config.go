@@ -133,6 +133,9 @@ type History struct {
 	// recordPropertyAndItemRemovals is set. Queries with asOf then cannot tell that a
 	// removed property was gone.
 	SkipRemovals bool `yaml:"skipRemovals"`
+	// Telemetry records every telemetry message in the telemetry table; ADT records none,
+	// so it is off by default.
+	Telemetry bool `yaml:"telemetry"`
 }
 
 // HistoryTables names the history tables.
@@ -140,6 +143,7 @@ type HistoryTables struct {
 	Properties            string `yaml:"properties"`
 	TwinLifecycle         string `yaml:"twinLifecycle"`
 	RelationshipLifecycle string `yaml:"relationshipLifecycle"`
+	Telemetry             string `yaml:"telemetry"`
 }
 
 // On reports whether data history is on.
@@ -301,7 +305,8 @@ func (c Config) Validate(checks Checks) error {
 	}
 	negativeDuration("history.retention", c.History.Retention)
 	t := c.History.Tables
-	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle, RelationshipLifecycle: t.RelationshipLifecycle}.WithDefaults().Validate(), nil)
+	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle,
+		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry}.WithDefaults().Validate(), nil)
 	negative("ingress.maxMessageBytes", int64(c.Ingress.MaxMessageBytes))
 	negativeDuration("ingress.dedupWindow", c.Ingress.DedupWindow)
 	negative("ingress.maxDepth", int64(c.Ingress.MaxDepth))

@@ -22,6 +22,11 @@ type Options struct {
 	// (ADT's recordPropertyAndItemRemovals). Without it removals leave no row, as in ADT by
 	// default, and history alone can no longer tell when a property stopped being set.
 	RecordRemovals bool
+	// RecordTelemetry records each telemetry message as a row of the telemetry table, at
+	// the time Now returns. ADT records no telemetry.
+	RecordTelemetry bool
+	// Now is the clock of telemetry rows; nil means time.Now.
+	Now func() time.Time
 }
 
 // Prior returns the newest row recorded for property key of twin id (of its relationship
@@ -47,7 +52,7 @@ var ErrUnknownValue = errors.New("property value unknown")
 //   - Relationship.Create, Relationship.Update, Relationship.Delete: as for twins, with
 //     relationship lifecycle rows, and property rows keyed by the source twin with
 //     RelationshipId and RelationshipTarget set.
-//   - Other records (telemetry) write no row.
+//   - Telemetry: a telemetry row when opts.RecordTelemetry is set, else none.
 //
 // The new value of a patched property comes from the state the change left (ch.Known) or,
 // when the log does not know it, from applying the patch to the value prior returns (a
@@ -58,6 +63,11 @@ func Derive(ch store.Change, opts Options, prior Prior, rows *Rows) error {
 	switch ev.Type {
 	case event.TwinCreate, event.TwinUpdate, event.TwinDelete,
 		event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
+	case event.Telemetry:
+		if opts.RecordTelemetry {
+			return telemetry(ch, opts, rows)
+		}
+		return nil
 	default:
 		return nil
 	}
@@ -91,6 +101,36 @@ func Derive(ch store.Change, opts Options, prior Prior, rows *Rows) error {
 	if err != nil {
 		return fmt.Errorf("derive rows of record %d (%s %s): %w", ch.Seq, ev.Type, ev.Subject, err)
 	}
+	return nil
+}
+
+// telemetry appends the telemetry row of record ch. The event's source is
+// "<service>/digitaltwins/<id>", its subject the component, its dataschema the model.
+func telemetry(ch store.Change, opts Options, rows *Rows) error {
+	ev := &ch.Event
+	service, id, ok := strings.Cut(ev.Source, "/digitaltwins/")
+	if !ok || id == "" {
+		return fmt.Errorf("derive the telemetry row of record %d: source %q names no twin", ch.Seq, ev.Source)
+	}
+	if opts.ServiceID != "" {
+		service = opts.ServiceID
+	}
+	var source time.Time
+	if ev.TelemetrySourceTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, ev.TelemetrySourceTime)
+		if err != nil {
+			return fmt.Errorf("derive the telemetry row of record %d: telemetrySourceTime %q: %w", ch.Seq, ev.TelemetrySourceTime, err)
+		}
+		source = t
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	rows.Telemetry = append(rows.Telemetry, TelemetryEvent{
+		Seq: ch.Seq, TimeStamp: now(), SourceTimeStamp: source, ServiceID: service, ID: id,
+		Component: ev.Subject, ModelID: ev.DataSchema, MessageID: ev.ID, Value: ev.Data,
+	})
 	return nil
 }
 

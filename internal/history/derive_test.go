@@ -22,8 +22,9 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // with the state each left when known.
 type goldenInput struct {
 	Options struct {
-		ServiceID      string `json:"serviceId"`
-		RecordRemovals bool   `json:"recordRemovals"`
+		ServiceID       string `json:"serviceId"`
+		RecordRemovals  bool   `json:"recordRemovals"`
+		RecordTelemetry bool   `json:"recordTelemetry"`
 	} `json:"options"`
 	Prior   []PropertyEvent `json:"prior"`
 	Records []struct {
@@ -58,7 +59,10 @@ func TestDeriveGolden(t *testing.T) {
 			before := &Rows{Properties: in.Prior}
 			var all Rows
 			prior := Overlay(&all, Overlay(before, nil))
-			opts := Options{ServiceID: in.Options.ServiceID, RecordRemovals: in.Options.RecordRemovals}
+			// Telemetry rows take the clock's time: a fixed one keeps the files stable.
+			clock := func() time.Time { return time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC) }
+			opts := Options{ServiceID: in.Options.ServiceID, RecordRemovals: in.Options.RecordRemovals,
+				RecordTelemetry: in.Options.RecordTelemetry, Now: clock}
 			var b strings.Builder
 			for _, r := range in.Records {
 				ch := store.Change{Record: event.Record{Seq: r.Seq, Event: r.Event}, Known: r.Known}
@@ -118,6 +122,9 @@ func writeRows(t *testing.T, b *strings.Builder, rows *Rows) {
 	}
 	for _, r := range rows.Properties {
 		line("prop", r)
+	}
+	for _, r := range rows.Telemetry {
+		line("telemetry", r)
 	}
 }
 

@@ -28,6 +28,9 @@ const (
 	DefaultPropertyTable              = "AdtPropertyEvents"
 	DefaultTwinLifecycleTable         = "AdtTwinLifeCycleEvents"
 	DefaultRelationshipLifecycleTable = "AdtRelationshipLifeCycleEvents"
+	// DefaultTelemetryTable holds telemetry, when it is recorded: ADT records none, so the
+	// name is twinflow's, in the style of ADT's.
+	DefaultTelemetryTable = "AdtTelemetryEvents"
 )
 
 // The Action values of property rows, as ADT writes them (lower case).
@@ -95,19 +98,44 @@ type RelationshipLifecycleEvent struct {
 	Target         string
 }
 
-// Rows holds rows of the three tables, each slice in log order.
+// TelemetryEvent is one row of the telemetry table (AdtTelemetryEvents): one telemetry
+// message a twin or one of its components sent.
+type TelemetryEvent struct {
+	Seq uint64
+	// TimeStamp is when the message was processed: telemetry events carry no time, so it is
+	// when history recorded it.
+	TimeStamp time.Time
+	// SourceTimeStamp is the message's Telemetry-Source-Time; the zero time when it had none.
+	SourceTimeStamp time.Time
+	ServiceID       string
+	// ID is the twin's id; Component the component that sent it, empty for the twin itself.
+	ID        string
+	Component string
+	// ModelID is the model of the twin, or of the component.
+	ModelID string
+	// MessageID is the message's Message-Id.
+	MessageID string
+	// Value is the message's JSON payload.
+	Value json.RawMessage
+}
+
+// Rows holds rows of the tables, each slice in log order.
 type Rows struct {
 	Properties    []PropertyEvent
 	Twins         []TwinLifecycleEvent
 	Relationships []RelationshipLifecycleEvent
+	Telemetry     []TelemetryEvent
 }
 
 // Len returns the number of rows.
-func (r *Rows) Len() int { return len(r.Properties) + len(r.Twins) + len(r.Relationships) }
+func (r *Rows) Len() int {
+	return len(r.Properties) + len(r.Twins) + len(r.Relationships) + len(r.Telemetry)
+}
 
 // Reset empties r, keeping its memory.
 func (r *Rows) Reset() {
 	r.Properties, r.Twins, r.Relationships = r.Properties[:0], r.Twins[:0], r.Relationships[:0]
+	r.Telemetry = r.Telemetry[:0]
 }
 
 // Selection chooses the property rows Store.Select yields: those of one twin, optionally of
@@ -254,7 +282,7 @@ type Stats struct {
 //   - Prune deletes up to max rows (0: no limit) with TimeStamp before before and returns
 //     how many it deleted, keeping every row AsOf needs for times at or after before: the
 //     newest row of each property and of each entity's lifecycle, unless the entity was
-//     deleted before before.
+//     deleted before before. Telemetry rows before before all go.
 //   - Close releases the store; calls after Close fail.
 type Store interface {
 	Write(ctx context.Context, rows *Rows, through uint64) error
@@ -268,11 +296,12 @@ type Store interface {
 	Close() error
 }
 
-// Tables names the three tables of a store. Empty names take ADT's defaults.
+// Tables names the tables of a store. Empty names take the defaults.
 type Tables struct {
 	Properties            string
 	TwinLifecycle         string
 	RelationshipLifecycle string
+	Telemetry             string
 }
 
 // WithDefaults returns t with empty names set to ADT's defaults.
@@ -286,6 +315,9 @@ func (t Tables) WithDefaults() Tables {
 	if t.RelationshipLifecycle == "" {
 		t.RelationshipLifecycle = DefaultRelationshipLifecycleTable
 	}
+	if t.Telemetry == "" {
+		t.Telemetry = DefaultTelemetryTable
+	}
 	return t
 }
 
@@ -295,6 +327,7 @@ func (t Tables) Validate() error {
 	var errs []error
 	for _, n := range []struct{ field, name string }{
 		{"properties", t.Properties}, {"twinLifecycle", t.TwinLifecycle}, {"relationshipLifecycle", t.RelationshipLifecycle},
+		{"telemetry", t.Telemetry},
 	} {
 		if !identifier(n.name) {
 			errs = append(errs, fmt.Errorf("%s: table name %q is not an identifier", n.field, n.name))

@@ -29,6 +29,8 @@ type Config struct {
 	// recordPropertyAndItemRemovals is set. twinflow records them by default, because
 	// rebuilding the graph as of a past time (Store.AsOf) needs them.
 	SkipRemovals bool
+	// RecordTelemetry records telemetry messages in the telemetry table; ADT records none.
+	RecordTelemetry bool
 	// MaxBatch is the most log records turned into rows and written in one transaction: a
 	// writer takes every record available up to it. Default DefaultMaxBatch.
 	MaxBatch int
@@ -135,7 +137,7 @@ func New(cfg Config, log store.Log, st Store, logger *slog.Logger) (*Writer, err
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Writer{
-		cfg: cfg, opts: Options{ServiceID: cfg.ServiceID, RecordRemovals: !cfg.SkipRemovals},
+		cfg: cfg, opts: Options{ServiceID: cfg.ServiceID, RecordRemovals: !cfg.SkipRemovals, RecordTelemetry: cfg.RecordTelemetry, Now: cfg.Now},
 		log: log, st: st, logger: logger.With("component", "history"),
 	}
 	w.clog, _ = log.(store.ChangeLog)

@@ -32,7 +32,8 @@ func newRecorder(cfg config.History, dataDir, serviceID string, log store.Log, l
 		return nil, nil
 	}
 	st, err := historysqlite.Open(historysqlite.Config{Dir: dataDir, Tables: history.Tables{
-		Properties: cfg.Tables.Properties, TwinLifecycle: cfg.Tables.TwinLifecycle, RelationshipLifecycle: cfg.Tables.RelationshipLifecycle,
+		Properties: cfg.Tables.Properties, TwinLifecycle: cfg.Tables.TwinLifecycle,
+		RelationshipLifecycle: cfg.Tables.RelationshipLifecycle, Telemetry: cfg.Tables.Telemetry,
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("open the history store in %s: %w", dataDir, err)
@@ -46,7 +47,7 @@ func newRecorder(cfg config.History, dataDir, serviceID string, log store.Log, l
 		h.retention = history.DefaultRetention
 	}
 	h.writer, err = history.New(history.Config{
-		ServiceID: serviceID, SkipRemovals: cfg.SkipRemovals, Retention: cfg.Retention,
+		ServiceID: serviceID, SkipRemovals: cfg.SkipRemovals, RecordTelemetry: cfg.Telemetry, Retention: cfg.Retention,
 		ObserveWrite: func(_ int, took time.Duration) { h.writes.Observe(took.Seconds()) },
 	}, log, st, logger)
 	if err != nil {

@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"AsOf", testAsOf},
 		{"Prune", testPrune},
 		{"Concurrent", testConcurrent},
+		{"Telemetry", testTelemetry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -144,6 +145,46 @@ func testReplay(t *testing.T, open Opener) {
 	write(t, st, batch, 3)
 	if c := cursor(t, st); c != 3 {
 		t.Fatalf("cursor %d, want 3", c)
+	}
+}
+
+// tableRows returns the row count Stats gives table name.
+func tableRows(t *testing.T, st history.Store, name string) int64 {
+	t.Helper()
+	s, err := st.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	for _, tb := range s.Tables {
+		if tb.Name == name {
+			return tb.Rows
+		}
+	}
+	t.Fatalf("Stats has no table %s: %+v", name, s.Tables)
+	return 0
+}
+
+// testTelemetry writes telemetry rows, replays them, and prunes the old ones: Stats counts
+// them in the telemetry table, a replay adds none, and Prune takes every one before its
+// time.
+func testTelemetry(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	tel := func(seq uint64, m int) history.TelemetryEvent {
+		return history.TelemetryEvent{Seq: seq, TimeStamp: at(m), SourceTimeStamp: at(m).Add(-time.Second), ServiceID: "svc",
+			ID: "t1", Component: "c", ModelID: "dtmi:x:T;1", MessageID: fmt.Sprint("m", seq), Value: json.RawMessage(`{"v":1}`)}
+	}
+	batch := history.Rows{Telemetry: []history.TelemetryEvent{tel(1, 0), tel(2, 10)}}
+	write(t, st, batch, 2)
+	write(t, st, batch, 2)
+	name := history.Tables{}.WithDefaults().Telemetry
+	if n := tableRows(t, st, name); n != 2 {
+		t.Fatalf("%s holds %d rows after a replay, want 2", name, n)
+	}
+	if _, err := st.Prune(context.Background(), at(5), 0); err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	if n := tableRows(t, st, name); n != 1 {
+		t.Fatalf("%s holds %d rows after pruning the one before minute 5, want 1", name, n)
 	}
 }
 

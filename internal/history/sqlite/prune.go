@@ -15,7 +15,8 @@ import (
 //     deletion of its twin or relationship before before supersedes it;
 //   - a lifecycle row when a newer lifecycle row of the same entity older than before
 //     supersedes it, or when it is the deletion and no property row of the entity before it
-//     is left.
+//     is left;
+//   - every telemetry row.
 //
 // So AsOf at any time at or after before gives what it gave before the prune.
 func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, error) {
@@ -26,7 +27,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 		limit = int64(max)
 	}
 	b := before.UnixNano()
-	p, tw, r := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle
+	p, tw, r, te := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry
 	stmts := []struct {
 		what, sql string
 		args      func(limit int64) []any
@@ -53,6 +54,8 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 				OR (o.Action = 'Delete' AND NOT EXISTS (SELECT 1 FROM ` + p + ` q WHERE q.Id = o.Source
 					AND q.RelationshipId = o.RelationshipId AND q.Seq < o.Seq)))
 			LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
+		{"telemetry rows", `DELETE FROM ` + te + ` WHERE (Id, TimeStamp, Seq) IN (
+			SELECT Id, TimeStamp, Seq FROM ` + te + ` WHERE TimeStamp < ?1 LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
 	}
 	total := 0
 	for _, st := range stmts {
@@ -78,7 +81,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 // Stats implements history.Store. Bytes counts the database file and its write-ahead log.
 func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	var st history.Stats
-	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle} {
+	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry} {
 		var n int64
 		if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM `+name).Scan(&n); err != nil {
 			return history.Stats{}, fmt.Errorf("count rows of %s: %w", name, err)

@@ -62,7 +62,7 @@ var _ history.Store = (*Store)(nil)
 
 // queries holds the statements' text with the configured table names.
 type queries struct {
-	insertProp, insertTwin, insertRel string
+	insertProp, insertTwin, insertRel, insertTelemetry string
 	latest                            string
 }
 
@@ -116,6 +116,8 @@ func Open(cfg Config) (*Store, error) {
 			VALUES (?,?,?,?,?,?)`,
 		insertRel: `INSERT OR IGNORE INTO ` + t.RelationshipLifecycle + ` (Source, RelationshipId, Seq, Name, Action,
 			TimeStamp, ServiceId, Target) VALUES (?,?,?,?,?,?,?,?)`,
+		insertTelemetry: `INSERT OR IGNORE INTO ` + t.Telemetry + ` (Id, TimeStamp, Seq, SourceTimeStamp, ServiceId,
+			ModelId, Component, MessageId, Value) VALUES (?,?,?,?,?,?,?,?,?)`,
 		latest: `SELECT ` + propColumns + ` FROM ` + t.Properties + ` WHERE Id = ? AND Key = ? AND RelationshipId = ?
 			ORDER BY TimeStamp DESC, Seq DESC LIMIT 1`,
 	}
@@ -134,7 +136,7 @@ func dsn(path string, pragmas ...string) string {
 // text (it keeps the client's precision and range) or NULL; Num is Value when Value is a
 // JSON number, for aggregates.
 func (s *Store) migrate() error {
-	p, tw, r := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle
+	p, tw, r, te := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry
 	_, err := s.wdb.Exec(`
 CREATE TABLE IF NOT EXISTS history_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 INSERT OR IGNORE INTO history_cursor (id, seq) VALUES (1, 0);
@@ -155,6 +157,12 @@ CREATE TABLE IF NOT EXISTS ` + r + ` (
 	Action TEXT NOT NULL, TimeStamp INTEGER NOT NULL, ServiceId TEXT NOT NULL, Target TEXT NOT NULL,
 	PRIMARY KEY (Source, RelationshipId, Seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ` + r + `_retention ON ` + r + ` (TimeStamp);
+CREATE TABLE IF NOT EXISTS ` + te + ` (
+	Id TEXT NOT NULL, TimeStamp INTEGER NOT NULL, Seq INTEGER NOT NULL, SourceTimeStamp TEXT,
+	ServiceId TEXT NOT NULL, ModelId TEXT NOT NULL, Component TEXT NOT NULL, MessageId TEXT NOT NULL,
+	Value TEXT NOT NULL,
+	PRIMARY KEY (Id, TimeStamp, Seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ` + te + `_retention ON ` + te + ` (TimeStamp);
 `)
 	return err
 }
@@ -233,6 +241,23 @@ func (s *Store) write(ctx context.Context, rows *history.Rows, through uint64) (
 			if _, err := st.ExecContext(ctx, r.Source, r.RelationshipID, int64(r.Seq), r.Name, r.Action,
 				r.TimeStamp.UnixNano(), r.ServiceID, r.Target); err != nil {
 				return fmt.Errorf("insert relationship lifecycle row of %q (record %d): %w", r.RelationshipID, r.Seq, err)
+			}
+		}
+	}
+	if len(rows.Telemetry) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q.insertTelemetry)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for i := range rows.Telemetry {
+			r := &rows.Telemetry[i]
+			if r.Seq <= cursor {
+				continue
+			}
+			if _, err := st.ExecContext(ctx, r.ID, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
+				r.ServiceID, r.ModelID, r.Component, r.MessageID, string(r.Value)); err != nil {
+				return fmt.Errorf("insert telemetry row of %q (record %d): %w", r.ID, r.Seq, err)
 			}
 		}
 	}
