@@ -63,7 +63,7 @@ var _ history.Store = (*Store)(nil)
 // queries holds the statements' text with the configured table names.
 type queries struct {
 	insertProp, insertTwin, insertRel, insertTelemetry string
-	latest                            string
+	latest                                             string
 }
 
 // Open opens (creating if needed) the history database in cfg.Dir.
