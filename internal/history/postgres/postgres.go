@@ -157,6 +157,8 @@ CREATE TABLE IF NOT EXISTS ` + s.prop + ` (
 ) PARTITION BY RANGE ("TimeStamp");
 CREATE INDEX IF NOT EXISTS ` + quote(s.t.Properties+"_by_key") + ` ON ` + s.prop + ` ("Id", "Key", "TimeStamp", "Seq");
 CREATE INDEX IF NOT EXISTS ` + quote(s.t.Properties+"_by_time") + ` ON ` + s.prop + ` ("Id", "TimeStamp", "Seq", "Key");
+CREATE INDEX IF NOT EXISTS ` + quote(s.t.Properties+"_aggregate") + ` ON ` + s.prop + ` ("Key", "Id", "TimeStamp")
+	INCLUDE ("Seq", "Num") WHERE "RelationshipId" = '';
 CREATE TABLE IF NOT EXISTS ` + s.twin + ` (
 	"TwinId" text COLLATE "C" NOT NULL,
 	"Action" text COLLATE "C" NOT NULL,
