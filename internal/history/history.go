@@ -7,7 +7,7 @@
 // the rows together with the cursor in one transaction. A crash and a replay therefore never
 // lose or duplicate a row. Each row carries the Seq of the log record it came from.
 //
-// Stores live in subpackages (history/sqlite, later history/postgres) and all pass the
+// Stores live in subpackages (history/sqlite, history/postgres) and all pass the
 // contract suite in history/historytest.
 package history
 
@@ -282,7 +282,9 @@ type Stats struct {
 //   - Prune deletes up to max rows (0: no limit) with TimeStamp before before and returns
 //     how many it deleted, keeping every row AsOf needs for times at or after before: the
 //     newest row of each property and of each entity's lifecycle, unless the entity was
-//     deleted before before. Telemetry rows before before all go.
+//     deleted before before. Telemetry rows before before all go. max bounds the rows
+//     deleted one by one; a store that drops a whole partition of prunable rows at once
+//     may delete, and report, more.
 //   - Close releases the store; calls after Close fail.
 type Store interface {
 	Write(ctx context.Context, rows *Rows, through uint64) error

@@ -1,0 +1,254 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/twinflow/twinflow/internal/history"
+)
+
+const propColumns = `"Seq", "TimeStamp", "SourceTimeStamp", "SourceTimeStampNanos", "ServiceId", "Id", "ModelId", "Key",
+	"Value", "RelationshipId", "RelationshipTarget", "Action"`
+
+func scanProp(row pgx.Row) (history.PropertyEvent, error) {
+	var (
+		r     history.PropertyEvent
+		seq   int64
+		src   *time.Time
+		nanos *int16
+		value []byte
+	)
+	if err := row.Scan(&seq, &r.TimeStamp, &src, &nanos, &r.ServiceID, &r.ID, &r.ModelID, &r.Key, &value,
+		&r.RelationshipID, &r.RelationshipTarget, &r.Action); err != nil {
+		return r, err
+	}
+	r.Seq, r.TimeStamp, r.Value = uint64(seq), r.TimeStamp.UTC(), compact(value)
+	if src != nil {
+		r.SourceTimeStamp = src.UTC()
+		if nanos != nil {
+			r.SourceTimeStamp = r.SourceTimeStamp.Add(time.Duration(*nanos))
+		}
+	}
+	return r, nil
+}
+
+// compact returns a copy of the jsonb text v without the spaces PostgreSQL puts in it.
+func compact(v []byte) json.RawMessage {
+	var b bytes.Buffer
+	b.Grow(len(v))
+	if err := json.Compact(&b, v); err != nil {
+		return json.RawMessage(bytes.Clone(v))
+	}
+	return json.RawMessage(b.Bytes())
+}
+
+// Select implements history.Store.
+func (s *Store) Select(ctx context.Context, q history.Selection) iter.Seq2[history.PropertyEvent, error] {
+	return func(yield func(history.PropertyEvent, error) bool) {
+		fail := func(err error) { yield(history.PropertyEvent{}, fmt.Errorf("select history of %q: %w", q.ID, err)) }
+		if q.ID == "" {
+			fail(errors.New("a twin id is required"))
+			return
+		}
+		var b strings.Builder
+		args := []any{q.ID}
+		arg := func(v any) string {
+			args = append(args, v)
+			return "$" + strconv.Itoa(len(args))
+		}
+		b.WriteString(`SELECT ` + propColumns + ` FROM ` + s.prop + ` WHERE "Id" = $1`)
+		if q.Key != "" {
+			b.WriteString(` AND "Key" = ` + arg(q.Key))
+		}
+		if q.RelationshipID != "" || !q.AllRelationships {
+			b.WriteString(` AND "RelationshipId" = ` + arg(q.RelationshipID))
+		}
+		if !q.From.IsZero() {
+			b.WriteString(` AND "TimeStamp" >= ` + arg(q.From))
+		}
+		if !q.To.IsZero() {
+			b.WriteString(` AND "TimeStamp" < ` + arg(q.To))
+		}
+		if q.After != "" {
+			p, err := history.ParseContinuation(q.After)
+			if err != nil {
+				fail(err)
+				return
+			}
+			b.WriteString(` AND ("TimeStamp", "Seq", "Key") > (` + arg(time.Unix(0, p.TimeStamp)) + `, ` +
+				arg(int64(p.Seq)) + `, ` + arg(p.Key) + `)`)
+		}
+		b.WriteString(` ORDER BY "TimeStamp", "Seq", "Key"`)
+		if q.Limit > 0 {
+			b.WriteString(` LIMIT ` + arg(q.Limit))
+		}
+		rows, err := s.pool.Query(ctx, b.String(), args...)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanProp(rows)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// Latest implements history.Store.
+func (s *Store) Latest(ctx context.Context, id, relationshipID, key string) (history.PropertyEvent, bool, error) {
+	r, err := scanProp(s.pool.QueryRow(ctx, `SELECT `+propColumns+` FROM `+s.prop+`
+		WHERE "Id" = $1 AND "Key" = $2 AND "RelationshipId" = $3 ORDER BY "TimeStamp" DESC, "Seq" DESC LIMIT 1`,
+		id, key, relationshipID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return history.PropertyEvent{}, false, nil
+	}
+	if err != nil {
+		return history.PropertyEvent{}, false, fmt.Errorf("read latest %q of %q: %w", key, id, err)
+	}
+	return r, true, nil
+}
+
+// Aggregate implements history.Store, in one statement: buckets by date_bin, the first and
+// last values as the minimum and maximum of [epoch, Seq, Num] arrays. The bucket width is
+// taken to the microsecond.
+func (s *Store) Aggregate(ctx context.Context, q history.Aggregation) ([]history.Bucket, error) {
+	if q.Interval < time.Microsecond || q.From.IsZero() || q.To.IsZero() || q.Key == "" {
+		return nil, errors.New("aggregate history: key, from, to and an interval of at least a microsecond are required")
+	}
+	rows, err := s.pool.Query(ctx, `SELECT "Id", date_bin($1, "TimeStamp", $2) AS b, count(*), avg("Num"), min("Num"), max("Num"),
+		(min(ARRAY[date_part('epoch', "TimeStamp"), "Seq"::float8, "Num"]))[3],
+		(max(ARRAY[date_part('epoch', "TimeStamp"), "Seq"::float8, "Num"]))[3]
+		FROM `+s.prop+` WHERE "Id" = ANY($3) AND "Key" = $4 AND "RelationshipId" = '' AND "TimeStamp" >= $2 AND "TimeStamp" < $5
+		AND "Num" IS NOT NULL GROUP BY "Id", b ORDER BY "Id", b`,
+		q.Interval.Truncate(time.Microsecond), q.From, q.IDs, q.Key, q.To)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate history of %q: %w", q.Key, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (history.Bucket, error) {
+		var b history.Bucket
+		err := row.Scan(&b.ID, &b.Start, &b.Count, &b.Avg, &b.Min, &b.Max, &b.First, &b.Last)
+		b.Start = b.Start.UTC()
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aggregate history of %q: %w", q.Key, err)
+	}
+	return out, nil
+}
+
+// AsOf implements history.Store, reading one snapshot of the database (a repeatable read
+// transaction).
+func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error) {
+	var snap history.Snapshot
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) (err error) {
+			snap, err = s.asOf(ctx, tx, at)
+			return err
+		})
+	if err != nil {
+		return history.Snapshot{}, fmt.Errorf("rebuild graph as of %s: %w", at.Format(time.RFC3339Nano), err)
+	}
+	return snap, nil
+}
+
+func (s *Store) asOf(ctx context.Context, tx pgx.Tx, at time.Time) (history.Snapshot, error) {
+	type twinAt struct {
+		created, modelSeq int64
+		state             history.TwinState
+	}
+	type relKey struct{ source, id string }
+	type relAt struct {
+		created int64
+		state   history.RelationshipState
+	}
+	twins := map[string]*twinAt{}
+	rels := map[relKey]*relAt{}
+	var order []string
+	var relOrder []relKey
+
+	var (
+		id, action, model, name, target, relID, key string
+		seq                                         int64
+		value                                       []byte
+	)
+	rows, _ := tx.Query(ctx, `SELECT DISTINCT ON ("TwinId") "TwinId", "Seq", "Action", "ModelId" FROM `+s.twin+`
+		WHERE "TimeStamp" <= $1 ORDER BY "TwinId", "Seq" DESC`, at)
+	_, err := pgx.ForEachRow(rows, []any{&id, &seq, &action, &model}, func() error {
+		if action == history.LifecycleCreate {
+			twins[id] = &twinAt{created: seq, modelSeq: seq,
+				state: history.TwinState{ID: id, ModelID: model, Properties: map[string]json.RawMessage{}}}
+			order = append(order, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return history.Snapshot{}, fmt.Errorf("read twin lifecycle: %w", err)
+	}
+	var k relKey
+	rows, _ = tx.Query(ctx, `SELECT DISTINCT ON ("Source", "RelationshipId") "Source", "RelationshipId", "Seq", "Action", "Name", "Target"
+		FROM `+s.rel+` WHERE "TimeStamp" <= $1 ORDER BY "Source", "RelationshipId", "Seq" DESC`, at)
+	_, err = pgx.ForEachRow(rows, []any{&k.source, &k.id, &seq, &action, &name, &target}, func() error {
+		if action == history.LifecycleCreate {
+			rels[k] = &relAt{created: seq, state: history.RelationshipState{
+				SourceID: k.source, ID: k.id, Name: name, TargetID: target, Properties: map[string]json.RawMessage{}}}
+			relOrder = append(relOrder, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return history.Snapshot{}, fmt.Errorf("read relationship lifecycle: %w", err)
+	}
+	rows, _ = tx.Query(ctx, `SELECT DISTINCT ON ("Id", "RelationshipId", "Key") "Id", "RelationshipId", "Key", "Seq", "Action", "Value", "ModelId"
+		FROM `+s.prop+` WHERE "TimeStamp" <= $1 ORDER BY "Id", "RelationshipId", "Key", "Seq" DESC`, at)
+	_, err = pgx.ForEachRow(rows, []any{&id, &relID, &key, &seq, &action, &value, &model}, func() error {
+		if relID == "" {
+			t := twins[id]
+			if t == nil || seq < t.created {
+				return nil
+			}
+			if model != "" && seq > t.modelSeq {
+				t.state.ModelID, t.modelSeq = model, seq
+			}
+			if action == history.ActionUpdate {
+				t.state.Properties[key] = compact(value)
+			}
+			return nil
+		}
+		r := rels[relKey{id, relID}]
+		if r == nil || seq < r.created || action != history.ActionUpdate {
+			return nil
+		}
+		r.state.Properties[key] = compact(value)
+		return nil
+	})
+	if err != nil {
+		return history.Snapshot{}, fmt.Errorf("read properties: %w", err)
+	}
+	var snap history.Snapshot
+	for _, id := range order {
+		snap.Twins = append(snap.Twins, twins[id].state)
+	}
+	for _, k := range relOrder {
+		snap.Relationships = append(snap.Relationships, rels[k].state)
+	}
+	return snap, nil
+}
