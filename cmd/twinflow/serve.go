@@ -54,6 +54,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	fs.StringVar(&o.server.History.Mode, "history", "",
 		"data history, kept in DATA_DIR/history.db: `on` or off (default: history.mode of the\n"+
 			"config file, else on)")
+	fs.StringVar(&o.server.History.DSN, "history-dsn", "",
+		"keep data history in this PostgreSQL `database` (postgres://user:pass@host/db) instead\n"+
+			"of DATA_DIR/history.db (default: history.dsn of the config file)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
@@ -115,6 +118,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		}
 		if set["history"] {
 			file.History.Mode = o.server.History.Mode
+		}
+		if set["history-dsn"] {
+			file.History.DSN = o.server.History.DSN
 		}
 		file.Server = *srv
 		o.server.Config = file

@@ -124,6 +124,11 @@ const (
 type History struct {
 	// Mode is HistoryOn (the default when empty) or HistoryOff.
 	Mode string `yaml:"mode"`
+	// DSN, when set, keeps history in that PostgreSQL database (URL or key=value form)
+	// instead of <dataDir>/history.db.
+	DSN string `yaml:"dsn"`
+	// Schema is the PostgreSQL schema of the tables, created if missing; empty means public.
+	Schema string `yaml:"schema"`
 	// Retention is how long rows are kept, counted from their TimeStamp; 0 means 30 days.
 	Retention time.Duration `yaml:"retention"`
 	// Tables names the three tables; empty names take ADT's (AdtPropertyEvents,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,31 +13,46 @@ import (
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/history"
+	historypg "github.com/twinflow/twinflow/internal/history/postgres"
 	historysqlite "github.com/twinflow/twinflow/internal/history/sqlite"
 	"github.com/twinflow/twinflow/internal/store"
 )
 
-// recorder is the data history half of a server: the history store in the data directory and
-// the writer that keeps it current with the change log.
+// recorder is the data history half of a server: the history store (in the data directory,
+// or in PostgreSQL) and the writer that keeps it current with the change log.
 type recorder struct {
-	store     *historysqlite.Store
+	store     history.Store
 	writer    *history.Writer
 	retention time.Duration // in effect: the configured one, or the default
 	writes    prometheus.Histogram
 }
 
-// newRecorder opens the history store in dataDir and builds its writer of log, or returns
-// nil when cfg turns history off.
-func newRecorder(cfg config.History, dataDir, serviceID string, log store.Log, logger *slog.Logger) (*recorder, error) {
+// newRecorder opens the history store, in PostgreSQL when cfg names a database and in
+// dataDir otherwise, and builds its writer of log; it returns nil when cfg turns history off.
+func newRecorder(ctx context.Context, cfg config.History, dataDir, serviceID string, log store.Log, logger *slog.Logger) (*recorder, error) {
 	if !cfg.On() {
 		return nil, nil
 	}
-	st, err := historysqlite.Open(historysqlite.Config{Dir: dataDir, Tables: history.Tables{
+	tables := history.Tables{
 		Properties: cfg.Tables.Properties, TwinLifecycle: cfg.Tables.TwinLifecycle,
 		RelationshipLifecycle: cfg.Tables.RelationshipLifecycle, Telemetry: cfg.Tables.Telemetry,
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("open the history store in %s: %w", dataDir, err)
+	}
+	var (
+		st  history.Store
+		err error
+	)
+	if cfg.DSN != "" {
+		st, err = historypg.Open(ctx, historypg.Config{DSN: cfg.DSN, Schema: cfg.Schema, Tables: tables})
+		if err != nil {
+			// The DSN may hold a password: the error names the database only as configured.
+			return nil, fmt.Errorf("open the history store in PostgreSQL (history.dsn): %w", err)
+		}
+		logger.Info("history kept in PostgreSQL", slog.String("schema", cmp.Or(cfg.Schema, historypg.DefaultSchema)))
+	} else {
+		st, err = historysqlite.Open(historysqlite.Config{Dir: dataDir, Tables: tables})
+		if err != nil {
+			return nil, fmt.Errorf("open the history store in %s: %w", dataDir, err)
+		}
 	}
 	h := &recorder{store: st, retention: cfg.Retention, writes: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "twinflow", Subsystem: "history", Name: "write_seconds",

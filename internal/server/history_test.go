@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/twinflow/twinflow/internal/config"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // restClient sends requests to a server's API and checks their status.
@@ -89,9 +93,33 @@ func (p historyPage) values() []string {
 // through the API and reads it back through every history path: the changes of a property
 // (after its twin is gone, too, and page by page), a relationship's, bucketed aggregates
 // over the twins a query selects, queries of the graph as it stood at several moments, and
-// the status; bad input is refused with a 400 that says why.
+// the status; bad input is refused with a 400 that says why. It runs on the embedded store
+// and on PostgreSQL.
 func TestHistoryThroughTheAPI(t *testing.T) {
-	s, _ := start(t, Config{}, nil)
+	t.Run("sqlite", func(t *testing.T) { testHistoryThroughTheAPI(t, config.History{}) })
+	t.Run("postgres", func(t *testing.T) {
+		schema := fmt.Sprintf("history_api_%d", time.Now().UnixNano())
+		dsn := testenv.PostgreSQL(t)
+		t.Cleanup(func() { dropSchema(t, dsn, schema) })
+		testHistoryThroughTheAPI(t, config.History{DSN: dsn, Schema: schema})
+	})
+}
+
+// dropSchema drops a PostgreSQL schema and everything in it.
+func dropSchema(t *testing.T, dsn, schema string) {
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Errorf("connect to drop schema %s: %v", schema, err)
+		return
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		t.Errorf("drop schema %s: %v", schema, err)
+	}
+}
+
+func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
+	s, _ := start(t, Config{Config: config.Config{History: hc}}, nil)
 	c := restClient{t: t, base: s.URL()}
 	c.do(http.MethodPost, "/models", `[{"@id":"dtmi:twinflow:test:H;1","@type":"Interface","@context":"dtmi:dtdl:context;3",`+
 		`"contents":[{"@type":"Property","name":"n","schema":"integer","writable":true},`+

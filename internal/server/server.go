@@ -153,7 +153,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	s.history, err = newRecorder(cfg.History, cfg.Server.DataDir, s.serviceID, s.store.Log(), logger)
+	s.history, err = newRecorder(context.Background(), cfg.History, cfg.Server.DataDir, s.serviceID, s.store.Log(), logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up data history: %w", err)
 	}
