@@ -47,24 +47,10 @@ func BenchmarkWriter(b *testing.B) {
 		}
 	}
 	log := st.Log()
-	last := log.Last()
 
-	// The ceiling's rows: derived up front, grouped as the writer groups them.
-	var batches []history.Rows
-	var throughs []uint64
-	for cursor := uint64(0); cursor < last; {
-		changes, err := log.(store.ChangeLog).ReadChanges(ctx, cursor, history.DefaultMaxBatch)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var rows history.Rows
-		for _, ch := range changes {
-			if err := history.Derive(ch, history.Options{RecordRemovals: true}, history.Overlay(&rows, nil), &rows); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cursor = changes[len(changes)-1].Seq
-		batches, throughs = append(batches, rows), append(throughs, cursor)
+	batches, err := hsqlite.CeilingBatches(ctx, log.(store.ChangeLog), 0, history.Options{RecordRemovals: true})
+	if err != nil {
+		b.Fatal(err)
 	}
 
 	var writerRate, ceilingRate float64
@@ -78,20 +64,11 @@ func BenchmarkWriter(b *testing.B) {
 		writerRate = float64(s.Rows) / time.Since(start).Seconds()
 		h.Close()
 
-		h, err = hsqlite.Open(hsqlite.Config{Dir: b.TempDir()})
+		c, err := hsqlite.Ceiling(ctx, b.TempDir(), batches)
 		if err != nil {
 			b.Fatal(err)
 		}
-		start = time.Now()
-		n := 0
-		for i := range batches {
-			if err := h.Write(ctx, &batches[i], throughs[i]); err != nil {
-				b.Fatal(err)
-			}
-			n += batches[i].Len()
-		}
-		ceilingRate = float64(n) / time.Since(start).Seconds()
-		h.Close()
+		ceilingRate = c.RowsPerSecond()
 	}
 	b.ReportMetric(writerRate, "writer-rows/s")
 	b.ReportMetric(ceilingRate, "ceiling-rows/s")
