@@ -103,6 +103,11 @@ type HistoryResult struct {
 	// Off and On are what the PATCH load generator measured against a server with history
 	// off and one with history on, in the same run.
 	Off, On PatchLoad
+	// OffStore and OnStore are what the twin store's write path did during each load.
+	OffStore, OnStore sqlite.Stats
+	// OnCPU is the CPU time this process (server and history writer) used during the load
+	// with history on, OffCPU during the load with history off.
+	OffCPU, OnCPU time.Duration
 	// Lag is the history writer's lag while the load ran on the server with history on.
 	Lag HistoryLag
 	// Writer is the history writer catching up alone on a change log of WriterRecords
@@ -166,6 +171,10 @@ func (r HistoryResult) Table(w io.Writer) error {
 		{"PATCH, history off", historyLoadLine(r.Off)},
 		{"PATCH, history on", historyLoadLine(r.On)},
 		{"history cost", cost},
+		{"group commit, history off", groupCommit(r.OffStore)},
+		{"group commit, history on", groupCommit(r.OnStore)},
+		{"server CPU per patch, off", cpuPerPatch(r.OffCPU, r.Off.Patches, "the server's process")},
+		{"server CPU per patch, on", cpuPerPatch(r.OnCPU, r.On.Patches, "the server's process, history writer included")},
 		{"history lag (seconds)", fmt.Sprintf("%s  (the writer's lagSeconds, %d samples every %v; goal: max within 2s)", l.Seconds, l.Samples, lagSampleInterval)},
 		{"history lag (events)", fmt.Sprintf("p50 %d  p99 %d  max %d", l.Events.P50, l.Events.P99, l.Events.Max)},
 		{"history rows under load", fmt.Sprintf("%d (%.0f rows/s)", l.Rows, float64(l.Rows)/max(r.On.Elapsed.Seconds(), 1e-9))},
@@ -279,17 +288,24 @@ func historyLoad(ctx context.Context, cfg HistoryConfig, dataDir, mode string, l
 	if on {
 		wg.Go(func() { samples = sampleHistory(sampleCtx, srv) })
 	}
+	storeBefore := srv.StoreStats()
+	cpu0, cpuOK := processCPU()
 	load, err := runLoadProcess(ctx, PatchConfig{Twins: cfg.Twins, Clients: cfg.Clients, Duration: cfg.Duration, LoadCommand: cfg.LoadCommand}, srv.Addr().String())
+	var cpu time.Duration
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		cpu = cpu1 - cpu0
+	}
 	stopSampling()
 	wg.Wait()
 	if err != nil {
 		return err
 	}
+	stats := statsSince(storeBefore, srv.StoreStats())
 	if !on {
-		res.Off = load
+		res.Off, res.OffStore, res.OffCPU = load, stats, cpu
 		return nil
 	}
-	res.On = load
+	res.On, res.OnStore, res.OnCPU = load, stats, cpu
 	after, _ := srv.HistoryStatus()
 	if res.Lag.Drain, err = historyCaughtUp(ctx, srv); err != nil {
 		return err
