@@ -21,6 +21,7 @@ const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput ove
        twinflow bench delivery [flags]  latency from PATCH acknowledged to event at a NATS broker
        twinflow bench import [flags]    an import job of 1,000,000 twins and relationships against the SQLite ceiling
        twinflow bench ingest [flags]    messages from 1,000 devices through MQTT, Kafka and HTTP sources against HTTP PATCH
+       twinflow bench history [flags]   data history: its cost and lag under PATCH load, its writer against the ceiling, its queries
 
 Run "twinflow bench <name> -h" for the flags of each.
 `
@@ -129,6 +130,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return err
 			}
 			fmt.Fprintln(stdout, "twinflow bench ingest")
+			return res.Table(stdout)
+		}
+	case "history":
+		var cfg bench.HistoryConfig
+		fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins the PATCH load patches")
+		fs.IntVar(&cfg.Clients, "clients", 64, "keep-alive clients of the PATCH load")
+		fs.DurationVar(&cfg.Duration, "duration", bench.DefaultHistoryDuration, "how long the PATCH load runs, with history off and then on")
+		fs.IntVar(&cfg.WriterRecords, "writer-records", bench.DefaultHistoryWriterRecords, "change log records the history writer catches up on alone")
+		fs.IntVar(&cfg.QueryTwins, "query-twins", bench.DefaultHistoryQueryTwins, "twins whose history POST /history/query aggregates")
+		fs.IntVar(&cfg.QueryDays, "query-days", bench.DefaultHistoryQueryDays, "days of one value a minute of each of those twins")
+		fs.IntVar(&cfg.Queries, "queries", bench.DefaultHistoryQueries, "times each query is timed")
+		fs.IntVar(&cfg.AsOfTwins, "asof-twins", bench.DefaultHistoryAsOfTwins, "twins whose last two hours of history queries with asOf rebuild")
+		run = func(logger *slog.Logger) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the twinflow binary: %w", err)
+			}
+			cfg.Dir, cfg.Keep = *dir, *keep
+			cfg.LoadCommand = func(ctx context.Context, args []string) *exec.Cmd {
+				return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
+			}
+			res, err := bench.History(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench history")
 			return res.Table(stdout)
 		}
 	case "restart":

@@ -219,6 +219,7 @@ func (a *API) historyQuery(w http.ResponseWriter, r *http.Request, _ apiVersion)
 			return twin.InvalidArgument(fmt.Sprintf("Unknown aggregate %q; the aggregates are %q.", name, historyAggregates))
 		}
 	}
+	agg.NoEdges = !slices.Contains(aggregates, "first") && !slices.Contains(aggregates, "last")
 	ids, err := a.queryTwinIDs(r.Context(), idx, req.Query)
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 // reported in one run, with their ratio.
 func BenchmarkWriterPostgreSQL(b *testing.B) {
 	dsn := testenv.PostgreSQL(b)
-	log, batches, throughs := benchLog(b)
+	log, batches := benchLog(b)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -53,7 +53,7 @@ func BenchmarkWriterPostgreSQL(b *testing.B) {
 		start = time.Now()
 		n := 0
 		for i := range batches {
-			n += rawCopy(b, conn, schema, &batches[i], throughs[i])
+			n += rawCopy(b, conn, schema, &batches[i].Rows, batches[i].Through)
 		}
 		ceilingRate = float64(n) / time.Since(start).Seconds()
 	}

@@ -17,7 +17,7 @@ import (
 // benchLog makes the change log the writer benchmarks read: 100 twins and 20,000 patches.
 // It returns the log and its rows, derived up front and grouped as the writer groups them
 // (the rows of up to DefaultMaxBatch records per batch), with each batch's last record.
-func benchLog(b *testing.B) (store.Log, []history.Rows, []uint64) {
+func benchLog(b *testing.B) (store.Log, []hsqlite.CeilingBatch) {
 	const nTwins, nPatches = 100, 20000
 	st, err := sqlite.Open(sqlite.Config{Dir: b.TempDir(), NoSync: true}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -45,26 +45,12 @@ func benchLog(b *testing.B) (store.Log, []history.Rows, []uint64) {
 		}
 	}
 	log := st.Log()
-	last := log.Last()
 
-	// The ceiling's rows: derived up front, grouped as the writer groups them.
-	var batches []history.Rows
-	var throughs []uint64
-	for cursor := uint64(0); cursor < last; {
-		changes, err := log.(store.ChangeLog).ReadChanges(ctx, cursor, history.DefaultMaxBatch)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var rows history.Rows
-		for _, ch := range changes {
-			if err := history.Derive(ch, history.Options{RecordRemovals: true}, history.Overlay(&rows, nil), &rows); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cursor = changes[len(changes)-1].Seq
-		batches, throughs = append(batches, rows), append(throughs, cursor)
+	batches, err := hsqlite.CeilingBatches(ctx, log.(store.ChangeLog), 0, history.Options{RecordRemovals: true})
+	if err != nil {
+		b.Fatal(err)
 	}
-	return log, batches, throughs
+	return log, batches
 }
 
 // BenchmarkWriter measures the history writer's rows per second against a ceiling: a raw
@@ -73,7 +59,7 @@ func benchLog(b *testing.B) (store.Log, []history.Rows, []uint64) {
 // DefaultMaxBatch records per transaction). Both figures are reported in one run, with
 // their ratio (goal: at least 0.5).
 func BenchmarkWriter(b *testing.B) {
-	log, batches, throughs := benchLog(b)
+	log, batches := benchLog(b)
 	ctx := context.Background()
 	var writerRate, ceilingRate float64
 	for b.Loop() {
@@ -86,20 +72,11 @@ func BenchmarkWriter(b *testing.B) {
 		writerRate = float64(s.Rows) / time.Since(start).Seconds()
 		h.Close()
 
-		h, err = hsqlite.Open(hsqlite.Config{Dir: b.TempDir()})
+		c, err := hsqlite.Ceiling(ctx, b.TempDir(), batches)
 		if err != nil {
 			b.Fatal(err)
 		}
-		start = time.Now()
-		n := 0
-		for i := range batches {
-			if err := h.Write(ctx, &batches[i], throughs[i]); err != nil {
-				b.Fatal(err)
-			}
-			n += batches[i].Len()
-		}
-		ceilingRate = float64(n) / time.Since(start).Seconds()
-		h.Close()
+		ceilingRate = c.RowsPerSecond()
 	}
 	b.ReportMetric(writerRate, "writer-rows/s")
 	b.ReportMetric(ceilingRate, "ceiling-rows/s")

@@ -616,14 +616,25 @@ func copyMap(m map[string]any) map[string]any {
 }
 
 // Overlay returns a Prior that looks in rows first, newest first, and asks next otherwise:
-// what a writer uses while rows of its batch are not written yet. next may be nil.
+// what a writer uses while rows of its batch are not written yet. next may be nil. rows may
+// grow between calls but must not shrink or change while the Prior is in use: it indexes
+// the rows it has seen, so that each lookup costs the same however large the batch.
 func Overlay(rows *Rows, next Prior) Prior {
+	type propertyKey struct{ id, relationshipID, key string }
+	var (
+		newest  map[propertyKey]int // index in rows.Properties of each key's newest row
+		indexed int                 // rows.Properties[:indexed] are in newest
+	)
 	return func(id, relationshipID, key string) (PropertyEvent, bool, error) {
-		for i := len(rows.Properties) - 1; i >= 0; i-- {
-			r := &rows.Properties[i]
-			if r.ID == id && r.RelationshipID == relationshipID && r.Key == key {
-				return *r, true, nil
-			}
+		if newest == nil {
+			newest = make(map[propertyKey]int)
+		}
+		for ; indexed < len(rows.Properties); indexed++ {
+			r := &rows.Properties[indexed]
+			newest[propertyKey{r.ID, r.RelationshipID, r.Key}] = indexed
+		}
+		if i, ok := newest[propertyKey{id, relationshipID, key}]; ok {
+			return rows.Properties[i], true, nil
 		}
 		if next == nil {
 			return PropertyEvent{}, false, nil

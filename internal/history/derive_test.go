@@ -228,3 +228,37 @@ func TestContinuationRoundTrip(t *testing.T) {
 		t.Fatalf("bad token: %v", err)
 	}
 }
+
+// TestOverlay checks that an Overlay finds the newest row of a property among rows that grow
+// between lookups, tells twin and relationship properties apart, and asks next otherwise.
+func TestOverlay(t *testing.T) {
+	var rows Rows
+	add := func(seq uint64, id, relID, key, value string) {
+		rows.Properties = append(rows.Properties, PropertyEvent{Seq: seq, ID: id, RelationshipID: relID, Key: key, Value: json.RawMessage(value)})
+	}
+	asked := 0
+	prior := Overlay(&rows, func(id, relID, key string) (PropertyEvent, bool, error) {
+		asked++
+		return PropertyEvent{Seq: 0, ID: id, Key: key, Value: json.RawMessage(`"stored"`)}, true, nil
+	})
+	lookup := func(id, relID, key, want string) {
+		t.Helper()
+		r, ok, err := prior(id, relID, key)
+		if err != nil || !ok || string(r.Value) != want {
+			t.Errorf("prior(%q, %q, %q) = %s, %v, %v; want %s", id, relID, key, r.Value, ok, err, want)
+		}
+	}
+	add(1, "a", "", "x", "1")
+	lookup("a", "", "x", "1")
+	add(2, "a", "r", "x", "2")
+	add(3, "a", "", "x", "3")
+	lookup("a", "", "x", "3")
+	lookup("a", "r", "x", "2")
+	if asked != 0 {
+		t.Errorf("next was asked %d times for rows in the batch", asked)
+	}
+	lookup("b", "", "x", `"stored"`)
+	if asked != 1 {
+		t.Errorf("next was asked %d times; want once", asked)
+	}
+}

@@ -211,6 +211,9 @@ type Aggregation struct {
 	From, To time.Time
 	// Interval is the bucket width: bucket k covers [From+k*Interval, From+(k+1)*Interval).
 	Interval time.Duration
+	// NoEdges tells the store that First and Last are not wanted: they are then unspecified
+	// (a store may leave them zero and skip the work of finding them).
+	NoEdges bool
 }
 
 // Bucket is the aggregate of one twin's numeric values of a property in one interval. Rows

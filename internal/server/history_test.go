@@ -241,6 +241,19 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 			t.Errorf("bucket %s = %v; want %v (bucket %v)", k, agg.Value[0].Series[0][k], v, agg.Value[0].Series[0])
 		}
 	}
+	// Asking for one edge alone still finds it.
+	body["aggregates"] = []string{"last"}
+	var last struct {
+		Value []struct {
+			Series []map[string]any `json:"series"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(c.do(http.MethodPost, "/history/query", body, http.StatusOK), &last); err != nil {
+		t.Fatal(err)
+	}
+	if len(last.Value) != 1 || len(last.Value[0].Series) != 1 || last.Value[0].Series[0]["last"] != 3.0 {
+		t.Errorf("history query of last = %+v; want one bucket with last 3", last.Value)
+	}
 
 	// The graph as it stood.
 	asOf := func(at time.Time, query string) []json.RawMessage {

@@ -60,6 +60,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
@@ -206,6 +207,16 @@ func (s *Server) ServiceID() string { return s.serviceID }
 // StoreStats returns the counters of the store's write path: transactions, the Updates they
 // carried, fsyncs and their time. Benchmarks read it to report how well commits are grouped.
 func (s *Server) StoreStats() sqlite.Stats { return s.store.Stats() }
+
+// HistoryStatus returns the data history writer's progress, read in-process so that a
+// benchmark sampling it often costs the server nothing else; ok is false when history is
+// off.
+func (s *Server) HistoryStatus() (st history.Status, ok bool) {
+	if s.history == nil {
+		return history.Status{}, false
+	}
+	return s.history.writer.Status(), true
+}
 
 // Log returns the store's change log: a benchmark follows it to see when changes are
 // committed.

@@ -353,6 +353,19 @@ func testAggregate(t *testing.T, open Opener) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Aggregate:\n got %v\nwant %v", got, want)
 	}
+	// Without the edges, the other aggregates are the same.
+	got, err = st.Aggregate(context.Background(), history.Aggregation{
+		IDs: []string{"t1", "t2"}, Key: "temp", From: at(0), To: at(120), Interval: time.Hour, NoEdges: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range min(len(got), len(want)) {
+		got[i].First, got[i].Last = want[i].First, want[i].Last
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Aggregate with NoEdges, First and Last aside:\n got %v\nwant %v", got, want)
+	}
 	if _, err := st.Aggregate(context.Background(), history.Aggregation{IDs: []string{"t1"}, Key: "temp"}); err == nil {
 		t.Fatal("Aggregate without a range or interval succeeded")
 	}

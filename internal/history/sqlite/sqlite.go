@@ -474,6 +474,9 @@ func (s *Store) aggregate(ctx context.Context, q history.Aggregation, ids []stri
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, err
 	}
+	if q.NoEdges {
+		return out, nil
+	}
 	// SQLite gives a bare column the value of the row that min() or max() picked.
 	for _, edge := range []struct {
 		fn  string
