@@ -57,14 +57,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
 		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the SQLite ceiling and the HTTP floor, each (default -duration)")
 		run = func(logger *slog.Logger) error {
-			bin, err := os.Executable()
+			load, err := patchLoadCommand()
 			if err != nil {
-				return fmt.Errorf("locate the twinflow binary: %w", err)
+				return err
 			}
 			cfg.Dir, cfg.Keep = *dir, *keep
-			cfg.LoadCommand = func(ctx context.Context, args []string) *exec.Cmd {
-				return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
-			}
+			cfg.LoadCommand = load
 			res, err := bench.Patch(ctx, cfg, logger)
 			if err != nil {
 				return err
@@ -117,14 +115,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.IntVar(&cfg.Clients, "clients", 64, "keep-alive clients of the HTTP PATCH baseline")
 		fs.StringVar(&cfg.MQTT, "mqtt", bench.DefaultIngestMQTT, "`URL` of the MQTT broker")
 		run = func(logger *slog.Logger) error {
-			bin, err := os.Executable()
+			load, err := patchLoadCommand()
 			if err != nil {
-				return fmt.Errorf("locate the twinflow binary: %w", err)
+				return err
 			}
 			cfg.Dir, cfg.Keep, cfg.Kinds = *dir, *keep, strings.Split(*kinds, ",")
-			cfg.LoadCommand = func(ctx context.Context, args []string) *exec.Cmd {
-				return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
-			}
+			cfg.LoadCommand = load
 			res, err := bench.Ingest(ctx, cfg, logger)
 			if err != nil {
 				return err
@@ -143,14 +139,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.IntVar(&cfg.Queries, "queries", bench.DefaultHistoryQueries, "times each query is timed")
 		fs.IntVar(&cfg.AsOfTwins, "asof-twins", bench.DefaultHistoryAsOfTwins, "twins whose last two hours of history queries with asOf rebuild")
 		run = func(logger *slog.Logger) error {
-			bin, err := os.Executable()
+			load, err := patchLoadCommand()
 			if err != nil {
-				return fmt.Errorf("locate the twinflow binary: %w", err)
+				return err
 			}
 			cfg.Dir, cfg.Keep = *dir, *keep
-			cfg.LoadCommand = func(ctx context.Context, args []string) *exec.Cmd {
-				return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
-			}
+			cfg.LoadCommand = load
 			res, err := bench.History(ctx, cfg, logger)
 			if err != nil {
 				return err
@@ -204,4 +198,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
+}
+
+// patchLoadCommand returns how a benchmark runs `twinflow bench patch-load` in a process of its
+// own: this binary, with the load generator's arguments.
+func patchLoadCommand() (func(ctx context.Context, args []string) *exec.Cmd, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate the twinflow binary: %w", err)
+	}
+	return func(ctx context.Context, args []string) *exec.Cmd {
+		return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
+	}, nil
 }
