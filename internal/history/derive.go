@@ -286,16 +286,27 @@ func relationshipFields(doc map[string]any) (source, id, name, target string) {
 	return str("$sourceId"), str("$relationshipId"), str("$relationshipName"), str("$targetId")
 }
 
-func (d *deriver) relationshipCreate(rows *Rows) error {
-	doc, err := decodeObject(d.ch.Event.Data, "relationship")
+// relationshipLifecycle appends the lifecycle row of the relationship the record's event
+// carries, with action, and returns the relationship's document.
+func (d *deriver) relationshipLifecycle(rows *Rows, action string) (doc map[string]any, err error) {
+	doc, err = decodeObject(d.ch.Event.Data, "relationship")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	source, id, name, target := relationshipFields(doc)
 	rows.Relationships = append(rows.Relationships, RelationshipLifecycleEvent{
-		Seq: d.seq, RelationshipID: id, Name: name, Action: LifecycleCreate, TimeStamp: d.ts, ServiceID: d.service,
+		Seq: d.seq, RelationshipID: id, Name: name, Action: action, TimeStamp: d.ts, ServiceID: d.service,
 		Source: source, Target: target,
 	})
+	return doc, nil
+}
+
+func (d *deriver) relationshipCreate(rows *Rows) error {
+	doc, err := d.relationshipLifecycle(rows, LifecycleCreate)
+	if err != nil {
+		return err
+	}
+	source, id, _, target := relationshipFields(doc)
 	for _, k := range properties(doc) {
 		v, err := encodeValue(doc[k])
 		if err != nil {
@@ -307,16 +318,8 @@ func (d *deriver) relationshipCreate(rows *Rows) error {
 }
 
 func (d *deriver) relationshipDelete(rows *Rows) error {
-	doc, err := decodeObject(d.ch.Event.Data, "relationship")
-	if err != nil {
-		return err
-	}
-	source, id, name, target := relationshipFields(doc)
-	rows.Relationships = append(rows.Relationships, RelationshipLifecycleEvent{
-		Seq: d.seq, RelationshipID: id, Name: name, Action: LifecycleDelete, TimeStamp: d.ts, ServiceID: d.service,
-		Source: source, Target: target,
-	})
-	return nil
+	_, err := d.relationshipLifecycle(rows, LifecycleDelete)
+	return err
 }
 
 // updateData is the data of a Twin.Update or Relationship.Update event.
