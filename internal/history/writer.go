@@ -17,6 +17,7 @@ const (
 	DefaultRetention     = 30 * 24 * time.Hour
 	DefaultPruneInterval = time.Hour
 	DefaultPruneBatch    = 10000
+	DefaultLinger        = 100 * time.Millisecond
 	DefaultMinBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
 )
@@ -34,6 +35,12 @@ type Config struct {
 	// MaxBatch is the most log records turned into rows and written in one transaction: a
 	// writer takes every record available up to it. Default DefaultMaxBatch.
 	MaxBatch int
+	// Linger is the least time between two reads of the log while the last read was not
+	// full: under load the writer waits that long to gather records into fewer, larger
+	// transactions, since each commit costs an fsync that the twin store's commits contend
+	// with. An idle writer reads at once, so a lone change still reaches history quickly.
+	// Default DefaultLinger; negative reads as soon as a transaction ends.
+	Linger time.Duration
 	// Retention is how long rows are kept, counted from their TimeStamp (processing time);
 	// negative keeps them for ever. Default DefaultRetention.
 	Retention time.Duration
@@ -72,6 +79,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	positiveInt("maxBatch", &cfg.MaxBatch, DefaultMaxBatch)
 	positiveInt("pruneBatch", &cfg.PruneBatch, DefaultPruneBatch)
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
 	positiveDur("pruneInterval", &cfg.PruneInterval, DefaultPruneInterval)
 	positiveDur("minBackoff", &cfg.MinBackoff, DefaultMinBackoff)
 	positiveDur("maxBackoff", &cfg.MaxBackoff, DefaultMaxBackoff)
@@ -107,6 +117,11 @@ type Status struct {
 // Store.Write per batch, so history holds every record's rows exactly once, whenever it
 // crashes. It also prunes rows past the retention.
 //
+// Reading and deriving run on one goroutine and writing on another, one batch apart: while
+// the store commits a batch, the next is derived. A batch's rows may need the values of the
+// batch before it, which may not be committed yet, so each batch is derived over the
+// previous one's rows before the store's.
+//
 // A Writer is started once by Run; Status is safe to call at any time.
 type Writer struct {
 	cfg    Config
@@ -118,8 +133,17 @@ type Writer struct {
 
 	mu     sync.Mutex
 	status Status
-	// pending is the commit time of the first record after the cursor, when known.
-	behind time.Time
+	// behind holds the commit time of the first record of each batch read and not yet
+	// written, oldest first, when known.
+	behind []time.Time
+}
+
+// batch is the rows of the records after one cursor, through another.
+type batch struct {
+	rows    Rows
+	records int
+	through uint64
+	skipped uint64
 }
 
 // New returns a Writer of the records of log into st. When log is a store.ChangeLog the
@@ -152,16 +176,16 @@ func (w *Writer) Status() Status {
 	s.Last = w.log.Last()
 	if s.Last > s.Cursor {
 		s.LagEvents = s.Last - s.Cursor
-		if !w.behind.IsZero() {
-			s.LagTime = max(0, w.cfg.Now().Sub(w.behind))
+		if len(w.behind) > 0 {
+			s.LagTime = max(0, w.cfg.Now().Sub(w.behind[0]))
 		}
 	}
 	return s
 }
 
-// Run writes history until ctx ends, then returns ctx's error after its pruning goroutine
-// exited. It returns another error only when the cursor cannot be read at start; failures
-// later are logged, reported by Status and retried with backoff.
+// Run writes history until ctx ends, then returns ctx's error after its goroutines exited.
+// It returns another error only when the cursor cannot be read at start; failures later are
+// logged, reported by Status and retried with backoff.
 func (w *Writer) Run(ctx context.Context) error {
 	cursor, err := w.st.Cursor(ctx)
 	if err != nil {
@@ -175,82 +199,165 @@ func (w *Writer) Run(ctx context.Context) error {
 	if w.cfg.Retention > 0 {
 		wg.Go(func() { w.pruneLoop(ctx) })
 	}
-	var rows Rows
-	backoff := w.cfg.MinBackoff
+	// Two batches circulate: the deriver fills one from free while the writer writes the
+	// other, and hands it back through free once it is written.
+	free, full := make(chan *batch, 2), make(chan *batch)
+	free <- new(batch)
+	free <- new(batch)
+	wg.Go(func() { w.derive(ctx, cursor, free, full) })
 	for {
-		through, err := w.step(ctx, cursor, &rows)
-		if ctx.Err() != nil {
+		var b *batch
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
+		case b = <-full:
 		}
+		if err := w.write(ctx, b); err != nil {
+			return err
+		}
+		free <- b
+	}
+}
+
+// derive reads the log after cursor batch by batch until ctx ends, derives each batch's
+// rows into a batch from free and sends it on full. Between reads it lingers (Config.Linger)
+// unless the last read was full; a failed read is retried with backoff.
+func (w *Writer) derive(ctx context.Context, cursor uint64, free chan *batch, full chan<- *batch) {
+	var (
+		prev     *batch // the batch sent last, which may not be written yet
+		lastRead time.Time
+		backoff  = w.cfg.MinBackoff
+	)
+	for {
+		var b *batch
+		select {
+		case <-ctx.Done():
+			return
+		case b = <-free:
+		}
+		if prev == nil || prev.records < w.cfg.MaxBatch {
+			if !sleep(ctx, time.Until(lastRead.Add(w.cfg.Linger))) {
+				return
+			}
+		}
+		changes, err := w.read(ctx, cursor)
+		lastRead = time.Now()
 		if err != nil {
-			w.mu.Lock()
-			w.status.Err = err
-			w.mu.Unlock()
-			w.logger.Warn("history write failed; retrying", "cursor", cursor, "backoff", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
+			if ctx.Err() != nil {
+				return
+			}
+			w.fail(fmt.Errorf("read change log after %d: %w", cursor, err), cursor, backoff)
+			if !sleep(ctx, backoff) {
+				return
 			}
 			backoff = min(2*backoff, w.cfg.MaxBackoff)
+			free <- b // free has room: b came from it
 			continue
 		}
 		backoff = w.cfg.MinBackoff
-		cursor = through
+		if first := changes[0].Seq; first != cursor+1 {
+			w.logger.Warn("history missed change log records that were pruned before it read them",
+				"from", cursor+1, "to", first-1)
+		}
+		w.noteBehind(changes[0].Event.Time)
+		w.fill(ctx, b, prev, changes)
+		cursor = b.through
+		select {
+		case <-ctx.Done():
+			return
+		case full <- b:
+		}
+		prev = b
 	}
 }
 
-// step reads the records after cursor that are available (waiting for one), writes their
-// rows with the cursor through the last of them, and returns that cursor.
-func (w *Writer) step(ctx context.Context, cursor uint64, rows *Rows) (uint64, error) {
-	changes, err := w.read(ctx, cursor)
-	if err != nil {
-		return cursor, fmt.Errorf("read change log after %d: %w", cursor, err)
-	}
-	if first := changes[0].Seq; first != cursor+1 {
-		w.logger.Warn("history missed change log records that were pruned before it read them",
-			"from", cursor+1, "to", first-1)
-	}
-	w.noteBehind(changes[0].Event.Time)
-	rows.Reset()
-	prior := Overlay(rows, func(id, relID, key string) (PropertyEvent, bool, error) {
+// fill derives the rows of changes into b. Values not in b's own rows come from prev's
+// rows, then from the store: prev is the batch before b, which may not be written yet.
+func (w *Writer) fill(ctx context.Context, b, prev *batch, changes []store.Change) {
+	b.rows.Reset()
+	b.skipped = 0
+	latest := func(id, relID, key string) (PropertyEvent, bool, error) {
 		return w.st.Latest(ctx, id, relID, key)
-	})
-	var skipped uint64
+	}
+	if prev != nil {
+		latest = Overlay(&prev.rows, latest)
+	}
+	prior := Overlay(&b.rows, latest)
 	for _, ch := range changes {
-		if err := Derive(ch, w.opts, prior, rows); err != nil {
-			skipped++
+		if err := Derive(ch, w.opts, prior, &b.rows); err != nil {
+			b.skipped++
 			w.logger.Warn("history rows of a change log record skipped", "seq", ch.Seq, "err", err)
 		}
 	}
-	through := changes[len(changes)-1].Seq
-	start := time.Now()
-	if err := w.st.Write(ctx, rows, through); err != nil {
-		return cursor, err
-	}
-	if w.cfg.ObserveWrite != nil {
-		w.cfg.ObserveWrite(rows.Len(), time.Since(start))
-	}
-	w.mu.Lock()
-	w.status.Cursor = through
-	w.status.Rows += uint64(rows.Len())
-	w.status.Skipped += skipped
-	w.status.Err = nil
-	w.behind = time.Time{}
-	w.mu.Unlock()
-	return through, nil
+	b.records, b.through = len(changes), changes[len(changes)-1].Seq
 }
 
-// noteBehind records when the oldest record not yet written was committed.
+// write writes b's rows with its cursor, retrying with backoff until it succeeds or ctx
+// ends (then it returns ctx's error).
+func (w *Writer) write(ctx context.Context, b *batch) error {
+	backoff := w.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := w.st.Write(ctx, &b.rows, b.through)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			if w.cfg.ObserveWrite != nil {
+				w.cfg.ObserveWrite(b.rows.Len(), time.Since(start))
+			}
+			w.mu.Lock()
+			w.status.Cursor = b.through
+			w.status.Rows += uint64(b.rows.Len())
+			w.status.Skipped += b.skipped
+			w.status.Err = nil
+			if len(w.behind) > 0 {
+				w.behind = w.behind[1:]
+			}
+			w.mu.Unlock()
+			return nil
+		}
+		w.fail(err, b.through, backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	}
+}
+
+// fail records and logs a failure that will be retried after backoff.
+func (w *Writer) fail(err error, cursor uint64, backoff time.Duration) {
+	w.mu.Lock()
+	w.status.Err = err
+	w.mu.Unlock()
+	w.logger.Warn("history write failed; retrying", "cursor", cursor, "backoff", backoff, "err", err)
+}
+
+// sleep waits for d, and reports false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// noteBehind records the commit time of the first record of a batch read: the time that
+// batch's records have been waiting, until it is written. A batch whose time cannot be read
+// counts as just committed.
 func (w *Writer) noteBehind(eventTime string) {
 	t, err := time.Parse(time.RFC3339Nano, eventTime)
 	if err != nil {
-		return
+		t = w.cfg.Now()
 	}
 	w.mu.Lock()
-	if w.behind.IsZero() {
-		w.behind = t
-	}
+	w.behind = append(w.behind, t)
 	w.mu.Unlock()
 }
 

@@ -30,8 +30,9 @@ func CeilingBatches(ctx context.Context, log store.ChangeLog, batch int, opts hi
 			return nil, fmt.Errorf("read change log after %d: %w", cursor, err)
 		}
 		var b CeilingBatch
+		prior := history.Overlay(&b.Rows, nil)
 		for _, ch := range changes {
-			if err := history.Derive(ch, opts, history.Overlay(&b.Rows, nil), &b.Rows); err != nil {
+			if err := history.Derive(ch, opts, prior, &b.Rows); err != nil {
 				return nil, fmt.Errorf("derive the rows of record %d: %w", ch.Seq, err)
 			}
 		}
