@@ -32,10 +32,10 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 		what, sql string
 		args      func(limit int64) []any
 	}{
-		{"property rows", `DELETE FROM ` + p + ` WHERE (Id, Key, TimeStamp, Seq) IN (
-			SELECT Id, Key, TimeStamp, Seq FROM ` + p + ` AS o WHERE o.TimeStamp < ?1 AND (
-				EXISTS (SELECT 1 FROM ` + p + ` n WHERE n.Id = o.Id AND n.Key = o.Key AND n.TimeStamp < ?1
-					AND n.Seq > o.Seq AND n.RelationshipId = o.RelationshipId)
+		{"property rows", `DELETE FROM ` + p + ` WHERE rowid IN (
+			SELECT rowid FROM ` + p + ` AS o WHERE o.TimeStamp < ?1 AND (
+				EXISTS (SELECT 1 FROM ` + p + ` n WHERE n.Id = o.Id AND n.RelationshipId = o.RelationshipId
+					AND n.Key = o.Key AND n.TimeStamp < ?1 AND n.Seq > o.Seq)
 				OR (o.RelationshipId = '' AND EXISTS (SELECT 1 FROM ` + tw + ` d WHERE d.TwinId = o.Id
 					AND d.Seq > o.Seq AND d.Action = 'Delete' AND d.TimeStamp < ?1))
 				OR (o.RelationshipId <> '' AND EXISTS (SELECT 1 FROM ` + r + ` d WHERE d.Source = o.Id

@@ -3,9 +3,12 @@
 // history's volume and its pruning never slow twin writes.
 //
 // One connection writes; commits are durable (WAL with synchronous=FULL: each commit fsyncs
-// the write-ahead log). A pool of connections reads. The property table is clustered on
-// (Id, Key, TimeStamp, Seq), the lookup of one property's history, with secondary indexes on
-// (Id, TimeStamp, Seq, Key) for a twin's whole history and on TimeStamp for retention.
+// the write-ahead log). A pool of connections reads. The property table is stored in the
+// order rows are written (log order), so a batch appends to its last pages; one index on
+// (Id, RelationshipId, Key, TimeStamp, Seq) finds a property's history and one on TimeStamp
+// serves retention. Rows are narrow in the index and wide only at the table's end, so a
+// commit under load rewrites few pages, where a table clustered on the twin id would rewrite
+// one page per twin patched.
 package sqlite
 
 import (
@@ -143,9 +146,8 @@ INSERT OR IGNORE INTO history_cursor (id, seq) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS ` + p + ` (
 	Id TEXT NOT NULL, Key TEXT NOT NULL, TimeStamp INTEGER NOT NULL, Seq INTEGER NOT NULL,
 	SourceTimeStamp TEXT, ServiceId TEXT NOT NULL, ModelId TEXT NOT NULL, Value TEXT NOT NULL, Num REAL,
-	RelationshipId TEXT NOT NULL, RelationshipTarget TEXT NOT NULL, Action TEXT NOT NULL,
-	PRIMARY KEY (Id, Key, TimeStamp, Seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ` + p + `_by_time ON ` + p + ` (Id, TimeStamp, Seq, Key);
+	RelationshipId TEXT NOT NULL, RelationshipTarget TEXT NOT NULL, Action TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS ` + p + `_by_key ON ` + p + ` (Id, RelationshipId, Key, TimeStamp, Seq);
 CREATE INDEX IF NOT EXISTS ` + p + `_retention ON ` + p + ` (TimeStamp);
 CREATE TABLE IF NOT EXISTS ` + tw + ` (
 	TwinId TEXT NOT NULL, Seq INTEGER NOT NULL, Action TEXT NOT NULL, TimeStamp INTEGER NOT NULL,
