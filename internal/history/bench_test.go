@@ -82,3 +82,26 @@ func BenchmarkWriter(b *testing.B) {
 	b.ReportMetric(ceilingRate, "ceiling-rows/s")
 	b.ReportMetric(writerRate/ceilingRate, "ratio")
 }
+
+// BenchmarkDerive measures Derive alone: the rows per second the writer's deriving goroutine
+// turns the benchmark's change log (states known, as the server's log gives them) into.
+func BenchmarkDerive(b *testing.B) {
+	log, _ := benchLog(b)
+	changes, err := log.(store.ChangeLog).ReadChanges(context.Background(), 0, history.DefaultMaxBatch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rows history.Rows
+	n := 0
+	for b.Loop() {
+		rows.Reset()
+		prior := history.Overlay(&rows, nil)
+		for _, ch := range changes {
+			if err := history.Derive(ch, history.Options{RecordRemovals: true}, prior, &rows); err != nil {
+				b.Fatal(err)
+			}
+		}
+		n += rows.Len()
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}

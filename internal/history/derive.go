@@ -167,6 +167,21 @@ func decodeObject(data []byte, what string) (map[string]any, error) {
 	return m, nil
 }
 
+// decodeState decodes what update reads of a twin's or relationship's document after a
+// patch: the touched properties and $metadata, skipping the rest of the document.
+func decodeState(data []byte, touched []*touched, what string) (map[string]any, error) {
+	keep := make([]string, 0, len(touched)+1)
+	keep = append(keep, twin.KeyMetadata)
+	for _, t := range touched {
+		keep = append(keep, t.key)
+	}
+	m, err := twin.DecodeMembers(data, keep)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s: %w", what, err)
+	}
+	return m, nil
+}
+
 // properties returns the names of doc's properties (members not starting with $), sorted.
 func properties(doc map[string]any) []string {
 	keys := make([]string, 0, len(doc))
@@ -398,14 +413,14 @@ func (d *deriver) twinUpdate(rows *Rows) error {
 	if err != nil {
 		return fmt.Errorf("decode patch: %w", err)
 	}
-	id := d.ch.Event.Subject
+	id, touched := d.ch.Event.Subject, touchedKeys(p)
 	var state map[string]any
 	if d.ch.Known && d.ch.Twin != nil {
-		if state, err = decodeObject(d.ch.Twin.Doc, "twin"); err != nil {
+		if state, err = decodeState(d.ch.Twin.Doc, touched, "twin"); err != nil {
 			return err
 		}
 	}
-	return d.update(rows, p, state, id, data.ModelID, "", "")
+	return d.update(rows, touched, state, id, data.ModelID, "", "")
 }
 
 func (d *deriver) relationshipUpdate(rows *Rows) error {
@@ -422,21 +437,21 @@ func (d *deriver) relationshipUpdate(rows *Rows) error {
 		return fmt.Errorf("subject %q does not name a relationship", d.ch.Event.Subject)
 	}
 	var state map[string]any
-	target := ""
+	target, touched := "", touchedKeys(p)
 	if d.ch.Known && d.ch.Relationship != nil {
-		if state, err = decodeObject(d.ch.Relationship.Doc, "relationship"); err != nil {
+		if state, err = decodeState(d.ch.Relationship.Doc, touched, "relationship"); err != nil {
 			return err
 		}
 		target = d.ch.Relationship.TargetID
 	}
-	return d.update(rows, p, state, source, data.ModelID, relID, target)
+	return d.update(rows, touched, state, source, data.ModelID, relID, target)
 }
 
-// update appends the property rows of patch p of twin id (of its relationship relID when set),
-// given the state the change left when known.
-func (d *deriver) update(rows *Rows, p twin.Patch, state map[string]any, id, model, relID, target string) error {
+// update appends the property rows of the properties a patch of twin id (of its relationship
+// relID when set) touched, given the state the change left when known.
+func (d *deriver) update(rows *Rows, touched []*touched, state map[string]any, id, model, relID, target string) error {
 	var errs []error
-	for _, t := range touchedKeys(p) {
+	for _, t := range touched {
 		var value []byte
 		source := t.source
 		if state != nil {

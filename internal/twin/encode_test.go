@@ -187,3 +187,34 @@ func TestDecodeDocument(t *testing.T) {
 		t.Error("DecodeDocument decoded an array")
 	}
 }
+
+func TestDecodeMembers(t *testing.T) {
+	tests := []struct {
+		name, in string
+		keep     []string
+		want     map[string]any
+		wantErr  bool
+	}{
+		{"keeps named members", `{"a":1,"b":{"x":[1,2]},"c":"s","$metadata":{"a":{"lastUpdateTime":"t"}}}`,
+			[]string{"b", "$metadata"}, map[string]any{"b": map[string]any{"x": []any{json.Number("1"), json.Number("2")}},
+				"$metadata": map[string]any{"a": map[string]any{"lastUpdateTime": "t"}}}, false},
+		{"skips the last member", `{"a":1,"b":2}`, []string{"a"}, map[string]any{"a": json.Number("1")}, false},
+		{"nothing kept", `{"a":1}`, []string{}, map[string]any{}, false},
+		{"nested members of the same name stay", `{"o":{"a":1},"a":2}`, []string{"o"},
+			map[string]any{"o": map[string]any{"a": json.Number("1")}}, false},
+		{"skipped members are still checked", `{"a":1,"b":[1,}`, []string{"a"}, nil, true},
+		{"not an object", `[1]`, []string{"a"}, nil, true},
+		{"trailing data", `{"a":1} x`, []string{"a"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DecodeMembers([]byte(tt.in), tt.keep)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("DecodeMembers(%s) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("DecodeMembers(%s) = %#v, want %#v", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -198,22 +198,8 @@ func (s *Store) write(ctx context.Context, rows *history.Rows, through uint64) (
 	if err := tx.QueryRowContext(ctx, `SELECT seq FROM history_cursor WHERE id = 1`).Scan(&cursor); err != nil {
 		return fmt.Errorf("read cursor: %w", err)
 	}
-	if len(rows.Properties) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q.insertProp)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for i := range rows.Properties {
-			r := &rows.Properties[i]
-			if r.Seq <= cursor {
-				continue
-			}
-			if _, err := st.ExecContext(ctx, r.ID, r.Key, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
-				r.ServiceID, r.ModelID, string(r.Value), number(r.Value), r.RelationshipID, r.RelationshipTarget, r.Action); err != nil {
-				return fmt.Errorf("insert property row of %q (record %d): %w", r.ID, r.Seq, err)
-			}
-		}
+	if err := s.insertProperties(ctx, tx, rows.Properties, cursor); err != nil {
+		return err
 	}
 	if len(rows.Twins) > 0 {
 		st, err := tx.PrepareContext(ctx, s.q.insertTwin)
@@ -272,6 +258,57 @@ func (s *Store) write(ctx context.Context, rows *history.Rows, through uint64) (
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// propertyChunk is the most property rows one INSERT statement carries: one statement of
+// many rows costs much less than as many statements of one.
+const propertyChunk = 64
+
+// insertProperties inserts the rows after cursor, propertyChunk rows per statement.
+func (s *Store) insertProperties(ctx context.Context, tx *sql.Tx, rows []history.PropertyEvent, cursor uint64) error {
+	const columns = 12
+	var (
+		stmts = map[int]*sql.Stmt{}
+		args  = make([]any, 0, propertyChunk*columns)
+		n     int
+	)
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		st := stmts[n]
+		if st == nil {
+			var err error
+			if st, err = tx.PrepareContext(ctx, s.q.insertProp+strings.Repeat(",(?,?,?,?,?,?,?,?,?,?,?,?)", n-1)); err != nil {
+				return err
+			}
+			stmts[n] = st
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("insert %d property rows from record %v: %w", n, args[3], err)
+		}
+		args, n = args[:0], 0
+		return nil
+	}
+	for i := range rows {
+		r := &rows[i]
+		if r.Seq <= cursor {
+			continue
+		}
+		args = append(args, r.ID, r.Key, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
+			r.ServiceID, r.ModelID, string(r.Value), number(r.Value), r.RelationshipID, r.RelationshipTarget, r.Action)
+		if n++; n == propertyChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // sourceTime is the stored form of a SourceTimeStamp: RFC 3339 text, NULL when unknown.
