@@ -157,7 +157,7 @@ r1/room1 n=2 update
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0}]" {
+		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0} {AdtPropertyEvents_Hourly 0}]" {
 			t.Errorf("%s: tables %s", name, got)
 		}
 		snap, err := h.AsOf(context.Background(), time.Now())
