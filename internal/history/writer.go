@@ -19,6 +19,8 @@ const (
 	DefaultPruneBatch    = 10000
 	DefaultMinBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
+	DefaultRollupEvery   = 2 * time.Second
+	DefaultRollupDelay   = 10 * time.Second
 )
 
 // Config configures a Writer.
@@ -41,6 +43,12 @@ type Config struct {
 	// pruning transaction deletes. Defaults DefaultPruneInterval and DefaultPruneBatch.
 	PruneInterval time.Duration
 	PruneBatch    int
+	// RollupEvery is the time between roll-up passes, each of which rolls the rows up to
+	// RollupDelay ago (or up to the oldest record not yet written, when older) in the
+	// store's short steps (Store.Rollup). The delay keeps rows arriving after the watermark
+	// rare: they are merged into the roll-ups as they are written, which costs more.
+	// Defaults DefaultRollupEvery and DefaultRollupDelay.
+	RollupEvery, RollupDelay time.Duration
 	// MinBackoff and MaxBackoff bound the wait before retrying a failed read or write; it
 	// doubles from one to the other. Defaults DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -75,6 +83,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	positiveDur("pruneInterval", &cfg.PruneInterval, DefaultPruneInterval)
 	positiveDur("minBackoff", &cfg.MinBackoff, DefaultMinBackoff)
 	positiveDur("maxBackoff", &cfg.MaxBackoff, DefaultMaxBackoff)
+	positiveDur("rollupEvery", &cfg.RollupEvery, DefaultRollupEvery)
+	positiveDur("rollupDelay", &cfg.RollupDelay, DefaultRollupDelay)
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
@@ -100,12 +110,15 @@ type Status struct {
 	Rows, Skipped uint64
 	// Err is the last failure to read the log or to write, nil once a write succeeds again.
 	Err error
+	// RolledUpTo is how far the store's roll-ups go at least: the time the last roll-up pass
+	// since Run started rolled up to; zero before the first.
+	RolledUpTo time.Time
 }
 
 // Writer keeps history current with the change log: it reads the log from the cursor the
 // Store keeps, derives each record's rows (Derive) and writes them with the new cursor in one
 // Store.Write per batch, so history holds every record's rows exactly once, whenever it
-// crashes. It also prunes rows past the retention.
+// crashes. It also prunes rows past the retention, and drives the store's roll-ups.
 //
 // A Writer is started once by Run; Status is safe to call at any time.
 type Writer struct {
@@ -159,8 +172,8 @@ func (w *Writer) Status() Status {
 	return s
 }
 
-// Run writes history until ctx ends, then returns ctx's error after its pruning goroutine
-// exited. It returns another error only when the cursor cannot be read at start; failures
+// Run writes history until ctx ends, then returns ctx's error after its pruning and roll-up
+// goroutines exited. It returns another error only when the cursor cannot be read at start; failures
 // later are logged, reported by Status and retried with backoff.
 func (w *Writer) Run(ctx context.Context) error {
 	cursor, err := w.st.Cursor(ctx)
@@ -175,6 +188,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	if w.cfg.Retention > 0 {
 		wg.Go(func() { w.pruneLoop(ctx) })
 	}
+	wg.Go(func() { w.rollupLoop(ctx) })
 	var rows Rows
 	backoff := w.cfg.MinBackoff
 	for {
@@ -308,5 +322,48 @@ func (w *Writer) Prune(ctx context.Context) error {
 	if total > 0 {
 		w.logger.Info("history pruned", "rows", total, "before", before)
 	}
+	return nil
+}
+
+// rollupLoop rolls history up every RollupEvery until ctx ends.
+func (w *Writer) rollupLoop(ctx context.Context) {
+	tick := time.NewTicker(w.cfg.RollupEvery)
+	defer tick.Stop()
+	for {
+		if err := w.Rollup(ctx); err != nil && ctx.Err() == nil {
+			w.logger.Warn("history roll-up failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Rollup rolls the store's rows up to RollupDelay ago, or up to when the oldest record not
+// yet written was committed when that is older, one short Store.Rollup step after another,
+// and returns after the last.
+func (w *Writer) Rollup(ctx context.Context) error {
+	upTo := w.cfg.Now().Add(-w.cfg.RollupDelay)
+	w.mu.Lock()
+	if !w.behind.IsZero() && w.behind.Before(upTo) {
+		upTo = w.behind
+	}
+	w.mu.Unlock()
+	for {
+		done, err := w.st.Rollup(ctx, upTo)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+	}
+	w.mu.Lock()
+	if upTo.After(w.status.RolledUpTo) {
+		w.status.RolledUpTo = upTo
+	}
+	w.mu.Unlock()
 	return nil
 }
