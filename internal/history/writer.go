@@ -44,8 +44,8 @@ type Config struct {
 	PruneInterval time.Duration
 	PruneBatch    int
 	// RollupEvery is the time between roll-up passes, each of which rolls the rows up to
-	// RollupDelay ago (or up to the oldest record not yet written, when older) in the
-	// store's short steps (Store.Rollup). The delay keeps rows arriving after the watermark
+	// RollupDelay ago in the store's short steps (Store.Rollup), unless the writer is
+	// further behind (see Writer.Rollup). The delay keeps rows arriving below the watermark
 	// rare: they are merged into the roll-ups as they are written, which costs more.
 	// Defaults DefaultRollupEvery and DefaultRollupDelay.
 	RollupEvery, RollupDelay time.Duration
@@ -341,16 +341,18 @@ func (w *Writer) rollupLoop(ctx context.Context) {
 	}
 }
 
-// Rollup rolls the store's rows up to RollupDelay ago, or up to when the oldest record not
-// yet written was committed when that is older, one short Store.Rollup step after another,
-// and returns after the last.
+// Rollup rolls the store's rows up to RollupDelay ago, one short Store.Rollup step after
+// another, and returns after the last. It does nothing while the writer is behind by more
+// than RollupDelay, or by as yet unknown records: catching up goes first, and the rows it
+// writes would otherwise fall below the watermark, which costs more.
 func (w *Writer) Rollup(ctx context.Context) error {
 	upTo := w.cfg.Now().Add(-w.cfg.RollupDelay)
 	w.mu.Lock()
-	if !w.behind.IsZero() && w.behind.Before(upTo) {
-		upTo = w.behind
-	}
+	pending, behind := w.log.Last() > w.status.Cursor, w.behind
 	w.mu.Unlock()
+	if pending && (behind.IsZero() || behind.Before(upTo)) {
+		return nil
+	}
 	for {
 		done, err := w.st.Rollup(ctx, upTo)
 		if err != nil {

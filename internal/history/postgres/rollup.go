@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultRollupRows is the default of Config.RollupRows.
-const DefaultRollupRows = 20_000
+const DefaultRollupRows = 10_000
 
 // epoch is the origin of date_bin's buckets: the Unix epoch.
 const epoch = `TIMESTAMPTZ '1970-01-01 00:00:00+00'`

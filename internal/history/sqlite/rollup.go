@@ -13,7 +13,7 @@ import (
 )
 
 // DefaultRollupRows is the default of Config.RollupRows.
-const DefaultRollupRows = 20_000
+const DefaultRollupRows = 10_000
 
 // hourNanos is an hour in the unit of TimeStamp.
 const hourNanos = int64(time.Hour)
