@@ -516,34 +516,35 @@ func RunRollup(t *testing.T, open Opener) {
 }
 
 // rollupRows writes a few hours of rows of twins t1 and t2 that every roll-up must get
-// right: values a minute of two properties, some not numbers, rows of one record that share
+// right: values every three minutes of two properties, some not numbers, rows of one record that share
 // a TimeStamp, several records at one TimeStamp, and relationship rows of the same
 // property, which Aggregate leaves out.
 func rollupRows(t *testing.T, st history.Store) uint64 {
 	t.Helper()
 	var rows history.Rows
 	seq := uint64(0)
-	for m := range 5 * 60 {
+	for k := range 100 {
+		m := 3 * k
 		for i, id := range []string{"t1", "t2"} {
 			seq++
 			v := fmt.Sprint((m*7+i*3)%23 - 5)
 			switch {
-			case m%17 == 3:
+			case k%17 == 3:
 				v = `"x"`
-			case m%29 == 5:
+			case k%29 == 5:
 				v = "null"
-			case m%31 == 7:
+			case k%31 == 7:
 				v = `{"n":1}`
-			case m%13 == 0:
+			case k%13 == 0:
 				v += ".25"
 			}
 			rows.Properties = append(rows.Properties, prop(seq, m, id, "temp", v), prop(seq, m, id, "hum", fmt.Sprint(m%11)))
-			if m%10 == 0 {
+			if k%10 == 0 {
 				// Another record at the same time: first and last go by Seq.
 				seq++
 				rows.Properties = append(rows.Properties, prop(seq, m, id, "temp", fmt.Sprint(100+m)))
 			}
-			if m%6 == 1 {
+			if k%6 == 1 {
 				rel := prop(seq, m, id, "temp", "1000")
 				rel.RelationshipID, rel.RelationshipTarget = "r", "t3"
 				rows.Properties = append(rows.Properties, rel)
@@ -557,18 +558,17 @@ func rollupRows(t *testing.T, st history.Store) uint64 {
 // rollupQueries are aggregations whose buckets cross hours, the watermarks the tests set
 // and their ranges' ends: whole hours and not, intervals of whole hours and not.
 func rollupQueries() []history.Aggregation {
-	var out []history.Aggregation
-	ranges := [][2]time.Time{
-		{at(0), at(300)}, {at(7).Add(13 * time.Second), at(287)}, {at(61), at(119)}, {at(-600), at(900)},
-		{at(120), at(240)}, {at(90), at(91)},
+	all := []string{"t1", "t2", "t3"}
+	// The other property, whose roll-ups must not mix with temp's.
+	out := []history.Aggregation{
+		{IDs: all, Key: "hum", From: at(0), To: at(300), Interval: time.Hour},
+		{IDs: all, Key: "hum", From: at(0), To: at(300), Interval: time.Hour, NoEdges: true},
 	}
+	ranges := [][2]time.Time{{at(0), at(300)}, {at(7).Add(13 * time.Second), at(287)}, {at(61), at(119)}, {at(-600), at(900)}}
 	for _, r := range ranges {
-		for _, iv := range []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour, 24 * time.Hour, 15 * time.Minute, 90 * time.Minute} {
-			for _, key := range []string{"temp", "hum"} {
-				for _, noEdges := range []bool{false, true} {
-					out = append(out, history.Aggregation{IDs: []string{"t1", "t2", "t3"}, Key: key, From: r[0], To: r[1],
-						Interval: iv, NoEdges: noEdges})
-				}
+		for _, iv := range []time.Duration{time.Hour, 2 * time.Hour, 24 * time.Hour, 90 * time.Minute} {
+			for _, noEdges := range []bool{false, true} {
+				out = append(out, history.Aggregation{IDs: all, Key: "temp", From: r[0], To: r[1], Interval: iv, NoEdges: noEdges})
 			}
 		}
 	}
@@ -675,9 +675,9 @@ func testRollup(t *testing.T, open Opener) {
 	}
 
 	// Late rows, below the watermark, in hours rolled up and in the hour it cuts, and rows
-	// above it.
+	// above it; some share the TimeStamp of rows written before, first or last in their hour.
 	var late history.Rows
-	for i, m := range []int{5, 59, 60, 100, 150, 151, 200} {
+	for i, m := range []int{5, 57, 60, 99, 150, 151, 201} {
 		seq++
 		late.Properties = append(late.Properties, prop(seq, m, "t1", "temp", fmt.Sprint(-50-i)), prop(seq, m, "t2", "temp", `"late"`),
 			prop(seq, m, "t3", "temp", fmt.Sprint(i)))

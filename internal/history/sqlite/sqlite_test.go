@@ -36,7 +36,7 @@ func TestTableNames(t *testing.T) {
 // TestRollupSteps runs the roll-up tests on a store that rolls up seven raw rows a step.
 func TestRollupSteps(t *testing.T) {
 	historytest.RunRollup(t, func(t *testing.T, dir string) history.Store {
-		st, err := sqlite.Open(sqlite.Config{Dir: dir, RollupRows: 7})
+		st, err := sqlite.Open(sqlite.Config{Dir: dir, RollupRows: 7, NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
