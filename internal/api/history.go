@@ -59,6 +59,9 @@ type HistoryStatus struct {
 	Bytes  int64            `json:"bytes"`
 	// Retention is the retention in effect, in Go duration form ("720h0m0s").
 	Retention string `json:"retention"`
+	// RolledUpTo is the watermark of the hourly roll-ups that POST /history/query reads
+	// whole hours from: the rows before it are rolled up. Absent while none is.
+	RolledUpTo string `json:"rolledUpTo,omitempty"`
 	// LastError is the writer's last failure to read the log or write, while it lasts.
 	LastError string `json:"lastError,omitempty"`
 }
@@ -189,7 +192,9 @@ var historyAggregates = []string{"avg", "min", "max", "count", "first", "last"}
 
 // historyQuery serves POST /history/query: an ADT query that projects twins (or their
 // $dtId) picks the twins, and each gets a series of buckets of interval width over
-// [from, to) with the aggregates asked for of its property's numeric values. Buckets without
+// [from, to) with the aggregates asked for of its property's numeric values. Buckets are
+// aligned as Data Explorer's bin() aligns them, from the Unix epoch, so the first and last
+// may be cut by from and to; a bucket's time is its aligned start. Buckets without
 // values are left out; twins without any, too. Series come in the order the query returns
 // the twins, one page of max-items-per-page series (100 by default) at a time; nextLink
 // names the next page, to be POSTed the same body.

@@ -43,7 +43,10 @@ func TestHistory(t *testing.T) {
 	if res.QueryRows != 5*24*60 || res.AsOfRelationships != 20 {
 		t.Errorf("%d sensor rows, %d relationships; want %d and 20", res.QueryRows, res.AsOfRelationships, 5*24*60)
 	}
-	for name, l := range map[string]Latencies{"history query": res.Query, "asOf count": res.AsOfCount, "asOf selective": res.AsOfSelective} {
+	if res.Rollup.Rows < res.QueryRows || res.Rollup.Elapsed <= 0 || res.Rollup.To.IsZero() {
+		t.Errorf("roll-up %+v; want the sensors' rows and more rolled up", res.Rollup)
+	}
+	for name, l := range map[string]Latencies{"history query": res.Query, "history query, all": res.QueryAll, "asOf count": res.AsOfCount, "asOf selective": res.AsOfSelective} {
 		if l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max {
 			t.Errorf("%s: latencies %+v are not ordered", name, l)
 		}
@@ -55,7 +58,7 @@ func TestHistory(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  PATCH, history on +[0-9]+ patches/s`).MatchString(out.String()) {
 		t.Errorf("table lacks the line scripts read:\n%s", out.String())
 	}
-	for _, want := range []string{"history cost", "history lag (seconds)", "lag 0 after the load", "writer / ceiling", "POST /history/query", "asOf COUNT()", "asOf selective"} {
+	for _, want := range []string{"history cost", "history lag (seconds)", "lag 0 after the load", "writer / ceiling", "history roll-up", "POST /history/query", "POST /history/query, all", "asOf COUNT()", "asOf selective"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

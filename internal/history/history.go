@@ -209,7 +209,9 @@ type Aggregation struct {
 	Key string
 	// From and To bound TimeStamp, From inclusive and To exclusive. Both are required.
 	From, To time.Time
-	// Interval is the bucket width: bucket k covers [From+k*Interval, From+(k+1)*Interval).
+	// Interval is the bucket width. Buckets are aligned as Kusto's bin() aligns them: bucket
+	// k covers [k*Interval, (k+1)*Interval) counted from the Unix epoch (UTC), clipped to
+	// [From, To), so the first and last buckets may be partial.
 	Interval time.Duration
 	// NoEdges tells the store that First and Last are not wanted: they are then unspecified
 	// (a store may leave them zero and skip the work of finding them).
@@ -219,7 +221,9 @@ type Aggregation struct {
 // Bucket is the aggregate of one twin's numeric values of a property in one interval. Rows
 // whose value is not a JSON number are not counted. Buckets without values are left out.
 type Bucket struct {
-	ID    string
+	ID string
+	// Start is the aligned start of the bucket (see Aggregation.Interval), which is before
+	// From for a first bucket that From cuts.
 	Start time.Time
 	Count int64
 	Avg   float64
@@ -260,11 +264,15 @@ type TableStats struct {
 	Rows int64
 }
 
-// Stats describes a store: its tables, its size on disk and its cursor.
+// Stats describes a store: its tables (the roll-up table last), its size on disk, its
+// cursor and how far its roll-ups go.
 type Stats struct {
 	Tables []TableStats
 	Bytes  int64
 	Cursor uint64
+	// RolledUpTo is the roll-ups' watermark: the raw rows before it are rolled up. The zero
+	// time when nothing is.
+	RolledUpTo time.Time
 }
 
 // Store keeps history rows and the cursor of the writer that produced them. It is safe for
@@ -282,12 +290,23 @@ type Stats struct {
 //   - Latest returns the newest property row (by Seq) of one property of a twin (or of one of
 //     its relationships); ok is false when there is none.
 //   - Aggregate, AsOf: see Aggregation and Snapshot. AsOf(t) counts rows with TimeStamp <= t.
+//     Aggregate answers as if from the raw rows, whatever the roll-ups hold (sums and
+//     averages aside, which may differ in the last bits of floating point).
+//   - Rollup takes one short step of rolling raw property rows up into the hourly roll-ups
+//     (see HourlySuffix): it aggregates a bounded slice of the rows at or above the
+//     watermark and below upTo, merges it into the roll-ups and moves the watermark past it,
+//     in one transaction. done is true when the watermark has reached upTo (it never moves
+//     back: an upTo at or below it is done at once). Write merges the rows it inserts below
+//     the watermark, and Prune keeps the roll-ups consistent with what it deletes, so
+//     rolling up never changes what Aggregate answers, only how fast.
 //   - Prune deletes up to max rows (0: no limit) with TimeStamp before before and returns
 //     how many it deleted, keeping every row AsOf needs for times at or after before: the
 //     newest row of each property and of each entity's lifecycle, unless the entity was
 //     deleted before before. Telemetry rows before before all go. max bounds the rows
 //     deleted one by one; a store that drops a whole partition of prunable rows at once
-//     may delete, and report, more.
+//     may delete, and report, more. The roll-ups of hours before the whole hour at or after
+//     before go too (counted among the rows deleted): Aggregate answers those hours from the
+//     raw rows left.
 //   - Close releases the store; calls after Close fail.
 type Store interface {
 	Write(ctx context.Context, rows *Rows, through uint64) error
@@ -295,6 +314,7 @@ type Store interface {
 	Select(ctx context.Context, q Selection) iter.Seq2[PropertyEvent, error]
 	Latest(ctx context.Context, id, relationshipID, key string) (row PropertyEvent, ok bool, err error)
 	Aggregate(ctx context.Context, q Aggregation) ([]Bucket, error)
+	Rollup(ctx context.Context, upTo time.Time) (done bool, err error)
 	AsOf(ctx context.Context, t time.Time) (Snapshot, error)
 	Prune(ctx context.Context, before time.Time, max int) (int, error)
 	Stats(ctx context.Context) (Stats, error)

@@ -20,6 +20,8 @@ const (
 	DefaultLinger        = 100 * time.Millisecond
 	DefaultMinBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
+	DefaultRollupEvery   = 2 * time.Second
+	DefaultRollupDelay   = 10 * time.Second
 )
 
 // Config configures a Writer.
@@ -48,6 +50,12 @@ type Config struct {
 	// pruning transaction deletes. Defaults DefaultPruneInterval and DefaultPruneBatch.
 	PruneInterval time.Duration
 	PruneBatch    int
+	// RollupEvery is the time between roll-up passes, each of which rolls the rows up to
+	// RollupDelay ago in the store's short steps (Store.Rollup), unless the writer is
+	// further behind (see Writer.Rollup). The delay keeps rows arriving below the watermark
+	// rare: they are merged into the roll-ups as they are written, which costs more.
+	// Defaults DefaultRollupEvery and DefaultRollupDelay.
+	RollupEvery, RollupDelay time.Duration
 	// MinBackoff and MaxBackoff bound the wait before retrying a failed read or write; it
 	// doubles from one to the other. Defaults DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -85,6 +93,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	positiveDur("pruneInterval", &cfg.PruneInterval, DefaultPruneInterval)
 	positiveDur("minBackoff", &cfg.MinBackoff, DefaultMinBackoff)
 	positiveDur("maxBackoff", &cfg.MaxBackoff, DefaultMaxBackoff)
+	positiveDur("rollupEvery", &cfg.RollupEvery, DefaultRollupEvery)
+	positiveDur("rollupDelay", &cfg.RollupDelay, DefaultRollupDelay)
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
@@ -110,12 +120,15 @@ type Status struct {
 	Rows, Skipped uint64
 	// Err is the last failure to read the log or to write, nil once a write succeeds again.
 	Err error
+	// RolledUpTo is how far the store's roll-ups go at least: the time the last roll-up pass
+	// since Run started rolled up to; zero before the first.
+	RolledUpTo time.Time
 }
 
 // Writer keeps history current with the change log: it reads the log from the cursor the
 // Store keeps, derives each record's rows (Derive) and writes them with the new cursor in one
 // Store.Write per batch, so history holds every record's rows exactly once, whenever it
-// crashes. It also prunes rows past the retention.
+// crashes. It also prunes rows past the retention, and drives the store's roll-ups.
 //
 // Reading and deriving run on one goroutine and writing on another, one batch apart: while
 // the store commits a batch, the next is derived. A batch's rows may need the values of the
@@ -183,9 +196,9 @@ func (w *Writer) Status() Status {
 	return s
 }
 
-// Run writes history until ctx ends, then returns ctx's error after its goroutines exited.
-// It returns another error only when the cursor cannot be read at start; failures later are
-// logged, reported by Status and retried with backoff.
+// Run writes history until ctx ends, then returns ctx's error after its goroutines (deriving,
+// pruning, rolling up) exited. It returns another error only when the cursor cannot be read
+// at start; failures later are logged, reported by Status and retried with backoff.
 func (w *Writer) Run(ctx context.Context) error {
 	cursor, err := w.st.Cursor(ctx)
 	if err != nil {
@@ -199,6 +212,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	if w.cfg.Retention > 0 {
 		wg.Go(func() { w.pruneLoop(ctx) })
 	}
+	wg.Go(func() { w.rollupLoop(ctx) })
 	// Two batches circulate: the deriver fills one from free while the writer writes the
 	// other, and hands it back through free once it is written.
 	free, full := make(chan *batch, 2), make(chan *batch)
@@ -415,5 +429,53 @@ func (w *Writer) Prune(ctx context.Context) error {
 	if total > 0 {
 		w.logger.Info("history pruned", "rows", total, "before", before)
 	}
+	return nil
+}
+
+// rollupLoop rolls history up every RollupEvery until ctx ends.
+func (w *Writer) rollupLoop(ctx context.Context) {
+	tick := time.NewTicker(w.cfg.RollupEvery)
+	defer tick.Stop()
+	for {
+		if err := w.Rollup(ctx); err != nil && ctx.Err() == nil {
+			w.logger.Warn("history roll-up failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Rollup rolls the store's rows up to RollupDelay ago, one short Store.Rollup step after
+// another, and returns after the last. It does nothing while the writer is behind by more
+// than RollupDelay, or by as yet unknown records: catching up goes first, and the rows it
+// writes would otherwise fall below the watermark, which costs more.
+func (w *Writer) Rollup(ctx context.Context) error {
+	upTo := w.cfg.Now().Add(-w.cfg.RollupDelay)
+	w.mu.Lock()
+	pending, behind := w.log.Last() > w.status.Cursor, time.Time{}
+	if len(w.behind) > 0 {
+		behind = w.behind[0]
+	}
+	w.mu.Unlock()
+	if pending && (behind.IsZero() || behind.Before(upTo)) {
+		return nil
+	}
+	for {
+		done, err := w.st.Rollup(ctx, upTo)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+	}
+	w.mu.Lock()
+	if upTo.After(w.status.RolledUpTo) {
+		w.status.RolledUpTo = upTo
+	}
+	w.mu.Unlock()
 	return nil
 }

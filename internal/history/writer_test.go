@@ -157,7 +157,7 @@ r1/room1 n=2 update
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0}]" {
+		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0} {AdtPropertyEvents_Hourly 0}]" {
 			t.Errorf("%s: tables %s", name, got)
 		}
 		snap, err := h.AsOf(context.Background(), time.Now())
@@ -217,6 +217,52 @@ func TestWriterPrunes(t *testing.T) {
 	snap, err := h.AsOf(context.Background(), time.Now().Add(24*time.Hour))
 	if err != nil || len(snap.Twins) != 1 || string(snap.Twins[0].Properties["name"]) != `"f"` {
 		t.Fatalf("AsOf after pruning: %+v, %v", snap, err)
+	}
+}
+
+// TestWriterRollsUp runs a writer whose clock is an hour ahead: once caught up, it rolls
+// every row up; before it knows how far behind it is, it rolls nothing up.
+func TestWriterRollsUp(t *testing.T) {
+	e := newEnv(t)
+	e.story()
+	h := openHistory(t)
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	idle, err := history.New(history.Config{Now: ahead}, e.store.Log(), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Rollup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := h.Stats(context.Background()); err != nil || !st.RolledUpTo.IsZero() {
+		t.Fatalf("a writer that has not read its cursor rolled up to %s (%v)", st.RolledUpTo, err)
+	}
+
+	w, err := history.New(history.Config{Now: ahead, RollupEvery: 10 * time.Millisecond}, e.store.Log(), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Status().Cursor < e.store.Log().Last() || w.Status().RolledUpTo.Before(time.Now()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer did not catch up and roll up: %+v", w.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("Run returned %v, want context.Canceled", err)
+	}
+	st, err := h.Stats(context.Background())
+	if err != nil || st.RolledUpTo.Before(time.Now()) {
+		t.Fatalf("the store is rolled up to %s (%v), want past every row", st.RolledUpTo, err)
+	}
+	// room1's temperature, 20 then 21, is the one numeric twin property.
+	if got := st.Tables[len(st.Tables)-1]; got != (history.TableStats{Name: "AdtPropertyEvents_Hourly", Rows: 1}) {
+		t.Fatalf("roll-up table %+v, want one row", got)
 	}
 }
 

@@ -139,5 +139,8 @@ func (h *recorder) status(ctx context.Context) (api.HistoryStatus, error) {
 	if ws.Err != nil {
 		out.LastError = ws.Err.Error()
 	}
+	if !stats.RolledUpTo.IsZero() {
+		out.RolledUpTo = stats.RolledUpTo.Format(time.RFC3339Nano)
+	}
 	return out, nil
 }

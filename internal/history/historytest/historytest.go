@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
+	RunRollup(t, open)
 }
 
 var base = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
@@ -504,4 +506,229 @@ func testConcurrent(t *testing.T, open Opener) {
 	if n := len(collect(t, st, history.Selection{ID: "t"})); n != 50 {
 		t.Fatalf("%d rows, want 50", n)
 	}
+}
+
+// RunRollup runs the suite's roll-up tests alone: a store's own tests run them again on a
+// store that rolls up in small steps.
+func RunRollup(t *testing.T, open Opener) {
+	t.Run("Rollup", func(t *testing.T) { testRollup(t, open) })
+	t.Run("RollupPrune", func(t *testing.T) { testRollupPrune(t, open) })
+}
+
+// rollupRows writes a few hours of rows of twins t1 and t2 that every roll-up must get
+// right: values every three minutes of two properties, some not numbers, rows of one record that share
+// a TimeStamp, several records at one TimeStamp, and relationship rows of the same
+// property, which Aggregate leaves out.
+func rollupRows(t *testing.T, st history.Store) uint64 {
+	t.Helper()
+	var rows history.Rows
+	seq := uint64(0)
+	for k := range 100 {
+		m := 3 * k
+		for i, id := range []string{"t1", "t2"} {
+			seq++
+			v := fmt.Sprint((m*7+i*3)%23 - 5)
+			switch {
+			case k%17 == 3:
+				v = `"x"`
+			case k%29 == 5:
+				v = "null"
+			case k%31 == 7:
+				v = `{"n":1}`
+			case k%13 == 0:
+				v += ".25"
+			}
+			rows.Properties = append(rows.Properties, prop(seq, m, id, "temp", v), prop(seq, m, id, "hum", fmt.Sprint(m%11)))
+			if k%10 == 0 {
+				// Another record at the same time: first and last go by Seq.
+				seq++
+				rows.Properties = append(rows.Properties, prop(seq, m, id, "temp", fmt.Sprint(100+m)))
+			}
+			if k%6 == 1 {
+				rel := prop(seq, m, id, "temp", "1000")
+				rel.RelationshipID, rel.RelationshipTarget = "r", "t3"
+				rows.Properties = append(rows.Properties, rel)
+			}
+		}
+	}
+	write(t, st, rows, seq)
+	return seq
+}
+
+// rollupQueries are aggregations whose buckets cross hours, the watermarks the tests set
+// and their ranges' ends: whole hours and not, intervals of whole hours and not.
+func rollupQueries() []history.Aggregation {
+	all := []string{"t1", "t2", "t3"}
+	// The other property, whose roll-ups must not mix with temp's.
+	out := []history.Aggregation{
+		{IDs: all, Key: "hum", From: at(0), To: at(300), Interval: time.Hour},
+		{IDs: all, Key: "hum", From: at(0), To: at(300), Interval: time.Hour, NoEdges: true},
+	}
+	ranges := [][2]time.Time{{at(0), at(300)}, {at(7).Add(13 * time.Second), at(287)}, {at(61), at(119)}, {at(-600), at(900)}}
+	for _, r := range ranges {
+		for _, iv := range []time.Duration{time.Hour, 2 * time.Hour, 24 * time.Hour, 90 * time.Minute} {
+			for _, noEdges := range []bool{false, true} {
+				out = append(out, history.Aggregation{IDs: all, Key: "temp", From: r[0], To: r[1], Interval: iv, NoEdges: noEdges})
+			}
+		}
+	}
+	return out
+}
+
+// rawAggregate aggregates q as the contract says, from the rows Select reads back.
+func rawAggregate(t *testing.T, st history.Store, q history.Aggregation) []history.Bucket {
+	t.Helper()
+	var m history.Merger
+	for _, id := range q.IDs {
+		for r, err := range st.Select(context.Background(), history.Selection{ID: id, Key: q.Key, From: q.From, To: q.To}) {
+			if err != nil {
+				t.Fatalf("Select: %v", err)
+			}
+			v, ok := jsonNumber(r.Value)
+			if !ok {
+				continue
+			}
+			e := history.Edge{TimeStamp: r.TimeStamp, Seq: r.Seq, Value: v}
+			m.Add(history.Partial{ID: id, Start: history.Bin(r.TimeStamp, q.Interval), Count: 1, Sum: v, Min: v, Max: v, First: e, Last: e})
+		}
+	}
+	return m.Buckets()
+}
+
+// jsonNumber returns the value of a JSON number; ok is false for any other JSON value.
+func jsonNumber(v json.RawMessage) (float64, bool) {
+	var n json.Number
+	if json.Unmarshal(v, &n) != nil {
+		return 0, false
+	}
+	f, err := n.Float64()
+	return f, err == nil
+}
+
+// checkAggregates fails t for every query of rollupQueries whose Aggregate differs from
+// rawAggregate (averages within a relative 1e-9; First and Last only when asked for).
+func checkAggregates(t *testing.T, st history.Store, stage string) {
+	t.Helper()
+	for _, q := range rollupQueries() {
+		got, err := st.Aggregate(context.Background(), q)
+		if err != nil {
+			t.Fatalf("%s: Aggregate(%+v): %v", stage, q, err)
+		}
+		want := rawAggregate(t, st, q)
+		same := len(got) == len(want)
+		for i := 0; same && i < len(got); i++ {
+			g, w := got[i], want[i]
+			same = g.ID == w.ID && g.Start.Equal(w.Start) && g.Count == w.Count && g.Min == w.Min && g.Max == w.Max &&
+				math.Abs(g.Avg-w.Avg) <= 1e-9*math.Max(1, math.Abs(w.Avg)) && (q.NoEdges || g.First == w.First && g.Last == w.Last)
+		}
+		if !same {
+			t.Fatalf("%s: Aggregate of %s from %s to %s by %v (no edges: %v):\n got %v\nwant %v", stage, q.Key,
+				q.From.Format(time.TimeOnly), q.To.Format(time.TimeOnly), q.Interval, q.NoEdges, got, want)
+		}
+	}
+}
+
+// rollUp calls Rollup until it is done, and fails t unless it takes at most steps calls.
+func rollUp(t *testing.T, st history.Store, upTo time.Time, steps int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if i == steps {
+			t.Fatalf("Rollup(%s) not done after %d steps", upTo.Format(time.TimeOnly), steps)
+		}
+		done, err := st.Rollup(context.Background(), upTo)
+		if err != nil {
+			t.Fatalf("Rollup(%s): %v", upTo.Format(time.TimeOnly), err)
+		}
+		if done {
+			return
+		}
+	}
+}
+
+func rolledUpTo(t *testing.T, st history.Store) time.Time {
+	t.Helper()
+	s, err := st.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	return s.RolledUpTo
+}
+
+// testRollup checks that Aggregate answers the same before, while and after rows are rolled
+// up, with the watermark inside an hour and rows written below it later.
+func testRollup(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	seq := rollupRows(t, st)
+	if w := rolledUpTo(t, st); !w.IsZero() {
+		t.Fatalf("a new store is rolled up to %s", w)
+	}
+	checkAggregates(t, st, "nothing rolled up")
+
+	w := at(150).Add(17 * time.Second)
+	rollUp(t, st, w, 10_000)
+	if got := rolledUpTo(t, st); !got.Equal(w) {
+		t.Fatalf("rolled up to %s, want %s", got, w)
+	}
+	checkAggregates(t, st, "rolled up to minute 150")
+	if tableRows(t, st, history.Tables{}.WithDefaults().Hourly()) == 0 {
+		t.Fatal("the roll-up table is empty after rolling up")
+	}
+
+	// Late rows, below the watermark, in hours rolled up and in the hour it cuts, and rows
+	// above it; some share the TimeStamp of rows written before, first or last in their hour.
+	var late history.Rows
+	for i, m := range []int{5, 57, 60, 99, 150, 151, 201} {
+		seq++
+		late.Properties = append(late.Properties, prop(seq, m, "t1", "temp", fmt.Sprint(-50-i)), prop(seq, m, "t2", "temp", `"late"`),
+			prop(seq, m, "t3", "temp", fmt.Sprint(i)))
+		rel := prop(seq, m, "t1", "temp", "-1000")
+		rel.RelationshipID = "r"
+		late.Properties = append(late.Properties, rel)
+	}
+	// A row at the watermark's instant and one just before it.
+	seq++
+	late.Properties = append(late.Properties, history.PropertyEvent{Seq: seq, TimeStamp: w, ID: "t2", Key: "temp",
+		Value: json.RawMessage("-77"), Action: history.ActionUpdate}, history.PropertyEvent{Seq: seq, TimeStamp: w.Add(-time.Microsecond),
+		ID: "t2", Key: "hum", Value: json.RawMessage("77"), Action: history.ActionUpdate})
+	write(t, st, late, seq)
+	// A replay of them adds nothing.
+	write(t, st, late, seq)
+	checkAggregates(t, st, "late rows written")
+
+	rollUp(t, st, at(400), 10_000)
+	checkAggregates(t, st, "rolled up past every row")
+	// The watermark never moves back.
+	if done, err := st.Rollup(context.Background(), at(100)); err != nil || !done {
+		t.Fatalf("Rollup below the watermark = %v, %v; want done", done, err)
+	}
+	if got := rolledUpTo(t, st); !got.Equal(at(400)) {
+		t.Fatalf("rolled up to %s after a Rollup below it, want %s", got, at(400))
+	}
+}
+
+// testRollupPrune checks that Aggregate still answers as the raw rows left do after Prune,
+// rolled up or not.
+func testRollupPrune(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	rollupRows(t, st)
+	rollUp(t, st, at(200), 10_000)
+	hourly := history.Tables{}.WithDefaults().Hourly()
+	before := tableRows(t, st, hourly)
+	for _, cut := range []time.Time{at(30), at(125).Add(time.Second), at(180)} {
+		for {
+			n, err := st.Prune(context.Background(), cut, 50)
+			if err != nil {
+				t.Fatalf("Prune(%s): %v", cut.Format(time.TimeOnly), err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		checkAggregates(t, st, "pruned before "+cut.Format(time.TimeOnly))
+	}
+	if after := tableRows(t, st, hourly); after >= before {
+		t.Fatalf("%s holds %d rows after pruning, %d before; want fewer", hourly, after, before)
+	}
+	rollUp(t, st, at(400), 10_000)
+	checkAggregates(t, st, "pruned, then rolled up")
 }

@@ -56,6 +56,8 @@ type Config struct {
 	Tables history.Tables
 	// MaxConns, when positive, bounds the connection pool, overriding the DSN.
 	MaxConns int32
+	// RollupRows bounds the raw rows one Rollup step aggregates; 0 means DefaultRollupRows.
+	RollupRows int
 }
 
 // Store is the PostgreSQL history.Store. It is safe for concurrent use.
@@ -71,6 +73,9 @@ type Store struct {
 	parts map[string]bool
 	// Qualified, quoted names.
 	prop, twin, rel, tele, cursor string
+	// hourly is the roll-up table, bounds the table of its floor and watermark.
+	hourly, bounds string
+	rollupRows     int
 }
 
 var _ history.Store = (*Store)(nil)
@@ -87,6 +92,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := (history.Tables{Properties: cfg.Schema, TwinLifecycle: "x", RelationshipLifecycle: "x", Telemetry: "x"}).Validate(); err != nil {
 		return nil, fmt.Errorf("postgres history config: schema %q is not an identifier", cfg.Schema)
 	}
+	if cfg.RollupRows == 0 {
+		cfg.RollupRows = DefaultRollupRows
+	}
+	if cfg.RollupRows < 0 {
+		return nil, fmt.Errorf("postgres history config: rollupRows: %d is negative", cfg.RollupRows)
+	}
 	t := cfg.Tables.WithDefaults()
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres history config: tables: %w", err)
@@ -97,7 +108,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("postgres history config: tables: %q is longer than %d bytes", n, maxTableName)
 		}
 	}
-	if slices.Sort(names); len(slices.Compact(names)) != 4 {
+	// The roll-up table's name, not partitioned, may be longer.
+	names = append(names, t.Hourly())
+	if slices.Sort(names); len(slices.Compact(names)) != 5 {
 		return nil, fmt.Errorf("postgres history config: tables: names must differ: %+v", t)
 	}
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
@@ -118,6 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		prop: qualify(cfg.Schema, t.Properties), twin: qualify(cfg.Schema, t.TwinLifecycle),
 		rel: qualify(cfg.Schema, t.RelationshipLifecycle), tele: qualify(cfg.Schema, t.Telemetry),
 		cursor: qualify(cfg.Schema, "history_cursor"),
+		hourly: qualify(cfg.Schema, t.Hourly()), bounds: qualify(cfg.Schema, "history_rollup"), rollupRows: cfg.RollupRows,
 	}
 	days := partitionDays([]time.Time{time.Now()})
 	if err := s.migrate(ctx, days); err != nil {
@@ -201,6 +215,9 @@ CREATE INDEX IF NOT EXISTS ` + quote(s.t.Telemetry+"_by_twin") + ` ON ` + s.tele
 		if _, err := tx.Exec(ctx, `INSERT INTO `+s.cursor+` (name, seq) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING`,
 			s.t.Properties); err != nil {
 			return fmt.Errorf("create cursor: %w", err)
+		}
+		if err := s.migrateRollups(ctx, tx); err != nil {
+			return fmt.Errorf("create roll-ups: %w", err)
 		}
 		return s.ensurePartitions(ctx, tx, days)
 	})
@@ -291,8 +308,9 @@ func (s *Store) tables() []string {
 	return []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry}
 }
 
-// Write implements history.Store: one transaction locks and reads the cursor, creates the
-// partitions the new rows need, copies the rows in (COPY) and sets the cursor.
+// Write implements history.Store: one transaction locks and reads the cursor (and the
+// roll-ups' bounds), creates the partitions the new rows need, copies the rows in (COPY),
+// merges those below the watermark into the roll-ups and sets the cursor.
 func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -303,8 +321,18 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 			return fmt.Errorf("read cursor: %w", err)
 		}
 		cursor := uint64(c)
+		var bounds rollupBounds
+		if len(rows.Properties) > 0 {
+			var err error
+			if bounds, err = s.readRollupBounds(ctx, tx, true); err != nil {
+				return err
+			}
+		}
 		times = times[:0]
-		var props, twins, rels, tele [][]any
+		var (
+			props, twins, rels, tele [][]any
+			late                     []lateRow
+		)
 		for i := range rows.Properties {
 			r := &rows.Properties[i]
 			if r.Seq <= cursor {
@@ -320,8 +348,12 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 			if len(value) == 0 {
 				value = []byte("null")
 			}
+			num := number(value)
 			props = append(props, []any{ts, src, nanos, r.ServiceID, r.ID, r.ModelID, r.Key, value,
-				number(value), r.RelationshipID, r.RelationshipTarget, r.Action, int64(r.Seq)})
+				num, r.RelationshipID, r.RelationshipTarget, r.Action, int64(r.Seq)})
+			if v, ok := num.(float64); ok && r.RelationshipID == "" && bounds.late(ts) {
+				late = append(late, lateRow{id: r.ID, key: r.Key, ts: ts, seq: int64(r.Seq), value: v})
+			}
 			times = append(times, ts)
 		}
 		for _, r := range rows.Twins {
@@ -378,6 +410,9 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.schema, c.table}, c.cols, pgx.CopyFromRows(c.rows)); err != nil {
 				return fmt.Errorf("copy %d %s rows: %w", len(c.rows), c.what, err)
 			}
+		}
+		if err := s.mergeLate(ctx, tx, late); err != nil {
+			return err
 		}
 		if through > cursor {
 			if _, err := tx.Exec(ctx, `UPDATE `+s.cursor+` SET seq = $2 WHERE name = $1`, s.t.Properties, int64(through)); err != nil {

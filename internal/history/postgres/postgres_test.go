@@ -68,6 +68,21 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// TestRollupSteps runs the roll-up tests on a store that rolls up seven raw rows a step.
+func TestRollupSteps(t *testing.T) {
+	dsn := testenv.PostgreSQL(t)
+	historytest.RunRollup(t, func(t *testing.T, key string) history.Store {
+		sum := sha256.Sum256([]byte(key))
+		schema := "historytest_" + hex.EncodeToString(sum[:8])
+		dropSchema(t, dsn, schema)
+		st, err := postgres.Open(context.Background(), postgres.Config{DSN: dsn, Schema: schema, RollupRows: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
 func TestConfig(t *testing.T) {
 	dsn := testenv.PostgreSQL(t)
 	for _, cfg := range []postgres.Config{
@@ -75,6 +90,7 @@ func TestConfig(t *testing.T) {
 		{DSN: dsn, Schema: "x; DROP"},
 		{DSN: dsn, Tables: history.Tables{Properties: "x; DROP"}},
 		{DSN: dsn, Tables: history.Tables{Properties: "P", TwinLifecycle: "P"}},
+		{DSN: dsn, Tables: history.Tables{Properties: "P", TwinLifecycle: "P" + history.HourlySuffix}},
 		{DSN: dsn, Tables: history.Tables{Properties: "P234567890123456789012345678901234567890123456789012345"}},
 	} {
 		if st, err := postgres.Open(t.Context(), cfg); err == nil {

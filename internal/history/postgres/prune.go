@@ -20,7 +20,8 @@ import (
 //     is left;
 //   - every telemetry row.
 //
-// First, each day wholly before before whose partitions (of all the tables) hold only
+// First, the roll-ups' floor rises and the roll-ups below it go (see pruneRollups). Then
+// each day wholly before before whose partitions (of all the tables) hold only
 // prunable rows is dropped, partitions and all, however many rows that is. Then up to max
 // prunable rows are deleted one by one from what is left, and partitions wholly before
 // before that this leaves empty are dropped.
@@ -28,14 +29,23 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	before = before.Truncate(time.Microsecond)
-	total, err := s.dropPrunableDays(ctx, before)
-	if err != nil {
-		return total, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)
-	}
 	var limit any // NULL: no limit
 	budget := int64(max)
 	if max > 0 {
 		limit = budget
+	}
+	n, err := s.pruneRollups(ctx, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune history roll-ups before %s: %w", before.Format(time.RFC3339), err)
+	}
+	if max > 0 {
+		budget -= n
+		limit = budget
+	}
+	dropped, err := s.dropPrunableDays(ctx, before)
+	total := int(n) + dropped
+	if err != nil {
+		return total, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)
 	}
 	for _, st := range s.pruneStatements() {
 		if max > 0 && budget <= 0 {
@@ -275,7 +285,7 @@ func (s *Store) dropEmptyPartitions(ctx context.Context, before time.Time) error
 // Stats implements history.Store. Bytes counts every partition with its indexes and TOAST.
 func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	var st history.Stats
-	for _, name := range s.tables() {
+	for _, name := range append(s.tables(), s.t.Hourly()) {
 		var n, size int64
 		if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+qualify(s.schema, name)+`),
 			(SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint FROM pg_partition_tree($1::regclass))`,
@@ -288,6 +298,14 @@ func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	var err error
 	if st.Cursor, err = s.Cursor(ctx); err != nil {
 		return history.Stats{}, err
+	}
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		b, err := s.readRollupBounds(ctx, tx, false)
+		_, st.RolledUpTo = b.times()
+		return err
+	})
+	if err != nil {
+		return history.Stats{}, fmt.Errorf("read history roll-ups' watermark: %w", err)
 	}
 	return st, nil
 }

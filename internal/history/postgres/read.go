@@ -127,34 +127,19 @@ func (s *Store) Latest(ctx context.Context, id, relationshipID, key string) (his
 	return r, true, nil
 }
 
-// Aggregate implements history.Store, in one statement: buckets by date_bin, the first and
-// last values (unless q.NoEdges) as the minimum and maximum of [epoch, Seq, Num] arrays. The
-// bucket width is taken to the microsecond.
+// Aggregate implements history.Store, reading one snapshot (a repeatable read transaction):
+// buckets by date_bin from the epoch, the whole hours the roll-ups cover from them, the
+// rest from raw rows. The bucket width is taken to the microsecond.
 func (s *Store) Aggregate(ctx context.Context, q history.Aggregation) ([]history.Bucket, error) {
 	if q.Interval < time.Microsecond || q.From.IsZero() || q.To.IsZero() || q.Key == "" {
 		return nil, errors.New("aggregate history: key, from, to and an interval of at least a microsecond are required")
 	}
-	// The first and last values cost most of the statement: without them (NoEdges) it only
-	// counts and sums.
-	edges := `(min(ARRAY[date_part('epoch', "TimeStamp"), "Seq"::float8, "Num"]))[3],
-		(max(ARRAY[date_part('epoch', "TimeStamp"), "Seq"::float8, "Num"]))[3]`
-	if q.NoEdges {
-		edges = `0::float8, 0::float8`
-	}
-	rows, err := s.pool.Query(ctx, `SELECT "Id", date_bin($1, "TimeStamp", $2) AS b, count(*), avg("Num"), min("Num"), max("Num"),
-		`+edges+`
-		FROM `+s.prop+` WHERE "Id" = ANY($3) AND "Key" = $4 AND "RelationshipId" = '' AND "TimeStamp" >= $2 AND "TimeStamp" < $5
-		AND "Num" IS NOT NULL GROUP BY "Id", b ORDER BY "Id", b`,
-		q.Interval.Truncate(time.Microsecond), q.From, q.IDs, q.Key, q.To)
-	if err != nil {
-		return nil, fmt.Errorf("aggregate history of %q: %w", q.Key, err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (history.Bucket, error) {
-		var b history.Bucket
-		err := row.Scan(&b.ID, &b.Start, &b.Count, &b.Avg, &b.Min, &b.Max, &b.First, &b.Last)
-		b.Start = b.Start.UTC()
-		return b, err
-	})
+	var out []history.Bucket
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) (err error) {
+			out, err = s.aggregate(ctx, tx, q)
+			return err
+		})
 	if err != nil {
 		return nil, fmt.Errorf("aggregate history of %q: %w", q.Key, err)
 	}

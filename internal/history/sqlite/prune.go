@@ -18,7 +18,8 @@ import (
 //     is left;
 //   - every telemetry row.
 //
-// So AsOf at any time at or after before gives what it gave before the prune.
+// So AsOf at any time at or after before gives what it gave before the prune. First, it
+// raises the roll-ups' floor and deletes the roll-ups below it (see pruneRollups).
 func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -57,7 +58,14 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 		{"telemetry rows", `DELETE FROM ` + te + ` WHERE (Id, TimeStamp, Seq) IN (
 			SELECT Id, TimeStamp, Seq FROM ` + te + ` WHERE TimeStamp < ?1 LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
 	}
-	total := 0
+	n, err := s.pruneRollups(ctx, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune history roll-ups before %s: %w", before.Format(time.RFC3339), err)
+	}
+	total := int(n)
+	if limit > 0 {
+		limit -= n
+	}
 	for _, st := range stmts {
 		if limit == 0 {
 			break
@@ -81,7 +89,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 // Stats implements history.Store. Bytes counts the database file and its write-ahead log.
 func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	var st history.Stats
-	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry} {
+	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Hourly()} {
 		var n int64
 		if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM `+name).Scan(&n); err != nil {
 			return history.Stats{}, fmt.Errorf("count rows of %s: %w", name, err)
@@ -101,5 +109,10 @@ func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	if st.Cursor, err = s.Cursor(ctx); err != nil {
 		return history.Stats{}, err
 	}
+	b, err := s.readRollupBounds(ctx, s.rdb)
+	if err != nil {
+		return history.Stats{}, err
+	}
+	_, st.RolledUpTo = b.times()
 	return st, nil
 }

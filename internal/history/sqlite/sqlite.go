@@ -47,6 +47,8 @@ type Config struct {
 	Readers int
 	// NoSync turns off fsync (synchronous=OFF): for tests only, a crash may lose commits.
 	NoSync bool
+	// RollupRows bounds the raw rows one Rollup step aggregates; 0 means DefaultRollupRows.
+	RollupRows int
 }
 
 // Store is the SQLite history.Store. It is safe for concurrent use.
@@ -59,6 +61,7 @@ type Store struct {
 	wdb *sql.DB
 	rdb *sql.DB
 	q   queries
+	rq  rollupStatements
 }
 
 var _ history.Store = (*Store)(nil)
@@ -79,6 +82,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Readers < 0 {
 		return nil, fmt.Errorf("sqlite history config: readers: %d is negative", cfg.Readers)
+	}
+	if cfg.RollupRows == 0 {
+		cfg.RollupRows = DefaultRollupRows
+	}
+	if cfg.RollupRows < 0 {
+		return nil, fmt.Errorf("sqlite history config: rollupRows: %d is negative", cfg.RollupRows)
 	}
 	t := cfg.Tables.WithDefaults()
 	if err := t.Validate(); err != nil {
@@ -101,7 +110,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open history database: %w", err)
 	}
 	s.wdb.SetMaxOpenConns(1)
-	if err := s.migrate(); err != nil {
+	if err := errors.Join(s.migrate(), s.migrateRollups()); err != nil {
 		s.wdb.Close()
 		return nil, fmt.Errorf("create history schema in %s: %w", path, err)
 	}
@@ -124,6 +133,7 @@ func Open(cfg Config) (*Store, error) {
 		latest: `SELECT ` + propColumns + ` FROM ` + t.Properties + ` WHERE Id = ? AND Key = ? AND RelationshipId = ?
 			ORDER BY TimeStamp DESC, Seq DESC LIMIT 1`,
 	}
+	s.rq = newRollupStatements(t)
 	return s, nil
 }
 
@@ -264,8 +274,17 @@ func (s *Store) write(ctx context.Context, rows *history.Rows, through uint64) (
 // many rows costs much less than as many statements of one.
 const propertyChunk = 64
 
-// insertProperties inserts the rows after cursor, propertyChunk rows per statement.
+// insertProperties inserts the rows after cursor, propertyChunk rows per statement, except
+// numeric twin property rows below the roll-ups' watermark: those are inserted one by one and
+// merged into the roll-ups (mergeLate), unless the insert ignored them as already there.
 func (s *Store) insertProperties(ctx context.Context, tx *sql.Tx, rows []history.PropertyEvent, cursor uint64) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	bounds, err := s.readRollupBounds(ctx, tx)
+	if err != nil {
+		return err
+	}
 	const columns = 12
 	var (
 		stmts = map[int]*sql.Stmt{}
@@ -277,38 +296,54 @@ func (s *Store) insertProperties(ctx context.Context, tx *sql.Tx, rows []history
 			st.Close()
 		}
 	}()
-	flush := func() error {
+	flush := func() (sql.Result, error) {
 		if n == 0 {
-			return nil
+			return nil, nil
 		}
 		st := stmts[n]
 		if st == nil {
 			var err error
 			if st, err = tx.PrepareContext(ctx, s.q.insertProp+strings.Repeat(",(?,?,?,?,?,?,?,?,?,?,?,?)", n-1)); err != nil {
-				return err
+				return nil, err
 			}
 			stmts[n] = st
 		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("insert %d property rows from record %v: %w", n, args[3], err)
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return nil, fmt.Errorf("insert %d property rows from record %v: %w", n, args[3], err)
 		}
 		args, n = args[:0], 0
-		return nil
+		return res, nil
 	}
 	for i := range rows {
 		r := &rows[i]
 		if r.Seq <= cursor {
 			continue
 		}
-		args = append(args, r.ID, r.Key, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
-			r.ServiceID, r.ModelID, string(r.Value), number(r.Value), r.RelationshipID, r.RelationshipTarget, r.Action)
-		if n++; n == propertyChunk {
-			if err := flush(); err != nil {
+		num := number(r.Value)
+		v, late := num.(float64)
+		late = late && r.RelationshipID == "" && bounds.late(r.TimeStamp.UnixNano())
+		if late {
+			if _, err := flush(); err != nil {
 				return err
 			}
 		}
+		args = append(args, r.ID, r.Key, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
+			r.ServiceID, r.ModelID, string(r.Value), num, r.RelationshipID, r.RelationshipTarget, r.Action)
+		if n++; n == propertyChunk || late {
+			res, err := flush()
+			if err != nil {
+				return err
+			}
+			if late {
+				if err := s.mergeLate(ctx, tx, res, r, v); err != nil {
+					return err
+				}
+			}
+		}
 	}
-	return flush()
+	_, err = flush()
+	return err
 }
 
 // sourceTime is the stored form of a SourceTimeStamp: RFC 3339 text, NULL when unknown.
@@ -471,82 +506,6 @@ func slicesChunk(ids []string, n int) iter.Seq[[]string] {
 			ids = ids[k:]
 		}
 	}
-}
-
-func (s *Store) aggregate(ctx context.Context, q history.Aggregation, ids []string) ([]history.Bucket, error) {
-	from, width := q.From.UnixNano(), q.Interval.Nanoseconds()
-	args := []any{from, width, q.Key}
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	args = append(args, from, q.To.UnixNano())
-	where := ` FROM ` + s.t.Properties + ` WHERE Key = ? AND RelationshipId = '' AND Id IN (?` +
-		strings.Repeat(",?", len(ids)-1) + `) AND TimeStamp >= ? AND TimeStamp < ? AND Num IS NOT NULL GROUP BY Id, b`
-	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	type key struct {
-		id string
-		b  int64
-	}
-	index := map[key]int{}
-	var out []history.Bucket
-	rows, err := tx.QueryContext(ctx, `SELECT Id, (TimeStamp - ?) / ? AS b, count(Num), avg(Num), min(Num), max(Num)`+where+` ORDER BY Id, b`, args...)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var (
-			bk history.Bucket
-			b  int64
-		)
-		if err := rows.Scan(&bk.ID, &b, &bk.Count, &bk.Avg, &bk.Min, &bk.Max); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		bk.Start = time.Unix(0, from+b*width).UTC()
-		index[key{bk.ID, b}] = len(out)
-		out = append(out, bk)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, err
-	}
-	if q.NoEdges {
-		return out, nil
-	}
-	// SQLite gives a bare column the value of the row that min() or max() picked.
-	for _, edge := range []struct {
-		fn  string
-		set func(*history.Bucket, float64)
-	}{
-		{"min", func(b *history.Bucket, v float64) { b.First = v }},
-		{"max", func(b *history.Bucket, v float64) { b.Last = v }},
-	} {
-		rows, err := tx.QueryContext(ctx, `SELECT Id, (TimeStamp - ?) / ? AS b, `+edge.fn+`(TimeStamp * 1), Num`+where, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var (
-				id   string
-				b, t int64
-				v    float64
-			)
-			if err := rows.Scan(&id, &b, &t, &v); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if i, ok := index[key{id, b}]; ok {
-				edge.set(&out[i], v)
-			}
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // AsOf implements history.Store, reading one snapshot of the database.

@@ -32,3 +32,14 @@ func TestTableNames(t *testing.T) {
 		t.Fatalf("Stats = %+v, %v", s, err)
 	}
 }
+
+// TestRollupSteps runs the roll-up tests on a store that rolls up seven raw rows a step.
+func TestRollupSteps(t *testing.T) {
+	historytest.RunRollup(t, func(t *testing.T, dir string) history.Store {
+		st, err := sqlite.Open(sqlite.Config{Dir: dir, RollupRows: 7, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
