@@ -48,7 +48,7 @@ func (c GuardConfig) ServerMaxHeaderBytes() int {
 // Guard is safe for concurrent use.
 func Guard(cfg GuardConfig, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !canonicalPath(r.URL.EscapedPath()) {
+		if !canonicalPath(r) {
 			WriteError(w, twin.InvalidArgument(fmt.Sprintf(
 				"The request path %q has an empty, \".\" or \"..\" segment. Paths are not normalized: send the path of the resource itself.",
 				r.URL.EscapedPath())))
@@ -70,12 +70,17 @@ func Guard(cfg GuardConfig, next http.Handler) http.Handler {
 	})
 }
 
-// canonicalPath reports whether the escaped path p has no empty segment (but for a final
-// one: "/a/" is a path of its own, which no route serves) and no "." or ".." segment, so
-// that cleaning it would leave it as it is.
-func canonicalPath(p string) bool {
-	if p == "" { // CONNECT's authority form: nothing to clean
+// canonicalPath reports whether r's escaped path starts with "/" and has no empty segment
+// (but for a final one: "/a/" is a path of its own, which no route serves) and no "." or
+// ".." segment, so that ServeMux, which cleans every path but CONNECT's, would leave it as it
+// is. An absolute-form target without a path ("GET http://host") has an empty one.
+func canonicalPath(r *http.Request) bool {
+	if r.Method == http.MethodConnect {
 		return true
+	}
+	p := r.URL.EscapedPath()
+	if !strings.HasPrefix(p, "/") {
+		return false
 	}
 	segs := strings.Split(p, "/")
 	for i, s := range segs[1:] {

@@ -94,8 +94,12 @@ func TestPathsAreNotCleaned(t *testing.T) {
 			t.Errorf("GET %s redirects to %s", path, loc)
 		}
 	}
+	// An absolute-form target without a path is not cleaned to "/" either.
+	r := raw(t, s, "GET http://localhost HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	wantADT(t, "GET http://localhost", r, http.StatusBadRequest, "InvalidArgument")
+
 	// A trailing slash is a path of its own, which no route serves.
-	r := raw(t, s, "GET /models/?api-version=2023-10-31 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	r = raw(t, s, "GET /models/?api-version=2023-10-31 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 	wantADT(t, "GET /models/", r, http.StatusNotFound, "NotFound")
 }
 
