@@ -45,6 +45,13 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 			"localhost:PORT on loopback, the host name and port when listening on all addresses)")
 	fs.DurationVar(&srv.ShutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout,
 		"how long in-flight requests may take to finish at shutdown")
+	fs.Var((*listFlag)(&srv.AllowedHosts), "allowed-hosts",
+		"comma-separated host `names` (host, or host:port) requests may name in Host besides\n"+
+			"localhost, 127.0.0.1, [::1], the listen address and the service id; * allows any")
+	fs.IntVar(&srv.MaxHeaderBytes, "max-header-bytes", config.DefaultMaxHeaderBytes,
+		"largest request line and header fields, in `bytes`; larger requests get 431")
+	fs.DurationVar(&srv.BodyReadTimeout, "body-read-timeout", config.DefaultBodyReadTimeout,
+		"how long a request body may take to arrive; slower ones get 408")
 	fs.StringVar(&o.configFile, "config", "",
 		"YAML config `file` declaring server settings, limits, jobs settings, endpoints, routes,\n"+
 			"sources and mappings")
@@ -113,6 +120,15 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		if !set["shutdown-timeout"] && fs.ShutdownTimeout != 0 {
 			srv.ShutdownTimeout = fs.ShutdownTimeout
 		}
+		if !set["allowed-hosts"] && len(fs.AllowedHosts) > 0 {
+			srv.AllowedHosts = fs.AllowedHosts
+		}
+		if !set["max-header-bytes"] && fs.MaxHeaderBytes != 0 {
+			srv.MaxHeaderBytes = fs.MaxHeaderBytes
+		}
+		if !set["body-read-timeout"] && fs.BodyReadTimeout != 0 {
+			srv.BodyReadTimeout = fs.BodyReadTimeout
+		}
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir
 		}
@@ -129,6 +145,20 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		errs = append(errs, err)
 	}
 	return o, errors.Join(errs...)
+}
+
+// listFlag is a flag holding a comma-separated list; each use replaces the list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// Set sets the list to the comma-separated items of v, without blanks around them.
+func (l *listFlag) Set(v string) error {
+	*l = nil
+	for item := range strings.SplitSeq(v, ",") {
+		*l = append(*l, strings.TrimSpace(item))
+	}
+	return nil
 }
 
 // envName returns the environment variable for a flag: "data-dir" is TWINFLOW_DATA_DIR.

@@ -33,6 +33,8 @@ func TestParseServe(t *testing.T) {
 			Listen:          config.DefaultListen,
 			DataDir:         config.DefaultDataDir,
 			ShutdownTimeout: config.DefaultShutdownTimeout,
+			MaxHeaderBytes:  config.DefaultMaxHeaderBytes,
+			BodyReadTimeout: config.DefaultBodyReadTimeout,
 		}),
 		logLevel:  slog.LevelInfo,
 		logFormat: "text",
@@ -56,12 +58,15 @@ func TestParseServe(t *testing.T) {
 				"--listen", "0.0.0.0:9000", "--data-dir", "/var/lib/tf",
 				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--service-id", "tf.example",
 				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json", "--jobs-dir", "/srv/jobs",
+				"--allowed-hosts", "tf.example.com, 10.0.0.5:9000", "--max-header-bytes", "8192", "--body-read-timeout", "5s",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
 					Listen: "0.0.0.0:9000", DataDir: "/var/lib/tf",
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "tf.example",
 					ShutdownTimeout: 3 * time.Second,
+					AllowedHosts:    []string{"tf.example.com", "10.0.0.5:9000"},
+					MaxHeaderBytes:  8192, BodyReadTimeout: 5 * time.Second,
 				}, "/srv/jobs"),
 				logLevel:  slog.LevelDebug,
 				logFormat: "json",
@@ -74,12 +79,14 @@ func TestParseServe(t *testing.T) {
 				"TWINFLOW_TLS_CERT": "c.pem", "TWINFLOW_TLS_KEY": "k.pem",
 				"TWINFLOW_SERVICE_ID": "env.example", "TWINFLOW_SHUTDOWN_TIMEOUT": "1m",
 				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json", "TWINFLOW_JOBS_DIR": "/tmp/jobs",
+				"TWINFLOW_ALLOWED_HOSTS": "*", "TWINFLOW_MAX_HEADER_BYTES": "4096", "TWINFLOW_BODY_READ_TIMEOUT": "1m",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
 					Listen: "127.0.0.1:0", DataDir: "/tmp/d",
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "env.example",
 					ShutdownTimeout: time.Minute,
+					AllowedHosts:    []string{"*"}, MaxHeaderBytes: 4096, BodyReadTimeout: time.Minute,
 				}, "/tmp/jobs"),
 				logLevel:  slog.LevelWarn,
 				logFormat: "json",
@@ -104,6 +111,7 @@ func TestParseServe(t *testing.T) {
 		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "log format"},
 		{name: "certificate without key", args: []string{"-tls-cert", "c.pem"}, wantErr: "together"},
 		{name: "listen without port", args: []string{"-listen", "localhost"}, wantErr: "listen"},
+		{name: "any host among others", args: []string{"-allowed-hosts", "a,*"}, wantErr: "server.allowedHosts[1]"},
 		{name: "stray argument", args: []string{"now"}, wantErr: "unexpected arguments: now"},
 		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "not defined"},
 	}
@@ -180,6 +188,9 @@ server:
   listen: 127.0.0.1:7000
   dataDir: /from/file
   shutdownTimeout: 3s
+  allowedHosts: [tf.example.com]
+  maxHeaderBytes: 2048
+  bodyReadTimeout: 7s
 delivery:
   maxRoutes: 9
 routes:
@@ -196,7 +207,8 @@ sources:
 		t.Fatal(err)
 	}
 	got := o.server.Server
-	if got.Listen != "127.0.0.1:7000" || got.DataDir != "/from/env" || got.ShutdownTimeout != time.Second {
+	if got.Listen != "127.0.0.1:7000" || got.DataDir != "/from/env" || got.ShutdownTimeout != time.Second ||
+		!reflect.DeepEqual(got.AllowedHosts, []string{"tf.example.com"}) || got.MaxHeaderBytes != 2048 || got.BodyReadTimeout != 7*time.Second {
 		t.Errorf("server settings = %+v; want listen from the file, the data dir from the environment, the timeout from the flag", got)
 	}
 	if o.server.Delivery.MaxRoutes != 9 || o.server.Routes["r"].EndpointName != "hook" || len(o.server.Sources) != 1 {

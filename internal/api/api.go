@@ -21,9 +21,20 @@
 //     uploads to Config.MaxModelBodyBytes (16 MiB), messages pushed to a source to
 //     Config.MaxPushBodyBytes (16 MiB); a larger body is 400 LimitExceeded, as ADT answers an
 //     oversized twin. An empty or malformed JSON body is 400 InvalidArgument.
-//   - PATCH bodies are accepted as application/json-patch+json (what the SDKs send),
-//     application/json or without Content-Type; any other type is 415 UnsupportedMediaType.
-//     Other bodies are read as JSON whatever their Content-Type says.
+//   - A request body must say what it is: PATCH bodies are application/json-patch+json
+//     (what the SDKs send) or application/json, messages pushed to a source application/json
+//     or application/x-ndjson, every other body application/json, each with optional
+//     parameters (a charset must be UTF-8). A body without Content-Type or of any other type
+//     is 415 UnsupportedMediaType, so a browser's form or text/plain request, which needs no
+//     CORS preflight, cannot act on the API.
+//   - Every id in a path (twin, relationship, component, model, route, endpoint, source,
+//     mapping, dead letter and job) must be 1 to twin.MaxIDBytes bytes of UTF-8 without
+//     control characters or "." and ".." segments (twin.CheckID): 400 InvalidArgument
+//     otherwise (EventRouteIdInvalid for route ids and ValidationFailed for job ids, as ADT
+//     answers for those). A query string with a malformed percent-escape is 400
+//     InvalidArgument.
+//   - Guard, in front of the API, refuses paths that are not canonical, oversized headers and
+//     bodies that do not arrive in time, with ADT's error body (see Guard).
 //   - Lists answer {"nextLink": <absolute URL>|null, "value": [...]}. nextLink repeats the
 //     request's URL (scheme from TLS or X-Forwarded-Proto, host from Host) with an opaque
 //     continuationToken parameter that also carries the page size. GET /models honours the
@@ -229,7 +240,7 @@ func (a *API) register() {
 	ops = append(ops, a.jobOperations()...)
 	ops = append(ops, a.historyOperations()...)
 	for _, op := range append(ops, a.ingressOperations()...) {
-		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler))
+		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler, inputOf(op)))
 		if _, ok := allowed[op.path]; !ok {
 			paths = append(paths, op.path)
 		}
@@ -251,10 +262,11 @@ func (a *API) register() {
 	})
 }
 
-// serve adapts a handlerFunc to http.Handler: it validates the api-version, runs h and
-// translates the error it returns. A panic in h is logged with its stack and answered as an
-// internal error, so the client gets an ADT body instead of a dropped connection.
-func (a *API) serve(h handlerFunc) http.Handler {
+// serve adapts a handlerFunc to http.Handler: it checks the request's input (see
+// input.check) and api-version, runs h and translates the error it returns. A panic in h is
+// logged with its stack and answered as an internal error, so the client gets an ADT body
+// instead of a dropped connection.
+func (a *API) serve(h handlerFunc, in input) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			v := recover()
@@ -266,7 +278,11 @@ func (a *API) serve(h handlerFunc) http.Handler {
 			}
 			a.writeError(w, r, fmt.Errorf("handler panicked: %v\n%s", v, debug.Stack()))
 		}()
-		ver, err := parseAPIVersion(queryValue(r, "api-version"))
+		var ver apiVersion
+		err := in.check(r)
+		if err == nil {
+			ver, err = parseAPIVersion(queryValue(r, "api-version"))
+		}
 		if err == nil {
 			err = h(w, r, ver)
 		}

@@ -93,7 +93,7 @@ func serve(t testing.TB, cfg Config, st store.Store, svc *twins.Service, logger 
 	if err != nil {
 		t.Fatalf("new api: %v", err)
 	}
-	srv := httptest.NewServer(a)
+	srv := httptest.NewServer(Guard(GuardConfig{}, a))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, store: st}
 }

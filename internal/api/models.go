@@ -135,7 +135,7 @@ func (a *API) getModel(w http.ResponseWriter, r *http.Request, _ apiVersion) err
 
 // patchModel serves PATCH /models/{id} (M4): 204.
 func (a *API) patchModel(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	patch, err := readPatch(w, r, a.cfg.MaxBodyBytes)
+	patch, err := readJSON(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func (a *API) putRelationship(w http.ResponseWriter, r *http.Request, _ apiVersi
 // patchRelationship serves PATCH /digitaltwins/{id}/relationships/{rel} (R3): 204 with the
 // new ETag.
 func (a *API) patchRelationship(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	patch, err := readPatch(w, r, a.cfg.MaxBodyBytes)
+	patch, err := readJSON(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,7 +18,8 @@ import (
 // query parses the request's query string. Unlike url.ParseQuery it keeps ";" as an ordinary
 // character, because DTMIs contain one ("dependenciesFor=dtmi:example:Room;1" arrives
 // unescaped from hand-written requests) and url.ParseQuery drops such pairs. A pair that does
-// not unescape is dropped.
+// not unescape is dropped; the API refuses such requests before their handlers run (see
+// checkQuery).
 func query(r *http.Request) url.Values {
 	q := url.Values{}
 	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
@@ -74,23 +74,6 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, twin.InvalidArgument("The request body is not valid JSON. Please provide a valid JSON document.")
 	}
 	return body, nil
-}
-
-// readPatch reads a JSON Patch body. ADT's clients send application/json-patch+json; plain
-// application/json and a missing Content-Type are accepted too, for hand-written requests.
-// Any other media type is 415 UnsupportedMediaType.
-func readPatch(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	// The type the SDKs send is taken without parsing it.
-	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json-patch+json" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json-patch+json" && mt != "application/json") {
-			return nil, &twin.Error{
-				Kind:    twin.KindMediaTypeUnsupported,
-				Message: fmt.Sprintf("Content-Type %q is not supported for a patch. Use application/json-patch+json.", ct),
-			}
-		}
-	}
-	return readJSON(w, r, limit)
 }
 
 // traceKey is the context key of a request's twins.Trace.

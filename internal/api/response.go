@@ -34,7 +34,10 @@ type adtError struct {
 
 // adtErrors is the one table from error kinds to HTTP statuses and ADT error codes. Every
 // twin.Kind has an entry. The codes of the endpoint, dead letter, source and mapping kinds
-// are twinflow's own; ADT has no such resources.
+// are twinflow's own; ADT has no such resources. So are those of the protocol-level refusals
+// ADT's front end answers with its own bodies (unknown path or method, media type, timeout,
+// header size, host): each is the PascalCase name of its HTTP status, the convention of
+// Azure's REST APIs.
 var adtErrors = map[twin.Kind]adtError{
 	twin.KindTwinNotFound:                     {http.StatusNotFound, "DigitalTwinNotFound"},
 	twin.KindTargetTwinNotFound:               {http.StatusNotFound, "TargetTwinNotFound"},
@@ -78,6 +81,9 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindAPIVersionMissing:                {http.StatusBadRequest, "MissingApiVersionParameter"},
 	twin.KindAPIVersionUnsupported:            {http.StatusBadRequest, "UnsupportedApiVersion"},
 	twin.KindMediaTypeUnsupported:             {http.StatusUnsupportedMediaType, "UnsupportedMediaType"},
+	twin.KindRequestTimeout:                   {http.StatusRequestTimeout, "RequestTimeout"},
+	twin.KindHeaderTooLarge:                   {http.StatusRequestHeaderFieldsTooLarge, "RequestHeaderFieldsTooLarge"},
+	twin.KindHostNotAllowed:                   {http.StatusMisdirectedRequest, "MisdirectedRequest"},
 	twin.KindMethodNotAllowed:                 {http.StatusMethodNotAllowed, "MethodNotAllowed"},
 	twin.KindPathNotFound:                     {http.StatusNotFound, "NotFound"},
 	twin.KindInternal:                         {http.StatusInternalServerError, "InternalServerError"},
@@ -130,9 +136,25 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		a.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		te = internalError()
 	}
-	ae := adtErrors[te.Kind]
+	writeErrorBody(w, te)
+}
+
+// WriteError answers e with its status, x-ms-error-code header and ADT error body, as the
+// API answers the errors its handlers return; an e with a kind the API does not know (a bug)
+// answers 500 InternalServerError. It is for handlers in front of the API (Guard, the
+// server's own checks), so that every refusal a client sees has the same shape.
+func WriteError(w http.ResponseWriter, e *twin.Error) {
+	if !knownKinds(e) {
+		e = internalError()
+	}
+	writeErrorBody(w, e)
+}
+
+// writeErrorBody writes e, whose kinds must all be in adtErrors.
+func writeErrorBody(w http.ResponseWriter, e *twin.Error) {
+	ae := adtErrors[e.Kind]
 	w.Header().Set("x-ms-error-code", ae.code)
-	body, _ := encodeJSON(errorBody{Error: toErrorJSON(*te)}) // strings only: cannot fail
+	body, _ := encodeJSON(errorBody{Error: toErrorJSON(*e)}) // strings only: cannot fail
 	writeRaw(w, ae.status, body)
 }
 

@@ -56,7 +56,7 @@ func (a *API) ingressOperations() []operation {
 		{http.MethodGet, "/sources/{name}", a.getSource},
 		{http.MethodPut, "/sources/{name}", a.putSource},
 		{http.MethodDelete, "/sources/{name}", a.deleteSource},
-		{http.MethodPost, "/sources/{name}/messages", a.pushMessages},
+		{http.MethodPost, pushPath, a.pushMessages},
 		{http.MethodGet, "/sources/{name}/deadletters", a.listSourceDeadLetters},
 		{http.MethodGet, "/sources/{name}/deadletters/{id}", a.getSourceDeadLetter},
 		{http.MethodDelete, "/sources/{name}/deadletters/{id}", a.deleteSourceDeadLetter},

@@ -44,7 +44,7 @@ func (a *API) putTwin(w http.ResponseWriter, r *http.Request, ver apiVersion) er
 
 // patchTwin serves PATCH /digitaltwins/{id} (T3): 204 with the new ETag.
 func (a *API) patchTwin(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	patch, err := readPatch(w, r, a.cfg.MaxBodyBytes)
+	patch, err := readJSON(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (a *API) getComponent(w http.ResponseWriter, r *http.Request, ver apiVersio
 // patchComponent serves PATCH /digitaltwins/{id}/components/{component} (C2): 204 with the
 // twin's new ETag.
 func (a *API) patchComponent(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	patch, err := readPatch(w, r, a.cfg.MaxBodyBytes)
+	patch, err := readJSON(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,18 @@ const (
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultDataDir         = "./twinflow-data"
 	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultMaxHeaderBytes bounds a request's line and header fields: room for a large
+	// bearer token (Entra ID tokens with many group claims run to several KB) many times
+	// over, and far below the 1 MiB net/http allows by default.
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultBodyReadTimeout bounds how long a request body may take to arrive: a 16 MiB
+	// model upload or push arrives well within it over any working link, while a body that
+	// trickles in a byte at a time holds its connection no longer.
+	DefaultBodyReadTimeout = 30 * time.Second
 )
+
+// AnyHost, as the only entry of Server.AllowedHosts, lets requests name any host.
+const AnyHost = "*"
 
 // Config is the whole configuration. The zero value of every field means its default.
 type Config struct {
@@ -70,6 +81,18 @@ type Server struct {
 	// ShutdownTimeout bounds how long the server waits for in-flight requests once it is
 	// asked to stop.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	// AllowedHosts are the host names ("host", or "host:port" for that port only) requests
+	// may name in their Host header besides the ones always allowed: localhost, 127.0.0.1,
+	// [::1], the listen address and the service id. A request naming another host is refused,
+	// so that a web page cannot reach the server through DNS rebinding. [AnyHost] turns the
+	// check off.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// MaxHeaderBytes bounds a request's line and header fields; a larger request is refused
+	// with 431.
+	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
+	// BodyReadTimeout bounds how long a request body may take to arrive; a slower one is
+	// refused with 408.
+	BodyReadTimeout time.Duration `yaml:"bodyReadTimeout"`
 }
 
 // Delivery holds the limits of event delivery.
@@ -172,6 +195,12 @@ func (c Config) WithDefaults() Config {
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.Server.MaxHeaderBytes == 0 {
+		c.Server.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.Server.BodyReadTimeout == 0 {
+		c.Server.BodyReadTimeout = DefaultBodyReadTimeout
+	}
 	if c.Jobs.Dir == "" {
 		c.Jobs.Dir = filepath.Join(c.Server.DataDir, "jobs")
 	}
@@ -204,6 +233,7 @@ type file struct {
 //	server:
 //	  listen: 0.0.0.0:8080
 //	  dataDir: /var/lib/twinflow
+//	  allowedHosts: [twins.example.com]
 //	delivery:
 //	  maxRoutes: 10
 //	  retention: 168h
@@ -302,6 +332,16 @@ func (c Config) Validate(checks Checks) error {
 		}
 	}
 	negativeDuration("server.shutdownTimeout", s.ShutdownTimeout)
+	negative("server.maxHeaderBytes", int64(s.MaxHeaderBytes))
+	negativeDuration("server.bodyReadTimeout", s.BodyReadTimeout)
+	for i, h := range s.AllowedHosts {
+		switch {
+		case h == AnyHost && len(s.AllowedHosts) > 1:
+			errs = append(errs, fmt.Errorf("server.allowedHosts[%d]: %q allows every host, so it must be the only entry", i, h))
+		case h != AnyHost && (h == "" || strings.ContainsAny(h, "/ @*")):
+			errs = append(errs, fmt.Errorf("server.allowedHosts[%d]: %q is not a host name", i, h))
+		}
+	}
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)

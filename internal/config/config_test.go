@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -111,6 +112,9 @@ server:
   tlsKey: k.pem
   serviceId: twins.example.com
   shutdownTimeout: 30s
+  allowedHosts: [twins.example.com, "tf.local:8443"]
+  maxHeaderBytes: 16384
+  bodyReadTimeout: 5s
 ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
@@ -128,8 +132,9 @@ mappings:
 		t.Fatal(err)
 	}
 	want := config.Server{Listen: "0.0.0.0:9000", DataDir: "/var/lib/twinflow", TLSCertFile: "c.pem", TLSKeyFile: "k.pem",
-		ServiceID: "twins.example.com", ShutdownTimeout: 30 * time.Second}
-	if cfg.Server != want {
+		ServiceID: "twins.example.com", ShutdownTimeout: 30 * time.Second,
+		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second}
+	if !reflect.DeepEqual(cfg.Server, want) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
 	}
 	if cfg.Ingress != (config.Ingress{MaxMessageBytes: 1024, DedupWindow: 2 * time.Hour, MaxDepth: 4}) {
@@ -155,6 +160,9 @@ server:
   listen: nohost
   tlsKey: k.pem
   shutdownTimeout: -1s
+  maxHeaderBytes: -1
+  bodyReadTimeout: -2s
+  allowedHosts: ["", "http://x", "*"]
 delivery:
   maxRoutes: -1
 ingress:
@@ -194,6 +202,11 @@ mappings:
 		"server.listen: address nohost: missing port in address",
 		"server.tlsCert: the certificate and the key must be given together",
 		"server.shutdownTimeout: -1s is negative",
+		"server.maxHeaderBytes: -1 is negative",
+		"server.bodyReadTimeout: -2s is negative",
+		`server.allowedHosts[0]: "" is not a host name`,
+		`server.allowedHosts[1]: "http://x" is not a host name`,
+		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,
 		"delivery.maxRoutes: -1 is negative",
 		"ingress.dedupWindow: -1m0s is negative",
 		"ingress.maxDepth: -2 is negative",
@@ -215,12 +228,14 @@ mappings:
 
 func TestWithDefaults(t *testing.T) {
 	defaults := config.Config{}.WithDefaults()
-	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout}
-	if defaults.Server != want || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
+	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout,
+		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout}
+	if !reflect.DeepEqual(defaults.Server, want) || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
 		t.Errorf("defaults = %+v, jobs %+v; want %+v, jobs in the data directory", defaults.Server, defaults.Jobs, want)
 	}
-	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second}}
-	if got := set.WithDefaults().Server; got != set.Server {
+	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second,
+		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second}}
+	if got := set.WithDefaults().Server; !reflect.DeepEqual(got, set.Server) {
 		t.Errorf("WithDefaults changed set values: %+v", got)
 	}
 }

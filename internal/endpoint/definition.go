@@ -213,6 +213,8 @@ func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
 		errs = append(errs, errors.New("endpointType: required"))
 	} else if err := json.Unmarshal(t, &def.Type); err != nil {
 		errs = append(errs, errors.New("endpointType: must be a string"))
+	} else if def.Type == "" { // "" or null
+		errs = append(errs, errors.New("endpointType: required"))
 	}
 	delete(fields, "endpointType")
 	if d, ok := fields["delivery"]; ok {

@@ -36,6 +36,7 @@ func TestParse(t *testing.T) {
 		{"with delivery", `{"endpointType":"webhook","url":"http://h/x","delivery":{"ttl":"1h","maxAttempts":3}}`, nil},
 		{"not an object", `[1]`, []string{"JSON object"}},
 		{"no type", `{"url":"http://h/x"}`, []string{"endpointType: required"}},
+		{"empty type", `{"endpointType":"","url":"http://h/x"}`, []string{"endpointType: required"}},
 		{"unknown type", `{"endpointType":"eventhub"}`, []string{`"eventhub" is not one of webhook`}},
 		{"unknown field", `{"endpointType":"webhook","url":"http://h/x","nope":1}`, []string{"nope"}},
 		{"bad settings", `{"endpointType":"webhook","url":"ftp://h","mode":"x"}`, []string{"url:", "mode:"}},

@@ -6,17 +6,21 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/twinflow/twinflow/internal/api"
 )
 
 // handler mounts the health endpoints in front of the API and wraps everything in the access
-// log.
-func (s *Server) handler() http.Handler {
+// log and api.Guard, which sees every request before the mux can clean its path. The host
+// check guards the API and /metrics; the health endpoints answer whatever the Host, since
+// they tell nothing and probes (Kubernetes' among them) name the server by its address.
+func (s *Server) handler(guard api.GuardConfig, hosts hostCheck) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/", s.serveAPI)
-	return accessLog(s.logger, mux)
+	mux.Handle("GET /metrics", hosts.wrap(promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{})))
+	mux.Handle("/", hosts.wrap(http.HandlerFunc(s.serveAPI)))
+	return accessLog(s.logger, api.Guard(guard, mux))
 }
 
 // serveAPI hands the request to the API once Run has built it. Before that it answers 503

@@ -181,8 +181,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
+	guard := api.GuardConfig{MaxHeaderBytes: cfg.Server.MaxHeaderBytes, BodyReadTimeout: cfg.Server.BodyReadTimeout}
+	hosts := newHostCheck(cfg.Server.AllowedHosts, s.ln.Addr(), cfg.Server.Listen, s.serviceID)
 	s.http = &http.Server{
-		Handler:           s.handler(),
+		Handler:           s.handler(guard, hosts),
+		MaxHeaderBytes:    guard.ServerMaxHeaderBytes(),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

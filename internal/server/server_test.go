@@ -105,7 +105,9 @@ func TestHealthAndReadiness(t *testing.T) {
 		{"/digitaltwins/x?api-version=2023-10-31", http.StatusServiceUnavailable, `"code":"ServiceUnavailable"`},
 	} {
 		rec := httptest.NewRecorder()
-		s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+		req.Host = "localhost"
+		s.http.Handler.ServeHTTP(rec, req)
 		if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.body) {
 			t.Errorf("GET %s before Run = %d %q, want %d %s", tt.path, rec.Code, rec.Body, tt.code, tt.body)
 		}

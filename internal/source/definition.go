@@ -99,6 +99,8 @@ func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
 		errs = append(errs, errors.New("sourceType: required"))
 	} else if err := json.Unmarshal(t, &def.Type); err != nil {
 		errs = append(errs, errors.New("sourceType: must be a string"))
+	} else if def.Type == "" { // "" or null
+		errs = append(errs, errors.New("sourceType: required"))
 	}
 	delete(fields, "sourceType")
 	if v, ok := fields["maxMessageBytes"]; ok {

@@ -25,6 +25,8 @@ func TestParse(t *testing.T) {
 		{"with limits", `{"sourceType":"http","maxMessageBytes":1000,"dedupWindow":"30m"}`, nil},
 		{"not an object", `[1]`, []string{"JSON object"}},
 		{"no type", `{}`, []string{"sourceType: required"}},
+		{"empty type", `{"sourceType":""}`, []string{"sourceType: required"}},
+		{"null type", `{"sourceType":null}`, []string{"sourceType: required"}},
 		{"unknown type", `{"sourceType":"carrier-pigeon"}`, []string{`"carrier-pigeon" is not one of http`}},
 		{"unknown field", `{"sourceType":"http","url":"x"}`, []string{"url"}},
 		{"bad limits", `{"sourceType":"http","maxMessageBytes":-1,"dedupWindow":"soon"}`,

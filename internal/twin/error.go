@@ -61,6 +61,9 @@ const (
 	KindAPIVersionMissing         // the request has no api-version
 	KindAPIVersionUnsupported     // the request's api-version is unknown
 	KindMediaTypeUnsupported      // the request body's media type is not accepted
+	KindRequestTimeout            // the request body did not arrive in time
+	KindHeaderTooLarge            // the request's header is larger than allowed
+	KindHostNotAllowed            // the request's Host names no host the server answers to
 	KindMethodNotAllowed          // the path does not serve the method
 	KindPathNotFound              // no resource has the path
 	KindInternal                  // the service failed; the cause is logged, not reported
@@ -112,6 +115,9 @@ var kindNames = [...]string{
 	KindAPIVersionMissing:                "APIVersionMissing",
 	KindAPIVersionUnsupported:            "APIVersionUnsupported",
 	KindMediaTypeUnsupported:             "MediaTypeUnsupported",
+	KindRequestTimeout:                   "RequestTimeout",
+	KindHeaderTooLarge:                   "HeaderTooLarge",
+	KindHostNotAllowed:                   "HostNotAllowed",
 	KindMethodNotAllowed:                 "MethodNotAllowed",
 	KindPathNotFound:                     "PathNotFound",
 	KindInternal:                         "Internal",

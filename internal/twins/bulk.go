@@ -202,6 +202,9 @@ func (s *Service) prepareImportRelationship(ms *modelState, line []byte, view Tw
 	if id == "" {
 		return ImportRelationship{}, nil, twin.InvalidArgument("Invalid relationship specified: the relationship must have a non-empty $relationshipId string.")
 	}
+	if err := twin.CheckID(twin.KindInvalidArgument, "relationship", id); err != nil {
+		return ImportRelationship{}, nil, err
+	}
 	delete(in, twin.KeyDTID)
 	rb, err := twin.ParseRelationshipBody(in)
 	if err != nil {

@@ -101,6 +101,8 @@ func TestImportTwins(t *testing.T) {
 		{`{"$dtId":"x","$metadata":{"$model":"dtmi:ex:Nope;1"}}`, twin.KindValidationFailed, "dtmi:ex:Nope;1 or one of its dependencies does not exist."},
 		{`{"$dtId":"x","$metadata":{"$model":"dtmi:ex:Device;1"},"serial":5}`, twin.KindValidationFailed, "serial"},
 		{`{"$dtId":"x","$metadata":{}}`, twin.KindValidationFailed, "$metadata.$model"},
+		{`{"$dtId":"a\u0000b","$metadata":{"$model":"dtmi:ex:Device;1"}}`, twin.KindInvalidArgument, "control character"},
+		{`{"$dtId":"..","$metadata":{"$model":"dtmi:ex:Device;1"}}`, twin.KindInvalidArgument, `"." or ".." path segment`},
 	} {
 		_, err := e.g.PrepareImportTwin([]byte(tc.line), nowText, trace)
 		wantErr(t, err, tc.kind, tc.msg)
@@ -163,6 +165,7 @@ func TestImportRelationships(t *testing.T) {
 		`{"$dtId":"r1","$targetId":"d1","$relationshipName":"contains"}`,
 		`{"$dtId":"r1","$relationshipId":"x","$relationshipName":"contains"}`,
 		`{"$dtId":"r1","$relationshipId":"x","$targetId":"d1","$relationshipName":"unknown"}`,
+		`{"$dtId":"r1","$relationshipId":"a/../b","$targetId":"d1","$relationshipName":"contains"}`,
 	}
 	raw := make([][]byte, len(lines))
 	for i, l := range lines {
@@ -171,7 +174,7 @@ func TestImportRelationships(t *testing.T) {
 	rs, errs := e.g.PrepareImportRelationships(raw, view, nowText, trace)
 	wantKinds := []twin.Kind{0, 0, 0, twin.KindInvalidRelationship, twin.KindTargetTwinNotFound, twin.KindTwinNotFound,
 		twin.KindOperationNotAllowed, twin.KindInvalidRelationship, twin.KindValidationFailed, twin.KindInvalidArgument,
-		twin.KindInvalidArgument, twin.KindInvalidRelationship}
+		twin.KindInvalidArgument, twin.KindInvalidRelationship, twin.KindInvalidArgument}
 	for i, k := range wantKinds {
 		if k == 0 {
 			if errs[i] != nil {

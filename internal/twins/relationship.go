@@ -74,8 +74,8 @@ func (s *Service) PutRelationship(ctx context.Context, sourceID, id string, body
 	if err != nil {
 		return store.Relationship{}, err
 	}
-	if id == "" {
-		return store.Relationship{}, twin.InvalidArgument("The relationship id must not be empty.")
+	if err := twin.CheckID(twin.KindInvalidArgument, "relationship", id); err != nil {
+		return store.Relationship{}, err
 	}
 	if len(body) > s.cfg.Limits.RequestBytes {
 		return store.Relationship{}, tooLarge("relationship", len(body), s.cfg.Limits.RequestBytes)

@@ -83,11 +83,15 @@ type newTwinDoc struct {
 	isComp func(string) bool
 }
 
-// newTwin builds twin id from a decoded body, which it consumes, at time now: the body must
-// name its model in $metadata.$model, the model must exist (ValidationFailed) and not be
-// decommissioned (ModelDecommissioned), and the twin must validate against it within the
-// size limits.
+// newTwin builds twin id from a decoded body, which it consumes, at time now: id must be an
+// id by twin.CheckID (InvalidArgument), the body must name its model in $metadata.$model, the
+// model must exist (ValidationFailed) and not be decommissioned (ModelDecommissioned), and
+// the twin must validate against it within the size limits. Every way a twin is created
+// (PUT, import jobs, ingress mappings) goes through it.
 func (s *Service) newTwin(id string, in map[string]any, now string) (newTwinDoc, error) {
+	if err := twin.CheckID(twin.KindInvalidArgument, "twin", id); err != nil {
+		return newTwinDoc{}, err
+	}
 	model := twin.ModelOf(in)
 	if model == "" {
 		return newTwinDoc{}, twin.InvalidTwin("The twin must specify its model in $metadata.$model.")

@@ -329,3 +329,19 @@ func TestComponent(t *testing.T) {
 	wantErr(t, err, twin.KindPreconditionFailed, "")
 	e.noEvents()
 }
+
+// TestBadIDs checks that no twin or relationship is created under an id twin.CheckID refuses,
+// whichever way it comes in.
+func TestBadIDs(t *testing.T) {
+	ctx := context.Background()
+	e := newRoomEnv(t)
+	if _, err := e.g.PutTwin(ctx, "r1", []byte(roomBody), "", trace); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"..", "a/./b", "a\x01b", "\xff", strings.Repeat("x", twin.MaxIDBytes+1)} {
+		_, err := e.g.PutTwin(ctx, id, []byte(roomBody), "", trace)
+		wantErr(t, err, twin.KindInvalidArgument, "The twin id ")
+		_, err = e.g.PutRelationship(ctx, "r1", id, []byte(`{"$targetId":"r1","$relationshipName":"near"}`), "", trace)
+		wantErr(t, err, twin.KindInvalidArgument, "The relationship id ")
+	}
+}
