@@ -1,11 +1,29 @@
 # The one command that checks everything: `make test`. .ci/run runs exactly this.
 
-.PHONY: test sdk-deps run
+.PHONY: test fuzz sdk-deps run
 
-## test: vet, then every Go test with the race detector, the JavaScript SDK test included.
+## test: vet, every Go test with the race detector (the JavaScript SDK test included), then
+## a bounded run of every fuzz target.
 test: sdk-deps
 	go vet ./...
 	go test -race ./...
+	$(MAKE) fuzz
+
+# FUZZ_TARGETS lists every fuzz target as package:Name; FUZZTIME bounds each one's run.
+# Crashers a run finds are written to the package's testdata/fuzz, to be fixed and committed.
+FUZZ_TARGETS = \
+	./internal/api:FuzzAPI ./internal/api:FuzzTwinDoc \
+	./internal/twin:FuzzEncode ./internal/twin:FuzzDecode ./internal/twin:FuzzApplyTwinPatch ./internal/twin:FuzzParsePatch \
+	./internal/query:FuzzParse ./internal/graph:FuzzMember \
+	./internal/dtdl:FuzzParse ./internal/dtdl:FuzzValidate
+FUZZTIME ?= 10s
+
+## fuzz: run each fuzz target for FUZZTIME (10s) beyond its seed corpus.
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 ## sdk-deps: install the pinned npm packages the SDK test drives (test/sdk/package-lock.json).
 sdk-deps:
