@@ -33,6 +33,9 @@ const FileName = "history.db"
 // DefaultReaders is the default size of the read pool.
 const DefaultReaders = 4
 
+// readMmap is how much of the database file each reading connection maps into memory.
+const readMmap = 1 << 32
+
 // Config configures a Store.
 type Config struct {
 	// Dir is the data directory; the database is Dir/FileName. Required.
@@ -101,7 +104,10 @@ func Open(cfg Config) (*Store, error) {
 		s.wdb.Close()
 		return nil, fmt.Errorf("create history schema in %s: %w", path, err)
 	}
-	s.rdb, err = sql.Open("sqlite", dsn(path, "query_only(1)", "busy_timeout(10000)", "cache_size(-16384)"))
+	// Readers map the file (up to readMmap bytes) instead of copying each page in with a
+	// system call: a past graph scans the whole property table.
+	s.rdb, err = sql.Open("sqlite", dsn(path, "query_only(1)", "busy_timeout(10000)", "cache_size(-16384)",
+		fmt.Sprintf("mmap_size(%d)", readMmap)))
 	if err != nil {
 		s.wdb.Close()
 		return nil, fmt.Errorf("open history database: %w", err)
