@@ -218,7 +218,7 @@ func (s *Store) pastProperties(ctx context.Context, tx *sql.Tx, at int64, from, 
 		args = append(args, to)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT Id, max(iif(RelationshipId = '' AND ModelId <> '', Seq, NULL)), ModelId,
-		group_concat(Seq || quote(RelationshipId) || Action || quote(Key) || Value, char(30))
+		group_concat(Seq || CASE RelationshipId WHEN '' THEN '' ELSE quote(RelationshipId) END || Action || quote(Key) || Value, char(30))
 		FROM `+s.t.Properties+` WHERE Id >= ? AND +TimeStamp <= ?`+bound+` GROUP BY Id ORDER BY Id`, args...)
 	if err != nil {
 		return err
@@ -282,9 +282,11 @@ func (s *Store) pastProperties(ctx context.Context, tx *sql.Tx, at int64, from, 
 }
 
 // parseEntries calls fn with each entry of the text pastProperties folds: entries separated
-// by U+001E, each <Seq><quote(RelationshipId)><Action><quote(Key)><Value>, where quote is
-// SQLite's (a literal in single quotes, quotes inside doubled): the action keeps the two
-// literals apart, and a JSON value never starts with a single quote. The literals may hold
+// by U+001E, each <Seq>[<quote(RelationshipId)>]<Action><quote(Key)><Value>, where quote is
+// SQLite's (a literal in single quotes, quotes inside doubled) and the relationship's
+// literal is left out for a twin property (a function call per row costs as much as the
+// rest of the entry): the action keeps the two literals apart, and a JSON value never
+// starts with a single quote. The literals may hold
 // any character, U+001E too, so each entry is read from its start; the Value, JSON text,
 // holds none. value is nil for a delete and, like the strings, valid only during the call.
 func parseEntries(text []byte, fn func(seq uint64, relID, key string, value []byte)) error {
@@ -301,9 +303,15 @@ func parseEntries(text []byte, fn func(seq uint64, relID, key string, value []by
 		for ; digits < len(text) && text[digits] >= '0' && text[digits] <= '9'; digits++ {
 			seq = seq*10 + uint64(text[digits]-'0')
 		}
-		relID, rest, ok := cutLiteral(text[digits:])
-		if digits == 0 || !ok {
+		if digits == 0 {
 			return bad()
+		}
+		relID, rest := "", text[digits:]
+		if len(rest) > 0 && rest[0] == '\'' {
+			var ok bool
+			if relID, rest, ok = cutLiteral(rest); !ok {
+				return bad()
+			}
 		}
 		q := bytes.IndexByte(rest, '\'')
 		if q < 0 {
