@@ -41,8 +41,12 @@ func scanProp(row pgx.Row) (history.PropertyEvent, error) {
 	return r, nil
 }
 
-// compact returns a copy of the jsonb text v without the spaces PostgreSQL puts in it.
+// compact returns a copy of the jsonb text v without the spaces PostgreSQL puts in it
+// (inside objects and arrays only).
 func compact(v []byte) json.RawMessage {
+	if len(v) > 0 && v[0] != '{' && v[0] != '[' {
+		return json.RawMessage(bytes.Clone(v))
+	}
 	var b bytes.Buffer
 	b.Grow(len(v))
 	if err := json.Compact(&b, v); err != nil {
@@ -171,11 +175,16 @@ func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error
 }
 
 // Past implements history.Store, reading one snapshot of the database (a repeatable read
-// transaction).
+// transaction). JIT compilation is off for it: its statements cost too little per row for
+// the compiled code to repay its compilation (about 1.5 s of a 3.7 s read of 2.5 million
+// property rows).
 func (s *Store) Past(ctx context.Context, at time.Time) (history.Past, error) {
 	var p history.Past
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) (err error) {
+			if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+				return fmt.Errorf("turn JIT off: %w", err)
+			}
 			p, err = s.past(ctx, tx, at)
 			return err
 		})
