@@ -16,6 +16,7 @@ import (
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
+	"github.com/twinflow/twinflow/internal/jsontext"
 	qlang "github.com/twinflow/twinflow/internal/query"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -477,7 +478,7 @@ func (a *API) pastIndex(ctx context.Context, asOf string) (*graph.Index, error) 
 	if h.Retention > 0 && t.Before(time.Now().Add(-h.Retention)) {
 		return nil, badRequest(fmt.Sprintf("asOf %s is older than the history's retention of %v.", asOf, h.Retention))
 	}
-	snap, err := h.Store.AsOf(ctx, t)
+	past, err := h.Store.Past(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("read the graph as of %s: %w", asOf, err)
 	}
@@ -485,42 +486,56 @@ func (a *API) pastIndex(ctx context.Context, asOf string) (*graph.Index, error) 
 	if models == nil {
 		models = func() *dtdl.ModelSet { return nil }
 	}
-	return graph.NewStatic(ctx, graph.Config{}, snapshotScanner{snap}, len(snap.Twins), models, a.logger)
+	return graph.NewStatic(ctx, graph.Config{}, pastScanner{past}, len(past.Twins), models, a.logger)
 }
 
-// snapshotScanner yields a history snapshot's twins and relationships as stored documents.
-type snapshotScanner struct{ snap history.Snapshot }
+// pastScanner yields the twins and relationships of a history.Past as stored documents:
+// each property object with the document's own members put in front, as
+// {"$dtId":...,"$metadata":{"$model":...},<properties>}.
+type pastScanner struct{ past history.Past }
 
-func (s snapshotScanner) ScanTwins() iter.Seq2[store.Twin, error] {
+func (s pastScanner) ScanTwins() iter.Seq2[store.Twin, error] {
 	return func(yield func(store.Twin, error) bool) {
-		for _, t := range s.snap.Twins {
-			doc := make(map[string]any, len(t.Properties)+2)
-			for k, v := range t.Properties {
-				doc[k] = v
-			}
-			doc["$dtId"] = t.ID
-			doc["$metadata"] = map[string]any{"$model": t.ModelID}
-			raw, err := json.Marshal(doc)
-			if !yield(store.Twin{ID: t.ID, ModelID: t.ModelID, Doc: raw}, err) || err != nil {
+		for _, t := range s.past.Twins {
+			doc := make([]byte, 0, len(t.ID)+len(t.ModelID)+len(t.Properties)+40)
+			doc = append(doc, `{"$dtId":`...)
+			doc = jsontext.AppendString(doc, t.ID)
+			doc = append(doc, `,"$metadata":{"$model":`...)
+			doc = jsontext.AppendString(doc, t.ModelID)
+			doc = appendMembers(append(doc, '}'), t.Properties)
+			if !yield(store.Twin{ID: t.ID, ModelID: t.ModelID, Doc: doc}, nil) {
 				return
 			}
 		}
 	}
 }
 
-func (s snapshotScanner) ScanRelationships() iter.Seq2[store.Relationship, error] {
+func (s pastScanner) ScanRelationships() iter.Seq2[store.Relationship, error] {
 	return func(yield func(store.Relationship, error) bool) {
-		for _, r := range s.snap.Relationships {
-			doc := make(map[string]any, len(r.Properties)+4)
-			for k, v := range r.Properties {
-				doc[k] = v
-			}
-			doc["$relationshipId"], doc["$sourceId"], doc["$targetId"], doc["$relationshipName"] = r.ID, r.SourceID, r.TargetID, r.Name
-			raw, err := json.Marshal(doc)
-			rel := store.Relationship{SourceID: r.SourceID, ID: r.ID, Name: r.Name, TargetID: r.TargetID, Doc: raw}
-			if !yield(rel, err) || err != nil {
+		for _, r := range s.past.Relationships {
+			doc := make([]byte, 0, len(r.ID)+len(r.Name)+len(r.SourceID)+len(r.TargetID)+len(r.Properties)+80)
+			doc = append(doc, `{"$relationshipId":`...)
+			doc = jsontext.AppendString(doc, r.ID)
+			doc = append(doc, `,"$relationshipName":`...)
+			doc = jsontext.AppendString(doc, r.Name)
+			doc = append(doc, `,"$sourceId":`...)
+			doc = jsontext.AppendString(doc, r.SourceID)
+			doc = append(doc, `,"$targetId":`...)
+			doc = jsontext.AppendString(doc, r.TargetID)
+			doc = appendMembers(doc, r.Properties)
+			rel := store.Relationship{SourceID: r.SourceID, ID: r.ID, Name: r.Name, TargetID: r.TargetID, Doc: doc}
+			if !yield(rel, nil) {
 				return
 			}
 		}
 	}
+}
+
+// appendMembers closes doc, a JSON object left open after a member, with the members of
+// props, a compact JSON object.
+func appendMembers(doc, props []byte) []byte {
+	if len(props) > 2 {
+		doc = append(append(doc, ','), props[1:len(props)-1]...)
+	}
+	return append(doc, '}')
 }

@@ -12,15 +12,19 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twinflow/twinflow/internal/jsontext"
 )
 
 // The table names ADT uses by default; Config lets a deployment choose others.
@@ -235,7 +239,8 @@ type Bucket struct {
 }
 
 // Snapshot is the twin graph as history tells it at one time: the twins and relationships
-// alive then, each with the property values it had.
+// alive then, each with the property values it had. It is a Past with its property objects
+// decoded.
 type Snapshot struct {
 	Twins         []TwinState
 	Relationships []RelationshipState
@@ -256,6 +261,91 @@ type RelationshipState struct {
 	Name       string
 	TargetID   string
 	Properties map[string]json.RawMessage
+}
+
+// Past is the twin graph as history tells it at one time, in the form a graph index loads:
+// the twins alive then in id order, and the relationships alive then in (source, id) order,
+// each with its properties as one JSON object.
+type Past struct {
+	Twins         []PastTwin
+	Relationships []PastRelationship
+}
+
+// PastTwin is a twin in a Past. Properties is a compact JSON object of the properties it
+// had (components as objects of their properties), its members in the byte order of their
+// names; "{}" when it had none.
+type PastTwin struct {
+	ID         string
+	ModelID    string
+	Properties json.RawMessage
+}
+
+// PastRelationship is a relationship in a Past, its Properties as a PastTwin's.
+type PastRelationship struct {
+	SourceID   string
+	ID         string
+	Name       string
+	TargetID   string
+	Properties json.RawMessage
+}
+
+// Snapshot returns p with its property objects decoded.
+func (p Past) Snapshot() (Snapshot, error) {
+	s := Snapshot{
+		Twins:         make([]TwinState, len(p.Twins)),
+		Relationships: make([]RelationshipState, len(p.Relationships)),
+	}
+	for i, t := range p.Twins {
+		s.Twins[i] = TwinState{ID: t.ID, ModelID: t.ModelID}
+		if err := json.Unmarshal(t.Properties, &s.Twins[i].Properties); err != nil {
+			return Snapshot{}, fmt.Errorf("decode the properties of twin %q: %w", t.ID, err)
+		}
+	}
+	for i, r := range p.Relationships {
+		s.Relationships[i] = RelationshipState{SourceID: r.SourceID, ID: r.ID, Name: r.Name, TargetID: r.TargetID}
+		if err := json.Unmarshal(r.Properties, &s.Relationships[i].Properties); err != nil {
+			return Snapshot{}, fmt.Errorf("decode the properties of relationship %q of %q: %w", r.ID, r.SourceID, err)
+		}
+	}
+	return s, nil
+}
+
+// Member is a property of a twin or relationship as a store reads it for Past: its name,
+// the Seq of the row that set it and, unless the row removed it, its JSON value.
+type Member struct {
+	Key   string
+	Seq   uint64
+	Value json.RawMessage // nil when the row removed the property
+}
+
+// AppendProperties appends to dst the JSON object of the properties members leave set by
+// Seq from created on: of each key, the member with the greatest Seq wins, unless that Seq
+// is below created; a winner without a Value leaves the key out. It sorts members.
+func AppendProperties(dst []byte, members []Member, created uint64) []byte {
+	slices.SortFunc(members, func(a, b Member) int {
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
+	dst = append(dst, '{')
+	first := true
+	for i, m := range members {
+		if i+1 < len(members) && members[i+1].Key == m.Key {
+			continue // superseded
+		}
+		if m.Value == nil || m.Seq < created {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = jsontext.AppendString(dst, m.Key)
+		dst = append(dst, ':')
+		dst = append(dst, m.Value...)
+	}
+	return append(dst, '}')
 }
 
 // TableStats describes one table.
@@ -289,9 +379,15 @@ type Stats struct {
 //     error it yields it (with a zero row) and stops. Breaking out early is allowed.
 //   - Latest returns the newest property row (by Seq) of one property of a twin (or of one of
 //     its relationships); ok is false when there is none.
-//   - Aggregate, AsOf: see Aggregation and Snapshot. AsOf(t) counts rows with TimeStamp <= t.
+//   - Aggregate, Past: see Aggregation and Past. Past(t) counts rows with TimeStamp <= t and
+//     reads one snapshot of the store. Of each property (of each twin and of each
+//     relationship), the row with the greatest Seq counts; a twin's model is the ModelID of
+//     its newest property row after its creation that names one, else its lifecycle
+//     row's. Property rows older than the creation of their twin or relationship
+//     do not count.
 //     Aggregate answers as if from the raw rows, whatever the roll-ups hold (sums and
 //     averages aside, which may differ in the last bits of floating point).
+//   - AsOf returns Past(t).Snapshot().
 //   - Rollup takes one short step of rolling raw property rows up into the hourly roll-ups
 //     (see HourlySuffix): it aggregates a bounded slice of the rows at or above the
 //     watermark and below upTo, merges it into the roll-ups and moves the watermark past it,
@@ -315,6 +411,7 @@ type Store interface {
 	Latest(ctx context.Context, id, relationshipID, key string) (row PropertyEvent, ok bool, err error)
 	Aggregate(ctx context.Context, q Aggregation) ([]Bucket, error)
 	Rollup(ctx context.Context, upTo time.Time) (done bool, err error)
+	Past(ctx context.Context, t time.Time) (Past, error)
 	AsOf(ctx context.Context, t time.Time) (Snapshot, error)
 	Prune(ctx context.Context, before time.Time, max int) (int, error)
 	Stats(ctx context.Context) (Stats, error)

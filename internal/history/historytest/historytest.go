@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"Latest", testLatest},
 		{"Aggregate", testAggregate},
 		{"AsOf", testAsOf},
+		{"AsOfNames", testAsOfNames},
 		{"Prune", testPrune},
 		{"Concurrent", testConcurrent},
 		{"Telemetry", testTelemetry},
@@ -437,6 +439,63 @@ func testAsOf(t *testing.T, open Opener) {
 	for m, want := range graphWant {
 		if got := describe(t, st, m); got != want {
 			t.Errorf("AsOf(minute %d) = %s\nwant %s", m, got, want)
+		}
+	}
+}
+
+// testAsOfNames checks that twin ids, relationship ids and property names with quotes,
+// separators and control characters come back from Past as they went in, and that a value
+// set to null is not a removal.
+func testAsOfNames(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	odd := []string{"it's", "a''b", "x\x1ey", "p\x1fq'", "\"q\"", "sp ace", "ünï", "'"}
+	var rows history.Rows
+	seq := uint64(0)
+	for i, id := range odd {
+		seq++
+		rows.Twins = append(rows.Twins, history.TwinLifecycleEvent{Seq: seq, TwinID: id, Action: history.LifecycleCreate,
+			TimeStamp: at(0), ServiceID: "svc", ModelID: "dtmi:x:T;1"})
+		for j, key := range odd {
+			rows.Properties = append(rows.Properties, prop(seq, 0, id, key, fmt.Sprint(i*10+j)))
+		}
+		relID := odd[(i+1)%len(odd)]
+		seq++
+		rows.Relationships = append(rows.Relationships, history.RelationshipLifecycleEvent{Seq: seq, RelationshipID: relID,
+			Name: "to", Action: history.LifecycleCreate, TimeStamp: at(1), ServiceID: "svc", Source: id, Target: odd[0]})
+		w := prop(seq, 1, id, odd[i], `"w"`)
+		w.RelationshipID, w.RelationshipTarget = relID, odd[0]
+		rows.Properties = append(rows.Properties, w)
+	}
+	seq++
+	rows.Properties = append(rows.Properties, prop(seq, 2, odd[0], odd[1], "null"))
+	write(t, st, rows, seq)
+
+	s, err := st.AsOf(context.Background(), at(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Twins) != len(odd) || len(s.Relationships) != len(odd) {
+		t.Fatalf("AsOf: %d twins and %d relationships, want %d of each", len(s.Twins), len(s.Relationships), len(odd))
+	}
+	for _, tw := range s.Twins {
+		i := slices.Index(odd, tw.ID)
+		if i < 0 || len(tw.Properties) != len(odd) {
+			t.Fatalf("twin %q with %d properties, want one of %q with %d", tw.ID, len(tw.Properties), odd, len(odd))
+		}
+		for j, key := range odd {
+			want := fmt.Sprint(i*10 + j)
+			if i == 0 && j == 1 {
+				want = "null"
+			}
+			if got := string(tw.Properties[key]); got != want {
+				t.Errorf("twin %q property %q = %s, want %s", tw.ID, key, got, want)
+			}
+		}
+	}
+	for _, r := range s.Relationships {
+		i := slices.Index(odd, r.SourceID)
+		if i < 0 || r.ID != odd[(i+1)%len(odd)] || r.TargetID != odd[0] || string(r.Properties[odd[i]]) != `"w"` || len(r.Properties) != 1 {
+			t.Errorf("relationship %+v, want %q from %q with %q=\"w\"", r, odd[(i+1)%len(odd)], r.SourceID, r.SourceID)
 		}
 	}
 }

@@ -41,8 +41,12 @@ func scanProp(row pgx.Row) (history.PropertyEvent, error) {
 	return r, nil
 }
 
-// compact returns a copy of the jsonb text v without the spaces PostgreSQL puts in it.
+// compact returns a copy of the jsonb text v without the spaces PostgreSQL puts in it
+// (inside objects and arrays only).
 func compact(v []byte) json.RawMessage {
+	if len(v) > 0 && v[0] != '{' && v[0] != '[' {
+		return json.RawMessage(bytes.Clone(v))
+	}
 	var b bytes.Buffer
 	b.Grow(len(v))
 	if err := json.Compact(&b, v); err != nil {
@@ -146,34 +150,50 @@ func (s *Store) Aggregate(ctx context.Context, q history.Aggregation) ([]history
 	return out, nil
 }
 
-// AsOf implements history.Store, reading one snapshot of the database (a repeatable read
-// transaction).
+// AsOf implements history.Store.
 func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error) {
-	var snap history.Snapshot
+	p, err := s.Past(ctx, at)
+	if err != nil {
+		return history.Snapshot{}, err
+	}
+	return p.Snapshot()
+}
+
+// Past implements history.Store, reading one snapshot of the database (a repeatable read
+// transaction). JIT compilation is off for it: its statements cost too little per row for
+// the compiled code to repay its compilation (about 1.5 s of a 3.7 s read of 2.5 million
+// property rows).
+func (s *Store) Past(ctx context.Context, at time.Time) (history.Past, error) {
+	var p history.Past
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) (err error) {
-			snap, err = s.asOf(ctx, tx, at)
+			if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+				return fmt.Errorf("turn JIT off: %w", err)
+			}
+			p, err = s.past(ctx, tx, at)
 			return err
 		})
 	if err != nil {
-		return history.Snapshot{}, fmt.Errorf("rebuild graph as of %s: %w", at.Format(time.RFC3339Nano), err)
+		return history.Past{}, fmt.Errorf("rebuild graph as of %s: %w", at.Format(time.RFC3339Nano), err)
 	}
-	return snap, nil
+	return p, nil
 }
 
-func (s *Store) asOf(ctx context.Context, tx pgx.Tx, at time.Time) (history.Snapshot, error) {
+func (s *Store) past(ctx context.Context, tx pgx.Tx, at time.Time) (history.Past, error) {
 	type twinAt struct {
-		created, modelSeq int64
-		state             history.TwinState
+		created, newest int64
+		model           string
+		members         []history.Member
 	}
 	type relKey struct{ source, id string }
 	type relAt struct {
 		created int64
-		state   history.RelationshipState
+		rel     history.PastRelationship
+		members []history.Member
 	}
 	twins := map[string]*twinAt{}
 	rels := map[relKey]*relAt{}
-	var order []string
+	var past history.Past
 	var relOrder []relKey
 
 	var (
@@ -185,61 +205,64 @@ func (s *Store) asOf(ctx context.Context, tx pgx.Tx, at time.Time) (history.Snap
 		WHERE "TimeStamp" <= $1 ORDER BY "TwinId", "Seq" DESC`, at)
 	_, err := pgx.ForEachRow(rows, []any{&id, &seq, &action, &model}, func() error {
 		if action == history.LifecycleCreate {
-			twins[id] = &twinAt{created: seq, modelSeq: seq,
-				state: history.TwinState{ID: id, ModelID: model, Properties: map[string]json.RawMessage{}}}
-			order = append(order, id)
+			twins[id] = &twinAt{created: seq, newest: seq}
+			past.Twins = append(past.Twins, history.PastTwin{ID: id, ModelID: model})
 		}
 		return nil
 	})
 	if err != nil {
-		return history.Snapshot{}, fmt.Errorf("read twin lifecycle: %w", err)
+		return history.Past{}, fmt.Errorf("read twin lifecycle: %w", err)
 	}
 	var k relKey
 	rows, _ = tx.Query(ctx, `SELECT DISTINCT ON ("Source", "RelationshipId") "Source", "RelationshipId", "Seq", "Action", "Name", "Target"
 		FROM `+s.rel+` WHERE "TimeStamp" <= $1 ORDER BY "Source", "RelationshipId", "Seq" DESC`, at)
 	_, err = pgx.ForEachRow(rows, []any{&k.source, &k.id, &seq, &action, &name, &target}, func() error {
 		if action == history.LifecycleCreate {
-			rels[k] = &relAt{created: seq, state: history.RelationshipState{
-				SourceID: k.source, ID: k.id, Name: name, TargetID: target, Properties: map[string]json.RawMessage{}}}
+			rels[k] = &relAt{created: seq, rel: history.PastRelationship{SourceID: k.source, ID: k.id, Name: name, TargetID: target}}
 			relOrder = append(relOrder, k)
 		}
 		return nil
 	})
 	if err != nil {
-		return history.Snapshot{}, fmt.Errorf("read relationship lifecycle: %w", err)
+		return history.Past{}, fmt.Errorf("read relationship lifecycle: %w", err)
 	}
 	rows, _ = tx.Query(ctx, `SELECT DISTINCT ON ("Id", "RelationshipId", "Key") "Id", "RelationshipId", "Key", "Seq", "Action", "Value", "ModelId"
 		FROM `+s.prop+` WHERE "TimeStamp" <= $1 ORDER BY "Id", "RelationshipId", "Key", "Seq" DESC`, at)
 	_, err = pgx.ForEachRow(rows, []any{&id, &relID, &key, &seq, &action, &value, &model}, func() error {
+		m := history.Member{Key: key, Seq: uint64(seq)}
+		if action == history.ActionUpdate {
+			m.Value = compact(value)
+		}
 		if relID == "" {
 			t := twins[id]
-			if t == nil || seq < t.created {
+			if t == nil {
 				return nil
 			}
-			if model != "" && seq > t.modelSeq {
-				t.state.ModelID, t.modelSeq = model, seq
+			if model != "" && seq > t.newest {
+				t.model, t.newest = model, seq
 			}
-			if action == history.ActionUpdate {
-				t.state.Properties[key] = compact(value)
-			}
+			t.members = append(t.members, m)
 			return nil
 		}
-		r := rels[relKey{id, relID}]
-		if r == nil || seq < r.created || action != history.ActionUpdate {
-			return nil
+		if r := rels[relKey{id, relID}]; r != nil {
+			r.members = append(r.members, m)
 		}
-		r.state.Properties[key] = compact(value)
 		return nil
 	})
 	if err != nil {
-		return history.Snapshot{}, fmt.Errorf("read properties: %w", err)
+		return history.Past{}, fmt.Errorf("read properties: %w", err)
 	}
-	var snap history.Snapshot
-	for _, id := range order {
-		snap.Twins = append(snap.Twins, twins[id].state)
+	for i, pt := range past.Twins {
+		t := twins[pt.ID]
+		if t.model != "" {
+			past.Twins[i].ModelID = t.model
+		}
+		past.Twins[i].Properties = history.AppendProperties(nil, t.members, uint64(t.created))
 	}
 	for _, k := range relOrder {
-		snap.Relationships = append(snap.Relationships, rels[k].state)
+		r := rels[k]
+		r.rel.Properties = history.AppendProperties(nil, r.members, uint64(r.created))
+		past.Relationships = append(past.Relationships, r.rel)
 	}
-	return snap, nil
+	return past, nil
 }

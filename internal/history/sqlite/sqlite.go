@@ -14,7 +14,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -36,6 +35,9 @@ const FileName = "history.db"
 
 // DefaultReaders is the default size of the read pool.
 const DefaultReaders = 4
+
+// readMmap is how much of the database file each reading connection maps into memory.
+const readMmap = 1 << 32
 
 // Config configures a Store.
 type Config struct {
@@ -114,7 +116,10 @@ func Open(cfg Config) (*Store, error) {
 		s.wdb.Close()
 		return nil, fmt.Errorf("create history schema in %s: %w", path, err)
 	}
-	s.rdb, err = sql.Open("sqlite", dsn(path, "query_only(1)", "busy_timeout(10000)", "cache_size(-16384)"))
+	// Readers map the file (up to readMmap bytes) instead of copying each page in with a
+	// system call: a past graph scans the whole property table.
+	s.rdb, err = sql.Open("sqlite", dsn(path, "query_only(1)", "busy_timeout(10000)", "cache_size(-16384)",
+		fmt.Sprintf("mmap_size(%d)", readMmap)))
 	if err != nil {
 		s.wdb.Close()
 		return nil, fmt.Errorf("open history database: %w", err)
@@ -506,126 +511,4 @@ func slicesChunk(ids []string, n int) iter.Seq[[]string] {
 			ids = ids[k:]
 		}
 	}
-}
-
-// AsOf implements history.Store, reading one snapshot of the database.
-func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error) {
-	snap, err := s.asOf(ctx, at.UnixNano())
-	if err != nil {
-		return history.Snapshot{}, fmt.Errorf("rebuild graph as of %s: %w", at.Format(time.RFC3339Nano), err)
-	}
-	return snap, nil
-}
-
-func (s *Store) asOf(ctx context.Context, at int64) (history.Snapshot, error) {
-	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return history.Snapshot{}, err
-	}
-	defer tx.Rollback()
-	type twinAt struct {
-		created, modelSeq uint64
-		state             history.TwinState
-	}
-	type relKey struct{ source, id string }
-	type relAt struct {
-		created uint64
-		state   history.RelationshipState
-	}
-	twins := map[string]*twinAt{}
-	rels := map[relKey]*relAt{}
-	var order []string
-	var relOrder []relKey
-
-	rows, err := tx.QueryContext(ctx, `SELECT TwinId, max(Seq), Action, ModelId FROM `+s.t.TwinLifecycle+
-		` WHERE TimeStamp <= ? GROUP BY TwinId ORDER BY TwinId`, at)
-	if err != nil {
-		return history.Snapshot{}, err
-	}
-	for rows.Next() {
-		var (
-			id, action, model string
-			seq               int64
-		)
-		if err := rows.Scan(&id, &seq, &action, &model); err != nil {
-			rows.Close()
-			return history.Snapshot{}, err
-		}
-		if action == history.LifecycleCreate {
-			twins[id] = &twinAt{created: uint64(seq), modelSeq: uint64(seq),
-				state: history.TwinState{ID: id, ModelID: model, Properties: map[string]json.RawMessage{}}}
-			order = append(order, id)
-		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return history.Snapshot{}, err
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT Source, RelationshipId, max(Seq), Action, Name, Target FROM `+
-		s.t.RelationshipLifecycle+` WHERE TimeStamp <= ? GROUP BY Source, RelationshipId ORDER BY Source, RelationshipId`, at)
-	if err != nil {
-		return history.Snapshot{}, err
-	}
-	for rows.Next() {
-		var (
-			k                    relKey
-			seq                  int64
-			action, name, target string
-		)
-		if err := rows.Scan(&k.source, &k.id, &seq, &action, &name, &target); err != nil {
-			rows.Close()
-			return history.Snapshot{}, err
-		}
-		if action == history.LifecycleCreate {
-			rels[k] = &relAt{created: uint64(seq), state: history.RelationshipState{
-				SourceID: k.source, ID: k.id, Name: name, TargetID: target, Properties: map[string]json.RawMessage{}}}
-			relOrder = append(relOrder, k)
-		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return history.Snapshot{}, err
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT Id, RelationshipId, Key, max(Seq), Action, Value, ModelId FROM `+
-		s.t.Properties+` WHERE TimeStamp <= ? GROUP BY Id, RelationshipId, Key`, at)
-	if err != nil {
-		return history.Snapshot{}, err
-	}
-	for rows.Next() {
-		var (
-			id, relID, key, action, value, model string
-			seq                                  int64
-		)
-		if err := rows.Scan(&id, &relID, &key, &seq, &action, &value, &model); err != nil {
-			rows.Close()
-			return history.Snapshot{}, err
-		}
-		if relID == "" {
-			t := twins[id]
-			if t == nil || uint64(seq) < t.created {
-				continue
-			}
-			if model != "" && uint64(seq) > t.modelSeq {
-				t.state.ModelID, t.modelSeq = model, uint64(seq)
-			}
-			if action == history.ActionUpdate {
-				t.state.Properties[key] = json.RawMessage(value)
-			}
-			continue
-		}
-		r := rels[relKey{id, relID}]
-		if r == nil || uint64(seq) < r.created || action != history.ActionUpdate {
-			continue
-		}
-		r.state.Properties[key] = json.RawMessage(value)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return history.Snapshot{}, err
-	}
-	var snap history.Snapshot
-	for _, id := range order {
-		snap.Twins = append(snap.Twins, twins[id].state)
-	}
-	for _, k := range relOrder {
-		snap.Relationships = append(snap.Relationships, rels[k].state)
-	}
-	return snap, nil
 }
