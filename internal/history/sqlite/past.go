@@ -203,13 +203,15 @@ func (s *Store) pastRelationships(ctx context.Context, tx *sql.Tx, at int64) (pa
 // changed it) of twins, the twins in that range, in order; it collects the relationships'
 // rows into rels, each of which belongs to one range.
 //
-// The rows are read in one pass over the table in primary key order (Id, Key, TimeStamp,
-// Seq), so that no sort is needed, and SQLite folds the rows of each Id into one text of
+// Of each property only the newest row at or before at counts, so the rows are chosen from
+// the index on (Id, RelationshipId, Key, TimeStamp, Seq) alone, in its order and without a
+// sort (max picks the bare rowid of the row with the greatest Seq); only the chosen rows are
+// then read from the table. SQLite folds the chosen rows of each Id into one text of
 // entries: moving a million rows one column at a time through database/sql costs several
-// times more than the scan itself. Of each Id it also returns the Seq and model of its
-// newest twin property row that names a model (the bare ModelId takes the row max picks). The entries are
-// parsed by parseEntries. The unary plus keeps SQLite from reading the rows through the
-// retention index, one lookup per row, when the time looks selective to it.
+// times more than reading them. Of each Id it also returns the Seq and model of its newest
+// chosen twin property row that names a model (the bare ModelId takes the row max picks),
+// which is the newest of all its twin property rows that name one, since every twin
+// property row does. The entries are parsed by parseEntries.
 func (s *Store) pastProperties(ctx context.Context, tx *sql.Tx, at int64, from, to string, twins []pastTwin, rels pastRels) error {
 	args := []any{from, at}
 	bound := ""
@@ -217,9 +219,11 @@ func (s *Store) pastProperties(ctx context.Context, tx *sql.Tx, at int64, from, 
 		bound = ` AND Id < ?`
 		args = append(args, to)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT Id, max(iif(RelationshipId = '' AND ModelId <> '', Seq, NULL)), ModelId,
-		group_concat(Seq || CASE RelationshipId WHEN '' THEN '' ELSE quote(RelationshipId) END || Action || quote(Key) || Value, char(30))
-		FROM `+s.t.Properties+` WHERE Id >= ? AND +TimeStamp <= ?`+bound+` GROUP BY Id ORDER BY Id`, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT g.Id, max(iif(p.RelationshipId = '' AND p.ModelId <> '', p.Seq, NULL)), p.ModelId,
+		group_concat(p.Seq || CASE p.RelationshipId WHEN '' THEN '' ELSE quote(p.RelationshipId) END || p.Action || quote(p.Key) || p.Value, char(30))
+		FROM (SELECT Id, max(Seq), rowid AS r FROM `+s.t.Properties+` INDEXED BY `+s.t.Properties+`_by_key
+			WHERE Id >= ? AND TimeStamp <= ?`+bound+` GROUP BY Id, RelationshipId, Key) AS g
+		CROSS JOIN `+s.t.Properties+` AS p ON p.rowid = g.r GROUP BY g.Id ORDER BY g.Id`, args...)
 	if err != nil {
 		return err
 	}
