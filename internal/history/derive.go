@@ -638,7 +638,6 @@ func copyMap(m map[string]any) map[string]any {
 // grow between calls but must not shrink or change while the Prior is in use: it indexes
 // the rows it has seen, so that each lookup costs the same however large the batch.
 func Overlay(rows *Rows, next Prior) Prior {
-	type propertyKey struct{ id, relationshipID, key string }
 	var (
 		newest  map[propertyKey]int // index in rows.Properties of each key's newest row
 		indexed int                 // rows.Properties[:indexed] are in newest

@@ -146,10 +146,16 @@ type Writer struct {
 
 	mu     sync.Mutex
 	status Status
+	// newest is the deriving goroutine's memory of the newest row of each property.
+	newest newestRows
 	// behind holds the commit time of the first record of each batch read and not yet
 	// written, oldest first, when known.
 	behind []time.Time
 }
+
+// newestRowsMax bounds the properties whose newest rows a Writer remembers: some tens of
+// megabytes at most.
+const newestRowsMax = 1 << 18
 
 // batch is the rows of the records after one cursor, through another.
 type batch struct {
@@ -178,6 +184,7 @@ func New(cfg Config, log store.Log, st Store, logger *slog.Logger) (*Writer, err
 		log: log, st: st, logger: logger.With("component", "history"),
 	}
 	w.clog, _ = log.(store.ChangeLog)
+	w.newest.max = newestRowsMax
 	return w, nil
 }
 
@@ -291,6 +298,9 @@ func (w *Writer) fill(ctx context.Context, b, prev *batch, changes []store.Chang
 	b.rows.Reset()
 	b.skipped = 0
 	latest := func(id, relID, key string) (PropertyEvent, bool, error) {
+		if r, ok := w.newest.get(id, relID, key); ok {
+			return r, true, nil
+		}
 		return w.st.Latest(ctx, id, relID, key)
 	}
 	if prev != nil {
@@ -304,6 +314,36 @@ func (w *Writer) fill(ctx context.Context, b, prev *batch, changes []store.Chang
 		}
 	}
 	b.records, b.through = len(changes), changes[len(changes)-1].Seq
+	w.newest.add(b.rows.Properties)
+}
+
+// newestRows remembers the newest property row the writer derived for each property, up to
+// a bound, so that deriving records whose states the log no longer holds (a writer catching
+// up) seldom asks the store for the row before: a patch without sourceTime keeps the one its
+// property had, and a sub-property patch starts from the property's value. Rows enter in
+// log order, each batch's after it is derived, so every row remembered is the newest the
+// store has, or will have once the batches before are written.
+type newestRows struct {
+	max  int
+	rows map[propertyKey]PropertyEvent
+}
+
+// propertyKey names one property of a twin, or of one of its relationships.
+type propertyKey struct{ id, relationshipID, key string }
+
+func (n *newestRows) get(id, relID, key string) (PropertyEvent, bool) {
+	r, ok := n.rows[propertyKey{id, relID, key}]
+	return r, ok
+}
+
+// add remembers rows, forgetting everything first when they would pass the bound.
+func (n *newestRows) add(rows []PropertyEvent) {
+	if n.rows == nil || len(n.rows)+len(rows) > n.max {
+		n.rows = make(map[propertyKey]PropertyEvent, min(n.max, 2*len(rows)))
+	}
+	for _, r := range rows {
+		n.rows[propertyKey{r.ID, r.RelationshipID, r.Key}] = r
+	}
 }
 
 // write writes b's rows with its cursor, retrying with backoff until it succeeds or ctx
