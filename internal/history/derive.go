@@ -31,8 +31,9 @@ type Options struct {
 
 // Prior returns the newest row recorded for property key of twin id (of its relationship
 // relationshipID when that is set), before the record being derived; ok is false when there
-// is none. Derive asks for it only when a change patched part of a property whose new value
-// the log no longer knows (see store.Change).
+// is none. Derive asks for it only when the log no longer knows the state a change left (see
+// store.Change): for the value a sub-property patch starts from, and for the sourceTime (or
+// relationship target) a patched property keeps when the patch gives none.
 type Prior func(id, relationshipID, key string) (row PropertyEvent, ok bool, err error)
 
 // ErrUnknownValue is returned (wrapped) by Derive when a change patched part of a property
