@@ -289,6 +289,15 @@ type PastRelationship struct {
 	Properties json.RawMessage
 }
 
+// AsOf returns the graph st tells as of t, decoded: st.Past(t).Snapshot().
+func AsOf(ctx context.Context, st Store, t time.Time) (Snapshot, error) {
+	p, err := st.Past(ctx, t)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return p.Snapshot()
+}
+
 // Snapshot returns p with its property objects decoded.
 func (p Past) Snapshot() (Snapshot, error) {
 	s := Snapshot{
@@ -387,7 +396,6 @@ type Stats struct {
 //     do not count.
 //     Aggregate answers as if from the raw rows, whatever the roll-ups hold (sums and
 //     averages aside, which may differ in the last bits of floating point).
-//   - AsOf returns Past(t).Snapshot().
 //   - Rollup takes one short step of rolling raw property rows up into the hourly roll-ups
 //     (see HourlySuffix): it aggregates a bounded slice of the rows at or above the
 //     watermark and below upTo, merges it into the roll-ups and moves the watermark past it,
@@ -396,7 +404,7 @@ type Stats struct {
 //     the watermark, and Prune keeps the roll-ups consistent with what it deletes, so
 //     rolling up never changes what Aggregate answers, only how fast.
 //   - Prune deletes up to max rows (0: no limit) with TimeStamp before before and returns
-//     how many it deleted, keeping every row AsOf needs for times at or after before: the
+//     how many it deleted, keeping every row Past needs for times at or after before: the
 //     newest row of each property and of each entity's lifecycle, unless the entity was
 //     deleted before before. Telemetry rows before before all go. max bounds the rows
 //     deleted one by one; a store that drops a whole partition of prunable rows at once
@@ -412,7 +420,6 @@ type Store interface {
 	Aggregate(ctx context.Context, q Aggregation) ([]Bucket, error)
 	Rollup(ctx context.Context, upTo time.Time) (done bool, err error)
 	Past(ctx context.Context, t time.Time) (Past, error)
-	AsOf(ctx context.Context, t time.Time) (Snapshot, error)
 	Prune(ctx context.Context, before time.Time, max int) (int, error)
 	Stats(ctx context.Context) (Stats, error)
 	Close() error

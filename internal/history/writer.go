@@ -30,7 +30,7 @@ type Config struct {
 	ServiceID string
 	// SkipRemovals leaves property removals out of history, as ADT does unless its
 	// recordPropertyAndItemRemovals is set. twinflow records them by default, because
-	// rebuilding the graph as of a past time (Store.AsOf) needs them.
+	// rebuilding the graph as of a past time (Store.Past) needs them.
 	SkipRemovals bool
 	// RecordTelemetry records telemetry messages in the telemetry table; ADT records none.
 	RecordTelemetry bool

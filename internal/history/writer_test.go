@@ -160,7 +160,7 @@ r1/room1 n=2 update
 		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0} {AdtPropertyEvents_Hourly 0}]" {
 			t.Errorf("%s: tables %s", name, got)
 		}
-		snap, err := h.AsOf(context.Background(), time.Now())
+		snap, err := history.AsOf(context.Background(), h, time.Now())
 		if err != nil || len(snap.Twins) != 1 || snap.Twins[0].ID != "floor1" || len(snap.Relationships) != 0 {
 			t.Errorf("%s: AsOf(now) = %+v, %v", name, snap, err)
 		}
@@ -214,7 +214,7 @@ func TestWriterPrunes(t *testing.T) {
 	if got, want := dump(t, h, "room1")+dump(t, h, "floor1"), "/ name=\"f\" update\n"; got != want {
 		t.Fatalf("after pruning:\n%s\nwant\n%s", got, want)
 	}
-	snap, err := h.AsOf(context.Background(), time.Now().Add(24*time.Hour))
+	snap, err := history.AsOf(context.Background(), h, time.Now().Add(24*time.Hour))
 	if err != nil || len(snap.Twins) != 1 || string(snap.Twins[0].Properties["name"]) != `"f"` {
 		t.Fatalf("AsOf after pruning: %+v, %v", snap, err)
 	}

@@ -406,7 +406,7 @@ func graphHistory(t *testing.T, st history.Store) {
 // describe writes a snapshot in a fixed form.
 func describe(t *testing.T, st history.Store, m int) string {
 	t.Helper()
-	s, err := st.AsOf(context.Background(), at(m))
+	s, err := history.AsOf(context.Background(), st, at(m))
 	if err != nil {
 		t.Fatalf("AsOf(minute %d): %v", m, err)
 	}
@@ -470,7 +470,7 @@ func testAsOfNames(t *testing.T, open Opener) {
 	rows.Properties = append(rows.Properties, prop(seq, 2, odd[0], odd[1], "null"))
 	write(t, st, rows, seq)
 
-	s, err := st.AsOf(context.Background(), at(2))
+	s, err := history.AsOf(context.Background(), st, at(2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func days(t *testing.T, st *postgres.Store) string {
 
 func snapshot(t *testing.T, st history.Store, at time.Time) string {
 	t.Helper()
-	s, err := st.AsOf(t.Context(), at)
+	s, err := history.AsOf(t.Context(), st, at)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,15 +150,6 @@ func (s *Store) Aggregate(ctx context.Context, q history.Aggregation) ([]history
 	return out, nil
 }
 
-// AsOf implements history.Store.
-func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error) {
-	p, err := s.Past(ctx, at)
-	if err != nil {
-		return history.Snapshot{}, err
-	}
-	return p.Snapshot()
-}
-
 // Past implements history.Store, reading one snapshot of the database (a repeatable read
 // transaction). JIT compilation is off for it: its statements cost too little per row for
 // the compiled code to repay its compilation (about 1.5 s of a 3.7 s read of 2.5 million

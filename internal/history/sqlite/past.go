@@ -15,15 +15,6 @@ import (
 	"github.com/twinflow/twinflow/internal/history"
 )
 
-// AsOf implements history.Store.
-func (s *Store) AsOf(ctx context.Context, at time.Time) (history.Snapshot, error) {
-	p, err := s.Past(ctx, at)
-	if err != nil {
-		return history.Snapshot{}, err
-	}
-	return p.Snapshot()
-}
-
 // Past implements history.Store, reading one snapshot of the database: the lifecycle rows of
 // the twins and relationships, then the property rows at or before at in one pass in primary
 // key order, which SQLite folds into one row per twin (see pastProperties).
@@ -108,7 +99,7 @@ const snapshotAttempts = 3
 // readSnapshots begins n read transactions (at least one) on connections of the read pool
 // that see the same Writes, so that they can read parts of one state in parallel: each reads
 // the cursor, which fixes its snapshot (WAL mode), and the cursors must agree. Every Write
-// that adds rows moves the cursor. A Prune moves none, but changes nothing that AsOf reads
+// that adds rows moves the cursor. A Prune moves none, but changes nothing that Past reads
 // at or after its time, so transactions on either side of it read the same past graph. When
 // writes keep the cursors apart, it settles for one transaction.
 func (s *Store) readSnapshots(ctx context.Context, n int) ([]*sql.Tx, error) {

@@ -18,7 +18,7 @@ import (
 //     is left;
 //   - every telemetry row.
 //
-// So AsOf at any time at or after before gives what it gave before the prune. First, it
+// So Past at any time at or after before gives what it gave before the prune. First, it
 // raises the roll-ups' floor and deletes the roll-ups below it (see pruneRollups).
 func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, error) {
 	s.wmu.Lock()
