@@ -3,8 +3,23 @@ package history
 import (
 	"cmp"
 	"slices"
+	"strconv"
 	"time"
 )
+
+// Number returns v's value when v is a JSON number a float64 holds: the values aggregates
+// and roll-ups count, which the stores keep in their Num column. ok is false for any other
+// JSON value.
+func Number(v []byte) (n float64, ok bool) {
+	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return 0, false
+	}
+	n, err := strconv.ParseFloat(string(v), 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
 
 // Roll-ups: each store keeps, beside its property table, a table of hourly aggregates of the
 // numeric values of twin properties (relationship properties are left out), one row per (Id,

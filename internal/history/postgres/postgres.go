@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -348,10 +347,14 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 			if len(value) == 0 {
 				value = []byte("null")
 			}
-			num := number(value)
+			v, numeric := history.Number(value)
+			var num any // NULL unless numeric
+			if numeric {
+				num = v
+			}
 			props = append(props, []any{ts, src, nanos, r.ServiceID, r.ID, r.ModelID, r.Key, value,
 				num, r.RelationshipID, r.RelationshipTarget, r.Action, int64(r.Seq)})
-			if v, ok := num.(float64); ok && r.RelationshipID == "" && bounds.late(ts) {
+			if numeric && r.RelationshipID == "" && bounds.late(ts) {
 				late = append(late, lateRow{id: r.ID, key: r.Key, ts: ts, seq: int64(r.Seq), value: v})
 			}
 			times = append(times, ts)
@@ -438,19 +441,6 @@ var (
 	telemetryInsertColumns = []string{"TimeStamp", "SourceTimeStamp", "ServiceId", "Id", "Component", "ModelId",
 		"MessageId", "Value", "Seq"}
 )
-
-// number returns a JSON number's value, nil (NULL) for any other JSON value and for numbers
-// a float64 cannot hold.
-func number(v []byte) any {
-	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
-		return nil
-	}
-	f, err := strconv.ParseFloat(string(v), 64)
-	if err != nil {
-		return nil
-	}
-	return f
-}
 
 // Cursor implements history.Store.
 func (s *Store) Cursor(ctx context.Context) (uint64, error) {

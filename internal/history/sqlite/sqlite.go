@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -325,9 +324,12 @@ func (s *Store) insertProperties(ctx context.Context, tx *sql.Tx, rows []history
 		if r.Seq <= cursor {
 			continue
 		}
-		num := number(r.Value)
-		v, late := num.(float64)
-		late = late && r.RelationshipID == "" && bounds.late(r.TimeStamp.UnixNano())
+		v, numeric := history.Number(r.Value)
+		var num any // NULL unless numeric
+		if numeric {
+			num = v
+		}
+		late := numeric && r.RelationshipID == "" && bounds.late(r.TimeStamp.UnixNano())
 		if late {
 			if _, err := flush(); err != nil {
 				return err
@@ -357,18 +359,6 @@ func sourceTime(t time.Time) any {
 		return nil
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-// number returns a JSON number's value, NULL for any other JSON value.
-func number(v []byte) any {
-	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
-		return nil
-	}
-	f, err := strconv.ParseFloat(string(v), 64)
-	if err != nil {
-		return nil
-	}
-	return f
 }
 
 // Cursor implements history.Store.
