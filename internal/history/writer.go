@@ -132,8 +132,8 @@ type Status struct {
 //
 // Reading and deriving run on one goroutine and writing on another, one batch apart: while
 // the store commits a batch, the next is derived. A batch's rows may need the values of the
-// batch before it, which may not be committed yet, so each batch is derived over the
-// previous one's rows before the store's.
+// batch before it, which may not be committed yet, so the deriving goroutine remembers the
+// newest rows it derived (newestRows) and asks the store only for older ones.
 //
 // A Writer is started once by Run; Status is safe to call at any time.
 type Writer struct {
@@ -153,14 +153,13 @@ type Writer struct {
 	behind []time.Time
 }
 
-// newestRowsMax bounds the properties whose newest rows a Writer remembers: some tens of
-// megabytes at most.
-const newestRowsMax = 1 << 18
+// newestRowsMax bounds the properties whose newest rows a Writer remembers: with a few
+// hundred bytes a row, some tens of megabytes.
+const newestRowsMax = 1 << 17
 
 // batch is the rows of the records after one cursor, through another.
 type batch struct {
 	rows    Rows
-	records int
 	through uint64
 	skipped uint64
 }
@@ -245,7 +244,7 @@ func (w *Writer) Run(ctx context.Context) error {
 // unless the last read was full; a failed read is retried with backoff.
 func (w *Writer) derive(ctx context.Context, cursor uint64, free chan *batch, full chan<- *batch) {
 	var (
-		prev     *batch // the batch sent last, which may not be written yet
+		lastFull bool // the last read returned MaxBatch records
 		lastRead time.Time
 		backoff  = w.cfg.MinBackoff
 	)
@@ -256,7 +255,7 @@ func (w *Writer) derive(ctx context.Context, cursor uint64, free chan *batch, fu
 			return
 		case b = <-free:
 		}
-		if prev == nil || prev.records < w.cfg.MaxBatch {
+		if !lastFull {
 			if !sleep(ctx, time.Until(lastRead.Add(w.cfg.Linger))) {
 				return
 			}
@@ -281,20 +280,20 @@ func (w *Writer) derive(ctx context.Context, cursor uint64, free chan *batch, fu
 				"from", cursor+1, "to", first-1)
 		}
 		w.noteBehind(changes[0].Event.Time)
-		w.fill(ctx, b, prev, changes)
+		w.fill(ctx, b, changes)
+		lastFull = len(changes) == w.cfg.MaxBatch
 		cursor = b.through
 		select {
 		case <-ctx.Done():
 			return
 		case full <- b:
 		}
-		prev = b
 	}
 }
 
-// fill derives the rows of changes into b. Values not in b's own rows come from prev's
-// rows, then from the store: prev is the batch before b, which may not be written yet.
-func (w *Writer) fill(ctx context.Context, b, prev *batch, changes []store.Change) {
+// fill derives the rows of changes into b. Values not in b's own rows come from the rows
+// remembered (which hold every row of the batch before, written or not), then from the store.
+func (w *Writer) fill(ctx context.Context, b *batch, changes []store.Change) {
 	b.rows.Reset()
 	b.skipped = 0
 	latest := func(id, relID, key string) (PropertyEvent, bool, error) {
@@ -303,9 +302,6 @@ func (w *Writer) fill(ctx context.Context, b, prev *batch, changes []store.Chang
 		}
 		return w.st.Latest(ctx, id, relID, key)
 	}
-	if prev != nil {
-		latest = Overlay(&prev.rows, latest)
-	}
 	prior := Overlay(&b.rows, latest)
 	for _, ch := range changes {
 		if err := Derive(ch, w.opts, prior, &b.rows); err != nil {
@@ -313,7 +309,7 @@ func (w *Writer) fill(ctx context.Context, b, prev *batch, changes []store.Chang
 			w.logger.Warn("history rows of a change log record skipped", "seq", ch.Seq, "err", err)
 		}
 	}
-	b.records, b.through = len(changes), changes[len(changes)-1].Seq
+	b.through = changes[len(changes)-1].Seq
 	w.newest.add(b.rows.Properties)
 }
 

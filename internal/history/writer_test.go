@@ -83,7 +83,13 @@ func openHistory(t *testing.T) *hsqlite.Store {
 // runUntilCaughtUp runs a writer of log into h until it wrote through the log's end.
 func runUntilCaughtUp(t testing.TB, log store.Log, h history.Store) history.Status {
 	t.Helper()
-	w, err := history.New(history.Config{}, log, h, nil)
+	return runWriter(t, history.Config{}, log, h)
+}
+
+// runWriter runs a writer configured by cfg until it has every record of log.
+func runWriter(t testing.TB, cfg history.Config, log store.Log, h history.Store) history.Status {
+	t.Helper()
+	w, err := history.New(cfg, log, h, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,12 +134,15 @@ type plainLog struct{ store.Log }
 func TestWriterRecordsTheTwinService(t *testing.T) {
 	e := newEnv(t)
 	e.story()
-	known, replayed := openHistory(t), openHistory(t)
+	known, replayed, oneByOne := openHistory(t), openHistory(t), openHistory(t)
 	s := runUntilCaughtUp(t, e.store.Log(), known)
 	if s.Skipped != 0 || s.Rows == 0 || s.LagEvents != 0 {
 		t.Fatalf("status %+v", s)
 	}
 	runUntilCaughtUp(t, plainLog{e.store.Log()}, replayed)
+	// One record a batch: each patch's prior values come from the rows the writer remembers
+	// of earlier batches, or from the store, never from its own batch.
+	runWriter(t, history.Config{MaxBatch: 1, Linger: -1}, plainLog{e.store.Log()}, oneByOne)
 
 	wantRoom := `/ name="a" update
 / pos={"x":1,"y":2} update
@@ -146,7 +155,7 @@ func TestWriterRecordsTheTwinService(t *testing.T) {
 r1/room1 n=1 update
 r1/room1 n=2 update
 `
-	for name, h := range map[string]history.Store{"from states": known, "from patches": replayed} {
+	for name, h := range map[string]history.Store{"from states": known, "from patches": replayed, "one record a batch": oneByOne} {
 		if got := dump(t, h, "room1"); got != wantRoom {
 			t.Errorf("%s: room1's history:\n%s\nwant\n%s", name, got, wantRoom)
 		}
