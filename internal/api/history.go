@@ -63,6 +63,10 @@ type HistoryStatus struct {
 	// RolledUpTo is the watermark of the hourly roll-ups that POST /history/query reads
 	// whole hours from: the rows before it are rolled up. Absent while none is.
 	RolledUpTo string `json:"rolledUpTo,omitempty"`
+	// CheckpointedTo is how far the checkpoints that queries with asOf start from go: every
+	// checkpoint due before it is built. Absent while none is, and for a store without
+	// checkpoints (PostgreSQL).
+	CheckpointedTo string `json:"checkpointedTo,omitempty"`
 	// LastError is the writer's last failure to read the log or write, while it lasts.
 	LastError string `json:"lastError,omitempty"`
 }

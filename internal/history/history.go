@@ -425,6 +425,23 @@ type Store interface {
 	Close() error
 }
 
+// Checkpointer is a Store that keeps checkpoints of its past: the newest property rows of
+// every twin and relationship at a time, folded, so that Past at or after that time reads
+// the checkpoint and the rows after it instead of every row before it. Checkpoints change
+// how fast Past answers, never what it answers.
+//
+// Contract:
+//   - Checkpoint takes one step toward keeping checkpoints up to upTo: it builds the next
+//     checkpoint that is due (the store decides which, from the rows it has), or clears away
+//     the remains of one no longer valid; done is true when nothing is due. A step reads one
+//     snapshot and writes in short transactions, so Writes go on while it runs.
+//   - A Write of a row older than a checkpoint's time invalidates that checkpoint, and a
+//     checkpoint being built when such a row arrives is not published.
+type Checkpointer interface {
+	Store
+	Checkpoint(ctx context.Context, upTo time.Time) (done bool, err error)
+}
+
 // Tables names the tables of a store. Empty names take the defaults.
 type Tables struct {
 	Properties            string

@@ -123,6 +123,10 @@ type Status struct {
 	// RolledUpTo is how far the store's roll-ups go at least: the time the last roll-up pass
 	// since Run started rolled up to; zero before the first.
 	RolledUpTo time.Time
+	// CheckpointedTo is how far the store's checkpoints go at least (see Checkpointer): the
+	// time up to which the last checkpoint pass since Run started built every checkpoint
+	// due; zero before the first, and for a store that keeps none.
+	CheckpointedTo time.Time
 }
 
 // Writer keeps history current with the change log: it reads the log from the cursor the
@@ -468,13 +472,16 @@ func (w *Writer) Prune(ctx context.Context) error {
 	return nil
 }
 
-// rollupLoop rolls history up every RollupEvery until ctx ends.
+// rollupLoop rolls history up, and checkpoints it, every RollupEvery until ctx ends.
 func (w *Writer) rollupLoop(ctx context.Context) {
 	tick := time.NewTicker(w.cfg.RollupEvery)
 	defer tick.Stop()
 	for {
 		if err := w.Rollup(ctx); err != nil && ctx.Err() == nil {
 			w.logger.Warn("history roll-up failed", "err", err)
+		}
+		if err := w.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+			w.logger.Warn("history checkpoint failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -490,13 +497,7 @@ func (w *Writer) rollupLoop(ctx context.Context) {
 // writes would otherwise fall below the watermark, which costs more.
 func (w *Writer) Rollup(ctx context.Context) error {
 	upTo := w.cfg.Now().Add(-w.cfg.RollupDelay)
-	w.mu.Lock()
-	pending, behind := w.log.Last() > w.status.Cursor, time.Time{}
-	if len(w.behind) > 0 {
-		behind = w.behind[0]
-	}
-	w.mu.Unlock()
-	if pending && (behind.IsZero() || behind.Before(upTo)) {
+	if w.behindSince(upTo) {
 		return nil
 	}
 	for {
@@ -514,4 +515,44 @@ func (w *Writer) Rollup(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// Checkpoint takes the store's checkpoints up to RollupDelay ago, if it keeps any (see
+// Checkpointer), one step after another, and returns after the last. Like Rollup, it does
+// nothing while the writer is behind: a row written below a checkpoint's time invalidates it.
+func (w *Writer) Checkpoint(ctx context.Context) error {
+	cp, ok := w.st.(Checkpointer)
+	if !ok {
+		return nil
+	}
+	upTo := w.cfg.Now().Add(-w.cfg.RollupDelay)
+	if w.behindSince(upTo) {
+		return nil
+	}
+	for {
+		done, err := cp.Checkpoint(ctx, upTo)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+	}
+	w.mu.Lock()
+	if upTo.After(w.status.CheckpointedTo) {
+		w.status.CheckpointedTo = upTo
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// behindSince reports whether the writer has records to write from before upTo, or records
+// of a time it does not know yet.
+func (w *Writer) behindSince(upTo time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.log.Last() <= w.status.Cursor {
+		return false
+	}
+	return len(w.behind) == 0 || w.behind[0].Before(upTo)
 }

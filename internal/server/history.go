@@ -142,5 +142,8 @@ func (h *recorder) status(ctx context.Context) (api.HistoryStatus, error) {
 	if !stats.RolledUpTo.IsZero() {
 		out.RolledUpTo = stats.RolledUpTo.Format(time.RFC3339Nano)
 	}
+	if !ws.CheckpointedTo.IsZero() {
+		out.CheckpointedTo = ws.CheckpointedTo.Format(time.RFC3339Nano)
+	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -50,13 +51,37 @@ func (s *Store) past(ctx context.Context, at int64) (history.Past, error) {
 			tx.Rollback()
 		}
 	}()
-	twins, err := s.pastTwins(ctx, txs[0], at)
+	base, err := newestCheckpointAt(ctx, txs[0], at)
 	if err != nil {
-		return history.Past{}, fmt.Errorf("read twin lifecycle: %w", err)
+		return history.Past{}, err
 	}
-	rels, err := s.pastRelationships(ctx, txs[0], at)
-	if err != nil {
-		return history.Past{}, fmt.Errorf("read relationship lifecycle: %w", err)
+	// The rows after the checkpoint are read once, beside the lifecycle rows when there is
+	// a second transaction.
+	var (
+		twins []pastTwin
+		rels  pastRels
+		delta []deltaRow
+		first errgroup.Group
+	)
+	first.Go(func() (err error) {
+		if twins, err = s.pastTwins(ctx, txs[0], at); err != nil {
+			return fmt.Errorf("read twin lifecycle: %w", err)
+		}
+		if rels, err = s.pastRelationships(ctx, txs[0], at); err != nil {
+			return fmt.Errorf("read relationship lifecycle: %w", err)
+		}
+		return nil
+	})
+	if base.id != 0 {
+		first.Go(func() (err error) {
+			if delta, err = s.readDelta(ctx, txs[len(txs)-1], base, at); err != nil {
+				return fmt.Errorf("read property rows after the checkpoint: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := first.Wait(); err != nil {
+		return history.Past{}, err
 	}
 	// Each transaction reads the property rows of a range of ids starting at a twin's, each
 	// range with about as many twins.
@@ -71,7 +96,7 @@ func (s *Store) past(ctx context.Context, at int64) (history.Past, error) {
 		if i+1 < parts {
 			to = twins[hi].ID
 		}
-		g.Go(func() error { return s.pastProperties(ctx, tx, at, from, to, twins[lo:hi], rels) })
+		g.Go(func() error { return s.pastProperties(ctx, tx, base, delta, at, from, to, twins[lo:hi], rels) })
 	}
 	if err := g.Wait(); err != nil {
 		return history.Past{}, fmt.Errorf("read properties: %w", err)
@@ -189,91 +214,217 @@ func (s *Store) pastRelationships(ctx context.Context, tx *sql.Tx, at int64) (pa
 	return rels, rows.Err()
 }
 
-// pastProperties reads the property rows at or before at of the ids from from on, up to
-// to (excluded) unless it is empty, and sets the properties (and the model, when a row
-// changed it) of twins, the twins in that range, in order; it collects the relationships'
-// rows into rels, each of which belongs to one range.
-//
-// Of each property only the newest row at or before at counts, so the rows are chosen from
-// the index on (Id, RelationshipId, Key, TimeStamp, Seq) alone, in its order and without a
-// sort (max picks the bare rowid of the row with the greatest Seq); only the chosen rows are
-// then read from the table. SQLite folds the chosen rows of each Id into one text of
-// entries: moving a million rows one column at a time through database/sql costs several
-// times more than reading them. Of each Id it also returns the Seq and model of its newest
-// chosen twin property row that names a model (the bare ModelId takes the row max picks),
-// which is the newest of all its twin property rows that name one, since every twin
-// property row does. The entries are parsed by parseEntries.
-func (s *Store) pastProperties(ctx context.Context, tx *sql.Tx, at int64, from, to string, twins []pastTwin, rels pastRels) error {
-	args := []any{from, at}
-	bound := ""
-	if to != "" {
-		bound = ` AND Id < ?`
-		args = append(args, to)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT g.Id, max(iif(p.RelationshipId = '' AND p.ModelId <> '', p.Seq, NULL)), p.ModelId,
-		group_concat(p.Seq || CASE p.RelationshipId WHEN '' THEN '' ELSE quote(p.RelationshipId) END || p.Action || quote(p.Key) || p.Value, char(30))
-		FROM (SELECT Id, max(Seq), rowid AS r FROM `+s.t.Properties+` INDEXED BY `+s.t.Properties+`_by_key
-			WHERE Id >= ? AND TimeStamp <= ?`+bound+` GROUP BY Id, RelationshipId, Key) AS g
-		CROSS JOIN `+s.t.Properties+` AS p ON p.rowid = g.r GROUP BY g.Id ORDER BY g.Id`, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
+// pastProperties sets the properties (and the model, when a row changed it) of twins, the
+// twins alive at at whose ids are from from on, up to to (excluded) unless it is empty, in
+// order, from what fold reads of that range (base and delta as fold takes them); it collects the relationships' rows into rels,
+// each of which belongs to one range.
+func (s *Store) pastProperties(ctx context.Context, tx *sql.Tx, base checkpoint, delta []deltaRow, at int64, from, to string, twins []pastTwin, rels pastRels) error {
 	var (
 		arena   arena
 		members []history.Member
-		id      string
-		newest  sql.NullInt64
-		model   sql.NullString
-		entries sql.RawBytes
 	)
 	empty := json.RawMessage("{}") // Past's objects are not to be modified: twins may share it
 	next := 0                      // the first twin whose properties are not set yet
-	emptyUpTo := func(id string) {
-		for ; next < len(twins) && twins[next].ID < id; next++ {
+	err := s.fold(ctx, tx, base, delta, at, from, to, func(f *folded) error {
+		for ; next < len(twins) && twins[next].ID < f.id; next++ {
 			twins[next].Properties = empty
 		}
-	}
-	for rows.Next() {
-		if err := rows.Scan(&id, &newest, &model, &entries); err != nil {
-			return err
-		}
-		emptyUpTo(id)
 		var t *pastTwin
-		if next < len(twins) && twins[next].ID == id {
+		if next < len(twins) && twins[next].ID == f.id {
 			t = &twins[next]
 			next++
 		}
 		members = members[:0]
-		err := parseEntries(entries, func(seq uint64, relID, key string, value []byte) {
-			if relID == "" {
-				if t != nil {
-					members = append(members, history.Member{Key: key, Seq: seq, Value: value})
+		for _, text := range f.entries {
+			err := parseEntries(text, func(seq uint64, relID, key string, value []byte) {
+				if relID == "" {
+					if t != nil {
+						members = append(members, history.Member{Key: key, Seq: seq, Value: value})
+					}
+					return
 				}
-				return
+				if r := rels.index[[2]string{f.id, relID}]; r != nil {
+					r.members = append(r.members, history.Member{Key: key, Seq: seq, Value: bytes.Clone(value)})
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("twin %q: %w", f.id, err)
 			}
-			if r := rels.index[[2]string{id, relID}]; r != nil {
-				r.members = append(r.members, history.Member{Key: key, Seq: seq, Value: bytes.Clone(value)})
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("twin %q: %w", id, err)
 		}
 		if t == nil {
-			continue
+			return nil
 		}
-		if newest.Valid && uint64(newest.Int64) > t.created {
-			t.ModelID = model.String
+		if f.newest.Valid && uint64(f.newest.Int64) > t.created {
+			t.ModelID = f.model
 		}
 		t.Properties = arena.appendProperties(members, t.created)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	for ; next < len(twins); next++ {
 		twins[next].Properties = empty
 	}
 	return nil
+}
+
+// folded is what fold reads of one id: the texts of entries (see parseEntries) of its
+// property rows, which may hold several rows of a property, of which the greatest Seq
+// counts; and the Seq and model of its newest twin property row that names a model, if any.
+// Like sql.RawBytes, the texts are valid only until fn returns.
+type folded struct {
+	id      string
+	newest  sql.NullInt64
+	model   string
+	entries [2][]byte
+}
+
+// add takes in the newest model row of another text of the same id.
+func (f *folded) add(newest sql.NullInt64, model sql.NullString) {
+	if newest.Valid && (!f.newest.Valid || newest.Int64 > f.newest.Int64) {
+		f.newest, f.model = newest, model.String
+	}
+}
+
+// fold calls fn, in id order, with the property rows at or before at of each id from from on,
+// up to to (excluded) unless it is empty: without a base (the zero checkpoint), the newest
+// row of each property; with one, the newest of each property in base's entries and the rows
+// of delta, which readDelta read after base up to at.
+//
+// Without a base, the rows are chosen from the index on (Id, RelationshipId, Key, TimeStamp,
+// Seq) alone, in its order and without a sort (max picks the bare rowid of the row with the
+// greatest Seq); only the chosen rows are then read from the table. SQLite folds the chosen
+// rows of each Id into one text of entries (see selectFolded).
+func (s *Store) fold(ctx context.Context, tx *sql.Tx, base checkpoint, delta []deltaRow, at int64, from, to string, fn func(*folded) error) error {
+	bound, idArgs := "", []any{from}
+	if to != "" {
+		bound, idArgs = ` AND Id < ?`, append(idArgs, to)
+	}
+	if base.id == 0 {
+		rows, err := tx.QueryContext(ctx, selectFolded("g.Id")+` FROM (SELECT Id, max(Seq), rowid AS r FROM `+s.t.Properties+
+			` INDEXED BY `+s.t.Properties+`_by_key WHERE TimeStamp <= ? AND Id >= ?`+bound+` GROUP BY Id, RelationshipId, Key) AS g
+			CROSS JOIN `+s.t.Properties+` AS p ON p.rowid = g.r GROUP BY g.Id ORDER BY g.Id`, append([]any{at}, idArgs...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				f      folded
+				newest sql.NullInt64
+				model  sql.NullString
+				text   sql.RawBytes
+			)
+			if err := rows.Scan(&f.id, &newest, &model, &text); err != nil {
+				return err
+			}
+			f.add(newest, model)
+			f.entries[1] = text
+			if err := fn(&f); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	lo, _ := slices.BinarySearchFunc(delta, from, func(d deltaRow, id string) int { return strings.Compare(d.id, id) })
+	hi := len(delta)
+	if to != "" {
+		hi, _ = slices.BinarySearchFunc(delta, to, func(d deltaRow, id string) int { return strings.Compare(d.id, id) })
+	}
+	delta = delta[lo:hi]
+	cp, err := tx.QueryContext(ctx, `SELECT Id, Newest, ModelId, Entries FROM history_checkpoint_entries
+		WHERE Checkpoint = ? AND Id >= ?`+bound+` ORDER BY Id`, append([]any{base.id}, idArgs...)...)
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	var (
+		cpID    string
+		cpNew   sql.NullInt64
+		cpModel sql.NullString
+		cpText  sql.RawBytes
+	)
+	nextCP := func() (bool, error) {
+		if !cp.Next() {
+			return false, cp.Err()
+		}
+		return true, cp.Scan(&cpID, &cpNew, &cpModel, &cpText)
+	}
+	cpOK, err := nextCP()
+	// A merge join on Id: both are in byte order (SQLite's BINARY collation).
+	for err == nil && (cpOK || len(delta) > 0) {
+		takeCP := cpOK && (len(delta) == 0 || cpID <= delta[0].id)
+		takeDelta := len(delta) > 0 && (!cpOK || delta[0].id <= cpID)
+		var f folded
+		if takeCP {
+			f.id, f.entries[0] = cpID, cpText
+			f.add(cpNew, cpModel)
+		}
+		if takeDelta {
+			d := &delta[0]
+			f.id, f.entries[1] = d.id, d.text
+			f.add(d.newest, d.model)
+			delta = delta[1:]
+		}
+		if err := fn(&f); err != nil {
+			return err
+		}
+		if takeCP {
+			cpOK, err = nextCP()
+		}
+	}
+	return err
+}
+
+// selectFolded is the select list that folds the property rows p of each id (idColumn)
+// into one text of entries (see parseEntries), with the Seq and model of its newest twin
+// property row that names a model (the bare ModelId takes the row max picks); among rows
+// chosen as the newest of each property, that is the newest of all its twin property rows
+// that name one, since every twin property row does. Moving a million rows one column at a
+// time through database/sql costs several times more than reading them folded.
+func selectFolded(idColumn string) string {
+	return `SELECT ` + idColumn + `, max(iif(p.RelationshipId = '' AND p.ModelId <> '', p.Seq, NULL)), p.ModelId,
+		group_concat(p.Seq || CASE p.RelationshipId WHEN '' THEN '' ELSE quote(p.RelationshipId) END || p.Action || quote(p.Key) || p.Value, char(30))`
+}
+
+// deltaRow is the property rows of one id after a checkpoint, folded as selectFolded does.
+type deltaRow struct {
+	id     string
+	newest sql.NullInt64
+	model  sql.NullString
+	text   []byte
+}
+
+// readDelta returns, in id order, the property rows after base up to at, folded per id,
+// read through the TimeStamp index: as many rows as a checkpoint's policy lets pass before
+// the next, in one pass over the index for every range of ids fold is asked for.
+func (s *Store) readDelta(ctx context.Context, tx *sql.Tx, base checkpoint, at int64) ([]deltaRow, error) {
+	rows, err := tx.QueryContext(ctx, selectFolded("p.Id")+` FROM `+s.t.Properties+` AS p INDEXED BY `+s.t.Properties+`_retention
+		WHERE TimeStamp > ? AND TimeStamp <= ? GROUP BY p.Id ORDER BY p.Id`, base.at, at)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var (
+		out   []deltaRow
+		arena arena
+	)
+	for rows.Next() {
+		var (
+			d    deltaRow
+			text sql.RawBytes
+		)
+		if err := rows.Scan(&d.id, &d.newest, &d.model, &text); err != nil {
+			return nil, err
+		}
+		arena.reserve(len(text))
+		start := len(arena.buf)
+		arena.buf = append(arena.buf, text...)
+		d.text = arena.buf[start:len(arena.buf):len(arena.buf)]
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // parseEntries calls fn with each entry of the text pastProperties folds: entries separated

@@ -19,7 +19,8 @@ import (
 //   - every telemetry row.
 //
 // So Past at any time at or after before gives what it gave before the prune. First, it
-// raises the roll-ups' floor and deletes the roll-ups below it (see pruneRollups).
+// drops the checkpoints older than the newest at or before before (see pruneCheckpoints),
+// then raises the roll-ups' floor and deletes the roll-ups below it (see pruneRollups).
 func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -57,6 +58,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 			LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
 		{"telemetry rows", `DELETE FROM ` + te + ` WHERE (Id, TimeStamp, Seq) IN (
 			SELECT Id, TimeStamp, Seq FROM ` + te + ` WHERE TimeStamp < ?1 LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
+	}
+	if err := s.pruneCheckpoints(ctx, b); err != nil {
+		return 0, fmt.Errorf("prune history checkpoints before %s: %w", before.Format(time.RFC3339), err)
 	}
 	n, err := s.pruneRollups(ctx, before, limit)
 	if err != nil {

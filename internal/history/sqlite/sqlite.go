@@ -50,6 +50,9 @@ type Config struct {
 	NoSync bool
 	// RollupRows bounds the raw rows one Rollup step aggregates; 0 means DefaultRollupRows.
 	RollupRows int
+	// CheckpointRows is the fewest property rows after the newest checkpoint that make the
+	// next one due (see Store.Checkpoint); 0 means DefaultCheckpointRows.
+	CheckpointRows int
 }
 
 // Store is the SQLite history.Store. It is safe for concurrent use.
@@ -63,6 +66,13 @@ type Store struct {
 	rdb *sql.DB
 	q   queries
 	rq  rollupStatements
+	// newestCheckpoint is at least the time of the newest checkpoint, complete or not (-1:
+	// none), and building the checkpoint being built, if any; both guarded by wmu.
+	newestCheckpoint int64
+	building         *build
+	// beforePublish, if set, is called by a checkpoint's build after it has written the
+	// entries and before it publishes them: tests write rows there.
+	beforePublish func()
 }
 
 var _ history.Store = (*Store)(nil)
@@ -90,6 +100,12 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.RollupRows < 0 {
 		return nil, fmt.Errorf("sqlite history config: rollupRows: %d is negative", cfg.RollupRows)
 	}
+	if cfg.CheckpointRows == 0 {
+		cfg.CheckpointRows = DefaultCheckpointRows
+	}
+	if cfg.CheckpointRows < 0 {
+		return nil, fmt.Errorf("sqlite history config: checkpointRows: %d is negative", cfg.CheckpointRows)
+	}
 	t := cfg.Tables.WithDefaults()
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("sqlite history config: tables: %w", err)
@@ -111,7 +127,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open history database: %w", err)
 	}
 	s.wdb.SetMaxOpenConns(1)
-	if err := errors.Join(s.migrate(), s.migrateRollups()); err != nil {
+	if err := errors.Join(s.migrate(), s.migrateRollups(), s.migrateCheckpoints()); err != nil {
 		s.wdb.Close()
 		return nil, fmt.Errorf("create history schema in %s: %w", path, err)
 	}
@@ -287,6 +303,15 @@ func (s *Store) insertProperties(ctx context.Context, tx *sql.Tx, rows []history
 	}
 	bounds, err := s.readRollupBounds(ctx, tx)
 	if err != nil {
+		return err
+	}
+	oldest := int64(1<<63 - 1)
+	for i := range rows {
+		if rows[i].Seq > cursor {
+			oldest = min(oldest, rows[i].TimeStamp.UnixNano())
+		}
+	}
+	if err := s.noteWritten(ctx, tx, oldest); err != nil {
 		return err
 	}
 	const columns = 12

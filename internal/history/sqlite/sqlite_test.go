@@ -43,3 +43,15 @@ func TestRollupSteps(t *testing.T) {
 		return st
 	})
 }
+
+// TestCheckpoints runs the checkpoint tests on a store whose checkpoints are due every ten
+// property rows.
+func TestCheckpoints(t *testing.T) {
+	historytest.RunCheckpoint(t, func(t *testing.T, dir string) history.Store {
+		st, err := sqlite.Open(sqlite.Config{Dir: dir, CheckpointRows: 10, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
