@@ -86,6 +86,9 @@ func NewKeys(st store.Keys, now func() time.Time) *Keys {
 	return &Keys{store: st, now: now, cache: make(map[string]cachedKey)}
 }
 
+// Now returns the time on the clock keys are checked against.
+func (k *Keys) Now() time.Time { return k.now() }
+
 // Create makes a key with the given name and role that expires at expires (zero for never),
 // and returns its text, which is shown this once, with its description. It fails with a
 // *twin.Error of KindInvalidArgument for a name too long or not UTF-8, a role of none, or an
