@@ -168,6 +168,8 @@ func TestRunCommands(t *testing.T) {
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"serve", "-log-format", "xml"}, code: 2, stderr: "log format"},
 		{args: []string{"bench"}, code: 2, stderr: "Usage: twinflow bench"},
+		{args: []string{"serve", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir()}, code: 1, stderr: "without TLS: it is not a loopback address"},
+		{args: []string{"keys"}, code: 2, stderr: "Usage:\n  twinflow keys create"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package server wires twinflow together: it opens the store, builds the twin service
 // (package twins), the graph index that queries read (package graph), the runner of import
 // and delete jobs (package job) and the ADT API over them, serves them over HTTP(S) with
-// health endpoints, Prometheus /metrics and access logs, delivers routed events to endpoints
+// health endpoints, Prometheus /metrics and access logs, authenticating requests and
+// authorizing them by role (package auth), delivers routed events to endpoints
 // (packages eventroute, endpoint and outbox) and applies the messages of ingress sources to
 // twins (packages source and ingress/runner).
 //
