@@ -241,6 +241,9 @@ func TestDiscovery(t *testing.T) {
 	cl["iss"] = iss.URL + "/missing"
 	_, err := authenticate(a, iss.Token(t, cl))
 	wantUnauthorized(t, err, "the issuer's keys cannot be fetched: discovery: GET "+iss.URL+"/missing/.well-known/openid-configuration: 404")
+	// The next token within the interval makes no request, and says why it is refused.
+	_, err = authenticate(a, iss.Token(t, cl))
+	wantUnauthorized(t, err, "the issuer's keys cannot be fetched (they are tried again at most every 30s): discovery: GET ")
 }
 
 func TestAuthenticateHeader(t *testing.T) {
@@ -482,3 +485,28 @@ func TestCheckIssuerURL(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestOneFetchForConcurrentTokens checks that tokens arriving together with a key id the
+// server lacks share one fetch of the keys, and all wait for it.
+func TestOneFetchForConcurrentTokens(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	a := newAuth(t, iss, newClock(), nil)
+	tok := iss.Token(t, iss.Claims("svc", "Azure Digital Twins Data Reader"))
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			if _, err := authenticate(a, tok); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Authenticate: %v", err)
+	}
+	if n := iss.KeyFetches(); n != 1 {
+		t.Errorf("20 tokens at once fetched the keys %d times, want once", n)
+	}
+}

@@ -85,12 +85,18 @@ func (k *keySet) key(ctx context.Context, kid, alg string) (any, error) {
 		k.mu.Unlock()
 		return k.result(found, kid, err)
 	case !k.attempted.IsZero() && now.Sub(k.attempted) < k.cfg.KeysMinInterval:
+		lastErr := k.lastErr
 		k.mu.Unlock()
-		if len(found) > 0 {
+		switch {
+		case len(found) > 0:
 			return verificationKey(found), nil
+		case lastErr != nil:
+			return nil, &keyError{fmt.Sprintf("the issuer's keys cannot be fetched (they are tried again at most every %v): %v",
+				k.cfg.KeysMinInterval, lastErr)}
+		default:
+			return nil, &keyError{fmt.Sprintf("the token's signing key %q is not among the issuer's keys, which are fetched again at most every %v",
+				kid, k.cfg.KeysMinInterval)}
 		}
-		return nil, &keyError{fmt.Sprintf("the token's signing key %q is not among the issuer's keys, which are fetched again at most every %v",
-			kid, k.cfg.KeysMinInterval)}
 	}
 	ch := make(chan struct{})
 	k.fetching, k.attempted = ch, now
