@@ -15,7 +15,7 @@
 // it. Every decision is logged with the identity: refusals at info level, grants at debug.
 //
 // With authentication off (Config.Required false), requests are not authenticated at all:
-// credentials are ignored, and every request acts as Anonymous, which holds every role.
+// credentials are ignored, and every request acts as Anonymous(), which holds every role.
 package auth
 
 import (
@@ -52,9 +52,9 @@ type Identity struct {
 	Method Method
 }
 
-// Anonymous is the identity of every request while authentication is off: it holds every
-// role.
-var Anonymous = Identity{Name: "anonymous", Role: RoleAdmin, Method: MethodNone}
+// Anonymous returns the identity of every request while authentication is off: it holds
+// every role.
+func Anonymous() Identity { return Identity{Name: "anonymous", Role: RoleAdmin, Method: MethodNone} }
 
 // identityKey is the context key of a request's Identity.
 type identityKey struct{}
@@ -126,7 +126,7 @@ func (a *Authenticator) Required() bool { return a.required }
 // or revoked. With authentication off it returns Anonymous.
 func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if !a.required {
-		return Anonymous, nil
+		return Anonymous(), nil
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -172,7 +172,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			}
 			challenge := `Bearer realm="twinflow"`
 			if r.Header.Get("Authorization") != "" {
-				challenge += `, error="invalid_token", error_description="` + strings.ReplaceAll(te.Message, `"`, "'") + `"`
+				challenge += `, error="invalid_token", error_description="` + challengeText(te.Message) + `"`
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
 			a.logger.LogAttrs(r.Context(), slog.LevelInfo, "request refused: not authenticated",
@@ -183,6 +183,21 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 	})
+}
+
+// challengeText returns s as an error_description may hold it (RFC 6750, 3): printable ASCII
+// without double quotes or backslashes; a double quote becomes a single one, any other
+// character outside it "?".
+func challengeText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r < 0x20 || r > 0x7e || r == '\\':
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // Authorize checks that the identity Middleware authenticated r as holds need, and logs the

@@ -423,8 +423,8 @@ func TestAuthenticationOff(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer x")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
-	if w.Code != 200 || seen != auth.Anonymous {
-		t.Errorf("%d, identity %+v; want 200 as %+v", w.Code, seen, auth.Anonymous)
+	if w.Code != 200 || seen != auth.Anonymous() {
+		t.Errorf("%d, identity %+v; want 200 as %+v", w.Code, seen, auth.Anonymous())
 	}
 }
 

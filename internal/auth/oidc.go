@@ -31,11 +31,13 @@ const (
 	DefaultKeysMinInterval = 30 * time.Second
 )
 
-// DefaultRoles maps the names of ADT's roles, as Entra ID app roles or any issuer's role
-// claim values, to twinflow's roles. OIDCConfig.Roles replaces it.
-var DefaultRoles = map[string]Role{
-	"Azure Digital Twins Data Owner":  RoleOwner,
-	"Azure Digital Twins Data Reader": RoleReader,
+// DefaultRoles returns the mapping of role claim values used when OIDCConfig.Roles is empty:
+// the names of ADT's roles, as an issuer's role claim may carry them, to twinflow's roles.
+func DefaultRoles() map[string]Role {
+	return map[string]Role{
+		"Azure Digital Twins Data Owner":  RoleOwner,
+		"Azure Digital Twins Data Reader": RoleReader,
+	}
 }
 
 // defaultNameClaims are the claims tried in turn for an identity's name in the log when
@@ -70,7 +72,7 @@ type OIDCConfig struct {
 	RoleClaim string
 	// Roles maps role claim values to roles; a token gets the highest role of its values.
 	// A string value that is not mapped is also taken as a space-separated list (as OAuth
-	// scopes are). Empty means DefaultRoles. A token without a mapped value authenticates
+	// scopes are). Empty means DefaultRoles(). A token without a mapped value authenticates
 	// with RoleNone, and every operation refuses it with 403.
 	Roles map[string]Role
 	// NameClaim names the claim that names the identity in the log; empty tries
@@ -112,7 +114,7 @@ func newVerifier(cfg OIDCConfig, now func() time.Time, logger *slog.Logger) (*ve
 		cfg.RoleClaim = DefaultRoleClaim
 	}
 	if len(cfg.Roles) == 0 {
-		cfg.Roles = DefaultRoles
+		cfg.Roles = DefaultRoles()
 	}
 	if cfg.KeysMaxAge == 0 {
 		cfg.KeysMaxAge = DefaultKeysMaxAge
