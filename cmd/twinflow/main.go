@@ -4,6 +4,7 @@
 // Usage:
 //
 //	twinflow serve [flags]      run the server
+//	twinflow keys <command>     create, list and revoke API keys of a data directory
 //	twinflow bench <name> ...   measure throughput and restart time
 //	twinflow version            print the version
 //	twinflow help               print this help
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], getenv, stderr)
+	case "keys":
+		return runKeys(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "version":
@@ -75,6 +78,7 @@ func usage(w io.Writer) {
 
 Usage:
   twinflow serve [flags]           run the server (twinflow serve -h lists its flags)
+  twinflow keys create|list|revoke manage the API keys of a data directory (twinflow keys help)
   twinflow bench patch [flags]     measure PATCH throughput against the SQLite ceiling
   twinflow bench restart [flags]   measure restart time and memory with many twins
   twinflow bench delivery [flags]  measure the latency from PATCH to event at a NATS broker

@@ -52,6 +52,10 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		"largest request line and header fields, in `bytes`; larger requests get 431")
 	fs.DurationVar(&srv.BodyReadTimeout, "body-read-timeout", config.DefaultBodyReadTimeout,
 		"how long a request body may take to arrive; slower ones get 408")
+	fs.StringVar(&srv.Auth.Mode, "auth", config.AuthAuto,
+		"authentication: `mode` auto (required unless listening on loopback), required or off")
+	fs.BoolVar(&srv.Insecure, "insecure", false,
+		"listen on an address other than loopback without TLS or without authentication")
 	fs.StringVar(&o.configFile, "config", "",
 		"YAML config `file` declaring server settings, limits, jobs settings, endpoints, routes,\n"+
 			"sources and mappings")
@@ -128,6 +132,13 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		}
 		if !set["body-read-timeout"] && fs.BodyReadTimeout != 0 {
 			srv.BodyReadTimeout = fs.BodyReadTimeout
+		}
+		if !set["auth"] && fs.Auth.Mode != "" {
+			srv.Auth.Mode = fs.Auth.Mode
+		}
+		srv.Auth.OIDC = fs.Auth.OIDC
+		if !set["insecure"] {
+			srv.Insecure = fs.Insecure
 		}
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir

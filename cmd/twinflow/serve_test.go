@@ -35,6 +35,7 @@ func TestParseServe(t *testing.T) {
 			ShutdownTimeout: config.DefaultShutdownTimeout,
 			MaxHeaderBytes:  config.DefaultMaxHeaderBytes,
 			BodyReadTimeout: config.DefaultBodyReadTimeout,
+			Auth:            config.Auth{Mode: config.AuthAuto},
 		}),
 		logLevel:  slog.LevelInfo,
 		logFormat: "text",
@@ -59,6 +60,7 @@ func TestParseServe(t *testing.T) {
 				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--service-id", "tf.example",
 				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json", "--jobs-dir", "/srv/jobs",
 				"--allowed-hosts", "tf.example.com, 10.0.0.5:9000", "--max-header-bytes", "8192", "--body-read-timeout", "5s",
+				"--auth", "required", "--insecure",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
@@ -67,6 +69,7 @@ func TestParseServe(t *testing.T) {
 					ShutdownTimeout: 3 * time.Second,
 					AllowedHosts:    []string{"tf.example.com", "10.0.0.5:9000"},
 					MaxHeaderBytes:  8192, BodyReadTimeout: 5 * time.Second,
+					Auth: config.Auth{Mode: config.AuthRequired}, Insecure: true,
 				}, "/srv/jobs"),
 				logLevel:  slog.LevelDebug,
 				logFormat: "json",
@@ -80,6 +83,7 @@ func TestParseServe(t *testing.T) {
 				"TWINFLOW_SERVICE_ID": "env.example", "TWINFLOW_SHUTDOWN_TIMEOUT": "1m",
 				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json", "TWINFLOW_JOBS_DIR": "/tmp/jobs",
 				"TWINFLOW_ALLOWED_HOSTS": "*", "TWINFLOW_MAX_HEADER_BYTES": "4096", "TWINFLOW_BODY_READ_TIMEOUT": "1m",
+				"TWINFLOW_AUTH": "off", "TWINFLOW_INSECURE": "true",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
@@ -87,6 +91,7 @@ func TestParseServe(t *testing.T) {
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "env.example",
 					ShutdownTimeout: time.Minute,
 					AllowedHosts:    []string{"*"}, MaxHeaderBytes: 4096, BodyReadTimeout: time.Minute,
+					Auth: config.Auth{Mode: config.AuthOff}, Insecure: true,
 				}, "/tmp/jobs"),
 				logLevel:  slog.LevelWarn,
 				logFormat: "json",
@@ -112,6 +117,8 @@ func TestParseServe(t *testing.T) {
 		{name: "certificate without key", args: []string{"-tls-cert", "c.pem"}, wantErr: "together"},
 		{name: "listen without port", args: []string{"-listen", "localhost"}, wantErr: "listen"},
 		{name: "any host among others", args: []string{"-allowed-hosts", "a,*"}, wantErr: "server.allowedHosts[1]"},
+		{name: "unknown auth mode", args: []string{"-auth", "maybe"}, wantErr: `server.auth.mode: "maybe" is not`},
+		{name: "bad insecure", env: map[string]string{"TWINFLOW_INSECURE": "very"}, wantErr: "TWINFLOW_INSECURE"},
 		{name: "stray argument", args: []string{"now"}, wantErr: "unexpected arguments: now"},
 		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "not defined"},
 	}
@@ -161,6 +168,8 @@ func TestRunCommands(t *testing.T) {
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"serve", "-log-format", "xml"}, code: 2, stderr: "log format"},
 		{args: []string{"bench"}, code: 2, stderr: "Usage: twinflow bench"},
+		{args: []string{"serve", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir()}, code: 1, stderr: "without TLS: it is not a loopback address"},
+		{args: []string{"keys"}, code: 2, stderr: "Usage:\n  twinflow keys create"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -191,6 +200,12 @@ server:
   allowedHosts: [tf.example.com]
   maxHeaderBytes: 2048
   bodyReadTimeout: 7s
+  insecure: true
+  auth:
+    mode: required
+    oidc:
+      issuer: https://idp.example/realms/twins
+      audiences: [twinflow]
 delivery:
   maxRoutes: 9
 routes:
@@ -213,6 +228,17 @@ sources:
 	}
 	if o.server.Delivery.MaxRoutes != 9 || o.server.Routes["r"].EndpointName != "hook" || len(o.server.Sources) != 1 {
 		t.Errorf("config = %+v", o.server.Config)
+	}
+	if got.Auth.Mode != config.AuthRequired || got.Auth.OIDC.Issuer != "https://idp.example/realms/twins" || !got.Insecure {
+		t.Errorf("auth settings = %+v, insecure %v; want the file's", got.Auth, got.Insecure)
+	}
+	// A flag wins over the file's mode; the file's issuer stays.
+	o, err = parseServe([]string{"-config", file, "-auth", "off", "-insecure=false"}, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.server.Server; got.Auth.Mode != config.AuthOff || got.Auth.OIDC.Issuer == "" || got.Insecure {
+		t.Errorf("auth settings = %+v, insecure %v; want the flags' mode and insecure, the file's issuer", got.Auth, got.Insecure)
 	}
 
 	if err := os.WriteFile(file, []byte("sources:\n  plant: {sourceType: carrier-pigeon}\n"), 0o600); err != nil {

@@ -66,6 +66,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -114,6 +115,12 @@ type Config struct {
 	// MaxPushBodyBytes limits the body of POST /sources/{name}/messages. Default
 	// DefaultMaxPushBodyBytes.
 	MaxPushBodyBytes int64
+	// Auth authorizes each operation: the identity its auth.Authenticator.Middleware, in
+	// front of the API, authenticated the request as must hold the operation's role. Without
+	// it, every request may do everything, as with authentication off.
+	Auth *auth.Authenticator
+	// Keys serves the API keys; without it, their paths answer 404.
+	Keys *auth.Keys
 }
 
 func (c *Config) setDefaults() {
@@ -191,43 +198,65 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // error for writeError to translate. ver is the request's validated api-version.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, ver apiVersion) error
 
-// operation is one entry of the operation table: an ADT operation's method, path pattern and handler.
+// operation is one entry of the operation table: an operation's method, path pattern, the
+// least role that may call it, and its handler. Every operation names its role, so none can
+// be added without one.
 type operation struct {
 	method  string
 	path    string
+	access  auth.Role
 	handler handlerFunc
 }
 
 // operations is the operation table of models, twins, relationships, telemetry and queries;
-// deliveryOperations and jobOperations add event routes, endpoints and jobs. The paths of
-// operations missing from them answer 404.
+// deliveryOperations, jobOperations, historyOperations, ingressOperations and keyOperations
+// add event routes, endpoints, jobs, history, sources, mappings and keys (see allOperations).
+// The paths of operations missing from them answer 404.
+//
+// Roles follow ADT's: reads and queries need auth.RoleReader, every other ADT data-plane
+// operation auth.RoleOwner; twinflow's own resources (endpoints, sources, mappings, keys)
+// need auth.RoleAdmin, but pushing messages to an http source, which writes data as
+// telemetry does, needs auth.RoleOwner.
 func (a *API) operations() []operation {
 	return []operation{
-		{http.MethodPost, "/models", a.addModels},
-		{http.MethodGet, "/models", a.listModels},
-		{http.MethodGet, "/models/{id}", a.getModel},
-		{http.MethodPatch, "/models/{id}", a.patchModel},
-		{http.MethodDelete, "/models/{id}", a.deleteModel},
+		{http.MethodPost, "/models", auth.RoleOwner, a.addModels},
+		{http.MethodGet, "/models", auth.RoleReader, a.listModels},
+		{http.MethodGet, "/models/{id}", auth.RoleReader, a.getModel},
+		{http.MethodPatch, "/models/{id}", auth.RoleOwner, a.patchModel},
+		{http.MethodDelete, "/models/{id}", auth.RoleOwner, a.deleteModel},
 
-		{http.MethodGet, "/digitaltwins/{id}", a.getTwin},
-		{http.MethodPut, "/digitaltwins/{id}", a.putTwin},
-		{http.MethodPatch, "/digitaltwins/{id}", a.patchTwin},
-		{http.MethodDelete, "/digitaltwins/{id}", a.deleteTwin},
+		{http.MethodGet, "/digitaltwins/{id}", auth.RoleReader, a.getTwin},
+		{http.MethodPut, "/digitaltwins/{id}", auth.RoleOwner, a.putTwin},
+		{http.MethodPatch, "/digitaltwins/{id}", auth.RoleOwner, a.patchTwin},
+		{http.MethodDelete, "/digitaltwins/{id}", auth.RoleOwner, a.deleteTwin},
 
-		{http.MethodGet, "/digitaltwins/{id}/components/{component}", a.getComponent},
-		{http.MethodPatch, "/digitaltwins/{id}/components/{component}", a.patchComponent},
+		{http.MethodGet, "/digitaltwins/{id}/components/{component}", auth.RoleReader, a.getComponent},
+		{http.MethodPatch, "/digitaltwins/{id}/components/{component}", auth.RoleOwner, a.patchComponent},
 
-		{http.MethodGet, "/digitaltwins/{id}/relationships", a.listRelationships},
-		{http.MethodGet, "/digitaltwins/{id}/incomingrelationships", a.listIncomingRelationships},
-		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}", a.getRelationship},
-		{http.MethodPut, "/digitaltwins/{id}/relationships/{rel}", a.putRelationship},
-		{http.MethodPatch, "/digitaltwins/{id}/relationships/{rel}", a.patchRelationship},
-		{http.MethodDelete, "/digitaltwins/{id}/relationships/{rel}", a.deleteRelationship},
+		{http.MethodGet, "/digitaltwins/{id}/relationships", auth.RoleReader, a.listRelationships},
+		{http.MethodGet, "/digitaltwins/{id}/incomingrelationships", auth.RoleReader, a.listIncomingRelationships},
+		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}", auth.RoleReader, a.getRelationship},
+		{http.MethodPut, "/digitaltwins/{id}/relationships/{rel}", auth.RoleOwner, a.putRelationship},
+		{http.MethodPatch, "/digitaltwins/{id}/relationships/{rel}", auth.RoleOwner, a.patchRelationship},
+		{http.MethodDelete, "/digitaltwins/{id}/relationships/{rel}", auth.RoleOwner, a.deleteRelationship},
 
-		{http.MethodPost, "/digitaltwins/{id}/telemetry", a.sendTelemetry},
-		{http.MethodPost, "/digitaltwins/{id}/components/{component}/telemetry", a.sendComponentTelemetry},
-		{http.MethodPost, "/query", a.runQuery},
+		{http.MethodPost, "/digitaltwins/{id}/telemetry", auth.RoleOwner, a.sendTelemetry},
+		{http.MethodPost, "/digitaltwins/{id}/components/{component}/telemetry", auth.RoleOwner, a.sendComponentTelemetry},
+		{http.MethodPost, "/query", auth.RoleReader, a.runQuery},
 	}
+}
+
+// allOperations is the whole operation table: every group of operations the API's Config
+// serves.
+func (a *API) allOperations() []operation {
+	var ops []operation
+	for _, group := range [][]operation{
+		a.operations(), a.deliveryOperations(), a.jobOperations(), a.historyOperations(),
+		a.ingressOperations(), a.keyOperations(),
+	} {
+		ops = append(ops, group...)
+	}
+	return ops
 }
 
 // register installs the operation table on the mux. Each path also gets a method-less pattern that
@@ -236,11 +265,8 @@ func (a *API) operations() []operation {
 func (a *API) register() {
 	allowed := make(map[string][]string)
 	var paths []string
-	ops := append(a.operations(), a.deliveryOperations()...)
-	ops = append(ops, a.jobOperations()...)
-	ops = append(ops, a.historyOperations()...)
-	for _, op := range append(ops, a.ingressOperations()...) {
-		a.mux.Handle(op.method+" "+op.path, a.serve(op.handler, inputOf(op)))
+	for _, op := range a.allOperations() {
+		a.mux.Handle(op.method+" "+op.path, a.serve(op, inputOf(op)))
 		if _, ok := allowed[op.path]; !ok {
 			paths = append(paths, op.path)
 		}
@@ -262,11 +288,13 @@ func (a *API) register() {
 	})
 }
 
-// serve adapts a handlerFunc to http.Handler: it checks the request's input (see
-// input.check) and api-version, runs h and translates the error it returns. A panic in h is
-// logged with its stack and answered as an internal error, so the client gets an ADT body
-// instead of a dropped connection.
-func (a *API) serve(h handlerFunc, in input) http.Handler {
+// serve adapts op's handler to http.Handler: it checks that the request's identity holds
+// op's role (see Config.Auth), then the request's input (see input.check) and api-version,
+// runs the handler and translates the error it returns. A panic in the handler is logged with
+// its stack and answered as an internal error, so the client gets an ADT body instead of a
+// dropped connection.
+func (a *API) serve(op operation, in input) http.Handler {
+	h := op.handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			v := recover()
@@ -279,7 +307,13 @@ func (a *API) serve(h handlerFunc, in input) http.Handler {
 			a.writeError(w, r, fmt.Errorf("handler panicked: %v\n%s", v, debug.Stack()))
 		}()
 		var ver apiVersion
-		err := in.check(r)
+		var err error
+		if a.cfg.Auth != nil {
+			err = a.cfg.Auth.Authorize(r, op.access)
+		}
+		if err == nil {
+			err = in.check(r)
+		}
 		if err == nil {
 			ver, err = parseAPIVersion(queryValue(r, "api-version"))
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/eventroute"
@@ -46,15 +47,15 @@ func (a *API) deliveryOperations() []operation {
 		return nil
 	}
 	return append(a.eventRouteOperations(),
-		operation{http.MethodGet, "/endpoints", a.listEndpoints},
-		operation{http.MethodGet, "/endpoints/{name}", a.getEndpoint},
-		operation{http.MethodPut, "/endpoints/{name}", a.putEndpoint},
-		operation{http.MethodDelete, "/endpoints/{name}", a.deleteEndpoint},
-		operation{http.MethodPost, "/endpoints/{name}/replay", a.replayEndpoint},
-		operation{http.MethodGet, "/endpoints/{name}/deadletters", a.listDeadLetters},
-		operation{http.MethodGet, "/endpoints/{name}/deadletters/{id}", a.getDeadLetter},
-		operation{http.MethodDelete, "/endpoints/{name}/deadletters/{id}", a.deleteDeadLetter},
-		operation{http.MethodPost, "/endpoints/{name}/deadletters/{id}/redrive", a.redriveDeadLetter},
+		operation{http.MethodGet, "/endpoints", auth.RoleAdmin, a.listEndpoints},
+		operation{http.MethodGet, "/endpoints/{name}", auth.RoleAdmin, a.getEndpoint},
+		operation{http.MethodPut, "/endpoints/{name}", auth.RoleAdmin, a.putEndpoint},
+		operation{http.MethodDelete, "/endpoints/{name}", auth.RoleAdmin, a.deleteEndpoint},
+		operation{http.MethodPost, "/endpoints/{name}/replay", auth.RoleAdmin, a.replayEndpoint},
+		operation{http.MethodGet, "/endpoints/{name}/deadletters", auth.RoleAdmin, a.listDeadLetters},
+		operation{http.MethodGet, "/endpoints/{name}/deadletters/{id}", auth.RoleAdmin, a.getDeadLetter},
+		operation{http.MethodDelete, "/endpoints/{name}/deadletters/{id}", auth.RoleAdmin, a.deleteDeadLetter},
+		operation{http.MethodPost, "/endpoints/{name}/deadletters/{id}/redrive", auth.RoleAdmin, a.redriveDeadLetter},
 	)
 }
 

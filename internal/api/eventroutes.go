@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/eventroute"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -25,10 +26,10 @@ type eventRouteJSON struct {
 // eventRouteOperations are the event route operations (ER1–ER4).
 func (a *API) eventRouteOperations() []operation {
 	return []operation{
-		{http.MethodGet, "/eventroutes", a.listEventRoutes},
-		{http.MethodGet, "/eventroutes/{id}", a.getEventRoute},
-		{http.MethodPut, "/eventroutes/{id}", a.putEventRoute},
-		{http.MethodDelete, "/eventroutes/{id}", a.deleteEventRoute},
+		{http.MethodGet, "/eventroutes", auth.RoleReader, a.listEventRoutes},
+		{http.MethodGet, "/eventroutes/{id}", auth.RoleReader, a.getEventRoute},
+		{http.MethodPut, "/eventroutes/{id}", auth.RoleOwner, a.putEventRoute},
+		{http.MethodDelete, "/eventroutes/{id}", auth.RoleOwner, a.deleteEventRoute},
 	}
 }
 

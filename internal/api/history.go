@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
@@ -76,10 +77,10 @@ func (a *API) historyOperations() []operation {
 		return nil
 	}
 	return []operation{
-		{http.MethodGet, "/digitaltwins/{id}/history", a.twinHistory},
-		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}/history", a.relationshipHistory},
-		{http.MethodPost, "/history/query", a.historyQuery},
-		{http.MethodGet, "/history/status", a.historyStatus},
+		{http.MethodGet, "/digitaltwins/{id}/history", auth.RoleReader, a.twinHistory},
+		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}/history", auth.RoleReader, a.relationshipHistory},
+		{http.MethodPost, "/history/query", auth.RoleReader, a.historyQuery},
+		{http.MethodGet, "/history/status", auth.RoleReader, a.historyStatus},
 	}
 }
 

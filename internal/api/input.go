@@ -78,6 +78,8 @@ func inputOf(op operation) input {
 			p.what = "source"
 		case "mappings":
 			p.what = "mapping"
+		case "keys":
+			p.what = "key"
 		case "deadletters":
 			p.what = "dead letter"
 		}

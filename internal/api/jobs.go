@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -30,14 +31,14 @@ func (a *API) jobOperations() []operation {
 		return nil
 	}
 	return []operation{
-		{http.MethodGet, "/jobs/imports", a.listImportJobs},
-		{http.MethodPut, "/jobs/imports/{id}", a.putImportJob},
-		{http.MethodGet, "/jobs/imports/{id}", a.getImportJob},
-		{http.MethodDelete, "/jobs/imports/{id}", a.deleteImportJob},
-		{http.MethodPost, "/jobs/imports/{id}/cancel", a.cancelImportJob},
-		{http.MethodPost, "/jobs/deletions", a.postDeleteJob},
-		{http.MethodGet, "/jobs/deletions", a.listDeleteJobs},
-		{http.MethodGet, "/jobs/deletions/{id}", a.getDeleteJob},
+		{http.MethodGet, "/jobs/imports", auth.RoleReader, a.listImportJobs},
+		{http.MethodPut, "/jobs/imports/{id}", auth.RoleOwner, a.putImportJob},
+		{http.MethodGet, "/jobs/imports/{id}", auth.RoleReader, a.getImportJob},
+		{http.MethodDelete, "/jobs/imports/{id}", auth.RoleOwner, a.deleteImportJob},
+		{http.MethodPost, "/jobs/imports/{id}/cancel", auth.RoleOwner, a.cancelImportJob},
+		{http.MethodPost, "/jobs/deletions", auth.RoleOwner, a.postDeleteJob},
+		{http.MethodGet, "/jobs/deletions", auth.RoleReader, a.listDeleteJobs},
+		{http.MethodGet, "/jobs/deletions/{id}", auth.RoleReader, a.getDeleteJob},
 	}
 }
 

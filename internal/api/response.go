@@ -33,11 +33,11 @@ type adtError struct {
 }
 
 // adtErrors is the one table from error kinds to HTTP statuses and ADT error codes. Every
-// twin.Kind has an entry. The codes of the endpoint, dead letter, source and mapping kinds
-// are twinflow's own; ADT has no such resources. So are those of the protocol-level refusals
-// ADT's front end answers with its own bodies (unknown path or method, media type, timeout,
-// header size, host): each is the PascalCase name of its HTTP status, the convention of
-// Azure's REST APIs.
+// twin.Kind has an entry. The codes of the endpoint, dead letter, source, mapping and key
+// kinds are twinflow's own; ADT has no such resources. So are those of the protocol-level
+// refusals ADT's front end answers with its own bodies (unknown path or method, media type,
+// timeout, header size, host, authentication, role): each is the PascalCase name of its HTTP
+// status, the convention of Azure's REST APIs.
 var adtErrors = map[twin.Kind]adtError{
 	twin.KindTwinNotFound:                     {http.StatusNotFound, "DigitalTwinNotFound"},
 	twin.KindTargetTwinNotFound:               {http.StatusNotFound, "TargetTwinNotFound"},
@@ -76,6 +76,7 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindSourceInUse:                      {http.StatusConflict, "SourceInUse"},
 	twin.KindSourceNotRunning:                 {http.StatusServiceUnavailable, "SourceNotRunning"},
 	twin.KindMappingNotFound:                  {http.StatusNotFound, "MappingNotFound"},
+	twin.KindKeyNotFound:                      {http.StatusNotFound, "KeyNotFound"},
 	twin.KindQueryInvalid:                     {http.StatusBadRequest, "SqlQueryError"},
 	twin.KindTimeout:                          {http.StatusBadRequest, "TimeoutError"},
 	twin.KindAPIVersionMissing:                {http.StatusBadRequest, "MissingApiVersionParameter"},
@@ -84,6 +85,8 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindRequestTimeout:                   {http.StatusRequestTimeout, "RequestTimeout"},
 	twin.KindHeaderTooLarge:                   {http.StatusRequestHeaderFieldsTooLarge, "RequestHeaderFieldsTooLarge"},
 	twin.KindHostNotAllowed:                   {http.StatusMisdirectedRequest, "MisdirectedRequest"},
+	twin.KindUnauthorized:                     {http.StatusUnauthorized, "Unauthorized"},
+	twin.KindForbidden:                        {http.StatusForbidden, "Forbidden"},
 	twin.KindMethodNotAllowed:                 {http.StatusMethodNotAllowed, "MethodNotAllowed"},
 	twin.KindPathNotFound:                     {http.StatusNotFound, "NotFound"},
 	twin.KindInternal:                         {http.StatusInternalServerError, "InternalServerError"},

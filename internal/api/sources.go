@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
 	"github.com/twinflow/twinflow/internal/source"
 	"github.com/twinflow/twinflow/internal/store"
@@ -52,20 +53,20 @@ func (a *API) ingressOperations() []operation {
 		return nil
 	}
 	return []operation{
-		{http.MethodGet, "/sources", a.listSources},
-		{http.MethodGet, "/sources/{name}", a.getSource},
-		{http.MethodPut, "/sources/{name}", a.putSource},
-		{http.MethodDelete, "/sources/{name}", a.deleteSource},
-		{http.MethodPost, pushPath, a.pushMessages},
-		{http.MethodGet, "/sources/{name}/deadletters", a.listSourceDeadLetters},
-		{http.MethodGet, "/sources/{name}/deadletters/{id}", a.getSourceDeadLetter},
-		{http.MethodDelete, "/sources/{name}/deadletters/{id}", a.deleteSourceDeadLetter},
-		{http.MethodPost, "/sources/{name}/deadletters/{id}/redrive", a.redriveSourceDeadLetter},
-		{http.MethodGet, "/mappings", a.listMappings},
-		{http.MethodGet, "/mappings/{name}", a.getMapping},
-		{http.MethodPut, "/mappings/{name}", a.putMapping},
-		{http.MethodDelete, "/mappings/{name}", a.deleteMapping},
-		{http.MethodPost, "/mappings/{name}/test", a.testMapping},
+		{http.MethodGet, "/sources", auth.RoleAdmin, a.listSources},
+		{http.MethodGet, "/sources/{name}", auth.RoleAdmin, a.getSource},
+		{http.MethodPut, "/sources/{name}", auth.RoleAdmin, a.putSource},
+		{http.MethodDelete, "/sources/{name}", auth.RoleAdmin, a.deleteSource},
+		{http.MethodPost, pushPath, auth.RoleOwner, a.pushMessages},
+		{http.MethodGet, "/sources/{name}/deadletters", auth.RoleAdmin, a.listSourceDeadLetters},
+		{http.MethodGet, "/sources/{name}/deadletters/{id}", auth.RoleAdmin, a.getSourceDeadLetter},
+		{http.MethodDelete, "/sources/{name}/deadletters/{id}", auth.RoleAdmin, a.deleteSourceDeadLetter},
+		{http.MethodPost, "/sources/{name}/deadletters/{id}/redrive", auth.RoleAdmin, a.redriveSourceDeadLetter},
+		{http.MethodGet, "/mappings", auth.RoleAdmin, a.listMappings},
+		{http.MethodGet, "/mappings/{name}", auth.RoleAdmin, a.getMapping},
+		{http.MethodPut, "/mappings/{name}", auth.RoleAdmin, a.putMapping},
+		{http.MethodDelete, "/mappings/{name}", auth.RoleAdmin, a.deleteMapping},
+		{http.MethodPost, "/mappings/{name}/test", auth.RoleAdmin, a.testMapping},
 	}
 }
 

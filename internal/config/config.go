@@ -23,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/source"
@@ -93,6 +94,53 @@ type Server struct {
 	// BodyReadTimeout bounds how long a request body may take to arrive; a slower one is
 	// refused with 408.
 	BodyReadTimeout time.Duration `yaml:"bodyReadTimeout"`
+	// Auth says how requests are authenticated.
+	Auth Auth `yaml:"auth"`
+	// Insecure lets the server listen on an address other than loopback without TLS, or
+	// without authentication, which it otherwise refuses to do.
+	Insecure bool `yaml:"insecure"`
+}
+
+// The values of Auth.Mode.
+const (
+	// AuthAuto requires authentication unless the server listens on a loopback address.
+	AuthAuto = "auto"
+	// AuthRequired requires authentication.
+	AuthRequired = "required"
+	// AuthOff authenticates no request: every request may do everything.
+	AuthOff = "off"
+)
+
+// Auth configures authentication: every request but the health probes must then carry an
+// API key (see POST /keys and `twinflow keys create`) or, with OIDC set, an access token of
+// that OpenID Connect issuer.
+type Auth struct {
+	// Mode is AuthAuto (the default when empty), AuthRequired or AuthOff.
+	Mode string `yaml:"mode"`
+	// OIDC, when its issuer is set, accepts that issuer's access tokens.
+	OIDC OIDC `yaml:"oidc"`
+}
+
+// OIDC says which OpenID Connect access tokens are accepted and the role each grants (see
+// auth.OIDCConfig, which its zero fields take their defaults from).
+type OIDC struct {
+	// Issuer is the iss of accepted tokens; its discovery document names its keys.
+	Issuer string `yaml:"issuer"`
+	// Audiences are the accepted aud values; required with an issuer.
+	Audiences []string `yaml:"audiences"`
+	// JWKSURI, when set, is where the issuer's keys are, and discovery is skipped.
+	JWKSURI string `yaml:"jwksUri"`
+	// ClockSkew is the clock skew allowed around a token's nbf, iat and exp (1m).
+	ClockSkew time.Duration `yaml:"clockSkew"`
+	// RoleClaim names the claim holding a token's roles ("roles"); a dotted path reaches
+	// into nested objects ("realm_access.roles").
+	RoleClaim string `yaml:"roleClaim"`
+	// Roles maps role claim values to roles: reader, owner or admin. Empty maps ADT's
+	// role names, "Azure Digital Twins Data Owner" and "Azure Digital Twins Data Reader".
+	Roles map[string]string `yaml:"roles"`
+	// NameClaim names the claim that names an identity in the log; empty tries
+	// preferred_username, upn, email, appid, azp, client_id and sub in turn.
+	NameClaim string `yaml:"nameClaim"`
 }
 
 // Delivery holds the limits of event delivery.
@@ -200,6 +248,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Server.BodyReadTimeout == 0 {
 		c.Server.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.Server.Auth.Mode == "" {
+		c.Server.Auth.Mode = AuthAuto
 	}
 	if c.Jobs.Dir == "" {
 		c.Jobs.Dir = filepath.Join(c.Server.DataDir, "jobs")
@@ -342,6 +393,7 @@ func (c Config) Validate(checks Checks) error {
 			errs = append(errs, fmt.Errorf("server.allowedHosts[%d]: %q is not a host name", i, h))
 		}
 	}
+	errs = append(errs, s.Auth.validate()...)
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)
@@ -400,6 +452,62 @@ func (c Config) Validate(checks Checks) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate reports every problem with the authentication settings, each with its path.
+func (a Auth) validate() []error {
+	var errs []error
+	if m := a.Mode; m != "" && m != AuthAuto && m != AuthRequired && m != AuthOff {
+		errs = append(errs, fmt.Errorf("server.auth.mode: %q is not %q, %q or %q", m, AuthAuto, AuthRequired, AuthOff))
+	}
+	o := a.OIDC
+	if o.Issuer == "" {
+		if len(o.Audiences) > 0 || o.JWKSURI != "" || o.ClockSkew != 0 || o.RoleClaim != "" || len(o.Roles) > 0 || o.NameClaim != "" {
+			errs = append(errs, errors.New("server.auth.oidc.issuer: required with the other oidc settings"))
+		}
+		return errs
+	}
+	if err := auth.CheckIssuerURL(o.Issuer); err != nil {
+		errs = append(errs, fmt.Errorf("server.auth.oidc.issuer: %w", err))
+	}
+	if len(o.Audiences) == 0 {
+		errs = append(errs, errors.New("server.auth.oidc.audiences: required: a token must name one of them in aud"))
+	}
+	for i, aud := range o.Audiences {
+		if aud == "" {
+			errs = append(errs, fmt.Errorf("server.auth.oidc.audiences[%d]: empty", i))
+		}
+	}
+	if o.JWKSURI != "" {
+		if err := auth.CheckIssuerURL(o.JWKSURI); err != nil {
+			errs = append(errs, fmt.Errorf("server.auth.oidc.jwksUri: %w", err))
+		}
+	}
+	if o.ClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("server.auth.oidc.clockSkew: %v is negative", o.ClockSkew))
+	}
+	for _, value := range sortedKeys(o.Roles) {
+		if _, err := auth.ParseRole(o.Roles[value]); err != nil {
+			errs = append(errs, fmt.Errorf("server.auth.oidc.roles[%q]: %w", value, err))
+		}
+	}
+	return errs
+}
+
+// OIDCConfig returns the OIDC settings as package auth takes them; the roles must have
+// passed Validate.
+func (o OIDC) OIDCConfig() auth.OIDCConfig {
+	c := auth.OIDCConfig{
+		Issuer: o.Issuer, Audiences: o.Audiences, JWKSURL: o.JWKSURI, ClockSkew: o.ClockSkew,
+		RoleClaim: o.RoleClaim, NameClaim: o.NameClaim,
+	}
+	if len(o.Roles) > 0 {
+		c.Roles = make(map[string]auth.Role, len(o.Roles))
+		for value, name := range o.Roles {
+			c.Roles[value], _ = auth.ParseRole(name)
+		}
+	}
+	return c
 }
 
 // join prefixes a problem with path: a problem that starts with a field's path ("topics[0]:

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/server"
@@ -115,6 +116,19 @@ server:
   allowedHosts: [twins.example.com, "tf.local:8443"]
   maxHeaderBytes: 16384
   bodyReadTimeout: 5s
+  insecure: true
+  auth:
+    mode: required
+    oidc:
+      issuer: https://login.microsoftonline.com/tenant/v2.0
+      audiences: [api://twinflow, https://digitaltwins.azure.net]
+      jwksUri: https://login.microsoftonline.com/tenant/discovery/v2.0/keys
+      clockSkew: 2m
+      roleClaim: realm_access.roles
+      nameClaim: oid
+      roles:
+        Azure Digital Twins Data Owner: owner
+        twins-admin: admin
 ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
@@ -133,9 +147,26 @@ mappings:
 	}
 	want := config.Server{Listen: "0.0.0.0:9000", DataDir: "/var/lib/twinflow", TLSCertFile: "c.pem", TLSKeyFile: "k.pem",
 		ServiceID: "twins.example.com", ShutdownTimeout: 30 * time.Second,
-		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second}
+		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second,
+		Insecure: true,
+		Auth: config.Auth{Mode: config.AuthRequired, OIDC: config.OIDC{
+			Issuer:    "https://login.microsoftonline.com/tenant/v2.0",
+			Audiences: []string{"api://twinflow", "https://digitaltwins.azure.net"},
+			JWKSURI:   "https://login.microsoftonline.com/tenant/discovery/v2.0/keys",
+			ClockSkew: 2 * time.Minute, RoleClaim: "realm_access.roles", NameClaim: "oid",
+			Roles: map[string]string{"Azure Digital Twins Data Owner": "owner", "twins-admin": "admin"},
+		}}}
 	if !reflect.DeepEqual(cfg.Server, want) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
+	}
+	oc := cfg.Server.Auth.OIDC.OIDCConfig()
+	wantOIDC := auth.OIDCConfig{
+		Issuer: want.Auth.OIDC.Issuer, Audiences: want.Auth.OIDC.Audiences, JWKSURL: want.Auth.OIDC.JWKSURI,
+		ClockSkew: 2 * time.Minute, RoleClaim: "realm_access.roles", NameClaim: "oid",
+		Roles: map[string]auth.Role{"Azure Digital Twins Data Owner": auth.RoleOwner, "twins-admin": auth.RoleAdmin},
+	}
+	if !reflect.DeepEqual(oc, wantOIDC) {
+		t.Errorf("OIDCConfig = %+v, want %+v", oc, wantOIDC)
 	}
 	if cfg.Ingress != (config.Ingress{MaxMessageBytes: 1024, DedupWindow: 2 * time.Hour, MaxDepth: 4}) {
 		t.Errorf("ingress = %+v", cfg.Ingress)
@@ -163,6 +194,14 @@ server:
   maxHeaderBytes: -1
   bodyReadTimeout: -2s
   allowedHosts: ["", "http://x", "*"]
+  auth:
+    mode: sometimes
+    oidc:
+      issuer: http://idp.example
+      audiences: [""]
+      jwksUri: keys
+      clockSkew: -1s
+      roles: {Azure Digital Twins Data Owner: superuser, x: none}
 delivery:
   maxRoutes: -1
 ingress:
@@ -207,6 +246,13 @@ mappings:
 		`server.allowedHosts[0]: "" is not a host name`,
 		`server.allowedHosts[1]: "http://x" is not a host name`,
 		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,
+		`server.auth.mode: "sometimes" is not "auto", "required" or "off"`,
+		`server.auth.oidc.issuer: "http://idp.example" must be https (http only to a loopback host)`,
+		`server.auth.oidc.audiences[0]: empty`,
+		`server.auth.oidc.jwksUri: "keys" is not an absolute URL`,
+		`server.auth.oidc.clockSkew: -1s is negative`,
+		`server.auth.oidc.roles["Azure Digital Twins Data Owner"]: "superuser" is not a role: want reader, owner or admin`,
+		`server.auth.oidc.roles["x"]: "none" is not a role`,
 		"delivery.maxRoutes: -1 is negative",
 		"ingress.dedupWindow: -1m0s is negative",
 		"ingress.maxDepth: -2 is negative",
@@ -229,13 +275,38 @@ mappings:
 func TestWithDefaults(t *testing.T) {
 	defaults := config.Config{}.WithDefaults()
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout,
-		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout}
+		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout,
+		Auth: config.Auth{Mode: config.AuthAuto}}
 	if !reflect.DeepEqual(defaults.Server, want) || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
 		t.Errorf("defaults = %+v, jobs %+v; want %+v, jobs in the data directory", defaults.Server, defaults.Jobs, want)
 	}
 	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second,
-		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second}}
+		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second, Auth: config.Auth{Mode: config.AuthOff}}}
 	if got := set.WithDefaults().Server; !reflect.DeepEqual(got, set.Server) {
 		t.Errorf("WithDefaults changed set values: %+v", got)
+	}
+}
+
+// TestOIDCNeedsIssuerAndAudience checks the OIDC settings are refused without an issuer, and
+// an issuer without an audience.
+func TestOIDCNeedsIssuerAndAudience(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"server:\n  auth:\n    oidc:\n      audiences: [a]\n", "server.auth.oidc.issuer: required with the other oidc settings"},
+		{"server:\n  auth:\n    oidc:\n      issuer: https://idp.example\n", "server.auth.oidc.audiences: required"},
+	} {
+		cfg, err := config.Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(checks); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	cfg, err := config.Parse([]byte("server:\n  auth:\n    mode: off\n    oidc:\n      issuer: http://127.0.0.1:5556/dex\n      audiences: [twinflow]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(checks); err != nil {
+		t.Errorf("a loopback http issuer: %v", err)
 	}
 }

@@ -8,18 +8,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/auth"
 )
 
 // handler mounts the health endpoints in front of the API and wraps everything in the access
 // log and api.Guard, which sees every request before the mux can clean its path. The host
-// check guards the API and /metrics; the health endpoints answer whatever the Host, since
-// they tell nothing and probes (Kubernetes' among them) name the server by its address.
+// check and authentication guard the API and /metrics, which needs the reader role (the API
+// checks each operation's own role); the health endpoints answer whatever the Host and
+// without credentials, since they tell nothing and probes (Kubernetes' among them) name the
+// server by its address and carry none.
 func (s *Server) handler(guard api.GuardConfig, hosts hostCheck) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", hosts.wrap(promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{})))
-	mux.Handle("/", hosts.wrap(http.HandlerFunc(s.serveAPI)))
+	metrics := promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{})
+	mux.Handle("GET /metrics", hosts.wrap(s.auth.Middleware(s.auth.Require(auth.RoleReader, metrics))))
+	mux.Handle("/", hosts.wrap(s.auth.Middleware(http.HandlerFunc(s.serveAPI))))
 	return accessLog(s.logger, api.Guard(guard, mux))
 }
 

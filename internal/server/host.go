@@ -20,9 +20,8 @@ import (
 // attacker's host name in Host, which is what this check refuses.
 type hostCheck struct {
 	// enforce switches the check on. It is on unless the configuration allows any host
-	// (config.AnyHost). The check only matters while requests are not authenticated: a
-	// rebinding page cannot present the user's credentials, so authentication, once it
-	// exists, turns enforce off when it is required.
+	// (config.AnyHost) or authentication is required: the check only matters while requests
+	// are not authenticated, since a rebinding page cannot present the user's credentials.
 	enforce bool
 	// names are the allowed host names, lower case, without port; each is allowed alone
 	// and with port, the port the server is bound to.

@@ -1,7 +1,8 @@
 // Package server wires twinflow together: it opens the store, builds the twin service
 // (package twins), the graph index that queries read (package graph), the runner of import
 // and delete jobs (package job) and the ADT API over them, serves them over HTTP(S) with
-// health endpoints, Prometheus /metrics and access logs, delivers routed events to endpoints
+// health endpoints, Prometheus /metrics and access logs, authenticating requests and
+// authorizing them by role (package auth), delivers routed events to endpoints
 // (packages eventroute, endpoint and outbox) and applies the messages of ingress sources to
 // twins (packages source and ingress/runner).
 //
@@ -59,6 +60,8 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/api"
+	"github.com/twinflow/twinflow/internal/auth"
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/job"
@@ -82,7 +85,10 @@ type Server struct {
 	// history is nil when data history is off.
 	history *recorder
 	// graph is the graph index mappings read, once Run has built it.
-	graph     *lateGraph
+	graph *lateGraph
+	// auth authenticates requests and authorizes them by role; keys are its API keys.
+	auth      *auth.Authenticator
+	keys      *auth.Keys
 	ln        net.Listener
 	http      *http.Server
 	scheme    string
@@ -137,6 +143,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if s.serviceID == "" {
 		s.serviceID = DefaultServiceID(s.ln.Addr())
 	}
+	loopback := isLoopback(s.ln.Addr())
+	authRequired := cfg.Server.Auth.Mode == config.AuthRequired || (cfg.Server.Auth.Mode == config.AuthAuto && !loopback)
+	if err := checkExposure(s.ln.Addr(), loopback, tlsConfig != nil, authRequired, cfg.Server.Insecure); err != nil {
+		return nil, err
+	}
 
 	if err := os.MkdirAll(cfg.Jobs.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create the jobs directory: %w", err)
@@ -181,8 +192,18 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
+	s.keys = auth.NewKeys(s.store, nil)
+	s.auth, err = auth.New(auth.Config{
+		Required: authRequired, OIDC: cfg.Server.Auth.OIDC.OIDCConfig(), WriteError: api.WriteError,
+	}, s.keys, logger)
+	if err != nil {
+		return nil, fmt.Errorf("set up authentication: %w", err)
+	}
 	guard := api.GuardConfig{MaxHeaderBytes: cfg.Server.MaxHeaderBytes, BodyReadTimeout: cfg.Server.BodyReadTimeout}
 	hosts := newHostCheck(cfg.Server.AllowedHosts, s.ln.Addr(), cfg.Server.Listen, s.serviceID)
+	// A rebinding page cannot present the user's credentials: with authentication the Host
+	// check has nothing left to stop.
+	hosts.enforce = hosts.enforce && !authRequired
 	s.http = &http.Server{
 		Handler:           s.handler(guard, hosts),
 		MaxHeaderBytes:    guard.ServerMaxHeaderBytes(),
@@ -195,7 +216,46 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		slog.String("addr", s.ln.Addr().String()),
 		slog.String("data_dir", cfg.Server.DataDir),
 		slog.String("service_id", s.serviceID))
+	switch {
+	case authRequired:
+		logger.Info("authentication required", slog.String("oidc_issuer", cfg.Server.Auth.OIDC.Issuer))
+	case cfg.Server.Auth.Mode == config.AuthOff:
+		logger.Warn("authentication off: every request may do everything")
+	default:
+		logger.Info("authentication off while listening on loopback (--auth required turns it on)")
+	}
 	return s, nil
+}
+
+// isLoopback reports whether addr is a loopback address.
+func isLoopback(addr net.Addr) bool {
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkExposure refuses to serve on addr, an address other than loopback, without TLS or
+// without authentication, unless insecure says to: anyone on the network could then read
+// the traffic, credentials included, or do anything at all.
+func checkExposure(addr net.Addr, loopback, tls, authRequired, insecure bool) error {
+	if loopback || insecure {
+		return nil
+	}
+	var errs []error
+	if !tls {
+		errs = append(errs, fmt.Errorf("refusing to listen on %s without TLS: it is not a loopback address, so anyone on the network "+
+			"could read the requests, credentials included; give --tls-cert and --tls-key, or --insecure when TLS ends in front of "+
+			"the server (a proxy) or the network is trusted", addr))
+	}
+	if !authRequired {
+		errs = append(errs, fmt.Errorf("refusing to listen on %s without authentication: it is not a loopback address, so anyone "+
+			"who can reach it could do anything; drop --auth off (auto requires authentication off loopback), or give --insecure "+
+			"when the network is trusted", addr))
+	}
+	return errors.Join(errs...)
 }
 
 // Addr returns the address the server is bound to.
@@ -339,7 +399,7 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
-	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api()}
+	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys}
 	if s.history != nil {
 		acfg.History = s.history.api(s.twins.Models)
 	}

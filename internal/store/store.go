@@ -411,3 +411,44 @@ type IngressWriter interface {
 	// returns how many it deleted.
 	PruneMessages(before time.Time, max int) (int, error)
 }
+
+// Key is a stored API key. The store keeps only the SHA-256 hash of the key's secret, never
+// the secret itself.
+type Key struct {
+	// ID identifies the key: the public part of the key's text, unique.
+	ID string
+	// Name describes the key to people; it need not be unique.
+	Name string
+	// Role is the role the key grants, named as package auth names it; the store keeps it
+	// opaque.
+	Role string
+	// Hash is the SHA-256 hash of the key's secret.
+	Hash    []byte
+	Created time.Time
+	// Expires is when the key stops being accepted; the zero time means never.
+	Expires time.Time
+}
+
+// Keys is the part of a store that keeps API keys. Its transactions have the semantics of
+// Store's View and Update (they share the writer and its group commit).
+type Keys interface {
+	ViewKeys(ctx context.Context, fn func(KeyReader) error) error
+	UpdateKeys(ctx context.Context, fn func(KeyWriter) error) error
+}
+
+// KeyReader reads API keys. Key returns ErrNotFound for a missing key.
+type KeyReader interface {
+	Key(id string) (Key, error)
+	// Keys lists every key ordered by id.
+	Keys() ([]Key, error)
+}
+
+// KeyWriter changes API keys inside an UpdateKeys.
+type KeyWriter interface {
+	KeyReader
+	// CreateKey inserts k; it returns ErrExists, changing nothing, when a key with its id
+	// exists.
+	CreateKey(k Key) error
+	// DeleteKey deletes the key id; a missing one is ErrNotFound.
+	DeleteKey(id string) error
+}

@@ -56,6 +56,7 @@ const (
 	KindSourceInUse               // mappings still read the source
 	KindSourceNotRunning          // the source cannot take messages now
 	KindMappingNotFound           // the mapping does not exist
+	KindKeyNotFound               // the API key does not exist
 	KindQueryInvalid              // a query does not parse or compile
 	KindTimeout                   // a query or a job ran out of time
 	KindAPIVersionMissing         // the request has no api-version
@@ -64,6 +65,8 @@ const (
 	KindRequestTimeout            // the request body did not arrive in time
 	KindHeaderTooLarge            // the request's header is larger than allowed
 	KindHostNotAllowed            // the request's Host names no host the server answers to
+	KindUnauthorized              // the request carries no credential the server accepts
+	KindForbidden                 // the request's identity lacks the role the operation needs
 	KindMethodNotAllowed          // the path does not serve the method
 	KindPathNotFound              // no resource has the path
 	KindInternal                  // the service failed; the cause is logged, not reported
@@ -110,6 +113,7 @@ var kindNames = [...]string{
 	KindSourceInUse:                      "SourceInUse",
 	KindSourceNotRunning:                 "SourceNotRunning",
 	KindMappingNotFound:                  "MappingNotFound",
+	KindKeyNotFound:                      "KeyNotFound",
 	KindQueryInvalid:                     "QueryInvalid",
 	KindTimeout:                          "Timeout",
 	KindAPIVersionMissing:                "APIVersionMissing",
@@ -118,6 +122,8 @@ var kindNames = [...]string{
 	KindRequestTimeout:                   "RequestTimeout",
 	KindHeaderTooLarge:                   "HeaderTooLarge",
 	KindHostNotAllowed:                   "HostNotAllowed",
+	KindUnauthorized:                     "Unauthorized",
+	KindForbidden:                        "Forbidden",
 	KindMethodNotAllowed:                 "MethodNotAllowed",
 	KindPathNotFound:                     "PathNotFound",
 	KindInternal:                         "Internal",

@@ -4,7 +4,9 @@
 // behaviour.
 //
 // The server's https URL comes from TWINFLOW_URL; its certificate must be trusted through
-// NODE_EXTRA_CA_CERTS. sdk_test.go in this directory sets both up and runs this file.
+// NODE_EXTRA_CA_CERTS. When the server requires authentication, TWINFLOW_TOKEN holds a Data
+// Owner's access token and TWINFLOW_READER_TOKEN a Data Reader's. sdk_test.go in this
+// directory sets them up and runs this file.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DigitalTwinsClient } from "@azure/digital-twins-core";
@@ -14,12 +16,14 @@ if (!url) {
   throw new Error("TWINFLOW_URL is not set; run this through sdk_test.go");
 }
 
-/** A credential that hands out a dummy token: twinflow does not check tokens. */
-const credential = {
-  getToken: async () => ({ token: "x", expiresOnTimestamp: Date.now() + 3600e3 }),
-};
+/** A TokenCredential that hands out token. */
+function credentialOf(token) {
+  return { getToken: async () => ({ token, expiresOnTimestamp: Date.now() + 3600e3 }) };
+}
 
-const client = new DigitalTwinsClient(url, credential);
+// The Data Owner's token when the server requires one; else a dummy, which it ignores.
+const token = process.env.TWINFLOW_TOKEN;
+const client = new DigitalTwinsClient(url, credentialOf(token ?? "x"));
 
 const thermostatId = "dtmi:twinflow:sdktest:Thermostat;1";
 const floorId = "dtmi:twinflow:sdktest:Floor;1";
@@ -81,6 +85,15 @@ async function collect(iterable) {
   }
   return items;
 }
+
+test("a server that requires authentication refuses a bad token and a reader's writes", { skip: !token }, async () => {
+  const stranger = new DigitalTwinsClient(url, credentialOf("not-a-token"));
+  await rejectsWith(stranger.getModel(thermostatId), 401, "Unauthorized");
+
+  const reader = new DigitalTwinsClient(url, credentialOf(process.env.TWINFLOW_READER_TOKEN));
+  await collect(reader.listModels());
+  await rejectsWith(reader.createModels([thermostat]), 403, "Forbidden");
+});
 
 // State shared between the steps below; node:test runs them in order.
 let buildingEtag;

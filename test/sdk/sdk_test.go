@@ -6,6 +6,7 @@ package sdk_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/auth/authtest"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/testenv"
@@ -21,17 +23,46 @@ import (
 )
 
 func TestJavaScriptSDK(t *testing.T) {
+	runSDK(t, nil, nil)
+}
+
+// TestJavaScriptSDKWithAuthentication runs the SDK test against a server that requires
+// authentication, with a real access token of a local OpenID Connect issuer: the SDK's
+// credential hands it out as Entra ID's would, for ADT's audience.
+func TestJavaScriptSDKWithAuthentication(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	config := filepath.Join(t.TempDir(), "twinflow.yaml")
+	err := os.WriteFile(config, []byte(fmt.Sprintf(`
+server:
+  auth:
+    mode: required
+    oidc:
+      issuer: %s
+      audiences: [%s]
+`, iss.URL, authtest.Audience)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSDK(t, []string{"--config", config}, []string{
+		"TWINFLOW_TOKEN=" + iss.Token(t, iss.Claims("sdk-owner", "Azure Digital Twins Data Owner")),
+		"TWINFLOW_READER_TOKEN=" + iss.Token(t, iss.Claims("sdk-reader", "Azure Digital Twins Data Reader")),
+	})
+}
+
+// runSDK runs adt.test.js against the binary serving over HTTPS on loopback with the extra
+// serve flags args, with env added to Node's environment, and checks the telemetry it sent.
+func runSDK(t *testing.T, args, env []string) {
 	node := requireNode(t)
 
 	dir := t.TempDir()
 	cert, key := process.SelfSignedCert(t, dir)
 	bin := process.Build(t)
-	srv := process.Start(t, bin,
+	srv := process.Start(t, bin, append([]string{
 		"--listen", "127.0.0.1:0",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--tls-cert", cert, "--tls-key", key,
 		"--service-id", serviceID,
-		"--log-level", "debug")
+		"--log-level", "debug"}, args...)...)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -40,6 +71,7 @@ func TestJavaScriptSDK(t *testing.T) {
 		"TWINFLOW_URL="+srv.URL,
 		"NODE_EXTRA_CA_CERTS="+cert,
 		"NO_COLOR=1")
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("node --test adt.test.js:\n%s", out)
 	if err != nil {

@@ -162,6 +162,18 @@ CREATE TABLE source_messages (
 ) WITHOUT ROWID;
 CREATE INDEX source_messages_by_expiry ON source_messages (expires);
 `,
+	// Version 6: API keys (see keys.go): the hash of each key's secret, never the secret.
+	// expires is RFC 3339, or empty for a key that does not expire.
+	`
+CREATE TABLE api_keys (
+	id      TEXT PRIMARY KEY,
+	name    TEXT NOT NULL,
+	role    TEXT NOT NULL,
+	hash    BLOB NOT NULL,
+	created TEXT NOT NULL,
+	expires TEXT NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 // schemaVersionKey is the meta key holding the number of applied migrations.
