@@ -167,6 +167,8 @@ type API struct {
 	twins  *twins.Service
 	logger *slog.Logger
 	mux    *http.ServeMux
+	// past keeps the graph of the past of the last query with asOf.
+	past pastCache
 }
 
 // New returns an API serving the twin service svc. It fails if cfg holds an invalid value.

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/auth"
@@ -45,6 +46,61 @@ type History struct {
 	Status func(ctx context.Context) (HistoryStatus, error)
 	// Models returns the current model set, for IS_OF_MODEL in queries of the past.
 	Models func() *dtdl.ModelSet
+	// Changes, if set, tells when a graph of the past read before may have changed, so the
+	// pages of a query with asOf after its first reuse the graph it read (see pastCache).
+	Changes PastChanges
+}
+
+// PastChanges tells whether history changed a past it told (history.Writer is one).
+type PastChanges interface {
+	// Mark returns a mark of the changes so far.
+	Mark() uint64
+	// PastChanged reports whether the history's graph at t may differ from what it was
+	// when mark was taken.
+	PastChanged(mark uint64, t time.Time) bool
+}
+
+// pastCacheIdle is how long the graph of the past a query read is kept for its next page.
+const pastCacheIdle = 2 * time.Minute
+
+// pastCache keeps the graph of the past the last query with asOf read, while history has not
+// changed it and the models are the same, for the pages after the first, which would
+// otherwise rebuild it each; it lets it go after pastCacheIdle unused. It is safe for
+// concurrent use.
+type pastCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	models *dtdl.ModelSet
+	mark   uint64
+	idx    *graph.Index
+	expire *time.Timer
+}
+
+// get returns the graph kept for at and models, if it is still valid.
+func (c *pastCache) get(changes PastChanges, at time.Time, models *dtdl.ModelSet) *graph.Index {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idx == nil || !c.at.Equal(at) || c.models != models || changes.PastChanged(c.mark, at) {
+		return nil
+	}
+	c.expire.Reset(pastCacheIdle)
+	return c.idx
+}
+
+// put keeps idx, read at at after mark was taken.
+func (c *pastCache) put(at time.Time, models *dtdl.ModelSet, mark uint64, idx *graph.Index) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at, c.models, c.mark, c.idx = at, models, mark, idx
+	if c.expire == nil {
+		c.expire = time.AfterFunc(pastCacheIdle, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.idx, c.models = nil, nil
+		})
+		return
+	}
+	c.expire.Reset(pastCacheIdle)
 }
 
 // HistoryStatus is the body of GET /history/status.
@@ -483,15 +539,29 @@ func (a *API) pastIndex(ctx context.Context, asOf string) (*graph.Index, error) 
 	if h.Retention > 0 && t.Before(time.Now().Add(-h.Retention)) {
 		return nil, badRequest(fmt.Sprintf("asOf %s is older than the history's retention of %v.", asOf, h.Retention))
 	}
+	var models *dtdl.ModelSet
+	if h.Models != nil {
+		models = h.Models()
+	}
+	var mark uint64
+	if h.Changes != nil {
+		if idx := a.past.get(h.Changes, t, models); idx != nil {
+			return idx, nil
+		}
+		mark = h.Changes.Mark()
+	}
 	past, err := h.Store.Past(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("read the graph as of %s: %w", asOf, err)
 	}
-	models := h.Models
-	if models == nil {
-		models = func() *dtdl.ModelSet { return nil }
+	idx, err := graph.NewStatic(ctx, graph.Config{}, pastScanner{past}, len(past.Twins), func() *dtdl.ModelSet { return models }, a.logger)
+	if err != nil {
+		return nil, err
 	}
-	return graph.NewStatic(ctx, graph.Config{}, pastScanner{past}, len(past.Twins), models, a.logger)
+	if h.Changes != nil {
+		a.past.put(t, models, mark, idx)
+	}
+	return idx, nil
 }
 
 // pastScanner yields the twins and relationships of a history.Past as stored documents:

@@ -614,23 +614,33 @@ func historyQueries(ctx context.Context, cfg HistoryConfig, dataDir string, logg
 		"from": from.Format(time.RFC3339), "to": now.Format(time.RFC3339),
 	}
 	queryURL := srv.URL() + "/history/query?api-version=" + apiVersion
-	if res.Query, err = timeQueries(ctx, client, queryURL, agg, cfg.Queries, checkSeries(cfg.QueryTwins, buckets)); err != nil {
+	fixed := func(body map[string]any) func(int) map[string]any {
+		return func(int) map[string]any { return body }
+	}
+	if res.Query, err = timeQueries(ctx, client, queryURL, fixed(agg), cfg.Queries, checkSeries(cfg.QueryTwins, buckets)); err != nil {
 		return err
 	}
 	agg["aggregates"] = []string{"avg", "min", "max", "count", "first", "last"}
-	if res.QueryAll, err = timeQueries(ctx, client, queryURL, agg, cfg.Queries, checkSeries(cfg.QueryTwins, buckets)); err != nil {
+	if res.QueryAll, err = timeQueries(ctx, client, queryURL, fixed(agg), cfg.Queries, checkSeries(cfg.QueryTwins, buckets)); err != nil {
 		return err
 	}
 
-	asOf := now.Add(-time.Hour).Format(time.RFC3339)
-	logger.Info("timing POST /query with asOf", slog.Int("queries", cfg.Queries), slog.String("asOf", asOf))
+	// Each query asks for a time a second after the one before, so that none is answered
+	// from the graph a query before it read (the server keeps it for the pages of a query).
+	asOf := func(i int) string { return now.Add(-time.Hour + time.Duration(i)*time.Second).Format(time.RFC3339) }
+	logger.Info("timing POST /query with asOf", slog.Int("queries", cfg.Queries), slog.String("asOf", asOf(0)))
 	url := srv.URL() + "/query?api-version=" + apiVersion
-	count := map[string]any{"query": "SELECT COUNT() FROM DIGITALTWINS", "asOf": asOf}
+	count := func(i int) map[string]any {
+		return map[string]any{"query": "SELECT COUNT() FROM DIGITALTWINS", "asOf": asOf(i)}
+	}
 	if res.AsOfCount, err = timeQueries(ctx, client, url, count, cfg.Queries, checkCount(cfg.AsOfTwins+cfg.QueryTwins)); err != nil {
 		return err
 	}
 	src, dst := twinID(0), twinID(1)
-	selective := map[string]any{"query": "SELECT N FROM DIGITALTWINS T JOIN N RELATED T.next WHERE T.$dtId = '" + src + "'", "asOf": asOf}
+	selective := func(i int) map[string]any {
+		return map[string]any{"query": "SELECT N FROM DIGITALTWINS T JOIN N RELATED T.next WHERE T.$dtId = '" + src + "'",
+			"asOf": asOf(cfg.Queries + i)}
+	}
 	if res.AsOfSelective, err = timeQueries(ctx, client, url, selective, cfg.Queries, checkTarget(dst)); err != nil {
 		return err
 	}
@@ -820,13 +830,13 @@ func (h *pastWriter) flush(final bool) error {
 
 // timeQueries POSTs body to url n times, following nextLinks, checks each answer's rows
 // with check and returns the latencies of the whole answers.
-func timeQueries(ctx context.Context, client *http.Client, url string, body map[string]any, n int, check func(rows []json.RawMessage) error) (Latencies, error) {
-	data, err := json.Marshal(body)
-	if err != nil {
-		return Latencies{}, fmt.Errorf("encode query: %w", err)
-	}
+func timeQueries(ctx context.Context, client *http.Client, url string, body func(i int) map[string]any, n int, check func(rows []json.RawMessage) error) (Latencies, error) {
 	lat := make([]time.Duration, 0, n)
-	for range n {
+	for i := range n {
+		data, err := json.Marshal(body(i))
+		if err != nil {
+			return Latencies{}, fmt.Errorf("encode query: %w", err)
+		}
 		start := time.Now()
 		var rows []json.RawMessage
 		for next := url; next != ""; {

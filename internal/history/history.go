@@ -425,6 +425,27 @@ type Store interface {
 	Close() error
 }
 
+// oldest returns the oldest TimeStamp of r's twin, relationship and property rows, which
+// are what Past reads; the zero time when there are none.
+func (r *Rows) oldest() time.Time {
+	var t time.Time
+	note := func(ts time.Time) {
+		if t.IsZero() || ts.Before(t) {
+			t = ts
+		}
+	}
+	for i := range r.Properties {
+		note(r.Properties[i].TimeStamp)
+	}
+	for i := range r.Twins {
+		note(r.Twins[i].TimeStamp)
+	}
+	for i := range r.Relationships {
+		note(r.Relationships[i].TimeStamp)
+	}
+	return t
+}
+
 // Checkpointer is a Store that keeps checkpoints of its past: the newest property rows of
 // every twin and relationship at a time, folded, so that Past at or after that time reads
 // the checkpoint and the rows after it instead of every row before it. Checkpoints change

@@ -155,7 +155,16 @@ type Writer struct {
 	// behind holds the commit time of the first record of each batch read and not yet
 	// written, oldest first, when known.
 	behind []time.Time
+	// writes counts the Writes since New; oldest holds the oldest time of the twin,
+	// relationship and property rows of each of the last len(oldest), Write n at
+	// n % len(oldest), the zero time for a Write of none (see PastChanged).
+	writes uint64
+	oldest [pastMarks]time.Time
 }
+
+// pastMarks is the number of Writes whose oldest row time a Writer remembers for
+// PastChanged: at its batches of up to DefaultMaxBatch records, some minutes of full load.
+const pastMarks = 1024
 
 // newestRowsMax bounds the properties whose newest rows a Writer remembers: with a few
 // hundred bytes a row, some tens of megabytes.
@@ -360,7 +369,10 @@ func (w *Writer) write(ctx context.Context, b *batch) error {
 			if w.cfg.ObserveWrite != nil {
 				w.cfg.ObserveWrite(b.rows.Len(), time.Since(start))
 			}
+			oldest := b.rows.oldest()
 			w.mu.Lock()
+			w.writes++
+			w.oldest[w.writes%pastMarks] = oldest
 			w.status.Cursor = b.through
 			w.status.Rows += uint64(b.rows.Len())
 			w.status.Skipped += b.skipped
@@ -555,4 +567,29 @@ func (w *Writer) behindSince(upTo time.Time) bool {
 		return false
 	}
 	return len(w.behind) == 0 || w.behind[0].Before(upTo)
+}
+
+// Mark returns a mark of the Writes so far, for PastChanged.
+func (w *Writer) Mark() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes
+}
+
+// PastChanged reports whether a Write after mark (see Mark) may have changed the store's
+// Past at t: whether one wrote a row at or before t, or so many Writes followed that the
+// writer no longer knows. Only the writer writes rows, and pruning changes no Past it
+// keeps, so a Past at t read after taking mark holds while PastChanged is false.
+func (w *Writer) PastChanged(mark uint64, t time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.writes-mark >= pastMarks {
+		return true
+	}
+	for n := mark + 1; n <= w.writes; n++ {
+		if o := w.oldest[n%pastMarks]; !o.IsZero() && !o.After(t) {
+			return true
+		}
+	}
+	return false
 }

@@ -119,7 +119,7 @@ func (h *recorder) close() error { return h.store.Close() }
 
 // api returns what the API serves history from.
 func (h *recorder) api(models func() *dtdl.ModelSet) *api.History {
-	return &api.History{Store: h.store, Retention: h.retention, Models: models, Status: h.status}
+	return &api.History{Store: h.store, Retention: h.retention, Models: models, Status: h.status, Changes: h.writer}
 }
 
 // status reports the writer's progress and the store's tables for GET /history/status.

@@ -147,27 +147,31 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 	after := moment()
 
 	// The writer follows the log: wait until it has caught up.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var st struct {
-			LagEvents uint64           `json:"lagEvents"`
-			Cursor    uint64           `json:"cursor"`
-			Tables    map[string]int64 `json:"tables"`
-		}
-		if err := json.Unmarshal(c.do(http.MethodGet, "/history/status", nil, http.StatusOK), &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.LagEvents == 0 && st.Cursor > 0 {
-			if st.Tables["AdtTwinLifeCycleEvents"] != 3 || st.Tables["AdtRelationshipLifeCycleEvents"] != 2 {
-				t.Errorf("status tables = %v; want 3 twin and 2 relationship lifecycle rows", st.Tables)
+	caughtUp := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var st struct {
+				LagEvents uint64           `json:"lagEvents"`
+				Cursor    uint64           `json:"cursor"`
+				Tables    map[string]int64 `json:"tables"`
 			}
-			break
+			if err := json.Unmarshal(c.do(http.MethodGet, "/history/status", nil, http.StatusOK), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.LagEvents == 0 && st.Cursor > 0 {
+				if st.Tables["AdtTwinLifeCycleEvents"] != 3 || st.Tables["AdtRelationshipLifeCycleEvents"] != 2 {
+					t.Errorf("status tables = %v; want 3 twin and 2 relationship lifecycle rows", st.Tables)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("history lags after 10s: %+v", st)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history lags after 10s: %+v", st)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
+	caughtUp()
 
 	_, metrics := get(t, http.DefaultClient, s.URL()+"/metrics")
 	for _, m := range []string{"twinflow_history_rows_written_total", "twinflow_history_lag_events 0", "twinflow_history_write_seconds_count"} {
@@ -301,6 +305,20 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 		if got := asOf(tt.at, "SELECT B FROM DIGITALTWINS A JOIN B RELATED A.feeds WHERE A.$dtId = 'a'"); len(got) != tt.fed {
 			t.Errorf("%s: a feeds %d twins; want %d", tt.name, len(got), tt.fed)
 		}
+	}
+
+	// A query of the past keeps its graph for the next pages until history changes that
+	// past: a patch now changes the graph of an hour ahead.
+	ahead := time.Now().Add(time.Hour)
+	for range 2 {
+		if got := ids(asOf(ahead, "SELECT * FROM DIGITALTWINS")); !slices.Equal(got, []string{"a=3"}) {
+			t.Errorf("an hour ahead: twins %v; want a=3", got)
+		}
+	}
+	c.do(http.MethodPatch, "/digitaltwins/a", patch(4), http.StatusNoContent)
+	caughtUp()
+	if got := ids(asOf(ahead, "SELECT * FROM DIGITALTWINS")); !slices.Equal(got, []string{"a=4"}) {
+		t.Errorf("an hour ahead, after a patch: twins %v; want a=4", got)
 	}
 
 	// Bad input.
