@@ -127,7 +127,7 @@ func (s *Scrubber) Error(err error) error {
 	case IsShown(err):
 		msg = s.String(err.Error())
 	case denied:
-		msg = "connection to " + s.String(de.Error())
+		msg = s.String(de.Error())
 	case errors.Is(err, context.Canceled):
 		msg = "canceled"
 	default:

@@ -59,7 +59,7 @@ func TestScrubberError(t *testing.T) {
 		{"timeout", fmt.Errorf("publish: %w", context.DeadlineExceeded), Unreachable},
 		{"tls banner", errors.New("tls: first record does not look like a TLS handshake"), Unreachable},
 		{"answer", fmt.Errorf("deliver event: %w", answer), "deliver event: webhook answered 401 Unauthorized for token ***"},
-		{"denied", fmt.Errorf("dial: %w", denied), "connection to 169.254.169.254:80 is not allowed by the egress policy: a cloud metadata address"},
+		{"denied", fmt.Errorf("dial: %w", denied), "169.254.169.254:80 is not allowed by the egress policy: a cloud metadata address"},
 		{"canceled", fmt.Errorf("wait: %w", context.Canceled), "canceled"},
 	}
 	for _, tt := range tests {
