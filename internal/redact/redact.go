@@ -243,11 +243,12 @@ func URLs(s string) string {
 
 // Restore puts stored secrets back into next, a definition as sent with PUT (a JSON
 // object), where it carries them as GET showed them: every string of next that equals the
-// string of shown (the stored definition as GET shows it) at the same place, where stored
-// (the stored definition) holds another, non-empty value, is replaced by the stored value;
-// and in a URL whose password or query string is URLMask where shown has URLMask too, the
-// stored password or query string is put back. It returns the paths of the values it
-// restored ("sasl.password", "headers.Authorization"), in no particular order.
+// string of shown (the stored definition as GET shows it) at the same place, where shown
+// blanked a secret (it holds Mask or URLMask) and stored (the stored definition) holds
+// another, non-empty value, is replaced by the stored value; and in a URL whose password or
+// query string is URLMask where shown has URLMask too, the stored password or query string
+// is put back. It returns the paths of the values it restored ("sasl.password",
+// "headers.Authorization"), in no particular order.
 func Restore(next, stored, shown map[string]any) []string {
 	var paths []string
 	restoreIn(next, stored, shown, "", &paths)
@@ -270,7 +271,7 @@ func restoreIn(next, stored, shown map[string]any, prefix string, paths *[]strin
 		case string:
 			st, _ := stored[k].(string)
 			sh, _ := shown[k].(string)
-			if st == "" || st == sh {
+			if st == "" || st == sh || !(strings.Contains(sh, Mask) || strings.Contains(sh, URLMask)) {
 				continue
 			}
 			if v == sh {

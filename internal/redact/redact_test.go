@@ -177,6 +177,12 @@ func TestRestore(t *testing.T) {
 		t.Errorf("url = %v", next["url"])
 	}
 
+	// A value shown otherwise than stored, but not blanked, is no secret: it is taken as sent.
+	next = map[string]any{"ttl": "24h0m0s"}
+	if paths := Restore(next, map[string]any{"ttl": "24h"}, map[string]any{"ttl": "24h0m0s"}); len(paths) != 0 || next["ttl"] != "24h0m0s" {
+		t.Errorf("restored %q: %v", paths, next)
+	}
+
 	// New values are taken as sent, and a field stored without a secret is left alone.
 	next = tree(t, shown)
 	next["password"] = "new-pass"

@@ -147,12 +147,12 @@ func parseBrokerURL(s string, websockets bool) (*url.URL, error) {
 	case u.Scheme == "tcp" || u.Scheme == "tls":
 	case websockets && (u.Scheme == "ws" || u.Scheme == "wss"):
 	case websockets:
-		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss:// URL", s)
+		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss:// URL", redact.URL(s))
 	default:
-		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls:// or mqtts:// URL", s)
+		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls:// or mqtts:// URL", redact.URL(s))
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("%q: no host", s)
+		return nil, fmt.Errorf("%q: no host", redact.URL(s))
 	}
 	if u.Port() == "" {
 		u.Host += ":" + port

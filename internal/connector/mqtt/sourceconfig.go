@@ -87,7 +87,7 @@ func (c SourceConfig) Validate() error {
 	} else if u, err := parseBrokerURL(c.URL, true); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else if !c.TLS.IsZero() && u.Scheme != "tls" && u.Scheme != "wss" {
-		errs = append(errs, fmt.Errorf("tls: set, but url %q is not ssl://, tls://, mqtts:// or wss://", c.URL))
+		errs = append(errs, fmt.Errorf("tls: set, but url %q is not ssl://, tls://, mqtts:// or wss://", redact.URL(c.URL)))
 	}
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("topics: at least one topic filter required"))

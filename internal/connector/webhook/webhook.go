@@ -157,7 +157,7 @@ func (c SinkConfig) Validate() error {
 	} else if u, err := url.Parse(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("url: %q is not an absolute http or https URL", c.URL))
+		errs = append(errs, fmt.Errorf("url: %q is not an absolute http or https URL", redact.URL(c.URL)))
 	}
 	switch c.Mode {
 	case "", Structured, Binary, Batched, EventGrid:
