@@ -129,6 +129,8 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		if !set["body-read-timeout"] && fs.BodyReadTimeout != 0 {
 			srv.BodyReadTimeout = fs.BodyReadTimeout
 		}
+		// Settings of the file only.
+		srv.EgressPolicy, srv.FileDirs = fs.EgressPolicy, fs.FileDirs
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/history"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/source"
 )
 
@@ -63,6 +64,9 @@ type Config struct {
 	// Mappings are created, or replaced, at start-up, after the sources: name to
 	// definition.
 	Mappings map[string]json.RawMessage `yaml:"-"`
+	// Dir is the directory of the file the configuration was read from (Load); empty when
+	// it was not read from a file.
+	Dir string `yaml:"-"`
 }
 
 // Server says how the server listens and where it keeps its data.
@@ -93,6 +97,31 @@ type Server struct {
 	// BodyReadTimeout bounds how long a request body may take to arrive; a slower one is
 	// refused with 408.
 	BodyReadTimeout time.Duration `yaml:"bodyReadTimeout"`
+	// EgressPolicy decides what endpoints and sources may connect to.
+	EgressPolicy EgressPolicy `yaml:"egressPolicy"`
+	// FileDirs are the directories the files that endpoints and sources name (TLS
+	// certificates and keys, NATS credentials) must be in. Empty means the data directory
+	// and the directory of the config file.
+	FileDirs []string `yaml:"fileDirs"`
+}
+
+// EgressPolicy decides what endpoints and sources may connect to, checked when they are
+// created or updated and on every connection they make (see package netpolicy). Cloud
+// metadata and link-local addresses are always denied, and so is the server's own listen
+// address unless AllowSelf; loopback and private addresses are allowed unless denied here.
+type EgressPolicy struct {
+	// DenyLoopback denies loopback addresses (127.0.0.0/8, ::1).
+	DenyLoopback bool `yaml:"denyLoopback"`
+	// DenyPrivate denies private addresses (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+	// fc00::/7, 100.64.0.0/10).
+	DenyPrivate bool `yaml:"denyPrivate"`
+	// Allow lists addresses and prefixes ("10.1.0.0/16") allowed even where the rules above
+	// deny them (the server's own listener aside).
+	Allow []string `yaml:"allow"`
+	// Deny lists addresses and prefixes denied whatever else says.
+	Deny []string `yaml:"deny"`
+	// AllowSelf allows connections to the server's own listen address.
+	AllowSelf bool `yaml:"allowSelf"`
 }
 
 // Delivery holds the limits of event delivery.
@@ -184,7 +213,8 @@ type Route struct {
 }
 
 // WithDefaults returns c with the empty server settings and the jobs directory set to their
-// defaults.
+// defaults. The default file directories are the data directory and the config file's
+// directory (Dir).
 func (c Config) WithDefaults() Config {
 	if c.Server.Listen == "" {
 		c.Server.Listen = DefaultListen
@@ -204,6 +234,12 @@ func (c Config) WithDefaults() Config {
 	if c.Jobs.Dir == "" {
 		c.Jobs.Dir = filepath.Join(c.Server.DataDir, "jobs")
 	}
+	if len(c.Server.FileDirs) == 0 {
+		c.Server.FileDirs = []string{c.Server.DataDir}
+		if c.Dir != "" {
+			c.Server.FileDirs = append(c.Server.FileDirs, c.Dir)
+		}
+	}
 	return c
 }
 
@@ -217,6 +253,7 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
+	c.Dir = filepath.Dir(path)
 	return c, nil
 }
 
@@ -234,6 +271,10 @@ type file struct {
 //	  listen: 0.0.0.0:8080
 //	  dataDir: /var/lib/twinflow
 //	  allowedHosts: [twins.example.com]
+//	  egressPolicy:
+//	    denyPrivate: true
+//	    allow: [10.1.0.0/16]
+//	  fileDirs: [/etc/twinflow/tls]
 //	delivery:
 //	  maxRoutes: 10
 //	  retention: 168h
@@ -340,6 +381,21 @@ func (c Config) Validate(checks Checks) error {
 			errs = append(errs, fmt.Errorf("server.allowedHosts[%d]: %q allows every host, so it must be the only entry", i, h))
 		case h != AnyHost && (h == "" || strings.ContainsAny(h, "/ @*")):
 			errs = append(errs, fmt.Errorf("server.allowedHosts[%d]: %q is not a host name", i, h))
+		}
+	}
+	for _, list := range []struct {
+		path    string
+		entries []string
+	}{{"server.egressPolicy.allow", s.EgressPolicy.Allow}, {"server.egressPolicy.deny", s.EgressPolicy.Deny}} {
+		for i, e := range list.entries {
+			if _, err := netpolicy.ParsePrefix(e); err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", list.path, i, err))
+			}
+		}
+	}
+	for i, d := range s.FileDirs {
+		if d == "" {
+			errs = append(errs, fmt.Errorf("server.fileDirs[%d]: empty", i))
 		}
 	}
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))

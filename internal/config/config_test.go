@@ -104,7 +104,7 @@ jobs:
 }
 
 func TestLoadEverything(t *testing.T) {
-	cfg, err := config.Load(write(t, `
+	path := write(t, `
 server:
   listen: 0.0.0.0:9000
   dataDir: /var/lib/twinflow
@@ -115,6 +115,13 @@ server:
   allowedHosts: [twins.example.com, "tf.local:8443"]
   maxHeaderBytes: 16384
   bodyReadTimeout: 5s
+  egressPolicy:
+    denyLoopback: true
+    denyPrivate: true
+    allow: [10.1.0.0/16]
+    deny: ["2001:db8::/32"]
+    allowSelf: true
+  fileDirs: [/etc/twinflow/tls]
 ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
@@ -127,15 +134,22 @@ mappings:
   thermostats:
     source: plant
     rule: device
-`))
+`)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config.Server{Listen: "0.0.0.0:9000", DataDir: "/var/lib/twinflow", TLSCertFile: "c.pem", TLSKeyFile: "k.pem",
 		ServiceID: "twins.example.com", ShutdownTimeout: 30 * time.Second,
-		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second}
+		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second,
+		EgressPolicy: config.EgressPolicy{DenyLoopback: true, DenyPrivate: true, Allow: []string{"10.1.0.0/16"},
+			Deny: []string{"2001:db8::/32"}, AllowSelf: true},
+		FileDirs: []string{"/etc/twinflow/tls"}}
 	if !reflect.DeepEqual(cfg.Server, want) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
+	}
+	if cfg.Dir != filepath.Dir(path) {
+		t.Errorf("config directory %q", cfg.Dir)
 	}
 	if cfg.Ingress != (config.Ingress{MaxMessageBytes: 1024, DedupWindow: 2 * time.Hour, MaxDepth: 4}) {
 		t.Errorf("ingress = %+v", cfg.Ingress)
@@ -163,6 +177,10 @@ server:
   maxHeaderBytes: -1
   bodyReadTimeout: -2s
   allowedHosts: ["", "http://x", "*"]
+  egressPolicy:
+    allow: [10.0.0.0/8, ten]
+    deny: [1.2.3.4/33]
+  fileDirs: [""]
 delivery:
   maxRoutes: -1
 ingress:
@@ -207,6 +225,9 @@ mappings:
 		`server.allowedHosts[0]: "" is not a host name`,
 		`server.allowedHosts[1]: "http://x" is not a host name`,
 		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,
+		`server.egressPolicy.allow[1]: "ten" is not an address or a prefix`,
+		`server.egressPolicy.deny[0]: "1.2.3.4/33" is not an address or a prefix`,
+		"server.fileDirs[0]: empty",
 		"delivery.maxRoutes: -1 is negative",
 		"ingress.dedupWindow: -1m0s is negative",
 		"ingress.maxDepth: -2 is negative",
@@ -229,12 +250,17 @@ mappings:
 func TestWithDefaults(t *testing.T) {
 	defaults := config.Config{}.WithDefaults()
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout,
-		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout}
+		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout,
+		FileDirs: []string{config.DefaultDataDir}}
 	if !reflect.DeepEqual(defaults.Server, want) || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
 		t.Errorf("defaults = %+v, jobs %+v; want %+v, jobs in the data directory", defaults.Server, defaults.Jobs, want)
 	}
+	// A config read from a file reads files from the file's directory too.
+	if got := (config.Config{Dir: "/etc/twinflow"}).WithDefaults().Server.FileDirs; !slices.Equal(got, []string{config.DefaultDataDir, "/etc/twinflow"}) {
+		t.Errorf("file directories %q", got)
+	}
 	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second,
-		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second}}
+		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second, FileDirs: []string{"/tls"}}}
 	if got := set.WithDefaults().Server; !reflect.DeepEqual(got, set.Server) {
 		t.Errorf("WithDefaults changed set values: %+v", got)
 	}
