@@ -388,11 +388,14 @@ func (r Reach) SameAddrs(o Reach) bool {
 }
 
 // CheckReach checks every address (CheckAddress) and file (CheckFile) of r and reports every
-// refusal, each prefixed with its field.
+// refusal, each prefixed with its field. Its resolutions together take at most the lookup
+// timeout.
 func (p *Policy) CheckReach(ctx context.Context, r Reach) error {
 	if p == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
 	var errs []error
 	for _, a := range r.Addrs {
 		if err := p.CheckAddress(ctx, a.Value); err != nil {

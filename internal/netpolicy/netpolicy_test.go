@@ -163,6 +163,18 @@ func TestCheckAddressBoundsTheLookup(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("CheckAddress took %v", d)
 	}
+	// The resolutions of one definition share the timeout.
+	start = time.Now()
+	var addrs []Named
+	for i := range 10 {
+		addrs = append(addrs, Named{Field: "brokers", Value: "slow" + string(rune('a'+i)) + ".example:9092"})
+	}
+	if err := p.CheckReach(context.Background(), Reach{Addrs: addrs}); err != nil {
+		t.Fatalf("CheckReach = %v", err)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("CheckReach of ten slow names took %v", d)
+	}
 }
 
 func TestCheckReachNamesFields(t *testing.T) {
