@@ -17,6 +17,8 @@ package redact
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -35,6 +37,10 @@ const URLMask = "xxxxx"
 // Unreachable is how Scrubber.Error shows every failure that is not a Shown error: one
 // message for a refused connection, a timeout, a reset, a TLS or a protocol failure.
 const Unreachable = "endpoint unreachable"
+
+// CertificateRefused is how Scrubber.Error shows a destination's TLS certificate that did not
+// verify, without the names and issuers it holds.
+const CertificateRefused = "the destination's TLS certificate was not accepted"
 
 // MinSecretLength is the length below which a secret value is not scrubbed from text:
 // replacing every occurrence of a one- or two-character value would garble messages
@@ -116,7 +122,8 @@ func (e *sanitized) Unwrap() error { return e.err }
 
 // Error returns err as status and logs may show it: with its own message, secrets scrubbed,
 // if it is Shown; as the refusal of the egress policy if the policy refused the connection;
-// as "canceled" if its context was; and as Unreachable otherwise. The result wraps err, so
+// as "canceled" if its context was; as CertificateRefused if a TLS certificate did not
+// verify; and as Unreachable otherwise. The result wraps err, so
 // errors.Is and errors.As still see what err wraps. A nil err stays nil.
 func (s *Scrubber) Error(err error) error {
 	if err == nil {
@@ -130,10 +137,23 @@ func (s *Scrubber) Error(err error) error {
 		msg = s.String(de.Error())
 	case errors.Is(err, context.Canceled):
 		msg = "canceled"
+	case isCertificateError(err):
+		msg = CertificateRefused
 	default:
 		msg = Unreachable
 	}
 	return &sanitized{msg: msg, err: err}
+}
+
+// isCertificateError reports whether err is the failure to verify a TLS certificate.
+func isCertificateError(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 // Values returns the secret values of settings: wherever the JSON of shown (the settings as

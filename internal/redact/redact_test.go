@@ -3,6 +3,8 @@ package redact
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +63,7 @@ func TestScrubberError(t *testing.T) {
 		{"answer", fmt.Errorf("deliver event: %w", answer), "deliver event: webhook answered 401 Unauthorized for token ***"},
 		{"denied", fmt.Errorf("dial: %w", denied), "169.254.169.254:80 is not allowed by the egress policy: a cloud metadata address"},
 		{"canceled", fmt.Errorf("wait: %w", context.Canceled), "canceled"},
+		{"certificate", fmt.Errorf("dial: %w", &tls.CertificateVerificationError{Err: x509.HostnameError{Host: "internal.corp"}}), CertificateRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
