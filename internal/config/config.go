@@ -135,7 +135,8 @@ type Delivery struct {
 	Retention time.Duration `yaml:"retention"`
 	// DeadLetterDir, when set, also writes dead letters as files in ADT's layout under it.
 	DeadLetterDir string `yaml:"deadLetterDir"`
-	// SkipHandshake skips the webhook validation handshake of new endpoints.
+	// SkipHandshake skips the webhook validation handshake of endpoints, when they are put
+	// and when the server starts.
 	SkipHandshake bool `yaml:"skipHandshake"`
 }
 

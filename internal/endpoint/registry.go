@@ -118,7 +118,6 @@ type Registry struct {
 // validation is an endpoint's validation handshake that runs, or failed, after Put answered
 // or while Run starts it.
 type validation struct {
-	def    Definition
 	cancel context.CancelFunc
 	// state is StateProvisioning or StateFailed; err and at the last failure. Guarded by
 	// the registry's mu.
@@ -255,7 +254,7 @@ func (r *Registry) validateLocked(name string, def Definition, done <-chan error
 		old.cancel()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	v := &validation{def: def, state: StateProvisioning, cancel: func() {
+	v := &validation{state: StateProvisioning, cancel: func() {
 		stop()
 		if cancel != nil {
 			cancel()
