@@ -12,6 +12,7 @@ import (
 	"github.com/twinflow/twinflow/internal/connector/kafka"
 	"github.com/twinflow/twinflow/internal/connector/webhook"
 	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -164,9 +165,10 @@ func (c EventGridConfig) WithPolicy(p *netpolicy.Policy) EventGridConfig {
 // Reach returns the topic's address and the files c reads.
 func (c EventGridConfig) Reach() netpolicy.Reach { return c.webhook("").Reach() }
 
-// Redacted returns c with its keys blanked.
+// Redacted returns c with its keys, and its topic URL's password and query string, blanked.
 func (c EventGridConfig) Redacted() EventGridConfig {
 	c.adtCommon = adtRead()
+	c.TopicEndpoint = redact.URL(c.TopicEndpoint)
 	c.AccessKey1 = mask(c.AccessKey1, masked)
 	c.AccessKey2 = mask(c.AccessKey2, masked)
 	return c

@@ -514,7 +514,7 @@ func TestSecretsStayOutOfStatusAndLogs(t *testing.T) {
 	defer kc.Close()
 	kafkaAddr := kc.ListenAddrs()[0]
 	secrets := []string{"hook-secret-1", "hook-query-1", "hook-bearer-1", "hook-header-1", "hook-pass-1",
-		"kafka-pass-1", "nats-pass-1", "nats-token-1", "amqp-pass-1", "mqtt-pass-1", "grid-key-1", "hub-key-1", "bus-key-1"}
+		"kafka-pass-1", "nats-pass-1", "nats-token-1", "amqp-pass-1", "mqtt-pass-1", "grid-key-1", "grid-query-1", "hub-key-1", "bus-key-1"}
 	defs := map[string]string{
 		"webhook": `{"endpointType":"webhook","url":"http://u:hook-pass-1@` + down + `/h?sig=hook-query-1","secret":"hook-secret-1",
 			"headers":{"Authorization":"hook-bearer-1","X-Key":"hook-header-1"},"secretHeaders":["X-Key"]}`,
@@ -525,7 +525,7 @@ func TestSecretsStayOutOfStatusAndLogs(t *testing.T) {
 		"amqp":      `{"endpointType":"amqp","url":"amqp://u:amqp-pass-1@` + down + `/","routingKey":"q"}`,
 		"amqp10":    `{"endpointType":"amqp","protocol":"1.0","url":"amqp://u:amqp-pass-1@` + down + `/","address":"q"}`,
 		"mqtt":      `{"endpointType":"mqtt","url":"tcp://` + down + `","version":3,"username":"u","password":"mqtt-pass-1"}`,
-		"grid":      `{"endpointType":"EventGrid","TopicEndpoint":"http://` + down + `/api/events","accessKey1":"grid-key-1"}`,
+		"grid":      `{"endpointType":"EventGrid","TopicEndpoint":"http://` + down + `/api/events?code=grid-query-1","accessKey1":"grid-key-1"}`,
 		"hub":       `{"endpointType":"EventHub","protocol":"amqp","connectionStringPrimaryKey":"Endpoint=sb://` + down + `/;SharedAccessKeyName=s;SharedAccessKey=hub-key-1;EntityPath=h;UseDevelopmentEmulator=true"}`,
 		"bus":       `{"endpointType":"ServiceBus","primaryConnectionString":"Endpoint=sb://` + down + `/;SharedAccessKeyName=s;SharedAccessKey=bus-key-1;EntityPath=t;UseDevelopmentEmulator=true"}`,
 	}
