@@ -140,6 +140,8 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		if !set["insecure"] {
 			srv.Insecure = fs.Insecure
 		}
+		// Settings of the file only.
+		srv.EgressPolicy, srv.FileDirs = fs.EgressPolicy, fs.FileDirs
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir
 		}

@@ -206,6 +206,8 @@ server:
     oidc:
       issuer: https://idp.example/realms/twins
       audiences: [twinflow]
+  egressPolicy: {denyPrivate: true, deny: [10.9.0.0/16]}
+  fileDirs: [/etc/tf]
 delivery:
   maxRoutes: 9
 routes:
@@ -225,6 +227,10 @@ sources:
 	if got.Listen != "127.0.0.1:7000" || got.DataDir != "/from/env" || got.ShutdownTimeout != time.Second ||
 		!reflect.DeepEqual(got.AllowedHosts, []string{"tf.example.com"}) || got.MaxHeaderBytes != 2048 || got.BodyReadTimeout != 7*time.Second {
 		t.Errorf("server settings = %+v; want listen from the file, the data dir from the environment, the timeout from the flag", got)
+	}
+	if !got.EgressPolicy.DenyPrivate || !reflect.DeepEqual(got.EgressPolicy.Deny, []string{"10.9.0.0/16"}) ||
+		!reflect.DeepEqual(got.FileDirs, []string{"/etc/tf"}) || o.server.Dir != filepath.Dir(file) {
+		t.Errorf("egress settings = %+v, %q, config dir %q; want the file's", got.EgressPolicy, got.FileDirs, o.server.Dir)
 	}
 	if o.server.Delivery.MaxRoutes != 9 || o.server.Routes["r"].EndpointName != "hook" || len(o.server.Sources) != 1 {
 		t.Errorf("config = %+v", o.server.Config)

@@ -26,6 +26,7 @@ import (
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/history"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/source"
 )
 
@@ -64,6 +65,9 @@ type Config struct {
 	// Mappings are created, or replaced, at start-up, after the sources: name to
 	// definition.
 	Mappings map[string]json.RawMessage `yaml:"-"`
+	// Dir is the directory of the file the configuration was read from (Load); empty when
+	// it was not read from a file.
+	Dir string `yaml:"-"`
 }
 
 // Server says how the server listens and where it keeps its data.
@@ -99,6 +103,12 @@ type Server struct {
 	// Insecure lets the server listen on an address other than loopback without TLS, or
 	// without authentication, which it otherwise refuses to do.
 	Insecure bool `yaml:"insecure"`
+	// EgressPolicy decides what endpoints and sources may connect to.
+	EgressPolicy EgressPolicy `yaml:"egressPolicy"`
+	// FileDirs are the directories the files that endpoints and sources name (TLS
+	// certificates and keys, NATS credentials) must be in. Empty means the data directory
+	// and the directory of the config file.
+	FileDirs []string `yaml:"fileDirs"`
 }
 
 // The values of Auth.Mode.
@@ -143,6 +153,25 @@ type OIDC struct {
 	NameClaim string `yaml:"nameClaim"`
 }
 
+// EgressPolicy decides what endpoints and sources may connect to, checked when they are
+// created or updated and on every connection they make (see package netpolicy). Cloud
+// metadata and link-local addresses are always denied, and so is the server's own listen
+// address unless AllowSelf; loopback and private addresses are allowed unless denied here.
+type EgressPolicy struct {
+	// DenyLoopback denies loopback addresses (127.0.0.0/8, ::1).
+	DenyLoopback bool `yaml:"denyLoopback"`
+	// DenyPrivate denies private addresses (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+	// fc00::/7, 100.64.0.0/10).
+	DenyPrivate bool `yaml:"denyPrivate"`
+	// Allow lists addresses and prefixes ("10.1.0.0/16") allowed even where the rules above
+	// deny them (the server's own listener aside).
+	Allow []string `yaml:"allow"`
+	// Deny lists addresses and prefixes denied whatever else says.
+	Deny []string `yaml:"deny"`
+	// AllowSelf allows connections to the server's own listen address.
+	AllowSelf bool `yaml:"allowSelf"`
+}
+
 // Delivery holds the limits of event delivery.
 type Delivery struct {
 	// MaxRoutes and MaxEndpoints limit routes and endpoints; 0 means ADT's 6.
@@ -154,7 +183,8 @@ type Delivery struct {
 	Retention time.Duration `yaml:"retention"`
 	// DeadLetterDir, when set, also writes dead letters as files in ADT's layout under it.
 	DeadLetterDir string `yaml:"deadLetterDir"`
-	// SkipHandshake skips the webhook validation handshake of new endpoints.
+	// SkipHandshake skips the webhook validation handshake of endpoints, when they are put
+	// and when the server starts.
 	SkipHandshake bool `yaml:"skipHandshake"`
 }
 
@@ -232,7 +262,8 @@ type Route struct {
 }
 
 // WithDefaults returns c with the empty server settings and the jobs directory set to their
-// defaults.
+// defaults. The default file directories are the data directory and the config file's
+// directory (Dir).
 func (c Config) WithDefaults() Config {
 	if c.Server.Listen == "" {
 		c.Server.Listen = DefaultListen
@@ -255,6 +286,12 @@ func (c Config) WithDefaults() Config {
 	if c.Jobs.Dir == "" {
 		c.Jobs.Dir = filepath.Join(c.Server.DataDir, "jobs")
 	}
+	if len(c.Server.FileDirs) == 0 {
+		c.Server.FileDirs = []string{c.Server.DataDir}
+		if c.Dir != "" {
+			c.Server.FileDirs = append(c.Server.FileDirs, c.Dir)
+		}
+	}
 	return c
 }
 
@@ -268,6 +305,7 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
+	c.Dir = filepath.Dir(path)
 	return c, nil
 }
 
@@ -285,6 +323,10 @@ type file struct {
 //	  listen: 0.0.0.0:8080
 //	  dataDir: /var/lib/twinflow
 //	  allowedHosts: [twins.example.com]
+//	  egressPolicy:
+//	    denyPrivate: true
+//	    allow: [10.1.0.0/16]
+//	  fileDirs: [/etc/twinflow/tls]
 //	delivery:
 //	  maxRoutes: 10
 //	  retention: 168h
@@ -394,6 +436,21 @@ func (c Config) Validate(checks Checks) error {
 		}
 	}
 	errs = append(errs, s.Auth.validate()...)
+	for _, list := range []struct {
+		path    string
+		entries []string
+	}{{"server.egressPolicy.allow", s.EgressPolicy.Allow}, {"server.egressPolicy.deny", s.EgressPolicy.Deny}} {
+		for i, e := range list.entries {
+			if _, err := netpolicy.ParsePrefix(e); err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", list.path, i, err))
+			}
+		}
+	}
+	for i, d := range s.FileDirs {
+		if d == "" {
+			errs = append(errs, fmt.Errorf("server.fileDirs[%d]: empty", i))
+		}
+	}
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)

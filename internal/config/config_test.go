@@ -105,7 +105,7 @@ jobs:
 }
 
 func TestLoadEverything(t *testing.T) {
-	cfg, err := config.Load(write(t, `
+	path := write(t, `
 server:
   listen: 0.0.0.0:9000
   dataDir: /var/lib/twinflow
@@ -129,6 +129,13 @@ server:
       roles:
         Azure Digital Twins Data Owner: owner
         twins-admin: admin
+  egressPolicy:
+    denyLoopback: true
+    denyPrivate: true
+    allow: [10.1.0.0/16]
+    deny: ["2001:db8::/32"]
+    allowSelf: true
+  fileDirs: [/etc/twinflow/tls]
 ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
@@ -141,7 +148,8 @@ mappings:
   thermostats:
     source: plant
     rule: device
-`))
+`)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +163,10 @@ mappings:
 			JWKSURI:   "https://login.microsoftonline.com/tenant/discovery/v2.0/keys",
 			ClockSkew: 2 * time.Minute, RoleClaim: "realm_access.roles", NameClaim: "oid",
 			Roles: map[string]string{"Azure Digital Twins Data Owner": "owner", "twins-admin": "admin"},
-		}}}
+		}},
+		EgressPolicy: config.EgressPolicy{DenyLoopback: true, DenyPrivate: true, Allow: []string{"10.1.0.0/16"},
+			Deny: []string{"2001:db8::/32"}, AllowSelf: true},
+		FileDirs: []string{"/etc/twinflow/tls"}}
 	if !reflect.DeepEqual(cfg.Server, want) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
 	}
@@ -167,6 +178,9 @@ mappings:
 	}
 	if !reflect.DeepEqual(oc, wantOIDC) {
 		t.Errorf("OIDCConfig = %+v, want %+v", oc, wantOIDC)
+	}
+	if cfg.Dir != filepath.Dir(path) {
+		t.Errorf("config directory %q", cfg.Dir)
 	}
 	if cfg.Ingress != (config.Ingress{MaxMessageBytes: 1024, DedupWindow: 2 * time.Hour, MaxDepth: 4}) {
 		t.Errorf("ingress = %+v", cfg.Ingress)
@@ -202,6 +216,10 @@ server:
       jwksUri: keys
       clockSkew: -1s
       roles: {Azure Digital Twins Data Owner: superuser, x: none}
+  egressPolicy:
+    allow: [10.0.0.0/8, ten]
+    deny: [1.2.3.4/33]
+  fileDirs: [""]
 delivery:
   maxRoutes: -1
 ingress:
@@ -253,6 +271,9 @@ mappings:
 		`server.auth.oidc.clockSkew: -1s is negative`,
 		`server.auth.oidc.roles["Azure Digital Twins Data Owner"]: "superuser" is not a role: want reader, owner or admin`,
 		`server.auth.oidc.roles["x"]: "none" is not a role`,
+		`server.egressPolicy.allow[1]: "ten" is not an address or a prefix`,
+		`server.egressPolicy.deny[0]: "1.2.3.4/33" is not an address or a prefix`,
+		"server.fileDirs[0]: empty",
 		"delivery.maxRoutes: -1 is negative",
 		"ingress.dedupWindow: -1m0s is negative",
 		"ingress.maxDepth: -2 is negative",
@@ -276,12 +297,17 @@ func TestWithDefaults(t *testing.T) {
 	defaults := config.Config{}.WithDefaults()
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout,
 		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout,
-		Auth: config.Auth{Mode: config.AuthAuto}}
+		Auth: config.Auth{Mode: config.AuthAuto}, FileDirs: []string{config.DefaultDataDir}}
 	if !reflect.DeepEqual(defaults.Server, want) || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
 		t.Errorf("defaults = %+v, jobs %+v; want %+v, jobs in the data directory", defaults.Server, defaults.Jobs, want)
 	}
+	// A config read from a file reads files from the file's directory too.
+	if got := (config.Config{Dir: "/etc/twinflow"}).WithDefaults().Server.FileDirs; !slices.Equal(got, []string{config.DefaultDataDir, "/etc/twinflow"}) {
+		t.Errorf("file directories %q", got)
+	}
 	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second,
-		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second, Auth: config.Auth{Mode: config.AuthOff}}}
+		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second, Auth: config.Auth{Mode: config.AuthOff},
+		FileDirs: []string{"/tls"}}}
 	if got := set.WithDefaults().Server; !reflect.DeepEqual(got, set.Server) {
 		t.Errorf("WithDefaults changed set values: %+v", got)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/twinflow/twinflow/internal/connector/amqp"
 	"github.com/twinflow/twinflow/internal/connector/kafka"
 	"github.com/twinflow/twinflow/internal/connector/webhook"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -81,6 +83,10 @@ type adtCommon struct {
 	// resource read from ADT can be put as it is), written on read.
 	ProvisioningState string `json:"provisioningState,omitempty"`
 	CreatedTime       string `json:"createdTime,omitempty"`
+
+	// policy checks the connections of the connector settings built from the endpoint;
+	// nil allows any.
+	policy *netpolicy.Policy
 }
 
 // validate reports every problem with c.
@@ -150,9 +156,19 @@ func (c EventGridConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns c with its keys blanked.
+// WithPolicy returns c with every connection checked against p (see netpolicy).
+func (c EventGridConfig) WithPolicy(p *netpolicy.Policy) EventGridConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the topic's address and the files c reads.
+func (c EventGridConfig) Reach() netpolicy.Reach { return c.webhook("").Reach() }
+
+// Redacted returns c with its keys, and its topic URL's password and query string, blanked.
 func (c EventGridConfig) Redacted() EventGridConfig {
 	c.adtCommon = adtRead()
+	c.TopicEndpoint = redact.URL(c.TopicEndpoint)
 	c.AccessKey1 = mask(c.AccessKey1, masked)
 	c.AccessKey2 = mask(c.AccessKey2, masked)
 	return c
@@ -166,7 +182,7 @@ func (c EventGridConfig) webhook(key string) webhook.SinkConfig {
 		OmitTopic: true,
 		Headers:   map[string]string{"aeg-sas-key": key},
 		TLS:       c.TLS,
-	}
+	}.WithPolicy(c.policy)
 	if c.EventSchema == CloudEventSchemaV10 {
 		cfg.Mode, cfg.OmitTopic = webhook.Batched, false
 	}
@@ -222,6 +238,26 @@ func (c EventHubConfig) Validate() error {
 	return errors.Join(append(errs, err)...)
 }
 
+// WithPolicy returns c with every connection checked against p (see netpolicy).
+func (c EventHubConfig) WithPolicy(p *netpolicy.Policy) EventHubConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the namespace's address, in the protocol c uses, and the files c reads.
+func (c EventHubConfig) Reach() netpolicy.Reach {
+	creds, err := c.credentials()
+	switch {
+	case err != nil:
+		return netpolicy.Reach{Files: c.TLS.Files("tls")}
+	case len(creds.amqp) > 0:
+		return creds.amqp[0].cfg.Reach()
+	case len(creds.kafka) > 0:
+		return creds.kafka[0].cfg.Reach()
+	}
+	return netpolicy.Reach{Files: c.TLS.Files("tls")}
+}
+
 // Redacted returns c with its connection strings blanked.
 func (c EventHubConfig) Redacted() EventHubConfig {
 	c.adtCommon = adtRead()
@@ -248,7 +284,7 @@ func (c EventHubConfig) credentials() (eventHubCredentials, error) {
 	var out eventHubCredentials
 	for _, s := range strs {
 		if c.Protocol == EventHubAMQP {
-			cfg, err := amqpConfig(s, entity, c.TLS)
+			cfg, err := amqpConfig(s, entity, c.TLS, c.policy)
 			if err != nil {
 				return eventHubCredentials{}, err
 			}
@@ -269,7 +305,7 @@ func (c EventHubConfig) credentials() (eventHubCredentials, error) {
 		if err := cfg.Validate(); err != nil {
 			return eventHubCredentials{}, fmt.Errorf("%s: not usable over Kafka: %w", s.name, err)
 		}
-		out.kafka = append(out.kafka, namedConfig[kafka.SinkConfig]{s.name, cfg})
+		out.kafka = append(out.kafka, namedConfig[kafka.SinkConfig]{s.name, cfg.WithPolicy(c.policy)})
 	}
 	return out, nil
 }
@@ -317,6 +353,20 @@ func (c ServiceBusConfig) Validate() error {
 	return errors.Join(append(errs, err)...)
 }
 
+// WithPolicy returns c with every connection checked against p (see netpolicy).
+func (c ServiceBusConfig) WithPolicy(p *netpolicy.Policy) ServiceBusConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the namespace's address and the files c reads.
+func (c ServiceBusConfig) Reach() netpolicy.Reach {
+	if creds, err := c.credentials(); err == nil && len(creds) > 0 {
+		return creds[0].cfg.Reach()
+	}
+	return netpolicy.Reach{Files: c.TLS.Files("tls")}
+}
+
 // Redacted returns c with its connection strings blanked.
 func (c ServiceBusConfig) Redacted() ServiceBusConfig {
 	c.adtCommon = adtRead()
@@ -335,7 +385,7 @@ func (c ServiceBusConfig) credentials() ([]namedConfig[amqp.SinkConfig], error) 
 	}
 	out := make([]namedConfig[amqp.SinkConfig], 0, len(strs))
 	for _, s := range strs {
-		cfg, err := amqpConfig(s, entity, c.TLS)
+		cfg, err := amqpConfig(s, entity, c.TLS, c.policy)
 		if err != nil {
 			return nil, err
 		}
@@ -415,8 +465,9 @@ func connectionStrings(endpointURI, entityPath string, primary, secondary namedS
 
 // amqpConfig returns the AMQP 1.0 settings sending to entity with s: amqps (amqp for an
 // emulator without TLS settings), logging in with SASL PLAIN as the shared access policy's
-// name and key, which Service Bus and Event Hubs both accept.
-func amqpConfig(s parsedString, entity string, tls sink.TLS) (namedConfig[amqp.SinkConfig], error) {
+// name and key, which Service Bus and Event Hubs both accept, with connections checked
+// against p.
+func amqpConfig(s parsedString, entity string, tls sink.TLS, p *netpolicy.Policy) (namedConfig[amqp.SinkConfig], error) {
 	if s.cs.sas != "" {
 		return namedConfig[amqp.SinkConfig]{}, fmt.Errorf("%s: a SharedAccessSignature needs the AMQP claims-based security exchange ($cbs), which twinflow does not implement; use SharedAccessKeyName and SharedAccessKey", s.name)
 	}
@@ -428,7 +479,7 @@ func amqpConfig(s parsedString, entity string, tls sink.TLS) (namedConfig[amqp.S
 	if err := cfg.Validate(); err != nil {
 		return namedConfig[amqp.SinkConfig]{}, fmt.Errorf("%s: not usable over AMQP: %w", s.name, err)
 	}
-	return namedConfig[amqp.SinkConfig]{s.name, cfg}, nil
+	return namedConfig[amqp.SinkConfig]{s.name, cfg.WithPolicy(p)}, nil
 }
 
 // mask returns m in place of a set secret s.

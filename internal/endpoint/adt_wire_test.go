@@ -289,7 +289,7 @@ func TestEventHubKafka(t *testing.T) {
 				caFile, server := sinktest.ServerTLS(t)
 				opts = append(opts, kfake.TLS(server))
 				def += `,"tls":{"caFile":"` + caFile + `"}`
-				tc, err := sink.TLS{CAFile: caFile}.Config()
+				tc, err := sink.TLS{CAFile: caFile}.Config(nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -28,12 +30,20 @@ type Kind struct {
 type settings interface {
 	// redacted returns the settings with secrets blanked, for display.
 	redacted() any
+	// secrets returns the secret values of the settings (see redact.Values).
+	secrets() []string
+	// reach returns what the settings' connections reach.
+	reach() netpolicy.Reach
+	// withPolicy returns the settings with their connections checked against p.
+	withPolicy(p *netpolicy.Policy) settings
 	// newSink builds the kind's sink for a relay that keeps up to window published events
 	// awaiting acknowledgement (see WindowSizer).
 	newSink(logger *slog.Logger, window int) (sink.Sink, error)
-	// handshake checks the destination when the endpoint is created; nil when the kind has
-	// none.
+	// handshake checks that the destination agrees to receive the endpoint's events; nil
+	// when the kind has none.
 	handshake(ctx context.Context) error
+	// hasHandshake reports whether the kind has a handshake.
+	hasHandshake() bool
 	// maxBatch is the kind's batch size when the delivery policy sets none; 0 means the
 	// relay's default.
 	maxBatch() int
@@ -55,10 +65,17 @@ type WindowSizer[C any] interface {
 	WithWindow(events int) C
 }
 
-// Settings is the shape of a connector's SinkConfig (see the connector packages).
+// Settings is the shape of a connector's SinkConfig (see the connector packages): Validate
+// reports every problem, each naming its field; Redacted returns the settings with every
+// secret blanked (with redact.Mask, or redact.URL for URLs), which is also what tells the
+// registry which values to keep out of status and logs; Reach returns what the settings'
+// connections reach, for the egress policy to check; WithPolicy returns the settings with
+// every connection checked against a policy.
 type Settings[C any] interface {
 	Validate() error
 	Redacted() C
+	Reach() netpolicy.Reach
+	WithPolicy(p *netpolicy.Policy) C
 }
 
 // KindOf returns the Kind of a connector from its NewSink and, if it has one, its validation
@@ -86,6 +103,15 @@ type typed[C Settings[C], S sink.Sink] struct {
 
 func (t typed[C, S]) redacted() any { return t.c.Redacted() }
 
+func (t typed[C, S]) secrets() []string { return redact.Values(t.c, t.c.Redacted()) }
+
+func (t typed[C, S]) reach() netpolicy.Reach { return t.c.Reach() }
+
+func (t typed[C, S]) withPolicy(p *netpolicy.Policy) settings {
+	t.c = t.c.WithPolicy(p)
+	return t
+}
+
 func (t typed[C, S]) newSink(logger *slog.Logger, window int) (sink.Sink, error) {
 	c := t.c
 	if w, ok := any(c).(WindowSizer[C]); ok {
@@ -106,6 +132,8 @@ func (t typed[C, S]) publishes() bool {
 	_, ok := any(s).(sink.Publisher)
 	return ok
 }
+
+func (t typed[C, S]) hasHandshake() bool { return t.handshakeFn != nil }
 
 func (t typed[C, S]) handshake(ctx context.Context) error {
 	if t.handshakeFn == nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -140,8 +141,9 @@ func switchError(name, next string, err error) error {
 	if errors.As(err, &p) {
 		err = p.Err
 	}
-	// err's message only: wrapping it would carry its PermanentError along.
-	return fmt.Errorf("the destination refused %s, sending with %s next: %s", name, next, err.Error())
+	// err's message only: wrapping it would carry its PermanentError along. A refusal is the
+	// destination's answer, which status may show.
+	return redact.Shown(fmt.Errorf("the destination refused %s, sending with %s next: %s", name, next, err.Error()))
 }
 
 // Send implements sink.Sink.

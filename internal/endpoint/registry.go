@@ -1,17 +1,22 @@
 package endpoint
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/outbox"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/store"
 )
@@ -31,8 +36,21 @@ var (
 	ErrLimitExceeded = errors.New("endpoint limit exceeded")
 	// ErrInUse: routes still send to the endpoint.
 	ErrInUse = errors.New("endpoint in use")
-	// ErrValidationFailed: the destination refused the validation handshake.
+	// ErrValidationFailed: the destination refused the validation handshake, or did not
+	// answer it. The message that follows says which as status shows it: the refusal, or
+	// redact.Unreachable, never what else answered.
 	ErrValidationFailed = errors.New("endpoint validation failed")
+)
+
+// The states of an endpoint whose relay does not run yet or any more, beside the relay's
+// own (outbox.StateDelivering, ...).
+const (
+	// StateProvisioning: the endpoint's validation handshake is under way; its relay
+	// starts once the destination accepts it.
+	StateProvisioning = "provisioning"
+	// StateFailed: the destination refused the validation handshake, or did not answer it
+	// in time; the endpoint delivers nothing until it is replaced.
+	StateFailed = "failed"
 )
 
 // Config configures a Registry.
@@ -41,11 +59,20 @@ type Config struct {
 	MaxEndpoints int
 	// DeadLetterDir, when set, also writes dead letters as files in ADT's layout under it.
 	DeadLetterDir string
-	// SkipHandshake skips the validation handshake of new endpoints (of kinds that have one).
+	// SkipHandshake skips the validation handshake of endpoints (of kinds that have one).
 	SkipHandshake bool
 	// HandshakeTimeout bounds the handshake; 0 means 30 s.
 	HandshakeTimeout time.Duration
+	// HandshakeWait is how long Put waits for the handshake before it answers with the
+	// endpoint provisioning; 0 means DefaultHandshakeWait.
+	HandshakeWait time.Duration
+	// Policy decides what the endpoints' connections may reach: every definition is checked
+	// against it when it is put, and every connection when it is made. Nil allows anything.
+	Policy *netpolicy.Policy
 }
+
+// DefaultHandshakeWait is how long Put waits for a validation handshake by default.
+const DefaultHandshakeWait = 3 * time.Second
 
 // Routes tells a relay which events go to its endpoint (*eventroute.Table implements it).
 type Routes interface {
@@ -84,6 +111,19 @@ type Registry struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 	running map[string]*running
+	// validating holds the endpoints whose handshake runs or failed (see validation).
+	validating map[string]*validation
+}
+
+// validation is an endpoint's validation handshake that runs, or failed, after Put answered
+// or while Run starts it.
+type validation struct {
+	cancel context.CancelFunc
+	// state is StateProvisioning or StateFailed; err and at the last failure. Guarded by
+	// the registry's mu.
+	state string
+	err   string
+	at    time.Time
 }
 
 // running is one endpoint's relay.
@@ -105,10 +145,29 @@ func New(cfg Config, kinds map[string]Kind, st outbox.Store, routes Routes, m *o
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 30 * time.Second
 	}
+	if cfg.HandshakeWait == 0 {
+		cfg.HandshakeWait = DefaultHandshakeWait
+	}
 	return &Registry{
 		cfg: cfg, kinds: kinds, st: st, routes: routes, metrics: m, logger: logger,
-		running: make(map[string]*running),
+		running: make(map[string]*running), validating: make(map[string]*validation),
 	}, nil
+}
+
+// parseDef parses a definition with its settings' connections checked against the
+// registry's policy.
+func (r *Registry) parseDef(raw json.RawMessage) (Definition, error) {
+	def, err := Parse(raw, r.kinds)
+	if err != nil {
+		return Definition{}, err
+	}
+	def.settings = def.settings.withPolicy(r.cfg.Policy)
+	return def, nil
+}
+
+// validates reports whether def is validated by a handshake before its relay starts.
+func (r *Registry) validates(def Definition) bool {
+	return !r.cfg.SkipHandshake && def.settings.hasHandshake()
 }
 
 // ValidName reports whether name is a valid endpoint name (see ErrNameInvalid).
@@ -146,10 +205,20 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 	r.ctx = ctx
 	for _, ep := range stored {
-		def, err := Parse(ep.Config, r.kinds)
+		def, err := r.parseDef(ep.Config)
 		if err != nil {
 			// A definition stored by an older build, or of a kind this build lacks.
 			r.logger.Error("endpoint not started", slog.String("endpoint", ep.Name), slog.Any("err", err))
+			continue
+		}
+		if v := r.validating[ep.Name]; v != nil {
+			// Put before Run: its handshake goes on and starts the relay.
+			continue
+		}
+		if r.validates(def) {
+			// Validated again at every start, so that a destination that refused the
+			// handshake before a restart does not get events after it.
+			r.validateLocked(ep.Name, def, nil, nil, true)
 			continue
 		}
 		if err := r.startLocked(ep.Name, def); err != nil {
@@ -163,10 +232,85 @@ func (r *Registry) Run(ctx context.Context) error {
 	for name := range r.running {
 		r.stopLocked(name)
 	}
+	for name, v := range r.validating {
+		v.cancel()
+		delete(r.validating, name)
+	}
 	r.ctx = nil
 	r.mu.Unlock()
 	r.wg.Wait()
 	return nil
+}
+
+// validateLocked runs def's handshake in the background, with the endpoint provisioning
+// meanwhile, and starts its relay once the destination accepts it. A handshake Put started
+// is handed over with done, which receives its outcome, and cancel, which ends it; with
+// both nil the handshake starts here. With retry, a failure retrying can fix (the
+// destination does not answer, answers 5xx) is retried with backoff until the endpoint is
+// replaced, deleted or Run ends, and only a refusal fails the endpoint; without it, the
+// first failure does. Callers hold r.mu.
+func (r *Registry) validateLocked(name string, def Definition, done <-chan error, cancel context.CancelFunc, retry bool) {
+	if old := r.validating[name]; old != nil {
+		old.cancel()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	v := &validation{state: StateProvisioning, cancel: func() {
+		stop()
+		if cancel != nil {
+			cancel()
+		}
+	}}
+	r.validating[name] = v
+	scrub := redact.NewScrubber(def.settings.secrets()...)
+	r.wg.Go(func() {
+		backoff := time.Second
+		for {
+			var err error
+			if done != nil {
+				select {
+				case err = <-done:
+				case <-ctx.Done():
+					return
+				}
+				done = nil
+			} else {
+				hctx, hcancel := context.WithTimeout(ctx, r.cfg.HandshakeTimeout)
+				err = def.settings.handshake(hctx)
+				hcancel()
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r.mu.Lock()
+			if r.validating[name] != v {
+				r.mu.Unlock()
+				return
+			}
+			if err == nil {
+				delete(r.validating, name)
+				if err := r.startLocked(name, def); err != nil {
+					r.logger.Error("endpoint not started", slog.String("endpoint", name), slog.Any("err", err))
+				}
+				r.mu.Unlock()
+				return
+			}
+			v.err, v.at = fmt.Sprintf("%s: %s", ErrValidationFailed, validationError(scrub, err)), time.Now()
+			r.logger.Warn("endpoint validation failed", slog.String("endpoint", name),
+				slog.String("err", scrub.String(err.Error())), slog.Bool("retrying", retry && !sink.IsPermanent(err)))
+			if !retry || sink.IsPermanent(err) {
+				v.state = StateFailed
+				r.mu.Unlock()
+				return
+			}
+			r.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+		}
+	})
 }
 
 // startLocked starts name's relay if Run runs. Callers hold r.mu.
@@ -175,7 +319,9 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		return nil
 	}
 	maxBatch := cmp.Or(def.Delivery.MaxBatch, def.settings.maxBatch())
-	lazy := &lazySink{settings: def.settings, window: outbox.Window(maxBatch), logger: r.logger.With(slog.String("endpoint", name))}
+	scrub := redact.NewScrubber(def.settings.secrets()...)
+	lazy := &lazySink{settings: def.settings, window: outbox.Window(maxBatch), scrub: scrub,
+		logger: scrub.Logger(r.logger.With(slog.String("endpoint", name)))}
 	var relaySink sink.Sink = lazy
 	if def.settings.publishes() {
 		relaySink = lazyPublisher{lazy}
@@ -235,27 +381,48 @@ func (r *Registry) stopLocked(name string) {
 }
 
 // Put creates or replaces the endpoint name from its JSON definition and reports whether it
-// was created. A new endpoint of a kind with a handshake is checked with it first (unless
-// Config.SkipHandshake). A new endpoint receives events committed after it; a replaced one
-// keeps its cursor and dead letters, and its relay restarts with the new settings.
+// was created. Creating and replacing are checked alike: the definition must parse, what
+// it reaches must pass the egress policy (Config.Policy), and an endpoint of a kind with a
+// handshake is validated with it (unless Config.SkipHandshake).
+//
+// Put waits for the handshake up to Config.HandshakeWait: a refusal, or no answer, fails
+// Put with ErrValidationFailed and changes nothing. A handshake still running then goes on
+// in the background: the endpoint is stored, shows StateProvisioning, and its relay starts
+// once the destination accepts it, or the endpoint shows StateFailed.
+//
+// A secret sent back as GET showed it (blanked) keeps the stored value, as long as the
+// endpoint's destination stays the same (see redact.Restore); one sent back blanked for
+// another destination is refused. A new endpoint receives events committed after it; a
+// replaced one keeps its cursor and dead letters, and its relay restarts with the new
+// settings.
 func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (created bool, err error) {
 	if !ValidName(name) {
 		return false, fmt.Errorf("%w: %q must be 1 to %d letters, digits, '-' or '_'", ErrNameInvalid, name, MaxNameLength)
 	}
-	def, err := Parse(raw, r.kinds)
+	def, err := r.parseDef(raw)
 	if err != nil {
 		return false, err
 	}
-	exists, err := r.exists(ctx, name)
+	old, exists, err := r.stored(ctx, name)
 	if err != nil {
 		return false, err
 	}
-	if !exists && !r.cfg.SkipHandshake {
-		hctx, cancel := context.WithTimeout(ctx, r.cfg.HandshakeTimeout)
-		err := def.settings.handshake(hctx)
-		cancel()
+	if exists {
+		if raw, def, err = r.restoreSecrets(old.Config, raw, def); err != nil {
+			return false, err
+		}
+	}
+	if err := r.cfg.Policy.CheckReach(ctx, def.settings.reach()); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var (
+		pending       <-chan error
+		pendingCancel context.CancelFunc
+	)
+	if r.validates(def) {
+		pending, pendingCancel, err = r.handshake(ctx, def)
 		if err != nil {
-			return false, fmt.Errorf("%w: %w", ErrValidationFailed, err)
+			return false, err
 		}
 	}
 	r.mu.Lock()
@@ -281,24 +448,143 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 		return w.PutEndpoint(old)
 	})
 	if err != nil {
+		if pendingCancel != nil {
+			pendingCancel()
+		}
 		return false, fmt.Errorf("put endpoint %q: %w", name, err)
 	}
 	r.stopLocked(name)
+	if old := r.validating[name]; old != nil {
+		old.cancel()
+		delete(r.validating, name)
+	}
+	if pending != nil {
+		r.validateLocked(name, def, pending, pendingCancel, false)
+		return created, nil
+	}
 	if err := r.startLocked(name, def); err != nil {
 		return created, fmt.Errorf("start endpoint %q: %w", name, err)
 	}
 	return created, nil
 }
 
-func (r *Registry) exists(ctx context.Context, name string) (bool, error) {
+// handshake runs def's handshake for up to Config.HandshakeWait. It returns nil channels
+// when the destination accepted it, ErrValidationFailed when it refused or failed, and, when
+// the handshake still runs, the channel its outcome will arrive on and the function that
+// ends it.
+func (r *Registry) handshake(ctx context.Context, def Definition) (<-chan error, context.CancelFunc, error) {
+	hctx, cancel := context.WithTimeout(context.Background(), r.cfg.HandshakeTimeout)
+	done := make(chan error, 1)
+	go func() { done <- def.settings.handshake(hctx) }()
+	wait := time.NewTimer(r.cfg.HandshakeWait)
+	defer wait.Stop()
+	select {
+	case err := <-done:
+		cancel()
+		if err != nil {
+			scrub := redact.NewScrubber(def.settings.secrets()...)
+			r.logger.Info("endpoint validation failed", slog.String("err", scrub.String(err.Error())))
+			return nil, nil, fmt.Errorf("%w: %w", ErrValidationFailed, validationError(scrub, err))
+		}
+		return nil, nil, nil
+	case <-wait.C:
+		return done, cancel, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, nil, ctx.Err()
+	}
+}
+
+// validationError returns the failure err of a handshake as status shows it (see
+// redact.Scrubber.Error), without the mark of a permanent failure.
+func validationError(scrub *redact.Scrubber, err error) error {
+	if p, ok := err.(*sink.PermanentError); ok {
+		err = p.Err
+	}
+	return scrub.Error(err)
+}
+
+// stored returns the stored endpoint name, and whether there is one.
+func (r *Registry) stored(ctx context.Context, name string) (store.Endpoint, bool, error) {
+	var ep store.Endpoint
 	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
-		_, err := er.Endpoint(name)
+		var err error
+		ep, err = er.Endpoint(name)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		return store.Endpoint{}, false, nil
 	}
-	return err == nil, err
+	return ep, err == nil, err
+}
+
+// restoreSecrets returns raw, the definition of def, with the secrets it carries blanked as
+// GET shows them replaced by those of stored (see redact.Restore), and its definition. A
+// blanked secret keeps the stored one only for the same destination: sent for another, it
+// is refused, so that whoever may change an endpoint but not read its secrets cannot send
+// them elsewhere.
+func (r *Registry) restoreSecrets(stored, raw json.RawMessage, def Definition) (json.RawMessage, Definition, error) {
+	old, err := r.parseDef(stored)
+	if err != nil || old.Type != def.Type {
+		// A kind this build lacks, or another kind: nothing to keep.
+		return raw, def, nil
+	}
+	next, inner, err := settingsObject(raw)
+	if err != nil {
+		return raw, def, nil
+	}
+	_, storedInner, err := settingsObject(stored)
+	if err != nil {
+		return raw, def, nil
+	}
+	shown, err := jsonTree(old.Redacted())
+	if err != nil {
+		return raw, def, nil
+	}
+	paths := redact.Restore(inner, storedInner, shown)
+	if len(paths) == 0 {
+		return raw, def, nil
+	}
+	slices.Sort(paths)
+	if !old.settings.reach().SameAddrs(def.settings.reach()) {
+		return nil, Definition{}, fmt.Errorf("%w: %s: a blanked secret keeps the stored one only while the destination stays the same; send the secret itself",
+			ErrInvalid, strings.Join(paths, ", "))
+	}
+	restored, err := json.Marshal(next)
+	if err != nil {
+		return nil, Definition{}, fmt.Errorf("encode the definition: %w", err)
+	}
+	def, err = r.parseDef(restored)
+	if err != nil {
+		return nil, Definition{}, err
+	}
+	return restored, def, nil
+}
+
+// settingsObject decodes a definition: the whole object, and the object that holds its
+// settings (the properties of an ARM resource, the whole object otherwise).
+func settingsObject(raw json.RawMessage) (whole, settings map[string]any, err error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&whole); err != nil || whole == nil {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	if props, ok := whole["properties"].(map[string]any); ok {
+		if _, flat := whole["endpointType"]; !flat {
+			return whole, props, nil
+		}
+	}
+	return whole, whole, nil
+}
+
+// jsonTree returns the JSON tree of v, an object.
+func jsonTree(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m)
 }
 
 // Get returns the endpoint name; a missing one is store.ErrNotFound.
@@ -366,12 +652,18 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete endpoint %q: %w", name, err)
 	}
 	r.stopLocked(name)
+	if v := r.validating[name]; v != nil {
+		v.cancel()
+		delete(r.validating, name)
+	}
 	r.metrics.Forget(name)
 	return nil
 }
 
 // Status returns the delivery status of the endpoint name; a missing one is
-// store.ErrNotFound. An endpoint whose relay is not running reports outbox.StateStopped.
+// store.ErrNotFound. An endpoint being validated reports StateProvisioning, one that failed
+// validation StateFailed with the failure as LastError, and any other whose relay is not
+// running outbox.StateStopped.
 func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 	var st Status
 	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
@@ -387,6 +679,11 @@ func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 	}
 	r.mu.Lock()
 	run := r.running[name]
+	if v := r.validating[name]; v != nil {
+		st.State, st.LastError, st.LastErrorTime = v.state, v.err, v.at
+		r.mu.Unlock()
+		return st, nil
+	}
 	r.mu.Unlock()
 	if run == nil {
 		st.State = outbox.StateStopped
@@ -480,10 +777,16 @@ func (r *Registry) Redrive(ctx context.Context, name string, id uint64) error {
 
 // lazySink builds its connector's sink on first use, and again after a failed build, so an
 // endpoint whose destination is down at start-up retries like any other failed send.
+//
+// Its errors are the sink's as scrub shows them (see redact.Scrubber.Error): without the
+// endpoint's secrets, and, unless they are the destination's own answer, as
+// redact.Unreachable, since the relay shows them in the endpoint's status and dead letters.
+// The sink's own error, secrets scrubbed, is logged at debug level.
 type lazySink struct {
 	settings settings
 	// window is what the relay keeps awaiting acknowledgement (see WindowSizer).
 	window int
+	scrub  *redact.Scrubber
 	logger *slog.Logger
 	sink   sink.Sink
 }
@@ -493,17 +796,30 @@ func (l *lazySink) Send(ctx context.Context, events []event.Event) error {
 	if err := l.connect(); err != nil {
 		return err
 	}
-	return l.sink.Send(ctx, events)
+	return l.sanitize(l.sink.Send(ctx, events))
 }
 
-// connect creates the sink unless it exists.
+// sanitize returns err as the relay may show it, and logs what it hides.
+func (l *lazySink) sanitize(err error) error {
+	if err == nil {
+		return nil
+	}
+	shown := l.scrub.Error(err)
+	if shown.Error() != err.Error() {
+		l.logger.Debug("send failed", slog.String("err", l.scrub.String(err.Error())))
+	}
+	return shown
+}
+
+// connect creates the sink unless it exists. Building a sink makes no connection, so its
+// failures are problems of the settings, shown as they are (secrets scrubbed).
 func (l *lazySink) connect() error {
 	if l.sink != nil {
 		return nil
 	}
 	s, err := l.settings.newSink(l.logger, l.window)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return l.sanitize(redact.Shown(fmt.Errorf("connect: %w", err)))
 	}
 	l.sink = s
 	return nil
@@ -517,7 +833,11 @@ func (l lazyPublisher) Publish(ctx context.Context, events []event.Event) (sink.
 	if err := l.connect(); err != nil {
 		return nil, err
 	}
-	return l.sink.(sink.Publisher).Publish(ctx, events)
+	ack, err := l.sink.(sink.Publisher).Publish(ctx, events)
+	if err != nil {
+		return nil, l.sanitize(err)
+	}
+	return func(ctx context.Context) error { return l.sanitize(ack(ctx)) }, nil
 }
 
 // Close implements sink.Sink. Send and Close are never concurrent: the relay that sends has

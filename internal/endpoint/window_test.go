@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/connector/nats"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/outbox"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/store"
@@ -25,6 +26,10 @@ func (c windowedConfig) Validate() error                      { return nil }
 func (c windowedConfig) Redacted() windowedConfig             { return c }
 func (c windowedConfig) WithWindow(events int) windowedConfig { c.Window = events; return c }
 func (c windowedConfig) DefaultMaxBatch() int                 { return 300 }
+func (c windowedConfig) Reach() netpolicy.Reach               { return netpolicy.Reach{} }
+func (c windowedConfig) WithPolicy(*netpolicy.Policy) windowedConfig {
+	return c
+}
 
 // windowedSink accepts everything.
 type windowedSink struct{}

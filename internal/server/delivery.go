@@ -20,6 +20,7 @@ import (
 	"github.com/twinflow/twinflow/internal/connector/webhook"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/eventroute"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/outbox"
 	"github.com/twinflow/twinflow/internal/store"
 )
@@ -56,10 +57,11 @@ type delivery struct {
 }
 
 // newDelivery builds event delivery over st with the limits of cfg.Delivery, and creates or
-// replaces the endpoints and routes cfg declares. consumers are the in-process readers of the
-// log (the graph index, the history writer), each returning the Seq it is done with (0 while
-// it is not reading yet): the pruner keeps every record after the smallest.
-func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consumers []func() uint64, logger *slog.Logger) (*delivery, error) {
+// replaces the endpoints and routes cfg declares, with what endpoints reach checked against
+// policy. consumers are the in-process readers of the log (the graph index, the history
+// writer), each returning the Seq it is done with (0 while it is not reading yet): the
+// pruner keeps every record after the smallest.
+func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consumers []func() uint64, policy *netpolicy.Policy, logger *slog.Logger) (*delivery, error) {
 	d := &delivery{metrics: prometheus.NewRegistry()}
 	if err := d.metrics.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
@@ -78,6 +80,7 @@ func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consu
 		MaxEndpoints:  cfg.Delivery.MaxEndpoints,
 		DeadLetterDir: cfg.Delivery.DeadLetterDir,
 		SkipHandshake: cfg.Delivery.SkipHandshake,
+		Policy:        policy,
 	}, Kinds(), st, d.routes, m, logger)
 	if err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -65,6 +66,7 @@ import (
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/job"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
@@ -178,7 +180,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if s.history != nil {
 		consumers = append(consumers, s.history.cursor)
 	}
-	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, consumers, logger)
+	policy, err := egressPolicy(cfg.Server, s.ln.Addr())
+	if err != nil {
+		return nil, err
+	}
+	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, consumers, policy, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
@@ -188,7 +194,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		}
 	}
 	s.graph = newLateGraph()
-	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.graph, s.delivery.metrics, logger)
+	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.graph, s.delivery.metrics, policy, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
@@ -256,6 +262,25 @@ func checkExposure(addr net.Addr, loopback, tls, authRequired, insecure bool) er
 			"when the network is trusted", addr))
 	}
 	return errors.Join(errs...)
+}
+
+// egressPolicy returns the policy of what endpoints and sources may reach: srv's egress
+// policy and file directories, with self, the address the server is bound to, denied unless
+// the policy allows it.
+func egressPolicy(srv config.Server, self net.Addr) (*netpolicy.Policy, error) {
+	cfg := netpolicy.Config{
+		DenyLoopback: srv.EgressPolicy.DenyLoopback, DenyPrivate: srv.EgressPolicy.DenyPrivate,
+		Allow: srv.EgressPolicy.Allow, Deny: srv.EgressPolicy.Deny, AllowSelf: srv.EgressPolicy.AllowSelf,
+		FileDirs: srv.FileDirs,
+	}
+	if tcp, ok := self.(*net.TCPAddr); ok {
+		cfg.Self = []netip.AddrPort{tcp.AddrPort()}
+	}
+	p, err := netpolicy.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server.egressPolicy: %w", err)
+	}
+	return p, nil
 }
 
 // Addr returns the address the server is bound to.

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 )
 
 // TLS holds the TLS settings of a connection to a destination. The zero TLS means no TLS
@@ -37,23 +40,41 @@ func (t TLS) Validate(path string) error {
 	return errors.Join(errs...)
 }
 
-// Config builds the crypto/tls configuration, reading the files t names.
-func (t TLS) Config() (*tls.Config, error) {
+// Files returns the files t names, each with its field under path (e.g. "tls").
+func (t TLS) Files(path string) []netpolicy.Named {
+	var out []netpolicy.Named
+	for _, f := range []netpolicy.Named{{Field: "caFile", Value: t.CAFile}, {Field: "certFile", Value: t.CertFile}, {Field: "keyFile", Value: t.KeyFile}} {
+		if f.Value != "" {
+			out = append(out, netpolicy.Named{Field: path + "." + f.Field, Value: f.Value})
+		}
+	}
+	return out
+}
+
+// Config builds the crypto/tls configuration, reading the files t names once p allows
+// them (a nil p allows every file). Its errors are problems of the local configuration,
+// marked redact.Shown, or p's refusal.
+func (t TLS) Config(p *netpolicy.Policy) (*tls.Config, error) {
+	for _, f := range t.Files("tls") {
+		if err := p.CheckFile(f.Value); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Field, err)
+		}
+	}
 	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("read TLS CA file: %w", err)
+			return nil, redact.Shown(fmt.Errorf("read TLS CA file: %w", err))
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read TLS CA file %q: no PEM certificates", t.CAFile)
+			return nil, redact.Shown(fmt.Errorf("read TLS CA file %q: no PEM certificates", t.CAFile))
 		}
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("load TLS client certificate: %w", err)
+			return nil, redact.Shown(fmt.Errorf("load TLS client certificate: %w", err))
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

@@ -2,12 +2,14 @@ package sink_test
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
@@ -30,7 +32,7 @@ func TestTLSConfigVerifiesWithCAFile(t *testing.T) {
 		}
 	}()
 	dial := func(cfg sink.TLS) error {
-		tc, err := cfg.Config()
+		tc, err := cfg.Config(nil)
 		if err != nil {
 			return err
 		}
@@ -69,7 +71,7 @@ func TestTLSConfigErrors(t *testing.T) {
 		{sink.TLS{CertFile: notPEM, KeyFile: notPEM}, "load TLS client certificate"},
 	}
 	for _, tt := range tests {
-		if _, err := tt.cfg.Config(); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := tt.cfg.Config(nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Config(%+v) = %v, want an error containing %q", tt.cfg, err, tt.want)
 		}
 	}
@@ -81,5 +83,26 @@ func TestTLSConfigErrors(t *testing.T) {
 	}
 	if !(sink.TLS{}).IsZero() || (sink.TLS{Enabled: true}).IsZero() {
 		t.Error("IsZero is wrong")
+	}
+}
+
+func TestTLSConfigReadsOnlyAllowedFiles(t *testing.T) {
+	caFile, _ := sinktest.ServerTLS(t)
+	allowed := t.TempDir()
+	p, err := netpolicy.New(netpolicy.Config{FileDirs: []string{allowed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sink.TLS{CAFile: caFile, CertFile: filepath.Join(allowed, "c.pem"), KeyFile: "/etc/shadow"}
+	_, err = cfg.Config(p)
+	if !errors.Is(err, netpolicy.ErrDenied) || !strings.Contains(err.Error(), "tls.caFile") {
+		t.Fatalf("Config = %v, want the CA file outside the directories refused", err)
+	}
+	files := cfg.Files("tls")
+	if len(files) != 3 || files[0].Field != "tls.caFile" || files[2].Field != "tls.keyFile" || files[2].Value != "/etc/shadow" {
+		t.Errorf("Files = %+v", files)
+	}
+	if _, err := (sink.TLS{CAFile: caFile}).Config(nil); err != nil {
+		t.Errorf("Config without a policy: %v", err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 )
 
 // Kind is one source type: how its settings are read and checked, and how its source is
@@ -28,15 +30,26 @@ type Kind struct {
 type settings interface {
 	// redacted returns the settings with secrets blanked, for display.
 	redacted() any
+	// secrets returns the secret values of the settings (see redact.Values).
+	secrets() []string
+	// reach returns what the settings' connections reach.
+	reach() netpolicy.Reach
+	// withPolicy returns the settings with their connections checked against p.
+	withPolicy(p *netpolicy.Policy) settings
 	newSource(name string, logger *slog.Logger) (ingress.Source, error)
 }
 
 // Settings is the shape of a connector's SourceConfig (see the connector packages): Validate
-// reports every problem, each naming its field; Redacted returns the settings with secrets
-// blanked.
+// reports every problem, each naming its field; Redacted returns the settings with every
+// secret blanked (with redact.Mask, or redact.URL for URLs), which is also what tells the
+// registry which values to keep out of status and logs; Reach returns what the settings'
+// connections reach, for the egress policy to check; WithPolicy returns the settings with
+// every connection checked against a policy.
 type Settings[C any] interface {
 	Validate() error
 	Redacted() C
+	Reach() netpolicy.Reach
+	WithPolicy(p *netpolicy.Policy) C
 }
 
 // KindOf returns the Kind of a connector from its NewSource, which builds the source of the
@@ -62,6 +75,15 @@ type typed[C Settings[C], S ingress.Source] struct {
 }
 
 func (t typed[C, S]) redacted() any { return t.c.Redacted() }
+
+func (t typed[C, S]) secrets() []string { return redact.Values(t.c, t.c.Redacted()) }
+
+func (t typed[C, S]) reach() netpolicy.Reach { return t.c.Reach() }
+
+func (t typed[C, S]) withPolicy(p *netpolicy.Policy) settings {
+	t.c = t.c.WithPolicy(p)
+	return t
+}
 
 func (t typed[C, S]) newSource(name string, logger *slog.Logger) (ingress.Source, error) {
 	return t.newSourceFn(t.c, name, logger)

@@ -96,9 +96,20 @@ type env struct {
 	reg *Registry
 	// stop stops the registry's Run and waits for it.
 	stop func()
+	// cfg, kinds and logger are the registry's (see newEnvWith).
+	cfg    Config
+	kinds  map[string]Kind
+	logger *slog.Logger
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, Config{}, map[string]Kind{HTTPType: HTTPKind()}, discard)
+}
+
+// newEnvWith is newEnv with a registry of cfg (whose Runner backs off a millisecond),
+// kinds and logger.
+func newEnvWith(t *testing.T, cfg Config, kinds map[string]Kind, logger *slog.Logger) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlite.Open(sqlite.Config{Dir: dir}, discard)
@@ -113,7 +124,8 @@ func newEnv(t *testing.T) *env {
 	if _, err := svc.AddModels(context.Background(), []byte(thermostat)); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, svc: svc}
+	cfg.Runner.MinBackoff, cfg.Runner.MaxBackoff = time.Millisecond, time.Millisecond
+	e := &env{t: t, st: st, svc: svc, cfg: cfg, kinds: kinds, logger: logger}
 	e.run()
 	return e
 }
@@ -121,8 +133,7 @@ func newEnv(t *testing.T) *env {
 // run starts a new registry over the env's store.
 func (e *env) run() {
 	e.t.Helper()
-	reg, err := New(Config{Runner: runner.Config{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}},
-		map[string]Kind{HTTPType: HTTPKind()}, e.st, e.svc, compileTest, nil, discard)
+	reg, err := New(e.cfg, e.kinds, e.st, e.svc, compileTest, nil, e.logger)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 )
 
 // HTTPType is the sourceType of sources whose messages are pushed to twinflow's API,
@@ -32,6 +33,12 @@ func (HTTPConfig) Validate() error { return nil }
 
 // Redacted implements Settings: there is no secret.
 func (c HTTPConfig) Redacted() HTTPConfig { return c }
+
+// Reach implements Settings: an http source connects nowhere.
+func (HTTPConfig) Reach() netpolicy.Reach { return netpolicy.Reach{} }
+
+// WithPolicy implements Settings: an http source connects nowhere.
+func (c HTTPConfig) WithPolicy(*netpolicy.Policy) HTTPConfig { return c }
 
 // HTTPKind is the Kind of http sources.
 func HTTPKind() Kind { return KindOf(NewHTTPSource) }

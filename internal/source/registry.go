@@ -10,11 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/store"
 )
 
@@ -67,6 +70,9 @@ type Config struct {
 	StartWait time.Duration
 	// Now is the clock of creation times and of pushed messages; nil means time.Now.
 	Now func() time.Time
+	// Policy decides what the sources' connections may reach: every definition is checked
+	// against it when it is put, and every connection when it is made. Nil allows anything.
+	Policy *netpolicy.Policy
 }
 
 // Store is what the registry needs of the store: ingress state, the twins mappings read in a
@@ -223,7 +229,7 @@ func (r *Registry) Run(ctx context.Context) error {
 		r.mappings[mp.Name] = compiled{source: mp.Source, m: c}
 	}
 	for _, src := range sources {
-		def, err := Parse(src.Config, r.kinds)
+		def, err := r.parseDef(src.Config)
 		if err == nil {
 			err = r.startLocked(src.Name, def)
 		}
@@ -266,11 +272,20 @@ func (r *Registry) runnerConfig(name string, def Definition) runner.Config {
 }
 
 // startLocked starts source name with the runner of def, if Run runs. Callers hold r.mu.
+//
+// The source's errors reach its status and the logs as redact.Scrubber.Error shows them:
+// without the source's secrets, and, unless they are the broker's own answer, as
+// redact.Unreachable. What the source and the runner log goes through the scrubber too.
 func (r *Registry) startLocked(name string, def Definition) error {
 	if r.ctx == nil {
 		return nil
 	}
-	logger := r.logger.With(slog.String("source", name))
+	var scrub *redact.Scrubber
+	if def.settings != nil {
+		scrub = redact.NewScrubber(def.settings.secrets()...)
+	}
+	base := scrub.Logger(r.logger)
+	logger := base.With(slog.String("source", name))
 	var (
 		src ingress.Source
 		err error
@@ -285,16 +300,22 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		src = es
 	} else {
 		// Connectors tag their log lines with the source's name themselves.
-		src, err = def.settings.newSource(name, r.logger)
+		src, err = def.settings.newSource(name, base)
 	}
 	if err != nil {
-		return fmt.Errorf("build source %q: %w", name, err)
+		return fmt.Errorf("build source %q: %w", name, scrub.Error(redact.Shown(err)))
 	}
-	run, err := runner.New(r.runnerConfig(name, def), r.st, r.svc, r.metrics, r.logger) // tags its lines too
+	run, err := runner.New(r.runnerConfig(name, def), r.st, r.svc, r.metrics, base) // tags its lines too
 	if err != nil {
 		return err
 	}
 	run.SetMappings(r.mappingsForLocked(name))
+	runSrc := src
+	if _, pushed := src.(*HTTPSource); !pushed {
+		// An http source has no connection to fail, and hands its pushes to the runner
+		// itself.
+		runSrc = sanitized(src, scrub)
+	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	rn := &running{runner: run, src: src, cancel: cancel, done: make(chan struct{})}
 	r.running[name] = rn
@@ -302,7 +323,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		defer close(rn.done)
 		// A source that fails stays failed, with its error in its status, until it is
 		// replaced: retrying cannot fix what made it fail.
-		if err := run.Run(ctx, src); err != nil && ctx.Err() == nil {
+		if err := run.Run(ctx, runSrc); err != nil && ctx.Err() == nil {
 			logger.Error("source failed", slog.Any("err", err))
 		}
 	})
@@ -363,15 +384,25 @@ func (r *Registry) syncEventsLocked() {
 }
 
 // Put creates or replaces the source name from its JSON definition and reports whether it
-// was created. A replaced source keeps its dead letters and message ids, and its runner
-// restarts with the new settings.
+// was created. Creating and replacing are checked alike: the definition must parse, and
+// what it reaches must pass the egress policy (Config.Policy). A secret sent back as GET
+// showed it (blanked) keeps the stored value, as long as the source's broker stays the same
+// (see redact.Restore); one sent back blanked for another broker is refused. A replaced
+// source keeps its dead letters and message ids, and its runner restarts with the new
+// settings.
 func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (created bool, err error) {
 	if !ValidName(name) {
 		return false, nameError(name)
 	}
-	def, err := Parse(raw, r.kinds)
+	def, err := r.parseDef(raw)
 	if err != nil {
 		return false, err
+	}
+	if raw, def, err = r.restoreSecrets(ctx, name, raw, def); err != nil {
+		return false, err
+	}
+	if err := r.cfg.Policy.CheckReach(ctx, def.settings.reach()); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -436,6 +467,69 @@ func (r *Registry) List(ctx context.Context) ([]Source, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// parseDef parses a definition with its settings' connections checked against the
+// registry's policy.
+func (r *Registry) parseDef(raw json.RawMessage) (Definition, error) {
+	def, err := Parse(raw, r.kinds)
+	if err != nil {
+		return Definition{}, err
+	}
+	def.settings = def.settings.withPolicy(r.cfg.Policy)
+	return def, nil
+}
+
+// restoreSecrets returns raw, the definition of def, with the secrets it carries blanked as
+// GET shows them replaced by those of the stored source name (see redact.Restore), and its
+// definition. A blanked secret keeps the stored one only for the same broker: sent for
+// another, it is refused, so that whoever may change a source but not read its secrets
+// cannot send them elsewhere.
+func (r *Registry) restoreSecrets(ctx context.Context, name string, raw json.RawMessage, def Definition) (json.RawMessage, Definition, error) {
+	var stored store.Source
+	err := r.st.ViewIngress(ctx, func(ir store.IngressReader) error {
+		var err error
+		stored, err = ir.Source(name)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return raw, def, nil
+	}
+	if err != nil {
+		return nil, Definition{}, err
+	}
+	old, err := r.parseDef(stored.Config)
+	if err != nil || old.Type != def.Type {
+		// A kind this build lacks, or another kind: nothing to keep.
+		return raw, def, nil
+	}
+	var next, storedTree, shown map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&next) != nil || json.Unmarshal(stored.Config, &storedTree) != nil {
+		return raw, def, nil
+	}
+	if b, err := json.Marshal(old.Redacted()); err != nil || json.Unmarshal(b, &shown) != nil {
+		return raw, def, nil
+	}
+	paths := redact.Restore(next, storedTree, shown)
+	if len(paths) == 0 {
+		return raw, def, nil
+	}
+	slices.Sort(paths)
+	if !old.settings.reach().SameAddrs(def.settings.reach()) {
+		return nil, Definition{}, fmt.Errorf("%w: %s: a blanked secret keeps the stored one only while the broker stays the same; send the secret itself",
+			ErrInvalid, strings.Join(paths, ", "))
+	}
+	restored, err := json.Marshal(next)
+	if err != nil {
+		return nil, Definition{}, fmt.Errorf("encode the definition: %w", err)
+	}
+	def, err = r.parseDef(restored)
+	if err != nil {
+		return nil, Definition{}, err
+	}
+	return restored, def, nil
 }
 
 func (r *Registry) parse(src store.Source) (Source, error) {

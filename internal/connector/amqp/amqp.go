@@ -8,14 +8,23 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strings"
 	"sync"
+	"time"
+
+	amqp10 "github.com/Azure/go-amqp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -47,6 +56,60 @@ type SinkConfig struct {
 	Address string `json:"address,omitempty"`
 	// TLS configures amqps connections.
 	TLS sink.TLS `json:"tls,omitzero"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
+}
+
+// WithPolicy returns c with every connection checked against p on the address it dials, and
+// the TLS files read only where p allows.
+func (c SinkConfig) WithPolicy(p *netpolicy.Policy) SinkConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the broker c connects to and the files it reads.
+func (c SinkConfig) Reach() netpolicy.Reach { return reach(c.URL, c.TLS) }
+
+// reach returns the broker of rawURL, an amqp:// or amqps:// URL, and the files of t.
+func reach(rawURL string, t sink.TLS) netpolicy.Reach {
+	var r netpolicy.Reach
+	if u, err := url.Parse(rawURL); err == nil && u.Hostname() != "" {
+		port := u.Port()
+		if port == "" {
+			port = "5672"
+			if u.Scheme == "amqps" {
+				port = "5671"
+			}
+		}
+		r.Addrs = []netpolicy.Named{{Field: "url", Value: net.JoinHostPort(u.Hostname(), port)}}
+	}
+	r.Files = t.Files("tls")
+	return r
+}
+
+// validURL reports every problem with rawURL as an amqp:// or amqps:// URL. The query
+// parameters by which AMQP 0-9-1 URIs name TLS files (certfile, keyfile, cacertfile) are
+// refused: TLS files are set with tls, where the egress policy checks them.
+func validURL(rawURL string) []error {
+	if rawURL == "" {
+		return []error{errors.New("url: required")}
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return []error{errors.New("url: not a URL")}
+	}
+	var errs []error
+	if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("url: %q is not an amqp:// or amqps:// URL", redactURL(rawURL)))
+	}
+	for k := range u.Query() {
+		switch strings.ToLower(k) {
+		case "certfile", "keyfile", "cacertfile":
+			errs = append(errs, fmt.Errorf("url: the query parameter %s is not supported; set the TLS files with tls", k))
+		}
+	}
+	return errs
 }
 
 func (c SinkConfig) protocol() string {
@@ -58,14 +121,7 @@ func (c SinkConfig) protocol() string {
 
 // Validate reports every problem with c, each naming its field.
 func (c SinkConfig) Validate() error {
-	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("url: required"))
-	} else if u, err := url.Parse(c.URL); err != nil {
-		errs = append(errs, fmt.Errorf("url: %w", err))
-	} else if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("url: %q is not an amqp:// or amqps:// URL", redactURL(c.URL)))
-	}
+	errs := validURL(c.URL)
 	switch c.protocol() {
 	case Protocol091:
 		if _, err := sink.ParseTemplate(c.RoutingKey); err != nil {
@@ -93,18 +149,109 @@ func (c SinkConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns c with the URL's password blanked.
+// Redacted returns c with the URL's password and query string blanked.
 func (c SinkConfig) Redacted() SinkConfig {
 	c.URL = redactURL(c.URL)
 	return c
 }
 
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
+func redactURL(s string) string { return redact.URL(s) }
+
+// dialTimeout bounds connecting to the broker, the TLS and AMQP handshakes included.
+const dialTimeout = 10 * time.Second
+
+// tlsConfig returns the TLS configuration of a connection to rawURL: t's for an amqps URL
+// (the system roots when t is zero), nil otherwise.
+func tlsConfig(rawURL string, t sink.TLS, p *netpolicy.Policy) (*tls.Config, error) {
+	if u, err := url.Parse(rawURL); err != nil || u.Scheme != "amqps" {
+		return nil, nil
 	}
-	return u.Redacted()
+	return t.Config(p)
+}
+
+// dial091 returns the Dial hook of an AMQP 0-9-1 connection: every connection checked
+// against p on the address it dials, with a deadline for the TLS and AMQP handshakes as
+// amqp091.DefaultDial sets it.
+func dial091(p *netpolicy.Policy) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		conn, err := p.Dialer(dialTimeout).Dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+}
+
+// dial10 opens an AMQP 1.0 connection to rawURL as amqp10.Dial does (SASL PLAIN with the
+// URL's user and password, TLS with tc for amqps), over a connection checked against p on
+// the address it dials.
+func dial10(ctx context.Context, rawURL string, opts amqp10.ConnOptions, tc *tls.Config, p *netpolicy.Policy) (*amqp10.Conn, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, errors.New("not a URL")
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "5672"
+		if u.Scheme == "amqps" {
+			port = "5671"
+		}
+	}
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		opts.SASLType = amqp10.SASLTypePlain(u.User.Username(), pass)
+	}
+	if opts.HostName == "" {
+		opts.HostName = host
+	}
+	opts.TLSConfig = nil
+	var conn net.Conn
+	d := p.Dialer(0)
+	if u.Scheme == "amqps" {
+		if tc == nil {
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if tc.ServerName == "" && !tc.InsecureSkipVerify {
+			tc = tc.Clone()
+			tc.ServerName = host
+		}
+		conn, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := amqp10.NewConn(ctx, conn, &opts)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// answer marks err as the broker's answer (redact.Shown) when the broker gave it: an AMQP
+// 0-9-1 exception the server raised, a refused login, an AMQP 1.0 error condition or a
+// refused SASL outcome. Errors the client library raises on what it cannot parse (a peer
+// that does not speak AMQP) are not answers.
+func answer(err error) error {
+	if err == nil {
+		return nil
+	}
+	if e, ok := errors.AsType[*amqp091.Error](err); ok && (e.Server || e == amqp091.ErrSASL || e == amqp091.ErrCredentials) {
+		return redact.Shown(err)
+	}
+	if _, ok := errors.AsType[*amqp10.Error](err); ok {
+		return redact.Shown(err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "SASL") && strings.Contains(msg, "auth failed") {
+		return redact.Shown(err)
+	}
+	return err
 }
 
 // publisher is one protocol's connection. Both reconnect lazily: after a failure they drop

@@ -11,6 +11,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -41,22 +42,14 @@ func newPublisher091(cfg SinkConfig, logger *slog.Logger) (*publisher091, error)
 		return nil, fmt.Errorf("routingKey: %w", err)
 	}
 	p := &publisher091{cfg: cfg, routingKey: key, logger: logger}
-	if !cfg.TLS.IsZero() {
-		if p.tls, err = cfg.TLS.Config(); err != nil {
-			return nil, err
-		}
+	if p.tls, err = tlsConfig(cfg.URL, cfg.TLS, cfg.policy); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
 func (p *publisher091) connect() (*channel091, error) {
-	var conn *amqp091.Connection
-	var err error
-	if p.tls != nil {
-		conn, err = amqp091.DialTLS(p.cfg.URL, p.tls)
-	} else {
-		conn, err = amqp091.Dial(p.cfg.URL)
-	}
+	conn, err := amqp091.DialConfig(p.cfg.URL, amqp091.Config{TLSClientConfig: p.tls, Dial: dial091(p.cfg.policy)})
 	if err != nil {
 		return nil, classify091(fmt.Errorf("connect to %s: %w", redactURL(p.cfg.URL), err))
 	}
@@ -114,7 +107,7 @@ func (p *publisher091) publish(ctx context.Context, events []event.Event) (func(
 				return fmt.Errorf("wait for the confirmation of event %q: %w", events[i].ID, err)
 			}
 			if !ok {
-				return p.fail(c, fmt.Errorf("broker did not confirm event %q", events[i].ID))
+				return p.fail(c, redact.Shown(fmt.Errorf("broker did not confirm event %q", events[i].ID)))
 			}
 		}
 		return nil
@@ -143,14 +136,16 @@ func (p *publisher091) fail(c *channel091, err error) error {
 		_ = c.conn.Close()
 	}
 	if reason != nil && permanentCode(reason.Code) {
-		return sink.Permanent(err)
+		return sink.Permanent(answer(err))
 	}
 	return classify091(err)
 }
 
 // classify091 marks the failures that publishing again cannot fix as permanent: an exchange
-// that does not exist, access refused, and a refused login.
+// that does not exist, access refused, and a refused login. The broker's answers are
+// redact.Shown.
 func classify091(err error) error {
+	err = answer(err)
 	var amqpErr *amqp091.Error
 	if errors.As(err, &amqpErr) && permanentCode(amqpErr.Code) {
 		return sink.Permanent(err)

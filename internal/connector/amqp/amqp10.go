@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	amqp10 "github.com/Azure/go-amqp"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -17,7 +19,8 @@ import (
 // settlement is awaited.
 type publisher10 struct {
 	cfg    SinkConfig
-	opts   *amqp10.ConnOptions
+	opts   amqp10.ConnOptions
+	tls    *tls.Config
 	logger *slog.Logger
 
 	conn   *amqp10.Conn // nil when disconnected; a wait may close it
@@ -25,19 +28,15 @@ type publisher10 struct {
 }
 
 func newPublisher10(cfg SinkConfig, logger *slog.Logger) (*publisher10, error) {
-	opts := &amqp10.ConnOptions{ContainerID: "twinflow"}
-	if !cfg.TLS.IsZero() {
-		tc, err := cfg.TLS.Config()
-		if err != nil {
-			return nil, err
-		}
-		opts.TLSConfig = tc
+	tc, err := tlsConfig(cfg.URL, cfg.TLS, cfg.policy)
+	if err != nil {
+		return nil, err
 	}
-	return &publisher10{cfg: cfg, opts: opts, logger: logger}, nil
+	return &publisher10{cfg: cfg, opts: amqp10.ConnOptions{ContainerID: "twinflow"}, tls: tc, logger: logger}, nil
 }
 
 func (p *publisher10) connect(ctx context.Context) error {
-	conn, err := amqp10.Dial(ctx, p.cfg.URL, p.opts)
+	conn, err := dial10(ctx, p.cfg.URL, p.opts, p.tls, p.cfg.policy)
 	if err != nil {
 		return classify10(fmt.Errorf("connect to %s: %w", redactURL(p.cfg.URL), err))
 	}
@@ -99,7 +98,7 @@ func (p *publisher10) publish(ctx context.Context, events []event.Event) (func(c
 				if s.Error != nil {
 					err = fmt.Errorf("%w: %w", err, s.Error)
 				}
-				return sink.Permanent(err)
+				return sink.Permanent(redact.Shown(err))
 			default:
 				return fmt.Errorf("broker settled event %q as %T", events[i].ID, state)
 			}
@@ -120,8 +119,10 @@ func closed(done <-chan struct{}) bool {
 
 // classify10 marks the failures that sending again cannot fix as permanent: an unknown
 // address, refused access, a message too large. Refused credentials (a failed SASL exchange,
-// unauthorized-access) are sink.ErrUnauthorized too.
+// unauthorized-access) are sink.ErrUnauthorized too. The broker's answers are
+// redact.Shown.
 func classify10(err error) error {
+	err = answer(err)
 	var amqpErr *amqp10.Error
 	if errors.As(err, &amqpErr) {
 		switch amqpErr.Condition {

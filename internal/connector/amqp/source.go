@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -50,7 +50,20 @@ type SourceConfig struct {
 	Credit int `json:"credit,omitempty"`
 	// TLS configures amqps connections.
 	TLS sink.TLS `json:"tls,omitzero"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
+
+// WithPolicy returns c with every connection checked against p on the address it dials, and
+// the TLS files read only where p allows.
+func (c SourceConfig) WithPolicy(p *netpolicy.Policy) SourceConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the broker c connects to and the files it reads.
+func (c SourceConfig) Reach() netpolicy.Reach { return reach(c.URL, c.TLS) }
 
 func (c SourceConfig) protocol() string {
 	if c.Protocol == "" {
@@ -61,14 +74,7 @@ func (c SourceConfig) protocol() string {
 
 // Validate reports every problem with c, each naming its field.
 func (c SourceConfig) Validate() error {
-	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("url: required"))
-	} else if u, err := url.Parse(c.URL); err != nil {
-		errs = append(errs, errors.New("url: not a URL"))
-	} else if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("url: %q is not an amqp:// or amqps:// URL", redactURL(c.URL)))
-	}
+	errs := validURL(c.URL)
 	switch c.protocol() {
 	case Protocol091:
 		if c.Queue == "" {
@@ -102,7 +108,7 @@ func (c SourceConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns c with the URL's password blanked.
+// Redacted returns c with the URL's password and query string blanked.
 func (c SourceConfig) Redacted() SourceConfig {
 	c.URL = redactURL(c.URL)
 	return c
@@ -171,12 +177,12 @@ func (s *Source) Run(ctx context.Context, h ingress.Handler) error {
 			return nil
 		}
 		if sink.IsPermanent(err) {
-			err = fmt.Errorf("amqp source: %w", err)
+			err = fmt.Errorf("amqp source: %w", answer(err))
 			st.Set(ingress.Failed, err)
 			return err
 		}
 		s.logger.Warn("amqp source: connecting again after a failure", "err", err)
-		st.Set(ingress.Reconnecting, err)
+		st.Set(ingress.Reconnecting, answer(err))
 		if !backoff.Wait(ctx) {
 			st.Set(ingress.Stopped, nil)
 			return nil

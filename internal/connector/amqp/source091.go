@@ -13,17 +13,11 @@ import (
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
-// dialTimeout bounds connecting to the broker.
-const dialTimeout = 10 * time.Second
-
 // session091 returns the session of an AMQP 0-9-1 source.
 func (s *Source) session091() (func(context.Context, ingress.Handler, func()) error, error) {
-	var tc *tls.Config
-	if !s.cfg.TLS.IsZero() {
-		var err error
-		if tc, err = s.cfg.TLS.Config(); err != nil {
-			return nil, err
-		}
+	tc, err := tlsConfig(s.cfg.URL, s.cfg.TLS, s.cfg.policy)
+	if err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context, h ingress.Handler, running func()) error {
 		return s.run091(ctx, h, running, tc)
@@ -35,7 +29,7 @@ func (s *Source) session091() (func(context.Context, ingress.Handler, func()) er
 func (s *Source) run091(ctx context.Context, h ingress.Handler, running func(), tc *tls.Config) error {
 	conn, err := amqp091.DialConfig(s.cfg.URL, amqp091.Config{
 		TLSClientConfig: tc,
-		Dial:            amqp091.DefaultDial(dialTimeout),
+		Dial:            dial091(s.cfg.policy),
 		Properties:      amqp091.Table{"connection_name": s.name},
 	})
 	if err != nil {

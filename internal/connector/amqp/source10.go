@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -13,25 +14,21 @@ import (
 
 // session10 returns the session of an AMQP 1.0 source.
 func (s *Source) session10() (func(context.Context, ingress.Handler, func()) error, error) {
-	opts := &amqp10.ConnOptions{ContainerID: s.name}
-	if !s.cfg.TLS.IsZero() {
-		tc, err := s.cfg.TLS.Config()
-		if err != nil {
-			return nil, err
-		}
-		opts.TLSConfig = tc
+	tc, err := tlsConfig(s.cfg.URL, s.cfg.TLS, s.cfg.policy)
+	if err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context, h ingress.Handler, running func()) error {
-		return s.run10(ctx, h, running, opts)
+		return s.run10(ctx, h, running, amqp10.ConnOptions{ContainerID: s.name}, tc)
 	}, nil
 }
 
 // run10 connects, attaches a receiver to the address and hands over its messages until ctx
 // ends (then it returns nil) or the link fails.
-func (s *Source) run10(ctx context.Context, h ingress.Handler, running func(), opts *amqp10.ConnOptions) error {
+func (s *Source) run10(ctx context.Context, h ingress.Handler, running func(), opts amqp10.ConnOptions, tc *tls.Config) error {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	conn, err := amqp10.Dial(dctx, s.cfg.URL, opts)
+	conn, err := dial10(dctx, s.cfg.URL, opts, tc, s.cfg.policy)
 	if err != nil {
 		return classify10(fmt.Errorf("connect to %s: %w", redactURL(s.cfg.URL), err))
 	}

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -39,6 +43,26 @@ type connection struct {
 	SASL     SASL
 	TLS      sink.TLS
 	ClientID string
+	// policy checks every connection to a broker; nil allows any.
+	policy *netpolicy.Policy
+}
+
+// reach returns the brokers c dials and the files it reads.
+func (c connection) reach() netpolicy.Reach {
+	var r netpolicy.Reach
+	for i, b := range c.Brokers {
+		r.Addrs = append(r.Addrs, netpolicy.Named{Field: "brokers[" + strconv.Itoa(i) + "]", Value: b})
+	}
+	r.Files = c.TLS.Files("tls")
+	return r
+}
+
+// answer marks err as the brokers' answer (redact.Shown) if it carries a Kafka error code.
+func answer(err error) error {
+	if _, ok := errors.AsType[*kerr.Error](err); ok {
+		return redact.Shown(err)
+	}
+	return err
 }
 
 // validate reports every problem with c, each naming its field.
@@ -70,7 +94,8 @@ func (c connection) validate() []error {
 	return errs
 }
 
-// options returns the client options that reach the brokers and log in, with franz-go's
+// options returns the client options that reach the brokers (every connection checked
+// against c's policy, whatever address a broker advertises) and log in, with franz-go's
 // warnings logged to log, each message prefixed with who ("kafka endpoint").
 func (c connection) options(log *slog.Logger, who string) ([]kgo.Opt, error) {
 	id := c.ClientID
@@ -91,12 +116,15 @@ func (c connection) options(log *slog.Logger, who string) ([]kgo.Opt, error) {
 	case ScramSHA512:
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha512Mechanism()))
 	}
-	if !c.TLS.IsZero() {
-		tc, err := c.TLS.Config()
+	dialer := c.policy.Dialer(10 * time.Second)
+	if c.TLS.IsZero() {
+		opts = append(opts, kgo.Dialer(dialer.DialContext))
+	} else {
+		tc, err := c.TLS.Config(c.policy)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}).DialContext))
+		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: dialer, Config: tc}).DialContext))
 	}
 	return opts, nil
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -37,7 +39,20 @@ type SinkConfig struct {
 	TLS sink.TLS `json:"tls,omitzero"`
 	// ClientID names the producer to the brokers; empty means "twinflow".
 	ClientID string `json:"clientId,omitempty"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
+
+// WithPolicy returns c with every connection to a broker checked against p on the address it
+// dials, and the TLS files read only where p allows.
+func (c SinkConfig) WithPolicy(p *netpolicy.Policy) SinkConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the brokers c dials and the files it reads.
+func (c SinkConfig) Reach() netpolicy.Reach { return c.connection().reach() }
 
 // Validate reports every problem with c, each naming its field.
 func (c SinkConfig) Validate() error {
@@ -52,13 +67,13 @@ func (c SinkConfig) Validate() error {
 }
 
 func (c SinkConfig) connection() connection {
-	return connection{Brokers: c.Brokers, SASL: c.SASL, TLS: c.TLS, ClientID: c.ClientID}
+	return connection{Brokers: c.Brokers, SASL: c.SASL, TLS: c.TLS, ClientID: c.ClientID, policy: c.policy}
 }
 
 // Redacted returns c with the SASL password blanked.
 func (c SinkConfig) Redacted() SinkConfig {
 	if c.SASL.Password != "" {
-		c.SASL.Password = "*****"
+		c.SASL.Password = redact.Mask
 	}
 	return c
 }
@@ -291,8 +306,9 @@ func headerName(name string) string {
 }
 
 // classify marks the failures that producing again cannot fix as permanent, and refused
-// credentials as sink.ErrUnauthorized too.
+// credentials as sink.ErrUnauthorized too; the brokers' answers are redact.Shown.
 func classify(err error) error {
+	err = answer(err)
 	if errors.Is(err, kerr.SaslAuthenticationFailed) {
 		return sink.Permanent(sink.Unauthorized(err))
 	}

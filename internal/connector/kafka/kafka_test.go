@@ -301,7 +301,7 @@ func TestTLS(t *testing.T) {
 	if err := s.Send(ctx, events); err != nil {
 		t.Fatalf("Send over TLS: %v", err)
 	}
-	tc, err := (sink.TLS{CAFile: caFile}).Config()
+	tc, err := (sink.TLS{CAFile: caFile}).Config(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -63,7 +65,20 @@ type SourceConfig struct {
 	TLS sink.TLS `json:"tls,omitzero"`
 	// ClientID names the consumer to the brokers; empty means "twinflow".
 	ClientID string `json:"clientId,omitempty"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
+
+// WithPolicy returns c with every connection to a broker checked against p on the address it
+// dials, and the TLS files read only where p allows.
+func (c SourceConfig) WithPolicy(p *netpolicy.Policy) SourceConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the brokers c dials and the files it reads.
+func (c SourceConfig) Reach() netpolicy.Reach { return c.connection().reach() }
 
 // Validate reports every problem with c, each naming its field.
 func (c SourceConfig) Validate() error {
@@ -88,13 +103,13 @@ func (c SourceConfig) Validate() error {
 }
 
 func (c SourceConfig) connection() connection {
-	return connection{Brokers: c.Brokers, SASL: c.SASL, TLS: c.TLS, ClientID: c.ClientID}
+	return connection{Brokers: c.Brokers, SASL: c.SASL, TLS: c.TLS, ClientID: c.ClientID, policy: c.policy}
 }
 
 // Redacted returns c with the SASL password blanked.
 func (c SourceConfig) Redacted() SourceConfig {
 	if c.SASL.Password != "" {
-		c.SASL.Password = "*****"
+		c.SASL.Password = redact.Mask
 	}
 	return c
 }
@@ -182,12 +197,12 @@ func (s *Source) Run(ctx context.Context, h ingress.Handler) error {
 			return nil
 		}
 		if permanent(err) {
-			err = fmt.Errorf("kafka source: %w", err)
+			err = fmt.Errorf("kafka source: %w", answer(err))
 			st.Set(ingress.Failed, err)
 			return err
 		}
 		s.logger.Warn("kafka source: consuming again after a failure", "err", err)
-		st.Set(ingress.Reconnecting, err)
+		st.Set(ingress.Reconnecting, answer(err))
 		if !backoff.Wait(ctx) {
 			st.Set(ingress.Stopped, nil)
 			return nil
@@ -214,7 +229,7 @@ func (s *Source) session(ctx context.Context, h ingress.Handler, st *ingress.Sta
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return permanentError{err}
+		return permanentError{redact.Shown(err)}
 	}
 	defer cl.Close()
 	if err := s.checkTopics(ctx, cl); err != nil {
@@ -237,7 +252,7 @@ func (s *Source) session(ctx context.Context, h ingress.Handler, st *ingress.Sta
 		retry, err := s.pollError(fetches)
 		if retry != nil {
 			s.logger.Warn("kafka source cannot join its group; retrying", "err", retry)
-			st.Set(ingress.Reconnecting, retry)
+			st.Set(ingress.Reconnecting, answer(retry))
 		}
 		if joined.Swap(false) {
 			backoff.Reset()
@@ -358,7 +373,7 @@ func (s *Source) checkTopics(ctx context.Context, cl *kgo.Client) error {
 				name = *t.Topic
 			}
 			if errors.Is(err, kerr.UnknownTopicOrPartition) {
-				return permanentError{fmt.Errorf("topic %q does not exist", name)}
+				return permanentError{redact.Shown(fmt.Errorf("topic %q does not exist", name))}
 			}
 			return fmt.Errorf("read the metadata of topic %q: %w", name, err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/ingress/ingresstest"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -281,7 +282,7 @@ func TestSourceRebalanceCommits(t *testing.T) {
 func TestSourceFails(t *testing.T) {
 	c := cluster(t, 1)
 	r := ingresstest.Go(t, newSource(t, SourceConfig{Brokers: c.ListenAddrs(), Topics: []string{topic, "no-such-topic"}}, "fails"), nil)
-	if err := r.Wait(t); err == nil || !strings.Contains(err.Error(), `topic "no-such-topic" does not exist`) {
+	if err := r.Wait(t); err == nil || !strings.Contains(err.Error(), `topic "no-such-topic" does not exist`) || !redact.IsShown(err) {
 		t.Errorf("Run on a missing topic = %v", err)
 	}
 	if s := r.LastState(); s != ingress.Failed {
@@ -301,7 +302,7 @@ func TestSourceFails(t *testing.T) {
 		return resp, nil, true
 	})
 	r = ingresstest.Go(t, newSource(t, SourceConfig{Brokers: c.ListenAddrs(), Topics: []string{topic}, SASL: SASL{Mechanism: Plain, User: "tf", Password: "wrong"}}, "fails"), nil)
-	if err := r.Wait(t); !permanent(err) || strings.Contains(err.Error(), "wrong") {
+	if err := r.Wait(t); !permanent(err) || strings.Contains(err.Error(), "wrong") || !redact.IsShown(err) {
 		t.Errorf("Run with a wrong password = %v, want a permanent error without the password", err)
 	}
 	if s := r.LastState(); s != ingress.Failed {

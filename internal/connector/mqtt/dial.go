@@ -12,25 +12,29 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 )
 
 // dialTimeout bounds opening the network connection, TLS and WebSocket handshakes included.
 const dialTimeout = 10 * time.Second
 
 // dial opens the network connection to the broker at u (as parseBrokerURL returns it):
-// TCP, TLS with tc, or a WebSocket (over TLS for wss) carrying MQTT in binary messages.
-func dial(ctx context.Context, u *url.URL, tc *tls.Config) (*lingerConn, error) {
-	c, err := dialNet(ctx, u, tc)
+// TCP, TLS with tc, or a WebSocket (over TLS for wss) carrying MQTT in binary messages. The
+// connection is checked against p on the address it dials (a nil p allows any).
+func dial(ctx context.Context, u *url.URL, tc *tls.Config, p *netpolicy.Policy) (*lingerConn, error) {
+	c, err := dialNet(ctx, u, tc, p)
 	if err != nil {
 		return nil, err
 	}
 	return &lingerConn{Conn: c, readEnded: make(chan struct{})}, nil
 }
 
-func dialNet(ctx context.Context, u *url.URL, tc *tls.Config) (net.Conn, error) {
+func dialNet(ctx context.Context, u *url.URL, tc *tls.Config, p *netpolicy.Policy) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	d := &net.Dialer{}
+	d := p.Dialer(0)
 	switch u.Scheme {
 	case "tls":
 		return (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", u.Host)
@@ -46,9 +50,9 @@ func dialNet(ctx context.Context, u *url.URL, tc *tls.Config) (net.Conn, error) 
 		}
 		if err != nil {
 			if resp != nil {
-				return nil, fmt.Errorf("websocket handshake with %s: %s: %w", u.Redacted(), resp.Status, err)
+				return nil, fmt.Errorf("websocket handshake with %s: %d: %w", redact.URL(u.String()), resp.StatusCode, err)
 			}
-			return nil, fmt.Errorf("websocket handshake with %s: %w", u.Redacted(), err)
+			return nil, fmt.Errorf("websocket handshake with %s: %w", redact.URL(u.String()), err)
 		}
 		return &wsConn{Conn: c}, nil
 	default:

@@ -23,6 +23,8 @@ import (
 	"sync"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -47,6 +49,29 @@ type SinkConfig struct {
 	Password string `json:"password,omitempty"`
 	// TLS configures ssl://, tls:// and mqtts:// connections.
 	TLS sink.TLS `json:"tls,omitzero"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
+}
+
+// WithPolicy returns c with every connection checked against p on the address it dials, and
+// the TLS files read only where p allows.
+func (c SinkConfig) WithPolicy(p *netpolicy.Policy) SinkConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the broker c connects to and the files it reads.
+func (c SinkConfig) Reach() netpolicy.Reach { return reach(c.URL, false, c.TLS) }
+
+// reach returns the broker at rawURL and the files of t.
+func reach(rawURL string, websockets bool, t sink.TLS) netpolicy.Reach {
+	var r netpolicy.Reach
+	if u, err := parseBrokerURL(rawURL, websockets); err == nil {
+		r.Addrs = []netpolicy.Named{{Field: "url", Value: u.Host}}
+	}
+	r.Files = t.Files("tls")
+	return r
 }
 
 func (c SinkConfig) topic() string {
@@ -86,11 +111,12 @@ func (c SinkConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns c with the password blanked.
+// Redacted returns c with the password, and the URL's password and query string, blanked.
 func (c SinkConfig) Redacted() SinkConfig {
 	if c.Password != "" {
-		c.Password = "*****"
+		c.Password = redact.Mask
 	}
+	c.URL = redact.URL(c.URL)
 	return c
 }
 
@@ -121,12 +147,12 @@ func parseBrokerURL(s string, websockets bool) (*url.URL, error) {
 	case u.Scheme == "tcp" || u.Scheme == "tls":
 	case websockets && (u.Scheme == "ws" || u.Scheme == "wss"):
 	case websockets:
-		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss:// URL", s)
+		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss:// URL", redact.URL(s))
 	default:
-		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls:// or mqtts:// URL", s)
+		return nil, fmt.Errorf("%q: want a tcp://, mqtt://, ssl://, tls:// or mqtts:// URL", redact.URL(s))
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("%q: no host", s)
+		return nil, fmt.Errorf("%q: no host", redact.URL(s))
 	}
 	if u.Port() == "" {
 		u.Host += ":" + port
@@ -171,14 +197,14 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	}
 	var tc *tls.Config
 	if !cfg.TLS.IsZero() || u.Scheme == "tls" {
-		if tc, err = cfg.TLS.Config(); err != nil {
+		if tc, err = cfg.TLS.Config(cfg.policy); err != nil {
 			return nil, fmt.Errorf("mqtt endpoint: %w", err)
 		}
 	}
 	s := &Sink{topic: topic}
 	if cfg.Version == 3 {
-		s.pub = newPublisher3(cfg, u, tc, logger)
-	} else if s.pub, err = newPublisher5(cfg, u, tc, logger); err != nil {
+		s.pub = newPublisher3(cfg, u, tc, cfg.policy, logger)
+	} else if s.pub, err = newPublisher5(cfg, u, tc, cfg.policy, logger); err != nil {
 		return nil, fmt.Errorf("mqtt endpoint: %w", err)
 	}
 	return s, nil

@@ -3,15 +3,20 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -21,13 +26,13 @@ type publisher3 struct {
 	logger *slog.Logger
 }
 
-func newPublisher3(cfg SinkConfig, u *url.URL, tc *tls.Config, logger *slog.Logger) *publisher3 {
-	scheme := "tcp"
-	if u.Scheme == "tls" {
-		scheme = "ssl"
-	}
+func newPublisher3(cfg SinkConfig, u *url.URL, tc *tls.Config, p *netpolicy.Policy, logger *slog.Logger) *publisher3 {
 	opts := paho3.NewClientOptions().
-		AddBroker(scheme + "://" + u.Host).
+		// The client dials with dialNet; this address only names the broker in its logs.
+		AddBroker("tcp://" + u.Host).
+		SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) {
+			return dialNet(context.Background(), u, tc, p)
+		}).
 		SetClientID(cfg.ClientID).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
@@ -39,9 +44,6 @@ func newPublisher3(cfg SinkConfig, u *url.URL, tc *tls.Config, logger *slog.Logg
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
 	}
-	if tc != nil {
-		opts.SetTLSConfig(tc)
-	}
 	return &publisher3{client: paho3.NewClient(opts), logger: logger}
 }
 
@@ -49,7 +51,7 @@ func (p *publisher3) publish(ctx context.Context, topics []string, events []even
 	if !p.client.IsConnectionOpen() {
 		p.logger.Debug("mqtt endpoint connecting")
 		if err := wait(ctx, p.client.Connect()); err != nil {
-			return fmt.Errorf("connect to mqtt broker: %w", err)
+			return refused3(fmt.Errorf("connect to mqtt broker: %w", err))
 		}
 	}
 	tokens := make([]paho3.Token, len(events))
@@ -70,6 +72,20 @@ func (p *publisher3) publish(ctx context.Context, topics []string, events []even
 		}
 	}
 	return nil
+}
+
+// refused3 marks err as the broker's answer (redact.Shown) when the broker refused the
+// connection in its CONNACK.
+func refused3(err error) error {
+	for _, refused := range []error{
+		packets.ErrorRefusedBadProtocolVersion, packets.ErrorRefusedIDRejected, packets.ErrorRefusedServerUnavailable,
+		packets.ErrorRefusedBadUsernameOrPassword, packets.ErrorRefusedNotAuthorised,
+	} {
+		if errors.Is(err, refused) {
+			return redact.Shown(err)
+		}
+	}
+	return err
 }
 
 // wait waits for t or ctx.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -22,16 +25,19 @@ type publisher5 struct {
 	cancel context.CancelFunc
 }
 
-func newPublisher5(cfg SinkConfig, u *url.URL, tc *tls.Config, logger *slog.Logger) (*publisher5, error) {
+func newPublisher5(cfg SinkConfig, u *url.URL, tc *tls.Config, p *netpolicy.Policy, logger *slog.Logger) (*publisher5, error) {
 	if u.Scheme == "tls" {
 		u = &url.URL{Scheme: "tls", Host: u.Host}
 	} else {
-		u = &url.URL{Scheme: "mqtt", Host: u.Host}
+		u = &url.URL{Scheme: "tcp", Host: u.Host}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		TlsCfg:                        tc,
+		ServerUrls: []*url.URL{u},
+		TlsCfg:     tc,
+		AttemptConnection: func(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+			return dialNet(ctx, u, tc, p)
+		},
 		KeepAlive:                     30,
 		CleanStartOnInitialConnection: true,
 		ReconnectBackoff:              func(int) time.Duration { return 250 * time.Millisecond },
@@ -57,8 +63,13 @@ func (p *publisher5) publish(ctx context.Context, topics []string, events []even
 	for i := range events {
 		resp, err := p.cm.Publish(ctx, Publish5(topics[i], &events[i]))
 		if err != nil {
-			if resp != nil && isPermanent5(resp.ReasonCode) {
-				return sink.Permanent(fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err))
+			if resp != nil && resp.ReasonCode >= 0x80 {
+				// The broker's answer.
+				err = redact.Shown(fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err))
+				if isPermanent5(resp.ReasonCode) {
+					return sink.Permanent(err)
+				}
+				return err
 			}
 			return fmt.Errorf("publish event %q to %q: %w", events[i].ID, topics[i], err)
 		}

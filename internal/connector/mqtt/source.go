@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/redact"
 )
 
 // Source consumes the messages of an MQTT broker's topic filters for twinflow's ingress. It
@@ -93,9 +94,9 @@ func NewSource(cfg SourceConfig, name string, logger *slog.Logger) (*Source, err
 	if err != nil {
 		return nil, fmt.Errorf("mqtt source %q: url: %w", name, err)
 	}
-	s := &Source{cfg: cfg, url: u, logger: logger.With("source", name, "broker", u.Redacted())}
+	s := &Source{cfg: cfg, url: u, logger: logger.With("source", name, "broker", redact.URL(u.String()))}
 	if u.Scheme == "tls" || u.Scheme == "wss" {
-		if s.tls, err = cfg.TLS.Config(); err != nil {
+		if s.tls, err = cfg.TLS.Config(cfg.policy); err != nil {
 			return nil, fmt.Errorf("mqtt source %q: %w", name, err)
 		}
 	}
@@ -191,7 +192,7 @@ func (s *Source) connection(ctx context.Context, h ingress.Handler, st *ingress.
 		l.close()
 		close(stopAcks)
 		<-l.acks.done
-		return 0, fmt.Errorf("connect to %s as %q: %w", s.url.Redacted(), s.cfg.ClientID, err)
+		return 0, fmt.Errorf("connect to %s as %q: %w", redact.URL(s.url.String()), s.cfg.ClientID, err)
 	}
 	start := time.Now()
 	defer func() {
@@ -204,7 +205,7 @@ func (s *Source) connection(ctx context.Context, h ingress.Handler, st *ingress.
 	}()
 	if !*subscribed || !present {
 		if err := c.subscribe(cctx); err != nil {
-			return time.Since(start), fmt.Errorf("subscribe to %q at %s: %w", s.cfg.Topics, s.url.Redacted(), err)
+			return time.Since(start), fmt.Errorf("subscribe to %q at %s: %w", s.cfg.Topics, redact.URL(s.url.String()), err)
 		}
 		*subscribed = true
 	}
@@ -214,7 +215,7 @@ func (s *Source) connection(ctx context.Context, h ingress.Handler, st *ingress.
 	case <-ctx.Done():
 		return time.Since(start), ctx.Err()
 	case <-c.lost():
-		return time.Since(start), fmt.Errorf("connection to %s lost: %w", s.url.Redacted(), c.cause())
+		return time.Since(start), fmt.Errorf("connection to %s lost: %w", redact.URL(s.url.String()), c.cause())
 	case <-l.acks.failed:
 		return time.Since(start), errRedeliver
 	}

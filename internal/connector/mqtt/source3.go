@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/redact"
 )
 
 // conn3 is one MQTT 3.1.1 connection of a source, with paho.mqtt.golang: a client made for
@@ -36,7 +37,7 @@ func (c *conn3) connect(ctx context.Context) (bool, error) {
 		// The client dials with dial; this address only names the broker in its logs.
 		AddBroker("tcp://" + c.src.url.Host).
 		SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) {
-			nc, err := dial(ctx, c.src.url, c.src.tls)
+			nc, err := dial(ctx, c.src.url, c.src.tls, c.src.cfg.policy)
 			if err != nil {
 				return nil, err
 			}
@@ -80,7 +81,7 @@ func (c *conn3) connect(ctx context.Context) (bool, error) {
 			packets.ErrorRefusedNotAuthorised,
 		} {
 			if errors.Is(err, refused) {
-				return false, permanent(fmt.Errorf("refused: %w", err))
+				return false, permanent(redact.Shown(fmt.Errorf("refused: %w", err)))
 			}
 		}
 		return false, certificateError(err)
@@ -111,7 +112,7 @@ func (c *conn3) subscribe(ctx context.Context) error {
 		}
 	}
 	if len(refused) > 0 {
-		return permanent(errors.Join(refused...))
+		return permanent(redact.Shown(errors.Join(refused...)))
 	}
 	return nil
 }

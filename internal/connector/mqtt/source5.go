@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho/session/state"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/redact"
 )
 
 // keepAlive is the keep-alive interval, in seconds, of the source's connections.
@@ -46,7 +47,7 @@ func (s deferredAcks) ack(id uint16) error {
 
 func (c *conn5) connect(ctx context.Context) (bool, error) {
 	c.lostC = make(chan struct{})
-	nc, err := dial(ctx, c.src.url, c.src.tls)
+	nc, err := dial(ctx, c.src.url, c.src.tls, c.src.cfg.policy)
 	if err != nil {
 		return false, certificateError(err)
 	}
@@ -58,7 +59,7 @@ func (c *conn5) connect(ctx context.Context) (bool, error) {
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){c.receive},
 		OnClientError:     c.lose,
 		OnServerDisconnect: func(d *paho.Disconnect) {
-			c.lose(fmt.Errorf("the broker disconnected: %s", reasonCode5(d.ReasonCode, reasonString(d.Properties))))
+			c.lose(redact.Shown(fmt.Errorf("the broker disconnected: %s", reasonCode5(d.ReasonCode, reasonString(d.Properties)))))
 		},
 	})
 	cfg := c.src.cfg
@@ -83,7 +84,7 @@ func (c *conn5) connect(ctx context.Context) (bool, error) {
 			if ca.Properties != nil {
 				reason = ca.Properties.ReasonString
 			}
-			err := fmt.Errorf("refused: %s", reasonCode5(ca.ReasonCode, reason))
+			err := redact.Shown(fmt.Errorf("refused: %s", reasonCode5(ca.ReasonCode, reason)))
 			if permanentConnack5(ca.ReasonCode) {
 				return false, permanent(err)
 			}
@@ -168,7 +169,7 @@ func (c *conn5) subscribe(ctx context.Context) error {
 		}
 	}
 	if len(refused) > 0 {
-		return permanent(errors.Join(refused...))
+		return permanent(redact.Shown(errors.Join(refused...)))
 	}
 	return err
 }

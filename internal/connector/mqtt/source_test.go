@@ -61,7 +61,7 @@ func dropSession(t testing.TB, s *Source) {
 	if s.cfg.Version == 3 {
 		opts := paho3.NewClientOptions().AddBroker("tcp://" + s.url.Host).SetClientID(s.cfg.ClientID).
 			SetProtocolVersion(4).SetCleanSession(true).SetUsername(s.cfg.Username).SetPassword(s.cfg.Password).
-			SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) { return dial(ctx, s.url, s.tls) })
+			SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) { return dial(ctx, s.url, s.tls, nil) })
 		c := paho3.NewClient(opts)
 		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Logf("remove session %q: %v", s.cfg.ClientID, tok.Error())
@@ -70,7 +70,7 @@ func dropSession(t testing.TB, s *Source) {
 		c.Disconnect(100)
 		return
 	}
-	nc, err := dial(ctx, s.url, s.tls)
+	nc, err := dial(ctx, s.url, s.tls, nil)
 	if err != nil {
 		t.Logf("remove session %q: %v", s.cfg.ClientID, err)
 		return
@@ -100,7 +100,7 @@ func newPublisher(t testing.TB, u string) *testPublisher {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	nc, err := dial(ctx, bu, nil)
+	nc, err := dial(ctx, bu, nil, nil)
 	if err != nil {
 		t.Fatalf("connect a publisher to %s: %v", u, err)
 	}
@@ -615,14 +615,14 @@ func TestSourceTLS(t *testing.T) {
 // publisherTLS connects a publisher over TLS to addr, trusting caFile.
 func publisherTLS(t *testing.T, addr, caFile string) *testPublisher {
 	t.Helper()
-	tc, err := sink.TLS{CAFile: caFile}.Config()
+	tc, err := sink.TLS{CAFile: caFile}.Config(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u, _ := parseBrokerURL("tls://"+addr, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	nc, err := dial(ctx, u, tc)
+	nc, err := dial(ctx, u, tc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -62,7 +64,20 @@ type SourceConfig struct {
 	// DefaultMaxInflight. With MQTT 3.1.1 the broker's configuration decides (Mosquitto's
 	// max_inflight_messages, 20 by default).
 	MaxInflight int `json:"maxInflight,omitempty"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
+
+// WithPolicy returns c with every connection checked against p on the address it dials, and
+// the TLS files read only where p allows.
+func (c SourceConfig) WithPolicy(p *netpolicy.Policy) SourceConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the broker c connects to and the files it reads.
+func (c SourceConfig) Reach() netpolicy.Reach { return reach(c.URL, true, c.TLS) }
 
 // Validate reports every problem with c, each naming its field.
 func (c SourceConfig) Validate() error {
@@ -72,7 +87,7 @@ func (c SourceConfig) Validate() error {
 	} else if u, err := parseBrokerURL(c.URL, true); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else if !c.TLS.IsZero() && u.Scheme != "tls" && u.Scheme != "wss" {
-		errs = append(errs, fmt.Errorf("tls: set, but url %q is not ssl://, tls://, mqtts:// or wss://", c.URL))
+		errs = append(errs, fmt.Errorf("tls: set, but url %q is not ssl://, tls://, mqtts:// or wss://", redact.URL(c.URL)))
 	}
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("topics: at least one topic filter required"))
@@ -122,11 +137,12 @@ func (c SourceConfig) Validate() error {
 // "never" (0xFFFFFFFF seconds).
 const maxSessionExpiry = (math.MaxUint32 - 1) * time.Second
 
-// Redacted returns c with the password blanked.
+// Redacted returns c with the password, and the URL's password and query string, blanked.
 func (c SourceConfig) Redacted() SourceConfig {
 	if c.Password != "" {
-		c.Password = "*****"
+		c.Password = redact.Mask
 	}
+	c.URL = redact.URL(c.URL)
 	return c
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -58,7 +60,19 @@ type SinkConfig struct {
 
 	// window is what WithWindow set, 0 if nothing.
 	window int
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
+
+// WithPolicy returns c with every connection checked against p on the address it dials, and
+// the credentials and TLS files read only where p allows.
+func (c SinkConfig) WithPolicy(p *netpolicy.Policy) SinkConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the servers c connects to and the files it reads.
+func (c SinkConfig) Reach() netpolicy.Reach { return c.connection().reach() }
 
 // WithWindow implements endpoint.WindowSizer: it returns c for a relay that keeps up to events
 // published events awaiting acknowledgement. The sink then lets twice that many await
@@ -90,7 +104,7 @@ func (c SinkConfig) Validate() error {
 }
 
 func (c SinkConfig) connection() connection {
-	return connection{URL: c.URL, Credentials: c.Credentials, User: c.User, Password: c.Password, Token: c.Token, TLS: c.TLS}
+	return connection{URL: c.URL, Credentials: c.Credentials, User: c.User, Password: c.Password, Token: c.Token, TLS: c.TLS, policy: c.policy}
 }
 
 func (c SinkConfig) subject() string {
@@ -100,14 +114,15 @@ func (c SinkConfig) subject() string {
 	return c.Subject
 }
 
-// Redacted returns c with its password and token blanked.
+// Redacted returns c with its password, its token and the secrets of its URLs blanked.
 func (c SinkConfig) Redacted() SinkConfig {
 	if c.Password != "" {
-		c.Password = "*****"
+		c.Password = redact.Mask
 	}
 	if c.Token != "" {
-		c.Token = "*****"
+		c.Token = redact.Mask
 	}
+	c.URL = c.connection().redactedURL()
 	return c
 }
 
@@ -168,7 +183,7 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	opts = append(opts, auth...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
+		return nil, answer(fmt.Errorf("connect to nats %s: %w", cfg.connection().redactedURL(), err))
 	}
 	pending := cfg.pending()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(pending), jetstream.WithPublishAsyncTimeout(ackTimeout))
@@ -320,8 +335,10 @@ func headerName(name string) string {
 	return "ce-" + name
 }
 
-// classify marks the failures that sending again cannot fix as permanent.
+// classify marks the failures that sending again cannot fix as permanent; the server's
+// answers are redact.Shown.
 func classify(err error) error {
+	err = answer(err)
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinflow/twinflow/internal/ingress"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -67,7 +69,20 @@ type SourceConfig struct {
 	Token    string `json:"token,omitempty"`
 	// TLS configures tls:// connections.
 	TLS sink.TLS `json:"tls,omitzero"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
+
+// WithPolicy returns c with every connection checked against p on the address it dials, and
+// the credentials and TLS files read only where p allows.
+func (c SourceConfig) WithPolicy(p *netpolicy.Policy) SourceConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the servers c connects to and the files it reads.
+func (c SourceConfig) Reach() netpolicy.Reach { return c.connection().reach() }
 
 // Validate reports every problem with c, each naming its field.
 func (c SourceConfig) Validate() error {
@@ -100,17 +115,18 @@ func (c SourceConfig) Validate() error {
 }
 
 func (c SourceConfig) connection() connection {
-	return connection{URL: c.URL, Credentials: c.Credentials, User: c.User, Password: c.Password, Token: c.Token, TLS: c.TLS}
+	return connection{URL: c.URL, Credentials: c.Credentials, User: c.User, Password: c.Password, Token: c.Token, TLS: c.TLS, policy: c.policy}
 }
 
-// Redacted returns c with its password and token blanked.
+// Redacted returns c with its password, its token and the secrets of its URLs blanked.
 func (c SourceConfig) Redacted() SourceConfig {
 	if c.Password != "" {
-		c.Password = "*****"
+		c.Password = redact.Mask
 	}
 	if c.Token != "" {
-		c.Token = "*****"
+		c.Token = redact.Mask
 	}
+	c.URL = c.connection().redactedURL()
 	return c
 }
 
@@ -216,12 +232,12 @@ func (s *Source) Run(ctx context.Context, h ingress.Handler) error {
 			return nil
 		}
 		if permanent(err) {
-			err = fmt.Errorf("nats source: %w", err)
+			err = fmt.Errorf("nats source: %w", answer(err))
 			st.Set(ingress.Failed, err)
 			return err
 		}
 		s.logger.Warn("nats source: consuming again after a failure", "err", err)
-		st.Set(ingress.Reconnecting, err)
+		st.Set(ingress.Reconnecting, answer(err))
 		if !backoff.Wait(ctx) {
 			st.Set(ingress.Stopped, nil)
 			return nil
@@ -248,7 +264,7 @@ func (s *Source) session(ctx context.Context, h ingress.Handler, st *ingress.Sta
 				err = errors.New("disconnected")
 			}
 			s.logger.Warn("nats source disconnected", "err", err)
-			st.Set(ingress.Reconnecting, err)
+			st.Set(ingress.Reconnecting, answer(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			if closing.Load() {

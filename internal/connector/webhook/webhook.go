@@ -17,7 +17,16 @@
 // 2xx is success. 400, 401, 403, 404, 410, 413 and every other 4xx except 408 and 429 are
 // permanent failures (the events go to dead letters); 401 is also sink.ErrUnauthorized. 408, 429, 5xx and network errors are
 // retryable; a Retry-After header (seconds or an HTTP date) on them becomes an
-// sink.RetryAfterError.
+// sink.RetryAfterError. Redirects are not followed: a 3xx answer is a permanent failure, so
+// that a destination cannot send twinflow's requests, with their headers, somewhere else.
+// The errors name the status only, never the body of the answer, which status and dead
+// letters would otherwise show to whoever can read them.
+//
+// # Egress
+//
+// Requests go straight to the URL's host, never through a proxy of the environment
+// (HTTP_PROXY), and every connection is checked against the policy set with WithPolicy on
+// the address it dials (see netpolicy).
 package webhook
 
 import (
@@ -30,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -39,6 +49,8 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 )
 
@@ -72,8 +84,14 @@ type SinkConfig struct {
 	Mode string `json:"mode,omitempty"`
 	// Secret, if set, signs every request (see the package documentation).
 	Secret string `json:"secret,omitempty"`
-	// Headers are added to every request, e.g. an Authorization header.
+	// Headers are added to every request, e.g. an Authorization header. The values of
+	// credential headers (Authorization, Proxy-Authorization, Cookie, X-Api-Key, Api-Key,
+	// Aeg-Sas-Key, Aeg-Sas-Token) and of those SecretHeaders names are secrets: blanked
+	// when shown.
 	Headers map[string]string `json:"headers,omitempty"`
+	// SecretHeaders names further headers of Headers (in any case) whose values are
+	// secrets, e.g. ["X-Signature-Key"].
+	SecretHeaders []string `json:"secretHeaders,omitempty"`
 	// Timeout bounds one request; zero means DefaultTimeout.
 	Timeout sink.Duration `json:"timeout,omitempty"`
 	// Topic is the topic of Event Grid schema events in EventGrid mode (ADT writes the
@@ -87,14 +105,46 @@ type SinkConfig struct {
 	Origin string `json:"origin,omitempty"`
 	// TLS configures https connections.
 	TLS sink.TLS `json:"tls,omitzero"`
+
+	// policy checks every connection (see WithPolicy); nil allows any.
+	policy *netpolicy.Policy
 }
 
-// isCredentialHeader reports whether a custom header's value is a credential, blanked by
-// Redacted.
-func isCredentialHeader(name string) bool {
+// WithPolicy returns c with every connection of its sink and handshake checked against p on
+// the address it dials, and the TLS files read only where p allows.
+func (c SinkConfig) WithPolicy(p *netpolicy.Policy) SinkConfig {
+	c.policy = p
+	return c
+}
+
+// Reach returns the address c's requests go to and the files it reads.
+func (c SinkConfig) Reach() netpolicy.Reach {
+	var r netpolicy.Reach
+	if u, err := url.Parse(c.URL); err == nil && u.Hostname() != "" {
+		port := u.Port()
+		if port == "" {
+			port = "80"
+			if u.Scheme == "https" {
+				port = "443"
+			}
+		}
+		r.Addrs = []netpolicy.Named{{Field: "url", Value: net.JoinHostPort(u.Hostname(), port)}}
+	}
+	r.Files = c.TLS.Files("tls")
+	return r
+}
+
+// isSecretHeader reports whether a custom header's value is a secret, blanked by Redacted:
+// a credential header, or one of c.SecretHeaders.
+func (c SinkConfig) isSecretHeader(name string) bool {
 	switch strings.ToLower(name) {
 	case "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "aeg-sas-key", "aeg-sas-token":
 		return true
+	}
+	for _, s := range c.SecretHeaders {
+		if strings.EqualFold(s, name) {
+			return true
+		}
 	}
 	return false
 }
@@ -107,7 +157,7 @@ func (c SinkConfig) Validate() error {
 	} else if u, err := url.Parse(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("url: %q is not an absolute http or https URL", c.URL))
+		errs = append(errs, fmt.Errorf("url: %q is not an absolute http or https URL", redact.URL(c.URL)))
 	}
 	switch c.Mode {
 	case "", Structured, Binary, Batched, EventGrid:
@@ -117,6 +167,15 @@ func (c SinkConfig) Validate() error {
 	for name := range c.Headers {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", name))
+		}
+	}
+	for i, name := range c.SecretHeaders {
+		found := false
+		for h := range c.Headers {
+			found = found || strings.EqualFold(h, name)
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("secretHeaders[%d]: %q is not one of headers", i, name))
 		}
 	}
 	if c.Topic != "" && c.Mode != EventGrid {
@@ -137,23 +196,19 @@ func (c SinkConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns c with the secret and credential-bearing headers blanked, and the URL's
-// password and query string (which often carries a key) removed.
+// Redacted returns c with the secret and the values of secret headers blanked, and the
+// URL's password and query string (which often carries a key or a signature) replaced by
+// redact.URLMask.
 func (c SinkConfig) Redacted() SinkConfig {
 	if c.Secret != "" {
-		c.Secret = "*****"
+		c.Secret = redact.Mask
 	}
-	if u, err := url.Parse(c.URL); err == nil {
-		if u.RawQuery != "" {
-			u.RawQuery = "xxxxx"
-		}
-		c.URL = u.Redacted()
-	}
+	c.URL = redact.URL(c.URL)
 	if len(c.Headers) > 0 {
 		h := make(map[string]string, len(c.Headers))
 		for k, v := range c.Headers {
-			if isCredentialHeader(k) {
-				v = "*****"
+			if c.isSecretHeader(k) {
+				v = redact.Mask
 			}
 			h[k] = v
 		}
@@ -189,11 +244,18 @@ func NewSink(cfg SinkConfig, logger *slog.Logger) (*Sink, error) {
 	return &Sink{cfg: cfg, client: client, logger: logger, now: time.Now}, nil
 }
 
+// dialTimeout bounds opening a connection.
+const dialTimeout = 30 * time.Second
+
+// newClient returns the client of cfg: no proxy, every connection checked against cfg's
+// policy, no redirects followed.
 func newClient(cfg SinkConfig) (*http.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 16
+	transport.Proxy = nil
+	transport.DialContext = cfg.policy.Dialer(dialTimeout).DialContext
 	if !cfg.TLS.IsZero() {
-		tc, err := cfg.TLS.Config()
+		tc, err := cfg.TLS.Config(cfg.policy)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +265,19 @@ func newClient(cfg SinkConfig) (*http.Client, error) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	return &http.Client{Transport: transport, Timeout: timeout}, nil
+	return &http.Client{Transport: transport, Timeout: timeout, CheckRedirect: noRedirects}, nil
+}
+
+// noRedirects is the clients' CheckRedirect: the redirect itself is the answer.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// requestError returns the error of a request that got no answer, its URL's password and
+// query string blanked: net/http's errors quote the whole URL.
+func requestError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = redact.URL(ue.URL)
+	}
+	return err
 }
 
 // Send posts events: one request per event in structured and binary mode, one request for
@@ -302,12 +376,11 @@ func (s *Sink) post(ctx context.Context, body []byte, contentType string, extra 
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post to webhook: %w", err)
+		return fmt.Errorf("post to webhook: %w", requestError(err))
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // lets the connection be reused
-	if err := statusError(resp, snippet, s.now()); err != nil {
+	if err := statusError(resp, s.now()); err != nil {
 		s.logger.Debug("webhook refused a request", "url", s.cfg.Redacted().URL, "status", resp.StatusCode, "permanent", sink.IsPermanent(err))
 		return err
 	}
@@ -324,17 +397,19 @@ func Sign(secret, timestamp string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// statusError maps a response to nil, a retryable, a RetryAfter or a permanent error.
-func statusError(resp *http.Response, body []byte, now time.Time) error {
+// statusError maps a response to nil, a retryable, a RetryAfter or a permanent error, each
+// redact.Shown and naming the status code and its standard text only (the reason phrase
+// and the body are the destination's to choose, and may carry what it should not tell).
+func statusError(resp *http.Response, now time.Time) error {
 	code := resp.StatusCode
 	if code >= 200 && code < 300 {
 		return nil
 	}
-	err := fmt.Errorf("webhook answered %s", resp.Status)
-	if msg := strings.TrimSpace(string(body)); msg != "" {
-		err = fmt.Errorf("webhook answered %s: %s", resp.Status, msg)
+	err := redact.Shown(fmt.Errorf("webhook answered %s", statusText(code)))
+	if code >= 300 && code < 400 {
+		return sink.Permanent(redact.Shown(fmt.Errorf("webhook answered %s: redirects are not followed", statusText(code))))
 	}
-	retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 || code < 400
+	retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 || code < 300
 	if code == http.StatusUnauthorized {
 		err = sink.Unauthorized(err)
 	}
@@ -345,6 +420,14 @@ func statusError(resp *http.Response, body []byte, now time.Time) error {
 		return &sink.RetryAfterError{Err: err, After: after}
 	}
 	return err
+}
+
+// statusText is code and its standard text ("404 Not Found").
+func statusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return strconv.Itoa(code) + " " + t
+	}
+	return strconv.Itoa(code)
 }
 
 // retryAfter parses a Retry-After value: delay seconds or an HTTP date.

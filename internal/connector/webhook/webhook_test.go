@@ -7,16 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/event/cloudevents"
+	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/sink"
 	"github.com/twinflow/twinflow/internal/sink/sinktest"
 )
@@ -187,6 +191,7 @@ func TestStatusMapping(t *testing.T) {
 		{400, "", "permanent"}, {401, "", "unauthorized"}, {403, "", "permanent"}, {404, "", "permanent"},
 		{413, "", "permanent"}, {410, "", "permanent"},
 		{408, "", "retry"}, {429, "", "retry"}, {500, "", "retry"}, {502, "", "retry"}, {503, "", "retry"},
+		{301, "", "permanent"}, {302, "", "permanent"}, {307, "", "permanent"},
 		{429, "7", "after:7s"}, {503, "120", "after:2m0s"},
 		{503, "Wed, 25 Nov 2026 10:00:30 GMT", "after:30s"},
 		{429, "soon", "retry"},
@@ -198,7 +203,7 @@ func TestStatusMapping(t *testing.T) {
 			if tt.retryAfter != "" {
 				resp.Header.Set("Retry-After", tt.retryAfter)
 			}
-			err := statusError(resp, []byte("detail"), now)
+			err := statusError(resp, now)
 			var ra *sink.RetryAfterError
 			var got string
 			switch {
@@ -325,6 +330,9 @@ func TestValidate(t *testing.T) {
 		{SinkConfig{URL: "http://h", Mode: EventGrid, OmitTopic: true}, nil},
 		{SinkConfig{URL: "http://h", OmitTopic: true}, []string{"omitTopic: only for mode eventgrid"}},
 		{SinkConfig{URL: "http://h", Mode: EventGrid, Topic: "t", OmitTopic: true}, []string{"omitTopic: not with a topic"}},
+		{SinkConfig{URL: "http://h", Headers: map[string]string{"X-Key": "v"}, SecretHeaders: []string{"x-key"}}, nil},
+		{SinkConfig{URL: "http://h", Headers: map[string]string{"X-Key": "v"}, SecretHeaders: []string{"X-Other"}},
+			[]string{`secretHeaders[0]: "X-Other" is not one of headers`}},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()
@@ -367,9 +375,12 @@ func TestConfigJSON(t *testing.T) {
 }
 
 func TestRedacted(t *testing.T) {
-	c := SinkConfig{URL: "https://user:pw@h/p?code=key", Secret: "s", Headers: map[string]string{"Authorization": "a", "X-Trace": "t"}}
+	c := SinkConfig{URL: "https://user:pw@h/p?code=key", Secret: "s",
+		Headers:       map[string]string{"Authorization": "a", "X-Trace": "t", "X-Signature-Key": "sk"},
+		SecretHeaders: []string{"x-signature-key"}}
 	r := c.Redacted()
-	if r.Secret == "s" || strings.Contains(r.URL, "pw") || strings.Contains(r.URL, "key") || r.Headers["Authorization"] == "a" || r.Headers["X-Trace"] != "t" {
+	if r.Secret != "***" || r.URL != "https://user:xxxxx@h/p?xxxxx" || r.Headers["Authorization"] != "***" ||
+		r.Headers["X-Signature-Key"] != "***" || r.Headers["X-Trace"] != "t" {
 		t.Errorf("Redacted = %+v", r)
 	}
 	if c.Headers["Authorization"] != "a" {
@@ -398,5 +409,122 @@ func TestTLS(t *testing.T) {
 	}
 	if err := newSink(t, SinkConfig{URL: r.srv.URL}).Send(t.Context(), events); err == nil {
 		t.Error("Send to a server whose certificate the system roots do not know succeeded")
+	}
+}
+
+// counter is an HTTP server that counts the requests it gets and answers them with answer.
+type counter struct {
+	srv  *httptest.Server
+	hits atomic.Int32
+}
+
+func newCounter(t *testing.T, answer http.HandlerFunc) *counter {
+	c := &counter{}
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.hits.Add(1)
+		answer(w, r)
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	target := newCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+	})
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		redirector := newCounter(t, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, target.srv.URL+"/elsewhere", code)
+		})
+		err := newSink(t, SinkConfig{URL: redirector.srv.URL}).Send(t.Context(), sinktest.Events("redirect", 1))
+		if !sink.IsPermanent(err) || !strings.Contains(err.Error(), "redirects are not followed") || !redact.IsShown(err) {
+			t.Errorf("Send answered %d = %v, want a permanent failure", code, err)
+		}
+		if err := Handshake(t.Context(), SinkConfig{URL: redirector.srv.URL}); !sink.IsPermanent(err) {
+			t.Errorf("Handshake answered %d = %v, want a permanent refusal", code, err)
+		}
+		if redirector.hits.Load() != 2 {
+			t.Errorf("the redirecting server got %d requests, want 2", redirector.hits.Load())
+		}
+	}
+	if n := target.hits.Load(); n != 0 {
+		t.Fatalf("the redirect target got %d requests", n)
+	}
+}
+
+func TestErrorsHideTheAnswerAndURLSecrets(t *testing.T) {
+	srv := newCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte("internal detail: db password is hunter2"))
+	})
+	u := strings.Replace(srv.srv.URL, "http://", "http://user:url-secret-1@", 1) + "/hook?sig=query-secret-1"
+	err := newSink(t, SinkConfig{URL: u}).Send(t.Context(), sinktest.Events("body", 1))
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "400 Bad Request") {
+		t.Errorf("Send = %v, want the status without the body", err)
+	}
+	srv.srv.Close()
+	err = newSink(t, SinkConfig{URL: u}).Send(t.Context(), sinktest.Events("down", 1))
+	if err == nil || strings.Contains(err.Error(), "url-secret-1") || strings.Contains(err.Error(), "query-secret-1") {
+		t.Errorf("Send to a closed port = %v, want the URL's secrets blanked", err)
+	}
+	if redact.IsShown(err) {
+		t.Errorf("a failed connection is Shown: %v", err)
+	}
+	err = Handshake(t.Context(), SinkConfig{URL: u})
+	if err == nil || strings.Contains(err.Error(), "url-secret-1") || strings.Contains(err.Error(), "query-secret-1") {
+		t.Errorf("Handshake with a closed port = %v, want the URL's secrets blanked", err)
+	}
+}
+
+func TestPolicyChecksEveryConnection(t *testing.T) {
+	srv := newCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+	})
+	p, err := netpolicy.New(netpolicy.Config{DenyLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(srv.srv.Listener.Addr().String())
+	for _, u := range []string{srv.srv.URL, "http://localhost:" + port + "/hook"} {
+		cfg := SinkConfig{URL: u}.WithPolicy(p)
+		if err := newSink(t, cfg).Send(t.Context(), sinktest.Events("denied", 1)); !errors.Is(err, netpolicy.ErrDenied) {
+			t.Errorf("Send to %s = %v, want ErrDenied", u, err)
+		}
+		if err := Handshake(t.Context(), cfg); !errors.Is(err, netpolicy.ErrDenied) {
+			t.Errorf("Handshake with %s = %v, want ErrDenied", u, err)
+		}
+	}
+	if n := srv.hits.Load(); n != 0 {
+		t.Fatalf("the server got %d requests", n)
+	}
+	if err := newSink(t, SinkConfig{URL: srv.srv.URL}.WithPolicy(nil)).Send(t.Context(), sinktest.Events("allowed", 1)); err != nil {
+		t.Fatalf("Send without a policy: %v", err)
+	}
+	client, err := newClient(SinkConfig{URL: srv.srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.Transport.(*http.Transport).Proxy != nil {
+		t.Error("the client uses a proxy of the environment")
+	}
+}
+
+func TestTLSFilesOutsideTheAllowedDirectories(t *testing.T) {
+	caFile, _ := sinktest.ServerTLS(t)
+	p, err := netpolicy.New(netpolicy.Config{FileDirs: []string{t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := SinkConfig{URL: "https://h/x", TLS: sink.TLS{CAFile: caFile}}.WithPolicy(p)
+	if _, err := NewSink(cfg, slog.New(slog.DiscardHandler)); !errors.Is(err, netpolicy.ErrDenied) {
+		t.Errorf("NewSink = %v, want ErrDenied", err)
+	}
+	if err := Handshake(t.Context(), cfg); !errors.Is(err, netpolicy.ErrDenied) {
+		t.Errorf("Handshake = %v, want ErrDenied", err)
+	}
+	r := cfg.Reach()
+	if len(r.Addrs) != 1 || r.Addrs[0] != (netpolicy.Named{Field: "url", Value: "h:443"}) ||
+		len(r.Files) != 1 || r.Files[0] != (netpolicy.Named{Field: "tls.caFile", Value: caFile}) {
+		t.Errorf("Reach = %+v", r)
 	}
 }

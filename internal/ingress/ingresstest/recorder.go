@@ -186,6 +186,27 @@ func (r *Recorder) WaitState(t testing.TB, s ingress.State, from int) int {
 	return at
 }
 
+// WaitError waits until the source reported a state with an error that is target (by
+// errors.Is), and returns that error.
+func (r *Recorder) WaitError(t testing.TB, target error) error {
+	t.Helper()
+	var found error
+	r.until(t, func() bool {
+		_, errs := r.States()
+		for _, err := range errs {
+			if errors.Is(err, target) {
+				found = err
+				return true
+			}
+		}
+		return false
+	}, func() string {
+		states, errs := r.States()
+		return fmt.Sprintf("source reported no error that is %v (states %v, errors %v)", target, states, errs)
+	})
+	return found
+}
+
 // Wait waits until Run returns, and returns its error.
 func (r *Recorder) Wait(t testing.TB) error {
 	t.Helper()
