@@ -108,6 +108,10 @@ type Delivery struct {
 	DeadLetterDir string `yaml:"deadLetterDir"`
 	// SkipHandshake skips the webhook validation handshake of new endpoints.
 	SkipHandshake bool `yaml:"skipHandshake"`
+	// MaxHops is how many times an event may come back to twinflow (through the telemetry
+	// API or a source, from one of its own endpoints) and still be delivered; an event past it
+	// is dead-lettered, which ends a route that feeds itself. 0 means 8.
+	MaxHops int `yaml:"maxHops"`
 }
 
 // Ingress holds the limits every source's runner applies, unless a source's definition sets
@@ -345,6 +349,7 @@ func (c Config) Validate(checks Checks) error {
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)
+	negative("delivery.maxHops", int64(c.Delivery.MaxHops))
 	if m := c.History.Mode; m != "" && m != HistoryOn && m != HistoryOff {
 		errs = append(errs, fmt.Errorf("history.mode: %q is neither %q nor %q", m, HistoryOn, HistoryOff))
 	}

@@ -45,6 +45,9 @@ type Config struct {
 	SkipHandshake bool
 	// HandshakeTimeout bounds the handshake; 0 means 30 s.
 	HandshakeTimeout time.Duration
+	// MaxHops is every relay's hop limit (outbox.Config.MaxHops); 0 means
+	// outbox.DefaultMaxHops.
+	MaxHops int
 }
 
 // Routes tells a relay which events go to its endpoint (*eventroute.Table implements it).
@@ -98,6 +101,9 @@ type running struct {
 func New(cfg Config, kinds map[string]Kind, st outbox.Store, routes Routes, m *outbox.Metrics, logger *slog.Logger) (*Registry, error) {
 	if cfg.MaxEndpoints < 0 {
 		return nil, fmt.Errorf("endpoint config: maxEndpoints: %d is negative", cfg.MaxEndpoints)
+	}
+	if cfg.MaxHops < 0 {
+		return nil, fmt.Errorf("endpoint config: maxHops: %d is negative", cfg.MaxHops)
 	}
 	if cfg.MaxEndpoints == 0 {
 		cfg.MaxEndpoints = DefaultMaxEndpoints
@@ -187,6 +193,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		MaxAttempts:   def.Delivery.MaxAttempts,
 		MinBackoff:    time.Duration(def.Delivery.MinBackoff),
 		MaxBackoff:    time.Duration(def.Delivery.MaxBackoff),
+		MaxHops:       r.cfg.MaxHops,
 		DeadLetterDir: r.cfg.DeadLetterDir,
 	}, r.st, relaySink, r.routes.Matcher(name), r.metrics, r.logger)
 	if err != nil {

@@ -78,6 +78,7 @@ func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consu
 		MaxEndpoints:  cfg.Delivery.MaxEndpoints,
 		DeadLetterDir: cfg.Delivery.DeadLetterDir,
 		SkipHandshake: cfg.Delivery.SkipHandshake,
+		MaxHops:       cfg.Delivery.MaxHops,
 	}, Kinds(), st, d.routes, m, logger)
 	if err != nil {
 		return nil, err

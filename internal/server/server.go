@@ -44,6 +44,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -61,6 +62,7 @@ import (
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
+	"github.com/twinflow/twinflow/internal/ingress/runner"
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
@@ -150,7 +152,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 			s.store.Close()
 		}
 	}()
-	s.twins, err = twins.New(twins.Config{ServiceID: s.serviceID}, s.store, logger)
+	// Telemetry is de-duplicated like the messages of sources, over the same window; the
+	// ingress pruner forgets both.
+	s.twins, err = twins.New(twins.Config{
+		ServiceID: s.serviceID, TelemetryDedupWindow: cmp.Or(cfg.Ingress.DedupWindow, runner.DefaultDedupWindow),
+	}, s.store, logger)
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
