@@ -78,6 +78,8 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindMappingNotFound:                  {http.StatusNotFound, "MappingNotFound"},
 	twin.KindQueryInvalid:                     {http.StatusBadRequest, "SqlQueryError"},
 	twin.KindTimeout:                          {http.StatusBadRequest, "TimeoutError"},
+	twin.KindQuotaReached:                     {http.StatusTooManyRequests, "QuotaReachedError"},
+	twin.KindTooManyRequests:                  {http.StatusTooManyRequests, "TooManyRequests"},
 	twin.KindAPIVersionMissing:                {http.StatusBadRequest, "MissingApiVersionParameter"},
 	twin.KindAPIVersionUnsupported:            {http.StatusBadRequest, "UnsupportedApiVersion"},
 	twin.KindMediaTypeUnsupported:             {http.StatusUnsupportedMediaType, "UnsupportedMediaType"},

@@ -66,6 +66,7 @@ import (
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twins"
 )
 
@@ -346,6 +347,11 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
 	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api()}
+	if limits := s.cfg.Limits.Throttle(); limits.On() {
+		if acfg.Throttle, err = throttle.New(limits); err != nil {
+			return err
+		}
+	}
 	if s.history != nil {
 		acfg.History = s.history.api(s.twins.Models)
 	}
