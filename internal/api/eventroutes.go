@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/twinflow/twinflow/internal/eventroute"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -133,6 +134,8 @@ func routeError(id string, err error) error {
 	case errors.Is(err, eventroute.ErrLimitExceeded):
 		return twin.LimitExceeded("The maximum number of event routes has been reached: " +
 			unwrapMessage(err, eventroute.ErrLimitExceeded) + ". Delete a route before adding another.")
+	case errors.Is(err, loopguard.ErrFeedsSource):
+		return feedsSource(err)
 	}
 	return err
 }

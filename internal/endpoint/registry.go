@@ -48,6 +48,15 @@ type Config struct {
 	// MaxHops is every relay's hop limit (outbox.Config.MaxHops); 0 means
 	// outbox.DefaultMaxHops.
 	MaxHops int
+	// Guard, when set, checks each endpoint Put writes (see Guard).
+	Guard Guard
+}
+
+// Guard checks an endpoint before it is written (*loopguard.Guard implements it).
+type Guard interface {
+	// PutEndpoint runs write, which writes the endpoint name with def, or returns why it may
+	// not be written.
+	PutEndpoint(ctx context.Context, name string, def Definition, write func() error) error
 }
 
 // Routes tells a relay which events go to its endpoint (*eventroute.Table implements it).
@@ -265,6 +274,17 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 			return false, fmt.Errorf("%w: %w", ErrValidationFailed, err)
 		}
 	}
+	write := func() error { created, err = r.put(ctx, name, raw, def); return err }
+	if r.cfg.Guard != nil {
+		err = r.cfg.Guard.PutEndpoint(ctx, name, def, write)
+	} else {
+		err = write()
+	}
+	return created, err
+}
+
+// put writes the endpoint name, whose definition raw parsed into def, and starts its relay.
+func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, def Definition) (created bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	err = r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {

@@ -119,7 +119,7 @@ type ingest struct {
 // newIngest builds ingress over st and svc with the limits of cfg.Ingress, compiling mappings
 // with cfg.MappingCompiler, or else with package mapping reading g, and creates or replaces the
 // sources and then the mappings cfg declares. Its metrics go to reg.
-func newIngest(ctx context.Context, cfg Config, st *sqlite.Store, svc *twins.Service, g mapping.Graph, reg prometheus.Registerer, logger *slog.Logger) (*ingest, error) {
+func newIngest(ctx context.Context, cfg Config, guard source.Guard, st *sqlite.Store, svc *twins.Service, g mapping.Graph, reg prometheus.Registerer, logger *slog.Logger) (*ingest, error) {
 	m, err := runner.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("register ingress metrics: %w", err)
@@ -133,7 +133,7 @@ func newIngest(ctx context.Context, cfg Config, st *sqlite.Store, svc *twins.Ser
 		MaxMessageBytes: limits.MaxMessageBytes, DedupWindow: limits.DedupWindow, MaxDepth: limits.MaxDepth,
 		MaxUnsettled: limits.MaxUnsettled, MaxConcurrency: limits.MaxConcurrency,
 	}
-	sources, err := source.New(source.Config{Runner: rc}, SourceKinds(), st, svc, compile, m, logger)
+	sources, err := source.New(source.Config{Runner: rc, Guard: guard}, SourceKinds(), st, svc, compile, m, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -64,6 +64,7 @@ import (
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
 	"github.com/twinflow/twinflow/internal/job"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/throttle"
@@ -174,7 +175,10 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if s.history != nil {
 		consumers = append(consumers, s.history.cursor)
 	}
-	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, consumers, logger)
+	// One guard checks routes, endpoints and sources, so none of them can feed twinflow's own
+	// events back into a source.
+	loops := loopguard.New(s.store, Kinds(), SourceKinds())
+	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, loops, consumers, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
@@ -184,7 +188,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		}
 	}
 	s.graph = newLateGraph()
-	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.graph, s.delivery.metrics, logger)
+	s.ingest, err = newIngest(context.Background(), cfg, loops, s.store, s.twins, s.graph, s.delivery.metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}

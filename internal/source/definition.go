@@ -28,6 +28,8 @@ type Kind struct {
 type settings interface {
 	// redacted returns the settings with secrets blanked, for display.
 	redacted() any
+	// config returns the connector's settings, such as mqtt.SourceConfig.
+	config() any
 	newSource(name string, logger *slog.Logger) (ingress.Source, error)
 }
 
@@ -62,6 +64,8 @@ type typed[C Settings[C], S ingress.Source] struct {
 }
 
 func (t typed[C, S]) redacted() any { return t.c.Redacted() }
+
+func (t typed[C, S]) config() any { return t.c }
 
 func (t typed[C, S]) newSource(name string, logger *slog.Logger) (ingress.Source, error) {
 	return t.newSourceFn(t.c, name, logger)
@@ -143,6 +147,15 @@ func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
 		return Definition{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return def, nil
+}
+
+// Settings returns the source's connector settings (such as mqtt.SourceConfig), nil for
+// $events's definition.
+func (d Definition) Settings() any {
+	if d.settings == nil {
+		return nil
+	}
+	return d.settings.config()
 }
 
 // Redacted returns the definition as GET shows it: its settings with secrets blanked,

@@ -67,6 +67,15 @@ type Config struct {
 	StartWait time.Duration
 	// Now is the clock of creation times and of pushed messages; nil means time.Now.
 	Now func() time.Time
+	// Guard, when set, checks each source Put writes (see Guard).
+	Guard Guard
+}
+
+// Guard checks a source before it is written (*loopguard.Guard implements it).
+type Guard interface {
+	// PutSource runs write, which writes the source name with def, or returns why it may
+	// not be written.
+	PutSource(ctx context.Context, name string, def Definition, write func() error) error
 }
 
 // Store is what the registry needs of the store: ingress state, the twins mappings read in a
@@ -373,6 +382,17 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 	if err != nil {
 		return false, err
 	}
+	write := func() error { created, err = r.put(ctx, name, raw, def); return err }
+	if r.cfg.Guard != nil {
+		err = r.cfg.Guard.PutSource(ctx, name, def, write)
+	} else {
+		err = write()
+	}
+	return created, err
+}
+
+// put writes the source name, whose definition raw parsed into def, and starts it.
+func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, def Definition) (created bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	err = r.st.UpdateIngress(ctx, func(w store.IngressWriter) error {
