@@ -252,8 +252,9 @@ func (r *Registry) stopLocked(name string) {
 
 // Put creates or replaces the endpoint name from its JSON definition and reports whether it
 // was created. A new endpoint of a kind with a handshake is checked with it first (unless
-// Config.SkipHandshake). A new endpoint receives events committed after it; a replaced one
-// keeps its cursor and dead letters, and its relay restarts with the new settings.
+// Config.SkipHandshake), then Config.Guard checks it. A new endpoint receives events
+// committed after it; a replaced one keeps its cursor and dead letters, and its relay
+// restarts with the new settings.
 func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (created bool, err error) {
 	if !ValidName(name) {
 		return false, fmt.Errorf("%w: %q must be 1 to %d letters, digits, '-' or '_'", ErrNameInvalid, name, MaxNameLength)

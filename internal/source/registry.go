@@ -372,8 +372,8 @@ func (r *Registry) syncEventsLocked() {
 }
 
 // Put creates or replaces the source name from its JSON definition and reports whether it
-// was created. A replaced source keeps its dead letters and message ids, and its runner
-// restarts with the new settings.
+// was created, once Config.Guard allows it. A replaced source keeps its dead letters and
+// message ids, and its runner restarts with the new settings.
 func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (created bool, err error) {
 	if !ValidName(name) {
 		return false, nameError(name)
