@@ -70,11 +70,8 @@ func (s *Service) SendTelemetry(ctx context.Context, m Telemetry, tr Trace) (dup
 		Hops:                m.Hops,
 		Data:                trimmed,
 	}
-	emit := func(w store.Writer) error {
-		t, err := readTwin(w, m.TwinID)
-		if err != nil {
-			return err
-		}
+	// emit emits the event of twin t.
+	emit := func(w store.Writer, t store.Twin) error {
 		ev.DataSchema = t.ModelID
 		if m.Component != "" {
 			iface, err := s.models.Load().iface(t.ModelID)
@@ -90,15 +87,22 @@ func (s *Service) SendTelemetry(ctx context.Context, m Telemetry, tr Trace) (dup
 		return w.Emit(ev)
 	}
 	if s.dedup == nil {
-		return false, s.st.Update(ctx, emit)
+		return false, s.st.Update(ctx, func(w store.Writer) error {
+			t, err := readTwin(w, m.TwinID)
+			if err != nil {
+				return err
+			}
+			return emit(w, t)
+		})
 	}
 	err = s.dedup.UpdateIngress(ctx, func(w store.IngressWriter) error {
 		duplicate = false
-		if _, err := readTwin(w, m.TwinID); err != nil {
+		t, err := readTwin(w, m.TwinID)
+		if err != nil {
 			return err
 		}
 		now := s.cfg.Now()
-		err := w.RecordMessage(store.MessageRecord{
+		err = w.RecordMessage(store.MessageRecord{
 			Source: TelemetrySource, ID: m.TwinID + "\n" + ingress.DedupID(m.MessageID, m.Hops),
 			Time: now, Expires: now.Add(s.cfg.TelemetryDedupWindow),
 		})
@@ -109,7 +113,7 @@ func (s *Service) SendTelemetry(ctx context.Context, m Telemetry, tr Trace) (dup
 		if err != nil {
 			return err
 		}
-		return emit(w)
+		return emit(w, t)
 	})
 	return duplicate, err
 }
