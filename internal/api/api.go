@@ -46,7 +46,11 @@
 //     comma-separated (as the JavaScript SDK sends it). Query strings may hold unescaped ";"
 //     (DTMIs have one); it is an ordinary character, not a separator.
 //   - Telemetry needs the Message-Id header (400 InvalidArgument without it), takes an
-//     optional RFC 3339 Telemetry-Source-Time header and a JSON object body.
+//     optional RFC 3339 Telemetry-Source-Time header and a JSON object body. A Message-Id
+//     the twin sent before, within the de-duplication window, is answered 204 and not routed.
+//   - Rate limits (Config.Throttle) are off unless configured. A request over one is answered
+//     429 with Retry-After: QuotaReachedError for queries, as ADT answers, TooManyRequests
+//     for the requests on twins.
 //   - W3C Trace Context: each request is served in a new span, a child of the span its
 //     traceparent header names (or the root of a new trace when that is absent or
 //     malformed), which every response names in its traceresponse header. The events the
@@ -69,6 +73,7 @@ import (
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/job"
+	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twin"
 	"github.com/twinflow/twinflow/internal/twins"
 )
@@ -121,6 +126,10 @@ type Config struct {
 	Auth *auth.Authenticator
 	// Keys serves the API keys; without it, their paths answer 404.
 	Keys *auth.Keys
+	// Throttle, when set, limits the rates of queries and of the requests on twins (see
+	// throttleClass): a request over a limit is answered 429 with Retry-After. Nil limits
+	// nothing.
+	Throttle *throttle.Throttle
 }
 
 func (c *Config) setDefaults() {
@@ -268,7 +277,7 @@ func (a *API) register() {
 	allowed := make(map[string][]string)
 	var paths []string
 	for _, op := range a.allOperations() {
-		a.mux.Handle(op.method+" "+op.path, a.serve(op, inputOf(op)))
+		a.mux.Handle(op.method+" "+op.path, a.serve(op, inputOf(op), throttleClass(op)))
 		if _, ok := allowed[op.path]; !ok {
 			paths = append(paths, op.path)
 		}
@@ -292,10 +301,10 @@ func (a *API) register() {
 
 // serve adapts op's handler to http.Handler: it checks that the request's identity holds
 // op's role (see Config.Auth), then the request's input (see input.check) and api-version,
-// runs the handler and translates the error it returns. A panic in the handler is logged with
-// its stack and answered as an internal error, so the client gets an ADT body instead of a
-// dropped connection.
-func (a *API) serve(op operation, in input) http.Handler {
+// admits it as a request of class c (see admit), runs the handler and translates the error
+// it returns. A panic in the handler is logged with its stack and answered as an internal
+// error, so the client gets an ADT body instead of a dropped connection.
+func (a *API) serve(op operation, in input, c throttle.Class) http.Handler {
 	h := op.handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -319,7 +328,12 @@ func (a *API) serve(op operation, in input) http.Handler {
 		if err == nil {
 			ver, err = parseAPIVersion(queryValue(r, "api-version"))
 		}
+		var done func()
 		if err == nil {
+			done, err = a.admit(w, r, c)
+		}
+		if err == nil {
+			defer done()
 			err = h(w, r, ver)
 		}
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/eventroute"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -333,6 +334,14 @@ func endpointError(name string, err error) error {
 	case errors.Is(err, endpoint.ErrValidationFailed):
 		return &twin.Error{Kind: twin.KindEndpointValidationFailed,
 			Message: "The endpoint did not pass validation: " + unwrapMessage(err, endpoint.ErrValidationFailed) + "."}
+	case errors.Is(err, loopguard.ErrFeedsSource):
+		return feedsSource(err)
 	}
 	return err
+}
+
+// feedsSource is the error of a route, endpoint or source that loopguard refuses: 400
+// OperationNotAllowed, with what would feed what.
+func feedsSource(err error) *twin.Error {
+	return twin.OperationNotAllowed("An event route would feed a source of this instance: " + unwrapMessage(err, loopguard.ErrFeedsSource) + ".")
 }

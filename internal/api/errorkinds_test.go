@@ -55,6 +55,8 @@ func TestADTErrors(t *testing.T) {
 		twin.KindKeyNotFound:                      {404, "KeyNotFound"},
 		twin.KindQueryInvalid:                     {400, "SqlQueryError"},
 		twin.KindTimeout:                          {400, "TimeoutError"},
+		twin.KindQuotaReached:                     {429, "QuotaReachedError"},
+		twin.KindTooManyRequests:                  {429, "TooManyRequests"},
 		twin.KindAPIVersionMissing:                {400, "MissingApiVersionParameter"},
 		twin.KindAPIVersionUnsupported:            {400, "UnsupportedApiVersion"},
 		twin.KindMediaTypeUnsupported:             {415, "UnsupportedMediaType"},

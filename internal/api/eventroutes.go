@@ -8,6 +8,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/eventroute"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -134,6 +135,8 @@ func routeError(id string, err error) error {
 	case errors.Is(err, eventroute.ErrLimitExceeded):
 		return twin.LimitExceeded("The maximum number of event routes has been reached: " +
 			unwrapMessage(err, eventroute.ErrLimitExceeded) + ". Delete a route before adding another.")
+	case errors.Is(err, loopguard.ErrFeedsSource):
+		return feedsSource(err)
 	}
 	return err
 }

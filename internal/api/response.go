@@ -79,6 +79,8 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindKeyNotFound:                      {http.StatusNotFound, "KeyNotFound"},
 	twin.KindQueryInvalid:                     {http.StatusBadRequest, "SqlQueryError"},
 	twin.KindTimeout:                          {http.StatusBadRequest, "TimeoutError"},
+	twin.KindQuotaReached:                     {http.StatusTooManyRequests, "QuotaReachedError"},
+	twin.KindTooManyRequests:                  {http.StatusTooManyRequests, "TooManyRequests"},
 	twin.KindAPIVersionMissing:                {http.StatusBadRequest, "MissingApiVersionParameter"},
 	twin.KindAPIVersionUnsupported:            {http.StatusBadRequest, "UnsupportedApiVersion"},
 	twin.KindMediaTypeUnsupported:             {http.StatusUnsupportedMediaType, "UnsupportedMediaType"},

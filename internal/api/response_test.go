@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -110,7 +111,7 @@ func TestWriteJSONWritesNothingWhenEncodingFails(t *testing.T) {
 func TestServeRecoversPanics(t *testing.T) {
 	var logs bytes.Buffer
 	a := &API{logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	h := a.serve(operation{handler: func(http.ResponseWriter, *http.Request, apiVersion) error { panic("boom") }}, input{})
+	h := a.serve(operation{handler: func(http.ResponseWriter, *http.Request, apiVersion) error { panic("boom") }}, input{}, throttle.Unlimited)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/digitaltwins/t?api-version=2023-10-31", nil))
 	if w.Code != http.StatusInternalServerError || w.Header().Get("x-ms-error-code") != "InternalServerError" {
@@ -120,7 +121,7 @@ func TestServeRecoversPanics(t *testing.T) {
 		t.Errorf("log = %q, want the panic and its stack", logs.String())
 	}
 
-	abort := a.serve(operation{handler: func(http.ResponseWriter, *http.Request, apiVersion) error { panic(http.ErrAbortHandler) }}, input{})
+	abort := a.serve(operation{handler: func(http.ResponseWriter, *http.Request, apiVersion) error { panic(http.ErrAbortHandler) }}, input{}, throttle.Unlimited)
 	defer func() {
 		if v := recover(); v != http.ErrAbortHandler {
 			t.Errorf("recovered %v, want http.ErrAbortHandler passed on", v)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/source"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -515,6 +516,8 @@ func sourceError(name string, err error) error {
 		return twin.OperationNotAllowed("Only sources of type http take messages through the API: " + unwrapMessage(err, source.ErrNotHTTP) + ".")
 	case errors.Is(err, source.ErrBadPush):
 		return twin.InvalidArgument("The request holds no messages: " + unwrapMessage(err, source.ErrBadPush) + ".")
+	case errors.Is(err, loopguard.ErrFeedsSource):
+		return feedsSource(err)
 	}
 	return err
 }

@@ -4,8 +4,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
+	"github.com/twinflow/twinflow/internal/twins"
 )
 
 // getTwin serves GET /digitaltwins/{id} (T1): the twin and its ETag.
@@ -108,7 +111,10 @@ func (a *API) sendComponentTelemetry(w http.ResponseWriter, r *http.Request, _ a
 
 // telemetry sends the request's telemetry from the twin, or from its component when component
 // is not empty. The Message-Id header is required; Telemetry-Source-Time, when present, must
-// be an RFC 3339 time.
+// be an RFC 3339 time. The hop count of a request from one of twinflow's own endpoints comes
+// in the Twinflow-Hops header, or the ce-twinflowhops attribute of a binary-mode CloudEvent.
+// A message the twin sent before (see twins.Service.SendTelemetry) is answered 204 too, and
+// not routed again.
 func (a *API) telemetry(w http.ResponseWriter, r *http.Request, component string) error {
 	msgID := r.Header.Get("Message-Id")
 	if msgID == "" {
@@ -127,7 +133,14 @@ func (a *API) telemetry(w http.ResponseWriter, r *http.Request, component string
 	if !isObject(body) {
 		return twin.InvalidArgument("The telemetry payload must be a JSON object.")
 	}
-	if err := a.twins.SendTelemetry(r.Context(), r.PathValue("id"), component, msgID, sourceTime, body, trace(r)); err != nil {
+	m := twins.Telemetry{
+		TwinID: r.PathValue("id"), Component: component, MessageID: msgID, SourceTime: sourceTime, Body: body,
+		Hops: cloudevents.Hops(map[string]string{
+			event.HopsHeader: r.Header.Get(event.HopsHeader), "ce-" + event.HopsAttribute: r.Header.Get("ce-" + event.HopsAttribute),
+		}),
+	}
+	// A duplicate is acknowledged as the first was, as ADT does.
+	if _, err := a.twins.SendTelemetry(r.Context(), m, trace(r)); err != nil {
 		return err
 	}
 	writeNoContent(w, "")

@@ -28,6 +28,7 @@ import (
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/source"
+	"github.com/twinflow/twinflow/internal/throttle"
 )
 
 // Defaults of the server settings.
@@ -55,6 +56,7 @@ type Config struct {
 	Ingress  Ingress  `yaml:"ingress"`
 	Jobs     Jobs     `yaml:"jobs"`
 	History  History  `yaml:"history"`
+	Limits   Limits   `yaml:"limits"`
 	// Endpoints are created, or replaced, at start-up: name to definition (see
 	// endpoint.Parse). Endpoints created through the API stay as they are.
 	Endpoints map[string]json.RawMessage `yaml:"-"`
@@ -186,6 +188,10 @@ type Delivery struct {
 	// SkipHandshake skips the webhook validation handshake of endpoints, when they are put
 	// and when the server starts.
 	SkipHandshake bool `yaml:"skipHandshake"`
+	// MaxHops is how many times an event may come back to twinflow (through the telemetry
+	// API or a source, from one of its own endpoints) and still be delivered; an event past it
+	// is dead-lettered, which ends a route that feeds itself. 0 means 8.
+	MaxHops int `yaml:"maxHops"`
 }
 
 // Ingress holds the limits every source's runner applies, unless a source's definition sets
@@ -201,6 +207,32 @@ type Ingress struct {
 	MaxUnsettled int `yaml:"maxUnsettled"`
 	// MaxConcurrency bounds the transactions of one source in flight (256).
 	MaxConcurrency int `yaml:"maxConcurrency"`
+}
+
+// Limits are the API's rate limits, ADT's service limits made settings (see package
+// throttle). Each is off while zero, and so all are by default; ADT's own values are 1,000
+// writes a second, 10 per twin, 1,000 reads, 500 queries and 500 operations in flight on one
+// twin. A request over a limit is answered 429 with Retry-After.
+type Limits struct {
+	// WritesPerSecond bounds the writes of twins, components and relationships.
+	WritesPerSecond float64 `yaml:"writesPerSecond"`
+	// TwinWritesPerSecond bounds the writes of one twin, its components and the relationships
+	// from it.
+	TwinWritesPerSecond float64 `yaml:"twinWritesPerSecond"`
+	// ReadsPerSecond bounds the reads of twins, components and relationships.
+	ReadsPerSecond float64 `yaml:"readsPerSecond"`
+	// QueriesPerSecond bounds the queries.
+	QueriesPerSecond float64 `yaml:"queriesPerSecond"`
+	// MaxOutstandingPerTwin bounds the requests on one twin in flight at once.
+	MaxOutstandingPerTwin int `yaml:"maxOutstandingPerTwin"`
+}
+
+// Throttle returns the throttle settings of l.
+func (l Limits) Throttle() throttle.Config {
+	return throttle.Config{
+		WritesPerSecond: l.WritesPerSecond, TwinWritesPerSecond: l.TwinWritesPerSecond, ReadsPerSecond: l.ReadsPerSecond,
+		QueriesPerSecond: l.QueriesPerSecond, MaxOutstandingPerTwin: l.MaxOutstandingPerTwin,
+	}
 }
 
 // Jobs configures import and delete jobs.
@@ -332,6 +364,8 @@ type file struct {
 //	  retention: 168h
 //	ingress:
 //	  dedupWindow: 2h
+//	limits:
+//	  twinWritesPerSecond: 10
 //	jobs:
 //	  dir: /var/lib/twinflow/jobs
 //	  allowedHosts: [myaccount.blob.core.windows.net]
@@ -454,6 +488,7 @@ func (c Config) Validate(checks Checks) error {
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)
+	negative("delivery.maxHops", int64(c.Delivery.MaxHops))
 	if m := c.History.Mode; m != "" && m != HistoryOn && m != HistoryOff {
 		errs = append(errs, fmt.Errorf("history.mode: %q is neither %q nor %q", m, HistoryOn, HistoryOff))
 	}
@@ -461,6 +496,7 @@ func (c Config) Validate(checks Checks) error {
 	t := c.History.Tables
 	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle,
 		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry}.WithDefaults().Validate(), nil)
+	add("limits", c.Limits.Throttle().Validate(), nil)
 	negative("ingress.maxMessageBytes", int64(c.Ingress.MaxMessageBytes))
 	negativeDuration("ingress.dedupWindow", c.Ingress.DedupWindow)
 	negative("ingress.maxDepth", int64(c.Ingress.MaxDepth))

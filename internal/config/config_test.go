@@ -140,6 +140,14 @@ ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
   maxDepth: 4
+delivery:
+  maxHops: 3
+limits:
+  writesPerSecond: 1000
+  twinWritesPerSecond: 10
+  readsPerSecond: 2000.5
+  queriesPerSecond: 500
+  maxOutstandingPerTwin: 500
 sources:
   plant:
     sourceType: http
@@ -185,6 +193,12 @@ mappings:
 	if cfg.Ingress != (config.Ingress{MaxMessageBytes: 1024, DedupWindow: 2 * time.Hour, MaxDepth: 4}) {
 		t.Errorf("ingress = %+v", cfg.Ingress)
 	}
+	if cfg.Delivery.MaxHops != 3 {
+		t.Errorf("delivery = %+v", cfg.Delivery)
+	}
+	if cfg.Limits != (config.Limits{WritesPerSecond: 1000, TwinWritesPerSecond: 10, ReadsPerSecond: 2000.5, QueriesPerSecond: 500, MaxOutstandingPerTwin: 500}) {
+		t.Errorf("limits = %+v", cfg.Limits)
+	}
 	def, err := source.Parse(cfg.Sources["plant"], server.SourceKinds())
 	if err != nil || def.Type != source.HTTPType || def.MaxMessageBytes != 512 {
 		t.Errorf("source plant = %+v, %v", def, err)
@@ -222,6 +236,13 @@ server:
   fileDirs: [""]
 delivery:
   maxRoutes: -1
+  maxHops: -1
+limits:
+  writesPerSecond: -1
+  twinWritesPerSecond: -0.5
+  readsPerSecond: .nan
+  queriesPerSecond: -2
+  maxOutstandingPerTwin: -3
 ingress:
   dedupWindow: -1m
   maxDepth: -2
@@ -275,6 +296,12 @@ mappings:
 		`server.egressPolicy.deny[0]: "1.2.3.4/33" is not an address or a prefix`,
 		"server.fileDirs[0]: empty",
 		"delivery.maxRoutes: -1 is negative",
+		"delivery.maxHops: -1 is negative",
+		"limits.writesPerSecond: -1 is not a non-negative number",
+		"limits.twinWritesPerSecond: -0.5 is not a non-negative number",
+		"limits.readsPerSecond: NaN is not a non-negative number",
+		"limits.queriesPerSecond: -2 is not a non-negative number",
+		"limits.maxOutstandingPerTwin: -3 is not a non-negative number",
 		"ingress.dedupWindow: -1m0s is negative",
 		"ingress.maxDepth: -2 is negative",
 		`jobs.allowedHosts[0]: "https://x" is not a host name`,

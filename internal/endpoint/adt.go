@@ -489,3 +489,38 @@ func mask(s, m string) string {
 	}
 	return m
 }
+
+// Feeds reports whether the event hub c sends to is what source reads, over the protocol c
+// uses (see kafka.SinkConfig.Feeds and amqp.SinkConfig.Feeds).
+func (c EventHubConfig) Feeds(source any) bool {
+	creds, err := c.credentials()
+	if err != nil {
+		return false
+	}
+	for _, k := range creds.kafka {
+		if k.cfg.Feeds(source) {
+			return true
+		}
+	}
+	for _, a := range creds.amqp {
+		if a.cfg.Feeds(source) {
+			return true
+		}
+	}
+	return false
+}
+
+// Feeds reports whether the Service Bus topic c sends to is what source reads (see
+// amqp.SinkConfig.Feeds).
+func (c ServiceBusConfig) Feeds(source any) bool {
+	creds, err := c.credentials()
+	if err != nil {
+		return false
+	}
+	for _, a := range creds {
+		if a.cfg.Feeds(source) {
+			return true
+		}
+	}
+	return false
+}

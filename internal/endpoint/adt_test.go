@@ -316,3 +316,33 @@ func TestADTRedacted(t *testing.T) {
 		})
 	}
 }
+
+// TestADTFeeds checks that ADT's endpoint types tell whether they send where a source reads,
+// through the connector settings they translate to.
+func TestADTFeeds(t *testing.T) {
+	for _, tc := range []struct {
+		name, def string
+		src       any
+		want      bool
+	}{
+		{"ServiceBus topic, its subscription read", `{"endpointType":"ServiceBus","primaryConnectionString":"` + conn1 + `"}`,
+			amqp.SourceConfig{URL: "amqps://ns.servicebus.windows.net", Protocol: amqp.Protocol10, Address: "twins/Subscriptions/tf"}, true},
+		{"ServiceBus topic, another entity read", `{"endpointType":"ServiceBus","primaryConnectionString":"` + conn1 + `"}`,
+			amqp.SourceConfig{URL: "amqps://ns.servicebus.windows.net", Protocol: amqp.Protocol10, Address: "commands"}, false},
+		{"EventHub over Kafka, the hub read", `{"endpointType":"EventHub","connectionStringPrimaryKey":"` + conn1 + `"}`,
+			kafka.SourceConfig{Brokers: []string{"ns.servicebus.windows.net:9093"}, Topics: []string{"twins"}}, true},
+		{"EventHub over AMQP, the hub read", `{"endpointType":"EventHub","protocol":"amqp","connectionStringPrimaryKey":"` + conn1 + `"}`,
+			amqp.SourceConfig{URL: "amqps://ns.servicebus.windows.net", Protocol: amqp.Protocol10, Address: "twins"}, true},
+		{"EventHub, another namespace", `{"endpointType":"EventHub","connectionStringPrimaryKey":"` + conn1 + `"}`,
+			kafka.SourceConfig{Brokers: []string{"other.servicebus.windows.net:9093"}, Topics: []string{"twins"}}, false},
+		{"webhook: not a Feeder", `{"endpointType":"webhook","url":"http://127.0.0.1:1/x"}`, amqp.SourceConfig{}, false},
+	} {
+		def, err := Parse(json.RawMessage(tc.def), adtKinds)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := def.Feeds(tc.src); got != tc.want {
+			t.Errorf("%s: Feeds = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -130,7 +130,8 @@ func (g *gridTopic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wantType, required, optional := "application/json", []string{"id", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}, []string{}
 	if g.cloudEvents {
 		wantType, required, optional = "application/cloudevents-batch+json", []string{"id", "source", "specversion", "type"},
-			[]string{"subject", "time", "datacontenttype", "dataschema", "traceparent", "data"}
+			// twinflowhops is twinflow's extension attribute; Event Grid passes extensions on.
+			[]string{"subject", "time", "datacontenttype", "dataschema", "traceparent", "twinflowhops", "data"}
 	}
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, wantType) {
 		g.problems = append(g.problems, "Content-Type "+ct)

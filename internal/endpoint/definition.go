@@ -49,6 +49,16 @@ type settings interface {
 	maxBatch() int
 	// publishes reports whether the kind's sinks are sink.Publishers.
 	publishes() bool
+	// feeds reports whether the endpoint sends where a source with the connector settings
+	// src reads (see Feeder).
+	feeds(src any) bool
+}
+
+// Feeder is implemented by connector settings that can tell whether their endpoint sends
+// where a source of twinflow reads: Feeds gets the source's connector settings (see
+// source.Definition.Settings) and reports false for a kind it does not know.
+type Feeder interface {
+	Feeds(source any) bool
 }
 
 // BatchSizer is implemented by connector settings whose sink delivers best in batches of
@@ -134,6 +144,11 @@ func (t typed[C, S]) publishes() bool {
 }
 
 func (t typed[C, S]) hasHandshake() bool { return t.handshakeFn != nil }
+
+func (t typed[C, S]) feeds(src any) bool {
+	f, ok := any(t.c).(Feeder)
+	return ok && f.Feeds(src)
+}
 
 func (t typed[C, S]) handshake(ctx context.Context) error {
 	if t.handshakeFn == nil {
@@ -291,6 +306,13 @@ func armResource(fields map[string]json.RawMessage) []error {
 		}
 	}
 	return errs
+}
+
+// Feeds reports whether the endpoint sends where a source whose connector settings are src
+// reads, so that a route to it would feed twinflow's events back to that source. Kinds whose
+// settings are no Feeder (webhook, EventGrid) report false.
+func (d Definition) Feeds(src any) bool {
+	return d.settings != nil && d.settings.feeds(src)
 }
 
 // Redacted returns the definition as GET shows it: its settings with secrets blanked,

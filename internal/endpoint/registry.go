@@ -69,6 +69,18 @@ type Config struct {
 	// Policy decides what the endpoints' connections may reach: every definition is checked
 	// against it when it is put, and every connection when it is made. Nil allows anything.
 	Policy *netpolicy.Policy
+	// MaxHops is every relay's hop limit (outbox.Config.MaxHops); 0 means
+	// outbox.DefaultMaxHops.
+	MaxHops int
+	// Guard, when set, checks each endpoint Put writes (see Guard).
+	Guard Guard
+}
+
+// Guard checks an endpoint before it is written (*loopguard.Guard implements it).
+type Guard interface {
+	// PutEndpoint runs write, which writes the endpoint name with def, or returns why it may
+	// not be written.
+	PutEndpoint(ctx context.Context, name string, def Definition, write func() error) error
 }
 
 // DefaultHandshakeWait is how long Put waits for a validation handshake by default.
@@ -138,6 +150,9 @@ type running struct {
 func New(cfg Config, kinds map[string]Kind, st outbox.Store, routes Routes, m *outbox.Metrics, logger *slog.Logger) (*Registry, error) {
 	if cfg.MaxEndpoints < 0 {
 		return nil, fmt.Errorf("endpoint config: maxEndpoints: %d is negative", cfg.MaxEndpoints)
+	}
+	if cfg.MaxHops < 0 {
+		return nil, fmt.Errorf("endpoint config: maxHops: %d is negative", cfg.MaxHops)
 	}
 	if cfg.MaxEndpoints == 0 {
 		cfg.MaxEndpoints = DefaultMaxEndpoints
@@ -333,6 +348,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		MaxAttempts:   def.Delivery.MaxAttempts,
 		MinBackoff:    time.Duration(def.Delivery.MinBackoff),
 		MaxBackoff:    time.Duration(def.Delivery.MaxBackoff),
+		MaxHops:       r.cfg.MaxHops,
 		DeadLetterDir: r.cfg.DeadLetterDir,
 	}, r.st, relaySink, r.routes.Matcher(name), r.metrics, r.logger)
 	if err != nil {
@@ -392,9 +408,9 @@ func (r *Registry) stopLocked(name string) {
 //
 // A secret sent back as GET showed it (blanked) keeps the stored value, as long as the
 // endpoint's destination stays the same (see redact.Restore); one sent back blanked for
-// another destination is refused. A new endpoint receives events committed after it; a
-// replaced one keeps its cursor and dead letters, and its relay restarts with the new
-// settings.
+// another destination is refused. Config.Guard, when set, checks the endpoint last. A new
+// endpoint receives events committed after it; a replaced one keeps its cursor and dead
+// letters, and its relay restarts with the new settings.
 func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (created bool, err error) {
 	if !ValidName(name) {
 		return false, fmt.Errorf("%w: %q must be 1 to %d letters, digits, '-' or '_'", ErrNameInvalid, name, MaxNameLength)
@@ -425,6 +441,28 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 			return false, err
 		}
 	}
+	wrote := false
+	write := func() error {
+		wrote = true
+		created, err = r.put(ctx, name, raw, def, pending, pendingCancel)
+		return err
+	}
+	if r.cfg.Guard != nil {
+		err = r.cfg.Guard.PutEndpoint(ctx, name, def, write)
+	} else {
+		err = write()
+	}
+	if !wrote && pendingCancel != nil {
+		pendingCancel()
+	}
+	return created, err
+}
+
+// put writes the endpoint name, whose definition raw parsed into def, and starts its relay,
+// or, while its handshake is pending (see handshake), leaves the relay to the handshake's
+// outcome.
+func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, def Definition,
+	pending <-chan error, pendingCancel context.CancelFunc) (created bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	err = r.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {

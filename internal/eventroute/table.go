@@ -33,6 +33,14 @@ var (
 type Config struct {
 	// MaxRoutes limits the number of routes; 0 means DefaultMaxRoutes.
 	MaxRoutes int
+	// Guard, when set, checks each route Put writes (see Guard).
+	Guard Guard
+}
+
+// Guard checks a route before it is written (*loopguard.Guard implements it).
+type Guard interface {
+	// PutRoute runs write, which writes r, or returns why r may not be written.
+	PutRoute(ctx context.Context, r store.Route, write func() error) error
 }
 
 // Table is the set of event routes: stored durably, and compiled in memory for the relays.
@@ -97,8 +105,9 @@ func ValidID(id string) bool {
 }
 
 // Put creates or replaces a route, checking in this order: the id (ErrIDInvalid), the filter
-// (ErrFilterInvalid), the endpoint's existence (ErrEndpointInvalid) and the route limit
-// (ErrLimitExceeded). The endpoint check and the write happen in one store transaction.
+// (ErrFilterInvalid), Config.Guard, the endpoint's existence (ErrEndpointInvalid) and the
+// route limit (ErrLimitExceeded). The endpoint check and the write happen in one store
+// transaction.
 func (t *Table) Put(ctx context.Context, r store.Route) error {
 	if !ValidID(r.ID) {
 		return fmt.Errorf("%w: %q must be 1 to %d letters, digits, '-', '_' or '.'", ErrIDInvalid, r.ID, MaxIDLength)
@@ -107,9 +116,20 @@ func (t *Table) Put(ctx context.Context, r store.Route) error {
 	if err != nil {
 		return err
 	}
+	if t.cfg.Guard == nil {
+		return t.put(ctx, r, f)
+	}
+	if err := t.cfg.Guard.PutRoute(ctx, r, func() error { return t.put(ctx, r, f) }); err != nil {
+		return fmt.Errorf("put route %q: %w", r.ID, err)
+	}
+	return nil
+}
+
+// put writes r, whose filter compiles to f, once its endpoint and the limit allow it.
+func (t *Table) put(ctx context.Context, r store.Route, f *Filter) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	err = t.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
+	err := t.st.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
 		if _, err := w.Endpoint(r.EndpointName); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("%w: %q", ErrEndpointInvalid, r.EndpointName)

@@ -21,6 +21,7 @@ package ingress
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -148,3 +149,16 @@ type Mapper interface {
 // TwinReader or another read failed, or ctx ended. The Handler handles the message again
 // later instead of keeping it as a dead letter.
 var ErrUnavailable = errors.New("ingress: mapping inputs unavailable")
+
+// DedupID returns the id under which a message with id and hop count hops (see
+// event.Event.Hops) is recorded for de-duplication: id itself for a message that never came
+// back from twinflow, else id with the count. A message delivered again (by its broker, or by
+// a sender retrying) carries the same count and is a duplicate; the same id with a higher
+// count is the message coming back around a loop, which is applied again so that the hop
+// limit, not the de-duplication, stops the loop: with a dead letter that shows it.
+func DedupID(id string, hops int) string {
+	if hops == 0 {
+		return id
+	}
+	return id + "\n" + strconv.Itoa(hops)
+}

@@ -103,7 +103,7 @@ func (e *serviceEnv) apply(changes []ingress.Change) {
 			}
 		}
 		if c.Telemetry != nil {
-			if err := e.svc.SendTelemetry(e.ctx, c.TwinID, "", fmt.Sprint("m", i), "", c.Telemetry, twins.Trace{}); err != nil {
+			if _, err := e.svc.SendTelemetry(e.ctx, twins.Telemetry{TwinID: c.TwinID, MessageID: fmt.Sprint("m", i), Body: c.Telemetry}, twins.Trace{}); err != nil {
 				e.t.Fatalf("change %d: telemetry %s: %v", i, c.TwinID, err)
 			}
 		}

@@ -2,19 +2,24 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/sink"
+	"github.com/twinflow/twinflow/internal/store"
 )
 
 // readBatch is what the reader hands the relay: the records after the previous batch up to
-// through that the endpoint's routes match, or the error that stopped the reader. A reader
-// that publishes hands over a published batch with its ack, and a batch whose publishing
-// failed with failed; it publishes nothing after a batch without an ack.
+// through that the endpoint's routes match, each with its hop count raised for sending, or
+// the error that stopped the reader. looped are the dead letters of the matched records
+// whose hop count passed the limit, which are not in recs. A reader that publishes hands over
+// a published batch with its ack, and a batch whose publishing failed with failed; it
+// publishes nothing after a batch without an ack.
 type readBatch struct {
 	recs    []event.Record
+	looped  []store.DeadLetter
 	through uint64
 	err     error
 	ack     sink.Ack
@@ -86,7 +91,9 @@ func (r *Relay) startReader(ctx context.Context, wg *sync.WaitGroup, from uint64
 }
 
 // read returns the next batch after from: up to MaxBatch log records, waiting for one to be
-// committed, of which it keeps those the endpoint's routes match.
+// committed, of which it keeps those the endpoint's routes match, with their hop counts
+// raised by one; those whose count then passes MaxHops become the batch's looped dead
+// letters instead.
 func (r *Relay) read(ctx context.Context, from uint64) readBatch {
 	recs, err := r.st.Log().Read(ctx, from, r.cfg.MaxBatch)
 	if err != nil {
@@ -96,9 +103,17 @@ func (r *Relay) read(ctx context.Context, from uint64) readBatch {
 	// Filter in place: the slice is this reader's own.
 	b.recs = recs[:0]
 	for _, rec := range recs {
-		if r.match(&rec.Event) {
-			b.recs = append(b.recs, rec)
+		if !r.match(&rec.Event) {
+			continue
 		}
+		// rec is a copy; the log's own record keeps its count.
+		if rec.Event.Hops++; rec.Event.Hops > r.cfg.MaxHops {
+			b.looped = append(b.looped, r.deadLetter(rec, 0, fmt.Sprintf(
+				"hop limit: the event came back to twinflow %d times, and at most %d are allowed; a route feeds its own source or the telemetry API, directly or through other systems",
+				rec.Event.Hops-1, r.cfg.MaxHops)))
+			continue
+		}
+		b.recs = append(b.recs, rec)
 	}
 	return b
 }

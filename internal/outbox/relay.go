@@ -30,6 +30,8 @@ const (
 	DefaultTTL        = 24 * time.Hour
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 30 * time.Second
+	// DefaultMaxHops is the largest hop count an event leaves with (see Config.MaxHops).
+	DefaultMaxHops = 8
 )
 
 // Config configures one endpoint's Relay.
@@ -51,6 +53,11 @@ type Config struct {
 	// RetryAfterError asks for its own wait instead. Defaults DefaultMinBackoff and
 	// DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxHops bounds event.Event.Hops: each event leaves with its hop count plus one, and an
+	// event whose count would pass MaxHops is dead-lettered without a send, since it has come
+	// back to twinflow that many times: a route feeds its own source or the telemetry API,
+	// directly or through other systems. Default DefaultMaxHops.
+	MaxHops int
 	// DeadLetterDir, when set, also writes each dead letter as a file in ADT's layout:
 	// <DeadLetterDir>/<endpoint>/<yyyy>/<mm>/<dd>/<hh>/<event-id>.json, holding the event in
 	// structured CloudEvents JSON.
@@ -84,6 +91,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("maxAttempts: %d is negative", cfg.MaxAttempts))
+	}
+	switch {
+	case cfg.MaxHops == 0:
+		cfg.MaxHops = DefaultMaxHops
+	case cfg.MaxHops < 0:
+		errs = append(errs, fmt.Errorf("maxHops: %d is negative", cfg.MaxHops))
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		errs = append(errs, fmt.Errorf("maxBackoff: %v is less than minBackoff %v", cfg.MaxBackoff, cfg.MinBackoff))
@@ -178,6 +191,10 @@ type Status struct {
 //	+------------+ ----------------------------------------------------+
 //	|  retrying  | --+  it fails again (Attempts+1): wait the backoff,
 //	+------------+ <-+  or the Retry-After, and send the batch again
+//
+// Hops: every event leaves with its hop count one higher than the log holds it (see
+// event.Event.Hops). An event whose count would pass Config.MaxHops is not sent: it is
+// dead-lettered as it is read, with its batch's cursor, whatever becomes of the others.
 //
 // Replay (Rewind) and Redrive are commands taken up between batches. A replay also cuts short
 // the wait between two attempts, abandoning the batch (or redrive) in flight: delivery resumes
@@ -307,7 +324,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err != nil {
 			return r.stopped(ctx, nil) // deliver fails otherwise only when ctx ends
 		}
-		cw.advance(next.through, dead)
+		cw.advance(next.through, append(next.looped, dead...))
 		cursor = next.through
 		// Done with the batch, whatever became of its events: nothing is being retried.
 		r.m(func(s *Status) { s.Cursor, s.State, s.Attempts = next.through, StateDelivering, 0 })

@@ -733,3 +733,81 @@ func TestPrunerKeepsWhatConsumersNeed(t *testing.T) {
 		t.Fatalf("Prune after the consumer went = %d, %v; want the 3 records up to the endpoint's cursor but the newest", n, err)
 	}
 }
+
+// TestRelayHopLimit checks that events leave with their hop count plus one, and that those
+// whose count would pass MaxHops become dead letters without a send, while the log keeps
+// every count as it was.
+func TestRelayHopLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		maxHops int
+		hops    []int // of the events emitted, in order
+		sent    []int // the hop counts the sink gets
+		dead    []int // the hop counts of the dead letters' events
+	}{
+		{"default limit", 0, []int{0, 7, 8, 2}, []int{1, 8, 3}, []int{9}},
+		{"limit 1", 1, []int{0, 1, 5, 0}, []int{1, 1}, []int{2, 6}},
+		{"limit 3", 3, []int{2, 3}, []int{3}, []int{4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir())
+			addEndpoint(t, s, "ep")
+			var (
+				mu   sync.Mutex
+				sent []int
+			)
+			fs := &fakeSink{}
+			fs.setFail(func(events []event.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, e := range events {
+					sent = append(sent, e.Hops)
+				}
+				return nil
+			})
+			start(t, Config{Endpoint: "ep", MaxHops: tc.maxHops}, s, fs, nil, nil)
+			err := s.Update(context.Background(), func(w store.Writer) error {
+				for i, h := range tc.hops {
+					e := event.Event{ID: fmt.Sprint("e", i), Source: "test", SpecVersion: "1.0", Type: event.Telemetry, Hops: h}
+					if err := w.Emit(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the relay is done with every event", func() bool {
+				return cursor(t, s, "ep") == s.Log().Last() && len(deadLetters(t, s, "ep")) == len(tc.dead)
+			})
+			mu.Lock()
+			if !slices.Equal(sent, tc.sent) {
+				t.Errorf("sent hop counts %v, want %v", sent, tc.sent)
+			}
+			mu.Unlock()
+			var dead []int
+			for _, d := range deadLetters(t, s, "ep") {
+				dead = append(dead, d.Event.Hops)
+				if !strings.HasPrefix(d.Reason, "hop limit: ") || d.Attempts != 0 {
+					t.Errorf("dead letter %+v: want a hop limit reason and no attempt", d)
+				}
+			}
+			if !slices.Equal(dead, tc.dead) {
+				t.Errorf("dead letters' hop counts %v, want %v", dead, tc.dead)
+			}
+			recs, err := s.Log().Read(context.Background(), 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, rec := range recs {
+				if rec.Event.Hops != tc.hops[i] {
+					t.Errorf("the log's record %d has hops %d, want %d as emitted", rec.Seq, rec.Event.Hops, tc.hops[i])
+				}
+			}
+		})
+	}
+	if _, err := New(Config{Endpoint: "ep", MaxHops: -1}, nil, &fakeSink{}, nil, nil, discard); err == nil || !strings.Contains(err.Error(), "maxHops") {
+		t.Errorf("New with a negative MaxHops = %v, want a maxHops error", err)
+	}
+}

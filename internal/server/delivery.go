@@ -20,6 +20,7 @@ import (
 	"github.com/twinflow/twinflow/internal/connector/webhook"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/eventroute"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/outbox"
 	"github.com/twinflow/twinflow/internal/store"
@@ -56,12 +57,13 @@ type delivery struct {
 	metrics   *prometheus.Registry
 }
 
-// newDelivery builds event delivery over st with the limits of cfg.Delivery, and creates or
-// replaces the endpoints and routes cfg declares, with what endpoints reach checked against
-// policy. consumers are the in-process readers of the log (the graph index, the history
-// writer), each returning the Seq it is done with (0 while it is not reading yet): the
-// pruner keeps every record after the smallest.
-func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consumers []func() uint64, policy *netpolicy.Policy, logger *slog.Logger) (*delivery, error) {
+// newDelivery builds event delivery over st with the limits of cfg.Delivery, its routes and
+// endpoints checked by guard, and creates or replaces the endpoints and routes cfg declares,
+// with what endpoints reach checked against policy. consumers are the in-process readers of
+// the log (the graph index, the history writer), each returning the Seq it is done with (0
+// while it is not reading yet): the pruner keeps every record after the smallest.
+func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, guard *loopguard.Guard, consumers []func() uint64,
+	policy *netpolicy.Policy, logger *slog.Logger) (*delivery, error) {
 	d := &delivery{metrics: prometheus.NewRegistry()}
 	if err := d.metrics.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
@@ -73,7 +75,7 @@ func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consu
 	if err != nil {
 		return nil, fmt.Errorf("register delivery metrics: %w", err)
 	}
-	if d.routes, err = eventroute.New(ctx, eventroute.Config{MaxRoutes: cfg.Delivery.MaxRoutes}, st); err != nil {
+	if d.routes, err = eventroute.New(ctx, eventroute.Config{MaxRoutes: cfg.Delivery.MaxRoutes, Guard: guard}, st); err != nil {
 		return nil, err
 	}
 	d.endpoints, err = endpoint.New(endpoint.Config{
@@ -81,6 +83,8 @@ func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, consu
 		DeadLetterDir: cfg.Delivery.DeadLetterDir,
 		SkipHandshake: cfg.Delivery.SkipHandshake,
 		Policy:        policy,
+		MaxHops:       cfg.Delivery.MaxHops,
+		Guard:         guard,
 	}, Kinds(), st, d.routes, m, logger)
 	if err != nil {
 		return nil, err

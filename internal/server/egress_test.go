@@ -155,11 +155,11 @@ func TestSecretsStayHidden(t *testing.T) {
 			`/;SharedAccessKeyName=s;SharedAccessKey=ep-bus-key;EntityPath=t;UseDevelopmentEmulator=true"}`,
 	}
 	sources := map[string]string{
-		"mqtt":  `{"sourceType":"mqtt","url":"ws://u:src-mqtt-url-pass@` + down + `/mqtt?sas=src-mqtt-sas","topics":["t"],"username":"u","password":"src-mqtt-pass"}`,
+		"mqtt":  `{"sourceType":"mqtt","url":"ws://u:src-mqtt-url-pass@` + down + `/mqtt?sas=src-mqtt-sas","topics":["src"],"username":"u","password":"src-mqtt-pass"}`,
 		"nats":  `{"sourceType":"nats","url":"nats://` + down + `","stream":"S","user":"u","password":"src-nats-pass"}`,
 		"natst": `{"sourceType":"nats","url":"nats://src-nats-url-token@` + down + `","stream":"S"}`,
-		"kafka": `{"sourceType":"kafka","brokers":["` + down + `"],"topics":["t"],"sasl":{"mechanism":"PLAIN","user":"u","password":"src-kafka-pass"}}`,
-		"amqp":  `{"sourceType":"amqp","url":"amqp://u:src-amqp-pass@` + down + `/","queue":"q"}`,
+		"kafka": `{"sourceType":"kafka","brokers":["` + down + `"],"topics":["src"],"sasl":{"mechanism":"PLAIN","user":"u","password":"src-kafka-pass"}}`,
+		"amqp":  `{"sourceType":"amqp","url":"amqp://u:src-amqp-pass@` + down + `/","queue":"src"}`,
 	}
 	secrets := []string{"ep-url-pass", "ep-query-sig", "ep-hmac-secret", "ep-bearer", "ep-header-key", "ep-kafka-pass",
 		"ep-nats-url-token", "ep-nats-pass", "ep-nats-token", "ep-amqp-pass", "ep-mqtt-pass", "ep-grid-key1", "ep-grid-key2",

@@ -45,6 +45,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -65,10 +66,13 @@ import (
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
+	"github.com/twinflow/twinflow/internal/ingress/runner"
 	"github.com/twinflow/twinflow/internal/job"
+	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twins"
 )
 
@@ -163,7 +167,11 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 			s.store.Close()
 		}
 	}()
-	s.twins, err = twins.New(twins.Config{ServiceID: s.serviceID}, s.store, logger)
+	// Telemetry is de-duplicated like the messages of sources, over the same window; the
+	// ingress pruner forgets both.
+	s.twins, err = twins.New(twins.Config{
+		ServiceID: s.serviceID, TelemetryDedupWindow: cmp.Or(cfg.Ingress.DedupWindow, runner.DefaultDedupWindow),
+	}, s.store, logger)
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
@@ -184,7 +192,10 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, consumers, policy, logger)
+	// One guard checks routes, endpoints and sources, so none of them can feed twinflow's own
+	// events back into a source.
+	loops := loopguard.New(s.store, Kinds(), SourceKinds())
+	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, loops, consumers, policy, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
@@ -194,7 +205,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		}
 	}
 	s.graph = newLateGraph()
-	s.ingest, err = newIngest(context.Background(), cfg, s.store, s.twins, s.graph, s.delivery.metrics, policy, logger)
+	s.ingest, err = newIngest(context.Background(), cfg, loops, s.store, s.twins, s.graph, s.delivery.metrics, policy, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
@@ -425,6 +436,11 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
 	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys}
+	if limits := s.cfg.Limits.Throttle(); limits.On() {
+		if acfg.Throttle, err = throttle.New(limits); err != nil {
+			return err
+		}
+	}
 	if s.history != nil {
 		acfg.History = s.history.api(s.twins.Models)
 	}

@@ -36,6 +36,8 @@ type settings interface {
 	reach() netpolicy.Reach
 	// withPolicy returns the settings with their connections checked against p.
 	withPolicy(p *netpolicy.Policy) settings
+	// config returns the connector's settings, such as mqtt.SourceConfig.
+	config() any
 	newSource(name string, logger *slog.Logger) (ingress.Source, error)
 }
 
@@ -84,6 +86,8 @@ func (t typed[C, S]) withPolicy(p *netpolicy.Policy) settings {
 	t.c = t.c.WithPolicy(p)
 	return t
 }
+
+func (t typed[C, S]) config() any { return t.c }
 
 func (t typed[C, S]) newSource(name string, logger *slog.Logger) (ingress.Source, error) {
 	return t.newSourceFn(t.c, name, logger)
@@ -165,6 +169,15 @@ func Parse(raw json.RawMessage, kinds map[string]Kind) (Definition, error) {
 		return Definition{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return def, nil
+}
+
+// Settings returns the source's connector settings (such as mqtt.SourceConfig), nil for
+// $events's definition.
+func (d Definition) Settings() any {
+	if d.settings == nil {
+		return nil
+	}
+	return d.settings.config()
 }
 
 // Redacted returns the definition as GET shows it: its settings with secrets blanked,

@@ -73,6 +73,15 @@ type Config struct {
 	// Policy decides what the sources' connections may reach: every definition is checked
 	// against it when it is put, and every connection when it is made. Nil allows anything.
 	Policy *netpolicy.Policy
+	// Guard, when set, checks each source Put writes (see Guard).
+	Guard Guard
+}
+
+// Guard checks a source before it is written (*loopguard.Guard implements it).
+type Guard interface {
+	// PutSource runs write, which writes the source name with def, or returns why it may
+	// not be written.
+	PutSource(ctx context.Context, name string, def Definition, write func() error) error
 }
 
 // Store is what the registry needs of the store: ingress state, the twins mappings read in a
@@ -389,7 +398,7 @@ func (r *Registry) syncEventsLocked() {
 // showed it (blanked) keeps the stored value, as long as the source's broker stays the same
 // (see redact.Restore); one sent back blanked for another broker is refused. A replaced
 // source keeps its dead letters and message ids, and its runner restarts with the new
-// settings.
+// settings. Config.Guard, when set, checks the source last.
 func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (created bool, err error) {
 	if !ValidName(name) {
 		return false, nameError(name)
@@ -404,6 +413,17 @@ func (r *Registry) Put(ctx context.Context, name string, raw json.RawMessage) (c
 	if err := r.cfg.Policy.CheckReach(ctx, def.settings.reach()); err != nil {
 		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	write := func() error { created, err = r.put(ctx, name, raw, def); return err }
+	if r.cfg.Guard != nil {
+		err = r.cfg.Guard.PutSource(ctx, name, def, write)
+	} else {
+		err = write()
+	}
+	return created, err
+}
+
+// put writes the source name, whose definition raw parsed into def, and starts it.
+func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, def Definition) (created bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	err = r.st.UpdateIngress(ctx, func(w store.IngressWriter) error {

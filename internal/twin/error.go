@@ -59,6 +59,8 @@ const (
 	KindKeyNotFound               // the API key does not exist
 	KindQueryInvalid              // a query does not parse or compile
 	KindTimeout                   // a query or a job ran out of time
+	KindQuotaReached              // queries come faster than the configured rate
+	KindTooManyRequests           // twin requests come faster than a configured limit
 	KindAPIVersionMissing         // the request has no api-version
 	KindAPIVersionUnsupported     // the request's api-version is unknown
 	KindMediaTypeUnsupported      // the request body's media type is not accepted
@@ -116,6 +118,8 @@ var kindNames = [...]string{
 	KindKeyNotFound:                      "KeyNotFound",
 	KindQueryInvalid:                     "QueryInvalid",
 	KindTimeout:                          "Timeout",
+	KindQuotaReached:                     "QuotaReached",
+	KindTooManyRequests:                  "TooManyRequests",
 	KindAPIVersionMissing:                "APIVersionMissing",
 	KindAPIVersionUnsupported:            "APIVersionUnsupported",
 	KindMediaTypeUnsupported:             "MediaTypeUnsupported",

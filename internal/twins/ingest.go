@@ -24,6 +24,8 @@ type Cause struct {
 	// Depth is the propagation depth of the events the changes emit (event.Event.Depth): 0 for
 	// a message from a source, n+1 for a change log event of depth n.
 	Depth int
+	// Hops is the hop count of the events the changes emit (event.Event.Hops): the message's.
+	Hops int
 }
 
 // Applied is what one Prepared.Commit wrote. After the Update that ran it
@@ -91,7 +93,7 @@ func (s *Service) PrepareChanges(read TwinSource, changes []ingress.Change, c Ca
 	current := make(map[string]*ingestedTwin, len(changes))
 	change := func(put store.Twin, typ string, data []byte) {
 		ev := s.newEvent(typ, put.ID, now, tr, data)
-		ev.Depth = c.Depth
+		ev.Depth, ev.Hops = c.Depth, c.Hops
 		p.writes = append(p.writes, ingestWrite{put: put, ev: ev})
 	}
 	for i, ch := range changes {
@@ -158,6 +160,7 @@ func (s *Service) PrepareChanges(read TwinSource, changes []ingress.Change, c Ca
 				TraceState:      tr.State,
 				Data:            trimmed,
 				Depth:           c.Depth,
+				Hops:            c.Hops,
 			}})
 		}
 	}

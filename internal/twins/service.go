@@ -91,6 +91,10 @@ type Config struct {
 	// CachedTwins is how many recently written twins the service keeps in memory to prepare
 	// patches without a store read (see PatchTwin); 0 means 10,000, negative disables it.
 	CachedTwins int
+	// TelemetryDedupWindow, when positive, is how long SendTelemetry remembers the message
+	// ids each twin sent, to recognise a message sent again; the store must then keep
+	// ingress state (store.Ingress), whose pruner forgets them. 0 means no de-duplication.
+	TelemetryDedupWindow time.Duration
 }
 
 // Trace is the W3C trace context of the operation that causes a write. The events the write
@@ -126,6 +130,8 @@ type Service struct {
 	modelMu sync.Mutex
 	// cache holds recently written twins for PatchTwin.
 	cache *twinCache
+	// dedup is the store as store.Ingress when Config.TelemetryDedupWindow is set, else nil.
+	dedup store.Ingress
 }
 
 // modelState is an immutable snapshot of the stored models.
@@ -151,6 +157,16 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*Service, error) {
 		cfg.CachedTwins = 10_000
 	}
 	s := &Service{cfg: cfg, st: st, logger: logger, cache: newTwinCache(cfg.CachedTwins)}
+	switch {
+	case cfg.TelemetryDedupWindow < 0:
+		return nil, fmt.Errorf("twins: telemetry dedup window %v is negative", cfg.TelemetryDedupWindow)
+	case cfg.TelemetryDedupWindow > 0:
+		ing, ok := st.(store.Ingress)
+		if !ok {
+			return nil, errors.New("twins: de-duplicating telemetry needs a store that keeps ingress state")
+		}
+		s.dedup = ing
+	}
 
 	var stored []store.Model
 	err := st.View(context.Background(), func(r store.Reader) error {

@@ -2,6 +2,11 @@
 // structured, binary or batched mode, or the Event Grid event schema, optionally signed with
 // HMAC-SHA256.
 //
+// Every request also carries the Twinflow-Hops header (event.HopsHeader): the largest hop
+// count of the events it holds, which twinflow's telemetry API and http sources read, so
+// that a route whose webhook posts back to twinflow, in any mode, is stopped by the relay's
+// hop limit.
+//
 // # Signature
 //
 // With a secret, every request carries two headers:
@@ -295,25 +300,25 @@ func (s *Sink) Send(ctx context.Context, events []event.Event) error {
 		if err != nil {
 			return sink.Permanent(err)
 		}
-		return s.post(ctx, body, cloudevents.BatchContentType, nil)
+		return s.post(ctx, body, cloudevents.BatchContentType, maxHops(events), nil)
 	case EventGrid:
 		body, err := eventGridBatch(events, s.cfg.Topic, s.cfg.OmitTopic)
 		if err != nil {
 			return sink.Permanent(err)
 		}
-		return s.post(ctx, body, "application/json; charset=utf-8", nil)
+		return s.post(ctx, body, "application/json; charset=utf-8", maxHops(events), nil)
 	}
 	for i := range events {
 		e := &events[i]
 		var err error
 		if s.cfg.Mode == Binary {
-			err = s.post(ctx, e.Data, e.DataContentType, binaryHeaders(e))
+			err = s.post(ctx, e.Data, e.DataContentType, e.Hops, binaryHeaders(e))
 		} else {
 			var body []byte
 			if body, err = cloudevents.Structured(e); err != nil {
 				return sink.Permanent(err)
 			}
-			err = s.post(ctx, body, cloudevents.StructuredContentType, nil)
+			err = s.post(ctx, body, cloudevents.StructuredContentType, e.Hops, nil)
 		}
 		if err != nil {
 			return fmt.Errorf("deliver event %q: %w", e.ID, err)
@@ -327,6 +332,15 @@ func (s *Sink) Close() error {
 	s.closed.Store(true)
 	s.client.CloseIdleConnections()
 	return nil
+}
+
+// maxHops returns the largest hop count of events.
+func maxHops(events []event.Event) int {
+	n := 0
+	for i := range events {
+		n = max(n, events[i].Hops)
+	}
+	return n
 }
 
 func binaryHeaders(e *event.Event) http.Header {
@@ -355,7 +369,9 @@ func encodeHeaderValue(v string) string {
 	return b.String()
 }
 
-func (s *Sink) post(ctx context.Context, body []byte, contentType string, extra http.Header) error {
+// post sends one request with body, of contentType, carrying hops in the Twinflow-Hops
+// header (when not 0) and the extra headers.
+func (s *Sink) post(ctx context.Context, body []byte, contentType string, hops int, extra http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return sink.Permanent(fmt.Errorf("build request: %w", err))
@@ -365,6 +381,9 @@ func (s *Sink) post(ctx context.Context, body []byte, contentType string, extra 
 	}
 	for k, v := range extra {
 		req.Header[k] = v
+	}
+	if hops > 0 {
+		req.Header.Set(event.HopsHeader, strconv.Itoa(hops))
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

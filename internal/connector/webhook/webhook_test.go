@@ -528,3 +528,48 @@ func TestTLSFilesOutsideTheAllowedDirectories(t *testing.T) {
 		t.Errorf("Reach = %+v", r)
 	}
 }
+
+// TestHopsHeader checks that every mode's requests carry the largest hop count of their
+// events in Twinflow-Hops, and binary mode also as the ce-twinflowhops attribute.
+func TestHopsHeader(t *testing.T) {
+	for _, mode := range []string{Structured, Binary, Batched, EventGrid} {
+		t.Run(mode, func(t *testing.T) {
+			r := newReceiver(t, http.StatusOK)
+			s := newSink(t, SinkConfig{URL: r.srv.URL, Mode: mode})
+			events := sinktest.Events("hops", 2)
+			events[0].Hops, events[1].Hops = 3, 5
+			if err := s.Send(t.Context(), events); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"3", "5"}
+			if mode == Batched || mode == EventGrid {
+				want = []string{"5"}
+			}
+			for _, w := range want {
+				req := <-r.reqs
+				if got := req.Header.Get(event.HopsHeader); got != w {
+					t.Errorf("%s = %q, want %q", event.HopsHeader, got, w)
+				}
+				if got := req.Header.Get("ce-twinflowhops"); mode == Binary && got != w {
+					t.Errorf("ce-twinflowhops = %q, want %q", got, w)
+				}
+			}
+			if mode == Structured || mode == Batched {
+				got, err := r.Receive(t.Context(), 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got[0].Hops != 3 || got[1].Hops != 5 {
+					t.Errorf("the events decode with hops %d and %d, want 3 and 5", got[0].Hops, got[1].Hops)
+				}
+			}
+		})
+	}
+	r := newReceiver(t, http.StatusOK)
+	if err := newSink(t, SinkConfig{URL: r.srv.URL}).Send(t.Context(), sinktest.Events("none", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if req := <-r.reqs; req.Header.Get(event.HopsHeader) != "" {
+		t.Errorf("an event that never came back has %s %q, want none", event.HopsHeader, req.Header.Get(event.HopsHeader))
+	}
+}

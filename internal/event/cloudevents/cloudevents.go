@@ -6,8 +6,11 @@
 package cloudevents
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/twinflow/twinflow/internal/event"
 )
@@ -25,7 +28,8 @@ type Attribute struct {
 
 // Attributes returns e's context and extension attributes in a fixed order (id, source,
 // specversion, type, subject, time, dataschema, traceparent, tracestate,
-// telemetrySourceTime), leaving out empty ones, datacontenttype and data.
+// telemetrySourceTime, twinflowhops), leaving out empty ones (and a zero hop count),
+// datacontenttype and data.
 func Attributes(e *event.Event) []Attribute {
 	all := [...]Attribute{
 		{"id", e.ID},
@@ -39,11 +43,14 @@ func Attributes(e *event.Event) []Attribute {
 		{"tracestate", e.TraceState},
 		{"telemetrySourceTime", e.TelemetrySourceTime},
 	}
-	out := make([]Attribute, 0, len(all))
+	out := make([]Attribute, 0, len(all)+1)
 	for _, a := range all {
 		if a.Value != "" {
 			out = append(out, a)
 		}
+	}
+	if e.Hops > 0 {
+		out = append(out, Attribute{event.HopsAttribute, strconv.Itoa(e.Hops)})
 	}
 	return out
 }
@@ -66,6 +73,7 @@ func FromAttributes(get func(name string) string, contentType string, data []byt
 		TelemetrySourceTime: get("telemetrySourceTime"),
 		DataContentType:     contentType,
 	}
+	e.Hops, _ = ParseHops(get(event.HopsAttribute))
 	if len(data) > 0 {
 		e.Data = json.RawMessage(data)
 	}
@@ -92,4 +100,70 @@ func Batch(events []event.Event) ([]byte, error) {
 		return nil, fmt.Errorf("encode CloudEvents batch: %w", err)
 	}
 	return b, nil
+}
+
+// MaxHops is the largest hop count ParseHops accepts; larger values are not hop counts
+// twinflow wrote.
+const MaxHops = 1 << 20
+
+// ParseHops reads a hop count as the bindings write it: a decimal integer from 0 to MaxHops,
+// with optional surrounding spaces. It reports false for anything else, empty included.
+func ParseHops(v string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 || n > MaxHops {
+		return 0, false
+	}
+	return n, true
+}
+
+// hopsNames are the lower-case header names that carry a hop count: the plain header of
+// webhook requests, the attribute as MQTT 5 user properties carry it, and the attribute with
+// each binary binding's prefix.
+var hopsNames = [...]string{
+	strings.ToLower(event.HopsHeader),
+	event.HopsAttribute,
+	"ce-" + event.HopsAttribute,
+	"ce_" + event.HopsAttribute,
+	"cloudevents:" + event.HopsAttribute, // AMQP's cloudEvents: prefix
+}
+
+// Hops returns the hop count a received message carries among its headers, under any of the
+// names twinflow's encodings give it (see event.HopsHeader and event.HopsAttribute), compared
+// without regard to case: the largest valid one, or 0 when there is none.
+func Hops(headers map[string]string) int {
+	hops := 0
+	for name, v := range headers {
+		for _, hn := range hopsNames {
+			if len(name) == len(hn) && strings.EqualFold(name, hn) {
+				if n, ok := ParseHops(v); ok {
+					hops = max(hops, n)
+				}
+			}
+		}
+	}
+	return hops
+}
+
+// StructuredHops returns the hop count of a structured-mode CloudEvent body: the
+// twinflowhops member (a number, or a string as binary bindings write it) of a JSON object
+// that has a specversion, or 0 when body is no such event or has none. Bodies that do not
+// mention the attribute are not decoded.
+func StructuredHops(body []byte) int {
+	b := bytes.TrimSpace(body)
+	if len(b) == 0 || b[0] != '{' || !bytes.Contains(b, []byte(`"`+event.HopsAttribute+`"`)) {
+		return 0
+	}
+	var v struct {
+		SpecVersion string          `json:"specversion"`
+		Hops        json.RawMessage `json:"twinflowhops"`
+	}
+	if json.Unmarshal(b, &v) != nil || v.SpecVersion == "" {
+		return 0
+	}
+	raw := string(v.Hops)
+	if s, err := strconv.Unquote(raw); err == nil {
+		raw = s
+	}
+	n, _ := ParseHops(raw)
+	return n
 }

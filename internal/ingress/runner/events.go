@@ -55,7 +55,8 @@ type EventStore interface {
 //
 // Each message is EventSourceConfig.Message's, to which the source adds the headers
 // traceparent and tracestate (where the event has them), so the changes a mapping makes of
-// the event continue its trace, and DepthHeader, the event's propagation depth.
+// the event continue its trace, DepthHeader, the event's propagation depth, and
+// event.HopsAttribute, its hop count when not 0, which the changes made of it keep.
 type EventSource struct {
 	cfg    EventSourceConfig
 	st     EventStore
@@ -261,6 +262,9 @@ func (s *EventSource) message(e event.Event) ingress.Message {
 		}
 	}
 	headers[DepthHeader] = strconv.Itoa(e.Depth)
+	if e.Hops > 0 {
+		headers[event.HopsAttribute] = strconv.Itoa(e.Hops)
+	}
 	m.Headers = headers
 	return m
 }

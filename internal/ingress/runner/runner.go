@@ -21,7 +21,10 @@
 //   - Its mappings compute no change: it is settled, nothing is written.
 //   - Its changes commit together with its id (when it has one) in the store's de-duplication
 //     records: applied. A message whose id is recorded already, within Config.DedupWindow, is a
-//     duplicate and changes nothing.
+//     duplicate and changes nothing. The id is recorded with the message's hop count (see
+//     ingress.DedupID), which the events its changes emit carry on (event.Event.Hops): the
+//     count in its headers under any of the names twinflow's encodings give it, or in its
+//     body when that is a structured CloudEvent.
 //   - It is the message's fault (larger than Config.MaxMessageBytes, a mapping fails on it, a
 //     twin or model is missing, the patch breaks the model, a propagation chain is too deep):
 //     it is kept as a dead letter with the reason, and with its id recorded, in one
@@ -43,6 +46,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/event/cloudevents"
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -664,9 +668,11 @@ const (
 
 // plan is what becomes of one message, prepared from the twins it read.
 type plan struct {
-	it       *item
-	kind     planKind
-	reason   string
+	it     *item
+	kind   planKind
+	reason string
+	// hops is the message's hop count (see messageHops).
+	hops     int
 	changes  int
 	prepared *twins.Prepared
 	// reads are the twins the message's mappings read: their ETags, "" for a missing twin.
@@ -689,7 +695,7 @@ type mappingStat struct {
 // plan decides what becomes of message it, reading twins with read. An error is the store's.
 func (r *Runner) plan(ctx context.Context, it *item, mappings []mappingRun, read twins.TwinSource) (plan, error) {
 	m := it.m
-	p := plan{it: it}
+	p := plan{it: it, hops: messageHops(m)}
 	dead := func(reason string) (plan, error) {
 		p.kind, p.reason, p.prepared = planDeadLetter, reason, nil
 		return p, nil
@@ -736,7 +742,7 @@ func (r *Runner) plan(ctx context.Context, it *item, mappings []mappingRun, read
 		return p, nil
 	}
 	tr := twins.Trace{Parent: m.Headers["traceparent"], State: m.Headers["tracestate"]}
-	prepared, err := r.svc.PrepareChanges(read, changes, twins.Cause{Trace: tr, Depth: depth})
+	prepared, err := r.svc.PrepareChanges(read, changes, twins.Cause{Trace: tr, Depth: depth, Hops: p.hops})
 	var te *twin.Error
 	if errors.As(err, &te) {
 		return dead(reason(te))
@@ -784,7 +790,7 @@ func (r *Runner) commitPlan(w store.IngressWriter, p *plan, dependents bool) err
 	}
 	// A redriven message was recorded when it was dead-lettered: it is applied all the same.
 	if m.ID != "" {
-		err := w.RecordMessage(store.MessageRecord{Source: r.cfg.Source, ID: m.ID, Time: now, Expires: now.Add(r.cfg.DedupWindow)})
+		err := w.RecordMessage(store.MessageRecord{Source: r.cfg.Source, ID: ingress.DedupID(m.ID, p.hops), Time: now, Expires: now.Add(r.cfg.DedupWindow)})
 		switch {
 		case errors.Is(err, store.ErrDuplicate) && it.redrive == 0:
 			if p.kind == planApply && dependents {
@@ -824,6 +830,15 @@ func (r *Runner) commitPlan(w store.IngressWriter, p *plan, dependents bool) err
 	}
 	p.outcome = Outcome{Result: DeadLettered, Reason: p.reason, DeadLetter: id}
 	return nil
+}
+
+// messageHops returns m's hop count (event.Event.Hops): from its headers, else from its body
+// when that is a structured CloudEvent.
+func messageHops(m ingress.Message) int {
+	if n := cloudevents.Hops(m.Headers); n > 0 {
+		return n
+	}
+	return cloudevents.StructuredHops(m.Body)
 }
 
 // reason renders a twin error as a dead letter's reason: its message, then its details.

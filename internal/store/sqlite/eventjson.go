@@ -3,6 +3,7 @@ package sqlite
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/twinflow/twinflow/internal/jsontext"
@@ -36,6 +37,10 @@ func appendEvent(buf []byte, e *event.Event) ([]byte, error) {
 		if f.value != "" {
 			buf = appendField(buf, f.name, f.value)
 		}
+	}
+	if e.Hops != 0 {
+		buf = append(buf, `,"`+event.HopsAttribute+`":`...)
+		buf = strconv.AppendInt(buf, int64(e.Hops), 10)
 	}
 	if len(e.Data) > 0 {
 		buf = append(buf, `,"data":`...)
@@ -90,6 +95,7 @@ func decodeEventFast(buf []byte, e *event.Event) bool {
 	var (
 		spans [attrCount]struct{ lo, hi int }
 		data  []byte
+		hops  int
 	)
 	i := 1
 	for i < n-1 {
@@ -116,6 +122,25 @@ func decodeEventFast(buf []byte, e *event.Event) bool {
 			}
 			data = buf[i:j:j]
 			break
+		}
+		if string(key) == event.HopsAttribute {
+			// A non-negative integer as strconv writes it; anything else leaves the fast path.
+			j := i
+			for j < n && j-i < 10 && buf[j] >= '0' && buf[j] <= '9' {
+				hops = hops*10 + int(buf[j]-'0')
+				j++
+			}
+			if j == i || (buf[i] == '0' && j-i > 1) {
+				return false
+			}
+			switch i = j; {
+			case buf[i] == ',' && i+1 < n-1:
+				i++
+			case i == n-1:
+			default:
+				return false
+			}
+			continue
 		}
 		var attr int
 		switch string(key) {
@@ -180,7 +205,7 @@ func decodeEventFast(buf []byte, e *event.Event) bool {
 		ID: str(attrID), Source: str(attrSource), SpecVersion: str(attrSpecVersion), Type: str(attrType),
 		Subject: str(attrSubject), Time: str(attrTime), DataContentType: str(attrDataContentType),
 		DataSchema: str(attrDataSchema), TraceParent: str(attrTraceParent), TraceState: str(attrTraceState),
-		TelemetrySourceTime: str(attrTelemetrySourceTime), Data: data,
+		TelemetrySourceTime: str(attrTelemetrySourceTime), Hops: hops, Data: data,
 	}
 	return true
 }

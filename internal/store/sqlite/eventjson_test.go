@@ -21,8 +21,9 @@ func TestAppendEvent(t *testing.T) {
 			Subject: "room/1", Time: "2026-01-02T03:04:05.0000000Z", DataContentType: "application/json",
 			DataSchema: "dtmi:example:Room;1", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 			TraceState: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", TelemetrySourceTime: "2026-01-02T03:04:04.123456789+01:00",
-			Data: json.RawMessage(`{"patch":[{"op":"replace","path":"/t","value":21.5}]}`),
+			Hops: 3, Data: json.RawMessage(`{"patch":[{"op":"replace","path":"/t","value":21.5}]}`),
 		}},
+		{"negative hops", event.Event{ID: "1", Source: "s", SpecVersion: "1.0", Type: "t", Hops: -2}},
 		{"escapes", event.Event{
 			ID: "quote \" backslash \\ newline \n tab \t return \r nul \x00 bell \x07", Source: "<&>",
 			SpecVersion: "1.0", Type: "é ü 日本 \u2028",
@@ -72,6 +73,8 @@ var decodeCases = []struct{ name, json string }{
 	{"data null", `{"id":"1","source":"s","specversion":"1.0","type":"t","data":null}`},
 	{"non-ASCII", `{"id":"é ü 日本","source":"s","specversion":"1.0","type":"t"}`},
 	{"empty object", `{}`},
+	{"hops", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":12,"data":{"a":1}}`},
+	{"hops last", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":8}`},
 	// The forms below leave the fast path.
 	{"escapes", `{"id":"quote \" backslash \\ newline \n \u0000","source":"\u003c","specversion":"1.0","type":"t"}`},
 	{"invalid UTF-8", "{\"id\":\"a\xffb\",\"source\":\"s\",\"specversion\":\"1.0\",\"type\":\"t\"}"},
@@ -84,6 +87,11 @@ var decodeCases = []struct{ name, json string }{
 	{"trailing comma", `{"id":"1","source":"s","specversion":"1.0","type":"t",}`},
 	{"unterminated data", `{"id":"1","source":"s","specversion":"1.0","type":"t","data":{"a":1}`},
 	{"not an object", `[]`},
+	{"negative hops", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":-1}`},
+	{"hops with a leading zero", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":07}`},
+	{"fractional hops", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":1.5}`},
+	{"huge hops", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":123456789012345678901}`},
+	{"hops as a string", `{"id":"1","source":"s","specversion":"1.0","type":"t","twinflowhops":"2"}`},
 }
 
 func TestDecodeEvent(t *testing.T) {
@@ -105,7 +113,7 @@ func TestDecodeEvent(t *testing.T) {
 
 // TestDecodeEventFastPath checks that what appendEvent writes takes the fast path.
 func TestDecodeEventFastPath(t *testing.T) {
-	for _, tc := range decodeCases[:8] {
+	for _, tc := range decodeCases[:10] {
 		var e event.Event
 		if !decodeEventFast([]byte(tc.json), &e) {
 			t.Errorf("%s: %s left the fast path", tc.name, tc.json)
