@@ -115,6 +115,7 @@ server:
   allowedHosts: [twins.example.com, "tf.local:8443"]
   maxHeaderBytes: 16384
   bodyReadTimeout: 5s
+  diskReserveBytes: 1048576
 ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
@@ -133,7 +134,8 @@ mappings:
 	}
 	want := config.Server{Listen: "0.0.0.0:9000", DataDir: "/var/lib/twinflow", TLSCertFile: "c.pem", TLSKeyFile: "k.pem",
 		ServiceID: "twins.example.com", ShutdownTimeout: 30 * time.Second,
-		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second}
+		AllowedHosts: []string{"twins.example.com", "tf.local:8443"}, MaxHeaderBytes: 16384, BodyReadTimeout: 5 * time.Second,
+		DiskReserveBytes: 1 << 20}
 	if !reflect.DeepEqual(cfg.Server, want) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
 	}
@@ -162,6 +164,7 @@ server:
   shutdownTimeout: -1s
   maxHeaderBytes: -1
   bodyReadTimeout: -2s
+  diskReserveBytes: -3
   allowedHosts: ["", "http://x", "*"]
 delivery:
   maxRoutes: -1
@@ -204,6 +207,7 @@ mappings:
 		"server.shutdownTimeout: -1s is negative",
 		"server.maxHeaderBytes: -1 is negative",
 		"server.bodyReadTimeout: -2s is negative",
+		"server.diskReserveBytes: -3 is negative",
 		`server.allowedHosts[0]: "" is not a host name`,
 		`server.allowedHosts[1]: "http://x" is not a host name`,
 		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,
@@ -229,12 +233,13 @@ mappings:
 func TestWithDefaults(t *testing.T) {
 	defaults := config.Config{}.WithDefaults()
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout,
-		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout}
+		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout,
+		DiskReserveBytes: config.DefaultDiskReserveBytes}
 	if !reflect.DeepEqual(defaults.Server, want) || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
 		t.Errorf("defaults = %+v, jobs %+v; want %+v, jobs in the data directory", defaults.Server, defaults.Jobs, want)
 	}
 	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second,
-		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second}}
+		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second, DiskReserveBytes: 1}}
 	if got := set.WithDefaults().Server; !reflect.DeepEqual(got, set.Server) {
 		t.Errorf("WithDefaults changed set values: %+v", got)
 	}

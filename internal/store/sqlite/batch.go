@@ -125,7 +125,7 @@ func (s *Store) commit(b *batch) committed {
 	changes := w.pending
 	w.pending = make([]store.Change, 0, cap(changes))
 	if b.err != nil {
-		if diskFull(b.err) {
+		if DiskFull(b.err) {
 			b.err = fmt.Errorf("%w: %w", store.ErrFull, b.err)
 			if s.cfg.Space != nil {
 				s.cfg.Space.Exhausted(b.err)

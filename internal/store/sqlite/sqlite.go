@@ -499,9 +499,10 @@ func (s *Store) Err() error {
 	return nil
 }
 
-// diskFull reports whether err says that the disk is full: SQLite's SQLITE_FULL, a failure to
-// grow its shared-memory file, or a write's ENOSPC.
-func diskFull(err error) bool {
+// DiskFull reports whether err says that the disk is full: SQLite's SQLITE_FULL or a failure
+// to grow its shared-memory file, from this store or any other database of the same driver
+// (the history store's), or a write's ENOSPC (store.ErrFull).
+func DiskFull(err error) bool {
 	if se, ok := errors.AsType[*driver.Error](err); ok {
 		code := se.Code()
 		return code&0xff == sqlite3.SQLITE_FULL || code == sqlite3.SQLITE_IOERR_SHMSIZE
