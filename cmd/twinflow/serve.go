@@ -52,6 +52,8 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		"largest request line and header fields, in `bytes`; larger requests get 431")
 	fs.DurationVar(&srv.BodyReadTimeout, "body-read-timeout", config.DefaultBodyReadTimeout,
 		"how long a request body may take to arrive; slower ones get 408")
+	fs.Int64Var(&srv.DiskReserveBytes, "disk-reserve-bytes", config.DefaultDiskReserveBytes,
+		"disk space, in `bytes`, kept in DATA_DIR for deletes when the disk fills up")
 	fs.StringVar(&o.configFile, "config", "",
 		"YAML config `file` declaring server settings, limits, jobs settings, endpoints, routes,\n"+
 			"sources and mappings")
@@ -128,6 +130,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		}
 		if !set["body-read-timeout"] && fs.BodyReadTimeout != 0 {
 			srv.BodyReadTimeout = fs.BodyReadTimeout
+		}
+		if !set["disk-reserve-bytes"] && fs.DiskReserveBytes != 0 {
+			srv.DiskReserveBytes = fs.DiskReserveBytes
 		}
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir

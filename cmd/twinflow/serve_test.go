@@ -30,11 +30,12 @@ func serverConfig(s config.Server, jobsDir ...string) server.Config {
 func TestParseServe(t *testing.T) {
 	defaults := serveOptions{
 		server: serverConfig(config.Server{
-			Listen:          config.DefaultListen,
-			DataDir:         config.DefaultDataDir,
-			ShutdownTimeout: config.DefaultShutdownTimeout,
-			MaxHeaderBytes:  config.DefaultMaxHeaderBytes,
-			BodyReadTimeout: config.DefaultBodyReadTimeout,
+			Listen:           config.DefaultListen,
+			DataDir:          config.DefaultDataDir,
+			ShutdownTimeout:  config.DefaultShutdownTimeout,
+			MaxHeaderBytes:   config.DefaultMaxHeaderBytes,
+			BodyReadTimeout:  config.DefaultBodyReadTimeout,
+			DiskReserveBytes: config.DefaultDiskReserveBytes,
 		}),
 		logLevel:  slog.LevelInfo,
 		logFormat: "text",
@@ -59,6 +60,7 @@ func TestParseServe(t *testing.T) {
 				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--service-id", "tf.example",
 				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json", "--jobs-dir", "/srv/jobs",
 				"--allowed-hosts", "tf.example.com, 10.0.0.5:9000", "--max-header-bytes", "8192", "--body-read-timeout", "5s",
+				"--disk-reserve-bytes", "1048576",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
@@ -67,6 +69,7 @@ func TestParseServe(t *testing.T) {
 					ShutdownTimeout: 3 * time.Second,
 					AllowedHosts:    []string{"tf.example.com", "10.0.0.5:9000"},
 					MaxHeaderBytes:  8192, BodyReadTimeout: 5 * time.Second,
+					DiskReserveBytes: 1 << 20,
 				}, "/srv/jobs"),
 				logLevel:  slog.LevelDebug,
 				logFormat: "json",
@@ -80,6 +83,7 @@ func TestParseServe(t *testing.T) {
 				"TWINFLOW_SERVICE_ID": "env.example", "TWINFLOW_SHUTDOWN_TIMEOUT": "1m",
 				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json", "TWINFLOW_JOBS_DIR": "/tmp/jobs",
 				"TWINFLOW_ALLOWED_HOSTS": "*", "TWINFLOW_MAX_HEADER_BYTES": "4096", "TWINFLOW_BODY_READ_TIMEOUT": "1m",
+				"TWINFLOW_DISK_RESERVE_BYTES": "2097152",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
@@ -87,6 +91,7 @@ func TestParseServe(t *testing.T) {
 					TLSCertFile: "c.pem", TLSKeyFile: "k.pem", ServiceID: "env.example",
 					ShutdownTimeout: time.Minute,
 					AllowedHosts:    []string{"*"}, MaxHeaderBytes: 4096, BodyReadTimeout: time.Minute,
+					DiskReserveBytes: 2 << 20,
 				}, "/tmp/jobs"),
 				logLevel:  slog.LevelWarn,
 				logFormat: "json",
@@ -111,6 +116,7 @@ func TestParseServe(t *testing.T) {
 		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "log format"},
 		{name: "certificate without key", args: []string{"-tls-cert", "c.pem"}, wantErr: "together"},
 		{name: "listen without port", args: []string{"-listen", "localhost"}, wantErr: "listen"},
+		{name: "negative disk reserve", args: []string{"-disk-reserve-bytes", "-1"}, wantErr: "server.diskReserveBytes: -1 is negative"},
 		{name: "any host among others", args: []string{"-allowed-hosts", "a,*"}, wantErr: "server.allowedHosts[1]"},
 		{name: "stray argument", args: []string{"now"}, wantErr: "unexpected arguments: now"},
 		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "not defined"},
@@ -191,6 +197,7 @@ server:
   allowedHosts: [tf.example.com]
   maxHeaderBytes: 2048
   bodyReadTimeout: 7s
+  diskReserveBytes: 4096
 delivery:
   maxRoutes: 9
 routes:
@@ -208,7 +215,8 @@ sources:
 	}
 	got := o.server.Server
 	if got.Listen != "127.0.0.1:7000" || got.DataDir != "/from/env" || got.ShutdownTimeout != time.Second ||
-		!reflect.DeepEqual(got.AllowedHosts, []string{"tf.example.com"}) || got.MaxHeaderBytes != 2048 || got.BodyReadTimeout != 7*time.Second {
+		!reflect.DeepEqual(got.AllowedHosts, []string{"tf.example.com"}) || got.MaxHeaderBytes != 2048 || got.BodyReadTimeout != 7*time.Second ||
+		got.DiskReserveBytes != 4096 {
 		t.Errorf("server settings = %+v; want listen from the file, the data dir from the environment, the timeout from the flag", got)
 	}
 	if o.server.Delivery.MaxRoutes != 9 || o.server.Routes["r"].EndpointName != "hook" || len(o.server.Sources) != 1 {
