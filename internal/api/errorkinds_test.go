@@ -132,6 +132,8 @@ func TestWriteErrorStorage(t *testing.T) {
 		{fmt.Errorf("patch twin %q: %w", "t1", fmt.Errorf("commit: %w", store.ErrFull)), 507, "InsufficientStorage", "30"},
 		{&os.PathError{Op: "write", Path: "jobs/out.ndjson", Err: syscall.ENOSPC}, 507, "InsufficientStorage", "30"},
 		{fmt.Errorf("create twin: %w", fmt.Errorf("%w: sync write-ahead log: EIO", store.ErrFailed)), 503, "ServiceUnavailable", "10"},
+		// An fsync that failed for lack of space failed the store all the same.
+		{fmt.Errorf("%w: sync write-ahead log: %w", store.ErrFailed, &os.PathError{Op: "fdatasync", Err: syscall.ENOSPC}), 503, "ServiceUnavailable", "10"},
 	} {
 		a := &API{logger: slog.New(slog.DiscardHandler)}
 		w := httptest.NewRecorder()
