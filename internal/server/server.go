@@ -37,10 +37,12 @@
 //   - net/http serves each connection on a goroutine of its own. Shutdown waits for the
 //     requests in flight up to Config.ShutdownTimeout; after that Close cuts their
 //     connections off but does not wait for handlers still running.
+//   - The disk reserve (reserve.Reserve.Run) watches the disk while it is full, until space
+//     returns; it starts none.
 //   - Server.Run runs the HTTP server, the index build and follower with the job runner,
-//     event delivery (the registry and the pruner, on one goroutine each) and ingress (the
-//     source registry and the message id pruner, likewise) on goroutines of its own, waits
-//     for all of them, and only then closes the store.
+//     event delivery (the registry and the pruner, on one goroutine each), ingress (the
+//     source registry and the message id pruner, likewise) and the disk reserve on goroutines
+//     of its own, waits for all of them, and only then closes the store.
 package server
 
 import (
