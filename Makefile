@@ -15,7 +15,8 @@ FUZZ_TARGETS = \
 	./internal/api:FuzzAPI ./internal/api:FuzzTwinDoc \
 	./internal/twin:FuzzEncode ./internal/twin:FuzzDecode ./internal/twin:FuzzApplyTwinPatch ./internal/twin:FuzzParsePatch \
 	./internal/query:FuzzParse ./internal/graph:FuzzMember \
-	./internal/dtdl:FuzzParse ./internal/dtdl:FuzzValidate
+	./internal/dtdl:FuzzParse ./internal/dtdl:FuzzValidate \
+	./internal/expr:FuzzParse ./internal/mapping:FuzzMap
 FUZZTIME ?= 10s
 
 ## fuzz: run each fuzz target for FUZZTIME (10s) beyond its seed corpus.

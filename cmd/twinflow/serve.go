@@ -56,6 +56,8 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		"authentication: `mode` auto (required unless listening on loopback), required or off")
 	fs.BoolVar(&srv.Insecure, "insecure", false,
 		"listen on an address other than loopback without TLS or without authentication")
+	fs.Int64Var(&srv.DiskReserveBytes, "disk-reserve-bytes", config.DefaultDiskReserveBytes,
+		"disk space, in `bytes`, kept in DATA_DIR for deletes when the disk fills up")
 	fs.StringVar(&o.configFile, "config", "",
 		"YAML config `file` declaring server settings, limits, jobs settings, endpoints, routes,\n"+
 			"sources and mappings")
@@ -142,6 +144,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		}
 		// Settings of the file only.
 		srv.EgressPolicy, srv.FileDirs = fs.EgressPolicy, fs.FileDirs
+		if !set["disk-reserve-bytes"] && fs.DiskReserveBytes != 0 {
+			srv.DiskReserveBytes = fs.DiskReserveBytes
+		}
 		if set["jobs-dir"] {
 			file.Jobs.Dir = o.server.Jobs.Dir
 		}

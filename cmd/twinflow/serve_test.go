@@ -30,12 +30,13 @@ func serverConfig(s config.Server, jobsDir ...string) server.Config {
 func TestParseServe(t *testing.T) {
 	defaults := serveOptions{
 		server: serverConfig(config.Server{
-			Listen:          config.DefaultListen,
-			DataDir:         config.DefaultDataDir,
-			ShutdownTimeout: config.DefaultShutdownTimeout,
-			MaxHeaderBytes:  config.DefaultMaxHeaderBytes,
-			BodyReadTimeout: config.DefaultBodyReadTimeout,
-			Auth:            config.Auth{Mode: config.AuthAuto},
+			Listen:           config.DefaultListen,
+			DataDir:          config.DefaultDataDir,
+			ShutdownTimeout:  config.DefaultShutdownTimeout,
+			MaxHeaderBytes:   config.DefaultMaxHeaderBytes,
+			BodyReadTimeout:  config.DefaultBodyReadTimeout,
+			DiskReserveBytes: config.DefaultDiskReserveBytes,
+			Auth:             config.Auth{Mode: config.AuthAuto},
 		}),
 		logLevel:  slog.LevelInfo,
 		logFormat: "text",
@@ -61,6 +62,7 @@ func TestParseServe(t *testing.T) {
 				"--shutdown-timeout", "3s", "--log-level", "debug", "--log-format", "json", "--jobs-dir", "/srv/jobs",
 				"--allowed-hosts", "tf.example.com, 10.0.0.5:9000", "--max-header-bytes", "8192", "--body-read-timeout", "5s",
 				"--auth", "required", "--insecure",
+				"--disk-reserve-bytes", "1048576",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
@@ -70,6 +72,7 @@ func TestParseServe(t *testing.T) {
 					AllowedHosts:    []string{"tf.example.com", "10.0.0.5:9000"},
 					MaxHeaderBytes:  8192, BodyReadTimeout: 5 * time.Second,
 					Auth: config.Auth{Mode: config.AuthRequired}, Insecure: true,
+					DiskReserveBytes: 1 << 20,
 				}, "/srv/jobs"),
 				logLevel:  slog.LevelDebug,
 				logFormat: "json",
@@ -84,6 +87,7 @@ func TestParseServe(t *testing.T) {
 				"TWINFLOW_LOG_LEVEL": "WARN", "TWINFLOW_LOG_FORMAT": "json", "TWINFLOW_JOBS_DIR": "/tmp/jobs",
 				"TWINFLOW_ALLOWED_HOSTS": "*", "TWINFLOW_MAX_HEADER_BYTES": "4096", "TWINFLOW_BODY_READ_TIMEOUT": "1m",
 				"TWINFLOW_AUTH": "off", "TWINFLOW_INSECURE": "true",
+				"TWINFLOW_DISK_RESERVE_BYTES": "2097152",
 			},
 			want: serveOptions{
 				server: serverConfig(config.Server{
@@ -92,6 +96,7 @@ func TestParseServe(t *testing.T) {
 					ShutdownTimeout: time.Minute,
 					AllowedHosts:    []string{"*"}, MaxHeaderBytes: 4096, BodyReadTimeout: time.Minute,
 					Auth: config.Auth{Mode: config.AuthOff}, Insecure: true,
+					DiskReserveBytes: 2 << 20,
 				}, "/tmp/jobs"),
 				logLevel:  slog.LevelWarn,
 				logFormat: "json",
@@ -116,6 +121,7 @@ func TestParseServe(t *testing.T) {
 		{name: "bad log format", args: []string{"-log-format", "xml"}, wantErr: "log format"},
 		{name: "certificate without key", args: []string{"-tls-cert", "c.pem"}, wantErr: "together"},
 		{name: "listen without port", args: []string{"-listen", "localhost"}, wantErr: "listen"},
+		{name: "negative disk reserve", args: []string{"-disk-reserve-bytes", "-1"}, wantErr: "server.diskReserveBytes: -1 is negative"},
 		{name: "any host among others", args: []string{"-allowed-hosts", "a,*"}, wantErr: "server.allowedHosts[1]"},
 		{name: "unknown auth mode", args: []string{"-auth", "maybe"}, wantErr: `server.auth.mode: "maybe" is not`},
 		{name: "bad insecure", env: map[string]string{"TWINFLOW_INSECURE": "very"}, wantErr: "TWINFLOW_INSECURE"},
@@ -208,6 +214,7 @@ server:
       audiences: [twinflow]
   egressPolicy: {denyPrivate: true, deny: [10.9.0.0/16]}
   fileDirs: [/etc/tf]
+  diskReserveBytes: 4096
 delivery:
   maxRoutes: 9
 routes:
@@ -225,7 +232,8 @@ sources:
 	}
 	got := o.server.Server
 	if got.Listen != "127.0.0.1:7000" || got.DataDir != "/from/env" || got.ShutdownTimeout != time.Second ||
-		!reflect.DeepEqual(got.AllowedHosts, []string{"tf.example.com"}) || got.MaxHeaderBytes != 2048 || got.BodyReadTimeout != 7*time.Second {
+		!reflect.DeepEqual(got.AllowedHosts, []string{"tf.example.com"}) || got.MaxHeaderBytes != 2048 || got.BodyReadTimeout != 7*time.Second ||
+		got.DiskReserveBytes != 4096 {
 		t.Errorf("server settings = %+v; want listen from the file, the data dir from the environment, the timeout from the flag", got)
 	}
 	if !got.EgressPolicy.DenyPrivate || !reflect.DeepEqual(got.EgressPolicy.Deny, []string{"10.9.0.0/16"}) ||

@@ -2,12 +2,17 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -68,6 +73,8 @@ func TestADTErrors(t *testing.T) {
 		twin.KindMethodNotAllowed:                 {405, "MethodNotAllowed"},
 		twin.KindPathNotFound:                     {404, "NotFound"},
 		twin.KindInternal:                         {500, "InternalServerError"},
+		twin.KindInsufficientStorage:              {507, "InsufficientStorage"},
+		twin.KindServiceUnavailable:               {503, "ServiceUnavailable"},
 	}
 	kinds := twin.Kinds()
 	if len(adtErrors) != len(kinds) {
@@ -113,5 +120,47 @@ func TestWriteErrorUnknownKind(t *testing.T) {
 		if !strings.Contains(logs.String(), err.Message) {
 			t.Errorf("%v: log %q", err, logs.String())
 		}
+	}
+}
+
+// TestWriteErrorStorage checks the answers to writes the store could not take, however deep
+// the store's error is wrapped: 507 InsufficientStorage on a full disk, file writes out of
+// space included, and 503 ServiceUnavailable once the store failed, each with Retry-After
+// and ADT's error body; import jobs' output logs get the same code.
+func TestWriteErrorStorage(t *testing.T) {
+	for _, tc := range []struct {
+		err        error
+		status     int
+		code       string
+		retryAfter string
+	}{
+		{fmt.Errorf("patch twin %q: %w", "t1", fmt.Errorf("commit: %w", store.ErrFull)), 507, "InsufficientStorage", "30"},
+		{&os.PathError{Op: "write", Path: "jobs/out.ndjson", Err: syscall.ENOSPC}, 507, "InsufficientStorage", "30"},
+		{fmt.Errorf("create twin: %w", fmt.Errorf("%w: sync write-ahead log: EIO", store.ErrFailed)), 503, "ServiceUnavailable", "10"},
+		// An fsync that failed for lack of space failed the store all the same.
+		{fmt.Errorf("%w: sync write-ahead log: %w", store.ErrFailed, &os.PathError{Op: "fdatasync", Err: syscall.ENOSPC}), 503, "ServiceUnavailable", "10"},
+	} {
+		a := &API{logger: slog.New(slog.DiscardHandler)}
+		w := httptest.NewRecorder()
+		a.writeError(w, httptest.NewRequest(http.MethodPut, "/digitaltwins/t1?api-version=2023-10-31", nil), tc.err)
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+			t.Fatalf("%v: body %s: %v", tc.err, w.Body, err)
+		}
+		if w.Code != tc.status || body.Error.Code != tc.code || body.Error.Message == "" ||
+			w.Header().Get("x-ms-error-code") != tc.code || w.Header().Get("Retry-After") != tc.retryAfter {
+			t.Errorf("%v: got %d %v %s, want %d %s with Retry-After %s", tc.err, w.Code, w.Header(), w.Body, tc.status, tc.code, tc.retryAfter)
+		}
+		if code, msg := ErrorCode(tc.err); code != tc.code || msg != body.Error.Message {
+			t.Errorf("ErrorCode(%v) = %s %q, want %s %q", tc.err, code, msg, tc.code, body.Error.Message)
+		}
+	}
+	// Other errors carry no Retry-After.
+	w := httptest.NewRecorder()
+	writeErrorBody(w, &twin.Error{Kind: twin.KindTwinNotFound, Message: "gone"})
+	if got := w.Header().Get("Retry-After"); got != "" {
+		t.Errorf("DigitalTwinNotFound has Retry-After %q", got)
 	}
 }

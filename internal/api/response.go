@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/twin"
 )
 
@@ -92,6 +93,15 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindMethodNotAllowed:                 {http.StatusMethodNotAllowed, "MethodNotAllowed"},
 	twin.KindPathNotFound:                     {http.StatusNotFound, "NotFound"},
 	twin.KindInternal:                         {http.StatusInternalServerError, "InternalServerError"},
+	twin.KindInsufficientStorage:              {http.StatusInsufficientStorage, "InsufficientStorage"},
+	twin.KindServiceUnavailable:               {http.StatusServiceUnavailable, "ServiceUnavailable"},
+}
+
+// retryAfter is the Retry-After header, in seconds, of the kinds that a later retry of the
+// same request may cure.
+var retryAfter = map[twin.Kind]string{
+	twin.KindInsufficientStorage: "30",
+	twin.KindServiceUnavailable:  "10",
 }
 
 // knownKinds reports whether e and each of its details have a kind in adtErrors.
@@ -125,15 +135,37 @@ func internalError() *twin.Error {
 	}
 }
 
+// storageError returns the answer to a write the store could not take: 503
+// ServiceUnavailable once the store failed (store.ErrFailed, even when the fsync that failed
+// it ran out of space), 507 InsufficientStorage while the disk is full (store.ErrFull); nil
+// for other errors.
+func storageError(err error) *twin.Error {
+	switch {
+	case errors.Is(err, store.ErrFailed):
+		return &twin.Error{Kind: twin.KindServiceUnavailable, Message: "The service's storage failed, and the service is " +
+			"restarting to recover. Retry shortly."}
+	case errors.Is(err, store.ErrFull):
+		return &twin.Error{Kind: twin.KindInsufficientStorage, Message: "The service's disk is full: until space is freed " +
+			"it accepts reads and deletes only. Retry later, after deleting data or freeing space on the server's disk."}
+	}
+	return nil
+}
+
 // writeError is the one translator from errors to HTTP responses. A *twin.Error anywhere in
 // err's chain gives the status, x-ms-error-code header and ADT error body, by adtErrors; a
-// *twin.Error with a kind adtErrors lacks (a bug) and anything else is a 500 with an ADT body
-// whose cause is logged (at debug level when the client went away, since then nobody reads
-// the answer and nothing failed on the server's side).
+// write the store could not take gets its answer from storageError; a *twin.Error with a
+// kind adtErrors lacks (a bug) and anything else is a 500 with an ADT body whose cause is
+// logged (at debug level when the client went away, since then nobody reads the answer and
+// nothing failed on the server's side).
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var te *twin.Error
+	storage := storageError(err)
 	switch {
 	case errors.As(err, &te) && knownKinds(te):
+	case storage != nil:
+		// The store logged the failure once; a request refused for it is no news.
+		a.logger.DebugContext(r.Context(), "request refused by the store", "method", r.Method, "path", r.URL.Path, "err", err)
+		te = storage
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		a.logger.DebugContext(r.Context(), "request cancelled by client", "method", r.Method, "path", r.URL.Path, "err", err)
 		te = internalError()
@@ -155,9 +187,13 @@ func WriteError(w http.ResponseWriter, e *twin.Error) {
 	writeErrorBody(w, e)
 }
 
-// writeErrorBody writes e, whose kinds must all be in adtErrors.
+// writeErrorBody writes e, whose kinds must all be in adtErrors, with its Retry-After when
+// its kind has one.
 func writeErrorBody(w http.ResponseWriter, e *twin.Error) {
 	ae := adtErrors[e.Kind]
+	if after, ok := retryAfter[e.Kind]; ok {
+		w.Header().Set("Retry-After", after)
+	}
 	w.Header().Set("x-ms-error-code", ae.code)
 	body, _ := encodeJSON(errorBody{Error: toErrorJSON(*e)}) // strings only: cannot fail
 	writeRaw(w, ae.status, body)
@@ -169,6 +205,9 @@ func writeErrorBody(w http.ResponseWriter, e *twin.Error) {
 func ErrorCode(err error) (code, message string) {
 	var te *twin.Error
 	if !errors.As(err, &te) || !knownKinds(te) {
+		te = storageError(err)
+	}
+	if te == nil {
 		return adtErrors[twin.KindInternal].code, err.Error()
 	}
 	msg := te.Message

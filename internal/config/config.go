@@ -44,6 +44,9 @@ const (
 	// model upload or push arrives well within it over any working link, while a body that
 	// trickles in a byte at a time holds its connection no longer.
 	DefaultBodyReadTimeout = 30 * time.Second
+	// DefaultDiskReserveBytes is the disk space kept for deletes when the disk fills up:
+	// room for many thousands of deletes with the events of their deletion.
+	DefaultDiskReserveBytes = 8 << 20
 )
 
 // AnyHost, as the only entry of Server.AllowedHosts, lets requests name any host.
@@ -111,6 +114,9 @@ type Server struct {
 	// certificates and keys, NATS credentials) must be in. Empty means the data directory
 	// and the directory of the config file.
 	FileDirs []string `yaml:"fileDirs"`
+	// DiskReserveBytes is the size of the reserve file kept in the data directory, which a
+	// full disk gives back so that deletes still commit (see package reserve).
+	DiskReserveBytes int64 `yaml:"diskReserveBytes"`
 }
 
 // The values of Auth.Mode.
@@ -315,6 +321,9 @@ func (c Config) WithDefaults() Config {
 	if c.Server.Auth.Mode == "" {
 		c.Server.Auth.Mode = AuthAuto
 	}
+	if c.Server.DiskReserveBytes == 0 {
+		c.Server.DiskReserveBytes = DefaultDiskReserveBytes
+	}
 	if c.Jobs.Dir == "" {
 		c.Jobs.Dir = filepath.Join(c.Server.DataDir, "jobs")
 	}
@@ -461,6 +470,7 @@ func (c Config) Validate(checks Checks) error {
 	negativeDuration("server.shutdownTimeout", s.ShutdownTimeout)
 	negative("server.maxHeaderBytes", int64(s.MaxHeaderBytes))
 	negativeDuration("server.bodyReadTimeout", s.BodyReadTimeout)
+	negative("server.diskReserveBytes", s.DiskReserveBytes)
 	for i, h := range s.AllowedHosts {
 		switch {
 		case h == AnyHost && len(s.AllowedHosts) > 1:

@@ -136,6 +136,7 @@ server:
     deny: ["2001:db8::/32"]
     allowSelf: true
   fileDirs: [/etc/twinflow/tls]
+  diskReserveBytes: 1048576
 ingress:
   maxMessageBytes: 1024
   dedupWindow: 2h
@@ -174,7 +175,7 @@ mappings:
 		}},
 		EgressPolicy: config.EgressPolicy{DenyLoopback: true, DenyPrivate: true, Allow: []string{"10.1.0.0/16"},
 			Deny: []string{"2001:db8::/32"}, AllowSelf: true},
-		FileDirs: []string{"/etc/twinflow/tls"}}
+		FileDirs: []string{"/etc/twinflow/tls"}, DiskReserveBytes: 1 << 20}
 	if !reflect.DeepEqual(cfg.Server, want) {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
 	}
@@ -221,6 +222,7 @@ server:
   shutdownTimeout: -1s
   maxHeaderBytes: -1
   bodyReadTimeout: -2s
+  diskReserveBytes: -3
   allowedHosts: ["", "http://x", "*"]
   auth:
     mode: sometimes
@@ -282,6 +284,7 @@ mappings:
 		"server.shutdownTimeout: -1s is negative",
 		"server.maxHeaderBytes: -1 is negative",
 		"server.bodyReadTimeout: -2s is negative",
+		"server.diskReserveBytes: -3 is negative",
 		`server.allowedHosts[0]: "" is not a host name`,
 		`server.allowedHosts[1]: "http://x" is not a host name`,
 		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,
@@ -324,7 +327,8 @@ func TestWithDefaults(t *testing.T) {
 	defaults := config.Config{}.WithDefaults()
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, ShutdownTimeout: config.DefaultShutdownTimeout,
 		MaxHeaderBytes: config.DefaultMaxHeaderBytes, BodyReadTimeout: config.DefaultBodyReadTimeout,
-		Auth: config.Auth{Mode: config.AuthAuto}, FileDirs: []string{config.DefaultDataDir}}
+		Auth: config.Auth{Mode: config.AuthAuto}, FileDirs: []string{config.DefaultDataDir},
+		DiskReserveBytes: config.DefaultDiskReserveBytes}
 	if !reflect.DeepEqual(defaults.Server, want) || defaults.Jobs.Dir != filepath.Join(config.DefaultDataDir, "jobs") {
 		t.Errorf("defaults = %+v, jobs %+v; want %+v, jobs in the data directory", defaults.Server, defaults.Jobs, want)
 	}
@@ -334,7 +338,7 @@ func TestWithDefaults(t *testing.T) {
 	}
 	set := config.Config{Server: config.Server{Listen: ":1", DataDir: "d", ShutdownTimeout: time.Second,
 		AllowedHosts: []string{"h"}, MaxHeaderBytes: 1, BodyReadTimeout: time.Second, Auth: config.Auth{Mode: config.AuthOff},
-		FileDirs: []string{"/tls"}}}
+		FileDirs: []string{"/tls"}, DiskReserveBytes: 1}}
 	if got := set.WithDefaults().Server; !reflect.DeepEqual(got, set.Server) {
 		t.Errorf("WithDefaults changed set values: %+v", got)
 	}

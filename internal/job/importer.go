@@ -82,7 +82,7 @@ func (r *Runner) runImport(ctx context.Context, j *Job, lg *slog.Logger) *Error 
 	}
 	log, err := openLog(out, r.cfg.SpoolDir, j.ID, j.LogBytes, r.cfg.Now, r.cfg.ErrorCode, r.cfg.HTTPClient)
 	if err != nil {
-		return newError(twin.KindBadRequest, fmt.Sprintf("The output log %s cannot be written: %v", j.Output, err))
+		return logUnwritable(j.Output, err)
 	}
 	defer func() {
 		if err := log.close(); err != nil {
@@ -98,6 +98,8 @@ func (r *Runner) runImport(ctx context.Context, j *Job, lg *slog.Logger) *Error 
 		status = "Cancelled"
 	case ctx.Err() != nil:
 		return nil // the job goes on at the next start, where it stopped
+	case failure != nil && failure.Kind == twin.KindInsufficientStorage.String():
+		return failure // the job goes on where it stopped once space is freed
 	case failure != nil:
 		status = "Failed"
 	}
@@ -109,7 +111,7 @@ func (r *Runner) runImport(ctx context.Context, j *Job, lg *slog.Logger) *Error 
 		cancel()
 	}
 	if err != nil && failure == nil {
-		failure = newError(twin.KindBadRequest, fmt.Sprintf("The output log %s cannot be written: %v", j.Output, err))
+		failure = logUnwritable(j.Output, err)
 	}
 	if im.failedLines > 0 {
 		if err := r.update(context.WithoutCancel(ctx), j, func(cur *Job) { cur.Progress.FailedLines = im.failedLines }); err != nil {
@@ -117,6 +119,15 @@ func (r *Runner) runImport(ctx context.Context, j *Job, lg *slog.Logger) *Error 
 		}
 	}
 	return failure
+}
+
+// logUnwritable is the failure of a job whose output log cannot be written: that of a full
+// disk (see diskFull) when it is the cause.
+func logUnwritable(output string, err error) *Error {
+	if errors.Is(err, store.ErrFull) {
+		return diskFull(err)
+	}
+	return newError(twin.KindBadRequest, fmt.Sprintf("The output log %s cannot be written: %v", output, err))
 }
 
 // jobError turns the error of a job's request check into the job's failure.
@@ -137,7 +148,7 @@ func (im *importer) run(ctx context.Context, in location) *Error {
 			return failInternal(err)
 		}
 		if err := im.log.publish(ctx); err != nil {
-			return newError(twin.KindBadRequest, fmt.Sprintf("The output log %s cannot be written: %v", j.Output, err))
+			return logUnwritable(j.Output, err)
 		}
 	}
 	rc, err := im.r.locs.open(ctx, in, j.At.Offset)

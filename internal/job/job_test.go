@@ -38,6 +38,8 @@ type env struct {
 	r     *Runner
 	cfg   Config
 	stop  func()
+	// space, when set, is the data directory's disk reserve, which the store heeds.
+	space sqlite.Space
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
@@ -60,7 +62,7 @@ func errorCode(err error) (string, string) {
 func (e *env) open() {
 	t := e.t
 	logger := slog.New(slog.DiscardHandler)
-	st, err := sqlite.Open(sqlite.Config{Dir: e.data, NoSync: true}, logger)
+	st, err := sqlite.Open(sqlite.Config{Dir: e.data, NoSync: true, Space: e.space}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,9 @@ const (
 	MaxDeleteTimeout     = 24 * time.Hour
 )
 
+// DefaultFullWait is Config.FullWait's default.
+const DefaultFullWait = 10 * time.Second
+
 // DefaultChunkTime is Config.ChunkTime's default. With the group commit and fsync that
 // follow, a PATCH that arrives while an import runs waits for about twice this (twinflow
 // bench import).
@@ -44,6 +47,9 @@ type Config struct {
 	// ChunkTime is about how long each transaction of a job may hold the store's single
 	// writer, during which the API's writes wait; 0 means DefaultChunkTime.
 	ChunkTime time.Duration
+	// FullWait is how long a job that stopped because the disk is full waits before it tries
+	// to go on; 0 means DefaultFullWait.
+	FullWait time.Duration
 	// ErrorCode gives the ADT error code and message of an error, for the output log;
 	// required (the API's table has them).
 	ErrorCode func(error) (code, message string)
@@ -98,6 +104,9 @@ func New(cfg Config, st Store, svc *twins.Service, g Graph, logger *slog.Logger)
 	}
 	if cfg.ChunkTime <= 0 {
 		cfg.ChunkTime = DefaultChunkTime
+	}
+	if cfg.FullWait <= 0 {
+		cfg.FullWait = DefaultFullWait
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -362,6 +371,10 @@ const purgeInterval = time.Hour
 // forgets finished jobs once their purge time has passed. It returns nil when ctx ends, with
 // the job it was running left to go on at the next start, or the error that stopped it
 // reading jobs.
+//
+// A job does not fail because the disk is full: it stops where it got to, as at a restart,
+// and Run tries to go on with it every Config.FullWait, which succeeds once the store takes
+// writes again.
 func (r *Runner) Run(ctx context.Context) error {
 	purge := time.NewTicker(purgeInterval)
 	defer purge.Stop()
@@ -382,7 +395,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("find jobs to run: %w", err)
 		}
 		if next != nil {
-			r.run(ctx, next)
+			if r.run(ctx, next) {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(r.cfg.FullWait):
+				}
+			}
 			continue
 		}
 		select {
@@ -420,14 +439,21 @@ func (r *Runner) purge(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.Is(err, store.ErrFull):
+		// Purging deletes, which a full disk allows, but the commit it shared may have
+		// failed; the next purge tries again.
+		r.logger.Warn("cannot purge old jobs: the disk is full", slog.Any("error", err))
+	default:
 		return fmt.Errorf("purge old jobs: %w", err)
 	}
 	return nil
 }
 
-// run runs job j to its end, or until ctx ends.
-func (r *Runner) run(ctx context.Context, j *Job) {
+// run runs job j to its end, or until ctx ends. It reports whether j stopped because the
+// disk is full, and is to go on later.
+func (r *Runner) run(ctx context.Context, j *Job) (full bool) {
 	jobCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r.mu.Lock()
@@ -441,8 +467,7 @@ func (r *Runner) run(ctx context.Context, j *Job) {
 
 	log := r.logger.With(slog.String("job", string(j.Kind)), slog.String("id", j.ID))
 	if j.Status == StatusCancelling {
-		r.end(ctx, j, StatusCancelled, nil, log)
-		return
+		return r.end(ctx, j, StatusCancelled, nil, log)
 	}
 	if j.Status == StatusNotStarted {
 		if err := r.update(ctx, j, func(cur *Job) {
@@ -451,11 +476,10 @@ func (r *Runner) run(ctx context.Context, j *Job) {
 			}
 		}); err != nil {
 			log.Error("cannot start job", slog.Any("error", err))
-			return
+			return errors.Is(err, store.ErrFull)
 		}
 		if j.Status == StatusCancelling {
-			r.end(ctx, j, StatusCancelled, nil, log)
-			return
+			return r.end(ctx, j, StatusCancelled, nil, log)
 		}
 	}
 	log.Info("job running", slog.Any("at", j.At))
@@ -471,18 +495,24 @@ func (r *Runner) run(ctx context.Context, j *Job) {
 	case ctx.Err() != nil:
 		log.Info("job stopped; it goes on at the next start", slog.Any("at", j.At))
 	case errors.Is(context.Cause(jobCtx), errCancelled):
-		r.end(ctx, j, StatusCancelled, nil, log)
+		return r.end(ctx, j, StatusCancelled, nil, log)
+	case failure != nil && failure.Kind == twin.KindInsufficientStorage.String():
+		log.Warn("job stopped: the disk is full; it goes on where it stopped once space is freed",
+			slog.Any("at", j.At), slog.String("error", failure.Message))
+		return true
 	case failure != nil:
 		log.Warn("job failed", slog.String("error", failure.Message), slog.Duration("took", time.Since(start)))
-		r.end(ctx, j, StatusFailed, failure, log)
+		return r.end(ctx, j, StatusFailed, failure, log)
 	default:
 		log.Info("job succeeded", slog.Any("progress", j.Progress), slog.Duration("took", time.Since(start)))
-		r.end(ctx, j, StatusSucceeded, nil, log)
+		return r.end(ctx, j, StatusSucceeded, nil, log)
 	}
+	return false
 }
 
-// end records that j finished with status.
-func (r *Runner) end(ctx context.Context, j *Job, status Status, failure *Error, log *slog.Logger) {
+// end records that j finished with status. It reports whether that failed because the disk
+// is full: the job then stays unfinished, to end again later.
+func (r *Runner) end(ctx context.Context, j *Job, status Status, failure *Error, log *slog.Logger) (full bool) {
 	err := r.update(ctx, j, func(cur *Job) {
 		cur.Status, cur.Error = status, failure
 		cur.Finished = cur.LastAction
@@ -490,6 +520,7 @@ func (r *Runner) end(ctx context.Context, j *Job, status Status, failure *Error,
 	if err != nil {
 		log.Error("cannot record the end of the job", slog.Any("error", err))
 	}
+	return errors.Is(err, store.ErrFull)
 }
 
 // update applies change to the stored state of j, which has acted now (LastAction, as change
@@ -510,9 +541,19 @@ func (r *Runner) update(ctx context.Context, j *Job, change func(*Job)) error {
 	})
 }
 
-// failInternal describes a failure of the job's own machinery (storage, I/O).
+// failInternal describes a failure of the job's own machinery (storage, I/O); that of a full
+// disk when the disk is full (see diskFull).
 func failInternal(err error) *Error {
+	if errors.Is(err, store.ErrFull) {
+		return diskFull(err)
+	}
 	return newError(twin.KindInternal, "The job stopped on an internal error: "+err.Error())
+}
+
+// diskFull describes a job that stopped because the disk is full. Run does not record it as
+// the job's failure: the job goes on once space is freed.
+func diskFull(err error) *Error {
+	return newError(twin.KindInsufficientStorage, "The job stopped because the disk is full: "+err.Error())
 }
 
 // trace returns the job's trace context for the events it emits.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"time"
@@ -44,25 +45,36 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 // handleHealthz answers 200 {"status":"ok"} while the process serves HTTP at all.
 func handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	writeStatus(w, http.StatusOK, "ok")
+	writeStatus(w, http.StatusOK, "ok", "")
 }
 
 // handleReadyz answers 200 {"status":"ready"} while the server serves with its store open, its
 // sources have started and its graph index has caught up with the change log since the start
-// (see ready); before that and once shutdown has begun, 503 {"status":"not ready"}.
+// (see ready), and it can write (see unwritable); before that and once shutdown has begun,
+// 503 {"status":"not ready"}, with the reason when it cannot write:
+// {"status":"not ready","reason":"the disk is full; ..."}.
 func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
-	if !s.ready() {
-		writeStatus(w, http.StatusServiceUnavailable, "not ready")
+	if reason := s.unwritable(); reason != "" {
+		writeStatus(w, http.StatusServiceUnavailable, "not ready", reason)
 		return
 	}
-	writeStatus(w, http.StatusOK, "ready")
+	if !s.ready() {
+		writeStatus(w, http.StatusServiceUnavailable, "not ready", "")
+		return
+	}
+	writeStatus(w, http.StatusOK, "ready", "")
 }
 
-func writeStatus(w http.ResponseWriter, code int, status string) {
+// writeStatus answers a health check: {"status":status}, and the reason when there is one.
+func writeStatus(w http.ResponseWriter, code int, status, reason string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	w.Write([]byte(`{"status":"` + status + `"}` + "\n"))
+	body := struct {
+		Status string `json:"status"`
+		Reason string `json:"reason,omitempty"`
+	}{status, reason}
+	_ = json.NewEncoder(w).Encode(body) // strings only: cannot fail
 }
 
 // accessLog logs one line per request at debug level. When debug logging is off it costs one

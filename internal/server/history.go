@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,7 +16,9 @@ import (
 	"github.com/twinflow/twinflow/internal/history"
 	historypg "github.com/twinflow/twinflow/internal/history/postgres"
 	historysqlite "github.com/twinflow/twinflow/internal/history/sqlite"
+	"github.com/twinflow/twinflow/internal/reserve"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
 // recorder is the data history half of a server: the history store (in the data directory,
@@ -28,8 +31,9 @@ type recorder struct {
 }
 
 // newRecorder opens the history store, in PostgreSQL when cfg names a database and in
-// dataDir otherwise, and builds its writer of log; it returns nil when cfg turns history off.
-func newRecorder(ctx context.Context, cfg config.History, dataDir, serviceID string, log store.Log, logger *slog.Logger) (*recorder, error) {
+// dataDir otherwise, where it heeds space (see spaceStore), and builds its writer of log; it
+// returns nil when cfg turns history off.
+func newRecorder(ctx context.Context, cfg config.History, dataDir string, space *reserve.Reserve, serviceID string, log store.Log, logger *slog.Logger) (*recorder, error) {
 	if !cfg.On() {
 		return nil, nil
 	}
@@ -49,10 +53,11 @@ func newRecorder(ctx context.Context, cfg config.History, dataDir, serviceID str
 		}
 		logger.Info("history kept in PostgreSQL", slog.String("schema", cmp.Or(cfg.Schema, historypg.DefaultSchema)))
 	} else {
-		st, err = historysqlite.Open(historysqlite.Config{Dir: dataDir, Tables: tables})
+		hs, err := historysqlite.Open(historysqlite.Config{Dir: dataDir, Tables: tables})
 		if err != nil {
 			return nil, fmt.Errorf("open the history store in %s: %w", dataDir, err)
 		}
+		st = spaceStore{Store: hs, space: space}
 	}
 	h := &recorder{store: st, retention: cfg.Retention, writes: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "twinflow", Subsystem: "history", Name: "write_seconds",
@@ -146,4 +151,55 @@ func (h *recorder) status(ctx context.Context) (api.HistoryStatus, error) {
 		out.CheckpointedTo = ws.CheckpointedTo.Format(time.RFC3339Nano)
 	}
 	return out, nil
+}
+
+// spaceStore is a history store in the data directory, beside the twin store: it must not
+// take the space a full disk keeps for deletes. While space is Full it refuses Write, Rollup
+// and Checkpoint, which grow the database, with an error wrapping store.ErrFull, and it tells space
+// of the writes that fail for lack of room. The history writer keeps a refused batch and
+// retries it with backoff, its cursor where it was, and reports the error in
+// GET /history/status; Prune, which deletes, goes on. Reads pass through.
+type spaceStore struct {
+	*historysqlite.Store
+	space *reserve.Reserve
+}
+
+var _ history.Checkpointer = spaceStore{}
+
+// Checkpoint implements history.Checkpointer: like Rollup, it grows the database.
+func (s spaceStore) Checkpoint(ctx context.Context, upTo time.Time) (bool, error) {
+	if s.space.Full() {
+		return false, fmt.Errorf("checkpoint history: the disk is full, and until space is freed history waits: %w", store.ErrFull)
+	}
+	done, err := s.Store.Checkpoint(ctx, upTo)
+	return done, s.full(err)
+}
+
+// Write implements history.Store.
+func (s spaceStore) Write(ctx context.Context, rows *history.Rows, through uint64) error {
+	if s.space.Full() {
+		return fmt.Errorf("write history rows through %d: the disk is full, and until space is freed history waits: %w", through, store.ErrFull)
+	}
+	return s.full(s.Store.Write(ctx, rows, through))
+}
+
+// Rollup implements history.Store.
+func (s spaceStore) Rollup(ctx context.Context, upTo time.Time) (bool, error) {
+	if s.space.Full() {
+		return false, fmt.Errorf("roll history up: the disk is full, and until space is freed history waits: %w", store.ErrFull)
+	}
+	done, err := s.Store.Rollup(ctx, upTo)
+	return done, s.full(err)
+}
+
+// full returns err, marked as store.ErrFull and told to space when it says the disk is full.
+func (s spaceStore) full(err error) error {
+	if err == nil || !sqlite.DiskFull(err) {
+		return err
+	}
+	if !errors.Is(err, store.ErrFull) {
+		err = fmt.Errorf("%w: %w", store.ErrFull, err)
+	}
+	s.space.Exhausted(err)
+	return err
 }

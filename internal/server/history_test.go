@@ -172,6 +172,25 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 		}
 	}
 	caughtUp()
+	// The embedded store keeps checkpoints for asOf, and the writer reports how far they go
+	// once its first pass is done; PostgreSQL keeps none.
+	checkpointed := func() string {
+		var st struct {
+			CheckpointedTo string `json:"checkpointedTo"`
+		}
+		if err := json.Unmarshal(c.do(http.MethodGet, "/history/status", nil, http.StatusOK), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.CheckpointedTo
+	}
+	for deadline := time.Now().Add(10 * time.Second); hc.DSN == "" && checkpointed() == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpointedTo in /history/status after 10s")
+		}
+	}
+	if got := checkpointed(); hc.DSN != "" && got != "" {
+		t.Errorf("checkpointedTo %q with history in PostgreSQL", got)
+	}
 
 	_, metrics := get(t, http.DefaultClient, s.URL()+"/metrics")
 	for _, m := range []string{"twinflow_history_rows_written_total", "twinflow_history_lag_events 0", "twinflow_history_write_seconds_count"} {

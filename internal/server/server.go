@@ -38,10 +38,12 @@
 //   - net/http serves each connection on a goroutine of its own. Shutdown waits for the
 //     requests in flight up to Config.ShutdownTimeout; after that Close cuts their
 //     connections off but does not wait for handlers still running.
+//   - The disk reserve (reserve.Reserve.Run) watches the disk while it is full, until space
+//     returns; it starts none.
 //   - Server.Run runs the HTTP server, the index build and follower with the job runner,
-//     event delivery (the registry and the pruner, on one goroutine each) and ingress (the
-//     source registry and the message id pruner, likewise) on goroutines of its own, waits
-//     for all of them, and only then closes the store.
+//     event delivery (the registry and the pruner, on one goroutine each), ingress (the
+//     source registry and the message id pruner, likewise) and the disk reserve on goroutines
+//     of its own, waits for all of them, and only then closes the store.
 package server
 
 import (
@@ -70,6 +72,7 @@ import (
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/loopguard"
 	"github.com/twinflow/twinflow/internal/netpolicy"
+	"github.com/twinflow/twinflow/internal/reserve"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/throttle"
@@ -82,8 +85,11 @@ import (
 // has released all of it. Run must therefore be called exactly once for every Server New
 // returns, even if only to be cancelled at once.
 type Server struct {
-	cfg      Config
-	logger   *slog.Logger
+	cfg    Config
+	logger *slog.Logger
+	// space is the data directory's disk reserve and full state, which the store and the
+	// history store heed.
+	space    *reserve.Reserve
 	store    *sqlite.Store
 	twins    *twins.Service
 	delivery *delivery
@@ -158,7 +164,14 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.Jobs.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create the jobs directory: %w", err)
 	}
-	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.Server.DataDir}, logger)
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create the data directory: %w", err)
+	}
+	s.space, err = reserve.New(reserve.Config{Dir: cfg.Server.DataDir, Size: cfg.Server.DiskReserveBytes}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("set up the disk reserve in %s: %w", cfg.Server.DataDir, err)
+	}
+	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.Server.DataDir, Space: s.space}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
 	}
@@ -175,7 +188,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	s.history, err = newRecorder(context.Background(), cfg.History, cfg.Server.DataDir, s.serviceID, s.store.Log(), logger)
+	s.history, err = newRecorder(context.Background(), cfg.History, cfg.Server.DataDir, s.space, s.serviceID, s.store.Log(), logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up data history: %w", err)
 	}
@@ -330,6 +343,13 @@ func (s *Server) Log() store.Log { return s.store.Log() }
 // started has exited (request handlers cut off at the timeout may still be running; the
 // store refuses their calls once closed), with nil after a shutdown caused by ctx, or with
 // the error that stopped serving, indexing or delivering.
+//
+// When the store fails for good (an fsync failed, see sqlite.Store.Failed), Run shuts down
+// the same way and returns the failure: it does not go on serving a store whose state on
+// disk is unknown, and a supervisor that restarts the process gets a store reopened from
+// what the disk holds. A full disk stops nothing: while it lasts, /readyz is 503 and writes
+// other than deletes are refused with 507 (see reserve.Reserve), and writing resumes once
+// space is freed.
 func (s *Server) Run(ctx context.Context) error {
 	followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFollowing()
@@ -379,6 +399,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
+	wg.Go(func() { _ = s.space.Run(followCtx) }) // returns nil once followCtx ends
 
 	var runErr error
 	select {
@@ -387,6 +408,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case err := <-serveErr:
 		runErr = fmt.Errorf("serve on %s: %w", s.ln.Addr(), err)
 	case runErr = <-followErr:
+	case <-s.store.Failed():
+		// Which commits reached the disk is unknown; a new process reads back what did.
+		runErr = fmt.Errorf("stop for a restart, since the store failed: %w", s.store.Err())
 	}
 	s.serving.Store(false)
 	if runErr != nil {
@@ -489,6 +513,7 @@ func (s *Server) indexed() uint64 {
 // source.Registry.Started) and its index has caught up with the change log once since the
 // start. From then on the follower stays moments behind the log, and every query brings the
 // index up to date before it reads, so a lag under load does not make the server unready.
+// The disk and the store may still refuse writes: see unwritable.
 func (s *Server) ready() bool {
 	b := s.built.Load()
 	if !s.serving.Load() || b == nil {
@@ -507,4 +532,18 @@ func (s *Server) ready() bool {
 		return true
 	}
 	return false
+}
+
+// unwritable returns why the server cannot take writes now, "" when it can: the store failed
+// (the server is stopping), or the disk is full.
+func (s *Server) unwritable() string {
+	select {
+	case <-s.store.Failed():
+		return "the store failed; the server is stopping"
+	default:
+	}
+	if s.space.Full() {
+		return "the disk is full; only reads and deletes are accepted until space is freed"
+	}
+	return ""
 }

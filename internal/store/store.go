@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"iter"
+	"syscall"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
@@ -44,6 +45,18 @@ var ErrClosed = errors.New("store closed")
 // ErrExists is returned (possibly wrapped) by the Writer's Create methods when the entity
 // exists already.
 var ErrExists = errors.New("already exists")
+
+// ErrFull is returned (possibly wrapped) by an Update that was not written because the disk
+// holding the store is full; nothing of it was committed, and it may succeed once space is
+// freed. It is syscall.ENOSPC, so that one test also recognises a file write that ran out of
+// space. While the disk is full a store may refuse every Update that would grow it and run
+// only those that delete (see the implementation's documentation).
+var ErrFull error = syscall.ENOSPC
+
+// ErrFailed is returned (possibly wrapped) by every Update of a store that failed for good: it
+// can no longer tell which of its commits reached the disk (an fsync failed), so it accepts
+// no more writes. Reopening the store reads back what the disk holds.
+var ErrFailed = errors.New("store failed")
 
 // ErrDuplicate is returned (possibly wrapped) by IngressWriter.RecordMessage when the message
 // is recorded already and its record has not expired.

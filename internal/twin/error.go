@@ -72,6 +72,8 @@ const (
 	KindMethodNotAllowed          // the path does not serve the method
 	KindPathNotFound              // no resource has the path
 	KindInternal                  // the service failed; the cause is logged, not reported
+	KindInsufficientStorage       // the disk is full: only deletes are written until space is freed
+	KindServiceUnavailable        // the service cannot write now and is stopping or starting
 
 	kindEnd // one past the last Kind
 )
@@ -131,6 +133,8 @@ var kindNames = [...]string{
 	KindMethodNotAllowed:                 "MethodNotAllowed",
 	KindPathNotFound:                     "PathNotFound",
 	KindInternal:                         "Internal",
+	KindInsufficientStorage:              "InsufficientStorage",
+	KindServiceUnavailable:               "ServiceUnavailable",
 }
 
 // Kinds returns every Kind, in declaration order.

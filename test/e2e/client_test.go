@@ -40,6 +40,7 @@ func newClient(base string, conns int) *client {
 type response struct {
 	status int
 	etag   string
+	header http.Header
 	body   []byte
 }
 
@@ -77,7 +78,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, header .
 	if err != nil {
 		return response{}, fmt.Errorf("read %s %s response: %w", method, path, err)
 	}
-	return response{status: resp.StatusCode, etag: resp.Header.Get("ETag"), body: b}, nil
+	return response{status: resp.StatusCode, etag: resp.Header.Get("ETag"), header: resp.Header, body: b}, nil
 }
 
 // url returns the URL of path, with the api-version added: path is relative to the server

@@ -142,6 +142,10 @@ func (p *Process) Output() string {
 	return p.output.String()
 }
 
+// Done returns a channel closed once the process has exited (of itself or not) and its
+// output is read; Stop then returns how it exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
 // Kill sends SIGKILL and waits for the process to be gone. It is a no-op on an exited process.
 func (p *Process) Kill() {
 	select {

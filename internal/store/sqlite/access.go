@@ -252,6 +252,12 @@ type writer struct {
 	tail *tail
 	// clock is the time, in Unix milliseconds, of the log clock's newest mark.
 	clock int64
+	// full is set for a batch begun while the disk is full: then only deletes run (see
+	// admit). deleted records that the current fn deleted something; refused, the error of
+	// the first change it was refused.
+	full    bool
+	deleted bool
+	refused error
 }
 
 // entityState is what a put or delete left of a twin (key is its id) or of a relationship
@@ -334,8 +340,30 @@ func (w *writer) stateOf(e *event.Event) (known bool, twin *store.Twin, rel *sto
 
 var _ store.Writer = (*writer)(nil)
 
-// exec runs the change statement id inside the fn's savepoint.
+// admit returns nil when the change statement text may run, and otherwise the error that
+// refuses it: while the disk is full, only a DELETE runs, and an Emit (emit) after one, so that
+// entities can still be deleted with the events of their deletion. A refused change touches
+// nothing, not even the savepoint, and fails the fn however it handles the error.
+func (w *writer) admit(text string, emit bool) error {
+	switch {
+	case !w.full, emit && w.deleted:
+		return nil
+	case strings.HasPrefix(text, "DELETE "):
+		w.deleted = true
+		return nil
+	}
+	if w.refused == nil {
+		w.refused = fmt.Errorf("the disk is full; until space is freed only deletes are written: %w", store.ErrFull)
+	}
+	return w.refused
+}
+
+// exec runs the change statement id inside the fn's savepoint, unless a full disk refuses it
+// (see admit).
 func (w *writer) exec(id stmtID, args ...any) (sql.Result, error) {
+	if err := w.admit(stmtText[id], id == stmtEmit); err != nil {
+		return nil, err
+	}
 	if !w.savepoint {
 		if _, err := w.stmts[stmtSavepoint].ExecContext(w.ctx); err != nil {
 			return nil, w.fail(fmt.Errorf("open savepoint: %w", err))

@@ -85,6 +85,7 @@ func (s *Store) begin() *batch {
 		b.err = *err
 		return b
 	}
+	s.w.full = s.cfg.Space != nil && s.cfg.Space.Full()
 	s.ckpt.restartLog(s.w.ctx, s.conn)
 	if _, err := s.w.stmts[stmtBegin].ExecContext(s.w.ctx); err != nil {
 		b.err = fmt.Errorf("begin transaction: %w", err)
@@ -124,6 +125,12 @@ func (s *Store) commit(b *batch) committed {
 	changes := w.pending
 	w.pending = make([]store.Change, 0, cap(changes))
 	if b.err != nil {
+		if DiskFull(b.err) {
+			b.err = fmt.Errorf("%w: %w", store.ErrFull, b.err)
+			if s.cfg.Space != nil {
+				s.cfg.Space.Exhausted(b.err)
+			}
+		}
 		changes = nil
 		w.seq = b.first
 		w.cache.clear()
@@ -191,7 +198,7 @@ func syncGroups[T any](in <-chan T, sync func() error, done func(group []T, err 
 // fsync'd it; an fsync of the log file through a descriptor of our own does that. SQLite locks
 // the database and its shared-memory file, never the log file, so this descriptor cannot
 // disturb its POSIX locks. A failed fsync leaves the durability of every commit since the
-// last good one unknown, so it fails the store for good.
+// last good one unknown, so it fails the store for good (see Failed).
 func (s *Store) syncWAL() error {
 	if err := s.failure.Load(); err != nil {
 		return *err
@@ -201,9 +208,10 @@ func (s *Store) syncWAL() error {
 	s.fsyncs.Add(1)
 	s.fsyncNanos.Add(uint64(time.Since(start)))
 	if err != nil {
-		err = fmt.Errorf("sync write-ahead log: %w", err)
+		err = fmt.Errorf("%w: sync write-ahead log: %w", store.ErrFailed, err)
 		s.failure.Store(&err)
-		s.logger.Error("store failed; every later Update will fail", "err", err)
+		close(s.failed)
+		s.logger.Error("store failed: an fsync of the write-ahead log failed, so which commits reached the disk is unknown; every later Update fails", "err", err)
 	}
 	return err
 }
@@ -242,9 +250,14 @@ func (s *Store) apply(req *request) (broken error) {
 	first, emitted := w.seq, len(w.pending)
 	clear(w.states)
 	w.savepoint, w.failure, w.touched, w.states = false, nil, w.touched[:0], w.states[:0]
+	w.deleted, w.refused = false, nil
 	s.call(req)
 	if w.failure != nil {
 		return w.failure
+	}
+	if w.refused != nil && req.err == nil && req.panicked == nil {
+		// fn went on without a change the full disk refused it: it must not commit half.
+		req.err = w.refused
 	}
 	if !w.savepoint {
 		// fn changed nothing, so there is nothing to keep or undo.

@@ -281,9 +281,12 @@ func (e *deliveryWriter) change(what string, query string, args ...any) error {
 }
 
 // execIn runs a change on q, the writer's connection, inside the current fn's savepoint,
-// opening it first if needed. Errors are storage failures: they also break the batch, as the
-// writer's own statements do.
+// opening it first if needed, unless a full disk refuses it (see admit). Other errors are
+// storage failures: they also break the batch, as the writer's own statements do.
 func (w *writer) execIn(q querier, query string, args ...any) (sql.Result, error) {
+	if err := w.admit(query, false); err != nil {
+		return nil, err
+	}
 	if !w.savepoint {
 		if _, err := w.stmts[stmtSavepoint].ExecContext(w.ctx); err != nil {
 			return nil, w.fail(fmt.Errorf("open savepoint: %w", err))

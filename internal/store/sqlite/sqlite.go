@@ -35,10 +35,12 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	// The pure Go SQLite driver, registered as "sqlite".
-	_ "modernc.org/sqlite"
+	driver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
@@ -111,6 +113,19 @@ type Config struct {
 	// TwinCacheBytes bounds the writer's cache of twins, which spares most Updates reading
 	// their twin from SQLite; 0 means DefaultTwinCacheBytes, a negative value disables it.
 	TwinCacheBytes int
+	// Space, when set, tells whether the disk is full, and is told when a commit failed
+	// because it is. While it is full the writer writes only deletes (see Update). Without
+	// it, a full disk fails each Update that meets it.
+	Space Space
+}
+
+// Space is the full state of the disk the store is on, as a reserve.Reserve keeps it.
+type Space interface {
+	// Full reports whether the disk is full.
+	Full() bool
+	// Exhausted is told of every failed commit; it reports whether err says that the disk
+	// is full (it wraps store.ErrFull), and then takes the disk to be full.
+	Exhausted(err error) bool
 }
 
 // withDefaults returns cfg with zero fields set to their defaults, or an error describing
@@ -182,8 +197,10 @@ type Store struct {
 	ckpt *checkpointer
 	wal  *os.File // the write-ahead log file, which the sync goroutine fsyncs
 	lock *os.File // the locked LockFileName, released when closed
-	// failure is set once an fsync failed; every later Update fails with it.
+	// failure is set once an fsync failed; every later Update fails with it. failed is
+	// closed then.
 	failure atomic.Pointer[error]
+	failed  chan struct{}
 
 	// batches and batched count committed transactions and the Updates they carried; fsyncs
 	// and fsyncNanos count the fsyncs of the write-ahead log and the time they took.
@@ -251,6 +268,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		spare:   make(chan []*request, syncQueue+2),
 		synced:  make(chan struct{}, 1),
 		tail:    newTail(tailRecords, tailBytes),
+		failed:  make(chan struct{}),
 	}
 	if s.lock, err = lockDir(filepath.Join(cfg.Dir, LockFileName)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -422,6 +440,14 @@ func (s *Store) View(ctx context.Context, fn func(store.Reader) error) error {
 // reaches fn, fn is not run and Update returns ctx's error; once fn ran, Update waits for the
 // commit. A panic in fn is raised again in Update's goroutine after fn's changes were rolled
 // back.
+//
+// When a commit fails because the disk is full, its Updates fail with an error wrapping
+// store.ErrFull, and Config.Space is told. While Space says the disk is full, the Writer runs
+// only statements that delete, and Emit after one of them in the same fn, so that deleting
+// entities (with the events of their deletion) still works and frees room inside the
+// database, while anything else fails at once with store.ErrFull, without touching the disk.
+// A fn refused a change fails even if it ignores the error. Once the store has failed (see
+// Failed), every Update fails with store.ErrFailed.
 func (s *Store) Update(ctx context.Context, fn func(store.Writer) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -456,6 +482,33 @@ func (s *Store) enter(group *sync.WaitGroup) bool {
 
 // Log implements store.Store.
 func (s *Store) Log() store.Log { return &s.log }
+
+// Failed returns a channel that is closed once the store has failed for good: an fsync of
+// the write-ahead log failed, so that which of the commits since the last good fsync reached
+// the disk is unknown (the kernel may have dropped the pages it could not write). From then
+// on every Update fails with an error wrapping store.ErrFailed, while Views still read. Only
+// a new process recovers: Close, then Open again (or a restart), reads back what the disk
+// holds.
+func (s *Store) Failed() <-chan struct{} { return s.failed }
+
+// Err returns the failure Failed announces, nil while the store works.
+func (s *Store) Err() error {
+	if err := s.failure.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// DiskFull reports whether err says that the disk is full: SQLite's SQLITE_FULL or a failure
+// to grow its shared-memory file, from this store or any other database of the same driver
+// (the history store's), or a write's ENOSPC (store.ErrFull).
+func DiskFull(err error) bool {
+	if se, ok := errors.AsType[*driver.Error](err); ok {
+		code := se.Code()
+		return code&0xff == sqlite3.SQLITE_FULL || code == sqlite3.SQLITE_IOERR_SHMSIZE
+	}
+	return errors.Is(err, syscall.ENOSPC)
+}
 
 // Close implements store.Store: it waits for every Update already admitted to be committed
 // and answered, wakes log readers (which then return store.ErrClosed), waits for Views to
