@@ -1,6 +1,6 @@
-// Package sdk_test runs the official Azure Digital Twins JavaScript SDK against the real
-// twinflow binary over HTTPS: adt.test.js holds the calls and assertions, this file builds
-// and starts the server and runs Node.
+// Package sdk_test runs the official Azure Digital Twins JavaScript and Python SDKs against
+// the real twinflow binary over HTTPS: adt.test.js and adt_test.py hold the calls and
+// assertions, this file builds and starts the server and runs Node and Python.
 package sdk_test
 
 import (
@@ -47,6 +47,67 @@ server:
 		"TWINFLOW_TOKEN=" + iss.Token(t, iss.Claims("sdk-owner", "Azure Digital Twins Data Owner")),
 		"TWINFLOW_READER_TOKEN=" + iss.Token(t, iss.Claims("sdk-reader", "Azure Digital Twins Data Reader")),
 	})
+}
+
+// TestPythonSDKWithAuthentication runs adt_test.py, the official Python SDK's calls, against a
+// server that requires authentication, with real access tokens of a local OpenID Connect
+// issuer, a Data Owner's and a Data Reader's.
+func TestPythonSDKWithAuthentication(t *testing.T) {
+	python := requirePythonSDK(t)
+	iss := authtest.NewIssuer(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "twinflow.yaml")
+	err := os.WriteFile(config, []byte(fmt.Sprintf(`
+server:
+  auth:
+    mode: required
+    oidc:
+      issuer: %s
+      audiences: [%s]
+`, iss.URL, authtest.Audience)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := process.SelfSignedCert(t, dir)
+	srv := process.Start(t, process.Build(t), "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+		"--tls-cert", cert, "--tls-key", key, "--service-id", serviceID, "--config", config)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "adt_test.py")
+	cmd.Env = append(os.Environ(),
+		"TWINFLOW_URL="+srv.URL,
+		"TWINFLOW_CA="+cert,
+		"TWINFLOW_TOKEN="+iss.Token(t, iss.Claims("py-owner", "Azure Digital Twins Data Owner")),
+		"TWINFLOW_READER_TOKEN="+iss.Token(t, iss.Claims("py-reader", "Azure Digital Twins Data Reader")))
+	out, err := cmd.CombinedOutput()
+	t.Logf("python3 adt_test.py:\n%s", out)
+	if err != nil {
+		t.Fatalf("the Python SDK test failed: %v", err)
+	}
+	if err := srv.Stop(30 * time.Second); err != nil {
+		t.Fatalf("server did not stop cleanly: %v", err)
+	}
+}
+
+// requirePythonSDK returns a python3 that imports the official SDK (Debian's python3-azure
+// package holds it; .ci/run installs it): python3 on PATH, else the system's /usr/bin/python3.
+// It is a prerequisite: without it the test skips, or fails under CI (see testenv.Missing).
+func requirePythonSDK(t *testing.T) string {
+	t.Helper()
+	var tried []string
+	for _, name := range []string{"python3", "/usr/bin/python3"} {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		out, err := exec.Command(path, "-c", "import azure.digitaltwins.core").CombinedOutput()
+		if err == nil {
+			return path
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v %s", path, err, out))
+	}
+	testenv.Missing(t, "no python3 imports azure.digitaltwins.core (install Debian's python3-azure, or pip install azure-digitaltwins-core): %v", tried)
+	return ""
 }
 
 // runSDK runs adt.test.js against the binary serving over HTTPS on loopback with the extra
