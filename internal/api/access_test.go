@@ -56,6 +56,7 @@ var wantAccess = map[string]auth.Role{
 	"GET /jobs/imports/{id}":         auth.RoleReader,
 	"DELETE /jobs/imports/{id}":      auth.RoleOwner,
 	"POST /jobs/imports/{id}/cancel": auth.RoleOwner,
+	"PUT /jobs/files/{name}":         auth.RoleOwner,
 	"POST /jobs/deletions":           auth.RoleOwner,
 	"GET /jobs/deletions":            auth.RoleReader,
 	"GET /jobs/deletions/{id}":       auth.RoleReader,

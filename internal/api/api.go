@@ -110,8 +110,15 @@ type Config struct {
 	Index *graph.Index
 	// Delivery serves the event routes and endpoints; without it, their paths answer 404.
 	Delivery *Delivery
-	// Jobs serves the import and delete jobs; without it, their paths answer 404.
+	// Jobs serves the import and delete jobs, and the uploads of their input files to its
+	// directory; without it, their paths answer 404.
 	Jobs *job.Runner
+	// MaxJobFileBytes limits a file uploaded with PUT /jobs/files/{name}. Default
+	// DefaultMaxJobFileBytes.
+	MaxJobFileBytes int64
+	// Space, when set, is the disk state of the data directory: a job file upload is refused
+	// with 507 while it is full, and one that runs out of space tells it.
+	Space DiskSpace
 	// Ingress serves the sources and mappings; without it, their paths answer 404.
 	Ingress *Ingress
 	// History serves data history and queries with asOf; without it, the history paths
@@ -148,6 +155,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPushBodyBytes == 0 {
 		c.MaxPushBodyBytes = DefaultMaxPushBodyBytes
 	}
+	if c.MaxJobFileBytes == 0 {
+		c.MaxJobFileBytes = DefaultMaxJobFileBytes
+	}
 }
 
 func (c *Config) validate() error {
@@ -163,6 +173,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxPushBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxPushBodyBytes: must not be negative, got %d", c.MaxPushBodyBytes))
+	}
+	if c.MaxJobFileBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxJobFileBytes: must not be negative, got %d", c.MaxJobFileBytes))
 	}
 	if c.RelationshipPageSize < 0 {
 		errs = append(errs, fmt.Errorf("RelationshipPageSize: must not be negative, got %d", c.RelationshipPageSize))

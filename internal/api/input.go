@@ -49,6 +49,8 @@ func inputOf(op operation) input {
 		in.bodyTypes = []string{mediaJSONPatch, mediaJSON}
 	case op.path == pushPath:
 		in.bodyTypes = []string{mediaJSON, source.NDJSON}
+	case op.path == jobFilePath:
+		in.bodyTypes = jobFileTypes
 	}
 	segs := strings.Split(op.path, "/")
 	for i, s := range segs {
@@ -72,6 +74,8 @@ func inputOf(op operation) input {
 			p.what, p.kind = "import job", twin.KindValidationFailed
 		case "deletions":
 			p.what, p.kind = "delete job", twin.KindValidationFailed
+		case "files":
+			p.what, p.kind = "job file", twin.KindValidationFailed
 		case "endpoints":
 			p.what = "endpoint"
 		case "sources":

@@ -39,6 +39,7 @@ func (a *API) jobOperations() []operation {
 		{http.MethodPost, "/jobs/deletions", auth.RoleOwner, a.postDeleteJob},
 		{http.MethodGet, "/jobs/deletions", auth.RoleReader, a.listDeleteJobs},
 		{http.MethodGet, "/jobs/deletions/{id}", auth.RoleReader, a.getDeleteJob},
+		{http.MethodPut, jobFilePath, auth.RoleOwner, a.putJobFile},
 	}
 }
 

@@ -459,7 +459,7 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
-	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys}
+	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Space: s.space, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys}
 	if limits := s.cfg.Limits.Throttle(); limits.On() {
 		if acfg.Throttle, err = throttle.New(limits); err != nil {
 			return err
