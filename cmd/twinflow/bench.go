@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/twinflow/twinflow/internal/bench"
 )
 
@@ -210,4 +212,17 @@ func patchLoadCommand() (func(ctx context.Context, args []string) *exec.Cmd, err
 	return func(ctx context.Context, args []string) *exec.Cmd {
 		return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
 	}, nil
+}
+
+// newBenchCmd is `twinflow bench`, whose own parser reads the benchmark's name and flags.
+func newBenchCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:                "bench patch|restart|delivery|import|ingest|history|upload [flags]",
+		Short:              "Measure throughput, restart time and model uploads (twinflow bench -h)",
+		Example:            "  twinflow bench upload --models 3700\n  twinflow bench patch --duration 10s",
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return exitCode(runBench(a.ctx, args, a.stdout, a.stderr))
+		},
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
@@ -138,4 +140,18 @@ func listKeys(ctx context.Context, keys *auth.Keys, w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Role, k.Name, k.Created.UTC().Format(time.RFC3339), exp)
 	}
 	return tw.Flush()
+}
+
+// newKeysCmd is `twinflow keys`, whose own parser reads its verb and flags.
+func newKeysCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "keys create|list|revoke [flags]",
+		Short: "Manage the API keys of a data directory (twinflow keys help)",
+		Example: `  twinflow keys create --role owner --name ingest --data-dir ./twinflow-data
+  twinflow keys list --data-dir ./twinflow-data`,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return exitCode(runKeys(a.ctx, args, a.getenv, a.stdout, a.stderr))
+		},
+	}
 }

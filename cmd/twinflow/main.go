@@ -1,17 +1,24 @@
 // Command twinflow is a self-hosted digital-twins server that speaks the Azure Digital Twins
-// data-plane API.
+// data-plane API, and the command-line client of such a server.
 //
 // Usage:
 //
-//	twinflow serve [flags]      run the server
-//	twinflow keys <command>     create, list and revoke API keys of a data directory
-//	twinflow bench <name> ...   measure throughput and restart time
-//	twinflow version            print the version
-//	twinflow help               print this help
+//	twinflow serve [flags]            run the server
+//	twinflow keys <command>           create, list and revoke API keys of a data directory
+//	twinflow bench <name> ...         measure throughput, restart time and model uploads
+//	twinflow version                  print the version
+//	twinflow <noun> <verb> [flags]    talk to a server: models, twins, relationships, query,
+//	                                  import, export, endpoints, routes, sources, mappings,
+//	                                  deadletters, history, events
+//	twinflow completion bash|zsh|fish shell completion
+//
+// Exit codes: 0 ok, 1 the request failed or the server answered an error, 2 usage error,
+// 3 the server could not be reached.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +26,18 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twinflow/twinflow/internal/client"
+)
+
+// Exit codes a script can rely on.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // a request failed, the server answered an error, or local work failed
+	exitUsage       = 2 // the command line is wrong
+	exitUnreachable = 3 // the server could not be reached
 )
 
 func main() {
@@ -46,48 +65,149 @@ func raiseProcs(getenv func(string) string) {
 	runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
 }
 
-// run executes the command line args and returns the process exit code: 0 on success, 1 when
-// the command failed, 2 for a usage error.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		usage(stderr)
-		return 2
+// exitError is a failed command and the exit code it ends the process with. Its message has
+// been printed when silent is set.
+type exitError struct {
+	code   int
+	err    error
+	silent bool
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is a usage error: the command line is wrong.
+func usageErrorf(format string, a ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// exitCode ends a command that printed its own output with the exit code code.
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
 	}
-	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:], getenv, stderr)
-	case "keys":
-		return runKeys(ctx, args[1:], getenv, stdout, stderr)
-	case "bench":
-		return runBench(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "twinflow", version())
-		return 0
-	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "twinflow: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return 2
+	return &exitError{code: code, err: fmt.Errorf("exit %d", code), silent: true}
+}
+
+// classify gives err, which a command's RunE returned, its exit code: an *exitError keeps
+// its own, a server that could not be reached is 3, everything else 1.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*exitError](err); ok {
+		return err
+	}
+	if _, ok := errors.AsType[*client.UnreachableError](err); ok {
+		return &exitError{code: exitUnreachable, err: err}
+	}
+	return &exitError{code: exitFailed, err: err}
+}
+
+// run executes the command line args and returns the process exit code (see the exit
+// constants). Errors are printed to stderr as "twinflow: <error>".
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	root := newRootCmd(ctx, getenv, stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	e, ok := errors.AsType[*exitError](err)
+	if !ok {
+		// What cobra refuses itself: unknown commands and flags, wrong arguments.
+		e = &exitError{code: exitUsage, err: err}
+	}
+	if !e.silent {
+		fmt.Fprintf(stderr, "twinflow: %v\n", e.err)
+		if e.code == exitUsage && cmd != nil {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+	}
+	return e.code
+}
+
+// newRootCmd builds the whole command tree. Every command's RunE error goes through classify,
+// and the flag errors of every command are usage errors.
+func newRootCmd(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	a := &app{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "twinflow",
+		Short: "A self-hosted digital-twins server speaking the Azure Digital Twins API, and its client",
+		Long: `twinflow is a self-hosted digital-twins server speaking the Azure Digital Twins API.
+
+"twinflow serve" runs the server. The other commands are its client: they talk to a server
+over its REST API (--server, TWINFLOW_SERVER; default ` + defaultServer + `), with a bearer
+token when it needs one (--token, TWINFLOW_TOKEN: an API key or an OIDC access token).
+
+Exit codes: 0 ok; 1 the request failed (the server's ADT error code and message are printed);
+2 usage error; 3 the server could not be reached.`,
+		Example: `  twinflow serve --data-dir ./twinflow-data
+  twinflow keys create --role owner
+  twinflow models upload ./ontology
+  twinflow twins show room-1
+  twinflow query "SELECT * FROM DIGITALTWINS T WHERE T.temperature > 20" --output table`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       version(),
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("twinflow {{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
+	a.addGlobalFlags(root)
+	root.AddCommand(
+		newServeCmd(a), newKeysCmd(a), newBenchCmd(a), newVersionCmd(a),
+		newModelsCmd(a), newTwinsCmd(a), newRelationshipsCmd(a), newQueryCmd(a),
+		newImportCmd(a), newExportCmd(a),
+		newResourceCmd(a, resourceEndpoints), newResourceCmd(a, resourceRoutes),
+		newResourceCmd(a, resourceSources), newResourceCmd(a, resourceMappings),
+		newDeadLettersCmd(a), newHistoryCmd(a), newEventsCmd(a),
+	)
+	root.CompletionOptions.HiddenDefaultCmd = false
+	walk(root, func(c *cobra.Command) {
+		switch {
+		case c.RunE != nil:
+			runE := c.RunE
+			c.RunE = func(c *cobra.Command, args []string) error { return classify(runE(c, args)) }
+		case c.Run == nil && c.HasSubCommands():
+			// A group: "twinflow models" alone, or with an unknown verb, is a usage error.
+			c.Args = func(c *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return usageErrorf("unknown command %q for %q", args[0], c.CommandPath())
+				}
+				return nil
+			}
+			c.RunE = func(c *cobra.Command, _ []string) error {
+				c.SetOut(stderr)
+				_ = c.Usage()
+				return &exitError{code: exitUsage, err: fmt.Errorf("%s needs a command", c.CommandPath()), silent: true}
+			}
+		}
+	})
+	return root
+}
+
+// walk calls fn with c and every command below it.
+func walk(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		walk(sub, fn)
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `twinflow is a self-hosted digital-twins server speaking the Azure Digital Twins API.
-
-Usage:
-  twinflow serve [flags]           run the server (twinflow serve -h lists its flags)
-  twinflow keys create|list|revoke manage the API keys of a data directory (twinflow keys help)
-  twinflow bench patch [flags]     measure PATCH throughput against the SQLite ceiling
-  twinflow bench restart [flags]   measure restart time and memory with many twins
-  twinflow bench delivery [flags]  measure the latency from PATCH to event at a NATS broker
-  twinflow version                 print the version
-  twinflow help                    print this help
-
-Every serve flag can also be set through an environment variable named TWINFLOW_ and the
-flag's name in upper case with - as _, e.g. TWINFLOW_DATA_DIR; a flag on the command line wins.
-`)
+// newVersionCmd is `twinflow version`.
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version",
+		Example: "  twinflow version",
+		Args:    cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(a.stdout, "twinflow", version())
+			return nil
+		},
+	}
 }
 
 // version reports the module version and, for builds from a checkout, the VCS revision.

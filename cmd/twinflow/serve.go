@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
 )
@@ -214,4 +216,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return 1
 	}
 	return 0
+}
+
+// newServeCmd is `twinflow serve`. Its flags are parsed by parseServe, as they always were
+// (single or double dash, environment variables, the config file), not by cobra.
+func newServeCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "Run the server (twinflow serve -h lists its flags)",
+		Example: `  twinflow serve --data-dir ./twinflow-data
+  TWINFLOW_LISTEN=127.0.0.1:9090 twinflow serve --config twinflow.yaml`,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return exitCode(serve(a.ctx, args, a.getenv, a.stderr))
+		},
+	}
 }

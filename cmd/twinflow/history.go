@@ -1,0 +1,92 @@
+package main
+
+import (
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// newHistoryCmd is `twinflow history`.
+func newHistoryCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:     "history",
+		Short:   "Show the data history of twins",
+		Example: "  twinflow history show thermostat67 Temperature --since 24h",
+	}
+	var since, until string
+	show := &cobra.Command{
+		Use:   "show TWIN PROPERTY --since WHEN [--until WHEN]",
+		Short: "Show every change of a twin's property, oldest first",
+		Long: `Show every recorded change of the property PROPERTY of the twin TWIN between --since and
+--until (GET /digitaltwins/{id}/history). WHEN is a time (RFC 3339, e.g. 2026-12-06T10:00:00Z)
+or a duration before now (90s, 15m, 1h, 48h). An unknown twin or property has an empty
+history. --output json prints one change a line; table and csv a row per change.`,
+		Example: `  twinflow history show thermostat67 Temperature --since 1h
+  twinflow history show thermostat67 Temperature --since 2026-12-01T00:00:00Z --until 24h --output csv`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			format, err := a.format(outputTable, outputJSON, outputCSV)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			from, err := parseWhen("--since", since, now)
+			if err != nil {
+				return err
+			}
+			var to time.Time
+			if until != "" {
+				if to, err = parseWhen("--until", until, now); err != nil {
+					return err
+				}
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			rows, err := cl.TwinHistory(a.ctx, args[0], args[1], from, to)
+			if err != nil {
+				return err
+			}
+			if format == outputJSON {
+				for _, r := range rows {
+					if err := a.printLine(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			header := []string{"TIME", "VALUE", "ACTION", "SOURCE TIME"}
+			cells := make([][]string, len(rows))
+			for i, r := range rows {
+				src := ""
+				if r.SourceTimeStamp != nil {
+					src = *r.SourceTimeStamp
+				}
+				cells[i] = []string{r.TimeStamp, cell(r.Value), r.Action, src}
+			}
+			if format == outputCSV {
+				return writeCSV(a.stdout, []string{"timeStamp", "value", "action", "sourceTimeStamp"}, cells)
+			}
+			return a.printTable(header, cells)
+		},
+	}
+	show.Flags().StringVar(&since, "since", "", "the earliest change: a time or a duration before now (required)")
+	show.Flags().StringVar(&until, "until", "", "the latest change: a time or a duration before now (default: now)")
+	_ = show.MarkFlagRequired("since")
+	c.AddCommand(show)
+	return c
+}
+
+// parseWhen reads the time of flag: RFC 3339, or a Go duration before now.
+func parseWhen(flag, v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(strings.TrimPrefix(v, "-"))
+	if err != nil || d < 0 {
+		return time.Time{}, usageErrorf("%s %q: want a time (2026-12-06T10:00:00Z) or a duration before now (1h)", flag, v)
+	}
+	return now.Add(-d), nil
+}
