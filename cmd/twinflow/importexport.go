@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -109,8 +110,9 @@ upload and the job need the owner role.`,
 				if j.Error != nil {
 					msg += ": " + j.Error.Code + ": " + j.Error.Message
 				}
-				return fmt.Errorf("%s (imported before it stopped: %d models, %d twins, %d relationships; its log is %s in the server's jobs directory)",
-					msg, p.Models, p.Twins, p.Relationships, logURI)
+				msg += fmt.Sprintf("\nimported before it stopped: %d models, %d twins, %d relationships", p.Models, p.Twins, p.Relationships)
+				msg += failedLines(a, cl, jobID+".log")
+				return errors.New(msg)
 			}
 			fmt.Fprintf(a.stdout, "imported %d models, %d twins and %d relationships (job %s)\n", p.Models, p.Twins, p.Relationships, jobID)
 			return nil
@@ -119,6 +121,46 @@ upload and the job need the owner role.`,
 	c.Flags().BoolVar(&progress, "progress", false, "show the progress bars even when stdout is not a terminal")
 	c.Flags().StringVar(&jobID, "job-id", "", "the import job's `id` (default: from the file's name and the time)")
 	return c
+}
+
+// maxFailedLines is how many failing lines of an import's output log are printed.
+const maxFailedLines = 10
+
+// failedLines returns the failing lines the output log name lists, one a line, for the
+// message of a failed import; "" when the log cannot be read.
+func failedLines(a *app, cl *client.Client, name string) string {
+	rc, err := cl.JobFile(a.ctx, name)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	var b strings.Builder
+	n := 0
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var entry struct {
+			LogType string `json:"logType"`
+			Details struct {
+				Section    string `json:"section"`
+				LineNumber int    `json:"lineNumber"`
+				Code       string `json:"code"`
+				Message    string `json:"message"`
+			} `json:"details"`
+		}
+		if json.Unmarshal(sc.Bytes(), &entry) != nil || entry.LogType != "Error" || entry.Details.LineNumber == 0 {
+			continue
+		}
+		n++
+		if n <= maxFailedLines {
+			d := entry.Details
+			fmt.Fprintf(&b, "\n  line %d (%s): %s: %s", d.LineNumber, d.Section, d.Code, d.Message)
+		}
+	}
+	if n > maxFailedLines {
+		fmt.Fprintf(&b, "\n  and %d more failing lines (twinflow's GET /jobs/files/%s has them all)", n-maxFailedLines, name)
+	}
+	return b.String()
 }
 
 // waitImport polls the import job id until it ends, calling seen with each state.

@@ -206,7 +206,7 @@ func uploadError(err error, batch []localModel, i, n int) error {
 		}
 		if len(named) > 0 && len(named) <= 5 {
 			err = fmt.Errorf("%s: %w", strings.Join(named, ", "), err)
-			if e.Code == "ModelIdAlreadyExists" {
+			if e.Code == "ModelAlreadyExists" || e.Code == "ModelIdAlreadyExists" {
 				err = fmt.Errorf("%w\n(--skip-existing leaves out the models the server has)", err)
 			}
 			return err

@@ -57,6 +57,7 @@ var wantAccess = map[string]auth.Role{
 	"DELETE /jobs/imports/{id}":      auth.RoleOwner,
 	"POST /jobs/imports/{id}/cancel": auth.RoleOwner,
 	"PUT /jobs/files/{name}":         auth.RoleOwner,
+	"GET /jobs/files/{name}":         auth.RoleOwner,
 	"POST /jobs/deletions":           auth.RoleOwner,
 	"GET /jobs/deletions":            auth.RoleReader,
 	"GET /jobs/deletions/{id}":       auth.RoleReader,

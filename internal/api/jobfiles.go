@@ -94,6 +94,35 @@ func (a *API) putJobFile(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 	}{name, "file:" + name, n})
 }
 
+// getJobFile serves GET /jobs/files/{name}: the file name of the jobs directory, such as an
+// import job's output log, as application/x-ndjson; 404 NotFound when there is none.
+func (a *API) getJobFile(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	name := r.PathValue("name")
+	if !jobFileName.MatchString(name) {
+		return twin.ValidationFailed(fmt.Sprintf("The job file name %q is not valid: it must start with a letter or digit and hold only letters, digits, '.', '_' and '-', at most 255 of them.", truncate(name)))
+	}
+	f, err := os.Open(filepath.Join(a.cfg.Jobs.Dir(), name))
+	if errors.Is(err, os.ErrNotExist) {
+		return &twin.Error{Kind: twin.KindPathNotFound, Message: fmt.Sprintf("There is no job file %q in the jobs directory.", name)}
+	}
+	if err != nil {
+		return fmt.Errorf("open the job file %s: %w", name, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat the job file %s: %w", name, err)
+	}
+	if !info.Mode().IsRegular() {
+		return &twin.Error{Kind: twin.KindPathNotFound, Message: fmt.Sprintf("There is no job file %q in the jobs directory.", name)}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Content-Length", fmt.Sprint(info.Size()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.Copy(w, f) // a client that went away stops the copy; nothing to answer then
+	return nil
+}
+
 // jobFileError answers a failed job file write: 507 when the disk is full (which Config.Space
 // is told), else err.
 func (a *API) jobFileError(err error) error {

@@ -38,6 +38,13 @@ func TestJobFileUpload(t *testing.T) {
 	if st := decode[struct{ Status string }](t, e.waitJob("/jobs/imports/up")).Status; st != "succeeded" {
 		t.Errorf("import of the uploaded file: %s", st)
 	}
+	// The job's output log is read back.
+	r = e.must(e.do(http.MethodGet, "/jobs/files/up.log", ""), http.StatusOK, "")
+	if !strings.Contains(string(r.body), `"logType":"Info"`) || r.header.Get("Content-Type") != "application/x-ndjson" {
+		t.Errorf("GET the output log: %s %q", r.body, r.header.Get("Content-Type"))
+	}
+	e.must(e.do(http.MethodGet, "/jobs/files/none.log", ""), http.StatusNotFound, "NotFound")
+	e.must(e.do(http.MethodGet, "/jobs/files/.hidden", ""), http.StatusBadRequest, "ValidationFailed")
 	// A second upload replaces the file.
 	e.must(e.do(http.MethodPut, "/jobs/files/up.ndjson", "{}\n", "Content-Type", "application/octet-stream"), http.StatusCreated, "")
 	if b, _ := os.ReadFile(filepath.Join(je.dir, "up.ndjson")); string(b) != "{}\n" {

@@ -40,6 +40,7 @@ func (a *API) jobOperations() []operation {
 		{http.MethodGet, "/jobs/deletions", auth.RoleReader, a.listDeleteJobs},
 		{http.MethodGet, "/jobs/deletions/{id}", auth.RoleReader, a.getDeleteJob},
 		{http.MethodPut, jobFilePath, auth.RoleOwner, a.putJobFile},
+		{http.MethodGet, jobFilePath, auth.RoleOwner, a.getJobFile},
 	}
 }
 

@@ -148,6 +148,16 @@ func (c *Client) UploadJobFile(ctx context.Context, name string, r io.Reader, si
 	return out.URI, nil
 }
 
+// JobFile returns the content of the file name in the server's jobs directory, such as an
+// import job's output log. The caller closes it.
+func (c *Client) JobFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, c.http, request{method: http.MethodGet, path: "/jobs/files/" + seg(name)})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
 // CreateImportJob creates the import job id, reading input and writing its log to output
 // (file: or https: URLs the server may use).
 func (c *Client) CreateImportJob(ctx context.Context, id, input, output string) (ImportJob, error) {
