@@ -124,9 +124,11 @@ func checkQuery(raw string) error {
 // checkMediaType reports a request body whose Content-Type is missing or not one of types
 // as 415 UnsupportedMediaType, so that a browser's form or text/plain request (which needs
 // no CORS preflight) cannot act on the API. A charset parameter must be UTF-8, the only
-// encoding of JSON; other parameters are ignored. Requests without a body pass.
+// encoding of JSON; other parameters are ignored. Requests without a body pass: those whose
+// Body is nil or http.NoBody, and those of length 0, as an HTTP/2 request without a body
+// arrives (its Body is not http.NoBody, but its ContentLength is 0).
 func checkMediaType(r *http.Request, types []string) error {
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")

@@ -2,7 +2,9 @@ package api
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -73,5 +75,20 @@ func TestBodyMediaTypes(t *testing.T) {
 		if tt.status == http.StatusUnsupportedMediaType {
 			e.must(r, tt.status, "UnsupportedMediaType")
 		}
+	}
+}
+
+// TestBodylessHTTP2Request checks that a request without a body as HTTP/2 delivers it (a
+// Body that is not http.NoBody, of length 0) is not taken for a body without Content-Type.
+func TestBodylessHTTP2Request(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/models", strings.NewReader(""))
+	r.ContentLength = 0
+	if err := checkMediaType(r, []string{mediaJSON}); err != nil {
+		t.Errorf("a GET without a body: %v", err)
+	}
+	r = httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(`{}`))
+	r.ContentLength = -1 // a body of unknown length
+	if err := checkMediaType(r, []string{mediaJSON}); err == nil {
+		t.Error("a body of unknown length without Content-Type passed")
 	}
 }
