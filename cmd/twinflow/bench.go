@@ -24,6 +24,7 @@ const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput ove
        twinflow bench import [flags]    an import job of 1,000,000 twins and relationships against the SQLite ceiling
        twinflow bench ingest [flags]    messages from 1,000 devices through MQTT, Kafka and HTTP sources against HTTP PATCH
        twinflow bench history [flags]   data history: its cost and lag under PATCH load, its writer against the ceiling, its queries
+       twinflow bench upload [flags]    models upload of a generated ontology of 3,700 interfaces to a local server
 
 Run "twinflow bench <name> -h" for the flags of each.
 `
@@ -152,6 +153,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return err
 			}
 			fmt.Fprintln(stdout, "twinflow bench history")
+			return res.Table(stdout)
+		}
+	case "upload":
+		var cfg bench.UploadConfig
+		fs.IntVar(&cfg.Models, "models", 3700, "number of interfaces generated and uploaded")
+		fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the generated ontology")
+		run = func(logger *slog.Logger) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the twinflow binary: %w", err)
+			}
+			cfg.Binary, cfg.Dir, cfg.Keep = bin, *dir, *keep
+			res, err := bench.Upload(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench upload")
 			return res.Table(stdout)
 		}
 	case "restart":
