@@ -198,7 +198,9 @@ func WriteOntology(dir string, n int, seed uint64) (Ontology, error) {
 		doc                    map[string]any
 	}
 	all := make([]*iface, 0, n)
-	id := func(root string, i int) string { return fmt.Sprintf("dtmi:org:example:%s:C%04d;1", strings.ToLower(root), i) }
+	id := func(root string, i int) string {
+		return fmt.Sprintf("dtmi:org:example:%s:C%04d;1", strings.ToLower(root), i)
+	}
 	capabilities := 0
 	for i := range n {
 		var it iface
