@@ -126,15 +126,16 @@ func checkJSON(b []byte) error {
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := lineCol(b, se.Offset)
+		line, col := lineCol(b, se.Offset-1) // Offset counts the bad byte
+
 		return fmt.Errorf("not valid JSON at line %d, column %d: %v", line, col, se)
 	}
 	return fmt.Errorf("not valid JSON: %w", err)
 }
 
-// lineCol returns the 1-based line and column of the byte offset in b.
+// lineCol returns the 1-based line and column of the byte at offset in b.
 func lineCol(b []byte, offset int64) (line, col int) {
-	offset = min(offset, int64(len(b)))
+	offset = max(0, min(offset, int64(len(b))))
 	before := b[:offset]
 	line = bytes.Count(before, []byte("\n")) + 1
 	col = int(offset) - bytes.LastIndexByte(before, '\n')
