@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -55,8 +56,11 @@ it is the CloudEvent, one JSON object a line.`,
 				_, err := fmt.Fprintf(a.stdout, "%s  %s  %s\n", ce.Time, ce.Type, ce.Subject)
 				return err
 			})
-			if errors.Is(err, context.Canceled) {
+			switch {
+			case errors.Is(err, context.Canceled):
 				return nil // interrupted: the normal end
+			case errors.Is(err, io.EOF):
+				return errors.New("the server ended the event stream")
 			}
 			return err
 		},

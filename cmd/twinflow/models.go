@@ -193,12 +193,23 @@ A progress bar is shown on stderr when stdout is a terminal, or with --progress.
 	return c
 }
 
+// maxUploadMessage is the longest server message models upload prints: a refused batch's
+// message lists every problem of up to 250 interfaces.
+const maxUploadMessage = 4000
+
 // uploadError names, in the server's refusal err of batch (number i of n), the files and
-// models it is about: those whose ids the message names, else every file of the batch.
+// models it is about: those whose ids the message names, else every file of the batch. A
+// message longer than maxUploadMessage is cut.
 func uploadError(err error, batch []localModel, i, n int) error {
 	var named []string
 	if e, ok := err.(*client.Error); ok {
 		text := e.Error()
+		if len(e.Message) > maxUploadMessage {
+			cut := *e
+			cut.Message = e.Message[:maxUploadMessage] + fmt.Sprintf(" ... (%d more characters)", len(e.Message)-maxUploadMessage)
+			cut.Details = nil
+			err = &cut
+		}
 		for _, m := range batch {
 			if strings.Contains(text, m.id) {
 				named = append(named, m.path+" ("+m.id+")")
