@@ -165,7 +165,7 @@ func cell(raw json.RawMessage) string {
 
 // readJSONArg returns the JSON of a flag: the text itself, or with "@" before a path the
 // file's content ("@-" reads stdin). It is a usage error unless it is valid JSON.
-func (a *app) readJSONArg(flag, v string, stdin io.Reader) (json.RawMessage, error) {
+func readJSONArg(flag, v string, stdin io.Reader) (json.RawMessage, error) {
 	b := []byte(v)
 	if path, ok := strings.CutPrefix(v, "@"); ok {
 		var err error

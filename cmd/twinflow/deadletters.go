@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
@@ -123,6 +122,3 @@ is printed.`,
 	c.AddCommand(list, redrive)
 	return c
 }
-
-// readAll reads r to its end.
-func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }

@@ -164,7 +164,6 @@ Exit codes: 0 ok; 1 the request failed (the server's ADT error code and message 
 		newResourceCmd(a, resourceSources), newResourceCmd(a, resourceMappings),
 		newDeadLettersCmd(a), newHistoryCmd(a), newEventsCmd(a),
 	)
-	root.CompletionOptions.HiddenDefaultCmd = false
 	walk(root, func(c *cobra.Command) {
 		switch {
 		case c.RunE != nil:

@@ -67,10 +67,7 @@ the rows (a nested value as compact JSON), once every row is in.`,
 			if format == outputJSON {
 				return nil
 			}
-			header, cells, err := tabulate(rows)
-			if err != nil {
-				return err
-			}
+			header, cells := tabulate(rows)
 			if format == outputCSV {
 				return writeCSV(a.stdout, header, cells)
 			}
@@ -84,7 +81,7 @@ the rows (a nested value as compact JSON), once every row is in.`,
 
 // tabulate turns rows, JSON objects, into a header (every member name, in the order first
 // met) and one line of cells per row. A row that is not an object is one "value" column.
-func tabulate(rows []json.RawMessage) ([]string, [][]string, error) {
+func tabulate(rows []json.RawMessage) ([]string, [][]string) {
 	var header []string
 	objs := make([]map[string]json.RawMessage, len(rows))
 	for i, r := range rows {
@@ -107,7 +104,7 @@ func tabulate(rows []json.RawMessage) ([]string, [][]string, error) {
 		}
 		cells[i] = line
 	}
-	return header, cells, nil
+	return header, cells
 }
 
 // memberOrder returns the member names of the object raw in the order they appear (m holds

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -179,7 +180,7 @@ func readResourceFile(cmd *cobra.Command, file string, k resourceKind, args []st
 	var b []byte
 	var err error
 	if file == "-" {
-		b, err = readAll(cmd.InOrStdin())
+		b, err = io.ReadAll(cmd.InOrStdin())
 	} else {
 		b, err = os.ReadFile(file)
 	}

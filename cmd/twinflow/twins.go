@@ -52,7 +52,7 @@ stdin). The twin the server stored is printed.`,
 				src = "@" + file
 			}
 			if src != "" {
-				raw, err := a.readJSONArg("the properties", src, cmd.InOrStdin())
+				raw, err := readJSONArg("the properties", src, cmd.InOrStdin())
 				if err != nil {
 					return err
 				}
@@ -101,7 +101,7 @@ PreconditionFailed otherwise). The twin's new ETag is printed.`,
   twinflow twins patch room-1 --patch @patch.json --if-match 'W/"6f3b..."'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			raw, err := a.readJSONArg("--patch", patch, cmd.InOrStdin())
+			raw, err := readJSONArg("--patch", patch, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -198,7 +198,7 @@ model's relationship is, with the property values of --properties (a JSON object
 		RunE: func(cmd *cobra.Command, args []string) error {
 			doc := map[string]json.RawMessage{}
 			if props != "" {
-				raw, err := a.readJSONArg("--properties", props, cmd.InOrStdin())
+				raw, err := readJSONArg("--properties", props, cmd.InOrStdin())
 				if err != nil {
 					return err
 				}

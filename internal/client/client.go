@@ -81,7 +81,6 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
-	tr.Proxy = nil // the API is reached directly; a proxy from the environment would see the token
 	tr.MaxIdleConnsPerHost = 16
 	return &Client{
 		base:   u,
@@ -122,12 +121,6 @@ func (e *Error) Error() string {
 		b.WriteString(d.Message)
 	}
 	return b.String()
-}
-
-// IsStatus reports whether err is an *Error with the HTTP status code.
-func IsStatus(err error, code int) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Status == code
 }
 
 // UnreachableError is a request that got no answer from the server at URL.
