@@ -96,6 +96,16 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkInsufficientStorage(t, resp)
+	// An import job's input cannot be uploaded either.
+	header := map[string]any{"Section": "Header"}
+	resp, err = c.do(t.Context(), http.MethodPut, "/jobs/files/in.ndjson", header, "Content-Type", "application/x-ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInsufficientStorage(t, resp)
+	if _, err := os.Stat(filepath.Join(dataDir, "jobs", "in.ndjson")); err == nil {
+		t.Error("a job file was written on a full disk")
+	}
 	checkReadyz(t, srv.URL, http.StatusServiceUnavailable, "disk is full")
 	c.must(t, http.MethodGet, twinPath(acked[1]), nil, http.StatusOK)
 	deleted := acked[0]
@@ -117,6 +127,9 @@ func TestDiskFull(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.must(t, http.MethodPut, twinPath("after"), sensorTwin(7), http.StatusOK)
+	if resp, err = c.do(t.Context(), http.MethodPut, "/jobs/files/in.ndjson", header, "Content-Type", "application/x-ndjson"); err != nil || resp.status != http.StatusCreated {
+		t.Errorf("job file upload once space returned: %v %d %s", err, resp.status, resp.body)
+	}
 	c.must(t, http.MethodPatch, twinPath("after"), []map[string]any{{"op": "replace", "path": "/value", "value": 8}}, http.StatusNoContent)
 	acked = append(acked, "after")
 	waitHistory(t, c, func(st historyStatus) bool { return st.LastError == "" && st.LagEvents == 0 })
