@@ -301,8 +301,13 @@ func (b *browser) api(method, path string, body any, want int, header ...string)
 // directory and args, returning its URL.
 func serve(t *testing.T, args ...string) (*process.Process, string) {
 	t.Helper()
-	bin := process.Build(t)
-	dataDir := t.TempDir()
+	return serveData(t, process.Build(t), t.TempDir(), args...)
+}
+
+// serveData starts `bin serve` on a free loopback port with the data directory dataDir and
+// args, returning its URL.
+func serveData(t *testing.T, bin, dataDir string, args ...string) (*process.Process, string) {
+	t.Helper()
 	p := process.Start(t, bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
 	return p, p.URL
 }

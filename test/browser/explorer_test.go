@@ -156,7 +156,23 @@ func TestExplorer(t *testing.T) {
 		t.Errorf("the relationship table has %d rows, want 2", rows)
 	}
 
+	t.Log("filter by model: the rooms hidden")
+	b.clickButton("Graph")
+	b.do(`[...document.querySelectorAll('.legend-item')].find(l => l.textContent.startsWith('dtmi:example:Room;1')).querySelector('input').click()`)
+	b.waitJS("two nodes shown", `document.querySelector('#graph').dataset.visibleNodes === '2'`)
+
+	t.Log("expand a twin's neighbours: its relationships and incoming relationships")
+	b.setInput("#query-text", "SELECT * FROM digitaltwins WHERE $dtId = 'floor1'")
+	b.click("#run-query")
+	b.waitJS("one node", `document.querySelector('#graph').dataset.nodes === '1' && document.querySelector('#graph').dataset.edges === '0'`)
+	b.clickButton("Table")
+	b.clickButton("floor1")
+	b.clickButton("Expand neighbours")
+	b.waitJS("the neighbours", `document.querySelector('#graph').dataset.nodes === '3' && document.querySelector('#graph').dataset.edges === '2'`)
+	b.setInput("#query-text", "SELECT * FROM digitaltwins")
+
 	t.Log("edit a property in place")
+	b.clickButton("Table")
 	b.clickButton("room1")
 	b.waitJS("the panel of room1", `document.querySelector('#prop-Temperature')?.value === '20'`)
 	b.setInput("#prop-Temperature", "22.5")

@@ -76,7 +76,7 @@ function styles(big) {
 }
 
 /** GraphView runs an ADT query and shows its twins and relationships as a graph or a table. */
-export function GraphView({ selected, onSelect, version }) {
+export function GraphView({ active, selected, onSelect, version }) {
   const [query, setQuery] = useState(sessionStorage.getItem('twinflow.query') || 'SELECT * FROM digitaltwins');
   const [asOf, setAsOf] = useState('');
   const [layout, setLayout] = useState('force');
@@ -167,6 +167,8 @@ export function GraphView({ selected, onSelect, version }) {
     setBusy(false);
   };
 
+  // A container that was hidden has to be measured again.
+  useEffect(() => { if (active && tab === 'graph' && cy.current) cy.current.resize(); }, [active, tab]);
   // Layout changes redraw what is there.
   useEffect(() => { if (counts) draw(); }, [layout]);
   useEffect(() => () => cy.current && cy.current.destroy(), []);
@@ -189,7 +191,7 @@ export function GraphView({ selected, onSelect, version }) {
         if (n.data('model') === model) n.toggleClass('hidden', !shown);
       });
     });
-    box.current.dataset.visibleNodes = c.nodes(':visible').length;
+    box.current.dataset.visibleNodes = c.nodes().filter((n) => !n.hasClass('hidden')).length;
   };
 
   const expand = async () => {
@@ -228,9 +230,9 @@ export function GraphView({ selected, onSelect, version }) {
           position: { x: p.x + (Math.random() - 0.5) * 120, y: p.y + (Math.random() - 0.5) * 120 } });
       }
       for (const [key, r] of found) {
-        if (rels.has(key)) continue;
         rels.set(key, r);
-        if (twins.has(r.$sourceId) && twins.has(r.$targetId)) {
+        // A relationship fetched before may not be drawn yet, as its other twin was not.
+        if (!c.getElementById(key).length && twins.has(r.$sourceId) && twins.has(r.$targetId)) {
           added.push({ group: 'edges', data: { id: key, source: r.$sourceId, target: r.$targetId, name: r.$relationshipName } });
         }
       }
@@ -254,7 +256,7 @@ export function GraphView({ selected, onSelect, version }) {
     <div class="graph-view">
       <form class="query" onSubmit={run} aria-label="Query">
         <label for="query-text">ADT query</label>
-        <textarea id="query-text" rows="2" value={query} onInput={(e) => setQuery(e.currentTarget.value)}
+        <textarea id="query-text" rows="2" value={query} onInput={(e) => { setQuery(e.currentTarget.value); sessionStorage.setItem('twinflow.query', e.currentTarget.value); }}
           onKeyDown={(e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) run(e); }} />
         <div class="row">
           <button id="run-query" type="submit" disabled={busy}>Run query</button>

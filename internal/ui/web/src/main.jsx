@@ -101,7 +101,8 @@ function App() {
       </header>
       <div class="body">
         <main id="main">
-          {view === 'graph' && <GraphView selected={selected} onSelect={select} version={version} />}
+          {/* The graph stays mounted, so that its result outlives a visit to another view. */}
+          <div hidden={view !== 'graph'}><GraphView active={view === 'graph'} selected={selected} onSelect={select} version={version} /></div>
           {view === 'models' && <ModelsView version={version} onChanged={() => setVersion(version + 1)} />}
           {view === 'history' && <HistoryView selected={selected} />}
           {view === 'flows' && <FlowsView />}
