@@ -33,7 +33,7 @@ const apiVersion = "2023-10-31"
 
 // browser is one headless Chromium tab on a twinflow server, for one test.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	base string // the server's URL, without a final slash
 	// token, when set, is sent by the test's own API requests.
@@ -45,7 +45,7 @@ type browser struct {
 
 // newBrowser starts a headless Chromium for t, with its tab at base. A missing Chromium
 // skips t, or fails it under CI (internal/testenv).
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t testing.TB, base string) *browser {
 	t.Helper()
 	if _, err := exec.LookPath(chromiumPath); err != nil {
 		testenv.Missing(t, "Chromium at %s (apt-get install chromium): %v", chromiumPath, err)
@@ -114,7 +114,7 @@ next:
 
 // artifactDir returns where a failing test keeps its screenshots: t.ArtifactDir() when go test
 // runs with -artifacts (under -outputdir), else a directory that outlives the test.
-func artifactDir(t *testing.T) string {
+func artifactDir(t testing.TB) string {
 	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
 		return t.ArtifactDir()
 	}

@@ -41,6 +41,8 @@ for (const f of result.outputFiles) {
   writeFileSync(join(out, name), f.contents);
   names[ext] = name;
 }
+// The style sheet carries the id of the one cytoscape would otherwise insert inline, which
+// the Content-Security-Policy (style-src 'self') refuses; style.css holds its one rule.
 const index = `<!doctype html>
 <html lang="en">
 <head>
@@ -49,7 +51,7 @@ const index = `<!doctype html>
 <meta name="color-scheme" content="light dark">
 <title>twinflow explorer</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="/ui/${names['.css']}">
+<link rel="stylesheet" id="__________cytoscape_stylesheet" href="/ui/${names['.css']}">
 <script type="module" src="/ui/${names['.js']}"></script>
 </head>
 <body>

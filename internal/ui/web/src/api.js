@@ -111,7 +111,8 @@ export async function listAll(path) {
 }
 
 /** queryAll runs an ADT query, following continuationToken, and returns every item.
- *  asOf, when set, queries the graph as it stood then. onPage gets the count so far. */
+ *  asOf, when set, queries the graph as it stood then. onPage gets the count so far and
+ *  the page's items, as each page arrives. */
 export async function queryAll(query, { asOf, onPage } = {}) {
   const items = [];
   let token = null;
@@ -122,7 +123,7 @@ export async function queryAll(query, { asOf, onPage } = {}) {
     const page = await api('POST', '/query', { body });
     items.push(...(page.value || []));
     token = page.continuationToken || null;
-    if (onPage) onPage(items.length);
+    if (onPage) onPage(items.length, page.value || []);
   } while (token);
   return items;
 }
