@@ -86,9 +86,7 @@ export function resolvedContents(id, models, seen = new Set()) {
   return [...own, ...inherited];
 }
 
-/** colorOf returns a stable colour for a model id. */
-export function colorOf(id) {
-  let h = 0;
-  for (let i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) >>> 0;
-  return `hsl(${h % 360}, 65%, 50%)`;
+/** colorAt returns the i-th of a sequence of distinct colours: hues a golden angle apart. */
+export function colorAt(i) {
+  return `hsl(${Math.round((200 + i * 137.508) % 360)}, 65%, 50%)`;
 }

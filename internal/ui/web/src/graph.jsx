@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import cytoscape from 'cytoscape';
 import { forceLink, forceManyBody, forceSimulation, forceX, forceY } from 'd3-force';
 import { api, describe, enc, listAll, queryAll } from './api.js';
-import { colorOf } from './dtdl.js';
+import { colorAt } from './dtdl.js';
 import { CreateTwin } from './twin.jsx';
 
 /** collect gathers the twins and relationships of query result items into twins (id to
@@ -63,13 +63,16 @@ function modelOf(t) {
   return (t.$metadata && t.$metadata.$model) || '?';
 }
 
-function styles(big) {
+/** styles is the graph's style sheet; each model's twins are coloured by a class (m0, m1, ...
+ *  in the order of models), which cytoscape styles faster than a per-twin data mapping. */
+function styles(big, models) {
   return [
     // Measuring thousands of labels is most of the cost of drawing a large graph: there only
     // the selected twins are labelled.
     { selector: 'node', style: {
-      'background-color': 'data(color)', label: big ? '' : 'data(id)', 'font-size': 9, 'min-zoomed-font-size': 7,
+      'background-color': '#888', label: big ? '' : 'data(id)', 'font-size': 9, 'min-zoomed-font-size': 7,
       color: '#888', width: 14, height: 14, 'text-valign': 'bottom', 'text-margin-y': 2 } },
+    ...models.map((m, i) => ({ selector: '.m' + i, style: { 'background-color': colorAt(i) } })),
     { selector: 'node:selected', style: { 'border-width': 3, 'border-color': '#f0a000', width: 20, height: 20, label: 'data(id)' } },
     { selector: 'edge', style: big
       ? { 'curve-style': 'haystack', width: 1, 'line-color': '#9aa4b1', opacity: 0.7 }
@@ -92,7 +95,7 @@ export function GraphView({ active, selected, onSelect, version }) {
   const [counts, setCounts] = useState(null); // {twins, rels, models: [[model, n]]}
   const [hiddenModels, setHiddenModels] = useState(new Set());
   const [creating, setCreating] = useState(false);
-  const data = useRef({ twins: new Map(), rels: new Map() });
+  const data = useRef({ twins: new Map(), rels: new Map(), classOf: new Map() });
   const box = useRef();
   const cy = useRef(null);
   const onSelectRef = useRef(onSelect);
@@ -112,15 +115,18 @@ export function GraphView({ active, selected, onSelect, version }) {
     const pos = layout === 'force' ? forceLayout(ids, edges) : null;
     box.current.dataset.layoutMs = Math.round(performance.now() - laidOut);
     const elements = [];
+    const models = [...new Set(ids.map((id) => modelOf(twins.get(id))))].sort();
+    const classOf = new Map(models.map((m, i) => [m, 'm' + i]));
+    data.current.classOf = classOf;
     for (const id of ids) {
       const m = modelOf(twins.get(id));
-      elements.push({ group: 'nodes', data: { id, model: m, color: colorOf(m) }, position: pos ? pos.get(id) : { x: 0, y: 0 } });
+      elements.push({ group: 'nodes', data: { id, model: m }, classes: classOf.get(m), position: pos ? pos.get(id) : { x: 0, y: 0 } });
     }
     for (const e of edges) elements.push({ group: 'edges', data: e });
     if (cy.current) cy.current.destroy();
     const t0 = performance.now();
     const c = cytoscape({
-      container: box.current, elements, style: styles(big),
+      container: box.current, elements, style: styles(big, models),
       layout: pos ? { name: 'preset' } : { name: 'breadthfirst', directed: true, spacingFactor: 0.8, animate: false },
       textureOnViewport: big, hideEdgesOnViewport: big, hideLabelsOnViewport: big, motionBlur: false,
       pixelRatio: big ? 1 : 'auto', wheelSensitivity: 0.3, boxSelectionEnabled: true,
@@ -133,6 +139,11 @@ export function GraphView({ active, selected, onSelect, version }) {
       pending = setTimeout(() => onSelectRef.current(c.nodes(':selected').map((n) => n.id())), 30);
     });
     for (const id of selected) c.getElementById(id).select();
+    // A few twins would be drawn huge: no closer than 1.5.
+    if (c.zoom() > 1.5) {
+      c.zoom(1.5);
+      c.center();
+    }
     const el = box.current;
     el.dataset.nodes = c.nodes().length;
     el.dataset.edges = c.edges().length;
@@ -175,7 +186,7 @@ export function GraphView({ active, selected, onSelect, version }) {
       await Promise.all(fetching);
       box.current.dataset.queryMs = Math.round(queried - started);
       box.current.dataset.relationshipsMs = Math.round(performance.now() - queried);
-      data.current = { twins, rels };
+      data.current = { twins, rels, classOf: new Map() };
       setStatus(`${items.length} items: ${twins.size} twins, ${rels.size} relationships${at ? ' as of ' + at : ''}.`);
       draw(started);
     } catch (err) {
@@ -244,7 +255,12 @@ export function GraphView({ active, selected, onSelect, version }) {
         const other = near && c.getElementById(near.$sourceId === t.$dtId ? near.$targetId : near.$sourceId);
         const p = other && other.length ? other.position() : { x: 0, y: 0 };
         const m = modelOf(t);
-        added.push({ group: 'nodes', data: { id: t.$dtId, model: m, color: colorOf(m) },
+        const classOf = data.current.classOf;
+        if (!classOf.has(m)) {
+          classOf.set(m, 'm' + classOf.size);
+          c.style().selector('.' + classOf.get(m)).style({ 'background-color': colorAt(classOf.size - 1) }).update();
+        }
+        added.push({ group: 'nodes', data: { id: t.$dtId, model: m }, classes: classOf.get(m),
           position: { x: p.x + (Math.random() - 0.5) * 120, y: p.y + (Math.random() - 0.5) * 120 } });
       }
       for (const [key, r] of found) {
@@ -300,7 +316,7 @@ export function GraphView({ active, selected, onSelect, version }) {
             {counts.models.map(([m, n]) => (
               <label class="legend-item">
                 <input type="checkbox" checked={!hiddenModels.has(m)} onChange={(e) => filter(m, e.currentTarget.checked)} />
-                <span class="swatch" style={{ background: colorOf(m) }} />{m} ({n})
+                <span class="swatch" style={{ background: colorAt(data.current.classOf.has(m) ? Number(data.current.classOf.get(m).slice(1)) : 0) }} />{m} ({n})
               </label>
             ))}
           </fieldset>

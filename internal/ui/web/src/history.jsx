@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { describe, enc, listAll } from './api.js';
-import { colorOf } from './dtdl.js';
+import { colorAt } from './dtdl.js';
 
 /** localInput renders a Date for a datetime-local input, in local time. */
 function localInput(d) {
@@ -39,7 +39,7 @@ function Chart({ series, property }) {
     const el = ref.current;
     const plot = new uPlot({
       width: Math.max(320, el.clientWidth - 8), height: 320,
-      series: [{}, ...series.map((s) => ({ label: s.id, stroke: colorOf(s.id), width: 1.5, spanGaps: true, points: { show: true, size: 5 } }))],
+      series: [{}, ...series.map((s, i) => ({ label: s.id, stroke: colorAt(i), width: 1.5, spanGaps: true, points: { show: true, size: 5 } }))],
       axes: [{ stroke: '#888', grid: { stroke: '#8883' } }, { stroke: '#888', grid: { stroke: '#8883' }, label: property }],
       scales: { x: { time: true } },
     }, align(series), el);
