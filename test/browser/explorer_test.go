@@ -29,6 +29,7 @@ var models = map[string]string{
 			{"@type": "Component", "name": "thermostat", "schema": "dtmi:example:Thermostat;1"}]}`,
 	"space.json": `{"@id": "dtmi:example:Space;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3",
 		"contents": [{"@type": "Property", "name": "name", "schema": "string", "writable": true}]}`,
+	"spare.json": `{"@id": "dtmi:example:Spare;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3"}`,
 	"thermostat.json": `{"@id": "dtmi:example:Thermostat;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3",
 		"contents": [{"@type": "Property", "name": "setpoint", "schema": "double", "writable": true}]}`,
 }
@@ -96,9 +97,17 @@ func TestExplorer(t *testing.T) {
 	// A directory input takes the directory, whose files the browser lists.
 	dir, _ := writeFolder(t, models)
 	b.run("choose the folder", setFiles("#model-folder", []string{dir}))
-	b.waitJS("the upload report", `document.querySelector('#upload-report')?.textContent.includes('Uploaded 5 models')`)
-	b.waitJS("the model count", `document.querySelector('#model-count').textContent === '5'`)
+	b.waitJS("the upload report", `document.querySelector('#upload-report')?.textContent.includes('Uploaded 6 models')`)
+	b.waitJS("the model count", `document.querySelector('#model-count').textContent === '6'`)
 	b.waitJS("the tree by extends", `[...document.querySelectorAll('.tree ul .tree-item small')].some(x => x.textContent === 'dtmi:example:Room;1')`)
+
+	t.Log("decommission a model, then delete it")
+	b.do(`[...document.querySelectorAll('.tree-item')].find(x => x.querySelector('small').textContent === 'dtmi:example:Spare;1').click()`)
+	b.clickButton("Decommission")
+	b.waitJS("the decommissioned model", `[...document.querySelectorAll('.tree-item.decommissioned small')].some(x => x.textContent.startsWith('dtmi:example:Spare;1'))`)
+	b.clickButton("Delete")
+	b.clickButton("Really delete dtmi:example:Spare;1")
+	b.waitJS("the model gone", `document.querySelector('#model-count').textContent === '5'`)
 
 	t.Log("an invalid model is refused with the server's message, naming the model and its file")
 	bad := map[string]string{"lamp.json": `{"@id": "dtmi:example:Lamp;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3",

@@ -111,30 +111,46 @@ function Tail() {
   const [error, setError] = useState('');
   const abort = useRef(null);
   useEffect(() => () => abort.current && abort.current.abort(), []);
+  // start reads the stream until it is stopped; a stream that ends or fails after it was
+  // live is read again after 2 s from the last event seen (Last-Event-ID), so none is missed
+  // while the server still holds it.
   const start = async () => {
     const ctl = new AbortController();
     abort.current = ctl;
     setError('');
-    setState('connecting');
-    try {
-      const q = filter ? `?filter=${enc(filter)}` : '';
-      const res = await fetchAuthed(`/events${q}`, { headers: { Accept: 'text/event-stream' }, signal: ctl.signal });
-      if (!res.ok) {
-        let message = `HTTP ${res.status}`;
-        try { message = (await res.json()).error.message; } catch { /* not ADT's body */ }
-        throw new Error(message);
+    let last = '';
+    while (!ctl.signal.aborted) {
+      setState('connecting');
+      let live = false;
+      try {
+        const q = filter ? `?filter=${enc(filter)}` : '';
+        const headers = { Accept: 'text/event-stream' };
+        if (last) headers['Last-Event-ID'] = last;
+        const res = await fetchAuthed(`/events${q}`, { headers, signal: ctl.signal });
+        if (!res.ok) {
+          let message = `HTTP ${res.status}`;
+          try { message = (await res.json()).error.message; } catch { /* not ADT's body */ }
+          throw new Error(message);
+        }
+        live = true;
+        setState('live');
+        await readStream(res, (m) => {
+          if (m.id) last = m.id;
+          let ev;
+          try { ev = JSON.parse(m.data); } catch { ev = { type: m.event, data: m.data }; }
+          setEvents((list) => [{ seq: m.id, ev }, ...list].slice(0, 200));
+        });
+      } catch (e) {
+        if (e.name === 'AbortError') break;
+        setError(describe(e));
+        if (!live) break;
       }
-      setState('live');
-      await readStream(res, (m) => {
-        let ev;
-        try { ev = JSON.parse(m.data); } catch { ev = { type: m.event, data: m.data }; }
-        setEvents((list) => [{ seq: m.id, ev }, ...list].slice(0, 200));
-      });
-      setState('stopped');
-    } catch (e) {
-      if (e.name !== 'AbortError') setError(describe(e));
-      setState('stopped');
+      if (!ctl.signal.aborted) {
+        setState('reconnecting');
+        await new Promise((r) => setTimeout(r, 2000));
+      }
     }
+    setState('stopped');
   };
   const stop = () => {
     if (abort.current) abort.current.abort();
