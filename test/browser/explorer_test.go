@@ -258,6 +258,19 @@ func TestExplorer(t *testing.T) {
 		t.Errorf("the webhook got events about %v, want room1", got)
 	}
 
+	t.Log("delete a relationship, then a twin")
+	b.goTo("#/graph")
+	b.clickButton("Table")
+	b.clickButton("building1")
+	b.waitJS("the panel of building1", `document.querySelector('#twin-title')?.textContent === 'building1' && document.querySelectorAll('.rels li').length === 1`)
+	b.click(`button[aria-label="Delete relationship building1-hasFloor-floor1"]`)
+	b.waitJS("the relationship gone", `document.querySelectorAll('.rels li').length === 0`)
+	b.api(http.MethodGet, "/digitaltwins/building1/relationships/building1-hasFloor-floor1", nil, http.StatusNotFound)
+	b.clickButton("Delete twin")
+	b.clickButton("Really delete building1 and its relationships")
+	b.waitJS("the panel closed", `!document.querySelector('.twin-panel')`)
+	b.api(http.MethodGet, "/digitaltwins/building1", nil, http.StatusNotFound)
+
 	// The refused upload and the conflict are failed loads the browser logs; nothing else
 	// may be, and no CSP violation.
 	b.checkProblems("status of 400", "status of 412")
