@@ -303,3 +303,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// rawJSON is text sent as JSON as it is.
+func rawJSON(s string) json.RawMessage { return json.RawMessage(s) }
