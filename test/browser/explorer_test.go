@@ -217,6 +217,7 @@ func TestExplorer(t *testing.T) {
 	})
 	b.goTo("#/history")
 	b.setInput("#history-twins", "room1")
+	b.waitJS("the numeric properties offered", `[...document.querySelectorAll('#numeric-properties option')].map(o => o.value).join() === 'Temperature'`)
 	b.setInput("#history-property", "Temperature")
 	b.click("#history-show")
 	b.waitJS("the chart", `document.querySelector('#history-chart canvas') && document.querySelector('#history-chart').dataset.points`)

@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import { describe, enc, listAll } from './api.js';
-import { colorAt } from './dtdl.js';
+import { api, describe, enc, listAll } from './api.js';
+import { colorAt, isNumeric, kindOf, resolvedContents } from './dtdl.js';
+import { loadModels } from './models.jsx';
 
 /** localInput renders a Date for a datetime-local input, in local time. */
 function localInput(d) {
@@ -88,7 +89,18 @@ export function HistoryView({ selected }) {
   const [timeline, setTimeline] = useState(null);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
+  const [numeric, setNumeric] = useState([]);
   useEffect(() => { if (selected.length) setIds(selected.join(', ')); }, [selected]);
+  // The numeric properties of the first twin's model are offered for the chart.
+  const first = ids.split(/[\s,]+/).filter(Boolean)[0] || '';
+  useEffect(() => {
+    if (!first) return;
+    Promise.all([api('GET', `/digitaltwins/${enc(first)}`), loadModels()]).then(([t, ms]) => {
+      const models = new Map(ms.map((m) => [m.id, m.model]));
+      setNumeric(resolvedContents(t.$metadata.$model, models)
+        .filter((c) => kindOf(c) === 'Property' && isNumeric(c.schema)).map((c) => c.name));
+    }, () => setNumeric([]));
+  }, [first]);
 
   const show = async (e) => {
     e.preventDefault();
@@ -117,9 +129,10 @@ export function HistoryView({ selected }) {
     <div class="history">
       <form onSubmit={show} aria-label="History" class="row wrap">
         <label>Twins <input id="history-twins" value={ids} onInput={(e) => setIds(e.currentTarget.value)} required placeholder="twin ids, comma separated" /></label>
-        <label>Property <input id="history-property" value={property} onInput={(e) => setProperty(e.currentTarget.value)} required /></label>
+        <label>Property <input id="history-property" list="numeric-properties" value={property} onInput={(e) => setProperty(e.currentTarget.value)} required /></label>
         <label>From <input id="history-from" type="datetime-local" step="1" value={from} onInput={(e) => setFrom(e.currentTarget.value)} /></label>
         <label>To <input id="history-to" type="datetime-local" step="1" value={to} onInput={(e) => setTo(e.currentTarget.value)} /></label>
+        <datalist id="numeric-properties">{numeric.map((n) => <option value={n} />)}</datalist>
         <button id="history-show" type="submit" disabled={busy}>Show</button>
       </form>
       {error && <p role="alert" class="error">{error}</p>}
