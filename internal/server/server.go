@@ -77,6 +77,7 @@ import (
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twins"
+	"github.com/twinflow/twinflow/internal/ui"
 )
 
 // Server is one twinflow instance: storage, twin service, graph index and API behind one listener.
@@ -237,8 +238,12 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	// A rebinding page cannot present the user's credentials: with authentication the Host
 	// check has nothing left to stop.
 	hosts.enforce = hosts.enforce && !authRequired
+	explorer, err := ui.New()
+	if err != nil {
+		return nil, fmt.Errorf("set up the explorer: %w", err)
+	}
 	s.http = &http.Server{
-		Handler:           s.handler(guard, hosts),
+		Handler:           s.handler(guard, hosts, explorer),
 		MaxHeaderBytes:    guard.ServerMaxHeaderBytes(),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
