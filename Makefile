@@ -1,6 +1,6 @@
 # The one command that checks everything: `make test`. .ci/run runs exactly this.
 
-.PHONY: test fuzz sdk-deps run
+.PHONY: test fuzz sdk-deps run ui ui-check
 
 ## test: vet, every Go test with the race detector (the JavaScript SDK test included), then
 ## a bounded run of every fuzz target.
@@ -29,6 +29,17 @@ fuzz:
 ## sdk-deps: install the pinned npm packages the SDK test drives (test/sdk/package-lock.json).
 sdk-deps:
 	cd test/sdk && npm ci --no-audit --no-fund --loglevel=error
+
+## ui: install the explorer's pinned npm packages (internal/ui/web/package-lock.json) and
+## build it into internal/ui/dist, which is committed and embedded in the binary.
+ui:
+	cd internal/ui/web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+## ui-check: rebuild the explorer and fail unless the build equals the committed dist.
+ui-check: ui
+	git diff --exit-code -- internal/ui/dist
+	@untracked=$$(git ls-files --others --exclude-standard -- internal/ui/dist); \
+	if [ -n "$$untracked" ]; then echo "untracked files in internal/ui/dist: $$untracked" >&2; exit 1; fi
 
 ## run: start a server on 127.0.0.1:8080 with its data in ./twinflow-data.
 run:

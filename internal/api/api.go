@@ -133,6 +133,8 @@ type Config struct {
 	Auth *auth.Authenticator
 	// Keys serves the API keys; without it, their paths answer 404.
 	Keys *auth.Keys
+	// Events serves the live event stream, GET /events; without it, the path answers 404.
+	Events *Events
 	// Throttle, when set, limits the rates of queries and of the requests on twins (see
 	// throttleClass): a request over a limit is answered 429 with Retry-After. Nil limits
 	// nothing.
@@ -276,7 +278,7 @@ func (a *API) allOperations() []operation {
 	var ops []operation
 	for _, group := range [][]operation{
 		a.operations(), a.deliveryOperations(), a.jobOperations(), a.historyOperations(),
-		a.ingressOperations(), a.keyOperations(),
+		a.ingressOperations(), a.keyOperations(), a.eventOperations(),
 	} {
 		ops = append(ops, group...)
 	}

@@ -10,18 +10,23 @@ import (
 
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/auth"
+	"github.com/twinflow/twinflow/internal/ui"
 )
 
-// handler mounts the health endpoints in front of the API and wraps everything in the access
-// log and api.Guard, which sees every request before the mux can clean its path. The host
-// check and authentication guard the API and /metrics, which needs the reader role (the API
-// checks each operation's own role); the health endpoints answer whatever the Host and
-// without credentials, since they tell nothing and probes (Kubernetes' among them) name the
-// server by its address and carry none.
-func (s *Server) handler(guard api.GuardConfig, hosts hostCheck) http.Handler {
+// handler mounts the health endpoints and the explorer in front of the API and wraps
+// everything in the access log and api.Guard, which sees every request before the mux can
+// clean its path. The host check and authentication guard the API and /metrics, which needs
+// the reader role (the API checks each operation's own role); the health endpoints answer
+// whatever the Host and without credentials, since they tell nothing and probes (Kubernetes'
+// among them) name the server by its address and carry none. The explorer's page (GET /) and
+// assets (GET /ui/...) pass the host check but need no credential: they hold no data, and the
+// page asks the user for one when the API answers 401.
+func (s *Server) handler(guard api.GuardConfig, hosts hostCheck, explorer http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /{$}", hosts.wrap(explorer))
+	mux.Handle("GET "+ui.AssetPrefix, hosts.wrap(explorer))
 	metrics := promhttp.HandlerFor(s.delivery.metrics, promhttp.HandlerOpts{})
 	mux.Handle("GET /metrics", hosts.wrap(s.auth.Middleware(s.auth.Require(auth.RoleReader, metrics))))
 	mux.Handle("/", hosts.wrap(s.auth.Middleware(http.HandlerFunc(s.serveAPI))))

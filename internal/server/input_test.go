@@ -175,10 +175,16 @@ func TestHostCheck(t *testing.T) {
 			if r := get(s, "/models", h); r.status != http.StatusOK {
 				t.Errorf("Host %q: %d %s, want 200", h, r.status, r.body)
 			}
+			if r := get(s, "/", h); r.status != http.StatusOK {
+				t.Errorf("Host %q: the explorer answered %d, want 200", h, r.status)
+			}
 		}
 		for _, h := range refused {
 			wantADT(t, "Host "+h, get(s, "/models", h), http.StatusMisdirectedRequest, "MisdirectedRequest")
 			wantADT(t, "Host "+h+" /metrics", get(s, "/metrics", h), http.StatusMisdirectedRequest, "MisdirectedRequest")
+			// A rebinding page must not get the explorer either: it would run on the
+			// attacker's origin with the server's.
+			wantADT(t, "Host "+h+" /", get(s, "/", h), http.StatusMisdirectedRequest, "MisdirectedRequest")
 			for _, path := range []string{"/healthz", "/readyz"} {
 				if r := get(s, path, h); r.status != http.StatusOK {
 					t.Errorf("Host %q: %s answered %d, want 200", h, path, r.status)

@@ -77,6 +77,7 @@ import (
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twins"
+	"github.com/twinflow/twinflow/internal/ui"
 )
 
 // Server is one twinflow instance: storage, twin service, graph index and API behind one listener.
@@ -99,12 +100,15 @@ type Server struct {
 	// graph is the graph index mappings read, once Run has built it.
 	graph *lateGraph
 	// auth authenticates requests and authorizes them by role; keys are its API keys.
-	auth      *auth.Authenticator
-	keys      *auth.Keys
-	ln        net.Listener
-	http      *http.Server
-	scheme    string
-	serviceID string
+	auth *auth.Authenticator
+	keys *auth.Keys
+	ln   net.Listener
+	http *http.Server
+	// streamsStop closes when the HTTP server begins to shut down, ending the event streams,
+	// which would otherwise keep Shutdown waiting until its timeout.
+	streamsStop chan struct{}
+	scheme      string
+	serviceID   string
 	// serving is true from the moment Run serves until shutdown begins.
 	serving atomic.Bool
 	// built is nil until Run has built the graph index and the API over it.
@@ -234,14 +238,20 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	// A rebinding page cannot present the user's credentials: with authentication the Host
 	// check has nothing left to stop.
 	hosts.enforce = hosts.enforce && !authRequired
+	explorer, err := ui.New()
+	if err != nil {
+		return nil, fmt.Errorf("set up the explorer: %w", err)
+	}
 	s.http = &http.Server{
-		Handler:           s.handler(guard, hosts),
+		Handler:           s.handler(guard, hosts, explorer),
 		MaxHeaderBytes:    guard.ServerMaxHeaderBytes(),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	s.streamsStop = make(chan struct{})
+	s.http.RegisterOnShutdown(sync.OnceFunc(func() { close(s.streamsStop) }))
 	logger.Info("twinflow listening on "+s.URL(),
 		slog.String("addr", s.ln.Addr().String()),
 		slog.String("data_dir", cfg.Server.DataDir),
@@ -459,7 +469,8 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
-	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Space: s.space, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys}
+	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Space: s.space, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys,
+		Events: &api.Events{Log: s.store.Log(), Stop: s.streamsStop}}
 	if limits := s.cfg.Limits.Throttle(); limits.On() {
 		if acfg.Throttle, err = throttle.New(limits); err != nil {
 			return err
