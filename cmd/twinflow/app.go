@@ -113,6 +113,12 @@ func (a *app) printJSON(v any) error {
 
 // printLine writes v as one line of compact JSON.
 func (a *app) printLine(v any) error {
+	return writeLine(a.stdout, v)
+}
+
+// writeLine writes v to w as one line of compact JSON; a json.RawMessage is compacted as it
+// is, other values are encoded.
+func writeLine(w io.Writer, v any) error {
 	var b []byte
 	var err error
 	if raw, ok := v.(json.RawMessage); ok {
@@ -121,9 +127,9 @@ func (a *app) printLine(v any) error {
 		b, err = json.Marshal(v)
 	}
 	if err != nil {
-		return fmt.Errorf("encode the output: %w", err)
+		return fmt.Errorf("encode a JSON line: %w", err)
 	}
-	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
+	_, err = w.Write(append(b, '\n'))
 	return err
 }
 

@@ -304,21 +304,7 @@ a write made while it runs may be in it or not.`,
 // export writes the graph to w and returns the numbers of models, twins and relationships.
 func export(a *app, cl *client.Client, w io.Writer) ([3]int, error) {
 	var n [3]int
-	line := func(v any) error {
-		var b []byte
-		var err error
-		if raw, ok := v.(json.RawMessage); ok {
-			b, err = compact(raw)
-		} else {
-			b, err = json.Marshal(v)
-		}
-		if err != nil {
-			return fmt.Errorf("encode an export line: %w", err)
-		}
-		b = append(b, '\n')
-		_, err = w.Write(b)
-		return err
-	}
+	line := func(v any) error { return writeLine(w, v) }
 	if err := line(map[string]string{"Section": "Header"}); err != nil {
 		return n, err
 	}
