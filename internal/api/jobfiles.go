@@ -45,8 +45,8 @@ var jobFileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
 // full (Config.Space), or when it fills up during the upload, 507 InsufficientStorage.
 func (a *API) putJobFile(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
 	name := r.PathValue("name")
-	if !jobFileName.MatchString(name) {
-		return twin.ValidationFailed(fmt.Sprintf("The job file name %q is not valid: it must start with a letter or digit and hold only letters, digits, '.', '_' and '-', at most 255 of them.", truncate(name)))
+	if err := checkJobFileName(name); err != nil {
+		return err
 	}
 	if a.cfg.Space != nil && a.cfg.Space.Full() {
 		return diskFull()
@@ -83,9 +83,9 @@ func (a *API) putJobFile(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 		return a.jobFileError(fmt.Errorf("rename the job file %s into place: %w", name, err))
 	}
 	done = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // the rename's durability; a failure leaves the old name at worst
-		d.Close()
+	// The rename is durable only once the directory is synced; the answer acknowledges it.
+	if err := syncDir(dir); err != nil {
+		return a.jobFileError(fmt.Errorf("sync the jobs directory after storing %s: %w", name, err))
 	}
 	return writeJSON(w, http.StatusCreated, struct {
 		Name string `json:"name"`
@@ -94,12 +94,30 @@ func (a *API) putJobFile(w http.ResponseWriter, r *http.Request, _ apiVersion) e
 	}{name, "file:" + name, n})
 }
 
+// checkJobFileName reports a name that jobFileName refuses as 400 ValidationFailed.
+func checkJobFileName(name string) error {
+	if jobFileName.MatchString(name) {
+		return nil
+	}
+	return twin.ValidationFailed(fmt.Sprintf("The job file name %q is not valid: it must start with a letter or digit and hold only letters, digits, '.', '_' and '-', at most 255 of them.", truncate(name)))
+}
+
+// syncDir syncs the directory dir, making the renames inside it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // getJobFile serves GET /jobs/files/{name}: the file name of the jobs directory, such as an
 // import job's output log, as application/x-ndjson; 404 NotFound when there is none.
 func (a *API) getJobFile(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
 	name := r.PathValue("name")
-	if !jobFileName.MatchString(name) {
-		return twin.ValidationFailed(fmt.Sprintf("The job file name %q is not valid: it must start with a letter or digit and hold only letters, digits, '.', '_' and '-', at most 255 of them.", truncate(name)))
+	if err := checkJobFileName(name); err != nil {
+		return err
 	}
 	f, err := os.Open(filepath.Join(a.cfg.Jobs.Dir(), name))
 	if errors.Is(err, os.ErrNotExist) {
