@@ -226,6 +226,9 @@ func (r *Registry) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		r.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil // ctx ended during the load: nothing started, nothing to stop
+		}
 		return fmt.Errorf("load sources and mappings: %w", err)
 	}
 	r.ctx = ctx
