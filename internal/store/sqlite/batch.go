@@ -127,9 +127,7 @@ func (s *Store) commit(b *batch) committed {
 	if b.err != nil {
 		if DiskFull(b.err) {
 			b.err = fmt.Errorf("%w: %w", store.ErrFull, b.err)
-			if s.cfg.Space != nil {
-				s.cfg.Space.Exhausted(b.err)
-			}
+			s.ckpt.exhausted(b.err)
 		}
 		changes = nil
 		w.seq = b.first

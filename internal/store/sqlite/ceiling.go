@@ -133,7 +133,7 @@ func (c *ceiling) open(path string, logger *slog.Logger) error {
 	if c.wal, err = os.OpenFile(path+"-wal", os.O_RDWR, 0); err != nil {
 		return fmt.Errorf("open write-ahead log: %w", err)
 	}
-	c.ckpt, err = newCheckpointer(path, logger)
+	c.ckpt, err = newCheckpointer(path, nil, logger)
 	return err
 }
 

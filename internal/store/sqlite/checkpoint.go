@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,11 +20,20 @@ import (
 // itself before its next transaction (see restart); most of the log is copied by then, so
 // that costs the writer little.
 //
+// A checkpoint grows the database file by the pages it copies, so while the disk is full
+// (space says so) it checkpoints nothing: the space a reserve gave back is for the deletes
+// the writer appends to the log. A checkpoint under way when the disk fills finishes before
+// the reserve is given back (see exhausted).
+//
 // The Store and Ceiling both write through it, so the ceiling pays for checkpoints exactly
 // as the store does.
 type checkpointer struct {
 	db     *sql.DB // holds the checkpointer's one connection
 	logger *slog.Logger
+	// space is the disk's full state; nil means the disk is never taken to be full.
+	space Space
+	// mu is held by each checkpoint, and while space is told that the disk is full.
+	mu sync.Mutex
 	// wake tells run that commits were made durable.
 	wake chan struct{}
 	// restartWAL asks the writer to finish a checkpoint before its next transaction.
@@ -32,15 +42,16 @@ type checkpointer struct {
 	done chan struct{}
 }
 
-// newCheckpointer returns a checkpointer of the database at path. Its connection is made on
-// the first checkpoint; run starts it.
-func newCheckpointer(path string, logger *slog.Logger) (*checkpointer, error) {
+// newCheckpointer returns a checkpointer of the database at path on the disk whose full
+// state space keeps (nil for none). Its connection is made on the first checkpoint; run
+// starts it.
+func newCheckpointer(path string, space Space, logger *slog.Logger) (*checkpointer, error) {
 	db, err := sql.Open("sqlite", writerDSN(path))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	return &checkpointer{db: db, logger: logger, wake: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &checkpointer{db: db, logger: logger, space: space, wake: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
 // kick tells the checkpointer that commits were made durable. It never blocks.
@@ -65,12 +76,7 @@ func (c *checkpointer) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-		var busy, frames, copied int
-		err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-		if err != nil {
-			// The next checkpoint copies what this one did not; only a growing log tells.
-			c.logger.Warn("store checkpoint failed", "err", err)
-		} else if frames >= restartFrames {
+		if frames, ok := c.checkpoint(ctx, c.db); ok && frames >= restartFrames {
 			c.restartWAL.Store(true)
 		}
 		select {
@@ -81,21 +87,42 @@ func (c *checkpointer) run(stop <-chan struct{}) {
 	}
 }
 
+// checkpoint runs a PASSIVE checkpoint on conn, unless the disk is full, and returns the
+// length of the log in frames. ok is false when it did not checkpoint.
+func (c *checkpointer) checkpoint(ctx context.Context, conn querier) (frames int, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.space != nil && c.space.Full() {
+		return 0, false
+	}
+	var busy, copied int
+	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
+		// The next checkpoint copies what this one did not; only a growing log tells.
+		c.logger.Warn("store checkpoint failed", "err", err)
+		return 0, false
+	}
+	return frames, true
+}
+
+// exhausted tells space of err, a failed commit, once no checkpoint is under way: one that
+// started before the disk filled must not take the space the reserve gives back. It reports
+// whether err says that the disk is full.
+func (c *checkpointer) exhausted(err error) bool {
+	if c.space == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.space.Exhausted(err)
+}
+
 // close closes the checkpointer's connection; run must have returned or never started.
 func (c *checkpointer) close() error { return c.db.Close() }
 
 // restartLog finishes a checkpoint on the writer's connection conn when the checkpointer asked
 // for it, so that the write-ahead log starts over with the transaction conn begins next.
-func (c *checkpointer) restartLog(ctx context.Context, conn execer) {
-	if !c.restart() {
-		return
+func (c *checkpointer) restartLog(ctx context.Context, conn querier) {
+	if c.restart() {
+		c.checkpoint(ctx, conn)
 	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
-		c.logger.Warn("store checkpoint failed", "err", err)
-	}
-}
-
-// execer runs a statement: a *sql.Conn or a *sql.DB.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }

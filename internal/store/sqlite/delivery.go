@@ -41,7 +41,7 @@ func (s *Store) UpdateDelivery(ctx context.Context, fn func(store.DeliveryWriter
 	})
 }
 
-// querier is a *sql.Tx (in a View) or the writer's *sql.Conn.
+// querier is a *sql.Tx (in a View), the writer's *sql.Conn or the checkpointer's *sql.DB.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row

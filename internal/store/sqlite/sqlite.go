@@ -316,7 +316,7 @@ func (s *Store) open(path string) error {
 	s.w.ctx = context.WithoutCancel(ctx)
 	s.w.seq = uint64(last.Int64) + 1
 
-	if s.ckpt, err = newCheckpointer(path, s.logger); err != nil {
+	if s.ckpt, err = newCheckpointer(path, s.cfg.Space, s.logger); err != nil {
 		return err
 	}
 
