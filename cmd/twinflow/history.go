@@ -10,9 +10,10 @@ import (
 // newHistoryCmd is `twinflow history`.
 func newHistoryCmd(a *app) *cobra.Command {
 	c := &cobra.Command{
-		Use:     "history",
-		Short:   "Show the data history of twins",
-		Example: "  twinflow history show thermostat67 Temperature --since 24h",
+		Use:   "history",
+		Short: "Show the data history of twins",
+		Example: `  twinflow history show thermostat67 Temperature --since 24h
+  twinflow history lifecycle room21`,
 	}
 	var since, until string
 	show := &cobra.Command{
@@ -75,7 +76,73 @@ history. --output json prints one change a line; table and csv a row per change.
 	show.Flags().StringVar(&since, "since", "", "the earliest change: a time or a duration before now (required)")
 	show.Flags().StringVar(&until, "until", "", "the latest change: a time or a duration before now (default: now)")
 	_ = show.MarkFlagRequired("since")
-	c.AddCommand(show)
+	c.AddCommand(show, newLifecycleCmd(a))
+	return c
+}
+
+// newLifecycleCmd is `twinflow history lifecycle`.
+func newLifecycleCmd(a *app) *cobra.Command {
+	var since, until string
+	c := &cobra.Command{
+		Use:   "lifecycle TWIN [--since WHEN] [--until WHEN]",
+		Short: "Show when a twin and its relationships were created and deleted",
+		Long: `Show the creations and deletions of the twin TWIN and of the relationships it is the source
+of, oldest first (GET /digitaltwins/{id}/lifecycle), between --since and --until when given.
+WHEN is a time (RFC 3339) or a duration before now (90s, 15m, 1h). The history outlives the
+twin; an unknown twin has an empty one. --output json prints one row a line; table and csv a
+row per creation or deletion.`,
+		Example: `  twinflow history lifecycle room21
+  twinflow history lifecycle room21 --since 24h --output csv`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			format, err := a.format(outputTable, outputJSON, outputCSV)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			var from, to time.Time
+			if since != "" {
+				if from, err = parseWhen("--since", since, now); err != nil {
+					return err
+				}
+			}
+			if until != "" {
+				if to, err = parseWhen("--until", until, now); err != nil {
+					return err
+				}
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			rows, err := cl.TwinLifecycle(a.ctx, args[0], from, to)
+			if err != nil {
+				return err
+			}
+			if format == outputJSON {
+				for _, r := range rows {
+					if err := a.printLine(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			cells := make([][]string, len(rows))
+			for i, r := range rows {
+				what := r.ModelID
+				if r.Kind == "relationship" {
+					what = r.RelationshipID + " (" + r.RelationshipName + " -> " + r.TargetID + ")"
+				}
+				cells[i] = []string{r.TimeStamp, r.Kind, r.Action, what}
+			}
+			if format == outputCSV {
+				return writeCSV(a.stdout, []string{"timeStamp", "kind", "action", "what"}, cells)
+			}
+			return a.printTable([]string{"TIME", "KIND", "ACTION", "WHAT"}, cells)
+		},
+	}
+	c.Flags().StringVar(&since, "since", "", "the earliest row: a time or a duration before now (default: the oldest kept)")
+	c.Flags().StringVar(&until, "until", "", "the latest row: a time or a duration before now (default: now)")
 	return c
 }
 

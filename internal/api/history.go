@@ -135,6 +135,7 @@ func (a *API) historyOperations() []operation {
 	return []operation{
 		{http.MethodGet, "/digitaltwins/{id}/history", auth.RoleReader, a.twinHistory},
 		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}/history", auth.RoleReader, a.relationshipHistory},
+		{http.MethodGet, "/digitaltwins/{id}/lifecycle", auth.RoleReader, a.twinLifecycle},
 		{http.MethodPost, "/history/query", auth.RoleReader, a.historyQuery},
 		{http.MethodGet, "/history/status", auth.RoleReader, a.historyStatus},
 	}
@@ -206,6 +207,79 @@ func (a *API) listHistory(w http.ResponseWriter, r *http.Request, sel history.Se
 		last = row
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// lifecycleRow is one creation or deletion of a twin, or of a relationship it is the source
+// of, as GET /digitaltwins/{id}/lifecycle lists it.
+type lifecycleRow struct {
+	// Kind is "twin" or "relationship".
+	Kind      string `json:"kind"`
+	Action    string `json:"action"`
+	TimeStamp string `json:"timeStamp"`
+	// ModelID is the twin's model; set for twin rows.
+	ModelID string `json:"modelId,omitempty"`
+	// RelationshipID, RelationshipName and TargetID are set for relationship rows.
+	RelationshipID   string `json:"relationshipId,omitempty"`
+	RelationshipName string `json:"relationshipName,omitempty"`
+	TargetID         string `json:"targetId,omitempty"`
+}
+
+// twinLifecycle serves GET /digitaltwins/{id}/lifecycle: the creations and deletions of the
+// twin and of the relationships it is the source of, from the lifecycle tables, in the
+// order they happened, from=/to= (RFC 3339) bounding their time. As every history, it
+// outlives the twin; an unknown twin has an empty one.
+func (a *API) twinLifecycle(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	q := query(r)
+	sel := history.LifecycleSelection{ID: r.PathValue("id")}
+	var err error
+	if sel.From, err = timeParam(q.Get("from"), "from"); err != nil {
+		return err
+	}
+	if sel.To, err = timeParam(q.Get("to"), "to"); err != nil {
+		return err
+	}
+	if !sel.From.IsZero() && !sel.To.IsZero() && !sel.From.Before(sel.To) {
+		return twin.InvalidArgument(fmt.Sprintf("from (%s) must be before to (%s).", q.Get("from"), q.Get("to")))
+	}
+	c, err := parseCursor(r)
+	if err != nil {
+		return err
+	}
+	size, err := pageSize(r, DefaultHistoryPageSize, MaxHistoryPageSize)
+	if err != nil {
+		return err
+	}
+	if c.After != "" {
+		if sel.After, err = strconv.ParseUint(c.After, 10, 64); err != nil {
+			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
+		}
+		size = c.Limit
+	}
+	sel.Limit = size + 1
+	events, err := a.cfg.History.Store.Lifecycle(r.Context(), sel)
+	if err != nil {
+		return err
+	}
+	out := page[lifecycleRow]{Value: make([]lifecycleRow, 0, min(len(events), size))}
+	for _, e := range events {
+		if len(out.Value) == size {
+			out.NextLink = nextLink(r, strconv.FormatUint(events[size-1].Seq(), 10), size)
+			break
+		}
+		out.Value = append(out.Value, lifecycleRowOf(e))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func lifecycleRowOf(e history.LifecycleEvent) lifecycleRow {
+	if t := e.Twin; t != nil {
+		return lifecycleRow{Kind: "twin", Action: t.Action, TimeStamp: formatTime(t.TimeStamp), ModelID: t.ModelID}
+	}
+	rel := e.Relationship
+	return lifecycleRow{
+		Kind: "relationship", Action: rel.Action, TimeStamp: formatTime(rel.TimeStamp),
+		RelationshipID: rel.RelationshipID, RelationshipName: rel.Name, TargetID: rel.Target,
+	}
 }
 
 func historyRowOf(e history.PropertyEvent) historyRow {

@@ -191,15 +191,9 @@ type HistoryRow struct {
 // TwinHistory returns the changes of the property of the twin id (of every property when
 // property is empty) between from and to (either zero for no bound), oldest first.
 func (c *Client) TwinHistory(ctx context.Context, id, property string, from, to time.Time) ([]HistoryRow, error) {
-	q := url.Values{}
+	q := timeRange(from, to)
 	if property != "" {
 		q.Set("property", property)
-	}
-	if !from.IsZero() {
-		q.Set("from", from.UTC().Format(time.RFC3339Nano))
-	}
-	if !to.IsZero() {
-		q.Set("to", to.UTC().Format(time.RFC3339Nano))
 	}
 	var out []HistoryRow
 	err := c.list(ctx, request{method: http.MethodGet, path: "/digitaltwins/" + seg(id) + "/history", query: q},
@@ -214,6 +208,51 @@ func (c *Client) TwinHistory(ctx context.Context, id, property string, from, to 
 			return nil
 		})
 	return out, err
+}
+
+// LifecycleRow is one creation or deletion of a twin, or of a relationship it is the source
+// of, in its lifecycle history.
+type LifecycleRow struct {
+	// Kind is "twin" or "relationship".
+	Kind      string `json:"kind"`
+	Action    string `json:"action"`
+	TimeStamp string `json:"timeStamp"`
+	// ModelID is set for twin rows; RelationshipID, RelationshipName and TargetID for
+	// relationship rows.
+	ModelID          string `json:"modelId,omitempty"`
+	RelationshipID   string `json:"relationshipId,omitempty"`
+	RelationshipName string `json:"relationshipName,omitempty"`
+	TargetID         string `json:"targetId,omitempty"`
+}
+
+// TwinLifecycle returns the creations and deletions of the twin id and of the relationships
+// it is the source of between from and to (either zero for no bound), oldest first.
+func (c *Client) TwinLifecycle(ctx context.Context, id string, from, to time.Time) ([]LifecycleRow, error) {
+	var out []LifecycleRow
+	err := c.list(ctx, request{method: http.MethodGet, path: "/digitaltwins/" + seg(id) + "/lifecycle", query: timeRange(from, to)},
+		func(items []json.RawMessage) error {
+			for _, it := range items {
+				var row LifecycleRow
+				if err := json.Unmarshal(it, &row); err != nil {
+					return fmt.Errorf("read a lifecycle row: %w", err)
+				}
+				out = append(out, row)
+			}
+			return nil
+		})
+	return out, err
+}
+
+// timeRange returns the from and to parameters of a history read; zero times are left out.
+func timeRange(from, to time.Time) url.Values {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339Nano))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339Nano))
+	}
+	return q
 }
 
 // HistoryQuery sends body, a POST /history/query request (query, property, from, to,

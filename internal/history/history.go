@@ -164,6 +164,57 @@ type Selection struct {
 	Limit int
 }
 
+// LifecycleSelection chooses the lifecycle rows Store.Lifecycle returns: the twin lifecycle
+// rows of one twin and the relationship lifecycle rows of the relationships it is the source
+// of, with From <= TimeStamp < To and Seq > After, the first Limit of them in Seq order.
+type LifecycleSelection struct {
+	// ID is the twin's id. Required.
+	ID string
+	// From and To bound TimeStamp, From inclusive and To exclusive; a zero time leaves that
+	// side open.
+	From, To time.Time
+	// After continues a previous selection: the Seq of the last event taken.
+	After uint64
+	// Limit stops after that many events; 0 or less means no limit.
+	Limit int
+}
+
+// LifecycleEvent is a row of the twin lifecycle table or of the relationship lifecycle
+// table; exactly one of Twin and Relationship is set.
+type LifecycleEvent struct {
+	Twin         *TwinLifecycleEvent
+	Relationship *RelationshipLifecycleEvent
+}
+
+// Seq returns the event's Seq.
+func (e LifecycleEvent) Seq() uint64 {
+	if e.Twin != nil {
+		return e.Twin.Seq
+	}
+	return e.Relationship.Seq
+}
+
+// MergeLifecycle merges twin and relationship lifecycle rows, each in Seq order, into one
+// list in Seq order of at most limit events (0 or less: all of them). A store reads up to
+// limit rows of each table and merges them with it.
+func MergeLifecycle(twins []TwinLifecycleEvent, rels []RelationshipLifecycleEvent, limit int) []LifecycleEvent {
+	n := len(twins) + len(rels)
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	out := make([]LifecycleEvent, 0, n)
+	for len(out) < n {
+		if len(rels) == 0 || len(twins) > 0 && twins[0].Seq < rels[0].Seq {
+			out = append(out, LifecycleEvent{Twin: &twins[0]})
+			twins = twins[1:]
+		} else {
+			out = append(out, LifecycleEvent{Relationship: &rels[0]})
+			rels = rels[1:]
+		}
+	}
+	return out
+}
+
 // Continuation returns the opaque token that makes a Selection continue after row r: pass
 // it as Selection.After, with the other fields unchanged, to get the next page.
 func Continuation(r PropertyEvent) string {
@@ -411,12 +462,16 @@ type Stats struct {
 //     may delete, and report, more. The roll-ups of hours before the whole hour at or after
 //     before go too (counted among the rows deleted): Aggregate answers those hours from the
 //     raw rows left.
+//   - Lifecycle returns the lifecycle rows q selects, in Seq order: a twin's creations and
+//     deletions, and those of the relationships it is the source of. Like every history, it
+//     outlives the twin; an unknown twin has none.
 //   - Close releases the store; calls after Close fail.
 type Store interface {
 	Write(ctx context.Context, rows *Rows, through uint64) error
 	Cursor(ctx context.Context) (uint64, error)
 	Select(ctx context.Context, q Selection) iter.Seq2[PropertyEvent, error]
 	Latest(ctx context.Context, id, relationshipID, key string) (row PropertyEvent, ok bool, err error)
+	Lifecycle(ctx context.Context, q LifecycleSelection) ([]LifecycleEvent, error)
 	Aggregate(ctx context.Context, q Aggregation) ([]Bucket, error)
 	Rollup(ctx context.Context, upTo time.Time) (done bool, err error)
 	Past(ctx context.Context, t time.Time) (Past, error)

@@ -240,6 +240,49 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 		t.Errorf("an unknown twin's history = %v; want none", got.values())
 	}
 
+	// The lifecycle of a twin and of the relationships it is the source of, in order.
+	type lifecyclePage struct {
+		Value []struct {
+			Kind, Action, TimeStamp, ModelID, RelationshipID, RelationshipName, TargetID string
+		} `json:"value"`
+		NextLink *string `json:"nextLink"`
+	}
+	lifecycle := func(path string, header ...string) (rows []string, next *string) {
+		t.Helper()
+		var p lifecyclePage
+		if err := json.Unmarshal(c.do(http.MethodGet, path, nil, http.StatusOK, header...), &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range p.Value {
+			if _, err := time.Parse(time.RFC3339Nano, v.TimeStamp); err != nil {
+				t.Errorf("%s: row %+v has no RFC 3339 timeStamp", path, v)
+			}
+			rows = append(rows, v.Kind+" "+v.Action+" "+v.ModelID+v.RelationshipID+" "+v.RelationshipName+" "+v.TargetID)
+		}
+		return rows, p.NextLink
+	}
+	aLife := []string{"twin Create dtmi:twinflow:test:H;1  ", "relationship Create r1 feeds b", "relationship Delete r1 feeds b"}
+	if got, next := lifecycle("/digitaltwins/a/lifecycle"); !slices.Equal(got, aLife) || next != nil {
+		t.Errorf("a's lifecycle = %q, next %v; want %q on one page", got, next, aLife)
+	}
+	if got, _ := lifecycle("/digitaltwins/b/lifecycle"); !slices.Equal(got, []string{"twin Create dtmi:twinflow:test:H;1  ", "twin Delete dtmi:twinflow:test:H;1  "}) {
+		t.Errorf("deleted b's lifecycle = %q; want its creation and deletion", got)
+	}
+	got1, next := lifecycle("/digitaltwins/a/lifecycle", "max-items-per-page", "2")
+	if !slices.Equal(got1, aLife[:2]) || next == nil {
+		t.Fatalf("a's lifecycle, first page of 2 = %q, next %v", got1, next)
+	}
+	if got2, next := lifecycle(*next); !slices.Equal(got2, aLife[2:]) || next != nil {
+		t.Errorf("a's lifecycle, second page = %q, next %v; want %q alone", got2, next, aLife[2:])
+	}
+	q = url.Values{"from": {afterCreate.Format(time.RFC3339Nano)}, "to": {linked.Format(time.RFC3339Nano)}}
+	if got, _ := lifecycle("/digitaltwins/a/lifecycle?" + q.Encode()); !slices.Equal(got, aLife[1:2]) {
+		t.Errorf("a's lifecycle between its creation and the link = %q; want the link", got)
+	}
+	if got, _ := lifecycle("/digitaltwins/nobody/lifecycle"); len(got) != 0 {
+		t.Errorf("an unknown twin's lifecycle = %q; want none", got)
+	}
+
 	// Aggregates over the twins a query selects.
 	var agg struct {
 		Value []struct {
@@ -348,6 +391,9 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 	}{
 		{http.MethodGet, "/digitaltwins/a/history?from=yesterday", nil, "RFC 3339"},
 		{http.MethodGet, "/digitaltwins/a/history?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", nil, "must be before"},
+		{http.MethodGet, "/digitaltwins/a/lifecycle?to=tomorrow", nil, "RFC 3339"},
+		{http.MethodGet, "/digitaltwins/a/lifecycle?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", nil, "must be before"},
+		{http.MethodGet, "/digitaltwins/a/lifecycle?continuationToken=bm9wZQ", nil, "continuation token"},
 		{http.MethodPost, "/history/query", map[string]any{"query": "SELECT T FROM DIGITALTWINS T", "property": "n",
 			"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "interval": "P1M"}, "interval"},
 		{http.MethodPost, "/history/query", map[string]any{"query": "SELECT T FROM DIGITALTWINS T", "property": "n",

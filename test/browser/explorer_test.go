@@ -225,6 +225,13 @@ func TestExplorer(t *testing.T) {
 		t.Errorf("the chart has %s points, want %d", points, wantPoints)
 	}
 	b.waitJS("the timeline", `document.querySelectorAll('#timeline li').length >= 2`)
+	if first := eval[string](b, `document.querySelector('#timeline li').textContent`); !strings.Contains(first, "twin created (dtmi:example:Room;1)") || !strings.Contains(first, "Temperature = 20") {
+		t.Errorf("the timeline starts with %q, want room1's creation with Temperature = 20", first)
+	}
+	b.setInput("#history-twins", "floor1")
+	b.click("#history-show")
+	b.waitJS("floor1's timeline with its relationship's creation",
+		`document.querySelector('section[aria-label="Timeline of floor1"] #timeline')?.textContent.includes('relationship contains → room1')`)
 
 	t.Log("the graph as of before the relationships")
 	b.goTo("#/graph")

@@ -202,6 +202,27 @@ func TestHistory(t *testing.T) {
 	}
 	c.fails(2, []string{"history", "show", "room-1", "temperature", "--since", "yesterday"}, `--since "yesterday"`)
 	c.fails(2, []string{"history", "show", "room-1", "temperature"}, `required flag(s) "since" not set`)
+
+	// The lifecycle: room-1's creation, then its deletion.
+	c.ok("twins", "delete", "room-1")
+	var life []struct{ Kind, Action, ModelID string }
+	for range 100 {
+		life = jsonLines[struct{ Kind, Action, ModelID string }](t, c.ok("history", "lifecycle", "room-1", "--output", "json").stdout)
+		if len(life) == 2 {
+			break
+		}
+	}
+	if len(life) != 2 || life[0] != (struct{ Kind, Action, ModelID string }{"twin", "Create", "dtmi:test:Room;1"}) || life[1].Action != "Delete" {
+		t.Errorf("lifecycle of room-1: %+v, want its creation and deletion", life)
+	}
+	r = c.ok("history", "lifecycle", "room-1", "--since", "1h", "--output", "table")
+	if !regexp.MustCompile(`(?m)^TIME\s+KIND\s+ACTION\s+WHAT$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "Delete") {
+		t.Errorf("lifecycle table:\n%s", r.stdout)
+	}
+	if r = c.ok("history", "lifecycle", "nobody"); r.stdout != "" {
+		t.Errorf("lifecycle of an unknown twin: %s", r.stdout)
+	}
+	c.fails(2, []string{"history", "lifecycle", "room-1", "--until", "soon"}, `--until "soon"`)
 }
 
 // TestAuth runs the client against a server that requires authentication, with an API key

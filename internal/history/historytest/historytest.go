@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"Select", testSelect},
 		{"Paging", testPaging},
 		{"Latest", testLatest},
+		{"Lifecycle", testLifecycle},
 		{"Aggregate", testAggregate},
 		{"AsOf", testAsOf},
 		{"AsOfNames", testAsOfNames},
@@ -428,6 +429,64 @@ var graphWant = []string{
 	2: `t1(dtmi:x:T;1){"b":{"x":1}} t2(dtmi:x:T;1){} r1:t1-feeds->t2{"w":5} `,
 	3: `t1(dtmi:x:T;1){"b":{"x":1}} `,
 	4: `t1(dtmi:x:T;1){"b":{"x":1}} t2(dtmi:x:T;1){"c":3} `,
+}
+
+// lifecycle returns "<seq>:<what> <action>@<minute>" of each lifecycle row q selects.
+func lifecycle(t *testing.T, st history.Store, q history.LifecycleSelection) []string {
+	t.Helper()
+	events, err := st.Lifecycle(context.Background(), q)
+	if err != nil {
+		t.Fatalf("Lifecycle(%+v): %v", q, err)
+	}
+	var out []string
+	for _, e := range events {
+		switch {
+		case e.Twin != nil:
+			tw := e.Twin
+			out = append(out, fmt.Sprintf("%d:%s(%s) %s@%v", tw.Seq, tw.TwinID, tw.ModelID, tw.Action, tw.TimeStamp.Sub(base).Minutes()))
+		default:
+			r := e.Relationship
+			out = append(out, fmt.Sprintf("%d:%s:%s-%s->%s %s@%v", r.Seq, r.RelationshipID, r.Source, r.Name, r.Target, r.Action, r.TimeStamp.Sub(base).Minutes()))
+		}
+		if e.Seq() == 0 {
+			t.Errorf("event %s has no Seq", out[len(out)-1])
+		}
+	}
+	return out
+}
+
+// testLifecycle reads a twin's lifecycle and its relationships' in Seq order, with time
+// bounds and in pages.
+func testLifecycle(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	graphHistory(t, st)
+	t1 := []string{"1:t1(dtmi:x:T;1) Create@0", "3:r1:t1-feeds->t2 Create@1", "7:r1:t1-feeds->t2 Delete@3"}
+	t2 := []string{"2:t2(dtmi:x:T;1) Create@0", "8:t2(dtmi:x:T;1) Delete@3", "9:t2(dtmi:x:T;1) Create@4"}
+	tests := []struct {
+		q    history.LifecycleSelection
+		want []string
+	}{
+		{history.LifecycleSelection{ID: "t1"}, t1},
+		// A relationship's target does not see it: it is the source's.
+		{history.LifecycleSelection{ID: "t2"}, t2},
+		{history.LifecycleSelection{ID: "unknown"}, nil},
+		{history.LifecycleSelection{ID: "t1", From: at(1)}, t1[1:]},
+		{history.LifecycleSelection{ID: "t1", To: at(3)}, t1[:2]},
+		{history.LifecycleSelection{ID: "t1", From: at(1), To: at(3)}, t1[1:2]},
+		{history.LifecycleSelection{ID: "t1", Limit: 2}, t1[:2]},
+		{history.LifecycleSelection{ID: "t1", After: 3, Limit: 2}, t1[2:]},
+		{history.LifecycleSelection{ID: "t1", After: 1, Limit: 1}, t1[1:2]},
+		{history.LifecycleSelection{ID: "t2", After: 2, Limit: 1}, t2[1:2]},
+		{history.LifecycleSelection{ID: "t2", After: 9}, nil},
+	}
+	for _, tc := range tests {
+		if got := lifecycle(t, st, tc.q); !slices.Equal(got, tc.want) {
+			t.Errorf("Lifecycle(%+v) =\n%q\nwant\n%q", tc.q, got, tc.want)
+		}
+	}
+	if _, err := st.Lifecycle(context.Background(), history.LifecycleSelection{}); err == nil {
+		t.Error("Lifecycle without a twin id succeeded")
+	}
 }
 
 func testAsOf(t *testing.T, open Opener) {

@@ -51,24 +51,45 @@ function Chart({ series, property }) {
   return <div id="history-chart" class="chart" ref={ref} role="img" aria-label={`${property} over time`} />;
 }
 
-/** Timeline lists every recorded change of a twin, oldest first, grouped by time: the first
- *  group holds its initial values. */
-function Timeline({ id, rows }) {
-  const groups = [];
-  for (const r of rows) {
-    const g = groups[groups.length - 1];
-    if (g && g.time === r.timeStamp) g.rows.push(r);
-    else groups.push({ time: r.timeStamp, rows: [r] });
-  }
+/** twinLifecycle fetches the lifecycle rows of a twin and of the relationships it is the
+ *  source of, in the order they happened. */
+async function twinLifecycle(id, from, to) {
+  const q = new URLSearchParams();
+  if (from) q.set('from', from);
+  if (to) q.set('to', to);
+  return listAll(`/digitaltwins/${enc(id)}/lifecycle?${q}`);
+}
+
+/** lifecycleText says what a lifecycle row records. */
+function lifecycleText(r) {
+  const what = r.action === 'Create' ? 'created' : 'deleted';
+  if (r.kind === 'twin') return `twin ${what} (${r.modelId})`;
+  return `relationship ${r.relationshipName} → ${r.targetId} (${r.relationshipId}) ${what}`;
+}
+
+/** Timeline lists a twin's lifecycle (its creations and deletions and those of its
+ *  relationships) and every recorded change of its properties, oldest first, grouped by
+ *  time. */
+function Timeline({ id, changes, lifecycle }) {
+  const byTime = new Map();
+  const group = (time) => {
+    let g = byTime.get(time);
+    if (!g) byTime.set(time, (g = { time, twin: [], changes: [], relationships: [] }));
+    return g;
+  };
+  for (const r of lifecycle) group(r.timeStamp)[r.kind === 'twin' ? 'twin' : 'relationships'].push(r);
+  for (const r of changes) group(r.timeStamp).changes.push(r);
+  const groups = [...byTime.values()].sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || (a.time < b.time ? -1 : 1));
   return (
     <section aria-label={'Timeline of ' + id}>
       <h3>Timeline of {id}</h3>
-      {groups.length === 0 ? <p>No recorded changes.</p> : (
+      {groups.length === 0 ? <p>Nothing recorded.</p> : (
         <ol id="timeline" class="timeline">
-          {groups.map((g, i) => (
+          {groups.map((g) => (
             <li><time dateTime={g.time}>{new Date(g.time).toLocaleString()}</time>{' '}
-              <strong>{i === 0 ? 'first recorded' : 'changed'}</strong>{' '}
-              {g.rows.map((r) => <span class="change">{r.key} {r.action === 'delete' ? 'removed' : '= ' + JSON.stringify(r.value)}</span>)}
+              {g.twin.map((r) => <strong class={'lifecycle ' + r.action.toLowerCase()}>{lifecycleText(r)}</strong>)}{' '}
+              {g.changes.map((r) => <span class="change">{r.key} {r.action === 'delete' ? 'removed' : '= ' + JSON.stringify(r.value)}</span>)}
+              {g.relationships.map((r) => <span class={'lifecycle ' + r.action.toLowerCase()}>{lifecycleText(r)}</span>)}
             </li>
           ))}
         </ol>
@@ -118,7 +139,12 @@ export function HistoryView({ selected }) {
         return { id, points };
       }));
       setSeries(got);
-      setTimeline(list.length ? { id: list[0], rows: await twinHistory(list[0], '', f, t) } : null);
+      if (list.length) {
+        const [changes, lifecycle] = await Promise.all([twinHistory(list[0], '', f, t), twinLifecycle(list[0], f, t)]);
+        setTimeline({ id: list[0], changes, lifecycle });
+      } else {
+        setTimeline(null);
+      }
     } catch (err) {
       setError(describe(err));
     }
@@ -138,7 +164,7 @@ export function HistoryView({ selected }) {
       {error && <p role="alert" class="error">{error}</p>}
       {series.length > 0 && <p role="status" id="history-status">{total} values of {property} in {series.length} series.</p>}
       <Chart series={series} property={property} />
-      {timeline && <Timeline id={timeline.id} rows={timeline.rows} />}
+      {timeline && <Timeline id={timeline.id} changes={timeline.changes} lifecycle={timeline.lifecycle} />}
     </div>
   );
 }

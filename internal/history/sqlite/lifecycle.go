@@ -1,0 +1,97 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/history"
+)
+
+// Lifecycle implements history.Store. It reads both tables in one read transaction, up to
+// q.Limit rows of each, and merges them.
+func (s *Store) Lifecycle(ctx context.Context, q history.LifecycleSelection) ([]history.LifecycleEvent, error) {
+	if q.ID == "" {
+		return nil, errors.New("read the lifecycle history: a twin id is required")
+	}
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("read the lifecycle history of %q: %w", q.ID, err)
+	}
+	defer tx.Rollback()
+	where, args := lifecycleWhere(q)
+	var twins []history.TwinLifecycleEvent
+	err = scanRows(ctx, tx, `SELECT Seq, Action, TimeStamp, ServiceId, ModelId FROM `+s.t.TwinLifecycle+
+		` WHERE TwinId = ?`+where, args, func(rows *sql.Rows) error {
+		e := history.TwinLifecycleEvent{TwinID: q.ID}
+		var seq, ts int64
+		if err := rows.Scan(&seq, &e.Action, &ts, &e.ServiceID, &e.ModelID); err != nil {
+			return err
+		}
+		e.Seq, e.TimeStamp = uint64(seq), time.Unix(0, ts).UTC()
+		twins = append(twins, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the lifecycle history of %q: %w", q.ID, err)
+	}
+	var rels []history.RelationshipLifecycleEvent
+	err = scanRows(ctx, tx, `SELECT Seq, RelationshipId, Name, Action, TimeStamp, ServiceId, Target FROM `+
+		s.t.RelationshipLifecycle+` WHERE Source = ?`+where, args, func(rows *sql.Rows) error {
+		e := history.RelationshipLifecycleEvent{Source: q.ID}
+		var seq, ts int64
+		if err := rows.Scan(&seq, &e.RelationshipID, &e.Name, &e.Action, &ts, &e.ServiceID, &e.Target); err != nil {
+			return err
+		}
+		e.Seq, e.TimeStamp = uint64(seq), time.Unix(0, ts).UTC()
+		rels = append(rels, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the relationship lifecycle history of %q: %w", q.ID, err)
+	}
+	return history.MergeLifecycle(twins, rels, q.Limit), nil
+}
+
+// lifecycleWhere returns the conditions after "WHERE <id column> = ?" that select q's rows
+// in Seq order, and their arguments, q.ID first.
+func lifecycleWhere(q history.LifecycleSelection) (string, []any) {
+	var b strings.Builder
+	args := []any{q.ID}
+	if !q.From.IsZero() {
+		b.WriteString(` AND TimeStamp >= ?`)
+		args = append(args, q.From.UnixNano())
+	}
+	if !q.To.IsZero() {
+		b.WriteString(` AND TimeStamp < ?`)
+		args = append(args, q.To.UnixNano())
+	}
+	if q.After > 0 {
+		b.WriteString(` AND Seq > ?`)
+		args = append(args, int64(q.After))
+	}
+	b.WriteString(` ORDER BY Seq`)
+	if q.Limit > 0 {
+		b.WriteString(` LIMIT ?`)
+		args = append(args, q.Limit)
+	}
+	return b.String(), args
+}
+
+// scanRows runs query in tx and calls scan for each row.
+func scanRows(ctx context.Context, tx *sql.Tx, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
