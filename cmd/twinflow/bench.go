@@ -27,7 +27,23 @@ const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput ove
        twinflow bench upload [flags]    models upload of a generated ontology of 3,700 interfaces to a local server
 
 Run "twinflow bench <name> -h" for the flags of each.
+
+Examples:
+  twinflow bench patch -duration 10s
+  twinflow bench history
+  twinflow bench upload -models 3700
 `
+
+// benchExamples are the examples of each benchmark's help.
+var benchExamples = map[string]string{
+	"patch":    "twinflow bench patch -twins 10000 -clients 64 -duration 10s",
+	"restart":  "twinflow bench restart -dir /var/tmp",
+	"delivery": "twinflow bench delivery -duration 10s",
+	"import":   "twinflow bench import -dir /var/tmp -keep",
+	"ingest":   "twinflow bench ingest -kinds mqtt,http -duration 10s",
+	"history":  "twinflow bench history -cpuprofile history.prof",
+	"upload":   "twinflow bench upload -models 3700 -seed 7",
+}
 
 // runBench runs `twinflow bench <name>` and prints its result table to stdout; progress is logged
 // to stderr.
@@ -35,6 +51,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) == 0 {
 		fmt.Fprint(stderr, benchUsage)
 		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, benchUsage)
+		return 0
 	}
 	if args[0] == "patch-load" {
 		// The load generator of bench patch, which runs it in a process of its own.
@@ -192,6 +213,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	default:
 		fmt.Fprintf(stderr, "twinflow bench: unknown benchmark %q\n\n%s", args[0], benchUsage)
 		return 2
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: twinflow bench %s [flags]\n\nExample:\n  %s\n\nFlags:\n", args[0], benchExamples[args[0]])
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -28,6 +28,11 @@ Manage the API keys of the data directory (created if missing) while no server r
 a running server's keys are managed through its API (POST /keys, GET /keys, DELETE /keys/{id}).
 create prints the new key on stdout, and nothing else: it is shown this once. The data
 directory defaults to TWINFLOW_DATA_DIR, else ` + config.DefaultDataDir + `.
+
+Examples:
+  twinflow keys create --role owner --name deploy --expires 720h > owner.key
+  twinflow keys list --data-dir /var/lib/twinflow
+  twinflow keys revoke 4f1c2a9e0b7d3c65
 `
 
 // runKeys runs `twinflow keys args...` and returns the process exit code.

@@ -77,7 +77,12 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: twinflow serve [flags]\n\n"+
 			"Every flag can also be set through the environment: -data-dir as %sDATA_DIR and so on.\n"+
-			"A flag given on the command line wins over the environment.\n\nFlags:\n", envPrefix)
+			"A flag given on the command line wins over the environment.\n\n"+
+			"Examples:\n"+
+			"  twinflow serve\n"+
+			"  twinflow serve -config twinflow.yaml -data-dir /var/lib/twinflow\n"+
+			"  twinflow serve -listen :8443 -tls-cert cert.pem -tls-key key.pem -auth required\n"+
+			"  twinflow serve -history-dsn postgres://twinflow@db:5432/twins\n\nFlags:\n", envPrefix)
 		fs.PrintDefaults()
 	}
 

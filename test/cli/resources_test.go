@@ -329,6 +329,19 @@ func TestUsageAndReachability(t *testing.T) {
 			t.Errorf("twinflow %s --help lacks Usage or an Example:\n%s", strings.Join(path, " "), r.stdout)
 		}
 	}
+	// The commands that run on this machine rather than talk to a server print their help,
+	// as Go's flag package does, on stderr when it follows a command name.
+	for _, args := range [][]string{
+		{"serve", "--help"}, {"keys", "--help"}, {"keys", "create", "--help"}, {"keys", "list", "--help"},
+		{"keys", "revoke", "--help"}, {"bench", "--help"}, {"bench", "patch", "--help"},
+		{"bench", "restart", "--help"}, {"bench", "delivery", "--help"}, {"bench", "import", "--help"},
+		{"bench", "ingest", "--help"}, {"bench", "history", "--help"}, {"bench", "upload", "--help"},
+	} {
+		r := c.ok(args...)
+		if help := r.stdout + r.stderr; !strings.Contains(help, "Usage") || !strings.Contains(help, "Example") {
+			t.Errorf("twinflow %s lacks Usage or an Example:\n%s", strings.Join(args, " "), help)
+		}
+	}
 }
 
 // commandPaths returns every client command below path, as the help lists them.
