@@ -1,0 +1,62 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/twinflow/twinflow/internal/lease"
+	"github.com/twinflow/twinflow/internal/lease/leasetest"
+	"github.com/twinflow/twinflow/internal/lease/postgres"
+	"github.com/twinflow/twinflow/internal/testenv"
+)
+
+// opener is a leasetest.Opener of tables in the database at dsn: each test's key is a schema
+// of its own, dropped when the test ends.
+func opener(dsn string) leasetest.Opener {
+	var mu sync.Mutex
+	schemas := map[[2]string]string{}
+	return func(t *testing.T, key string) lease.Table {
+		t.Helper()
+		mu.Lock()
+		k := [2]string{t.Name(), key}
+		schema, ok := schemas[k]
+		if !ok {
+			schema = fmt.Sprintf("leasetest_%d_%d", time.Now().UnixNano(), len(schemas))
+			schemas[k] = schema
+			dropSchema(t, dsn, schema)
+		}
+		mu.Unlock()
+		tb, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tb.Close)
+		return tb
+	}
+}
+
+// dropSchema registers the removal of schema, and all in it, when t ends.
+func dropSchema(t testing.TB, dsn, schema string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("connect to drop schema %s: %v", schema, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+}
+
+func TestTable(t *testing.T) { leasetest.Run(t, opener(testenv.PostgreSQL(t))) }
+
+func TestKeeper(t *testing.T) { leasetest.RunKeeper(t, opener(testenv.PostgreSQL(t))) }
