@@ -12,7 +12,7 @@ import (
 func openLocal() leasetest.Opener {
 	var mu sync.Mutex
 	tables := map[[2]string]*lease.Local{}
-	return func(t *testing.T, key string) lease.Table {
+	return func(t testing.TB, key string) lease.Table {
 		mu.Lock()
 		defer mu.Unlock()
 		k := [2]string{t.Name(), key}
@@ -28,3 +28,5 @@ func openLocal() leasetest.Opener {
 func TestLocal(t *testing.T) { leasetest.Run(t, openLocal()) }
 
 func TestKeeperLocal(t *testing.T) { leasetest.RunKeeper(t, openLocal()) }
+
+func BenchmarkLocal(b *testing.B) { leasetest.Bench(b, openLocal()) }

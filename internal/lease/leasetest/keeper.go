@@ -89,13 +89,13 @@ type keeper struct {
 	ran chan error
 }
 
-// startKeeper starts a Keeper for holder on its own handle on the table under key, with
-// ttl, and stops it when t ends.
-func startKeeper(t *testing.T, open Opener, key, holder string, ttl time.Duration) *keeper {
+// startKeeper starts a Keeper configured by cfg on its own handle on the table under key,
+// and stops it when t ends.
+func startKeeper(t *testing.T, open Opener, key string, cfg lease.Config) *keeper {
 	t.Helper()
+	holder := cfg.Holder
 	n := &node{Table: open(t, key)}
-	k, err := lease.New(lease.Config{Holder: holder, TTL: ttl}, n,
-		slog.New(slog.NewTextHandler(t.Output(), nil)))
+	k, err := lease.New(cfg, n, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,10 +224,14 @@ func (h *hold) wait() error {
 // that holds it to the other again and again, by ending the holder's Hold call: the other
 // takes the released lease over, and no two nodes ever run a name's function at once.
 func testKeeperHandover(t *testing.T, open Opener) {
-	const ttl = time.Second
+	// Both nodes renew well within the TTL, and take a released lease over quickly.
+	const ttl, retry = 2 * time.Second, 100 * time.Millisecond
 	names := []string{"relay/a", "relay/b", "history", "source/s/0"}
 	p := newProbe(t)
-	keepers := []*keeper{startKeeper(t, open, "t", "node-a", ttl), startKeeper(t, open, "t", "node-b", ttl)}
+	keepers := []*keeper{
+		startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: ttl, Retry: retry}),
+		startKeeper(t, open, "t", lease.Config{Holder: "node-b", TTL: ttl, Retry: retry}),
+	}
 	holds := map[string]*hold{} // by holder and name
 	for _, k := range keepers {
 		for _, name := range names {
@@ -275,10 +279,10 @@ func containsGrant(gs []lease.Grant, name string, token int64) bool {
 func testKeeperCrash(t *testing.T, open Opener) {
 	const ttl = time.Second
 	p := newProbe(t)
-	a := startKeeper(t, open, "t", "node-a", ttl)
+	a := startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: ttl})
 	ha := startHold(t, a, "n", p.fn("node-a"))
 	ra := p.waitHeld("n", "node-a")
-	b := startKeeper(t, open, "t", "node-b", ttl)
+	b := startKeeper(t, open, "t", lease.Config{Holder: "node-b", TTL: ttl})
 	startHold(t, b, "n", p.fn("node-b"))
 
 	a.node.cut.Store(true)
@@ -301,12 +305,12 @@ func testKeeperPartition(t *testing.T, open Opener) {
 	const ttl = 2 * time.Second
 	names := []string{"n", "m"}
 	p := newProbe(t)
-	a := startKeeper(t, open, "t", "node-a", ttl)
+	a := startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: ttl})
 	for _, name := range names {
 		startHold(t, a, name, p.fn("node-a"))
 		p.waitHeld(name, "node-a")
 	}
-	b := startKeeper(t, open, "t", "node-b", ttl)
+	b := startKeeper(t, open, "t", lease.Config{Holder: "node-b", TTL: ttl})
 	hb := map[string]*hold{}
 	for _, name := range names {
 		hb[name] = startHold(t, b, name, p.fn("node-b"))
@@ -346,7 +350,7 @@ func testKeeperRenews(t *testing.T, open Opener) {
 	// a generous TTL keeps a busy machine from failing the test.
 	const ttl = 3 * time.Second
 	p := newProbe(t)
-	k := startKeeper(t, open, "t", "node-a", ttl)
+	k := startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: ttl})
 	startHold(t, k, "n", p.fn("node-a"))
 	r := p.waitHeld("n", "node-a")
 	first := k.Grants()
@@ -366,7 +370,7 @@ func testKeeperRenews(t *testing.T, open Opener) {
 // testKeeperReturn has the Hold function return while it holds the lease: Hold returns its
 // error, having released the lease.
 func testKeeperReturn(t *testing.T, open Opener) {
-	k := startKeeper(t, open, "t", "node-a", time.Second)
+	k := startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: time.Second})
 	errFailed := errors.New("failed")
 	var token int64
 	err := k.Hold(t.Context(), "n", func(_ context.Context, g lease.Grant) error {
@@ -402,7 +406,7 @@ func testKeeperReturn(t *testing.T, open Opener) {
 // return ErrStopped at once.
 func testKeeperStop(t *testing.T, open Opener) {
 	p := newProbe(t)
-	k := startKeeper(t, open, "t", "node-a", time.Second)
+	k := startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: time.Second})
 	h := startHold(t, k, "n", p.fn("node-a"))
 	p.waitHeld("n", "node-a")
 	k.stop()
@@ -456,7 +460,7 @@ func testKeeperBeforeRun(t *testing.T, open Opener) {
 // testKeeperDuplicate calls Hold twice for one name on one Keeper: the second call fails.
 func testKeeperDuplicate(t *testing.T, open Opener) {
 	p := newProbe(t)
-	k := startKeeper(t, open, "t", "node-a", time.Second)
+	k := startKeeper(t, open, "t", lease.Config{Holder: "node-a", TTL: time.Second})
 	startHold(t, k, "n", p.fn("node-a"))
 	p.waitHeld("n", "node-a")
 	err := k.Hold(t.Context(), "n", func(context.Context, lease.Grant) error {

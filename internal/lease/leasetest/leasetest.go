@@ -20,7 +20,7 @@ import (
 // handles opened by one test with the same key share their leases, as nodes sharing a
 // database do; handles of different tests or keys share nothing. The opener closes what it
 // opens, and removes what it creates, when t ends.
-type Opener func(t *testing.T, key string) lease.Table
+type Opener func(t testing.TB, key string) lease.Table
 
 // Long is a TTL no test outlives, for leases that must not expire during a test.
 const Long = 10 * time.Minute

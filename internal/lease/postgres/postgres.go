@@ -32,6 +32,10 @@ const DefaultSchema = "public"
 // TableName is the name of the table in its schema.
 const TableName = "lease"
 
+// maxIdentifier is the length of PostgreSQL's longest identifier, in bytes; it cuts longer
+// ones short, which could make two schemas one.
+const maxIdentifier = 63
+
 // Config configures a Table.
 type Config struct {
 	// DSN is the PostgreSQL connection string (URL or key=value form). Required. Pool
@@ -61,8 +65,9 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 	if cfg.Schema == "" {
 		cfg.Schema = DefaultSchema
 	}
-	if strings.ContainsAny(cfg.Schema, "\"\x00") {
-		return nil, fmt.Errorf("postgres lease config: schema %q holds a quote or NUL", cfg.Schema)
+	if len(cfg.Schema) > maxIdentifier || strings.ContainsAny(cfg.Schema, "\"\x00") {
+		return nil, fmt.Errorf("postgres lease config: schema %q is longer than %d bytes or holds a quote or NUL",
+			cfg.Schema, maxIdentifier)
 	}
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
