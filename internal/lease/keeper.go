@@ -42,7 +42,8 @@ type Config struct {
 // until at least s + TTL, so the function has TTL/3 to stop before any other node can
 // acquire the name. A name not held is tried again every Retry.
 //
-// A Keeper is safe for concurrent use. Hold works only while Run runs.
+// A Keeper is safe for concurrent use. Hold calls made before Run wait for it to start;
+// once Run has returned, Hold returns ErrStopped.
 type Keeper struct {
 	cfg    Config
 	table  Table
@@ -138,9 +139,9 @@ func (k *Keeper) Run(ctx context.Context) error {
 
 // Hold calls fn each time this node gains the lease name, with the grant and a context that
 // is cancelled when the lease is lost (context.Cause is then ErrLost, wrapped), when ctx
-// ends, or when Run returns (cause ErrStopped). fn must return promptly once its context is
-// cancelled: work it does after that may overlap with another node's, and should be fenced
-// with the grant's Token.
+// ends, or when Run's context ends (cause ErrStopped). fn must return promptly once its
+// context is cancelled: work it does after that may overlap with another node's, and should
+// be fenced with the grant's Token.
 //
 // Hold blocks until ctx ends or fn returns while the lease is still held. When fn returns
 // after a loss, Hold waits to gain the lease again and calls fn again. Before it returns,
