@@ -11,7 +11,7 @@ import (
 	"github.com/twinflow/twinflow/internal/store"
 )
 
-// Ingress state (store.Ingress) lives in the tables of schema version 4. Definitions and dead
+// Ingress state (store.Ingress) lives in the tables of schema version 5. Definitions and dead
 // letters change rarely, so their statements run as text like delivery state's; recording a
 // message id happens for every applied message and has a prepared statement
 // (stmtRecordMessage).
