@@ -25,7 +25,7 @@ import (
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/server"
-	"github.com/twinflow/twinflow/internal/store/sqlite"
+	"github.com/twinflow/twinflow/internal/store"
 )
 
 // DeliveryConfig configures the delivery latency benchmark. Zero fields take the defaults in
@@ -141,7 +141,7 @@ type DeliveryResult struct {
 	CPU time.Duration
 	// Store is what the store's write path did meanwhile: the patches and the relay's
 	// cursor updates.
-	Store sqlite.Stats
+	Store store.Stats
 }
 
 // PatchesPerSecond returns acknowledged patches per second.

@@ -104,7 +104,7 @@ type HistoryResult struct {
 	// off and one with history on, in the same run.
 	Off, On PatchLoad
 	// OffStore and OnStore are what the twin store's write path did during each load.
-	OffStore, OnStore sqlite.Stats
+	OffStore, OnStore store.Stats
 	// OnCPU is the CPU time this process (server and history writer) used during the load
 	// with history on, OffCPU during the load with history off.
 	OffCPU, OnCPU time.Duration

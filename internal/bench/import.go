@@ -102,7 +102,7 @@ type ImportResult struct {
 	// CPU is the CPU time this process (the server and the PATCH load) used during the
 	// import, Store what the store's write path did meanwhile.
 	CPU   time.Duration
-	Store sqlite.Stats
+	Store store.Stats
 	// Alone is the PATCH load before the import, During the same load while it ran.
 	Alone, During SteadyLoad
 	// Ceiling is the SQLite ceiling for the same rows, measured in the same run, and

@@ -23,7 +23,6 @@ import (
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store"
-	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
 // IngestConfig configures the ingest benchmark. Zero fields take the defaults in brackets.
@@ -140,7 +139,7 @@ type IngestPhase struct {
 	// kafka the kfake broker; not Mosquitto) used meanwhile.
 	CPU time.Duration
 	// Store is what the store's write path did meanwhile.
-	Store sqlite.Stats
+	Store store.Stats
 }
 
 // PerSecond returns committed messages per second.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
@@ -79,7 +80,7 @@ type PatchResult struct {
 	ServerCPU time.Duration
 	// Store is what the store's write path did while the clients patched: transactions,
 	// the Updates they carried, fsyncs and their time.
-	Store sqlite.Stats
+	Store store.Stats
 	// Ceiling is the SQLite ceiling for the same rows, measured in the same run, and
 	// CeilingCPU the CPU time it took.
 	Ceiling    sqlite.CeilingResult
@@ -139,8 +140,8 @@ func cpuPer(cpu time.Duration, n int, unit, who string) string {
 }
 
 // statsSince returns what the store's write path did between the snapshots before and after.
-func statsSince(before, after sqlite.Stats) sqlite.Stats {
-	return sqlite.Stats{
+func statsSince(before, after store.Stats) store.Stats {
+	return store.Stats{
 		Transactions: after.Transactions - before.Transactions,
 		Updates:      after.Updates - before.Updates,
 		Syncs:        after.Syncs - before.Syncs,
@@ -149,7 +150,7 @@ func statsSince(before, after sqlite.Stats) sqlite.Stats {
 }
 
 // groupCommit describes how the store grouped writes into transactions and fsyncs.
-func groupCommit(st sqlite.Stats) string {
+func groupCommit(st store.Stats) string {
 	if st.Transactions == 0 {
 		return "n/a"
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/twinflow/twinflow/internal/mapping"
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/source"
-	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
 )
 
@@ -121,7 +120,7 @@ type ingest struct {
 // with cfg.MappingCompiler, or else with package mapping reading g, and creates or replaces the
 // sources and then the mappings cfg declares, with sources checked by guard and what they
 // reach checked against policy. Its metrics go to reg.
-func newIngest(ctx context.Context, cfg Config, guard source.Guard, st *sqlite.Store, svc *twins.Service, g mapping.Graph,
+func newIngest(ctx context.Context, cfg Config, guard source.Guard, st mainStore, svc *twins.Service, g mapping.Graph,
 	reg prometheus.Registerer, policy *netpolicy.Policy, logger *slog.Logger) (*ingest, error) {
 	m, err := runner.NewMetrics(reg)
 	if err != nil {

@@ -91,7 +91,7 @@ type Server struct {
 	// space is the data directory's disk reserve and full state, which the store and the
 	// history store heed.
 	space    *reserve.Reserve
-	store    *sqlite.Store
+	store    mainStore
 	twins    *twins.Service
 	delivery *delivery
 	ingest   *ingest
@@ -115,6 +115,22 @@ type Server struct {
 	built atomic.Pointer[built]
 	// caughtUp latches once the index has applied the whole change log after the start.
 	caughtUp atomic.Bool
+}
+
+// mainStore is the store the server keeps its state, change log, delivery, ingress, job and
+// key state in: the embedded SQLite store (sqlite.Store).
+type mainStore interface {
+	store.Store
+	store.Delivery
+	store.Ingress
+	store.Jobs
+	store.Keys
+	// Stats returns the counters of the write path.
+	Stats() store.Stats
+	// Failed is closed when the store failed for good and can take no more writes until the
+	// process restarts; Err then says why.
+	Failed() <-chan struct{}
+	Err() error
 }
 
 // built is what Run builds before the API can answer: the graph index, which reads every twin
@@ -328,7 +344,7 @@ func (s *Server) ServiceID() string { return s.serviceID }
 
 // StoreStats returns the counters of the store's write path: transactions, the Updates they
 // carried, fsyncs and their time. Benchmarks read it to report how well commits are grouped.
-func (s *Server) StoreStats() sqlite.Stats { return s.store.Stats() }
+func (s *Server) StoreStats() store.Stats { return s.store.Stats() }
 
 // HistoryStatus returns the data history writer's progress, read in-process so that a
 // benchmark sampling it often costs the server nothing else; ok is false when history is

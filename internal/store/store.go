@@ -82,6 +82,19 @@ type Store interface {
 	Close() error
 }
 
+// Stats are counters of a store's write path since it was opened, for benchmarks and
+// diagnostics. They are read one by one, so while Updates run they may be a moment apart.
+type Stats struct {
+	// Transactions is the number of committed transactions, Updates the number of Updates
+	// they carried.
+	Transactions, Updates uint64
+	// Syncs is the number of fsyncs the store made itself and SyncTime the time they took in
+	// all; one fsync makes every transaction committed before it durable. Both are zero for a
+	// store whose database server makes its commits durable (PostgreSQL).
+	Syncs    uint64
+	SyncTime time.Duration
+}
+
 // Model is a stored DTDL Interface.
 type Model struct {
 	ID             string

@@ -208,21 +208,10 @@ type Store struct {
 	fsyncs, fsyncNanos atomic.Uint64
 }
 
-// Stats are counters of a Store's write path since Open, for benchmarks and diagnostics.
-type Stats struct {
-	// Transactions is the number of committed transactions, Updates the number of Updates
-	// they carried.
-	Transactions, Updates uint64
-	// Syncs is the number of fsyncs of the write-ahead log and SyncTime the time they took
-	// in all. One fsync makes every transaction committed before it durable.
-	Syncs    uint64
-	SyncTime time.Duration
-}
-
 // Stats returns the write path's counters. It is safe to call at any time; the counters are
 // read one by one, so while Updates run they may be a moment apart.
-func (s *Store) Stats() Stats {
-	return Stats{
+func (s *Store) Stats() store.Stats {
+	return store.Stats{
 		Transactions: s.batches.Load(),
 		Updates:      s.batched.Load(),
 		Syncs:        s.fsyncs.Load(),
