@@ -1,0 +1,444 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
+)
+
+// writer implements store.Writer for one fn at a time, inside the writer goroutine's batch
+// transaction, on its own connection.
+//
+// Statements are queued and sent in one round trip (a pipeline) by flush: the batch's BEGIN
+// and each fn's SAVEPOINT go out with the fn's first statement, and the puts, whose result
+// nobody waits for, go out with the next statement that returns something, or at the end of
+// the fn. A fn's statements are all sent before the fn's outcome is decided, so a failing
+// statement is always the current fn's: the fn fails, even if it ignores the error, and is
+// rolled back to its savepoint while its neighbours go on. Events are not statements: the
+// batch's records are appended to the log by the commit (see appendLog).
+type writer struct {
+	reader
+	ctx        context.Context
+	conn       *pgx.Conn
+	connConfig *pgx.ConnConfig // to connect again after the connection broke
+	logger     *slog.Logger
+
+	// b holds the queued statements and handlers what to do with each one's result.
+	b        pgx.Batch
+	handlers []handler
+	// dirty reports whether b holds a statement other than transaction control.
+	dirty bool
+	// begun reports whether the batch's BEGIN is queued or sent.
+	begun bool
+	// savepoint reports whether the current fn's SAVEPOINT is queued, savepointSent whether
+	// it was sent.
+	savepoint, savepointSent bool
+	// broken is the first failed statement of the current fn, which fails it.
+	broken error
+	// failure dooms the whole batch: its connection or transaction failed outside any fn.
+	failure error
+
+	// records are the batch's records in emit order, without their Seqs until the commit;
+	// events and depths are their columns for appendLog.
+	records []store.Change
+	events  [][]byte
+	depths  []int32
+	// twins is how many twins the batch's finished fns added (less those deleted); fnTwins
+	// is the current fn's share, which counts only once it succeeds.
+	twins, fnTwins int64
+	// states lists what the current fn's puts and deletes left behind, oldest first, for the
+	// records it emits (see settle); latest indexes them when there are many.
+	states []entityState
+	latest map[stateKey]int
+	// tail is the Store's, from which PruneLog drops what it deletes.
+	tail *tail
+}
+
+// handler says what to do with one queued statement's result.
+type handler struct {
+	// rows, when set, is called for each row the statement returns.
+	rows func(pgx.Rows) error
+	// tag, when set, receives the statement's command tag.
+	tag *pgconn.CommandTag
+}
+
+var _ store.Writer = (*writer)(nil)
+
+// usable returns the error that keeps the current fn from running more statements.
+func (w *writer) usable() error {
+	if w.failure != nil {
+		return w.failure
+	}
+	return w.broken
+}
+
+// controlStatements are the transaction control statements the writer queues. They are
+// prepared when the writer connects (see prepareControl): a statement not yet prepared is
+// prepared before its batch is sent, and PostgreSQL refuses to prepare anything in a
+// transaction that a failed statement aborted, which is where a rollback to a savepoint is
+// sent.
+var controlStatements = []string{
+	"BEGIN", "COMMIT", "SAVEPOINT fn", "RELEASE SAVEPOINT fn", "ROLLBACK TO SAVEPOINT fn",
+}
+
+// prepareControl prepares the controlStatements on conn, each named by its text, which is how
+// a batch finds them.
+func prepareControl(ctx context.Context, conn *pgx.Conn) error {
+	for _, sql := range controlStatements {
+		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
+			return fmt.Errorf("prepare %q: %w", sql, err)
+		}
+	}
+	return nil
+}
+
+// queueControl queues a transaction control statement.
+func (w *writer) queueControl(sql string) {
+	w.b.Queue(sql)
+	w.handlers = append(w.handlers, handler{})
+}
+
+// enqueue queues a statement of the current fn, after the batch's BEGIN and the fn's
+// SAVEPOINT if they are not queued yet.
+func (w *writer) enqueue(sql string, args []any, h handler) {
+	if !w.begun {
+		w.queueControl("BEGIN")
+		w.begun = true
+	}
+	if !w.savepoint {
+		w.queueControl("SAVEPOINT fn")
+		w.savepoint = true
+	}
+	w.b.Queue(sql, args...)
+	w.handlers = append(w.handlers, h)
+	w.dirty = true
+}
+
+// flush sends the queued statements in one round trip and hands each result to its
+// handler. It returns the first error; a broken connection also dooms the batch, any other
+// error the current fn.
+func (w *writer) flush() error {
+	if len(w.handlers) == 0 {
+		return nil
+	}
+	br := w.conn.SendBatch(w.ctx, &w.b)
+	var first error
+	for _, h := range w.handlers {
+		var err error
+		if h.rows != nil {
+			var rows pgx.Rows
+			if rows, err = br.Query(); err == nil {
+				for err == nil && rows.Next() {
+					err = h.rows(rows)
+				}
+				rows.Close()
+				if err == nil {
+					err = rows.Err()
+				}
+			}
+		} else {
+			var tag pgconn.CommandTag
+			tag, err = br.Exec()
+			if h.tag != nil {
+				*h.tag = tag
+			}
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if err := br.Close(); first == nil {
+		first = err
+	}
+	clear(w.handlers)
+	w.b.QueuedQueries, w.handlers, w.dirty = w.b.QueuedQueries[:0], w.handlers[:0], false
+	if w.savepoint {
+		w.savepointSent = true
+	}
+	if first != nil {
+		if w.conn.IsClosed() {
+			w.failure = fmt.Errorf("store connection: %w", first)
+		} else if w.broken == nil {
+			w.broken = first
+		}
+	}
+	return first
+}
+
+// query implements querier: it sends the queued statements with this one.
+func (w *writer) query(sql string, args []any, each func(pgx.Rows) error) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	w.enqueue(sql, args, handler{rows: each})
+	return w.flush()
+}
+
+// put queues a change whose result nobody waits for; its failure shows when the fn's
+// statements are sent, and fails the fn.
+func (w *writer) put(sql string, args ...any) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	w.enqueue(sql, args, handler{})
+	return nil
+}
+
+// exec runs a change now and returns its command tag.
+func (w *writer) exec(sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := w.usable(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	var tag pgconn.CommandTag
+	w.enqueue(sql, args, handler{tag: &tag})
+	err := w.flush()
+	return tag, err
+}
+
+// change runs a change that must hit a row; none is store.ErrNotFound, described by what.
+func (w *writer) change(what string, sql string, args ...any) error {
+	tag, err := w.exec(sql, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+// CountTwins implements store.Reader: the committed count and the batch's changes to it,
+// the current fn's included.
+func (w *writer) CountTwins() (int, error) {
+	// The fn's puts are counted as their results come back: send them first.
+	if err := w.flush(); err != nil {
+		return 0, fmt.Errorf("count twins: %w", err)
+	}
+	n, err := w.reader.CountTwins()
+	return n + int(w.twins+w.fnTwins), err
+}
+
+// PutModel implements store.Writer.
+func (w *writer) PutModel(m store.Model) error {
+	err := w.put("INSERT INTO models ("+modelColumns+") VALUES ($1, $2, $3, $4)"+
+		" ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,"+
+		" upload_time = excluded.upload_time, decommissioned = excluded.decommissioned",
+		m.ID, blob(m.Definition), formatTime(m.UploadTime), m.Decommissioned)
+	if err != nil {
+		return fmt.Errorf("put model %q: %w", m.ID, err)
+	}
+	return nil
+}
+
+// DeleteModel implements store.Writer.
+func (w *writer) DeleteModel(id string) error {
+	return w.change(fmt.Sprintf("delete model %q", id), "DELETE FROM models WHERE id = $1", id)
+}
+
+// putTwin upserts a twin; it returns whether the row is new (xmax is 0 only in a row this
+// statement inserted).
+const putTwin = "INSERT INTO twins (" + twinColumns + ") VALUES ($1, $2, $3, $4)" +
+	" ON CONFLICT (id) DO UPDATE SET model_id = excluded.model_id, etag = excluded.etag, doc = excluded.doc" +
+	" RETURNING xmax = 0"
+
+// PutTwin implements store.Writer. The upsert is queued: it goes out with the fn's next
+// statement or at its end.
+func (w *writer) PutTwin(t store.Twin) error {
+	if err := w.usable(); err != nil {
+		return fmt.Errorf("put twin %q: %w", t.ID, err)
+	}
+	// The queue and the log's tail keep the copy; the caller may reuse t.Doc.
+	t.Doc = bytes.Clone(t.Doc)
+	w.enqueue(putTwin, []any{t.ID, t.ModelID, t.ETag, blob(t.Doc)}, handler{rows: func(rows pgx.Rows) error {
+		var inserted bool
+		if err := rows.Scan(&inserted); err != nil {
+			return err
+		}
+		if inserted {
+			w.fnTwins++
+		}
+		return nil
+	}})
+	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
+	return nil
+}
+
+// CreateTwin implements store.Writer.
+func (w *writer) CreateTwin(t store.Twin) error {
+	tag, err := w.exec("INSERT INTO twins ("+twinColumns+") VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+		t.ID, t.ModelID, t.ETag, blob(t.Doc))
+	if err != nil {
+		return fmt.Errorf("create twin %q: %w", t.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("create twin %q: %w", t.ID, store.ErrExists)
+	}
+	w.fnTwins++
+	t.Doc = bytes.Clone(t.Doc)
+	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
+	return nil
+}
+
+// DeleteTwin implements store.Writer.
+func (w *writer) DeleteTwin(id string) error {
+	if err := w.change(fmt.Sprintf("delete twin %q", id), "DELETE FROM twins WHERE id = $1", id); err != nil {
+		return err
+	}
+	w.fnTwins--
+	w.states = append(w.states, entityState{key: id, isTwin: true})
+	return nil
+}
+
+// PutRelationship implements store.Writer.
+func (w *writer) PutRelationship(r store.Relationship) error {
+	r.Doc = bytes.Clone(r.Doc)
+	err := w.put("INSERT INTO relationships ("+relationshipColumns+") VALUES ($1, $2, $3, $4, $5, $6)"+
+		" ON CONFLICT (source_id, id) DO UPDATE SET name = excluded.name, target_id = excluded.target_id,"+
+		" etag = excluded.etag, doc = excluded.doc",
+		r.SourceID, r.ID, r.Name, r.TargetID, r.ETag, blob(r.Doc))
+	if err != nil {
+		return fmt.Errorf("put relationship %q of twin %q: %w", r.ID, r.SourceID, err)
+	}
+	w.states = append(w.states, entityState{key: event.RelationshipSubject(r.SourceID, r.ID), rel: &r})
+	return nil
+}
+
+// CreateRelationship implements store.Writer. It checks both twins and inserts in one
+// statement, taking a share lock on both twins so that neither changes model or goes away
+// before the commit.
+func (w *writer) CreateRelationship(r store.Relationship, sourceModel, targetModel string) error {
+	tag, err := w.exec("INSERT INTO relationships ("+relationshipColumns+")"+
+		" SELECT $1, $2, $3, $4, $5, $6"+
+		" WHERE EXISTS (SELECT 1 FROM twins WHERE id = $1 AND model_id = $7 FOR SHARE)"+
+		" AND EXISTS (SELECT 1 FROM twins WHERE id = $4 AND model_id = $8 FOR SHARE)"+
+		" ON CONFLICT (source_id, id) DO NOTHING",
+		r.SourceID, r.ID, r.Name, r.TargetID, r.ETag, blob(r.Doc), sourceModel, targetModel)
+	if err != nil {
+		return fmt.Errorf("create relationship %q of twin %q: %w", r.ID, r.SourceID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		// Nothing was written; tell the two reasons apart.
+		_, err := w.Relationship(r.SourceID, r.ID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("create relationship %q of twin %q: %w", r.ID, r.SourceID, store.ErrExists)
+		case errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("create relationship %q of twin %q: twin %q with model %s or twin %q with model %s: %w",
+				r.ID, r.SourceID, r.SourceID, sourceModel, r.TargetID, targetModel, store.ErrNotFound)
+		default:
+			return err
+		}
+	}
+	r.Doc = bytes.Clone(r.Doc)
+	w.states = append(w.states, entityState{key: event.RelationshipSubject(r.SourceID, r.ID), rel: &r})
+	return nil
+}
+
+// DeleteRelationship implements store.Writer.
+func (w *writer) DeleteRelationship(sourceID, id string) error {
+	err := w.change(fmt.Sprintf("delete relationship %q of twin %q", id, sourceID),
+		"DELETE FROM relationships WHERE source_id = $1 AND id = $2", sourceID, id)
+	if err != nil {
+		return err
+	}
+	w.states = append(w.states, entityState{key: event.RelationshipSubject(sourceID, id)})
+	return nil
+}
+
+// Emit implements store.Writer. The record waits in memory for the commit, which gives the
+// batch's records their Seqs (see appendLog). e.Data must be valid JSON.
+func (w *writer) Emit(e event.Event) error {
+	if err := w.usable(); err != nil {
+		return fmt.Errorf("emit event %q: %w", e.ID, err)
+	}
+	buf, err := encodeEvent(&e)
+	if err != nil {
+		return fmt.Errorf("emit event %q: %w", e.ID, err)
+	}
+	e.Data = bytes.Clone(e.Data)
+	w.records = append(w.records, store.Change{Record: event.Record{Event: e}})
+	w.events = append(w.events, buf)
+	w.depths = append(w.depths, int32(e.Depth))
+	return nil
+}
+
+// entityState is what a put or delete left of a twin (key is its id) or of a relationship
+// (key is its event subject); nil pointers mean deleted.
+type entityState struct {
+	key    string
+	isTwin bool
+	twin   *store.Twin
+	rel    *store.Relationship
+}
+
+// stateKey identifies an entity in the states of a fn.
+type stateKey struct {
+	key    string
+	isTwin bool
+}
+
+// settleScan is the most states times records settle compares one by one.
+const settleScan = 4096
+
+// settle gives each record the fn emitted, records[from:], the state the fn left its
+// subject in, once the fn succeeded. A fn that writes many entities gets an index of its
+// states, so that settling costs time in proportion to its records, not their square.
+func (w *writer) settle(from int) {
+	emitted := w.records[from:]
+	if len(emitted) == 0 || len(w.states) == 0 {
+		return
+	}
+	if len(emitted)*len(w.states) > settleScan {
+		if w.latest == nil {
+			w.latest = make(map[stateKey]int)
+		}
+		clear(w.latest)
+		for i := range w.states {
+			w.latest[stateKey{w.states[i].key, w.states[i].isTwin}] = i
+		}
+	}
+	for i := range emitted {
+		c := &emitted[i]
+		isTwin, ok := subjectKind(c.Event.Type)
+		if !ok {
+			continue
+		}
+		j := -1
+		if len(emitted)*len(w.states) > settleScan {
+			if k, found := w.latest[stateKey{c.Event.Subject, isTwin}]; found {
+				j = k
+			}
+		} else {
+			for k := len(w.states) - 1; k >= 0; k-- {
+				if w.states[k].key == c.Event.Subject && w.states[k].isTwin == isTwin {
+					j = k
+					break
+				}
+			}
+		}
+		if j >= 0 {
+			st := &w.states[j]
+			c.Known, c.Twin, c.Relationship = true, st.twin, st.rel
+		}
+	}
+}
+
+// subjectKind reports whether events of type typ are about a twin (true) or a relationship
+// (false); ok is false for events about neither.
+func subjectKind(typ string) (isTwin, ok bool) {
+	switch typ {
+	case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
+		return true, true
+	case event.RelationshipCreate, event.RelationshipUpdate, event.RelationshipDelete:
+		return false, true
+	}
+	return false, false
+}
