@@ -94,7 +94,7 @@ func (s *Store) begin() {
 
 // apply runs req's fn inside its savepoint, unless the batch is doomed or req's context has
 // ended. fn's error, panic or failed statement rolls back to the savepoint and becomes req's
-// outcome.
+// outcome. A fn that returns with statements unsent is pending (see writer.flush).
 func (s *Store) apply(req *request) {
 	w := &s.w
 	if w.failure != nil {
@@ -104,51 +104,47 @@ func (s *Store) apply(req *request) {
 		req.err = err
 		return
 	}
-	emitted, queued, began := len(w.records), len(w.handlers), !w.begun
+	cur := &fnState{req: req, from: len(w.records)}
+	queued, began := len(w.handlers), !w.begun
 	clear(w.states)
-	w.states, w.savepoint, w.savepointSent, w.broken, w.fnTwins = w.states[:0], false, false, nil, 0
+	w.cur, w.states, w.savepoint, w.savepointSent, w.broken = cur, w.states[:0], false, false, nil
 	s.call(req)
+	w.cur = nil
 	if w.failure != nil {
 		return
 	}
-	failed := req.err != nil || req.panicked != nil || w.broken != nil
-	if !failed && w.savepoint {
-		w.queueControl("RELEASE SAVEPOINT fn")
-		// Send the fn's changes now, so that a failing one fails this fn and no other. A fn
-		// that only read leaves its release for the next round trip.
-		if w.dirty && w.flush() != nil {
-			if w.failure != nil {
-				return
-			}
-			failed = true
+	cur.to = len(w.records)
+	if req.err == nil && req.panicked == nil && w.broken == nil {
+		w.settle(cur.from)
+		if !w.savepoint {
+			// It ran no statement: it is done.
+			return
 		}
-	}
-	if !failed {
-		w.twins += w.fnTwins
-		w.settle(emitted)
+		w.queueBatch(handler{owner: cur}, "RELEASE SAVEPOINT fn")
+		w.pending = append(w.pending, cur)
 		return
 	}
 	if req.err == nil && req.panicked == nil {
 		req.err = w.broken
 	}
-	clear(w.records[emitted:])
-	w.records, w.events, w.depths = w.records[:emitted], w.events[:emitted], w.depths[:emitted]
+	clear(w.records[cur.from:])
+	w.records, w.events, w.depths = w.records[:cur.from], w.events[:cur.from], w.depths[:cur.from]
 	switch {
 	case !w.savepoint:
 	case !w.savepointSent:
 		// Nothing of the fn reached the server: forget it.
 		clear(w.handlers[queued:])
-		w.b.QueuedQueries, w.handlers, w.dirty = w.b.QueuedQueries[:queued], w.handlers[:queued], false
+		w.b.QueuedQueries, w.handlers = w.b.QueuedQueries[:queued], w.handlers[:queued]
 		if began {
 			w.begun = false
 		}
 	default:
-		clear(w.handlers)
-		w.b.QueuedQueries, w.handlers = w.b.QueuedQueries[:0], w.handlers[:0]
-		w.queueControl("ROLLBACK TO SAVEPOINT fn")
-		w.queueControl("RELEASE SAVEPOINT fn")
+		// Everything queued is the fn's: the statements before went out with its own.
+		w.clearQueue()
+		w.queueBatch(handler{}, "ROLLBACK TO SAVEPOINT fn")
+		w.queueBatch(handler{}, "RELEASE SAVEPOINT fn")
 		w.broken = nil
-		if err := w.flush(); err != nil {
+		if err := w.flush(); err != nil && w.failure == nil {
 			w.failure = fmt.Errorf("roll back to savepoint: %w", err)
 		}
 	}
@@ -168,30 +164,37 @@ func (s *Store) call(req *request) {
 // doomed; then it advances the log and answers every request.
 func (s *Store) commit(batch []*request) {
 	w := &s.w
+	// The pending fns' statements go first, on their own: one of them may still fail, and
+	// their results complete the count of twins.
+	// Between fns, a statement that fails is a pending fn's, which flush fails on its own,
+	// or the batch's, which dooms it.
+	if w.failure == nil {
+		_ = w.flush()
+	}
 	n := len(w.records)
 	var head int64
 	if w.failure == nil && (w.begun || n > 0 || w.twins != 0) {
 		if !w.begun {
-			w.queueControl("BEGIN")
+			w.queueBatch(handler{}, "BEGIN")
 			w.begun = true
 		}
 		switch {
 		case n > 0:
-			w.b.Queue(appendLog, int64(n), w.twins, w.events, w.depths, s.channel)
-			w.handlers = append(w.handlers, handler{rows: func(rows pgx.Rows) error { return rows.Scan(&head) }})
+			w.queueBatch(handler{rows: func(rows pgx.Rows) error { return rows.Scan(&head) }},
+				appendLog, int64(n), w.twins, w.events, w.depths, s.channel)
 		case w.twins != 0:
-			w.b.Queue("UPDATE head SET twins = twins + $1", w.twins)
-			w.handlers = append(w.handlers, handler{})
+			w.queueBatch(handler{}, "UPDATE head SET twins = twins + $1", w.twins)
 		}
-		w.queueControl("COMMIT")
+		w.queueBatch(handler{}, "COMMIT")
 		w.savepoint = false
 		if err := w.flush(); err != nil && w.failure == nil {
 			w.failure = fmt.Errorf("commit: %w", err)
 		}
 	}
 	if err := w.failure; err != nil {
-		clear(w.handlers)
-		w.b.QueuedQueries, w.handlers, w.dirty = w.b.QueuedQueries[:0], w.handlers[:0], false
+		w.clearQueue()
+		clear(w.pending)
+		w.pending = w.pending[:0]
 		if !w.conn.IsClosed() {
 			// The transaction may be open still; a failed rollback leaves nothing more to undo.
 			_, _ = w.conn.Exec(w.ctx, "ROLLBACK")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,13 +18,16 @@ import (
 // writer implements store.Writer for one fn at a time, inside the writer goroutine's batch
 // transaction, on its own connection.
 //
-// Statements are queued and sent in one round trip (a pipeline) by flush: the batch's BEGIN
-// and each fn's SAVEPOINT go out with the fn's first statement, and the puts, whose result
-// nobody waits for, go out with the next statement that returns something, or at the end of
-// the fn. A fn's statements are all sent before the fn's outcome is decided, so a failing
-// statement is always the current fn's: the fn fails, even if it ignores the error, and is
-// rolled back to its savepoint while its neighbours go on. Events are not statements: the
-// batch's records are appended to the log by the commit (see appendLog).
+// Statements are queued and sent in one round trip (a pipeline) by flush, only when a
+// statement's answer is needed: the batch's BEGIN and each fn's SAVEPOINT go out with the
+// fn's first statement that returns something, and the puts, whose result nobody waits for,
+// go out with the next such statement, of this fn or a later one, or with the commit. So an
+// Update that reads a twin and puts it costs one round trip, shared with the puts of the
+// Update before it. A fn whose statements are still unsent when it returns is pending: it
+// succeeded so far, but if one of its statements fails when sent, it fails after all, and is
+// rolled back to its savepoint (see flush) while the fns after it are sent again. A failing
+// statement thus fails its own fn, even if the fn ignores the error, and no other. Events are
+// not statements: the batch's records are appended to the log by the commit (see appendLog).
 type writer struct {
 	reader
 	ctx        context.Context
@@ -34,10 +38,12 @@ type writer struct {
 	// b holds the queued statements and handlers what to do with each one's result.
 	b        pgx.Batch
 	handlers []handler
-	// dirty reports whether b holds a statement other than transaction control.
-	dirty bool
 	// begun reports whether the batch's BEGIN is queued or sent.
 	begun bool
+	// cur is the fn running, nil between fns; pending are the fns that returned with
+	// statements not yet sent, oldest first.
+	cur     *fnState
+	pending []*fnState
 	// savepoint reports whether the current fn's SAVEPOINT is queued, savepointSent whether
 	// it was sent.
 	savepoint, savepointSent bool
@@ -51,9 +57,9 @@ type writer struct {
 	records []store.Change
 	events  [][]byte
 	depths  []int32
-	// twins is how many twins the batch's finished fns added (less those deleted); fnTwins
-	// is the current fn's share, which counts only once it succeeds.
-	twins, fnTwins int64
+	// twins is how many twins the batch's fns added (less those deleted), counting the fns
+	// whose statements all succeeded.
+	twins int64
 	// states lists what the current fn's puts and deletes left behind, oldest first, for the
 	// records it emits (see settle); latest indexes them when there are many.
 	states []entityState
@@ -62,8 +68,21 @@ type writer struct {
 	tail *tail
 }
 
+// fnState is the state of one fn of the batch.
+type fnState struct {
+	req *request
+	// from and to delimit its records, records[from:to]; to is set when it returns.
+	from, to int
+	// twins is how many twins its statements added, as far as their results came back.
+	twins int64
+}
+
 // handler says what to do with one queued statement's result.
 type handler struct {
+	// owner is the fn the statement belongs to; nil for the batch's own statements.
+	owner *fnState
+	// savepoint marks the owner's SAVEPOINT.
+	savepoint bool
 	// rows, when set, is called for each row the statement returns.
 	rows func(pgx.Rows) error
 	// tag, when set, receives the statement's command tag.
@@ -71,14 +90,6 @@ type handler struct {
 }
 
 var _ store.Writer = (*writer)(nil)
-
-// usable returns the error that keeps the current fn from running more statements.
-func (w *writer) usable() error {
-	if w.failure != nil {
-		return w.failure
-	}
-	return w.broken
-}
 
 // controlStatements are the transaction control statements the writer queues. They are
 // prepared when the writer connects (see prepareControl): a statement not yet prepared is
@@ -100,38 +111,42 @@ func prepareControl(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// queueControl queues a transaction control statement.
-func (w *writer) queueControl(sql string) {
-	w.b.Queue(sql)
-	w.handlers = append(w.handlers, handler{})
+// usable returns the error that keeps the current fn from running more statements.
+func (w *writer) usable() error {
+	if w.failure != nil {
+		return w.failure
+	}
+	return w.broken
+}
+
+// queueBatch queues one of the batch's own statements, h's owner left nil.
+func (w *writer) queueBatch(h handler, sql string, args ...any) {
+	w.b.Queue(sql, args...)
+	w.handlers = append(w.handlers, h)
 }
 
 // enqueue queues a statement of the current fn, after the batch's BEGIN and the fn's
 // SAVEPOINT if they are not queued yet.
 func (w *writer) enqueue(sql string, args []any, h handler) {
 	if !w.begun {
-		w.queueControl("BEGIN")
+		w.queueBatch(handler{}, "BEGIN")
 		w.begun = true
 	}
 	if !w.savepoint {
-		w.queueControl("SAVEPOINT fn")
+		w.queueBatch(handler{owner: w.cur, savepoint: true}, "SAVEPOINT fn")
 		w.savepoint = true
 	}
-	w.b.Queue(sql, args...)
-	w.handlers = append(w.handlers, h)
-	w.dirty = true
+	h.owner = w.cur
+	w.queueBatch(h, sql, args...)
 }
 
-// flush sends the queued statements in one round trip and hands each result to its
-// handler. It returns the first error; a broken connection also dooms the batch, any other
-// error the current fn.
-func (w *writer) flush() error {
-	if len(w.handlers) == 0 {
-		return nil
-	}
+// send sends the queued statements in one round trip and hands each result to its handler.
+// It returns the index of the first statement that failed, with its error, or -1. The queue
+// is left as it was.
+func (w *writer) send() (int, error) {
 	br := w.conn.SendBatch(w.ctx, &w.b)
-	var first error
-	for _, h := range w.handlers {
+	failed, first := -1, error(nil)
+	for i, h := range w.handlers {
 		var err error
 		if h.rows != nil {
 			var rows pgx.Rows
@@ -151,26 +166,106 @@ func (w *writer) flush() error {
 				*h.tag = tag
 			}
 		}
-		if first == nil {
-			first = err
+		if err != nil && first == nil {
+			failed, first = i, err
 		}
 	}
-	if err := br.Close(); first == nil {
-		first = err
+	if err := br.Close(); err != nil && first == nil {
+		failed, first = len(w.handlers)-1, err
 	}
+	return failed, first
+}
+
+// clearQueue empties the queue.
+func (w *writer) clearQueue() {
 	clear(w.handlers)
-	w.b.QueuedQueries, w.handlers, w.dirty = w.b.QueuedQueries[:0], w.handlers[:0], false
-	if w.savepoint {
-		w.savepointSent = true
-	}
-	if first != nil {
-		if w.conn.IsClosed() {
-			w.failure = fmt.Errorf("store connection: %w", first)
-		} else if w.broken == nil {
-			w.broken = first
+	w.b.QueuedQueries, w.handlers = w.b.QueuedQueries[:0], w.handlers[:0]
+}
+
+// flush sends the queued statements. When they all succeed, every pending fn is done. When
+// one fails, it returns the error, and:
+//   - if the connection broke, the statement was the batch's own or a SAVEPOINT, or the
+//     failure was not the server's, the batch is doomed (failure);
+//   - if it was the current fn's, the fn is broken: it fails when it returns;
+//   - if it was a pending fn's, that fn fails now: the batch rolls back to its savepoint
+//     (which is the newest, for the pipeline skipped everything after the failure, its
+//     RELEASE included) and sends the statements of the fns after it again.
+func (w *writer) flush() error {
+	for len(w.handlers) > 0 {
+		k, err := w.send()
+		if w.savepoint {
+			w.savepointSent = true
+		}
+		if err == nil {
+			w.settlePending(len(w.pending))
+			w.clearQueue()
+			return nil
+		}
+		h := w.handlers[k]
+		switch {
+		case w.conn.IsClosed():
+			w.failure = fmt.Errorf("store connection: %w", err)
+		case h.owner == nil || h.savepoint || pgCode(err) == "":
+			// A failure that is not the server's (decoding a result) leaves the server going
+			// on after it: only dooming the batch keeps the fns after it from running twice.
+			w.failure = err
+		case h.owner == w.cur:
+			w.settlePending(len(w.pending))
+			if w.broken == nil {
+				w.broken = err
+			}
+		}
+		if w.failure != nil || h.owner == w.cur {
+			w.clearQueue()
+			return err
+		}
+		// A pending fn failed. Those before it are done; the statements after the failed
+		// one were skipped, and those of later fns go again after the rollback.
+		i := slices.Index(w.pending, h.owner)
+		w.settlePending(i)
+		w.retract(h.owner, err)
+		queries, handlers := slices.Clone(w.b.QueuedQueries[k+1:]), slices.Clone(w.handlers[k+1:])
+		w.clearQueue()
+		w.queueBatch(handler{}, "ROLLBACK TO SAVEPOINT fn")
+		w.queueBatch(handler{}, "RELEASE SAVEPOINT fn")
+		for j, q := range queries {
+			if handlers[j].owner != h.owner {
+				w.b.QueuedQueries = append(w.b.QueuedQueries, q)
+				w.handlers = append(w.handlers, handlers[j])
+			}
 		}
 	}
-	return first
+	return nil
+}
+
+// settlePending takes the first n pending fns as done: their statements all succeeded.
+func (w *writer) settlePending(n int) {
+	for _, st := range w.pending[:n] {
+		w.twins += st.twins
+	}
+	clear(w.pending[:n])
+	w.pending = w.pending[n:]
+}
+
+// retract fails the pending fn st with err after the fact: its records leave the batch.
+func (w *writer) retract(st *fnState, err error) {
+	if st.req.err == nil && st.req.panicked == nil {
+		st.req.err = err
+	}
+	n := st.to - st.from
+	clear(w.records[st.from:st.to])
+	w.records = slices.Delete(w.records, st.from, st.to)
+	w.events = slices.Delete(w.events, st.from, st.to)
+	w.depths = slices.Delete(w.depths, st.from, st.to)
+	w.pending = slices.DeleteFunc(w.pending, func(p *fnState) bool { return p == st })
+	for _, p := range w.pending {
+		if p.from >= st.to {
+			p.from, p.to = p.from-n, p.to-n
+		}
+	}
+	if w.cur != nil && w.cur.from >= st.to {
+		w.cur.from -= n
+	}
 }
 
 // query implements querier: it sends the queued statements with this one.
@@ -179,11 +274,15 @@ func (w *writer) query(sql string, args []any, each func(pgx.Rows) error) error 
 		return err
 	}
 	w.enqueue(sql, args, handler{rows: each})
-	return w.flush()
+	if err := w.flush(); err != nil {
+		return err
+	}
+	// A failure of an earlier fn's statement may have kept this one from running.
+	return w.usable()
 }
 
-// put queues a change whose result nobody waits for; its failure shows when the fn's
-// statements are sent, and fails the fn.
+// put queues a change whose result nobody waits for; its failure shows when it is sent, and
+// fails the fn.
 func (w *writer) put(sql string, args ...any) error {
 	if err := w.usable(); err != nil {
 		return err
@@ -199,8 +298,10 @@ func (w *writer) exec(sql string, args ...any) (pgconn.CommandTag, error) {
 	}
 	var tag pgconn.CommandTag
 	w.enqueue(sql, args, handler{tag: &tag})
-	err := w.flush()
-	return tag, err
+	if err := w.flush(); err != nil {
+		return tag, err
+	}
+	return tag, w.usable()
 }
 
 // change runs a change that must hit a row; none is store.ErrNotFound, described by what.
@@ -223,7 +324,7 @@ func (w *writer) CountTwins() (int, error) {
 		return 0, fmt.Errorf("count twins: %w", err)
 	}
 	n, err := w.reader.CountTwins()
-	return n + int(w.twins+w.fnTwins), err
+	return n + int(w.twins+w.cur.twins), err
 }
 
 // PutModel implements store.Writer.
@@ -257,13 +358,14 @@ func (w *writer) PutTwin(t store.Twin) error {
 	}
 	// The queue and the log's tail keep the copy; the caller may reuse t.Doc.
 	t.Doc = bytes.Clone(t.Doc)
+	st := w.cur
 	w.enqueue(putTwin, []any{t.ID, t.ModelID, t.ETag, blob(t.Doc)}, handler{rows: func(rows pgx.Rows) error {
 		var inserted bool
 		if err := rows.Scan(&inserted); err != nil {
 			return err
 		}
 		if inserted {
-			w.fnTwins++
+			st.twins++
 		}
 		return nil
 	}})
@@ -281,7 +383,7 @@ func (w *writer) CreateTwin(t store.Twin) error {
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("create twin %q: %w", t.ID, store.ErrExists)
 	}
-	w.fnTwins++
+	w.cur.twins++
 	t.Doc = bytes.Clone(t.Doc)
 	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
 	return nil
@@ -292,7 +394,7 @@ func (w *writer) DeleteTwin(id string) error {
 	if err := w.change(fmt.Sprintf("delete twin %q", id), "DELETE FROM twins WHERE id = $1", id); err != nil {
 		return err
 	}
-	w.fnTwins--
+	w.cur.twins--
 	w.states = append(w.states, entityState{key: id, isTwin: true})
 	return nil
 }
