@@ -201,8 +201,11 @@ type deliveryWriter struct {
 var _ store.DeliveryWriter = (*deliveryWriter)(nil)
 
 // PutEndpoint implements store.DeliveryWriter. A new endpoint's cursor is the newest record,
-// counting those emitted earlier in this batch: it locks the head (until the commit), so that
-// no other node appends between the newest record it reads and this batch's own.
+// counting those emitted earlier in this batch: it locks the head until the commit, so that
+// no other node appends between the newest record it reads and this batch's own. (Reading the
+// head sends the earlier fns' statements, so the batch's records counted are final.) Holding
+// the head for the rest of the batch makes other nodes' commits wait for it; endpoints are
+// created rarely.
 func (e *deliveryWriter) PutEndpoint(ep store.Endpoint) error {
 	head, err := value[int64](e.w, "lock the log's head", "SELECT seq FROM head FOR UPDATE")
 	if err != nil {

@@ -166,9 +166,11 @@ func TestConcurrentNew(t *testing.T) {
 }
 
 // TestLogGapFreeAcrossNodes has two stores on one schema (two nodes) append to the log
-// concurrently, in transactions of many sizes that commit in any order, while readers on
-// both follow the log with seq > cursor. Each reader must see every Seq exactly once, in
-// order, and every event emitted.
+// concurrently, in transactions of many sizes, while readers on both follow the log with
+// seq > cursor. Each reader must see every Seq exactly once, in order, and every event
+// emitted. To have transactions commit in another order than they began, a transaction
+// outside the stores holds a twin that an early Update of node 0 reads: that Update's batch,
+// begun first, waits while node 1 commits all its Updates, and commits after them.
 func TestLogGapFreeAcrossNodes(t *testing.T) {
 	dsn, schema := newSchema(t)
 	nodes := []*postgres.Store{
@@ -182,7 +184,38 @@ func TestLogGapFreeAcrossNodes(t *testing.T) {
 			total += 1 + (i+j)%4
 		}
 	}
-	total *= len(nodes)
+	total = total*len(nodes) + 1 // and the held twin's record
+
+	hold := func(w store.Writer) error {
+		return w.PutTwin(store.Twin{ID: "held", ModelID: "m", ETag: "e", Doc: json.RawMessage(`{}`)})
+	}
+	if err := nodes[0].Update(context.Background(), hold); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	held, err := holder.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.Exec(t.Context(), "SELECT 1 FROM "+schema+".twins WHERE id = 'held' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	heldUpdate := make(chan error, 1)
+	go func() {
+		heldUpdate <- nodes[0].Update(context.Background(), func(w store.Writer) error {
+			// The event comes first: a log that numbered records as they are emitted would
+			// give this one a Seq lower than all of node 1's, and commit it after them.
+			if err := w.Emit(event.Event{ID: "held", Source: "s", SpecVersion: event.SpecVersion, Type: event.TwinUpdate}); err != nil {
+				return err
+			}
+			_, err := w.Twin("held")
+			return err
+		})
+	}()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -222,10 +255,14 @@ func TestLogGapFreeAcrossNodes(t *testing.T) {
 		}()
 	}
 
-	var wg sync.WaitGroup
+	var wg, node1 sync.WaitGroup
 	for ni, n := range nodes {
 		for i := range writers {
-			wg.Go(func() {
+			g := &wg
+			if ni == 1 {
+				g = &node1
+			}
+			g.Go(func() {
 				for j := range updates {
 					err := n.Update(ctx, func(w store.Writer) error {
 						id := fmt.Sprintf("n%d-w%d-%d", ni, i, j)
@@ -246,6 +283,13 @@ func TestLogGapFreeAcrossNodes(t *testing.T) {
 				}
 			})
 		}
+	}
+	node1.Wait()
+	if err := held.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-heldUpdate; err != nil {
+		t.Errorf("the Update of the held twin: %v", err)
 	}
 	wg.Wait()
 	for range nodes {

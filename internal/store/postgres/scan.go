@@ -30,6 +30,12 @@ func scanAll[T any](r *reader, what, query string, scan func(scanner) (T, error)
 			yield(zero, fmt.Errorf("scan %s: a scan needs a View's reader", what))
 			return
 		}
+		// A scan streams a whole table to a reader that may take its time with each row:
+		// the statement timeout, meant for statements waiting on locks, does not bound it.
+		if _, err := r.tx.Exec(r.ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			yield(zero, fmt.Errorf("scan %s: %w", what, err))
+			return
+		}
 		rows, err := r.tx.Query(r.ctx, query)
 		if err != nil {
 			yield(zero, fmt.Errorf("scan %s: %w", what, err))
