@@ -105,7 +105,6 @@ func (s *Store) apply(req *request) {
 		return
 	}
 	cur := &fnState{req: req, from: len(w.records)}
-	queued, began := len(w.handlers), !w.begun
 	clear(w.states)
 	w.cur, w.states, w.savepoint, w.savepointSent, w.broken = cur, w.states[:0], false, false, nil
 	s.call(req)
@@ -133,9 +132,9 @@ func (s *Store) apply(req *request) {
 	case !w.savepoint:
 	case !w.savepointSent:
 		// Nothing of the fn reached the server: forget it.
-		clear(w.handlers[queued:])
-		w.b.QueuedQueries, w.handlers = w.b.QueuedQueries[:queued], w.handlers[:queued]
-		if began {
+		clear(w.handlers[w.mark:])
+		w.b.QueuedQueries, w.handlers = w.b.QueuedQueries[:w.mark], w.handlers[:w.mark]
+		if w.markBegan {
 			w.begun = false
 		}
 	default:

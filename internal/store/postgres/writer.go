@@ -45,8 +45,11 @@ type writer struct {
 	cur     *fnState
 	pending []*fnState
 	// savepoint reports whether the current fn's SAVEPOINT is queued, savepointSent whether
-	// it was sent.
+	// it was sent. mark is the length the queue had before the fn queued its SAVEPOINT (and
+	// the batch's BEGIN, if markBegan), to forget the fn while nothing of it was sent.
 	savepoint, savepointSent bool
+	mark                     int
+	markBegan                bool
 	// broken is the first failed statement of the current fn, which fails it.
 	broken error
 	// failure dooms the whole batch: its connection or transaction failed outside any fn.
@@ -128,11 +131,12 @@ func (w *writer) queueBatch(h handler, sql string, args ...any) {
 // enqueue queues a statement of the current fn, after the batch's BEGIN and the fn's
 // SAVEPOINT if they are not queued yet.
 func (w *writer) enqueue(sql string, args []any, h handler) {
-	if !w.begun {
-		w.queueBatch(handler{}, "BEGIN")
-		w.begun = true
-	}
 	if !w.savepoint {
+		w.mark, w.markBegan = len(w.handlers), !w.begun
+		if !w.begun {
+			w.queueBatch(handler{}, "BEGIN")
+			w.begun = true
+		}
 		w.queueBatch(handler{owner: w.cur, savepoint: true}, "SAVEPOINT fn")
 		w.savepoint = true
 	}
@@ -222,6 +226,11 @@ func (w *writer) flush() error {
 		// A pending fn failed. Those before it are done; the statements after the failed
 		// one were skipped, and those of later fns go again after the rollback.
 		i := slices.Index(w.pending, h.owner)
+		if i < 0 {
+			w.failure = fmt.Errorf("a statement of no pending fn failed: %w", err)
+			w.clearQueue()
+			return err
+		}
 		w.settlePending(i)
 		w.retract(h.owner, err)
 		queries, handlers := slices.Clone(w.b.QueuedQueries[k+1:]), slices.Clone(w.handlers[k+1:])
@@ -319,10 +328,8 @@ func (w *writer) change(what string, sql string, args ...any) error {
 // CountTwins implements store.Reader: the committed count and the batch's changes to it,
 // the current fn's included.
 func (w *writer) CountTwins() (int, error) {
-	// The fn's puts are counted as their results come back: send them first.
-	if err := w.flush(); err != nil {
-		return 0, fmt.Errorf("count twins: %w", err)
-	}
+	// The batch's puts are counted as their results come back, which is at the latest with
+	// the count's own.
 	n, err := w.reader.CountTwins()
 	return n + int(w.twins+w.cur.twins), err
 }
