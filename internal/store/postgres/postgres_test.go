@@ -491,3 +491,57 @@ func TestFailingStatementFailsOnlyItsUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestReconnects checks that a store outlives its connections: after the server ends them
+// all, an Update may fail, but the next ones work, and the log's listener hears other nodes
+// again.
+func TestReconnects(t *testing.T) {
+	dsn, schema := newSchema(t)
+	app := "twinflow_" + schema
+	a := open(t, postgres.Config{DSN: dsn + "&application_name=" + app, Schema: schema, MaxConns: 2, PollInterval: 50 * time.Millisecond})
+	b := open(t, postgres.Config{DSN: dsn, Schema: schema, MaxConns: 2})
+	emit := func(s store.Store, id string) error {
+		return s.Update(context.Background(), func(w store.Writer) error {
+			if err := w.PutTwin(store.Twin{ID: id, ModelID: "m", ETag: "e", Doc: json.RawMessage(`{}`)}); err != nil {
+				return err
+			}
+			return w.Emit(event.Event{ID: id, Source: "s", SpecVersion: event.SpecVersion, Type: event.TwinCreate})
+		})
+	}
+	if err := emit(a, "before"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var ended int
+	err = c.QueryRow(t.Context(), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&ended)
+	if err != nil || ended < 2 {
+		t.Fatalf("ended %d connections of the store, %v; want its writer and listener at least", ended, err)
+	}
+	// The first Update may meet the broken connection; one of the next few must not.
+	var ok bool
+	for i := range 3 {
+		if err := emit(a, fmt.Sprint("after", i)); err == nil {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		t.Fatal("no Update succeeded after the connections ended")
+	}
+	if err := emit(b, "other"); err != nil {
+		t.Fatal(err)
+	}
+	waitLast(t, b, a.Log().Last())
+	waitLast(t, a, b.Log().Last())
+	err = a.View(context.Background(), func(r store.Reader) error {
+		_, err := r.Twin("other")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("View after the connections ended: %v", err)
+	}
+}
