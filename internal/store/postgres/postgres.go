@@ -8,12 +8,14 @@
 // waiting for it (up to Config.MaxBatch) in one transaction, each fn inside its own savepoint,
 // and commits once, with the server's synchronous commit: every Update that arrived while the
 // previous commit was being flushed shares the next one. Statements that need no answer (the
-// puts) are queued and sent together, in one round trip, with the next statement that does
-// or at the end of the fn; a fn's events stay in memory until the commit appends them all.
-// Updates of one Store are serialised by its writer goroutine; the Updates of different
-// Stores sharing a schema run concurrently and meet on row locks: a Writer reads twins,
-// relationships and models FOR UPDATE (see writer.Twin), so that a read-check-write such as
-// an ETag check is atomic across nodes too.
+// puts) are queued and sent, in one round trip, with the next statement that does, of the
+// same fn or a later one, or with the commit (see writer); a fn's events stay in memory until
+// the commit appends them all. Updates of one Store are serialised by its writer goroutine;
+// the Updates of different Stores sharing a schema run concurrently and meet on row locks: a
+// Writer reads twins, relationships and models FOR UPDATE (see reader.Twin), so that a
+// read-check-write such as an ETag check is atomic across nodes too. Two nodes' batches that
+// lock the same rows in opposite orders deadlock; PostgreSQL then fails the statement of one
+// fn, which fails that Update alone.
 //
 // # The change log
 //
