@@ -545,3 +545,45 @@ func TestReconnects(t *testing.T) {
 		t.Fatalf("View after the connections ended: %v", err)
 	}
 }
+
+// TestPanicRollsBack checks that a fn's panic reaches Update's caller after the fn's changes
+// were rolled back, sent or not, and that the Updates after it commit.
+func TestPanicRollsBack(t *testing.T) {
+	s := fresh(t)
+	put := func(w store.Writer, id string) error {
+		return w.PutTwin(store.Twin{ID: id, ModelID: "m", ETag: "e", Doc: json.RawMessage(`{}`)})
+	}
+	for _, sent := range []bool{false, true} {
+		func() {
+			defer func() {
+				if v := recover(); v != "boom" {
+					t.Errorf("Update raised %v, want fn's panic", v)
+				}
+			}()
+			_ = s.Update(context.Background(), func(w store.Writer) error {
+				if err := put(w, fmt.Sprint("panicked-", sent)); err != nil {
+					return err
+				}
+				if sent { // a read sends the put before the panic
+					if _, err := w.Twin("missing"); !errors.Is(err, store.ErrNotFound) {
+						return err
+					}
+				}
+				panic("boom")
+			})
+		}()
+	}
+	if err := s.Update(context.Background(), func(w store.Writer) error { return put(w, "after") }); err != nil {
+		t.Fatal(err)
+	}
+	err := s.View(context.Background(), func(r store.Reader) error {
+		ts, err := r.Twins("", 0)
+		if err == nil && (len(ts) != 1 || ts[0].ID != "after") {
+			t.Errorf("twins after the panics: %+v, want only the one put after them", ts)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
