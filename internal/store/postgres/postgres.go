@@ -55,7 +55,9 @@ const (
 
 // Config configures a Store. The zero value, given a DSN, is the durable default.
 type Config struct {
-	// DSN is the PostgreSQL connection string (URL or key=value form). Required.
+	// DSN is the PostgreSQL connection string (URL or key=value form). Required. The store
+	// sets its connections' search_path to Schema, statement_timeout to StatementTimeout and
+	// synchronous_commit to on, whatever the DSN says.
 	DSN string
 	// Schema holds the store's tables; it is created when missing. Stores sharing a schema
 	// share their state. Empty means DefaultSchema; otherwise a lower-case identifier.
