@@ -15,19 +15,22 @@ import (
 
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/config"
+	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/postgres"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
 // keysUsage is the help of `twinflow keys`.
 const keysUsage = `Usage:
-  twinflow keys create --role reader|owner|admin [--name NAME] [--expires DURATION] [--data-dir DIR]
-  twinflow keys list [--data-dir DIR]
-  twinflow keys revoke [--data-dir DIR] ID
+  twinflow keys create --role reader|owner|admin [--name NAME] [--expires DURATION] [--data-dir DIR | --store DSN]
+  twinflow keys list [--data-dir DIR | --store DSN]
+  twinflow keys revoke [--data-dir DIR | --store DSN] ID
 
 Manage the API keys of the data directory (created if missing) while no server runs on it;
 a running server's keys are managed through its API (POST /keys, GET /keys, DELETE /keys/{id}).
 create prints the new key on stdout, and nothing else: it is shown this once. The data
-directory defaults to TWINFLOW_DATA_DIR, else ` + config.DefaultDataDir + `.
+directory defaults to TWINFLOW_DATA_DIR, else ` + config.DefaultDataDir + `; with --store (or TWINFLOW_STORE)
+the keys are those of the PostgreSQL store, which its servers may share while they run.
 
 Examples:
   twinflow keys create --role owner --name deploy --expires 720h > owner.key
@@ -49,6 +52,8 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		dataDir = d
 	}
 	fs.StringVar(&dataDir, "data-dir", dataDir, "`directory` holding the store")
+	dsn := getenv(envName("store"))
+	fs.StringVar(&dsn, "store", dsn, "the PostgreSQL `database` holding the store (postgres://...), instead of the data directory")
 	var (
 		role, name string
 		expires    time.Duration
@@ -94,7 +99,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 
-	st, err := sqlite.Open(sqlite.Config{Dir: dataDir}, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	st, err := openKeyStore(dataDir, dsn, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		fmt.Fprintf(stderr, "twinflow keys %s: %v (a running server's keys are managed through its API)\n", args[0], err)
 		return 1
@@ -123,6 +128,21 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		return 1
 	}
 	return 0
+}
+
+// keyStore is a store of API keys that can be closed.
+type keyStore interface {
+	store.Keys
+	Close() error
+}
+
+// openKeyStore opens the store that keeps the API keys: the PostgreSQL store at dsn when it
+// is set (with its default schema, as serve's), else the embedded store in dataDir.
+func openKeyStore(dataDir, dsn string, logger *slog.Logger) (keyStore, error) {
+	if dsn != "" {
+		return postgres.New(postgres.Config{DSN: dsn}, logger)
+	}
+	return sqlite.Open(sqlite.Config{Dir: dataDir}, logger)
 }
 
 // listKeys writes a table of every key to w.

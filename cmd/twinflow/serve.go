@@ -69,6 +69,10 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	fs.StringVar(&o.server.History.Mode, "history", "",
 		"data history, kept in DATA_DIR/history.db: `on` or off (default: history.mode of the\n"+
 			"config file, else on)")
+	fs.StringVar(&o.server.Store.DSN, "store", "",
+		"keep twins, models, the change log and flow state in this PostgreSQL `database`\n"+
+			"(postgres://user:pass@host/db), which several nodes may share, instead of DATA_DIR\n"+
+			"(default: store.dsn of the config file)")
 	fs.StringVar(&o.server.History.DSN, "history-dsn", "",
 		"keep data history in this PostgreSQL `database` (postgres://user:pass@host/db) instead\n"+
 			"of DATA_DIR/history.db (default: history.dsn of the config file)")
@@ -162,6 +166,9 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 		}
 		if set["history-dsn"] {
 			file.History.DSN = o.server.History.DSN
+		}
+		if set["store"] {
+			file.Store.DSN = o.server.Store.DSN
 		}
 		file.Server = *srv
 		o.server.Config = file

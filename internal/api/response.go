@@ -137,13 +137,16 @@ func internalError() *twin.Error {
 
 // storageError returns the answer to a write the store could not take: 503
 // ServiceUnavailable once the store failed (store.ErrFailed, even when the fsync that failed
-// it ran out of space), 507 InsufficientStorage while the disk is full (store.ErrFull); nil
+// it ran out of space) or while its database cannot be reached (store.ErrUnavailable), 507 InsufficientStorage while the disk is full (store.ErrFull); nil
 // for other errors.
 func storageError(err error) *twin.Error {
 	switch {
 	case errors.Is(err, store.ErrFailed):
 		return &twin.Error{Kind: twin.KindServiceUnavailable, Message: "The service's storage failed, and the service is " +
 			"restarting to recover. Retry shortly."}
+	case errors.Is(err, store.ErrUnavailable):
+		return &twin.Error{Kind: twin.KindServiceUnavailable, Message: "The service cannot reach its database. Retry " +
+			"shortly; a write that failed this way may have been applied, so check its ETag before repeating it."}
 	case errors.Is(err, store.ErrFull):
 		return &twin.Error{Kind: twin.KindInsufficientStorage, Message: "The service's disk is full: until space is freed " +
 			"it accepts reads and deletes only. Retry later, after deleting data or freeing space on the server's disk."}

@@ -55,6 +55,7 @@ const AnyHost = "*"
 // Config is the whole configuration. The zero value of every field means its default.
 type Config struct {
 	Server   Server   `yaml:"server"`
+	Store    Store    `yaml:"store"`
 	Delivery Delivery `yaml:"delivery"`
 	Ingress  Ingress  `yaml:"ingress"`
 	Jobs     Jobs     `yaml:"jobs"`
@@ -250,6 +251,22 @@ type Jobs struct {
 	// AllowedHosts are the hosts ("host" or "host:port") import jobs may read their input
 	// from and write their output log to over https.
 	AllowedHosts []string `yaml:"allowedHosts"`
+}
+
+// Store chooses where twinflow keeps its state and change log: the embedded SQLite store in
+// the data directory (the default), or a PostgreSQL database that several nodes may share.
+type Store struct {
+	// DSN, when set, keeps the state in that PostgreSQL database (URL or key=value form)
+	// instead of the data directory.
+	DSN string `yaml:"dsn"`
+	// Schema is the PostgreSQL schema of the tables, created if missing; empty means
+	// "twinflow". The nodes of one twinflow instance share it.
+	Schema string `yaml:"schema"`
+	// MaxConns bounds the connections serving reads; 0 means the store's default (8). The
+	// writer and the change log's listener have one connection each besides.
+	MaxConns int32 `yaml:"maxConns"`
+	// StatementTimeout bounds every statement; 0 means the store's default (30 s).
+	StatementTimeout time.Duration `yaml:"statementTimeout"`
 }
 
 // The values of History.Mode.
@@ -495,6 +512,8 @@ func (c Config) Validate(checks Checks) error {
 			errs = append(errs, fmt.Errorf("server.fileDirs[%d]: empty", i))
 		}
 	}
+	negative("store.maxConns", int64(c.Store.MaxConns))
+	negativeDuration("store.statementTimeout", c.Store.StatementTimeout)
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)

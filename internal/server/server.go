@@ -74,6 +74,7 @@ import (
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/reserve"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/postgres"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/throttle"
 	"github.com/twinflow/twinflow/internal/twins"
@@ -118,7 +119,7 @@ type Server struct {
 }
 
 // mainStore is the store the server keeps its state, change log, delivery, ingress, job and
-// key state in: the embedded SQLite store (sqlite.Store).
+// key state in: the embedded SQLite store (sqlite.Store) or PostgreSQL (postgres.Store).
 type mainStore interface {
 	store.Store
 	store.Delivery
@@ -131,6 +132,26 @@ type mainStore interface {
 	// process restarts; Err then says why.
 	Failed() <-chan struct{}
 	Err() error
+}
+
+// openStore opens the store cfg.Store chooses: PostgreSQL when it names a database, else the
+// embedded store in the data directory, which heeds space.
+func openStore(cfg config.Config, space *reserve.Reserve, logger *slog.Logger) (mainStore, error) {
+	if cfg.Store.DSN != "" {
+		st, err := postgres.New(postgres.Config{
+			DSN: cfg.Store.DSN, Schema: cfg.Store.Schema, MaxConns: cfg.Store.MaxConns,
+			StatementTimeout: cfg.Store.StatementTimeout,
+		}, logger)
+		if err != nil {
+			return nil, fmt.Errorf("open the PostgreSQL store: %w", err)
+		}
+		return st, nil
+	}
+	st, err := sqlite.Open(sqlite.Config{Dir: cfg.Server.DataDir, Space: space}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
+	}
+	return st, nil
 }
 
 // built is what Run builds before the API can answer: the graph index, which reads every twin
@@ -191,9 +212,8 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up the disk reserve in %s: %w", cfg.Server.DataDir, err)
 	}
-	s.store, err = sqlite.Open(sqlite.Config{Dir: cfg.Server.DataDir, Space: s.space}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
+	if s.store, err = openStore(cfg.Config, s.space, logger); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {

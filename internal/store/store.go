@@ -58,6 +58,11 @@ var ErrFull error = syscall.ENOSPC
 // no more writes. Reopening the store reads back what the disk holds.
 var ErrFailed = errors.New("store failed")
 
+// ErrUnavailable is returned (possibly wrapped) by a store whose database server cannot be
+// reached, or dropped the connection, or is shutting down: a later call may succeed once it
+// is back. When an Update fails with it, its commit may or may not have taken effect.
+var ErrUnavailable = errors.New("store unavailable")
+
 // ErrDuplicate is returned (possibly wrapped) by IngressWriter.RecordMessage when the message
 // is recorded already and its record has not expired.
 var ErrDuplicate = errors.New("message already recorded")

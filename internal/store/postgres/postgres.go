@@ -170,17 +170,18 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Stats are counters of a Store's write path since New, for benchmarks and diagnostics.
-type Stats struct {
-	// Transactions is the number of committed transactions, Updates the number of Updates
-	// they carried.
-	Transactions, Updates uint64
+// Stats returns the write path's counters since New. Syncs are left zero: PostgreSQL makes
+// the commits durable.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{Transactions: s.batches.Load(), Updates: s.batched.Load()}
 }
 
-// Stats returns the write path's counters.
-func (s *Store) Stats() Stats {
-	return Stats{Transactions: s.batches.Load(), Updates: s.batched.Load()}
-}
+// Failed returns nil, a channel that is never closed: a PostgreSQL store does not fail for
+// good. An Update whose connection is lost fails on its own, and the next ones reconnect.
+func (s *Store) Failed() <-chan struct{} { return nil }
+
+// Err returns nil: a PostgreSQL store does not fail for good (see Failed).
+func (s *Store) Err() error { return nil }
 
 // request is one Update on its way through the writer goroutine.
 type request struct {
@@ -276,11 +277,11 @@ func (s *Store) view(ctx context.Context, what string, fn func(pgx.Tx) error) er
 	defer s.active.Done()
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return fmt.Errorf("begin %s: %w", what, err)
+		return markUnavailable(fmt.Errorf("begin %s: %w", what, err))
 	}
 	// A read transaction has nothing to commit; rolling back just ends it.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	return fn(tx)
+	return markUnavailable(fn(tx))
 }
 
 // Update implements store.Store. Updates of one Store are serialised by construction: one
@@ -321,7 +322,7 @@ func (s *Store) update(ctx context.Context, fn func(store.Writer) error) error {
 	if panicked != nil {
 		panic(panicked)
 	}
-	return err
+	return markUnavailable(err)
 }
 
 // enter registers a call in group, or reports false if the store is closed.

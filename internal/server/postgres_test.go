@@ -1,0 +1,182 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/config"
+	"github.com/twinflow/twinflow/internal/testenv"
+)
+
+// proxy forwards TCP connections to an address until cut, which drops every connection and
+// makes new ones close at once, as a database server that went away; restore ends that.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]bool
+}
+
+// newProxy starts a proxy to target on a free loopback port; it stops when t ends.
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() {
+		ln.Close()
+		p.cut()
+	})
+	go p.serve()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.forward(c)
+	}
+}
+
+// forward joins c to a new connection to the target, unless the proxy is down.
+func (p *proxy) forward(c net.Conn) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = true, true
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(up, c); up.Close() }()
+	_, _ = io.Copy(c, up)
+	c.Close()
+}
+
+// cut drops every connection and refuses new ones until restore.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *proxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
+// TestPostgreSQLStore runs the server on the PostgreSQL store: what one server wrote, a
+// second one on the same database (and another data directory) reads; while the database
+// cannot be reached, writes answer 503 with Retry-After and queries keep answering from the
+// index; once it is back, writes succeed again without a restart.
+func TestPostgreSQLStore(t *testing.T) {
+	dsn := testenv.PostgreSQL(t)
+	schema := fmt.Sprintf("store_api_%d", time.Now().UnixNano())
+	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	db := newProxy(t, testenv.PostgreSQLAddr)
+	cfg := Config{Config: config.Config{
+		Store:   config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: schema, StatementTimeout: 5 * time.Second},
+		History: config.History{Mode: config.HistoryOff},
+	}}
+
+	s, stop := start(t, cfg, nil)
+	c := restClient{t: t, base: s.URL()}
+	c.do(http.MethodPost, "/models", `[{"@id":"dtmi:twinflow:test:P;1","@type":"Interface","@context":"dtmi:dtdl:context;3",`+
+		`"contents":[{"@type":"Property","name":"n","schema":"integer","writable":true}]}]`, http.StatusCreated)
+	c.do(http.MethodPut, "/digitaltwins/a", `{"$metadata":{"$model":"dtmi:twinflow:test:P;1"},"n":1}`, http.StatusOK)
+	c.do(http.MethodPatch, "/digitaltwins/a", `[{"op":"replace","path":"/n","value":2}]`, http.StatusNoContent)
+	if err := stop(); err != nil {
+		t.Fatalf("stop the first server: %v", err)
+	}
+
+	// A second server, with a data directory of its own, finds the model and the twin.
+	s, _ = start(t, cfg, nil)
+	c = restClient{t: t, base: s.URL()}
+	var tw struct{ N int }
+	if err := json.Unmarshal(c.do(http.MethodGet, "/digitaltwins/a", nil, http.StatusOK), &tw); err != nil || tw.N != 2 {
+		t.Fatalf("twin a on the second server: n = %d, %v; want 2", tw.N, err)
+	}
+	count := func() string {
+		return string(c.do(http.MethodPost, "/query", map[string]any{"query": "SELECT COUNT() FROM DIGITALTWINS WHERE n = 2"}, http.StatusOK))
+	}
+	if got := count(); !strings.Contains(got, `"COUNT":1`) {
+		t.Fatalf("query on the second server = %s; want a count of 1", got)
+	}
+
+	// The database goes away: writes are 503 with Retry-After, queries answer from the index.
+	db.cut()
+	req, _ := http.NewRequest(http.MethodPatch, s.URL()+"/digitaltwins/a?api-version=2023-10-31",
+		strings.NewReader(`[{"op":"replace","path":"/n","value":3}]`))
+	req.Header.Set("Content-Type", "application/json-patch+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "ServiceUnavailable") {
+		t.Errorf("PATCH without the database = %d (Retry-After %q) %s; want 503 ServiceUnavailable with Retry-After",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if got := count(); !strings.Contains(got, `"COUNT":1`) {
+		t.Errorf("query without the database = %s; want the count of 1 from the index", got)
+	}
+
+	// It comes back: writes succeed again, without a restart.
+	db.restore()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodPatch, s.URL()+"/digitaltwins/a?api-version=2023-10-31",
+			strings.NewReader(`[{"op":"replace","path":"/n","value":4}]`))
+		req.Header.Set("Content-Type", "application/json-patch+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNoContent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PATCH after the database came back = %d, still failing after 20 s", resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := json.Unmarshal(c.do(http.MethodGet, "/digitaltwins/a", nil, http.StatusOK), &tw); err != nil || tw.N != 4 {
+		t.Errorf("twin a after the database came back: n = %d, %v; want 4", tw.N, err)
+	}
+}
