@@ -36,7 +36,7 @@ Examples:
 
 // benchExamples are the examples of each benchmark's help.
 var benchExamples = map[string]string{
-	"patch":    "twinflow bench patch -twins 10000 -clients 64 -duration 10s",
+	"patch":    "twinflow bench patch -twins 10000 -clients 64 -duration 10s\n  twinflow bench patch -store postgres://postgres@127.0.0.1:5432/test -nodes 3 -duration 10s",
 	"restart":  "twinflow bench restart -dir /var/tmp",
 	"delivery": "twinflow bench delivery -duration 10s",
 	"import":   "twinflow bench import -dir /var/tmp -keep",
@@ -79,7 +79,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
 		fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
 		fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
-		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the SQLite ceiling and the HTTP floor, each (default -duration)")
+		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the store's ceiling and the HTTP floor, each (default -duration)")
+		fs.StringVar(&cfg.Store, "store", "", "run on this PostgreSQL `database` (postgres://...), in a schema of the run's own, against PostgreSQL's ceiling")
+		fs.IntVar(&cfg.Nodes, "nodes", 1, "servers sharing the -store database, the clients spread over them")
 		run = func(logger *slog.Logger) error {
 			load, err := patchLoadCommand()
 			if err != nil {

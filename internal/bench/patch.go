@@ -19,13 +19,17 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/postgres"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
@@ -44,6 +48,14 @@ type PatchConfig struct {
 	// CeilingDuration is how long the SQLite ceiling is measured, and the HTTP floor after it
 	// [Duration].
 	CeilingDuration time.Duration
+	// Store, when set, is a PostgreSQL database (DSN) to run the servers on instead of the
+	// embedded store, in a schema of their own that is dropped afterwards; the ceiling is
+	// then postgres.Ceiling's, and data history is off (it would stay in each node's data
+	// directory, and its writer's CPU time is not what this measures).
+	Store string
+	// Nodes is the number of servers sharing the PostgreSQL store, the clients spread over
+	// them in turn [1]. More than one requires Store.
+	Nodes int
 	// LoadCommand returns the command that runs the load generator, in a process of its own so
 	// that its CPU time is told apart from the server's: a command that calls RunPatchLoad
 	// with args (twinflow bench patch-load args...). It is required.
@@ -66,12 +78,19 @@ func (c PatchConfig) withDefaults() PatchConfig {
 	if c.CeilingDuration <= 0 {
 		c.CeilingDuration = c.Duration
 	}
+	if c.Nodes <= 0 {
+		c.Nodes = 1
+	}
 	return c
 }
 
 // PatchResult is what the PATCH benchmark measured.
 type PatchResult struct {
 	Twins, Clients int
+	// StoreName names the store the servers ran on ("SQLite" or "PostgreSQL"); Nodes is the
+	// number of servers.
+	StoreName string
+	Nodes     int
 	// Load is what the load generator measured: acknowledged and failed patches, the time
 	// they took and their latencies.
 	Load PatchLoad
@@ -81,10 +100,12 @@ type PatchResult struct {
 	// Store is what the store's write path did while the clients patched: transactions,
 	// the Updates they carried, fsyncs and their time.
 	Store store.Stats
-	// Ceiling is the SQLite ceiling for the same rows, measured in the same run, and
-	// CeilingCPU the CPU time it took.
-	Ceiling    sqlite.CeilingResult
-	CeilingCPU time.Duration
+	// Ceiling is the ceiling of the store for the same rows, measured in the same run, and
+	// CeilingCPU the CPU time this process took meanwhile (with PostgreSQL, the database
+	// server's own is not counted). CeilingMechanism says how the ceiling wrote.
+	Ceiling          sqlite.CeilingResult
+	CeilingMechanism string
+	CeilingCPU       time.Duration
 	// Floor is what the same load generator measured against a bare net/http server that
 	// answers every PATCH 204 without doing anything, and FloorCPU that server's CPU time:
 	// what HTTP over loopback alone costs on this machine.
@@ -107,14 +128,15 @@ func (r PatchResult) Table(w io.Writer) error {
 	l := r.Load
 	return table(w, [][2]string{
 		{"twins / clients", fmt.Sprintf("%d twins of %d properties / %d keep-alive clients", r.Twins, numProperties, r.Clients)},
+		{"store / nodes", fmt.Sprintf("%s / %d", r.StoreName, r.Nodes)},
 		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, l.Patches, l.Elapsed.Round(time.Millisecond), l.Failed)},
 		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))},
 		{"group commit", groupCommit(r.Store)},
 		{"server CPU per patch", cpuPerPatch(r.ServerCPU, l.Patches, "the server's process")},
 		{"load CPU per patch", cpuPerPatch(l.CPU, l.Patches, "the load generator's process, on the same cores")},
-		{"SQLite ceiling", fmt.Sprintf("%.0f patches/s (the same twin and log rows, %d per transaction, WAL fdatasync'd beside the next transaction: %d in %v)",
-			ceil, r.Ceiling.Batch, r.Ceiling.Writes, r.Ceiling.Elapsed.Round(time.Millisecond))},
-		{"ceiling CPU per patch", cpuPerPatch(r.CeilingCPU, r.Ceiling.Writes, "SQLite and its driver")},
+		{r.StoreName + " ceiling", fmt.Sprintf("%.0f patches/s (the same twin and log rows, %d per transaction, %s: %d in %v)",
+			ceil, r.Ceiling.Batch, r.CeilingMechanism, r.Ceiling.Writes, r.Ceiling.Elapsed.Round(time.Millisecond))},
+		{"ceiling CPU per patch", cpuPerPatch(r.CeilingCPU, r.Ceiling.Writes, "this process: the database's driver")},
 		{"HTTP floor", fmt.Sprintf("%.0f requests/s (the same PATCHes answered 204 by a bare net/http handler: %d in %v)",
 			r.Floor.PerSecond(), r.Floor.Patches, r.Floor.Elapsed.Round(time.Millisecond))},
 		{"floor CPU per request", cpuPerPatch(r.FloorCPU, r.Floor.Patches, "the bare server's process")},
@@ -168,11 +190,17 @@ func groupCommit(st store.Stats) string {
 // it measures the SQLite ceiling (see sqlite.Ceiling) for the same rows: the twin documents
 // the server stores and Twin.Update events as the server emits them, in transactions of
 // Clients rows, and the HTTP floor: the same load against a server that does nothing.
-func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResult, error) {
+func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (res PatchResult, err error) {
 	cfg = cfg.withDefaults()
-	res := PatchResult{Twins: cfg.Twins, Clients: cfg.Clients}
+	res = PatchResult{Twins: cfg.Twins, Clients: cfg.Clients, StoreName: "SQLite", Nodes: cfg.Nodes}
+	if cfg.Store != "" {
+		res.StoreName = "PostgreSQL"
+	}
 	if cfg.LoadCommand == nil {
 		return res, errors.New("bench patch: a load command is required")
+	}
+	if cfg.Nodes > 1 && cfg.Store == "" {
+		return res, errors.New("bench patch: several nodes need a PostgreSQL store")
 	}
 	dir, err := os.MkdirTemp(cfg.Dir, "twinflow-bench-patch-")
 	if err != nil {
@@ -182,24 +210,41 @@ func Patch(ctx context.Context, cfg PatchConfig, logger *slog.Logger) (PatchResu
 		defer os.RemoveAll(dir)
 	}
 
-	serviceID, err := runPatchLoad(ctx, cfg, filepath.Join(dir, "server"), logger, &res)
+	var schema string
+	if cfg.Store != "" {
+		// A schema of this run's own, and one for its ceiling, both dropped at the end.
+		schema = "bench_patch_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		defer func() { err = errors.Join(err, dropSchemas(cfg.Store, schema, schema+"_ceiling")) }()
+	}
+	serviceID, err := runPatchLoad(ctx, cfg, dir, schema, logger, &res)
 	if err != nil {
 		return res, err
 	}
-	logger.Info("measuring the SQLite ceiling", slog.Duration("duration", cfg.CeilingDuration))
+	logger.Info("measuring the ceiling", slog.String("store", res.StoreName), slog.Duration("duration", cfg.CeilingDuration))
 	twins, next, err := ceilingRows(cfg.Twins, serviceID)
 	if err != nil {
 		return res, err
 	}
 	cpu0, cpuOK := processCPU()
-	res.Ceiling, err = sqlite.Ceiling(ctx, sqlite.CeilingConfig{
-		Dir: filepath.Join(dir, "ceiling"), Twins: twins, Next: next, Batch: cfg.Clients, Duration: cfg.CeilingDuration,
-	}, logger)
+	if cfg.Store != "" {
+		var pr postgres.CeilingResult
+		pr, err = postgres.Ceiling(ctx, postgres.CeilingConfig{
+			Store: postgres.Config{DSN: cfg.Store, Schema: schema + "_ceiling"},
+			Twins: twins, Next: next, Batch: cfg.Clients, Duration: cfg.CeilingDuration,
+		}, logger)
+		res.Ceiling = sqlite.CeilingResult{Batch: pr.Batch, Writes: pr.Writes, Elapsed: pr.Elapsed, Transactions: pr.Transactions}
+		res.CeilingMechanism = fmt.Sprintf("synchronous commit, each transaction one round trip, %d connections side by side", pr.Conns)
+	} else {
+		res.Ceiling, err = sqlite.Ceiling(ctx, sqlite.CeilingConfig{
+			Dir: filepath.Join(dir, "ceiling"), Twins: twins, Next: next, Batch: cfg.Clients, Duration: cfg.CeilingDuration,
+		}, logger)
+		res.CeilingMechanism = "WAL fdatasync'd beside the next transaction"
+	}
 	if cpu1, ok := processCPU(); ok && cpuOK {
 		res.CeilingCPU = cpu1 - cpu0
 	}
 	if err != nil {
-		return res, fmt.Errorf("measure the SQLite ceiling: %w", err)
+		return res, fmt.Errorf("measure the ceiling: %w", err)
 	}
 	logger.Info("measuring the HTTP floor", slog.Duration("duration", cfg.CeilingDuration))
 	floorCfg := cfg
@@ -243,36 +288,92 @@ func runFloor(ctx context.Context, cfg PatchConfig) (PatchLoad, time.Duration, e
 	return load, cpu, err
 }
 
-// runPatchLoad starts the server, loads the twins and runs the load generator, filling in
-// res. It returns the server's service id.
-func runPatchLoad(ctx context.Context, cfg PatchConfig, dataDir string, logger *slog.Logger, res *PatchResult) (serviceID string, err error) {
-	srv, err := server.New(server.Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: dataDir}}}, logger)
-	if err != nil {
-		return "", fmt.Errorf("start server: %w", err)
-	}
-	stop := runServer(ctx, srv)
+// runPatchLoad starts the servers (cfg.Nodes of them, each with a data directory under dir,
+// on the PostgreSQL schema when cfg.Store is set), loads the twins through the first and runs
+// the load generator against all of them, filling in res. It returns the first server's
+// service id.
+func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logger *slog.Logger, res *PatchResult) (serviceID string, err error) {
+	var (
+		servers []*server.Server
+		stops   []func() error
+	)
 	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
+		for _, stop := range stops {
+			if runErr := stop(); runErr != nil {
+				err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
+			}
 		}
 	}()
-
-	if err := setUpTwins(ctx, srv.URL(), cfg.Twins, logger); err != nil {
+	start := func(i int) (*server.Server, error) {
+		c := config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server"+strconv.Itoa(i))}}
+		if cfg.Store != "" {
+			c.Store = config.Store{DSN: cfg.Store, Schema: schema}
+			c.History.Mode = config.HistoryOff
+		}
+		srv, err := server.New(server.Config{Config: c}, logger)
+		if err != nil {
+			return nil, fmt.Errorf("start server: %w", err)
+		}
+		stops = append(stops, runServer(ctx, srv))
+		servers = append(servers, srv)
+		return srv, nil
+	}
+	first, err := start(0)
+	if err != nil {
 		return "", err
 	}
+	if err := setUpTwins(ctx, first.URL(), cfg.Twins, logger); err != nil {
+		return "", err
+	}
+	// The other nodes start once the model and the twins are stored, and load them.
+	for i := 1; i < cfg.Nodes; i++ {
+		if _, err := start(i); err != nil {
+			return "", err
+		}
+	}
+	addrs := make([]string, len(servers))
+	for i, srv := range servers {
+		addrs[i] = srv.Addr().String()
+	}
 
-	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Duration("duration", cfg.Duration))
-	before := srv.StoreStats()
+	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Int("nodes", cfg.Nodes), slog.Duration("duration", cfg.Duration))
+	before := make([]store.Stats, len(servers))
+	for i, srv := range servers {
+		before[i] = srv.StoreStats()
+	}
 	cpu0, cpuOK := processCPU()
-	res.Load, err = runLoadProcess(ctx, cfg, srv.Addr().String())
+	res.Load, err = runLoadProcess(ctx, cfg, strings.Join(addrs, ","))
 	if err != nil {
 		return "", err
 	}
 	if cpu1, ok := processCPU(); ok && cpuOK {
 		res.ServerCPU = cpu1 - cpu0
 	}
-	res.Store = statsSince(before, srv.StoreStats())
-	return srv.ServiceID(), nil
+	for i, srv := range servers {
+		st := statsSince(before[i], srv.StoreStats())
+		res.Store.Transactions += st.Transactions
+		res.Store.Updates += st.Updates
+		res.Store.Syncs += st.Syncs
+		res.Store.SyncTime += st.SyncTime
+	}
+	return first.ServiceID(), nil
+}
+
+// dropSchemas drops the PostgreSQL schemas of a run from the database at dsn.
+func dropSchemas(dsn string, schemas ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to drop the benchmark's schemas: %w", err)
+	}
+	defer conn.Close(ctx)
+	for _, s := range schemas {
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("drop schema %s: %w", s, err)
+		}
+	}
+	return nil
 }
 
 // runLoadProcess runs cfg.LoadCommand against the server at addr and returns what it
@@ -324,7 +425,7 @@ func (l PatchLoad) PerSecond() float64 {
 // the server at addr and writes its PatchLoad to stdout as JSON.
 func RunPatchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("patch-load", flag.ContinueOnError)
-	addr := fs.String("addr", "", "`host:port` of the server")
+	addr := fs.String("addr", "", "`host:port` of the server; several, comma-separated, share the clients in turn")
 	var cfg PatchConfig
 	fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
 	fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
@@ -388,7 +489,8 @@ func createTwins(ctx context.Context, client *http.Client, base string, n, worke
 // server, spends its time sending requests rather than building them.
 const bodiesPerClient = 512
 
-// patchLoad runs cfg.Clients clients patching random twins until cfg.Duration has passed. It
+// patchLoad runs cfg.Clients clients patching random twins until cfg.Duration has passed,
+// client c on the c-th of the comma-separated addresses in addr (in turn). It
 // returns the latency of every acknowledged patch, the number of failed requests and the time
 // the load ran. A transport error ends the run with that error.
 //
@@ -408,9 +510,10 @@ func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Durati
 			bodies[c][n] = patchBody(1+rand.N(3), c<<20|n)
 		}
 	}
+	addrs := strings.Split(addr, ",")
 	clients := make([]*patchClient, cfg.Clients)
 	for c := range clients {
-		pc, err := dialPatchClient(ctx, addr)
+		pc, err := dialPatchClient(ctx, addrs[c%len(addrs)])
 		if err != nil {
 			for _, pc := range clients[:c] {
 				pc.conn.Close()

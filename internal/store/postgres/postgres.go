@@ -193,13 +193,10 @@ type request struct {
 	done     chan struct{}
 }
 
-// New connects to the database, creates or migrates the schema (once, however many stores
-// start together), and starts the writer and the log's listener.
-func New(cfg Config, logger *slog.Logger) (*Store, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, fmt.Errorf("postgres store config: %w", err)
-	}
+// poolConfig returns the pool configuration of cfg, which has its defaults: its DSN with the
+// settings the store relies on whatever the DSN says (the schema, the statement timeout and
+// synchronous commit).
+func poolConfig(cfg Config) (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store config: dsn: %w", err)
@@ -212,6 +209,23 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 	params["synchronous_commit"] = "on"
 	if params["application_name"] == "" {
 		params["application_name"] = "twinflow"
+	}
+	return pc, nil
+}
+
+// notifyChannel is the channel the log of schema notifies other nodes of its commits on.
+func notifyChannel(schema string) string { return "twinflow_log_" + schema }
+
+// New connects to the database, creates or migrates the schema (once, however many stores
+// start together), and starts the writer and the log's listener.
+func New(cfg Config, logger *slog.Logger) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("postgres store config: %w", err)
+	}
+	pc, err := poolConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StatementTimeout)
@@ -238,7 +252,7 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		cfg:      cfg,
 		logger:   logger,
 		pool:     pool,
-		channel:  "twinflow_log_" + cfg.Schema,
+		channel:  notifyChannel(cfg.Schema),
 		reqs:     make(chan *request, cfg.MaxBatch),
 		done:     make(chan struct{}),
 		listened: make(chan struct{}),
