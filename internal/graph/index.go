@@ -82,6 +82,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
@@ -410,20 +411,35 @@ func (x *Index) loadRels(ctx context.Context, sc store.Scanner) error {
 }
 
 // Run follows the change log until ctx ends, then returns ctx's error; it returns earlier
-// only when reading the log or the store fails. It applies records as they are committed, so
+// only when reading the log or the store fails, save for a log that is unavailable
+// (store.ErrUnavailable), which it reads again after a pause. It applies records as they are committed, so
 // that Sync rarely has work left to do. It runs on the caller's goroutine and starts none.
 func (x *Index) Run(ctx context.Context) error {
 	if x.st == nil {
 		return errors.New("graph index: a static index follows no change log")
 	}
+	pause := minReadPause
 	for {
 		recs, err := x.read(ctx)
+		if errors.Is(err, store.ErrUnavailable) && ctx.Err() == nil {
+			// The store's database is out of reach: the index keeps answering queries from
+			// what it holds, and reads on once it is back.
+			x.logger.Warn("graph index: change log unavailable; retrying", "after", x.applied.Load(), "retry_in", pause, "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, maxReadPause)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("graph index: read change log after %d: %w", x.applied.Load(), err)
 		}
+		pause = minReadPause
 		x.applyMu.Lock()
 		err = x.apply(ctx, recs)
 		x.applyMu.Unlock()
@@ -432,6 +448,13 @@ func (x *Index) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// The pauses of Run between reads of a change log that is unavailable: doubling from the
+// least to the most.
+const (
+	minReadPause = 100 * time.Millisecond
+	maxReadPause = 2 * time.Second
+)
 
 // Sync returns once every record committed to the log before the call is applied, so the
 // index reflects every write acknowledged before it.

@@ -370,7 +370,8 @@ const purgeInterval = time.Hour
 // they stopped), then each job as it is created, one at a time in creation order. It also
 // forgets finished jobs once their purge time has passed. It returns nil when ctx ends, with
 // the job it was running left to go on at the next start, or the error that stopped it
-// reading jobs.
+// reading jobs; a store that is unavailable (store.ErrUnavailable) does not stop it, it
+// reads again after a pause.
 //
 // A job does not fail because the disk is full: it stops where it got to, as at a restart,
 // and Run tries to go on with it every Config.FullWait, which succeeds once the store takes
@@ -378,7 +379,7 @@ const purgeInterval = time.Hour
 func (r *Runner) Run(ctx context.Context) error {
 	purge := time.NewTicker(purgeInterval)
 	defer purge.Stop()
-	if err := r.purge(ctx); err != nil {
+	if err := r.purge(ctx); err != nil && !r.waitForStore(ctx, err) {
 		return err
 	}
 	for {
@@ -392,7 +393,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("find jobs to run: %w", err)
+			err = fmt.Errorf("find jobs to run: %w", err)
+			if r.waitForStore(ctx, err) {
+				continue
+			}
+			return err
 		}
 		if next != nil {
 			if r.run(ctx, next) {
@@ -409,11 +414,29 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		case <-r.wake:
 		case <-purge.C:
-			if err := r.purge(ctx); err != nil {
+			if err := r.purge(ctx); err != nil && !r.waitForStore(ctx, err) {
 				return err
 			}
 		}
 	}
+}
+
+// storePause is how long Run waits before it reads a store that was unavailable again.
+const storePause = time.Second
+
+// waitForStore reports whether err says that the store's database is out of reach
+// (store.ErrUnavailable), and then waits storePause, or until ctx ends, before Run reads it
+// again.
+func (r *Runner) waitForStore(ctx context.Context, err error) bool {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return false
+	}
+	r.logger.Warn("jobs: the store is unavailable; retrying", "retry_in", storePause, "err", err)
+	select {
+	case <-ctx.Done():
+	case <-time.After(storePause):
+	}
+	return true
 }
 
 // purge forgets the finished jobs whose purge time has passed.

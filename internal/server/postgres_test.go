@@ -102,15 +102,15 @@ func (p *proxy) restore() {
 // TestPostgreSQLStore runs the server on the PostgreSQL store: what one server wrote, a
 // second one on the same database (and another data directory) reads; while the database
 // cannot be reached, writes answer 503 with Retry-After and queries keep answering from the
-// index; once it is back, writes succeed again without a restart.
+// index, and the server keeps running (the index, the job runner and data history wait for
+// the database); once it is back, writes succeed again without a restart.
 func TestPostgreSQLStore(t *testing.T) {
 	dsn := testenv.PostgreSQL(t)
 	schema := fmt.Sprintf("store_api_%d", time.Now().UnixNano())
 	t.Cleanup(func() { dropSchema(t, dsn, schema) })
 	db := newProxy(t, testenv.PostgreSQLAddr)
 	cfg := Config{Config: config.Config{
-		Store:   config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: schema, StatementTimeout: 5 * time.Second},
-		History: config.History{Mode: config.HistoryOff},
+		Store: config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: schema, StatementTimeout: 5 * time.Second},
 	}}
 
 	s, stop := start(t, cfg, nil)

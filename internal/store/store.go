@@ -58,6 +58,11 @@ var ErrFull error = syscall.ENOSPC
 // no more writes. Reopening the store reads back what the disk holds.
 var ErrFailed = errors.New("store failed")
 
+// ErrConflict is returned (possibly wrapped) by an Update whose conditional write (see
+// TwinReplacer) found the entity changed by another write, or gone; nothing of the Update
+// was committed, and it may succeed when prepared again from the current state.
+var ErrConflict = errors.New("changed by another write")
+
 // ErrUnavailable is returned (possibly wrapped) by a store whose database server cannot be
 // reached, or dropped the connection, or is shutting down: a later call may succeed once it
 // is back. When an Update fails with it, its commit may or may not have taken effect.
@@ -183,6 +188,18 @@ type Writer interface {
 	// Emit appends e to the change log. It is the only way to create an event, so an event
 	// commits exactly when the state change that caused it does.
 	Emit(e event.Event) error
+}
+
+// TwinReplacer is a Writer that replaces a twin on the condition that its stored ETag is
+// still the one the caller read, without reading it again: a store whose reads inside an
+// Update each cost a round trip to its database (PostgreSQL) offers it, so that a write
+// prepared from a snapshot costs none. Check for it with a type assertion.
+type TwinReplacer interface {
+	// ReplaceTwin replaces the twin t.ID with t if its stored ETag is etag. If it is not
+	// (another write changed the twin, or deleted it), the Update fails with ErrConflict and
+	// keeps nothing of fn, even if fn ignored ReplaceTwin's error: the store may check the
+	// condition only after fn returned.
+	ReplaceTwin(t Twin, etag string) error
 }
 
 // Log is the ordered, durable change log. Seqs are consecutive: the record after Seq n has

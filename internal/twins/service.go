@@ -207,6 +207,15 @@ var ErrStale = errors.New("twins: state changed during the write")
 // it is prepared inside it.
 const optimisticAttempts = 3
 
+// stale returns ErrStale for an Update a store failed with store.ErrConflict (a conditional
+// write found the state changed), and err otherwise.
+func stale(err error) error {
+	if errors.Is(err, store.ErrConflict) {
+		return ErrStale
+	}
+	return err
+}
+
 // commitFunc writes a prepared change. It returns ErrStale when the state it was prepared
 // against has changed.
 type commitFunc func(w store.Writer) error
@@ -223,7 +232,7 @@ func (s *Service) write(ctx context.Context, prepare func(r store.Reader) (commi
 		}); err != nil {
 			return err
 		}
-		err := s.st.Update(ctx, func(w store.Writer) error { return commit(w) })
+		err := stale(s.st.Update(ctx, func(w store.Writer) error { return commit(w) }))
 		if !errors.Is(err, ErrStale) {
 			return err
 		}

@@ -25,6 +25,28 @@ func readTwin(r store.Reader, id string) (store.Twin, error) {
 	return t, nil
 }
 
+// replaceTwin writes next in w in place of the twin as it was with etag, or fails with
+// ErrStale when the twin has another ETag now. A store that replaces conditionally
+// (store.TwinReplacer) checks the ETag when it writes, and fails the Update with
+// store.ErrConflict, which Service.write takes as ErrStale; otherwise the twin is read
+// first.
+func replaceTwin(w store.Writer, next store.Twin, etag string) error {
+	if rw, ok := w.(store.TwinReplacer); ok {
+		return rw.ReplaceTwin(next, etag)
+	}
+	latest, err := readTwin(w, next.ID)
+	if err != nil {
+		return err
+	}
+	if latest.ETag != etag {
+		return ErrStale
+	}
+	if err := w.PutTwin(next); err != nil {
+		return fmt.Errorf("put twin %q: %w", next.ID, err)
+	}
+	return nil
+}
+
 // Twin returns twin id as stored: its document at the newest api-version shape.
 func (s *Service) Twin(ctx context.Context, id string) (store.Twin, error) {
 	var t store.Twin
@@ -350,15 +372,8 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 		}
 		ev := s.newEvent(event.TwinUpdate, id, now, tr, data)
 		return func(w store.Writer) error {
-			latest, err := readTwin(w, id)
-			if err != nil {
+			if err := replaceTwin(w, next, cur.ETag); err != nil {
 				return err
-			}
-			if latest.ETag != cur.ETag {
-				return ErrStale
-			}
-			if err := w.PutTwin(next); err != nil {
-				return fmt.Errorf("put twin %q: %w", id, err)
 			}
 			if err := w.Emit(ev); err != nil {
 				return err
@@ -372,7 +387,7 @@ func (s *Service) patchTwin(ctx context.Context, id, component string, p twin.Pa
 	if cur, ok := s.cache.get(id); ok && cond.Matches(cur.ETag) {
 		cached = true
 		if commit, perr := prepare(cur); perr == nil {
-			err = s.st.Update(ctx, func(w store.Writer) error { return commit(w) })
+			err = stale(s.st.Update(ctx, func(w store.Writer) error { return commit(w) }))
 		} else {
 			err = ErrStale
 		}

@@ -67,7 +67,7 @@ func readLog[T any](ctx context.Context, s *Store, after uint64, max int, conv f
 			recs, err := list(poolQuerier{ctx: ctx, s: s}, "log records", scanRecord,
 				"SELECT "+logColumns+" FROM log WHERE seq > $1 ORDER BY seq LIMIT $2", int64(after), max)
 			if err != nil {
-				return nil, err
+				return nil, markUnavailable(err)
 			}
 			if len(recs) > 0 {
 				s.advance(recs[len(recs)-1].Seq)

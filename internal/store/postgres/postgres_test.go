@@ -69,6 +69,10 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return fresh(t) })
 }
 
+func TestTwinReplacer(t *testing.T) {
+	storetest.RunTwinReplacer(t, func(t *testing.T) store.Store { return fresh(t) })
+}
+
 func TestScan(t *testing.T) {
 	storetest.RunScan(t, func(t *testing.T) store.Store { return fresh(t) })
 }

@@ -90,6 +90,8 @@ type handler struct {
 	rows func(pgx.Rows) error
 	// tag, when set, receives the statement's command tag.
 	tag *pgconn.CommandTag
+	// fail, when set, describes the statement's failure to its fn.
+	fail func(error) error
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -206,6 +208,9 @@ func (w *writer) flush() error {
 			return nil
 		}
 		h := w.handlers[k]
+		if h.fail != nil {
+			err = h.fail(err)
+		}
 		switch {
 		case w.conn.IsClosed():
 			w.failure = fmt.Errorf("store connection: %w", err)
@@ -379,6 +384,36 @@ func (w *writer) PutTwin(t store.Twin) error {
 	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
 	return nil
 }
+
+// replaceTwin replaces a twin whose ETag is $5, and fails with division_by_zero (22012)
+// when there is none, so that the failure reaches the fn the way any failing statement's
+// does (see flush), whenever the statement is sent.
+const replaceTwin = "WITH u AS (UPDATE twins SET model_id = $2, etag = $3, doc = $4 WHERE id = $1 AND etag = $5 RETURNING 1)" +
+	" SELECT 1 / count(*)::int FROM u"
+
+// ReplaceTwin implements store.TwinReplacer: the conditional update is queued like PutTwin's
+// upsert, and goes out with the fn's next statement or at its end; a twin whose ETag is not
+// etag (or which is gone) fails the fn, and so the Update, with store.ErrConflict.
+func (w *writer) ReplaceTwin(t store.Twin, etag string) error {
+	if err := w.usable(); err != nil {
+		return fmt.Errorf("replace twin %q: %w", t.ID, err)
+	}
+	t.Doc = bytes.Clone(t.Doc)
+	id := t.ID
+	w.enqueue(replaceTwin, []any{t.ID, t.ModelID, t.ETag, blob(t.Doc), etag}, handler{
+		rows: func(pgx.Rows) error { return nil },
+		fail: func(err error) error {
+			if pgCode(err) == "22012" {
+				return fmt.Errorf("replace twin %q: %w: its ETag is no longer %s (%w)", id, store.ErrConflict, etag, err)
+			}
+			return err
+		},
+	})
+	w.states = append(w.states, entityState{key: t.ID, isTwin: true, twin: &t})
+	return nil
+}
+
+var _ store.TwinReplacer = (*writer)(nil)
 
 // CreateTwin implements store.Writer.
 func (w *writer) CreateTwin(t store.Twin) error {
