@@ -82,8 +82,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 	"sync/atomic"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 
