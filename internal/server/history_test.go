@@ -20,7 +20,7 @@ import (
 
 // restClient sends requests to a server's API and checks their status.
 type restClient struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 }
 
@@ -106,7 +106,7 @@ func TestHistoryThroughTheAPI(t *testing.T) {
 }
 
 // dropSchema drops a PostgreSQL schema and everything in it.
-func dropSchema(t *testing.T, dsn, schema string) {
+func dropSchema(t testing.TB, dsn, schema string) {
 	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
 		t.Errorf("connect to drop schema %s: %v", schema, err)
