@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -173,8 +174,10 @@ type running struct {
 	src    ingress.Source
 	cancel context.CancelFunc
 	done   chan struct{}
-	// held is true while the runner runs under the source's lease (see Config.Holder).
-	held atomic.Bool
+	// leased is set when the runner runs under the source's lease (see Config.Holder); held
+	// is true while it does.
+	leased bool
+	held   atomic.Bool
 }
 
 // compiled is a compiled mapping with the source it reads.
@@ -280,14 +283,11 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 	}
 	r.syncEventsLocked()
-	starting := make([]*running, 0, len(r.running))
-	for _, rn := range r.running {
-		starting = append(starting, rn)
-	}
+	starting := maps.Clone(r.running)
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, rn := range starting {
-		wg.Go(func() { rn.waitStarted(r.cfg.StartWait) })
+	for name, rn := range starting {
+		wg.Go(func() { r.waitStarted(name, rn) })
 	}
 	wg.Wait()
 	close(r.started)
@@ -358,6 +358,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		})
 		return nil
 	}
+	rn.leased = true
 	r.wg.Go(func() {
 		defer close(rn.done)
 		// A source runs once: each time this node gains the lease anew, it runs a new one.
@@ -507,7 +508,7 @@ func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, de
 		return created, fmt.Errorf("start source %q: %w", name, err)
 	}
 	if rn := r.running[name]; rn != nil {
-		rn.waitStarted(r.cfg.StartWait)
+		r.waitStarted(name, rn)
 	}
 	return created, nil
 }
@@ -764,19 +765,30 @@ func (r *Registry) Push(ctx context.Context, name string, body []byte, header ht
 	return hs.Push(ctx, msgs)
 }
 
-// waitStarted waits up to d until the source connected, failed or stopped. Until its Run
-// starts, the runner reports ingress.Stopped.
-func (rn *running) waitStarted(d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+// waitStarted waits up to Config.StartWait until rn, the runner of source name, connected,
+// failed or stopped, or, when it runs under a lease, until another node is found to hold
+// it: this node then stands by. Until its Run starts, the runner reports ingress.Stopped.
+func (r *Registry) waitStarted(name string, rn *running) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StartWait)
+	defer cancel()
+	var asked time.Time
+	for ctx.Err() == nil {
 		switch rn.runner.Status().State {
 		case ingress.Starting, ingress.Stopped:
 		default:
 			return
 		}
+		if rn.leased && !rn.held.Load() && time.Since(asked) >= 50*time.Millisecond {
+			owner, here, err := r.cfg.Holder.Owner(ctx, LeaseName(name))
+			if err == nil && owner != "" && !here {
+				return
+			}
+			asked = time.Now()
+		}
 		select {
 		case <-rn.done:
 			return
+		case <-ctx.Done():
 		case <-time.After(time.Millisecond):
 		}
 	}
