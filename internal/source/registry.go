@@ -344,10 +344,10 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		runSrc = sanitized(src, scrub)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	rn := &running{runner: run, src: src, cancel: cancel, done: make(chan struct{})}
-	r.running[name] = rn
 	_, pushed := src.(*HTTPSource)
-	if r.cfg.Holder == nil || pushed {
+	rn := &running{runner: run, src: src, cancel: cancel, done: make(chan struct{}), leased: r.cfg.Holder != nil && !pushed}
+	r.running[name] = rn
+	if !rn.leased {
 		r.wg.Go(func() {
 			defer close(rn.done)
 			// A source that fails stays failed, with its error in its status, until it is
@@ -358,7 +358,6 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		})
 		return nil
 	}
-	rn.leased = true
 	r.wg.Go(func() {
 		defer close(rn.done)
 		// A source runs once: each time this node gains the lease anew, it runs a new one.
