@@ -147,8 +147,16 @@ func (h *recorder) run(ctx context.Context) error {
 func (h *recorder) close() error { return h.store.Close() }
 
 // api returns what the API serves history from.
+//
+// The API caches graphs of the past for as long as the writer says it wrote nothing into
+// them, which only a node's own writer can say: for a shared store, which another node's
+// writer may write, it caches none.
 func (h *recorder) api(models func() *dtdl.ModelSet) *api.History {
-	return &api.History{Store: h.store, Retention: h.retention, Models: models, Status: h.status, Changes: h.writer}
+	a := &api.History{Store: h.store, Retention: h.retention, Models: models, Status: h.status}
+	if h.leases == nil {
+		a.Changes = h.writer
+	}
+	return a
 }
 
 // status reports the writer's progress and the store's tables for GET /history/status, and
