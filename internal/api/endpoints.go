@@ -70,6 +70,9 @@ type endpointStatusJSON struct {
 	DeadLetters   int     `json:"deadLetters"`
 	LastError     string  `json:"lastError,omitempty"`
 	LastErrorTime string  `json:"lastErrorTime,omitempty"`
+	// Owner is the service id of the node that delivers to the endpoint, absent while none
+	// does.
+	Owner string `json:"owner,omitempty"`
 }
 
 // endpointJSON renders an endpoint: its name, creation time and status beside its redacted
@@ -84,7 +87,7 @@ func (a *API) endpointJSON(r *http.Request, ep endpoint.Endpoint) (map[string]an
 	}
 	s := endpointStatusJSON{
 		State: st.State, Cursor: st.Cursor, LagEvents: st.LagEvents, LagSeconds: st.LagSeconds,
-		Attempts: st.Attempts, DeadLetters: st.DeadLetters, LastError: st.LastError,
+		Attempts: st.Attempts, DeadLetters: st.DeadLetters, LastError: st.LastError, Owner: st.Owner,
 	}
 	if !st.LastErrorTime.IsZero() {
 		s.LastErrorTime = st.LastErrorTime.UTC().Format(time.RFC3339Nano)
@@ -304,6 +307,9 @@ func (a *API) redriveDeadLetter(w http.ResponseWriter, r *http.Request, _ apiVer
 	if errors.Is(err, store.ErrNotFound) {
 		return deadLetterNotFound(r)
 	}
+	if errors.Is(err, endpoint.ErrStandby) {
+		return endpointError(r.PathValue("name"), err)
+	}
 	if err != nil {
 		return err
 	}
@@ -336,6 +342,9 @@ func endpointError(name string, err error) error {
 			Message: "The endpoint did not pass validation: " + unwrapMessage(err, endpoint.ErrValidationFailed) + "."}
 	case errors.Is(err, loopguard.ErrFeedsSource):
 		return feedsSource(err)
+	case errors.Is(err, endpoint.ErrStandby):
+		return twin.OperationNotAllowed("The endpoint " + name + " is delivered by another node, " +
+			unwrapMessage(err, endpoint.ErrStandby) + ": send the request to that node.")
 	}
 	return err
 }

@@ -126,6 +126,10 @@ type HistoryStatus struct {
 	CheckpointedTo string `json:"checkpointedTo,omitempty"`
 	// LastError is the writer's last failure to read the log or write, while it lasts.
 	LastError string `json:"lastError,omitempty"`
+	// Owner is the service id of the node that writes history kept in PostgreSQL, which the
+	// nodes share, absent while none does and for history in the data directory, which
+	// each node writes. The other nodes answer with the cursor the history store holds.
+	Owner string `json:"owner,omitempty"`
 }
 
 func (a *API) historyOperations() []operation {

@@ -84,6 +84,9 @@ type sourceStatusJSON struct {
 	Lag           *int64 `json:"lag,omitempty"`
 	LastError     string `json:"lastError,omitempty"`
 	LastErrorTime string `json:"lastErrorTime,omitempty"`
+	// Owner is the service id of the node that consumes the source; absent while none does
+	// and for an http source, which every node takes pushes for.
+	Owner string `json:"owner,omitempty"`
 }
 
 // sourceJSON renders a source: its name, creation time and status beside its redacted
@@ -101,7 +104,7 @@ func (a *API) sourceJSON(r *http.Request, src source.Source) (map[string]any, er
 	s := sourceStatusJSON{
 		State: string(st.State), Received: st.Received, Applied: st.Applied, Duplicates: st.Duplicates,
 		Failed: st.Failed, DeadLettered: st.DeadLettered, DeadLetters: st.DeadLetters, Unsettled: st.Unsettled,
-		LastError: st.LastError,
+		LastError: st.LastError, Owner: st.Owner,
 	}
 	if st.LagKnown {
 		s.Lag = &st.Lag

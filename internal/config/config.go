@@ -267,6 +267,10 @@ type Store struct {
 	MaxConns int32 `yaml:"maxConns"`
 	// StatementTimeout bounds every statement; 0 means the store's default (30 s).
 	StatementTimeout time.Duration `yaml:"statementTimeout"`
+	// LeaseTTL is how long a node's lease on work that runs on one node at a time (an
+	// endpoint's relay, the history writer, a source) lasts unless renewed; 0 means
+	// lease.DefaultTTL (6 s). A lease whose node died is taken over within about 4/3 of it.
+	LeaseTTL time.Duration `yaml:"leaseTTL"`
 }
 
 // The values of History.Mode.
@@ -514,6 +518,9 @@ func (c Config) Validate(checks Checks) error {
 	}
 	negative("store.maxConns", int64(c.Store.MaxConns))
 	negativeDuration("store.statementTimeout", c.Store.StatementTimeout)
+	if c.Store.LeaseTTL != 0 && c.Store.LeaseTTL < time.Millisecond {
+		errs = append(errs, fmt.Errorf("store.leaseTTL: %v is shorter than 1ms", c.Store.LeaseTTL))
+	}
 	negative("delivery.maxRoutes", int64(c.Delivery.MaxRoutes))
 	negative("delivery.maxEndpoints", int64(c.Delivery.MaxEndpoints))
 	negativeDuration("delivery.retention", c.Delivery.Retention)

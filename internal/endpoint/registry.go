@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/lease"
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/outbox"
 	"github.com/twinflow/twinflow/internal/redact"
@@ -36,6 +38,9 @@ var (
 	ErrLimitExceeded = errors.New("endpoint limit exceeded")
 	// ErrInUse: routes still send to the endpoint.
 	ErrInUse = errors.New("endpoint in use")
+	// ErrStandby: the endpoint's relay runs on another node (see Config.Holder), which alone
+	// can replay or redrive; the message names its service id.
+	ErrStandby = errors.New("the endpoint is delivered by another node")
 	// ErrValidationFailed: the destination refused the validation handshake, or did not
 	// answer it. The message that follows says which as status shows it: the refusal, or
 	// redact.Unreachable, never what else answered.
@@ -45,6 +50,9 @@ var (
 // The states of an endpoint whose relay does not run yet or any more, beside the relay's
 // own (outbox.StateDelivering, ...).
 const (
+	// StateStandby: the endpoint's relay runs on another node, the owner of its lease (see
+	// Config.Holder), and this node takes it over if that node dies.
+	StateStandby = "standby"
 	// StateProvisioning: the endpoint's validation handshake is under way; its relay
 	// starts once the destination accepts it.
 	StateProvisioning = "provisioning"
@@ -74,7 +82,25 @@ type Config struct {
 	MaxHops int
 	// Guard, when set, checks each endpoint Put writes (see Guard).
 	Guard Guard
+	// Holder, when set, runs each relay only while this node holds the endpoint's lease
+	// (LeaseName), so that one node among those sharing the store delivers to it; nil runs
+	// every relay here.
+	Holder Holder
 }
+
+// Holder gives work that must run on one node at a time an owner among the nodes sharing
+// the store (the server's leases, over a lease.Keeper, implement it).
+type Holder interface {
+	// Hold runs fn whenever this node holds the lease name, with a context cancelled as
+	// soon as it loses it, until ctx ends (see lease.Keeper.Hold).
+	Hold(ctx context.Context, name string, fn func(context.Context, lease.Grant) error) error
+	// Owner returns the service id of the node holding the lease name, "" when none does,
+	// and whether that node is this one.
+	Owner(ctx context.Context, name string) (owner string, here bool, err error)
+}
+
+// LeaseName is the name of the lease under which the relay of the endpoint name runs.
+func LeaseName(name string) string { return "endpoint/" + name }
 
 // Guard checks an endpoint before it is written (*loopguard.Guard implements it).
 type Guard interface {
@@ -103,6 +129,9 @@ type Status struct {
 	outbox.Status
 	// DeadLetters counts the endpoint's dead letters.
 	DeadLetters int
+	// Owner is the service id of the node whose relay delivers to the endpoint, "" when
+	// none holds its lease or the registry has no Config.Holder.
+	Owner string
 }
 
 // Registry keeps the endpoints and runs their relays. Run starts the relays of the stored
@@ -144,6 +173,8 @@ type running struct {
 	sink   *lazySink
 	cancel context.CancelFunc
 	done   chan struct{}
+	// held is true while the relay runs on this node, its lease held (see Config.Holder).
+	held atomic.Bool
 }
 
 // New returns a registry over st. kinds maps each endpointType to its Kind; m may be nil.
@@ -357,8 +388,11 @@ func (r *Registry) startLocked(name string, def Definition) error {
 	ctx, cancel := context.WithCancel(r.ctx)
 	run := &running{relay: relay, sink: lazy, cancel: cancel, done: make(chan struct{})}
 	r.running[name] = run
-	r.wg.Go(func() {
-		defer close(run.done)
+	// runRelay runs the relay until ctx ends, restarting it after a failure, then closes
+	// its sink.
+	runRelay := func(ctx context.Context) {
+		run.held.Store(true)
+		defer run.held.Store(false)
 		defer func() {
 			if err := lazy.Close(); err != nil {
 				r.logger.Warn("close endpoint sink", slog.String("endpoint", name), slog.Any("err", err))
@@ -380,6 +414,20 @@ func (r *Registry) startLocked(name string, def Definition) error {
 				return
 			case <-time.After(time.Second):
 			}
+		}
+	}
+	r.wg.Go(func() {
+		defer close(run.done)
+		if r.cfg.Holder == nil {
+			runRelay(ctx)
+			return
+		}
+		err := r.cfg.Holder.Hold(ctx, LeaseName(name), func(ctx context.Context, _ lease.Grant) error {
+			runRelay(ctx)
+			return nil
+		})
+		if err != nil && !errors.Is(err, lease.ErrStopped) {
+			r.logger.Error("relay not run", slog.String("endpoint", name), slog.Any("err", err))
 		}
 	})
 	return nil
@@ -700,8 +748,10 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 
 // Status returns the delivery status of the endpoint name; a missing one is
 // store.ErrNotFound. An endpoint being validated reports StateProvisioning, one that failed
-// validation StateFailed with the failure as LastError, and any other whose relay is not
-// running outbox.StateStopped.
+// validation StateFailed with the failure as LastError, one whose relay runs on another node
+// StateStandby (with the cursor and dead letters the store holds), and any other whose relay
+// is not running outbox.StateStopped. With Config.Holder, Owner names the node that runs
+// the relay.
 func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 	var st Status
 	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
@@ -723,8 +773,18 @@ func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 		return st, nil
 	}
 	r.mu.Unlock()
-	if run == nil {
+	here := true
+	if r.cfg.Holder != nil {
+		if st.Owner, here, err = r.cfg.Holder.Owner(ctx, LeaseName(name)); err != nil {
+			return Status{}, fmt.Errorf("status of endpoint %q: %w", name, err)
+		}
+	}
+	switch {
+	case run == nil:
 		st.State = outbox.StateStopped
+		return st, nil
+	case !run.held.Load() && !here && st.Owner != "":
+		st.State = StateStandby
 		return st, nil
 	}
 	rs, err := run.relay.Status(ctx)
@@ -732,8 +792,26 @@ func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 	return st, err
 }
 
+// standby returns ErrStandby, naming the owner, when run, the relay of the endpoint name,
+// runs on another node, and nil when it runs here or on no node (a replay or redrive then
+// waits for it to run here; see outbox.Relay.Rewind).
+func (r *Registry) standby(ctx context.Context, name string, run *running) error {
+	if r.cfg.Holder == nil || run.held.Load() {
+		return nil
+	}
+	owner, here, err := r.cfg.Holder.Owner(ctx, LeaseName(name))
+	if err != nil {
+		return fmt.Errorf("find the node delivering to endpoint %q: %w", name, err)
+	}
+	if here || owner == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrStandby, owner)
+}
+
 // Replay re-delivers the log to the endpoint name from the record seq on (seq 0 or 1: from
-// the oldest retained record). It fails with store.ErrNotFound for a missing endpoint.
+// the oldest retained record). It fails with store.ErrNotFound for a missing endpoint, and
+// with ErrStandby when the endpoint's relay runs on another node.
 func (r *Registry) Replay(ctx context.Context, name string, seq uint64) error {
 	return r.rewind(ctx, name, max(seq, 1)-1)
 }
@@ -754,11 +832,14 @@ func (r *Registry) ReplayFrom(ctx context.Context, name string, t time.Time) (ui
 }
 
 // rewind moves name's cursor to seq: through its running relay, or in the store when the
-// relay is not running.
+// relay is not running; it fails with ErrStandby when the relay runs on another node.
 func (r *Registry) rewind(ctx context.Context, name string, seq uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if run := r.running[name]; run != nil {
+		if err := r.standby(ctx, name, run); err != nil {
+			return err
+		}
 		run.relay.Rewind(seq)
 		return nil
 	}
@@ -798,7 +879,8 @@ func (r *Registry) DeleteDeadLetter(ctx context.Context, name string, id uint64)
 
 // Redrive asks the endpoint's relay to send the dead letter id again; it is deleted once
 // delivered (see outbox.Relay.Redrive). A missing dead letter is store.ErrNotFound; an
-// endpoint whose relay is not running cannot redrive (outbox.StateStopped in its status).
+// endpoint whose relay is not running cannot redrive (outbox.StateStopped in its status),
+// and one whose relay runs on another node fails with ErrStandby.
 func (r *Registry) Redrive(ctx context.Context, name string, id uint64) error {
 	if _, err := r.DeadLetter(ctx, name, id); err != nil {
 		return err
@@ -808,6 +890,9 @@ func (r *Registry) Redrive(ctx context.Context, name string, id uint64) error {
 	r.mu.Unlock()
 	if run == nil {
 		return fmt.Errorf("redrive dead letter %d of endpoint %q: the endpoint is not running", id, name)
+	}
+	if err := r.standby(ctx, name, run); err != nil {
+		return fmt.Errorf("redrive dead letter %d of endpoint %q: %w", id, name, err)
 	}
 	run.relay.Redrive(id)
 	return nil
@@ -879,10 +964,13 @@ func (l lazyPublisher) Publish(ctx context.Context, events []event.Event) (sink.
 }
 
 // Close implements sink.Sink. Send and Close are never concurrent: the relay that sends has
-// returned before the registry closes its sink.
+// returned before the registry closes its sink. A closed lazySink builds its sink again on
+// the next Send, as a relay that regained its lease sends again (see Config.Holder).
 func (l *lazySink) Close() error {
 	if l.sink == nil {
 		return nil
 	}
-	return l.sink.Close()
+	err := l.sink.Close()
+	l.sink = nil
+	return err
 }

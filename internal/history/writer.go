@@ -139,7 +139,7 @@ type Status struct {
 // batch before it, which may not be committed yet, so the deriving goroutine remembers the
 // newest rows it derived (newestRows) and asks the store only for older ones.
 //
-// A Writer is started once by Run; Status is safe to call at any time.
+// Run runs a Writer, once at a time; Status is safe to call at any time.
 type Writer struct {
 	cfg    Config
 	opts   Options
@@ -218,6 +218,10 @@ func (w *Writer) Status() Status {
 // Run writes history until ctx ends, then returns ctx's error after its goroutines (deriving,
 // pruning, rolling up) exited. It returns another error only when the cursor cannot be read
 // at start; failures later are logged, reported by Status and retried with backoff.
+//
+// Run may be called again once it returned, as a node that lost the lease on history and
+// regained it does: it starts again from the cursor the Store keeps, which another writer
+// may have moved meanwhile, and forgets the rows it derived before.
 func (w *Writer) Run(ctx context.Context) error {
 	cursor, err := w.st.Cursor(ctx)
 	if err != nil {
@@ -225,7 +229,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	w.status.Cursor = cursor
+	w.behind = nil
 	w.mu.Unlock()
+	// Only the deriving goroutine uses newest, and none runs now.
+	w.newest.rows = nil
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if w.cfg.Retention > 0 {

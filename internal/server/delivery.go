@@ -61,9 +61,10 @@ type delivery struct {
 // endpoints checked by guard, and creates or replaces the endpoints and routes cfg declares,
 // with what endpoints reach checked against policy. consumers are the in-process readers of
 // the log (the graph index, the history writer), each returning the Seq it is done with (0
-// while it is not reading yet): the pruner keeps every record after the smallest.
+// while it is not reading yet): the pruner keeps every record after the smallest. Each relay
+// runs while holder holds its endpoint's lease.
 func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, guard *loopguard.Guard, consumers []func() uint64,
-	policy *netpolicy.Policy, logger *slog.Logger) (*delivery, error) {
+	policy *netpolicy.Policy, holder endpoint.Holder, logger *slog.Logger) (*delivery, error) {
 	d := &delivery{metrics: prometheus.NewRegistry()}
 	if err := d.metrics.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
@@ -85,6 +86,7 @@ func newDelivery(ctx context.Context, cfg config.Config, st deliveryStore, guard
 		Policy:        policy,
 		MaxHops:       cfg.Delivery.MaxHops,
 		Guard:         guard,
+		Holder:        holder,
 	}, Kinds(), st, d.routes, m, logger)
 	if err != nil {
 		return nil, err

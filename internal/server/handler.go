@@ -50,35 +50,44 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 // handleHealthz answers 200 {"status":"ok"} while the process serves HTTP at all.
 func handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	writeStatus(w, http.StatusOK, "ok", "")
+	writeStatus(w, http.StatusOK, health{Status: "ok"})
 }
 
 // handleReadyz answers 200 {"status":"ready"} while the server serves with its store open, its
 // sources have started and its graph index has caught up with the change log since the start
 // (see ready), and it can write (see unwritable); before that and once shutdown has begun,
 // 503 {"status":"not ready"}, with the reason when it cannot write:
-// {"status":"not ready","reason":"the disk is full; ..."}.
+// {"status":"not ready","reason":"the disk is full; ..."}. Either way it names this node
+// (NodeID) and the leases it holds, the work it owns among the nodes sharing the store:
+// {"status":"ready","node":"localhost:8080#1f2e3d4c","leases":["endpoint/hook","history"]}.
 func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	ls := s.leases.held()
 	if reason := s.unwritable(); reason != "" {
-		writeStatus(w, http.StatusServiceUnavailable, "not ready", reason)
+		writeStatus(w, http.StatusServiceUnavailable, health{Status: "not ready", Reason: reason, Node: s.NodeID(), Leases: ls})
 		return
 	}
 	if !s.ready() {
-		writeStatus(w, http.StatusServiceUnavailable, "not ready", "")
+		writeStatus(w, http.StatusServiceUnavailable, health{Status: "not ready", Node: s.NodeID(), Leases: ls})
 		return
 	}
-	writeStatus(w, http.StatusOK, "ready", "")
+	writeStatus(w, http.StatusOK, health{Status: "ready", Node: s.NodeID(), Leases: ls})
 }
 
-// writeStatus answers a health check: {"status":status}, and the reason when there is one.
-func writeStatus(w http.ResponseWriter, code int, status, reason string) {
+// health is the body of a health check.
+type health struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Node and Leases are /readyz's: this node's id and the names of the leases it
+	// holds, absent when it holds none.
+	Node   string   `json:"node,omitempty"`
+	Leases []string `json:"leases,omitempty"`
+}
+
+// writeStatus answers a health check with body.
+func writeStatus(w http.ResponseWriter, code int, body health) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	body := struct {
-		Status string `json:"status"`
-		Reason string `json:"reason,omitempty"`
-	}{status, reason}
 	_ = json.NewEncoder(w).Encode(body) // strings only: cannot fail
 }
 

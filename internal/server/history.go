@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"github.com/twinflow/twinflow/internal/history"
 	historypg "github.com/twinflow/twinflow/internal/history/postgres"
 	historysqlite "github.com/twinflow/twinflow/internal/history/sqlite"
+	"github.com/twinflow/twinflow/internal/lease"
 	"github.com/twinflow/twinflow/internal/reserve"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
@@ -28,12 +30,19 @@ type recorder struct {
 	writer    *history.Writer
 	retention time.Duration // in effect: the configured one, or the default
 	writes    prometheus.Histogram
+	// leases runs the writer of a shared history store (in PostgreSQL) on one node at a
+	// time; held is true while it runs here. A node's own history store (in its data
+	// directory) is written by its own writer, nil leases.
+	leases *leases
+	held   atomic.Bool
 }
 
 // newRecorder opens the history store, in PostgreSQL when cfg names a database and in
-// dataDir otherwise, where it heeds space (see spaceStore), and builds its writer of log; it
-// returns nil when cfg turns history off.
-func newRecorder(ctx context.Context, cfg config.History, dataDir string, space *reserve.Reserve, serviceID string, log store.Log, logger *slog.Logger) (*recorder, error) {
+// dataDir otherwise, where it heeds space (see spaceStore), and builds its writer of log,
+// which for a store in PostgreSQL, shared by the nodes, runs while leases holds the history
+// lease; it returns nil when cfg turns history off.
+func newRecorder(ctx context.Context, cfg config.History, dataDir string, space *reserve.Reserve, serviceID string, log store.Log,
+	leases *leases, logger *slog.Logger) (*recorder, error) {
 	if !cfg.On() {
 		return nil, nil
 	}
@@ -59,7 +68,10 @@ func newRecorder(ctx context.Context, cfg config.History, dataDir string, space 
 		}
 		st = spaceStore{Store: hs, space: space}
 	}
-	h := &recorder{store: st, retention: cfg.Retention, writes: prometheus.NewHistogram(prometheus.HistogramOpts{
+	if cfg.DSN == "" {
+		leases = nil
+	}
+	h := &recorder{store: st, retention: cfg.Retention, leases: leases, writes: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "twinflow", Subsystem: "history", Name: "write_seconds",
 		Help:    "Time to commit one batch of history rows with the writer's cursor.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -111,9 +123,21 @@ func (h *recorder) register(reg prometheus.Registerer) error {
 // cursor: the change log's pruner keeps every record after it.
 func (h *recorder) cursor() uint64 { return h.writer.Status().Cursor }
 
-// run writes history until ctx ends.
+// run writes history until ctx ends; into a shared store, whenever this node holds the
+// history lease.
 func (h *recorder) run(ctx context.Context) error {
-	if err := h.writer.Run(ctx); ctx.Err() == nil {
+	if h.leases == nil {
+		if err := h.writer.Run(ctx); ctx.Err() == nil {
+			return fmt.Errorf("write history: %w", err)
+		}
+		return nil
+	}
+	err := h.leases.Hold(ctx, historyLease, func(ctx context.Context, _ lease.Grant) error {
+		h.held.Store(true)
+		defer h.held.Store(false)
+		return h.writer.Run(ctx)
+	})
+	if err != nil && ctx.Err() == nil && !errors.Is(err, lease.ErrStopped) {
 		return fmt.Errorf("write history: %w", err)
 	}
 	return nil
@@ -123,20 +147,46 @@ func (h *recorder) run(ctx context.Context) error {
 func (h *recorder) close() error { return h.store.Close() }
 
 // api returns what the API serves history from.
+//
+// The API caches graphs of the past for as long as the writer says it wrote nothing into
+// them, which only a node's own writer can say: for a shared store, which another node's
+// writer may write, it caches none.
 func (h *recorder) api(models func() *dtdl.ModelSet) *api.History {
-	return &api.History{Store: h.store, Retention: h.retention, Models: models, Status: h.status, Changes: h.writer}
+	a := &api.History{Store: h.store, Retention: h.retention, Models: models, Status: h.status}
+	if h.leases == nil {
+		a.Changes = h.writer
+	}
+	return a
 }
 
-// status reports the writer's progress and the store's tables for GET /history/status.
+// status reports the writer's progress and the store's tables for GET /history/status, and
+// the node that writes a shared store. When another node writes it, the cursor is the
+// store's.
 func (h *recorder) status(ctx context.Context) (api.HistoryStatus, error) {
 	ws := h.writer.Status()
 	stats, err := h.store.Stats(ctx)
 	if err != nil {
 		return api.HistoryStatus{}, err
 	}
+	owner, here := "", true
+	if h.leases != nil {
+		if owner, here, err = h.leases.Owner(ctx, historyLease); err != nil {
+			return api.HistoryStatus{}, err
+		}
+	}
+	if h.leases != nil && !h.held.Load() && !here {
+		if ws.Cursor, err = h.store.Cursor(ctx); err != nil {
+			return api.HistoryStatus{}, err
+		}
+		ws.LagEvents, ws.LagTime = 0, 0
+		if ws.Last > ws.Cursor {
+			ws.LagEvents = ws.Last - ws.Cursor
+		}
+	}
 	out := api.HistoryStatus{
 		Cursor: ws.Cursor, Last: ws.Last, LagEvents: ws.LagEvents, LagSeconds: ws.LagTime.Seconds(),
 		Tables: make(map[string]int64, len(stats.Tables)), Bytes: stats.Bytes, Retention: h.retention.String(),
+		Owner: owner,
 	}
 	for _, t := range stats.Tables {
 		out.Tables[t.Name] = t.Rows

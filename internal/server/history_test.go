@@ -20,7 +20,7 @@ import (
 
 // restClient sends requests to a server's API and checks their status.
 type restClient struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 }
 
@@ -155,6 +155,7 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 				LagEvents uint64           `json:"lagEvents"`
 				Cursor    uint64           `json:"cursor"`
 				Tables    map[string]int64 `json:"tables"`
+				Owner     string           `json:"owner"`
 			}
 			if err := json.Unmarshal(c.do(http.MethodGet, "/history/status", nil, http.StatusOK), &st); err != nil {
 				t.Fatal(err)
@@ -162,6 +163,15 @@ func testHistoryThroughTheAPI(t *testing.T, hc config.History) {
 			if st.LagEvents == 0 && st.Cursor > 0 {
 				if st.Tables["AdtTwinLifeCycleEvents"] != 3 || st.Tables["AdtRelationshipLifeCycleEvents"] != 2 {
 					t.Errorf("status tables = %v; want 3 twin and 2 relationship lifecycle rows", st.Tables)
+				}
+				// History in PostgreSQL is written by the node holding its lease, this one;
+				// history in the data directory by every node for itself.
+				want := ""
+				if hc.DSN != "" {
+					want = s.ServiceID()
+				}
+				if st.Owner != want {
+					t.Errorf("status owner = %q; want %q", st.Owner, want)
 				}
 				break
 			}

@@ -119,9 +119,10 @@ type ingest struct {
 // newIngest builds ingress over st and svc with the limits of cfg.Ingress, compiling mappings
 // with cfg.MappingCompiler, or else with package mapping reading g, and creates or replaces the
 // sources and then the mappings cfg declares, with sources checked by guard and what they
-// reach checked against policy. Its metrics go to reg.
+// reach checked against policy; each source but the http ones runs while holder holds its
+// lease. Its metrics go to reg.
 func newIngest(ctx context.Context, cfg Config, guard source.Guard, st mainStore, svc *twins.Service, g mapping.Graph,
-	reg prometheus.Registerer, policy *netpolicy.Policy, logger *slog.Logger) (*ingest, error) {
+	reg prometheus.Registerer, policy *netpolicy.Policy, holder source.Holder, logger *slog.Logger) (*ingest, error) {
 	m, err := runner.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("register ingress metrics: %w", err)
@@ -135,7 +136,7 @@ func newIngest(ctx context.Context, cfg Config, guard source.Guard, st mainStore
 		MaxMessageBytes: limits.MaxMessageBytes, DedupWindow: limits.DedupWindow, MaxDepth: limits.MaxDepth,
 		MaxUnsettled: limits.MaxUnsettled, MaxConcurrency: limits.MaxConcurrency,
 	}
-	sources, err := source.New(source.Config{Runner: rc, Policy: policy, Guard: guard}, SourceKinds(), st, svc, compile, m, logger)
+	sources, err := source.New(source.Config{Runner: rc, Policy: policy, Guard: guard, Holder: holder}, SourceKinds(), st, svc, compile, m, logger)
 	if err != nil {
 		return nil, err
 	}

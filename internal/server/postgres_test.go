@@ -27,7 +27,7 @@ type proxy struct {
 }
 
 // newProxy starts a proxy to target on a free loopback port; it stops when t ends.
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -40,10 +40,17 @@
 //     connections off but does not wait for handlers still running.
 //   - The disk reserve (reserve.Reserve.Run) watches the disk while it is full, until space
 //     returns; it starts none.
+//   - The lease keeper (lease.Keeper.Run) keeps a goroutine per lease wanted: each endpoint's
+//     relay, the history writer and each source but the http ones run (on the goroutines
+//     above) only while this node holds their lease, so that among the nodes sharing a
+//     PostgreSQL store each has one owner, and another node takes it over when its owner
+//     dies (within lease.DefaultTTL plus a third). With the embedded store this node holds
+//     every lease.
 //   - Server.Run runs the HTTP server, the index build and follower with the job runner,
 //     event delivery (the registry and the pruner, on one goroutine each), ingress (the
-//     source registry and the message id pruner, likewise) and the disk reserve on goroutines
-//     of its own, waits for all of them, and only then closes the store.
+//     source registry and the message id pruner, likewise), the lease keeper and the disk
+//     reserve on goroutines of its own, waits for all of them, and only then closes the
+//     lease table and the store.
 package server
 
 import (
@@ -110,6 +117,9 @@ type Server struct {
 	streamsStop chan struct{}
 	scheme      string
 	serviceID   string
+	// leases give relays, the history writer and sources one owner among the nodes
+	// sharing the store; leases.node is this process's NodeID.
+	leases *leases
 	// serving is true from the moment Run serves until shutdown begins.
 	serving atomic.Bool
 	// built is nil until Run has built the graph index and the API over it.
@@ -220,6 +230,18 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 			s.store.Close()
 		}
 	}()
+	node, err := nodeID(s.serviceID)
+	if err != nil {
+		return nil, err
+	}
+	if s.leases, err = newLeases(context.Background(), cfg.Config, node, logger); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.leases.close()
+		}
+	}()
 	// Telemetry is de-duplicated like the messages of sources, over the same window; the
 	// ingress pruner forgets both.
 	s.twins, err = twins.New(twins.Config{
@@ -228,7 +250,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	s.history, err = newRecorder(context.Background(), cfg.History, cfg.Server.DataDir, s.space, s.serviceID, s.store.Log(), logger)
+	s.history, err = newRecorder(context.Background(), cfg.History, cfg.Server.DataDir, s.space, s.serviceID, s.store.Log(), s.leases, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up data history: %w", err)
 	}
@@ -248,7 +270,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	// One guard checks routes, endpoints and sources, so none of them can feed twinflow's own
 	// events back into a source.
 	loops := loopguard.New(s.store, Kinds(), SourceKinds())
-	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, loops, consumers, policy, logger)
+	s.delivery, err = newDelivery(context.Background(), cfg.Config, s.store, loops, consumers, policy, s.leases, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up event delivery: %w", err)
 	}
@@ -258,7 +280,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		}
 	}
 	s.graph = newLateGraph()
-	s.ingest, err = newIngest(context.Background(), cfg, loops, s.store, s.twins, s.graph, s.delivery.metrics, policy, logger)
+	s.ingest, err = newIngest(context.Background(), cfg, loops, s.store, s.twins, s.graph, s.delivery.metrics, policy, s.leases, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
@@ -291,7 +313,8 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	logger.Info("twinflow listening on "+s.URL(),
 		slog.String("addr", s.ln.Addr().String()),
 		slog.String("data_dir", cfg.Server.DataDir),
-		slog.String("service_id", s.serviceID))
+		slog.String("service_id", s.serviceID),
+		slog.String("node_id", node))
 	switch {
 	case authRequired:
 		logger.Info("authentication required", slog.String("oidc_issuer", cfg.Server.Auth.OIDC.Issuer))
@@ -362,6 +385,11 @@ func (s *Server) URL() string { return s.scheme + "://" + s.ln.Addr().String() }
 // ServiceID returns the instance name events carry as their source.
 func (s *Server) ServiceID() string { return s.serviceID }
 
+// NodeID returns the id this process holds leases under, among the nodes sharing its store:
+// the service id, '#' and a random suffix, so that it differs between nodes with the same
+// service id (behind one load balancer) and between the lives of one node.
+func (s *Server) NodeID() string { return s.leases.node }
+
 // StoreStats returns the counters of the store's write path: transactions, the Updates they
 // carried, fsyncs and their time. Benchmarks read it to report how well commits are grouped.
 func (s *Server) StoreStats() store.Stats { return s.store.Stats() }
@@ -405,6 +433,8 @@ func (s *Server) Run(ctx context.Context) error {
 		followErr = make(chan error, 4) // the index follower, event delivery, ingress and history
 	)
 	s.serving.Store(true)
+	// The relays, the history writer and the sources run while their leases are held.
+	wg.Go(func() { _ = s.leases.run(followCtx) }) // returns nil once followCtx ends
 	wg.Go(func() {
 		var err error
 		if s.http.TLSConfig != nil {
@@ -479,6 +509,7 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("close the history store: %w", err))
 		}
 	}
+	s.leases.close()
 	if err := s.store.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
 	}

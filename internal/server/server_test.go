@@ -25,7 +25,7 @@ import (
 
 // start creates a Server on a free loopback port, runs it until the test ends and waits until
 // it is ready. It returns the server and a function that stops it and returns Run's error.
-func start(t *testing.T, cfg Config, logger *slog.Logger) (*Server, func() error) {
+func start(t testing.TB, cfg Config, logger *slog.Logger) (*Server, func() error) {
 	t.Helper()
 	if cfg.Server.Listen == "" {
 		cfg.Server.Listen = "127.0.0.1:0"
@@ -46,7 +46,7 @@ func start(t *testing.T, cfg Config, logger *slog.Logger) (*Server, func() error
 }
 
 // waitReady polls s's readiness until it holds, failing t after ten seconds.
-func waitReady(t *testing.T, s *Server) {
+func waitReady(t testing.TB, s *Server) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !s.ready(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -55,8 +55,18 @@ func waitReady(t *testing.T, s *Server) {
 	}
 }
 
+// waitFor polls cond until it holds, failing t with what after thirty seconds.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited thirty seconds for %s", what)
+		}
+	}
+}
+
 // run runs s until the returned stop function is called or the test ends.
-func run(t *testing.T, s *Server) func() error {
+func run(t testing.TB, s *Server) func() error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -74,7 +84,7 @@ func run(t *testing.T, s *Server) func() error {
 	return stop
 }
 
-func get(t *testing.T, c *http.Client, url string) (int, string) {
+func get(t testing.TB, c *http.Client, url string) (int, string) {
 	t.Helper()
 	resp, err := c.Get(url)
 	if err != nil {
@@ -101,7 +111,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		body string
 	}{
 		{"/healthz", http.StatusOK, `{"status":"ok"}`},
-		{"/readyz", http.StatusServiceUnavailable, `{"status":"not ready"}`},
+		{"/readyz", http.StatusServiceUnavailable, `{"status":"not ready",`},
 		{"/digitaltwins/x?api-version=2023-10-31", http.StatusServiceUnavailable, `"code":"ServiceUnavailable"`},
 	} {
 		rec := httptest.NewRecorder()
@@ -118,14 +128,17 @@ func TestHealthAndReadiness(t *testing.T) {
 
 	stop := run(t, s)
 	waitReady(t, s)
-	for _, tt := range []struct{ path, body string }{
-		{"/healthz", `{"status":"ok"}` + "\n"},
-		{"/readyz", `{"status":"ready"}` + "\n"},
-	} {
-		code, body := get(t, http.DefaultClient, s.URL()+tt.path)
-		if code != http.StatusOK || body != tt.body {
-			t.Errorf("GET %s = %d %q, want 200 %q", tt.path, code, body, tt.body)
-		}
+	if code, body := get(t, http.DefaultClient, s.URL()+"/healthz"); code != http.StatusOK || body != `{"status":"ok"}`+"\n" {
+		t.Errorf("GET /healthz = %d %q, want 200 {\"status\":\"ok\"}", code, body)
+	}
+	// /readyz names the node, and the leases it holds: none, with nothing to deliver to or
+	// consume, and history in the data directory.
+	if !strings.HasPrefix(s.NodeID(), s.ServiceID()+"#") {
+		t.Errorf("NodeID %q does not start with the service id %q and '#'", s.NodeID(), s.ServiceID())
+	}
+	want := fmt.Sprintf(`{"status":"ready","node":%q}`+"\n", s.NodeID())
+	if code, body := get(t, http.DefaultClient, s.URL()+"/readyz"); code != http.StatusOK || body != want {
+		t.Errorf("GET /readyz = %d %q, want 200 %q", code, body, want)
 	}
 	// The API is mounted behind them.
 	code, body := get(t, http.DefaultClient, s.URL()+"/digitaltwins/nope?api-version=2023-10-31")

@@ -8,14 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/ingress"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
+	"github.com/twinflow/twinflow/internal/lease"
 	"github.com/twinflow/twinflow/internal/netpolicy"
 	"github.com/twinflow/twinflow/internal/redact"
 	"github.com/twinflow/twinflow/internal/store"
@@ -75,7 +78,26 @@ type Config struct {
 	Policy *netpolicy.Policy
 	// Guard, when set, checks each source Put writes (see Guard).
 	Guard Guard
+	// Holder, when set, runs each source but the http ones (whose messages are pushed to
+	// every node) only while this node holds the source's lease (LeaseName), so that one
+	// node among those sharing the store consumes it; nil runs every source here.
+	Holder Holder
 }
+
+// Holder gives work that must run on one node at a time an owner among the nodes sharing
+// the store (the server's leases, over a lease.Keeper, implement it).
+type Holder interface {
+	// Hold runs fn whenever this node holds the lease name, with a context cancelled as
+	// soon as it loses it, until ctx ends (see lease.Keeper.Hold).
+	Hold(ctx context.Context, name string, fn func(context.Context, lease.Grant) error) error
+	// Owner returns the service id of the node holding the lease name, "" when none does,
+	// and whether that node is this one.
+	Owner(ctx context.Context, name string) (owner string, here bool, err error)
+}
+
+// LeaseName is the name of the lease under which the source name (EventsSource included)
+// runs.
+func LeaseName(name string) string { return "source/" + name }
 
 // Guard checks a source before it is written (*loopguard.Guard implements it).
 type Guard interface {
@@ -104,7 +126,14 @@ type Status struct {
 	runner.Status
 	// DeadLetters counts the source's dead letters.
 	DeadLetters int
+	// Owner is the service id of the node that consumes the source, "" when none holds its
+	// lease, for an http source (every node takes its pushes), or without Config.Holder.
+	Owner string
 }
+
+// Standby is the state of a source that another node consumes, the owner of its lease (see
+// Config.Holder); this node takes it over if that node dies.
+const Standby ingress.State = "standby"
 
 // Mapping is a mapping as the registry shows it: its definition as it was given.
 type Mapping struct {
@@ -145,6 +174,10 @@ type running struct {
 	src    ingress.Source
 	cancel context.CancelFunc
 	done   chan struct{}
+	// leased is set when the runner runs under the source's lease (see Config.Holder); held
+	// is true while it does.
+	leased bool
+	held   atomic.Bool
 }
 
 // compiled is a compiled mapping with the source it reads.
@@ -250,14 +283,11 @@ func (r *Registry) Run(ctx context.Context) error {
 		}
 	}
 	r.syncEventsLocked()
-	starting := make([]*running, 0, len(r.running))
-	for _, rn := range r.running {
-		starting = append(starting, rn)
-	}
+	starting := maps.Clone(r.running)
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, rn := range starting {
-		wg.Go(func() { rn.waitStarted(r.cfg.StartWait) })
+	for name, rn := range starting {
+		wg.Go(func() { r.waitStarted(name, rn) })
 	}
 	wg.Wait()
 	close(r.started)
@@ -298,22 +328,7 @@ func (r *Registry) startLocked(name string, def Definition) error {
 	}
 	base := scrub.Logger(r.logger)
 	logger := base.With(slog.String("source", name))
-	var (
-		src ingress.Source
-		err error
-	)
-	if name == EventsSource {
-		var es *runner.EventSource
-		es, err = runner.NewEventSource(runner.EventSourceConfig{}, r.st, logger)
-		if err == nil {
-			// The mapping that started the source sees every change committed after it.
-			err = es.Open(r.ctx)
-		}
-		src = es
-	} else {
-		// Connectors tag their log lines with the source's name themselves.
-		src, err = def.settings.newSource(name, base)
-	}
+	src, err := r.newSource(r.ctx, name, def, base, logger)
 	if err != nil {
 		return fmt.Errorf("build source %q: %w", name, scrub.Error(redact.Shown(err)))
 	}
@@ -329,17 +344,62 @@ func (r *Registry) startLocked(name string, def Definition) error {
 		runSrc = sanitized(src, scrub)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	rn := &running{runner: run, src: src, cancel: cancel, done: make(chan struct{})}
+	_, pushed := src.(*HTTPSource)
+	rn := &running{runner: run, src: src, cancel: cancel, done: make(chan struct{}), leased: r.cfg.Holder != nil && !pushed}
 	r.running[name] = rn
+	if !rn.leased {
+		r.wg.Go(func() {
+			defer close(rn.done)
+			// A source that fails stays failed, with its error in its status, until it is
+			// replaced: retrying cannot fix what made it fail.
+			if err := run.Run(ctx, runSrc); err != nil && ctx.Err() == nil {
+				logger.Error("source failed", slog.Any("err", err))
+			}
+		})
+		return nil
+	}
 	r.wg.Go(func() {
 		defer close(rn.done)
-		// A source that fails stays failed, with its error in its status, until it is
-		// replaced: retrying cannot fix what made it fail.
-		if err := run.Run(ctx, runSrc); err != nil && ctx.Err() == nil {
+		// A source runs once: each time this node gains the lease anew, it runs a new one.
+		fresh := false
+		err := r.cfg.Holder.Hold(ctx, LeaseName(name), func(ctx context.Context, _ lease.Grant) error {
+			if fresh {
+				src, err := r.newSource(ctx, name, def, base, logger)
+				if err != nil {
+					return fmt.Errorf("build source %q: %w", name, scrub.Error(redact.Shown(err)))
+				}
+				runSrc = sanitized(src, scrub)
+			}
+			fresh = true
+			rn.held.Store(true)
+			defer rn.held.Store(false)
+			return run.Run(ctx, runSrc)
+		})
+		// As above, a source that fails stays failed; its lease is released, so another
+		// node tries it too.
+		if err != nil && ctx.Err() == nil && !errors.Is(err, lease.ErrStopped) {
 			logger.Error("source failed", slog.Any("err", err))
 		}
 	})
 	return nil
+}
+
+// newSource builds the source name of def: the change log's for EventsSource, its
+// connector's otherwise, logging to base (connectors tag their lines with the name
+// themselves) or, for EventsSource, to logger.
+func (r *Registry) newSource(ctx context.Context, name string, def Definition, base, logger *slog.Logger) (ingress.Source, error) {
+	if name != EventsSource {
+		return def.settings.newSource(name, base)
+	}
+	es, err := runner.NewEventSource(runner.EventSourceConfig{}, r.st, logger)
+	if err != nil {
+		return nil, err
+	}
+	// The mapping that started the source sees every change committed after it.
+	if err := es.Open(ctx); err != nil {
+		return nil, err
+	}
+	return es, nil
 }
 
 // stopLocked stops source name's runner and waits for it. Callers hold r.mu.
@@ -447,7 +507,7 @@ func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, de
 		return created, fmt.Errorf("start source %q: %w", name, err)
 	}
 	if rn := r.running[name]; rn != nil {
-		rn.waitStarted(r.cfg.StartWait)
+		r.waitStarted(name, rn)
 	}
 	return created, nil
 }
@@ -614,6 +674,17 @@ func (r *Registry) Status(ctx context.Context, name string) (Status, error) {
 		return st, nil
 	}
 	st.Status = rn.runner.Status()
+	if _, pushed := rn.src.(*HTTPSource); pushed || r.cfg.Holder == nil {
+		return st, nil
+	}
+	owner, here, err := r.cfg.Holder.Owner(ctx, LeaseName(name))
+	if err != nil {
+		return Status{}, fmt.Errorf("status of source %q: %w", name, err)
+	}
+	st.Owner = owner
+	if !rn.held.Load() && !here && owner != "" {
+		st.State = Standby
+	}
 	return st, nil
 }
 
@@ -693,19 +764,30 @@ func (r *Registry) Push(ctx context.Context, name string, body []byte, header ht
 	return hs.Push(ctx, msgs)
 }
 
-// waitStarted waits up to d until the source connected, failed or stopped. Until its Run
-// starts, the runner reports ingress.Stopped.
-func (rn *running) waitStarted(d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+// waitStarted waits up to Config.StartWait until rn, the runner of source name, connected,
+// failed or stopped, or, when it runs under a lease, until another node is found to hold
+// it: this node then stands by. Until its Run starts, the runner reports ingress.Stopped.
+func (r *Registry) waitStarted(name string, rn *running) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StartWait)
+	defer cancel()
+	var asked time.Time
+	for ctx.Err() == nil {
 		switch rn.runner.Status().State {
 		case ingress.Starting, ingress.Stopped:
 		default:
 			return
 		}
+		if rn.leased && !rn.held.Load() && time.Since(asked) >= 50*time.Millisecond {
+			owner, here, err := r.cfg.Holder.Owner(ctx, LeaseName(name))
+			if err == nil && owner != "" && !here {
+				return
+			}
+			asked = time.Now()
+		}
 		select {
 		case <-rn.done:
 			return
+		case <-ctx.Done():
 		case <-time.After(time.Millisecond):
 		}
 	}
