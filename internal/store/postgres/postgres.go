@@ -25,6 +25,13 @@
 // record that commits later with a lower Seq. Log().Read wakes on this Store's own commits at
 // once, and on other nodes' through LISTEN/NOTIFY, polling the head every
 // Config.PollInterval in case a notification is missed.
+//
+// # Configuration generations
+//
+// Every transaction that writes models, routes, endpoints, sources or mappings also counts
+// itself in that kind's generation, and notifies the other nodes when it commits, as the log
+// does. Generations and GenerationsChanged let a node that keeps such configuration in memory
+// see another node's change and reload it.
 package postgres
 
 import (
@@ -163,6 +170,11 @@ type Store struct {
 	// closed for good (and set to nil) by Close.
 	notifyMu sync.Mutex
 	changed  chan struct{}
+	// genMu guards gens, the configuration generations this Store knows of, and genChanged,
+	// which is closed and replaced whenever one of them advances (see Generations).
+	genMu      sync.Mutex
+	gens       generations
+	genChanged chan struct{}
 
 	// batches and batched count committed transactions and the Updates they carried.
 	batches, batched atomic.Uint64
@@ -226,8 +238,11 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 	if err := prepareControl(ctx, conn); err != nil {
 		return nil, errors.Join(fmt.Errorf("connect store writer: %w", err), conn.Close(ctx))
 	}
-	var last int64
-	if err := conn.QueryRow(ctx, "SELECT seq FROM head").Scan(&last); err != nil {
+	var (
+		last int64
+		gens generations
+	)
+	if err := readHead(conn.QueryRow(ctx, readHeadSQL), &last, &gens); err != nil {
 		return nil, errors.Join(fmt.Errorf("read the log's head: %w", err), conn.Close(ctx))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
@@ -244,6 +259,9 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		listened: make(chan struct{}),
 		tail:     newTail(tailRecords, tailBytes),
 		changed:  make(chan struct{}),
+
+		gens:       gens,
+		genChanged: make(chan struct{}),
 	}
 	s.last.Store(uint64(last))
 	s.log.s = s
