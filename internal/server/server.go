@@ -40,6 +40,8 @@
 //     connections off but does not wait for handlers still running.
 //   - The disk reserve (reserve.Reserve.Run) watches the disk while it is full, until space
 //     returns; it starts none.
+//   - On a store that nodes share, the follower (follower.Run) reloads the configuration
+//     other nodes changed on its own goroutine; it starts none.
 //   - Server.Run runs the HTTP server, the index build and follower with the job runner,
 //     event delivery (the registry and the pruner, on one goroutine each), ingress (the
 //     source registry and the message id pruner, likewise) and the disk reserve on goroutines
@@ -96,6 +98,8 @@ type Server struct {
 	twins    *twins.Service
 	delivery *delivery
 	ingest   *ingest
+	// follow reloads the configuration other nodes change; nil unless the store is shared.
+	follow *follower
 	// history is nil when data history is off.
 	history *recorder
 	// graph is the graph index mappings read, once Run has built it.
@@ -220,6 +224,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 			s.store.Close()
 		}
 	}()
+	gens := generationsOf(s.store) // before the configuration is loaded: later changes are followed
 	// Telemetry is de-duplicated like the messages of sources, over the same window; the
 	// ingress pruner forgets both.
 	s.twins, err = twins.New(twins.Config{
@@ -262,6 +267,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
+	s.follow = newFollower(s, gens)
 	s.keys = auth.NewKeys(s.store, nil)
 	s.auth, err = auth.New(auth.Config{
 		Required: authRequired, OIDC: cfg.Server.Auth.OIDC.OIDCConfig(), WriteError: api.WriteError,
@@ -446,6 +452,9 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { _ = s.space.Run(followCtx) }) // returns nil once followCtx ends
+	if s.follow != nil {
+		wg.Go(func() { _ = s.follow.Run(followCtx) }) // returns nil once followCtx ends
+	}
 
 	var runErr error
 	select {
