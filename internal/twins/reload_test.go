@@ -3,10 +3,13 @@ package twins
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/sqlite"
 )
 
 // TestReloadModels has a second Service over the same store stand for another node: the
@@ -121,4 +124,66 @@ func TestReloadModels(t *testing.T) {
 	if err := a.ReloadModels(ctx); err == nil || a.Models() != before {
 		t.Errorf("ReloadModels of a model that does not resolve: %v, same set %v", err, a.Models() == before)
 	}
+}
+
+// BenchmarkReloadModels measures a reload over 2,000 stored models: after the service's own
+// change (nothing to parse) and after another node added one model, against loading them
+// all as New does (which a reload that resolved everything again would cost).
+func BenchmarkReloadModels(b *testing.B) {
+	const n = 2000
+	ctx := context.Background()
+	st, err := sqlite.Open(sqlite.Config{Dir: b.TempDir(), NoSync: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	err = st.Update(ctx, func(w store.Writer) error {
+		for i := range n {
+			id := fmt.Sprintf("dtmi:ex:M%d;1", i)
+			def := iface(id, `,"contents":[{"@type":"Property","name":"p","schema":"double"},{"@type":"Property","name":"q","schema":"string"}]`)
+			if err := w.PutModel(store.Model{ID: id, Definition: json.RawMessage(def), UploadTime: clock}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(Config{ServiceID: serviceID}, st, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("unchanged", func(b *testing.B) {
+		for b.Loop() {
+			if err := s.ReloadModels(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("one-added", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			i++
+			id := fmt.Sprintf("dtmi:ex:N%d;1", i)
+			err := st.Update(ctx, func(w store.Writer) error {
+				return w.PutModel(store.Model{ID: id, Definition: json.RawMessage(iface(id, "")), UploadTime: clock})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := s.ReloadModels(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := New(Config{ServiceID: serviceID}, st, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

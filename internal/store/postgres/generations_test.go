@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/postgres"
 )
@@ -151,5 +153,30 @@ func TestGenerationsFailedUpdate(t *testing.T) {
 	// A failed fn may bump its kind for nothing, but never by more than one.
 	if got := a.Generations(); got[postgres.GenModels] > before[postgres.GenModels]+1 {
 		t.Errorf("generations after a failed Update = %v", got)
+	}
+}
+
+// TestGenerationsPolled checks that a Store learns of a change whose notification it missed
+// (here, one made without any) by polling.
+func TestGenerationsPolled(t *testing.T) {
+	dsn, schema := newSchema(t)
+	s := open(t, postgres.Config{DSN: dsn, Schema: schema, MaxConns: 2, PollInterval: 20 * time.Millisecond})
+	changed := s.GenerationsChanged()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "UPDATE "+schema+".generations SET routes = routes + 1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the Store was not woken by the polled change")
+	}
+	if got := s.Generations(); got[postgres.GenRoutes] != 1 || got[postgres.GenModels] != 0 {
+		t.Errorf("generations after the polled change = %v", got)
 	}
 }
