@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/outbox"
+	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/testenv"
 )
 
@@ -150,4 +154,107 @@ func TestFollowAcrossNodes(t *testing.T) {
 		return json.Unmarshal(cb.do(http.MethodGet, "/digitaltwins/x", nil, http.StatusOK), &tw) == nil && tw.N == 7
 	})
 
+}
+
+// watcher is a configWatcher whose generations the test moves.
+type watcher struct {
+	mu      sync.Mutex
+	gens    map[string]uint64
+	changed chan struct{}
+}
+
+func (w *watcher) Generations() map[string]uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.gens)
+}
+
+func (w *watcher) GenerationsChanged() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+func (w *watcher) bump(kind string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gens[kind]++
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// TestFollowerReloads checks which reloads the follower runs as generations move: only those
+// that depend on a moved one, again after a failure to reach the store, and not again after
+// another failure.
+func TestFollowerReloads(t *testing.T) {
+	w := &watcher{gens: map[string]uint64{"a": 0, "b": 0}, changed: make(chan struct{})}
+	calls := make(chan string, 16)
+	var failA, failB error
+	var mu sync.Mutex
+	fn := func(name string, fail *error) func(context.Context) error {
+		return func(context.Context) error {
+			mu.Lock()
+			err := *fail
+			*fail = nil
+			mu.Unlock()
+			calls <- name
+			return err
+		}
+	}
+	f := &follower{watch: w, logger: slog.New(slog.DiscardHandler), reloads: []*reload{
+		{what: "a", kinds: []string{"a"}, fn: fn("a", &failA), seen: map[string]uint64{"a": 0}},
+		{what: "ab", kinds: []string{"a", "b"}, fn: fn("ab", &failB), seen: map[string]uint64{"a": 0, "b": 0}},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case c := <-calls:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no reload")
+			return ""
+		}
+	}
+	quiet := func() {
+		t.Helper()
+		select {
+		case c := <-calls:
+			t.Fatalf("unexpected reload %s", c)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	quiet() // nothing moved since the start
+	w.bump("b")
+	if got := next(); got != "ab" {
+		t.Fatalf("after b moved, reloaded %s", got)
+	}
+	quiet()
+	w.bump("a")
+	if got := next() + " " + next(); got != "a ab" {
+		t.Fatalf("after a moved, reloaded %s", got)
+	}
+
+	// An unreachable store is tried again without a change; another failure is not.
+	mu.Lock()
+	failA = fmt.Errorf("read: %w", store.ErrUnavailable)
+	failB = errors.New("bad definition")
+	mu.Unlock()
+	w.bump("a")
+	if got := next() + " " + next(); got != "a ab" {
+		t.Fatalf("after a moved again, reloaded %s", got)
+	}
+	if got := next(); got != "a" {
+		t.Fatalf("retried %s, want a", got)
+	}
+	quiet()
 }
