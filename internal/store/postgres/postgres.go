@@ -123,6 +123,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
+// channelOf returns the notification channel of schema's log: "twinflow_log_" and the
+// schema's name, or, for a name too long for a channel (which PostgreSQL limits to 63
+// bytes, as identifiers), "twinflow_log_" and a hash of the name.
+func channelOf(schema string) string {
+	const prefix = "twinflow_log_"
+	if len(prefix)+len(schema) <= 63 {
+		return prefix + schema
+	}
+	return prefix + strconv.FormatUint(uint64(lockKey(schema)), 16)
+}
+
 // identifier reports whether s is a lower-case SQL identifier PostgreSQL keeps as it is.
 func identifier(s string) bool {
 	if len(s) == 0 || len(s) > 63 || s[0] >= '0' && s[0] <= '9' {
@@ -253,7 +264,7 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		cfg:      cfg,
 		logger:   logger,
 		pool:     pool,
-		channel:  "twinflow_log_" + cfg.Schema,
+		channel:  channelOf(cfg.Schema),
 		reqs:     make(chan *request, cfg.MaxBatch),
 		done:     make(chan struct{}),
 		listened: make(chan struct{}),
