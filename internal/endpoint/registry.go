@@ -154,6 +154,9 @@ type Registry struct {
 	running map[string]*running
 	// validating holds the endpoints whose handshake runs or failed (see validation).
 	validating map[string]*validation
+	// configs holds, by endpoint, the stored definition its relay or handshake was started
+	// from, or failed to parse, for Reload to tell which definitions changed in the store.
+	configs map[string]json.RawMessage
 }
 
 // validation is an endpoint's validation handshake that runs, or failed, after Put answered
@@ -197,6 +200,7 @@ func New(cfg Config, kinds map[string]Kind, st outbox.Store, routes Routes, m *o
 	return &Registry{
 		cfg: cfg, kinds: kinds, st: st, routes: routes, metrics: m, logger: logger,
 		running: make(map[string]*running), validating: make(map[string]*validation),
+		configs: make(map[string]json.RawMessage),
 	}, nil
 }
 
@@ -251,25 +255,12 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 	r.ctx = ctx
 	for _, ep := range stored {
-		def, err := r.parseDef(ep.Config)
-		if err != nil {
-			// A definition stored by an older build, or of a kind this build lacks.
-			r.logger.Error("endpoint not started", slog.String("endpoint", ep.Name), slog.Any("err", err))
-			continue
-		}
 		if v := r.validating[ep.Name]; v != nil {
 			// Put before Run: its handshake goes on and starts the relay.
+			r.configs[ep.Name] = ep.Config
 			continue
 		}
-		if r.validates(def) {
-			// Validated again at every start, so that a destination that refused the
-			// handshake before a restart does not get events after it.
-			r.validateLocked(ep.Name, def, nil, nil, true)
-			continue
-		}
-		if err := r.startLocked(ep.Name, def); err != nil {
-			r.logger.Error("endpoint not started", slog.String("endpoint", ep.Name), slog.Any("err", err))
-		}
+		r.launchLocked(ep)
 	}
 	r.mu.Unlock()
 
@@ -357,6 +348,78 @@ func (r *Registry) validateLocked(name string, def Definition, done <-chan error
 			backoff = min(2*backoff, time.Minute)
 		}
 	})
+}
+
+// launchLocked starts the stored endpoint ep as Run does: its relay, or first its handshake,
+// which an endpoint of a kind that has one goes through again at every start, so that a
+// destination that refused it before does not get events after. It records ep's definition
+// in configs. Callers hold r.mu.
+func (r *Registry) launchLocked(ep store.Endpoint) {
+	r.configs[ep.Name] = ep.Config
+	def, err := r.parseDef(ep.Config)
+	if err != nil {
+		// A definition stored by an older build, or of a kind this build lacks.
+		r.logger.Error("endpoint not started", slog.String("endpoint", ep.Name), slog.Any("err", err))
+		return
+	}
+	if r.validates(def) {
+		r.validateLocked(ep.Name, def, nil, nil, true)
+		return
+	}
+	if err := r.startLocked(ep.Name, def); err != nil {
+		r.logger.Error("endpoint not started", slog.String("endpoint", ep.Name), slog.Any("err", err))
+	}
+}
+
+// haltLocked stops name's relay, or ends its handshake, and forgets its definition. Callers
+// hold r.mu.
+func (r *Registry) haltLocked(name string) {
+	r.stopLocked(name)
+	if v := r.validating[name]; v != nil {
+		v.cancel()
+		delete(r.validating, name)
+	}
+	delete(r.configs, name)
+}
+
+// Reload brings the relays in line with the stored endpoints, which another node sharing the
+// store may have changed: an endpoint stored since starts as Run starts it (through its
+// handshake, if its kind has one), one whose stored definition changed (compared byte for
+// byte) starts again with it, and one no longer stored stops. Endpoints whose definition is
+// unchanged are left alone, so reloading after this registry's own changes changes nothing.
+// It reads the store under the lock Put and Delete hold, so it never undoes their changes.
+// While Run does not run there is nothing to reload: Run loads the endpoints when it starts.
+func (r *Registry) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil {
+		return nil
+	}
+	var stored []store.Endpoint
+	err := r.st.ViewDelivery(ctx, func(er store.DeliveryReader) error {
+		var err error
+		stored, err = er.Endpoints()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reload endpoints: %w", err)
+	}
+	names := make(map[string]bool, len(stored))
+	for _, ep := range stored {
+		names[ep.Name] = true
+		if old, ok := r.configs[ep.Name]; ok && bytes.Equal(old, ep.Config) {
+			continue
+		}
+		r.haltLocked(ep.Name)
+		r.launchLocked(ep)
+	}
+	for name := range r.configs {
+		if !names[name] {
+			r.haltLocked(name)
+			r.metrics.Forget(name)
+		}
+	}
+	return nil
 }
 
 // startLocked starts name's relay if Run runs. Callers hold r.mu.
@@ -544,6 +607,7 @@ func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, de
 		old.cancel()
 		delete(r.validating, name)
 	}
+	r.configs[name] = raw
 	if pending != nil {
 		r.validateLocked(name, def, pending, pendingCancel, false)
 		return created, nil
@@ -737,11 +801,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("delete endpoint %q: %w", name, err)
 	}
-	r.stopLocked(name)
-	if v := r.validating[name]; v != nil {
-		v.cancel()
-		delete(r.validating, name)
-	}
+	r.haltLocked(name)
 	r.metrics.Forget(name)
 	return nil
 }

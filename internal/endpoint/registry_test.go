@@ -330,3 +330,87 @@ func TestRegistryExpiresEvents(t *testing.T) {
 		t.Errorf("the webhook accepted %v", h.received())
 	}
 }
+
+// TestRegistryReload has a second registry over the same store, whose Run does not run,
+// stand for another node: the first follows its endpoints with Reload.
+func TestRegistryReload(t *testing.T) {
+	ctx := context.Background()
+	h1, h2 := &hook{}, &hook{}
+	srv1, srv2 := httptest.NewServer(h1), httptest.NewServer(h2)
+	defer srv1.Close()
+	defer srv2.Close()
+	f := newFixture(t, Config{})
+	other, err := New(Config{}, kinds, f.st, f.routes, nil, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := func() *running {
+		f.reg.mu.Lock()
+		defer f.reg.mu.Unlock()
+		return f.reg.running["hook"]
+	}
+	reload := func() {
+		t.Helper()
+		if err := f.reg.Reload(ctx); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+	}
+	def := func(url string) json.RawMessage {
+		return json.RawMessage(`{"endpointType":"webhook","url":"` + url + `","delivery":{"minBackoff":"1ms","maxBackoff":"5ms"}}`)
+	}
+
+	eventually(t, "Run has loaded the stored endpoints", func() bool {
+		f.reg.mu.Lock()
+		defer f.reg.mu.Unlock()
+		return f.reg.ctx != nil
+	})
+	if _, err := other.Put(ctx, "hook", def(srv1.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.routes.Put(ctx, store.Route{ID: "all", EndpointName: "hook", Filter: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if relay() != nil {
+		t.Fatal("a relay runs before the reload")
+	}
+	reload()
+	eventually(t, "the relay starts after its handshake", func() bool { return relay() != nil })
+	f.emit(t, "a")
+	eventually(t, "the first webhook gets a", func() bool { return slices.Equal(h1.received(), []string{"a"}) })
+
+	// Unchanged, the relay is left alone; this registry's own Put is no change either.
+	first := relay()
+	reload()
+	if relay() != first {
+		t.Error("a reload of an unchanged endpoint restarted its relay")
+	}
+	if _, err := f.reg.Put(ctx, "hook", def(srv1.URL+"/own")); err != nil {
+		t.Fatal(err)
+	}
+	own := relay()
+	reload()
+	if relay() != own || own == first {
+		t.Error("a reload after the registry's own Put restarted the relay")
+	}
+
+	// Changed elsewhere, it restarts with the new definition.
+	if _, err := other.Put(ctx, "hook", def(srv2.URL)); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	eventually(t, "the relay starts again", func() bool { r := relay(); return r != nil && r != own })
+	f.emit(t, "b")
+	eventually(t, "the second webhook gets b", func() bool { return slices.Equal(h2.received(), []string{"b"}) })
+
+	// Deleted elsewhere, it stops.
+	if err := f.routes.Delete(ctx, "all"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Delete(ctx, "hook"); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if relay() != nil {
+		t.Error("the deleted endpoint's relay still runs after the reload")
+	}
+}

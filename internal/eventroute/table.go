@@ -64,8 +64,20 @@ func New(ctx context.Context, cfg Config, st store.Delivery) (*Table, error) {
 	if cfg.MaxRoutes < 0 {
 		return nil, fmt.Errorf("route config: maxRoutes: %d is negative", cfg.MaxRoutes)
 	}
+	t := &Table{cfg: cfg, st: st}
+	compiled, err := t.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.compiled.Store(&compiled)
+	return t, nil
+}
+
+// load reads and compiles the stored routes. A stored filter that no longer compiles fails
+// it, with the routes that compiled.
+func (t *Table) load(ctx context.Context) (map[string]map[string]*Filter, error) {
 	var stored []store.Route
-	err := st.ViewDelivery(ctx, func(r store.DeliveryReader) error {
+	err := t.st.ViewDelivery(ctx, func(r store.DeliveryReader) error {
 		var err error
 		stored, err = r.Routes("", 0)
 		return err
@@ -74,19 +86,34 @@ func New(ctx context.Context, cfg Config, st store.Delivery) (*Table, error) {
 		return nil, fmt.Errorf("load routes: %w", err)
 	}
 	compiled := make(map[string]map[string]*Filter)
+	var errs []error
 	for _, r := range stored {
 		f, err := Compile(r.Filter)
 		if err != nil {
-			return nil, fmt.Errorf("load route %q: %w", r.ID, err)
+			errs = append(errs, fmt.Errorf("load route %q: %w", r.ID, err))
+			continue
 		}
 		if compiled[r.EndpointName] == nil {
 			compiled[r.EndpointName] = make(map[string]*Filter)
 		}
 		compiled[r.EndpointName][r.ID] = f
 	}
-	t := &Table{cfg: cfg, st: st}
-	t.compiled.Store(&compiled)
-	return t, nil
+	return compiled, errors.Join(errs...)
+}
+
+// Reload replaces the routes in effect with the stored ones, which another node sharing the
+// store may have changed. It reads the store under the lock Put and Delete hold, so it never
+// undoes their changes, and Matcher sees the new routes once it returns. A stored filter that
+// no longer compiles fails Reload, whose other routes take effect all the same; a store that
+// cannot be read leaves the routes as they were.
+func (t *Table) Reload(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	compiled, err := t.load(ctx)
+	if compiled != nil {
+		t.compiled.Store(&compiled)
+	}
+	return err
 }
 
 // ValidID reports whether id is a valid route id (see ErrIDInvalid).

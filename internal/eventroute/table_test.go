@@ -121,3 +121,58 @@ func TestTableMatcher(t *testing.T) {
 		t.Error("reloaded routes differ")
 	}
 }
+
+// TestTableReload has a second Table over the same store stand for another node: the first
+// follows its routes with Reload.
+func TestTableReload(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	addEndpoint(t, s, "ep")
+	a, err := New(ctx, Config{}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(ctx, Config{}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &event.Event{Type: event.TwinUpdate}
+	match := a.Matcher("ep")
+
+	if err := other.Put(ctx, store.Route{ID: "r", EndpointName: "ep", Filter: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if match(e) {
+		t.Fatal("the other table's route is in effect before the reload")
+	}
+	if err := a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !match(e) {
+		t.Fatal("the other table's route is not in effect after the reload")
+	}
+
+	// A stored filter that does not compile fails the reload; the others stay in effect.
+	err = s.UpdateDelivery(ctx, func(w store.DeliveryWriter) error {
+		return w.PutRoute(store.Route{ID: "bad", EndpointName: "ep", Filter: "type = "})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(ctx); err == nil || !match(e) {
+		t.Errorf("Reload with a bad filter = %v; the good route matches: %v", err, match(e))
+	}
+	if err := other.Delete(ctx, "bad"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := other.Delete(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if match(e) {
+		t.Error("the deleted route is still in effect after the reload")
+	}
+}

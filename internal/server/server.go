@@ -46,6 +46,8 @@
 //     PostgreSQL store each has one owner, and another node takes it over when its owner
 //     dies (within lease.DefaultTTL plus a third). With the embedded store this node holds
 //     every lease.
+//   - On a store that nodes share, the follower (follower.Run) reloads the configuration
+//     other nodes changed on its own goroutine; it starts none.
 //   - Server.Run runs the HTTP server, the index build and follower with the job runner,
 //     event delivery (the registry and the pruner, on one goroutine each), ingress (the
 //     source registry and the message id pruner, likewise), the lease keeper and the disk
@@ -103,6 +105,8 @@ type Server struct {
 	twins    *twins.Service
 	delivery *delivery
 	ingest   *ingest
+	// follow reloads the configuration other nodes change; nil unless the store is shared.
+	follow *follower
 	// history is nil when data history is off.
 	history *recorder
 	// graph is the graph index mappings read, once Run has built it.
@@ -242,6 +246,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 			s.leases.close()
 		}
 	}()
+	gens := generationsOf(s.store) // before the configuration is loaded: later changes are followed
 	// Telemetry is de-duplicated like the messages of sources, over the same window; the
 	// ingress pruner forgets both.
 	s.twins, err = twins.New(twins.Config{
@@ -284,6 +289,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
+	s.follow = newFollower(s, gens)
 	s.keys = auth.NewKeys(s.store, nil)
 	s.auth, err = auth.New(auth.Config{
 		Required: authRequired, OIDC: cfg.Server.Auth.OIDC.OIDCConfig(), WriteError: api.WriteError,
@@ -476,6 +482,9 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { _ = s.space.Run(followCtx) }) // returns nil once followCtx ends
+	if s.follow != nil {
+		wg.Go(func() { _ = s.follow.Run(followCtx) }) // returns nil once followCtx ends
+	}
 
 	var runErr error
 	select {

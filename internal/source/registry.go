@@ -164,6 +164,9 @@ type Registry struct {
 	// mappings are the compiled mappings, by name; a stored mapping that no longer compiles
 	// is missing.
 	mappings map[string]compiled
+	// configs holds, by source, the stored definition its runner was started from, or
+	// failed to start from, for Reload to tell which definitions changed in the store.
+	configs map[string]json.RawMessage
 	// started is closed once Run has started the stored sources (see Started).
 	started chan struct{}
 }
@@ -180,10 +183,12 @@ type running struct {
 	held   atomic.Bool
 }
 
-// compiled is a compiled mapping with the source it reads.
+// compiled is a compiled mapping with the source it reads and the stored definition it was
+// compiled from.
 type compiled struct {
 	source string
 	m      Compiled
+	def    json.RawMessage
 }
 
 // New returns a registry over st that builds sources with kinds, applies messages through svc
@@ -209,7 +214,7 @@ func New(cfg Config, kinds map[string]Kind, st Store, svc runner.Applier, compil
 	return &Registry{
 		cfg: cfg, kinds: kinds, st: st, svc: svc, compile: compile, metrics: m, logger: logger,
 		running: make(map[string]*running), mappings: make(map[string]compiled),
-		started: make(chan struct{}),
+		configs: make(map[string]json.RawMessage), started: make(chan struct{}),
 	}, nil
 }
 
@@ -271,9 +276,10 @@ func (r *Registry) Run(ctx context.Context) error {
 			r.logger.Error("mapping not loaded", slog.String("mapping", mp.Name), slog.Any("err", err))
 			continue
 		}
-		r.mappings[mp.Name] = compiled{source: mp.Source, m: c}
+		r.mappings[mp.Name] = compiled{source: mp.Source, m: c, def: mp.Definition}
 	}
 	for _, src := range sources {
+		r.configs[src.Name] = src.Config
 		def, err := r.parseDef(src.Config)
 		if err == nil {
 			err = r.startLocked(src.Name, def)
@@ -301,6 +307,103 @@ func (r *Registry) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	r.wg.Wait()
 	return nil
+}
+
+// Reload brings the runners and mappings in line with the stored sources and mappings,
+// which another node sharing the store may have changed, as Put, Delete, PutMapping and
+// DeleteMapping bring them in line with their own changes: a mapping stored since, or whose
+// stored definition changed, is compiled and handed to its source's runner, and one no
+// longer stored leaves it; a source stored since, or whose stored definition changed
+// (compared byte for byte), starts with its mappings, and one no longer stored stops; the
+// $events runner runs while mappings read $events. What is unchanged is left alone, so
+// reloading after this registry's own changes changes nothing. A stored mapping that does not
+// compile is left out, and compiled again at the next Reload (the models it names may have
+// arrived by then). Reload reads the store under the lock the changes hold, so it never
+// undoes them. While Run does not run there is nothing to reload: Run loads everything when
+// it starts.
+func (r *Registry) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil {
+		return nil
+	}
+	var (
+		sources  []store.Source
+		mappings []store.Mapping
+	)
+	err := r.st.ViewIngress(ctx, func(ir store.IngressReader) error {
+		var err error
+		if sources, err = ir.Sources(); err != nil {
+			return err
+		}
+		mappings, err = ir.Mappings()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reload sources and mappings: %w", err)
+	}
+
+	// Mappings first, so that the sources started below start with them; refresh lists the
+	// sources whose runners' mappings changed.
+	refresh := map[string]bool{}
+	storedMappings := make(map[string]bool, len(mappings))
+	var errs []error
+	for _, mp := range mappings {
+		storedMappings[mp.Name] = true
+		old, ok := r.mappings[mp.Name]
+		if ok && old.source == mp.Source && bytes.Equal(old.def, mp.Definition) {
+			continue
+		}
+		if ok {
+			delete(r.mappings, mp.Name)
+			refresh[old.source] = true
+		}
+		c, err := r.compile(mp.Definition)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("compile mapping %q: %w", mp.Name, err))
+			continue
+		}
+		r.mappings[mp.Name] = compiled{source: mp.Source, m: c, def: mp.Definition}
+		refresh[mp.Source] = true
+	}
+	for name, c := range r.mappings {
+		if !storedMappings[name] {
+			delete(r.mappings, name)
+			refresh[c.source] = true
+			r.metrics.ForgetMapping(name)
+		}
+	}
+
+	storedSources := make(map[string]bool, len(sources))
+	for _, src := range sources {
+		storedSources[src.Name] = true
+		if old, ok := r.configs[src.Name]; ok && bytes.Equal(old, src.Config) {
+			continue
+		}
+		r.stopLocked(src.Name)
+		r.configs[src.Name] = src.Config
+		def, err := r.parseDef(src.Config)
+		if err == nil {
+			err = r.startLocked(src.Name, def)
+		}
+		if err != nil {
+			r.logger.Error("source not started", slog.String("source", src.Name), slog.Any("err", err))
+		}
+		delete(refresh, src.Name) // started with its mappings as they are
+	}
+	for name := range r.configs {
+		if !storedSources[name] {
+			r.stopLocked(name)
+			delete(r.configs, name)
+			delete(refresh, name)
+			r.metrics.ForgetSource(name)
+		}
+	}
+	for name := range refresh {
+		r.refreshLocked(name)
+	}
+	r.syncEventsLocked()
+	return errors.Join(errs...)
 }
 
 // runnerConfig returns the runner configuration of source name.
@@ -502,6 +605,7 @@ func (r *Registry) put(ctx context.Context, name string, raw json.RawMessage, de
 	if err != nil {
 		return false, fmt.Errorf("put source %q: %w", name, err)
 	}
+	r.configs[name] = raw
 	r.stopLocked(name)
 	if err := r.startLocked(name, def); err != nil {
 		return created, fmt.Errorf("start source %q: %w", name, err)
@@ -645,6 +749,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete source %q: %w", name, err)
 	}
 	r.stopLocked(name)
+	delete(r.configs, name)
 	r.metrics.ForgetSource(name)
 	return nil
 }
@@ -857,7 +962,7 @@ func (r *Registry) PutMapping(ctx context.Context, name string, raw json.RawMess
 	if err != nil {
 		return false, fmt.Errorf("put mapping %q: %w", name, err)
 	}
-	r.mappings[name] = compiled{source: source, m: c}
+	r.mappings[name] = compiled{source: source, m: c, def: raw}
 	if !created && old.Source != source {
 		r.refreshLocked(old.Source)
 	}

@@ -349,3 +349,115 @@ func TestReadMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestReload has a second registry over the same store, whose Run does not run, stand for
+// another node: the first follows its sources and mappings with Reload.
+func TestReload(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	other, err := New(e.cfg, e.kinds, e.st, e.svc, compileTest, nil, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnerOf := func(name string) *running {
+		e.reg.mu.Lock()
+		defer e.reg.mu.Unlock()
+		return e.reg.running[name]
+	}
+	reload := func() {
+		t.Helper()
+		if err := e.reg.Reload(ctx); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+	}
+
+	<-e.reg.Started() // the stored sources are loaded: what follows is news to it
+	if _, err := other.Put(ctx, "plant", json.RawMessage(`{"sourceType":"http"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.PutMapping(ctx, "m", json.RawMessage(`{"source":"plant","twin":"id","set":{"temperature":"t"},"create":"dtmi:test:Thermostat;1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if runnerOf("plant") != nil {
+		t.Fatal("the other registry's source runs before the reload")
+	}
+	reload()
+	if out := e.push("plant", "application/json", `{"id":"t1","t":21.5}`, nil); results(out) != "applied" || out[0].Changes != 1 {
+		t.Fatalf("push after the reload = %+v", out)
+	}
+
+	// Unchanged, the runner is left alone; the registry's own changes are no change either.
+	first := runnerOf("plant")
+	reload()
+	e.putSource("own", `{"sourceType":"http"}`)
+	e.putMapping("own", `{"source":"own","twin":"id","set":{"temperature":"t"}}`)
+	own := runnerOf("own")
+	reload()
+	if runnerOf("plant") != first || runnerOf("own") != own {
+		t.Error("a reload of unchanged sources restarted a runner")
+	}
+
+	// A changed mapping reaches the running source; a changed source restarts.
+	if _, err := other.PutMapping(ctx, "m", json.RawMessage(`{"source":"plant","twin":"id","set":{"source":"from"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if runnerOf("plant") != first {
+		t.Error("a changed mapping restarted its source")
+	}
+	e.push("plant", "application/json", `{"id":"t1","t":30,"from":"elsewhere"}`, nil)
+	if doc := e.twin("t1"); doc["temperature"] != 21.5 || doc["source"] != "elsewhere" {
+		t.Fatalf("twin after the changed mapping = %v", doc)
+	}
+	if _, err := other.Put(ctx, "plant", json.RawMessage(`{"sourceType":"http","maxMessageBytes":1000}`)); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if r := runnerOf("plant"); r == nil || r == first {
+		t.Error("a changed source did not restart")
+	}
+
+	// A mapping of $events starts its runner.
+	if _, err := other.PutMapping(ctx, "ev", json.RawMessage(`{"source":"$events","twin":"id","set":{"temperature":"t"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if runnerOf(EventsSource) == nil {
+		t.Error("$events does not run after a mapping of it was reloaded")
+	}
+
+	// A stored mapping that does not compile fails the reload, and leaves the others.
+	err = e.st.UpdateIngress(ctx, func(w store.IngressWriter) error {
+		return w.PutMapping(store.Mapping{Name: "bad", Source: "plant", Definition: json.RawMessage(`{"source":"plant"}`), Created: time.Now()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.Reload(ctx); err == nil || !strings.Contains(err.Error(), `"bad"`) {
+		t.Errorf("Reload with a mapping that does not compile = %v", err)
+	}
+	e.push("plant", "application/json", `{"id":"t1","from":"still"}`, nil)
+	if doc := e.twin("t1"); doc["source"] != "still" {
+		t.Fatalf("twin after a failed reload = %v", doc)
+	}
+
+	// Deleted elsewhere, mappings leave and sources stop.
+	for _, name := range []string{"bad", "m", "ev"} {
+		if err := other.DeleteMapping(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Delete(ctx, "plant"); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if runnerOf("plant") != nil || runnerOf(EventsSource) != nil || runnerOf("own") != own {
+		t.Errorf("after deletes: plant runs %v, $events runs %v, own kept %v", runnerOf("plant") != nil, runnerOf(EventsSource) != nil, runnerOf("own") == own)
+	}
+	e.reg.mu.Lock()
+	_, hasM := e.reg.mappings["m"]
+	e.reg.mu.Unlock()
+	if hasM {
+		t.Error("the deleted mapping is still compiled")
+	}
+}

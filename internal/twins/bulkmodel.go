@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/event"
@@ -108,18 +109,18 @@ func (s *Service) ImportModels(ctx context.Context, items []json.RawMessage, tx 
 			return nil
 		})
 		if err != nil {
-			s.keepModels(ms, set, ids, written)
+			s.keepModels(ms, set, ids, written, now)
 			return len(written), nil, err
 		}
 		written = append(written, chunk...)
 	}
-	s.models.Store(&modelState{set: set, decommissioned: ms.decommissioned})
+	s.models.Store(ms.adding(set, ids, now))
 	return len(written), nil, nil
 }
 
 // keepModels makes the service's models those of ms and, of set's new models ids, those
-// written, after an import stopped halfway. The caller holds modelMu.
-func (s *Service) keepModels(ms *modelState, set *dtdl.ModelSet, ids, written []string) {
+// written (uploaded at at), after an import stopped halfway. The caller holds modelMu.
+func (s *Service) keepModels(ms *modelState, set *dtdl.ModelSet, ids, written []string, at time.Time) {
 	if len(written) == 0 {
 		return
 	}
@@ -135,7 +136,7 @@ func (s *Service) keepModels(ms *modelState, set *dtdl.ModelSet, ids, written []
 		s.logger.Error("models written by an interrupted import do not resolve; restart to reload them", "err", err)
 		return
 	}
-	s.models.Store(&modelState{set: partial, decommissioned: ms.decommissioned})
+	s.models.Store(ms.adding(partial, written, at))
 }
 
 // checkImportModel checks one model of an import's Models section on its own and returns
@@ -301,13 +302,7 @@ func (s *Service) DeleteAllModels(ctx context.Context, tx Tx) (int, error) {
 			s.logger.Error("models left by a delete job do not resolve", "err", err)
 			continue
 		}
-		dec := make(map[string]bool, len(cur.decommissioned))
-		for id, d := range cur.decommissioned {
-			if !slices.Contains(chunk, id) {
-				dec[id] = d
-			}
-		}
-		s.models.Store(&modelState{set: set, decommissioned: dec})
+		s.models.Store(cur.removing(set, chunk))
 	}
 	return deleted, nil
 }

@@ -196,7 +196,7 @@ func (s *Service) AddModels(ctx context.Context, body []byte) ([]ModelData, erro
 	if err != nil {
 		return nil, err
 	}
-	s.models.Store(&modelState{set: set, decommissioned: ms.decommissioned})
+	s.models.Store(ms.adding(set, ids, now))
 	return out, nil
 }
 
@@ -363,7 +363,7 @@ func (s *Service) PatchModel(ctx context.Context, id string, patch []byte) error
 	ms := s.models.Load()
 	dec := maps.Clone(ms.decommissioned)
 	dec[id] = true
-	s.models.Store(&modelState{set: ms.set, decommissioned: dec})
+	s.models.Store(&modelState{set: ms.set, decommissioned: dec, uploaded: ms.uploaded})
 	return nil
 }
 
@@ -460,8 +460,80 @@ func (s *Service) DeleteModel(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	dec := maps.Clone(ms.decommissioned)
-	delete(dec, id)
-	s.models.Store(&modelState{set: set, decommissioned: dec})
+	s.models.Store(ms.removing(set, []string{id}))
+	return nil
+}
+
+// ReloadModels brings the service's models up to date with the stored ones, which another
+// node sharing the store may have changed: models stored since (or stored again with
+// another upload time) are resolved on top of the current set, models no longer stored
+// leave it, and decommissioning follows the store. When nothing but decommissioning changed
+// nothing is parsed again, so reloading after the service's own changes costs one read of
+// the models; when the changes do not resolve on top of the current set, every stored model
+// is resolved afresh. On error the models stay as they were.
+//
+// It holds the lock every model change of the service holds, and reads the store under it,
+// so it never undoes a change this service made: what it reads includes every such change
+// that returned.
+func (s *Service) ReloadModels(ctx context.Context) error {
+	s.modelMu.Lock()
+	defer s.modelMu.Unlock()
+	var stored []store.Model
+	err := s.st.View(ctx, func(r store.Reader) error {
+		var err error
+		stored, err = r.Models("", 0)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reload models: %w", err)
+	}
+	ms := s.models.Load()
+	var (
+		gone  []string
+		added [][]byte
+		dec   = make(map[string]bool)
+		ids   = make(map[string]time.Time, len(stored))
+	)
+	for _, m := range stored {
+		ids[m.ID] = m.UploadTime
+		if m.Decommissioned {
+			dec[m.ID] = true
+		}
+		at, ok := ms.uploaded[m.ID]
+		if ok && at.Equal(m.UploadTime) {
+			continue
+		}
+		if ok {
+			gone = append(gone, m.ID) // replaced: out with the old definition first
+		}
+		added = append(added, m.Definition)
+	}
+	for id := range ms.uploaded {
+		if _, ok := ids[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 && len(added) == 0 {
+		if !maps.Equal(dec, ms.decommissioned) {
+			s.models.Store(&modelState{set: ms.set, decommissioned: dec, uploaded: ms.uploaded})
+		}
+		return nil
+	}
+	set, err := ms.set.Without(gone...)
+	if err == nil {
+		set, err = dtdl.Parse(added, set, dtdl.Options{})
+	}
+	if err != nil {
+		// A model others refer to was replaced, say: resolve everything again.
+		fresh, err := parseModels(stored)
+		if err != nil {
+			return fmt.Errorf("reload models: %w", err)
+		}
+		s.models.Store(fresh)
+		s.logger.Info("models reloaded", "count", len(stored))
+		return nil
+	}
+	s.models.Store(&modelState{set: set, decommissioned: dec, uploaded: ids})
+	s.logger.Info("models reloaded", "count", len(stored), "added", len(added), "removed", len(gone))
 	return nil
 }

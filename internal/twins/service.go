@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,48 @@ type Service struct {
 type modelState struct {
 	set            *dtdl.ModelSet
 	decommissioned map[string]bool
+	// uploaded maps the id of each stored model set holds to its upload time, for
+	// ReloadModels to tell which stored models changed.
+	uploaded map[string]time.Time
+}
+
+// adding returns the state of set, which is ms's set with the models ids added, uploaded at
+// at.
+func (ms *modelState) adding(set *dtdl.ModelSet, ids []string, at time.Time) *modelState {
+	up := maps.Clone(ms.uploaded)
+	for _, id := range ids {
+		up[id] = at
+	}
+	return &modelState{set: set, decommissioned: ms.decommissioned, uploaded: up}
+}
+
+// removing returns the state of set, which is ms's set without the models ids.
+func (ms *modelState) removing(set *dtdl.ModelSet, ids []string) *modelState {
+	up, dec := maps.Clone(ms.uploaded), maps.Clone(ms.decommissioned)
+	for _, id := range ids {
+		delete(up, id)
+		delete(dec, id)
+	}
+	return &modelState{set: set, decommissioned: dec, uploaded: up}
+}
+
+// parseModels resolves stored, every stored model, into a model state.
+func parseModels(stored []store.Model) (*modelState, error) {
+	docs := make([][]byte, len(stored))
+	dec := make(map[string]bool)
+	up := make(map[string]time.Time, len(stored))
+	for i, m := range stored {
+		docs[i] = m.Definition
+		up[m.ID] = m.UploadTime
+		if m.Decommissioned {
+			dec[m.ID] = true
+		}
+	}
+	set, err := dtdl.Parse(docs, nil, dtdl.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("resolve %d stored models: %w", len(stored), err)
+	}
+	return &modelState{set: set, decommissioned: dec, uploaded: up}, nil
 }
 
 // New returns a Service over st. It loads every stored model and resolves them into one ModelSet;
@@ -177,19 +220,11 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("twins: load models: %w", err)
 	}
-	docs := make([][]byte, len(stored))
-	dec := make(map[string]bool)
-	for i, m := range stored {
-		docs[i] = m.Definition
-		if m.Decommissioned {
-			dec[m.ID] = true
-		}
-	}
-	set, err := dtdl.Parse(docs, nil, dtdl.Options{})
+	ms, err := parseModels(stored)
 	if err != nil {
-		return nil, fmt.Errorf("twins: resolve %d stored models: %w", len(stored), err)
+		return nil, fmt.Errorf("twins: %w", err)
 	}
-	s.models.Store(&modelState{set: set, decommissioned: dec})
+	s.models.Store(ms)
 	logger.Info("models loaded", "count", len(stored))
 	return s, nil
 }

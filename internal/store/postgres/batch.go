@@ -74,7 +74,7 @@ func (s *Store) run() {
 // begin prepares the writer for a batch, connecting again if the connection broke.
 func (s *Store) begin() {
 	w := &s.w
-	w.failure, w.begun, w.twins = nil, false, 0
+	w.failure, w.begun, w.twins, w.touched = nil, false, 0, [numGenKinds]int64{}
 	if !w.conn.IsClosed() {
 		return
 	}
@@ -171,8 +171,12 @@ func (s *Store) commit(batch []*request) {
 		_ = w.flush()
 	}
 	n := len(w.records)
-	var head int64
-	if w.failure == nil && (w.begun || n > 0 || w.twins != 0) {
+	var (
+		head    int64
+		gens    generations
+		touched = w.touched != [numGenKinds]int64{}
+	)
+	if w.failure == nil && (w.begun || n > 0 || w.twins != 0 || touched) {
 		if !w.begun {
 			w.queueBatch(handler{}, "BEGIN")
 			w.begun = true
@@ -183,6 +187,10 @@ func (s *Store) commit(batch []*request) {
 				appendLog, int64(n), w.twins, w.events, w.depths, s.channel)
 		case w.twins != 0:
 			w.queueBatch(handler{}, "UPDATE head SET twins = twins + $1", w.twins)
+		}
+		if touched {
+			w.queueBatch(handler{rows: func(rows pgx.Rows) error { return scanGenerations(rows, &gens) }},
+				bumpGenerations, w.touched[0], w.touched[1], w.touched[2], w.touched[3], w.touched[4], s.channel)
 		}
 		w.queueBatch(handler{}, "COMMIT")
 		w.savepoint = false
@@ -214,6 +222,9 @@ func (s *Store) commit(batch []*request) {
 			}
 			s.tail.push(w.records)
 			s.advance(uint64(head))
+		}
+		if touched {
+			s.advanceGenerations(gens)
 		}
 	}
 	// The tail keeps the records; the next batch gets a slice of its own.

@@ -125,7 +125,7 @@ func Ceiling(ctx context.Context, cfg CeilingConfig, logger *slog.Logger) (Ceili
 		wg           sync.WaitGroup
 		errs         = make([]error, len(conns))
 	)
-	channel := notifyChannel(cfg.Store.Schema)
+	channel := channelOf(cfg.Store.Schema)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	for i, c := range conns {

@@ -217,6 +217,7 @@ func (e *deliveryWriter) PutEndpoint(ep store.Endpoint) error {
 	if err != nil {
 		return fmt.Errorf("put endpoint %q: %w", ep.Name, err)
 	}
+	e.w.touch(genEndpoints)
 	return nil
 }
 
@@ -228,6 +229,7 @@ func (e *deliveryWriter) DeleteEndpoint(name string) error {
 	if err := e.w.put("DELETE FROM dead_letters WHERE endpoint = $1", name); err != nil {
 		return fmt.Errorf("delete dead letters of endpoint %q: %w", name, err)
 	}
+	e.w.touch(genEndpoints)
 	return nil
 }
 
@@ -239,12 +241,17 @@ func (e *deliveryWriter) PutRoute(r store.Route) error {
 	if err != nil {
 		return fmt.Errorf("put route %q: %w", r.ID, err)
 	}
+	e.w.touch(genRoutes)
 	return nil
 }
 
 // DeleteRoute implements store.DeliveryWriter.
 func (e *deliveryWriter) DeleteRoute(id string) error {
-	return e.w.change(fmt.Sprintf("delete route %q", id), "DELETE FROM routes WHERE id = $1", id)
+	if err := e.w.change(fmt.Sprintf("delete route %q", id), "DELETE FROM routes WHERE id = $1", id); err != nil {
+		return err
+	}
+	e.w.touch(genRoutes)
+	return nil
 }
 
 // SetCursor implements store.DeliveryWriter.

@@ -213,6 +213,7 @@ func (e *ingressWriter) PutSource(src store.Source) error {
 	if err != nil {
 		return fmt.Errorf("put source %q: %w", src.Name, err)
 	}
+	e.touch(genSources)
 	return nil
 }
 
@@ -227,6 +228,7 @@ func (e *ingressWriter) DeleteSource(name string) error {
 	if err := e.put("DELETE FROM source_messages WHERE source = $1", name); err != nil {
 		return fmt.Errorf("delete message records of source %q: %w", name, err)
 	}
+	e.touch(genSources)
 	return nil
 }
 
@@ -238,12 +240,17 @@ func (e *ingressWriter) PutMapping(m store.Mapping) error {
 	if err != nil {
 		return fmt.Errorf("put mapping %q: %w", m.Name, err)
 	}
+	e.touch(genMappings)
 	return nil
 }
 
 // DeleteMapping implements store.IngressWriter.
 func (e *ingressWriter) DeleteMapping(name string) error {
-	return e.change(fmt.Sprintf("delete mapping %q", name), "DELETE FROM mappings WHERE name = $1", name)
+	if err := e.change(fmt.Sprintf("delete mapping %q", name), "DELETE FROM mappings WHERE name = $1", name); err != nil {
+		return err
+	}
+	e.touch(genMappings)
+	return nil
 }
 
 // RecordMessage implements store.IngressWriter with one upsert, which changes no row when an

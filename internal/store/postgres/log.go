@@ -107,10 +107,12 @@ func (q poolQuerier) query(sql string, args []any, each func(pgx.Rows) error) er
 }
 
 // listen is the listener goroutine: it follows other nodes' commits to the log, so that Last
-// reflects them and Read wakes for them. On a connection of its own it LISTENs on the log's
-// channel, where every commit that appends records notifies its new head (see appendLog), and
-// reads the head itself whenever Config.PollInterval passes without a notification, which
-// covers notifications sent while it was not listening. A broken connection is opened again
+// reflects them and Read wakes for them, and to the configuration generations, so that
+// GenerationsChanged does. On a connection of its own it LISTENs on the log's channel, where
+// every commit that appends records notifies its new head (see appendLog) and every commit
+// that changes configuration its new generations (see bumpGenerations), and reads both itself
+// whenever Config.PollInterval passes without a notification, which covers notifications
+// sent while it was not listening. A broken connection is opened again
 // after PollInterval. listen returns when ctx ends.
 func (s *Store) listen(ctx context.Context, cc *pgx.ConnConfig) {
 	defer close(s.listened)
@@ -134,8 +136,11 @@ func (s *Store) listen(ctx context.Context, cc *pgx.ConnConfig) {
 				continue
 			}
 		}
-		var head int64
-		if err := conn.QueryRow(ctx, "SELECT seq FROM head").Scan(&head); err != nil {
+		var (
+			head int64
+			gens generations
+		)
+		if err := readHead(conn.QueryRow(ctx, readHeadSQL), &head, &gens); err != nil {
 			if ctx.Err() == nil {
 				s.logger.Warn("store log listener: read head", "err", err)
 			}
@@ -144,6 +149,7 @@ func (s *Store) listen(ctx context.Context, cc *pgx.ConnConfig) {
 			continue
 		}
 		s.advance(uint64(head))
+		s.advanceGenerations(gens)
 		for ctx.Err() == nil {
 			wctx, cancel := context.WithTimeout(ctx, s.cfg.PollInterval)
 			n, err := conn.WaitForNotification(wctx)
@@ -158,6 +164,8 @@ func (s *Store) listen(ctx context.Context, cc *pgx.ConnConfig) {
 			}
 			if seq, err := strconv.ParseUint(n.Payload, 10, 64); err == nil {
 				s.advance(seq)
+			} else if gens, ok := parseGenerations(n.Payload); ok {
+				s.advanceGenerations(gens)
 			}
 		}
 	}
@@ -173,4 +181,19 @@ func (s *Store) listenOn(ctx context.Context, cc *pgx.ConnConfig) (*pgx.Conn, er
 		return nil, errors.Join(err, conn.Close(context.Background()))
 	}
 	return conn, nil
+}
+
+// readHeadSQL reads the log's head and the configuration generations.
+const readHeadSQL = "SELECT h.seq, " + genColumns + " FROM head h, generations g"
+
+// readHead scans the row of readHeadSQL.
+func readHead(row pgx.Row, seq *int64, g *generations) error {
+	var v [numGenKinds]int64
+	if err := row.Scan(seq, &v[0], &v[1], &v[2], &v[3], &v[4]); err != nil {
+		return err
+	}
+	for k := range v {
+		g[k] = uint64(v[k])
+	}
+	return nil
 }

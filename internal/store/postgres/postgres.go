@@ -25,6 +25,13 @@
 // record that commits later with a lower Seq. Log().Read wakes on this Store's own commits at
 // once, and on other nodes' through LISTEN/NOTIFY, polling the head every
 // Config.PollInterval in case a notification is missed.
+//
+// # Configuration generations
+//
+// Every transaction that writes models, routes, endpoints, sources or mappings also counts
+// itself in that kind's generation, and notifies the other nodes when it commits, as the log
+// does. Generations and GenerationsChanged let a node that keeps such configuration in memory
+// see another node's change and reload it.
 package postgres
 
 import (
@@ -116,6 +123,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
+// channelOf returns the notification channel of schema's log: "twinflow_log_" and the
+// schema's name, or, for a name too long for a channel (which PostgreSQL limits to 63
+// bytes, as identifiers), "twinflow_log_" and a hash of the name.
+func channelOf(schema string) string {
+	const prefix = "twinflow_log_"
+	if len(prefix)+len(schema) <= 63 {
+		return prefix + schema
+	}
+	return prefix + strconv.FormatUint(uint64(lockKey(schema)), 16)
+}
+
 // identifier reports whether s is a lower-case SQL identifier PostgreSQL keeps as it is.
 func identifier(s string) bool {
 	if len(s) == 0 || len(s) > 63 || s[0] >= '0' && s[0] <= '9' {
@@ -163,6 +181,11 @@ type Store struct {
 	// closed for good (and set to nil) by Close.
 	notifyMu sync.Mutex
 	changed  chan struct{}
+	// genMu guards gens, the configuration generations this Store knows of, and genChanged,
+	// which is closed and replaced whenever one of them advances (see Generations).
+	genMu      sync.Mutex
+	gens       generations
+	genChanged chan struct{}
 
 	// batches and batched count committed transactions and the Updates they carried.
 	batches, batched atomic.Uint64
@@ -213,9 +236,6 @@ func poolConfig(cfg Config) (*pgxpool.Config, error) {
 	return pc, nil
 }
 
-// notifyChannel is the channel the log of schema notifies other nodes of its commits on.
-func notifyChannel(schema string) string { return "twinflow_log_" + schema }
-
 // New connects to the database, creates or migrates the schema (once, however many stores
 // start together), and starts the writer and the log's listener.
 func New(cfg Config, logger *slog.Logger) (*Store, error) {
@@ -240,8 +260,11 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 	if err := prepareControl(ctx, conn); err != nil {
 		return nil, errors.Join(fmt.Errorf("connect store writer: %w", err), conn.Close(ctx))
 	}
-	var last int64
-	if err := conn.QueryRow(ctx, "SELECT seq FROM head").Scan(&last); err != nil {
+	var (
+		last int64
+		gens generations
+	)
+	if err := readHead(conn.QueryRow(ctx, readHeadSQL), &last, &gens); err != nil {
 		return nil, errors.Join(fmt.Errorf("read the log's head: %w", err), conn.Close(ctx))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
@@ -252,12 +275,15 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		cfg:      cfg,
 		logger:   logger,
 		pool:     pool,
-		channel:  notifyChannel(cfg.Schema),
+		channel:  channelOf(cfg.Schema),
 		reqs:     make(chan *request, cfg.MaxBatch),
 		done:     make(chan struct{}),
 		listened: make(chan struct{}),
 		tail:     newTail(tailRecords, tailBytes),
 		changed:  make(chan struct{}),
+
+		gens:       gens,
+		genChanged: make(chan struct{}),
 	}
 	s.last.Store(uint64(last))
 	s.log.s = s

@@ -591,3 +591,32 @@ func TestPanicRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLongSchemaName checks that a schema name of the longest length allowed works,
+// notifications included, though "twinflow_log_" and the name are too long for a channel.
+func TestLongSchemaName(t *testing.T) {
+	dsn, short := newSchema(t)
+	schema := short + strings.Repeat("x", 63-len(short))
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if c, err := pgx.Connect(ctx, dsn); err == nil {
+			_, _ = c.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			c.Close(ctx)
+		}
+	})
+	a := open(t, postgres.Config{DSN: dsn, Schema: schema, MaxConns: 2})
+	b := open(t, postgres.Config{DSN: dsn, Schema: schema, MaxConns: 2, PollInterval: time.Minute})
+	changed := b.GenerationsChanged()
+	ctx := context.Background()
+	err := a.Update(ctx, func(w store.Writer) error {
+		return w.PutModel(store.Model{ID: "dtmi:x:m;1", Definition: json.RawMessage(`{}`), UploadTime: time.Now()})
+	})
+	if err != nil {
+		t.Fatalf("Update on a schema of 63 bytes: %v", err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the other node was not notified")
+	}
+}

@@ -158,6 +158,22 @@ CREATE TABLE api_keys (
 	expires text NOT NULL
 );
 `,
+	// Version 2.
+	`
+-- The configuration generations: each column counts the committed transactions that
+-- changed one kind of configuration, which nodes keep in memory and reload when another
+-- node's commit moves it (see Store.Generations). One row, so that a transaction takes one
+-- lock whatever it changed, and takes it last (see bumpGenerations).
+CREATE TABLE generations (
+	one       boolean PRIMARY KEY DEFAULT true CHECK (one),
+	models    bigint NOT NULL,
+	routes    bigint NOT NULL,
+	endpoints bigint NOT NULL,
+	sources   bigint NOT NULL,
+	mappings  bigint NOT NULL
+);
+INSERT INTO generations (models, routes, endpoints, sources, mappings) VALUES (0, 0, 0, 0, 0);
+`,
 }
 
 // lockKey returns the key of the advisory lock that serialises migrations of schema, from

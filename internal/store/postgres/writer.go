@@ -69,6 +69,9 @@ type writer struct {
 	latest map[stateKey]int
 	// tail is the Store's, from which PruneLog drops what it deletes.
 	tail *tail
+	// touched marks, by kind, the configuration the batch changes: 1 for each kind whose
+	// generation its commit bumps (see touch).
+	touched [numGenKinds]int64
 }
 
 // fnState is the state of one fn of the batch.
@@ -339,7 +342,8 @@ func (w *writer) CountTwins() (int, error) {
 	return n + int(w.twins+w.cur.twins), err
 }
 
-// PutModel implements store.Writer.
+// PutModel implements store.Writer. Like every write of configuration, it bumps its kind's
+// generation when the batch commits (see Store.Generations).
 func (w *writer) PutModel(m store.Model) error {
 	err := w.put("INSERT INTO models ("+modelColumns+") VALUES ($1, $2, $3, $4)"+
 		" ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,"+
@@ -348,12 +352,17 @@ func (w *writer) PutModel(m store.Model) error {
 	if err != nil {
 		return fmt.Errorf("put model %q: %w", m.ID, err)
 	}
+	w.touch(genModels)
 	return nil
 }
 
 // DeleteModel implements store.Writer.
 func (w *writer) DeleteModel(id string) error {
-	return w.change(fmt.Sprintf("delete model %q", id), "DELETE FROM models WHERE id = $1", id)
+	if err := w.change(fmt.Sprintf("delete model %q", id), "DELETE FROM models WHERE id = $1", id); err != nil {
+		return err
+	}
+	w.touch(genModels)
+	return nil
 }
 
 // putTwin upserts a twin; it returns whether the row is new (xmax is 0 only in a row this
