@@ -110,7 +110,7 @@ func TestPostgreSQLStore(t *testing.T) {
 	t.Cleanup(func() { dropSchema(t, dsn, schema) })
 	db := newProxy(t, testenv.PostgreSQLAddr)
 	cfg := Config{Config: config.Config{
-		Store: config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: schema, StatementTimeout: 5 * time.Second},
+		Store: config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: schema},
 	}}
 
 	s, stop := start(t, cfg, nil)
