@@ -421,29 +421,31 @@ func (x *Index) Run(ctx context.Context) error {
 	pause := minReadPause
 	for {
 		recs, err := x.read(ctx)
-		if errors.Is(err, store.ErrUnavailable) && ctx.Err() == nil {
+		if err == nil {
+			x.applyMu.Lock()
+			err = x.apply(ctx, recs)
+			x.applyMu.Unlock()
+		} else {
+			err = fmt.Errorf("graph index: read change log after %d: %w", x.applied.Load(), err)
+		}
+		switch {
+		case err == nil:
+			pause = minReadPause
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, store.ErrUnavailable):
 			// The store's database is out of reach: the index keeps answering queries from
-			// what it holds, and reads on once it is back.
-			x.logger.Warn("graph index: change log unavailable; retrying", "after", x.applied.Load(), "retry_in", pause, "err", err)
+			// what it holds, and reads on once it is back. A failed apply changed nothing
+			// (it reads the states it needs before it changes the index), so the same
+			// records are read and applied again.
+			x.logger.Warn("graph index: store unavailable; retrying", "applied", x.applied.Load(), "retry_in", pause, "err", err)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(pause):
 			}
 			pause = min(2*pause, maxReadPause)
-			continue
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("graph index: read change log after %d: %w", x.applied.Load(), err)
-		}
-		pause = minReadPause
-		x.applyMu.Lock()
-		err = x.apply(ctx, recs)
-		x.applyMu.Unlock()
-		if err != nil {
+		default:
 			return err
 		}
 	}
