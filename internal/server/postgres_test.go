@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -178,5 +179,60 @@ func TestPostgreSQLStore(t *testing.T) {
 	}
 	if err := json.Unmarshal(c.do(http.MethodGet, "/digitaltwins/a", nil, http.StatusOK), &tw); err != nil || tw.N != 4 {
 		t.Errorf("twin a after the database came back: n = %d, %v; want 4", tw.N, err)
+	}
+}
+
+// TestIfMatchAcrossNodes has two nodes of one PostgreSQL store patch one twin with the same
+// If-Match at the same moment, round after round: exactly one of them wins each round, the
+// other answers 412, and the twin holds the winner's value.
+func TestIfMatchAcrossNodes(t *testing.T) {
+	dsn := testenv.PostgreSQL(t)
+	schema := fmt.Sprintf("ifmatch_%d", time.Now().UnixNano())
+	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	cfg := Config{Config: config.Config{
+		Store:   config.Store{DSN: dsn, Schema: schema},
+		History: config.History{Mode: config.HistoryOff},
+	}}
+	a, _ := start(t, cfg, nil)
+	ca := restClient{t: t, base: a.URL()}
+	ca.do(http.MethodPost, "/models", `[{"@id":"dtmi:twinflow:test:M;1","@type":"Interface","@context":"dtmi:dtdl:context;3",`+
+		`"contents":[{"@type":"Property","name":"n","schema":"integer","writable":true}]}]`, http.StatusCreated)
+	ca.do(http.MethodPut, "/digitaltwins/m", `{"$metadata":{"$model":"dtmi:twinflow:test:M;1"},"n":0}`, http.StatusOK)
+	b, _ := start(t, cfg, nil)
+	nodes := []string{a.URL(), b.URL()}
+
+	for round := range 20 {
+		var tw struct {
+			ETag string `json:"$etag"`
+		}
+		if err := json.Unmarshal(ca.do(http.MethodGet, "/digitaltwins/m", nil, http.StatusOK), &tw); err != nil {
+			t.Fatal(err)
+		}
+		codes := make([]int, len(nodes))
+		var wg sync.WaitGroup
+		for i, base := range nodes {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodPatch, base+"/digitaltwins/m?api-version=2023-10-31",
+					strings.NewReader(fmt.Sprintf(`[{"op":"replace","path":"/n","value":%d}]`, 100*round+i)))
+				req.Header.Set("Content-Type", "application/json-patch+json")
+				req.Header.Set("If-Match", tw.ETag)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				codes[i] = resp.StatusCode
+			})
+		}
+		wg.Wait()
+		winner := slices.Index(codes, http.StatusNoContent)
+		if winner < 0 || codes[1-winner] != http.StatusPreconditionFailed {
+			t.Fatalf("round %d: the two nodes answered %v; want one 204 and one 412", round, codes)
+		}
+		var got struct{ N int }
+		if err := json.Unmarshal(ca.do(http.MethodGet, "/digitaltwins/m", nil, http.StatusOK), &got); err != nil || got.N != 100*round+winner {
+			t.Fatalf("round %d: n = %d, %v; want the winner's %d", round, got.N, err, 100*round+winner)
+		}
 	}
 }
