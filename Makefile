@@ -2,11 +2,13 @@
 
 .PHONY: test fuzz sdk-deps run ui ui-check
 
-## test: vet, every Go test with the race detector (the JavaScript SDK test included), then
-## a bounded run of every fuzz target.
+## test: vet, every Go test with the race detector (the JavaScript SDK test included), the
+## test that restarts PostgreSQL (on its own: the other tests use that server too), then a
+## bounded run of every fuzz target.
 test: sdk-deps
 	go vet ./...
 	go test -race ./...
+	TWINFLOW_TEST_RESTART_POSTGRESQL=1 go test -race -run '^TestClusterSurvivesPostgreSQLRestart$$' ./test/e2e/
 	$(MAKE) fuzz
 
 # FUZZ_TARGETS lists every fuzz target as package:Name; FUZZTIME bounds each one's run.

@@ -148,6 +148,18 @@ type mainStore interface {
 	Err() error
 }
 
+// historyConfig returns the data history settings of cfg: with the state in PostgreSQL and no
+// database of its own for history, history is kept in the store's database and schema, so
+// that it is shared by the nodes like the state it records.
+func historyConfig(cfg config.Config) config.History {
+	h := cfg.History
+	if h.DSN == "" && cfg.Store.DSN != "" {
+		h.DSN = cfg.Store.DSN
+		h.Schema = cmp.Or(h.Schema, cfg.Store.Schema, postgres.DefaultSchema)
+	}
+	return h
+}
+
 // openStore opens the store cfg.Store chooses: PostgreSQL when it names a database, else the
 // embedded store in the data directory, which heeds space.
 func openStore(cfg config.Config, space *reserve.Reserve, logger *slog.Logger) (mainStore, error) {
@@ -255,7 +267,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the twin service: %w", err)
 	}
-	s.history, err = newRecorder(context.Background(), cfg.History, cfg.Server.DataDir, s.space, s.serviceID, s.store.Log(), s.leases, logger)
+	s.history, err = newRecorder(context.Background(), historyConfig(cfg.Config), cfg.Server.DataDir, s.space, s.serviceID, s.store.Log(), s.leases, logger)
 	if err != nil {
 		return nil, fmt.Errorf("set up data history: %w", err)
 	}
