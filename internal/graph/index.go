@@ -584,6 +584,9 @@ func (x *Index) readStates(ctx context.Context, twins map[string]*store.Change, 
 		return nil
 	}
 	return x.st.View(ctx, func(r store.Reader) error {
+		if mr, ok := r.(store.MultiReader); ok {
+			return readStatesAtOnce(mr, twins, rels)
+		}
 		for id, c := range twins {
 			if c.Known {
 				continue
@@ -614,6 +617,50 @@ func (x *Index) readStates(ctx context.Context, twins map[string]*store.Change, 
 		}
 		return nil
 	})
+}
+
+// readStatesAtOnce is readStates with a store that reads many entities in one request: the
+// twins, then the relationships, whose states the log did not know.
+func readStatesAtOnce(r store.MultiReader, twins map[string]*store.Change, rels map[relKey]*store.Change) error {
+	var ids []string
+	for id, c := range twins {
+		if !c.Known {
+			ids = append(ids, id)
+			c.Twin = nil
+		}
+	}
+	if len(ids) > 0 {
+		found, err := r.TwinsOf(ids)
+		if err != nil {
+			return fmt.Errorf("read %d twins: %w", len(ids), err)
+		}
+		for i := range found {
+			twins[found[i].ID].Twin = &found[i]
+		}
+		for _, id := range ids {
+			twins[id].Known = true // a twin not found was deleted: its nil state says so
+		}
+	}
+	var sources, relIDs []string
+	for k, c := range rels {
+		if !c.Known {
+			sources, relIDs = append(sources, k.source), append(relIDs, k.id)
+			c.Relationship = nil
+		}
+	}
+	if len(relIDs) > 0 {
+		found, err := r.RelationshipsOf(sources, relIDs)
+		if err != nil {
+			return fmt.Errorf("read %d relationships: %w", len(relIDs), err)
+		}
+		for i := range found {
+			rels[relKey{source: found[i].SourceID, id: found[i].ID}].Relationship = &found[i]
+		}
+		for i := range relIDs {
+			rels[relKey{source: sources[i], id: relIDs[i]}].Known = true
+		}
+	}
+	return nil
 }
 
 // allKnown reports whether every change in m is Known.

@@ -153,6 +153,18 @@ type Reader interface {
 	CountTwins() (int, error)
 }
 
+// MultiReader reads many twins or relationships by their keys at once. A store whose reads
+// each cost a round trip to its database (PostgreSQL) offers it on the Reader a View passes
+// to its fn (check with a type assertion), for a reader that needs the states of many
+// entities, such as the query index applying other nodes' changes.
+type MultiReader interface {
+	// TwinsOf returns the twins of ids that exist, in no particular order.
+	TwinsOf(ids []string) ([]Twin, error)
+	// RelationshipsOf returns the relationships (sourceIDs[i], ids[i]) that exist, in no
+	// particular order; the two slices have the same length.
+	RelationshipsOf(sourceIDs, ids []string) ([]Relationship, error)
+}
+
 // Scanner reads every twin and every relationship of a snapshot in one pass each, for
 // building in-memory indexes: no paging, no query per twin. The Reader a View passes to its
 // fn implements Scanner when the store supports it (check with a type assertion); a Writer

@@ -213,6 +213,22 @@ func (r *reader) Twins(after string, n int) ([]store.Twin, error) {
 		"SELECT "+twinColumns+" FROM twins WHERE id > $1 ORDER BY id LIMIT $2", after, limit(n))
 }
 
+// TwinsOf implements store.MultiReader, in one statement.
+func (r *reader) TwinsOf(ids []string) ([]store.Twin, error) {
+	return list(r.q, "twins", scanTwin, "SELECT "+twinColumns+" FROM twins WHERE id = ANY($1)"+r.lock, ids)
+}
+
+// RelationshipsOf implements store.MultiReader, in one statement.
+func (r *reader) RelationshipsOf(sourceIDs, ids []string) ([]store.Relationship, error) {
+	if len(sourceIDs) != len(ids) {
+		return nil, fmt.Errorf("read relationships: %d source ids for %d ids", len(sourceIDs), len(ids))
+	}
+	return list(r.q, "relationships", scanRelationship, "SELECT "+relationshipColumns+" FROM relationships"+
+		" WHERE (source_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"+r.lock, sourceIDs, ids)
+}
+
+var _ store.MultiReader = (*reader)(nil)
+
 // Relationship implements store.Reader; in a Writer it locks the row, as Twin does.
 func (r *reader) Relationship(sourceID, id string) (store.Relationship, error) {
 	return one(r.q, fmt.Sprintf("relationship %q of twin %q", id, sourceID), scanRelationship,

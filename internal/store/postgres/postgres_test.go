@@ -73,6 +73,10 @@ func TestTwinReplacer(t *testing.T) {
 	storetest.RunTwinReplacer(t, func(t *testing.T) store.Store { return fresh(t) })
 }
 
+func TestMultiReader(t *testing.T) {
+	storetest.RunMultiReader(t, func(t *testing.T) store.Store { return fresh(t) })
+}
+
 func TestScan(t *testing.T) {
 	storetest.RunScan(t, func(t *testing.T) store.Store { return fresh(t) })
 }

@@ -402,7 +402,8 @@ const replaceTwin = "WITH u AS (UPDATE twins SET model_id = $2, etag = $3, doc =
 
 // ReplaceTwin implements store.TwinReplacer: the conditional update is queued like PutTwin's
 // upsert, and goes out with the fn's next statement or at its end; a twin whose ETag is not
-// etag (or which is gone) fails the fn, and so the Update, with store.ErrConflict.
+// etag (or which is gone) fails the fn, and so the Update, with store.ErrConflict, as does a
+// deadlock with another node's transaction that PostgreSQL broke by failing this statement.
 func (w *writer) ReplaceTwin(t store.Twin, etag string) error {
 	if err := w.usable(); err != nil {
 		return fmt.Errorf("replace twin %q: %w", t.ID, err)
@@ -412,8 +413,14 @@ func (w *writer) ReplaceTwin(t store.Twin, etag string) error {
 	w.enqueue(replaceTwin, []any{t.ID, t.ModelID, t.ETag, blob(t.Doc), etag}, handler{
 		rows: func(pgx.Rows) error { return nil },
 		fail: func(err error) error {
-			if pgCode(err) == "22012" {
+			switch pgCode(err) {
+			case "22012":
 				return fmt.Errorf("replace twin %q: %w: its ETag is no longer %s (%w)", id, store.ErrConflict, etag, err)
+			case "40P01":
+				// Another node's transaction and this one each waited for a row the other
+				// held; PostgreSQL broke the deadlock by failing this statement. Nothing of the
+				// fn is kept, and preparing it again may well succeed.
+				return fmt.Errorf("replace twin %q: %w: %w", id, store.ErrConflict, err)
 			}
 			return err
 		},
