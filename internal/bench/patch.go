@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -129,7 +130,7 @@ func (r PatchResult) Table(w io.Writer) error {
 	return table(w, [][2]string{
 		{"twins / clients", fmt.Sprintf("%d twins of %d properties / %d keep-alive clients", r.Twins, numProperties, r.Clients)},
 		{"store / nodes", fmt.Sprintf("%s / %d", r.StoreName, r.Nodes)},
-		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed)", perSec, l.Patches, l.Elapsed.Round(time.Millisecond), l.Failed)},
+		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed%s)", perSec, l.Patches, l.Elapsed.Round(time.Millisecond), l.Failed, failedBy(l.FailedBy))},
 		{"latency", fmt.Sprintf("p50 %v  p99 %v  max %v", l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))},
 		{"group commit", groupCommit(r.Store)},
 		{"server CPU per patch", cpuPerPatch(r.ServerCPU, l.Patches, "the server's process")},
@@ -142,6 +143,18 @@ func (r PatchResult) Table(w io.Writer) error {
 		{"floor CPU per request", cpuPerPatch(r.FloorCPU, r.Floor.Patches, "the bare server's process")},
 		{"HTTP / ceiling", ratio},
 	})
+}
+
+// failedBy describes failed requests counted by status: ": 412 x 3, 503 x 10", or "".
+func failedBy(m map[int]int) string {
+	var out []string
+	for _, status := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, fmt.Sprintf("%d x %d", status, m[status]))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(out, ", ")
 }
 
 // cpuPerPatch describes the CPU time spent per patch by who, and the rate that would make
@@ -325,9 +338,14 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logg
 	if err := setUpTwins(ctx, first.URL(), cfg.Twins, logger); err != nil {
 		return "", err
 	}
-	// The other nodes start once the model and the twins are stored, and load them.
+	// The other nodes start once the model and the twins are stored, and load them; the load
+	// starts once every one is ready.
 	for i := 1; i < cfg.Nodes; i++ {
-		if _, err := start(i); err != nil {
+		srv, err := start(i)
+		if err != nil {
+			return "", err
+		}
+		if err := waitReady(ctx, http.DefaultClient, srv.URL(), time.Minute); err != nil {
 			return "", err
 		}
 	}
@@ -402,6 +420,8 @@ type PatchLoad struct {
 	Elapsed time.Duration `json:"elapsed"`
 	Patches int           `json:"patches"`
 	Failed  int           `json:"failed"`
+	// FailedBy counts the failed requests by their status code.
+	FailedBy map[int]int `json:"failedBy,omitempty"`
 	// P50, P99 and Max are latencies of acknowledged patches, from sending the request to
 	// reading the whole response.
 	P50 time.Duration `json:"p50"`
@@ -437,11 +457,14 @@ func RunPatchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("patch-load: -addr is required")
 	}
 	cpu0, cpuOK := processCPU()
-	lat, failed, elapsed, err := patchLoad(ctx, *addr, cfg.withDefaults())
+	lat, failedBy, elapsed, err := patchLoad(ctx, *addr, cfg.withDefaults())
 	if err != nil {
 		return err
 	}
-	load := PatchLoad{Elapsed: elapsed, Patches: len(lat), Failed: failed}
+	load := PatchLoad{Elapsed: elapsed, Patches: len(lat), FailedBy: failedBy}
+	for _, n := range failedBy {
+		load.Failed += n
+	}
 	if cpu1, ok := processCPU(); ok && cpuOK {
 		load.CPU = cpu1 - cpu0
 	}
@@ -491,14 +514,14 @@ const bodiesPerClient = 512
 
 // patchLoad runs cfg.Clients clients patching random twins until cfg.Duration has passed,
 // client c on the c-th of the comma-separated addresses in addr (in turn). It
-// returns the latency of every acknowledged patch, the number of failed requests and the time
+// returns the latency of every acknowledged patch, the failed requests counted by status and the time
 // the load ran. A transport error ends the run with that error.
 //
 // Each client is one keep-alive HTTP/1.1 connection of its own (see patchClient) rather than
 // a net/http Transport, whose connection pool and per-connection reader and writer goroutines
 // cost about as much CPU per request as the server's handling of it does; the load generator
 // shares the machine with the server, so what it spends the server cannot.
-func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Duration, int, time.Duration, error) {
+func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Duration, map[int]int, time.Duration, error) {
 	ids := make([]string, cfg.Twins)
 	for i := range ids {
 		ids[i] = twinID(i)
@@ -518,14 +541,14 @@ func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Durati
 			for _, pc := range clients[:c] {
 				pc.conn.Close()
 			}
-			return nil, 0, 0, err
+			return nil, nil, 0, err
 		}
 		clients[c] = pc
 	}
 	var (
 		wg      sync.WaitGroup
 		lats    = make([][]time.Duration, cfg.Clients)
-		failed  = make([]int, cfg.Clients)
+		failed  = make([]map[int]int, cfg.Clients)
 		errs    = make([]error, cfg.Clients)
 		start   = time.Now()
 		endTime = start.Add(cfg.Duration)
@@ -538,6 +561,7 @@ func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Durati
 	})
 	defer stop()
 	for c, pc := range clients {
+		failed[c] = map[int]int{}
 		wg.Go(func() {
 			defer pc.conn.Close()
 			lat := make([]time.Duration, 0, 1<<14)
@@ -553,7 +577,7 @@ func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Durati
 				if status == http.StatusNoContent {
 					lat = append(lat, d)
 				} else {
-					failed[c]++
+					failed[c][status]++
 				}
 			}
 			lats[c] = lat
@@ -562,10 +586,12 @@ func patchLoad(ctx context.Context, addr string, cfg PatchConfig) ([]time.Durati
 	wg.Wait()
 	elapsed := time.Since(start)
 	var all []time.Duration
-	total := 0
+	total := map[int]int{}
 	for c := range cfg.Clients {
 		all = append(all, lats[c]...)
-		total += failed[c]
+		for status, n := range failed[c] {
+			total[status] += n
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return all, total, elapsed, err
