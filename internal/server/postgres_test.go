@@ -236,3 +236,39 @@ func TestIfMatchAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestModelUploadAcrossNodes has two nodes of one PostgreSQL store add the same model at the
+// same moment, round after round: one answers 201, the other 409 ModelIdAlreadyExists.
+func TestModelUploadAcrossNodes(t *testing.T) {
+	dsn := testenv.PostgreSQL(t)
+	schema := fmt.Sprintf("models_%d", time.Now().UnixNano())
+	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	cfg := Config{Config: config.Config{
+		Store:   config.Store{DSN: dsn, Schema: schema},
+		History: config.History{Mode: config.HistoryOff},
+	}}
+	a, _ := start(t, cfg, nil)
+	b, _ := start(t, cfg, nil)
+	nodes := []string{a.URL(), b.URL()}
+	for round := range 10 {
+		model := fmt.Sprintf(`[{"@id":"dtmi:twinflow:test:Race%d;1","@type":"Interface","@context":"dtmi:dtdl:context;3"}]`, round)
+		codes := make([]int, len(nodes))
+		var wg sync.WaitGroup
+		for i, base := range nodes {
+			wg.Go(func() {
+				resp, err := http.Post(base+"/models?api-version=2023-10-31", "application/json", strings.NewReader(model))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				codes[i] = resp.StatusCode
+			})
+		}
+		wg.Wait()
+		slices.Sort(codes)
+		if !slices.Equal(codes, []int{http.StatusCreated, http.StatusConflict}) {
+			t.Fatalf("round %d: the two nodes answered %v; want one 201 and one 409", round, codes)
+		}
+	}
+}

@@ -342,6 +342,21 @@ func (w *writer) CountTwins() (int, error) {
 	return n + int(w.twins+w.cur.twins), err
 }
 
+// lockModel takes a transaction-level advisory lock on a model id, held until the commit.
+const lockModel = "SELECT pg_advisory_xact_lock(hashtextextended('twinflow model ' || $1, 0))"
+
+// Model implements store.Reader in a Writer: it locks the model's id before it reads the row
+// (FOR UPDATE, as Twin does), in the same round trip. A row lock alone locks nothing when the
+// model does not exist yet, so two nodes adding one model would both find it missing and both
+// add it; with the id locked, the second waits for the first's commit and finds it.
+func (w *writer) Model(id string) (store.Model, error) {
+	if err := w.usable(); err != nil {
+		return store.Model{}, err
+	}
+	w.enqueue(lockModel, []any{id}, handler{rows: func(pgx.Rows) error { return nil }})
+	return w.reader.Model(id)
+}
+
 // PutModel implements store.Writer. Like every write of configuration, it bumps its kind's
 // generation when the batch commits (see Store.Generations).
 func (w *writer) PutModel(m store.Model) error {
