@@ -15,8 +15,8 @@
 //     writer's open transaction sees them, used only on the writer goroutine, so that the
 //     read that starts most Updates (the ETag check above among them) skips SQLite; every put
 //     and delete updates it and every rollback drops what it undid.
-//   - The change log's in-memory tail (tail, internal/store/sqlite/tail.go): the newest
-//     durable records with the state each change left, which Log.Read and
+//   - The change log's in-memory tail (package logtail, each store's Store.tail): the
+//     newest durable records with the state each change left, which Log.Read and
 //     ChangeLog.ReadChanges hand out up to Log.Last and never beyond; older records come from
 //     the database.
 //   - The graph index (package graph): every twin and relationship, for queries, built from a

@@ -220,7 +220,7 @@ func (s *Store) commit(batch []*request) {
 			for i := range w.records {
 				w.records[i].Seq = first + uint64(i)
 			}
-			s.tail.push(w.records)
+			s.tail.Push(w.records)
 			s.advance(uint64(head))
 		}
 		if touched {

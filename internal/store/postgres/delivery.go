@@ -324,7 +324,7 @@ func (e *deliveryWriter) PruneLog(through uint64, before time.Time, max int) (in
 	}
 	// The tail must not hand out what the log no longer holds. Should this transaction roll
 	// back, reading the records from the database instead costs only time.
-	e.w.tail.dropThrough(uint64(last))
+	e.w.tail.DropThrough(uint64(last))
 	err = e.w.put("DELETE FROM log_clock WHERE seq < (SELECT max(seq) FROM log_clock WHERE seq <= $1)", last+1)
 	if err != nil {
 		return 0, fmt.Errorf("prune log clock through %d: %w", last, err)

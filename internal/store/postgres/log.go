@@ -59,7 +59,7 @@ func readLog[T any](ctx context.Context, s *Store, after uint64, max int, conv f
 		}
 		if last := s.last.Load(); last > after {
 			var out []T
-			if s.tail.read(after, last, max, func(c *store.Change) { out = append(out, conv(c)) }) {
+			if s.tail.Read(after, last, max, func(c *store.Change) { out = append(out, conv(c)) }) {
 				return out, nil
 			}
 			// Every committed record is visible with all those before it (see appendLog), so

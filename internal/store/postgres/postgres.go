@@ -49,6 +49,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/logtail"
 )
 
 // Defaults of Config's zero fields.
@@ -176,7 +177,25 @@ type Store struct {
 	// last is the Seq of the newest committed record this Store knows of; tail holds this
 	// Store's newest records in memory.
 	last atomic.Uint64
-	tail *tail
+	// tail keeps this store's newest committed log records in memory, each with the state its
+	// change left behind, so that readers following the head of the log (relays through
+	// Log().Read, the graph index through ReadChanges) neither query PostgreSQL nor decode JSON for
+	// them.
+	//
+	// Writers: the writer goroutine pushes each batch's records once its commit returned (so they
+	// are durable), before it advances the log's Last past them, and PruneLog drops the records it
+	// deletes. Other nodes' records never enter it: the records of one store are contiguous only
+	// until another node appends, and Push starts over at such a gap. Readers: readLog, for
+	// Log().Read and ReadChanges, on the callers' goroutines.
+	//
+	// Invariants:
+	//   - It holds only records of committed batches.
+	//   - It holds a contiguous run of Seqs; readLog reads the database whenever the tail lacks
+	//     record after+1, handing those records out without their states (not Known).
+	//   - It holds no record PruneLog deleted (DropThrough keeps them out).
+	//   - A Known record's state is what the Update that emitted it left its subject in; records
+	//     are shared with every reader, and nobody modifies them.
+	tail *logtail.Tail
 	// notifyMu guards changed, which is closed and replaced whenever last advances, and
 	// closed for good (and set to nil) by Close.
 	notifyMu sync.Mutex
@@ -279,7 +298,7 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		reqs:     make(chan *request, cfg.MaxBatch),
 		done:     make(chan struct{}),
 		listened: make(chan struct{}),
-		tail:     newTail(tailRecords, tailBytes),
+		tail:     logtail.New(logtail.DefaultRecords, logtail.DefaultBytes),
 		changed:  make(chan struct{}),
 
 		gens:       gens,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/logtail"
 )
 
 // writer implements store.Writer for one fn at a time, inside the writer goroutine's batch
@@ -68,7 +69,7 @@ type writer struct {
 	states []entityState
 	latest map[stateKey]int
 	// tail is the Store's, from which PruneLog drops what it deletes.
-	tail *tail
+	tail *logtail.Tail
 	// touched marks, by kind, the configuration the batch changes: 1 for each kind whose
 	// generation its commit bumps (see touch).
 	touched [numGenKinds]int64

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/logtail"
 )
 
 // reader implements store.Reader over prepared statements: the writer's own, or, in a View,
@@ -249,7 +250,7 @@ type writer struct {
 	// latest indexes states by entity for settle, when a fn wrote many.
 	latest map[stateKey]int
 	// tail is the Store's, from which PruneLog drops what it deletes.
-	tail *tail
+	tail *logtail.Tail
 	// clock is the time, in Unix milliseconds, of the log clock's newest mark.
 	clock int64
 	// full is set for a batch begun while the disk is full: then only deletes run (see

@@ -218,7 +218,7 @@ func (s *Store) syncWAL() error {
 // not nil, and otherwise advances the log's Last to c.last, waking log readers.
 func (s *Store) acknowledge(c committed, err error) {
 	if err == nil && c.last > s.last.Load() {
-		s.tail.push(c.changes)
+		s.tail.Push(c.changes)
 		s.last.Store(c.last)
 		s.notifyMu.Lock()
 		close(s.changed)

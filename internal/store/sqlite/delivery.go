@@ -439,7 +439,7 @@ func (e *deliveryWriter) PruneLog(through uint64, before time.Time, max int) (in
 	// batch that committed before this transaction but is acknowledged (pushed to the tail)
 	// after it. Should this transaction roll back, reading the records from the database
 	// instead costs only time.
-	e.w.tail.dropThrough(uint64(limit))
+	e.w.tail.DropThrough(uint64(limit))
 	_, err = e.exec("DELETE FROM log_clock WHERE seq < (SELECT max(seq) FROM log_clock WHERE seq <= ?)", limit+1)
 	if err != nil {
 		return 0, fmt.Errorf("prune log clock through %d: %w", limit, err)

@@ -44,6 +44,7 @@ import (
 
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/store/logtail"
 )
 
 // FileName is the name of the database file in the data directory. SQLite keeps its
@@ -180,7 +181,38 @@ type Store struct {
 	// last is the Seq of the newest durable record; tail holds the newest records in memory,
 	// pushed to before last advances past them.
 	last atomic.Uint64
-	tail *tail
+	// tail keeps the newest durable log records in memory, each with the state its change left
+	// behind, so that readers following the head of the log (relays through Log().Read, the graph
+	// index through ReadChanges) neither query SQLite nor decode JSON for them. It is one of the
+	// copies of twin state the write path keeps (see package store).
+	//
+	// Writers: acknowledge pushes each batch's records once the fsync that makes them durable
+	// succeeded (with Config.NoSync, once the batch committed), just before it advances the log's
+	// Last past them: on the sync goroutine, or on the writer goroutine with NoSync, so batches
+	// arrive one at a time and in Seq order. PruneLog, on the writer goroutine, drops the records
+	// it deletes before its transaction commits, and Push keeps them out from then on: a batch
+	// that committed before the prune can be acknowledged, and pushed, after it, for the prune
+	// runs on the writer goroutine while the batch's fsync runs on the sync goroutine. Should the
+	// prune roll back, readers merely read those records from the database. Readers: readLog, for
+	// Log().Read and ReadChanges, on the callers' goroutines.
+	//
+	// Invariants:
+	//   - It holds only records of committed batches: the records of a fn that failed, and of a
+	//     batch that rolled back or whose fsync failed, never reach it (apply and commit take
+	//     them out of writer.pending; acknowledge pushes nothing on a failed fsync).
+	//   - No reader gets a record before it is durable: Push runs just before Last advances, so
+	//     the tail's newest record is past Last only while its batch is being acknowledged, and
+	//     Read hands out nothing past upTo, for which readLog passes Last.
+	//   - It holds no record PruneLog deleted (DropThrough keeps them out).
+	//   - It holds a contiguous run of Seqs (Push starts it over at a gap). It need not reach
+	//     back to the oldest record: it is empty after Open, keeps at most
+	//     logtail.DefaultRecords records and about logtail.DefaultBytes, and readLog reads the
+	//     database whenever the tail lacks record after+1, handing those records out without
+	//     their states (not Known).
+	//   - A Known record's state (Twin or Relationship) is what the Update that emitted it left
+	//     its subject in (see writer.settle). Twin states share their documents with the writer's
+	//     twin cache, and records are shared with every reader: nobody modifies them.
+	tail *logtail.Tail
 	// notifyMu guards changed, which is closed and replaced after every commit that appended
 	// records, and closed for good (and set to nil) by Close.
 	notifyMu sync.Mutex
@@ -256,7 +288,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		syncs:   make(chan committed, syncQueue),
 		spare:   make(chan []*request, syncQueue+2),
 		synced:  make(chan struct{}, 1),
-		tail:    newTail(tailRecords, tailBytes),
+		tail:    logtail.New(logtail.DefaultRecords, logtail.DefaultBytes),
 		failed:  make(chan struct{}),
 	}
 	if s.lock, err = lockDir(filepath.Join(cfg.Dir, LockFileName)); err != nil {
@@ -593,7 +625,7 @@ func readLog[T any](ctx context.Context, s *Store, after uint64, max int, conv f
 		}
 		if last := s.last.Load(); last > after {
 			var out []T
-			if s.tail.read(after, last, max, func(c *store.Change) { out = append(out, conv(c)) }) {
+			if s.tail.Read(after, last, max, func(c *store.Change) { out = append(out, conv(c)) }) {
 				return out, nil
 			}
 			r := reader{ctx: ctx, stmts: s.readStmts}
