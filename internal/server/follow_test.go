@@ -61,9 +61,7 @@ func (c restClient) status(method, path, body string) (int, string) {
 // TestFollowAcrossNodes runs two servers on one PostgreSQL schema: the configuration one of
 // them changes (models, endpoints, routes, sources and mappings) takes effect on the other.
 func TestFollowAcrossNodes(t *testing.T) {
-	dsn := testenv.PostgreSQL(t)
-	schema := fmt.Sprintf("follow_%d", time.Now().UnixNano())
-	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	dsn, schema := testenv.PostgreSQLSchema(t, "follow")
 	cfg := Config{Config: config.Config{
 		Store:   config.Store{DSN: dsn, Schema: schema},
 		History: config.History{Mode: config.HistoryOff},

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/testenv"
@@ -98,24 +95,9 @@ func (p historyPage) values() []string {
 func TestHistoryThroughTheAPI(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testHistoryThroughTheAPI(t, config.History{}) })
 	t.Run("postgres", func(t *testing.T) {
-		schema := fmt.Sprintf("history_api_%d", time.Now().UnixNano())
-		dsn := testenv.PostgreSQL(t)
-		t.Cleanup(func() { dropSchema(t, dsn, schema) })
+		dsn, schema := testenv.PostgreSQLSchema(t, "history_api")
 		testHistoryThroughTheAPI(t, config.History{DSN: dsn, Schema: schema})
 	})
-}
-
-// dropSchema drops a PostgreSQL schema and everything in it.
-func dropSchema(t testing.TB, dsn, schema string) {
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Errorf("connect to drop schema %s: %v", schema, err)
-		return
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		t.Errorf("drop schema %s: %v", schema, err)
-	}
 }
 
 func testHistoryThroughTheAPI(t *testing.T, hc config.History) {

@@ -53,7 +53,7 @@ func (h *hook) got(s string) bool {
 // it: its connections drop and its leases are not released.
 type node struct {
 	s    *Server
-	db   *proxy
+	db   *testenv.Proxy
 	stop func() error
 	c    restClient
 }
@@ -68,17 +68,15 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB, ttl time.Duration) *cluster {
-	dsn := testenv.PostgreSQL(t)
-	schema := fmt.Sprintf("owners_%d", time.Now().UnixNano())
-	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	dsn, schema := testenv.PostgreSQLSchema(t, "owners")
 	return &cluster{t: t, dsn: dsn, schema: schema, ttl: ttl}
 }
 
 // start starts a node and waits until it is ready.
 func (c *cluster) start() *node {
-	db := newProxy(c.t, testenv.PostgreSQLAddr)
+	db := testenv.NewProxy(c.t, testenv.PostgreSQLAddr)
 	s, stop := start(c.t, Config{Config: config.Config{
-		Store: config.Store{DSN: strings.Replace(c.dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: c.schema,
+		Store: config.Store{DSN: strings.Replace(c.dsn, testenv.PostgreSQLAddr, db.Addr(), 1), Schema: c.schema,
 			StatementTimeout: 5 * time.Second, LeaseTTL: c.ttl},
 		History: config.History{Mode: config.HistoryOff},
 	}}, nil)
@@ -169,7 +167,7 @@ func TestRelayOwnerFailover(t *testing.T) {
 	waitFor(t, "the owner to deliver the first patch", func() bool { return h.got(`"value":1001`) })
 
 	// The owner dies: its database connections drop and it releases nothing.
-	owner.db.cut()
+	owner.db.Cut()
 	died := time.Now()
 	waitFor(t, "the standby to take the relay over", func() bool {
 		st, o := standby.endpointStatus("hook")
@@ -185,7 +183,7 @@ func TestRelayOwnerFailover(t *testing.T) {
 
 	// The dead node may have stopped by itself: its graph index cannot follow the log
 	// without the database.
-	owner.db.restore()
+	owner.db.Restore()
 	_ = owner.stop()
 }
 
@@ -221,13 +219,13 @@ func BenchmarkRelayFailover(b *testing.B) {
 				standby.patch(1000 + i)
 				waitFor(b, "the owner to deliver", func() bool { return h.got(fmt.Sprintf(`"value":%d`, 1000+i)) })
 				b.StartTimer()
-				owner.db.cut()
+				owner.db.Cut()
 				died := time.Now()
 				standby.patch(2000 + i)
 				waitFor(b, "the new owner to deliver", func() bool { return h.got(fmt.Sprintf(`"value":%d`, 2000+i)) })
 				total += time.Since(died)
 				b.StopTimer()
-				owner.db.restore()
+				owner.db.Restore()
 				owner.stop()
 				standby.stop()
 			}

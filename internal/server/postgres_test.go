@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,102 +15,16 @@ import (
 	"github.com/twinflow/twinflow/internal/testenv"
 )
 
-// proxy forwards TCP connections to an address until cut, which drops every connection and
-// makes new ones close at once, as a database server that went away; restore ends that.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-}
-
-// newProxy starts a proxy to target on a free loopback port; it stops when t ends.
-func newProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-	})
-	go p.serve()
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.forward(c)
-	}
-}
-
-// forward joins c to a new connection to the target, unless the proxy is down.
-func (p *proxy) forward(c net.Conn) {
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
-		c.Close()
-		return
-	}
-	p.mu.Unlock()
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); up.Close() }()
-	_, _ = io.Copy(c, up)
-	c.Close()
-}
-
-// cut drops every connection and refuses new ones until restore.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 // TestPostgreSQLStore runs the server on the PostgreSQL store: what one server wrote, a
 // second one on the same database (and another data directory) reads; while the database
 // cannot be reached, writes answer 503 with Retry-After and queries keep answering from the
 // index, and the server keeps running (the index, the job runner and data history wait for
 // the database); once it is back, writes succeed again without a restart.
 func TestPostgreSQLStore(t *testing.T) {
-	dsn := testenv.PostgreSQL(t)
-	schema := fmt.Sprintf("store_api_%d", time.Now().UnixNano())
-	t.Cleanup(func() { dropSchema(t, dsn, schema) })
-	db := newProxy(t, testenv.PostgreSQLAddr)
+	dsn, schema := testenv.PostgreSQLSchema(t, "store_api")
+	db := testenv.NewProxy(t, testenv.PostgreSQLAddr)
 	cfg := Config{Config: config.Config{
-		Store: config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.addr(), 1), Schema: schema},
+		Store: config.Store{DSN: strings.Replace(dsn, testenv.PostgreSQLAddr, db.Addr(), 1), Schema: schema},
 	}}
 
 	s, stop := start(t, cfg, nil)
@@ -139,7 +52,7 @@ func TestPostgreSQLStore(t *testing.T) {
 	}
 
 	// The database goes away: writes are 503 with Retry-After, queries answer from the index.
-	db.cut()
+	db.Cut()
 	req, _ := http.NewRequest(http.MethodPatch, s.URL()+"/digitaltwins/a?api-version=2023-10-31",
 		strings.NewReader(`[{"op":"replace","path":"/n","value":3}]`))
 	req.Header.Set("Content-Type", "application/json-patch+json")
@@ -158,7 +71,7 @@ func TestPostgreSQLStore(t *testing.T) {
 	}
 
 	// It comes back: writes succeed again, without a restart.
-	db.restore()
+	db.Restore()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		req, _ := http.NewRequest(http.MethodPatch, s.URL()+"/digitaltwins/a?api-version=2023-10-31",
@@ -186,9 +99,7 @@ func TestPostgreSQLStore(t *testing.T) {
 // If-Match at the same moment, round after round: exactly one of them wins each round, the
 // other answers 412, and the twin holds the winner's value.
 func TestIfMatchAcrossNodes(t *testing.T) {
-	dsn := testenv.PostgreSQL(t)
-	schema := fmt.Sprintf("ifmatch_%d", time.Now().UnixNano())
-	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	dsn, schema := testenv.PostgreSQLSchema(t, "ifmatch")
 	cfg := Config{Config: config.Config{
 		Store:   config.Store{DSN: dsn, Schema: schema},
 		History: config.History{Mode: config.HistoryOff},
@@ -240,9 +151,7 @@ func TestIfMatchAcrossNodes(t *testing.T) {
 // TestModelUploadAcrossNodes has two nodes of one PostgreSQL store add the same model at the
 // same moment, round after round: one answers 201, the other 409 ModelIdAlreadyExists.
 func TestModelUploadAcrossNodes(t *testing.T) {
-	dsn := testenv.PostgreSQL(t)
-	schema := fmt.Sprintf("models_%d", time.Now().UnixNano())
-	t.Cleanup(func() { dropSchema(t, dsn, schema) })
+	dsn, schema := testenv.PostgreSQLSchema(t, "models")
 	cfg := Config{Config: config.Config{
 		Store:   config.Store{DSN: dsn, Schema: schema},
 		History: config.History{Mode: config.HistoryOff},

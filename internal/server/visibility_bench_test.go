@@ -24,9 +24,7 @@ import (
 //
 //	CI=1 go test -run '^$' -bench CrossNodeVisibility -benchtime 200x ./internal/server/
 func BenchmarkCrossNodeVisibility(b *testing.B) {
-	dsn := testenv.PostgreSQL(b)
-	schema := fmt.Sprintf("visibility_%d", time.Now().UnixNano())
-	b.Cleanup(func() { dropSchema(b, dsn, schema) })
+	dsn, schema := testenv.PostgreSQLSchema(b, "visibility")
 	cfg := Config{Config: config.Config{
 		Store:   config.Store{DSN: dsn, Schema: schema},
 		History: config.History{Mode: config.HistoryOff},

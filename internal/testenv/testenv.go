@@ -9,13 +9,18 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The loopback addresses of the services the tests talk to: each service's standard port.
@@ -139,6 +144,36 @@ func PostgreSQL(t testing.TB) string {
 	t.Helper()
 	TCP(t, "PostgreSQL", PostgreSQLAddr, "start it with: "+StartPostgreSQL+" (and create the database: createdb -h 127.0.0.1 -U postgres test)")
 	return "postgres://postgres@" + PostgreSQLAddr + "/test?sslmode=disable"
+}
+
+// PostgreSQLSchema returns the DSN of the test database (see PostgreSQL) and the name of a
+// schema for tb alone: prefix, an underscore and random lower-case letters and digits. The
+// schema, and everything in it, is dropped when tb ends, so tests of several packages can
+// share the database at once.
+func PostgreSQLSchema(tb testing.TB, prefix string) (dsn, schema string) {
+	tb.Helper()
+	dsn = PostgreSQL(tb)
+	schema = prefix + "_" + strings.ToLower(rand.Text()[:16])
+	DropPostgreSQLSchema(tb, dsn, schema)
+	return dsn, schema
+}
+
+// DropPostgreSQLSchema drops schema, and everything in it, from the database at dsn when tb
+// ends.
+func DropPostgreSQLSchema(tb testing.TB, dsn, schema string) {
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			tb.Errorf("connect to drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			tb.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
 }
 
 // Command returns the path of the program name, looked up in PATH (or name itself if it

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/twinflow/twinflow/internal/testenv"
 	"github.com/twinflow/twinflow/test/process"
 )
@@ -69,9 +67,7 @@ func (h *hookLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // that another node took the relay over, and that the killed node, started again, catches
 // up.
 func TestClusterSurvivesSIGKILL(t *testing.T) {
-	dsn := testenv.PostgreSQL(t)
-	schema := fmt.Sprintf("cluster_%d", time.Now().UnixNano())
-	t.Cleanup(func() { dropClusterSchema(t, dsn, schema) })
+	dsn, schema := testenv.PostgreSQLSchema(t, "cluster")
 	hook := &hookLog{values: map[string][]int{}}
 	dest := httptest.NewServer(hook)
 	defer dest.Close()
@@ -250,20 +246,5 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		if time.Now().After(deadline) {
 			t.Fatalf("waited %v for %s", timeout, what)
 		}
-	}
-}
-
-// dropClusterSchema drops a PostgreSQL schema and everything in it.
-func dropClusterSchema(t *testing.T, dsn, schema string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Errorf("connect to drop schema %s: %v", schema, err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		t.Errorf("drop schema %s: %v", schema, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // covering indexes alone.
 func BenchmarkAggregate(b *testing.B) {
 	dsn := testenv.PostgreSQL(b)
-	schema := newSchema(b, dsn)
+	schema := newSchema(b)
 	st := open(b, dsn, schema)
 	historytest.BenchAggregate(b, st, func() {
 		c, err := pgx.Connect(b.Context(), dsn)

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,27 +18,9 @@ import (
 	"github.com/twinflow/twinflow/internal/testenv"
 )
 
-// dropSchema registers the removal of schema, and all in it, when t ends.
-func dropSchema(t testing.TB, dsn, schema string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-}
-
 // newSchema returns the name of a schema of its own for t, dropped when t ends.
-func newSchema(t testing.TB, dsn string) string {
-	schema := "historytest_" + rand.Text()[:16]
-	dropSchema(t, dsn, schema)
+func newSchema(t testing.TB) string {
+	_, schema := testenv.PostgreSQLSchema(t, "historytest")
 	return schema
 }
 
@@ -59,7 +40,7 @@ func TestContract(t *testing.T) {
 		// The same key opens the same schema: key is a fresh temporary directory per store.
 		sum := sha256.Sum256([]byte(key))
 		schema := "historytest_" + hex.EncodeToString(sum[:8])
-		dropSchema(t, dsn, schema)
+		testenv.DropPostgreSQLSchema(t, dsn, schema)
 		st, err := postgres.Open(context.Background(), postgres.Config{DSN: dsn, Schema: schema})
 		if err != nil {
 			t.Fatal(err)
@@ -74,7 +55,7 @@ func TestRollupSteps(t *testing.T) {
 	historytest.RunRollup(t, func(t *testing.T, key string) history.Store {
 		sum := sha256.Sum256([]byte(key))
 		schema := "historytest_" + hex.EncodeToString(sum[:8])
-		dropSchema(t, dsn, schema)
+		testenv.DropPostgreSQLSchema(t, dsn, schema)
 		st, err := postgres.Open(context.Background(), postgres.Config{DSN: dsn, Schema: schema, RollupRows: 7})
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +79,7 @@ func TestConfig(t *testing.T) {
 			t.Errorf("Open(%+v) succeeded", cfg)
 		}
 	}
-	schema := newSchema(t, dsn)
+	schema := newSchema(t)
 	st, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn, Schema: schema, Tables: history.Tables{Properties: "Props"}})
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +110,7 @@ func TestConfig(t *testing.T) {
 // TestADTColumns checks that the tables answer plain SQL in ADT's column names.
 func TestADTColumns(t *testing.T) {
 	dsn := testenv.PostgreSQL(t)
-	schema := newSchema(t, dsn)
+	schema := newSchema(t)
 	st := open(t, dsn, schema)
 	ts := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	rows := history.Rows{Properties: []history.PropertyEvent{{Seq: 1, TimeStamp: ts, ServiceID: "svc", ID: "t1",
@@ -219,7 +200,7 @@ func snapshot(t *testing.T, st history.Store, at time.Time) string {
 
 func TestPartitions(t *testing.T) {
 	dsn := testenv.PostgreSQL(t)
-	schema := newSchema(t, dsn)
+	schema := newSchema(t)
 	st := open(t, dsn, schema)
 	ctx := t.Context()
 	rows := history.Rows{
@@ -288,7 +269,7 @@ func TestPartitions(t *testing.T) {
 
 func TestConcurrentOpen(t *testing.T) {
 	dsn := testenv.PostgreSQL(t)
-	schema := newSchema(t, dsn)
+	schema := newSchema(t)
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

@@ -1,15 +1,12 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/twinflow/twinflow/internal/lease"
 	"github.com/twinflow/twinflow/internal/lease/leasetest"
@@ -30,7 +27,7 @@ func opener(dsn string) leasetest.Opener {
 		if !ok {
 			schema = fmt.Sprintf("leasetest_%d_%d", time.Now().UnixNano(), len(schemas))
 			schemas[k] = schema
-			dropSchema(t, dsn, schema)
+			testenv.DropPostgreSQLSchema(t, dsn, schema)
 		}
 		mu.Unlock()
 		tb, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn, Schema: schema})
@@ -40,23 +37,6 @@ func opener(dsn string) leasetest.Opener {
 		t.Cleanup(tb.Close)
 		return tb
 	}
-}
-
-// dropSchema registers the removal of schema, and all in it, when t ends.
-func dropSchema(t testing.TB, dsn, schema string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
 }
 
 func TestTable(t *testing.T) { leasetest.Run(t, opener(testenv.PostgreSQL(t))) }
@@ -84,7 +64,7 @@ func TestOpenConfig(t *testing.T) {
 func TestOpenConcurrent(t *testing.T) {
 	dsn := testenv.PostgreSQL(t)
 	schema := fmt.Sprintf("leasetest_%d", time.Now().UnixNano())
-	dropSchema(t, dsn, schema)
+	testenv.DropPostgreSQLSchema(t, dsn, schema)
 	tables := make([]*postgres.Table, 8)
 	var wg sync.WaitGroup
 	for i := range tables {

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,22 +25,7 @@ import (
 // dropped with all in it when t ends.
 func newSchema(t testing.TB) (dsn, schema string) {
 	t.Helper()
-	dsn = testenv.PostgreSQL(t)
-	schema = "storetest_" + strings.ToLower(rand.Text()[:16])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return dsn, schema
+	return testenv.PostgreSQLSchema(t, "storetest")
 }
 
 // open opens a Store with cfg, closed when t ends.
