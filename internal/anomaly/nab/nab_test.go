@@ -1,0 +1,135 @@
+package nab
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twinflow/twinflow/internal/anomaly"
+)
+
+// file is a hand-made file of 100 rows with one window at rows 50–59; the probationary period is
+// its first 15 rows.
+func file() File {
+	f := File{Name: "test/a.csv", Windows: [][2]int{{50, 59}}}
+	for i := range 100 {
+		f.Times = append(f.Times, time.Date(2026, 1, 1, 0, 5*i, 0, 0, time.UTC))
+		f.Values = append(f.Values, 0)
+	}
+	return f
+}
+
+func sig(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+// TestScoreByTheBenchmarksRules checks hand-made cases whose values follow from the benchmark's
+// rules: a window's weight is (2·sigmoid(−5x) − 1)/(2·sigmoid(5) − 1) at relative position
+// x = −(end − i + 1)/width, a false positive after a window costs −(2·sigmoid(−5y) − 1)·fpWeight at
+// y = (i − end)/(width − 1), one before any window fpWeight, and normalisation maps the null
+// detector's total (−fnWeight per window) to 0 and tpWeight per window to 100.
+func TestScoreByTheBenchmarksRules(t *testing.T) {
+	maxTP := 2*sig(5) - 1
+	std, lowFN := Profiles()[0], Profiles()[2]
+	for _, c := range []struct {
+		name       string
+		detect     map[int]float64 // row → score; other rows 0
+		profile    Profile
+		raw, normd float64
+	}{
+		{"detected at the window's start", map[int]float64{50: 1}, std, 1, 100},
+		{"detected at the window's last row", map[int]float64{59: 1}, std, (2*sig(0.5) - 1) / maxTP, 100 * ((2*sig(0.5)-1)/maxTP + 1) / 2},
+		{"only the earliest detection counts", map[int]float64{55: 1, 50: 0.9}, std, 1, 100},
+		{"a false positive one window width after", map[int]float64{50: 1, 68: 1}, std, 1 + 0.11*(2*sig(-5)-1), 100 * (1 + 0.11*(2*sig(-5)-1) + 1) / 2},
+		{"a false positive before any window", map[int]float64{50: 1, 20: 1}, std, 1 - 0.11, 100 * (1 - 0.11 + 1) / 2},
+		{"the threshold leaves out the false positive", map[int]float64{50: 1, 20: 0.5}, std, 1, 100},
+		{"detections in the probationary period are not scored", map[int]float64{5: 1}, std, -1, 0},
+		{"missed on the low-FN profile", nil, lowFN, -2, 0},
+		{"detected on the low-FN profile", map[int]float64{50: 1}, lowFN, 1, 100},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := file()
+			scores := make([]float64, 100)
+			for i, s := range c.detect {
+				scores[i] = s
+			}
+			res, err := Score([]File{f}, [][]float64{scores}, c.profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(res.Raw-c.raw) > 1e-9 || math.Abs(res.Normalized-c.normd) > 1e-9 {
+				t.Errorf("raw %.6f, normalized %.4f; want %.6f, %.4f", res.Raw, res.Normalized, c.raw, c.normd)
+			}
+		})
+	}
+}
+
+func TestScoreChecksLengths(t *testing.T) {
+	if _, err := Score([]File{file()}, [][]float64{make([]float64, 3)}, Profiles()[0]); err == nil {
+		t.Error("no error for a short score series")
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "labels"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "data", "x"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "labels", "combined_windows.json"), []byte(`{
+		"x/a.csv": [["2026-01-01 00:10:00.000000", "2026-01-01 00:20:00.000000"]],
+		"x/missing.csv": []
+	}`), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "data", "x", "a.csv"), []byte("timestamp,value\n"+
+		"2026-01-01 00:00:00,1\n2026-01-01 00:05:00,2\n2026-01-01 00:10:00,3\n2026-01-01 00:15:00,4\n"+
+		"2026-01-01 00:20:00,5\n2026-01-01 00:25:00,6\n"), 0o644))
+	files, err := Load(dir)
+	must(err)
+	if len(files) != 1 || files[0].Name != "x/a.csv" || len(files[0].Values) != 6 || files[0].Values[5] != 6 {
+		t.Fatalf("loaded %+v", files)
+	}
+	if got := files[0].Windows; len(got) != 1 || got[0] != [2]int{2, 4} {
+		t.Errorf("windows %v, want [[2 4]]", got)
+	}
+	if _, err := Load(t.TempDir()); err == nil {
+		t.Error("no error for a directory without labels")
+	}
+}
+
+// TestNAB scores the detector at its defaults on the NAB checkout at $TWINFLOW_NAB_DIR (the whole
+// corpus or the part of its data/ that is present) and logs the normalised scores per profile.
+func TestNAB(t *testing.T) {
+	dir := os.Getenv("TWINFLOW_NAB_DIR")
+	if dir == "" {
+		t.Skip("TWINFLOW_NAB_DIR is not set to a NAB checkout (data/ and labels/combined_windows.json)")
+	}
+	files, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores := make([][]float64, len(files))
+	rows := 0
+	for i, f := range files {
+		d, err := anomaly.New(anomaly.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores[i] = make([]float64, len(f.Values))
+		for j := range f.Values {
+			scores[i][j] = d.Score(f.Times[j], f.Values[j]).Score
+		}
+		rows += len(f.Values)
+	}
+	t.Logf("%d files, %d rows", len(files), rows)
+	for _, p := range Profiles() {
+		res, err := Score(files, scores, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%-20s %6.1f  (threshold %.4f, raw %.2f, null %.2f, perfect %.0f, TP rows %d, FP rows %d, FN windows %d)",
+			p.Name, res.Normalized, res.Threshold, res.Raw, res.Null, res.Perfect, res.TP, res.FP, res.FN)
+	}
+}
