@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,30 +107,13 @@ func TestNAB(t *testing.T) {
 	if dir == "" {
 		t.Skip("TWINFLOW_NAB_DIR is not set to a NAB checkout (data/ and labels/combined_windows.json)")
 	}
-	files, err := Load(dir)
+	rep, err := Run(dir, anomaly.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	scores := make([][]float64, len(files))
-	rows := 0
-	for i, f := range files {
-		d, err := anomaly.New(anomaly.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		scores[i] = make([]float64, len(f.Values))
-		for j := range f.Values {
-			scores[i][j] = d.Score(f.Times[j], f.Values[j]).Score
-		}
-		rows += len(f.Values)
+	var b strings.Builder
+	if err := rep.Table(&b); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d files, %d rows", len(files), rows)
-	for _, p := range Profiles() {
-		res, err := Score(files, scores, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%-20s %6.1f  (threshold %.4f, raw %.2f, null %.2f, perfect %.0f, TP rows %d, FP rows %d, FN windows %d)",
-			p.Name, res.Normalized, res.Threshold, res.Raw, res.Null, res.Perfect, res.TP, res.FP, res.FN)
-	}
+	t.Log("\n" + b.String())
 }
