@@ -182,6 +182,9 @@ func Score(files []File, scores [][]float64, p Profile) (Result, error) {
 		null[i] = make([]float64, len(f.Values))
 		windows += len(f.Windows)
 	}
+	if windows == 0 {
+		return Result{}, errors.New("score NAB: no labelled anomaly window in the files, so no normalised score")
+	}
 	res := sweep(files, scores, p)
 	nullRes := sweep(files, null, p)
 	res.Profile = p

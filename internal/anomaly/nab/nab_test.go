@@ -117,3 +117,28 @@ func TestNAB(t *testing.T) {
 	}
 	t.Log("\n" + b.String())
 }
+
+// TestScoreSweepsOneThresholdOverTheCorpus checks that the threshold is chosen for the corpus as
+// a whole: file b's false positive at 0.95 is kept because lowering the threshold to 0.8 detects
+// both windows at their starts, for 2 − 0.11 against the null detector's −2.
+func TestScoreSweepsOneThresholdOverTheCorpus(t *testing.T) {
+	a, b := file(), file()
+	b.Name = "test/b.csv"
+	sa, sb := make([]float64, 100), make([]float64, 100)
+	sa[50], sb[20], sb[50] = 0.9, 0.95, 0.8
+	res, err := Score([]File{a, b}, [][]float64{sa, sb}, Profiles()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Threshold != 0.8 || math.Abs(res.Raw-1.89) > 1e-9 || math.Abs(res.Normalized-100*3.89/4) > 1e-9 || res.FP != 1 || res.FN != 0 {
+		t.Errorf("got %+v; want threshold 0.8, raw 1.89, normalized %.4f, 1 FP row, no FN window", res, 100*3.89/4)
+	}
+}
+
+func TestScoreNeedsWindows(t *testing.T) {
+	f := file()
+	f.Windows = nil
+	if _, err := Score([]File{f}, [][]float64{make([]float64, 100)}, Profiles()[0]); err == nil {
+		t.Error("no error for a corpus without windows")
+	}
+}
