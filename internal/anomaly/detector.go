@@ -108,11 +108,12 @@ func methodCode(m Method) uint8 {
 }
 
 // The model's constants, chosen from first principles and the synthetic tests (see the package
-// documentation); they are per regular sampling interval of the series.
+// documentation): the level, profile and slopes weigh points per regular sampling interval of
+// the series, the scale and error averages per point.
 const (
 	levelAlpha      = 0.05  // level EWMA: a time constant of 20 intervals
-	scaleAlpha      = 0.01  // long-run residual variance: 100 intervals
-	fastScaleAlpha  = 0.1   // short-run residual variance for the variance-ratio test: 10 intervals
+	scaleAlpha      = 0.01  // long-run residual variance and successive difference: 100 points
+	fastScaleAlpha  = 0.1   // short-run mean square successive difference, for the variance test: 10 points
 	fastTrendAlpha  = 0.05  // short-run slope: 20 intervals
 	slowTrendAlpha  = 0.005 // long-run slope: 200 intervals
 	seasonFastAlpha = 0.05  // short-run errors of the seasonal and plain models
