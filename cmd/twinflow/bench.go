@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twinflow/twinflow/internal/anomaly"
+	"github.com/twinflow/twinflow/internal/anomaly/nab"
 	"github.com/twinflow/twinflow/internal/bench"
 )
 
@@ -25,6 +27,7 @@ const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput ove
        twinflow bench ingest [flags]    messages from 1,000 devices through MQTT, Kafka and HTTP sources against HTTP PATCH
        twinflow bench history [flags]   data history: its cost and lag under PATCH load, its writer against the ceiling, its queries
        twinflow bench upload [flags]    models upload of a generated ontology of 3,700 interfaces to a local server
+       twinflow bench anomaly -nab DIR  the anomaly detector on the Numenta Anomaly Benchmark checked out at DIR
 
 Run "twinflow bench <name> -h" for the flags of each.
 
@@ -43,6 +46,7 @@ var benchExamples = map[string]string{
 	"ingest":   "twinflow bench ingest -kinds mqtt,http -duration 10s",
 	"history":  "twinflow bench history -cpuprofile history.prof",
 	"upload":   "twinflow bench upload -models 3700 -seed 7",
+	"anomaly":  "twinflow bench anomaly -nab ~/NAB",
 }
 
 // runBench runs `twinflow bench <name>` and prints its result table to stdout; progress is logged
@@ -212,6 +216,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stdout, "twinflow bench restart")
 			return res.Table(stdout)
 		}
+	case "anomaly":
+		nabDir := fs.String("nab", "", "`directory` of a NAB checkout (its data/ and labels/combined_windows.json)")
+		method := fs.String("method", string(anomaly.MethodAuto), "detector method: auto, residual or change")
+		run = func(logger *slog.Logger) error {
+			if *nabDir == "" {
+				return errors.New("-nab is required")
+			}
+			rep, err := nab.Run(*nabDir, anomaly.Config{Method: anomaly.Method(*method)})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench anomaly")
+			return rep.Table(stdout)
+		}
 	default:
 		fmt.Fprintf(stderr, "twinflow bench: unknown benchmark %q\n\n%s", args[0], benchUsage)
 		return 2
@@ -262,7 +280,7 @@ func patchLoadCommand() (func(ctx context.Context, args []string) *exec.Cmd, err
 // newBenchCmd is `twinflow bench`, whose own parser reads the benchmark's name and flags.
 func newBenchCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:                "bench patch|restart|delivery|import|ingest|history|upload [flags]",
+		Use:                "bench patch|restart|delivery|import|ingest|history|upload|anomaly [flags]",
 		Short:              "Measure throughput, restart time and model uploads (twinflow bench -h)",
 		Example:            "  twinflow bench upload --models 3700\n  twinflow bench patch --duration 10s",
 		DisableFlagParsing: true,
