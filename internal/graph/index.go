@@ -154,6 +154,9 @@ type Index struct {
 	// arena and zbuf are scratch space for putTwin.
 	arena prepArena
 	zbuf  []byte
+	// frozen is the freeze of a snapshot being written, nil when none is (see WriteSnapshot):
+	// changes keep what they replace in it. Set and cleared under applyMu and mu.
+	frozen *frozen
 }
 
 type relKey struct{ source, id string }
@@ -751,6 +754,8 @@ func (x *Index) install(p preparedTwin) *Twin {
 			x.twinSlots = append(x.twinSlots, t)
 		}
 		x.twins[t.id] = t
+	} else {
+		x.keepTwin(t)
 	}
 	if t.model != model {
 		if t.model >= 0 {
@@ -828,6 +833,7 @@ func (x *Index) deleteTwin(id string) {
 	if !ok {
 		return
 	}
+	x.keepTwin(t)
 	for _, r := range slices.Clone(t.out) {
 		x.removeRel(r)
 	}
@@ -855,6 +861,7 @@ func (x *Index) putRel(sr store.Relationship) {
 	}
 	if r := x.findRel(relKey{sr.SourceID, sr.ID}); r != nil {
 		if r.dst == dst && r.name == sr.Name {
+			x.keepRel(r)
 			r.doc = sr.Doc
 			return
 		}
@@ -892,6 +899,8 @@ func (x *Index) addRel(src, dst *Twin, sr store.Relationship) {
 		x.relSlots = append(x.relSlots, r)
 	}
 	x.rels++
+	x.keepTwin(src)
+	x.keepTwin(dst)
 	src.out = append(src.out, r)
 	dst.in = append(dst.in, r)
 }
@@ -922,6 +931,8 @@ func (x *Index) deleteRel(k relKey) {
 // removeRel removes r. The caller holds mu for writing.
 func (x *Index) removeRel(r *Rel) {
 	x.rels--
+	x.keepTwin(r.src)
+	x.keepTwin(r.dst)
 	r.src.out = slices.DeleteFunc(r.src.out, func(o *Rel) bool { return o == r })
 	r.dst.in = slices.DeleteFunc(r.dst.in, func(o *Rel) bool { return o == r })
 	x.relSlots[r.slot] = nil

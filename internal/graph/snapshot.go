@@ -65,12 +65,20 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WriteSnapshot writes the index to w in the snapshot format (see OpenSnapshot) and returns
-// the seq it is as of: every twin and relationship is as the log left it at that seq, or
-// newer where New read it newer from the store.
+// the seq it is as of: every twin and relationship is as the index held it once it had
+// applied the log through that seq.
 //
-// It holds the lock that applying log records takes for as long as it writes: queries go on
-// reading the index meanwhile, but the follower waits, and so does a query that finds the log
-// ahead of the index (Sync) until the snapshot is written. The index must follow a store.
+// It does not stop the index for the whole write. Holding the lock that applying log records
+// takes, it notes the seq, copies the slot tables, free lists, names and number columns (a
+// few bytes per twin and relationship), and starts a freeze; then it lets the follower go on.
+// While the freeze lasts, applying a record first keeps the state as of the seq of every
+// twin and relationship it is about to change (see keepTwin and keepRel), once each. The
+// writer then visits the copied slots a chunk at a time under the index's shared lock, taking
+// each entity's kept state where there is one and its current state otherwise (which is then
+// still the state as of the seq), and writes each chunk out with no lock held. The snapshot
+// is therefore exactly the index as of the seq, however many records are applied meanwhile;
+// the cost is a brief shared lock per chunk and the memory of the states kept. The index must
+// follow a store.
 func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 	if x.st == nil {
 		return 0, errors.New("graph index: a static index has no snapshot")
@@ -79,12 +87,11 @@ func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	x.applyMu.Lock()
-	defer x.applyMu.Unlock()
-	// Only apply changes the index after New, under applyMu: holding it, the structures
-	// below stand still and can be read without mu.
-	seq = x.applied.Load()
 	sw := &snapshotWriter{w: w}
+	fz := x.freeze(sw)
+	defer x.thaw()
+	seq = fz.seq
+
 	header := make([]byte, 0, snapshotHeaderLen)
 	header = append(header, snapshotMagic...)
 	header = binary.LittleEndian.AppendUint32(header, snapshotVersion)
@@ -95,52 +102,153 @@ func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 	if _, err := w.Write(header); err != nil {
 		return 0, fmt.Errorf("graph index: write snapshot: %w", err)
 	}
-	x.writeMeta(sw)
-	x.writeTwins(sw)
-	x.writeColumns(sw)
-	x.writeRels(sw)
-	x.writeAdjacency(sw)
-	b := sw.buf[:0]
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(x.twins)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(x.rels))
-	sw.buf = b
-	sw.flush(chunkEnd)
+	meta := sw.buf
+	sw.buf = nil
+	sw.write(chunkMeta, meta)
+	x.writeTwins(sw, fz)
+	fz.writeColumns(sw)
+	x.writeRels(sw, fz)
+	x.writeAdjacency(sw, fz)
+	b := binary.LittleEndian.AppendUint64(nil, uint64(fz.twins))
+	b = binary.LittleEndian.AppendUint64(b, uint64(fz.rels))
+	sw.write(chunkEnd, b)
 	if sw.err != nil {
 		return 0, fmt.Errorf("graph index: write snapshot: %w", sw.err)
 	}
 	return seq, nil
 }
 
-// snapshotWriter collects a chunk's payload in buf and writes it out with its frame.
+// frozen is the index as of a seq while a snapshot of it is written: what WriteSnapshot
+// copied at the start, and the states applying records has kept since (see keepTwin).
+type frozen struct {
+	seq         uint64
+	twinSlots   []*Twin
+	relSlots    []*Rel
+	twins, rels int
+	columns     map[uint32][]float64
+	relNameNums map[string]uint32
+	// twinStates and relStates hold, for each twin and relationship changed since the
+	// freeze began, its state as of seq. They are guarded by mu.
+	twinStates map[*Twin]twinState
+	relStates  map[*Rel][]byte
+}
+
+// twinState is what of a twin may change.
+type twinState struct {
+	model   int32
+	zdoc    []byte
+	props   []prop
+	out, in []*Rel
+}
+
+// freeze starts a freeze of the index as of the seq it has applied and returns it, with the
+// meta chunk's payload in sw.buf.
+func (x *Index) freeze(sw *snapshotWriter) *frozen {
+	x.applyMu.Lock()
+	defer x.applyMu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	fz := &frozen{
+		seq:       x.applied.Load(),
+		twinSlots: slices.Clone(x.twinSlots), relSlots: slices.Clone(x.relSlots),
+		twins: len(x.twins), rels: x.rels,
+		columns:    make(map[uint32][]float64, len(x.numbers)),
+		twinStates: make(map[*Twin]twinState), relStates: make(map[*Rel][]byte),
+	}
+	for n, col := range x.numbers {
+		fz.columns[n] = slices.Clone(col)
+	}
+	relNames := x.relNameList()
+	fz.relNameNums = make(map[string]uint32, len(relNames))
+	for i, name := range relNames {
+		fz.relNameNums[name] = uint32(i)
+	}
+	sw.buf = x.appendMeta(sw.buf, relNames)
+	x.frozen = fz
+	return fz
+}
+
+// thaw ends the freeze.
+func (x *Index) thaw() {
+	x.applyMu.Lock()
+	defer x.applyMu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.frozen = nil
+}
+
+// keepTwin keeps t's state for the snapshot being written, unless it was kept already,
+// before t changes. The caller holds mu for writing.
+func (x *Index) keepTwin(t *Twin) {
+	if x.frozen == nil {
+		return
+	}
+	if _, ok := x.frozen.twinStates[t]; ok {
+		return
+	}
+	// The lists are changed in place (removeRel); the documents and members are replaced.
+	x.frozen.twinStates[t] = twinState{model: t.model, zdoc: t.zdoc, props: t.props, out: slices.Clone(t.out), in: slices.Clone(t.in)}
+}
+
+// keepRel keeps r's document for the snapshot being written, as keepTwin does.
+func (x *Index) keepRel(r *Rel) {
+	if x.frozen == nil {
+		return
+	}
+	if _, ok := x.frozen.relStates[r]; !ok {
+		x.frozen.relStates[r] = r.doc
+	}
+}
+
+// twinState returns t's state as of the freeze. The caller holds mu.
+func (fz *frozen) twinState(t *Twin) twinState {
+	if st, ok := fz.twinStates[t]; ok {
+		return st
+	}
+	return twinState{model: t.model, zdoc: t.zdoc, props: t.props, out: t.out, in: t.in}
+}
+
+// snapshotWriter writes chunks: buf collects a chunk's payload.
 type snapshotWriter struct {
 	w   io.Writer
 	buf []byte
 	err error
 }
 
-// flush writes buf as a chunk of the tag and empties it.
-func (sw *snapshotWriter) flush(tag uint32) {
+// write writes payload as a chunk of the tag.
+func (sw *snapshotWriter) write(tag uint32, payload []byte) {
 	if sw.err != nil {
-		sw.buf = sw.buf[:0]
 		return
 	}
 	var frame [8]byte
 	binary.LittleEndian.PutUint32(frame[0:], tag)
-	binary.LittleEndian.PutUint32(frame[4:], uint32(len(sw.buf)))
-	crc := crc32.Update(crc32.Checksum(frame[:], castagnoli), castagnoli, sw.buf)
-	sw.buf = binary.LittleEndian.AppendUint32(sw.buf, crc)
-	if _, err := sw.w.Write(frame[:]); err != nil {
-		sw.err = err
-	} else if _, err := sw.w.Write(sw.buf); err != nil {
-		sw.err = err
+	binary.LittleEndian.PutUint32(frame[4:], uint32(len(payload)))
+	crc := crc32.Update(crc32.Checksum(frame[:], castagnoli), castagnoli, payload)
+	var sum [4]byte
+	binary.LittleEndian.PutUint32(sum[:], crc)
+	for _, b := range [][]byte{frame[:], payload, sum[:]} {
+		if _, err := sw.w.Write(b); err != nil {
+			sw.err = err
+			return
+		}
 	}
-	sw.buf = sw.buf[:0]
 }
 
-// full flushes buf as a chunk of the tag once it has reached chunkTarget.
-func (sw *snapshotWriter) full(tag uint32) {
-	if len(sw.buf) >= chunkTarget {
-		sw.flush(tag)
+// chunks calls fill for the items from to n in runs under x's shared lock, each run until
+// the chunk being filled reaches chunkTarget, and writes each chunk with no lock held. fill
+// appends item i to b.
+func (x *Index) chunks(sw *snapshotWriter, tag uint32, n int, fill func(b []byte, i int) []byte) {
+	for i := 0; i < n && sw.err == nil; {
+		b := sw.buf[:0]
+		x.mu.RLock()
+		for ; i < n && len(b) < chunkTarget; i++ {
+			b = fill(b, i)
+		}
+		x.mu.RUnlock()
+		if len(b) > 0 {
+			sw.write(tag, b)
+		}
+		sw.buf = b
 	}
 }
 
@@ -157,10 +265,10 @@ func appendInt32s(b []byte, s []int32) []byte {
 	return b
 }
 
-// writeMeta writes the slot counts, the interned model ids, property and relationship names,
-// the names that have number columns and the free slots.
-func (x *Index) writeMeta(sw *snapshotWriter) {
-	b := sw.buf
+// appendMeta appends the meta chunk's payload: the slot counts, the interned model ids,
+// property names and relationship names, the names that have number columns, and the free
+// slots. The caller holds mu.
+func (x *Index) appendMeta(b []byte, relNames []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(x.twinSlots)))
 	b = binary.AppendUvarint(b, uint64(len(x.relSlots)))
 	b = binary.AppendUvarint(b, uint64(x.columnLen))
@@ -176,7 +284,6 @@ func (x *Index) writeMeta(sw *snapshotWriter) {
 	for _, name := range names {
 		b = appendString(b, name)
 	}
-	relNames := x.relNameList()
 	b = binary.AppendUvarint(b, uint64(len(relNames)))
 	for _, name := range relNames {
 		b = appendString(b, name)
@@ -188,9 +295,7 @@ func (x *Index) writeMeta(sw *snapshotWriter) {
 	slices.Sort(columns)
 	b = appendInt32s(b, columns)
 	b = appendInt32s(b, x.freeTwins)
-	b = appendInt32s(b, x.freeRels)
-	sw.buf = b
-	sw.flush(chunkMeta)
+	return appendInt32s(b, x.freeRels)
 }
 
 // relNameList returns the interned relationship names, sorted.
@@ -204,107 +309,98 @@ func (x *Index) relNameList() []string {
 }
 
 // writeTwins writes every twin: slot, model number, id, compressed document and members.
-func (x *Index) writeTwins(sw *snapshotWriter) {
-	for _, t := range x.twinSlots {
+func (x *Index) writeTwins(sw *snapshotWriter, fz *frozen) {
+	x.chunks(sw, chunkTwins, len(fz.twinSlots), func(b []byte, i int) []byte {
+		t := fz.twinSlots[i]
 		if t == nil {
-			continue
+			return b
 		}
-		b := sw.buf
+		st := fz.twinState(t)
 		b = binary.LittleEndian.AppendUint32(b, uint32(t.slot))
-		b = binary.LittleEndian.AppendUint32(b, uint32(t.model))
+		b = binary.LittleEndian.AppendUint32(b, uint32(st.model))
 		b = appendString(b, t.id)
-		b = binary.AppendUvarint(b, uint64(len(t.zdoc)))
-		b = append(b, t.zdoc...)
-		b = binary.AppendUvarint(b, uint64(len(t.props)))
-		for _, p := range t.props {
+		b = binary.AppendUvarint(b, uint64(len(st.zdoc)))
+		b = append(b, st.zdoc...)
+		b = binary.AppendUvarint(b, uint64(len(st.props)))
+		for _, p := range st.props {
 			b = binary.LittleEndian.AppendUint32(b, p.name)
 			b = binary.LittleEndian.AppendUint32(b, p.start)
 			b = binary.LittleEndian.AppendUint32(b, p.end)
 		}
-		sw.buf = b
-		sw.full(chunkTwins)
-	}
-	if len(sw.buf) > 0 {
-		sw.flush(chunkTwins)
-	}
+		return b
+	})
 }
 
 // writeColumns writes the number columns in runs of columnRun values: name, first slot,
-// values.
-func (x *Index) writeColumns(sw *snapshotWriter) {
-	names := make([]uint32, 0, len(x.numbers))
-	for n := range x.numbers {
+// number of values, values.
+func (fz *frozen) writeColumns(sw *snapshotWriter) {
+	names := make([]uint32, 0, len(fz.columns))
+	for n := range fz.columns {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		col := x.numbers[n]
+		col := fz.columns[n]
 		for from := 0; from < len(col); from += columnRun {
 			run := col[from:min(from+columnRun, len(col))]
-			b := sw.buf
+			b := sw.buf[:0]
 			b = binary.LittleEndian.AppendUint32(b, n)
 			b = binary.LittleEndian.AppendUint32(b, uint32(from))
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(run)))
 			for _, f := range run {
 				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
 			}
+			sw.write(chunkColumn, b)
 			sw.buf = b
-			sw.flush(chunkColumn)
 		}
 	}
 }
 
 // writeRels writes every relationship: slot, source and target slots, name number, id and
 // document.
-func (x *Index) writeRels(sw *snapshotWriter) {
-	relNames := x.relNameList()
-	nameNums := make(map[string]uint32, len(relNames))
-	for i, name := range relNames {
-		nameNums[name] = uint32(i)
-	}
-	for _, r := range x.relSlots {
+func (x *Index) writeRels(sw *snapshotWriter, fz *frozen) {
+	x.chunks(sw, chunkRels, len(fz.relSlots), func(b []byte, i int) []byte {
+		r := fz.relSlots[i]
 		if r == nil {
-			continue
+			return b
 		}
-		b := sw.buf
+		doc, ok := fz.relStates[r]
+		if !ok {
+			doc = r.doc
+		}
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.slot))
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.src.slot))
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.dst.slot))
-		b = binary.LittleEndian.AppendUint32(b, nameNums[r.name])
+		b = binary.LittleEndian.AppendUint32(b, fz.relNameNums[r.name])
 		b = appendString(b, r.id)
-		b = binary.AppendUvarint(b, uint64(len(r.doc)))
-		b = append(b, r.doc...)
-		sw.buf = b
-		sw.full(chunkRels)
-	}
-	if len(sw.buf) > 0 {
-		sw.flush(chunkRels)
-	}
+		b = binary.AppendUvarint(b, uint64(len(doc)))
+		return append(b, doc...)
+	})
 }
 
 // writeAdjacency writes, for each twin with relationships, its slot and the slots of its
 // outgoing and incoming relationships in their order.
-func (x *Index) writeAdjacency(sw *snapshotWriter) {
-	for _, t := range x.twinSlots {
-		if t == nil || len(t.out) == 0 && len(t.in) == 0 {
-			continue
+func (x *Index) writeAdjacency(sw *snapshotWriter, fz *frozen) {
+	x.chunks(sw, chunkAdjacency, len(fz.twinSlots), func(b []byte, i int) []byte {
+		t := fz.twinSlots[i]
+		if t == nil {
+			return b
 		}
-		b := sw.buf
+		st := fz.twinState(t)
+		if len(st.out) == 0 && len(st.in) == 0 {
+			return b
+		}
 		b = binary.LittleEndian.AppendUint32(b, uint32(t.slot))
-		b = binary.AppendUvarint(b, uint64(len(t.out)))
-		for _, r := range t.out {
+		b = binary.AppendUvarint(b, uint64(len(st.out)))
+		for _, r := range st.out {
 			b = binary.LittleEndian.AppendUint32(b, uint32(r.slot))
 		}
-		b = binary.AppendUvarint(b, uint64(len(t.in)))
-		for _, r := range t.in {
+		b = binary.AppendUvarint(b, uint64(len(st.in)))
+		for _, r := range st.in {
 			b = binary.LittleEndian.AppendUint32(b, uint32(r.slot))
 		}
-		sw.buf = b
-		sw.full(chunkAdjacency)
-	}
-	if len(sw.buf) > 0 {
-		sw.flush(chunkAdjacency)
-	}
+		return b
+	})
 }
 
 // modelSetHash returns the SHA-256 of st's models, ids and definitions, in id order.
@@ -707,13 +803,11 @@ func (d *decoder) int32s() []int32 {
 func (x *Index) decodeMeta(payload []byte) (snapshotMeta, error) {
 	d := decoder{b: payload}
 	var m snapshotMeta
-	m.twinSlots = d.count(0)
-	m.relSlots = d.count(0)
-	m.columnLen = d.count(0)
-	const maxSlots = math.MaxInt32
-	if m.twinSlots > maxSlots || m.relSlots > maxSlots || m.columnLen > m.twinSlots {
+	twinSlots, relSlots, columnLen := d.uvarint(), d.uvarint(), d.uvarint()
+	if twinSlots > math.MaxInt32 || relSlots > math.MaxInt32 || columnLen > twinSlots {
 		d.fail()
 	}
+	m.twinSlots, m.relSlots, m.columnLen = int(twinSlots), int(relSlots), int(columnLen)
 	models := d.count(1)
 	for range models {
 		x.modelNum(d.string())
