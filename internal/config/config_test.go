@@ -239,6 +239,9 @@ server:
 delivery:
   maxRoutes: -1
   maxHops: -1
+index:
+  snapshot: sometimes
+  snapshotRecords: -1
 limits:
   writesPerSecond: -1
   twinWritesPerSecond: -0.5
@@ -300,6 +303,8 @@ mappings:
 		"server.fileDirs[0]: empty",
 		"delivery.maxRoutes: -1 is negative",
 		"delivery.maxHops: -1 is negative",
+		`index.snapshot: "sometimes" is neither "on" nor "off"`,
+		"index.snapshotRecords: -1 is negative",
 		"limits.writesPerSecond: -1 is not a non-negative number",
 		"limits.twinWritesPerSecond: -0.5 is not a non-negative number",
 		"limits.readsPerSecond: NaN is not a non-negative number",

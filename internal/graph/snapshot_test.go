@@ -265,6 +265,9 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.Fatal(err)
 	}
 	path := filepath.Join(b.TempDir(), "index.snapshot")
+	if _, err := x.SaveSnapshot(path); err != nil {
+		b.Fatal(err)
+	}
 	b.Run("build", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := New(ctx, Config{}, st, g.Models, nil); err != nil {
