@@ -151,6 +151,9 @@ type Index struct {
 	// columnLen is the length of every number column: each covers slots 0 to columnLen-1,
 	// NaN where a twin lacks the member or the slot is free.
 	columnLen int
+	// dict is the dictionary every twin document is compressed with, nil for plain S2 (see
+	// makeDict). It is set before the first document is compressed and never changes.
+	dict *s2.Dict
 	// arena and zbuf are scratch space for putTwin.
 	arena prepArena
 	zbuf  []byte
@@ -305,7 +308,7 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 				n := len(b.twins) * perTwin
 				ar := prepArena{keys: make([][]byte, 0, n), props: make([]prop, 0, n), nums: make([]float64, 0, n)}
 				for i, t := range b.twins {
-					b.prep[i] = prepareTwin(t, &ar, &zbuf)
+					b.prep[i] = prepareTwin(t, x.dict, &ar, &zbuf)
 				}
 				perTwin = len(ar.keys)/len(b.twins) + 1
 				close(b.done)
@@ -340,11 +343,16 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 			close(work)
 			close(ordered)
 		}()
+		sent := false // whether a batch went to the workers
 		newBatch := func() *loadBatch {
 			return &loadBatch{twins: make([]store.Twin, 0, x.cfg.LoadBatch), done: make(chan struct{})}
 		}
 		b := newBatch()
 		send := func() bool {
+			if !sent && x.dict == nil && len(x.twinSlots) == 0 {
+				x.dict = makeDict(b.twins) // before any document is compressed
+			}
+			sent = true
 			select {
 			case ordered <- b:
 			case <-ctx.Done():
@@ -712,9 +720,9 @@ type prepArena struct {
 	nums  []float64
 }
 
-// prepareTwin prepares st, keeping its members in ar; zbuf is scratch space for compressing.
-// The result refers to st.Doc until installed.
-func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
+// prepareTwin prepares st, compressing its document with dict and keeping its members in
+// ar; zbuf is scratch space for compressing. The result refers to st.Doc until installed.
+func prepareTwin(st store.Twin, dict *s2.Dict, ar *prepArena, zbuf *[]byte) preparedTwin {
 	doc := st.Doc
 	k0 := len(ar.keys)
 	eachMember(doc, func(k, v []byte) bool {
@@ -724,7 +732,7 @@ func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
 		ar.nums = append(ar.nums, number(v))
 		return true
 	})
-	*zbuf = s2.Encode((*zbuf)[:cap(*zbuf)], doc)
+	*zbuf = compressDoc(dict, *zbuf, doc)
 	k1 := len(ar.keys)
 	return preparedTwin{
 		id: st.ID, model: st.ModelID,
@@ -736,7 +744,10 @@ func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
 // putTwin inserts or replaces a twin. The caller holds mu for writing.
 func (x *Index) putTwin(st store.Twin) *Twin {
 	x.arena.keys, x.arena.props, x.arena.nums = x.arena.keys[:0], x.arena.props[:0], x.arena.nums[:0]
-	return x.install(prepareTwin(st, &x.arena, &x.zbuf))
+	if x.dict == nil && len(x.twinSlots) == 0 {
+		x.dict = makeDict([]store.Twin{st}) // before any document is compressed
+	}
+	return x.install(prepareTwin(st, x.dict, &x.arena, &x.zbuf))
 }
 
 // install inserts or replaces the prepared twin p. The caller holds mu for writing.

@@ -44,7 +44,7 @@ func (r *Reader) twinDoc(t *Twin) []byte {
 	if cap(r.doc) < n {
 		r.doc = make([]byte, n)
 	}
-	r.doc, err = s2.Decode(r.doc[:cap(r.doc)], t.zdoc)
+	r.doc, err = decompressDoc(r.x.dict, r.doc, t.zdoc)
 	if err != nil {
 		r.doc, r.docOf = r.doc[:0], nil
 		return nil

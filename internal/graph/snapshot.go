@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/twinflow/twinflow/internal/dtdl"
 	"github.com/twinflow/twinflow/internal/store"
 )
@@ -41,7 +43,8 @@ var ErrBadSnapshot = errors.New("graph index: unusable snapshot")
 //
 // The index's structures are written as they are, slots included, so that loading is mostly
 // copying: twins with their compressed documents and located members, number columns,
-// relationships, and each twin's outgoing and incoming relationships by slot, in order.
+// relationships, and each twin's outgoing and incoming relationships by slot, in order. The
+// meta chunk carries the dictionary the documents are compressed with.
 const (
 	snapshotMagic     = "TFGRAPH\x00"
 	snapshotVersion   = 1
@@ -267,7 +270,7 @@ func appendInt32s(b []byte, s []int32) []byte {
 
 // appendMeta appends the meta chunk's payload: the slot counts, the interned model ids,
 // property names and relationship names, the names that have number columns, and the free
-// slots. The caller holds mu.
+// slots, and the documents' dictionary. The caller holds mu.
 func (x *Index) appendMeta(b []byte, relNames []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(x.twinSlots)))
 	b = binary.AppendUvarint(b, uint64(len(x.relSlots)))
@@ -295,7 +298,13 @@ func (x *Index) appendMeta(b []byte, relNames []string) []byte {
 	slices.Sort(columns)
 	b = appendInt32s(b, columns)
 	b = appendInt32s(b, x.freeTwins)
-	return appendInt32s(b, x.freeRels)
+	b = appendInt32s(b, x.freeRels)
+	var dict []byte
+	if x.dict != nil {
+		dict = x.dict.Bytes()
+	}
+	b = binary.AppendUvarint(b, uint64(len(dict)))
+	return append(b, dict...)
 }
 
 // relNameList returns the interned relationship names, sorted.
@@ -824,6 +833,11 @@ func (x *Index) decodeMeta(payload []byte) (snapshotMeta, error) {
 	m.columns = d.int32s()
 	x.freeTwins = d.int32s()
 	x.freeRels = d.int32s()
+	if dict := d.bytes(); len(dict) > 0 {
+		if x.dict = s2.NewDict(slices.Clone(dict)); x.dict == nil {
+			return m, fmt.Errorf("%w: the documents' dictionary is malformed", ErrBadSnapshot)
+		}
+	}
 	if d.err != nil || len(d.b) != 0 || len(x.names) != names || len(x.modelIDs) != models {
 		return m, fmt.Errorf("%w: the meta chunk is malformed", ErrBadSnapshot)
 	}
