@@ -192,9 +192,12 @@ type prop struct {
 
 // Rel is an indexed relationship.
 type Rel struct {
-	id       string
-	name     string
-	slot     int32
+	id   string
+	name string
+	slot int32
+	// etagLen is the length of the $etag at the start of a compact doc, 0 when doc is the
+	// whole document (see compactRel).
+	etagLen  uint16
 	src, dst *Twin
 	doc      []byte
 }
@@ -873,7 +876,7 @@ func (x *Index) putRel(sr store.Relationship) {
 	if r := x.findRel(relKey{sr.SourceID, sr.ID}); r != nil {
 		if r.dst == dst && r.name == sr.Name {
 			x.keepRel(r)
-			r.doc = sr.Doc
+			r.doc, r.etagLen = compactRel(sr)
 			return
 		}
 		x.removeRel(r)
@@ -900,7 +903,8 @@ func (x *Index) addRel(src, dst *Twin, sr store.Relationship) {
 		name = sr.Name
 		x.relNames[name] = name
 	}
-	r := &Rel{id: sr.ID, name: name, src: src, dst: dst, doc: sr.Doc}
+	r := &Rel{id: sr.ID, name: name, src: src, dst: dst}
+	r.doc, r.etagLen = compactRel(sr)
 	if n := len(x.freeRels); n > 0 {
 		r.slot = x.freeRels[n-1]
 		x.freeRels = x.freeRels[:n-1]

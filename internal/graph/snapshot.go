@@ -133,7 +133,13 @@ type frozen struct {
 	// twinStates and relStates hold, for each twin and relationship changed since the
 	// freeze began, its state as of seq. They are guarded by mu.
 	twinStates map[*Twin]twinState
-	relStates  map[*Rel][]byte
+	relStates  map[*Rel]relState
+}
+
+// relState is what of a relationship may change.
+type relState struct {
+	doc     []byte
+	etagLen uint16
 }
 
 // twinState is what of a twin may change.
@@ -156,7 +162,7 @@ func (x *Index) freeze(sw *snapshotWriter) *frozen {
 		twinSlots: slices.Clone(x.twinSlots), relSlots: slices.Clone(x.relSlots),
 		twins: len(x.twins), rels: x.rels,
 		columns:    make(map[uint32][]float64, len(x.numbers)),
-		twinStates: make(map[*Twin]twinState), relStates: make(map[*Rel][]byte),
+		twinStates: make(map[*Twin]twinState), relStates: make(map[*Rel]relState),
 	}
 	for n, col := range x.numbers {
 		fz.columns[n] = slices.Clone(col)
@@ -199,7 +205,7 @@ func (x *Index) keepRel(r *Rel) {
 		return
 	}
 	if _, ok := x.frozen.relStates[r]; !ok {
-		x.frozen.relStates[r] = r.doc
+		x.frozen.relStates[r] = relState{doc: r.doc, etagLen: r.etagLen}
 	}
 }
 
@@ -365,25 +371,26 @@ func (fz *frozen) writeColumns(sw *snapshotWriter) {
 	}
 }
 
-// writeRels writes every relationship: slot, source and target slots, name number, id and
-// document.
+// writeRels writes every relationship: slot, source and target slots, name number, id, and
+// document, compact or not (see compactRel).
 func (x *Index) writeRels(sw *snapshotWriter, fz *frozen) {
 	x.chunks(sw, chunkRels, len(fz.relSlots), func(b []byte, i int) []byte {
 		r := fz.relSlots[i]
 		if r == nil {
 			return b
 		}
-		doc, ok := fz.relStates[r]
+		st, ok := fz.relStates[r]
 		if !ok {
-			doc = r.doc
+			st = relState{doc: r.doc, etagLen: r.etagLen}
 		}
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.slot))
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.src.slot))
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.dst.slot))
 		b = binary.LittleEndian.AppendUint32(b, fz.relNameNums[r.name])
 		b = appendString(b, r.id)
-		b = binary.AppendUvarint(b, uint64(len(doc)))
-		return append(b, doc...)
+		b = binary.AppendUvarint(b, uint64(st.etagLen))
+		b = binary.AppendUvarint(b, uint64(len(st.doc)))
+		return append(b, st.doc...)
 	})
 }
 
@@ -944,16 +951,21 @@ func (x *Index) decodeRels(payload []byte, names []string) error {
 		}
 		slot, src, dst, name := d.u32(), d.u32(), d.u32(), d.u32()
 		id := d.string()
+		etagLen := d.uvarint()
 		doc := slices.Clone(d.bytes())
 		if d.err != nil {
 			break
+		}
+		if etagLen > 0 && (etagLen >= 1<<16 || etagLen+2 > uint64(len(doc)) || doc[0] != '"' || doc[etagLen-1] != '"' || doc[etagLen] != '{') {
+			return fmt.Errorf("%w: a relationship's compact document is malformed", ErrBadSnapshot)
 		}
 		if int(slot) >= len(x.relSlots) || x.relSlots[slot] != nil || int(name) >= len(names) ||
 			int(src) >= len(x.twinSlots) || int(dst) >= len(x.twinSlots) ||
 			x.twinSlots[src] == nil || x.twinSlots[dst] == nil {
 			return fmt.Errorf("%w: a relationship's slot, name or twins are out of range", ErrBadSnapshot)
 		}
-		slab = append(slab, Rel{id: id, name: names[name], slot: int32(slot), src: x.twinSlots[src], dst: x.twinSlots[dst], doc: doc})
+		slab = append(slab, Rel{id: id, name: names[name], slot: int32(slot), etagLen: uint16(etagLen),
+			src: x.twinSlots[src], dst: x.twinSlots[dst], doc: doc})
 		x.relSlots[slot] = &slab[len(slab)-1]
 	}
 	return d.err
