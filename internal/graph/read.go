@@ -182,7 +182,6 @@ func (r *Rel) Source() *Twin { return r.src }
 // Target returns the twin the relationship points to.
 func (r *Rel) Target() *Twin { return r.dst }
 
-
 // Incoming returns the ids of the twins with a relationship named name to twin id, in no
 // particular order and once per relationship; none when there is no twin id. It reads the
 // index as Read does, so it sees every write acknowledged before the call. It lets mapping
