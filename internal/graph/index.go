@@ -43,9 +43,8 @@
 // The index is one of the copies of twin state the write path keeps (see package store): the
 // one queries read, through Read. Nothing else reads its contents (the server's readiness
 // check only compares Applied with the log's Last); in particular no write reads it or waits
-// for it. It is written only by New and by applying log records (Run and Sync, one at a
-// time under applyMu), and it keeps nothing of its own: it is built again from the store at
-// every start.
+// for it. It is written only by New or OpenSnapshot and by applying log records (Run and
+// Sync, one at a time under applyMu).
 //
 // Applied never passes the log's Last, because the log hands out only durable records; each
 // entity is as of Applied or newer, as above. Newer state comes from store snapshots (the load
@@ -58,16 +57,34 @@
 // about would keep its older state. Sync, Read and Run fail with ErrLogGap instead, and
 // keep failing; only building the index again (a restart) brings it back.
 //
+// # Snapshots
+//
+// What the index holds can be derived from the store at any time (New), but reading every
+// twin and relationship takes long for a large store. WriteSnapshot (SaveSnapshot, to a file
+// atomically) writes the index's own structures as of the seq it has applied, without
+// stopping the follower for the whole write (see WriteSnapshot), and OpenSnapshot loads them
+// back, mostly copying, on every CPU, and then follows the log from the next record like an
+// index New built: the snapshot holds every entity as of its seq, and applying the records
+// after it is what New's replay of the records committed while it loaded is. A snapshot is a
+// cache of the store: one that is damaged, of another format version or model set, past the
+// log's end or older than what the log still holds is refused (ErrBadSnapshot), and the index
+// must be built with New; following needs the log to hold every record after the snapshot's
+// seq, so the caller's pruner keeps them.
+//
 // # Memory
 //
-// A twin is kept as its stored JSON document, compressed with S2 (about half the size: the
-// per-property $metadata timestamps repeat), plus the byte ranges of its top-level members
-// keyed by interned property names, so a lookup decompresses the document (once per twin and
+// A twin is kept as its stored JSON document, compressed with S2 (the per-property $metadata
+// timestamps repeat), plus the byte ranges of its top-level members keyed by interned
+// property names, so a lookup decompresses the document (once per twin and
 // Reader) and decodes only the value it needs; deeper paths walk the raw JSON of the member.
 // Top-level members that hold numbers also go into dense number columns by twin slot
 // (Reader.NumberColumn), so a numeric filter over a million twins reads 8 bytes per twin and
-// no document. Relationships keep their document, uncompressed, and pointers to their two
-// twins; they are found through their source twin's outgoing list, not a map of their own.
+// no document. The documents are compressed with a dictionary made of the first documents
+// the index saw (see makeDict), which halves them again. Relationships keep pointers to their
+// two twins and, of a document of the usual shape, only the $etag and the properties: Doc
+// puts the rest back from the relationship's id and name and its twins' ids (see
+// compactRel). They are found through their source twin's outgoing list, not a map of their
+// own.
 package graph
 
 import (

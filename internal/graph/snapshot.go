@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/klauspost/compress/s2"
 
@@ -544,7 +543,6 @@ func OpenSnapshot(ctx context.Context, path string, cfg Config, st store.Store, 
 	if st == nil || models == nil {
 		return nil, errors.New("graph index: a store and a model source are required")
 	}
-	start := time.Now()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
@@ -571,8 +569,6 @@ func OpenSnapshot(ctx context.Context, path string, cfg Config, st store.Store, 
 		return nil, err
 	}
 	x.applied.Store(h.seq)
-	x.logger.Info("graph index loaded from snapshot", "twins", len(x.twins), "relationships", x.rels,
-		"seq", h.seq, "took", time.Since(start))
 	return x, nil
 }
 
