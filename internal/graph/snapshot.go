@@ -608,7 +608,7 @@ type snapshotMeta struct {
 // the index. The twins map and model lists are filled after the twins, while the
 // relationships are read.
 func (x *Index) loadSnapshot(ctx context.Context, br *bufio.Reader) error {
-	tag, payload, err := readChunk(br)
+	tag, payload, err := readChunk(br, nil)
 	if err != nil {
 		return err
 	}
@@ -625,7 +625,10 @@ func (x *Index) loadSnapshot(ctx context.Context, br *bufio.Reader) error {
 		wg       sync.WaitGroup
 		errMu    sync.Mutex
 		firstErr error
-		sem      = make(chan struct{}, 2*workers) // bounds the chunks in memory
+		// bufs holds the chunk buffers not in use: decoding copies out what it keeps, so a
+		// buffer goes back for the next chunk, and loading leaves little garbage.
+		// Their number bounds the chunks in memory.
+		bufs     = make(chan []byte, 2*workers)
 		phase    = uint32(chunkMeta)
 		mapped   = make(chan struct{}) // closed once the twins map and model lists are filled
 		twins    = 0
@@ -642,6 +645,9 @@ func (x *Index) loadSnapshot(ctx context.Context, br *bufio.Reader) error {
 		defer errMu.Unlock()
 		return firstErr
 	}
+	for range cap(bufs) {
+		bufs <- nil
+	}
 	mapStarted := false
 	defer func() {
 		wg.Wait()
@@ -656,7 +662,7 @@ func (x *Index) loadSnapshot(ctx context.Context, br *bufio.Reader) error {
 		if err := failed(); err != nil {
 			return err
 		}
-		tag, payload, err := readChunk(br)
+		tag, payload, err := readChunk(br, <-bufs)
 		if err != nil {
 			return err
 		}
@@ -696,18 +702,17 @@ func (x *Index) loadSnapshot(ctx context.Context, br *bufio.Reader) error {
 		default:
 			return fmt.Errorf("%w: unexpected chunk %d", ErrBadSnapshot, tag)
 		}
-		sem <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-sem }()
 			if err := decode(payload); err != nil {
 				fail(err)
 			}
+			bufs <- payload
 		})
 	}
 }
 
-// readChunk reads the next chunk and checks its checksum.
-func readChunk(br *bufio.Reader) (tag uint32, payload []byte, err error) {
+// readChunk reads the next chunk and checks its checksum. It reads into buf when it has room.
+func readChunk(br *bufio.Reader, buf []byte) (tag uint32, payload []byte, err error) {
 	var frame [8]byte
 	if _, err := io.ReadFull(br, frame[:]); err != nil {
 		return 0, nil, fmt.Errorf("%w: read a chunk: %w", ErrBadSnapshot, noEOF(err))
@@ -717,7 +722,10 @@ func readChunk(br *bufio.Reader) (tag uint32, payload []byte, err error) {
 	if n > chunkMax {
 		return 0, nil, fmt.Errorf("%w: chunk of %d bytes", ErrBadSnapshot, n)
 	}
-	payload = make([]byte, n+4)
+	if payload = buf[:0]; cap(payload) < int(n)+4 {
+		payload = make([]byte, n+4, max(n+4, chunkTarget+64<<10))
+	}
+	payload = payload[:n+4]
 	if _, err := io.ReadFull(br, payload); err != nil {
 		return 0, nil, fmt.Errorf("%w: read a chunk: %w", ErrBadSnapshot, noEOF(err))
 	}
@@ -725,7 +733,7 @@ func readChunk(br *bufio.Reader) (tag uint32, payload []byte, err error) {
 	if crc != binary.LittleEndian.Uint32(payload[n:]) {
 		return 0, nil, fmt.Errorf("%w: a chunk's checksum does not match", ErrBadSnapshot)
 	}
-	return tag, payload[:n:n], nil
+	return tag, payload[:n], nil
 }
 
 // noEOF turns io.EOF into io.ErrUnexpectedEOF: a snapshot ends with its end chunk.

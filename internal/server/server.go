@@ -552,16 +552,19 @@ func (s *Server) Run(ctx context.Context) error {
 // more.
 func (s *Server) buildAndFollow(ctx context.Context) (err error) {
 	start := time.Now()
-	idx, err := s.openIndex(ctx)
+	idx, fromStore, err := s.openIndex(ctx)
 	if err != nil {
 		return err
 	}
-	// Building reads every stored document once and keeps a compressed copy, and loading reads
-	// the snapshot's chunks: the garbage either leaves is as large as the index, and the heap
-	// grew to hold both. One collection now returns that memory to the system before the
-	// server reports ready, instead of keeping the resident size near the peak until the heap
-	// happens to be scavenged.
-	debug.FreeOSMemory()
+	if fromStore {
+		// Building reads every stored document once and keeps a compressed copy: the garbage
+		// it leaves is as large as the index, and the heap grew to hold both. One collection
+		// now returns that memory to the system before the server reports ready, instead of
+		// keeping the resident size near the build's peak until the heap happens to be
+		// scavenged. Loading a snapshot leaves little garbage, and skips this collection of a
+		// heap as large as the index.
+		debug.FreeOSMemory()
+	}
 	jobs, err := job.New(job.Config{
 		Dir: s.cfg.Jobs.Dir, SpoolDir: filepath.Join(s.cfg.Server.DataDir, "job-logs"), AllowedHosts: s.cfg.Jobs.AllowedHosts, ErrorCode: api.ErrorCode,
 	}, s.store, s.twins, job.IndexGraph(idx), s.logger)
@@ -619,22 +622,22 @@ func (s *Server) buildAndFollow(ctx context.Context) (err error) {
 	return errors.Join(followErr, jobsErr)
 }
 
-// openIndex loads the graph index from its snapshot, or builds it from the store when
-// snapshots are off or the snapshot is missing or cannot be used.
-func (s *Server) openIndex(ctx context.Context) (*graph.Index, error) {
+// openIndex loads the graph index from its snapshot, or builds it from the store (fromStore)
+// when snapshots are off or the snapshot is missing or cannot be used.
+func (s *Server) openIndex(ctx context.Context) (idx *graph.Index, fromStore bool, err error) {
 	if s.snapshots != nil {
 		idx := s.snapshots.open(ctx, func(path string) (*graph.Index, error) {
 			return graph.OpenSnapshot(ctx, path, graph.Config{}, s.store, s.twins.Models, s.logger)
 		})
 		if idx != nil {
-			return idx, nil
+			return idx, false, nil
 		}
 	}
-	idx, err := graph.New(ctx, graph.Config{}, s.store, s.twins.Models, s.logger)
+	idx, err = graph.New(ctx, graph.Config{}, s.store, s.twins.Models, s.logger)
 	if err != nil {
-		return nil, fmt.Errorf("build graph index: %w", err)
+		return nil, false, fmt.Errorf("build graph index: %w", err)
 	}
-	return idx, nil
+	return idx, true, nil
 }
 
 // finalSnapshot writes the snapshot of idx, whose follower has stopped, once it has applied
