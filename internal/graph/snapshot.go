@@ -628,10 +628,10 @@ func (x *Index) loadSnapshot(ctx context.Context, br *bufio.Reader) error {
 		// bufs holds the chunk buffers not in use: decoding copies out what it keeps, so a
 		// buffer goes back for the next chunk, and loading leaves little garbage.
 		// Their number bounds the chunks in memory.
-		bufs     = make(chan []byte, 2*workers)
-		phase    = uint32(chunkMeta)
-		mapped   = make(chan struct{}) // closed once the twins map and model lists are filled
-		twins    = 0
+		bufs   = make(chan []byte, 2*workers)
+		phase  = uint32(chunkMeta)
+		mapped = make(chan struct{}) // closed once the twins map and model lists are filled
+		twins  = 0
 	)
 	fail := func(err error) {
 		errMu.Lock()
