@@ -119,6 +119,11 @@ type Server struct {
 	// DiskReserveBytes is the size of the reserve file kept in the data directory, which a
 	// full disk gives back so that deletes still commit (see package reserve).
 	DiskReserveBytes int64 `yaml:"diskReserveBytes"`
+	// MemoryLimitBytes, when set, is the process's soft memory limit (runtime/debug
+	// SetMemoryLimit): the Go runtime collects garbage more often as its memory nears it,
+	// instead of letting the heap grow to twice what is live. 0 leaves the runtime's default,
+	// the GOMEMLIMIT environment variable or no limit.
+	MemoryLimitBytes int64 `yaml:"memoryLimitBytes"`
 }
 
 // The values of Auth.Mode.
@@ -559,6 +564,7 @@ func (c Config) Validate(checks Checks) error {
 		errs = append(errs, fmt.Errorf("index.snapshot: %q is neither %q nor %q", m, SnapshotOn, SnapshotOff))
 	}
 	negative("index.snapshotRecords", int64(c.Index.SnapshotRecords))
+	negative("server.memoryLimitBytes", c.Server.MemoryLimitBytes)
 	t := c.History.Tables
 	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle,
 		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry}.WithDefaults().Validate(), nil)

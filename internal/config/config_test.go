@@ -223,6 +223,7 @@ server:
   maxHeaderBytes: -1
   bodyReadTimeout: -2s
   diskReserveBytes: -3
+  memoryLimitBytes: -4
   allowedHosts: ["", "http://x", "*"]
   auth:
     mode: sometimes
@@ -288,6 +289,7 @@ mappings:
 		"server.maxHeaderBytes: -1 is negative",
 		"server.bodyReadTimeout: -2s is negative",
 		"server.diskReserveBytes: -3 is negative",
+		"server.memoryLimitBytes: -4 is negative",
 		`server.allowedHosts[0]: "" is not a host name`,
 		`server.allowedHosts[1]: "http://x" is not a host name`,
 		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,

@@ -496,6 +496,14 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	if s.history != nil {
 		wg.Go(func() {
+			// History catches up with the change log in the background: it starts once the
+			// index is ready, so that it does not slow the start down, taking the CPUs and
+			// memory that loading or building the index needs.
+			select {
+			case <-s.graph.ready:
+			case <-followCtx.Done():
+				return
+			}
 			if err := s.history.run(followCtx); err != nil {
 				followErr <- err
 			}
