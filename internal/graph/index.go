@@ -177,6 +177,8 @@ type Index struct {
 	// frozen is the freeze of a snapshot being written, nil when none is (see WriteSnapshot):
 	// changes keep what they replace in it. Set and cleared under applyMu and mu.
 	frozen *frozen
+	// snapshotMu lets one snapshot be written at a time.
+	snapshotMu sync.Mutex
 }
 
 type relKey struct{ source, id string }

@@ -79,12 +79,14 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // each entity's kept state where there is one and its current state otherwise (which is then
 // still the state as of the seq), and writes each chunk out with no lock held. The snapshot
 // is therefore exactly the index as of the seq, however many records are applied meanwhile;
-// the cost is a brief shared lock per chunk and the memory of the states kept. The index must
-// follow a store.
+// the cost is a brief shared lock per chunk and the memory of the states kept. Snapshots are
+// written one at a time. The index must follow a store.
 func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 	if x.st == nil {
 		return 0, errors.New("graph index: a static index has no snapshot")
 	}
+	x.snapshotMu.Lock()
+	defer x.snapshotMu.Unlock()
 	hash, err := modelSetHash(context.Background(), x.st)
 	if err != nil {
 		return 0, err

@@ -86,6 +86,13 @@ func TestIndexSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no snapshot after a clean stop: %v", err)
 	}
+	// The log's pruner keeps the records after the snapshot from the next start on.
+	if held := newSnapshotter(config.Index{}, dir, slog.New(slog.DiscardHandler)).held(); held != seq {
+		t.Errorf("the pruner is told to keep the records after %d, want after the snapshot's seq %d", held, seq)
+	}
+	if sn := newSnapshotter(config.Index{Snapshot: config.SnapshotOff}, dir, nil); sn != nil {
+		t.Error("a snapshotter with snapshots off")
+	}
 
 	s, stop, logs := startLogged(cfg)
 	if !strings.Contains(logs.String(), "graph index loaded from its snapshot") {
