@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/twin"
 )
 
 // A relationship document as twinflow encodes it (twin.EncodeRelationship) starts with
@@ -13,24 +14,15 @@ import (
 // twins' ids are in the Rel already; Doc puts the document together again, byte for byte. A
 // document of another shape is kept whole.
 
-// The keys of the members a compact document leaves out.
-const (
-	keyRelationshipID   = "$relationshipId"
-	keyETag             = "$etag"
-	keySourceID         = "$sourceId"
-	keyRelationshipName = "$relationshipName"
-	keyTargetID         = "$targetId"
-)
-
 // compactRel returns sr's document compact, with the length of its $etag's JSON string, or
 // the document as it is with 0 when it does not have the shape a compact one can be made of.
 func compactRel(sr store.Relationship) (doc []byte, etagLen uint16) {
 	d := []byte(sr.Doc)
 	var ok bool
-	if d, ok = cutMember(d, `{"`+keyRelationshipID+`":`, sr.ID); !ok {
+	if d, ok = cutMember(d, `{"`+twin.KeyRelationshipID+`":`, sr.ID); !ok {
 		return sr.Doc, 0
 	}
-	rest, ok := bytes.CutPrefix(d, []byte(`,"`+keyETag+`":`))
+	rest, ok := bytes.CutPrefix(d, []byte(`,"`+twin.KeyETag+`":`))
 	if !ok || len(rest) == 0 || rest[0] != '"' {
 		return sr.Doc, 0
 	}
@@ -41,7 +33,7 @@ func compactRel(sr store.Relationship) (doc []byte, etagLen uint16) {
 	}
 	d = rest[end:]
 	for _, m := range [...]struct{ key, val string }{
-		{keySourceID, sr.SourceID}, {keyRelationshipName, sr.Name}, {keyTargetID, sr.TargetID},
+		{twin.KeySourceID, sr.SourceID}, {twin.KeyRelationshipName, sr.Name}, {twin.KeyTargetID, sr.TargetID},
 	} {
 		if d, ok = cutMember(d, `,"`+m.key+`":`, m.val); !ok {
 			return sr.Doc, 0
@@ -94,15 +86,15 @@ func (r *Rel) Doc() []byte {
 	}
 	props := r.props()
 	b := make([]byte, 0, len(r.doc)+len(r.id)+len(r.src.id)+len(r.name)+len(r.dst.id)+96)
-	b = append(b, `{"`+keyRelationshipID+`":"`...)
+	b = append(b, `{"`+twin.KeyRelationshipID+`":"`...)
 	b = append(b, r.id...)
-	b = append(b, `","`+keyETag+`":`...)
+	b = append(b, `","`+twin.KeyETag+`":`...)
 	b = append(b, r.doc[:r.etagLen]...)
-	b = append(b, `,"`+keySourceID+`":"`...)
+	b = append(b, `,"`+twin.KeySourceID+`":"`...)
 	b = append(b, r.src.id...)
-	b = append(b, `","`+keyRelationshipName+`":"`...)
+	b = append(b, `","`+twin.KeyRelationshipName+`":"`...)
 	b = append(b, r.name...)
-	b = append(b, `","`+keyTargetID+`":"`...)
+	b = append(b, `","`+twin.KeyTargetID+`":"`...)
 	b = append(b, r.dst.id...)
 	b = append(b, '"')
 	if len(props) > 2 { // "{...}" with members
@@ -120,15 +112,15 @@ func lookupRel(r *Rel, path []string) ([]byte, any, bool) {
 	}
 	var s string
 	switch path[0] {
-	case keyRelationshipID:
+	case twin.KeyRelationshipID:
 		s = r.id
-	case keySourceID:
+	case twin.KeySourceID:
 		s = r.src.id
-	case keyRelationshipName:
+	case twin.KeyRelationshipName:
 		s = r.name
-	case keyTargetID:
+	case twin.KeyTargetID:
 		s = r.dst.id
-	case keyETag:
+	case twin.KeyETag:
 		if len(path) > 1 {
 			return nil, nil, false
 		}
