@@ -497,11 +497,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.history != nil {
 		wg.Go(func() {
 			// History catches up with the change log in the background: it starts once the
-			// index is ready, so that it does not slow the start down, taking the CPUs and
-			// memory that loading or building the index needs.
-			select {
-			case <-s.graph.ready:
-			case <-followCtx.Done():
+			// index has caught up with the log, so that it does not slow the start down,
+			// taking the CPUs and memory that loading or building the index and replaying
+			// the log need.
+			if !s.indexCaughtUp(followCtx) {
 				return
 			}
 			if err := s.history.run(followCtx); err != nil {
@@ -664,6 +663,28 @@ func (s *Server) finalSnapshot(idx *graph.Index) {
 		return
 	}
 	s.snapshots.save(idx, "stop")
+}
+
+// indexCaughtUp waits until the graph index is built and has applied the change log as far
+// as it reached when the index was built, and reports whether it has; false when ctx ends
+// first.
+func (s *Server) indexCaughtUp(ctx context.Context) bool {
+	select {
+	case <-s.graph.ready:
+	case <-ctx.Done():
+		return false
+	}
+	target := s.store.Log().Last()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.indexed() < target {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // indexed returns the Seq through which the graph index has applied the change log, 0 until
