@@ -22,6 +22,11 @@ const SnapshotFile = "index.snapshot"
 // records since the last snapshot to write the next.
 const snapshotCheck = 5 * time.Second
 
+// snapshotShare bounds the time spent writing snapshots in the background: after a write
+// that took d, the next waits at least snapshotShare*d, so that under a heavy load of writes
+// (a bulk import) snapshots take at most a tenth of a CPU.
+const snapshotShare = 10
+
 // snapshotter saves the graph index to its snapshot file and loads it back at start (see
 // graph.OpenSnapshot), so that a start replays the change log from the snapshot instead of
 // reading every twin and relationship from the store.
@@ -90,27 +95,32 @@ func (s *snapshotter) open(ctx context.Context, load func(path string) (*graph.I
 	return nil
 }
 
-// save writes idx's snapshot when it has applied records since the snapshot on disk.
-func (s *snapshotter) save(idx *graph.Index, why string) {
+// save writes idx's snapshot when it has applied records since the snapshot on disk, and
+// returns how long that took.
+func (s *snapshotter) save(idx *graph.Index, why string) time.Duration {
 	if seq := s.seq.Load(); seq != math.MaxUint64 && idx.Applied() <= seq {
-		return
+		return 0
 	}
 	start := time.Now()
 	seq, err := idx.SaveSnapshot(s.path)
+	took := time.Since(start)
 	if err != nil {
 		s.logger.Error("graph index: write the snapshot", slog.Any("err", err))
-		return
+		return took
 	}
 	s.seq.Store(seq)
 	s.logger.Info("graph index snapshot written", slog.String("why", why), slog.Uint64("seq", seq),
-		slog.Duration("took", time.Since(start)))
+		slog.Duration("took", took))
+	return took
 }
 
 // run writes idx's snapshot in the background whenever it has applied s.every records since
-// the last one, one at a time, until ctx ends.
+// the last one, one at a time and no sooner than snapshotShare times the last write's
+// duration after it, until ctx ends.
 func (s *snapshotter) run(ctx context.Context, idx *graph.Index) {
 	tick := time.NewTicker(snapshotCheck)
 	defer tick.Stop()
+	var next time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,8 +128,9 @@ func (s *snapshotter) run(ctx context.Context, idx *graph.Index) {
 		case <-tick.C:
 		}
 		seq := s.seq.Load()
-		if seq == math.MaxUint64 || idx.Applied() >= seq+s.every {
-			s.save(idx, "records applied")
+		if (seq == math.MaxUint64 || idx.Applied() >= seq+s.every) && !time.Now().Before(next) {
+			took := s.save(idx, "records applied")
+			next = time.Now().Add(snapshotShare * took)
 		}
 	}
 }
