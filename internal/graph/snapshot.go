@@ -445,12 +445,17 @@ func modelSetHash(ctx context.Context, st store.Store) ([sha256.Size]byte, error
 	return sum, nil
 }
 
+// SnapshotTempSuffix follows the path of a snapshot in the name of the temporary file
+// SaveSnapshot writes it to, before a random part: such a file left behind (by a crash while
+// writing) can be removed.
+const SnapshotTempSuffix = ".tmp-"
+
 // SaveSnapshot writes the index's snapshot to path atomically: to a temporary file in the
-// same directory, synced, renamed over path, and the directory synced. It returns the seq the
-// snapshot is as of (see WriteSnapshot).
+// same directory (see SnapshotTempSuffix), synced, renamed over path, and the directory
+// synced. It returns the seq the snapshot is as of (see WriteSnapshot).
 func (x *Index) SaveSnapshot(path string) (seq uint64, err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, filepath.Base(path)+SnapshotTempSuffix+"*")
 	if err != nil {
 		return 0, fmt.Errorf("graph index: save snapshot: %w", err)
 	}

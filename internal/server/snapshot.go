@@ -47,7 +47,8 @@ type snapshotter struct {
 
 // newSnapshotter returns the snapshotter of the snapshot in dataDir, or nil when cfg turns
 // snapshots off. It reads the header of the snapshot on disk, if any, so that the pruner
-// keeps the records after it from the start.
+// keeps the records after it from the start, and removes the temporary files of snapshots
+// whose writing a crash cut short.
 func newSnapshotter(cfg config.Index, dataDir string, logger *slog.Logger) *snapshotter {
 	if !cfg.SnapshotsOn() {
 		return nil
@@ -60,6 +61,12 @@ func newSnapshotter(cfg config.Index, dataDir string, logger *slog.Logger) *snap
 	s.seq.Store(math.MaxUint64)
 	if seq, err := graph.SnapshotSeq(s.path); err == nil {
 		s.seq.Store(seq)
+	}
+	temps, _ := filepath.Glob(s.path + graph.SnapshotTempSuffix + "*") // the pattern is valid
+	for _, name := range temps {
+		if err := os.Remove(name); err != nil {
+			logger.Warn("graph index: remove a snapshot cut short", slog.String("path", name), slog.Any("err", err))
+		}
 	}
 	return s
 }

@@ -87,12 +87,20 @@ func TestIndexSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no snapshot after a clean stop: %v", err)
 	}
-	// The log's pruner keeps the records after the snapshot from the next start on.
+	// The log's pruner keeps the records after the snapshot from the next start on, and a
+	// snapshot cut short by a crash while it was written is removed.
+	cut := path + graph.SnapshotTempSuffix + "123"
+	if err := os.WriteFile(cut, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if held := newSnapshotter(config.Index{}, dir, slog.New(slog.DiscardHandler)).held(); held != seq {
 		t.Errorf("the pruner is told to keep the records after %d, want after the snapshot's seq %d", held, seq)
 	}
 	if sn := newSnapshotter(config.Index{Snapshot: config.SnapshotOff}, dir, nil); sn != nil {
 		t.Error("a snapshotter with snapshots off")
+	}
+	if _, err := os.Stat(cut); !os.IsNotExist(err) {
+		t.Errorf("the snapshot cut short is still there (%v)", err)
 	}
 
 	s, stop, logs := startLogged(cfg)
