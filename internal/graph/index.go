@@ -171,9 +171,10 @@ type Index struct {
 	// dict is the dictionary every twin document is compressed with, nil for plain S2 (see
 	// makeDict). It is set before the first document is compressed and never changes.
 	dict *s2.Dict
-	// arena and zbuf are scratch space for putTwin.
-	arena prepArena
-	zbuf  []byte
+	// arena and zbuf are scratch space for putTwin, packBuf for install.
+	arena   prepArena
+	zbuf    []byte
+	packBuf []byte
 	// frozen is the freeze of a snapshot being written, nil when none is (see WriteSnapshot):
 	// changes keep what they replace in it. Set and cleared under applyMu and mu.
 	frozen *frozen
@@ -197,7 +198,7 @@ type Twin struct {
 	// zdoc is the JSON document, S2-compressed: documents repeat their property names and
 	// timestamps, and compressed they take about half the memory.
 	zdoc  []byte
-	props []prop
+	props members
 	out   []*Rel
 	in    []*Rel
 }
@@ -797,7 +798,7 @@ func (x *Index) install(p preparedTwin) *Twin {
 		x.byModel[model] = insertSorted(x.byModel[model], t.slot)
 		t.model = model
 	}
-	props := make([]prop, len(p.props)) // exactly sized: there are a million of them
+	props := p.props // named in place: the arena is the prepared twin's own
 	for i, pr := range p.props {
 		// Twins of a model mostly list the same members in the same order: reuse the name
 		// the previous twin had at this position when the key is the same.
@@ -814,7 +815,8 @@ func (x *Index) install(p preparedTwin) *Twin {
 		props[i] = pr
 	}
 	x.setNumbers(t, t.props, props, p.nums)
-	t.props = props
+	x.packBuf = packMembers(x.packBuf[:0], props)
+	t.props = members(bytes.Clone(x.packBuf)) // exactly sized: there are a million of them
 	t.zdoc = p.zdoc
 	return t
 }
@@ -823,14 +825,14 @@ func (x *Index) install(p preparedTwin) *Twin {
 // creating columns for new names up to the cap; old are the members t had before, whose
 // values it clears. Only the columns of old and new members are touched, unless t's slot is
 // new and every column grows to cover it. The caller holds mu for writing.
-func (x *Index) setNumbers(t *Twin, old, props []prop, nums []float64) {
+func (x *Index) setNumbers(t *Twin, old members, props []prop, nums []float64) {
 	if int(t.slot) >= x.columnLen {
 		for name, col := range x.numbers {
 			x.numbers[name] = x.growColumn(col)
 		}
 		x.columnLen = len(x.twinSlots)
 	}
-	for _, p := range old {
+	for p := range old.all() {
 		if col, ok := x.numbers[p.name]; ok {
 			col[t.slot] = math.NaN()
 		}

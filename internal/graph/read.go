@@ -117,7 +117,7 @@ func (r *Reader) LookupTwin(t *Twin, path []string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	for _, p := range t.props {
+	for p := range t.props.all() {
 		if p.name == n {
 			doc := r.twinDoc(t)
 			if int(p.end) > len(doc) {

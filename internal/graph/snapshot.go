@@ -147,7 +147,7 @@ type relState struct {
 type twinState struct {
 	model   int32
 	zdoc    []byte
-	props   []prop
+	props   members
 	out, in []*Rel
 }
 
@@ -324,7 +324,8 @@ func (x *Index) relNameList() []string {
 	return names
 }
 
-// writeTwins writes every twin: slot, model number, id, compressed document and members.
+// writeTwins writes every twin: slot, model number, id, compressed document and packed
+// members.
 func (x *Index) writeTwins(sw *snapshotWriter, fz *frozen) {
 	x.chunks(sw, chunkTwins, len(fz.twinSlots), func(b []byte, i int) []byte {
 		t := fz.twinSlots[i]
@@ -338,12 +339,7 @@ func (x *Index) writeTwins(sw *snapshotWriter, fz *frozen) {
 		b = binary.AppendUvarint(b, uint64(len(st.zdoc)))
 		b = append(b, st.zdoc...)
 		b = binary.AppendUvarint(b, uint64(len(st.props)))
-		for _, p := range st.props {
-			b = binary.LittleEndian.AppendUint32(b, p.name)
-			b = binary.LittleEndian.AppendUint32(b, p.start)
-			b = binary.LittleEndian.AppendUint32(b, p.end)
-		}
-		return b
+		return append(b, st.props...)
 	})
 }
 
@@ -885,9 +881,9 @@ func (x *Index) decodeMeta(payload []byte) (snapshotMeta, error) {
 	return m, nil
 }
 
-// decodeTwins reads a chunk of twins into their slots. Each twin's id and members share one
-// allocation per chunk; its compressed document gets one of its own, since it is replaced
-// whenever the twin changes.
+// decodeTwins reads a chunk of twins into their slots. The Twins of a chunk share one
+// allocation; a twin's compressed document and members get allocations of their own, since
+// they are replaced whenever the twin changes.
 func (x *Index) decodeTwins(payload []byte) error {
 	d := decoder{b: payload}
 	var slab []Twin
@@ -898,20 +894,15 @@ func (x *Index) decodeTwins(payload []byte) error {
 		slot, model := d.u32(), d.u32()
 		id := d.string()
 		zdoc := slices.Clone(d.bytes())
-		props := make([]prop, d.count(12))
-		for i := range props {
-			props[i] = prop{name: d.u32(), start: d.u32(), end: d.u32()}
-		}
+		props := members(slices.Clone(d.bytes()))
 		if d.err != nil {
 			break
 		}
 		if int(slot) >= len(x.twinSlots) || int(model) >= len(x.modelIDs) || x.twinSlots[slot] != nil {
 			return fmt.Errorf("%w: a twin's slot or model is out of range", ErrBadSnapshot)
 		}
-		for _, p := range props {
-			if int(p.name) >= len(x.names) || p.start > p.end {
-				return fmt.Errorf("%w: a twin's member is malformed", ErrBadSnapshot)
-			}
+		if !props.valid(len(x.names)) {
+			return fmt.Errorf("%w: a twin's members are malformed", ErrBadSnapshot)
 		}
 		slab = append(slab, Twin{id: id, slot: int32(slot), model: int32(model), zdoc: zdoc, props: props})
 		x.twinSlots[slot] = &slab[len(slab)-1]
