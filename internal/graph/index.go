@@ -75,8 +75,9 @@
 //
 // A twin is kept as its stored JSON document, compressed with S2 (the per-property $metadata
 // timestamps repeat), plus the byte ranges of its top-level members keyed by interned
-// property names, so a lookup decompresses the document (once per twin and
-// Reader) and decodes only the value it needs; deeper paths walk the raw JSON of the member.
+// property names (packed, see members), so a lookup decompresses the document (once per
+// twin and Reader) and decodes only the value it needs; deeper paths walk the raw JSON of the
+// member.
 // Top-level members that hold numbers also go into dense number columns by twin slot
 // (Reader.NumberColumn), so a numeric filter over a million twins reads 8 bytes per twin and
 // no document. The documents are compressed with a dictionary made of the first documents
