@@ -202,7 +202,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "restart":
 		var cfg bench.RestartConfig
 		fs.IntVar(&cfg.Twins, "twins", 1_000_000, "number of twins stored before the restart")
-		fs.IntVar(&cfg.Batch, "batch", 10_000, "twins per store transaction while loading")
+		fs.IntVar(&cfg.Relationships, "relationships", 0, "number of relationships stored with the twins, twin i to twin i+1 (0: as many as twins; negative: none)")
+		fs.IntVar(&cfg.Batch, "batch", 10_000, "twins or relationships per store transaction while loading")
+		fs.IntVar(&cfg.Writes, "writes", 20_000, "PATCHes before the server is killed, half of them after a snapshot written in the background")
 		run = func(logger *slog.Logger) error {
 			bin, err := os.Executable()
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -154,7 +155,7 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 			srv.Insecure = fs.Insecure
 		}
 		// Settings of the file only.
-		srv.EgressPolicy, srv.FileDirs = fs.EgressPolicy, fs.FileDirs
+		srv.EgressPolicy, srv.FileDirs, srv.MemoryLimitBytes = fs.EgressPolicy, fs.FileDirs, fs.MemoryLimitBytes
 		if !set["disk-reserve-bytes"] && fs.DiskReserveBytes != 0 {
 			srv.DiskReserveBytes = fs.DiskReserveBytes
 		}
@@ -218,6 +219,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return 2
 	}
 	logger := newLogger(stderr, o.logFormat, o.logLevel)
+	if limit := o.server.Server.MemoryLimitBytes; limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
 	srv, err := server.New(o.server, logger)
 	if err != nil {
 		logger.Error("cannot start", slog.Any("error", err))

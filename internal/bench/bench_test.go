@@ -157,19 +157,27 @@ func TestMain(m *testing.M) {
 func TestRestart(t *testing.T) {
 	bin := process.Build(t)
 	res, err := Restart(t.Context(), RestartConfig{
-		Binary: bin, Dir: t.TempDir(), Twins: 500, Batch: 200,
+		Binary: bin, Dir: t.TempDir(), Twins: 500, Batch: 200, Writes: 200,
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Restart: %v", err)
 	}
-	if res.Ready <= 0 || res.RSS < 1<<20 || res.DiskBytes <= 0 || res.Load <= 0 {
+	for _, r := range []StartResult{res.Build, res.Snapshot, res.Replay} {
+		if r.Ready <= 0 || r.RSS < 1<<20 {
+			t.Errorf("implausible start %+v", r)
+		}
+	}
+	if res.Build.From != "store" || res.Snapshot.From != "snapshot" || res.Replay.From != "snapshot" {
+		t.Errorf("the starts made their index from %q, %q, %q; want store, snapshot, snapshot", res.Build.From, res.Snapshot.From, res.Replay.From)
+	}
+	if res.Relationships != 500 || res.DiskBytes <= 0 || res.Load <= 0 || res.SnapshotBytes <= 0 {
 		t.Errorf("implausible result %+v", res)
 	}
 	var out bytes.Buffer
 	if err := res.Table(&out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "start until /readyz 200") {
+	if !strings.Contains(out.String(), "(c) start after SIGKILL") {
 		t.Errorf("table:\n%s", out.String())
 	}
 }

@@ -60,6 +60,7 @@ type Config struct {
 	Ingress  Ingress  `yaml:"ingress"`
 	Jobs     Jobs     `yaml:"jobs"`
 	History  History  `yaml:"history"`
+	Index    Index    `yaml:"index"`
 	Limits   Limits   `yaml:"limits"`
 	// Endpoints are created, or replaced, at start-up: name to definition (see
 	// endpoint.Parse). Endpoints created through the API stay as they are.
@@ -118,6 +119,11 @@ type Server struct {
 	// DiskReserveBytes is the size of the reserve file kept in the data directory, which a
 	// full disk gives back so that deletes still commit (see package reserve).
 	DiskReserveBytes int64 `yaml:"diskReserveBytes"`
+	// MemoryLimitBytes, when set, is the process's soft memory limit (runtime/debug
+	// SetMemoryLimit): the Go runtime collects garbage more often as its memory nears it,
+	// instead of letting the heap grow to twice what is live. 0 leaves the runtime's default,
+	// the GOMEMLIMIT environment variable or no limit.
+	MemoryLimitBytes int64 `yaml:"memoryLimitBytes"`
 }
 
 // The values of Auth.Mode.
@@ -272,6 +278,31 @@ type Store struct {
 	// lease.DefaultTTL (6 s). A lease whose node died is taken over within about 4/3 of it.
 	LeaseTTL time.Duration `yaml:"leaseTTL"`
 }
+
+// The values of Index.Snapshot.
+const (
+	SnapshotOn  = "on"
+	SnapshotOff = "off"
+)
+
+// DefaultSnapshotRecords is Index.SnapshotRecords' default: a snapshot of a million twins
+// takes a few seconds of one core to write, spent once per this many changes.
+const DefaultSnapshotRecords = 100_000
+
+// Index configures the graph index that queries read.
+type Index struct {
+	// Snapshot is SnapshotOn (the default when empty) or SnapshotOff. On, the index is saved
+	// to <dataDir>/index.snapshot in the background and when the server stops cleanly, and a
+	// start loads it and replays the change log from it instead of reading every twin and
+	// relationship from the store; the log keeps the records after the snapshot for that.
+	Snapshot string `yaml:"snapshot"`
+	// SnapshotRecords is how many change-log records the index applies after a snapshot
+	// before the next is written in the background; 0 means DefaultSnapshotRecords.
+	SnapshotRecords int `yaml:"snapshotRecords"`
+}
+
+// SnapshotsOn reports whether the index is saved to and loaded from a snapshot.
+func (i Index) SnapshotsOn() bool { return i.Snapshot != SnapshotOff }
 
 // The values of History.Mode.
 const (
@@ -529,6 +560,11 @@ func (c Config) Validate(checks Checks) error {
 		errs = append(errs, fmt.Errorf("history.mode: %q is neither %q nor %q", m, HistoryOn, HistoryOff))
 	}
 	negativeDuration("history.retention", c.History.Retention)
+	if m := c.Index.Snapshot; m != "" && m != SnapshotOn && m != SnapshotOff {
+		errs = append(errs, fmt.Errorf("index.snapshot: %q is neither %q nor %q", m, SnapshotOn, SnapshotOff))
+	}
+	negative("index.snapshotRecords", int64(c.Index.SnapshotRecords))
+	negative("server.memoryLimitBytes", c.Server.MemoryLimitBytes)
 	t := c.History.Tables
 	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle,
 		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry}.WithDefaults().Validate(), nil)

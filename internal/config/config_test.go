@@ -223,6 +223,7 @@ server:
   maxHeaderBytes: -1
   bodyReadTimeout: -2s
   diskReserveBytes: -3
+  memoryLimitBytes: -4
   allowedHosts: ["", "http://x", "*"]
   auth:
     mode: sometimes
@@ -239,6 +240,9 @@ server:
 delivery:
   maxRoutes: -1
   maxHops: -1
+index:
+  snapshot: sometimes
+  snapshotRecords: -1
 limits:
   writesPerSecond: -1
   twinWritesPerSecond: -0.5
@@ -285,6 +289,7 @@ mappings:
 		"server.maxHeaderBytes: -1 is negative",
 		"server.bodyReadTimeout: -2s is negative",
 		"server.diskReserveBytes: -3 is negative",
+		"server.memoryLimitBytes: -4 is negative",
 		`server.allowedHosts[0]: "" is not a host name`,
 		`server.allowedHosts[1]: "http://x" is not a host name`,
 		`server.allowedHosts[2]: "*" allows every host, so it must be the only entry`,
@@ -300,6 +305,8 @@ mappings:
 		"server.fileDirs[0]: empty",
 		"delivery.maxRoutes: -1 is negative",
 		"delivery.maxHops: -1 is negative",
+		`index.snapshot: "sometimes" is neither "on" nor "off"`,
+		"index.snapshotRecords: -1 is negative",
 		"limits.writesPerSecond: -1 is not a non-negative number",
 		"limits.twinWritesPerSecond: -0.5 is not a non-negative number",
 		"limits.readsPerSecond: NaN is not a non-negative number",

@@ -43,9 +43,8 @@
 // The index is one of the copies of twin state the write path keeps (see package store): the
 // one queries read, through Read. Nothing else reads its contents (the server's readiness
 // check only compares Applied with the log's Last); in particular no write reads it or waits
-// for it. It is written only by New and by applying log records (Run and Sync, one at a
-// time under applyMu), and it keeps nothing of its own: it is built again from the store at
-// every start.
+// for it. It is written only by New or OpenSnapshot and by applying log records (Run and
+// Sync, one at a time under applyMu).
 //
 // Applied never passes the log's Last, because the log hands out only durable records; each
 // entity is as of Applied or newer, as above. Newer state comes from store snapshots (the load
@@ -58,16 +57,35 @@
 // about would keep its older state. Sync, Read and Run fail with ErrLogGap instead, and
 // keep failing; only building the index again (a restart) brings it back.
 //
+// # Snapshots
+//
+// What the index holds can be derived from the store at any time (New), but reading every
+// twin and relationship takes long for a large store. WriteSnapshot (SaveSnapshot, to a file
+// atomically) writes the index's own structures as of the seq it has applied, without
+// stopping the follower for the whole write (see WriteSnapshot), and OpenSnapshot loads them
+// back, mostly copying, on every CPU, and then follows the log from the next record like an
+// index New built: the snapshot holds every entity as of its seq, and applying the records
+// after it is what New's replay of the records committed while it loaded is. A snapshot is a
+// cache of the store: one that is damaged, of another format version or model set, past the
+// log's end or older than what the log still holds is refused (ErrBadSnapshot), and the index
+// must be built with New; following needs the log to hold every record after the snapshot's
+// seq, so the caller's pruner keeps them.
+//
 // # Memory
 //
-// A twin is kept as its stored JSON document, compressed with S2 (about half the size: the
-// per-property $metadata timestamps repeat), plus the byte ranges of its top-level members
-// keyed by interned property names, so a lookup decompresses the document (once per twin and
-// Reader) and decodes only the value it needs; deeper paths walk the raw JSON of the member.
+// A twin is kept as its stored JSON document, compressed with S2 (the per-property $metadata
+// timestamps repeat), plus the byte ranges of its top-level members keyed by interned
+// property names (packed, see members), so a lookup decompresses the document (once per
+// twin and Reader) and decodes only the value it needs; deeper paths walk the raw JSON of the
+// member.
 // Top-level members that hold numbers also go into dense number columns by twin slot
 // (Reader.NumberColumn), so a numeric filter over a million twins reads 8 bytes per twin and
-// no document. Relationships keep their document, uncompressed, and pointers to their two
-// twins; they are found through their source twin's outgoing list, not a map of their own.
+// no document. The documents are compressed with a dictionary made of the first documents
+// the index saw (see makeDict), which halves them again. Relationships keep pointers to their
+// two twins and, of a document of the usual shape, only the $etag and the properties: Doc
+// puts the rest back from the relationship's id and name and its twins' ids (see
+// compactRel). They are found through their source twin's outgoing list, not a map of their
+// own.
 package graph
 
 import (
@@ -151,9 +169,18 @@ type Index struct {
 	// columnLen is the length of every number column: each covers slots 0 to columnLen-1,
 	// NaN where a twin lacks the member or the slot is free.
 	columnLen int
-	// arena and zbuf are scratch space for putTwin.
-	arena prepArena
-	zbuf  []byte
+	// dict is the dictionary every twin document is compressed with, nil for plain S2 (see
+	// makeDict). It is set before the first document is compressed and never changes.
+	dict *s2.Dict
+	// arena and zbuf are scratch space for putTwin, packBuf for install.
+	arena   prepArena
+	zbuf    []byte
+	packBuf []byte
+	// frozen is the freeze of a snapshot being written, nil when none is (see WriteSnapshot):
+	// changes keep what they replace in it. Set and cleared under applyMu and mu.
+	frozen *frozen
+	// snapshotMu lets one snapshot be written at a time.
+	snapshotMu sync.Mutex
 }
 
 type relKey struct{ source, id string }
@@ -172,7 +199,7 @@ type Twin struct {
 	// zdoc is the JSON document, S2-compressed: documents repeat their property names and
 	// timestamps, and compressed they take about half the memory.
 	zdoc  []byte
-	props []prop
+	props members
 	out   []*Rel
 	in    []*Rel
 }
@@ -186,9 +213,12 @@ type prop struct {
 
 // Rel is an indexed relationship.
 type Rel struct {
-	id       string
-	name     string
-	slot     int32
+	id   string
+	name string
+	slot int32
+	// etagLen is the length of the $etag at the start of a compact doc, 0 when doc is the
+	// whole document (see compactRel).
+	etagLen  uint16
 	src, dst *Twin
 	doc      []byte
 }
@@ -302,7 +332,7 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 				n := len(b.twins) * perTwin
 				ar := prepArena{keys: make([][]byte, 0, n), props: make([]prop, 0, n), nums: make([]float64, 0, n)}
 				for i, t := range b.twins {
-					b.prep[i] = prepareTwin(t, &ar, &zbuf)
+					b.prep[i] = prepareTwin(t, x.dict, &ar, &zbuf)
 				}
 				perTwin = len(ar.keys)/len(b.twins) + 1
 				close(b.done)
@@ -337,11 +367,16 @@ func (x *Index) loadTwins(ctx context.Context, sc store.Scanner) error {
 			close(work)
 			close(ordered)
 		}()
+		sent := false // whether a batch went to the workers
 		newBatch := func() *loadBatch {
 			return &loadBatch{twins: make([]store.Twin, 0, x.cfg.LoadBatch), done: make(chan struct{})}
 		}
 		b := newBatch()
 		send := func() bool {
+			if !sent && x.dict == nil && len(x.twinSlots) == 0 {
+				x.dict = makeDict(b.twins) // before any document is compressed
+			}
+			sent = true
 			select {
 			case ordered <- b:
 			case <-ctx.Done():
@@ -709,9 +744,9 @@ type prepArena struct {
 	nums  []float64
 }
 
-// prepareTwin prepares st, keeping its members in ar; zbuf is scratch space for compressing.
-// The result refers to st.Doc until installed.
-func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
+// prepareTwin prepares st, compressing its document with dict and keeping its members in
+// ar; zbuf is scratch space for compressing. The result refers to st.Doc until installed.
+func prepareTwin(st store.Twin, dict *s2.Dict, ar *prepArena, zbuf *[]byte) preparedTwin {
 	doc := st.Doc
 	k0 := len(ar.keys)
 	eachMember(doc, func(k, v []byte) bool {
@@ -721,7 +756,7 @@ func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
 		ar.nums = append(ar.nums, number(v))
 		return true
 	})
-	*zbuf = s2.Encode((*zbuf)[:cap(*zbuf)], doc)
+	*zbuf = compressDoc(dict, *zbuf, doc)
 	k1 := len(ar.keys)
 	return preparedTwin{
 		id: st.ID, model: st.ModelID,
@@ -733,7 +768,10 @@ func prepareTwin(st store.Twin, ar *prepArena, zbuf *[]byte) preparedTwin {
 // putTwin inserts or replaces a twin. The caller holds mu for writing.
 func (x *Index) putTwin(st store.Twin) *Twin {
 	x.arena.keys, x.arena.props, x.arena.nums = x.arena.keys[:0], x.arena.props[:0], x.arena.nums[:0]
-	return x.install(prepareTwin(st, &x.arena, &x.zbuf))
+	if x.dict == nil && len(x.twinSlots) == 0 {
+		x.dict = makeDict([]store.Twin{st}) // before any document is compressed
+	}
+	return x.install(prepareTwin(st, x.dict, &x.arena, &x.zbuf))
 }
 
 // install inserts or replaces the prepared twin p. The caller holds mu for writing.
@@ -751,6 +789,8 @@ func (x *Index) install(p preparedTwin) *Twin {
 			x.twinSlots = append(x.twinSlots, t)
 		}
 		x.twins[t.id] = t
+	} else {
+		x.keepTwin(t)
 	}
 	if t.model != model {
 		if t.model >= 0 {
@@ -759,7 +799,7 @@ func (x *Index) install(p preparedTwin) *Twin {
 		x.byModel[model] = insertSorted(x.byModel[model], t.slot)
 		t.model = model
 	}
-	props := make([]prop, len(p.props)) // exactly sized: there are a million of them
+	props := p.props // named in place: the arena is the prepared twin's own
 	for i, pr := range p.props {
 		// Twins of a model mostly list the same members in the same order: reuse the name
 		// the previous twin had at this position when the key is the same.
@@ -776,7 +816,8 @@ func (x *Index) install(p preparedTwin) *Twin {
 		props[i] = pr
 	}
 	x.setNumbers(t, t.props, props, p.nums)
-	t.props = props
+	x.packBuf = packMembers(x.packBuf[:0], props)
+	t.props = members(bytes.Clone(x.packBuf)) // exactly sized: there are a million of them
 	t.zdoc = p.zdoc
 	return t
 }
@@ -785,14 +826,14 @@ func (x *Index) install(p preparedTwin) *Twin {
 // creating columns for new names up to the cap; old are the members t had before, whose
 // values it clears. Only the columns of old and new members are touched, unless t's slot is
 // new and every column grows to cover it. The caller holds mu for writing.
-func (x *Index) setNumbers(t *Twin, old, props []prop, nums []float64) {
+func (x *Index) setNumbers(t *Twin, old members, props []prop, nums []float64) {
 	if int(t.slot) >= x.columnLen {
 		for name, col := range x.numbers {
 			x.numbers[name] = x.growColumn(col)
 		}
 		x.columnLen = len(x.twinSlots)
 	}
-	for _, p := range old {
+	for p := range old.all() {
 		if col, ok := x.numbers[p.name]; ok {
 			col[t.slot] = math.NaN()
 		}
@@ -828,6 +869,7 @@ func (x *Index) deleteTwin(id string) {
 	if !ok {
 		return
 	}
+	x.keepTwin(t)
 	for _, r := range slices.Clone(t.out) {
 		x.removeRel(r)
 	}
@@ -855,7 +897,8 @@ func (x *Index) putRel(sr store.Relationship) {
 	}
 	if r := x.findRel(relKey{sr.SourceID, sr.ID}); r != nil {
 		if r.dst == dst && r.name == sr.Name {
-			r.doc = sr.Doc
+			x.keepRel(r)
+			r.doc, r.etagLen = compactRel(sr)
 			return
 		}
 		x.removeRel(r)
@@ -882,7 +925,8 @@ func (x *Index) addRel(src, dst *Twin, sr store.Relationship) {
 		name = sr.Name
 		x.relNames[name] = name
 	}
-	r := &Rel{id: sr.ID, name: name, src: src, dst: dst, doc: sr.Doc}
+	r := &Rel{id: sr.ID, name: name, src: src, dst: dst}
+	r.doc, r.etagLen = compactRel(sr)
 	if n := len(x.freeRels); n > 0 {
 		r.slot = x.freeRels[n-1]
 		x.freeRels = x.freeRels[:n-1]
@@ -892,6 +936,8 @@ func (x *Index) addRel(src, dst *Twin, sr store.Relationship) {
 		x.relSlots = append(x.relSlots, r)
 	}
 	x.rels++
+	x.keepTwin(src)
+	x.keepTwin(dst)
 	src.out = append(src.out, r)
 	dst.in = append(dst.in, r)
 }
@@ -922,6 +968,8 @@ func (x *Index) deleteRel(k relKey) {
 // removeRel removes r. The caller holds mu for writing.
 func (x *Index) removeRel(r *Rel) {
 	x.rels--
+	x.keepTwin(r.src)
+	x.keepTwin(r.dst)
 	r.src.out = slices.DeleteFunc(r.src.out, func(o *Rel) bool { return o == r })
 	r.dst.in = slices.DeleteFunc(r.dst.in, func(o *Rel) bool { return o == r })
 	x.relSlots[r.slot] = nil

@@ -44,7 +44,7 @@ func (r *Reader) twinDoc(t *Twin) []byte {
 	if cap(r.doc) < n {
 		r.doc = make([]byte, n)
 	}
-	r.doc, err = s2.Decode(r.doc[:cap(r.doc)], t.zdoc)
+	r.doc, err = decompressDoc(r.x.dict, r.doc, t.zdoc)
 	if err != nil {
 		r.doc, r.docOf = r.doc[:0], nil
 		return nil
@@ -117,7 +117,7 @@ func (r *Reader) LookupTwin(t *Twin, path []string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	for _, p := range t.props {
+	for p := range t.props.all() {
 		if p.name == n {
 			doc := r.twinDoc(t)
 			if int(p.end) > len(doc) {
@@ -139,9 +139,15 @@ func (r *Reader) LookupTwin(t *Twin, path []string) (any, bool) {
 
 // LookupRel resolves path in rel's document, like LookupTwin.
 func (r *Reader) LookupRel(rel *Rel, path []string) (any, bool) {
-	v, ok := descend(rel.doc, path)
-	if !ok {
+	if len(path) == 0 {
+		return value(rel.Doc())
+	}
+	v, s, ok := lookupRel(rel, path)
+	switch {
+	case !ok:
 		return nil, false
+	case v == nil:
+		return s, true
 	}
 	return value(v)
 }
@@ -175,9 +181,6 @@ func (r *Rel) Source() *Twin { return r.src }
 
 // Target returns the twin the relationship points to.
 func (r *Rel) Target() *Twin { return r.dst }
-
-// Doc returns the relationship's JSON document. It must not be modified.
-func (r *Rel) Doc() []byte { return r.doc }
 
 // Incoming returns the ids of the twins with a relationship named name to twin id, in no
 // particular order and once per relationship; none when there is no twin id. It reads the

@@ -23,6 +23,32 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // with # are copied as section titles.
 func TestGolden(t *testing.T) {
 	f := newFixture(t, false)
+	golden(t, "queries.golden", runQueries(t, f.index))
+}
+
+// TestGoldenFromSnapshot runs the queries of TestGolden against an index loaded from a
+// snapshot of the fixture's index: it must answer every one as the index built from the
+// store does.
+func TestGoldenFromSnapshot(t *testing.T) {
+	if *update {
+		t.Skip("TestGolden writes the golden file")
+	}
+	f := newFixture(t, false)
+	path := filepath.Join(t.TempDir(), "index.snapshot")
+	if _, err := f.index.SaveSnapshot(path); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := graph.OpenSnapshot(context.Background(), path, graph.Config{}, f.store, f.twins.Models, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "queries.golden", runQueries(t, idx))
+}
+
+// runQueries runs every query of testdata/queries.txt against idx and returns the plan and
+// all result rows, or the error, of each.
+func runQueries(t *testing.T, idx *graph.Index) string {
+	t.Helper()
 	in, err := os.Open(filepath.Join("testdata", "queries.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,11 +76,11 @@ func TestGolden(t *testing.T) {
 			continue
 		}
 		fmt.Fprintf(&out, "plan: %s\n", p.Plan())
-		for _, row := range runAll(t, f.index, p, 1000) {
+		for _, row := range runAll(t, idx, p, 1000) {
 			fmt.Fprintf(&out, "%s\n", stable(string(row)))
 		}
 	}
-	golden(t, "queries.golden", out.String())
+	return out.String()
 }
 
 // runAll returns every row of p, reading pages of pageSize.

@@ -16,9 +16,12 @@
 //   - The store (sqlite.Open) runs its writer, sync and checkpoint goroutines until Close,
 //     which waits for them. Views and log reads run on their callers' goroutines; an
 //     Update's caller waits while the writer runs it.
-//   - graph.New builds the index on worker goroutines that have all exited when it returns.
-//     The index's change-log follower, graph.Index.Run, starts none; queries catch it up
-//     with Sync on their own goroutines.
+//   - graph.New builds the index, and graph.OpenSnapshot loads it from its snapshot, on
+//     worker goroutines that have all exited when they return. The index's change-log
+//     follower, graph.Index.Run, starts none; queries catch it up with Sync on their own
+//     goroutines. The snapshotter (snapshotter.run) writes the index's snapshot on a
+//     goroutine of its own, one at a time, next to the follower; the last one is written
+//     after the follower stopped.
 //   - The job runner, job.Runner.Run, runs one job at a time on its goroutine; an import
 //     runs prepare workers and a committer for each section of its input, and waits for
 //     them before it goes on to the next section or returns.
@@ -111,6 +114,8 @@ type Server struct {
 	history *recorder
 	// graph is the graph index mappings read, once Run has built it.
 	graph *lateGraph
+	// snapshots saves the index and loads it at start; nil when snapshots are off.
+	snapshots *snapshotter
 	// auth authenticates requests and authorizes them by role; keys are its API keys.
 	auth *auth.Authenticator
 	keys *auth.Keys
@@ -277,6 +282,9 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 		}
 	}()
 	consumers := []func() uint64{s.indexed}
+	if s.snapshots = newSnapshotter(cfg.Index, cfg.Server.DataDir, logger); s.snapshots != nil {
+		consumers = append(consumers, s.snapshots.held)
+	}
 	if s.history != nil {
 		consumers = append(consumers, s.history.cursor)
 	}
@@ -488,6 +496,13 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	if s.history != nil {
 		wg.Go(func() {
+			// History catches up with the change log in the background: it starts once the
+			// index has caught up with the log, so that it does not slow the start down,
+			// taking the CPUs and memory that loading or building the index and replaying
+			// the log need.
+			if !s.indexCaughtUp(followCtx) {
+				return
+			}
 			if err := s.history.run(followCtx); err != nil {
 				followErr <- err
 			}
@@ -538,19 +553,25 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// buildAndFollow builds the graph index and the API over it, makes the API answer, and then
-// keeps the index following the change log until ctx ends.
-func (s *Server) buildAndFollow(ctx context.Context) error {
+// buildAndFollow builds the graph index, or loads it from its snapshot, and the API over it,
+// makes the API answer, and then keeps the index following the change log, and its snapshot
+// written in the background, until ctx ends. After a clean stop it writes the snapshot once
+// more.
+func (s *Server) buildAndFollow(ctx context.Context) (err error) {
 	start := time.Now()
-	idx, err := graph.New(ctx, graph.Config{}, s.store, s.twins.Models, s.logger)
+	idx, fromStore, err := s.openIndex(ctx)
 	if err != nil {
-		return fmt.Errorf("build graph index: %w", err)
+		return err
 	}
-	// Building reads every stored document once and keeps a compressed copy: the garbage it
-	// leaves is as large as the index, and the heap grew to hold both. One collection now
-	// returns that memory to the system before the server reports ready, instead of keeping
-	// the resident size near the build's peak until the heap happens to be scavenged.
-	debug.FreeOSMemory()
+	if fromStore {
+		// Building reads every stored document once and keeps a compressed copy: the garbage
+		// it leaves is as large as the index, and the heap grew to hold both. One collection
+		// now returns that memory to the system before the server reports ready, instead of
+		// keeping the resident size near the build's peak until the heap happens to be
+		// scavenged. Loading a snapshot leaves little garbage, and skips this collection of a
+		// heap as large as the index.
+		debug.FreeOSMemory()
+	}
 	jobs, err := job.New(job.Config{
 		Dir: s.cfg.Jobs.Dir, SpoolDir: filepath.Join(s.cfg.Server.DataDir, "job-logs"), AllowedHosts: s.cfg.Jobs.AllowedHosts, ErrorCode: api.ErrorCode,
 	}, s.store, s.twins, job.IndexGraph(idx), s.logger)
@@ -577,10 +598,20 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 
 	// The index follows the change log and the runner runs jobs until ctx ends; the first
 	// of them to fail stops the other.
+	if s.snapshots != nil {
+		defer func() {
+			if err == nil {
+				s.finalSnapshot(idx)
+			}
+		}()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	var followErr, jobsErr error
+	if s.snapshots != nil {
+		wg.Go(func() { s.snapshots.run(ctx, idx) })
+	}
 	wg.Go(func() {
 		// Run returns ctx's error once ctx ends; only an earlier return is a failure.
 		if err := idx.Run(ctx); ctx.Err() == nil {
@@ -596,6 +627,64 @@ func (s *Server) buildAndFollow(ctx context.Context) error {
 	})
 	wg.Wait()
 	return errors.Join(followErr, jobsErr)
+}
+
+// openIndex loads the graph index from its snapshot, or builds it from the store (fromStore)
+// when snapshots are off or the snapshot is missing or cannot be used.
+func (s *Server) openIndex(ctx context.Context) (idx *graph.Index, fromStore bool, err error) {
+	if s.snapshots != nil {
+		idx := s.snapshots.open(ctx, func(path string) (*graph.Index, error) {
+			return graph.OpenSnapshot(ctx, path, graph.Config{}, s.store, s.twins.Models, s.logger)
+		})
+		if idx != nil {
+			return idx, false, nil
+		}
+	}
+	idx, err = graph.New(ctx, graph.Config{}, s.store, s.twins.Models, s.logger)
+	if err != nil {
+		return nil, false, fmt.Errorf("build graph index: %w", err)
+	}
+	return idx, true, nil
+}
+
+// finalSnapshot writes the snapshot of idx, whose follower has stopped, once it has applied
+// the log as far as it reaches now; not after the store failed, whose durable state is
+// unknown.
+func (s *Server) finalSnapshot(idx *graph.Index) {
+	select {
+	case <-s.store.Failed():
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := idx.Sync(ctx); err != nil {
+		s.logger.Warn("graph index: catch up before the last snapshot", slog.Any("err", err))
+		return
+	}
+	s.snapshots.save(idx, "stop")
+}
+
+// indexCaughtUp waits until the graph index is built and has applied the change log as far
+// as it reached when the index was built, and reports whether it has; false when ctx ends
+// first.
+func (s *Server) indexCaughtUp(ctx context.Context) bool {
+	select {
+	case <-s.graph.ready:
+	case <-ctx.Done():
+		return false
+	}
+	target := s.store.Log().Last()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.indexed() < target {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // indexed returns the Seq through which the graph index has applied the change log, 0 until
