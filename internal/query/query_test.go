@@ -260,3 +260,37 @@ func TestRunStopsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunAllocations checks that what Run allocates does not grow with the candidates it
+// examines: a COUNT() over thousands of twins allocates about what one over a few does.
+func TestRunAllocations(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	const extra = 2000
+	for i := range extra {
+		body := fmt.Sprintf(`{"$metadata":{"$model":"dtmi:example:Sensor;1"},"value":%d}`, i)
+		if _, err := f.twins.PutTwin(ctx, fmt.Sprintf("extra%d", i), []byte(body), "", twins.Trace{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Prepare("SELECT COUNT() FROM DIGITALTWINS WHERE value >= 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	allocs := testing.AllocsPerRun(20, func() {
+		runErr = f.index.Read(ctx, func(r *graph.Reader) error {
+			page, err := p.Run(ctx, r, Cursor{}, 10)
+			if err == nil && string(page.Rows[0]) != fmt.Sprintf(`{"COUNT":%d}`, extra+2) {
+				err = fmt.Errorf("count %s, want %d", page.Rows[0], extra+2)
+			}
+			return err
+		})
+	})
+	if runErr != nil {
+		t.Fatal(runErr)
+	}
+	if allocs > extra/10 {
+		t.Errorf("a COUNT() over %d twins allocated %.0f times, want far fewer than one per twin", extra, allocs)
+	}
+}

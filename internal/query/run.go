@@ -116,9 +116,11 @@ func (p *Prepared) Run(ctx context.Context, r *graph.Reader, cur Cursor, pageSiz
 			return true
 		}
 		if len(page.Rows) == limit {
-			// One more row exists: the next page starts with it.
-			pos.Returned = cur.Returned + limit
-			page.Next = &pos
+			// One more row exists: the next page starts with it. A copy of pos, so that pos
+			// itself stays off the heap: emit runs for every candidate.
+			next := pos
+			next.Returned = cur.Returned + limit
+			page.Next = &next
 			return false
 		}
 		page.Rows = append(page.Rows, ex.row())
