@@ -209,7 +209,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.DurationVar(&cfg.Sample, "sample", bench.DefaultMixedSample, "interval of the soak samples")
 		fs.IntVar(&cfg.PageSize, "page-size", bench.DefaultMixedPageSize, "max-items-per-page of the filtered query")
 		fs.StringVar(&cfg.NATS, "nats", bench.DefaultDeliveryNATS, "`URL` of the NATS JetStream server one route delivers to")
-		fs.StringVar(&cfg.WebhookMode, "webhook-mode", "structured", "`mode` of the webhook endpoint: structured, binary or batched")
+		fs.StringVar(&cfg.WebhookMode, "webhook-mode", bench.DefaultMixedWebhookMode, "`mode` of the webhook endpoint: structured, binary or batched")
 		run = func(logger *slog.Logger) error {
 			load, err := patchLoadCommand()
 			if err != nil {

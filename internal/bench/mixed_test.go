@@ -152,7 +152,7 @@ func TestMixed(t *testing.T) {
 	if err := res.Table(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ingest latency", "NATS JetStream", "webhook (structured)", "history lag", "3-hop MATCH loaded",
+	for _, want := range []string{"ingest latency", "NATS JetStream", "webhook (batched)", "history lag", "3-hop MATCH loaded",
 		"goal: query p99 < 10ms", "soak: a sample every", "dead letters       steady"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
