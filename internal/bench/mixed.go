@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -1031,7 +1032,7 @@ func (q *queryClients) ask(ctx context.Context, kind int) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.url, strings.NewReader(string(data)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.url, bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
