@@ -246,7 +246,45 @@ type SoakSample struct {
 	LogRecords, DedupIDs int64
 	// DeadLetters counts the endpoints' dead letters, DeadLetterBytes their events' bytes.
 	DeadLetters, DeadLetterBytes int64
+	// Stall is the longest a goroutine that sleeps stallProbe at a time woke late since the
+	// sample before: how long the process's goroutines waited for a core.
+	Stall time.Duration
 }
+
+// stallProbe is the sleep of the goroutine that measures SoakSample.Stall.
+const stallProbe = 100 * time.Millisecond
+
+// stallMeter measures how late a goroutine that sleeps stallProbe at a time wakes.
+type stallMeter struct {
+	worst atomic.Int64
+}
+
+// run sleeps stallProbe at a time until ctx ends, noting the worst lateness.
+func (m *stallMeter) run(ctx context.Context) {
+	timer := time.NewTimer(stallProbe)
+	defer timer.Stop()
+	due := time.Now().Add(stallProbe)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		late := int64(now.Sub(due))
+		for {
+			old := m.worst.Load()
+			if late <= old || m.worst.CompareAndSwap(old, late) {
+				break
+			}
+		}
+		due = now.Add(stallProbe)
+		timer.Reset(stallProbe)
+	}
+}
+
+// take returns the worst lateness since the last take.
+func (m *stallMeter) take() time.Duration { return time.Duration(max(m.worst.Swap(0), 0)) }
 
 // soakSeries are the series of the samples, with how each is shown and what bounds it.
 var soakSeries = []struct {
@@ -264,6 +302,8 @@ var soakSeries = []struct {
 	{"dedup ids", func(s SoakSample) float64 { return float64(s.DedupIDs) }, plain, "kept for ingress.dedupWindow (1h)"},
 	{"dead letters", func(s SoakSample) float64 { return float64(s.DeadLetters) }, plain, ""},
 	{"dead letter bytes", func(s SoakSample) float64 { return float64(s.DeadLetterBytes) }, mib, ""},
+	{"stall", func(s SoakSample) float64 { return float64(s.Stall) }, func(v float64) string { return time.Duration(v).Round(time.Millisecond).String() },
+		"the longest a goroutine sleeping 100ms woke late since the sample before"},
 }
 
 func mib(v float64) string   { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
@@ -345,11 +385,11 @@ func (r MixedResult) Table(w io.Writer) error {
 func (r MixedResult) soakTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n  soak: a sample every %v\n", r.Sample)
-	fmt.Fprintf(&b, "  %9s %10s %10s %10s %6s %11s %11s %10s %8s %10s\n", "at", "RSS MiB", "heap MiB", "goroutines", "fds", "data MiB", "log recs", "dedup ids", "dead", "dead MiB")
+	fmt.Fprintf(&b, "  %9s %10s %10s %10s %6s %11s %11s %10s %8s %10s %9s\n", "at", "RSS MiB", "heap MiB", "goroutines", "fds", "data MiB", "log recs", "dedup ids", "dead", "dead MiB", "stall")
 	for _, s := range r.Samples {
-		fmt.Fprintf(&b, "  %9v %10.1f %10.1f %10d %6d %11.1f %11d %10d %8d %10.2f\n", s.At.Round(time.Second), float64(s.RSS)/(1<<20),
+		fmt.Fprintf(&b, "  %9v %10.1f %10.1f %10d %6d %11.1f %11d %10d %8d %10.2f %9v\n", s.At.Round(time.Second), float64(s.RSS)/(1<<20),
 			float64(s.HeapInuse)/(1<<20), s.Goroutines, s.FDs, float64(s.DBBytes)/(1<<20), s.LogRecords, s.DedupIDs, s.DeadLetters,
-			float64(s.DeadLetterBytes)/(1<<20))
+			float64(s.DeadLetterBytes)/(1<<20), s.Stall.Round(time.Millisecond))
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
@@ -657,13 +697,15 @@ func runMixedLoad(ctx context.Context, cfg MixedConfig, srv *server.Server, api 
 		ingErr   error
 		base     = time.Now()
 	)
+	stall := &stallMeter{}
+	wg.Go(func() { stall.run(sampleCtx) })
 	wg.Go(func() {
 		for _, s := range sampleHistory(sampleCtx, srv) {
 			lags = append(lags, s.LagTime)
 		}
 	})
 	wg.Go(func() {
-		sampler := soakSampler{base: base, srv: srv, logs: logs, dataDir: dataDir}
+		sampler := soakSampler{base: base, srv: srv, logs: logs, dataDir: dataDir, stall: stall}
 		samples = sampler.run(sampleCtx, cfg.Sample, logger)
 	})
 	ingestDone := make(chan struct{})
@@ -694,7 +736,7 @@ func runMixedLoad(ctx context.Context, cfg MixedConfig, srv *server.Server, api 
 		return err
 	}
 	// A last sample after the load.
-	samples = append(samples, soakSampler{base: base, srv: srv, logs: logs, dataDir: dataDir}.sample(ctx, logger))
+	samples = append(samples, soakSampler{base: base, srv: srv, logs: logs, dataDir: dataDir, stall: stall}.sample(ctx, logger))
 	res.Samples = samples
 	res.NATS = recv.nats.result(ingested.Committed)
 	res.Webhook = recv.hook.result(ingested.Committed)
@@ -1151,6 +1193,7 @@ type soakSampler struct {
 	srv     *server.Server
 	logs    *logReader
 	dataDir string
+	stall   *stallMeter
 }
 
 // run takes a sample now and every interval until ctx ends, and returns them.
@@ -1170,7 +1213,7 @@ func (s soakSampler) run(ctx context.Context, interval time.Duration, logger *sl
 
 // sample takes one sample; what it cannot read it leaves zero, and logs why.
 func (s soakSampler) sample(ctx context.Context, logger *slog.Logger) SoakSample {
-	smp := SoakSample{At: time.Since(s.base), Goroutines: runtime.NumGoroutine()}
+	smp := SoakSample{At: time.Since(s.base), Goroutines: runtime.NumGoroutine(), Stall: s.stall.take()}
 	var errs []error
 	var err error
 	if smp.RSS, err = vmRSS(os.Getpid()); err != nil {
@@ -1195,7 +1238,7 @@ func (s soakSampler) sample(ctx context.Context, logger *slog.Logger) SoakSample
 	}
 	logger.Info("soak sample", slog.Duration("at", smp.At.Round(time.Second)), slog.Int64("rssMiB", smp.RSS>>20),
 		slog.Int("goroutines", smp.Goroutines), slog.Int("fds", smp.FDs), slog.Int64("dataMiB", smp.DBBytes>>20),
-		slog.Int64("logRecords", smp.LogRecords), slog.Int64("deadLetters", smp.DeadLetters))
+		slog.Int64("logRecords", smp.LogRecords), slog.Int64("deadLetters", smp.DeadLetters), slog.Duration("stall", smp.Stall))
 	return smp
 }
 

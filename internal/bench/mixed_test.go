@@ -153,7 +153,7 @@ func TestMixed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"ingest latency", "NATS JetStream", "webhook (batched)", "history lag", "3-hop MATCH loaded",
-		"goal: query p99 < 10ms", "soak: a sample every", "dead letters       steady"} {
+		"goal: query p99 < 10ms", "soak: a sample every", "dead letters       steady", "stall"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
