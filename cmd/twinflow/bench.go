@@ -27,6 +27,7 @@ const benchUsage = `Usage: twinflow bench patch [flags]     PATCH throughput ove
        twinflow bench ingest [flags]    messages from 1,000 devices through MQTT, Kafka and HTTP sources against HTTP PATCH
        twinflow bench history [flags]   data history: its cost and lag under PATCH load, its writer against the ceiling, its queries
        twinflow bench upload [flags]    models upload of a generated ontology of 3,700 interfaces to a local server
+       twinflow bench mixed [flags]     1,000,000 twins under ingest, two routes, history and queries at once, with a soak
        twinflow bench anomaly -nab DIR  the anomaly detector on the Numenta Anomaly Benchmark checked out at DIR
 
 Run "twinflow bench <name> -h" for the flags of each.
@@ -35,6 +36,7 @@ Examples:
   twinflow bench patch -duration 10s
   twinflow bench history
   twinflow bench upload -models 3700
+  twinflow bench mixed -twins 100000 -duration 2m -sample 20s
 `
 
 // benchExamples are the examples of each benchmark's help.
@@ -46,6 +48,7 @@ var benchExamples = map[string]string{
 	"ingest":   "twinflow bench ingest -kinds mqtt,http -duration 10s",
 	"history":  "twinflow bench history -cpuprofile history.prof",
 	"upload":   "twinflow bench upload -models 3700 -seed 7",
+	"mixed":    "twinflow bench mixed -twins 100000 -duration 2m -sample 20s\n  twinflow bench mixed -duration 30m -sample 1m   # the soak",
 	"anomaly":  "twinflow bench anomaly -nab ~/NAB",
 }
 
@@ -199,6 +202,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stdout, "twinflow bench upload")
 			return res.Table(stdout)
 		}
+	case "mixed":
+		var cfg bench.MixedConfig
+		fs.IntVar(&cfg.Twins, "twins", bench.DefaultMixedTwins, "number of twins, each with a relationship to the next")
+		fs.IntVar(&cfg.Rate, "rate", 0, "messages per second through the source (default half the PATCHes/s of a calibration run of bench patch's load)")
+		fs.DurationVar(&cfg.Calibration, "calibration", bench.DefaultMixedCalibration, "how long the calibration run patches")
+		fs.IntVar(&cfg.Clients, "clients", bench.DefaultMixedClients, "concurrent query clients")
+		fs.DurationVar(&cfg.Idle, "idle", bench.DefaultMixedIdle, "how long the query clients run on the idle server, before the load")
+		fs.DurationVar(&cfg.Duration, "duration", bench.DefaultMixedDuration, "how long the load and the query clients run together")
+		fs.DurationVar(&cfg.Sample, "sample", bench.DefaultMixedSample, "interval of the soak samples")
+		fs.IntVar(&cfg.PageSize, "page-size", bench.DefaultMixedPageSize, "max-items-per-page of the filtered query")
+		fs.StringVar(&cfg.NATS, "nats", bench.DefaultDeliveryNATS, "`URL` of the NATS JetStream server one route delivers to")
+		fs.StringVar(&cfg.WebhookMode, "webhook-mode", bench.DefaultMixedWebhookMode, "`mode` of the webhook endpoint: structured, binary or batched")
+		run = func(logger *slog.Logger) error {
+			load, err := patchLoadCommand()
+			if err != nil {
+				return err
+			}
+			cfg.Dir, cfg.Keep = *dir, *keep
+			cfg.LoadCommand = load
+			res, err := bench.Mixed(ctx, cfg, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "twinflow bench mixed")
+			return res.Table(stdout)
+		}
 	case "restart":
 		var cfg bench.RestartConfig
 		fs.IntVar(&cfg.Twins, "twins", 1_000_000, "number of twins stored before the restart")
@@ -282,7 +311,7 @@ func patchLoadCommand() (func(ctx context.Context, args []string) *exec.Cmd, err
 // newBenchCmd is `twinflow bench`, whose own parser reads the benchmark's name and flags.
 func newBenchCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:                "bench patch|restart|delivery|import|ingest|history|upload|anomaly [flags]",
+		Use:                "bench patch|restart|delivery|import|ingest|history|upload|mixed|anomaly [flags]",
 		Short:              "Measure throughput, restart time and model uploads (twinflow bench -h)",
 		Example:            "  twinflow bench upload --models 3700\n  twinflow bench patch --duration 10s",
 		DisableFlagParsing: true,

@@ -116,9 +116,11 @@ func (p *Prepared) Run(ctx context.Context, r *graph.Reader, cur Cursor, pageSiz
 			return true
 		}
 		if len(page.Rows) == limit {
-			// One more row exists: the next page starts with it.
-			pos.Returned = cur.Returned + limit
-			page.Next = &pos
+			// One more row exists: the next page starts with it. A copy of pos, so that pos
+			// itself stays off the heap: emit runs for every candidate.
+			next := pos
+			next.Returned = cur.Returned + limit
+			page.Next = &next
 			return false
 		}
 		page.Rows = append(page.Rows, ex.row())
@@ -139,6 +141,10 @@ func (p *Prepared) Run(ctx context.Context, r *graph.Reader, cur Cursor, pageSiz
 			ex.env.rels[0] = rel
 			return emit(Cursor{Slot: rel.Slot()})
 		})
+	case pl.q.Select.Count && ex.countsByModel():
+		// Every twin of the accepted models counts: their lists' lengths are the answer.
+		count = ex.countModelLists(cur.Slot)
+		page.Examined = count
 	default:
 		ex.eachTwin(cur.Slot, func(slot int) bool {
 			// Number columns first: they decide most rows without touching the twin.
@@ -201,6 +207,30 @@ func newExec(pl *plan, r *graph.Reader) *exec {
 		})
 	}
 	return ex
+}
+
+// countsByModel reports whether the twins of the model index's lists are exactly the rows
+// of the plan: one twin collection, no anchor, and nothing of the WHERE clause left to test
+// beyond the IS_OF_MODEL conjunct the lists answer.
+func (ex *exec) countsByModel() bool {
+	pl := ex.pl
+	return len(pl.colls) == 1 && !pl.colls[0].rel && len(pl.links) == 0 && pl.anchor < 0 && pl.model != nil &&
+		ex.residual == nil && len(ex.numbers) == 0
+}
+
+// countModelLists returns the number of twins, from slot from on, in the model index's lists
+// of the models the plan's IS_OF_MODEL accepts: what eachTwin would visit.
+func (ex *exec) countModelLists(from int) int {
+	n := 0
+	for model, ok := range ex.models[&ex.pl.model.Args[0]].accept {
+		if !ok {
+			continue
+		}
+		l := ex.r.TwinsOfModel(model)
+		i, _ := slices.BinarySearch(l, int32(from))
+		n += len(l) - i
+	}
+	return n
 }
 
 // columnTest is a numericTest bound to its number column.
