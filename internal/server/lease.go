@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/lease"
@@ -33,9 +34,17 @@ type leases struct {
 	close func()
 }
 
+// localLeaseTTL is the TTL of the leases of a node on the embedded store. No other node can
+// take its work over, so a renewal that runs late (the process starved of CPU for seconds
+// under load) must not make the keeper give the work up and start it again: only the
+// duplicate deliveries of that restart would come of it. A TTL this long makes a loss need
+// a renewal 40 minutes late.
+const localLeaseTTL = time.Hour
+
 // newLeases opens the lease table cfg.Store chooses and builds the keeper of node.
 func newLeases(ctx context.Context, cfg config.Config, node string, logger *slog.Logger) (*leases, error) {
 	l := &leases{node: node, close: func() {}}
+	ttl := cfg.Store.LeaseTTL
 	if cfg.Store.DSN != "" {
 		t, err := leasepg.Open(ctx, leasepg.Config{DSN: cfg.Store.DSN, Schema: cmp.Or(cfg.Store.Schema, postgres.DefaultSchema)})
 		if err != nil {
@@ -43,9 +52,9 @@ func newLeases(ctx context.Context, cfg config.Config, node string, logger *slog
 		}
 		l.table, l.close = t, t.Close
 	} else {
-		l.table = &lease.Local{}
+		l.table, ttl = &lease.Local{}, localLeaseTTL
 	}
-	k, err := lease.New(lease.Config{Holder: node, TTL: cfg.Store.LeaseTTL}, l.table, logger)
+	k, err := lease.New(lease.Config{Holder: node, TTL: ttl}, l.table, logger)
 	if err != nil {
 		l.close()
 		return nil, err
