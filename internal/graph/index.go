@@ -138,6 +138,10 @@ type Index struct {
 	applyMu sync.Mutex
 	// applied is the seq of the last record applied.
 	applied atomic.Uint64
+	// appliedID is the event id of the record at Applied, "" while unknown (no record
+	// applied since New); a snapshot records it to recognise its log (see OpenSnapshot).
+	// It is guarded by applyMu.
+	appliedID string
 
 	mu        sync.RWMutex
 	twins     map[string]*Twin
@@ -549,7 +553,7 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 		twinAt  = map[string]*store.Change{}
 		relAt   = map[relKey]*store.Change{}
 	)
-	last := x.applied.Load()
+	last, lastID := x.applied.Load(), ""
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Seq <= last {
@@ -558,7 +562,7 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 		if rec.Seq != last+1 {
 			return fmt.Errorf("%w: applied through %d, the log's next record is %d", ErrLogGap, last, rec.Seq)
 		}
-		last = rec.Seq
+		last, lastID = rec.Seq, rec.Event.ID
 		switch rec.Event.Type {
 		case event.TwinCreate, event.TwinUpdate, event.TwinDelete:
 			id := rec.Event.Subject
@@ -608,6 +612,7 @@ func (x *Index) apply(ctx context.Context, recs []store.Change) error {
 		}
 	}
 	x.applied.Store(last)
+	x.appliedID = lastID
 	return nil
 }
 

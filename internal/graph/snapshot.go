@@ -34,7 +34,8 @@ var ErrBadSnapshot = errors.New("graph index: unusable snapshot")
 //
 // A snapshot starts with a header of snapshotHeaderLen bytes: the magic, the format version
 // (uint32), a reserved uint32, the seq the index had applied (uint64), the SHA-256 of the
-// model set (modelSetHash), and the CRC-32C of the bytes before it; all integers are little
+// model set (modelSetHash), the fingerprint of the log record at the seq (fingerprintOf; zero
+// when unknown), and the CRC-32C of the bytes before it; all integers are little
 // endian. Chunks follow, each a tag (uint32), the payload's length (uint32), the payload and
 // the CRC-32C of tag, length and payload. The chunks come in this order: one chunkMeta, the
 // chunkTwins, the chunkColumn, the chunkRels, the chunkAdjacency, and one chunkEnd, which
@@ -46,8 +47,8 @@ var ErrBadSnapshot = errors.New("graph index: unusable snapshot")
 // meta chunk carries the dictionary the documents are compressed with.
 const (
 	snapshotMagic     = "TFGRAPH\x00"
-	snapshotVersion   = 1
-	snapshotHeaderLen = 8 + 4 + 4 + 8 + sha256.Size + 4
+	snapshotVersion   = 2
+	snapshotHeaderLen = 8 + 4 + 4 + 8 + sha256.Size + fingerprintLen + 4
 
 	chunkMeta      = 1
 	chunkTwins     = 2
@@ -95,6 +96,7 @@ func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 	fz := x.freeze(sw)
 	defer x.thaw()
 	seq = fz.seq
+	fp := x.fingerprintAt(seq, fz.seqID)
 
 	header := make([]byte, 0, snapshotHeaderLen)
 	header = append(header, snapshotMagic...)
@@ -102,6 +104,7 @@ func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 	header = binary.LittleEndian.AppendUint32(header, 0)
 	header = binary.LittleEndian.AppendUint64(header, seq)
 	header = append(header, hash[:]...)
+	header = append(header, fp[:]...)
 	header = binary.LittleEndian.AppendUint32(header, crc32.Checksum(header, castagnoli))
 	if _, err := w.Write(header); err != nil {
 		return 0, fmt.Errorf("graph index: write snapshot: %w", err)
@@ -125,7 +128,9 @@ func (x *Index) WriteSnapshot(w io.Writer) (seq uint64, err error) {
 // frozen is the index as of a seq while a snapshot of it is written: what WriteSnapshot
 // copied at the start, and the states applying records has kept since (see keepTwin).
 type frozen struct {
-	seq         uint64
+	seq uint64
+	// seqID is the event id of the record at seq, "" when the index does not know it.
+	seqID       string
 	twinSlots   []*Twin
 	relSlots    []*Rel
 	twins, rels int
@@ -159,7 +164,7 @@ func (x *Index) freeze(sw *snapshotWriter) *frozen {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	fz := &frozen{
-		seq:       x.applied.Load(),
+		seq: x.applied.Load(), seqID: x.appliedID,
 		twinSlots: slices.Clone(x.twinSlots), relSlots: slices.Clone(x.relSlots),
 		twins: len(x.twins), rels: x.rels,
 		columns:    make(map[uint32][]float64, len(x.numbers)),
@@ -510,6 +515,40 @@ func SnapshotSeq(path string) (uint64, error) {
 type snapshotHeader struct {
 	seq  uint64
 	hash [sha256.Size]byte
+	// fp fingerprints the log record at seq; zero when it was not known.
+	fp fingerprint
+}
+
+// fingerprintLen is the length of a fingerprint.
+const fingerprintLen = 16
+
+// fingerprint identifies a change-log record by its event id: the first bytes of the id's
+// SHA-256. A snapshot keeps the fingerprint of the record at its seq, so that a log that has
+// reached that seq with other records (another or a restored database under the same data
+// directory) is told from the one the snapshot was written from.
+type fingerprint [fingerprintLen]byte
+
+// fingerprintOf returns the fingerprint of the record whose event id is id.
+func fingerprintOf(id string) fingerprint {
+	sum := sha256.Sum256([]byte(id))
+	return fingerprint(sum[:fingerprintLen])
+}
+
+// fingerprintAt returns the fingerprint of the log record at seq, whose event id is id when
+// the index knows it; otherwise it reads the record from the log. It returns the zero
+// fingerprint for seq 0 and when the log no longer holds the record.
+func (x *Index) fingerprintAt(seq uint64, id string) fingerprint {
+	if seq == 0 {
+		return fingerprint{}
+	}
+	if id == "" {
+		recs, err := x.st.Log().Read(context.Background(), seq-1, 1)
+		if err != nil || len(recs) == 0 || recs[0].Seq != seq {
+			return fingerprint{}
+		}
+		id = recs[0].Event.ID
+	}
+	return fingerprintOf(id)
 }
 
 // readHeader reads and checks a snapshot's header.
@@ -531,6 +570,7 @@ func readHeader(r io.Reader) (snapshotHeader, error) {
 	}
 	h.seq = binary.LittleEndian.Uint64(b[16:])
 	copy(h.hash[:], b[24:])
+	copy(h.fp[:], b[24+sha256.Size:])
 	return h, nil
 }
 
@@ -563,7 +603,7 @@ func OpenSnapshot(ctx context.Context, path string, cfg Config, st store.Store, 
 	if hash != h.hash {
 		return nil, fmt.Errorf("%w: written with another model set", ErrBadSnapshot)
 	}
-	if err := checkLogAfter(ctx, st.Log(), h.seq); err != nil {
+	if err := checkLog(ctx, st.Log(), h.seq, h.fp); err != nil {
 		return nil, err
 	}
 	x := newIndex(cfg, models, logger)
@@ -575,13 +615,28 @@ func OpenSnapshot(ctx context.Context, path string, cfg Config, st store.Store, 
 	return x, nil
 }
 
-// checkLogAfter checks that log can be followed from the record after seq.
-func checkLogAfter(ctx context.Context, log store.Log, seq uint64) error {
+// checkLog checks that log is the one a snapshot at seq was written from (its record at seq
+// has the fingerprint fp, unless fp is zero) and that it can be followed from the record
+// after seq.
+func checkLog(ctx context.Context, log store.Log, seq uint64, fp fingerprint) error {
 	last := log.Last()
-	switch {
-	case seq > last:
+	if seq > last {
 		return fmt.Errorf("%w: its seq %d is past the change log's last record %d", ErrBadSnapshot, seq, last)
-	case seq == last:
+	}
+	if seq > 0 && fp != (fingerprint{}) {
+		// Records up to last exist, so this read does not wait.
+		recs, err := log.Read(ctx, seq-1, 1)
+		if err != nil {
+			return fmt.Errorf("graph index: read the change log at %d: %w", seq, err)
+		}
+		switch {
+		case len(recs) == 0 || recs[0].Seq != seq:
+			return fmt.Errorf("%w: the change log no longer holds the record at its seq %d", ErrBadSnapshot, seq)
+		case fingerprintOf(recs[0].Event.ID) != fp:
+			return fmt.Errorf("%w: the change log's record at its seq %d is another one than when it was written (another database?)", ErrBadSnapshot, seq)
+		}
+	}
+	if seq == last {
 		return nil
 	}
 	recs, err := log.Read(ctx, seq, 1)

@@ -182,6 +182,11 @@ func TestSnapshotRejected(t *testing.T) {
 		{name: "stale: another database", file: good, setup: func(t *testing.T, e *env) {
 			*e = *newEnv(t) // the same models, fewer records
 		}},
+		{name: "another database with as many records", file: good, setup: func(t *testing.T, e *env) {
+			if e.store.Log().Last() != x.Applied() {
+				t.Fatalf("the other database's log ends at %d, the snapshot's seq is %d", e.store.Log().Last(), x.Applied())
+			}
+		}},
 		{name: "pruned log", file: good, setup: func(t *testing.T, e *env) {
 			e.twin("r8", "dtmi:ex:Room;1", ``)
 			e.twin("r9", "dtmi:ex:Room;1", ``) // the newest record, which the log keeps

@@ -72,8 +72,15 @@ func newSnapshotter(cfg config.Index, dataDir string, logger *slog.Logger) *snap
 }
 
 // held returns the seq after which the log must keep every record for the snapshot on disk
-// (a pruner consumer, see outbox.PrunerConfig.Consumers).
-func (s *snapshotter) held() uint64 { return s.seq.Load() }
+// (a pruner consumer, see outbox.PrunerConfig.Consumers): the records after the snapshot's
+// seq, which loading it replays, and the one at its seq, by which loading recognises the log.
+func (s *snapshotter) held() uint64 {
+	seq := s.seq.Load()
+	if seq == math.MaxUint64 || seq == 0 {
+		return seq
+	}
+	return seq - 1
+}
 
 // open returns the index loaded from the snapshot, or nil when there is none or it cannot be
 // used, saying why in the log; an unusable snapshot is removed.

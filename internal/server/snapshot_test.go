@@ -87,14 +87,15 @@ func TestIndexSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no snapshot after a clean stop: %v", err)
 	}
-	// The log's pruner keeps the records after the snapshot from the next start on, and a
+	// The log's pruner keeps the record at the snapshot's seq and those after it from the
+	// next start on, and a
 	// snapshot cut short by a crash while it was written is removed.
 	cut := path + graph.SnapshotTempSuffix + "123"
 	if err := os.WriteFile(cut, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if held := newSnapshotter(config.Index{}, dir, slog.New(slog.DiscardHandler)).held(); held != seq {
-		t.Errorf("the pruner is told to keep the records after %d, want after the snapshot's seq %d", held, seq)
+	if held := newSnapshotter(config.Index{}, dir, slog.New(slog.DiscardHandler)).held(); held != seq-1 {
+		t.Errorf("the pruner is told to keep the records after %d, want from the snapshot's seq %d on", held, seq)
 	}
 	if sn := newSnapshotter(config.Index{Snapshot: config.SnapshotOff}, dir, nil); sn != nil {
 		t.Error("a snapshotter with snapshots off")
