@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/jsontext"
 	qlang "github.com/twinflow/twinflow/internal/query"
 	"github.com/twinflow/twinflow/internal/twin"
 )
@@ -143,16 +144,38 @@ func writeQueryPage(w http.ResponseWriter, p *qlang.Prepared, page qlang.Page, t
 		s := base64.RawURLEncoding.EncodeToString(b)
 		next = &s
 	}
-	if rows == nil {
-		rows = []json.RawMessage{}
-	}
 	charge := 1 + 0.001*float64(page.Examined) + 0.01*float64(len(page.Rows))
 	w.Header().Set("query-charge", strconv.FormatFloat(charge, 'f', 2, 64))
-	writeJSON(w, http.StatusOK, struct {
-		Value             []json.RawMessage `json:"value"`
-		ContinuationToken *string           `json:"continuationToken"`
-	}{rows, next})
+	writeRaw(w, http.StatusOK, appendQueryPage(nil, rows, next))
 	return nil
+}
+
+// appendQueryPage appends the body of a page of rows to b: {"value": rows,
+// "continuationToken": next or null}. The rows are the query engine's, compact JSON already,
+// and go out as they are: encoding/json would scan and compact every byte of them again.
+func appendQueryPage(b []byte, rows []json.RawMessage, next *string) []byte {
+	n := len(`{"value":[],"continuationToken":null}`) + len(rows)
+	for _, r := range rows {
+		n += len(r)
+	}
+	if next != nil {
+		n += len(*next) + 2
+	}
+	b = slices.Grow(b, n)
+	b = append(b, `{"value":[`...)
+	for i, r := range rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	b = append(b, `],"continuationToken":`...)
+	if next == nil {
+		b = append(b, "null"...)
+	} else {
+		b = jsontext.AppendString(b, *next)
+	}
+	return append(b, '}')
 }
 
 // rewriteRows rewrites the twin documents in rows, in place, as version ver shows them: the
