@@ -211,6 +211,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.DurationVar(&cfg.Idle, "idle", bench.DefaultMixedIdle, "how long the query clients run on the idle server, before the load")
 		fs.DurationVar(&cfg.Duration, "duration", bench.DefaultMixedDuration, "how long the load and the query clients run together")
 		fs.DurationVar(&cfg.Sample, "sample", bench.DefaultMixedSample, "interval of the soak samples")
+		fs.DurationVar(&cfg.Retention, "retention", 0, "keep the change log, history and message ids this long instead of their defaults (168h, 720h, 1h)")
 		fs.IntVar(&cfg.PageSize, "page-size", bench.DefaultMixedPageSize, "max-items-per-page of the filtered query")
 		fs.StringVar(&cfg.NATS, "nats", bench.DefaultDeliveryNATS, "`URL` of the NATS JetStream server one route delivers to")
 		fs.StringVar(&cfg.WebhookMode, "webhook-mode", bench.DefaultMixedWebhookMode, "`mode` of the webhook endpoint: structured, binary or batched")
