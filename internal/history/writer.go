@@ -47,7 +47,8 @@ type Config struct {
 	// negative keeps them for ever. Default DefaultRetention.
 	Retention time.Duration
 	// PruneInterval is the time between retention passes; PruneBatch the most rows one
-	// pruning transaction deletes. Defaults DefaultPruneInterval and DefaultPruneBatch.
+	// pruning transaction deletes. Defaults: DefaultPruneInterval, or a tenth of a Retention
+	// shorter than ten of them (at least 1 s); DefaultPruneBatch.
 	PruneInterval time.Duration
 	PruneBatch    int
 	// RollupEvery is the time between roll-up passes, each of which rolls the rows up to
@@ -90,7 +91,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
 	}
-	positiveDur("pruneInterval", &cfg.PruneInterval, DefaultPruneInterval)
 	positiveDur("minBackoff", &cfg.MinBackoff, DefaultMinBackoff)
 	positiveDur("maxBackoff", &cfg.MaxBackoff, DefaultMaxBackoff)
 	positiveDur("rollupEvery", &cfg.RollupEvery, DefaultRollupEvery)
@@ -98,6 +98,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
+	// A retention shorter than ten intervals is pruned ten times per retention, so the rows
+	// never outlive it by more than a tenth.
+	pruneEvery := DefaultPruneInterval
+	if cfg.Retention > 0 {
+		pruneEvery = min(pruneEvery, max(cfg.Retention/10, time.Second))
+	}
+	positiveDur("pruneInterval", &cfg.PruneInterval, pruneEvery)
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		errs = append(errs, fmt.Errorf("maxBackoff: %v is less than minBackoff %v", cfg.MaxBackoff, cfg.MinBackoff))
 	}
