@@ -66,6 +66,7 @@ var wantAccess = map[string]auth.Role{
 	"GET /digitaltwins/{id}/history":                     auth.RoleReader,
 	"GET /digitaltwins/{id}/relationships/{rel}/history": auth.RoleReader,
 	"GET /digitaltwins/{id}/lifecycle":                   auth.RoleReader,
+	"GET /digitaltwins/{id}/anomalies":                   auth.RoleReader,
 	"POST /history/query":                                auth.RoleReader,
 	"GET /history/status":                                auth.RoleReader,
 

@@ -344,6 +344,7 @@ type HistoryTables struct {
 	TwinLifecycle         string `yaml:"twinLifecycle"`
 	RelationshipLifecycle string `yaml:"relationshipLifecycle"`
 	Telemetry             string `yaml:"telemetry"`
+	Anomalies             string `yaml:"anomalies"`
 }
 
 // On reports whether data history is on.
@@ -573,7 +574,7 @@ func (c Config) Validate(checks Checks) error {
 	negative("server.memoryLimitBytes", c.Server.MemoryLimitBytes)
 	t := c.History.Tables
 	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle,
-		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry}.WithDefaults().Validate(), nil)
+		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry, Anomalies: t.Anomalies}.WithDefaults().Validate(), nil)
 	add("limits", c.Limits.Throttle().Validate(), nil)
 	negative("ingress.maxMessageBytes", int64(c.Ingress.MaxMessageBytes))
 	negativeDuration("ingress.dedupWindow", c.Ingress.DedupWindow)

@@ -24,7 +24,7 @@ import (
 
 // AnomalyType is the CloudEvents type of the event a detector raises for an anomaly. Its data
 // is AnomalyData; its subject is the twin's id.
-const AnomalyType = "Twinflow.Anomaly"
+const AnomalyType = event.Anomaly
 
 // AnomalyData is the data of an anomaly event.
 type AnomalyData struct {
@@ -48,9 +48,11 @@ type series struct{ twin, property string }
 
 // scorer scores the change log for one detector, from the detector's cursor.
 type scorer struct {
-	svc    *Service
-	name   string
-	def    Definition
+	svc  *Service
+	name string
+	def  Definition
+	// config is def as the store keeps it, to tell when the stored detector changed.
+	config string
 	sel    selection
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -138,10 +138,6 @@ func (s *Service) Put(ctx context.Context, name string, body []byte) (created bo
 			if err := w.SetConsumerCursor(consumer(name), s.st.Log().Last()); err != nil {
 				return err
 			}
-			// States left by a detector of the same name that was deleted are not its.
-			if err := w.DeleteDetectorStates(name); err != nil {
-				return err
-			}
 			return w.PutDetector(store.Detector{Name: name, Config: config, Created: time.Now()})
 		case err != nil:
 			return err
@@ -261,46 +257,72 @@ func (s *Service) describe(ctx context.Context, d store.Detector) (Detector, err
 	return out, nil
 }
 
-// Run runs a scorer for every stored detector, and for those Put creates, until ctx ends;
-// it returns once every scorer has stopped. While the store cannot be read (a database out
-// of reach), it tries again every second.
+// Run runs a scorer for every stored detector until ctx ends, and returns once every scorer
+// has stopped. Put and Delete start and stop scorers at once; the detectors that another node
+// sharing the store created, changed or deleted are followed within
+// Config.MembershipInterval. While the store cannot be read, Run tries again every second.
 func (s *Service) Run(ctx context.Context) {
-	var ds []store.Detector
-	for {
-		err := s.st.ViewDetectors(ctx, func(r store.DetectorReader) error {
-			var err error
-			ds, err = r.Detectors("", 0)
-			return err
-		})
-		if err == nil {
-			break
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for name := range s.scorers {
+			s.stop(name)
 		}
-		s.logger.Error("list detectors", slog.Any("err", err))
+		s.runCtx = nil
+		s.mu.Unlock()
+		s.wg.Wait()
+	}()
+	var wait time.Duration
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(wait):
+		}
+		wait = s.cfg.MembershipInterval
+		if err := s.follow(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("read the detectors", slog.Any("err", err))
+			wait = time.Second
 		}
 	}
+}
+
+// follow starts, restarts and stops scorers so that they score the stored detectors as
+// stored.
+func (s *Service) follow(ctx context.Context) error {
+	var ds []store.Detector
+	err := s.st.ViewDetectors(ctx, func(r store.DetectorReader) error {
+		var err error
+		ds, err = r.Detectors("", 0)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
-	s.runCtx = ctx
+	defer s.mu.Unlock()
+	stored := make(map[string]bool, len(ds))
 	for _, d := range ds {
+		stored[d.Name] = true
+		if sc := s.scorers[d.Name]; sc != nil && sc.config == string(d.Config) {
+			continue
+		}
 		var def Definition
 		if err := json.Unmarshal(d.Config, &def); err != nil {
 			s.logger.Error("detector "+d.Name+" not started", slog.Any("err", err))
 			continue
 		}
+		s.stop(d.Name)
 		s.start(d.Name, def)
 	}
-	s.mu.Unlock()
-	<-ctx.Done()
-	s.mu.Lock()
 	for name := range s.scorers {
-		s.stop(name)
+		if !stored[name] {
+			s.stop(name)
+		}
 	}
-	s.runCtx = nil
-	s.mu.Unlock()
-	s.wg.Wait()
+	return nil
 }
 
 // start starts the scorer of detector name while Run runs. s.mu must be held.
@@ -313,8 +335,13 @@ func (s *Service) start(name string, def Definition) {
 		s.logger.Error("detector "+name+" not started", slog.Any("err", err))
 		return
 	}
+	config, err := json.Marshal(def)
+	if err != nil {
+		s.logger.Error("detector "+name+" not started", slog.Any("err", err))
+		return
+	}
 	ctx, cancel := context.WithCancel(s.runCtx)
-	sc := &scorer{svc: s, name: name, def: def, sel: sel, cancel: cancel, done: make(chan struct{})}
+	sc := &scorer{svc: s, name: name, def: def, config: string(config), sel: sel, cancel: cancel, done: make(chan struct{})}
 	s.scorers[name] = sc
 	s.wg.Go(func() {
 		defer close(sc.done)

@@ -143,6 +143,30 @@ func TestDetectorRaisesAnomalyThroughRoute(t *testing.T) {
 		t.Errorf("anomaly %+v, want %+v", got[0], want)
 	}
 
+	// Data history keeps the anomaly too.
+	var rows struct {
+		Value []struct {
+			TimeStamp string  `json:"timeStamp"`
+			Property  string  `json:"property"`
+			Value     float64 `json:"value"`
+			Kind      string  `json:"kind"`
+			Detector  string  `json:"detector"`
+		} `json:"value"`
+	}
+	waitFor(t, "the anomaly in data history", func() bool {
+		if err := json.Unmarshal([]byte(c.do("GET", "/digitaltwins/room-1/anomalies", "", http.StatusOK)), &rows); err != nil {
+			t.Fatal(err)
+		}
+		return len(rows.Value) > 0
+	})
+	if r := rows.Value; len(r) != 1 || r[0].Property != "temp" || r[0].Value != 80 || r[0].Kind != "spike" || r[0].Detector != "rooms" ||
+		r[0].TimeStamp != "2026-01-01T00:40:00.0000000Z" {
+		t.Errorf("anomaly history %+v, want the spike at 00:40", r)
+	}
+	if body := c.do("GET", "/digitaltwins/pump-1/anomalies", "", http.StatusOK); !strings.Contains(body, `"value":[]`) {
+		t.Errorf("anomaly history of a twin not watched = %s", body)
+	}
+
 	waitFor(t, "the status to count every point", func() bool { return detectorStatus(t, c, "rooms").Points == quiet+1 })
 	if st := detectorStatus(t, c, "rooms"); st.State != "running" || st.Twins != 1 || st.Anomalies != 1 {
 		t.Errorf("status %+v, want running over 1 twin with 1 anomaly", st)
