@@ -169,6 +169,10 @@ func (sc *scorer) stream(ctx context.Context) error {
 		var events []event.Event
 		for i := range recs {
 			ch := &recs[i]
+			// Only a twin's creation and updates give points of its properties.
+			if t := ch.Event.Type; t != event.TwinCreate && t != event.TwinUpdate || !members[ch.Event.Subject] {
+				continue
+			}
 			rows.Reset()
 			if err := history.Derive(*ch, history.Options{}, noPrior, &rows); err != nil && !errors.Is(err, history.ErrUnknownValue) {
 				svc.logger.Warn("detector "+sc.name+": a change log record cannot be read", slog.Uint64("seq", ch.Seq), slog.Any("err", err))
