@@ -166,9 +166,34 @@ func (sc *scorer) stream(ctx context.Context) error {
 			asked = time.Now()
 		}
 		dirty := map[series]bool{}
+		gone := map[string]bool{} // twins deleted, whose states go
+		forget := func(twin string) {
+			for k := range dirty {
+				if k.twin == twin {
+					delete(dirty, k)
+				}
+			}
+			for k := range states {
+				if k.twin == twin {
+					delete(states, k)
+					gone[twin] = true
+				}
+			}
+			for k := range dets {
+				if k.twin == twin {
+					delete(dets, k)
+					gone[twin] = true
+				}
+			}
+		}
 		var events []event.Event
 		for i := range recs {
 			ch := &recs[i]
+			if ch.Event.Type == event.TwinDelete {
+				// A twin created again with the same id is a new series.
+				forget(ch.Event.Subject)
+				continue
+			}
 			// Only a twin's creation and updates give points of its properties.
 			if t := ch.Event.Type; t != event.TwinCreate && t != event.TwinUpdate || !members[ch.Event.Subject] {
 				continue
@@ -206,12 +231,17 @@ func (sc *scorer) stream(ctx context.Context) error {
 			}
 		}
 		last := recs[len(recs)-1].Seq
-		if len(dirty) == 0 && len(events) == 0 && time.Since(written) < time.Second {
+		if len(dirty) == 0 && len(gone) == 0 && len(events) == 0 && time.Since(written) < time.Second {
 			cursor = last
 			sc.cursor.Store(cursor)
 			continue
 		}
 		err = svc.st.UpdateDetectors(ctx, func(w store.DetectorWriter) error {
+			for twin := range gone {
+				if err := w.DeleteDetectorTwin(sc.name, twin); err != nil {
+					return err
+				}
+			}
 			for k := range dirty {
 				b, err := dets[k].MarshalBinary()
 				if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/detector"
 	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/store"
 )
 
 // anomalyHook is a webhook endpoint that keeps the anomaly events it receives, once per id.
@@ -185,6 +187,25 @@ func TestDetectorRaisesAnomalyThroughRoute(t *testing.T) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
+	// What the detector learned of a twin goes with the twin.
+	states := func() int {
+		var n int
+		err := s.store.ViewDetectors(context.Background(), func(r store.DetectorReader) error {
+			st, err := r.DetectorStates("rooms")
+			n = len(st)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := states(); n != 1 {
+		t.Fatalf("the detector keeps %d states, want room-1's", n)
+	}
+	c.do("DELETE", "/digitaltwins/room-1", "", http.StatusNoContent)
+	waitFor(t, "the deleted twin's state to go", func() bool { return states() == 0 })
+
 	c.do("DELETE", "/detectors/rooms", "", http.StatusNoContent)
 	c.do("GET", "/detectors/rooms", "", http.StatusNotFound)
 	c.do("DELETE", "/detectors/rooms", "", http.StatusNotFound)

@@ -565,6 +565,8 @@ type DetectorWriter interface {
 	PutDetectorState(s DetectorState) error
 	// DeleteDetectorStates deletes every state of the detector.
 	DeleteDetectorStates(detector string) error
+	// DeleteDetectorTwin deletes the states of the detector's series of twin.
+	DeleteDetectorTwin(detector, twin string) error
 	// SetConsumerCursor is DeliveryWriter.SetConsumerCursor.
 	SetConsumerCursor(name string, seq uint64) error
 	// DeleteConsumerCursor is DeliveryWriter.DeleteConsumerCursor.

@@ -157,6 +157,14 @@ func (d *detectorWriter) DeleteDetectorStates(detector string) error {
 	return nil
 }
 
+// DeleteDetectorTwin implements store.DetectorWriter.
+func (d *detectorWriter) DeleteDetectorTwin(detector, twin string) error {
+	if _, err := d.changes().exec("DELETE FROM detector_states WHERE detector = ? AND twin = ?", detector, twin); err != nil {
+		return fmt.Errorf("delete states of detector %q for twin %q: %w", detector, twin, err)
+	}
+	return nil
+}
+
 // SetConsumerCursor implements store.DetectorWriter.
 func (d *detectorWriter) SetConsumerCursor(name string, seq uint64) error {
 	return d.changes().SetConsumerCursor(name, seq)

@@ -68,6 +68,15 @@ func testDetectors(t *testing.T, s DetectorStore) {
 		if err := w.PutDetectorState(store.DetectorState{Detector: "b", Twin: "t1", Property: "p", State: []byte{9}}); err != nil {
 			return err
 		}
+		if err := w.PutDetectorState(store.DetectorState{Detector: "b", Twin: "t3", Property: "p", State: []byte{3}}); err != nil {
+			return err
+		}
+		if err := w.PutDetectorState(store.DetectorState{Detector: "b", Twin: "t3", Property: "q", State: []byte{4}}); err != nil {
+			return err
+		}
+		if err := w.DeleteDetectorTwin("b", "t3"); err != nil {
+			return err
+		}
 		if err := w.DeleteDetector("c"); err != nil {
 			return err
 		}
@@ -112,7 +121,7 @@ func testDetectors(t *testing.T, s DetectorStore) {
 		}
 		if len(states) != 2 || states[0].Twin != "t1" || !bytes.Equal(states[0].State, []byte{9}) ||
 			states[1].Twin != "t2" || !bytes.Equal(states[1].State, []byte{2}) {
-			t.Errorf("DetectorStates(b) = %+v, want t1 [9] and t2 [2]", states)
+			t.Errorf("DetectorStates(b) = %+v, want t1 [9] and t2 [2], and none of t3, whose twin's states were deleted", states)
 		}
 		if states, err := r.DetectorStates("c"); err != nil || len(states) != 0 {
 			t.Errorf("DetectorStates(c) of a deleted detector = %+v, %v, want none", states, err)
