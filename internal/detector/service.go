@@ -320,6 +320,7 @@ func (s *Service) follow(ctx context.Context) error {
 	for name := range s.scorers {
 		if !stored[name] {
 			s.stop(name)
+			s.metrics.forget(name)
 		}
 	}
 	return nil
