@@ -95,7 +95,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 // Stats implements history.Store. Bytes counts the database file and its write-ahead log.
 func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	var st history.Stats
-	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Hourly()} {
+	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Anomalies, s.t.Hourly()} {
 		var n int64
 		if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM `+name).Scan(&n); err != nil {
 			return history.Stats{}, fmt.Errorf("count rows of %s: %w", name, err)
