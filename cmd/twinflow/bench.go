@@ -48,7 +48,7 @@ var benchExamples = map[string]string{
 	"ingest":   "twinflow bench ingest -kinds mqtt,http -duration 10s",
 	"history":  "twinflow bench history -cpuprofile history.prof",
 	"upload":   "twinflow bench upload -models 3700 -seed 7",
-	"mixed":    "twinflow bench mixed -twins 100000 -duration 2m -sample 20s\n  twinflow bench mixed -duration 30m -sample 1m   # the soak",
+	"mixed":    "twinflow bench mixed -twins 100000 -duration 2m -sample 20s\n  twinflow bench mixed -duration 30m -sample 1m -retention 5m   # the soak",
 	"anomaly":  "twinflow bench anomaly -nab ~/NAB",
 }
 
