@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -291,10 +292,12 @@ func TestSourceFails(t *testing.T) {
 
 	c = cluster(t, 1, kfake.EnableSASL(), kfake.Superuser(Plain, "tf", "pw"))
 	// kfake closes the connection on a refused login; Kafka answers SASL_AUTHENTICATION_FAILED.
-	refuse := true
+	// refuse is read by the cluster's goroutine while the test changes it.
+	var refuse atomic.Bool
+	refuse.Store(true)
 	c.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		if !refuse {
+		if !refuse.Load() {
 			return nil, nil, false
 		}
 		resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
@@ -308,7 +311,7 @@ func TestSourceFails(t *testing.T) {
 	if s := r.LastState(); s != ingress.Failed {
 		t.Errorf("last state %q, want failed", s)
 	}
-	refuse = false
+	refuse.Store(false)
 	ok := ingresstest.Start(t, newSource(t, SourceConfig{Brokers: c.ListenAddrs(), Topics: []string{topic}, SASL: SASL{Mechanism: Plain, User: "tf", Password: "pw"}}, "fails"), nil)
 	ok.Stop(t)
 }
