@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/auth"
+	"github.com/twinflow/twinflow/internal/detector"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/eventroute"
 	"github.com/twinflow/twinflow/internal/graph"
@@ -65,6 +66,7 @@ var wantAccess = map[string]auth.Role{
 	"GET /digitaltwins/{id}/history":                     auth.RoleReader,
 	"GET /digitaltwins/{id}/relationships/{rel}/history": auth.RoleReader,
 	"GET /digitaltwins/{id}/lifecycle":                   auth.RoleReader,
+	"GET /digitaltwins/{id}/anomalies":                   auth.RoleReader,
 	"POST /history/query":                                auth.RoleReader,
 	"GET /history/status":                                auth.RoleReader,
 
@@ -95,12 +97,18 @@ var wantAccess = map[string]auth.Role{
 	"POST /keys":                                      auth.RoleAdmin,
 	"GET /keys/{id}":                                  auth.RoleAdmin,
 	"DELETE /keys/{id}":                               auth.RoleAdmin,
+
+	"GET /detectors":                  auth.RoleReader,
+	"GET /detectors/{name}":           auth.RoleReader,
+	"PUT /detectors/{name}":           auth.RoleOwner,
+	"DELETE /detectors/{name}":        auth.RoleOwner,
+	"POST /detectors/{name}/backtest": auth.RoleReader,
 }
 
 // TestOperationRoles checks every operation of the table, with every group configured,
 // needs the role wantAccess gives it, and wantAccess names no operation the table lacks.
 func TestOperationRoles(t *testing.T) {
-	a := &API{cfg: Config{Delivery: &Delivery{}, Jobs: &job.Runner{}, Ingress: &Ingress{}, History: &History{}, Keys: &auth.Keys{}}}
+	a := &API{cfg: Config{Delivery: &Delivery{}, Jobs: &job.Runner{}, Ingress: &Ingress{}, History: &History{}, Keys: &auth.Keys{}, Detectors: &detector.Service{}}}
 	seen := map[string]bool{}
 	for _, op := range a.allOperations() {
 		key := op.method + " " + op.path
@@ -152,18 +160,23 @@ func TestRolesOnEveryOperation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	detectors, err := detector.New(detector.Config{}, st, idx, nil, nil, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys := auth.NewKeys(st, nil)
 	authn, err := auth.New(auth.Config{Required: true, WriteError: WriteError}, keys, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, err := New(Config{
-		Index:    idx,
-		Delivery: &Delivery{Routes: routes, Endpoints: endpoints},
-		Jobs:     jobs,
-		Ingress:  &Ingress{Sources: runSources(t, st, svc, logger)},
-		Auth:     authn,
-		Keys:     keys,
+		Index:     idx,
+		Delivery:  &Delivery{Routes: routes, Endpoints: endpoints},
+		Jobs:      jobs,
+		Ingress:   &Ingress{Sources: runSources(t, st, svc, logger)},
+		Auth:      authn,
+		Keys:      keys,
+		Detectors: detectors,
 	}, svc, logger)
 	if err != nil {
 		t.Fatal(err)

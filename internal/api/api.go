@@ -71,6 +71,7 @@ import (
 	"strings"
 
 	"github.com/twinflow/twinflow/internal/auth"
+	"github.com/twinflow/twinflow/internal/detector"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/job"
 	"github.com/twinflow/twinflow/internal/throttle"
@@ -135,6 +136,8 @@ type Config struct {
 	Keys *auth.Keys
 	// Events serves the live event stream, GET /events; without it, the path answers 404.
 	Events *Events
+	// Detectors serves the anomaly detectors; without it, their paths answer 404.
+	Detectors *detector.Service
 	// Throttle, when set, limits the rates of queries and of the requests on twins (see
 	// throttleClass): a request over a limit is answered 429 with Retry-After. Nil limits
 	// nothing.
@@ -278,7 +281,7 @@ func (a *API) allOperations() []operation {
 	var ops []operation
 	for _, group := range [][]operation{
 		a.operations(), a.deliveryOperations(), a.jobOperations(), a.historyOperations(),
-		a.ingressOperations(), a.keyOperations(), a.eventOperations(),
+		a.ingressOperations(), a.keyOperations(), a.eventOperations(), a.detectorOperations(),
 	} {
 		ops = append(ops, group...)
 	}

@@ -57,6 +57,7 @@ func TestADTErrors(t *testing.T) {
 		twin.KindSourceInUse:                      {409, "SourceInUse"},
 		twin.KindSourceNotRunning:                 {503, "SourceNotRunning"},
 		twin.KindMappingNotFound:                  {404, "MappingNotFound"},
+		twin.KindDetectorNotFound:                 {404, "DetectorNotFound"},
 		twin.KindKeyNotFound:                      {404, "KeyNotFound"},
 		twin.KindQueryInvalid:                     {400, "SqlQueryError"},
 		twin.KindTimeout:                          {400, "TimeoutError"},

@@ -140,6 +140,7 @@ func (a *API) historyOperations() []operation {
 		{http.MethodGet, "/digitaltwins/{id}/history", auth.RoleReader, a.twinHistory},
 		{http.MethodGet, "/digitaltwins/{id}/relationships/{rel}/history", auth.RoleReader, a.relationshipHistory},
 		{http.MethodGet, "/digitaltwins/{id}/lifecycle", auth.RoleReader, a.twinLifecycle},
+		{http.MethodGet, "/digitaltwins/{id}/anomalies", auth.RoleReader, a.twinAnomalies},
 		{http.MethodPost, "/history/query", auth.RoleReader, a.historyQuery},
 		{http.MethodGet, "/history/status", auth.RoleReader, a.historyStatus},
 	}
@@ -271,6 +272,63 @@ func (a *API) twinLifecycle(w http.ResponseWriter, r *http.Request, _ apiVersion
 			break
 		}
 		out.Value = append(out.Value, lifecycleRowOf(e))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// anomalyRow is one anomaly as GET /digitaltwins/{id}/anomalies shows it.
+type anomalyRow struct {
+	TimeStamp string  `json:"timeStamp"`
+	Property  string  `json:"property"`
+	Value     float64 `json:"value"`
+	Score     float64 `json:"score"`
+	Kind      string  `json:"kind"`
+	Detector  string  `json:"detector"`
+}
+
+// twinAnomalies serves GET /digitaltwins/{id}/anomalies: the anomalies detectors raised on
+// the twin's properties, in the order they were raised, from=/to= (RFC 3339) bounding the
+// points' time and detector=D keeping one detector's.
+func (a *API) twinAnomalies(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
+	q := query(r)
+	sel := history.AnomalySelection{ID: r.PathValue("id"), Detector: q.Get("detector")}
+	var err error
+	if sel.From, err = timeParam(q.Get("from"), "from"); err != nil {
+		return err
+	}
+	if sel.To, err = timeParam(q.Get("to"), "to"); err != nil {
+		return err
+	}
+	if !sel.From.IsZero() && !sel.To.IsZero() && !sel.From.Before(sel.To) {
+		return twin.InvalidArgument(fmt.Sprintf("from (%s) must be before to (%s).", q.Get("from"), q.Get("to")))
+	}
+	c, err := parseCursor(r)
+	if err != nil {
+		return err
+	}
+	size, err := pageSize(r, DefaultHistoryPageSize, MaxHistoryPageSize)
+	if err != nil {
+		return err
+	}
+	if c.After != "" {
+		if sel.After, err = strconv.ParseUint(c.After, 10, 64); err != nil {
+			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
+		}
+		size = c.Limit
+	}
+	sel.Limit = size + 1
+	rows, err := a.cfg.History.Store.Anomalies(r.Context(), sel)
+	if err != nil {
+		return err
+	}
+	out := page[anomalyRow]{Value: make([]anomalyRow, 0, min(len(rows), size))}
+	for _, e := range rows {
+		if len(out.Value) == size {
+			out.NextLink = nextLink(r, strconv.FormatUint(rows[size-1].Seq, 10), size)
+			break
+		}
+		out.Value = append(out.Value, anomalyRow{TimeStamp: formatTime(e.TimeStamp), Property: e.Key, Value: e.Value,
+			Score: e.Score, Kind: e.Kind, Detector: e.Detector})
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -84,6 +84,8 @@ func inputOf(op operation) input {
 			p.what = "mapping"
 		case "keys":
 			p.what = "key"
+		case "detectors":
+			p.what = "detector"
 		case "deadletters":
 			p.what = "dead letter"
 		}

@@ -77,6 +77,7 @@ var adtErrors = map[twin.Kind]adtError{
 	twin.KindSourceInUse:                      {http.StatusConflict, "SourceInUse"},
 	twin.KindSourceNotRunning:                 {http.StatusServiceUnavailable, "SourceNotRunning"},
 	twin.KindMappingNotFound:                  {http.StatusNotFound, "MappingNotFound"},
+	twin.KindDetectorNotFound:                 {http.StatusNotFound, "DetectorNotFound"},
 	twin.KindKeyNotFound:                      {http.StatusNotFound, "KeyNotFound"},
 	twin.KindQueryInvalid:                     {http.StatusBadRequest, "SqlQueryError"},
 	twin.KindTimeout:                          {http.StatusBadRequest, "TimeoutError"},

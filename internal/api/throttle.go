@@ -18,7 +18,8 @@ func throttleClass(op operation) throttle.Class {
 	switch {
 	case op.path == "/query":
 		return throttle.Query
-	case !strings.HasPrefix(op.path, "/digitaltwins/") || strings.HasSuffix(op.path, "/history") || strings.HasSuffix(op.path, "/lifecycle"):
+	case !strings.HasPrefix(op.path, "/digitaltwins/") || strings.HasSuffix(op.path, "/history") || strings.HasSuffix(op.path, "/lifecycle") ||
+		strings.HasSuffix(op.path, "/anomalies"):
 		return throttle.Unlimited
 	case strings.HasSuffix(op.path, "/telemetry"):
 		return throttle.Telemetry

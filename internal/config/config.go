@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/twinflow/twinflow/internal/auth"
+	"github.com/twinflow/twinflow/internal/detector"
 	"github.com/twinflow/twinflow/internal/endpoint"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/netpolicy"
@@ -72,6 +73,9 @@ type Config struct {
 	// Mappings are created, or replaced, at start-up, after the sources: name to
 	// definition.
 	Mappings map[string]json.RawMessage `yaml:"-"`
+	// Detectors are created, or replaced, at start-up: name to definition (see
+	// detector.Parse). A replaced detector keeps what it learned unless its method changed.
+	Detectors map[string]json.RawMessage `yaml:"-"`
 	// Dir is the directory of the file the configuration was read from (Load); empty when
 	// it was not read from a file.
 	Dir string `yaml:"-"`
@@ -340,6 +344,7 @@ type HistoryTables struct {
 	TwinLifecycle         string `yaml:"twinLifecycle"`
 	RelationshipLifecycle string `yaml:"relationshipLifecycle"`
 	Telemetry             string `yaml:"telemetry"`
+	Anomalies             string `yaml:"anomalies"`
 }
 
 // On reports whether data history is on.
@@ -408,6 +413,7 @@ type file struct {
 	Endpoints map[string]any `yaml:"endpoints"`
 	Sources   map[string]any `yaml:"sources"`
 	Mappings  map[string]any `yaml:"mappings"`
+	Detectors map[string]any `yaml:"detectors"`
 }
 
 // Parse reads a YAML config document:
@@ -478,6 +484,7 @@ func Parse(data []byte) (Config, error) {
 	c.Endpoints = convert("endpoints", f.Endpoints)
 	c.Sources = convert("sources", f.Sources)
 	c.Mappings = convert("mappings", f.Mappings)
+	c.Detectors = convert("detectors", f.Detectors)
 	return c, errors.Join(errs...)
 }
 
@@ -567,7 +574,7 @@ func (c Config) Validate(checks Checks) error {
 	negative("server.memoryLimitBytes", c.Server.MemoryLimitBytes)
 	t := c.History.Tables
 	add("history.tables", history.Tables{Properties: t.Properties, TwinLifecycle: t.TwinLifecycle,
-		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry}.WithDefaults().Validate(), nil)
+		RelationshipLifecycle: t.RelationshipLifecycle, Telemetry: t.Telemetry, Anomalies: t.Anomalies}.WithDefaults().Validate(), nil)
 	add("limits", c.Limits.Throttle().Validate(), nil)
 	negative("ingress.maxMessageBytes", int64(c.Ingress.MaxMessageBytes))
 	negativeDuration("ingress.dedupWindow", c.Ingress.DedupWindow)
@@ -615,6 +622,13 @@ func (c Config) Validate(checks Checks) error {
 			_, err := checks.CompileMapping(c.Mappings[name])
 			add("mappings."+name, err, nil)
 		}
+	}
+	for _, name := range sortedKeys(c.Detectors) {
+		if !detector.ValidName(name) {
+			errs = append(errs, fmt.Errorf("detectors.%s: the name must be 1 to %d letters, digits, '-' or '_'", name, source.MaxNameLength))
+		}
+		_, err := detector.Parse(c.Detectors[name])
+		add("detectors."+name, err, detector.ErrInvalid)
 	}
 	return errors.Join(errs...)
 }

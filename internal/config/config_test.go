@@ -274,6 +274,14 @@ sources:
 mappings:
   thermostats:
     source: plant
+detectors:
+  rooms:
+    twins: SELECT * FROM
+    properties: []
+    sensitivity: 2
+  bad.name:
+    twins: SELECT * FROM DIGITALTWINS
+    properties: [temp]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +331,10 @@ mappings:
 		`sources.plant: json: unknown field "url"`,
 		"mappings.thermostats.rule: required",
 		"mappings.thermostats.condition: ERROR: <input>:1:3: Syntax error",
+		"detectors.rooms.twins: SQL query parse failed",
+		"detectors.rooms.properties: at least one property name is required",
+		"detectors.rooms.sensitivity: 2 is not in (0, 1]",
+		"detectors.bad.name: the name must be",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)

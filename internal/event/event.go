@@ -15,6 +15,10 @@ const (
 	Telemetry          = "microsoft.iot.telemetry"
 )
 
+// Anomaly is the type of twinflow's own event for a point an anomaly detector found anomalous
+// (package detector documents its data).
+const Anomaly = "Twinflow.Anomaly"
+
 // SpecVersion is the CloudEvents specification version of every event.
 const SpecVersion = "1.0"
 

@@ -69,6 +69,8 @@ func Derive(ch store.Change, opts Options, prior Prior, rows *Rows) error {
 			return telemetry(ch, opts, rows)
 		}
 		return nil
+	case event.Anomaly:
+		return anomaly(ch, opts, rows)
 	default:
 		return nil
 	}
@@ -131,6 +133,37 @@ func telemetry(ch store.Change, opts Options, rows *Rows) error {
 	rows.Telemetry = append(rows.Telemetry, TelemetryEvent{
 		Seq: ch.Seq, TimeStamp: now(), SourceTimeStamp: source, ServiceID: service, ID: id,
 		Component: ev.Subject, ModelID: ev.DataSchema, MessageID: ev.ID, Value: ev.Data,
+	})
+	return nil
+}
+
+// anomaly appends the anomaly row of record ch, whose data is the detector's (see package
+// detector's AnomalyData).
+func anomaly(ch store.Change, opts Options, rows *Rows) error {
+	ev := &ch.Event
+	var d struct {
+		TwinID   string  `json:"twinId"`
+		Property string  `json:"property"`
+		Value    float64 `json:"value"`
+		Score    float64 `json:"score"`
+		Kind     string  `json:"kind"`
+		Time     string  `json:"time"`
+		Detector string  `json:"detector"`
+	}
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		return fmt.Errorf("derive the anomaly row of record %d: %w", ch.Seq, err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, d.Time)
+	if err != nil {
+		return fmt.Errorf("derive the anomaly row of record %d: time %q: %w", ch.Seq, d.Time, err)
+	}
+	service, _, _ := strings.Cut(ev.Source, "/detectors/")
+	if opts.ServiceID != "" {
+		service = opts.ServiceID
+	}
+	rows.Anomalies = append(rows.Anomalies, AnomalyEvent{
+		Seq: ch.Seq, TimeStamp: at, ServiceID: service, ID: d.TwinID, Key: d.Property, Value: d.Value,
+		Score: d.Score, Kind: d.Kind, Detector: d.Detector,
 	})
 	return nil
 }

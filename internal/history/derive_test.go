@@ -262,3 +262,26 @@ func TestOverlay(t *testing.T) {
 		t.Errorf("next was asked %d times; want once", asked)
 	}
 }
+
+// TestDeriveAnomaly derives the anomaly row of a detector's event, and refuses an event whose
+// data it cannot read.
+func TestDeriveAnomaly(t *testing.T) {
+	ch := store.Change{Record: event.Record{Seq: 9, Event: event.Event{
+		Type: event.Anomaly, Subject: "t1", Time: "2024-05-01T10:00:01Z", Source: "host.example/detectors/rooms",
+		Data: json.RawMessage(`{"twinId":"t1","property":"temp","value":41.5,"score":0.8,"kind":"spike",` +
+			`"time":"2024-05-01T10:00:00.25Z","detector":"rooms"}`),
+	}}}
+	var rows Rows
+	if err := Derive(ch, Options{}, nil, &rows); err != nil {
+		t.Fatal(err)
+	}
+	want := AnomalyEvent{Seq: 9, TimeStamp: time.Date(2024, 5, 1, 10, 0, 0, 250e6, time.UTC), ServiceID: "host.example",
+		ID: "t1", Key: "temp", Value: 41.5, Score: 0.8, Kind: "spike", Detector: "rooms"}
+	if len(rows.Anomalies) != 1 || rows.Anomalies[0] != want || rows.Len() != 1 {
+		t.Errorf("rows %+v, want the anomaly %+v alone", rows, want)
+	}
+	ch.Event.Data = json.RawMessage(`{"time":"yesterday"}`)
+	if err := Derive(ch, Options{}, nil, &rows); err == nil || len(rows.Anomalies) != 1 {
+		t.Errorf("Derive of an unreadable anomaly = %v, %d rows; want an error and no row", err, len(rows.Anomalies))
+	}
+}

@@ -35,6 +35,8 @@ const (
 	// DefaultTelemetryTable holds telemetry, when it is recorded: ADT records none, so the
 	// name is twinflow's, in the style of ADT's.
 	DefaultTelemetryTable = "AdtTelemetryEvents"
+	// DefaultAnomalyTable holds the anomalies detectors raise: twinflow's own table.
+	DefaultAnomalyTable = "TwinflowAnomalyEvents"
 )
 
 // The Action values of property rows, as ADT writes them (lower case).
@@ -123,23 +125,58 @@ type TelemetryEvent struct {
 	Value json.RawMessage
 }
 
+// AnomalyEvent is one row of the anomaly table (TwinflowAnomalyEvents): a point an anomaly
+// detector raised (event.Anomaly).
+type AnomalyEvent struct {
+	Seq uint64
+	// TimeStamp is the point's time: its sourceTime, or when its change committed.
+	TimeStamp time.Time
+	ServiceID string
+	// ID is the twin's id, Key the property, Value the point's value.
+	ID    string
+	Key   string
+	Value float64
+	// Score and Kind are the detector's verdict (package anomaly); Detector names it.
+	Score    float64
+	Kind     string
+	Detector string
+}
+
 // Rows holds rows of the tables, each slice in log order.
 type Rows struct {
 	Properties    []PropertyEvent
 	Twins         []TwinLifecycleEvent
 	Relationships []RelationshipLifecycleEvent
 	Telemetry     []TelemetryEvent
+	Anomalies     []AnomalyEvent
 }
 
 // Len returns the number of rows.
 func (r *Rows) Len() int {
-	return len(r.Properties) + len(r.Twins) + len(r.Relationships) + len(r.Telemetry)
+	return len(r.Properties) + len(r.Twins) + len(r.Relationships) + len(r.Telemetry) + len(r.Anomalies)
 }
 
 // Reset empties r, keeping its memory.
 func (r *Rows) Reset() {
 	r.Properties, r.Twins, r.Relationships = r.Properties[:0], r.Twins[:0], r.Relationships[:0]
-	r.Telemetry = r.Telemetry[:0]
+	r.Telemetry, r.Anomalies = r.Telemetry[:0], r.Anomalies[:0]
+}
+
+// AnomalySelection chooses the rows Store.Anomalies returns: those of one twin, optionally of
+// one detector, with From <= TimeStamp < To and Seq > After, the first Limit of them in Seq
+// order.
+type AnomalySelection struct {
+	// ID is the twin's id. Required.
+	ID string
+	// Detector, when set, keeps only that detector's rows.
+	Detector string
+	// From and To bound TimeStamp, From inclusive and To exclusive; a zero time leaves that
+	// side open.
+	From, To time.Time
+	// After continues a previous selection: the Seq of the last row taken.
+	After uint64
+	// Limit stops after that many rows; 0 or less means no limit.
+	Limit int
 }
 
 // Selection chooses the property rows Store.Select yields: those of one twin, optionally of
@@ -457,7 +494,7 @@ type Stats struct {
 //   - Prune deletes up to max rows (0: no limit) with TimeStamp before before and returns
 //     how many it deleted, keeping every row Past needs for times at or after before: the
 //     newest row of each property and of each entity's lifecycle, unless the entity was
-//     deleted before before. Telemetry rows before before all go. max bounds the rows
+//     deleted before before. Telemetry and anomaly rows before before all go. max bounds the rows
 //     deleted one by one; a store that drops a whole partition of prunable rows at once
 //     may delete, and report, more. The roll-ups of hours before the whole hour at or after
 //     before go too (counted among the rows deleted): Aggregate answers those hours from the
@@ -465,6 +502,7 @@ type Stats struct {
 //   - Lifecycle returns the lifecycle rows q selects, in Seq order: a twin's creations and
 //     deletions, and those of the relationships it is the source of. Like every history, it
 //     outlives the twin; an unknown twin has none.
+//   - Anomalies returns the anomaly rows q selects, in Seq order.
 //   - Close releases the store; calls after Close fail.
 type Store interface {
 	Write(ctx context.Context, rows *Rows, through uint64) error
@@ -472,6 +510,7 @@ type Store interface {
 	Select(ctx context.Context, q Selection) iter.Seq2[PropertyEvent, error]
 	Latest(ctx context.Context, id, relationshipID, key string) (row PropertyEvent, ok bool, err error)
 	Lifecycle(ctx context.Context, q LifecycleSelection) ([]LifecycleEvent, error)
+	Anomalies(ctx context.Context, q AnomalySelection) ([]AnomalyEvent, error)
 	Aggregate(ctx context.Context, q Aggregation) ([]Bucket, error)
 	Rollup(ctx context.Context, upTo time.Time) (done bool, err error)
 	Past(ctx context.Context, t time.Time) (Past, error)
@@ -524,6 +563,7 @@ type Tables struct {
 	TwinLifecycle         string
 	RelationshipLifecycle string
 	Telemetry             string
+	Anomalies             string
 }
 
 // WithDefaults returns t with empty names set to ADT's defaults.
@@ -540,6 +580,9 @@ func (t Tables) WithDefaults() Tables {
 	if t.Telemetry == "" {
 		t.Telemetry = DefaultTelemetryTable
 	}
+	if t.Anomalies == "" {
+		t.Anomalies = DefaultAnomalyTable
+	}
 	return t
 }
 
@@ -549,7 +592,7 @@ func (t Tables) Validate() error {
 	var errs []error
 	for _, n := range []struct{ field, name string }{
 		{"properties", t.Properties}, {"twinLifecycle", t.TwinLifecycle}, {"relationshipLifecycle", t.RelationshipLifecycle},
-		{"telemetry", t.Telemetry},
+		{"telemetry", t.Telemetry}, {"anomalies", t.Anomalies},
 	} {
 		if !identifier(n.name) {
 			errs = append(errs, fmt.Errorf("%s: table name %q is not an identifier", n.field, n.name))

@@ -166,7 +166,7 @@ r1/room1 n=2 update
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0} {AdtPropertyEvents_Hourly 0}]" {
+		if got := fmt.Sprint(st.Tables); got != "[{AdtPropertyEvents 9} {AdtTwinLifeCycleEvents 3} {AdtRelationshipLifeCycleEvents 2} {AdtTelemetryEvents 0} {TwinflowAnomalyEvents 0} {AdtPropertyEvents_Hourly 0}]" {
 			t.Errorf("%s: tables %s", name, got)
 		}
 		snap, err := history.AsOf(context.Background(), h, time.Now())

@@ -49,6 +49,7 @@ func newRecorder(ctx context.Context, cfg config.History, dataDir string, space 
 	tables := history.Tables{
 		Properties: cfg.Tables.Properties, TwinLifecycle: cfg.Tables.TwinLifecycle,
 		RelationshipLifecycle: cfg.Tables.RelationshipLifecycle, Telemetry: cfg.Tables.Telemetry,
+		Anomalies: cfg.Tables.Anomalies,
 	}
 	var (
 		st  history.Store

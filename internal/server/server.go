@@ -4,7 +4,8 @@
 // health endpoints, Prometheus /metrics and access logs, authenticating requests and
 // authorizing them by role (package auth), delivers routed events to endpoints
 // (packages eventroute, endpoint and outbox) and applies the messages of ingress sources to
-// twins (packages source and ingress/runner).
+// twins (packages source and ingress/runner) and scores twin properties for anomalies
+// (package detector).
 //
 // # Goroutines
 //
@@ -35,6 +36,10 @@
 //     runner runs a goroutine per Order with messages waiting, and returns after they have
 //     exited. Put and Delete stop and start them while Run runs. runner.Pruner.Run starts
 //     none.
+//   - The detector service (detector.Service.Run) runs one goroutine per detector, which
+//     scores the change log from the detector's cursor; Put and Delete stop and start them
+//     while Run runs, and Run returns after every one has exited. It runs once the graph
+//     index is built, while this node holds the detectors' lease.
 //   - A sink's client library may run goroutines of its own per connection (Kafka, NATS and
 //     MQTT clients; the AMQP 0-9-1 sink watches its channel for closing), which end once the
 //     sink's Close has closed its connections.
@@ -53,8 +58,8 @@
 //     other nodes changed on its own goroutine; it starts none.
 //   - Server.Run runs the HTTP server, the index build and follower with the job runner,
 //     event delivery (the registry and the pruner, on one goroutine each), ingress (the
-//     source registry and the message id pruner, likewise), the lease keeper and the disk
-//     reserve on goroutines of its own, waits for all of them, and only then closes the
+//     source registry and the message id pruner, likewise), the detectors, the lease keeper
+//     and the disk reserve on goroutines of its own, waits for all of them, and only then closes the
 //     lease table and the store.
 package server
 
@@ -78,6 +83,7 @@ import (
 	"github.com/twinflow/twinflow/internal/api"
 	"github.com/twinflow/twinflow/internal/auth"
 	"github.com/twinflow/twinflow/internal/config"
+	"github.com/twinflow/twinflow/internal/detector"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
@@ -112,6 +118,8 @@ type Server struct {
 	follow *follower
 	// history is nil when data history is off.
 	history *recorder
+	// detectors scores twin properties for anomalies (package detector).
+	detectors *detector.Service
 	// graph is the graph index mappings read, once Run has built it.
 	graph *lateGraph
 	// snapshots saves the index and loads it at start; nil when snapshots are off.
@@ -145,6 +153,7 @@ type mainStore interface {
 	store.Ingress
 	store.Jobs
 	store.Keys
+	store.Detectors
 	// Stats returns the counters of the write path.
 	Stats() store.Stats
 	// Failed is closed when the store failed for good and can take no more writes until the
@@ -309,6 +318,14 @@ func New(cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up ingress: %w", err)
 	}
+	var hist history.Store
+	if s.history != nil {
+		hist = s.history.store
+	}
+	s.detectors, err = newDetectors(context.Background(), cfg.Config, s.store, s.serviceID, s.graph, hist, s.delivery.metrics, logger)
+	if err != nil {
+		return nil, fmt.Errorf("set up detectors: %w", err)
+	}
 	s.follow = newFollower(s, gens)
 	s.keys = auth.NewKeys(s.store, nil)
 	s.auth, err = auth.New(auth.Config{
@@ -456,7 +473,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var (
 		wg        sync.WaitGroup
 		serveErr  = make(chan error, 1)
-		followErr = make(chan error, 4) // the index follower, event delivery, ingress and history
+		followErr = make(chan error, 5) // the index follower, event delivery, ingress, history and detectors
 	)
 	s.serving.Store(true)
 	// The relays, the history writer and the sources run while their leases are held.
@@ -508,6 +525,17 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
+	wg.Go(func() {
+		// The detectors' queries read the graph index: they score once it is built.
+		select {
+		case <-s.graph.ready:
+		case <-followCtx.Done():
+			return
+		}
+		if err := s.runDetectors(followCtx); err != nil {
+			followErr <- err
+		}
+	})
 	wg.Go(func() { _ = s.space.Run(followCtx) }) // returns nil once followCtx ends
 	if s.follow != nil {
 		wg.Go(func() { _ = s.follow.Run(followCtx) }) // returns nil once followCtx ends
@@ -579,7 +607,7 @@ func (s *Server) buildAndFollow(ctx context.Context) (err error) {
 		return fmt.Errorf("build the job runner: %w", err)
 	}
 	acfg := api.Config{Index: idx, Delivery: s.delivery.api(), Jobs: jobs, Space: s.space, Ingress: s.ingest.api(), Auth: s.auth, Keys: s.keys,
-		Events: &api.Events{Log: s.store.Log(), Stop: s.streamsStop}}
+		Events: &api.Events{Log: s.store.Log(), Stop: s.streamsStop}, Detectors: s.detectors}
 	if limits := s.cfg.Limits.Throttle(); limits.On() {
 		if acfg.Throttle, err = throttle.New(limits); err != nil {
 			return err

@@ -512,3 +512,63 @@ type KeyWriter interface {
 	// DeleteKey deletes the key id; a missing one is ErrNotFound.
 	DeleteKey(id string) error
 }
+
+// Detector is a stored anomaly detector. Config is its JSON definition as accepted
+// ({"twins": ..., "properties": [...], ...}); the store keeps it opaque.
+type Detector struct {
+	Name    string
+	Config  json.RawMessage
+	Created time.Time
+}
+
+// DetectorState is the learned state of one series a detector scores: the property Property
+// of the twin Twin. The store keeps State, package anomaly's encoding, opaque.
+type DetectorState struct {
+	Detector, Twin, Property string
+	State                    []byte
+}
+
+// Detectors is the part of a store that keeps anomaly detectors and the learned state of
+// their series. A detector's scoring commits its states, the cursor of its log consumer and
+// the events it raises in one transaction, so UpdateDetectors hands fn a DetectorWriter that
+// emits events and moves consumer cursors as well. Its transactions have the semantics of
+// Store's View and Update (they share the writer and its group commit).
+type Detectors interface {
+	ViewDetectors(ctx context.Context, fn func(DetectorReader) error) error
+	UpdateDetectors(ctx context.Context, fn func(DetectorWriter) error) error
+}
+
+// DetectorReader reads detectors. Detector returns ErrNotFound for a missing detector; a
+// limit of 0 or less means no limit.
+type DetectorReader interface {
+	Detector(name string) (Detector, error)
+	// Detectors lists detectors ordered by name, starting after the given name.
+	Detectors(after string, limit int) ([]Detector, error)
+	// DetectorStates lists the states of the detector's series ordered by twin and
+	// property.
+	DetectorStates(detector string) ([]DetectorState, error)
+	// ConsumerCursor is DeliveryReader.ConsumerCursor.
+	ConsumerCursor(name string) (uint64, error)
+}
+
+// DetectorWriter changes detectors, their states and consumer cursors, and everything a
+// Writer changes, in one transaction.
+type DetectorWriter interface {
+	Writer
+	DetectorReader
+	// PutDetector inserts or replaces a detector; a replaced detector keeps its Created time
+	// and its states.
+	PutDetector(d Detector) error
+	// DeleteDetector deletes a detector with its states; a missing one is ErrNotFound.
+	DeleteDetector(name string) error
+	// PutDetectorState inserts or replaces the state of one series.
+	PutDetectorState(s DetectorState) error
+	// DeleteDetectorStates deletes every state of the detector.
+	DeleteDetectorStates(detector string) error
+	// DeleteDetectorTwin deletes the states of the detector's series of twin.
+	DeleteDetectorTwin(detector, twin string) error
+	// SetConsumerCursor is DeliveryWriter.SetConsumerCursor.
+	SetConsumerCursor(name string, seq uint64) error
+	// DeleteConsumerCursor is DeliveryWriter.DeleteConsumerCursor.
+	DeleteConsumerCursor(name string) error
+}

@@ -56,6 +56,7 @@ const (
 	KindSourceInUse               // mappings still read the source
 	KindSourceNotRunning          // the source cannot take messages now
 	KindMappingNotFound           // the mapping does not exist
+	KindDetectorNotFound          // the anomaly detector does not exist
 	KindKeyNotFound               // the API key does not exist
 	KindQueryInvalid              // a query does not parse or compile
 	KindTimeout                   // a query or a job ran out of time
@@ -117,6 +118,7 @@ var kindNames = [...]string{
 	KindSourceInUse:                      "SourceInUse",
 	KindSourceNotRunning:                 "SourceNotRunning",
 	KindMappingNotFound:                  "MappingNotFound",
+	KindDetectorNotFound:                 "DetectorNotFound",
 	KindKeyNotFound:                      "KeyNotFound",
 	KindQueryInvalid:                     "QueryInvalid",
 	KindTimeout:                          "Timeout",

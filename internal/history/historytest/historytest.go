@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"Prune", testPrune},
 		{"Concurrent", testConcurrent},
 		{"Telemetry", testTelemetry},
+		{"Anomalies", testAnomalies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -190,6 +191,55 @@ func testTelemetry(t *testing.T, open Opener) {
 	}
 	if n := tableRows(t, st, name); n != 1 {
 		t.Fatalf("%s holds %d rows after pruning the one before minute 5, want 1", name, n)
+	}
+}
+
+// testAnomalies writes anomaly rows, replays them, selects them by twin, detector, time and
+// position, and prunes the old ones.
+func testAnomalies(t *testing.T, open Opener) {
+	st := openStore(t, open, t.TempDir())
+	an := func(seq uint64, m int, id, detector string) history.AnomalyEvent {
+		return history.AnomalyEvent{Seq: seq, TimeStamp: at(m).Add(123456 * time.Microsecond), ServiceID: "svc", ID: id, Key: "temp",
+			Value: float64(seq) + 0.5, Score: 0.75, Kind: "spike", Detector: detector}
+	}
+	all := []history.AnomalyEvent{an(1, 0, "t1", "a"), an(2, 10, "t1", "b"), an(3, 20, "t2", "a"), an(4, 30, "t1", "a")}
+	batch := history.Rows{Anomalies: all}
+	write(t, st, batch, 4)
+	write(t, st, batch, 4)
+	seqs := func(q history.AnomalySelection) []uint64 {
+		t.Helper()
+		rows, err := st.Anomalies(context.Background(), q)
+		if err != nil {
+			t.Fatalf("Anomalies(%+v): %v", q, err)
+		}
+		var out []uint64
+		for _, r := range rows {
+			if want := all[r.Seq-1]; r != want {
+				t.Errorf("row %+v, want %+v", r, want)
+			}
+			out = append(out, r.Seq)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		q    history.AnomalySelection
+		want []uint64
+	}{
+		{history.AnomalySelection{ID: "t1"}, []uint64{1, 2, 4}},
+		{history.AnomalySelection{ID: "t1", Detector: "a"}, []uint64{1, 4}},
+		{history.AnomalySelection{ID: "t1", From: at(5), To: at(30)}, []uint64{2}},
+		{history.AnomalySelection{ID: "t1", After: 1, Limit: 1}, []uint64{2}},
+		{history.AnomalySelection{ID: "t3"}, nil},
+	} {
+		if got := seqs(tc.q); !slices.Equal(got, tc.want) {
+			t.Errorf("Anomalies(%+v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	if _, err := st.Prune(context.Background(), at(15), 0); err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	if got := seqs(history.AnomalySelection{ID: "t1"}); !slices.Equal(got, []uint64{4}) {
+		t.Errorf("Anomalies after pruning before minute 15 = %v, want [4]", got)
 	}
 }
 

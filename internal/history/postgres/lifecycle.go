@@ -84,3 +84,32 @@ func lifecycleWhere(q history.LifecycleSelection) (string, []any) {
 	}
 	return b.String(), args
 }
+
+// Anomalies implements history.Store.
+func (s *Store) Anomalies(ctx context.Context, q history.AnomalySelection) ([]history.AnomalyEvent, error) {
+	if q.ID == "" {
+		return nil, errors.New("read the anomaly history: a twin id is required")
+	}
+	where, args := lifecycleWhere(history.LifecycleSelection{ID: q.ID, From: q.From, To: q.To, After: q.After, Limit: q.Limit})
+	if q.Detector != "" {
+		args = append(args, q.Detector)
+		where = ` AND "Detector" = $` + strconv.Itoa(len(args)) + where
+	}
+	var (
+		out []history.AnomalyEvent
+		seq int64
+		ts  time.Time
+	)
+	e := history.AnomalyEvent{ID: q.ID}
+	rows, _ := s.pool.Query(ctx, `SELECT "Seq", "TimeStamp", "ServiceId", "Key", "Value", "Score", "Kind", "Detector" FROM `+
+		s.anom+` WHERE "Id" = $1`+where, args...)
+	_, err := pgx.ForEachRow(rows, []any{&seq, &ts, &e.ServiceID, &e.Key, &e.Value, &e.Score, &e.Kind, &e.Detector}, func() error {
+		e.Seq, e.TimeStamp = uint64(seq), ts.UTC()
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the anomaly history of %q: %w", q.ID, err)
+	}
+	return out, nil
+}

@@ -71,7 +71,7 @@ type Store struct {
 	wmu   sync.Mutex
 	parts map[string]bool
 	// Qualified, quoted names.
-	prop, twin, rel, tele, cursor string
+	prop, twin, rel, tele, anom, cursor string
 	// hourly is the roll-up table, bounds the table of its floor and watermark.
 	hourly, bounds string
 	rollupRows     int
@@ -88,7 +88,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Schema == "" {
 		cfg.Schema = DefaultSchema
 	}
-	if err := (history.Tables{Properties: cfg.Schema, TwinLifecycle: "x", RelationshipLifecycle: "x", Telemetry: "x"}).Validate(); err != nil {
+	if err := (history.Tables{Properties: cfg.Schema, TwinLifecycle: "x", RelationshipLifecycle: "x", Telemetry: "x", Anomalies: "x"}).Validate(); err != nil {
 		return nil, fmt.Errorf("postgres history config: schema %q is not an identifier", cfg.Schema)
 	}
 	if cfg.RollupRows == 0 {
@@ -101,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres history config: tables: %w", err)
 	}
-	names := []string{t.Properties, t.TwinLifecycle, t.RelationshipLifecycle, t.Telemetry}
+	names := []string{t.Properties, t.TwinLifecycle, t.RelationshipLifecycle, t.Telemetry, t.Anomalies}
 	for _, n := range names {
 		if len(n) > maxTableName {
 			return nil, fmt.Errorf("postgres history config: tables: %q is longer than %d bytes", n, maxTableName)
@@ -109,7 +109,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	// The roll-up table's name, not partitioned, may be longer.
 	names = append(names, t.Hourly())
-	if slices.Sort(names); len(slices.Compact(names)) != 5 {
+	if slices.Sort(names); len(slices.Compact(names)) != 6 {
 		return nil, fmt.Errorf("postgres history config: tables: names must differ: %+v", t)
 	}
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
@@ -129,6 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool: pool, schema: cfg.Schema, t: t, lockKey: int64(h.Sum64()), parts: map[string]bool{},
 		prop: qualify(cfg.Schema, t.Properties), twin: qualify(cfg.Schema, t.TwinLifecycle),
 		rel: qualify(cfg.Schema, t.RelationshipLifecycle), tele: qualify(cfg.Schema, t.Telemetry),
+		anom:   qualify(cfg.Schema, t.Anomalies),
 		cursor: qualify(cfg.Schema, "history_cursor"),
 		hourly: qualify(cfg.Schema, t.Hourly()), bounds: qualify(cfg.Schema, "history_rollup"), rollupRows: cfg.RollupRows,
 	}
@@ -207,6 +208,18 @@ CREATE TABLE IF NOT EXISTS ` + s.tele + ` (
 	"Seq" bigint NOT NULL
 ) PARTITION BY RANGE ("TimeStamp");
 CREATE INDEX IF NOT EXISTS ` + quote(s.t.Telemetry+"_by_twin") + ` ON ` + s.tele + ` ("Id", "TimeStamp");
+CREATE TABLE IF NOT EXISTS ` + s.anom + ` (
+	"TimeStamp" timestamptz NOT NULL,
+	"ServiceId" text COLLATE "C" NOT NULL,
+	"Id" text COLLATE "C" NOT NULL,
+	"Key" text COLLATE "C" NOT NULL,
+	"Value" double precision NOT NULL,
+	"Score" double precision NOT NULL,
+	"Kind" text COLLATE "C" NOT NULL,
+	"Detector" text COLLATE "C" NOT NULL,
+	"Seq" bigint NOT NULL
+) PARTITION BY RANGE ("TimeStamp");
+CREATE INDEX IF NOT EXISTS ` + quote(s.t.Anomalies+"_by_twin") + ` ON ` + s.anom + ` ("Id", "Seq");
 `
 		if _, err := tx.Exec(ctx, ddl); err != nil {
 			return err
@@ -304,7 +317,7 @@ func (s *Store) notePartitions(days []time.Time) {
 
 // tables returns the names of the tables.
 func (s *Store) tables() []string {
-	return []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry}
+	return []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Anomalies}
 }
 
 // Write implements history.Store: one transaction locks and reads the cursor (and the
@@ -329,8 +342,8 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 		}
 		times = times[:0]
 		var (
-			props, twins, rels, tele [][]any
-			late                     []lateRow
+			props, twins, rels, tele, anoms [][]any
+			late                            []lateRow
 		)
 		for i := range rows.Properties {
 			r := &rows.Properties[i]
@@ -392,6 +405,15 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 			tele = append(tele, []any{ts, src, r.ServiceID, r.ID, r.Component, r.ModelID, r.MessageID, value, int64(r.Seq)})
 			times = append(times, ts)
 		}
+		for i := range rows.Anomalies {
+			r := &rows.Anomalies[i]
+			if r.Seq <= cursor {
+				continue
+			}
+			ts := r.TimeStamp.Truncate(time.Microsecond)
+			anoms = append(anoms, []any{ts, r.ServiceID, r.ID, r.Key, r.Value, r.Score, r.Kind, r.Detector, int64(r.Seq)})
+			times = append(times, ts)
+		}
 		days = partitionDays(times)
 		if err := s.ensurePartitions(ctx, tx, days); err != nil {
 			return err
@@ -406,6 +428,7 @@ func (s *Store) Write(ctx context.Context, rows *history.Rows, through uint64) e
 			{"twin lifecycle", s.t.TwinLifecycle, twinInsertColumns, twins},
 			{"relationship lifecycle", s.t.RelationshipLifecycle, relInsertColumns, rels},
 			{"telemetry", s.t.Telemetry, telemetryInsertColumns, tele},
+			{"anomaly", s.t.Anomalies, anomalyInsertColumns, anoms},
 		} {
 			if len(c.rows) == 0 {
 				continue
@@ -440,6 +463,7 @@ var (
 	relInsertColumns       = []string{"RelationshipId", "Name", "Action", "TimeStamp", "ServiceId", "Source", "Target", "Seq"}
 	telemetryInsertColumns = []string{"TimeStamp", "SourceTimeStamp", "ServiceId", "Id", "Component", "ModelId",
 		"MessageId", "Value", "Seq"}
+	anomalyInsertColumns = []string{"TimeStamp", "ServiceId", "Id", "Key", "Value", "Score", "Kind", "Detector", "Seq"}
 )
 
 // Cursor implements history.Store.

@@ -97,6 +97,9 @@ func (s *Store) pruneStatements() []struct{ what, sql string } {
 		// One telemetry row per log record: Seq tells them apart.
 		{"telemetry rows", `DELETE FROM ` + s.tele + ` WHERE "TimeStamp" < $1 AND "Seq" IN (
 			SELECT "Seq" FROM ` + s.tele + ` WHERE "TimeStamp" < $1 LIMIT $2)`},
+		// One anomaly row per log record, too.
+		{"anomaly rows", `DELETE FROM ` + s.anom + ` WHERE "TimeStamp" < $1 AND "Seq" IN (
+			SELECT "Seq" FROM ` + s.anom + ` WHERE "TimeStamp" < $1 LIMIT $2)`},
 	}
 }
 

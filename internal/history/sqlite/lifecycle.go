@@ -81,9 +81,12 @@ func lifecycleWhere(q history.LifecycleSelection) (string, []any) {
 	return b.String(), args
 }
 
-// scanRows runs query in tx and calls scan for each row.
-func scanRows(ctx context.Context, tx *sql.Tx, query string, args []any, scan func(*sql.Rows) error) error {
-	rows, err := tx.QueryContext(ctx, query, args...)
+// scanRows runs query on q, a read transaction or the readers' pool, and calls scan for each
+// row.
+func scanRows(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -94,4 +97,32 @@ func scanRows(ctx context.Context, tx *sql.Tx, query string, args []any, scan fu
 		}
 	}
 	return rows.Err()
+}
+
+// Anomalies implements history.Store.
+func (s *Store) Anomalies(ctx context.Context, q history.AnomalySelection) ([]history.AnomalyEvent, error) {
+	if q.ID == "" {
+		return nil, errors.New("read the anomaly history: a twin id is required")
+	}
+	where, args := lifecycleWhere(history.LifecycleSelection{ID: q.ID, From: q.From, To: q.To, After: q.After, Limit: q.Limit})
+	if q.Detector != "" {
+		where = ` AND Detector = ?` + where
+		args = append([]any{q.ID, q.Detector}, args[1:]...)
+	}
+	var out []history.AnomalyEvent
+	err := scanRows(ctx, s.rdb, `SELECT Seq, TimeStamp, ServiceId, Key, Value, Score, Kind, Detector FROM `+s.t.Anomalies+
+		` WHERE Id = ?`+where, args, func(rows *sql.Rows) error {
+		e := history.AnomalyEvent{ID: q.ID}
+		var seq, ts int64
+		if err := rows.Scan(&seq, &ts, &e.ServiceID, &e.Key, &e.Value, &e.Score, &e.Kind, &e.Detector); err != nil {
+			return err
+		}
+		e.Seq, e.TimeStamp = uint64(seq), time.Unix(0, ts).UTC()
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the anomaly history of %q: %w", q.ID, err)
+	}
+	return out, nil
 }

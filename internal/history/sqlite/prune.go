@@ -29,7 +29,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 		limit = int64(max)
 	}
 	b := before.UnixNano()
-	p, tw, r, te := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry
+	p, tw, r, te, an := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Anomalies
 	stmts := []struct {
 		what, sql string
 		args      func(limit int64) []any
@@ -58,6 +58,8 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 			LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
 		{"telemetry rows", `DELETE FROM ` + te + ` WHERE (Id, TimeStamp, Seq) IN (
 			SELECT Id, TimeStamp, Seq FROM ` + te + ` WHERE TimeStamp < ?1 LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
+		{"anomaly rows", `DELETE FROM ` + an + ` WHERE (Id, Seq) IN (
+			SELECT Id, Seq FROM ` + an + ` WHERE TimeStamp < ?1 LIMIT ?2)`, func(l int64) []any { return []any{b, l} }},
 	}
 	if err := s.pruneCheckpoints(ctx, b); err != nil {
 		return 0, fmt.Errorf("prune history checkpoints before %s: %w", before.Format(time.RFC3339), err)
@@ -93,7 +95,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, max int) (int, erro
 // Stats implements history.Store. Bytes counts the database file and its write-ahead log.
 func (s *Store) Stats(ctx context.Context) (history.Stats, error) {
 	var st history.Stats
-	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Hourly()} {
+	for _, name := range []string{s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Anomalies, s.t.Hourly()} {
 		var n int64
 		if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM `+name).Scan(&n); err != nil {
 			return history.Stats{}, fmt.Errorf("count rows of %s: %w", name, err)

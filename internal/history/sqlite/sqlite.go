@@ -79,8 +79,8 @@ var _ history.Store = (*Store)(nil)
 
 // queries holds the statements' text with the configured table names.
 type queries struct {
-	insertProp, insertTwin, insertRel, insertTelemetry string
-	latest                                             string
+	insertProp, insertTwin, insertRel, insertTelemetry, insertAnomaly string
+	latest                                                            string
 }
 
 // Open opens (creating if needed) the history database in cfg.Dir.
@@ -150,6 +150,8 @@ func Open(cfg Config) (*Store, error) {
 			TimeStamp, ServiceId, Target) VALUES (?,?,?,?,?,?,?,?)`,
 		insertTelemetry: `INSERT OR IGNORE INTO ` + t.Telemetry + ` (Id, TimeStamp, Seq, SourceTimeStamp, ServiceId,
 			ModelId, Component, MessageId, Value) VALUES (?,?,?,?,?,?,?,?,?)`,
+		insertAnomaly: `INSERT OR IGNORE INTO ` + t.Anomalies + ` (Id, Seq, TimeStamp, ServiceId, Key, Value, Score, Kind,
+			Detector) VALUES (?,?,?,?,?,?,?,?,?)`,
 		latest: `SELECT ` + propColumns + ` FROM ` + t.Properties + ` WHERE Id = ? AND Key = ? AND RelationshipId = ?
 			ORDER BY TimeStamp DESC, Seq DESC LIMIT 1`,
 	}
@@ -169,7 +171,7 @@ func dsn(path string, pragmas ...string) string {
 // text (it keeps the client's precision and range) or NULL; Num is Value when Value is a
 // JSON number, for aggregates.
 func (s *Store) migrate() error {
-	p, tw, r, te := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry
+	p, tw, r, te, an := s.t.Properties, s.t.TwinLifecycle, s.t.RelationshipLifecycle, s.t.Telemetry, s.t.Anomalies
 	_, err := s.wdb.Exec(`
 CREATE TABLE IF NOT EXISTS history_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 INSERT OR IGNORE INTO history_cursor (id, seq) VALUES (1, 0);
@@ -195,6 +197,11 @@ CREATE TABLE IF NOT EXISTS ` + te + ` (
 	Value TEXT NOT NULL,
 	PRIMARY KEY (Id, TimeStamp, Seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ` + te + `_retention ON ` + te + ` (TimeStamp);
+CREATE TABLE IF NOT EXISTS ` + an + ` (
+	Id TEXT NOT NULL, Seq INTEGER NOT NULL, TimeStamp INTEGER NOT NULL, ServiceId TEXT NOT NULL,
+	Key TEXT NOT NULL, Value REAL NOT NULL, Score REAL NOT NULL, Kind TEXT NOT NULL, Detector TEXT NOT NULL,
+	PRIMARY KEY (Id, Seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ` + an + `_retention ON ` + an + ` (TimeStamp);
 `)
 	return err
 }
@@ -276,6 +283,23 @@ func (s *Store) write(ctx context.Context, rows *history.Rows, through uint64) (
 			if _, err := st.ExecContext(ctx, r.ID, r.TimeStamp.UnixNano(), int64(r.Seq), sourceTime(r.SourceTimeStamp),
 				r.ServiceID, r.ModelID, r.Component, r.MessageID, string(r.Value)); err != nil {
 				return fmt.Errorf("insert telemetry row of %q (record %d): %w", r.ID, r.Seq, err)
+			}
+		}
+	}
+	if len(rows.Anomalies) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q.insertAnomaly)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for i := range rows.Anomalies {
+			r := &rows.Anomalies[i]
+			if r.Seq <= cursor {
+				continue
+			}
+			if _, err := st.ExecContext(ctx, r.ID, int64(r.Seq), r.TimeStamp.UnixNano(), r.ServiceID, r.Key, r.Value,
+				r.Score, r.Kind, r.Detector); err != nil {
+				return fmt.Errorf("insert anomaly row of %q (record %d): %w", r.ID, r.Seq, err)
 			}
 		}
 	}

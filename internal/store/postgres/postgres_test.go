@@ -81,6 +81,10 @@ func TestJobs(t *testing.T) {
 	storetest.RunJobs(t, func(t *testing.T) storetest.JobStore { return fresh(t) })
 }
 
+func TestDetectors(t *testing.T) {
+	storetest.RunDetectors(t, func(t *testing.T) storetest.DetectorStore { return fresh(t) })
+}
+
 func TestKeys(t *testing.T) {
 	storetest.RunKeys(t, func(t *testing.T) storetest.KeyStore { return fresh(t) })
 }

@@ -174,6 +174,23 @@ CREATE TABLE generations (
 );
 INSERT INTO generations (models, routes, endpoints, sources, mappings) VALUES (0, 0, 0, 0, 0);
 `,
+	// Version 3: anomaly detectors (see detectors.go) and the learned state of each series
+	// they score.
+	`
+CREATE TABLE detectors (
+	name    text COLLATE "C" PRIMARY KEY,
+	config  bytea NOT NULL,
+	created text NOT NULL
+);
+
+CREATE TABLE detector_states (
+	detector text COLLATE "C" NOT NULL,
+	twin     text COLLATE "C" NOT NULL,
+	property text COLLATE "C" NOT NULL,
+	state    bytea NOT NULL,
+	PRIMARY KEY (detector, twin, property)
+);
+`,
 }
 
 // lockKey returns the key of the advisory lock that serialises migrations of schema, from

@@ -174,6 +174,23 @@ CREATE TABLE api_keys (
 	expires TEXT NOT NULL
 ) WITHOUT ROWID;
 `,
+	// Version 7: anomaly detectors (see detectors.go) and the learned state of each series
+	// they score.
+	`
+CREATE TABLE detectors (
+	name    TEXT PRIMARY KEY,
+	config  BLOB NOT NULL,
+	created TEXT NOT NULL
+);
+
+CREATE TABLE detector_states (
+	detector TEXT NOT NULL,
+	twin     TEXT NOT NULL,
+	property TEXT NOT NULL,
+	state    BLOB NOT NULL,
+	PRIMARY KEY (detector, twin, property)
+) WITHOUT ROWID;
+`,
 }
 
 // schemaVersionKey is the meta key holding the number of applied migrations.

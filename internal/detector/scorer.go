@@ -1,0 +1,390 @@
+package detector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/twinflow/twinflow/internal/anomaly"
+	"github.com/twinflow/twinflow/internal/event"
+	"github.com/twinflow/twinflow/internal/graph"
+	"github.com/twinflow/twinflow/internal/history"
+	"github.com/twinflow/twinflow/internal/query"
+	"github.com/twinflow/twinflow/internal/store"
+)
+
+// AnomalyType is the CloudEvents type of the event a detector raises for an anomaly. Its data
+// is AnomalyData; its subject is the twin's id.
+const AnomalyType = event.Anomaly
+
+// AnomalyData is the data of an anomaly event.
+type AnomalyData struct {
+	TwinID   string  `json:"twinId"`
+	Property string  `json:"property"`
+	Value    float64 `json:"value"`
+	Score    float64 `json:"score"`
+	// Kind names the test that scored the point (package anomaly's Kind): spike, dip,
+	// level_shift, trend_change, variance_change, seasonality_broken or flat_line.
+	Kind string `json:"kind"`
+	// Time is the point's time (RFC 3339): its sourceTime, or when the change committed.
+	Time     string `json:"time"`
+	Detector string `json:"detector"`
+}
+
+// eventNamespace makes anomaly event ids: the same anomaly, scored again, has the same id.
+var eventNamespace = uuid.MustParse("8f0c52c4-3b9e-4d8e-9a57-2a2f4b7c1d10")
+
+// series names one series of a detector: a property of a twin.
+type series struct{ twin, property string }
+
+// scorer scores the change log for one detector, from the detector's cursor.
+type scorer struct {
+	svc  *Service
+	name string
+	def  Definition
+	// config is def as the store keeps it, to tell when the stored detector changed.
+	config string
+	sel    selection
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	cursor    atomic.Uint64
+	twins     atomic.Int64
+	points    atomic.Uint64
+	anomalies atomic.Uint64
+	running   atomic.Bool
+	// mu guards lastError.
+	mu        sync.Mutex
+	lastError string
+}
+
+// status returns the scorer's status, without the lag.
+func (sc *scorer) status() Status {
+	st := Status{State: "stopped", Twins: int(sc.twins.Load()), Points: sc.points.Load(), Anomalies: sc.anomalies.Load()}
+	if sc.running.Load() {
+		st.State = "running"
+	}
+	sc.mu.Lock()
+	st.LastError = sc.lastError
+	sc.mu.Unlock()
+	return st
+}
+
+// run scores until ctx ends, starting again from what is committed after a failure.
+func (sc *scorer) run(ctx context.Context) {
+	for {
+		sc.running.Store(true)
+		err := sc.stream(ctx)
+		sc.running.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		sc.svc.logger.Error("detector "+sc.name+": scoring failed; starting again from its cursor", slog.Any("err", err))
+		sc.mu.Lock()
+		sc.lastError = err.Error()
+		sc.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// stream loads the detector's cursor and states and scores the change log after the cursor
+// until ctx ends or a step fails. Each batch's states, anomaly events and cursor commit in
+// one transaction, so the scores after a restart are those an uninterrupted run gives.
+func (sc *scorer) stream(ctx context.Context) error {
+	svc := sc.svc
+	var (
+		cursor uint64
+		stored []store.DetectorState
+	)
+	err := svc.st.ViewDetectors(ctx, func(r store.DetectorReader) error {
+		var err error
+		if cursor, err = r.ConsumerCursor(consumer(sc.name)); err != nil {
+			return err
+		}
+		stored, err = r.DetectorStates(sc.name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("load cursor and states: %w", err)
+	}
+	sc.cursor.Store(cursor)
+	states := make(map[series][]byte, len(stored))
+	for _, st := range stored {
+		states[series{st.Twin, st.Property}] = st.State
+	}
+	dets := map[series]*anomaly.Detector{}
+	detector := func(k series) (*anomaly.Detector, error) {
+		if d := dets[k]; d != nil {
+			return d, nil
+		}
+		d := sc.def.newDetector()
+		if b, ok := states[k]; ok {
+			if err := d.UnmarshalBinary(b); err != nil {
+				return nil, fmt.Errorf("restore the state of %s.%s: %w", k.twin, k.property, err)
+			}
+		}
+		dets[k] = d
+		return d, nil
+	}
+
+	members, err := sc.members(ctx)
+	if err != nil {
+		return err
+	}
+	asked := time.Now()
+	var (
+		rows    history.Rows
+		written = time.Now()
+	)
+	for {
+		recs, err := readChanges(ctx, svc.st.Log(), cursor, svc.cfg.Batch)
+		if ctx.Err() != nil {
+			// What was scored is committed; a cursor over records that scored nothing may
+			// be left unwritten, and a restart reads them again to no effect.
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read the change log after %d: %w", cursor, err)
+		}
+		if time.Since(asked) >= svc.cfg.MembershipInterval || changesMembership(recs) {
+			if members, err = sc.members(ctx); err != nil {
+				return err
+			}
+			asked = time.Now()
+		}
+		dirty := map[series]bool{}
+		gone := map[string]bool{} // twins deleted, whose states go
+		forget := func(twin string) {
+			for k := range dirty {
+				if k.twin == twin {
+					delete(dirty, k)
+				}
+			}
+			for k := range states {
+				if k.twin == twin {
+					delete(states, k)
+					gone[twin] = true
+				}
+			}
+			for k := range dets {
+				if k.twin == twin {
+					delete(dets, k)
+					gone[twin] = true
+				}
+			}
+		}
+		var events []event.Event
+		for i := range recs {
+			ch := &recs[i]
+			if ch.Event.Type == event.TwinDelete {
+				// A twin created again with the same id is a new series.
+				forget(ch.Event.Subject)
+				continue
+			}
+			// Only a twin's creation and updates give points of its properties.
+			if t := ch.Event.Type; t != event.TwinCreate && t != event.TwinUpdate || !members[ch.Event.Subject] {
+				continue
+			}
+			rows.Reset()
+			if err := history.Derive(*ch, history.Options{}, noPrior, &rows); err != nil && !errors.Is(err, history.ErrUnknownValue) {
+				svc.logger.Warn("detector "+sc.name+": a change log record cannot be read", slog.Uint64("seq", ch.Seq), slog.Any("err", err))
+			}
+			for j := range rows.Properties {
+				row := &rows.Properties[j]
+				if !members[row.ID] || !sc.def.watches(row.Key) {
+					continue
+				}
+				p, ok := pointOf(row)
+				if !ok {
+					continue
+				}
+				k := series{row.ID, row.Key}
+				d, err := detector(k)
+				if err != nil {
+					return err
+				}
+				res := score(d, p)
+				dirty[k] = true
+				sc.points.Add(1)
+				svc.metrics.scored(sc.name, res)
+				if res.Anomaly {
+					sc.anomalies.Add(1)
+					ev, err := sc.anomalyEvent(ch, row, p, res)
+					if err != nil {
+						return err
+					}
+					events = append(events, ev)
+				}
+			}
+		}
+		last := recs[len(recs)-1].Seq
+		if len(dirty) == 0 && len(gone) == 0 && len(events) == 0 && time.Since(written) < time.Second {
+			cursor = last
+			sc.cursor.Store(cursor)
+			continue
+		}
+		err = svc.st.UpdateDetectors(ctx, func(w store.DetectorWriter) error {
+			for twin := range gone {
+				if err := w.DeleteDetectorTwin(sc.name, twin); err != nil {
+					return err
+				}
+			}
+			for k := range dirty {
+				b, err := dets[k].MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if err := w.PutDetectorState(store.DetectorState{Detector: sc.name, Twin: k.twin, Property: k.property, State: b}); err != nil {
+					return err
+				}
+			}
+			for _, ev := range events {
+				if err := w.Emit(ev); err != nil {
+					return err
+				}
+			}
+			return w.SetConsumerCursor(consumer(sc.name), last)
+		})
+		if err != nil {
+			return fmt.Errorf("commit the scores through record %d: %w", last, err)
+		}
+		for k := range dirty {
+			b, _ := dets[k].MarshalBinary()
+			states[k] = b
+		}
+		cursor, written = last, time.Now()
+		sc.cursor.Store(cursor)
+	}
+}
+
+// anomalyEvent returns the event of an anomaly of the point p of row, derived from ch.
+func (sc *scorer) anomalyEvent(ch *store.Change, row *history.PropertyEvent, p point, res anomaly.Result) (event.Event, error) {
+	data, err := json.Marshal(AnomalyData{
+		TwinID: row.ID, Property: row.Key, Value: p.Value, Score: res.Score, Kind: res.Kind.String(),
+		Time: p.Time.Format(time.RFC3339Nano), Detector: sc.name,
+	})
+	if err != nil {
+		return event.Event{}, fmt.Errorf("encode the anomaly of %s.%s: %w", row.ID, row.Key, err)
+	}
+	id := uuid.NewSHA1(eventNamespace, []byte(sc.name+"\n"+strconv.FormatUint(ch.Seq, 10)+"\n"+row.ID+"\n"+row.Key))
+	return event.Event{
+		ID:              id.String(),
+		Source:          sc.svc.cfg.ServiceID + "/detectors/" + sc.name,
+		SpecVersion:     event.SpecVersion,
+		Type:            AnomalyType,
+		Subject:         row.ID,
+		Time:            ch.Event.Time,
+		DataContentType: "application/json",
+		TraceParent:     ch.Event.TraceParent,
+		TraceState:      ch.Event.TraceState,
+		Data:            data,
+	}, nil
+}
+
+// members asks the detector's query which twins it watches.
+func (sc *scorer) members(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := sc.svc.index.Read(ctx, func(r *graph.Reader) error {
+		var cur query.Cursor
+		for {
+			page, err := sc.sel.q.Run(ctx, r, cur, 1000)
+			if err != nil {
+				return err
+			}
+			for _, row := range page.Rows {
+				id, err := sc.sel.twinID(row)
+				if err != nil {
+					return err
+				}
+				out[id] = true
+			}
+			if page.Next == nil {
+				return nil
+			}
+			cur = *page.Next
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("run the twins query: %w", err)
+	}
+	sc.twins.Store(int64(len(out)))
+	sc.svc.metrics.watching(sc.name, len(out))
+	return out, nil
+}
+
+// twinID returns the id of the twin in a row of the selection's query.
+func (s selection) twinID(row json.RawMessage) (string, error) {
+	var twin struct {
+		ID string `json:"$dtId"`
+	}
+	if s.alias == "" {
+		if err := json.Unmarshal(row, &twin); err != nil {
+			return "", fmt.Errorf("read a row of the twins query: %w", err)
+		}
+		return twin.ID, nil
+	}
+	var aliased map[string]json.RawMessage
+	if err := json.Unmarshal(row, &aliased); err != nil {
+		return "", fmt.Errorf("read a row of the twins query: %w", err)
+	}
+	if err := json.Unmarshal(aliased[s.alias], &twin); err != nil {
+		return "", fmt.Errorf("read a row of the twins query: %w", err)
+	}
+	return twin.ID, nil
+}
+
+// modelPath is how a patch that changes a twin's model shows in a Twin.Update's data.
+var modelPath = []byte(`"/$metadata/$model"`)
+
+// changesMembership reports whether recs may change which twins a query selects beyond what
+// the periodic asking catches at once: twins created or deleted, or a model changed.
+func changesMembership(recs []store.Change) bool {
+	for i := range recs {
+		switch ev := &recs[i].Event; ev.Type {
+		case event.TwinCreate, event.TwinDelete:
+			return true
+		case event.TwinUpdate:
+			if bytes.Contains(ev.Data, modelPath) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// noPrior is the history.Prior of streaming: a change whose new value needs the one before
+// it (a sub-property patch, which a number has not) and that the log no longer knows scores
+// no point.
+func noPrior(string, string, string) (history.PropertyEvent, bool, error) {
+	return history.PropertyEvent{}, false, nil
+}
+
+// readChanges reads the records after after, with the states they left where the log knows
+// them; it waits while there are none.
+func readChanges(ctx context.Context, log store.Log, after uint64, max int) ([]store.Change, error) {
+	if cl, ok := log.(store.ChangeLog); ok {
+		return cl.ReadChanges(ctx, after, max)
+	}
+	recs, err := log.Read(ctx, after, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Change, len(recs))
+	for i, r := range recs {
+		out[i] = store.Change{Record: r}
+	}
+	return out, nil
+}
