@@ -34,7 +34,7 @@ func start(t testing.TB, cfg Config, logger *slog.Logger) (*Server, func() error
 		cfg.Server.DataDir = t.TempDir()
 	}
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = failureLog(t)
 	}
 	s, err := New(cfg, logger)
 	if err != nil {
@@ -43,6 +43,36 @@ func start(t testing.TB, cfg Config, logger *slog.Logger) (*Server, func() error
 	stop := run(t, s)
 	waitReady(t, s)
 	return s, stop
+}
+
+// failureLog returns a logger whose records t logs if it fails, once the servers it started
+// have stopped.
+func failureLog(t testing.TB) *slog.Logger {
+	var w lockedBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", w.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(&w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may write concurrently.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // waitReady polls s's readiness until it holds, failing t after ten seconds.
