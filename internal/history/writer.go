@@ -223,16 +223,17 @@ func (w *Writer) Status() Status {
 }
 
 // Run writes history until ctx ends, then returns ctx's error after its goroutines (deriving,
-// pruning, rolling up) exited. It returns another error only when the cursor cannot be read
-// at start; failures later are logged, reported by Status and retried with backoff.
+// pruning, rolling up) exited. Failures, reading the cursor at start as well as later, are
+// logged, reported by Status and retried with backoff: a database that is away for a while
+// delays history, and stops nothing.
 //
 // Run may be called again once it returned, as a node that lost the lease on history and
 // regained it does: it starts again from the cursor the Store keeps, which another writer
 // may have moved meanwhile, and forgets the rows it derived before.
 func (w *Writer) Run(ctx context.Context) error {
-	cursor, err := w.st.Cursor(ctx)
+	cursor, err := w.startCursor(ctx)
 	if err != nil {
-		return fmt.Errorf("start history writer: %w", err)
+		return err
 	}
 	w.mu.Lock()
 	w.status.Cursor = cursor
@@ -263,6 +264,26 @@ func (w *Writer) Run(ctx context.Context) error {
 			return err
 		}
 		free <- b
+	}
+}
+
+// startCursor reads the cursor Run starts from, retrying with backoff until it is read or ctx
+// ends.
+func (w *Writer) startCursor(ctx context.Context) (uint64, error) {
+	backoff := w.cfg.MinBackoff
+	for {
+		cursor, err := w.st.Cursor(ctx)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if err == nil {
+			return cursor, nil
+		}
+		w.fail(fmt.Errorf("read the history cursor: %w", err), 0, backoff)
+		if !sleep(ctx, backoff) {
+			return 0, ctx.Err()
+		}
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
 	}
 }
 

@@ -2,9 +2,11 @@ package history_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,6 +204,34 @@ func TestWriterReplayDoesNotDuplicate(t *testing.T) {
 	statsAfter, _ := h.Stats(context.Background())
 	if statsAfter.Tables[0].Rows != statsBefore.Tables[0].Rows+1 || statsAfter.Cursor != e.store.Log().Last() {
 		t.Fatalf("stats before %+v, after %+v", statsBefore, statsAfter)
+	}
+}
+
+// awayCursor is a history store whose cursor cannot be read the first times it is asked, as
+// when its database is away as the writer starts.
+type awayCursor struct {
+	history.Store
+	failures atomic.Int32
+}
+
+func (s *awayCursor) Cursor(ctx context.Context) (uint64, error) {
+	if s.failures.Add(-1) >= 0 {
+		return 0, errors.New("connection refused")
+	}
+	return s.Store.Cursor(ctx)
+}
+
+func TestWriterWaitsForItsCursor(t *testing.T) {
+	e := newEnv(t)
+	e.story()
+	h := &awayCursor{Store: openHistory(t)}
+	h.failures.Store(3)
+	st := runWriter(t, history.Config{MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, e.store.Log(), h)
+	if st.Err != nil || st.Rows == 0 {
+		t.Fatalf("status after the cursor could be read = %+v; want rows written and no error", st)
+	}
+	if n := h.failures.Load(); n >= 0 {
+		t.Fatalf("the cursor was read %d times fewer than the failures it was given", n+1)
 	}
 }
 
