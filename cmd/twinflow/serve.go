@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,50 +32,70 @@ type serveOptions struct {
 // environment variable envName(flag) when getenv returns a non-empty string for it, else from
 // the server settings of the config file when it sets them, else its default. Output for -h
 // and flag errors goes to out.
+//
+// The flags are parsed twice when there is a config file: once to find it (-config, or its
+// variable), and once more over the settings it holds, which stand in for the flags' defaults.
 func parseServe(args []string, getenv func(string) string, out io.Writer) (serveOptions, error) {
-	var o serveOptions
+	o, problems, err := parseServeOver(config.Config{}, args, getenv, out)
+	if err != nil || o.configFile == "" {
+		return o, errors.Join(err, problems)
+	}
+	file, err := config.Load(o.configFile)
+	if err != nil {
+		return o, err
+	}
+	o, problems, err = parseServeOver(file, args, getenv, out)
+	return o, errors.Join(err, problems)
+}
+
+// parseServeOver parses args and the environment as parseServe does, over the settings of
+// base (a config file's, or none): each flag's default is base's setting when it has one, and
+// base's other settings are kept as they are. It returns the parse error of args (or
+// flag.ErrHelp) apart from the problems with the values they and the environment hold.
+func parseServeOver(base config.Config, args []string, getenv func(string) string, out io.Writer) (o serveOptions, problems, err error) {
+	o.server.Config = base
 	fs := flag.NewFlagSet("twinflow serve", flag.ContinueOnError)
 	fs.SetOutput(out)
 	srv := &o.server.Server
-	fs.StringVar(&srv.Listen, "listen", config.DefaultListen,
+	fs.StringVar(&srv.Listen, "listen", cmp.Or(base.Server.Listen, config.DefaultListen),
 		"TCP `address` to serve on; port 0 picks a free one")
-	fs.StringVar(&srv.DataDir, "data-dir", config.DefaultDataDir,
+	fs.StringVar(&srv.DataDir, "data-dir", cmp.Or(base.Server.DataDir, config.DefaultDataDir),
 		"`directory` holding the embedded store")
-	fs.StringVar(&srv.TLSCertFile, "tls-cert", "",
+	fs.StringVar(&srv.TLSCertFile, "tls-cert", base.Server.TLSCertFile,
 		"PEM certificate chain `file`; with -tls-key, serve HTTPS")
-	fs.StringVar(&srv.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
-	fs.StringVar(&srv.ServiceID, "service-id", "",
+	fs.StringVar(&srv.TLSKeyFile, "tls-key", base.Server.TLSKeyFile, "PEM private key `file` for -tls-cert")
+	fs.StringVar(&srv.ServiceID, "service-id", base.Server.ServiceID,
 		"instance `name` events carry as their source (default: from the bound address,\n"+
 			"localhost:PORT on loopback, the host name and port when listening on all addresses)")
-	fs.DurationVar(&srv.ShutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout,
+	fs.DurationVar(&srv.ShutdownTimeout, "shutdown-timeout", cmp.Or(base.Server.ShutdownTimeout, config.DefaultShutdownTimeout),
 		"how long in-flight requests may take to finish at shutdown")
 	fs.Var((*listFlag)(&srv.AllowedHosts), "allowed-hosts",
 		"comma-separated host `names` (host, or host:port) requests may name in Host besides\n"+
 			"localhost, 127.0.0.1, [::1], the listen address and the service id; * allows any")
-	fs.IntVar(&srv.MaxHeaderBytes, "max-header-bytes", config.DefaultMaxHeaderBytes,
+	fs.IntVar(&srv.MaxHeaderBytes, "max-header-bytes", cmp.Or(base.Server.MaxHeaderBytes, config.DefaultMaxHeaderBytes),
 		"largest request line and header fields, in `bytes`; larger requests get 431")
-	fs.DurationVar(&srv.BodyReadTimeout, "body-read-timeout", config.DefaultBodyReadTimeout,
+	fs.DurationVar(&srv.BodyReadTimeout, "body-read-timeout", cmp.Or(base.Server.BodyReadTimeout, config.DefaultBodyReadTimeout),
 		"how long a request body may take to arrive; slower ones get 408")
-	fs.StringVar(&srv.Auth.Mode, "auth", config.AuthAuto,
+	fs.StringVar(&srv.Auth.Mode, "auth", cmp.Or(base.Server.Auth.Mode, config.AuthAuto),
 		"authentication: `mode` auto (required unless listening on loopback), required or off")
-	fs.BoolVar(&srv.Insecure, "insecure", false,
+	fs.BoolVar(&srv.Insecure, "insecure", base.Server.Insecure,
 		"listen on an address other than loopback without TLS or without authentication")
-	fs.Int64Var(&srv.DiskReserveBytes, "disk-reserve-bytes", config.DefaultDiskReserveBytes,
+	fs.Int64Var(&srv.DiskReserveBytes, "disk-reserve-bytes", cmp.Or(base.Server.DiskReserveBytes, config.DefaultDiskReserveBytes),
 		"disk space, in `bytes`, kept in DATA_DIR for deletes when the disk fills up")
 	fs.StringVar(&o.configFile, "config", "",
 		"YAML config `file` declaring server settings, limits, jobs settings, endpoints, routes,\n"+
 			"sources and mappings")
-	fs.StringVar(&o.server.Jobs.Dir, "jobs-dir", "",
+	fs.StringVar(&o.server.Jobs.Dir, "jobs-dir", base.Jobs.Dir,
 		"`directory` import jobs read input from and write output logs to as file: URLs\n"+
 			"(default: jobs.dir of the config file, else DATA_DIR/jobs)")
-	fs.StringVar(&o.server.History.Mode, "history", "",
+	fs.StringVar(&o.server.History.Mode, "history", base.History.Mode,
 		"data history, kept in DATA_DIR/history.db: `on` or off (default: history.mode of the\n"+
 			"config file, else on)")
-	fs.StringVar(&o.server.Store.DSN, "store", "",
+	fs.StringVar(&o.server.Store.DSN, "store", base.Store.DSN,
 		"keep twins, models, the change log and flow state in this PostgreSQL `database`\n"+
 			"(postgres://user:pass@host/db), which several nodes may share, instead of DATA_DIR\n"+
 			"(default: store.dsn of the config file)")
-	fs.StringVar(&o.server.History.DSN, "history-dsn", "",
+	fs.StringVar(&o.server.History.DSN, "history-dsn", base.History.DSN,
 		"keep data history in this PostgreSQL `database` (postgres://user:pass@host/db) instead\n"+
 			"of DATA_DIR/history.db (default: history.dsn of the config file)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -92,10 +113,10 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	}
 
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return o, nil, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return o, nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	set := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -114,70 +135,10 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (serve
 	if o.logFormat != "text" && o.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", o.logFormat))
 	}
-	if o.configFile != "" {
-		file, err := config.Load(o.configFile)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		// The file's server settings count where no flag or variable set them.
-		fs := file.Server
-		for _, f := range []struct {
-			flag     string
-			dst, src *string
-		}{
-			{"listen", &srv.Listen, &fs.Listen},
-			{"data-dir", &srv.DataDir, &fs.DataDir},
-			{"tls-cert", &srv.TLSCertFile, &fs.TLSCertFile},
-			{"tls-key", &srv.TLSKeyFile, &fs.TLSKeyFile},
-			{"service-id", &srv.ServiceID, &fs.ServiceID},
-		} {
-			if !set[f.flag] && *f.src != "" {
-				*f.dst = *f.src
-			}
-		}
-		if !set["shutdown-timeout"] && fs.ShutdownTimeout != 0 {
-			srv.ShutdownTimeout = fs.ShutdownTimeout
-		}
-		if !set["allowed-hosts"] && len(fs.AllowedHosts) > 0 {
-			srv.AllowedHosts = fs.AllowedHosts
-		}
-		if !set["max-header-bytes"] && fs.MaxHeaderBytes != 0 {
-			srv.MaxHeaderBytes = fs.MaxHeaderBytes
-		}
-		if !set["body-read-timeout"] && fs.BodyReadTimeout != 0 {
-			srv.BodyReadTimeout = fs.BodyReadTimeout
-		}
-		if !set["auth"] && fs.Auth.Mode != "" {
-			srv.Auth.Mode = fs.Auth.Mode
-		}
-		srv.Auth.OIDC = fs.Auth.OIDC
-		if !set["insecure"] {
-			srv.Insecure = fs.Insecure
-		}
-		// Settings of the file only.
-		srv.EgressPolicy, srv.FileDirs, srv.MemoryLimitBytes = fs.EgressPolicy, fs.FileDirs, fs.MemoryLimitBytes
-		if !set["disk-reserve-bytes"] && fs.DiskReserveBytes != 0 {
-			srv.DiskReserveBytes = fs.DiskReserveBytes
-		}
-		if set["jobs-dir"] {
-			file.Jobs.Dir = o.server.Jobs.Dir
-		}
-		if set["history"] {
-			file.History.Mode = o.server.History.Mode
-		}
-		if set["history-dsn"] {
-			file.History.DSN = o.server.History.DSN
-		}
-		if set["store"] {
-			file.Store.DSN = o.server.Store.DSN
-		}
-		file.Server = *srv
-		o.server.Config = file
-	}
 	if err := o.server.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	return o, errors.Join(errs...)
+	return o, errors.Join(errs...), nil
 }
 
 // listFlag is a flag holding a comma-separated list; each use replaces the list.
