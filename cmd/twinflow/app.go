@@ -49,7 +49,7 @@ func (a *app) addGlobalFlags(root *cobra.Command) {
 	f.StringVar(&a.token, "token", "", "bearer `token` sent as Authorization: an API key or an access token (default $TWINFLOW_TOKEN)")
 	f.StringVar(&a.caFile, "ca-file", "", "PEM `file` of the certificate authorities to trust for HTTPS instead of the system's")
 	f.BoolVar(&a.insecure, "insecure-skip-verify", false, "do not verify the server's TLS certificate")
-	f.StringVar(&a.output, "output", "", "output `format`: table or json, and csv for query and history (default table on a terminal, json otherwise)")
+	f.StringVar(&a.output, "output", "", "output `format`: table or json, and csv for query, history, backtests and anomalies (default table on a terminal, json otherwise)")
 	f.DurationVar(&a.timeout, "timeout", 5*time.Minute, "the longest one request may take (not the event stream)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputTable, outputJSON, outputCSV}, cobra.ShellCompDirectiveNoFileComp))
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // newHistoryCmd is `twinflow history`.
@@ -156,4 +157,31 @@ func parseWhen(flag, v string, now time.Time) (time.Time, error) {
 		return time.Time{}, usageErrorf("%s %q: want a time (2026-12-06T10:00:00Z) or a duration before now (1h)", flag, v)
 	}
 	return now.Add(-d), nil
+}
+
+// fromToAliases lets --from and --to, the API's names, stand for --since and --until.
+func fromToAliases(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	switch name {
+	case "from":
+		name = "since"
+	case "to":
+		name = "until"
+	}
+	return pflag.NormalizedName(name)
+}
+
+// timeFlags reads the optional --since and --until (see parseWhen); an empty one is the
+// zero time, no bound.
+func timeFlags(since, until string, now time.Time) (from, to time.Time, err error) {
+	if since != "" {
+		if from, err = parseWhen("--since", since, now); err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+	}
+	if until != "" {
+		if to, err = parseWhen("--until", until, now); err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+	}
+	return from, to, nil
 }

@@ -9,7 +9,7 @@
 //	twinflow version                  print the version
 //	twinflow <noun> <verb> [flags]    talk to a server: models, twins, relationships, query,
 //	                                  import, export, endpoints, routes, sources, mappings,
-//	                                  deadletters, history, events
+//	                                  detectors, anomalies, deadletters, history, events
 //	twinflow completion bash|zsh|fish shell completion
 //
 // Exit codes: 0 ok, 1 the request failed or the server answered an error, 2 usage error,
@@ -162,6 +162,7 @@ Exit codes: 0 ok; 1 the request failed (the server's ADT error code and message 
 		newImportCmd(a), newExportCmd(a),
 		newResourceCmd(a, resourceEndpoints), newResourceCmd(a, resourceRoutes),
 		newResourceCmd(a, resourceSources), newResourceCmd(a, resourceMappings),
+		newDetectorsCmd(a), newAnomaliesCmd(a),
 		newDeadLettersCmd(a), newHistoryCmd(a), newEventsCmd(a),
 	)
 	walk(root, func(c *cobra.Command) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -21,7 +22,7 @@ type resourceKind struct {
 	singular   string            // for messages and help
 	configKey  string            // its section of the config file
 	nameMember string            // the member of a listed item holding its name
-	columns    []string          // the members a table shows after the name
+	columns    []string          // the members a table shows after the name; "a.b" is member b of member a
 	example    string            // an apply example's file content
 }
 
@@ -39,6 +40,9 @@ var (
 	resourceMappings = resourceKind{noun: "mappings", coll: client.Mappings, singular: "mapping", configKey: "mappings",
 		nameMember: "name", columns: []string{"source", "twinId"},
 		example: "thermostats:\n  source: devices\n  twinId: message.topic.split(\"/\")[1]\n  patch:\n    /Temperature: message.body.Temperature"}
+	resourceDetectors = resourceKind{noun: "detectors", coll: client.Detectors, singular: "detector", configKey: "detectors",
+		nameMember: "name", columns: []string{"method", "status.state", "status.twins", "status.points", "status.anomalies", "status.lagRecords", "status.lagSeconds"},
+		example: "rooms:\n  twins: SELECT * FROM DIGITALTWINS WHERE IS_OF_MODEL('dtmi:example:Room;1')\n  properties: [Temperature]\n  sensitivity: 0.5"}
 )
 
 // newResourceCmd is `twinflow endpoints|routes|sources|mappings`.
@@ -83,7 +87,7 @@ func newResourceCmd(a *app, k resourceKind) *cobra.Command {
 				}
 				row := []string{cell(m[k.nameMember])}
 				for _, col := range k.columns {
-					row = append(row, cell(m[col]))
+					row = append(row, cell(member(m, col)))
 				}
 				rows[i] = row
 			}
@@ -92,6 +96,7 @@ func newResourceCmd(a *app, k resourceKind) *cobra.Command {
 	})
 	c.AddCommand(&cobra.Command{
 		Use:     "show NAME",
+		Aliases: []string{"get"},
 		Short:   fmt.Sprintf("Show a %s", k.singular),
 		Example: fmt.Sprintf("  twinflow %s show NAME", k.noun),
 		Args:    cobra.ExactArgs(1),
@@ -109,8 +114,9 @@ func newResourceCmd(a *app, k resourceKind) *cobra.Command {
 	})
 	var file string
 	apply := &cobra.Command{
-		Use:   "apply -f FILE [NAME]",
-		Short: fmt.Sprintf("Create or replace %ss from a YAML or JSON file", k.singular),
+		Use:     "apply -f FILE [NAME]",
+		Aliases: []string{"put"},
+		Short:   fmt.Sprintf("Create or replace %ss from a YAML or JSON file", k.singular),
 		Long: fmt.Sprintf(`Create or replace %[1]ss from FILE, YAML or JSON ("-" reads stdin). The file maps
 each name to the body its PUT takes, as the %[2]s section of the config file does; a whole
 config file is read for its %[2]s section. With NAME the file is the body of that one %[1]s.
@@ -161,6 +167,21 @@ They are applied in the order of their names; the first the server refuses stops
 	return c
 }
 
+// member returns the member path of the object m: a name, or names joined by dots for a
+// member of a member ("status.state"); nil when there is none.
+func member(m map[string]json.RawMessage, path string) json.RawMessage {
+	name, rest, nested := strings.Cut(path, ".")
+	v := m[name]
+	if !nested {
+		return v
+	}
+	var inner map[string]json.RawMessage
+	if json.Unmarshal(v, &inner) != nil {
+		return nil
+	}
+	return member(inner, rest)
+}
+
 // indent indents each line of s by four spaces.
 func indent(s string) string {
 	out := "    "
@@ -202,7 +223,7 @@ func readResourceFile(cmd *cobra.Command, file string, k resourceKind, args []st
 		}
 		return map[string]json.RawMessage{args[0]: body}, nil
 	}
-	if section, ok := m[k.configKey].(map[string]any); ok && slices.ContainsFunc([]string{"server", "endpoints", "routes", "sources", "mappings", "history", "jobs", "delivery", "ingress", "limits"}, func(key string) bool {
+	if section, ok := m[k.configKey].(map[string]any); ok && slices.ContainsFunc([]string{"server", "endpoints", "routes", "sources", "mappings", "detectors", "history", "jobs", "delivery", "ingress", "limits"}, func(key string) bool {
 		_, has := m[key]
 		return has
 	}) {

@@ -93,7 +93,7 @@ export async function api(method, path, opts) {
 }
 
 /** nextPath turns a nextLink (an absolute URL) into a path on this server. */
-function nextPath(link) {
+export function nextPath(link) {
   const u = new URL(link, location.href);
   return u.pathname + u.search;
 }

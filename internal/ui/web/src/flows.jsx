@@ -3,7 +3,7 @@ import { api, describe, enc, fetchAuthed, listAll, ApiError } from './api.js';
 import { readStream } from './sse.js';
 
 /** useList loads path's values, again every interval ms and when reload changes. */
-function useList(path, interval, reload) {
+export function useList(path, interval, reload) {
   const [list, setList] = useState(null);
   const [error, setError] = useState('');
   useEffect(() => {
@@ -17,7 +17,8 @@ function useList(path, interval, reload) {
   return [list, error];
 }
 
-function Cell({ v }) {
+/** Cell is a table cell showing v, or nothing for undefined and null. */
+export function Cell({ v }) {
   return <td>{v === undefined || v === null ? '' : String(v)}</td>;
 }
 

@@ -5,6 +5,7 @@ import { ModelsView } from './models.jsx';
 import { GraphView } from './graph.jsx';
 import { HistoryView } from './history.jsx';
 import { FlowsView } from './flows.jsx';
+import { DetectorsView } from './detectors.jsx';
 import { TwinPanel } from './twin.jsx';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
@@ -14,11 +15,13 @@ const views = [
   ['models', 'Models'],
   ['history', 'History'],
   ['flows', 'Flows'],
+  ['detectors', 'Detectors'],
 ];
 
-/** route returns the view the location's hash names (#/graph), graph by default. */
+/** route returns the view the location's hash names (#/graph, #/detectors?twin=...), graph
+ *  by default. */
 function route() {
-  const name = location.hash.replace(/^#\/?/, '').split('/')[0];
+  const name = location.hash.replace(/^#\/?/, '').split(/[/?]/)[0];
   return views.some(([v]) => v === name) ? name : 'graph';
 }
 
@@ -106,6 +109,7 @@ function App() {
           {view === 'models' && <ModelsView version={version} onChanged={() => setVersion(version + 1)} />}
           {view === 'history' && <HistoryView selected={selected} />}
           {view === 'flows' && <FlowsView />}
+          {view === 'detectors' && <DetectorsView key={location.hash} />}
         </main>
         {panelTwin && (view === 'graph' || view === 'history') && (
           <TwinPanel id={panelTwin} key={panelTwin + ':' + version}

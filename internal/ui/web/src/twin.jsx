@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, describe, enc, listAll, request, ApiError } from './api.js';
 import { asList, kindOf, parseValue, resolvedContents, schemaText, valueText } from './dtdl.js';
 import { loadModels } from './models.jsx';
+import { TwinAnomalies } from './detectors.jsx';
 
 /** modelMap loads every model into a Map of id to definition. */
 async function modelMap() {
@@ -44,7 +45,8 @@ function Field({ id, label, schema, value, onSave }) {
 }
 
 /** TwinPanel shows one twin's properties and components with their DTDL types, edits them
- *  with JSON Patch under If-Match, and lists, creates and deletes its relationships. */
+ *  with JSON Patch under If-Match, lists the latest anomalies raised on it, and lists,
+ *  creates and deletes its relationships. */
 export function TwinPanel({ id, onClose, onChanged, onDeleted }) {
   const [twin, setTwin] = useState(null);
   const [etag, setEtag] = useState('');
@@ -148,6 +150,7 @@ export function TwinPanel({ id, onClose, onChanged, onDeleted }) {
               </fieldset>
             );
           })}
+          <TwinAnomalies id={id} />
           <h3>Relationships</h3>
           <ul class="rels">
             {rels.map((r) => (
