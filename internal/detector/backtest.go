@@ -61,8 +61,9 @@ type backtestToken struct {
 // q.To, in the order streaming scores them, with the same code, and the page holds the
 // points from q.From on. A point's score depends only on the points before it (no
 // look-ahead), so the scores equal those a detector streaming since the series' first
-// point gave. A continuation token carries the detector's state, so every page costs only
-// its own points.
+// point gave. A twin deleted and created again with the same id is a new series: the points
+// after each creation are scored by a fresh detector, as streaming scores them. A
+// continuation token carries the detector's state, so every page costs only its own points.
 func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (BacktestPage, error) {
 	if s.hist == nil {
 		return BacktestPage{}, ErrNoHistory
@@ -106,6 +107,19 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 		}
 		sel.After = tok.After
 	}
+	l, err := readLives(ctx, s.hist, q.TwinID)
+	if err != nil {
+		return BacktestPage{}, fmt.Errorf("read the history of %s.%s: %w", q.TwinID, q.Property, err)
+	}
+	// life is where the life of the twin whose points det scored began (see lives).
+	var life uint64
+	if sel.After != "" {
+		pos, err := history.ParseContinuation(sel.After)
+		if err != nil {
+			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
+		}
+		life = l.start(pos.Seq)
+	}
 	var page BacktestPage
 	for row, err := range s.hist.Select(ctx, sel) {
 		if err != nil {
@@ -114,6 +128,11 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 		p, ok := pointOf(&row)
 		if !ok {
 			continue
+		}
+		if at := l.start(row.Seq); at != life {
+			// A twin deleted and created again is a new series, which streaming scores
+			// with a fresh model.
+			det, life = def.newDetector(), at
 		}
 		res := score(det, p)
 		if row.TimeStamp.Before(q.From) {

@@ -126,15 +126,17 @@ func (sc *scorer) stream(ctx context.Context) error {
 		states[series{st.Twin, st.Property}] = st.State
 	}
 	dets := map[series]*anomaly.Detector{}
-	detector := func(k series) (*anomaly.Detector, error) {
+	rb := &rebuilder{sc: sc}
+	// detector returns the model of series k to score the point record ch brings, in the
+	// batch that ends with record last: its stored state, else one rebuilt (rebuild.go).
+	detector := func(k series, ch *store.Change, last uint64) (*anomaly.Detector, error) {
 		if d := dets[k]; d != nil {
 			return d, nil
 		}
-		d := sc.def.newDetector()
-		if b, ok := states[k]; ok {
-			if err := d.UnmarshalBinary(b); err != nil {
-				return nil, fmt.Errorf("restore the state of %s.%s: %w", k.twin, k.property, err)
-			}
+		b, stored := states[k]
+		d, err := rb.model(ctx, k, b, stored, ch, last)
+		if err != nil {
+			return nil, err
 		}
 		dets[k] = d
 		return d, nil
@@ -212,7 +214,7 @@ func (sc *scorer) stream(ctx context.Context) error {
 					continue
 				}
 				k := series{row.ID, row.Key}
-				d, err := detector(k)
+				d, err := detector(k, ch, recs[len(recs)-1].Seq)
 				if err != nil {
 					return err
 				}
