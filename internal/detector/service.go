@@ -112,8 +112,10 @@ func consumer(name string) string { return "detector/" + name }
 
 // Put creates or replaces detector name from its JSON definition, and reports whether it
 // created it. A new detector scores the changes committed after it; a replaced one goes on
-// from where it was, keeping what it learned of each series unless its method changed. On
-// an invalid name or definition (ErrNameInvalid, ErrInvalid) nothing changes.
+// from where it was, keeping what it learned of each series unless its method changed. A
+// series with nothing learned has its model rebuilt from data history when it is on (see
+// the package documentation). On an invalid name or definition (ErrNameInvalid,
+// ErrInvalid) nothing changes.
 func (s *Service) Put(ctx context.Context, name string, body []byte) (created bool, err error) {
 	if !ValidName(name) {
 		return false, fmt.Errorf("%w: %q", ErrNameInvalid, name)
