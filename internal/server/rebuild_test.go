@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/detector"
 	"github.com/twinflow/twinflow/internal/store"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 // rebuildDef is a detector over the rooms' temp that raises every point it scores above 0
@@ -150,8 +152,22 @@ func waitScored(t *testing.T, c apiClient, name string, points uint64) {
 // the bit the scores a backtest from the series' first point gives them: the models are
 // rebuilt from data history, not started afresh.
 func TestDetectorCreatedOverHistory(t *testing.T) {
+	createdOverHistory(t, Config{})
+}
+
+// TestDetectorCreatedOverHistoryOnPostgreSQL is TestDetectorCreatedOverHistory on the
+// PostgreSQL store, with history in PostgreSQL.
+func TestDetectorCreatedOverHistoryOnPostgreSQL(t *testing.T) {
+	dsn, schema := testenv.PostgreSQLSchema(t, "rebuild")
+	createdOverHistory(t, Config{Config: config.Config{Store: config.Store{DSN: dsn, Schema: schema}}})
+}
+
+// createdOverHistory runs TestDetectorCreatedOverHistory with a server of cfg.
+func createdOverHistory(t *testing.T, cfg Config) {
 	hook := newAnomalyHook(t)
-	s, _ := start(t, detectorConfig(t.TempDir(), hook.URL), nil)
+	routed := detectorConfig(t.TempDir(), hook.URL)
+	cfg.Server.DataDir, cfg.Endpoints, cfg.Routes = routed.Server.DataDir, routed.Endpoints, routed.Routes
+	s, _ := start(t, cfg, nil)
 	c := apiClient{t, s.URL()}
 	c.do("POST", "/models", roomModels, http.StatusCreated)
 	rooms := []string{"room-1", "room-2"}
