@@ -89,6 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the store's ceiling and the HTTP floor, each (default -duration)")
 		fs.StringVar(&cfg.Store, "store", "", "run on this PostgreSQL `database` (postgres://...), in a schema of the run's own, against PostgreSQL's ceiling")
 		fs.IntVar(&cfg.Nodes, "nodes", 1, "servers sharing the -store database, the clients spread over them")
+		fs.BoolVar(&cfg.Detector, "detector", false, "run the load again with an anomaly detector scoring every twin's numeric properties, and compare the two")
 		run = func(logger *slog.Logger) error {
 			load, err := patchLoadCommand()
 			if err != nil {

@@ -593,34 +593,45 @@ func (c apiClient) remove(ctx context.Context, path string) error {
 	return sendOK(ctx, c.http, http.MethodDelete, c.url(path), "", nil, http.StatusNoContent)
 }
 
-// waitRunning polls the source at path until its status says running, or timeout passes.
+// get GETs path, which must answer 200, and decodes its JSON body into v.
+func (c apiClient) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// waitRunning polls the resource at path (a source or a detector) until its status says
+// running, or timeout passes.
 func (c apiClient) waitRunning(ctx context.Context, path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path), nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", path, err)
-		}
-		var src struct {
+		var res struct {
 			Status struct {
 				State     string `json:"state"`
 				LastError string `json:"lastError"`
 			} `json:"status"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&src)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", path, err)
+		if err := c.get(ctx, path, &res); err != nil {
+			return err
 		}
-		if src.Status.State == "running" {
+		if res.Status.State == "running" {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("source %s not running after %v: state %q, last error %q", path, timeout, src.Status.State, src.Status.LastError)
+			return fmt.Errorf("%s not running after %v: state %q, last error %q", path, timeout, res.Status.State, res.Status.LastError)
 		}
 		select {
 		case <-ctx.Done():
