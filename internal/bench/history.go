@@ -554,7 +554,7 @@ const historyServiceID = "twinflow-bench"
 // historyQueries sets up the query server's twins and history, and times the queries.
 func historyQueries(ctx context.Context, cfg HistoryConfig, dataDir string, logger *slog.Logger, res *HistoryResult) (err error) {
 	logger.Info("storing twins", slog.Int("twins", cfg.AsOfTwins))
-	if err := loadTwins(ctx, dataDir, cfg.AsOfTwins, 10_000, logger); err != nil {
+	if err := loadGraph(ctx, dataDir, graphLoad{Twins: cfg.AsOfTwins, Batch: 10_000, Events: true}, logger); err != nil {
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Minute)
