@@ -26,6 +26,10 @@ type PatchDetectorRun struct {
 	Load      PatchLoad
 	ServerCPU time.Duration
 	Store     store.Stats
+	// After is the load run once more after the detector was deleted, so that the runs
+	// without a detector stand on either side of the run with one, on a machine whose
+	// speed drifts.
+	After PatchLoad
 	// Points counts the points the detector scored of the run's patches. LagAtEnd is the
 	// change log records it had not scored when the load ended, and CatchUp how long after
 	// that it had scored them all.
@@ -36,17 +40,20 @@ type PatchDetectorRun struct {
 
 // rows returns the table rows of the run, against the acknowledged patches per second of the
 // run without the detector.
-func (d PatchDetectorRun) rows(without float64) [][2]string {
-	with, l := d.Load.PerSecond(), d.Load
+func (d PatchDetectorRun) rows(before float64) [][2]string {
+	with, after, l := d.Load.PerSecond(), d.After.PerSecond(), d.Load
 	cost := "n/a"
-	if without > 0 {
-		cost = fmt.Sprintf("%.3f of the patches/s without it (%+.1f%%)", with/without, 100*(with/without-1))
+	if without := (before + after) / 2; without > 0 {
+		cost = fmt.Sprintf("%.3f of the patches/s without it, the mean of before and after (%+.1f%%)", with/without, 100*(with/without-1))
 	}
 	return [][2]string{
 		{"with a detector", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed%s; p50 %v  p99 %v)",
 			with, l.Patches, l.Elapsed.Round(time.Millisecond), l.Failed, failedBy(l.FailedBy), l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond))},
+		{"without, after it", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed%s; the detector deleted)",
+			after, d.After.Patches, d.After.Elapsed.Round(time.Millisecond), d.After.Failed, failedBy(d.After.FailedBy))},
 		{"detector / none", cost},
 		{"server CPU per patch, detector", cpuPerPatch(d.ServerCPU, l.Patches, "the server's process, scoring included")},
+		{"group commit, detector", groupCommit(d.Store)},
 		{"detector", fmt.Sprintf("%d points scored of %v on every twin; %d records behind when the load ended, all scored %v later",
 			d.Points, d.Properties, d.LagAtEnd, d.CatchUp.Round(time.Millisecond))},
 	}
@@ -65,7 +72,8 @@ type detectorStatus struct {
 
 // runDetectorLoad creates a detector of every twin and each numeric property of the benchmark
 // model through the first server, waits until it scores, runs the load again against the
-// servers on addrs and waits until the detector scored every record.
+// servers on addrs and waits until the detector scored every record; then it deletes the
+// detector and runs the load once more.
 func runDetectorLoad(ctx context.Context, cfg PatchConfig, servers []*server.Server, addrs []string, logger *slog.Logger) (PatchDetectorRun, error) {
 	var run PatchDetectorRun
 	for i := range numProperties {
@@ -74,7 +82,7 @@ func runDetectorLoad(ctx context.Context, cfg PatchConfig, servers []*server.Ser
 		}
 	}
 	path := "/detectors/" + patchDetector
-	err := apiClient{http: http.DefaultClient, base: servers[0].URL()}.put(ctx, path,
+	err := (apiClient{http: http.DefaultClient, base: servers[0].URL()}).put(ctx, path,
 		map[string]any{"twins": "SELECT * FROM DIGITALTWINS", "properties": run.Properties})
 	if err != nil {
 		return run, fmt.Errorf("create the detector: %w", err)
@@ -102,6 +110,14 @@ func runDetectorLoad(ctx context.Context, cfg PatchConfig, servers []*server.Ser
 		run.CatchUp = 0
 	}
 	run.Points = st.Status.Points - points
+	api := apiClient{http: http.DefaultClient, base: servers[0].URL()}
+	if err := api.remove(ctx, path); err != nil {
+		return run, fmt.Errorf("delete the detector: %w", err)
+	}
+	logger.Info("patching without the detector again", slog.Duration("duration", cfg.Duration))
+	if run.After, _, _, err = measureLoad(ctx, cfg, servers, addrs); err != nil {
+		return run, err
+	}
 	return run, nil
 }
 
