@@ -466,6 +466,14 @@ func (l PatchLoad) PerSecond() float64 {
 	return float64(l.Patches) / l.Elapsed.Seconds()
 }
 
+// LoadFlags registers on fs the flags of the PATCH load, -twins, -clients and -duration, which
+// set c's fields of those names.
+func (c *PatchConfig) LoadFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Twins, "twins", 10_000, "number of twins")
+	fs.IntVar(&c.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the clients patch")
+}
+
 // RunPatchLoad is the load generator of the PATCH benchmark, run in a process of its own: it
 // parses args (-addr host:port, -twins, -clients, -duration), patches the benchmark twins of
 // the server at addr and writes its PatchLoad to stdout as JSON.
@@ -473,9 +481,7 @@ func RunPatchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("patch-load", flag.ContinueOnError)
 	addr := fs.String("addr", "", "`host:port` of the server; several, comma-separated, share the clients in turn")
 	var cfg PatchConfig
-	fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
-	fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
-	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
+	cfg.LoadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
