@@ -220,16 +220,11 @@ func Ingest(ctx context.Context, cfg IngestConfig, logger *slog.Logger) (res Ing
 	if !cfg.Keep {
 		defer os.RemoveAll(dir)
 	}
-	srv, err := server.New(server.Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")}}}, logger)
+	srv, stop, err := serve(ctx, config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")}}, logger)
 	if err != nil {
-		return res, fmt.Errorf("start server: %w", err)
+		return res, err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	if err := setUpTwins(ctx, srv.URL(), cfg.Devices, logger); err != nil {
 		return res, err
 	}

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/history"
@@ -519,51 +518,26 @@ func Mixed(ctx context.Context, cfg MixedConfig, logger *slog.Logger) (res Mixed
 		return res, err
 	}
 	defer hook.Close()
-	nc, err := natsgo.Connect(cfg.NATS, natsgo.Name("twinflow bench mixed"))
+	ns, err := openNATSStream(ctx, cfg.NATS, "twinflow bench mixed", "twinflowmixed",
+		func(m *natsgo.Msg) { recv.nats.arrived(m.Header.Get("ce-time"), m.Data) })
 	if err != nil {
-		return res, fmt.Errorf("connect to nats %s: %w", cfg.NATS, err)
+		return res, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, fmt.Errorf("nats %s: %w", cfg.NATS, err)
-	}
-	subject := fmt.Sprintf("twinflowmixed%d", time.Now().UnixNano())
-	stream := strings.ToUpper(subject)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}); err != nil {
-		return res, fmt.Errorf("create stream %s: %w", stream, err)
-	}
-	defer func() {
-		if delErr := js.DeleteStream(context.WithoutCancel(ctx), stream); delErr != nil {
-			err = errors.Join(err, fmt.Errorf("delete stream %s: %w", stream, delErr))
-		}
-	}()
-	sub, err := nc.Subscribe(subject+".>", func(m *natsgo.Msg) { recv.nats.arrived(m.Header.Get("ce-time"), m.Data) })
-	if err != nil {
-		return res, fmt.Errorf("subscribe to %s.>: %w", subject, err)
-	}
-	defer sub.Unsubscribe()
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return res, fmt.Errorf("subscribe to %s.>: %w", subject, err)
-	}
+	defer func() { err = errors.Join(err, ns.close(ctx)) }()
+	subject, stream := ns.subject, ns.name
 
 	logger.Info("starting the server")
 	start = time.Now()
-	srv, err := server.New(server.Config{Config: config.Config{
+	srv, stop, err := serve(ctx, config.Config{
 		Server:   config.Server{Listen: "127.0.0.1:0", DataDir: dataDir},
 		Delivery: config.Delivery{Retention: cfg.Retention},
 		History:  config.History{Retention: cfg.Retention},
 		Ingress:  config.Ingress{DedupWindow: cfg.Retention},
-	}}, logger)
+	}, logger)
 	if err != nil {
-		return res, fmt.Errorf("start server: %w", err)
+		return res, err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	api := apiClient{http: httpClient(4), base: srv.URL()}
 	defer api.http.CloseIdleConnections()
 	if err := waitReady(ctx, api.http, srv.URL(), 30*time.Minute); err != nil {

@@ -322,9 +322,7 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logg
 	)
 	defer func() {
 		for _, stop := range stops {
-			if runErr := stop(); runErr != nil {
-				err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-			}
+			stopServer(stop, &err)
 		}
 	}()
 	start := func(i int) (*server.Server, error) {
@@ -333,11 +331,11 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logg
 			c.Store = config.Store{DSN: cfg.Store, Schema: schema}
 			c.History.Mode = config.HistoryOff
 		}
-		srv, err := server.New(server.Config{Config: c}, logger)
+		srv, stop, err := serve(ctx, c, logger)
 		if err != nil {
-			return nil, fmt.Errorf("start server: %w", err)
+			return nil, err
 		}
-		stops = append(stops, runServer(ctx, srv))
+		stops = append(stops, stop)
 		servers = append(servers, srv)
 		return srv, nil
 	}
