@@ -15,6 +15,16 @@ import (
 // point taken from a Twin.Update as the log hands it over (with the state it left), and the
 // score. BenchmarkModelScore is the model alone.
 func BenchmarkStreamPoint(b *testing.B) {
+	benchmarkStreamPoint(b, (*extractor).points)
+}
+
+// BenchmarkStreamPointDerived is BenchmarkStreamPoint with the points taken from the rows
+// history.Derive makes of each change, which points equals and streaming did before.
+func BenchmarkStreamPointDerived(b *testing.B) {
+	benchmarkStreamPoint(b, (*extractor).derivedPoints)
+}
+
+func benchmarkStreamPoint(b *testing.B, points func(*extractor, *store.Change, []watchedPoint) ([]watchedPoint, error)) {
 	def, err := Parse([]byte(`{"twins":"SELECT * FROM DIGITALTWINS","properties":["temp"]}`))
 	if err != nil {
 		b.Fatal(err)
@@ -37,7 +47,7 @@ func BenchmarkStreamPoint(b *testing.B) {
 	var pts []watchedPoint
 	i := 0
 	for b.Loop() {
-		pts, err = x.points(&changes[i%len(changes)], pts[:0])
+		pts, err = points(&x, &changes[i%len(changes)], pts[:0])
 		if err != nil || len(pts) != 1 {
 			b.Fatal(pts, err)
 		}

@@ -199,9 +199,8 @@ func (sc *scorer) stream(ctx context.Context) error {
 			if t := ch.Event.Type; t != event.TwinCreate && t != event.TwinUpdate || !members[ch.Event.Subject] {
 				continue
 			}
-			var perr error
-			if pts, perr = x.points(ch, pts[:0]); perr != nil && !errors.Is(perr, history.ErrUnknownValue) {
-				svc.logger.Warn("detector "+sc.name+": a change log record cannot be read", slog.Uint64("seq", ch.Seq), slog.Any("err", perr))
+			if pts, err = x.points(ch, pts[:0]); err != nil && !errors.Is(err, history.ErrUnknownValue) {
+				svc.logger.Warn("detector "+sc.name+": a change log record cannot be read", slog.Uint64("seq", ch.Seq), slog.Any("err", err))
 			}
 			for _, wp := range pts {
 				p, k := wp.point, series{ch.Event.Subject, wp.property}
