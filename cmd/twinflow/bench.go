@@ -80,28 +80,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dir := fs.String("dir", os.TempDir(), "`directory` for the temporary data directories")
 	keep := fs.Bool("keep", false, "keep the data directories")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
+	// show prints a benchmark's result table under its name, unless it failed.
+	show := func(res interface{ Table(io.Writer) error }, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "twinflow bench "+args[0])
+		return res.Table(stdout)
+	}
 	switch args[0] {
 	case "patch":
 		var cfg bench.PatchConfig
-		fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
-		fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
-		fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
+		cfg.LoadFlags(fs)
 		fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 0, "how long to measure the store's ceiling and the HTTP floor, each (default -duration)")
 		fs.StringVar(&cfg.Store, "store", "", "run on this PostgreSQL `database` (postgres://...), in a schema of the run's own, against PostgreSQL's ceiling")
 		fs.IntVar(&cfg.Nodes, "nodes", 1, "servers sharing the -store database, the clients spread over them")
+		fs.BoolVar(&cfg.Detector, "detector", false, "run the load again with an anomaly detector scoring every twin's numeric properties, and once more without, and compare")
 		run = func(logger *slog.Logger) error {
 			load, err := patchLoadCommand()
 			if err != nil {
 				return err
 			}
-			cfg.Dir, cfg.Keep = *dir, *keep
-			cfg.LoadCommand = load
-			res, err := bench.Patch(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench patch")
-			return res.Table(stdout)
+			cfg.Dir, cfg.Keep, cfg.LoadCommand = *dir, *keep, load
+			return show(bench.Patch(ctx, cfg, logger))
 		}
 	case "delivery":
 		var cfg bench.DeliveryConfig
@@ -112,12 +113,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.StringVar(&cfg.NATS, "nats", bench.DefaultDeliveryNATS, "`URL` of the NATS JetStream server the events go to")
 		run = func(logger *slog.Logger) error {
 			cfg.Dir, cfg.Keep = *dir, *keep
-			res, err := bench.Delivery(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench delivery")
-			return res.Table(stdout)
+			return show(bench.Delivery(ctx, cfg, logger))
 		}
 	case "import":
 		var cfg bench.ImportConfig
@@ -129,12 +125,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.IntVar(&cfg.CeilingBatch, "ceiling-batch", 10_000, "rows per transaction of the SQLite ceiling")
 		run = func(logger *slog.Logger) error {
 			cfg.Dir, cfg.Keep = *dir, *keep
-			res, err := bench.Import(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench import")
-			return res.Table(stdout)
+			return show(bench.Import(ctx, cfg, logger))
 		}
 	case "ingest":
 		var cfg bench.IngestConfig
@@ -154,12 +145,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			cfg.Dir, cfg.Keep, cfg.Kinds = *dir, *keep, strings.Split(*kinds, ",")
 			cfg.LoadCommand = load
-			res, err := bench.Ingest(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench ingest")
-			return res.Table(stdout)
+			return show(bench.Ingest(ctx, cfg, logger))
 		}
 	case "history":
 		var cfg bench.HistoryConfig
@@ -178,29 +164,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			cfg.Dir, cfg.Keep = *dir, *keep
 			cfg.LoadCommand = load
-			res, err := bench.History(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench history")
-			return res.Table(stdout)
+			return show(bench.History(ctx, cfg, logger))
 		}
 	case "upload":
 		var cfg bench.UploadConfig
 		fs.IntVar(&cfg.Models, "models", 3700, "number of interfaces generated and uploaded")
 		fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the generated ontology")
 		run = func(logger *slog.Logger) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("locate the twinflow binary: %w", err)
-			}
-			cfg.Binary, cfg.Dir, cfg.Keep = bin, *dir, *keep
-			res, err := bench.Upload(ctx, cfg, logger)
+			bin, err := twinflowBinary()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, "twinflow bench upload")
-			return res.Table(stdout)
+			cfg.Binary, cfg.Dir, cfg.Keep = bin, *dir, *keep
+			return show(bench.Upload(ctx, cfg, logger))
 		}
 	case "mixed":
 		var cfg bench.MixedConfig
@@ -222,12 +198,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			cfg.Dir, cfg.Keep = *dir, *keep
 			cfg.LoadCommand = load
-			res, err := bench.Mixed(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench mixed")
-			return res.Table(stdout)
+			return show(bench.Mixed(ctx, cfg, logger))
 		}
 	case "restart":
 		var cfg bench.RestartConfig
@@ -236,17 +207,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.IntVar(&cfg.Batch, "batch", 10_000, "twins or relationships per store transaction while loading")
 		fs.IntVar(&cfg.Writes, "writes", 20_000, "PATCHes before the server is killed, half of them after a snapshot written in the background")
 		run = func(logger *slog.Logger) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("locate the twinflow binary: %w", err)
-			}
-			cfg.Binary, cfg.Dir, cfg.Keep = bin, *dir, *keep
-			res, err := bench.Restart(ctx, cfg, logger)
+			bin, err := twinflowBinary()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, "twinflow bench restart")
-			return res.Table(stdout)
+			cfg.Binary, cfg.Dir, cfg.Keep = bin, *dir, *keep
+			return show(bench.Restart(ctx, cfg, logger))
 		}
 	case "anomaly":
 		nabDir := fs.String("nab", "", "`directory` of a NAB checkout (its data/ and labels/combined_windows.json)")
@@ -255,12 +221,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			if *nabDir == "" {
 				return errors.New("-nab is required")
 			}
-			rep, err := nab.Run(*nabDir, anomaly.Config{Method: anomaly.Method(*method)})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(stdout, "twinflow bench anomaly")
-			return rep.Table(stdout)
+			return show(nab.Run(*nabDir, anomaly.Config{Method: anomaly.Method(*method)}))
 		}
 	default:
 		fmt.Fprintf(stderr, "twinflow bench: unknown benchmark %q\n\n%s", args[0], benchUsage)
@@ -300,13 +261,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // patchLoadCommand returns how a benchmark runs `twinflow bench patch-load` in a process of its
 // own: this binary, with the load generator's arguments.
 func patchLoadCommand() (func(ctx context.Context, args []string) *exec.Cmd, error) {
-	bin, err := os.Executable()
+	bin, err := twinflowBinary()
 	if err != nil {
-		return nil, fmt.Errorf("locate the twinflow binary: %w", err)
+		return nil, err
 	}
 	return func(ctx context.Context, args []string) *exec.Cmd {
 		return exec.CommandContext(ctx, bin, append([]string{"bench", "patch-load"}, args...)...)
 	}, nil
+}
+
+// twinflowBinary returns the path of this binary, which benchmarks run as servers and load
+// generators.
+func twinflowBinary() (string, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locate the twinflow binary: %w", err)
+	}
+	return bin, nil
 }
 
 // newBenchCmd is `twinflow bench`, whose own parser reads the benchmark's name and flags.

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/server"
 )
 
@@ -166,6 +168,23 @@ func table(w io.Writer, rows [][2]string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// serve starts an in-process server with c and runs it in the background until the returned
+// stop is called; stop returns what Run returned.
+func serve(ctx context.Context, c config.Config, logger *slog.Logger) (srv *server.Server, stop func() error, err error) {
+	if srv, err = server.New(server.Config{Config: c}, logger); err != nil {
+		return nil, nil, fmt.Errorf("start server: %w", err)
+	}
+	return srv, runServer(ctx, srv), nil
+}
+
+// stopServer calls stop (of serve or runServer) and joins what the server's Run returned to
+// *err: the deferred end of a benchmark's server.
+func stopServer(stop func() error, err *error) {
+	if runErr := stop(); runErr != nil {
+		*err = errors.Join(*err, fmt.Errorf("run server: %w", runErr))
+	}
 }
 
 // runServer runs srv in the background until the returned stop is called; stop returns what

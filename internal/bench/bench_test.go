@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -92,16 +93,21 @@ func TestPatchBody(t *testing.T) {
 // of its own (this test binary, see TestMain): it must acknowledge patches, fail none,
 // measure the server's and the load generator's CPU apart and the ceiling, and clean up after
 // itself.
-func TestPatch(t *testing.T) {
-	dir := t.TempDir()
-	res, err := Patch(t.Context(), PatchConfig{
+// testPatchConfig is a short PATCH benchmark in dir, its load generator this test binary.
+func testPatchConfig(dir string) PatchConfig {
+	return PatchConfig{
 		Dir: dir, Twins: 40, Clients: 4, Duration: 300 * time.Millisecond, CeilingDuration: 200 * time.Millisecond,
 		LoadCommand: func(ctx context.Context, args []string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), patchLoadEnv+"="+strings.Join(args, " "))
 			return cmd
 		},
-	}, slog.New(slog.DiscardHandler))
+	}
+}
+
+func TestPatch(t *testing.T) {
+	dir := t.TempDir()
+	res, err := Patch(t.Context(), testPatchConfig(dir), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Patch: %v", err)
 	}
@@ -135,6 +141,39 @@ func TestPatch(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("the benchmark left %d entries in %s", len(left), dir)
+	}
+}
+
+func TestPatchDetector(t *testing.T) {
+	cfg := testPatchConfig(t.TempDir())
+	cfg.Detector = true
+	res, err := Patch(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Patch: %v", err)
+	}
+	d := res.Detector
+	if d == nil {
+		t.Fatal("no run with a detector")
+	}
+	if d.Load.Patches == 0 || d.Load.Failed != 0 || d.After.Patches == 0 || d.After.Failed != 0 {
+		t.Errorf("with the detector %d patches acknowledged, %d failed; after it %d and %d; want some and none",
+			d.Load.Patches, d.Load.Failed, d.After.Patches, d.After.Failed)
+	}
+	// Each patch sets one to three properties, six of the ten numbers the detector watches.
+	if d.Points == 0 || d.Points > 3*uint64(d.Load.Patches) {
+		t.Errorf("%d points scored of %d patches; want some, at most three a patch", d.Points, d.Load.Patches)
+	}
+	if want := []string{"p0", "p1", "p4", "p5", "p8", "p9"}; !slices.Equal(d.Properties, want) {
+		t.Errorf("watched %v, want %v", d.Properties, want)
+	}
+	var out bytes.Buffer
+	if err := res.Table(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"with a detector", "without, after it", "detector / none", "points scored"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

@@ -14,17 +14,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
-	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store"
 )
 
@@ -182,37 +179,13 @@ func Delivery(ctx context.Context, cfg DeliveryConfig, logger *slog.Logger) (res
 		defer os.RemoveAll(dir)
 	}
 
-	nc, err := natsgo.Connect(cfg.NATS, natsgo.Name("twinflow bench subscriber"))
-	if err != nil {
-		return res, fmt.Errorf("connect to nats %s: %w", cfg.NATS, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, fmt.Errorf("nats %s: %w", cfg.NATS, err)
-	}
-	subject := fmt.Sprintf("twinflowbench%d", time.Now().UnixNano())
-	stream := strings.ToUpper(subject)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}); err != nil {
-		return res, fmt.Errorf("create stream %s: %w", stream, err)
-	}
-	defer func() {
-		if delErr := js.DeleteStream(context.WithoutCancel(ctx), stream); delErr != nil {
-			err = errors.Join(err, fmt.Errorf("delete stream %s: %w", stream, delErr))
-		}
-	}()
-
 	run := newDeliveryRun(cfg)
-	sub, err := nc.Subscribe(subject+".>", func(m *natsgo.Msg) { run.arrived(m.Data) })
+	ns, err := openNATSStream(ctx, cfg.NATS, "twinflow bench subscriber", "twinflowbench", func(m *natsgo.Msg) { run.arrived(m.Data) })
 	if err != nil {
-		return res, fmt.Errorf("subscribe to %s.>: %w", subject, err)
+		return res, err
 	}
-	defer sub.Unsubscribe()
-	// Messages pile up in the subscription while the callback runs; the default limits
-	// would drop them at a fraction of the rates measured here.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return res, fmt.Errorf("subscribe to %s.>: %w", subject, err)
-	}
+	defer func() { err = errors.Join(err, ns.close(ctx)) }()
+	subject, stream := ns.subject, ns.name
 
 	endpointDef, err := json.Marshal(map[string]any{
 		"endpointType": "nats", "url": cfg.NATS, "subject": subject + ".{twinId}", "stream": stream,
@@ -220,20 +193,15 @@ func Delivery(ctx context.Context, cfg DeliveryConfig, logger *slog.Logger) (res
 	if err != nil {
 		return res, fmt.Errorf("encode endpoint: %w", err)
 	}
-	srv, err := server.New(server.Config{Config: config.Config{
+	srv, stop, err := serve(ctx, config.Config{
 		Server:    config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")},
 		Endpoints: map[string]json.RawMessage{"bench": endpointDef},
 		Routes:    map[string]config.Route{"updates": {EndpointName: "bench", Filter: "type = '" + event.TwinUpdate + "'"}},
-	}}, logger)
+	}, logger)
 	if err != nil {
-		return res, fmt.Errorf("start server: %w", err)
+		return res, err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	if err := setUpTwins(ctx, srv.URL(), cfg.Twins, logger); err != nil {
 		return res, err
 	}

@@ -284,19 +284,14 @@ func History(ctx context.Context, cfg HistoryConfig, logger *slog.Logger) (Histo
 // historyLoad runs the PATCH load against a server with history in mode, and with history
 // on samples the writer's lag meanwhile.
 func historyLoad(ctx context.Context, cfg HistoryConfig, dataDir, mode string, logger *slog.Logger, res *HistoryResult) (err error) {
-	srv, err := server.New(server.Config{Config: config.Config{
+	srv, stop, err := serve(ctx, config.Config{
 		Server:  config.Server{Listen: "127.0.0.1:0", DataDir: dataDir},
 		History: config.History{Mode: mode},
-	}}, logger)
+	}, logger)
 	if err != nil {
-		return fmt.Errorf("start server: %w", err)
+		return err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	if err := setUpTwins(ctx, srv.URL(), cfg.Twins, logger); err != nil {
 		return err
 	}
@@ -554,7 +549,7 @@ const historyServiceID = "twinflow-bench"
 // historyQueries sets up the query server's twins and history, and times the queries.
 func historyQueries(ctx context.Context, cfg HistoryConfig, dataDir string, logger *slog.Logger, res *HistoryResult) (err error) {
 	logger.Info("storing twins", slog.Int("twins", cfg.AsOfTwins))
-	if err := loadTwins(ctx, dataDir, cfg.AsOfTwins, 10_000, logger); err != nil {
+	if err := loadGraph(ctx, dataDir, graphLoad{Twins: cfg.AsOfTwins, Batch: 10_000, Events: true}, logger); err != nil {
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Minute)
@@ -570,18 +565,13 @@ func historyQueries(ctx context.Context, cfg HistoryConfig, dataDir string, logg
 	res.Rollup = HistoryRollup{Rows: counts.propertyRows, To: history.Bin(now, time.Hour)}
 	start = time.Now()
 
-	srv, err := server.New(server.Config{Config: config.Config{
+	srv, stop, err := serve(ctx, config.Config{
 		Server: config.Server{Listen: "127.0.0.1:0", DataDir: dataDir, ServiceID: historyServiceID},
-	}}, logger)
+	}, logger)
 	if err != nil {
-		return fmt.Errorf("start server: %w", err)
+		return err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	client := httpClient(1)
 	defer client.CloseIdleConnections()
 	if err := waitReady(ctx, client, srv.URL(), historyDrainTimeout); err != nil {

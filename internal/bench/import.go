@@ -22,7 +22,6 @@ import (
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/event"
-	"github.com/twinflow/twinflow/internal/server"
 	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twin"
@@ -200,19 +199,14 @@ func Import(ctx context.Context, cfg ImportConfig, logger *slog.Logger) (res Imp
 // runImport starts the server, runs the PATCH load alone and then during the import, and
 // fills in res. It returns the server's service id.
 func runImport(ctx context.Context, cfg ImportConfig, dir string, logger *slog.Logger, res *ImportResult) (serviceID string, err error) {
-	srv, err := server.New(server.Config{Config: config.Config{
+	srv, stop, err := serve(ctx, config.Config{
 		Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")},
 		Jobs:   config.Jobs{Dir: filepath.Join(dir, "jobs")},
-	}}, logger)
+	}, logger)
 	if err != nil {
-		return "", fmt.Errorf("start server: %w", err)
+		return "", err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	base := srv.URL()
 	if err := setUpTwins(ctx, base, cfg.PatchTwins, logger); err != nil {
 		return "", err

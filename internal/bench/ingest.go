@@ -220,16 +220,11 @@ func Ingest(ctx context.Context, cfg IngestConfig, logger *slog.Logger) (res Ing
 	if !cfg.Keep {
 		defer os.RemoveAll(dir)
 	}
-	srv, err := server.New(server.Config{Config: config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")}}}, logger)
+	srv, stop, err := serve(ctx, config.Config{Server: config.Server{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "server")}}, logger)
 	if err != nil {
-		return res, fmt.Errorf("start server: %w", err)
+		return res, err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	if err := setUpTwins(ctx, srv.URL(), cfg.Devices, logger); err != nil {
 		return res, err
 	}
@@ -593,34 +588,45 @@ func (c apiClient) remove(ctx context.Context, path string) error {
 	return sendOK(ctx, c.http, http.MethodDelete, c.url(path), "", nil, http.StatusNoContent)
 }
 
-// waitRunning polls the source at path until its status says running, or timeout passes.
+// get GETs path, which must answer 200, and decodes its JSON body into v.
+func (c apiClient) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// waitRunning polls the resource at path (a source or a detector) until its status says
+// running, or timeout passes.
 func (c apiClient) waitRunning(ctx context.Context, path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path), nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", path, err)
-		}
-		var src struct {
+		var res struct {
 			Status struct {
 				State     string `json:"state"`
 				LastError string `json:"lastError"`
 			} `json:"status"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&src)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("GET %s: %w", path, err)
+		if err := c.get(ctx, path, &res); err != nil {
+			return err
 		}
-		if src.Status.State == "running" {
+		if res.Status.State == "running" {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("source %s not running after %v: state %q, last error %q", path, timeout, src.Status.State, src.Status.LastError)
+			return fmt.Errorf("%s not running after %v: state %q, last error %q", path, timeout, res.Status.State, res.Status.LastError)
 		}
 		select {
 		case <-ctx.Done():

@@ -27,16 +27,13 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/ingress/runner"
 	"github.com/twinflow/twinflow/internal/outbox"
 	"github.com/twinflow/twinflow/internal/server"
-	"github.com/twinflow/twinflow/internal/store"
 	"github.com/twinflow/twinflow/internal/store/sqlite"
-	"github.com/twinflow/twinflow/internal/twin"
 )
 
 // MixedConfig configures the mixed benchmark. Zero fields take the defaults in brackets.
@@ -506,7 +503,7 @@ func Mixed(ctx context.Context, cfg MixedConfig, logger *slog.Logger) (res Mixed
 
 	logger.Info("loading twins and relationships", slog.Int("twins", cfg.Twins), slog.String("dir", dir))
 	start := time.Now()
-	if err := loadGraph(ctx, dataDir, cfg.Twins, 10_000, logger); err != nil {
+	if err := loadGraph(ctx, dataDir, graphLoad{Twins: cfg.Twins, Relationships: cfg.Twins, Batch: 10_000}, logger); err != nil {
 		return res, err
 	}
 	res.Load = time.Since(start)
@@ -521,51 +518,26 @@ func Mixed(ctx context.Context, cfg MixedConfig, logger *slog.Logger) (res Mixed
 		return res, err
 	}
 	defer hook.Close()
-	nc, err := natsgo.Connect(cfg.NATS, natsgo.Name("twinflow bench mixed"))
+	ns, err := openNATSStream(ctx, cfg.NATS, "twinflow bench mixed", "twinflowmixed",
+		func(m *natsgo.Msg) { recv.nats.arrived(m.Header.Get("ce-time"), m.Data) })
 	if err != nil {
-		return res, fmt.Errorf("connect to nats %s: %w", cfg.NATS, err)
+		return res, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, fmt.Errorf("nats %s: %w", cfg.NATS, err)
-	}
-	subject := fmt.Sprintf("twinflowmixed%d", time.Now().UnixNano())
-	stream := strings.ToUpper(subject)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}); err != nil {
-		return res, fmt.Errorf("create stream %s: %w", stream, err)
-	}
-	defer func() {
-		if delErr := js.DeleteStream(context.WithoutCancel(ctx), stream); delErr != nil {
-			err = errors.Join(err, fmt.Errorf("delete stream %s: %w", stream, delErr))
-		}
-	}()
-	sub, err := nc.Subscribe(subject+".>", func(m *natsgo.Msg) { recv.nats.arrived(m.Header.Get("ce-time"), m.Data) })
-	if err != nil {
-		return res, fmt.Errorf("subscribe to %s.>: %w", subject, err)
-	}
-	defer sub.Unsubscribe()
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return res, fmt.Errorf("subscribe to %s.>: %w", subject, err)
-	}
+	defer func() { err = errors.Join(err, ns.close(ctx)) }()
+	subject, stream := ns.subject, ns.name
 
 	logger.Info("starting the server")
 	start = time.Now()
-	srv, err := server.New(server.Config{Config: config.Config{
+	srv, stop, err := serve(ctx, config.Config{
 		Server:   config.Server{Listen: "127.0.0.1:0", DataDir: dataDir},
 		Delivery: config.Delivery{Retention: cfg.Retention},
 		History:  config.History{Retention: cfg.Retention},
 		Ingress:  config.Ingress{DedupWindow: cfg.Retention},
-	}}, logger)
+	}, logger)
 	if err != nil {
-		return res, fmt.Errorf("start server: %w", err)
+		return res, err
 	}
-	stop := runServer(ctx, srv)
-	defer func() {
-		if runErr := stop(); runErr != nil {
-			err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-		}
-	}()
+	defer stopServer(stop, &err)
 	api := apiClient{http: httpClient(4), base: srv.URL()}
 	defer api.http.CloseIdleConnections()
 	if err := waitReady(ctx, api.http, srv.URL(), 30*time.Minute); err != nil {
@@ -766,70 +738,6 @@ func runMixedLoad(ctx context.Context, cfg MixedConfig, srv *server.Server, api 
 	res.Webhook = recv.hook.result(ingested.Committed)
 	slices.Sort(lags)
 	res.History.Samples, res.History.Lag = len(lags), summarize(lags)
-	return nil
-}
-
-// loadGraph stores the benchmark model, twins 0..n-1 and a relationship next from each to
-// the one after it (the last to the first), in transactions of batch twins, without change
-// log records: the server starts with nothing to deliver or record.
-func loadGraph(ctx context.Context, dir string, n, batch int, logger *slog.Logger) (err error) {
-	// The load need not survive a machine crash, only reach the disk by Close.
-	st, err := sqlite.Open(sqlite.Config{Dir: dir, NoSync: true}, logger)
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	defer func() {
-		if cerr := st.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
-		}
-	}()
-	definition, err := modelDefinition()
-	if err != nil {
-		return fmt.Errorf("encode model: %w", err)
-	}
-	err = st.Update(ctx, func(w store.Writer) error {
-		return w.PutModel(store.Model{ID: modelID, Definition: definition, UploadTime: time.Now().UTC()})
-	})
-	if err != nil {
-		return fmt.Errorf("store model: %w", err)
-	}
-	for from := 0; from < n; from += batch {
-		to := min(from+batch, n)
-		now := twin.FormatTime(time.Now())
-		twins := make([]store.Twin, 0, to-from)
-		rels := make([]store.Relationship, 0, to-from)
-		for i := from; i < to; i++ {
-			etag := twin.NewETag()
-			doc, err := twinDocument(i, etag, now)
-			if err != nil {
-				return err
-			}
-			twins = append(twins, store.Twin{ID: twinID(i), ModelID: modelID, ETag: etag, Doc: doc})
-			src, dst := twinID(i), twinID((i+1)%n)
-			etag = twin.NewETag()
-			rdoc, err := twin.EncodeRelationship(src, "next", "next", dst, etag, nil)
-			if err != nil {
-				return fmt.Errorf("encode relationship %d: %w", i, err)
-			}
-			rels = append(rels, store.Relationship{SourceID: src, ID: "next", Name: "next", TargetID: dst, ETag: etag, Doc: rdoc})
-		}
-		err := st.Update(ctx, func(w store.Writer) error {
-			for _, t := range twins {
-				if err := w.PutTwin(t); err != nil {
-					return err
-				}
-			}
-			for _, r := range rels {
-				if err := w.PutRelationship(r); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("store twins %d to %d: %w", from, to-1, err)
-		}
-	}
 	return nil
 }
 

@@ -57,6 +57,10 @@ type PatchConfig struct {
 	// Nodes is the number of servers sharing the PostgreSQL store, the clients spread over
 	// them in turn [1]. More than one requires Store.
 	Nodes int
+	// Detector runs the load a second time, in the same run and on the same servers, with an
+	// anomaly detector watching every twin and each numeric property the load patches, to
+	// measure what scoring costs.
+	Detector bool
 	// LoadCommand returns the command that runs the load generator, in a process of its own so
 	// that its CPU time is told apart from the server's: a command that calls RunPatchLoad
 	// with args (twinflow bench patch-load args...). It is required.
@@ -112,6 +116,8 @@ type PatchResult struct {
 	// what HTTP over loopback alone costs on this machine.
 	Floor    PatchLoad
 	FloorCPU time.Duration
+	// Detector is what the run with a detector measured, when PatchConfig.Detector is set.
+	Detector *PatchDetectorRun
 }
 
 // PatchesPerSecond returns acknowledged patches per second.
@@ -127,7 +133,7 @@ func (r PatchResult) Table(w io.Writer) error {
 		ratio = fmt.Sprintf("%.1f%%", 100*perSec/ceil)
 	}
 	l := r.Load
-	return table(w, [][2]string{
+	rows := [][2]string{
 		{"twins / clients", fmt.Sprintf("%d twins of %d properties / %d keep-alive clients", r.Twins, numProperties, r.Clients)},
 		{"store / nodes", fmt.Sprintf("%s / %d", r.StoreName, r.Nodes)},
 		{"HTTP PATCH (fsync on)", fmt.Sprintf("%.0f patches/s acknowledged (%d in %v, %d failed%s)", perSec, l.Patches, l.Elapsed.Round(time.Millisecond), l.Failed, failedBy(l.FailedBy))},
@@ -142,7 +148,11 @@ func (r PatchResult) Table(w io.Writer) error {
 			r.Floor.PerSecond(), r.Floor.Patches, r.Floor.Elapsed.Round(time.Millisecond))},
 		{"floor CPU per request", cpuPerPatch(r.FloorCPU, r.Floor.Patches, "the bare server's process")},
 		{"HTTP / ceiling", ratio},
-	})
+	}
+	if d := r.Detector; d != nil {
+		rows = append(rows, d.rows(perSec)...)
+	}
+	return table(w, rows)
 }
 
 // failedBy describes failed requests counted by status: ": 412 x 3, 503 x 10", or "".
@@ -312,9 +322,7 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logg
 	)
 	defer func() {
 		for _, stop := range stops {
-			if runErr := stop(); runErr != nil {
-				err = errors.Join(err, fmt.Errorf("run server: %w", runErr))
-			}
+			stopServer(stop, &err)
 		}
 	}()
 	start := func(i int) (*server.Server, error) {
@@ -323,11 +331,11 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logg
 			c.Store = config.Store{DSN: cfg.Store, Schema: schema}
 			c.History.Mode = config.HistoryOff
 		}
-		srv, err := server.New(server.Config{Config: c}, logger)
+		srv, stop, err := serve(ctx, c, logger)
 		if err != nil {
-			return nil, fmt.Errorf("start server: %w", err)
+			return nil, err
 		}
-		stops = append(stops, runServer(ctx, srv))
+		stops = append(stops, stop)
 		servers = append(servers, srv)
 		return srv, nil
 	}
@@ -355,26 +363,42 @@ func runPatchLoad(ctx context.Context, cfg PatchConfig, dir, schema string, logg
 	}
 
 	logger.Info("patching", slog.Int("clients", cfg.Clients), slog.Int("nodes", cfg.Nodes), slog.Duration("duration", cfg.Duration))
+	if res.Load, res.ServerCPU, res.Store, err = measureLoad(ctx, cfg, servers, addrs); err != nil {
+		return "", err
+	}
+	if cfg.Detector {
+		d, err := runDetectorLoad(ctx, cfg, servers, addrs, logger)
+		if err != nil {
+			return "", err
+		}
+		res.Detector = &d
+	}
+	return first.ServiceID(), nil
+}
+
+// measureLoad runs the load generator against the servers listening on addrs and returns
+// what it measured, the CPU time this process (the servers') used meanwhile, and what the
+// servers' stores did.
+func measureLoad(ctx context.Context, cfg PatchConfig, servers []*server.Server, addrs []string) (load PatchLoad, cpu time.Duration, stats store.Stats, err error) {
 	before := make([]store.Stats, len(servers))
 	for i, srv := range servers {
 		before[i] = srv.StoreStats()
 	}
 	cpu0, cpuOK := processCPU()
-	res.Load, err = runLoadProcess(ctx, cfg, strings.Join(addrs, ","))
-	if err != nil {
-		return "", err
+	if load, err = runLoadProcess(ctx, cfg, strings.Join(addrs, ",")); err != nil {
+		return load, 0, stats, err
 	}
 	if cpu1, ok := processCPU(); ok && cpuOK {
-		res.ServerCPU = cpu1 - cpu0
+		cpu = cpu1 - cpu0
 	}
 	for i, srv := range servers {
 		st := statsSince(before[i], srv.StoreStats())
-		res.Store.Transactions += st.Transactions
-		res.Store.Updates += st.Updates
-		res.Store.Syncs += st.Syncs
-		res.Store.SyncTime += st.SyncTime
+		stats.Transactions += st.Transactions
+		stats.Updates += st.Updates
+		stats.Syncs += st.Syncs
+		stats.SyncTime += st.SyncTime
 	}
-	return first.ServiceID(), nil
+	return load, cpu, stats, nil
 }
 
 // dropSchemas drops the PostgreSQL schemas of a run from the database at dsn.
@@ -440,6 +464,14 @@ func (l PatchLoad) PerSecond() float64 {
 	return float64(l.Patches) / l.Elapsed.Seconds()
 }
 
+// LoadFlags registers on fs the flags of the PATCH load, -twins, -clients and -duration, which
+// set c's fields of those names.
+func (c *PatchConfig) LoadFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Twins, "twins", 10_000, "number of twins")
+	fs.IntVar(&c.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the clients patch")
+}
+
 // RunPatchLoad is the load generator of the PATCH benchmark, run in a process of its own: it
 // parses args (-addr host:port, -twins, -clients, -duration), patches the benchmark twins of
 // the server at addr and writes its PatchLoad to stdout as JSON.
@@ -447,9 +479,7 @@ func RunPatchLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("patch-load", flag.ContinueOnError)
 	addr := fs.String("addr", "", "`host:port` of the server; several, comma-separated, share the clients in turn")
 	var cfg PatchConfig
-	fs.IntVar(&cfg.Twins, "twins", 10_000, "number of twins")
-	fs.IntVar(&cfg.Clients, "clients", 64, "concurrent keep-alive HTTP clients")
-	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the clients patch")
+	cfg.LoadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -18,14 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/server"
-	"github.com/twinflow/twinflow/internal/store"
-	"github.com/twinflow/twinflow/internal/store/sqlite"
-	"github.com/twinflow/twinflow/internal/twin"
 )
 
 // RestartConfig configures the restart benchmark. Zero fields take the defaults in brackets.
@@ -160,10 +154,8 @@ func Restart(ctx context.Context, cfg RestartConfig, logger *slog.Logger) (Resta
 
 	logger.Info("loading twins and relationships", slog.Int("twins", cfg.Twins), slog.Int("relationships", cfg.Relationships), slog.String("dir", dataDir))
 	start := time.Now()
-	if err := loadTwins(ctx, dataDir, cfg.Twins, cfg.Batch, logger); err != nil {
-		return res, err
-	}
-	if err := loadRelationships(ctx, dataDir, cfg.Twins, cfg.Relationships, cfg.Batch, logger); err != nil {
+	err = loadGraph(ctx, dataDir, graphLoad{Twins: cfg.Twins, Relationships: cfg.Relationships, Batch: cfg.Batch, Events: true}, logger)
+	if err != nil {
 		return res, err
 	}
 	res.Load = time.Since(start)
@@ -295,119 +287,6 @@ func post(ctx context.Context, c *http.Client, url, body string) (int, string, e
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
-}
-
-// loadTwins stores model and twins 0..n-1, with one create event each, in transactions of
-// batch twins.
-func loadTwins(ctx context.Context, dir string, n, batch int, logger *slog.Logger) (err error) {
-	// The load need not survive a machine crash, only reach the disk by Close: commits skip
-	// the fsync (NoSync); closing the store checkpoints everything into the database file.
-	st, err := sqlite.Open(sqlite.Config{Dir: dir, NoSync: true}, logger)
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	defer func() {
-		if cerr := st.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
-		}
-	}()
-
-	definition, err := modelDefinition()
-	if err != nil {
-		return fmt.Errorf("encode model: %w", err)
-	}
-	err = st.Update(ctx, func(w store.Writer) error {
-		return w.PutModel(store.Model{ID: modelID, Definition: definition, UploadTime: time.Now().UTC()})
-	})
-	if err != nil {
-		return fmt.Errorf("store model: %w", err)
-	}
-
-	for from := 0; from < n; from += batch {
-		to := min(from+batch, n)
-		now := twin.FormatTime(time.Now())
-		twins := make([]store.Twin, 0, to-from)
-		for i := from; i < to; i++ {
-			etag := twin.NewETag()
-			doc, err := twinDocument(i, etag, now)
-			if err != nil {
-				return err
-			}
-			twins = append(twins, store.Twin{ID: twinID(i), ModelID: modelID, ETag: etag, Doc: doc})
-		}
-		err := st.Update(ctx, func(w store.Writer) error {
-			for _, t := range twins {
-				if err := w.PutTwin(t); err != nil {
-					return err
-				}
-				err := w.Emit(event.Event{
-					ID: uuid.NewString(), Source: "localhost", SpecVersion: event.SpecVersion,
-					Type: event.TwinCreate, Subject: t.ID, Time: now,
-					DataContentType: "application/json", Data: t.Doc,
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("store twins %d to %d: %w", from, to-1, err)
-		}
-	}
-	return nil
-}
-
-// loadRelationships stores relationships 0..n-1, relationship i "next" from twin i to twin
-// i+1 (modulo twins), with one create event each, in transactions of batch.
-func loadRelationships(ctx context.Context, dir string, twins, n, batch int, logger *slog.Logger) (err error) {
-	if n == 0 {
-		return nil
-	}
-	st, err := sqlite.Open(sqlite.Config{Dir: dir, NoSync: true}, logger)
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	defer func() {
-		if cerr := st.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
-		}
-	}()
-	for from := 0; from < n; from += batch {
-		to := min(from+batch, n)
-		now := twin.FormatTime(time.Now())
-		rels := make([]store.Relationship, 0, to-from)
-		for i := from; i < to; i++ {
-			r := store.Relationship{
-				SourceID: twinID(i % twins), ID: fmt.Sprintf("next-%07d", i), Name: "next",
-				TargetID: twinID((i + 1) % twins), ETag: twin.NewETag(),
-			}
-			if r.Doc, err = twin.EncodeRelationship(r.SourceID, r.ID, r.Name, r.TargetID, r.ETag, nil); err != nil {
-				return fmt.Errorf("encode relationship %d: %w", i, err)
-			}
-			rels = append(rels, r)
-		}
-		err := st.Update(ctx, func(w store.Writer) error {
-			for _, r := range rels {
-				if err := w.PutRelationship(r); err != nil {
-					return err
-				}
-				err := w.Emit(event.Event{
-					ID: uuid.NewString(), Source: "localhost", SpecVersion: event.SpecVersion,
-					Type: event.RelationshipCreate, Subject: event.RelationshipSubject(r.SourceID, r.ID), Time: now,
-					DataContentType: "application/json", Data: r.Doc,
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("store relationships %d to %d: %w", from, to-1, err)
-		}
-	}
-	return nil
 }
 
 // listeningLine matches the log line the server writes once it is bound; snapshotLine the one

@@ -8,14 +8,23 @@ import (
 
 	"github.com/twinflow/twinflow/internal/anomaly"
 	"github.com/twinflow/twinflow/internal/event"
-	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/store"
 )
 
 // BenchmarkStreamPoint measures what streaming costs per point beside the model itself: the
-// property rows derived from a Twin.Update as the log hands it over (with the state it left),
-// the point taken from the row, and the score. BenchmarkModelScore is the model alone.
+// point taken from a Twin.Update as the log hands it over (with the state it left), and the
+// score. BenchmarkModelScore is the model alone.
 func BenchmarkStreamPoint(b *testing.B) {
+	benchmarkStreamPoint(b, (*extractor).points)
+}
+
+// BenchmarkStreamPointDerived is BenchmarkStreamPoint with the points taken from the rows
+// history.Derive makes of each change, which points equals and streaming did before.
+func BenchmarkStreamPointDerived(b *testing.B) {
+	benchmarkStreamPoint(b, (*extractor).derivedPoints)
+}
+
+func benchmarkStreamPoint(b *testing.B, points func(*extractor, *store.Change, []watchedPoint) ([]watchedPoint, error)) {
 	def, err := Parse([]byte(`{"twins":"SELECT * FROM DIGITALTWINS","properties":["temp"]}`))
 	if err != nil {
 		b.Fatal(err)
@@ -34,16 +43,15 @@ func BenchmarkStreamPoint(b *testing.B) {
 				`,"$metadata":{"$model":"dtmi:x:Room;1","temp":{"lastUpdateTime":"2026-01-01T00:00:00Z"}}}`)},
 		}
 	}
-	var rows history.Rows
+	x := extractor{properties: def.Properties}
+	var pts []watchedPoint
 	i := 0
 	for b.Loop() {
-		rows.Reset()
-		if err := history.Derive(changes[i%len(changes)], history.Options{}, noPrior, &rows); err != nil {
-			b.Fatal(err)
+		pts, err = points(&x, &changes[i%len(changes)], pts[:0])
+		if err != nil || len(pts) != 1 {
+			b.Fatal(pts, err)
 		}
-		if p, ok := pointOf(&rows.Properties[0]); ok {
-			score(det, p)
-		}
+		score(det, pts[0].point)
 		i++
 	}
 }

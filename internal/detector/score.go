@@ -15,9 +15,10 @@ type point struct {
 }
 
 // pointOf returns the point of a property row, and false for a row that is none: a
-// relationship's property, a removal, or a value that is not a JSON number. Streaming and
-// backtests both take their points from rows, which history.Derive makes of the change log
-// (history keeps the same rows), so that both score the same points.
+// relationship's property, a removal, or a value that is not a JSON number. Backtests take
+// their points from the rows history.Derive made of the change log (history keeps them);
+// streaming takes exactly the points pointOf takes from those rows (see extractor.points),
+// so that both score the same points.
 //
 // A point's time is the row's SourceTimeStamp (the property's $metadata sourceTime) when it
 // has one, else its TimeStamp (when the change committed), in UTC and to the microsecond,

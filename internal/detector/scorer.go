@@ -148,7 +148,8 @@ func (sc *scorer) stream(ctx context.Context) error {
 	}
 	asked := time.Now()
 	var (
-		rows    history.Rows
+		x       = extractor{properties: sc.def.Properties}
+		pts     []watchedPoint
 		written = time.Now()
 	)
 	for {
@@ -200,20 +201,11 @@ func (sc *scorer) stream(ctx context.Context) error {
 			if t := ch.Event.Type; t != event.TwinCreate && t != event.TwinUpdate || !members[ch.Event.Subject] {
 				continue
 			}
-			rows.Reset()
-			if err := history.Derive(*ch, history.Options{}, noPrior, &rows); err != nil && !errors.Is(err, history.ErrUnknownValue) {
+			if pts, err = x.points(ch, pts[:0]); err != nil && !errors.Is(err, history.ErrUnknownValue) {
 				svc.logger.Warn("detector "+sc.name+": a change log record cannot be read", slog.Uint64("seq", ch.Seq), slog.Any("err", err))
 			}
-			for j := range rows.Properties {
-				row := &rows.Properties[j]
-				if !members[row.ID] || !sc.def.watches(row.Key) {
-					continue
-				}
-				p, ok := pointOf(row)
-				if !ok {
-					continue
-				}
-				k := series{row.ID, row.Key}
+			for _, wp := range pts {
+				p, k := wp.point, series{ch.Event.Subject, wp.property}
 				d, err := detector(k, ch, recs[len(recs)-1].Seq)
 				if err != nil {
 					return err
@@ -224,7 +216,7 @@ func (sc *scorer) stream(ctx context.Context) error {
 				svc.metrics.scored(sc.name, res)
 				if res.Anomaly {
 					sc.anomalies.Add(1)
-					ev, err := sc.anomalyEvent(ch, row, p, res)
+					ev, err := sc.anomalyEvent(ch, k, p, res)
 					if err != nil {
 						return err
 					}
@@ -272,22 +264,22 @@ func (sc *scorer) stream(ctx context.Context) error {
 	}
 }
 
-// anomalyEvent returns the event of an anomaly of the point p of row, derived from ch.
-func (sc *scorer) anomalyEvent(ch *store.Change, row *history.PropertyEvent, p point, res anomaly.Result) (event.Event, error) {
+// anomalyEvent returns the event of an anomaly of the point p of series k, taken from ch.
+func (sc *scorer) anomalyEvent(ch *store.Change, k series, p point, res anomaly.Result) (event.Event, error) {
 	data, err := json.Marshal(AnomalyData{
-		TwinID: row.ID, Property: row.Key, Value: p.Value, Score: res.Score, Kind: res.Kind.String(),
+		TwinID: k.twin, Property: k.property, Value: p.Value, Score: res.Score, Kind: res.Kind.String(),
 		Time: p.Time.Format(time.RFC3339Nano), Detector: sc.name,
 	})
 	if err != nil {
-		return event.Event{}, fmt.Errorf("encode the anomaly of %s.%s: %w", row.ID, row.Key, err)
+		return event.Event{}, fmt.Errorf("encode the anomaly of %s.%s: %w", k.twin, k.property, err)
 	}
-	id := uuid.NewSHA1(eventNamespace, []byte(sc.name+"\n"+strconv.FormatUint(ch.Seq, 10)+"\n"+row.ID+"\n"+row.Key))
+	id := uuid.NewSHA1(eventNamespace, []byte(sc.name+"\n"+strconv.FormatUint(ch.Seq, 10)+"\n"+k.twin+"\n"+k.property))
 	return event.Event{
 		ID:              id.String(),
 		Source:          sc.svc.cfg.ServiceID + "/detectors/" + sc.name,
 		SpecVersion:     event.SpecVersion,
 		Type:            AnomalyType,
-		Subject:         row.ID,
+		Subject:         k.twin,
 		Time:            ch.Event.Time,
 		DataContentType: "application/json",
 		TraceParent:     ch.Event.TraceParent,

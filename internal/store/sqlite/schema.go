@@ -191,6 +191,22 @@ CREATE TABLE detector_states (
 	PRIMARY KEY (detector, twin, property)
 ) WITHOUT ROWID;
 `,
+	// Version 8: detector states in a rowid table. A state is about 1.1 KiB, more than a
+	// WITHOUT ROWID (index) b-tree keeps in its leaf page (about 1,000 bytes with 4 KiB
+	// pages), so each one took an overflow page and each write of it two pages; a rowid
+	// table keeps it in the leaf, and its key in a small index.
+	`
+CREATE TABLE detector_states_rowid (
+	detector TEXT NOT NULL,
+	twin     TEXT NOT NULL,
+	property TEXT NOT NULL,
+	state    BLOB NOT NULL,
+	PRIMARY KEY (detector, twin, property)
+);
+INSERT INTO detector_states_rowid SELECT detector, twin, property, state FROM detector_states;
+DROP TABLE detector_states;
+ALTER TABLE detector_states_rowid RENAME TO detector_states;
+`,
 }
 
 // schemaVersionKey is the meta key holding the number of applied migrations.
