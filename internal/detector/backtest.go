@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/anomaly"
+	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/store"
 )
@@ -22,8 +24,9 @@ var ErrBacktestInvalid = errors.New("invalid backtest")
 // BacktestQuery asks Backtest for the scores of one series.
 type BacktestQuery struct {
 	TwinID, Property string
-	// From and To bound the rows' TimeStamp (when the change committed), From inclusive and
-	// To exclusive; a zero time leaves that side open.
+	// From and To bound the points' time (their source time when they have one, else when
+	// their change committed), From inclusive and To exclusive; a zero time leaves that side
+	// open.
 	From, To time.Time
 	// Token continues a previous page: its continuation token.
 	Token string
@@ -47,22 +50,33 @@ type BacktestPage struct {
 }
 
 // backtestToken is what a continuation token holds: the detector's state after the page's
-// last row, the history position of that row, and the series, which the next request must
-// name again.
+// last row, the history position of that row, the series, which the next request must name
+// again, and where each sibling's history was read to, with its latest value.
 type backtestToken struct {
-	TwinID   string `json:"t"`
-	Property string `json:"p"`
-	After    string `json:"a"`
-	State    []byte `json:"s"`
+	TwinID   string                 `json:"t"`
+	Property string                 `json:"p"`
+	After    string                 `json:"a"`
+	State    []byte                 `json:"s"`
+	Siblings map[string]siblingRead `json:"q,omitempty"`
+}
+
+// siblingRead is how far a backtest read a sibling's history: the position of the last row
+// taken, and the value of its latest point, if any.
+type siblingRead struct {
+	After  string   `json:"a,omitempty"`
+	Latest *float64 `json:"v,omitempty"`
 }
 
 // Backtest scores the property of a twin over data history with detector name's definition:
-// a fresh detector scores every point history holds of the series from its first through
-// q.To, in the order streaming scores them, with the same code, and the page holds the
-// points from q.From on. A point's score depends only on the points before it (no
-// look-ahead), so the scores equal those a detector streaming since the series' first
-// point gave. A continuation token carries the detector's state, so every page costs only
-// its own points.
+// a fresh detector scores every point history holds of the series from its first, in the order
+// streaming scores them, with the same code, and the page holds the points whose time is in
+// [q.From, q.To). When the detector compares peers, the twin's siblings are those of the graph
+// and the detector's query now, and their history is read too and merged with the series' in
+// log order, so each point is compared with the values its siblings had when it committed. A
+// point's score depends only on the points before it (no look-ahead), so the scores equal
+// those a detector streaming since the first point of the series and of its siblings gave. A
+// continuation token carries the detector's state and the siblings' latest values, so every
+// page costs only its own points and the siblings' between them.
 func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (BacktestPage, error) {
 	if s.hist == nil {
 		return BacktestPage{}, ErrNoHistory
@@ -95,28 +109,72 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 		limit = DefaultBacktestPage
 	}
 	det := def.newDetector()
-	sel := history.Selection{ID: q.TwinID, Key: q.Property, To: q.To}
+	var tok backtestToken
 	if q.Token != "" {
-		tok, err := decodeToken(q.Token)
+		var err error
+		tok, err = decodeToken(q.Token)
 		if err != nil || tok.TwinID != q.TwinID || tok.Property != q.Property {
 			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
 		}
 		if err := det.UnmarshalBinary(tok.State); err != nil {
 			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this detector: %v", ErrBacktestInvalid, err)
 		}
-		sel.After = tok.After
+	}
+
+	// The series and each sibling's history, merged in log order.
+	pr := newPeers(def.Peers, nil)
+	k := series{q.TwinID, q.Property}
+	var members map[string]bool
+	if def.Peers {
+		if members, err = s.siblings(ctx, def, pr, q.TwinID); err != nil {
+			return BacktestPage{}, err
+		}
+	}
+	own := openHistory(ctx, s.hist, history.Selection{ID: q.TwinID, Key: q.Property, After: tok.After})
+	defer own.stop()
+	var sibs []*historyRead
+	for _, id := range pr.siblings[q.TwinID] {
+		if id == q.TwinID || !members[id] {
+			continue
+		}
+		read := tok.Siblings[id]
+		if read.Latest != nil {
+			pr.scored(series{id, q.Property}, *read.Latest)
+		}
+		h := openHistory(ctx, s.hist, history.Selection{ID: id, Key: q.Property, After: read.After})
+		h.after = read.After
+		defer h.stop()
+		sibs = append(sibs, h)
 	}
 	var page BacktestPage
-	for row, err := range s.hist.Select(ctx, sel) {
-		if err != nil {
-			return BacktestPage{}, fmt.Errorf("read the history of %s.%s: %w", q.TwinID, q.Property, err)
+	for {
+		row, ok, err := own.peek()
+		if err != nil || !ok {
+			return page, err
 		}
-		p, ok := pointOf(&row)
+		// The siblings' points that committed before the row are the ones it is compared with.
+		for _, h := range sibs {
+			for {
+				srow, ok, err := h.peek()
+				if err != nil {
+					return BacktestPage{}, err
+				}
+				if !ok || srow.Seq > row.Seq {
+					break
+				}
+				if p, ok := pointOf(srow); ok {
+					pr.scored(series{h.id, q.Property}, p.Value)
+				}
+				h.take()
+			}
+		}
+		own.take()
+		p, ok := pointOf(row)
 		if !ok {
 			continue
 		}
-		res := score(det, p)
-		if row.TimeStamp.Before(q.From) {
+		res := score(det, p, pr.values(k, members)...)
+		if p.Time.Before(q.From) || !q.To.IsZero() && !p.Time.Before(q.To) {
 			continue
 		}
 		page.Points = append(page.Points, Scored{Time: p.Time, Value: p.Value, Score: res.Score, Anomaly: res.Anomaly, Kind: res.Kind})
@@ -125,11 +183,81 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 			if err != nil {
 				return BacktestPage{}, err
 			}
-			page.Token = encodeToken(backtestToken{TwinID: q.TwinID, Property: q.Property, After: history.Continuation(row), State: state})
-			break
+			next := backtestToken{TwinID: q.TwinID, Property: q.Property, After: own.after, State: state}
+			for _, h := range sibs {
+				if next.Siblings == nil {
+					next.Siblings = map[string]siblingRead{}
+				}
+				read := siblingRead{After: h.after}
+				if v, ok := pr.latest[series{h.id, q.Property}]; ok {
+					read.Latest = &v
+				}
+				next.Siblings[h.id] = read
+			}
+			page.Token = encodeToken(next)
+			return page, nil
 		}
 	}
-	return page, nil
+}
+
+// siblings fills pr with the siblings of twin id in today's graph and returns the twins the
+// detector's query selects today.
+func (s *Service) siblings(ctx context.Context, def Definition, pr *peers, id string) (map[string]bool, error) {
+	sel, err := prepare(def.Twins)
+	if err != nil {
+		return nil, fmt.Errorf("prepare the twins query: %w", err)
+	}
+	members, err := selectTwins(ctx, s.index, sel)
+	if err != nil {
+		return nil, err
+	}
+	err = s.index.Read(ctx, func(r *graph.Reader) error {
+		pr.siblings[id] = pr.group(r, id)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the siblings of %q: %w", id, err)
+	}
+	return members, nil
+}
+
+// historyRead reads one history selection a row at a time: peek shows the next row, take
+// consumes it, and after is the position of the last row taken.
+type historyRead struct {
+	id    string
+	next  func() (history.PropertyEvent, error, bool)
+	stop  func()
+	row   history.PropertyEvent
+	ready bool // row holds the next row
+	done  bool
+	after string
+}
+
+func openHistory(ctx context.Context, h history.Store, sel history.Selection) *historyRead {
+	next, stop := iter.Pull2(h.Select(ctx, sel))
+	return &historyRead{id: sel.ID, next: next, stop: stop, after: sel.After}
+}
+
+// peek returns the next row, false when there is none.
+func (h *historyRead) peek() (*history.PropertyEvent, bool, error) {
+	if !h.ready && !h.done {
+		row, err, ok := h.next()
+		switch {
+		case !ok:
+			h.done = true
+		case err != nil:
+			return nil, false, fmt.Errorf("read the history of %s: %w", h.id, err)
+		default:
+			h.row, h.ready = row, true
+		}
+	}
+	return &h.row, h.ready, nil
+}
+
+// take consumes the row peek returned.
+func (h *historyRead) take() {
+	h.ready = false
+	h.after = history.Continuation(h.row)
 }
 
 func encodeToken(t backtestToken) string {
