@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"time"
 
 	"github.com/twinflow/twinflow/internal/anomaly"
@@ -131,7 +130,6 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 		}
 	}
 	own := openHistory(ctx, s.hist, history.Selection{ID: q.TwinID, Key: q.Property, After: tok.After})
-	defer own.stop()
 	var sibs []*historyRead
 	for _, id := range pr.siblings[q.TwinID] {
 		if id == q.TwinID || !members[id] {
@@ -142,8 +140,6 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 			pr.scored(series{id, q.Property}, *read.Latest)
 		}
 		h := openHistory(ctx, s.hist, history.Selection{ID: id, Key: q.Property, After: read.After})
-		h.after = read.After
-		defer h.stop()
 		sibs = append(sibs, h)
 	}
 	var page BacktestPage
@@ -163,13 +159,13 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 					break
 				}
 				if p, ok := pointOf(srow); ok {
-					pr.scored(series{h.id, q.Property}, p.Value)
+					pr.scored(series{h.sel.ID, q.Property}, p.Value)
 				}
 				h.take()
 			}
 		}
-		own.take()
 		p, ok := pointOf(row)
+		own.take()
 		if !ok {
 			continue
 		}
@@ -189,10 +185,10 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 					next.Siblings = map[string]siblingRead{}
 				}
 				read := siblingRead{After: h.after}
-				if v, ok := pr.latest[series{h.id, q.Property}]; ok {
+				if v, ok := pr.latest[series{h.sel.ID, q.Property}]; ok {
 					read.Latest = &v
 				}
-				next.Siblings[h.id] = read
+				next.Siblings[h.sel.ID] = read
 			}
 			page.Token = encodeToken(next)
 			return page, nil
@@ -222,42 +218,52 @@ func (s *Service) siblings(ctx context.Context, def Definition, pr *peers, id st
 }
 
 // historyRead reads one history selection a row at a time: peek shows the next row, take
-// consumes it, and after is the position of the last row taken.
+// consumes it, and after is the position of the last row taken. It reads historyChunk rows
+// per query, each read to its end before the next, so that a backtest reading several
+// selections at once holds no more than one of the store's connections.
 type historyRead struct {
-	id    string
-	next  func() (history.PropertyEvent, error, bool)
-	stop  func()
-	row   history.PropertyEvent
-	ready bool // row holds the next row
-	done  bool
+	ctx   context.Context
+	h     history.Store
+	sel   history.Selection // its After is where the next chunk starts
+	rows  []history.PropertyEvent
+	done  bool // the last chunk was short: no rows after rows
 	after string
 }
 
+// historyChunk is the number of rows a historyRead reads per query.
+const historyChunk = 256
+
 func openHistory(ctx context.Context, h history.Store, sel history.Selection) *historyRead {
-	next, stop := iter.Pull2(h.Select(ctx, sel))
-	return &historyRead{id: sel.ID, next: next, stop: stop, after: sel.After}
+	sel.Limit = historyChunk
+	return &historyRead{ctx: ctx, h: h, sel: sel, after: sel.After}
 }
 
 // peek returns the next row, false when there is none.
 func (h *historyRead) peek() (*history.PropertyEvent, bool, error) {
-	if !h.ready && !h.done {
-		row, err, ok := h.next()
-		switch {
-		case !ok:
+	if len(h.rows) == 0 && !h.done {
+		for row, err := range h.h.Select(h.ctx, h.sel) {
+			if err != nil {
+				return nil, false, fmt.Errorf("read the history of %s.%s: %w", h.sel.ID, h.sel.Key, err)
+			}
+			h.rows = append(h.rows, row)
+		}
+		if len(h.rows) < historyChunk {
 			h.done = true
-		case err != nil:
-			return nil, false, fmt.Errorf("read the history of %s: %w", h.id, err)
-		default:
-			h.row, h.ready = row, true
+		}
+		if len(h.rows) > 0 {
+			h.sel.After = history.Continuation(h.rows[len(h.rows)-1])
 		}
 	}
-	return &h.row, h.ready, nil
+	if len(h.rows) == 0 {
+		return nil, false, nil
+	}
+	return &h.rows[0], true, nil
 }
 
 // take consumes the row peek returned.
 func (h *historyRead) take() {
-	h.ready = false
-	h.after = history.Continuation(h.row)
+	h.after = history.Continuation(h.rows[0])
+	h.rows = h.rows[1:]
 }
 
 func encodeToken(t backtestToken) string {
