@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/twinflow/twinflow/internal/anomaly"
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/store"
@@ -110,5 +112,30 @@ func TestSiblingGroups(t *testing.T) {
 	off.scored(series{"a", "temp"}, 1)
 	if err := off.refresh(ctx, idx, recs, all); err != nil || off.values(series{"b", "temp"}, all) != nil || len(off.latest) != 0 {
 		t.Errorf("peers off keep or give values")
+	}
+}
+
+// BenchmarkScorePeers measures scoring a point with the peer values of six siblings, the
+// scorer's step with peers on, against BenchmarkModelScore's without.
+func BenchmarkScorePeers(b *testing.B) {
+	det, err := anomaly.New(anomaly.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pr := newPeers(true, nil)
+	group := []string{"t-0", "t-1", "t-2", "t-3", "t-4", "t-5", "t-6"}
+	members := map[string]bool{}
+	for i, id := range group {
+		pr.siblings[id] = group
+		members[id] = true
+		pr.scored(series{id, "temp"}, 20+float64(i)*0.1)
+	}
+	k := series{"t-0", "temp"}
+	i := 0
+	for b.Loop() {
+		p := point{Time: time.Unix(int64(i)*60, 0).UTC(), Value: 20 + float64(i%7)*0.1}
+		score(det, p, pr.values(k, members)...)
+		pr.scored(k, p.Value)
+		i++
 	}
 }
