@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinflow/twinflow/internal/config"
 	"github.com/twinflow/twinflow/internal/detector"
+	"github.com/twinflow/twinflow/internal/testenv"
 )
 
 const floorModels = `[
@@ -54,9 +56,10 @@ func (f floorRun) values() [][]float64 {
 // each of the given steps, and returns the anomaly events once both detectors have scored
 // every reading and at least want anomalies have arrived, with the server still running and its
 // client.
-func scoreFloor(t *testing.T, f floorRun, want int, restarts ...int) ([]detector.AnomalyData, apiClient) {
+func scoreFloor(t *testing.T, base Config, f floorRun, want int, restarts ...int) ([]detector.AnomalyData, apiClient) {
 	hook := newAnomalyHook(t)
 	cfg := detectorConfig(t.TempDir(), hook.URL)
+	cfg.Store = base.Store
 	const twins = `"twins":"SELECT * FROM DIGITALTWINS WHERE IS_OF_MODEL('dtmi:test:Thermostat;1')","properties":["temp"],"warmUp":20`
 	cfg.Detectors = map[string]json.RawMessage{
 		"peers": json.RawMessage(`{` + twins + `}`),
@@ -110,7 +113,7 @@ func scoreFloor(t *testing.T, f floorRun, want int, restarts ...int) ([]detector
 // give the stream's scores.
 func TestDetectorPeers(t *testing.T) {
 	f := floorRun{thermostats: 6, steps: 500, drift: 80, sigma: 0.2, slope: 0.0025} // 0.0125σ a step
-	straight, c := scoreFloor(t, f, 0)
+	straight, c := scoreFloor(t, Config{}, f, 0)
 	stepOf := func(a detector.AnomalyData) int {
 		at, err := time.Parse(time.RFC3339Nano, a.Time)
 		if err != nil {
@@ -140,11 +143,32 @@ func TestDetectorPeers(t *testing.T) {
 	}
 	t.Logf("the drift reported at step %d, %.1fσ away; %d anomalies in all", first, f.slope*float64(first-f.drift)/f.sigma, len(straight))
 
-	restarted, _ := scoreFloor(t, f, len(straight), 150, 330)
+	restarted, _ := scoreFloor(t, Config{}, f, len(straight), 150, 330)
 	if !slices.Equal(straight, restarted) {
 		t.Errorf("after restarts the anomalies differ:\nstraight  %+v\nrestarted %+v", straight, restarted)
 	}
 
+	checkPeersBacktest(t, c, f, straight)
+}
+
+// TestDetectorPeersOnPostgreSQL scores a floor whose thermostat t-0 drifts away on the
+// PostgreSQL store, with history in PostgreSQL: backtests, which merge the siblings' history
+// with the series', give the stream's scores.
+func TestDetectorPeersOnPostgreSQL(t *testing.T) {
+	dsn, schema := testenv.PostgreSQLSchema(t, "detector_peers")
+	f := floorRun{thermostats: 6, steps: 200, drift: 60, sigma: 0.2, slope: 0.01}
+	streamed, c := scoreFloor(t, Config{Config: config.Config{Store: config.Store{DSN: dsn, Schema: schema}}}, f, 0)
+	if !slices.ContainsFunc(streamed, func(a detector.AnomalyData) bool { return a.Kind == "peer" }) {
+		t.Fatalf("no peer anomaly among %+v; the test wants some", streamed)
+	}
+	checkPeersBacktest(t, c, f, streamed)
+}
+
+// checkPeersBacktest backtests detector "peers" over t-0 and t-3 of the floor that scoreFloor
+// scored, and checks that the points each raises are the stream's anomalies of that twin, and
+// that from and to bound the points' source times without changing their scores.
+func checkPeersBacktest(t *testing.T, c apiClient, f floorRun, straight []detector.AnomalyData) {
+	t.Helper()
 	for _, twin := range []string{"t-0", "t-3"} {
 		var streamed []detector.AnomalyData
 		for _, a := range straight {
