@@ -38,20 +38,21 @@
 //     repeats they always have;
 //   - peer (ScoreAmong, given the values of at least MinPeers peers, such as the latest values of
 //     the same property of a twin's siblings): the distance of the value from the peers' median
-//     over their pooled spread, a two-sided normal tail. The spread at a point is 1.4826 times
-//     the peers' median absolute deviation (1.2533 times their mean absolute deviation where more
-//     than half of them are equal), squared and scaled by n/(n−1) for small samples; the pooled
-//     spread is a long-run average (100 points) of it, winsorised at 4², over the series' points
-//     with peers, and its variance is widened by π/2n, the variance of the median of n normal
-//     values. Median and median absolute deviation ignore up to half the peers departing
-//     themselves, and pooling over time keeps a handful of peers from making a noisy scale. The
-//     test runs once the series has had 10 points with peers. A departure from the peers that
-//     is slow enough for the series' own model to follow is what it catches; a twin that has
-//     always sat apart from its peers is reported too, as it departs from them.
+//     over their pooled spread, a two-sided normal tail. The spread at a point is 1.4826 times the
+//     peers' median absolute deviation (1.2533 times their mean absolute deviation where more than
+//     half of them are equal), squared and scaled by n/(n−1) for small samples; the pooled spread
+//     is a long-run average (100 points) of it, winsorised at 4² times the average, over the
+//     series' points with peers, and its variance is widened by π/2n, the variance of the median
+//     of n normal values. Median and median absolute deviation ignore up to half the peers
+//     departing themselves, and pooling over time keeps a handful of peers from making a noisy
+//     scale. The test runs once the series has had 10 points with peers. A departure from the
+//     peers that is slow enough for the series' own model to follow is what it catches; a twin
+//     that has always sat apart from its peers is reported too, as it departs from them.
 //
 // The ensemble takes the smallest tail probability, multiplies it by the number of tests
-// (Bonferroni; the peer test counts as one when it runs), and maps it to a score in [0, 1]: 1 − 2^(−u/5) with u = −log10 p, so 0.5 is a
-// 1-in-100,000 event and every further 5 decades halve the distance to 1. A point is an anomaly
+// (Bonferroni; the peer test counts as one when it runs), and maps it to a score in [0, 1]:
+// 1 − 2^(−u/5) with u = −log10 p, so 0.5 is a 1-in-100,000 event and every further 5 decades
+// halve the distance to 1. A point is an anomaly
 // when its score is at least 1 − Sensitivity (default 0.5). When a change test reaches a score of
 // 0.5 the model adopts the change (the level moves by Page's estimate of the shift, the long-run
 // scale or slope takes the short-run one), so one change is reported once rather than until the
