@@ -69,9 +69,11 @@ type siblingRead struct {
 // Backtest scores the property of a twin over data history with detector name's definition:
 // a fresh detector scores every point history holds of the series from its first, in the order
 // streaming scores them, with the same code, and the page holds the points whose time is in
-// [q.From, q.To). When the detector compares peers, the twin's siblings are those of the graph
+// [q.From, q.To). A deletion of the twin, which history's lifecycle table keeps, starts a
+// fresh detector for what follows, as streaming does. When the detector compares peers, the twin's siblings are those of the graph
 // and the detector's query now, and their history is read too and merged with the series' in
-// log order, so each point is compared with the values its siblings had when it committed. A
+// log order, so each point is compared with the values its siblings had when it committed
+// (a sibling's deletion forgets its value). A
 // point's score depends only on the points before it (no look-ahead), so the scores equal
 // those a detector streaming since the first point of the series and of its siblings gave. A
 // continuation token carries the detector's state and the siblings' latest values, so every
@@ -129,7 +131,20 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 			return BacktestPage{}, err
 		}
 	}
+	// Where the token left off: the log position of the last point scored. The deletions of
+	// the twin and its siblings after it are still to come.
+	var scoredThrough uint64
+	if tok.After != "" {
+		pos, err := history.ParseContinuation(tok.After)
+		if err != nil {
+			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
+		}
+		scoredThrough = pos.Seq
+	}
 	own := openHistory(ctx, s.hist, history.Selection{ID: q.TwinID, Key: q.Property, After: tok.After})
+	if own.deleted, err = s.deletions(ctx, q.TwinID, scoredThrough); err != nil {
+		return BacktestPage{}, err
+	}
 	var sibs []*historyRead
 	for _, id := range pr.siblings[q.TwinID] {
 		if id == q.TwinID || !members[id] {
@@ -140,6 +155,9 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 			pr.scored(series{id, q.Property}, *read.Latest)
 		}
 		h := openHistory(ctx, s.hist, history.Selection{ID: id, Key: q.Property, After: read.After})
+		if h.deleted, err = s.deletions(ctx, id, scoredThrough); err != nil {
+			return BacktestPage{}, err
+		}
 		sibs = append(sibs, h)
 	}
 	var page BacktestPage
@@ -148,12 +166,17 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 		if err != nil || !ok {
 			return page, err
 		}
-		// The siblings' points that committed before the row are the ones it is compared with.
+		// The siblings' points that committed before the row are the ones it is compared with,
+		// and a twin deleted before it is a new series, as streaming has them.
 		for _, h := range sibs {
 			for {
 				srow, ok, err := h.peek()
 				if err != nil {
 					return BacktestPage{}, err
+				}
+				if h.deletedBefore(row.Seq, ok, srow) {
+					pr.forget(h.sel.ID)
+					continue
 				}
 				if !ok || srow.Seq > row.Seq {
 					break
@@ -163,6 +186,9 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 				}
 				h.take()
 			}
+		}
+		for own.deletedBefore(row.Seq, false, nil) {
+			det = def.newDetector()
 		}
 		p, ok := pointOf(row)
 		own.take()
@@ -217,6 +243,27 @@ func (s *Service) siblings(ctx context.Context, def Definition, pr *peers, id st
 	return members, nil
 }
 
+// deletions returns the log positions, in order, of twin id's deletions after after, which
+// data history's lifecycle table keeps.
+func (s *Service) deletions(ctx context.Context, id string, after uint64) ([]uint64, error) {
+	var out []uint64
+	for {
+		evs, err := s.hist.Lifecycle(ctx, history.LifecycleSelection{ID: id, After: after, Limit: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("read the lifecycle of %s: %w", id, err)
+		}
+		for _, e := range evs {
+			if e.Twin != nil && e.Twin.Action == history.LifecycleDelete {
+				out = append(out, e.Twin.Seq)
+			}
+		}
+		if len(evs) < 1000 {
+			return out, nil
+		}
+		after = max(after, evs[len(evs)-1].Seq())
+	}
+}
+
 // historyRead reads one history selection a row at a time: peek shows the next row, take
 // consumes it, and after is the position of the last row taken. It reads historyChunk rows
 // per query, each read to its end before the next, so that a backtest reading several
@@ -228,6 +275,8 @@ type historyRead struct {
 	rows  []history.PropertyEvent
 	done  bool // the last chunk was short: no rows after rows
 	after string
+	// deleted holds the log positions of the twin's deletions still to come, in order.
+	deleted []uint64
 }
 
 // historyChunk is the number of rows a historyRead reads per query.
@@ -258,6 +307,16 @@ func (h *historyRead) peek() (*history.PropertyEvent, bool, error) {
 		return nil, false, nil
 	}
 	return &h.rows[0], true, nil
+}
+
+// deletedBefore reports whether the twin's next deletion still to come is before log position
+// seq and before next, the next row if ok, and if so consumes it.
+func (h *historyRead) deletedBefore(seq uint64, ok bool, next *history.PropertyEvent) bool {
+	if len(h.deleted) == 0 || h.deleted[0] >= seq || ok && h.deleted[0] >= next.Seq {
+		return false
+	}
+	h.deleted = h.deleted[1:]
+	return true
 }
 
 // take consumes the row peek returned.

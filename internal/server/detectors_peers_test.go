@@ -23,10 +23,13 @@ const floorModels = `[
 
 // floorRun is a synthetic floor of thermostats t-0 … t-(thermostats−1), reporting in turn at
 // every step: a shared slow cycle, a small offset each and seeded noise of standard deviation
-// sigma; from step drift on, t-0 moves away from the others by slope a step.
+// sigma; from step drift on, t-0 moves away from the others by slope a step. When gone is
+// set, the last thermostat is deleted before step gone[0] and created again before step
+// gone[1], reporting nothing in between and 2 more than before from then on.
 type floorRun struct {
 	thermostats, steps, drift int
 	sigma, slope              float64
+	gone                      [2]int
 }
 
 // values returns the readings: values[i][j] is thermostat j's at step i.
@@ -43,6 +46,9 @@ func (f floorRun) values() [][]float64 {
 			v := 21 + 0.1*math.Sin(2*math.Pi*float64(i)/600) + offsets[j] + f.sigma*rng.NormFloat64()
 			if j == 0 && i >= f.drift {
 				v += f.slope * float64(i-f.drift)
+			}
+			if j == f.thermostats-1 && f.gone[1] > 0 && i >= f.gone[1] {
+				v += 2 // created again, it reads 10σ higher: a new series, not a jump of the old one
 			}
 			out[i][j] = math.Round(v*1e4) / 1e4
 		}
@@ -86,8 +92,28 @@ func scoreFloor(t *testing.T, base Config, f floorRun, want int, restarts ...int
 			s, stop = start(t, cfg, nil)
 			c = apiClient{t, s.URL()}
 		}
+		last := ids[len(ids)-1]
+		switch i {
+		case f.gone[0]:
+			c.do("DELETE", "/digitaltwins/floor-1/relationships/"+last, "", http.StatusNoContent)
+			c.do("DELETE", "/digitaltwins/"+last, "", http.StatusNoContent)
+		case f.gone[1]:
+			// Without a value: a point between the twin's creation and its relationship's would
+			// be compared with the siblings the graph had when the detector read it.
+			c.do("PUT", "/digitaltwins/"+last, `{"$metadata":{"$model":"dtmi:test:Thermostat;1"}}`, http.StatusOK)
+			c.do("PUT", "/digitaltwins/floor-1/relationships/"+last, `{"$targetId":"`+last+`","$relationshipName":"contains"}`, http.StatusOK)
+		}
 		for j, v := range row {
-			patchReading(c, ids[j], i, v)
+			switch {
+			case ids[j] == last && i >= f.gone[0] && i < f.gone[1]:
+			case ids[j] == last && i == f.gone[1] && i > 0:
+				// The first value of the twin created again.
+				c.do("PATCH", "/digitaltwins/"+last, fmt.Sprintf(`[{"op":"add","path":"/temp","value":%v},`+
+					`{"op":"add","path":"/$metadata/temp/sourceTime","value":%q}]`, v, time.Date(2026, 1, 1, 0, i, 0, 0, time.UTC).Format(time.RFC3339)),
+					http.StatusNoContent)
+			default:
+				patchReading(c, ids[j], i, v)
+			}
 		}
 	}
 	waitFor(t, "the detectors to score every reading and their anomalies to arrive", func() bool {
@@ -148,35 +174,38 @@ func TestDetectorPeers(t *testing.T) {
 		t.Errorf("after restarts the anomalies differ:\nstraight  %+v\nrestarted %+v", straight, restarted)
 	}
 
-	checkPeersBacktest(t, c, f, straight)
+	checkPeersBacktest(t, c, straight, map[string]int{"t-0": f.steps + 1, "t-3": f.steps + 1})
 }
 
 // TestDetectorPeersOnPostgreSQL scores a floor whose thermostat t-0 drifts away on the
-// PostgreSQL store, with history in PostgreSQL: backtests, which merge the siblings' history
-// with the series', give the stream's scores.
+// PostgreSQL store, with history in PostgreSQL, and one of whose thermostats is deleted and
+// created again, leaving the others too few peers meanwhile: backtests, which merge the
+// siblings' history and deletions with the series', give the stream's scores.
 func TestDetectorPeersOnPostgreSQL(t *testing.T) {
 	dsn, schema := testenv.PostgreSQLSchema(t, "detector_peers")
-	f := floorRun{thermostats: 6, steps: 200, drift: 60, sigma: 0.2, slope: 0.01}
+	f := floorRun{thermostats: 6, steps: 200, drift: 60, sigma: 0.2, slope: 0.01, gone: [2]int{120, 140}}
 	streamed, c := scoreFloor(t, Config{Config: config.Config{Store: config.Store{DSN: dsn, Schema: schema}}}, f, 0)
 	if !slices.ContainsFunc(streamed, func(a detector.AnomalyData) bool { return a.Kind == "peer" }) {
 		t.Fatalf("no peer anomaly among %+v; the test wants some", streamed)
 	}
-	checkPeersBacktest(t, c, f, streamed)
+	// t-5 misses the steps it was gone.
+	checkPeersBacktest(t, c, streamed, map[string]int{"t-0": f.steps + 1, "t-5": f.steps + 1 - (f.gone[1] - f.gone[0])})
 }
 
-// checkPeersBacktest backtests detector "peers" over t-0 and t-3 of the floor that scoreFloor
-// scored, and checks that the points each raises are the stream's anomalies of that twin, and
-// that from and to bound the points' source times without changing their scores.
-func checkPeersBacktest(t *testing.T, c apiClient, f floorRun, straight []detector.AnomalyData) {
+// checkPeersBacktest backtests detector "peers" over the given thermostats of the floor that
+// scoreFloor scored, once history holds the given number of points of each, and checks that
+// the points each raises are the stream's anomalies of that twin, and that from and to bound
+// the points' source times without changing their scores.
+func checkPeersBacktest(t *testing.T, c apiClient, straight []detector.AnomalyData, points map[string]int) {
 	t.Helper()
-	for _, twin := range []string{"t-0", "t-3"} {
+	for twin, n := range points {
 		var streamed []detector.AnomalyData
 		for _, a := range straight {
 			if a.Detector == "peers" && a.TwinID == twin {
 				streamed = append(streamed, a)
 			}
 		}
-		points := backtestSeries(t, c, "peers", twin, f.steps+1, "")
+		points := backtestSeries(t, c, "peers", twin, n, "")
 		var raised []detector.AnomalyData
 		for _, p := range points {
 			if p.Anomaly {
@@ -188,8 +217,15 @@ func checkPeersBacktest(t *testing.T, c apiClient, f floorRun, straight []detect
 			t.Errorf("%s: the backtest's anomalies differ from the stream's:\nbacktest %+v\nstream   %+v", twin, raised, streamed)
 		}
 		// from and to bound the points' source time, and leave their scores as they were.
-		bounded := backtestSeries(t, c, "peers", twin, 50, `,"from":"2026-01-01T01:30:00Z","to":"2026-01-01T02:20:00Z"`)
-		if want := points[91:141]; !slices.Equal(bounded, want) {
+		from, to := time.Date(2026, 1, 1, 1, 30, 0, 0, time.UTC), time.Date(2026, 1, 1, 2, 20, 0, 0, time.UTC)
+		var want []backtestPoint
+		for _, p := range points {
+			if at, err := time.Parse(time.RFC3339Nano, p.Time); err == nil && !at.Before(from) && at.Before(to) {
+				want = append(want, p)
+			}
+		}
+		bounded := backtestSeries(t, c, "peers", twin, len(want), `,"from":"2026-01-01T01:30:00Z","to":"2026-01-01T02:20:00Z"`)
+		if len(want) == 0 || !slices.Equal(bounded, want) {
 			t.Errorf("%s: the backtest from 01:30 to 02:20 = %+v, want %+v", twin, bounded, want)
 		}
 	}
