@@ -142,10 +142,11 @@ const (
 type Detector struct {
 	cfg Config
 	st  state
+	buf []float64 // scratch for the peers' values, not state
 }
 
 // state is everything a detector learns; it has only fixed-size fields so that it marshals as a
-// flat record (see MarshalBinary). Memory per series: the size of this struct, 1,112 bytes.
+// flat record (see MarshalBinary). Memory per series: the size of this struct, 1,128 bytes.
 type state struct {
 	N      int64 // valid points scored
 	FirstT int64 // unix nanoseconds of the first point
@@ -175,6 +176,10 @@ type state struct {
 	RepeatRate           float64
 	Run                  int64 // consecutive exact repeats of the latest value
 	SeasN                int64
+
+	// Added in state version 2; a version 1 state has them 0.
+	PeerVar float64 // long-run average of the peers' squared robust spread at the series' points
+	PeerN   int64   // points with at least MinPeers peers
 }
 
 // New returns a detector for one series.
@@ -193,15 +198,33 @@ func (d *Detector) Config() Config { return d.cfg }
 // depends only on this point and those scored before it. A value that is NaN or infinite scores
 // 0 and changes nothing. A timestamp not after the previous one counts as one regular interval
 // later.
-func (d *Detector) Score(t time.Time, v float64) Result {
+func (d *Detector) Score(t time.Time, v float64) Result { return d.ScoreAmong(t, v, nil) }
+
+// ScoreAmong scores the point (t, v) as Score does, and compares v with peers, the values of
+// its peers (for a twin's property, the latest values of the same property of its siblings),
+// in any order. With at least MinPeers finite peers, the distance of v from the peers' median
+// in units of their spread, pooled over the series' past points, is one more test of the
+// ensemble, whose kind is KindPeer; with fewer, the point is scored as Score scores it. The
+// result depends only on this point, its peers and the points and peers before it. peers is
+// not modified.
+func (d *Detector) ScoreAmong(t time.Time, v float64, peers []float64) Result {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return Result{Expected: math.NaN()}
 	}
 	s := &d.st
+	var (
+		peerMed, peerSpread2 float64
+		npeers               int
+	)
+	if len(peers) >= MinPeers {
+		peerMed, peerSpread2, npeers = peerSpread(peers, &d.buf)
+	}
+	withPeers := npeers >= MinPeers
 	tn := t.UnixNano()
 	if s.N == 0 {
 		s.N, s.FirstT, s.LastT, s.LastV = 1, tn, tn, v
 		s.Level, s.Plain, s.Base = v, v, v
+		d.learnPeers(withPeers, peerSpread2)
 		return Result{Expected: math.NaN()}
 	}
 
@@ -259,7 +282,7 @@ func (d *Detector) Score(t time.Time, v float64) Result {
 		p    float64
 		kind Kind
 	}
-	var tests [6]test
+	var tests [7]test
 	nt := 0
 	add := func(p float64, k Kind) {
 		tests[nt] = test{p, k}
@@ -325,6 +348,12 @@ func (d *Detector) Score(t time.Time, v float64) Result {
 		}
 	}
 
+	// Peer: the distance from the peers' median against the pooled spread of the peers, with
+	// the variance of the median of n normal values, π/2n of theirs, added.
+	if withPeers && s.PeerN >= peerWarmUp && s.PeerVar > 0 {
+		add(normalTail((v-peerMed)/math.Sqrt(s.PeerVar*(1+math.Pi/(2*float64(npeers))))), KindPeer)
+	}
+
 	// The ensemble: the smallest Bonferroni-adjusted tail probability.
 	res := Result{Expected: expected}
 	best := -1
@@ -352,6 +381,7 @@ func (d *Detector) Score(t time.Time, v float64) Result {
 	}
 
 	d.learn(v, r, rPlain, zc, sigma, steps, tn, db, dw, wb, daily, weekly)
+	d.learnPeers(withPeers, peerSpread2)
 
 	// Adapt to a change once it is reported, so that it is reported once and not at every point
 	// until the slow averages have caught up.
@@ -474,6 +504,20 @@ func (d *Detector) learn(v, r, rPlain, zc, sigma, steps float64, tn int64, db in
 
 	s.N++
 	s.LastT, s.LastV = tn, v
+}
+
+// learnPeers updates the pooled spread of the peers with that at the latest point, spread2,
+// winsorised at clipZ² times the pooled value once it is learned, when the point had peers.
+func (d *Detector) learnPeers(withPeers bool, spread2 float64) {
+	if !withPeers {
+		return
+	}
+	s := &d.st
+	if s.PeerN >= peerWarmUp {
+		spread2 = math.Min(spread2, clipZ*clipZ*s.PeerVar)
+	}
+	s.PeerVar += ewmaAlpha(scaleAlpha, 1, s.PeerN) * (spread2 - s.PeerVar)
+	s.PeerN++
 }
 
 // excursion counts the steps of a CUSUM excursion: 0 while the statistic is 0.

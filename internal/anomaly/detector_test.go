@@ -158,7 +158,7 @@ func TestUnmarshalRejectsBadState(t *testing.T) {
 	}{
 		{"empty", d, nil},
 		{"not a state", d, []byte("hello world")},
-		{"other version", d, append([]byte("TFAD\x02"), good[5:]...)},
+		{"other version", d, append([]byte("TFAD\x03"), good[5:]...)},
 		{"truncated", d, good[:len(good)-1]},
 		{"other method", other, good},
 	} {

@@ -5,72 +5,44 @@ import (
 	"slices"
 )
 
-// Peer compares a value with the values of its peers at the same time (for a twin, the same
-// property of its siblings in the graph) by a robust z-score: the distance from the peers' median
-// in units of their median absolute deviation (scaled by 1.4826 to estimate a normal standard
-// deviation; where more than half the peers are equal, 1.2533 times the mean absolute deviation
-// instead). Median and MAD ignore up to half the peers being anomalous themselves.
-type Peer struct {
-	// MinPeers is the fewest peers that give a score; fewer score 0. 0 means 5.
-	MinPeers int
-	// Sensitivity is as in Config; 0 means 0.5.
-	Sensitivity float64
-}
+// MinPeers is the fewest peer values that make a peer comparison; a point with fewer is
+// scored by its own series' tests alone.
+const MinPeers = 5
 
-// Score scores value against peers (which it does not modify). NaN and infinite peers are
-// ignored; a NaN or infinite value scores 0.
-func (c Peer) Score(value float64, peers []float64) Result {
-	minPeers := c.MinPeers
-	if minPeers <= 0 {
-		minPeers = 5
-	}
-	sens := c.Sensitivity
-	if !(sens > 0 && sens <= 1) {
-		sens = DefaultSensitivity
-	}
-	res := Result{Expected: math.NaN()}
-	if math.IsNaN(value) || math.IsInf(value, 0) {
-		return res
-	}
-	xs := make([]float64, 0, len(peers))
+// peerWarmUp is the number of points with at least MinPeers peers a series needs before the
+// peer test scores: the points its pooled peer scale is first learned from.
+const peerWarmUp = 10
+
+// peerSpread returns the median of the finite values among peers, the square of their robust
+// spread (1.4826 times their median absolute deviation, the normal standard deviation's
+// estimate, or 1.2533 times their mean absolute deviation where more than half of them are
+// equal), scaled by n/(n−1) so that small samples do not understate it, and n, how many there
+// are. It copies peers into *buf, which it grows as needed, and leaves peers unchanged.
+func peerSpread(peers []float64, buf *[]float64) (med, spread2 float64, n int) {
+	xs := (*buf)[:0]
 	for _, p := range peers {
 		if !math.IsNaN(p) && !math.IsInf(p, 0) {
 			xs = append(xs, p)
 		}
 	}
-	if len(xs) < minPeers {
-		return res
+	*buf = xs
+	n = len(xs)
+	if n < 2 {
+		return math.NaN(), 0, n
 	}
-	med := median(xs)
-	res.Expected = med
-	dev := make([]float64, len(xs))
+	med = median(xs)
 	for i, x := range xs {
-		dev[i] = math.Abs(x - med)
+		xs[i] = math.Abs(x - med)
 	}
-	scale := 1.4826 * median(dev)
+	scale := 1.4826 * median(xs)
 	if scale == 0 {
 		sum := 0.0
-		for _, x := range dev {
+		for _, x := range xs {
 			sum += x
 		}
-		scale = 1.2533 * sum / float64(len(dev))
+		scale = 1.2533 * sum / float64(n)
 	}
-	diff := value - med
-	var p float64
-	switch {
-	case diff == 0:
-		p = 1
-	case scale == 0:
-		p = 0
-	default:
-		p = normalTail(diff / scale)
-	}
-	res.Score = scoreOf(p)
-	if res.Score > 0 {
-		res.Kind = KindPeer
-	}
-	res.Anomaly = res.Score > 0 && res.Score >= 1-sens
-	return res
+	return med, scale * scale * float64(n) / float64(n-1), n
 }
 
 // median sorts xs and returns its median.

@@ -5,14 +5,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // stateMagic and stateVersion head a marshalled detector; a later version that changes the state
-// gets a new version number and keeps reading the older ones.
+// gets a new version number and keeps reading the older ones. Version 2 added the peer fields at
+// the end: a version 1 state reads as one with them 0.
 const (
 	stateMagic   = "TFAD"
-	stateVersion = 1
+	stateVersion = 2
 )
+
+// stateV1Size is the size of a version 1 state: without PeerVar and PeerN.
+var stateV1Size = binary.Size(state{}) - 16
 
 // MarshalBinary encodes the detector's learned state: a header (magic, version, method) and the
 // state's fields in little-endian order. Scoring on after UnmarshalBinary gives the same results,
@@ -37,19 +42,42 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if len(data) < h || string(data[:len(stateMagic)]) != stateMagic {
 		return errors.New("unmarshal anomaly detector: not a detector state")
 	}
-	if v := data[len(stateMagic)]; v != stateVersion {
-		return fmt.Errorf("unmarshal anomaly detector: state version %d, want %d", v, stateVersion)
+	var st state
+	want := binary.Size(&st)
+	switch v := data[len(stateMagic)]; v {
+	case stateVersion:
+	case 1:
+		want = stateV1Size
+	default:
+		return fmt.Errorf("unmarshal anomaly detector: state version %d, want at most %d", v, stateVersion)
 	}
 	if m := data[len(stateMagic)+1]; m != methodCode(d.cfg.Method) {
 		return fmt.Errorf("unmarshal anomaly detector: state of method code %d, detector of method %q", m, d.cfg.Method)
 	}
-	var st state
-	if want := binary.Size(&st); len(data)-h != want {
+	if len(data)-h != want {
 		return fmt.Errorf("unmarshal anomaly detector: state of %d bytes, want %d", len(data)-h, want)
 	}
-	if err := binary.Read(bytes.NewReader(data[h:]), binary.LittleEndian, &st); err != nil {
+	// An older state is a prefix of the current one; the fields it lacks stay 0.
+	body := make([]byte, binary.Size(&st))
+	copy(body, data[h:])
+	if err := binary.Read(bytes.NewReader(body), binary.LittleEndian, &st); err != nil {
 		return fmt.Errorf("unmarshal anomaly detector: %w", err)
 	}
 	d.st = st
 	return nil
+}
+
+// LatestValue returns the value of the latest point of the series whose state data holds (a
+// MarshalBinary encoding of any version), without decoding the rest; false when the series
+// has had no point or data is not a detector state.
+func LatestValue(data []byte) (float64, bool) {
+	h := len(stateMagic) + 2
+	// N, FirstT and LastT come first, then LastV, in every version.
+	if len(data) < h+32 || string(data[:len(stateMagic)]) != stateMagic || data[len(stateMagic)] > stateVersion {
+		return 0, false
+	}
+	if n := int64(binary.LittleEndian.Uint64(data[h:])); n == 0 {
+		return 0, false
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(data[h+24:])), true
 }

@@ -57,6 +57,7 @@ type detectorJSON struct {
 	Method      string             `json:"method"`
 	Sensitivity float64            `json:"sensitivity"`
 	WarmUp      int                `json:"warmUp"`
+	Peers       bool               `json:"peers"`
 	CreatedTime string             `json:"createdTime"`
 	Status      detectorStatusJSON `json:"status"`
 }
@@ -65,7 +66,7 @@ func toDetectorJSON(d detector.Detector) detectorJSON {
 	st := d.Status
 	return detectorJSON{
 		Name: d.Name, Twins: d.Definition.Twins, Properties: d.Definition.Properties, Method: string(d.Definition.Method),
-		Sensitivity: d.Definition.Sensitivity, WarmUp: d.Definition.WarmUp,
+		Sensitivity: d.Definition.Sensitivity, WarmUp: d.Definition.WarmUp, Peers: d.Definition.Peers,
 		CreatedTime: d.Created.UTC().Format(time.RFC3339Nano),
 		Status: detectorStatusJSON{
 			State: st.State, Twins: st.Twins, Points: st.Points, Anomalies: st.Anomalies,

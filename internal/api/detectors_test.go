@@ -44,6 +44,7 @@ func TestDetectorValidation(t *testing.T) {
 		{"sensitivity above 1", "new", `{"twins":"SELECT * FROM DIGITALTWINS","properties":["t"],"sensitivity":1.5}`, "sensitivity: 1.5 is not in (0, 1]"},
 		{"unknown method", "new", `{"twins":"SELECT * FROM DIGITALTWINS","properties":["t"],"method":"magic"}`, `method: "magic" is not one of`},
 		{"warm-up", "new", `{"twins":"SELECT * FROM DIGITALTWINS","properties":["t"],"warmUp":0}`, "warmUp: 0 is not in"},
+		{"peers not a boolean", "new", `{"twins":"SELECT * FROM DIGITALTWINS","properties":["t"],"peers":"yes"}`, "peers"},
 		{"bad name", "a.b", good, "The detector name a.b is invalid"},
 		{"replace badly", "kept", `{"twins":"SELECT * FROM DIGITALTWINS","properties":["t"],"method":"magic"}`, `method: "magic"`},
 	} {

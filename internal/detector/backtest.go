@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twinflow/twinflow/internal/anomaly"
+	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/history"
 	"github.com/twinflow/twinflow/internal/store"
 )
@@ -22,8 +23,9 @@ var ErrBacktestInvalid = errors.New("invalid backtest")
 // BacktestQuery asks Backtest for the scores of one series.
 type BacktestQuery struct {
 	TwinID, Property string
-	// From and To bound the rows' TimeStamp (when the change committed), From inclusive and
-	// To exclusive; a zero time leaves that side open.
+	// From and To bound the points' time (their source time when they have one, else when
+	// their change committed), From inclusive and To exclusive; a zero time leaves that side
+	// open.
 	From, To time.Time
 	// Token continues a previous page: its continuation token.
 	Token string
@@ -47,23 +49,35 @@ type BacktestPage struct {
 }
 
 // backtestToken is what a continuation token holds: the detector's state after the page's
-// last row, the history position of that row, and the series, which the next request must
-// name again.
+// last row, the history position of that row, the series, which the next request must name
+// again, and where each sibling's history was read to, with its latest value.
 type backtestToken struct {
-	TwinID   string `json:"t"`
-	Property string `json:"p"`
-	After    string `json:"a"`
-	State    []byte `json:"s"`
+	TwinID   string                 `json:"t"`
+	Property string                 `json:"p"`
+	After    string                 `json:"a"`
+	State    []byte                 `json:"s"`
+	Siblings map[string]siblingRead `json:"q,omitempty"`
+}
+
+// siblingRead is how far a backtest read a sibling's history: the position of the last row
+// taken, and the value of its latest point, if any.
+type siblingRead struct {
+	After  string   `json:"a,omitempty"`
+	Latest *float64 `json:"v,omitempty"`
 }
 
 // Backtest scores the property of a twin over data history with detector name's definition:
-// a fresh detector scores every point history holds of the series from its first through
-// q.To, in the order streaming scores them, with the same code, and the page holds the
-// points from q.From on. A point's score depends only on the points before it (no
-// look-ahead), so the scores equal those a detector streaming since the series' first
-// point gave. A twin deleted and created again with the same id is a new series: the points
-// after each creation are scored by a fresh detector, as streaming scores them. A
-// continuation token carries the detector's state, so every page costs only its own points.
+// a fresh detector scores every point history holds of the series from its first, in the order
+// streaming scores them, with the same code, and the page holds the points whose time is in
+// [q.From, q.To). A deletion of the twin, which history's lifecycle table keeps, starts a
+// fresh detector for what follows, as streaming does. When the detector compares peers, the twin's siblings are those of the graph
+// and the detector's query now, and their history is read too and merged with the series' in
+// log order, so each point is compared with the values its siblings had when it committed
+// (a sibling's deletion forgets its value). A
+// point's score depends only on the points before it (no look-ahead), so the scores equal
+// those a detector streaming since the first point of the series and of its siblings gave. A
+// continuation token carries the detector's state and the siblings' latest values, so every
+// page costs only its own points and the siblings' between them.
 func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (BacktestPage, error) {
 	if s.hist == nil {
 		return BacktestPage{}, ErrNoHistory
@@ -96,46 +110,93 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 		limit = DefaultBacktestPage
 	}
 	det := def.newDetector()
-	sel := history.Selection{ID: q.TwinID, Key: q.Property, To: q.To}
+	var tok backtestToken
 	if q.Token != "" {
-		tok, err := decodeToken(q.Token)
+		var err error
+		tok, err = decodeToken(q.Token)
 		if err != nil || tok.TwinID != q.TwinID || tok.Property != q.Property {
 			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
 		}
 		if err := det.UnmarshalBinary(tok.State); err != nil {
 			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this detector: %v", ErrBacktestInvalid, err)
 		}
-		sel.After = tok.After
 	}
-	l, err := readLives(ctx, s.hist, q.TwinID)
-	if err != nil {
-		return BacktestPage{}, fmt.Errorf("read the history of %s.%s: %w", q.TwinID, q.Property, err)
+
+	// The series and each sibling's history, merged in log order.
+	pr := newPeers(def.Peers, nil)
+	k := series{q.TwinID, q.Property}
+	var members map[string]bool
+	if def.Peers {
+		if members, err = s.siblings(ctx, def, pr, q.TwinID); err != nil {
+			return BacktestPage{}, err
+		}
 	}
-	// life is where the life of the twin whose points det scored began (see lives).
-	var life uint64
-	if sel.After != "" {
-		pos, err := history.ParseContinuation(sel.After)
+	// Where the token left off: the log position of the last point scored. The deletions of
+	// the twin and its siblings after it are still to come.
+	var scoredThrough uint64
+	if tok.After != "" {
+		pos, err := history.ParseContinuation(tok.After)
 		if err != nil {
 			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
 		}
-		life = l.start(pos.Seq)
+		scoredThrough = pos.Seq
+	}
+	own := openHistory(ctx, s.hist, history.Selection{ID: q.TwinID, Key: q.Property, After: tok.After})
+	if own.deleted, err = s.deletions(ctx, q.TwinID, scoredThrough); err != nil {
+		return BacktestPage{}, err
+	}
+	var sibs []*historyRead
+	for _, id := range pr.siblings[q.TwinID] {
+		if id == q.TwinID || !members[id] {
+			continue
+		}
+		read := tok.Siblings[id]
+		if read.Latest != nil {
+			pr.scored(series{id, q.Property}, *read.Latest)
+		}
+		h := openHistory(ctx, s.hist, history.Selection{ID: id, Key: q.Property, After: read.After})
+		if h.deleted, err = s.deletions(ctx, id, scoredThrough); err != nil {
+			return BacktestPage{}, err
+		}
+		sibs = append(sibs, h)
 	}
 	var page BacktestPage
-	for row, err := range s.hist.Select(ctx, sel) {
-		if err != nil {
-			return BacktestPage{}, fmt.Errorf("read the history of %s.%s: %w", q.TwinID, q.Property, err)
+	for {
+		row, ok, err := own.peek()
+		if err != nil || !ok {
+			return page, err
 		}
-		p, ok := pointOf(&row)
+		// The siblings' points that committed before the row are the ones it is compared with,
+		// and a twin deleted before it is a new series, as streaming has them.
+		for _, h := range sibs {
+			for {
+				srow, ok, err := h.peek()
+				if err != nil {
+					return BacktestPage{}, err
+				}
+				if h.deletedBefore(row.Seq, ok, srow) {
+					pr.forget(h.sel.ID)
+					continue
+				}
+				if !ok || srow.Seq > row.Seq {
+					break
+				}
+				if p, ok := pointOf(srow); ok {
+					pr.scored(series{h.sel.ID, q.Property}, p.Value)
+				}
+				h.take()
+			}
+		}
+		for own.deletedBefore(row.Seq, false, nil) {
+			det = def.newDetector()
+		}
+		p, ok := pointOf(row)
+		own.take()
 		if !ok {
 			continue
 		}
-		if at := l.start(row.Seq); at != life {
-			// A twin deleted and created again is a new series, which streaming scores
-			// with a fresh model.
-			det, life = def.newDetector(), at
-		}
-		res := score(det, p)
-		if row.TimeStamp.Before(q.From) {
+		res := score(det, p, pr.values(k, members)...)
+		if p.Time.Before(q.From) || !q.To.IsZero() && !p.Time.Before(q.To) {
 			continue
 		}
 		page.Points = append(page.Points, Scored{Time: p.Time, Value: p.Value, Score: res.Score, Anomaly: res.Anomaly, Kind: res.Kind})
@@ -144,11 +205,124 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 			if err != nil {
 				return BacktestPage{}, err
 			}
-			page.Token = encodeToken(backtestToken{TwinID: q.TwinID, Property: q.Property, After: history.Continuation(row), State: state})
-			break
+			next := backtestToken{TwinID: q.TwinID, Property: q.Property, After: own.after, State: state}
+			for _, h := range sibs {
+				if next.Siblings == nil {
+					next.Siblings = map[string]siblingRead{}
+				}
+				read := siblingRead{After: h.after}
+				if v, ok := pr.latest[series{h.sel.ID, q.Property}]; ok {
+					read.Latest = &v
+				}
+				next.Siblings[h.sel.ID] = read
+			}
+			page.Token = encodeToken(next)
+			return page, nil
 		}
 	}
-	return page, nil
+}
+
+// siblings fills pr with the siblings of twin id in today's graph and returns the twins the
+// detector's query selects today.
+func (s *Service) siblings(ctx context.Context, def Definition, pr *peers, id string) (map[string]bool, error) {
+	sel, err := prepare(def.Twins)
+	if err != nil {
+		return nil, fmt.Errorf("prepare the twins query: %w", err)
+	}
+	members, err := selectTwins(ctx, s.index, sel)
+	if err != nil {
+		return nil, err
+	}
+	err = s.index.Read(ctx, func(r *graph.Reader) error {
+		pr.siblings[id] = pr.group(r, id)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the siblings of %q: %w", id, err)
+	}
+	return members, nil
+}
+
+// deletions returns the log positions, in order, of twin id's deletions after after, which
+// data history's lifecycle table keeps.
+func (s *Service) deletions(ctx context.Context, id string, after uint64) ([]uint64, error) {
+	var out []uint64
+	for {
+		evs, err := s.hist.Lifecycle(ctx, history.LifecycleSelection{ID: id, After: after, Limit: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("read the lifecycle of %s: %w", id, err)
+		}
+		for _, e := range evs {
+			if e.Twin != nil && e.Twin.Action == history.LifecycleDelete {
+				out = append(out, e.Twin.Seq)
+			}
+		}
+		if len(evs) < 1000 {
+			return out, nil
+		}
+		after = max(after, evs[len(evs)-1].Seq())
+	}
+}
+
+// historyRead reads one history selection a row at a time: peek shows the next row, take
+// consumes it, and after is the position of the last row taken. It reads historyChunk rows
+// per query, each read to its end before the next, so that a backtest reading several
+// selections at once holds no more than one of the store's connections.
+type historyRead struct {
+	ctx   context.Context
+	h     history.Store
+	sel   history.Selection // its After is where the next chunk starts
+	rows  []history.PropertyEvent
+	done  bool // the last chunk was short: no rows after rows
+	after string
+	// deleted holds the log positions of the twin's deletions still to come, in order.
+	deleted []uint64
+}
+
+// historyChunk is the number of rows a historyRead reads per query.
+const historyChunk = 256
+
+func openHistory(ctx context.Context, h history.Store, sel history.Selection) *historyRead {
+	sel.Limit = historyChunk
+	return &historyRead{ctx: ctx, h: h, sel: sel, after: sel.After}
+}
+
+// peek returns the next row, false when there is none.
+func (h *historyRead) peek() (*history.PropertyEvent, bool, error) {
+	if len(h.rows) == 0 && !h.done {
+		for row, err := range h.h.Select(h.ctx, h.sel) {
+			if err != nil {
+				return nil, false, fmt.Errorf("read the history of %s.%s: %w", h.sel.ID, h.sel.Key, err)
+			}
+			h.rows = append(h.rows, row)
+		}
+		if len(h.rows) < historyChunk {
+			h.done = true
+		}
+		if len(h.rows) > 0 {
+			h.sel.After = history.Continuation(h.rows[len(h.rows)-1])
+		}
+	}
+	if len(h.rows) == 0 {
+		return nil, false, nil
+	}
+	return &h.rows[0], true, nil
+}
+
+// deletedBefore reports whether the twin's next deletion still to come is before log position
+// seq and before next, the next row if ok, and if so consumes it.
+func (h *historyRead) deletedBefore(seq uint64, ok bool, next *history.PropertyEvent) bool {
+	if len(h.deleted) == 0 || h.deleted[0] >= seq || ok && h.deleted[0] >= next.Seq {
+		return false
+	}
+	h.deleted = h.deleted[1:]
+	return true
+}
+
+// take consumes the row peek returned.
+func (h *historyRead) take() {
+	h.after = history.Continuation(h.rows[0])
+	h.rows = h.rows[1:]
 }
 
 func encodeToken(t backtestToken) string {

@@ -38,6 +38,10 @@ type Definition struct {
 	// WarmUp is the number of points of a series scored 0 while its model learns; default
 	// DefaultWarmUp.
 	WarmUp int `json:"warmUp"`
+	// Peers compares each point of a twin with the latest values of the same property of its
+	// siblings among the twins watched (the package anomaly peer test); by default on for
+	// method auto, off for the others.
+	Peers bool `json:"peers"`
 }
 
 // DefaultWarmUp is the warm-up of a definition that sets none (anomaly.Config's default).
@@ -55,6 +59,7 @@ func Parse(body []byte) (Definition, error) {
 		Method      *anomaly.Method `json:"method"`
 		Sensitivity *float64        `json:"sensitivity"`
 		WarmUp      *int            `json:"warmUp"`
+		Peers       *bool           `json:"peers"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -113,6 +118,10 @@ func Parse(body []byte) (Definition, error) {
 		if d.WarmUp < 1 || d.WarmUp > 100000 {
 			bad("warmUp: %d is not in [1, 100000]", d.WarmUp)
 		}
+	}
+	d.Peers = d.Method == anomaly.MethodAuto
+	if raw.Peers != nil {
+		d.Peers = *raw.Peers
 	}
 	if len(problems) > 0 {
 		return Definition{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "\n"))

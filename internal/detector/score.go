@@ -41,7 +41,8 @@ func pointOf(row *history.PropertyEvent) (point, bool) {
 	return point{Time: t.UTC().Truncate(time.Microsecond), Value: v}, true
 }
 
-// score scores p with det: the one step streaming and backtests share.
-func score(det *anomaly.Detector, p point) anomaly.Result {
-	return det.Score(p.Time, p.Value)
+// score scores p with det, comparing it with the values of its peers (none when the
+// detector does not compare peers): the one step streaming and backtests share.
+func score(det *anomaly.Detector, p point, peers ...float64) anomaly.Result {
+	return det.ScoreAmong(p.Time, p.Value, peers)
 }

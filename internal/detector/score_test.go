@@ -50,3 +50,26 @@ func TestParseDefaults(t *testing.T) {
 		t.Errorf("Parse = %+v, want the defaults", d)
 	}
 }
+
+// TestParsePeers checks that peers are compared by default for method auto alone, and that a
+// definition can say otherwise.
+func TestParsePeers(t *testing.T) {
+	for _, tc := range []struct {
+		members string
+		peers   bool
+	}{
+		{``, true},
+		{`,"method":"residual"`, false},
+		{`,"method":"change"`, false},
+		{`,"peers":false`, false},
+		{`,"method":"change","peers":true`, true},
+	} {
+		d, err := Parse([]byte(`{"twins":"SELECT * FROM DIGITALTWINS","properties":["a"]` + tc.members + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Peers != tc.peers {
+			t.Errorf("%s: peers %v, want %v", tc.members, d.Peers, tc.peers)
+		}
+	}
+}

@@ -33,7 +33,7 @@ type AnomalyData struct {
 	Value    float64 `json:"value"`
 	Score    float64 `json:"score"`
 	// Kind names the test that scored the point (package anomaly's Kind): spike, dip,
-	// level_shift, trend_change, variance_change, seasonality_broken or flat_line.
+	// level_shift, trend_change, variance_change, seasonality_broken, flat_line or peer.
 	Kind string `json:"kind"`
 	// Time is the point's time (RFC 3339): its sourceTime, or when the change committed.
 	Time     string `json:"time"`
@@ -142,6 +142,7 @@ func (sc *scorer) stream(ctx context.Context) error {
 		return d, nil
 	}
 
+	pr := newPeers(sc.def.Peers, stored)
 	members, err := sc.members(ctx)
 	if err != nil {
 		return err
@@ -168,6 +169,9 @@ func (sc *scorer) stream(ctx context.Context) error {
 			}
 			asked = time.Now()
 		}
+		if err := pr.refresh(ctx, svc.index, recs, members); err != nil {
+			return err
+		}
 		dirty := map[series]bool{}
 		gone := map[string]bool{} // twins deleted, whose states go
 		forget := func(twin string) {
@@ -188,6 +192,7 @@ func (sc *scorer) stream(ctx context.Context) error {
 					gone[twin] = true
 				}
 			}
+			pr.forget(twin)
 		}
 		var events []event.Event
 		for i := range recs {
@@ -210,7 +215,8 @@ func (sc *scorer) stream(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				res := score(d, p)
+				res := score(d, p, pr.values(k, members)...)
+				pr.scored(k, p.Value)
 				dirty[k] = true
 				sc.points.Add(1)
 				svc.metrics.scored(sc.name, res)
@@ -290,16 +296,27 @@ func (sc *scorer) anomalyEvent(ch *store.Change, k series, p point, res anomaly.
 
 // members asks the detector's query which twins it watches.
 func (sc *scorer) members(ctx context.Context) (map[string]bool, error) {
+	out, err := selectTwins(ctx, sc.svc.index, sc.sel)
+	if err != nil {
+		return nil, err
+	}
+	sc.twins.Store(int64(len(out)))
+	sc.svc.metrics.watching(sc.name, len(out))
+	return out, nil
+}
+
+// selectTwins runs the twins query of sel over index: the twins it selects.
+func selectTwins(ctx context.Context, index Index, sel selection) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := sc.svc.index.Read(ctx, func(r *graph.Reader) error {
+	err := index.Read(ctx, func(r *graph.Reader) error {
 		var cur query.Cursor
 		for {
-			page, err := sc.sel.q.Run(ctx, r, cur, 1000)
+			page, err := sel.q.Run(ctx, r, cur, 1000)
 			if err != nil {
 				return err
 			}
 			for _, row := range page.Rows {
-				id, err := sc.sel.twinID(row)
+				id, err := sel.twinID(row)
 				if err != nil {
 					return err
 				}
@@ -314,8 +331,6 @@ func (sc *scorer) members(ctx context.Context) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run the twins query: %w", err)
 	}
-	sc.twins.Store(int64(len(out)))
-	sc.svc.metrics.watching(sc.name, len(out))
 	return out, nil
 }
 

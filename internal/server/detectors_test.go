@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -60,7 +61,10 @@ func (h *anomalyHook) byTime() []detector.AnomalyData {
 	for _, d := range h.events {
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b detector.AnomalyData) int { return strings.Compare(a.Time, b.Time) })
+	slices.SortFunc(out, func(a, b detector.AnomalyData) int {
+		return cmp.Or(strings.Compare(a.Time, b.Time), strings.Compare(a.Detector, b.Detector),
+			strings.Compare(a.TwinID, b.TwinID), strings.Compare(a.Property, b.Property))
+	})
 	return out
 }
 
@@ -266,7 +270,7 @@ func TestDetectorRestartChangesNoScore(t *testing.T) {
 	}
 	checkBacktest(t, c, n, straight)
 
-	// from and to bound when the changes committed: all of them were before 2100.
+	// from and to bound the points' source times: all of them are before 2100.
 	if body := c.do("POST", "/detectors/every/backtest", `{"twinId":"room-1","property":"temp","from":"2100-01-01T00:00:00Z"}`,
 		http.StatusOK); !strings.Contains(body, `"value":[]`) || !strings.Contains(body, `"continuationToken":null`) {
 		t.Errorf("a backtest from 2100 = %s, want no points", body)
