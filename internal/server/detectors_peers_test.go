@@ -232,15 +232,6 @@ func checkPeersBacktest(t *testing.T, c apiClient, straight []detector.AnomalyDa
 	}
 }
 
-// backtestPoint is a point of a backtest's answer.
-type backtestPoint struct {
-	Time    string  `json:"time"`
-	Value   float64 `json:"value"`
-	Score   float64 `json:"score"`
-	Anomaly bool    `json:"anomaly"`
-	Kind    string  `json:"kind"`
-}
-
 // backtestSeries backtests the temp of twin with detector name, page by page (7 points a
 // page), with the members bounds adds to the request, once history holds n points of it.
 func backtestSeries(t *testing.T, c apiClient, name, twin string, n int, bounds string) []backtestPoint {
