@@ -109,109 +109,63 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 	if limit == 0 {
 		limit = DefaultBacktestPage
 	}
-	det := def.newDetector()
-	var tok backtestToken
+	var (
+		tok  backtestToken
+		from timelineStart
+	)
 	if q.Token != "" {
 		var err error
 		tok, err = decodeToken(q.Token)
-		if err != nil || tok.TwinID != q.TwinID || tok.Property != q.Property {
+		if err != nil || tok.TwinID != q.TwinID || tok.Property != q.Property || tok.State == nil {
 			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
 		}
-		if err := det.UnmarshalBinary(tok.State); err != nil {
-			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this detector: %v", ErrBacktestInvalid, err)
+		from = timelineStart{state: tok.State, after: tok.After, siblings: tok.Siblings}
+		// Where the token left off: the log position of the last point scored. The deletions
+		// of the twin and its siblings after it are still to come.
+		if tok.After != "" {
+			pos, err := history.ParseContinuation(tok.After)
+			if err != nil {
+				return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
+			}
+			from.through = pos.Seq
 		}
 	}
-
-	// The series and each sibling's history, merged in log order.
-	pr := newPeers(def.Peers, nil)
 	k := series{q.TwinID, q.Property}
-	var members map[string]bool
+	var (
+		group   []string
+		members map[string]bool
+	)
 	if def.Peers {
-		if members, err = s.siblings(ctx, def, pr, q.TwinID); err != nil {
+		if group, members, err = s.siblings(ctx, def, q.TwinID); err != nil {
 			return BacktestPage{}, err
 		}
 	}
-	// Where the token left off: the log position of the last point scored. The deletions of
-	// the twin and its siblings after it are still to come.
-	var scoredThrough uint64
-	if tok.After != "" {
-		pos, err := history.ParseContinuation(tok.After)
-		if err != nil {
-			return BacktestPage{}, fmt.Errorf("%w: the continuation token is not one of this series' backtest", ErrBacktestInvalid)
-		}
-		scoredThrough = pos.Seq
-	}
-	own := openHistory(ctx, s.hist, history.Selection{ID: q.TwinID, Key: q.Property, After: tok.After})
-	if own.deleted, err = s.deletions(ctx, q.TwinID, scoredThrough); err != nil {
+	t, err := openTimeline(ctx, s.hist, def, k, group, members, from)
+	if err != nil {
 		return BacktestPage{}, err
-	}
-	var sibs []*historyRead
-	for _, id := range pr.siblings[q.TwinID] {
-		if id == q.TwinID || !members[id] {
-			continue
-		}
-		read := tok.Siblings[id]
-		if read.Latest != nil {
-			pr.scored(series{id, q.Property}, *read.Latest)
-		}
-		h := openHistory(ctx, s.hist, history.Selection{ID: id, Key: q.Property, After: read.After})
-		if h.deleted, err = s.deletions(ctx, id, scoredThrough); err != nil {
-			return BacktestPage{}, err
-		}
-		sibs = append(sibs, h)
 	}
 	var page BacktestPage
 	for {
-		row, ok, err := own.peek()
+		p, res, ok, err := t.next(0)
 		if err != nil || !ok {
 			return page, err
 		}
-		// The siblings' points that committed before the row are the ones it is compared with,
-		// and a twin deleted before it is a new series, as streaming has them.
-		for _, h := range sibs {
-			for {
-				srow, ok, err := h.peek()
-				if err != nil {
-					return BacktestPage{}, err
-				}
-				if h.deletedBefore(row.Seq, ok, srow) {
-					pr.forget(h.sel.ID)
-					continue
-				}
-				if !ok || srow.Seq > row.Seq {
-					break
-				}
-				if p, ok := pointOf(srow); ok {
-					pr.scored(series{h.sel.ID, q.Property}, p.Value)
-				}
-				h.take()
-			}
-		}
-		for own.deletedBefore(row.Seq, false, nil) {
-			det = def.newDetector()
-		}
-		p, ok := pointOf(row)
-		own.take()
-		if !ok {
-			continue
-		}
-		res := score(det, p, pr.values(k, members)...)
 		if p.Time.Before(q.From) || !q.To.IsZero() && !p.Time.Before(q.To) {
 			continue
 		}
 		page.Points = append(page.Points, Scored{Time: p.Time, Value: p.Value, Score: res.Score, Anomaly: res.Anomaly, Kind: res.Kind})
 		if len(page.Points) == limit {
-			state, err := det.MarshalBinary()
+			state, err := t.det.MarshalBinary()
 			if err != nil {
 				return BacktestPage{}, err
 			}
-			next := backtestToken{TwinID: q.TwinID, Property: q.Property, After: own.after, State: state}
-			for _, h := range sibs {
+			next := backtestToken{TwinID: q.TwinID, Property: q.Property, After: t.own.after, State: state}
+			for _, h := range t.sibs {
 				if next.Siblings == nil {
 					next.Siblings = map[string]siblingRead{}
 				}
 				read := siblingRead{After: h.after}
-				if v, ok := pr.latest[series{h.sel.ID, q.Property}]; ok {
+				if v, ok := t.pr.latest[series{h.sel.ID, q.Property}]; ok {
 					read.Latest = &v
 				}
 				next.Siblings[h.sel.ID] = read
@@ -222,107 +176,27 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 	}
 }
 
-// siblings fills pr with the siblings of twin id in today's graph and returns the twins the
-// detector's query selects today.
-func (s *Service) siblings(ctx context.Context, def Definition, pr *peers, id string) (map[string]bool, error) {
+// siblings returns the sibling group of twin id in today's graph and the twins the detector's
+// query selects today.
+func (s *Service) siblings(ctx context.Context, def Definition, id string) ([]string, map[string]bool, error) {
 	sel, err := prepare(def.Twins)
 	if err != nil {
-		return nil, fmt.Errorf("prepare the twins query: %w", err)
+		return nil, nil, fmt.Errorf("prepare the twins query: %w", err)
 	}
 	members, err := selectTwins(ctx, s.index, sel)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	pr := newPeers(true, nil)
+	var group []string
 	err = s.index.Read(ctx, func(r *graph.Reader) error {
-		pr.siblings[id] = pr.group(r, id)
+		group = pr.group(r, id)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read the siblings of %q: %w", id, err)
+		return nil, nil, fmt.Errorf("read the siblings of %q: %w", id, err)
 	}
-	return members, nil
-}
-
-// deletions returns the log positions, in order, of twin id's deletions after after, which
-// data history's lifecycle table keeps.
-func (s *Service) deletions(ctx context.Context, id string, after uint64) ([]uint64, error) {
-	var out []uint64
-	for {
-		evs, err := s.hist.Lifecycle(ctx, history.LifecycleSelection{ID: id, After: after, Limit: 1000})
-		if err != nil {
-			return nil, fmt.Errorf("read the lifecycle of %s: %w", id, err)
-		}
-		for _, e := range evs {
-			if e.Twin != nil && e.Twin.Action == history.LifecycleDelete {
-				out = append(out, e.Twin.Seq)
-			}
-		}
-		if len(evs) < 1000 {
-			return out, nil
-		}
-		after = max(after, evs[len(evs)-1].Seq())
-	}
-}
-
-// historyRead reads one history selection a row at a time: peek shows the next row, take
-// consumes it, and after is the position of the last row taken. It reads historyChunk rows
-// per query, each read to its end before the next, so that a backtest reading several
-// selections at once holds no more than one of the store's connections.
-type historyRead struct {
-	ctx   context.Context
-	h     history.Store
-	sel   history.Selection // its After is where the next chunk starts
-	rows  []history.PropertyEvent
-	done  bool // the last chunk was short: no rows after rows
-	after string
-	// deleted holds the log positions of the twin's deletions still to come, in order.
-	deleted []uint64
-}
-
-// historyChunk is the number of rows a historyRead reads per query.
-const historyChunk = 256
-
-func openHistory(ctx context.Context, h history.Store, sel history.Selection) *historyRead {
-	sel.Limit = historyChunk
-	return &historyRead{ctx: ctx, h: h, sel: sel, after: sel.After}
-}
-
-// peek returns the next row, false when there is none.
-func (h *historyRead) peek() (*history.PropertyEvent, bool, error) {
-	if len(h.rows) == 0 && !h.done {
-		for row, err := range h.h.Select(h.ctx, h.sel) {
-			if err != nil {
-				return nil, false, fmt.Errorf("read the history of %s.%s: %w", h.sel.ID, h.sel.Key, err)
-			}
-			h.rows = append(h.rows, row)
-		}
-		if len(h.rows) < historyChunk {
-			h.done = true
-		}
-		if len(h.rows) > 0 {
-			h.sel.After = history.Continuation(h.rows[len(h.rows)-1])
-		}
-	}
-	if len(h.rows) == 0 {
-		return nil, false, nil
-	}
-	return &h.rows[0], true, nil
-}
-
-// deletedBefore reports whether the twin's next deletion still to come is before log position
-// seq and before next, the next row if ok, and if so consumes it.
-func (h *historyRead) deletedBefore(seq uint64, ok bool, next *history.PropertyEvent) bool {
-	if len(h.deleted) == 0 || h.deleted[0] >= seq || ok && h.deleted[0] >= next.Seq {
-		return false
-	}
-	h.deleted = h.deleted[1:]
-	return true
-}
-
-// take consumes the row peek returned.
-func (h *historyRead) take() {
-	h.after = history.Continuation(h.rows[0])
-	h.rows = h.rows[1:]
+	return group, members, nil
 }
 
 func encodeToken(t backtestToken) string {

@@ -18,16 +18,28 @@
 // twins that already have data history or because its stored state is gone or cannot be
 // read (logged), has its model rebuilt when data history is on: before scoring the point of
 // record n, the scorer waits until the history writer has written the log through record
-// n-1 (once per batch at most), then scores with a fresh model the series' history rows
-// before record n, from the latest creation of the twin on, in the order and with the code
-// of a backtest. The model then holds what a detector that watched the series from its first
-// point holds, and the points scored from then on get the scores a backtest gives them. A
-// point of a twin's creation needs no history: it begins the series. Without data history a
-// series without a usable state starts with a fresh model, which warms up again.
+// n-1 (once per batch at most), then replays the series' timeline up to record n, which it
+// leaves out. The timeline (replay.go) is the backtest's: the series' history rows merged in
+// log order with its siblings' when the detector compares peers, each point scored by the
+// model with the siblings' values then, a fresh model after each deletion of the twin and a
+// sibling's value forgotten at its deletion, as history's lifecycle tells. The model then
+// holds what a detector that watched the series and its siblings from their first points
+// holds, its peer part included, and the points scored from then on get the scores a backtest
+// gives them. The scorer also takes from the replay the latest values of siblings it holds
+// none of, as when their states are gone too, once per sibling and run. A point of a twin's
+// creation needs no rebuilt model: it begins the series. Without data history a series
+// without a usable state starts with a fresh model, which warms up again.
+//
+// # Peers
+//
+// With peers on, a point is also compared with the latest values of the same property of its
+// twin's siblings (peers.go): streaming keeps the value of each series' latest point, and
+// its stored state holds it, so a restart compares with the same values.
 //
 // # Backtest
 //
-// Backtest scores the points data history holds of one series with a fresh model from the
-// first, without look-ahead, starting a fresh model again at each creation of the twin, so
-// its scores equal those of streaming; a continuation token carries the model's state.
+// Backtest replays the timeline of one series with a fresh model from the first point data
+// history holds, without look-ahead, starting a fresh model again after each deletion of the
+// twin, so its scores equal those of streaming; a continuation token carries the model's
+// state and where each sibling's history was read to, with its latest value.
 package detector

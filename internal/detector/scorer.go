@@ -125,16 +125,22 @@ func (sc *scorer) stream(ctx context.Context) error {
 	for _, st := range stored {
 		states[series{st.Twin, st.Property}] = st.State
 	}
+	pr := newPeers(sc.def.Peers, stored)
+	members, err := sc.members(ctx)
+	if err != nil {
+		return err
+	}
 	dets := map[series]*anomaly.Detector{}
-	rb := &rebuilder{sc: sc}
+	rb := &rebuilder{sc: sc, peers: pr}
 	// detector returns the model of series k to score the point record ch brings, in the
-	// batch that ends with record last: its stored state, else one rebuilt (rebuild.go).
+	// batch that ends with record last: its stored state, else one rebuilt (rebuild.go), which
+	// also gives pr the values of its siblings that pr lacks.
 	detector := func(k series, ch *store.Change, last uint64) (*anomaly.Detector, error) {
 		if d := dets[k]; d != nil {
 			return d, nil
 		}
 		b, stored := states[k]
-		d, err := rb.model(ctx, k, b, stored, ch, last)
+		d, err := rb.model(ctx, k, b, stored, ch, last, members)
 		if err != nil {
 			return nil, err
 		}
@@ -142,11 +148,6 @@ func (sc *scorer) stream(ctx context.Context) error {
 		return d, nil
 	}
 
-	pr := newPeers(sc.def.Peers, stored)
-	members, err := sc.members(ctx)
-	if err != nil {
-		return err
-	}
 	asked := time.Now()
 	var (
 		x       = extractor{properties: sc.def.Properties}

@@ -73,17 +73,7 @@ func scoreFloor(t *testing.T, base Config, f floorRun, want int, restarts ...int
 	}
 	s, stop := start(t, cfg, nil)
 	c := apiClient{t, s.URL()}
-	c.do("POST", "/models", floorModels, http.StatusCreated)
-	c.do("PUT", "/digitaltwins/floor-1", `{"$metadata":{"$model":"dtmi:test:Floor;1"}}`, http.StatusOK)
-	ids := make([]string, f.thermostats)
-	for j := range ids {
-		ids[j] = fmt.Sprintf("t-%d", j)
-	}
-	for _, id := range ids {
-		c.do("PUT", "/digitaltwins/"+id, `{"$metadata":{"$model":"dtmi:test:Thermostat;1"},"temp":21}`, http.StatusOK)
-		c.do("PUT", "/digitaltwins/floor-1/relationships/"+id, `{"$targetId":"`+id+`","$relationshipName":"contains"}`, http.StatusOK)
-	}
-	for i, row := range f.values() {
+	feedFloor(&c, f, func(i int) {
 		if slices.Contains(restarts, i) {
 			// Stopped mid-stream: the detectors may not have scored the latest readings yet.
 			if err := stop(); err != nil {
@@ -92,31 +82,7 @@ func scoreFloor(t *testing.T, base Config, f floorRun, want int, restarts ...int
 			s, stop = start(t, cfg, nil)
 			c = apiClient{t, s.URL()}
 		}
-		last := ids[len(ids)-1]
-		switch {
-		case f.gone[1] == 0:
-		case i == f.gone[0]:
-			c.do("DELETE", "/digitaltwins/floor-1/relationships/"+last, "", http.StatusNoContent)
-			c.do("DELETE", "/digitaltwins/"+last, "", http.StatusNoContent)
-		case i == f.gone[1]:
-			// Without a value: a point between the twin's creation and its relationship's would
-			// be compared with the siblings the graph had when the detector read it.
-			c.do("PUT", "/digitaltwins/"+last, `{"$metadata":{"$model":"dtmi:test:Thermostat;1"}}`, http.StatusOK)
-			c.do("PUT", "/digitaltwins/floor-1/relationships/"+last, `{"$targetId":"`+last+`","$relationshipName":"contains"}`, http.StatusOK)
-		}
-		for j, v := range row {
-			switch {
-			case ids[j] == last && i >= f.gone[0] && i < f.gone[1]:
-			case ids[j] == last && i == f.gone[1] && f.gone[1] > 0:
-				// The first value of the twin created again.
-				c.do("PATCH", "/digitaltwins/"+last, fmt.Sprintf(`[{"op":"add","path":"/temp","value":%v},`+
-					`{"op":"add","path":"/$metadata/temp/sourceTime","value":%q}]`, v, time.Date(2026, 1, 1, 0, i, 0, 0, time.UTC).Format(time.RFC3339)),
-					http.StatusNoContent)
-			default:
-				patchReading(c, ids[j], i, v)
-			}
-		}
-	}
+	})
 	waitFor(t, "the detectors to score every reading and their anomalies to arrive", func() bool {
 		n := uint64(0)
 		for _, name := range []string{"peers", "alone"} {
@@ -191,6 +157,48 @@ func TestDetectorPeersOnPostgreSQL(t *testing.T) {
 	}
 	// t-5 misses the steps it was gone.
 	checkPeersBacktest(t, c, streamed, map[string]int{"t-0": f.steps + 1, "t-5": f.steps + 1 - (f.gone[1] - f.gone[0])})
+}
+
+// feedFloor builds the floor of f through *c and sends its readings, calling step(i) before
+// step i: step may change *c, to go on with another server.
+func feedFloor(c *apiClient, f floorRun, step func(i int)) {
+	c.do("POST", "/models", floorModels, http.StatusCreated)
+	c.do("PUT", "/digitaltwins/floor-1", `{"$metadata":{"$model":"dtmi:test:Floor;1"}}`, http.StatusOK)
+	ids := make([]string, f.thermostats)
+	for j := range ids {
+		ids[j] = fmt.Sprintf("t-%d", j)
+	}
+	for _, id := range ids {
+		c.do("PUT", "/digitaltwins/"+id, `{"$metadata":{"$model":"dtmi:test:Thermostat;1"},"temp":21}`, http.StatusOK)
+		c.do("PUT", "/digitaltwins/floor-1/relationships/"+id, `{"$targetId":"`+id+`","$relationshipName":"contains"}`, http.StatusOK)
+	}
+	for i, row := range f.values() {
+		step(i)
+		last := ids[len(ids)-1]
+		switch {
+		case f.gone[1] == 0:
+		case i == f.gone[0]:
+			c.do("DELETE", "/digitaltwins/floor-1/relationships/"+last, "", http.StatusNoContent)
+			c.do("DELETE", "/digitaltwins/"+last, "", http.StatusNoContent)
+		case i == f.gone[1]:
+			// Without a value: a point between the twin's creation and its relationship's would
+			// be compared with the siblings the graph had when the detector read it.
+			c.do("PUT", "/digitaltwins/"+last, `{"$metadata":{"$model":"dtmi:test:Thermostat;1"}}`, http.StatusOK)
+			c.do("PUT", "/digitaltwins/floor-1/relationships/"+last, `{"$targetId":"`+last+`","$relationshipName":"contains"}`, http.StatusOK)
+		}
+		for j, v := range row {
+			switch {
+			case ids[j] == last && i >= f.gone[0] && i < f.gone[1]:
+			case ids[j] == last && i == f.gone[1] && f.gone[1] > 0:
+				// The first value of the twin created again.
+				c.do("PATCH", "/digitaltwins/"+last, fmt.Sprintf(`[{"op":"add","path":"/temp","value":%v},`+
+					`{"op":"add","path":"/$metadata/temp/sourceTime","value":%q}]`, v, time.Date(2026, 1, 1, 0, i, 0, 0, time.UTC).Format(time.RFC3339)),
+					http.StatusNoContent)
+			default:
+				patchReading(*c, ids[j], i, v)
+			}
+		}
+	}
 }
 
 // checkPeersBacktest backtests detector "peers" over the given thermostats of the floor that

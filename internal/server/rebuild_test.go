@@ -296,3 +296,79 @@ func TestDetectorRecreatedTwinIsNewSeries(t *testing.T) {
 		t.Errorf("no spike raised at %s among %+v", minute(spike), lateWant)
 	}
 }
+
+// floorDef is a detector over the thermostats of floorModels that compares each with its
+// siblings (the default) and raises every point it scores above 0 (sensitivity 1), so that
+// the anomaly events tell every score but the zeros.
+const floorDef = `{"twins":"SELECT * FROM DIGITALTWINS WHERE IS_OF_MODEL('dtmi:test:Thermostat;1')","properties":["temp"],` +
+	`"sensitivity":1,"warmUp":20}`
+
+// TestDetectorPeersRebuilt checks that models of a detector comparing peers, rebuilt from
+// data history, hold the peer part of their state and that the scorer gets the siblings'
+// values it lacks, so that every point gets to the bit the score a backtest gives it. On a
+// floor of six thermostats, one of which is deleted and created again, detector "lost"
+// scores from the start; the server is stopped, and started again with the states of three
+// thermostats deleted and a fourth's overwritten with bytes that are no state. Detector
+// "late" is created after that, over the floor's history.
+func TestDetectorPeersRebuilt(t *testing.T) {
+	hook := newAnomalyHook(t)
+	cfg := detectorConfig(t.TempDir(), hook.URL)
+	f := floorRun{thermostats: 6, steps: 150, drift: 40, sigma: 0.2, slope: 0.01, gone: [2]int{50, 70}}
+	const restart, created = 90, 110
+	// reporting returns how many thermostats report at steps [from, to).
+	reporting := func(from, to int) uint64 {
+		n := uint64(0)
+		for i := from; i < to; i++ {
+			n += uint64(f.thermostats)
+			if i >= f.gone[0] && i < f.gone[1] {
+				n--
+			}
+		}
+		return n
+	}
+	s, stop := start(t, cfg, nil)
+	c := apiClient{t, s.URL()}
+	feedFloor(&c, f, func(i int) {
+		switch i {
+		case 0:
+			c.do("PUT", "/detectors/lost", floorDef, http.StatusCreated)
+		case restart:
+			waitScored(t, c, "lost", reporting(0, restart))
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(cfg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.store.UpdateDetectors(context.Background(), func(w store.DetectorWriter) error {
+				for _, id := range []string{"t-1", "t-2", "t-3"} {
+					if err := w.DeleteDetectorTwin("lost", id); err != nil {
+						return err
+					}
+				}
+				return w.PutDetectorState(store.DetectorState{Detector: "lost", Twin: "t-4", Property: "temp", State: []byte("no state")})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, s)
+			waitReady(t, s)
+			c = apiClient{t, s.URL()}
+		case created:
+			c.do("PUT", "/detectors/late", floorDef, http.StatusCreated)
+		}
+	})
+	waitScored(t, c, "lost", reporting(restart, f.steps))
+	waitScored(t, c, "late", reporting(created, f.steps))
+	for j := range f.thermostats {
+		id := fmt.Sprintf("t-%d", j)
+		// The creation's value and every reading it reported.
+		n := 1 + int(reporting(0, f.steps)) - (f.thermostats-1)*f.steps
+		if j < f.thermostats-1 {
+			n = 1 + f.steps
+		}
+		sameScores(t, hook, "lost", id, raised(backtest(t, c, "lost", id, n), "lost", id, ""))
+		sameScores(t, hook, "late", id, raised(backtest(t, c, "late", id, n), "late", id, minute(created)))
+	}
+}
