@@ -86,6 +86,9 @@ func (sc *scorer) run(ctx context.Context) {
 		err := sc.stream(ctx)
 		sc.running.Store(false)
 		if ctx.Err() != nil {
+			if err != nil {
+				sc.svc.logger.Warn("detector "+sc.name+": stopped without a checkpoint; a start scores again from the last one", slog.Any("err", err))
+			}
 			return
 		}
 		sc.svc.logger.Error("detector "+sc.name+": scoring failed; starting again from its cursor", slog.Any("err", err))
@@ -293,18 +296,23 @@ func (c *checkpoint) commit(ctx context.Context, cursor, through uint64, events 
 		return nil
 	}
 	name := c.sc.name
+	// The states are encoded before the transaction, which holds the store's writer.
+	states := make([]store.DetectorState, 0, len(c.dirty))
+	for k := range c.dirty {
+		b, err := c.dets[k].MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("encode the state of %s.%s: %w", k.twin, k.property, err)
+		}
+		states = append(states, store.DetectorState{Detector: name, Twin: k.twin, Property: k.property, State: b})
+	}
 	err := c.sc.svc.st.UpdateDetectors(ctx, func(w store.DetectorWriter) error {
 		for twin := range c.gone {
 			if err := w.DeleteDetectorTwin(name, twin); err != nil {
 				return err
 			}
 		}
-		for k := range c.dirty {
-			b, err := c.dets[k].MarshalBinary()
-			if err != nil {
-				return err
-			}
-			if err := w.PutDetectorState(store.DetectorState{Detector: name, Twin: k.twin, Property: k.property, State: b}); err != nil {
+		for _, st := range states {
+			if err := w.PutDetectorState(st); err != nil {
 				return err
 			}
 		}
