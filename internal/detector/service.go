@@ -176,6 +176,11 @@ func (s *Service) Put(ctx context.Context, name string, body []byte) (created bo
 			if err := w.SetConsumerCursor(consumer(name), s.st.Log().Last()); err != nil {
 				return err
 			}
+			// An events cursor that a scorer of a detector of the same name left behind
+			// (moved on another node while this one deleted it) is no longer of use.
+			if err := w.DeleteConsumerCursor(eventsConsumer(name)); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
 			return w.PutDetector(store.Detector{Name: name, Config: config, Created: time.Now()})
 		case err != nil:
 			return err
@@ -334,6 +339,10 @@ func (s *Service) Run(ctx context.Context) {
 // follow starts, restarts and stops scorers so that they score the stored detectors as
 // stored.
 func (s *Service) follow(ctx context.Context) error {
+	// The detectors are read under s.mu, as Put and Delete write them: a scorer that a Put
+	// starts meanwhile is not taken for that of a deleted detector and stopped.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var ds []store.Detector
 	err := s.st.ViewDetectors(ctx, func(r store.DetectorReader) error {
 		var err error
@@ -343,8 +352,6 @@ func (s *Service) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	stored := make(map[string]bool, len(ds))
 	for _, d := range ds {
 		stored[d.Name] = true
