@@ -72,8 +72,9 @@ type Status struct {
 	Twins int
 	// Points and Anomalies count the points scored and the anomalies raised.
 	Points, Anomalies uint64
-	// LagRecords counts the change log records after the detector's cursor, and LagSeconds
-	// is the age of the oldest of them (0 when none wait).
+	// LagRecords counts the change log records after the last one the detector scored (not
+	// after its last checkpoint), and LagSeconds is the age of the oldest of them (0 when
+	// none wait).
 	LagRecords int64
 	LagSeconds float64
 	LastError  string
@@ -202,7 +203,7 @@ func (s *Service) Put(ctx context.Context, name string, body []byte) (created bo
 	return created, nil
 }
 
-// Delete deletes detector name, its states and its cursor; store.ErrNotFound when there is
+// Delete deletes detector name, its states and its cursors; store.ErrNotFound when there is
 // none.
 func (s *Service) Delete(ctx context.Context, name string) error {
 	s.mu.Lock()
