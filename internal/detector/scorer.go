@@ -86,6 +86,9 @@ func (sc *scorer) run(ctx context.Context) {
 		err := sc.stream(ctx)
 		sc.running.Store(false)
 		if ctx.Err() != nil {
+			if err != nil {
+				sc.svc.logger.Warn("detector "+sc.name+": stopped without a checkpoint; a start scores again from the last one", slog.Any("err", err))
+			}
 			return
 		}
 		sc.svc.logger.Error("detector "+sc.name+": scoring failed; starting again from its cursor", slog.Any("err", err))
@@ -100,18 +103,24 @@ func (sc *scorer) run(ctx context.Context) {
 	}
 }
 
-// stream loads the detector's cursor and states and scores the change log after the cursor
-// until ctx ends or a step fails. Each batch's states, anomaly events and cursor commit in
-// one transaction, so the scores after a restart are those an uninterrupted run gives.
+// stream loads the detector's last checkpoint, its states and the cursor they are of, and
+// scores the change log after that cursor until ctx ends or a step fails.
+//
+// Each batch's anomaly events commit with the cursor of the events (eventsConsumer) in one
+// transaction; the states learned stay in memory, and a checkpoint commits those that
+// changed with the consumer cursor in one transaction every Config.CheckpointInterval and
+// when ctx ends. Scoring is deterministic, so after a crash the records after the checkpoint
+// score as they did, and those up to the events cursor raise no anomaly again: the scores
+// and events after a restart are those an uninterrupted run gives.
 func (sc *scorer) stream(ctx context.Context) error {
 	svc := sc.svc
 	var (
-		cursor uint64
-		stored []store.DetectorState
+		cursor, through uint64
+		stored          []store.DetectorState
 	)
 	err := svc.st.ViewDetectors(ctx, func(r store.DetectorReader) error {
 		var err error
-		if cursor, err = r.ConsumerCursor(consumer(sc.name)); err != nil {
+		if cursor, through, err = cursors(r, sc.name); err != nil {
 			return err
 		}
 		stored, err = r.DetectorStates(sc.name)
@@ -150,16 +159,24 @@ func (sc *scorer) stream(ctx context.Context) error {
 
 	asked := time.Now()
 	var (
-		x       = extractor{properties: sc.def.Properties}
-		pts     []watchedPoint
+		x   = extractor{properties: sc.def.Properties}
+		pts []watchedPoint
+		// dirty are the series scored since the last checkpoint, and gone the twins deleted
+		// since then, whose states go.
+		dirty = map[series]bool{}
+		gone  = map[string]bool{}
+		ckpt  = checkpoint{sc: sc, dets: dets, dirty: dirty, gone: gone, at: time.Now(), cursor: cursor}
+		// written is when the events cursor last moved.
 		written = time.Now()
 	)
+	// Commits outlive ctx, so that a stop lets the batch being committed and the last
+	// checkpoint finish.
+	commitCtx := context.WithoutCancel(ctx)
 	for {
 		recs, err := readChanges(ctx, svc.st.Log(), cursor, svc.cfg.Batch)
 		if ctx.Err() != nil {
-			// What was scored is committed; a cursor over records that scored nothing may
-			// be left unwritten, and a restart reads them again to no effect.
-			return nil
+			// A clean stop: what was scored is checkpointed, so a start goes on from it.
+			return ckpt.commit(commitCtx, cursor, max(through, cursor), nil)
 		}
 		if err != nil {
 			return fmt.Errorf("read the change log after %d: %w", cursor, err)
@@ -173,8 +190,6 @@ func (sc *scorer) stream(ctx context.Context) error {
 		if err := pr.refresh(ctx, svc.index, recs, members); err != nil {
 			return err
 		}
-		dirty := map[series]bool{}
-		gone := map[string]bool{} // twins deleted, whose states go
 		forget := func(twin string) {
 			for k := range dirty {
 				if k.twin == twin {
@@ -221,7 +236,7 @@ func (sc *scorer) stream(ctx context.Context) error {
 				dirty[k] = true
 				sc.points.Add(1)
 				svc.metrics.scored(sc.name, res)
-				if res.Anomaly {
+				if res.Anomaly && ch.Seq > through {
 					sc.anomalies.Add(1)
 					ev, err := sc.anomalyEvent(ch, k, p, res)
 					if err != nil {
@@ -232,43 +247,93 @@ func (sc *scorer) stream(ctx context.Context) error {
 			}
 		}
 		last := recs[len(recs)-1].Seq
-		if len(dirty) == 0 && len(gone) == 0 && len(events) == 0 && time.Since(written) < time.Second {
-			cursor = last
-			sc.cursor.Store(cursor)
-			continue
-		}
-		err = svc.st.UpdateDetectors(ctx, func(w store.DetectorWriter) error {
-			for twin := range gone {
-				if err := w.DeleteDetectorTwin(sc.name, twin); err != nil {
-					return err
-				}
+		switch {
+		case time.Since(ckpt.at) >= svc.cfg.CheckpointInterval:
+			if err := ckpt.commit(commitCtx, last, max(through, last), events); err != nil {
+				return err
 			}
-			for k := range dirty {
-				b, err := dets[k].MarshalBinary()
-				if err != nil {
-					return err
+			through, written = max(through, last), time.Now()
+		case last > through && (len(events) > 0 || time.Since(written) >= time.Second):
+			// The events cursor also moves at least every second without events, so that
+			// the stored cursors tell other nodes how far the detector has scored.
+			err = svc.st.UpdateDetectors(commitCtx, func(w store.DetectorWriter) error {
+				for _, ev := range events {
+					if err := w.Emit(ev); err != nil {
+						return err
+					}
 				}
-				if err := w.PutDetectorState(store.DetectorState{Detector: sc.name, Twin: k.twin, Property: k.property, State: b}); err != nil {
-					return err
-				}
+				return w.SetConsumerCursor(eventsConsumer(sc.name), last)
+			})
+			if err != nil {
+				return fmt.Errorf("commit the anomalies through record %d: %w", last, err)
 			}
-			for _, ev := range events {
-				if err := w.Emit(ev); err != nil {
-					return err
-				}
-			}
-			return w.SetConsumerCursor(consumer(sc.name), last)
-		})
-		if err != nil {
-			return fmt.Errorf("commit the scores through record %d: %w", last, err)
+			through, written = last, time.Now()
 		}
-		for k := range dirty {
-			b, _ := dets[k].MarshalBinary()
-			states[k] = b
-		}
-		cursor, written = last, time.Now()
+		cursor = last
 		sc.cursor.Store(cursor)
 	}
+}
+
+// checkpoint commits what a scorer learned since its last checkpoint.
+type checkpoint struct {
+	sc   *scorer
+	dets map[series]*anomaly.Detector
+	// dirty and gone are the series scored and the twins deleted since the last checkpoint;
+	// commit empties them.
+	dirty map[series]bool
+	gone  map[string]bool
+	// at is when the last checkpoint committed, or the scorer started; cursor is the record
+	// it is of.
+	at     time.Time
+	cursor uint64
+}
+
+// commit commits, in one transaction, the states of the dirty series and the deletion of
+// the states of the twins gone, as of the record cursor, with events, the consumer cursor
+// at cursor and the events cursor at through. With nothing to commit it commits nothing.
+func (c *checkpoint) commit(ctx context.Context, cursor, through uint64, events []event.Event) error {
+	if len(c.dirty) == 0 && len(c.gone) == 0 && len(events) == 0 && cursor == c.cursor {
+		c.at = time.Now()
+		return nil
+	}
+	name := c.sc.name
+	// The states are encoded before the transaction, which holds the store's writer.
+	states := make([]store.DetectorState, 0, len(c.dirty))
+	for k := range c.dirty {
+		b, err := c.dets[k].MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("encode the state of %s.%s: %w", k.twin, k.property, err)
+		}
+		states = append(states, store.DetectorState{Detector: name, Twin: k.twin, Property: k.property, State: b})
+	}
+	err := c.sc.svc.st.UpdateDetectors(ctx, func(w store.DetectorWriter) error {
+		for twin := range c.gone {
+			if err := w.DeleteDetectorTwin(name, twin); err != nil {
+				return err
+			}
+		}
+		for _, st := range states {
+			if err := w.PutDetectorState(st); err != nil {
+				return err
+			}
+		}
+		for _, ev := range events {
+			if err := w.Emit(ev); err != nil {
+				return err
+			}
+		}
+		if err := w.SetConsumerCursor(eventsConsumer(name), through); err != nil {
+			return err
+		}
+		return w.SetConsumerCursor(consumer(name), cursor)
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint the states through record %d: %w", cursor, err)
+	}
+	clear(c.dirty)
+	clear(c.gone)
+	c.at, c.cursor = time.Now(), cursor
+	return nil
 }
 
 // anomalyEvent returns the event of an anomaly of the point p of series k, taken from ch.

@@ -529,9 +529,9 @@ type DetectorState struct {
 }
 
 // Detectors is the part of a store that keeps anomaly detectors and the learned state of
-// their series. A detector's scoring commits its states, the cursor of its log consumer and
-// the events it raises in one transaction, so UpdateDetectors hands fn a DetectorWriter that
-// emits events and moves consumer cursors as well. Its transactions have the semantics of
+// their series. A detector's scoring commits the events it raises with a consumer cursor, and
+// its states with another, each in one transaction, so UpdateDetectors hands fn a
+// DetectorWriter that emits events and moves consumer cursors as well. Its transactions have the semantics of
 // Store's View and Update (they share the writer and its group commit).
 type Detectors interface {
 	ViewDetectors(ctx context.Context, fn func(DetectorReader) error) error

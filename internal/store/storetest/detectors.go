@@ -25,6 +25,7 @@ func RunDetectors(t *testing.T, open func(t *testing.T) DetectorStore) {
 	tests := []testCase[DetectorStore]{
 		{"Detectors", testDetectors},
 		{"DetectorStatesCommitWithCursorAndEvents", testDetectorStatesCommit},
+		{"DetectorEventsCommitApartFromStates", testDetectorEventsCommit},
 	}
 	runCases(t, open, tests)
 }
@@ -182,4 +183,55 @@ func testDetectorStatesCommit(t *testing.T, s DetectorStore) {
 	if last := s.Log().Last(); last != 1 {
 		t.Errorf("log holds %d records, want 1", last)
 	}
+}
+
+// testDetectorEventsCommit checks what a detector's scoring relies on between checkpoints:
+// events commit, or roll back, with one consumer cursor while the states and another cursor
+// stay as the last checkpoint left them, and one cursor goes without the other.
+func testDetectorEventsCommit(t *testing.T, s DetectorStore) {
+	const scored, events = "detector d", "detector d events"
+	updateDetectors(t, s, func(w store.DetectorWriter) error {
+		return errors.Join(
+			w.PutDetectorState(store.DetectorState{Detector: "d", Twin: "t1", Property: "p", State: []byte{1}}),
+			w.SetConsumerCursor(scored, 5),
+			w.SetConsumerCursor(events, 5))
+	})
+	updateDetectors(t, s, func(w store.DetectorWriter) error {
+		return errors.Join(w.Emit(about("1", event.Anomaly, "t1")), w.SetConsumerCursor(events, 9))
+	})
+	errAbort := errors.New("abort")
+	err := s.UpdateDetectors(context.Background(), func(w store.DetectorWriter) error {
+		if err := errors.Join(w.Emit(about("2", event.Anomaly, "t1")), w.SetConsumerCursor(events, 12)); err != nil {
+			return err
+		}
+		return errAbort
+	})
+	if !errors.Is(err, errAbort) {
+		t.Fatalf("UpdateDetectors = %v, want the fn's error", err)
+	}
+	viewDetectors(t, s, func(r store.DetectorReader) error {
+		if c, err := r.ConsumerCursor(scored); err != nil || c != 5 {
+			t.Errorf("ConsumerCursor of the checkpoint = %d, %v, want 5", c, err)
+		}
+		if c, err := r.ConsumerCursor(events); err != nil || c != 9 {
+			t.Errorf("ConsumerCursor of the events = %d, %v, want 9", c, err)
+		}
+		if states, err := r.DetectorStates("d"); err != nil || len(states) != 1 || !bytes.Equal(states[0].State, []byte{1}) {
+			t.Errorf("DetectorStates = %+v, %v, want the checkpoint's", states, err)
+		}
+		return nil
+	})
+	if last := s.Log().Last(); last != 1 {
+		t.Errorf("log holds %d records, want the committed event's", last)
+	}
+
+	updateDetectors(t, s, func(w store.DetectorWriter) error { return w.DeleteConsumerCursor(events) })
+	viewDetectors(t, s, func(r store.DetectorReader) error {
+		_, err := r.ConsumerCursor(events)
+		wantNotFound(t, "ConsumerCursor of the deleted events cursor", err)
+		if c, err := r.ConsumerCursor(scored); err != nil || c != 5 {
+			t.Errorf("ConsumerCursor of the checkpoint after the other's deletion = %d, %v, want 5", c, err)
+		}
+		return nil
+	})
 }
