@@ -24,7 +24,7 @@ func (s *Store) Lifecycle(ctx context.Context, q history.LifecycleSelection) ([]
 	defer tx.Rollback()
 	where, args := lifecycleWhere(q)
 	var twins []history.TwinLifecycleEvent
-	err = scanRows(ctx, tx, `SELECT Seq, Action, TimeStamp, ServiceId, ModelId FROM `+s.t.TwinLifecycle+
+	err = s.scanRead(ctx, tx, `SELECT Seq, Action, TimeStamp, ServiceId, ModelId FROM `+s.t.TwinLifecycle+
 		` WHERE TwinId = ?`+where, args, func(rows *sql.Rows) error {
 		e := history.TwinLifecycleEvent{TwinID: q.ID}
 		var seq, ts int64
@@ -39,7 +39,7 @@ func (s *Store) Lifecycle(ctx context.Context, q history.LifecycleSelection) ([]
 		return nil, fmt.Errorf("read the lifecycle history of %q: %w", q.ID, err)
 	}
 	var rels []history.RelationshipLifecycleEvent
-	err = scanRows(ctx, tx, `SELECT Seq, RelationshipId, Name, Action, TimeStamp, ServiceId, Target FROM `+
+	err = s.scanRead(ctx, tx, `SELECT Seq, RelationshipId, Name, Action, TimeStamp, ServiceId, Target FROM `+
 		s.t.RelationshipLifecycle+` WHERE Source = ?`+where, args, func(rows *sql.Rows) error {
 		e := history.RelationshipLifecycleEvent{Source: q.ID}
 		var seq, ts int64
@@ -87,6 +87,28 @@ func scanRows(ctx context.Context, q interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }, query string, args []any, scan func(*sql.Rows) error) error {
 	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// scanRead runs query, one of the store's reading statements (see Store.read), in read
+// transaction tx and calls scan for each row.
+func (s *Store) scanRead(ctx context.Context, tx *sql.Tx, query string, args []any, scan func(*sql.Rows) error) error {
+	st, err := s.read(ctx, query)
+	if err != nil {
+		return err
+	}
+	st = tx.StmtContext(ctx, st)
+	defer st.Close()
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return err
 	}

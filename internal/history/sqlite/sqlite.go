@@ -66,6 +66,11 @@ type Store struct {
 	rdb *sql.DB
 	q   queries
 	rq  rollupStatements
+	// reads holds the reading statements prepared on rdb, by text, guarded by readsMu:
+	// database/sql prepares each on a connection the first time it runs there and reuses it
+	// after. Their texts are built from a fixed set of fragments, so there are few of them.
+	readsMu sync.Mutex
+	reads   map[string]*sql.Stmt
 	// newestCheckpoint is at least the time of the newest checkpoint, complete or not (-1:
 	// none), and building the checkpoint being built, if any; both guarded by wmu.
 	newestCheckpoint int64
@@ -117,7 +122,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("locate history database: %w", err)
 	}
-	s := &Store{cfg: cfg, path: path, t: t}
+	s := &Store{cfg: cfg, path: path, t: t, reads: map[string]*sql.Stmt{}}
 	sync := "synchronous(FULL)"
 	if cfg.NoSync {
 		sync = "synchronous(OFF)"
@@ -208,7 +213,34 @@ CREATE INDEX IF NOT EXISTS ` + an + `_retention ON ` + an + ` (TimeStamp);
 
 // Close implements history.Store.
 func (s *Store) Close() error {
-	return errors.Join(s.rdb.Close(), s.wdb.Close())
+	s.readsMu.Lock()
+	var errs []error
+	for _, st := range s.reads {
+		errs = append(errs, st.Close())
+	}
+	s.reads = nil
+	s.readsMu.Unlock()
+	return errors.Join(append(errs, s.rdb.Close(), s.wdb.Close())...)
+}
+
+// read returns the reading statement of text query, prepared on rdb once and kept until
+// Close. query must come from a bounded set of texts (fixed fragments, values bound as
+// arguments): each text keeps a statement per reading connection.
+func (s *Store) read(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.readsMu.Lock()
+	defer s.readsMu.Unlock()
+	if st, ok := s.reads[query]; ok {
+		return st, nil
+	}
+	if s.reads == nil {
+		return nil, errors.New("the history store is closed")
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.reads[query] = st
+	return st, nil
 }
 
 // Write implements history.Store.
@@ -487,7 +519,12 @@ func (s *Store) Select(ctx context.Context, q history.Selection) iter.Seq2[histo
 			b.WriteString(` LIMIT ?`)
 			args = append(args, q.Limit)
 		}
-		rows, err := s.rdb.QueryContext(ctx, b.String(), args...)
+		st, err := s.read(ctx, b.String())
+		if err != nil {
+			fail(err)
+			return
+		}
+		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
 			fail(err)
 			return
