@@ -40,13 +40,17 @@ func (a *API) detectorOperations() []operation {
 
 // detectorStatusJSON is a detector's status.
 type detectorStatusJSON struct {
-	State      string  `json:"state"`
-	Twins      int     `json:"twins"`
-	Points     uint64  `json:"points"`
-	Anomalies  uint64  `json:"anomalies"`
-	LagRecords int64   `json:"lagRecords"`
-	LagSeconds float64 `json:"lagSeconds"`
-	LastError  string  `json:"lastError,omitempty"`
+	State     string `json:"state"`
+	Twins     int    `json:"twins"`
+	Points    uint64 `json:"points"`
+	Anomalies uint64 `json:"anomalies"`
+	// RebuiltSeries and Rebuilt count the series whose models were rebuilt from data
+	// history and the points replayed to rebuild them.
+	RebuiltSeries uint64  `json:"rebuiltSeries"`
+	Rebuilt       uint64  `json:"rebuilt"`
+	LagRecords    int64   `json:"lagRecords"`
+	LagSeconds    float64 `json:"lagSeconds"`
+	LastError     string  `json:"lastError,omitempty"`
 }
 
 // detectorJSON is a detector as the API shows it.
@@ -70,6 +74,7 @@ func toDetectorJSON(d detector.Detector) detectorJSON {
 		CreatedTime: d.Created.UTC().Format(time.RFC3339Nano),
 		Status: detectorStatusJSON{
 			State: st.State, Twins: st.Twins, Points: st.Points, Anomalies: st.Anomalies,
+			RebuiltSeries: st.RebuiltSeries, Rebuilt: st.Rebuilt,
 			LagRecords: st.LagRecords, LagSeconds: st.LagSeconds, LastError: st.LastError,
 		},
 	}

@@ -36,6 +36,10 @@ type PatchDetectorRun struct {
 	Points   uint64
 	LagAtEnd int64
 	CatchUp  time.Duration
+	// RebuiltSeries and Rebuilt count the series whose models the detector rebuilt from
+	// data history during the run, and the points it replayed to rebuild them: the
+	// detector is created over twins that already have history.
+	RebuiltSeries, Rebuilt uint64
 }
 
 // rows returns the table rows of the run, against the acknowledged patches per second of the
@@ -56,17 +60,21 @@ func (d PatchDetectorRun) rows(before float64) [][2]string {
 		{"group commit, detector", groupCommit(d.Store)},
 		{"detector", fmt.Sprintf("%d points scored of %v on every twin; %d records behind when the load ended, all scored %v later",
 			d.Points, d.Properties, d.LagAtEnd, d.CatchUp.Round(time.Millisecond))},
+		{"rebuilt from history", fmt.Sprintf("%d series' models, replaying %d points of their history",
+			d.RebuiltSeries, d.Rebuilt)},
 	}
 }
 
 // detectorStatus is the part of GET /detectors/{name} the benchmark reads.
 type detectorStatus struct {
 	Status struct {
-		State      string `json:"state"`
-		Twins      int    `json:"twins"`
-		Points     uint64 `json:"points"`
-		LagRecords int64  `json:"lagRecords"`
-		LastError  string `json:"lastError"`
+		State         string `json:"state"`
+		Twins         int    `json:"twins"`
+		Points        uint64 `json:"points"`
+		RebuiltSeries uint64 `json:"rebuiltSeries"`
+		Rebuilt       uint64 `json:"rebuilt"`
+		LagRecords    int64  `json:"lagRecords"`
+		LastError     string `json:"lastError"`
 	} `json:"status"`
 }
 
@@ -92,7 +100,7 @@ func runDetectorLoad(ctx context.Context, cfg PatchConfig, servers []*server.Ser
 	if err != nil {
 		return run, err
 	}
-	points := st.Status.Points
+	points, series, rebuilt := st.Status.Points, st.Status.RebuiltSeries, st.Status.Rebuilt
 	logger.Info("patching with a detector", slog.Any("properties", run.Properties), slog.Duration("duration", cfg.Duration))
 	if run.Load, run.ServerCPU, run.Store, err = measureLoad(ctx, cfg, servers, addrs); err != nil {
 		return run, err
@@ -110,6 +118,7 @@ func runDetectorLoad(ctx context.Context, cfg PatchConfig, servers []*server.Ser
 		run.CatchUp = 0
 	}
 	run.Points = st.Status.Points - points
+	run.RebuiltSeries, run.Rebuilt = st.Status.RebuiltSeries-series, st.Status.Rebuilt-rebuilt
 	api := apiClient{http: http.DefaultClient, base: servers[0].URL()}
 	if err := api.remove(ctx, path); err != nil {
 		return run, fmt.Errorf("delete the detector: %w", err)

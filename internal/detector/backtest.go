@@ -140,7 +140,9 @@ func (s *Service) Backtest(ctx context.Context, name string, q BacktestQuery) (B
 			return BacktestPage{}, err
 		}
 	}
-	t, err := openTimeline(ctx, s.hist, def, k, group, members, from)
+	t, err := openTimeline(ctx, s.hist, def, k, group, members, from, func(id string) ([]uint64, error) {
+		return deletions(ctx, s.hist, id, from.through)
+	})
 	if err != nil {
 		return BacktestPage{}, err
 	}

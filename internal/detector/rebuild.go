@@ -37,6 +37,10 @@ type rebuilder struct {
 	replayed map[series]bool
 	// reached is a Seq through which data history is known to hold the log's rows.
 	reached uint64
+	// deleted holds the twins' deletions read from data history for the batch that ends
+	// with record batch: the series of a twin that a batch rebuilds read them once.
+	deleted map[string][]uint64
+	batch   uint64
 }
 
 // model returns the model that scores the point of series k that record ch brings, for a
@@ -77,12 +81,15 @@ func (rb *rebuilder) model(ctx context.Context, k series, state []byte, stored b
 	if err := rb.await(ctx, last-1); err != nil {
 		return nil, err
 	}
-	t, n, err := replay(ctx, sc.svc.hist, sc.def, k, group, members, ch.Seq)
+	t, n, err := replay(ctx, sc.svc.hist, sc.def, k, group, members, ch.Seq, rb.deletions(ctx, last))
 	if err != nil {
 		return nil, fmt.Errorf("rebuild the model of %s.%s from data history: %w", k.twin, k.property, err)
 	}
 	if rebuild {
 		det = t.det
+		sc.rebuiltSeries.Add(1)
+		sc.rebuilt.Add(uint64(n))
+		sc.svc.metrics.rebuilt(sc.name, n)
 		sc.svc.logger.Debug("detector "+sc.name+": rebuilt the model of a series from data history",
 			slog.String("twin", k.twin), slog.String("property", k.property), slog.Int("points", n), slog.Uint64("before", ch.Seq))
 	}
@@ -100,6 +107,27 @@ func (rb *rebuilder) model(ctx context.Context, k series, state []byte, stored b
 		rb.replayed[sib] = true
 	}
 	return det, nil
+}
+
+// deletions returns what reads the deletions of a twin for a replay in the batch that ends
+// with record last, which has waited for data history through the record before last: read
+// once per twin and batch, they hold every deletion that any replay of the batch, which stops
+// before a record of it, takes.
+func (rb *rebuilder) deletions(ctx context.Context, last uint64) func(id string) ([]uint64, error) {
+	if rb.deleted == nil || rb.batch != last {
+		rb.deleted, rb.batch = map[string][]uint64{}, last
+	}
+	return func(id string) ([]uint64, error) {
+		if d, ok := rb.deleted[id]; ok {
+			return d, nil
+		}
+		d, err := deletions(ctx, rb.sc.svc.hist, id, 0)
+		if err != nil {
+			return nil, err
+		}
+		rb.deleted[id] = d
+		return d, nil
+	}
 }
 
 // await waits until data history holds the rows of the log through record through, or ctx
@@ -137,8 +165,8 @@ func (rb *rebuilder) await(ctx context.Context, through uint64) error {
 // group, from history's first row up to the rows of record before, which it leaves out: it
 // returns the timeline as it stands just before that record, and how many of the series'
 // points it scored. There is no look-ahead: nothing of record before or after it is read.
-func replay(ctx context.Context, h history.Store, def Definition, k series, group []string, members map[string]bool, before uint64) (*timeline, int, error) {
-	t, err := openTimeline(ctx, h, def, k, group, members, timelineStart{})
+func replay(ctx context.Context, h history.Store, def Definition, k series, group []string, members map[string]bool, before uint64, deleted func(id string) ([]uint64, error)) (*timeline, int, error) {
+	t, err := openTimeline(ctx, h, def, k, group, members, timelineStart{}, deleted)
 	if err != nil {
 		return nil, 0, err
 	}

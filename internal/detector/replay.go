@@ -44,8 +44,9 @@ type timelineStart struct {
 
 // openTimeline opens the timeline of series k of detector def, whose twin's sibling group is
 // siblings and whose detector's query selects members, from start. Only the siblings that
-// members holds are read.
-func openTimeline(ctx context.Context, h history.Store, def Definition, k series, siblings []string, members map[string]bool, start timelineStart) (*timeline, error) {
+// members holds are read. deleted returns the log positions, in order, of a twin's deletions
+// after start.through: at least all of those before the point the timeline is read to.
+func openTimeline(ctx context.Context, h history.Store, def Definition, k series, siblings []string, members map[string]bool, start timelineStart, deleted func(id string) ([]uint64, error)) (*timeline, error) {
 	t := &timeline{def: def, k: k, members: members, pr: newPeers(def.Peers, nil), det: def.newDetector()}
 	if start.state != nil {
 		if err := t.det.UnmarshalBinary(start.state); err != nil {
@@ -55,7 +56,7 @@ func openTimeline(ctx context.Context, h history.Store, def Definition, k series
 	t.pr.siblings[k.twin] = siblings
 	t.own = openHistory(ctx, h, history.Selection{ID: k.twin, Key: k.property, After: start.after})
 	var err error
-	if t.own.deleted, err = deletions(ctx, h, k.twin, start.through); err != nil {
+	if t.own.deleted, err = deleted(k.twin); err != nil {
 		return nil, err
 	}
 	for _, id := range siblings {
@@ -67,7 +68,7 @@ func openTimeline(ctx context.Context, h history.Store, def Definition, k series
 			t.pr.scored(series{id, k.property}, *read.Latest)
 		}
 		sib := openHistory(ctx, h, history.Selection{ID: id, Key: k.property, After: read.After})
-		if sib.deleted, err = deletions(ctx, h, id, start.through); err != nil {
+		if sib.deleted, err = deleted(id); err != nil {
 			return nil, err
 		}
 		t.sibs = append(t.sibs, sib)

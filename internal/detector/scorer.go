@@ -61,7 +61,11 @@ type scorer struct {
 	twins     atomic.Int64
 	points    atomic.Uint64
 	anomalies atomic.Uint64
-	running   atomic.Bool
+	// rebuiltSeries and rebuilt count the series whose models were rebuilt from data
+	// history and the points replayed to rebuild them.
+	rebuiltSeries atomic.Uint64
+	rebuilt       atomic.Uint64
+	running       atomic.Bool
 	// mu guards lastError.
 	mu        sync.Mutex
 	lastError string
@@ -69,7 +73,8 @@ type scorer struct {
 
 // status returns the scorer's status, without the lag.
 func (sc *scorer) status() Status {
-	st := Status{State: "stopped", Twins: int(sc.twins.Load()), Points: sc.points.Load(), Anomalies: sc.anomalies.Load()}
+	st := Status{State: "stopped", Twins: int(sc.twins.Load()), Points: sc.points.Load(), Anomalies: sc.anomalies.Load(),
+		RebuiltSeries: sc.rebuiltSeries.Load(), Rebuilt: sc.rebuilt.Load()}
 	if sc.running.Load() {
 		st.State = "running"
 	}

@@ -72,6 +72,11 @@ type Status struct {
 	Twins int
 	// Points and Anomalies count the points scored and the anomalies raised.
 	Points, Anomalies uint64
+	// RebuiltSeries counts the series whose models were rebuilt from data history (those
+	// without a state to go on from: of a detector created over twins with history, or whose
+	// stored state could not be read), and Rebuilt the points of their histories replayed to
+	// rebuild them: the warm-up, which scores no point of the log.
+	RebuiltSeries, Rebuilt uint64
 	// LagRecords counts the change log records after the last one the detector scored (not
 	// after its last checkpoint), and LagSeconds is the age of the oldest of them (0 when
 	// none wait).
