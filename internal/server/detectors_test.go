@@ -101,6 +101,10 @@ func detectorStatus(t *testing.T, c apiClient, name string) (st struct {
 	Points     uint64 `json:"points"`
 	Anomalies  uint64 `json:"anomalies"`
 	LagRecords int64  `json:"lagRecords"`
+	// RebuiltSeries and Rebuilt count the models rebuilt from data history and the points
+	// replayed to rebuild them.
+	RebuiltSeries uint64 `json:"rebuiltSeries"`
+	Rebuilt       uint64 `json:"rebuilt"`
 }) {
 	t.Helper()
 	var d struct {

@@ -183,6 +183,11 @@ func createdOverHistory(t *testing.T, cfg Config) {
 		patchReading(c, "room-2", i, rebuildReading(i, -1, 30))
 	}
 	waitScored(t, c, "late", 2*(n-created))
+	// Each room's model was rebuilt once, from its creation's point and the created
+	// readings before the detector.
+	if st := detectorStatus(t, c, "late"); st.RebuiltSeries != 2 || st.Rebuilt != 2*(created+1) {
+		t.Errorf("status rebuilt %d series from %d points, want 2 from %d", st.RebuiltSeries, st.Rebuilt, 2*(created+1))
+	}
 	for _, id := range rooms {
 		want := raised(backtest(t, c, "late", id, n+1), "late", id, minute(created))
 		sameScores(t, hook, "late", id, want)
