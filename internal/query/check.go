@@ -248,7 +248,12 @@ func (pl *plan) resolve(p *expr.Path) (item, error) {
 func (pl *plan) checkWhere() error {
 	logical := 0
 	var err error
+	// Walk goes on to a node's siblings when its visit returns false, so once err is set
+	// every later visit returns at once, keeping the first error.
 	expr.Walk(pl.q.Where, func(n expr.Node) bool {
+		if err != nil {
+			return false
+		}
 		switch n := n.(type) {
 		case *expr.Logical:
 			if logical++; logical > MaxLogical {
