@@ -229,51 +229,78 @@ type lifecycleRow struct {
 	TargetID         string `json:"targetId,omitempty"`
 }
 
+// seqWindow is what a history read paged by log position asks: from=/to= (RFC 3339) bounding
+// the rows' time, and the page: the log position to continue after (0 on the first page) and
+// the page size.
+type seqWindow struct {
+	From, To time.Time
+	After    uint64
+	Size     int
+}
+
+// parseSeqWindow reads a seqWindow from r's from=, to=, max-items-per-page and continuation
+// token, with 400s for bad ones.
+func parseSeqWindow(r *http.Request) (seqWindow, error) {
+	q := query(r)
+	var (
+		win seqWindow
+		err error
+	)
+	if win.From, err = timeParam(q.Get("from"), "from"); err != nil {
+		return win, err
+	}
+	if win.To, err = timeParam(q.Get("to"), "to"); err != nil {
+		return win, err
+	}
+	if !win.From.IsZero() && !win.To.IsZero() && !win.From.Before(win.To) {
+		return win, twin.InvalidArgument(fmt.Sprintf("from (%s) must be before to (%s).", q.Get("from"), q.Get("to")))
+	}
+	c, err := parseCursor(r)
+	if err != nil {
+		return win, err
+	}
+	if win.Size, err = pageSize(r, DefaultHistoryPageSize, MaxHistoryPageSize); err != nil {
+		return win, err
+	}
+	if c.After != "" {
+		if win.After, err = strconv.ParseUint(c.After, 10, 64); err != nil {
+			return win, twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
+		}
+		win.Size = c.Limit
+	}
+	return win, nil
+}
+
+// writeSeqPage writes the page of rows, read with a limit of win.Size+1, each shown by show:
+// a row beyond win.Size means another page, which starts after the last shown row's log
+// position seq(row).
+func writeSeqPage[R, V any](w http.ResponseWriter, r *http.Request, win seqWindow, rows []R, seq func(R) uint64, show func(R) V) error {
+	out := page[V]{Value: make([]V, 0, min(len(rows), win.Size))}
+	for _, row := range rows {
+		if len(out.Value) == win.Size {
+			out.NextLink = nextLink(r, strconv.FormatUint(seq(rows[win.Size-1]), 10), win.Size)
+			break
+		}
+		out.Value = append(out.Value, show(row))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
 // twinLifecycle serves GET /digitaltwins/{id}/lifecycle: the creations and deletions of the
 // twin and of the relationships it is the source of, from the lifecycle tables, in the
 // order they happened, from=/to= (RFC 3339) bounding their time. As every history, it
 // outlives the twin; an unknown twin has an empty one.
 func (a *API) twinLifecycle(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	q := query(r)
-	sel := history.LifecycleSelection{ID: r.PathValue("id")}
-	var err error
-	if sel.From, err = timeParam(q.Get("from"), "from"); err != nil {
-		return err
-	}
-	if sel.To, err = timeParam(q.Get("to"), "to"); err != nil {
-		return err
-	}
-	if !sel.From.IsZero() && !sel.To.IsZero() && !sel.From.Before(sel.To) {
-		return twin.InvalidArgument(fmt.Sprintf("from (%s) must be before to (%s).", q.Get("from"), q.Get("to")))
-	}
-	c, err := parseCursor(r)
+	win, err := parseSeqWindow(r)
 	if err != nil {
 		return err
 	}
-	size, err := pageSize(r, DefaultHistoryPageSize, MaxHistoryPageSize)
+	events, err := a.cfg.History.Store.Lifecycle(r.Context(), history.LifecycleSelection{
+		ID: r.PathValue("id"), From: win.From, To: win.To, After: win.After, Limit: win.Size + 1})
 	if err != nil {
 		return err
 	}
-	if c.After != "" {
-		if sel.After, err = strconv.ParseUint(c.After, 10, 64); err != nil {
-			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
-		}
-		size = c.Limit
-	}
-	sel.Limit = size + 1
-	events, err := a.cfg.History.Store.Lifecycle(r.Context(), sel)
-	if err != nil {
-		return err
-	}
-	out := page[lifecycleRow]{Value: make([]lifecycleRow, 0, min(len(events), size))}
-	for _, e := range events {
-		if len(out.Value) == size {
-			out.NextLink = nextLink(r, strconv.FormatUint(events[size-1].Seq(), 10), size)
-			break
-		}
-		out.Value = append(out.Value, lifecycleRowOf(e))
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeSeqPage(w, r, win, events, history.LifecycleEvent.Seq, lifecycleRowOf)
 }
 
 // anomalyRow is one anomaly as GET /digitaltwins/{id}/anomalies shows it.
@@ -290,47 +317,19 @@ type anomalyRow struct {
 // the twin's properties, in the order they were raised, from=/to= (RFC 3339) bounding the
 // points' time and detector=D keeping one detector's.
 func (a *API) twinAnomalies(w http.ResponseWriter, r *http.Request, _ apiVersion) error {
-	q := query(r)
-	sel := history.AnomalySelection{ID: r.PathValue("id"), Detector: q.Get("detector")}
-	var err error
-	if sel.From, err = timeParam(q.Get("from"), "from"); err != nil {
-		return err
-	}
-	if sel.To, err = timeParam(q.Get("to"), "to"); err != nil {
-		return err
-	}
-	if !sel.From.IsZero() && !sel.To.IsZero() && !sel.From.Before(sel.To) {
-		return twin.InvalidArgument(fmt.Sprintf("from (%s) must be before to (%s).", q.Get("from"), q.Get("to")))
-	}
-	c, err := parseCursor(r)
+	win, err := parseSeqWindow(r)
 	if err != nil {
 		return err
 	}
-	size, err := pageSize(r, DefaultHistoryPageSize, MaxHistoryPageSize)
+	rows, err := a.cfg.History.Store.Anomalies(r.Context(), history.AnomalySelection{
+		ID: r.PathValue("id"), Detector: query(r).Get("detector"), From: win.From, To: win.To, After: win.After, Limit: win.Size + 1})
 	if err != nil {
 		return err
 	}
-	if c.After != "" {
-		if sel.After, err = strconv.ParseUint(c.After, 10, 64); err != nil {
-			return twin.InvalidArgument("The continuation token is not valid. Use the nextLink of the previous page as it was returned.")
-		}
-		size = c.Limit
-	}
-	sel.Limit = size + 1
-	rows, err := a.cfg.History.Store.Anomalies(r.Context(), sel)
-	if err != nil {
-		return err
-	}
-	out := page[anomalyRow]{Value: make([]anomalyRow, 0, min(len(rows), size))}
-	for _, e := range rows {
-		if len(out.Value) == size {
-			out.NextLink = nextLink(r, strconv.FormatUint(rows[size-1].Seq, 10), size)
-			break
-		}
-		out.Value = append(out.Value, anomalyRow{TimeStamp: formatTime(e.TimeStamp), Property: e.Key, Value: e.Value,
-			Score: e.Score, Kind: e.Kind, Detector: e.Detector})
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeSeqPage(w, r, win, rows, func(e history.AnomalyEvent) uint64 { return e.Seq }, func(e history.AnomalyEvent) anomalyRow {
+		return anomalyRow{TimeStamp: formatTime(e.TimeStamp), Property: e.Key, Value: e.Value,
+			Score: e.Score, Kind: e.Kind, Detector: e.Detector}
+	})
 }
 
 func lifecycleRowOf(e history.LifecycleEvent) lifecycleRow {
