@@ -87,6 +87,12 @@ func scanRows(ctx context.Context, q interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }, query string, args []any, scan func(*sql.Rows) error) error {
 	rows, err := q.QueryContext(ctx, query, args...)
+	return eachRow(rows, err, scan)
+}
+
+// eachRow calls scan for each of rows, the result of a query that failed with err when err
+// is not nil, and closes them.
+func eachRow(rows *sql.Rows, err error, scan func(*sql.Rows) error) error {
 	if err != nil {
 		return err
 	}
@@ -109,16 +115,7 @@ func (s *Store) scanRead(ctx context.Context, tx *sql.Tx, query string, args []a
 	st = tx.StmtContext(ctx, st)
 	defer st.Close()
 	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return eachRow(rows, err, scan)
 }
 
 // Anomalies implements history.Store.
