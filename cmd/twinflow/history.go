@@ -100,17 +100,9 @@ row per creation or deletion.`,
 			if err != nil {
 				return err
 			}
-			now := time.Now()
-			var from, to time.Time
-			if since != "" {
-				if from, err = parseWhen("--since", since, now); err != nil {
-					return err
-				}
-			}
-			if until != "" {
-				if to, err = parseWhen("--until", until, now); err != nil {
-					return err
-				}
+			from, to, err := timeFlags(since, until, time.Now())
+			if err != nil {
+				return err
 			}
 			cl, err := a.client()
 			if err != nil {
