@@ -2,7 +2,6 @@ package detector
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/twinflow/twinflow/internal/event"
 	"github.com/twinflow/twinflow/internal/graph"
 	"github.com/twinflow/twinflow/internal/store"
-	"github.com/twinflow/twinflow/internal/store/sqlite"
 	"github.com/twinflow/twinflow/internal/twins"
 )
 
@@ -20,16 +18,7 @@ import (
 // and which peer values a point gets.
 func TestSiblingGroups(t *testing.T) {
 	ctx := context.Background()
-	logger := slog.New(slog.DiscardHandler)
-	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir(), NoSync: true}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tw, err := twins.New(twins.Config{ServiceID: "test"}, st, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, tw, logger := openTwins(t)
 	if _, err := tw.AddModels(ctx, []byte(`[{"@id":"dtmi:t:Thing;1","@type":"Interface","@context":"dtmi:dtdl:context;3",
 		"contents":[{"@type":"Property","name":"temp","schema":"double"},
 			{"@type":"Relationship","name":"contains"},{"@type":"Relationship","name":"feeds"}]}]`)); err != nil {

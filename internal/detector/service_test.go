@@ -26,16 +26,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // stops its scorer.
 func TestFollowsOtherNodes(t *testing.T) {
 	ctx := context.Background()
-	logger := slog.New(slog.DiscardHandler)
-	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir(), NoSync: true}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tw, err := twins.New(twins.Config{ServiceID: "test"}, st, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, tw, logger := openTwins(t)
 	idx, err := graph.New(ctx, graph.Config{}, st, tw.Models, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -80,4 +71,21 @@ func TestFollowsOtherNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the detector deleted elsewhere to stop here", func() bool { return running() == nil })
+}
+
+// openTwins opens a store in a new directory, closed when the test ends, and the twins
+// service over it, both logging to the returned logger.
+func openTwins(t *testing.T) (*sqlite.Store, *twins.Service, *slog.Logger) {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	st, err := sqlite.Open(sqlite.Config{Dir: t.TempDir(), NoSync: true}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tw, err := twins.New(twins.Config{ServiceID: "test"}, st, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, tw, logger
 }
