@@ -159,6 +159,7 @@ func (sc *scorer) stream(ctx context.Context) error {
 			return nil, err
 		}
 		dets[k] = d
+		delete(states, k) // the model holds it now
 		return d, nil
 	}
 
@@ -195,23 +196,24 @@ func (sc *scorer) stream(ctx context.Context) error {
 		if err := pr.refresh(ctx, svc.index, recs, members); err != nil {
 			return err
 		}
+		// forget drops what the detector learned of twin's series: a look-up per watched
+		// property, so that deleting many twins costs no scan of every series. The stored
+		// states of a twin the detector watched go too, those of properties it no longer
+		// watches included.
 		forget := func(twin string) {
-			for k := range dirty {
-				if k.twin == twin {
-					delete(dirty, k)
-				}
+			if members[twin] {
+				gone[twin] = true
 			}
-			for k := range states {
-				if k.twin == twin {
-					delete(states, k)
+			for _, p := range sc.def.Properties {
+				k := series{twin, p}
+				_, inStates := states[k]
+				_, inDets := dets[k]
+				if inStates || inDets {
 					gone[twin] = true
 				}
-			}
-			for k := range dets {
-				if k.twin == twin {
-					delete(dets, k)
-					gone[twin] = true
-				}
+				delete(dirty, k)
+				delete(states, k)
+				delete(dets, k)
 			}
 			pr.forget(twin)
 		}
